@@ -1,0 +1,361 @@
+package ciba
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Delivery scheduling. Every outbound message (the channel's message to the
+// user, the ping or push to the client) is recorded in the request as a
+// Delivery before it is sent, so a restart resumes it. Each attempt is first
+// claimed by a compare-and-set that moves NextAttempt forward (a lease: no
+// other worker sends it meanwhile), then sent, then its outcome recorded.
+
+const (
+	firstBackoff  = time.Second
+	maxBackoff    = time.Minute
+	maxInFlight   = 64
+	sweepInterval = time.Minute
+)
+
+// scheduler is the set of requests the dispatcher must look at, with the
+// earliest time each needs a look.
+type scheduler struct {
+	mu  sync.Mutex
+	due map[string]time.Time
+}
+
+func (q *scheduler) add(id string, at time.Time) {
+	q.mu.Lock()
+	if cur, ok := q.due[id]; !ok || at.Before(cur) {
+		q.due[id] = at
+	}
+	q.mu.Unlock()
+}
+
+// take removes and returns the ids due at now and the earliest later time.
+func (q *scheduler) take(now time.Time) (ids []string, next time.Time) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for id, at := range q.due {
+		if !at.After(now) {
+			ids = append(ids, id)
+			delete(q.due, id)
+		} else if next.IsZero() || at.Before(next) {
+			next = at
+		}
+	}
+	return ids, next
+}
+
+// wake asks the dispatcher to look at its schedule now.
+func (s *Service) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// schedule asks the dispatcher to look at request id at time at.
+func (s *Service) schedule(id string, at time.Time) {
+	s.sched.add(id, at)
+	s.wake()
+}
+
+// Run delivers due messages, records expiries that ping and push clients
+// must hear of, and removes requests past their grace time, until ctx is
+// done. It first resumes what the store holds from before a restart.
+func (s *Service) Run(ctx context.Context) error {
+	if err := s.sweep(ctx); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	sem := make(chan struct{}, maxInFlight)
+	sweep := time.NewTicker(sweepInterval)
+	defer sweep.Stop()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		ids, next := s.sched.take(s.now())
+		for _, id := range ids {
+			s.process(ctx, id, func(f func()) {
+				sem <- struct{}{}
+				wg.Add(1)
+				go func() {
+					defer func() { <-sem; wg.Done() }()
+					f()
+				}()
+			})
+		}
+		wait := time.Hour
+		if !next.IsZero() {
+			wait = max(next.Sub(s.now()), time.Millisecond)
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.kick:
+		case <-timer.C:
+		case <-sweep.C:
+			if err := s.sweep(ctx); err != nil {
+				s.log.Warn("sweep", slog.Any("error", err))
+			}
+		}
+	}
+}
+
+// sweep schedules every request that has something to deliver or to expire,
+// and deletes requests past their grace time.
+func (s *Service) sweep(ctx context.Context) error {
+	now := s.now()
+	var gone []string
+	err := s.d.Store.ListRequests(ctx, func(r *AuthRequest) bool {
+		switch {
+		case now.After(r.ExpiresAt.Add(s.cfg.ExpiredGrace)):
+			gone = append(gone, r.ID)
+		case r.UserNotice.Pending() || r.ClientNotice.Pending():
+			s.sched.add(r.ID, now)
+		case r.Status == StatusPending && r.Mode != ModePoll:
+			s.sched.add(r.ID, r.ExpiresAt)
+		case r.Status == StatusApproved && r.Result != nil:
+			s.sched.add(r.ID, r.ExpiresAt) // drop tokens nobody took
+		}
+		return true
+	})
+	for _, id := range gone {
+		if err := s.d.Store.DeleteRequest(ctx, id); err != nil && !errors.Is(err, ErrNotFound) {
+			s.log.Warn("delete expired request", slog.Any("error", err))
+		}
+	}
+	s.wake()
+	return err
+}
+
+// process looks at one request: expires it, clears tokens nobody may take
+// any more, claims due deliveries and hands them to spawn, and schedules the
+// next look.
+func (s *Service) process(ctx context.Context, id string, spawn func(func())) {
+	now := s.now()
+	r, err := s.d.Store.GetRequest(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return
+	}
+	if err != nil {
+		s.log.Warn("dispatch: get request", slog.Any("error", err))
+		s.sched.add(id, now.Add(firstBackoff))
+		return
+	}
+	if r.Status == StatusPending && r.Expired(now) || r.Status == StatusApproved && r.Expired(now) && r.Result != nil {
+		r, err = s.d.Store.UpdateRequest(ctx, id, func(r *AuthRequest) error {
+			if r.Status == StatusApproved && r.Expired(now) {
+				// Tokens never taken: drop them (they must not outlive the request).
+				r.Result = nil
+				if r.ClientNotice.Pending() {
+					r.ClientNotice.Done, r.ClientNotice.LastError = true, "the request expired before delivery"
+				}
+				return nil
+			}
+			if r.Mode == ModePoll {
+				return errNothingToDo
+			}
+			return r.Expire(now)
+		})
+		if errors.Is(err, errNothingToDo) {
+			r, err = s.d.Store.GetRequest(ctx, id)
+		}
+		if err != nil {
+			if !errors.Is(err, ErrNotFound) {
+				s.log.Warn("dispatch: expire", slog.Any("error", err))
+				s.sched.add(id, now.Add(firstBackoff))
+			}
+			return
+		}
+	}
+	var next time.Time
+	later := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	if r.UserNotice.Pending() {
+		if r.Status != StatusPending || r.Expired(now) {
+			s.finishDelivery(ctx, id, userNotice, "the request is no longer pending")
+		} else if at := r.UserNotice.NextAttempt; at.After(now) {
+			later(at)
+		} else if claimed, ok := s.claim(ctx, id, userNotice, now); ok {
+			spawn(func() { s.deliver(ctx, claimed, userNotice) })
+			later(claimed.UserNotice.NextAttempt)
+		}
+	}
+	if r.ClientNotice.Pending() {
+		if at := r.ClientNotice.NextAttempt; at.After(now) {
+			later(at)
+		} else if claimed, ok := s.claim(ctx, id, clientNotice, now); ok {
+			spawn(func() { s.deliver(ctx, claimed, clientNotice) })
+			later(claimed.ClientNotice.NextAttempt)
+		}
+	}
+	if !r.Expired(now) && (r.Status == StatusPending && r.Mode != ModePoll || r.Status == StatusApproved && r.Result != nil) {
+		later(r.ExpiresAt) // expire it, or drop its tokens, then
+	}
+	if !next.IsZero() {
+		s.sched.add(id, next)
+	}
+}
+
+var errNothingToDo = errors.New("nothing to do")
+
+type deliveryKind int
+
+const (
+	userNotice deliveryKind = iota
+	clientNotice
+)
+
+func (k deliveryKind) of(r *AuthRequest) *Delivery {
+	if k == userNotice {
+		return &r.UserNotice
+	}
+	return &r.ClientNotice
+}
+
+func (k deliveryKind) String() string {
+	if k == userNotice {
+		return "channel"
+	}
+	return "client notification"
+}
+
+// claim takes the lease on the next attempt of a delivery: it counts the
+// attempt and moves NextAttempt to when a retry would be due.
+func (s *Service) claim(ctx context.Context, id string, k deliveryKind, now time.Time) (*AuthRequest, bool) {
+	r, err := s.d.Store.UpdateRequest(ctx, id, func(r *AuthRequest) error {
+		d := k.of(r)
+		if !d.Pending() || d.NextAttempt.After(now) {
+			return errNothingToDo
+		}
+		d.Attempts++
+		d.NextAttempt = now.Add(backoff(d.Attempts))
+		return nil
+	})
+	if err != nil {
+		if !errors.Is(err, errNothingToDo) && !errors.Is(err, ErrNotFound) {
+			s.log.Warn("dispatch: claim", slog.String("delivery", k.String()), slog.Any("error", err))
+			s.sched.add(id, now.Add(firstBackoff))
+		}
+		return nil, false
+	}
+	return r, true
+}
+
+// backoff is the wait after the n-th failed attempt: 1 s, 2 s, 4 s … 1 min.
+func backoff(n int) time.Duration {
+	d := firstBackoff
+	for i := 1; i < n && d < maxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, maxBackoff)
+}
+
+// deliver makes one claimed attempt and records its outcome.
+func (s *Service) deliver(ctx context.Context, r *AuthRequest, k deliveryKind) {
+	client, ok := s.d.Clients(r.ClientID)
+	var err error
+	switch {
+	case !ok:
+		s.finishDelivery(ctx, r.ID, k, "the client is no longer registered")
+		return
+	case k == userNotice:
+		err = s.d.Channel.Send(ctx, r, client, Notice{
+			ApproveURL:    s.cfg.ApproveURL(r.ApprovalID),
+			CallbackURL:   s.cfg.CallbackURL,
+			CallbackToken: s.CallbackToken(r.ApprovalID),
+		})
+	case r.Mode == ModePing:
+		err = s.d.Notifier.Ping(ctx, client.NotificationEndpoint, r.NotificationToken, r.ID)
+	case r.Mode == ModePush:
+		var body []byte
+		body, err = s.pushBody(r)
+		if err == nil {
+			err = s.d.Notifier.Push(ctx, client.NotificationEndpoint, r.NotificationToken, body)
+		}
+	}
+	attrs := []slog.Attr{slog.String("delivery", k.String()), slog.String("client_id", r.ClientID), slog.Int("attempt", k.of(r).Attempts)}
+	if err != nil {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "delivery failed", append(attrs, slog.Any("error", err))...)
+		if _, uerr := s.d.Store.UpdateRequest(ctx, r.ID, func(cur *AuthRequest) error {
+			d := k.of(cur)
+			d.LastError = err.Error()
+			deadline := cur.ExpiresAt.Add(s.cfg.ExpiredGrace)
+			if k == clientNotice && cur.Status == StatusApproved || k == userNotice {
+				deadline = cur.ExpiresAt
+			}
+			if !d.NextAttempt.Before(deadline) {
+				d.Done = true // give up: the request is over
+			}
+			return nil
+		}); uerr != nil && !errors.Is(uerr, ErrNotFound) {
+			s.log.Warn("dispatch: record failure", slog.Any("error", uerr))
+		}
+		s.schedule(r.ID, k.of(r).NextAttempt)
+		return
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "delivered", attrs...)
+	s.finishDelivery(ctx, r.ID, k, "")
+}
+
+// finishDelivery marks a delivery done; for a push of tokens the request is
+// redeemed at the same time, so the tokens are handed out exactly once.
+func (s *Service) finishDelivery(ctx context.Context, id string, k deliveryKind, why string) {
+	_, err := s.d.Store.UpdateRequest(ctx, id, func(r *AuthRequest) error {
+		d := k.of(r)
+		if d.Done {
+			return errNothingToDo
+		}
+		d.Done, d.LastError = true, why
+		if k == clientNotice && r.Mode == ModePush && r.Status == StatusApproved && why == "" {
+			r.Status = StatusRedeemed
+			r.Result = nil
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errNothingToDo) && !errors.Is(err, ErrNotFound) {
+		s.log.Warn("dispatch: finish delivery", slog.Any("error", err))
+	}
+}
+
+// pushBody is the push-mode callback body (CIBA §10.3.1, §12): the token
+// response with auth_req_id, or a push error.
+func (s *Service) pushBody(r *AuthRequest) ([]byte, error) {
+	if r.Status == StatusApproved {
+		plain, err := s.d.Sealer.Open(r.Result, []byte(r.ID))
+		if err != nil {
+			return nil, err
+		}
+		var m map[string]any
+		if err := json.Unmarshal(plain, &m); err != nil {
+			return nil, err
+		}
+		m["auth_req_id"] = r.ID
+		return json.Marshal(m)
+	}
+	e := map[string]string{"auth_req_id": r.ID}
+	switch r.Status {
+	case StatusDenied:
+		e["error"], e["error_description"] = string(CodeAccessDenied), "the user denied the request"
+		if r.DenyReason != "" {
+			e["error_description"] = r.DenyReason
+		}
+	case StatusExpired:
+		e["error"], e["error_description"] = string(CodeExpiredToken), "the request expired before the user answered"
+	default:
+		e["error"], e["error_description"] = string(CodeTransactionFailed), "the request could not be completed"
+	}
+	return json.Marshal(e)
+}

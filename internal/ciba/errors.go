@@ -1,0 +1,127 @@
+package ciba
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// ErrorCode is an OAuth 2.0 / CIBA error code as it appears in the "error"
+// member of a JSON error response. Every code cibaproxy can answer is declared
+// here, with the section of the specification it comes from.
+type ErrorCode string
+
+// Error codes of RFC 6749 §5.2 and CIBA Core 1.0 §11, §12 and §13.
+const (
+	// CodeInvalidRequest: a parameter is missing, repeated, malformed or not
+	// allowed (RFC 6749 §5.2, CIBA §13).
+	CodeInvalidRequest ErrorCode = "invalid_request"
+	// CodeInvalidScope: the scope is invalid, unknown, or lacks "openid"
+	// (RFC 6749 §5.2, CIBA §13).
+	CodeInvalidScope ErrorCode = "invalid_scope"
+	// CodeExpiredLoginHintToken: the login_hint_token has expired (CIBA §13).
+	CodeExpiredLoginHintToken ErrorCode = "expired_login_hint_token"
+	// CodeUnknownUserID: the hint does not name a user the OP knows (CIBA §13).
+	CodeUnknownUserID ErrorCode = "unknown_user_id"
+	// CodeUnauthorizedClient: the client may not use CIBA, or this delivery
+	// mode, or this grant (RFC 6749 §5.2, CIBA §13).
+	CodeUnauthorizedClient ErrorCode = "unauthorized_client"
+	// CodeMissingUserCode: the client requires a user_code and none was sent (CIBA §13).
+	CodeMissingUserCode ErrorCode = "missing_user_code"
+	// CodeInvalidUserCode: the user_code is wrong (CIBA §13).
+	CodeInvalidUserCode ErrorCode = "invalid_user_code"
+	// CodeInvalidBindingMessage: the binding_message is too long or has
+	// characters outside the published set (CIBA §13).
+	CodeInvalidBindingMessage ErrorCode = "invalid_binding_message"
+	// CodeInvalidClient: client authentication failed (RFC 6749 §5.2, CIBA §13).
+	// Answered with 401.
+	CodeInvalidClient ErrorCode = "invalid_client"
+	// CodeAccessDenied: the user or the OP refused the request (CIBA §11, §12, §13).
+	CodeAccessDenied ErrorCode = "access_denied"
+	// CodeAuthorizationPending: the user has not yet answered (CIBA §11).
+	CodeAuthorizationPending ErrorCode = "authorization_pending"
+	// CodeSlowDown: the client polls faster than its interval; the interval
+	// grows by at least five seconds (CIBA §11).
+	CodeSlowDown ErrorCode = "slow_down"
+	// CodeExpiredToken: the auth_req_id has expired (CIBA §11, §12).
+	CodeExpiredToken ErrorCode = "expired_token"
+	// CodeInvalidGrant: the auth_req_id is unknown, belongs to another client
+	// or was already redeemed (RFC 6749 §5.2, CIBA §11).
+	CodeInvalidGrant ErrorCode = "invalid_grant"
+	// CodeUnsupportedGrantType: the grant_type is not supported (RFC 6749 §5.2).
+	CodeUnsupportedGrantType ErrorCode = "unsupported_grant_type"
+	// CodeTransactionFailed: the OP could not complete the request for
+	// another reason; used in push error payloads (CIBA §12).
+	CodeTransactionFailed ErrorCode = "transaction_failed"
+	// CodeServerError: an unexpected condition (RFC 6749 §4.1.2.1).
+	CodeServerError ErrorCode = "server_error"
+	// CodeTemporarilyUnavailable: a dependency is down; try again later
+	// (RFC 6749 §4.1.2.1).
+	CodeTemporarilyUnavailable ErrorCode = "temporarily_unavailable"
+)
+
+// Error is a protocol error: the code and description answered to the client,
+// and the HTTP status it is answered with. Handlers turn it into an RFC 6749
+// §5.2 JSON body. Description must never carry a secret or a token.
+type Error struct {
+	Code        ErrorCode
+	Description string
+	// Status is the HTTP status code; zero means the default for Code.
+	Status int
+	// Err is the underlying cause, for logs only; never sent to the client.
+	Err error
+}
+
+// Errorf returns a protocol error with a formatted description.
+func Errorf(code ErrorCode, format string, args ...any) *Error {
+	return &Error{Code: code, Description: fmt.Sprintf(format, args...)}
+}
+
+// Error implements error.
+func (e *Error) Error() string {
+	msg := string(e.Code)
+	if e.Description != "" {
+		msg += ": " + e.Description
+	}
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+// Unwrap returns the underlying cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+// HTTPStatus is the status to answer: Status when set, else the status the
+// specifications give the code.
+func (e *Error) HTTPStatus() int {
+	if e.Status != 0 {
+		return e.Status
+	}
+	switch e.Code {
+	case CodeInvalidClient, CodeInvalidToken:
+		return http.StatusUnauthorized // RFC 6749 §5.2, CIBA §13, RFC 6750 §3.1
+	case CodeAccessDenied:
+		return http.StatusForbidden // CIBA §13
+	case CodeServerError:
+		return http.StatusInternalServerError
+	case CodeTemporarilyUnavailable:
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusBadRequest
+	}
+}
+
+// AsError returns err as a protocol error. Anything that is not already one
+// becomes server_error, so internal details never reach a client.
+func AsError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &Error{Code: CodeServerError, Description: "internal error", Err: err}
+}
+
+// CodeInvalidToken: the bearer presented at the callback endpoint is wrong
+// (RFC 6750 §3.1). Answered with 401.
+const CodeInvalidToken ErrorCode = "invalid_token"

@@ -1,0 +1,126 @@
+package ciba
+
+import (
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// AuthParams are the authentication request parameters of CIBA §7.1, as the
+// client sent them (form parameters or request-object claims turned into
+// strings). The service validates them; the HTTP layer only collects them.
+type AuthParams struct {
+	Scope                   string
+	Hint                    Hint
+	BindingMessage          string
+	UserCode                string
+	RequestedExpiry         string
+	ClientNotificationToken string
+	ACRValues               string
+}
+
+// MaxNotificationToken is the longest client_notification_token accepted
+// (CIBA §7.1: "the length of the token SHOULD NOT exceed 1024 characters").
+const MaxNotificationToken = 1024
+
+// BindingMessagePunctuation lists the punctuation allowed in binding_message
+// besides letters, digits, combining marks and single spaces. It is published
+// in docs/ so client developers know what passes.
+const BindingMessagePunctuation = "-._+/!?#:,;'()@&%*=$€£"
+
+// ValidBindingMessage reports why msg is not an acceptable binding_message
+// of at most max characters, or "" when it is. CIBA §7.1 asks for a
+// "relatively short" message of "a limited set of plain text characters";
+// unlike Keycloak's and oidc-provider's patterns, this one allows spaces so a
+// message like "Code 1234" works.
+func ValidBindingMessage(msg string, max int) string {
+	if !utf8.ValidString(msg) {
+		return "binding_message is not valid UTF-8"
+	}
+	if n := utf8.RuneCountInString(msg); n > max {
+		return "binding_message is " + strconv.Itoa(n) + " characters; at most " + strconv.Itoa(max) + " are allowed"
+	}
+	if strings.TrimSpace(msg) != msg {
+		return "binding_message must not start or end with a space"
+	}
+	if strings.Contains(msg, "  ") {
+		return "binding_message must not contain two spaces in a row"
+	}
+	for _, c := range msg {
+		switch {
+		case c == ' ', unicode.IsLetter(c), unicode.IsDigit(c), unicode.IsMark(c):
+		case strings.ContainsRune(BindingMessagePunctuation, c):
+		default:
+			return "binding_message contains " + strconv.QuoteRune(c) + "; allowed are letters, digits, single spaces and " + BindingMessagePunctuation
+		}
+	}
+	return ""
+}
+
+// validBearer reports whether tok has the b64token syntax of RFC 6750 §2.1:
+// 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+func validBearer(tok string) bool {
+	i := 0
+	for i < len(tok) {
+		c := tok[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~+/", c) >= 0 {
+			i++
+			continue
+		}
+		break
+	}
+	if i == 0 {
+		return false
+	}
+	for ; i < len(tok); i++ {
+		if tok[i] != '=' {
+			return false
+		}
+	}
+	return true
+}
+
+// parseScope splits a scope parameter (RFC 6749 §3.3) into distinct tokens.
+func parseScope(scope string) ([]string, *Error) {
+	fields := strings.Split(scope, " ")
+	out := make([]string, 0, len(fields))
+	seen := make(map[string]bool, len(fields))
+	for _, f := range fields {
+		if f == "" {
+			continue
+		}
+		for i := 0; i < len(f); i++ {
+			if c := f[i]; c < 0x21 || c == 0x22 || c == 0x5c || c > 0x7e {
+				return nil, Errorf(CodeInvalidScope, "scope %q has a character not allowed by RFC 6749 §3.3", f)
+			}
+		}
+		if !seen[f] {
+			seen[f] = true
+			out = append(out, f)
+		}
+	}
+	return out, nil
+}
+
+// parseExpiry parses requested_expiry (CIBA §7.1): a positive integer number
+// of seconds.
+func parseExpiry(s string) (time.Duration, *Error) {
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil || n == 0 || strings.TrimLeft(s, "0123456789") != "" {
+		return 0, Errorf(CodeInvalidRequest, "requested_expiry must be a positive whole number of seconds, got %q", truncate(s, 32))
+	}
+	return time.Duration(n) * time.Second, nil
+}
+
+// truncate shortens s for an error description.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,226 @@
+package ciba
+
+import (
+	"time"
+)
+
+// Status is the state of an authentication request. The only transitions are
+//
+//	pending → approved → redeemed
+//	pending → denied
+//	pending → expired (recorded only for ping and push clients, which must be told)
+//
+// and they are made by the methods below, inside a Store compare-and-set.
+// Expiry is otherwise derived from ExpiresAt: a request past it answers
+// expired_token whatever its status.
+type Status string
+
+// The states of an authentication request.
+const (
+	StatusPending  Status = "pending"
+	StatusApproved Status = "approved"
+	StatusDenied   Status = "denied"
+	StatusExpired  Status = "expired"
+	StatusRedeemed Status = "redeemed"
+)
+
+// DeliveryMode is how the client receives the result (CIBA §5).
+type DeliveryMode string
+
+// The three CIBA token delivery modes.
+const (
+	ModePoll DeliveryMode = "poll"
+	ModePing DeliveryMode = "ping"
+	ModePush DeliveryMode = "push"
+)
+
+// Valid reports whether m is one of the three modes.
+func (m DeliveryMode) Valid() bool {
+	return m == ModePoll || m == ModePing || m == ModePush
+}
+
+// AuthRequest is one backchannel authentication request, from the client's
+// bc-authorize call until its tokens are delivered or it expires. It is the
+// unit of storage: the store keeps it as a whole and changes it only by
+// compare-and-set.
+type AuthRequest struct {
+	// ID is the auth_req_id given to the client (CIBA §7.3): 192 bits of
+	// randomness, so it cannot be guessed.
+	ID string `json:"id"`
+	// ApprovalID is the user-facing id used in approval links. It is a
+	// separate random value so that the auth_req_id, which a client presents
+	// at the token endpoint, never travels to the authentication device.
+	ApprovalID string `json:"approval_id"`
+
+	ClientID string       `json:"client_id"`
+	Mode     DeliveryMode `json:"mode"`
+	// Subject is the user the client named, as resolved by the upstream.
+	Subject string `json:"subject"`
+	// LoginHint is the hint as the client gave it (for display and the
+	// upstream), whichever of the three hint parameters it came in.
+	LoginHint      string   `json:"login_hint,omitempty"`
+	Scopes         []string `json:"scopes"`
+	ACRValues      []string `json:"acr_values,omitempty"`
+	BindingMessage string   `json:"binding_message,omitempty"`
+	// UserCodeHash is the SHA-256 of the user_code, kept where the
+	// authentication device should confirm it; never the code itself.
+	UserCodeHash string `json:"user_code_hash,omitempty"`
+	// NotificationToken is the client_notification_token used as the bearer
+	// of ping and push callbacks (CIBA §10.2, §10.3). It must be kept in
+	// usable form because it is sent back to the client.
+	NotificationToken string `json:"notification_token,omitempty"`
+
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	// Interval is the minimum poll interval first announced (CIBA §7.3).
+	Interval time.Duration `json:"interval"`
+
+	Status Status `json:"status"`
+	// DecidedAt is when the request left pending.
+	DecidedAt time.Time `json:"decided_at,omitzero"`
+	// AuthTime is when the user authenticated, for the ID token's auth_time.
+	AuthTime time.Time `json:"auth_time,omitzero"`
+	// DenyReason is a human-readable reason for a denial, sent as the
+	// error_description of access_denied. No secrets.
+	DenyReason string `json:"deny_reason,omitempty"`
+	// Result is the sealed (encrypted) token response, present only between
+	// approval and delivery.
+	Result []byte `json:"result,omitempty"`
+
+	// UserNotice tracks the authentication channel's message to the user.
+	UserNotice Delivery `json:"user_notice"`
+	// ClientNotice tracks the ping or push callback to the client.
+	ClientNotice Delivery `json:"client_notice"`
+}
+
+// Delivery tracks an outbound message that must be sent once, with retries,
+// surviving a restart of the server.
+type Delivery struct {
+	// Due is set when the message must be sent.
+	Due bool `json:"due,omitempty"`
+	// Done is set once it was accepted by the receiver, or abandoned.
+	Done bool `json:"done,omitempty"`
+	// Attempts counts the attempts made.
+	Attempts int `json:"attempts,omitempty"`
+	// NextAttempt is the earliest time of the next attempt.
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
+	// LastError is the last failure, for operators. No secrets.
+	LastError string `json:"last_error,omitempty"`
+}
+
+// Pending reports whether the message still has to be sent.
+func (d Delivery) Pending() bool { return d.Due && !d.Done }
+
+// Expired reports whether the request is past its lifetime at now.
+func (r *AuthRequest) Expired(now time.Time) bool { return !now.Before(r.ExpiresAt) }
+
+// Clone returns a deep copy, so updaters can work on a copy.
+func (r *AuthRequest) Clone() *AuthRequest {
+	c := *r
+	c.Scopes = append([]string(nil), r.Scopes...)
+	c.ACRValues = append([]string(nil), r.ACRValues...)
+	c.Result = append([]byte(nil), r.Result...)
+	if r.Result == nil {
+		c.Result = nil
+	}
+	return &c
+}
+
+// transition errors: returned by the methods below when the current state
+// does not allow the change. They are protocol errors so callers can answer
+// them directly.
+func notPending(r *AuthRequest) *Error {
+	switch r.Status {
+	case StatusApproved, StatusRedeemed:
+		return Errorf(CodeInvalidRequest, "the request was already approved")
+	case StatusDenied:
+		return Errorf(CodeAccessDenied, "the request was already denied")
+	default:
+		return Errorf(CodeExpiredToken, "the request has expired")
+	}
+}
+
+// Approve moves a pending request to approved with its sealed token response.
+func (r *AuthRequest) Approve(now, authTime time.Time, sealed []byte) error {
+	if r.Status != StatusPending {
+		return notPending(r)
+	}
+	if r.Expired(now) {
+		return Errorf(CodeExpiredToken, "the request has expired")
+	}
+	r.Status = StatusApproved
+	r.DecidedAt = now
+	r.AuthTime = authTime
+	r.Result = sealed
+	if r.Mode != ModePoll {
+		r.ClientNotice = Delivery{Due: true, NextAttempt: now}
+	}
+	return nil
+}
+
+// Deny moves a pending request to denied.
+func (r *AuthRequest) Deny(now time.Time, reason string) error {
+	if r.Status != StatusPending {
+		return notPending(r)
+	}
+	if r.Expired(now) {
+		return Errorf(CodeExpiredToken, "the request has expired")
+	}
+	r.Status = StatusDenied
+	r.DecidedAt = now
+	r.DenyReason = reason
+	if r.Mode != ModePoll {
+		r.ClientNotice = Delivery{Due: true, NextAttempt: now}
+	}
+	return nil
+}
+
+// Expire records the expiry of a pending request, so that a ping or push
+// client can be told (CIBA §10.2, §12). Poll clients learn it by polling.
+func (r *AuthRequest) Expire(now time.Time) error {
+	if r.Status != StatusPending || !r.Expired(now) {
+		return Errorf(CodeInvalidRequest, "the request is not pending past its expiry")
+	}
+	r.Status = StatusExpired
+	r.DecidedAt = now
+	if r.Mode != ModePoll {
+		r.ClientNotice = Delivery{Due: true, NextAttempt: now}
+	}
+	return nil
+}
+
+// Redeem takes the sealed token response out of an approved request and marks
+// it redeemed, so that it is handed out exactly once. It answers the token
+// endpoint's error for every other state (CIBA §11), expiry first.
+func (r *AuthRequest) Redeem(now time.Time) ([]byte, error) {
+	if r.Status == StatusRedeemed {
+		return nil, tokenError(CodeInvalidGrant, "the auth_req_id was already used")
+	}
+	if r.Expired(now) || r.Status == StatusExpired {
+		return nil, tokenError(CodeExpiredToken, "the auth_req_id has expired")
+	}
+	switch r.Status {
+	case StatusPending:
+		return nil, tokenError(CodeAuthorizationPending, "the user has not yet answered")
+	case StatusDenied:
+		desc := "the user denied the request"
+		if r.DenyReason != "" {
+			desc = r.DenyReason
+		}
+		return nil, tokenError(CodeAccessDenied, "%s", desc)
+	}
+	sealed := r.Result
+	r.Status = StatusRedeemed
+	r.Result = nil
+	return sealed, nil
+}
+
+// tokenError is a token endpoint error: every code there is answered with 400
+// except invalid_client (RFC 6749 §5.2, CIBA §11).
+func tokenError(code ErrorCode, format string, args ...any) *Error {
+	e := Errorf(code, format, args...)
+	if code != CodeInvalidClient {
+		e.Status = 400
+	}
+	return e
+}

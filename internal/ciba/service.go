@@ -1,0 +1,494 @@
+package ciba
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Config holds the protocol settings of the service.
+type Config struct {
+	// DefaultExpiry is the lifetime of a request without requested_expiry.
+	DefaultExpiry time.Duration
+	// MaxExpiry caps requested_expiry; a longer request is shortened to it
+	// and expires_in says so.
+	MaxExpiry time.Duration
+	// Interval is the minimum poll interval announced to clients (CIBA §7.3).
+	Interval time.Duration
+	// SlowDownStep is added to a client's interval at each slow_down; CIBA
+	// §11 asks for at least 5 seconds.
+	SlowDownStep time.Duration
+	// PollTolerance forgives a poll arriving this much before its interval
+	// has passed (clock and network jitter).
+	PollTolerance time.Duration
+	// LongPoll holds a pending poll open up to this long until the result
+	// lands (CIBA §7.3 allows it); 0 answers at once.
+	LongPoll time.Duration
+	// ExpiredGrace keeps a request this long after it expired, so a late
+	// poll hears expired_token or invalid_grant rather than "unknown".
+	ExpiredGrace time.Duration
+	// BindingMessageMax is the longest binding_message in characters.
+	BindingMessageMax int
+	// ApproveURL returns the approval page link for an approval id, or ""
+	// when there is no approval page.
+	ApproveURL func(approvalID string) string
+	// CallbackURL is the URL of POST /ciba/callback, told to channels.
+	CallbackURL string
+}
+
+// Deps are the outside parts the service works with.
+type Deps struct {
+	Store    Store
+	Upstream Upstream
+	// Minter issues tokens on approval by callback; nil where tokens come
+	// from elsewhere (the oidc upstream).
+	Minter Minter
+	Sealer Sealer
+	// Channel reaches the user; nil when no channel is configured.
+	Channel  Channel
+	Notifier Notifier
+	// Clients looks up a registered client by id (for deliveries).
+	Clients func(id string) (*Client, bool)
+	// CallbackKey is the HMAC key that makes callback tokens; it must stay
+	// the same across restarts and instances (keep it in the store).
+	CallbackKey []byte
+	Logger      *slog.Logger
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// Service is the CIBA domain: it validates and creates requests, answers
+// polls, records the user's decision and delivers results. Handlers call it;
+// the state machine itself is in request.go.
+type Service struct {
+	cfg   Config
+	d     Deps
+	now   func() time.Time
+	log   *slog.Logger
+	kick  chan struct{}
+	sched scheduler
+}
+
+// NewService checks the configuration and returns a service. Call Run to
+// start deliveries.
+func NewService(cfg Config, d Deps) (*Service, error) {
+	switch {
+	case d.Store == nil || d.Upstream == nil || d.Sealer == nil || d.Notifier == nil || d.Clients == nil:
+		return nil, errors.New("ciba: Store, Upstream, Sealer, Notifier and Clients are required")
+	case len(d.CallbackKey) < 32:
+		return nil, errors.New("ciba: CallbackKey must be at least 32 bytes")
+	case cfg.DefaultExpiry <= 0 || cfg.MaxExpiry < cfg.DefaultExpiry:
+		return nil, fmt.Errorf("ciba: expiry %v must be positive and at most max %v", cfg.DefaultExpiry, cfg.MaxExpiry)
+	case cfg.Interval < time.Second:
+		return nil, fmt.Errorf("ciba: interval %v is below one second", cfg.Interval)
+	case cfg.BindingMessageMax <= 0:
+		return nil, errors.New("ciba: BindingMessageMax must be positive")
+	}
+	if cfg.SlowDownStep < 5*time.Second {
+		cfg.SlowDownStep = 5 * time.Second
+	}
+	if cfg.ApproveURL == nil {
+		cfg.ApproveURL = func(string) string { return "" }
+	}
+	s := &Service{cfg: cfg, d: d, now: d.Now, log: d.Logger, kick: make(chan struct{}, 1), sched: scheduler{due: map[string]time.Time{}}}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	return s, nil
+}
+
+// AuthResponse is the successful authentication response (CIBA §7.3).
+type AuthResponse struct {
+	AuthReqID string `json:"auth_req_id"`
+	ExpiresIn int64  `json:"expires_in"`
+	Interval  int64  `json:"interval,omitempty"`
+}
+
+// Authorize validates an authentication request of the authenticated client
+// c (CIBA §7.1, §7.2), stores it durably and starts reaching the user.
+// Errors are *Error values with the codes of CIBA §13.
+func (s *Service) Authorize(ctx context.Context, c *Client, p AuthParams) (*AuthResponse, error) {
+	now := s.now()
+	if !c.Mode.Valid() {
+		return nil, Errorf(CodeUnauthorizedClient, "client %q has no CIBA token delivery mode", c.ID)
+	}
+	hints := 0
+	for _, h := range []string{p.Hint.LoginHint, p.Hint.LoginHintToken, p.Hint.IDTokenHint} {
+		if h != "" {
+			hints++
+		}
+	}
+	if hints != 1 {
+		return nil, Errorf(CodeInvalidRequest, "exactly one of login_hint, login_hint_token and id_token_hint is required, got %d", hints)
+	}
+	if p.Scope == "" {
+		return nil, Errorf(CodeInvalidRequest, "scope is required")
+	}
+	scopes, e := parseScope(p.Scope)
+	if e != nil {
+		return nil, e
+	}
+	if !slices.Contains(scopes, "openid") {
+		return nil, Errorf(CodeInvalidScope, "scope must include openid (CIBA §7.1)")
+	}
+	if len(c.Scopes) > 0 {
+		for _, sc := range scopes {
+			if !slices.Contains(c.Scopes, sc) {
+				return nil, Errorf(CodeInvalidScope, "client %q may not request scope %q", c.ID, sc)
+			}
+		}
+	}
+	lifetime := s.cfg.DefaultExpiry
+	if p.RequestedExpiry != "" {
+		d, e := parseExpiry(p.RequestedExpiry)
+		if e != nil {
+			return nil, e
+		}
+		lifetime = min(d, s.cfg.MaxExpiry)
+	}
+	var token string
+	if c.Mode != ModePoll {
+		token = p.ClientNotificationToken
+		switch {
+		case token == "":
+			return nil, Errorf(CodeInvalidRequest, "client_notification_token is required for %s clients (CIBA §7.1)", c.Mode)
+		case len(token) > MaxNotificationToken:
+			return nil, Errorf(CodeInvalidRequest, "client_notification_token is longer than %d characters", MaxNotificationToken)
+		case !validBearer(token):
+			return nil, Errorf(CodeInvalidRequest, "client_notification_token does not have the bearer token syntax of RFC 6750 §2.1")
+		}
+	}
+	if p.BindingMessage != "" {
+		if why := ValidBindingMessage(p.BindingMessage, s.cfg.BindingMessageMax); why != "" {
+			return nil, Errorf(CodeInvalidBindingMessage, "%s", why)
+		}
+	}
+	if c.RequireUserCode && p.UserCode == "" {
+		return nil, Errorf(CodeMissingUserCode, "client %q requires a user_code", c.ID)
+	}
+	var acr []string
+	if p.ACRValues != "" {
+		acr = strings.Fields(p.ACRValues)
+	}
+
+	user, err := s.d.Upstream.ResolveUser(ctx, c, p.Hint)
+	if err != nil {
+		return nil, s.upstreamError("resolve user", err)
+	}
+	if p.UserCode != "" {
+		if err := s.d.Upstream.CheckUserCode(ctx, user, p.UserCode); err != nil {
+			return nil, s.upstreamError("check user code", err)
+		}
+	}
+
+	r := &AuthRequest{
+		ID:                randomID(24),
+		ApprovalID:        randomID(16),
+		ClientID:          c.ID,
+		Mode:              c.Mode,
+		Subject:           user.Subject,
+		LoginHint:         user.Display,
+		Scopes:            scopes,
+		ACRValues:         acr,
+		BindingMessage:    p.BindingMessage,
+		NotificationToken: token,
+		CreatedAt:         now,
+		ExpiresAt:         now.Add(lifetime),
+		Interval:          s.cfg.Interval,
+		Status:            StatusPending,
+	}
+	if p.UserCode != "" {
+		sum := sha256.Sum256([]byte(p.UserCode))
+		r.UserCodeHash = hex.EncodeToString(sum[:])
+	}
+	if s.d.Channel != nil {
+		r.UserNotice = Delivery{Due: true, NextAttempt: now}
+	}
+	if err := s.d.Store.CreateRequest(ctx, r); err != nil {
+		return nil, s.storeError("create request", err)
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "auth request created",
+		slog.String("client_id", c.ID), slog.String("subject", user.Subject),
+		slog.String("mode", string(c.Mode)), slog.Duration("lifetime", lifetime))
+	if s.d.Channel != nil || r.Mode != ModePoll {
+		s.schedule(r.ID, now)
+	}
+	return &AuthResponse{
+		AuthReqID: r.ID,
+		ExpiresIn: int64(lifetime / time.Second),
+		Interval:  int64(s.cfg.Interval / time.Second),
+	}, nil
+}
+
+// Poll answers a token request with grant_type
+// urn:openid:params:grant-type:ciba (CIBA §10.1, §11) from the authenticated
+// client c. It returns the token response JSON exactly once, or an *Error:
+// authorization_pending, slow_down, access_denied, expired_token or
+// invalid_grant. With long polling on, a pending poll is held until the
+// result lands or the hold ends.
+func (s *Service) Poll(ctx context.Context, c *Client, authReqID string) ([]byte, error) {
+	if authReqID == "" {
+		return nil, tokenError(CodeInvalidRequest, "auth_req_id is required")
+	}
+	now := s.now()
+	r, err := s.d.Store.GetRequest(ctx, authReqID)
+	if errors.Is(err, ErrNotFound) || err == nil && r.ClientID != c.ID {
+		// The same answer for both, so ids of other clients cannot be probed.
+		return nil, tokenError(CodeInvalidGrant, "unknown auth_req_id")
+	}
+	if err != nil {
+		return nil, s.storeError("get request", err)
+	}
+	if c.Mode == ModePush {
+		return nil, tokenError(CodeUnauthorizedClient, "client %q uses push mode; its tokens are delivered to its notification endpoint", c.ID)
+	}
+	if r.Status != StatusPending || r.Expired(now) {
+		return s.finish(ctx, r, now)
+	}
+
+	hold := min(s.cfg.LongPoll, r.ExpiresAt.Sub(now))
+	var slow bool
+	_, err = s.d.Store.UpdatePace(ctx, r.ID, func(p *Pace) error {
+		if p.Interval == 0 {
+			p.Interval = r.Interval
+		}
+		slow = now.Before(p.HoldUntil) || now.Add(s.cfg.PollTolerance).Before(p.NotBefore)
+		switch {
+		case slow:
+			p.Interval += s.cfg.SlowDownStep
+			p.NotBefore = now.Add(p.Interval)
+		case hold > 0:
+			p.HoldUntil = now.Add(hold)
+		default:
+			p.NotBefore = now.Add(p.Interval)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, s.storeError("update pace", err)
+	}
+	if slow {
+		return nil, tokenError(CodeSlowDown, "poll at most once every interval; the interval has been increased by %d seconds", s.cfg.SlowDownStep/time.Second)
+	}
+	if hold <= 0 {
+		return nil, tokenError(CodeAuthorizationPending, "the user has not yet answered")
+	}
+	r, err = s.hold(ctx, r.ID, hold)
+	end := s.now()
+	if _, perr := s.d.Store.UpdatePace(context.WithoutCancel(ctx), authReqID, func(p *Pace) error {
+		p.HoldUntil = time.Time{}
+		p.NotBefore = end.Add(p.Interval)
+		return nil
+	}); perr != nil && !errors.Is(perr, ErrNotFound) {
+		s.log.WarnContext(ctx, "release long poll", slog.Any("error", perr))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.finish(ctx, r, end)
+}
+
+// hold waits until request id leaves pending, the hold time ends or ctx is
+// done, and returns the request as it then is.
+func (s *Service) hold(ctx context.Context, id string, d time.Duration) (*AuthRequest, error) {
+	changed, stop := s.d.Store.Subscribe(id)
+	defer stop()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		// Read after subscribing, so no change is missed.
+		r, err := s.d.Store.GetRequest(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			return nil, tokenError(CodeInvalidGrant, "unknown auth_req_id")
+		}
+		if err != nil {
+			return nil, s.storeError("get request", err)
+		}
+		if r.Status != StatusPending {
+			return r, nil
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return r, nil
+		case <-ctx.Done():
+			return r, nil
+		}
+	}
+}
+
+// finish answers a poll of a request that is not (or no longer) waiting: the
+// tokens, once, for an approved request, else the error of its state.
+func (s *Service) finish(ctx context.Context, r *AuthRequest, now time.Time) ([]byte, error) {
+	if r.Status != StatusApproved || r.Expired(now) {
+		_, err := r.Clone().Redeem(now)
+		return nil, err
+	}
+	var sealed []byte
+	_, err := s.d.Store.UpdateRequest(ctx, r.ID, func(cur *AuthRequest) error {
+		var err error
+		sealed, err = cur.Redeem(now)
+		return err
+	})
+	if err != nil {
+		var pe *Error
+		if errors.As(err, &pe) {
+			return nil, pe
+		}
+		if errors.Is(err, ErrNotFound) {
+			return nil, tokenError(CodeInvalidGrant, "unknown auth_req_id")
+		}
+		return nil, s.storeError("redeem request", err)
+	}
+	plain, err := s.d.Sealer.Open(sealed, []byte(r.ID))
+	if err != nil {
+		return nil, &Error{Code: CodeServerError, Description: "the stored tokens could not be decrypted", Err: err}
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "tokens delivered", slog.String("client_id", r.ClientID), slog.String("mode", "poll"))
+	return plain, nil
+}
+
+// Approve records the user's approval of request id with the given token
+// response, which is sealed before it is stored. It fails with the request's
+// state error when it is no longer pending.
+func (s *Service) Approve(ctx context.Context, id string, authTime time.Time, tokens []byte) error {
+	now := s.now()
+	sealed, err := s.d.Sealer.Seal(tokens, []byte(id))
+	if err != nil {
+		return &Error{Code: CodeServerError, Description: "the tokens could not be encrypted", Err: err}
+	}
+	r, err := s.d.Store.UpdateRequest(ctx, id, func(r *AuthRequest) error {
+		return r.Approve(now, authTime, sealed)
+	})
+	if err != nil {
+		return s.transitionError("approve", err)
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "auth request approved", slog.String("client_id", r.ClientID), slog.String("subject", r.Subject))
+	s.schedule(id, now)
+	return nil
+}
+
+// Deny records the user's (or the system's) refusal of request id.
+func (s *Service) Deny(ctx context.Context, id, reason string) error {
+	r, err := s.d.Store.UpdateRequest(ctx, id, func(r *AuthRequest) error {
+		return r.Deny(s.now(), reason)
+	})
+	if err != nil {
+		return s.transitionError("deny", err)
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "auth request denied", slog.String("client_id", r.ClientID), slog.String("subject", r.Subject))
+	s.schedule(id, s.now())
+	return nil
+}
+
+// ApproveWithMinter approves request id with tokens from the service's
+// Minter (the local upstream's tokens).
+func (s *Service) ApproveWithMinter(ctx context.Context, r *AuthRequest) error {
+	if s.d.Minter == nil {
+		return &Error{Code: CodeServerError, Description: "this upstream cannot approve a request by callback"}
+	}
+	if r.Status != StatusPending || r.Expired(s.now()) {
+		return notPending(r)
+	}
+	now := s.now()
+	tr, err := s.d.Minter.Mint(ctx, r, now)
+	if err != nil {
+		return &Error{Code: CodeServerError, Description: "tokens could not be issued", Err: err}
+	}
+	body, err := json.Marshal(tr)
+	if err != nil {
+		return &Error{Code: CodeServerError, Description: "tokens could not be encoded", Err: err}
+	}
+	return s.Approve(ctx, r.ID, now, body)
+}
+
+// CallbackToken returns the bearer the authentication-device service
+// presents at POST /ciba/callback for the request with the given approval
+// id. It is derived (HMAC) rather than stored, so that a retried channel
+// message after a restart carries the same token and a store dump holds none.
+func (s *Service) CallbackToken(approvalID string) string {
+	mac := hmac.New(sha256.New, s.d.CallbackKey)
+	mac.Write([]byte("cibaproxy callback\x00"))
+	mac.Write([]byte(approvalID))
+	return approvalID + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// Callback applies the authentication device's answer (the webhook channel's
+// POST /ciba/callback): approved mints and stores tokens, otherwise the
+// request is denied. A wrong token answers invalid_token; a request that is
+// no longer pending answers its state and changes nothing.
+func (s *Service) Callback(ctx context.Context, token string, approved bool, reason string) error {
+	approvalID, _, ok := strings.Cut(token, ".")
+	if !ok || !hmac.Equal([]byte(s.CallbackToken(approvalID)), []byte(token)) {
+		return Errorf(CodeInvalidToken, "the callback token is not valid")
+	}
+	r, err := s.d.Store.GetRequestByApprovalID(ctx, approvalID)
+	if errors.Is(err, ErrNotFound) {
+		return Errorf(CodeInvalidToken, "the callback token is not valid")
+	}
+	if err != nil {
+		return s.storeError("get request", err)
+	}
+	if approved {
+		return s.ApproveWithMinter(ctx, r)
+	}
+	if reason == "" {
+		reason = "the user denied the request"
+	}
+	return s.Deny(ctx, r.ID, reason)
+}
+
+// transitionError maps the error of a state change for its caller.
+func (s *Service) transitionError(op string, err error) error {
+	var pe *Error
+	if errors.As(err, &pe) {
+		return pe
+	}
+	if errors.Is(err, ErrNotFound) {
+		return Errorf(CodeInvalidRequest, "unknown request")
+	}
+	return s.storeError(op, err)
+}
+
+// storeError turns a store failure into temporarily_unavailable and logs it.
+func (s *Service) storeError(op string, err error) error {
+	s.log.Error("store failure", slog.String("op", op), slog.Any("error", err))
+	return &Error{Code: CodeTemporarilyUnavailable, Description: "the request store is unavailable; try again later", Err: err}
+}
+
+// upstreamError passes protocol errors of the upstream through and hides
+// anything else behind server_error.
+func (s *Service) upstreamError(op string, err error) error {
+	var pe *Error
+	if errors.As(err, &pe) {
+		return pe
+	}
+	if errors.Is(err, ErrUnavailable) {
+		s.log.Error("upstream unavailable", slog.String("op", op), slog.Any("error", err))
+		return &Error{Code: CodeTemporarilyUnavailable, Description: "the identity provider is unavailable; try again later", Err: err}
+	}
+	s.log.Error("upstream failure", slog.String("op", op), slog.Any("error", err))
+	return &Error{Code: CodeServerError, Description: "the identity provider failed", Err: err}
+}
+
+// randomID returns n bytes from crypto/rand, base64url-encoded.
+func randomID(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("crypto/rand failed: %v", err)) // crypto/rand never fails on supported platforms
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}

@@ -1,0 +1,85 @@
+package ciba
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Store errors. Backends wrap them with context; callers test with errors.Is.
+var (
+	// ErrNotFound: no record with that key (never existed, or collected).
+	ErrNotFound = errors.New("not found")
+	// ErrExists: Create found a record with the same key.
+	ErrExists = errors.New("already exists")
+	// ErrUnavailable: the backend cannot be reached; the caller answers
+	// temporarily_unavailable and changes nothing.
+	ErrUnavailable = errors.New("store unavailable")
+)
+
+// Store keeps authentication requests and the few other records cibaproxy
+// needs. Every change of an existing record is a compare-and-set: Update
+// runs the updater on a copy of the current record inside the backend's
+// transaction and writes its result only if nobody changed the record in
+// between (backends may run the updater more than once). A nil error from
+// Create or Update means the change is durable to the backend's promise
+// (for the embedded store: on disk, surviving kill -9).
+//
+// Poll pacing (UpdatePace) is soft state: it is shared between instances
+// where the backend is shared, but need not survive a crash. It is kept apart
+// so the poll hot path never waits for a disk.
+type Store interface {
+	// CreateRequest stores a new request; ErrExists if its ID or ApprovalID
+	// is taken.
+	CreateRequest(ctx context.Context, r *AuthRequest) error
+	// GetRequest returns a copy of the request with the given auth_req_id.
+	GetRequest(ctx context.Context, id string) (*AuthRequest, error)
+	// GetRequestByApprovalID returns the request whose ApprovalID is id.
+	GetRequestByApprovalID(ctx context.Context, id string) (*AuthRequest, error)
+	// UpdateRequest applies fn to a copy of the request and stores the result
+	// atomically. If fn returns an error nothing is written and that error is
+	// returned. The stored result is returned.
+	UpdateRequest(ctx context.Context, id string, fn func(*AuthRequest) error) (*AuthRequest, error)
+	// DeleteRequest removes the request and its pace state.
+	DeleteRequest(ctx context.Context, id string) error
+	// ListRequests calls fn for every stored request until fn returns false.
+	// It is for startup recovery, garbage collection and admin tools, not for
+	// hot paths.
+	ListRequests(ctx context.Context, fn func(*AuthRequest) bool) error
+
+	// UpdatePace applies fn to the pace state of request id atomically. A
+	// request with no pace state yet gets a zero Pace.
+	UpdatePace(ctx context.Context, id string, fn func(*Pace) error) (Pace, error)
+
+	// Subscribe returns a channel that receives a value after the request
+	// with the given id is changed by UpdateRequest (on any instance sharing
+	// the store), and a function to stop listening. Subscribe before reading
+	// the request to never miss a change.
+	Subscribe(id string) (<-chan struct{}, func())
+
+	// PutRecord stores an opaque record under a namespaced key with a
+	// lifetime (0 = forever); ErrExists if it is present and unexpired.
+	// It backs jti replay checks, refresh tokens and server keys.
+	PutRecord(ctx context.Context, kind, key string, value []byte, ttl time.Duration) error
+	// GetRecord returns a record stored by PutRecord.
+	GetRecord(ctx context.Context, kind, key string) ([]byte, error)
+	// TakeRecord returns and deletes a record atomically: two callers never
+	// both get it.
+	TakeRecord(ctx context.Context, kind, key string) ([]byte, error)
+
+	// Close releases the backend.
+	Close() error
+}
+
+// Pace is the poll-pacing state of one request: when the client may poll
+// next, the interval it was told, and whether a poll is being held open.
+type Pace struct {
+	// Interval is the current minimum interval; it grows on slow_down.
+	Interval time.Duration `json:"interval"`
+	// NotBefore is the earliest time the next poll is on time.
+	NotBefore time.Time `json:"not_before,omitzero"`
+	// HoldUntil is set while a long poll for the request is held open: a
+	// second poll before it overlaps the first (CIBA §7.3 forbids that). A
+	// time rather than a flag, so a crashed holder cannot block the request.
+	HoldUntil time.Time `json:"hold_until,omitzero"`
+}
