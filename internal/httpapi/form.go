@@ -1,0 +1,100 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/cibaproxy/cibaproxy/internal/ciba"
+)
+
+// maxForm bounds a request body; a CIBA request with a signed request object
+// fits comfortably.
+const maxForm = 64 << 10
+
+// parseForm reads an application/x-www-form-urlencoded POST body. A
+// parameter given twice is refused (RFC 6749 §3.1, §3.2), as is a body of
+// another type or size.
+func parseForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/x-www-form-urlencoded" {
+		return nil, ciba.Errorf(ciba.CodeInvalidRequest, "the body must be application/x-www-form-urlencoded")
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxForm))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, ciba.Errorf(ciba.CodeInvalidRequest, "the body is larger than %d bytes", maxForm)
+		}
+		return nil, ciba.Errorf(ciba.CodeInvalidRequest, "the body could not be read")
+	}
+	return parseFormBody(string(body))
+}
+
+// parseFormBody parses form data, refusing repeated and malformed parameters.
+func parseFormBody(body string) (url.Values, error) {
+	form, err := url.ParseQuery(body)
+	if err != nil {
+		return nil, ciba.Errorf(ciba.CodeInvalidRequest, "the form body is malformed")
+	}
+	for k, v := range form {
+		if len(v) > 1 {
+			return nil, ciba.Errorf(ciba.CodeInvalidRequest, "parameter %q is repeated", k)
+		}
+	}
+	return form, nil
+}
+
+// noStore marks a response as not cacheable (RFC 6749 §5.1).
+func noStore(h http.Header) {
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+}
+
+// challenger is an error that asks for a WWW-Authenticate header (a client
+// that tried HTTP Basic and failed, RFC 6749 §5.2).
+type challenger interface{ Challenge() string }
+
+// writeError answers err as an RFC 6749 §5.2 JSON error.
+func writeError(w http.ResponseWriter, err error) {
+	e := ciba.AsError(err)
+	h := w.Header()
+	var c challenger
+	if errors.As(err, &c) && c.Challenge() != "" {
+		h.Set("WWW-Authenticate", c.Challenge())
+	} else if e.Code == ciba.CodeInvalidToken {
+		h.Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+	}
+	body := struct {
+		Error       ciba.ErrorCode `json:"error"`
+		Description string         `json:"error_description,omitempty"`
+	}{e.Code, e.Description}
+	writeJSON(w, e.HTTPStatus(), body)
+}
+
+
+
+
+// writeJSON answers v as JSON with no-store caching.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	var body []byte
+	switch b := v.(type) {
+	case []byte:
+		body = b
+	default:
+		var err error
+		if body, err = json.Marshal(v); err != nil {
+			status, body = http.StatusInternalServerError, []byte(`{"error":"server_error"}`)
+		}
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	noStore(h)
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}

@@ -1,0 +1,329 @@
+// Package httpapi is cibaproxy's HTTP face: discovery, the backchannel
+// authentication endpoint, the token endpoint, the JWKS, the authentication
+// channel's callback and health. Handlers parse and answer; the protocol
+// decisions are the ciba service's.
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cibaproxy/cibaproxy/internal/ciba"
+)
+
+// Endpoint paths, as published in discovery.
+const (
+	PathDiscovery = "/.well-known/openid-configuration"
+	PathBCAuthz   = "/bc-authorize"
+	PathToken     = "/token"
+	PathJWKS      = "/jwks"
+	PathCallback  = "/ciba/callback"
+	PathHealth    = "/healthz"
+)
+
+// GrantCIBA is the CIBA grant type (CIBA §10.1).
+const GrantCIBA = "urn:openid:params:grant-type:ciba"
+
+// Authenticator authenticates clients and verifies their signed request
+// objects (package clientauth and jose behind it).
+type Authenticator interface {
+	// Authenticate authenticates the client of an HTTP request at endpoint
+	// (the absolute URL being called). Failures are invalid_client (401) or
+	// invalid_request errors; an error with a Challenge method asks for a
+	// WWW-Authenticate header.
+	Authenticate(ctx context.Context, r *http.Request, form url.Values, endpoint string) (*ciba.Client, error)
+	// RequestObject verifies a signed authentication request (CIBA §7.1.1)
+	// of client c and returns its claims.
+	RequestObject(ctx context.Context, c *ciba.Client, raw string) (map[string]any, error)
+	// RequiresSignedRequest reports whether c must send signed requests.
+	RequiresSignedRequest(c *ciba.Client) bool
+}
+
+// Refresher answers the refresh_token grant (the local upstream).
+type Refresher interface {
+	Refresh(ctx context.Context, clientID, refreshToken, scope string, now time.Time) (*ciba.TokenResponse, error)
+}
+
+// Server holds the handlers' dependencies.
+type Server struct {
+	// Issuer is the issuer identifier; endpoint URLs are built from it.
+	Issuer string
+	// Service is the CIBA domain.
+	Service *ciba.Service
+	// Clients authenticates clients.
+	Clients Authenticator
+	// Refresher answers refresh_token grants; nil disables the grant.
+	Refresher Refresher
+	// Discovery is the metadata document served at PathDiscovery.
+	Discovery map[string]any
+	// JWKS is the public key set served at PathJWKS.
+	JWKS func() any
+	// Ready reports whether the server can serve (for /healthz).
+	Ready func(ctx context.Context) error
+	Logger *slog.Logger
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// Handler returns the HTTP handler of all endpoints.
+func (s *Server) Handler() http.Handler {
+	if s.Now == nil {
+		s.Now = time.Now
+	}
+	if s.Logger == nil {
+		s.Logger = slog.New(slog.DiscardHandler)
+	}
+	discovery, err := json.Marshal(s.Discovery)
+	if err != nil {
+		panic("httpapi: discovery document does not encode: " + err.Error())
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+PathDiscovery, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		_, _ = w.Write(discovery)
+	})
+	mux.HandleFunc("GET "+PathJWKS, func(w http.ResponseWriter, r *http.Request) {
+		b, err := json.Marshal(s.JWKS())
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/jwk-set+json")
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		_, _ = w.Write(b)
+	})
+	mux.HandleFunc("POST "+PathBCAuthz, s.backchannelAuthorize)
+	mux.HandleFunc("POST "+PathToken, s.token)
+	mux.HandleFunc("POST "+PathCallback, s.callback)
+	mux.HandleFunc("GET "+PathHealth, func(w http.ResponseWriter, r *http.Request) {
+		if s.Ready != nil {
+			if err := s.Ready(r.Context()); err != nil {
+				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
+				return
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not_found", "error_description": "no such endpoint: " + r.Method + " " + r.URL.Path})
+	})
+	return s.recoverer(mux)
+}
+
+// recoverer answers server_error instead of dropping the connection when a
+// handler panics, and logs it.
+func (s *Server) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.Logger.Error("handler panic", slog.String("path", r.URL.Path), slog.Any("panic", v))
+				writeError(w, &ciba.Error{Code: ciba.CodeServerError, Description: "internal error"})
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// authParams are the CIBA §7.1 authentication parameters; with a signed
+// request object they must all be inside it.
+var authParams = []string{"scope", "client_notification_token", "acr_values", "login_hint_token", "id_token_hint", "login_hint", "binding_message", "user_code", "requested_expiry"}
+
+// backchannelAuthorize is the backchannel authentication endpoint (CIBA §7).
+func (s *Server) backchannelAuthorize(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	form, err := parseForm(w, r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	client, err := s.Clients.Authenticate(ctx, r, form, s.Issuer+PathBCAuthz)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if form.Has("request_uri") {
+		writeError(w, ciba.Errorf(ciba.CodeInvalidRequest, "request_uri is not supported; send the request object in the request parameter"))
+		return
+	}
+	get := form.Get
+	if raw := form.Get("request"); raw != "" {
+		for _, p := range authParams {
+			if form.Has(p) {
+				writeError(w, ciba.Errorf(ciba.CodeInvalidRequest, "parameter %q must be inside the signed request object, not beside it (CIBA §7.1.1)", p))
+				return
+			}
+		}
+		claims, err := s.Clients.RequestObject(ctx, client, raw)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		if get, err = claimGetter(claims); err != nil {
+			writeError(w, err)
+			return
+		}
+	} else if s.Clients.RequiresSignedRequest(client) {
+		writeError(w, ciba.Errorf(ciba.CodeInvalidRequest, "client %q must send a signed request object (CIBA §7.1.1)", client.ID))
+		return
+	}
+	resp, err := s.Service.Authorize(ctx, client, ciba.AuthParams{
+		Scope: get("scope"),
+		Hint: ciba.Hint{
+			LoginHint:      get("login_hint"),
+			LoginHintToken: get("login_hint_token"),
+			IDTokenHint:    get("id_token_hint"),
+		},
+		BindingMessage:          get("binding_message"),
+		UserCode:                get("user_code"),
+		RequestedExpiry:         get("requested_expiry"),
+		ClientNotificationToken: get("client_notification_token"),
+		ACRValues:               get("acr_values"),
+	})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// claimGetter turns request-object claims into a parameter getter. The
+// parameters are strings, except requested_expiry, which may be a number
+// (CIBA §7.1.1 examples use both).
+func claimGetter(claims map[string]any) (func(string) string, error) {
+	vals := make(map[string]string, len(authParams))
+	for _, p := range authParams {
+		v, ok := claims[p]
+		if !ok || v == nil {
+			continue
+		}
+		switch x := v.(type) {
+		case string:
+			vals[p] = x
+		case float64:
+			if p != "requested_expiry" {
+				return nil, ciba.Errorf(ciba.CodeInvalidRequest, "request object claim %q must be a string", p)
+			}
+			vals[p] = strconv.FormatFloat(x, 'f', -1, 64)
+		case json.Number:
+			if p != "requested_expiry" {
+				return nil, ciba.Errorf(ciba.CodeInvalidRequest, "request object claim %q must be a string", p)
+			}
+			vals[p] = x.String()
+		default:
+			return nil, ciba.Errorf(ciba.CodeInvalidRequest, "request object claim %q must be a string", p)
+		}
+	}
+	return func(k string) string { return vals[k] }, nil
+}
+
+// token is the token endpoint: the CIBA grant (CIBA §10.1, §11) and, where
+// the upstream issues them, refresh tokens (RFC 6749 §6).
+func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	form, err := parseForm(w, r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	client, err := s.Clients.Authenticate(ctx, r, form, s.Issuer+PathToken)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	switch gt := form.Get("grant_type"); gt {
+	case GrantCIBA:
+		body, err := s.Service.Poll(ctx, client, form.Get("auth_req_id"))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, body)
+	case "refresh_token":
+		if s.Refresher == nil {
+			writeError(w, ciba.Errorf(ciba.CodeUnsupportedGrantType, "the refresh_token grant is not available with this upstream"))
+			return
+		}
+		tr, err := s.Refresher.Refresh(ctx, client.ID, form.Get("refresh_token"), form.Get("scope"), s.Now())
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, tr)
+	case "":
+		writeError(w, ciba.Errorf(ciba.CodeInvalidRequest, "grant_type is required"))
+	default:
+		writeError(w, ciba.Errorf(ciba.CodeUnsupportedGrantType, "grant_type %q is not supported", truncate(gt, 64)))
+	}
+}
+
+// maxCallback bounds the callback body.
+const maxCallback = 8 << 10
+
+// callback is where the webhook channel's authentication-device service
+// answers: POST with the per-request bearer and {"status":"approved"|"denied"}.
+func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
+	auth := r.Header.Get("Authorization")
+	scheme, token, ok := strings.Cut(auth, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		writeError(w, ciba.Errorf(ciba.CodeInvalidToken, "an Authorization: Bearer header with the callback token is required"))
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCallback))
+	if err != nil {
+		writeError(w, ciba.Errorf(ciba.CodeInvalidRequest, "the body could not be read or is larger than %d bytes", maxCallback))
+		return
+	}
+	status, reason, err := parseCallback(body)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := s.Service.Callback(r.Context(), token, status == "approved", reason); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// parseCallback decodes a callback body: {"status":"approved"|"denied"}
+// with an optional "reason" for a denial.
+func parseCallback(body []byte) (status, reason string, err error) {
+	var cb struct {
+		Status *string `json:"status"`
+		Reason string  `json:"reason"`
+	}
+	if err := json.Unmarshal(body, &cb); err != nil {
+		return "", "", ciba.Errorf(ciba.CodeInvalidRequest, "the body must be a JSON object like {\"status\":\"approved\"}")
+	}
+	if cb.Status == nil {
+		return "", "", ciba.Errorf(ciba.CodeInvalidRequest, "status is required: \"approved\" or \"denied\"")
+	}
+	switch *cb.Status {
+	case "approved", "denied":
+	default:
+		return "", "", ciba.Errorf(ciba.CodeInvalidRequest, "status must be \"approved\" or \"denied\", got %q", truncate(*cb.Status, 32))
+	}
+	if len(cb.Reason) > 200 {
+		return "", "", ciba.Errorf(ciba.CodeInvalidRequest, "reason is longer than 200 characters")
+	}
+	return *cb.Status, cb.Reason, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+

@@ -1,0 +1,321 @@
+// Package local is the "local" upstream: cibaproxy itself is the OpenID
+// Provider. Users come from the configuration (bcrypt password and user-code
+// hashes); tokens are JWTs signed with the issuer's own key; refresh tokens
+// are opaque, stored hashed, and rotated on use.
+package local
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/cibaproxy/cibaproxy/internal/ciba"
+)
+
+// User is one local user.
+type User struct {
+	// Username is what clients send as login_hint and users type on the
+	// approval page.
+	Username string
+	// Subject is the "sub" of the user's tokens; stable, never reassigned.
+	Subject string
+	// PasswordHash is the bcrypt hash of the user's password.
+	PasswordHash []byte
+	// UserCodeHash is the bcrypt hash of the user's CIBA user_code
+	// (CIBA §7.1), or empty when the user has none.
+	UserCodeHash []byte
+	// Claims are extra ID-token claims (email, name …), released by scope.
+	Claims map[string]any
+}
+
+// Signer signs tokens with the issuer's key (package keys).
+type Signer interface {
+	// Sign returns a compact JWS of claims with the given typ header.
+	Sign(claims any, typ string) (string, error)
+	// Alg is the JWS algorithm Sign uses; it selects the at_hash hash.
+	Alg() string
+}
+
+// HintVerifier checks the signed hints of CIBA §7.1 (package jose).
+type HintVerifier interface {
+	// IDTokenHint verifies an ID token this issuer gave clientID and
+	// returns its subject.
+	IDTokenHint(ctx context.Context, raw, clientID string) (subject string, err error)
+	// LoginHintToken verifies a login_hint_token for clientID and returns
+	// the kind ("sub", "email", "opaque", "phone_number") and value of the
+	// user it names.
+	LoginHintToken(ctx context.Context, raw, clientID string) (kind, value string, err error)
+}
+
+// Config configures the local upstream.
+type Config struct {
+	Issuer          string
+	Users           []User
+	AccessTokenTTL  time.Duration
+	IDTokenTTL      time.Duration
+	RefreshTokenTTL time.Duration // 0: no refresh tokens
+	Signer          Signer
+	Hints           HintVerifier
+	// LeftHash computes at_hash / rt_hash for the signer's alg.
+	LeftHash func(alg, value string) string
+	Store    ciba.Store
+}
+
+// Upstream implements ciba.Upstream and ciba.Minter.
+type Upstream struct {
+	cfg       Config
+	byName    map[string]*User
+	bySubject map[string]*User
+	byEmail   map[string]*User
+	// dummyHash is compared against for unknown usernames.
+	dummyHash []byte
+}
+
+// New checks the users and returns the upstream.
+func New(cfg Config) (*Upstream, error) {
+	if cfg.Signer == nil || cfg.Store == nil || cfg.Hints == nil || cfg.LeftHash == nil {
+		return nil, errors.New("local: Signer, Hints, LeftHash and Store are required")
+	}
+	u := &Upstream{cfg: cfg, byName: map[string]*User{}, bySubject: map[string]*User{}, byEmail: map[string]*User{}}
+	var err error
+	if u.dummyHash, err = bcrypt.GenerateFromPassword([]byte(random(16)), bcrypt.DefaultCost); err != nil {
+		return nil, fmt.Errorf("local: %w", err)
+	}
+	for i := range cfg.Users {
+		usr := &cfg.Users[i]
+		if usr.Subject == "" {
+			usr.Subject = usr.Username
+		}
+		if u.byName[usr.Username] != nil || u.bySubject[usr.Subject] != nil {
+			return nil, fmt.Errorf("local: user %q or subject %q appears twice", usr.Username, usr.Subject)
+		}
+		u.byName[usr.Username] = usr
+		u.bySubject[usr.Subject] = usr
+		if email, ok := usr.Claims["email"].(string); ok && email != "" {
+			u.byEmail[strings.ToLower(email)] = usr
+		}
+	}
+	return u, nil
+}
+
+var errUnknownUser = ciba.Errorf(ciba.CodeUnknownUserID, "the hint does not name a known user")
+
+// ResolveUser implements ciba.Upstream. A login_hint is a username, a
+// subject or an e-mail address; an id_token_hint must be one this issuer
+// signed for the client; a login_hint_token names the user by sub or by a
+// subject identifier (RFC 9493).
+func (u *Upstream) ResolveUser(ctx context.Context, client *ciba.Client, h ciba.Hint) (ciba.User, error) {
+	var usr *User
+	switch {
+	case h.LoginHint != "":
+		usr = u.find(h.LoginHint)
+	case h.IDTokenHint != "":
+		sub, err := u.cfg.Hints.IDTokenHint(ctx, h.IDTokenHint, client.ID)
+		if err != nil {
+			return ciba.User{}, err
+		}
+		usr = u.bySubject[sub]
+	case h.LoginHintToken != "":
+		kind, value, err := u.cfg.Hints.LoginHintToken(ctx, h.LoginHintToken, client.ID)
+		if err != nil {
+			return ciba.User{}, err
+		}
+		switch kind {
+		case "email":
+			usr = u.byEmail[strings.ToLower(value)]
+		case "sub", "opaque":
+			usr = u.bySubject[value]
+		}
+	}
+	if usr == nil {
+		return ciba.User{}, errUnknownUser
+	}
+	return ciba.User{Subject: usr.Subject, Display: usr.Username}, nil
+}
+
+func (u *Upstream) find(hint string) *User {
+	if usr := u.byName[hint]; usr != nil {
+		return usr
+	}
+	if usr := u.bySubject[hint]; usr != nil {
+		return usr
+	}
+	return u.byEmail[strings.ToLower(hint)]
+}
+
+// CheckUserCode implements ciba.Upstream.
+func (u *Upstream) CheckUserCode(_ context.Context, user ciba.User, code string) error {
+	usr := u.bySubject[user.Subject]
+	if usr == nil || len(usr.UserCodeHash) == 0 || bcrypt.CompareHashAndPassword(usr.UserCodeHash, []byte(code)) != nil {
+		return ciba.Errorf(ciba.CodeInvalidUserCode, "the user_code is not valid for this user")
+	}
+	return nil
+}
+
+// SupportsUserCode implements ciba.Upstream: local users may have codes.
+func (u *Upstream) SupportsUserCode() bool { return true }
+
+// CheckPassword verifies a user's password (for the approval page) and
+// returns the user's subject.
+func (u *Upstream) CheckPassword(username, password string) (string, bool) {
+	usr := u.byName[username]
+	if usr == nil {
+		// Spend the same time as for a known user, so usernames cannot be probed.
+		_ = bcrypt.CompareHashAndPassword(u.dummyHash, []byte(password))
+		return "", false
+	}
+	return usr.Subject, bcrypt.CompareHashAndPassword(usr.PasswordHash, []byte(password)) == nil
+}
+
+// scopeClaims are the standard claims each scope releases (OIDC Core §5.4).
+var scopeClaims = map[string][]string{
+	"profile": {"name", "family_name", "given_name", "middle_name", "nickname", "preferred_username", "profile", "picture", "website", "gender", "birthdate", "zoneinfo", "locale", "updated_at"},
+	"email":   {"email", "email_verified"},
+	"address": {"address"},
+	"phone":   {"phone_number", "phone_number_verified"},
+}
+
+// Mint implements ciba.Minter: an access token (RFC 9068 JWT), an ID token
+// carrying the CIBA claims that push mode needs (CIBA §10.3.1), and a
+// refresh token.
+func (u *Upstream) Mint(ctx context.Context, r *ciba.AuthRequest, now time.Time) (*ciba.TokenResponse, error) {
+	usr := u.bySubject[r.Subject]
+	if usr == nil {
+		return nil, fmt.Errorf("local: user %q no longer exists", r.Subject)
+	}
+	return u.issue(ctx, grant{ClientID: r.ClientID, Subject: r.Subject, Scopes: r.Scopes, AuthTime: r.AuthTime}, usr, r.ID, now)
+}
+
+// grant is what a refresh token stands for.
+type grant struct {
+	ClientID string    `json:"client_id"`
+	Subject  string    `json:"sub"`
+	Scopes   []string  `json:"scopes"`
+	AuthTime time.Time `json:"auth_time"`
+}
+
+func (u *Upstream) issue(ctx context.Context, g grant, usr *User, authReqID string, now time.Time) (*ciba.TokenResponse, error) {
+	scope := strings.Join(g.Scopes, " ")
+	at, err := u.cfg.Signer.Sign(map[string]any{
+		"iss":       u.cfg.Issuer,
+		"sub":       g.Subject,
+		"aud":       u.cfg.Issuer,
+		"client_id": g.ClientID,
+		"scope":     scope,
+		"iat":       now.Unix(),
+		"exp":       now.Add(u.cfg.AccessTokenTTL).Unix(),
+		"auth_time": g.AuthTime.Unix(),
+		"jti":       random(16),
+	}, "at+jwt")
+	if err != nil {
+		return nil, fmt.Errorf("local: sign access token: %w", err)
+	}
+	tr := &ciba.TokenResponse{AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(u.cfg.AccessTokenTTL / time.Second), Scope: scope}
+	alg := u.cfg.Signer.Alg()
+	idt := map[string]any{
+		"iss":       u.cfg.Issuer,
+		"sub":       g.Subject,
+		"aud":       g.ClientID,
+		"iat":       now.Unix(),
+		"exp":       now.Add(u.cfg.IDTokenTTL).Unix(),
+		"auth_time": g.AuthTime.Unix(),
+		"at_hash":   u.cfg.LeftHash(alg, at),
+	}
+	if authReqID != "" {
+		idt["urn:openid:params:jwt:claim:auth_req_id"] = authReqID
+	}
+	for _, sc := range g.Scopes {
+		for _, name := range scopeClaims[sc] {
+			if v, ok := usr.Claims[name]; ok {
+				idt[name] = v
+			}
+		}
+		if sc == "profile" {
+			idt["preferred_username"] = usr.Username
+		}
+	}
+	if u.cfg.RefreshTokenTTL > 0 {
+		rt := random(32)
+		rec, err := json.Marshal(g)
+		if err != nil {
+			return nil, fmt.Errorf("local: encode grant: %w", err)
+		}
+		if err := u.cfg.Store.PutRecord(ctx, "refresh", digest(rt), rec, u.cfg.RefreshTokenTTL); err != nil {
+			return nil, fmt.Errorf("local: store refresh token: %w", err)
+		}
+		tr.RefreshToken = rt
+		idt["urn:openid:params:jwt:claim:rt_hash"] = u.cfg.LeftHash(alg, rt)
+	}
+	if slices.Contains(g.Scopes, "openid") {
+		if tr.IDToken, err = u.cfg.Signer.Sign(idt, "JWT"); err != nil {
+			return nil, fmt.Errorf("local: sign ID token: %w", err)
+		}
+	}
+	return tr, nil
+}
+
+// Refresh answers the refresh_token grant (RFC 6749 §6) for tokens this
+// issuer made. The refresh token is single use: it is taken atomically and a
+// new one is issued with the new tokens. A narrower scope may be asked for.
+func (u *Upstream) Refresh(ctx context.Context, clientID, refreshToken, scope string, now time.Time) (*ciba.TokenResponse, error) {
+	if refreshToken == "" {
+		return nil, tokenErr(ciba.CodeInvalidRequest, "refresh_token is required")
+	}
+	rec, err := u.cfg.Store.TakeRecord(ctx, "refresh", digest(refreshToken))
+	if errors.Is(err, ciba.ErrNotFound) {
+		return nil, tokenErr(ciba.CodeInvalidGrant, "the refresh token is unknown, expired or already used")
+	}
+	if err != nil {
+		return nil, &ciba.Error{Code: ciba.CodeTemporarilyUnavailable, Description: "the token store is unavailable; try again later", Err: err}
+	}
+	var g grant
+	if err := json.Unmarshal(rec, &g); err != nil {
+		return nil, &ciba.Error{Code: ciba.CodeServerError, Description: "a stored grant could not be read", Err: err}
+	}
+	if g.ClientID != clientID {
+		return nil, tokenErr(ciba.CodeInvalidGrant, "the refresh token is unknown, expired or already used")
+	}
+	if scope != "" {
+		asked := strings.Fields(scope)
+		for _, sc := range asked {
+			if !slices.Contains(g.Scopes, sc) {
+				return nil, tokenErr(ciba.CodeInvalidScope, "scope %q was not granted", sc)
+			}
+		}
+		g.Scopes = asked
+	}
+	usr := u.bySubject[g.Subject]
+	if usr == nil {
+		return nil, tokenErr(ciba.CodeInvalidGrant, "the user no longer exists")
+	}
+	return u.issue(ctx, g, usr, "", now)
+}
+
+func tokenErr(code ciba.ErrorCode, format string, args ...any) *ciba.Error {
+	e := ciba.Errorf(code, format, args...)
+	e.Status = 400
+	return e
+}
+
+func random(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("crypto/rand failed: %v", err))
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func digest(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
