@@ -201,7 +201,7 @@ func (r *AuthRequest) Redeem(now time.Time) ([]byte, error) {
 	}
 	switch r.Status {
 	case StatusPending:
-		return nil, tokenError(CodeAuthorizationPending, "the user has not yet answered")
+		return nil, ErrAuthorizationPending
 	case StatusDenied:
 		desc := "the user denied the request"
 		if r.DenyReason != "" {
@@ -224,3 +224,8 @@ func tokenError(code ErrorCode, format string, args ...any) *Error {
 	}
 	return e
 }
+
+// ErrAuthorizationPending is the answer to a poll of a pending request
+// (CIBA §11). It is one shared value without a description, because it is
+// the answer the poll hot path gives most: {"error":"authorization_pending"}.
+var ErrAuthorizationPending = &Error{Code: CodeAuthorizationPending, Status: 400}

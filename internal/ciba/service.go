@@ -284,7 +284,7 @@ func (s *Service) Poll(ctx context.Context, c *Client, authReqID string) ([]byte
 		return nil, tokenError(CodeSlowDown, "poll at most once every interval; the interval has been increased by %d seconds", s.cfg.SlowDownStep/time.Second)
 	}
 	if hold <= 0 {
-		return nil, tokenError(CodeAuthorizationPending, "the user has not yet answered")
+		return nil, ErrAuthorizationPending
 	}
 	r, err = s.hold(ctx, r.ID, hold)
 	end := s.now()

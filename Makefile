@@ -1,0 +1,34 @@
+# cibaproxy — the commands a newcomer needs.
+#   make run    build and start the quick start (local upstream, embedded store, demo clients)
+#   make test   everything CI runs: vet, the whole test suite with -race, a short fuzz of every parser
+#   make fuzz   fuzz every parser longer (FUZZTIME=5m make fuzz)
+
+GO       ?= go
+BIN      := bin/cibaproxy
+FUZZTIME ?= 5s
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
+.PHONY: build run test vet fuzz interop-deps clean
+
+build:
+	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/cibaproxy
+
+run: build
+	@scripts/quickstart.sh $(BIN)
+
+vet:
+	$(GO) vet ./...
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+
+interop-deps:
+	cd test/interop && npm ci --no-audit --no-fund
+
+test: vet interop-deps
+	$(GO) test -race -count=1 ./...
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+
+fuzz:
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+
+clean:
+	rm -rf bin data
