@@ -1,0 +1,731 @@
+// Package memory is the in-memory ciba.Store. On its own it is the backend
+// for tests and single-process experiments: nothing survives a restart. It is
+// also the hot-path core of the embedded backend, which gives it a Journal:
+// every write is made durable by the journal before it is applied in memory
+// and acknowledged, and every read is served from memory without I/O.
+//
+// State is sharded by a hash of the key, with a lock per shard, so that polls
+// of different requests do not contend on one lock. A request's current value
+// is an immutable snapshot behind an atomic pointer: readers never wait for a
+// writer, and a writer that waits for its journal holds only the lock of the
+// one request it changes.
+package memory
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cibaproxy/cibaproxy/internal/ciba"
+)
+
+// shardCount is the number of shards of each map; a power of two.
+const shardCount = 64
+
+// Journal is the durable write-through hook of a Store. The Store calls it
+// before it changes memory and acknowledges a write only when it returned nil;
+// when it fails, memory is left unchanged and its error is returned, wrapped.
+//
+// Calls for the same request or record key never overlap; calls for different
+// keys do, so an implementation may combine concurrent calls into one commit.
+// An implementation must not keep or modify the request or slice it is given.
+// It should return an error wrapping ciba.ErrUnavailable when its medium
+// failed, so callers answer temporarily_unavailable.
+//
+// Poll pacing (ciba.Pace) and subscriptions are never journaled.
+type Journal interface {
+	// PutRequest writes r, replacing any request with the same ID.
+	PutRequest(ctx context.Context, r *ciba.AuthRequest) error
+	// DeleteRequest removes the request with the given ID, if present.
+	DeleteRequest(ctx context.Context, id string) error
+	// PutRecord writes a record, replacing any record with the same kind and
+	// key. A zero expiresAt means the record never expires.
+	PutRecord(ctx context.Context, kind, key string, value []byte, expiresAt time.Time) error
+	// DeleteRecord removes a record, if present.
+	DeleteRecord(ctx context.Context, kind, key string) error
+}
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithJournal makes every write go through j before it is acknowledged.
+func WithJournal(j Journal) Option {
+	return func(s *Store) { s.journal = j }
+}
+
+// Errors returned without formatting on paths that must not allocate much.
+var (
+	errClosed          = fmt.Errorf("memory store: closed: %w", ciba.ErrUnavailable)
+	errRequestNotFound = fmt.Errorf("memory store: request: %w", ciba.ErrNotFound)
+	errRecordNotFound  = fmt.Errorf("memory store: record: %w", ciba.ErrNotFound)
+	errImmutableID     = errors.New("memory store: update request: the updater changed the ID or ApprovalID")
+)
+
+// recordSweepEvery is how many PutRecord calls on a shard trigger a sweep of
+// its expired records.
+const recordSweepEvery = 256
+
+// Store is an in-memory ciba.Store, optionally writing through a Journal.
+// Its zero value is not usable; call New.
+type Store struct {
+	journal Journal
+	seed    maphash.Seed
+	closed  atomic.Bool
+
+	requests  [shardCount]requestShard
+	approvals [shardCount]approvalShard
+	paces     [shardCount]paceShard
+	subs      [shardCount]subShard
+	records   [shardCount]recordShard
+}
+
+// Compile-time check that Store implements the contract.
+var _ ciba.Store = (*Store)(nil)
+
+// requestEntry holds one request. Its value is replaced, never modified, so a
+// reader may use a snapshot without a lock.
+type requestEntry struct {
+	// mu is held by the one writer of this request, across its journal write.
+	mu sync.Mutex
+	// cur is the acknowledged request: nil while its creation is not yet
+	// durable and after its deletion. What it points to is never modified.
+	cur atomic.Pointer[ciba.AuthRequest]
+}
+
+// requestShard maps auth_req_ids to entries.
+type requestShard struct {
+	mu sync.RWMutex
+	m  map[string]*requestEntry
+	_  [64]byte // keeps neighbouring shards' locks on separate cache lines
+}
+
+// approvalShard maps ApprovalIDs to entries. Where both are held, the
+// approval shard lock is taken before the request shard lock.
+type approvalShard struct {
+	mu sync.RWMutex
+	m  map[string]*requestEntry
+	_  [64]byte
+}
+
+// paceShard holds the pace state of the requests of one request shard.
+type paceShard struct {
+	mu sync.Mutex
+	m  map[string]ciba.Pace
+	// scratch is the copy an updater works on, reused under mu so that
+	// UpdatePace does not allocate.
+	scratch ciba.Pace
+	_       [64]byte
+}
+
+// subShard holds the subscribers of the requests of one request shard.
+type subShard struct {
+	mu sync.Mutex
+	m  map[string][]chan struct{}
+	_  [64]byte
+}
+
+// recordKey is the namespaced key of a record.
+type recordKey struct{ kind, key string }
+
+// recordEntry holds one record.
+type recordEntry struct {
+	// mu is held by the one writer of this record, across its journal write,
+	// and by readers.
+	mu        sync.Mutex
+	value     []byte
+	expiresAt time.Time // zero: never
+	// live is set while the entry holds an acknowledged value (which may
+	// have expired).
+	live bool
+	// gone is set once the entry is no longer in its shard's map; a writer
+	// that finds it set looks the key up again.
+	gone bool
+}
+
+// recordShard maps record keys to entries.
+type recordShard struct {
+	mu   sync.Mutex
+	m    map[recordKey]*recordEntry
+	puts uint32 // PutRecord calls since the last sweep
+	_    [64]byte
+}
+
+// New returns an empty Store.
+func New(opts ...Option) *Store {
+	s := &Store{seed: maphash.MakeSeed()}
+	for _, o := range opts {
+		o(s)
+	}
+	for i := range shardCount {
+		s.requests[i].m = make(map[string]*requestEntry)
+		s.approvals[i].m = make(map[string]*requestEntry)
+		s.paces[i].m = make(map[string]ciba.Pace)
+		s.subs[i].m = make(map[string][]chan struct{})
+		s.records[i].m = make(map[recordKey]*recordEntry)
+	}
+	return s
+}
+
+// shard returns the shard index of a request id or approval id.
+func (s *Store) shard(id string) int {
+	return int(maphash.String(s.seed, id) & (shardCount - 1))
+}
+
+// recordShard returns the shard of a record key.
+func (s *Store) recordShard(k recordKey) *recordShard {
+	h := maphash.String(s.seed, k.key) ^ (maphash.String(s.seed, k.kind) * 31)
+	return &s.records[h&(shardCount-1)]
+}
+
+// entry returns the entry of request id, or nil.
+func (s *Store) entry(i int, id string) *requestEntry {
+	sh := &s.requests[i]
+	sh.mu.RLock()
+	e := sh.m[id]
+	sh.mu.RUnlock()
+	return e
+}
+
+// current returns the acknowledged request id, or nil. The result must not
+// be modified.
+func (s *Store) current(id string) *ciba.AuthRequest {
+	if e := s.entry(s.shard(id), id); e != nil {
+		return e.cur.Load()
+	}
+	return nil
+}
+
+// usable reports whether a write may start.
+func (s *Store) usable(ctx context.Context) error {
+	if s.closed.Load() {
+		return errClosed
+	}
+	return ctx.Err()
+}
+
+// journalError wraps a failure of the journal.
+func journalError(op string, err error) error {
+	return fmt.Errorf("memory store: %s: journal: %w", op, err)
+}
+
+// CreateRequest stores a copy of r; an error wrapping ciba.ErrExists if its
+// ID or ApprovalID is taken. An empty ApprovalID is not indexed.
+func (s *Store) CreateRequest(ctx context.Context, r *ciba.AuthRequest) error {
+	if err := s.usable(ctx); err != nil {
+		return fmt.Errorf("memory store: create request: %w", err)
+	}
+	if r == nil || r.ID == "" {
+		return errors.New("memory store: create request: the request has no ID")
+	}
+	c := r.Clone()
+	e, err := s.reserve(c)
+	if err != nil {
+		return fmt.Errorf("memory store: create request: %w", err)
+	}
+	if s.journal != nil {
+		if err := s.journal.PutRequest(ctx, c); err != nil {
+			s.unlink(e, c)
+			e.mu.Unlock()
+			return journalError("create request", err)
+		}
+	}
+	e.cur.Store(c)
+	e.mu.Unlock()
+	return nil
+}
+
+// reserve claims r.ID and r.ApprovalID with a new entry, which it returns
+// locked and empty: readers do not see the request until the caller stores
+// it in the entry.
+func (s *Store) reserve(r *ciba.AuthRequest) (*requestEntry, error) {
+	var as *approvalShard
+	if r.ApprovalID != "" {
+		as = &s.approvals[s.shard(r.ApprovalID)]
+		as.mu.Lock()
+		defer as.mu.Unlock()
+	}
+	rs := &s.requests[s.shard(r.ID)]
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if _, ok := rs.m[r.ID]; ok {
+		return nil, fmt.Errorf("request ID: %w", ciba.ErrExists)
+	}
+	if as != nil {
+		if _, ok := as.m[r.ApprovalID]; ok {
+			return nil, fmt.Errorf("request ApprovalID: %w", ciba.ErrExists)
+		}
+	}
+	e := &requestEntry{}
+	e.mu.Lock() // new, so this never waits
+	rs.m[r.ID] = e
+	if as != nil {
+		as.m[r.ApprovalID] = e
+	}
+	return e, nil
+}
+
+// unlink removes entry e of request r from the maps. The caller holds e.mu.
+func (s *Store) unlink(e *requestEntry, r *ciba.AuthRequest) {
+	if r.ApprovalID != "" {
+		as := &s.approvals[s.shard(r.ApprovalID)]
+		as.mu.Lock()
+		defer as.mu.Unlock()
+		if as.m[r.ApprovalID] == e {
+			delete(as.m, r.ApprovalID)
+		}
+	}
+	rs := &s.requests[s.shard(r.ID)]
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.m[r.ID] == e {
+		delete(rs.m, r.ID)
+	}
+}
+
+// GetRequest returns a copy of the request with the given auth_req_id; an
+// error wrapping ciba.ErrNotFound if there is none.
+func (s *Store) GetRequest(_ context.Context, id string) (*ciba.AuthRequest, error) {
+	if s.closed.Load() {
+		return nil, errClosed
+	}
+	if r := s.current(id); r != nil {
+		return r.Clone(), nil
+	}
+	return nil, errRequestNotFound
+}
+
+// GetRequestByApprovalID returns a copy of the request whose ApprovalID is
+// id; an error wrapping ciba.ErrNotFound if there is none.
+func (s *Store) GetRequestByApprovalID(_ context.Context, id string) (*ciba.AuthRequest, error) {
+	if s.closed.Load() {
+		return nil, errClosed
+	}
+	if id == "" {
+		return nil, errRequestNotFound
+	}
+	as := &s.approvals[s.shard(id)]
+	as.mu.RLock()
+	e := as.m[id]
+	as.mu.RUnlock()
+	if e != nil {
+		if r := e.cur.Load(); r != nil {
+			return r.Clone(), nil
+		}
+	}
+	return nil, errRequestNotFound
+}
+
+// UpdateRequest applies fn to a copy of the request and stores the result
+// atomically, then wakes the request's subscribers. Updates of one request
+// are serialized, so fn runs exactly once per call and always on the current
+// value. If fn returns an error nothing is written and that error is returned
+// as is. fn must not change ID or ApprovalID (that is an error, and nothing
+// is written), must not call the Store, and must not keep the request after
+// it returns. The stored result is returned; the caller may modify it.
+func (s *Store) UpdateRequest(ctx context.Context, id string, fn func(*ciba.AuthRequest) error) (*ciba.AuthRequest, error) {
+	if err := s.usable(ctx); err != nil {
+		return nil, fmt.Errorf("memory store: update request: %w", err)
+	}
+	i := s.shard(id)
+	e := s.entry(i, id)
+	if e == nil {
+		return nil, errRequestNotFound
+	}
+	e.mu.Lock()
+	cur := e.cur.Load()
+	if cur == nil { // deleted while we waited
+		e.mu.Unlock()
+		return nil, errRequestNotFound
+	}
+	next := cur.Clone()
+	if err := fn(next); err != nil {
+		e.mu.Unlock()
+		return nil, err
+	}
+	if next.ID != cur.ID || next.ApprovalID != cur.ApprovalID {
+		e.mu.Unlock()
+		return nil, errImmutableID
+	}
+	// Store a private copy: fn's copy goes back to the caller.
+	stored := next.Clone()
+	if s.journal != nil {
+		if err := s.journal.PutRequest(ctx, stored); err != nil {
+			e.mu.Unlock()
+			return nil, journalError("update request", err)
+		}
+	}
+	e.cur.Store(stored)
+	e.mu.Unlock()
+	s.wake(i, id)
+	return next, nil
+}
+
+// DeleteRequest removes the request, its ApprovalID and its pace state, then
+// wakes its subscribers; an error wrapping ciba.ErrNotFound if there is none.
+func (s *Store) DeleteRequest(ctx context.Context, id string) error {
+	if err := s.usable(ctx); err != nil {
+		return fmt.Errorf("memory store: delete request: %w", err)
+	}
+	i := s.shard(id)
+	e := s.entry(i, id)
+	if e == nil {
+		return errRequestNotFound
+	}
+	e.mu.Lock()
+	cur := e.cur.Load()
+	if cur == nil {
+		e.mu.Unlock()
+		return errRequestNotFound
+	}
+	if s.journal != nil {
+		if err := s.journal.DeleteRequest(ctx, id); err != nil {
+			e.mu.Unlock()
+			return journalError("delete request", err)
+		}
+	}
+	// Clear the value first: from here on every reader gets ErrNotFound,
+	// and an UpdatePace that checks under the pace lock cannot recreate pace
+	// state after we remove it below.
+	e.cur.Store(nil)
+	s.unlink(e, cur)
+	e.mu.Unlock()
+	ps := &s.paces[i]
+	ps.mu.Lock()
+	delete(ps.m, id)
+	ps.mu.Unlock()
+	s.wake(i, id)
+	return nil
+}
+
+// ListRequests calls fn with a copy of every stored request until fn returns
+// false. It copies one shard's requests at a time and calls fn without a
+// lock held, so fn may use the Store; a request created or deleted meanwhile
+// may or may not be seen.
+func (s *Store) ListRequests(ctx context.Context, fn func(*ciba.AuthRequest) bool) error {
+	var batch []*ciba.AuthRequest
+	for i := range s.requests {
+		if s.closed.Load() {
+			return errClosed
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("memory store: list requests: %w", err)
+		}
+		sh := &s.requests[i]
+		batch = batch[:0]
+		sh.mu.RLock()
+		for _, e := range sh.m {
+			if r := e.cur.Load(); r != nil {
+				batch = append(batch, r)
+			}
+		}
+		sh.mu.RUnlock()
+		for _, r := range batch {
+			if !fn(r.Clone()) {
+				return nil
+			}
+		}
+	}
+	return nil
+}
+
+// UpdatePace applies fn to the pace state of request id atomically and
+// returns the result; an error wrapping ciba.ErrNotFound if there is no such
+// request. A request with no pace state yet gets a zero Pace. If fn returns
+// an error nothing is written and that error is returned as is. fn must not
+// keep p or call the Store. Pace state is never journaled.
+func (s *Store) UpdatePace(_ context.Context, id string, fn func(p *ciba.Pace) error) (ciba.Pace, error) {
+	if s.closed.Load() {
+		return ciba.Pace{}, errClosed
+	}
+	i := s.shard(id)
+	ps := &s.paces[i]
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	// Checked under the pace lock: see DeleteRequest.
+	if e := s.entry(i, id); e == nil || e.cur.Load() == nil {
+		return ciba.Pace{}, errRequestNotFound
+	}
+	ps.scratch = ps.m[id]
+	if err := fn(&ps.scratch); err != nil {
+		return ciba.Pace{}, err
+	}
+	ps.m[id] = ps.scratch
+	return ps.scratch, nil
+}
+
+// Subscribe returns a channel that receives a value after every successful
+// UpdateRequest or DeleteRequest of request id, and a function to stop
+// listening, which may be called more than once. The channel holds one
+// value: changes made while the subscriber is not reading coalesce, and a
+// slow subscriber never blocks a writer. The channel is never closed.
+func (s *Store) Subscribe(id string) (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	ss := &s.subs[s.shard(id)]
+	ss.mu.Lock()
+	ss.m[id] = append(ss.m[id], ch)
+	ss.mu.Unlock()
+	var once sync.Once
+	return ch, func() {
+		once.Do(func() {
+			ss.mu.Lock()
+			defer ss.mu.Unlock()
+			list := ss.m[id]
+			if j := slices.Index(list, ch); j >= 0 {
+				list = slices.Delete(list, j, j+1)
+			}
+			if len(list) == 0 {
+				delete(ss.m, id)
+			} else {
+				ss.m[id] = list
+			}
+		})
+	}
+}
+
+// wake makes a non-blocking send to every subscriber of request id.
+func (s *Store) wake(i int, id string) {
+	ss := &s.subs[i]
+	ss.mu.Lock()
+	for _, ch := range ss.m[id] {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	ss.mu.Unlock()
+}
+
+// checkRecordKey rejects kinds that a backend could not keep apart from the
+// key: the embedded store joins them with a NUL byte.
+func checkRecordKey(kind string) error {
+	if kind == "" || strings.IndexByte(kind, 0) >= 0 {
+		return fmt.Errorf("record kind %q is empty or contains NUL", kind)
+	}
+	return nil
+}
+
+// expired reports whether a record with expiry at is gone at now.
+func expired(at, now time.Time) bool {
+	return !at.IsZero() && !now.Before(at)
+}
+
+// PutRecord stores a copy of value under kind and key for ttl (0: forever);
+// an error wrapping ciba.ErrExists if the key holds an unexpired record.
+func (s *Store) PutRecord(ctx context.Context, kind, key string, value []byte, ttl time.Duration) error {
+	if err := s.usable(ctx); err != nil {
+		return fmt.Errorf("memory store: put record: %w", err)
+	}
+	if err := checkRecordKey(kind); err != nil {
+		return fmt.Errorf("memory store: put record: %w", err)
+	}
+	if ttl < 0 {
+		return fmt.Errorf("memory store: put record: negative lifetime %v", ttl)
+	}
+	now := time.Now()
+	var exp time.Time
+	if ttl > 0 {
+		exp = now.Add(ttl)
+	}
+	k := recordKey{kind, key}
+	sh := s.recordShard(k)
+	e, sweep := s.lockRecord(sh, k)
+	defer func() {
+		if sweep {
+			s.sweepRecords(sh)
+		}
+	}()
+	if e.live && !expired(e.expiresAt, now) {
+		e.mu.Unlock()
+		return fmt.Errorf("memory store: put record: %w", ciba.ErrExists)
+	}
+	if s.journal != nil {
+		if err := s.journal.PutRecord(ctx, kind, key, value, exp); err != nil {
+			if !e.live {
+				unlinkRecord(sh, k, e)
+			}
+			e.mu.Unlock()
+			return journalError("put record", err)
+		}
+	}
+	e.value = bytes.Clone(value)
+	e.expiresAt = exp
+	e.live = true
+	e.mu.Unlock()
+	return nil
+}
+
+// lockRecord returns the entry of k, created if absent, locked. It also
+// reports whether the shard is due for a sweep.
+func (s *Store) lockRecord(sh *recordShard, k recordKey) (e *recordEntry, sweep bool) {
+	for {
+		sh.mu.Lock()
+		e = sh.m[k]
+		if e == nil {
+			e = &recordEntry{}
+			e.mu.Lock() // new, so this never waits
+			sh.m[k] = e
+			sh.puts++
+			sweep = sh.puts%recordSweepEvery == 0
+			sh.mu.Unlock()
+			return e, sweep
+		}
+		sh.mu.Unlock()
+		e.mu.Lock()
+		if !e.gone {
+			return e, false
+		}
+		e.mu.Unlock()
+	}
+}
+
+// unlinkRecord removes e from its shard. The caller holds e.mu.
+func unlinkRecord(sh *recordShard, k recordKey, e *recordEntry) {
+	sh.mu.Lock()
+	if sh.m[k] == e {
+		delete(sh.m, k)
+	}
+	sh.mu.Unlock()
+	e.gone = true
+	e.live = false
+	e.value = nil
+}
+
+// sweepRecords drops the expired records of a shard from memory. Entries
+// that a writer holds are skipped. The journal is not told: an expired
+// record reads as absent whether or not a backend still has it.
+func (s *Store) sweepRecords(sh *recordShard) {
+	now := time.Now()
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	for k, e := range sh.m {
+		if !e.mu.TryLock() {
+			continue
+		}
+		if e.live && expired(e.expiresAt, now) {
+			delete(sh.m, k)
+			e.gone = true
+			e.live = false
+			e.value = nil
+		}
+		e.mu.Unlock()
+	}
+}
+
+// lookupRecord returns the entry of k locked, or nil.
+func (s *Store) lookupRecord(sh *recordShard, k recordKey) *recordEntry {
+	sh.mu.Lock()
+	e := sh.m[k]
+	sh.mu.Unlock()
+	if e == nil {
+		return nil
+	}
+	e.mu.Lock()
+	return e
+}
+
+// GetRecord returns a copy of the record stored under kind and key; an error
+// wrapping ciba.ErrNotFound if there is none or it expired.
+func (s *Store) GetRecord(_ context.Context, kind, key string) ([]byte, error) {
+	if s.closed.Load() {
+		return nil, errClosed
+	}
+	k := recordKey{kind, key}
+	sh := s.recordShard(k)
+	e := s.lookupRecord(sh, k)
+	if e == nil {
+		return nil, errRecordNotFound
+	}
+	defer e.mu.Unlock()
+	if !e.live {
+		return nil, errRecordNotFound
+	}
+	if expired(e.expiresAt, time.Now()) {
+		unlinkRecord(sh, k, e)
+		return nil, errRecordNotFound
+	}
+	return bytes.Clone(e.value), nil
+}
+
+// TakeRecord returns and deletes the record stored under kind and key; an
+// error wrapping ciba.ErrNotFound if there is none or it expired. Of
+// concurrent callers, exactly one gets a record.
+func (s *Store) TakeRecord(ctx context.Context, kind, key string) ([]byte, error) {
+	if err := s.usable(ctx); err != nil {
+		return nil, fmt.Errorf("memory store: take record: %w", err)
+	}
+	k := recordKey{kind, key}
+	sh := s.recordShard(k)
+	e := s.lookupRecord(sh, k)
+	if e == nil {
+		return nil, errRecordNotFound
+	}
+	defer e.mu.Unlock()
+	if !e.live {
+		return nil, errRecordNotFound
+	}
+	if expired(e.expiresAt, time.Now()) {
+		unlinkRecord(sh, k, e)
+		return nil, errRecordNotFound
+	}
+	if s.journal != nil {
+		if err := s.journal.DeleteRecord(ctx, kind, key); err != nil {
+			return nil, journalError("take record", err)
+		}
+	}
+	v := e.value
+	unlinkRecord(sh, k, e)
+	return v, nil
+}
+
+// Close makes every later call fail with an error wrapping
+// ciba.ErrUnavailable. It does not close the journal, which belongs to the
+// caller. It may be called more than once.
+func (s *Store) Close() error {
+	s.closed.Store(true)
+	return nil
+}
+
+// Load adds r to memory without journaling it; an error wrapping
+// ciba.ErrExists if its ID or ApprovalID is taken. It is for backends that
+// preload their durable state at open, before the Store is shared.
+func (s *Store) Load(r *ciba.AuthRequest) error {
+	if r == nil || r.ID == "" {
+		return errors.New("memory store: load request: the request has no ID")
+	}
+	c := r.Clone()
+	e, err := s.reserve(c)
+	if err != nil {
+		return fmt.Errorf("memory store: load request: %w", err)
+	}
+	e.cur.Store(c)
+	e.mu.Unlock()
+	return nil
+}
+
+// LoadRecord adds a copy of a record to memory without journaling it; a zero
+// expiresAt means forever. An error wraps ciba.ErrExists if the key holds an
+// unexpired record. It is for backends that preload their durable state at
+// open, before the Store is shared.
+func (s *Store) LoadRecord(kind, key string, value []byte, expiresAt time.Time) error {
+	if err := checkRecordKey(kind); err != nil {
+		return fmt.Errorf("memory store: load record: %w", err)
+	}
+	k := recordKey{kind, key}
+	sh := s.recordShard(k)
+	e, _ := s.lockRecord(sh, k)
+	defer e.mu.Unlock()
+	if e.live && !expired(e.expiresAt, time.Now()) {
+		return fmt.Errorf("memory store: load record: %w", ciba.ErrExists)
+	}
+	e.value = bytes.Clone(value)
+	e.expiresAt = expiresAt
+	e.live = true
+	return nil
+}
