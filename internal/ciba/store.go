@@ -25,6 +25,12 @@ var (
 // Create or Update means the change is durable to the backend's promise
 // (for the embedded store: on disk, surviving kill -9).
 //
+// Updaters must not change ID or ApprovalID, must not call the Store, and
+// must not keep the request after they return. A write whose context is
+// already cancelled changes nothing. An ErrUnavailable from a failed commit
+// is in doubt: the write may still appear after a restart. After Close,
+// every call fails with ErrUnavailable; Close may be called twice.
+//
 // Poll pacing (UpdatePace) is soft state: it is shared between instances
 // where the backend is shared, but need not survive a crash. It is kept apart
 // so the poll hot path never waits for a disk.
@@ -42,23 +48,30 @@ type Store interface {
 	UpdateRequest(ctx context.Context, id string, fn func(*AuthRequest) error) (*AuthRequest, error)
 	// DeleteRequest removes the request and its pace state.
 	DeleteRequest(ctx context.Context, id string) error
-	// ListRequests calls fn for every stored request until fn returns false.
-	// It is for startup recovery, garbage collection and admin tools, not for
-	// hot paths.
+	// ListRequests calls fn for a copy of every stored request until fn
+	// returns false. It may or may not see changes made while it runs, and
+	// fn may call the Store. It is for startup recovery, garbage collection
+	// and admin tools, not for hot paths.
 	ListRequests(ctx context.Context, fn func(*AuthRequest) bool) error
 
 	// UpdatePace applies fn to the pace state of request id atomically. A
-	// request with no pace state yet gets a zero Pace.
+	// stored request with no pace state yet gets a zero Pace; an unknown id
+	// is ErrNotFound; an error from fn writes nothing. fn must not keep the
+	// pointer.
 	UpdatePace(ctx context.Context, id string, fn func(*Pace) error) (Pace, error)
 
 	// Subscribe returns a channel that receives a value after the request
-	// with the given id is changed by UpdateRequest (on any instance sharing
-	// the store), and a function to stop listening. Subscribe before reading
-	// the request to never miss a change.
+	// with the given id is changed by UpdateRequest or DeleteRequest (on any
+	// instance sharing the store), and a function to stop listening, which
+	// may be called twice. The channel holds one value (changes coalesce) and
+	// is never closed. Subscribe before reading the request to never miss a
+	// change.
 	Subscribe(id string) (<-chan struct{}, func())
 
 	// PutRecord stores an opaque record under a namespaced key with a
-	// lifetime (0 = forever); ErrExists if it is present and unexpired.
+	// lifetime (0 = forever; negative is an error); ErrExists if it is
+	// present and unexpired. kind is non-empty and has no NUL byte. Expired
+	// records behave as absent (ErrNotFound).
 	// It backs jti replay checks, refresh tokens and server keys.
 	PutRecord(ctx context.Context, kind, key string, value []byte, ttl time.Duration) error
 	// GetRecord returns a record stored by PutRecord.
