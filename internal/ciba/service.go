@@ -404,6 +404,8 @@ func (s *Service) ApproveWithMinter(ctx context.Context, r *AuthRequest) error {
 		return notPending(r)
 	}
 	now := s.now()
+	r = r.Clone()
+	r.AuthTime = now
 	tr, err := s.d.Minter.Mint(ctx, r, now)
 	if err != nil {
 		return &Error{Code: CodeServerError, Description: "tokens could not be issued", Err: err}

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+
+	gojose "github.com/go-jose/go-jose/v4"
+
+	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/clientauth"
+	"github.com/cibaproxy/cibaproxy/internal/config"
+	"github.com/cibaproxy/cibaproxy/internal/httpapi"
+	"github.com/cibaproxy/cibaproxy/internal/jose"
+	"github.com/cibaproxy/cibaproxy/internal/upstream/local"
+)
+
+// registry is the client registry with a lookup the ciba service can use.
+type registry struct{ *clientauth.Registry }
+
+// Client returns the domain view of client id.
+func (r registry) Client(id string) (*ciba.Client, bool) {
+	reg, ok := r.Lookup(id)
+	if !ok {
+		return nil, false
+	}
+	return reg.Client(), true
+}
+
+// buildClients turns the config's clients into registrations.
+func buildClients(ctx context.Context, cfg *config.Config, replay jose.Replay) (registry, error) {
+	regs := make([]*clientauth.Registration, 0, len(cfg.Clients))
+	for _, c := range cfg.Clients {
+		var jwks gojose.JSONWebKeySet
+		if len(c.JWKS) > 0 {
+			if err := json.Unmarshal(c.JWKS, &jwks); err != nil {
+				return registry{}, fmt.Errorf("client %q: jwks: %w", c.ID, err)
+			}
+		}
+		reg, err := clientauth.NewRegistration(ctx, clientauth.Options{
+			Client: ciba.Client{
+				ID:                   c.ID,
+				Name:                 c.Name,
+				Mode:                 ciba.DeliveryMode(c.DeliveryMode),
+				NotificationEndpoint: c.NotificationEndpoint,
+				RequireUserCode:      c.UserCodeParameter,
+				Scopes:               c.Scopes,
+			},
+			Secret:                  c.Secret,
+			SecretHash:              c.SecretHash,
+			Methods:                 c.TokenEndpointAuthMethods,
+			JWKS:                    jwks,
+			JWKSURI:                 c.JWKSURI,
+			RequestObjectAlg:        c.RequestSigningAlg,
+			AllowHS256RequestObject: c.AllowHS256RequestObject,
+		})
+		if err != nil {
+			return registry{}, fmt.Errorf("client %q: %w", c.ID, err)
+		}
+		regs = append(regs, reg)
+	}
+	r, err := clientauth.NewRegistry(regs...)
+	if err != nil {
+		return registry{}, err
+	}
+	r.AssertionPolicy = jose.AssertionPolicy{Issuer: cfg.Issuer, Replay: replay}
+	return registry{r}, nil
+}
+
+// authenticator adapts the registry to httpapi.Authenticator.
+type authenticator struct {
+	reg    registry
+	policy jose.RequestObjectPolicy
+}
+
+func (a *authenticator) Authenticate(ctx context.Context, r *http.Request, form url.Values, endpoint string) (*ciba.Client, error) {
+	reg, err := a.reg.Authenticate(ctx, r, form, endpoint)
+	if err != nil {
+		return nil, err
+	}
+	return reg.Client(), nil
+}
+
+func (a *authenticator) RequestObject(ctx context.Context, c *ciba.Client, raw string) (map[string]any, error) {
+	reg, ok := a.reg.Lookup(c.ID)
+	if !ok {
+		return nil, ciba.Errorf(ciba.CodeInvalidClient, "unknown client")
+	}
+	return jose.VerifyRequestObject(ctx, raw, reg.RequestObjectPolicy(a.policy))
+}
+
+func (a *authenticator) RequiresSignedRequest(c *ciba.Client) bool {
+	reg, ok := a.reg.Lookup(c.ID)
+	return ok && reg.RequiresSignedRequest()
+}
+
+// hintVerifier adapts the jose hint checks to local.HintVerifier.
+type hintVerifier struct {
+	issuer string
+	own    jose.KeySet
+	reg    registry
+}
+
+var _ local.HintVerifier = (*hintVerifier)(nil)
+
+func (h *hintVerifier) IDTokenHint(ctx context.Context, raw, clientID string) (string, error) {
+	claims, err := jose.VerifyIDTokenHint(ctx, raw, jose.IDTokenHintPolicy{Issuer: h.issuer, KeySet: h.own, ClientID: clientID})
+	if err != nil {
+		return "", err
+	}
+	sub, _ := claims["sub"].(string)
+	return sub, nil
+}
+
+func (h *hintVerifier) LoginHintToken(ctx context.Context, raw, clientID string) (string, string, error) {
+	var keys jose.KeySet
+	if reg, ok := h.reg.Lookup(clientID); ok {
+		keys = reg.KeySet()
+	}
+	claims, err := jose.VerifyLoginHintToken(ctx, raw, jose.HintTokenPolicy{ClientID: clientID, ClientKeys: keys, Issuer: h.issuer})
+	if err != nil {
+		return "", "", err
+	}
+	kind, value, err := jose.HintSubject(claims)
+	if err != nil {
+		return "", "", err
+	}
+	return kind, value, nil
+}
+
+// discovery is the OpenID Provider metadata (OIDC Discovery §3, RFC 8414,
+// CIBA §4), listing only what is enabled.
+func discovery(cfg *config.Config, reg registry, up ciba.Upstream) map[string]any {
+	algs := jose.DefaultAlgs()
+	for _, id := range reg.IDs() {
+		if r, _ := reg.Lookup(id); r.AllowsHS256RequestObject() && !slices.Contains(algs, "HS256") {
+			algs = append(algs, "HS256")
+		}
+	}
+	return map[string]any{
+		"issuer":                                cfg.Issuer,
+		"token_endpoint":                        cfg.Issuer + httpapi.PathToken,
+		"backchannel_authentication_endpoint":   cfg.Issuer + httpapi.PathBCAuthz,
+		"jwks_uri":                              cfg.Issuer + httpapi.PathJWKS,
+		"grant_types_supported":                 []string{httpapi.GrantCIBA, "refresh_token"},
+		"token_endpoint_auth_methods_supported": []string{clientauth.MethodSecretBasic, clientauth.MethodSecretPost, clientauth.MethodPrivateKeyJWT},
+		"token_endpoint_auth_signing_alg_values_supported":                jose.DefaultAlgs(),
+		"backchannel_token_delivery_modes_supported":                      []string{"poll", "ping", "push"},
+		"backchannel_authentication_request_signing_alg_values_supported": algs,
+		"backchannel_user_code_parameter_supported":                       up.SupportsUserCode(),
+		"subject_types_supported":                                         []string{"public"},
+		"id_token_signing_alg_values_supported":                           []string{"RS256", "PS256", "ES256"},
+		"scopes_supported":                                                []string{"openid", "profile", "email", "address", "phone"},
+		"claims_supported":                                                []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "name", "email", "email_verified", "preferred_username"},
+		"response_types_supported":                                        []string{},
+	}
+}

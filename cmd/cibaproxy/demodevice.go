@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cibaproxy/cibaproxy/internal/channel/webhook"
+	"github.com/cibaproxy/cibaproxy/internal/outbound"
+)
+
+// cmdDemoDevice runs a stand-in for the two outside parties of the quick
+// start: the authentication-device service behind the webhook channel
+// (POST /webhook), and the notification endpoint of the demo ping and push
+// clients (POST /notify). It prints what it receives and how to answer; with
+// --auto it approves or denies by itself. It is for trying cibaproxy out,
+// not for production.
+func cmdDemoDevice(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var listen, auto string
+	if err := flags("demo-device", args, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&listen, "listen", "127.0.0.1:9090", "address to listen on")
+		fs.StringVar(&auto, "auto", "", `answer every request by itself: "approve" or "deny" (default: print the curl commands)`)
+	}); err != nil {
+		return err
+	}
+	if auto != "" && auto != "approve" && auto != "deny" {
+		return usageError{fmt.Errorf(`--auto must be "approve" or "deny", got %q`, auto)}
+	}
+	var mu sync.Mutex
+	say := func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(stdout, format, args...)
+	}
+	client := outbound.New(10 * time.Second)
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /webhook", func(w http.ResponseWriter, r *http.Request) {
+		var m webhook.Message
+		if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&m); err != nil {
+			http.Error(w, "bad JSON", http.StatusBadRequest)
+			return
+		}
+		token := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		w.WriteHeader(http.StatusNoContent)
+		say("\n[device] %s asks %s to approve (scope %q, binding message %q, expires %s)\n",
+			m.ClientName, m.LoginHint, m.Scope, m.BindingMessage, m.ExpiresAt.Local().Format(time.TimeOnly))
+		if auto != "" {
+			go func() {
+				time.Sleep(time.Second)
+				body := fmt.Sprintf(`{"status":%q}`, map[string]string{"approve": "approved", "deny": "denied"}[auto])
+				err := client.PostJSON(context.WithoutCancel(ctx), m.CallbackURL, token, []byte(body))
+				say("[device] answered %s: %v\n", auto, errOrOK(err))
+			}()
+			return
+		}
+		say("[device] to approve:\n  curl -s -X POST %s -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' -d '{\"status\":\"approved\"}'\n", m.CallbackURL, token)
+		say("[device] to deny: the same with {\"status\":\"denied\"}\n")
+	})
+	mux.HandleFunc("POST /notify", func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+		w.WriteHeader(http.StatusNoContent)
+		var m map[string]any
+		_ = json.Unmarshal(body, &m)
+		switch {
+		case m["access_token"] != nil:
+			say("\n[client] push: tokens for auth_req_id %v arrived (%d bytes)\n", m["auth_req_id"], len(body))
+		case m["error"] != nil:
+			say("\n[client] push: %v for auth_req_id %v\n", m["error"], m["auth_req_id"])
+		default:
+			say("\n[client] ping for auth_req_id %v: now POST /token with it\n", m["auth_req_id"])
+		}
+	})
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", listen, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(slog.DiscardHandler, 0)}
+	say("demo device listening on http://%s (webhook: /webhook, client notifications: /notify)\n", ln.Addr())
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func errOrOK(err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	return "ok"
+}

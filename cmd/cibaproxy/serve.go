@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/config"
+)
+
+func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
+	var path, listen string
+	if err := flags("serve", args, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&path, "config", "", "config file (YAML)")
+		fs.StringVar(&listen, "listen", "", "address to listen on, overriding the config's listen")
+	}); err != nil {
+		return err
+	}
+	if path == "" {
+		return usageError{errors.New("--config FILE is required")}
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	if listen != "" {
+		cfg.Listen = listen
+	}
+	log := newLogger(cfg, stderr)
+	a, err := build(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	srv := &http.Server{
+		Handler:           a.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		// Long polls are held up to ciba.long_poll; leave room for them.
+		WriteTimeout: cfg.CIBA.LongPoll + 30*time.Second,
+		IdleTimeout:  2 * time.Minute,
+		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
+	dispatched := make(chan error, 1)
+	go func() { dispatched <- a.service.Run(runCtx) }()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info("cibaproxy listening", slog.String("addr", ln.Addr().String()), slog.String("issuer", cfg.Issuer),
+		slog.String("store", cfg.Store.Type), slog.String("upstream", cfg.Upstream.Type), slog.String("version", buildVersion()))
+
+	select {
+	case err = <-served:
+		cancelRun()
+		<-dispatched
+		return fmt.Errorf("serve: %w", err)
+	case err = <-dispatched:
+		cancelRun()
+		_ = srv.Close()
+		return fmt.Errorf("dispatcher: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing in-flight requests")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.CIBA.LongPoll+10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		log.Warn("shutdown", slog.Any("error", err))
+	}
+	cancelRun()
+	<-dispatched
+	log.Info("stopped")
+	return nil
+}
+
+// newLogger builds the slog logger the config asks for.
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// serverSecret returns the random secret kept in the store under name,
+// creating it on first start. Several instances sharing a store agree on it.
+func serverSecret(ctx context.Context, st ciba.Store, name string, size int) ([]byte, bool, error) {
+	for range 3 {
+		v, err := st.GetRecord(ctx, "server", name)
+		if err == nil {
+			if len(v) != size {
+				return nil, false, fmt.Errorf("server secret %q in the store has %d bytes, want %d", name, len(v), size)
+			}
+			return v, false, nil
+		}
+		if !errors.Is(err, ciba.ErrNotFound) {
+			return nil, false, fmt.Errorf("read server secret %q: %w", name, err)
+		}
+		v = make([]byte, size)
+		if _, err := rand.Read(v); err != nil {
+			return nil, false, fmt.Errorf("generate server secret %q: %w", name, err)
+		}
+		err = st.PutRecord(ctx, "server", name, v, 0)
+		if err == nil {
+			return v, true, nil
+		}
+		if !errors.Is(err, ciba.ErrExists) {
+			return nil, false, fmt.Errorf("store server secret %q: %w", name, err)
+		}
+		// Another instance created it first: read theirs.
+	}
+	return nil, false, fmt.Errorf("server secret %q: could not settle on a value", name)
+}

@@ -1,0 +1,407 @@
+// Package config reads cibaproxy's one YAML configuration file.
+//
+// [Load] reads the file, expands environment variables, decodes it strictly
+// (an unknown key is an error, not a silently ignored typo), fills in
+// defaults and validates the result. When anything is wrong it returns a
+// [Problems] value that lists every problem at once, each with its file,
+// line and YAML path, so an operator fixes a file in one round.
+//
+// # Environment variables
+//
+// String values may refer to environment variables, with shell semantics:
+//
+//	${VAR}           the value of VAR, or "" when VAR is unset
+//	${VAR:-default}  the value of VAR, or default when VAR is unset or empty
+//	$$               a literal "$"
+//
+// Expansion happens after YAML parsing and only inside string scalars, so a
+// value containing ':' or '#' cannot change the structure of the file, and
+// keys are never expanded. A '$' followed by anything else is kept as is, so
+// bcrypt hashes ("$2a$10$…") need no escaping; the $VAR form without braces
+// is not expanded. A default may itself contain ${…} references. A secret
+// containing "${" or "$$" must double its '$'.
+//
+// A duration, number or boolean whose value is empty after expansion
+// (for example "${TIMEOUT}" with TIMEOUT unset) counts as absent and gets
+// its default.
+//
+// # Relative paths
+//
+// Files the configuration reads (upstream.local.users_file,
+// tokens.signing_key_file) are relative to the directory of the
+// configuration file. The data path the process writes (store.path) is
+// relative to the working directory, like any path given on a command line.
+package config
+
+import (
+	"crypto"
+	"encoding/json"
+	"time"
+)
+
+// Values of [Log.Level].
+const (
+	LogDebug = "debug"
+	LogInfo  = "info"
+	LogWarn  = "warn"
+	LogError = "error"
+)
+
+// Values of [Log.Format].
+const (
+	LogText = "text"
+	LogJSON = "json"
+)
+
+// Values of [Store.Type].
+const (
+	StoreEmbedded = "embedded"
+	StoreMemory   = "memory"
+)
+
+// Values of [Upstream.Type]. Only [UpstreamLocal] is supported for now.
+const (
+	UpstreamLocal = "local"
+	UpstreamOIDC  = "oidc"
+	UpstreamCIBA  = "ciba"
+)
+
+// Token delivery modes of [Client.DeliveryMode] (CIBA Core §5).
+const (
+	DeliveryPoll = "poll"
+	DeliveryPing = "ping"
+	DeliveryPush = "push"
+)
+
+// Client authentication methods of [Client.TokenEndpointAuthMethods]
+// (OIDC Core §9, RFC 7523).
+const (
+	AuthClientSecretBasic = "client_secret_basic"
+	AuthClientSecretPost  = "client_secret_post"
+	AuthPrivateKeyJWT     = "private_key_jwt"
+)
+
+// Config is the whole configuration of one cibaproxy instance. [Load]
+// returns it with every default filled in and every rule checked, so the
+// code that wires the server can use its values without checking them again.
+type Config struct {
+	// Issuer is the OpenID Provider identifier: the "iss" of every token
+	// and the base of the discovery document (OIDC Discovery §3). Required:
+	// an absolute http or https URL without query or fragment. Clients
+	// compare it byte for byte, so changing it (even a trailing slash)
+	// invalidates every token and cached discovery document.
+	Issuer string `yaml:"issuer"`
+
+	// Listen is the host:port the HTTP server binds. Default
+	// "127.0.0.1:8080", reachable from this machine only; an empty host
+	// (":8080") listens on every interface, which exposes the server to
+	// the network.
+	Listen string `yaml:"listen"`
+
+	// Log configures logging.
+	Log Log `yaml:"log"`
+
+	// Store configures where auth requests and keys are kept.
+	Store Store `yaml:"store"`
+
+	// Upstream configures where users and tokens come from.
+	Upstream Upstream `yaml:"upstream"`
+
+	// CIBA holds the protocol settings of backchannel authentication.
+	CIBA CIBA `yaml:"ciba"`
+
+	// Tokens configures the tokens cibaproxy issues and the keys it uses.
+	Tokens Tokens `yaml:"tokens"`
+
+	// Channels configures how the user's authentication device is reached.
+	Channels Channels `yaml:"channels"`
+
+	// Clients are the registered CIBA clients. At least one is required.
+	Clients []Client `yaml:"clients"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is the lowest level logged: "debug", "info", "warn" or
+	// "error". Default "info". "debug" logs request details (never
+	// secrets or tokens) and is verbose on the poll path.
+	Level string `yaml:"level"`
+
+	// Format is "text" (human readable, default) or "json" (one object
+	// per line, for log collectors).
+	Format string `yaml:"format"`
+}
+
+// Store configures the state store.
+type Store struct {
+	// Type is "embedded" (default: durable, on local disk, one instance)
+	// or "memory" (state is lost on restart: for tests and demos only;
+	// every pending request and the generated keys vanish with the
+	// process).
+	Type string `yaml:"type"`
+
+	// Path is the database file of the embedded store, relative to the
+	// working directory. Default "./data/cibaproxy.db"; its directory is
+	// created if missing. It holds the generated signing and encryption
+	// keys, so protect it like a private key. Must be empty for the memory
+	// store.
+	Path string `yaml:"path"`
+}
+
+// Upstream configures where users and tokens come from (DESIGN.md, "Where
+// tokens come from").
+type Upstream struct {
+	// Type is the kind of upstream. Only "local" (the default) is
+	// supported for now; "oidc" and "ciba" are planned.
+	Type string `yaml:"type"`
+
+	// Local configures the "local" upstream. Required when Type is "local".
+	Local LocalUpstream `yaml:"local"`
+}
+
+// LocalUpstream configures the "local" upstream: cibaproxy is the issuer
+// and knows the users itself.
+type LocalUpstream struct {
+	// Users are the users, inline. After [Load] this also holds the users
+	// of UsersFile, after the inline ones. Together there must be at
+	// least one.
+	Users []User `yaml:"users"`
+
+	// UsersFile is an optional YAML file holding a list of users with the
+	// same keys as Users, so the user list can be kept, generated and
+	// permission-protected apart from the rest of the configuration. A
+	// relative path is relative to the configuration file's directory;
+	// after [Load] it holds the resolved path. Environment variables are
+	// expanded in it as in the main file.
+	UsersFile string `yaml:"users_file"`
+}
+
+// User is one user of the local upstream.
+type User struct {
+	// Username is what clients send as login_hint and what the user types
+	// on the approval page. Required, unique.
+	Username string `yaml:"username"`
+
+	// Subject is the "sub" claim of the user's tokens (OIDC Core §2): at
+	// most 255 ASCII characters, unique. Default: Username. Clients key
+	// accounts on it, so it must never change or be given to someone
+	// else; set it explicitly if usernames can change.
+	Subject string `yaml:"subject"`
+
+	// PasswordHash is the bcrypt hash of the user's password
+	// ("$2a$10$…", e.g. from `htpasswd -nbBC 10 user pass`). Required.
+	// Plain passwords are not accepted.
+	PasswordHash string `yaml:"password_hash"`
+
+	// UserCodeHash is the optional bcrypt hash of the user's CIBA
+	// user_code (CIBA Core §7.1), checked for clients that set
+	// backchannel_user_code_parameter. Empty: the user has no user code,
+	// and requests from such clients for this user fail.
+	UserCodeHash string `yaml:"user_code_hash"`
+
+	// Claims are extra ID-token and userinfo claims (email, name …),
+	// released by scope. They must be representable as JSON and must not
+	// set a claim cibaproxy sets itself (iss, sub, aud, exp …).
+	Claims map[string]any `yaml:"claims"`
+}
+
+// CIBA holds the protocol settings of backchannel authentication
+// (CIBA Core §7).
+type CIBA struct {
+	// DefaultExpiry is the expires_in of a request without
+	// requested_expiry. Default 5m; must be positive.
+	DefaultExpiry time.Duration `yaml:"default_expiry"`
+
+	// MaxExpiry caps requested_expiry: a longer request is shortened to it
+	// and expires_in says so. Default 30m; must be at least
+	// DefaultExpiry. Long values keep pending requests (and approval
+	// links) alive longer.
+	MaxExpiry time.Duration `yaml:"max_expiry"`
+
+	// Interval is the minimum poll interval announced to poll clients
+	// (CIBA Core §7.3); faster polls get slow_down. Default 5s; at least
+	// 1s.
+	Interval time.Duration `yaml:"interval"`
+
+	// LongPoll holds a pending poll open up to this long until the result
+	// lands (CIBA Core §7.3 allows it), so a client learns the result at
+	// once. 0 (default) answers at once; at most 60s, as proxies and
+	// clients tend to cut idle HTTP requests beyond that. Each held poll
+	// costs an open connection.
+	LongPoll time.Duration `yaml:"long_poll"`
+
+	// ExpiredGrace keeps expired and redeemed requests this long so that a
+	// late poll hears expired_token or invalid_grant rather than an
+	// unknown auth_req_id. Default 10m; 0 forgets them at once.
+	ExpiredGrace time.Duration `yaml:"expired_grace"`
+
+	// BindingMessageMax is the longest binding_message accepted, in
+	// characters (CIBA Core §7.1 asks that it be short enough to show on
+	// the authentication device). Default 64; between 1 and 256.
+	BindingMessageMax int `yaml:"binding_message_max"`
+}
+
+// Tokens configures the tokens cibaproxy issues and the keys it uses.
+type Tokens struct {
+	// AccessTokenTTL is the lifetime of access tokens. Default 10m; must
+	// be positive. Access tokens are bearer JWTs that cannot be revoked,
+	// so keep it short.
+	AccessTokenTTL time.Duration `yaml:"access_token_ttl"`
+
+	// IDTokenTTL is the lifetime of ID tokens. Default 10m; must be
+	// positive.
+	IDTokenTTL time.Duration `yaml:"id_token_ttl"`
+
+	// RefreshTokenTTL is the lifetime of refresh tokens. Default 24h; 0
+	// issues no refresh tokens. A refresh token lets its holder get new
+	// access tokens without the user for this long.
+	RefreshTokenTTL time.Duration `yaml:"refresh_token_ttl"`
+
+	// SigningKeyFile is an optional file holding the token signing key: a
+	// PEM RSA (PKCS#1 or PKCS#8, at least 2048 bits) or EC (SEC 1 or
+	// PKCS#8, P-256, P-384 or P-521) private key, or a private JWK. A
+	// relative path is relative to the configuration file's directory;
+	// after [Load] it holds the resolved path. Empty (default): a key is
+	// generated on first start and kept in the store. Whoever can read
+	// the file can mint tokens for every client.
+	SigningKeyFile string `yaml:"signing_key_file"`
+
+	// SigningKey is the key read from SigningKeyFile (an *rsa.PrivateKey
+	// or *ecdsa.PrivateKey), or nil when SigningKeyFile is empty. Set by
+	// [Load], not read from YAML.
+	SigningKey crypto.Signer `yaml:"-"`
+
+	// SigningKeyID is the "kid" of SigningKeyFile when it is a JWK that
+	// has one; empty otherwise (the caller derives one). Set by [Load].
+	SigningKeyID string `yaml:"-"`
+
+	// EncryptionKeys encrypt the tokens cibaproxy holds between approval
+	// and delivery (AES-256-GCM). The first key encrypts, all of them
+	// decrypt: to rotate, put the new key first and remove the old one
+	// once the longest request lifetime has passed. Empty (default): a key
+	// is generated on first start and kept in the store, next to the data
+	// it protects; set keys here to keep them apart from the store.
+	EncryptionKeys []EncryptionKey `yaml:"encryption_keys"`
+}
+
+// EncryptionKey is one key of [Tokens.EncryptionKeys].
+type EncryptionKey struct {
+	// ID names the key inside encrypted values. Required, unique, at most
+	// 255 bytes. Never reuse an id for different key material.
+	ID string `yaml:"id"`
+
+	// Key is the base64 (standard or URL alphabet, padded or not) of
+	// exactly 32 random bytes, e.g. from `openssl rand -base64 32`.
+	// Required. Use ${VAR} rather than writing it in the file.
+	Key string `yaml:"key"`
+
+	// Secret is Key decoded: 32 bytes. Set by [Load].
+	Secret []byte `yaml:"-"`
+}
+
+// Channels configures how cibaproxy reaches the user's authentication
+// device (DESIGN.md, "Authentication channels").
+type Channels struct {
+	// Webhook configures the webhook channel.
+	Webhook Webhook `yaml:"webhook"`
+}
+
+// Webhook configures the webhook authentication channel: cibaproxy POSTs
+// each request to URL, and the authentication-device service answers on
+// /ciba/callback.
+type Webhook struct {
+	// URL is where requests are POSTed. Empty (default): the channel is
+	// off. Otherwise an absolute http or https URL; use https beyond
+	// loopback, since each POST carries a callback bearer that can approve
+	// the request.
+	URL string `yaml:"url"`
+
+	// Timeout bounds each POST. Default 5s; must be positive.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// Client is one registered CIBA client (CIBA Core §4 registration
+// metadata).
+type Client struct {
+	// ID is the client_id. Required, unique, printable ASCII
+	// (RFC 6749 Appendix A.1).
+	ID string `yaml:"client_id"`
+
+	// Name is shown to the user on the authentication device. Default: ID.
+	Name string `yaml:"client_name"`
+
+	// Secret is the plain client secret for client_secret_basic and
+	// client_secret_post. Exactly one of Secret and SecretHash is required
+	// when one of those methods is listed; neither is allowed otherwise.
+	// A plain secret allows a fast constant-time check but must be kept
+	// as safe as the file; prefer ${VAR} or SecretHash. A '$' in it must
+	// be written "$$".
+	Secret string `yaml:"client_secret"`
+
+	// SecretHash is the bcrypt hash of the client secret, the alternative
+	// to Secret: the file then holds no secret. It cannot sign HS256
+	// request objects.
+	SecretHash string `yaml:"client_secret_hash"`
+
+	// TokenEndpointAuthMethods are the ways the client may authenticate
+	// (OIDC Core §9): a subset of client_secret_basic, client_secret_post
+	// and private_key_jwt, without repeats. Default [client_secret_basic].
+	TokenEndpointAuthMethods []string `yaml:"token_endpoint_auth_methods"`
+
+	// DeliveryMode is backchannel_token_delivery_mode (CIBA Core §4):
+	// "poll", "ping" or "push". Required.
+	DeliveryMode string `yaml:"backchannel_token_delivery_mode"`
+
+	// NotificationEndpoint is backchannel_client_notification_endpoint
+	// (CIBA Core §4): where ping notifications and push results are
+	// POSTed. Required for ping and push (an absolute http or https URL;
+	// CIBA asks for https beyond development), must be empty for poll.
+	NotificationEndpoint string `yaml:"backchannel_client_notification_endpoint"`
+
+	// UserCodeParameter is backchannel_user_code_parameter (CIBA Core §4):
+	// requests must carry the user's user_code. Default false.
+	UserCodeParameter bool `yaml:"backchannel_user_code_parameter"`
+
+	// RequestSigningAlg is
+	// backchannel_authentication_request_signing_alg (CIBA Core §4, §7.1.1):
+	// when set, the client MUST send its parameters in a request object
+	// signed with this alg, and plain form parameters are refused. One of
+	// RS256, PS256 or ES256 (then JWKS or JWKSURI is required), or HS256
+	// (only with AllowHS256RequestObject). Default empty: request objects
+	// are optional.
+	RequestSigningAlg string `yaml:"backchannel_authentication_request_signing_alg"`
+
+	// AllowHS256RequestObject is a legacy switch that accepts request
+	// objects signed with HS256 under the plain client secret, as older
+	// clients do. CIBA Core §7.1.1 asks for asymmetric signatures: with
+	// HS256 anyone holding the secret (including cibaproxy and whoever
+	// reads its configuration) can forge the client's requests. Needs a
+	// plain Secret, not a SecretHash. Default false.
+	AllowHS256RequestObject bool `yaml:"allow_hs256_request_object"`
+
+	// JWKS is the client's inline JWK Set (RFC 7517 §5) of public keys,
+	// for private_key_jwt and signed request objects, as JSON. It may be
+	// written as a YAML mapping or as a JSON string. It must hold at least
+	// one key and no private key. Not together with JWKSURI.
+	JWKS json.RawMessage `yaml:"jwks"`
+
+	// JWKSURI is the URL of the client's JWK Set, the alternative to JWKS
+	// for clients that rotate keys: an absolute http or https URL.
+	JWKSURI string `yaml:"jwks_uri"`
+
+	// Scopes are the scopes the client may request. Empty (default): any
+	// scope. When set it must include "openid", which every CIBA request
+	// carries (CIBA Core §7.1).
+	Scopes []string `yaml:"scopes"`
+}
+
+// UsesSecret reports whether one of the client's authentication methods
+// needs a client secret (client_secret_basic or client_secret_post).
+func (c *Client) UsesSecret() bool {
+	for _, m := range c.TokenEndpointAuthMethods {
+		if m == AuthClientSecretBasic || m == AuthClientSecretPost {
+			return true
+		}
+	}
+	return false
+}

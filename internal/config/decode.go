@@ -1,0 +1,435 @@
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// maxSteps bounds the work of decoding one file, so that a small file
+// whose aliases and merge keys multiply into an enormous tree (a "billion
+// laughs") is refused instead of exhausting memory.
+const maxSteps = 200_000
+
+var (
+	durationType = reflect.TypeFor[time.Duration]()
+	rawJSONType  = reflect.TypeFor[json.RawMessage]()
+	anyMapType   = reflect.TypeFor[map[string]any]()
+)
+
+// parseYAML parses data into its single document node. Syntax errors are
+// added to col and nil is returned.
+func parseYAML(data []byte, src *source, col *collector) *yaml.Node {
+	dec := yaml.NewDecoder(strings.NewReader(string(data)))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			col.addBad(src, "", 0, "the file is empty")
+			return nil
+		}
+		line, msg := splitYAMLError(err)
+		col.addBad(src, "", line, "invalid YAML: %s", msg)
+		return nil
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		line := extra.Line
+		if len(extra.Content) > 0 {
+			line = extra.Content[0].Line
+		}
+		col.addLine(src, "", line, "the file holds more than one YAML document (\"---\"); only one is allowed")
+	} else if !errors.Is(err, io.EOF) {
+		line, msg := splitYAMLError(err)
+		col.addBad(src, "", line, "invalid YAML: %s", msg)
+	}
+	return &doc
+}
+
+var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// splitYAMLError takes the line number out of a yaml.v3 syntax error.
+func splitYAMLError(err error) (int, string) {
+	s := err.Error()
+	if m := yamlLineRE.FindStringSubmatch(s); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		return n, m[2]
+	}
+	return 0, strings.TrimPrefix(s, "yaml: ")
+}
+
+// decoder decodes a yaml.Node tree into the configuration structs. Unlike
+// yaml.v3's own decoder it reports every problem with its YAML path, records
+// the line of every path for later validation messages, and records which
+// paths were given a value so that defaults can tell "absent" from zero.
+type decoder struct {
+	src   *source
+	col   *collector
+	steps int
+}
+
+// step counts one unit of work; it returns false once the budget is spent.
+func (d *decoder) step(path string, line int) bool {
+	d.steps++
+	if d.steps == maxSteps {
+		d.col.addBad(d.src, "", line, "the document is too large or expands too many aliases (at %s)", path)
+	}
+	return d.steps < maxSteps
+}
+
+// decode decodes n into v, which must be settable.
+func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
+	if !d.step(path, n.Line) {
+		return
+	}
+	for n.Kind == yaml.AliasNode {
+		if n.Alias == nil {
+			return
+		}
+		n = n.Alias
+	}
+	if n.Kind == yaml.DocumentNode {
+		if len(n.Content) == 0 {
+			return
+		}
+		d.decode(n.Content[0], v, path)
+		return
+	}
+	if isNull(n) {
+		return
+	}
+	switch v.Type() {
+	case durationType:
+		d.duration(n, v, path)
+		return
+	case rawJSONType:
+		d.rawJSON(n, v, path)
+		return
+	case anyMapType:
+		d.anyMap(n, v, path)
+		return
+	}
+	switch v.Kind() {
+	case reflect.Struct:
+		d.mapping(n, v, path)
+	case reflect.Slice:
+		d.sequence(n, v, path)
+	case reflect.String:
+		if n.Kind != yaml.ScalarNode {
+			d.col.addBad(d.src, path, n.Line, "expected a string, got %s", describe(n))
+			return
+		}
+		v.SetString(n.Value)
+		if n.Value != "" {
+			d.src.set[path] = true
+		}
+	case reflect.Bool:
+		if !d.scalar(n, path, "true or false") {
+			return
+		}
+		switch n.Value {
+		case "true", "True", "TRUE":
+			v.SetBool(true)
+		case "false", "False", "FALSE":
+			v.SetBool(false)
+		default:
+			d.col.addBad(d.src, path, n.Line, "expected true or false, got %q", abbrev(n.Value, 40))
+			return
+		}
+		d.src.set[path] = true
+	case reflect.Int:
+		if !d.scalar(n, path, "an integer") {
+			return
+		}
+		i, err := strconv.ParseInt(n.Value, 10, 32)
+		if err != nil {
+			d.col.addBad(d.src, path, n.Line, "expected an integer, got %q", abbrev(n.Value, 40))
+			return
+		}
+		v.SetInt(i)
+		d.src.set[path] = true
+	default:
+		// Only reachable if a field of an unsupported type is added to
+		// the configuration structs.
+		panic(fmt.Sprintf("config: cannot decode into %s", v.Type()))
+	}
+}
+
+// scalar checks that n is a non-empty scalar for a typed (non-string)
+// value. An empty string, as left by "${UNSET}", counts as absent.
+func (d *decoder) scalar(n *yaml.Node, path, want string) bool {
+	if n.Kind != yaml.ScalarNode {
+		d.col.addBad(d.src, path, n.Line, "expected %s, got %s", want, describe(n))
+		return false
+	}
+	return n.Value != ""
+}
+
+func (d *decoder) duration(n *yaml.Node, v reflect.Value, path string) {
+	if !d.scalar(n, path, `a duration such as "30s" or "5m"`) {
+		return
+	}
+	dur, err := time.ParseDuration(n.Value)
+	if err != nil {
+		d.col.addBad(d.src, path, n.Line, "invalid duration %q: use a Go duration such as \"20s\", \"5m\" or \"1h30m\"", abbrev(n.Value, 40))
+		return
+	}
+	v.SetInt(int64(dur))
+	d.src.set[path] = true
+}
+
+// rawJSON decodes a YAML mapping, or a string holding JSON text, into JSON.
+func (d *decoder) rawJSON(n *yaml.Node, v reflect.Value, path string) {
+	var raw []byte
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if n.ShortTag() != "!!str" {
+			d.col.addBad(d.src, path, n.Line, "expected a JSON object (as YAML or as a JSON string), got %s", describe(n))
+			return
+		}
+		if n.Value == "" {
+			return
+		}
+		raw = []byte(n.Value)
+		if !json.Valid(raw) {
+			d.col.addBad(d.src, path, n.Line, "invalid JSON")
+			return
+		}
+	case yaml.MappingNode:
+		var x any
+		if err := n.Decode(&x); err != nil {
+			d.col.addBad(d.src, path, n.Line, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+			return
+		}
+		b, err := json.Marshal(x)
+		if err != nil {
+			d.col.addBad(d.src, path, n.Line, "cannot be represented as JSON: %v", err)
+			return
+		}
+		raw = b
+	default:
+		d.col.addBad(d.src, path, n.Line, "expected a JSON object (as YAML or as a JSON string), got %s", describe(n))
+		return
+	}
+	v.SetBytes(raw)
+	d.src.set[path] = true
+}
+
+// anyMap decodes free-form values (claims) with yaml.v3's own decoder,
+// which guards against alias bombs itself.
+func (d *decoder) anyMap(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.MappingNode {
+		d.col.addBad(d.src, path, n.Line, "expected a mapping, got %s", describe(n))
+		return
+	}
+	m := make(map[string]any)
+	if err := n.Decode(&m); err != nil {
+		d.col.addBad(d.src, path, n.Line, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+		return
+	}
+	v.Set(reflect.ValueOf(m))
+	d.src.set[path] = true
+}
+
+func (d *decoder) sequence(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.SequenceNode {
+		d.col.addBad(d.src, path, n.Line, "expected a list, got %s", describe(n))
+		return
+	}
+	s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+	for i, c := range n.Content {
+		p := joinIndex(path, i)
+		d.src.lines[p] = c.Line
+		d.decode(c, s.Index(i), p)
+	}
+	v.Set(s)
+	d.src.set[path] = true
+}
+
+type pair struct{ key, value *yaml.Node }
+
+// mapping decodes a mapping into a struct, by the fields' yaml tags.
+// Unknown keys are errors: a misspelt key would otherwise be a setting
+// silently left at its default.
+func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.MappingNode {
+		d.col.addBad(d.src, path, n.Line, "expected a mapping (key: value lines), got %s", describe(n))
+		return
+	}
+	fields := yamlFields(v.Type())
+	for _, p := range d.pairs(n, path, make(map[*yaml.Node]bool)) {
+		key := p.key.Value
+		kp := joinKey(path, key)
+		i, ok := fields[key]
+		if !ok {
+			d.col.addBad(d.src, kp, p.key.Line, "%s", unknownKey(key, fields))
+			continue
+		}
+		d.src.lines[kp] = p.key.Line
+		d.decode(p.value, v.Field(i), kp)
+	}
+	d.src.set[path] = true
+}
+
+// pairs returns the key/value pairs of mapping n, with YAML merge keys
+// ("<<: *defaults") resolved: explicit keys win over merged ones, and
+// earlier merged mappings over later ones. Duplicate and non-string keys
+// are reported.
+func (d *decoder) pairs(n *yaml.Node, path string, merging map[*yaml.Node]bool) []pair {
+	if merging[n] {
+		d.col.addBad(d.src, path, n.Line, "a merge key (<<) includes the mapping it is in")
+		return nil
+	}
+	merging[n] = true
+	defer delete(merging, n)
+
+	var out, merged []pair
+	seen := make(map[string]bool)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		if !d.step(path, k.Line) {
+			return out
+		}
+		if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
+			merged = append(merged, d.mergePairs(val, path, merging)...)
+			continue
+		}
+		if k.Kind != yaml.ScalarNode {
+			d.col.addBad(d.src, path, k.Line, "keys must be plain strings, got %s", describe(k))
+			continue
+		}
+		if seen[k.Value] {
+			d.col.add(d.src, joinKey(path, k.Value), "duplicate key %q (line %d); it is set earlier in the same mapping", k.Value, k.Line)
+			continue
+		}
+		seen[k.Value] = true
+		out = append(out, pair{k, val})
+	}
+	for _, p := range merged {
+		if !seen[p.key.Value] {
+			seen[p.key.Value] = true
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// mergePairs returns the pairs a merge key's value brings: one mapping, or
+// a list of mappings (YAML merge key type, https://yaml.org/type/merge.html).
+func (d *decoder) mergePairs(val *yaml.Node, path string, merging map[*yaml.Node]bool) []pair {
+	for val.Kind == yaml.AliasNode && val.Alias != nil {
+		val = val.Alias
+	}
+	switch val.Kind {
+	case yaml.MappingNode:
+		return d.pairs(val, path, merging)
+	case yaml.SequenceNode:
+		var out []pair
+		for _, c := range val.Content {
+			for c.Kind == yaml.AliasNode && c.Alias != nil {
+				c = c.Alias
+			}
+			if c.Kind != yaml.MappingNode {
+				d.col.addBad(d.src, path, c.Line, "a merge key (<<) takes a mapping or a list of mappings, got %s", describe(c))
+				continue
+			}
+			out = append(out, d.pairs(c, path, merging)...)
+		}
+		return out
+	}
+	d.col.addBad(d.src, path, val.Line, "a merge key (<<) takes a mapping or a list of mappings, got %s", describe(val))
+	return nil
+}
+
+// yamlFields maps the yaml keys of struct type t to field indexes.
+func yamlFields(t reflect.Type) map[string]int {
+	m := make(map[string]int, t.NumField())
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		m[name] = i
+	}
+	return m
+}
+
+// unknownKey says a key is unknown, suggesting the nearest known key.
+func unknownKey(key string, fields map[string]int) string {
+	best, bestDist := "", 4
+	for f := range fields {
+		if dist := levenshtein(key, f); dist < bestDist || dist == bestDist && f < best {
+			best, bestDist = f, dist
+		}
+	}
+	if best != "" && bestDist <= max(1, len(key)/3) {
+		return fmt.Sprintf("unknown key %q; did you mean %q?", abbrev(key, 40), best)
+	}
+	known := make([]string, 0, len(fields))
+	for f := range fields {
+		known = append(known, f)
+	}
+	slices.Sort(known)
+	return fmt.Sprintf("unknown key %q; the keys here are %s", abbrev(key, 40), strings.Join(known, ", "))
+}
+
+func levenshtein(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func isNull(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
+}
+
+// describe names what a node is, for "expected X, got Y" messages.
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		switch n.ShortTag() {
+		case "!!str":
+			return fmt.Sprintf("the string %q", abbrev(n.Value, 40))
+		case "!!null":
+			return "nothing"
+		}
+		return fmt.Sprintf("%q", abbrev(n.Value, 40))
+	}
+	return "an alias"
+}
+
+// abbrev shortens s to at most n runes, for quoting in messages.
+func abbrev(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:n]) + "…"
+}

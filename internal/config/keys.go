@@ -1,0 +1,169 @@
+package config
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+// minRSABits is the smallest RSA signing key accepted (RFC 7518 §3.3).
+const minRSABits = 2048
+
+// parseSigningKey reads a private signing key from PEM (PKCS#1, SEC 1 or
+// PKCS#8) or JWK data. It returns the key and the JWK's kid, if any.
+func parseSigningKey(data []byte) (crypto.Signer, string, error) {
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) > 0 && trimmed[0] == '{' {
+		var k jose.JSONWebKey
+		if err := k.UnmarshalJSON(trimmed); err != nil {
+			return nil, "", fmt.Errorf("not a valid JWK: %w", err)
+		}
+		if k.IsPublic() {
+			return nil, "", errors.New("the JWK is a public key; the signing key must be private")
+		}
+		if !k.Valid() {
+			return nil, "", errors.New("the JWK is incomplete")
+		}
+		s, err := checkSigner(k.Key)
+		return s, k.KeyID, err
+	}
+
+	rest := data
+	for {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			return nil, "", errors.New("no PEM private key or JWK found")
+		}
+		if _, encrypted := block.Headers["Proc-Type"]; encrypted || block.Type == "ENCRYPTED PRIVATE KEY" {
+			return nil, "", errors.New("the PEM key is encrypted; decrypt it (the file itself must be protected)")
+		}
+		var (
+			key any
+			err error
+		)
+		switch block.Type {
+		case "RSA PRIVATE KEY":
+			key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+		case "EC PRIVATE KEY":
+			key, err = x509.ParseECPrivateKey(block.Bytes)
+		case "PRIVATE KEY":
+			key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+		default:
+			// "EC PARAMETERS" (from openssl ecparam), certificates…
+			continue
+		}
+		if err != nil {
+			return nil, "", fmt.Errorf("invalid PEM %s: %w", block.Type, err)
+		}
+		s, err := checkSigner(key)
+		return s, "", err
+	}
+}
+
+// checkSigner accepts RSA keys of at least minRSABits and EC keys on the
+// curves JWS has algorithms for (RFC 7518 §3.4).
+func checkSigner(key any) (crypto.Signer, error) {
+	switch k := key.(type) {
+	case *rsa.PrivateKey:
+		if k.N.BitLen() < minRSABits {
+			return nil, fmt.Errorf("the RSA key has %d bits; at least %d are required", k.N.BitLen(), minRSABits)
+		}
+		return k, nil
+	case *ecdsa.PrivateKey:
+		switch k.Curve {
+		case elliptic.P256(), elliptic.P384(), elliptic.P521():
+			return k, nil
+		}
+		return nil, fmt.Errorf("the EC key is on curve %s; use P-256, P-384 or P-521", k.Curve.Params().Name)
+	}
+	return nil, fmt.Errorf("a %T cannot be used; use an RSA or EC key", key)
+}
+
+// checkJWKS checks an inline client JWK Set and returns its keys. Problems
+// are reported through fail, with the path of the key they concern (relative
+// to the jwks value, e.g. "keys[1]").
+func checkJWKS(raw json.RawMessage, fail func(sub, format string, args ...any)) []jose.JSONWebKey {
+	var set struct {
+		Keys *[]json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(raw, &set); err != nil {
+		fail("", "not a JWK Set (RFC 7517 §5), a {\"keys\": [...]} object: %v", err)
+		return nil
+	}
+	if set.Keys == nil || len(*set.Keys) == 0 {
+		fail("", "the JWK Set holds no keys; it needs {\"keys\": [...]} with the client's public keys")
+		return nil
+	}
+	var keys []jose.JSONWebKey
+	kids := make(map[string]int)
+	for j, r := range *set.Keys {
+		sub := fmt.Sprintf("keys[%d]", j)
+		var k jose.JSONWebKey
+		if err := k.UnmarshalJSON(r); err != nil {
+			fail(sub, "not a valid JWK: %v", err)
+			continue
+		}
+		if !k.IsPublic() {
+			fail(sub, "holds a private or symmetric key; publish only the public part (drop \"d\", \"p\", \"q\", \"dp\", \"dq\", \"qi\", \"k\")")
+			continue
+		}
+		if !k.Valid() {
+			fail(sub, "the JWK is incomplete")
+			continue
+		}
+		if k.KeyID != "" {
+			if first, dup := kids[k.KeyID]; dup {
+				fail(sub, "duplicate kid %q (also keys[%d]); a signature's kid must select one key", k.KeyID, first)
+				continue
+			}
+			kids[k.KeyID] = j
+		}
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// keyFitsAlg reports whether a public JWK can verify signatures of alg.
+func keyFitsAlg(k jose.JSONWebKey, alg string) bool {
+	if k.Algorithm != "" && k.Algorithm != alg {
+		return false
+	}
+	if k.Use != "" && k.Use != "sig" {
+		return false
+	}
+	switch alg {
+	case "RS256", "PS256":
+		_, ok := k.Key.(*rsa.PublicKey)
+		return ok
+	case "ES256":
+		ec, ok := k.Key.(*ecdsa.PublicKey)
+		return ok && ec.Curve == elliptic.P256()
+	}
+	return false
+}
+
+// decodeKey decodes base64 in any of its four usual forms.
+func decodeKey(s string) ([]byte, error) {
+	var firstErr error
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		b, err := enc.DecodeString(s)
+		if err == nil {
+			return b, nil
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	return nil, firstErr
+}

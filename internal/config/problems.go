@@ -1,0 +1,185 @@
+package config
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Problem is one thing wrong with a configuration.
+type Problem struct {
+	// File is the file the problem is in: the configuration file, or the
+	// users file it names.
+	File string
+	// Path is the YAML path of the offending value, like
+	// "clients[1].backchannel_token_delivery_mode"; empty for the whole
+	// document.
+	Path string
+	// Line is the 1-based line of the value (or of its nearest enclosing
+	// value when it is missing); 0 when unknown.
+	Line int
+	// Message says what is wrong and, where it helps, what is expected.
+	// It never repeats a secret.
+	Message string
+}
+
+// String formats p as "FILE:LINE: PATH: MESSAGE", leaving out the parts
+// that are unknown.
+func (p Problem) String() string {
+	var b strings.Builder
+	b.WriteString(p.File)
+	if p.Line > 0 {
+		fmt.Fprintf(&b, ":%d", p.Line)
+	}
+	b.WriteString(": ")
+	if p.Path != "" {
+		b.WriteString(p.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(p.Message)
+	return b.String()
+}
+
+// Problems is every problem found in a configuration. It is the error
+// [Load] and [Parse] return; use errors.As to get at the list.
+type Problems []Problem
+
+// Error lists the problems one per line, as [Problem.String] formats them.
+func (ps Problems) Error() string {
+	lines := make([]string, len(ps))
+	for i, p := range ps {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// collector gathers problems while a configuration is checked. A value that
+// could not be decoded is marked bad, so that validation does not pile a
+// second, confusing message ("must be positive") on top of the first
+// ("invalid duration").
+type collector struct {
+	problems Problems
+	bad      map[string]bool // file + "\x00" + path
+}
+
+func newCollector() *collector {
+	return &collector{bad: make(map[string]bool)}
+}
+
+// add records a problem at path of src, unless path or one of its parents
+// was marked bad.
+func (c *collector) add(src *source, path, format string, args ...any) {
+	c.addLine(src, path, src.line(path), format, args...)
+}
+
+// addLine is add with the line given.
+func (c *collector) addLine(src *source, path string, line int, format string, args ...any) {
+	if c.isBad(src, path) {
+		return
+	}
+	c.problems = append(c.problems, Problem{
+		File:    src.file,
+		Path:    path,
+		Line:    line,
+		Message: fmt.Sprintf(format, args...),
+	})
+}
+
+// addBad records a decoding problem at path and marks path bad.
+func (c *collector) addBad(src *source, path string, line int, format string, args ...any) {
+	if c.isBad(src, path) {
+		return
+	}
+	c.bad[src.file+"\x00"+path] = true
+	c.problems = append(c.problems, Problem{
+		File:    src.file,
+		Path:    path,
+		Line:    line,
+		Message: fmt.Sprintf(format, args...),
+	})
+}
+
+func (c *collector) isBad(src *source, path string) bool {
+	for {
+		if c.bad[src.file+"\x00"+path] {
+			return true
+		}
+		if path == "" {
+			return false
+		}
+		path = parentPath(path)
+	}
+}
+
+// result returns the problems sorted by file (the main file first) and line,
+// or nil when there are none.
+func (c *collector) result(mainFile string) error {
+	if len(c.problems) == 0 {
+		return nil
+	}
+	ps := slices.Clone(c.problems)
+	slices.SortStableFunc(ps, func(a, b Problem) int {
+		am, bm := a.File == mainFile, b.File == mainFile
+		switch {
+		case am && !bm:
+			return -1
+		case bm && !am:
+			return 1
+		case a.File != b.File:
+			return strings.Compare(a.File, b.File)
+		}
+		return a.Line - b.Line
+	})
+	return ps
+}
+
+// source is one YAML file being decoded: its name and the line of every
+// path seen in it.
+type source struct {
+	file  string
+	lines map[string]int
+	// set holds the paths that were given a non-empty value, so defaults
+	// can tell "absent" from an explicit zero.
+	set map[string]bool
+}
+
+func newSource(file string) *source {
+	return &source{file: file, lines: make(map[string]int), set: make(map[string]bool)}
+}
+
+// line returns the line of path, or of its nearest parent that appears in
+// the file (a missing key is reported on the mapping that lacks it).
+func (s *source) line(path string) int {
+	for {
+		if l, ok := s.lines[path]; ok {
+			return l
+		}
+		if path == "" {
+			return 0
+		}
+		path = parentPath(path)
+	}
+}
+
+// parentPath returns the path of the value that contains path:
+// "a.b[2].c" → "a.b[2]" → "a.b" → "a" → "".
+func parentPath(path string) string {
+	i := strings.LastIndexAny(path, ".[")
+	if i < 0 {
+		return ""
+	}
+	return path[:i]
+}
+
+// joinKey appends a mapping key to a path.
+func joinKey(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// joinIndex appends a sequence index to a path.
+func joinIndex(path string, i int) string {
+	return fmt.Sprintf("%s[%d]", path, i)
+}

@@ -1,0 +1,260 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestRules has one row per validation rule. Each row breaks exactly that
+// rule in an otherwise valid configuration and checks that a problem names
+// the offending path, with a line number, and says what is wrong.
+func TestRules(t *testing.T) {
+	poll := "client_id: c1\nclient_secret: s1\nbackchannel_token_delivery_mode: poll\n"
+	jwks := "jwks: '{\"keys\":[" + demoPublicJWK + "]}'\n"
+	alice := "username: alice\npassword_hash: \"" + hashAlicePassword + "\"\n"
+	bob := "username: bob\npassword_hash: \"" + hashBobPassword + "\"\n"
+
+	tests := []struct {
+		name string
+		over map[string]string
+		path string
+		msg  string
+	}{
+		// Decoding.
+		{"unknown keys are errors", map[string]string{"listen": "listne: 127.0.0.1:8080"},
+			"listne", `unknown key "listne"; did you mean "listen"?`},
+		{"unknown keys are errors in nested mappings too", map[string]string{"clients": clients(poll + "client_secert: x")},
+			"clients[0].client_secert", `did you mean "client_secret"?`},
+		{"a key appears once per mapping", map[string]string{"listen": "listen: :1\nlisten: :2"},
+			"listen", "duplicate key"},
+		{"durations are Go duration strings", map[string]string{"ciba": "ciba:\n  interval: 5 seconds"},
+			"ciba.interval", `invalid duration "5 seconds"`},
+		{"durations need a unit", map[string]string{"ciba": "ciba:\n  default_expiry: 300"},
+			"ciba.default_expiry", `invalid duration "300"`},
+		{"booleans are true or false", map[string]string{"clients": clients(poll + "backchannel_user_code_parameter: yes")},
+			"clients[0].backchannel_user_code_parameter", "expected true or false"},
+		{"integers are integers", map[string]string{"ciba": "ciba:\n  binding_message_max: many"},
+			"ciba.binding_message_max", "expected an integer"},
+		{"lists are lists", map[string]string{"clients": clients(poll + "scopes: openid profile")},
+			"clients[0].scopes", "expected a list"},
+		{"sections are mappings", map[string]string{"store": "store: memory"},
+			"store", "expected a mapping"},
+		{"a ${ reference is terminated", map[string]string{"issuer": "issuer: https://${HOST"},
+			"issuer", "unterminated"},
+		{"a ${ reference names a variable", map[string]string{"issuer": "issuer: https://${HOST NAME}"},
+			"issuer", "invalid reference ${HOST NAME}"},
+
+		// issuer
+		{"issuer is required", map[string]string{"issuer": ""},
+			"issuer", "required"},
+		{"issuer is an absolute http(s) URL", map[string]string{"issuer": "issuer: ftp://ciba.example.com"},
+			"issuer", "absolute http or https URL"},
+		{"issuer has a host", map[string]string{"issuer": "issuer: /ciba"},
+			"issuer", "absolute http or https URL"},
+		{"issuer has no query", map[string]string{"issuer": "issuer: https://ciba.example.com/?tenant=1"},
+			"issuer", "must not have a query"},
+		{"issuer has no fragment", map[string]string{"issuer": "issuer: 'https://ciba.example.com/#x'"},
+			"issuer", "must not have a fragment"},
+
+		// listen
+		{"listen is host:port", map[string]string{"listen": "listen: localhost"},
+			"listen", "must be host:port"},
+		{"listen port is a number", map[string]string{"listen": "listen: localhost:http"},
+			"listen", "port must be a number"},
+
+		// log
+		{"log.level is debug|info|warn|error", map[string]string{"log": "log:\n  level: verbose"},
+			"log.level", `must be one of debug, info, warn, error, got "verbose"`},
+		{"log.format is text|json", map[string]string{"log": "log:\n  format: xml"},
+			"log.format", `must be one of text, json, got "xml"`},
+
+		// store
+		{"store.type is embedded or memory", map[string]string{"store": "store:\n  type: disk"},
+			"store.type", `must be one of embedded, memory, got "disk"`},
+		{"store.type redis is not supported yet", map[string]string{"store": "store:\n  type: redis"},
+			"store.type", "not supported yet"},
+		{"store.path must be empty for memory", map[string]string{"store": "store:\n  type: memory\n  path: ./x.db"},
+			"store.path", "must be empty for the memory store"},
+
+		// upstream
+		{"upstream.type oidc is not supported yet", map[string]string{"upstream": "upstream:\n  type: oidc"},
+			"upstream.type", `"oidc" is not supported yet`},
+		{"upstream.type ciba is not supported yet", map[string]string{"upstream": "upstream:\n  type: ciba"},
+			"upstream.type", `"ciba" is not supported yet`},
+		{"upstream.type is local", map[string]string{"upstream": "upstream:\n  type: ldap"},
+			"upstream.type", `must be "local"`},
+		{"the local upstream has at least one user", map[string]string{"upstream": "upstream:\n  type: local"},
+			"upstream.local.users", "at least one user is required"},
+		{"username is required", map[string]string{"upstream": localUsers(alice, "password_hash: \""+hashBobPassword+"\"")},
+			"upstream.local.users[1].username", "required"},
+		{"username is unique", map[string]string{"upstream": localUsers(alice, alice)},
+			"upstream.local.users[1].username", `duplicate username "alice" (also upstream.local.users[0])`},
+		{"subject is unique", map[string]string{"upstream": localUsers(alice, bob+"subject: alice")},
+			"upstream.local.users[1].subject", `duplicate subject "alice"`},
+		{"subject is at most 255 ASCII characters", map[string]string{"upstream": localUsers(alice + "subject: " + strings.Repeat("x", 256))},
+			"upstream.local.users[0].subject", "at most 255 characters"},
+		{"subject is ASCII", map[string]string{"upstream": localUsers(alice + "subject: élise")},
+			"upstream.local.users[0].subject", "printable ASCII"},
+		{"password_hash is required", map[string]string{"upstream": localUsers("username: alice")},
+			"upstream.local.users[0].password_hash", "required"},
+		{"password_hash is bcrypt", map[string]string{"upstream": localUsers("username: alice\npassword_hash: alice-password")},
+			"upstream.local.users[0].password_hash", "not a bcrypt hash"},
+		{"user_code_hash is bcrypt", map[string]string{"upstream": localUsers(alice + "user_code_hash: '1234'")},
+			"upstream.local.users[0].user_code_hash", "not a bcrypt hash"},
+		{"claims cannot set a claim cibaproxy sets", map[string]string{"upstream": localUsers(alice + "claims: {sub: root}")},
+			"upstream.local.users[0].claims.sub", `claim "sub" is set by cibaproxy`},
+		{"claims are a mapping", map[string]string{"upstream": localUsers(alice + "claims: [email]")},
+			"upstream.local.users[0].claims", "expected a mapping"},
+		{"users_file is readable", map[string]string{"upstream": "upstream:\n  local:\n    users_file: does-not-exist.yaml"},
+			"upstream.local.users_file", "cannot read the users file"},
+
+		// ciba
+		{"ciba.default_expiry is positive", map[string]string{"ciba": "ciba:\n  default_expiry: 0s"},
+			"ciba.default_expiry", "must be positive"},
+		{"ciba.max_expiry is at least default_expiry", map[string]string{"ciba": "ciba:\n  default_expiry: 10m\n  max_expiry: 5m"},
+			"ciba.max_expiry", "must be at least default_expiry (10m0s)"},
+		{"ciba.interval is at least 1s", map[string]string{"ciba": "ciba:\n  interval: 500ms"},
+			"ciba.interval", "must be at least 1s"},
+		{"ciba.interval is shorter than default_expiry", map[string]string{"ciba": "ciba:\n  default_expiry: 10s\n  interval: 10s"},
+			"ciba.interval", "must be shorter than default_expiry"},
+		{"ciba.long_poll is at most 60s", map[string]string{"ciba": "ciba:\n  long_poll: 61s"},
+			"ciba.long_poll", "between 0 (off) and 1m0s"},
+		{"ciba.long_poll is not negative", map[string]string{"ciba": "ciba:\n  long_poll: -1s"},
+			"ciba.long_poll", "between 0 (off) and 1m0s"},
+		{"ciba.expired_grace is not negative", map[string]string{"ciba": "ciba:\n  expired_grace: -1m"},
+			"ciba.expired_grace", "must not be negative"},
+		{"ciba.binding_message_max is at least 1", map[string]string{"ciba": "ciba:\n  binding_message_max: 0"},
+			"ciba.binding_message_max", "between 1 and 256"},
+		{"ciba.binding_message_max is at most 256", map[string]string{"ciba": "ciba:\n  binding_message_max: 257"},
+			"ciba.binding_message_max", "between 1 and 256"},
+
+		// tokens
+		{"tokens.access_token_ttl is positive", map[string]string{"tokens": "tokens:\n  access_token_ttl: 0s"},
+			"tokens.access_token_ttl", "must be positive"},
+		{"tokens.id_token_ttl is positive", map[string]string{"tokens": "tokens:\n  id_token_ttl: -1m"},
+			"tokens.id_token_ttl", "must be positive"},
+		{"tokens.refresh_token_ttl is not negative", map[string]string{"tokens": "tokens:\n  refresh_token_ttl: -1h"},
+			"tokens.refresh_token_ttl", "must not be negative"},
+		{"tokens.signing_key_file is readable", map[string]string{"tokens": "tokens:\n  signing_key_file: does-not-exist.pem"},
+			"tokens.signing_key_file", "cannot read the signing key"},
+		{"encryption key id is required", map[string]string{"tokens": "tokens:\n  encryption_keys:\n    - key: " + key32},
+			"tokens.encryption_keys[0].id", "required"},
+		{"encryption key ids are unique", map[string]string{"tokens": "tokens:\n  encryption_keys:\n    - {id: k1, key: " + key32 + "}\n    - {id: k1, key: " + key32 + "}"},
+			"tokens.encryption_keys[1].id", `duplicate id "k1"`},
+		{"encryption key id is at most 255 bytes", map[string]string{"tokens": "tokens:\n  encryption_keys:\n    - {id: " + strings.Repeat("k", 256) + ", key: " + key32 + "}"},
+			"tokens.encryption_keys[0].id", "at most 255 bytes"},
+		{"encryption key is required", map[string]string{"tokens": "tokens:\n  encryption_keys:\n    - id: k1"},
+			"tokens.encryption_keys[0].key", "required"},
+		{"encryption key is base64", map[string]string{"tokens": "tokens:\n  encryption_keys:\n    - {id: k1, key: 'not base64!'}"},
+			"tokens.encryption_keys[0].key", "not valid base64"},
+		{"encryption key is exactly 32 bytes", map[string]string{"tokens": "tokens:\n  encryption_keys:\n    - {id: k1, key: AAAAAAAAAAAAAAAAAAAAAA==}"},
+			"tokens.encryption_keys[0].key", "exactly 32 bytes (AES-256), got 16"},
+
+		// channels
+		{"channels.webhook.url is an absolute http(s) URL", map[string]string{"channels": "channels:\n  webhook:\n    url: hooks.example.com/ciba"},
+			"channels.webhook.url", "absolute http or https URL"},
+		{"channels.webhook.timeout is positive", map[string]string{"channels": "channels:\n  webhook:\n    url: https://hooks.example.com\n    timeout: 0s"},
+			"channels.webhook.timeout", "must be positive"},
+
+		// clients
+		{"there is at least one client", map[string]string{"clients": ""},
+			"clients", "at least one client is required"},
+		{"client_id is required", map[string]string{"clients": clients("client_secret: s1\nbackchannel_token_delivery_mode: poll")},
+			"clients[0].client_id", "required"},
+		{"client_id is unique", map[string]string{"clients": clients(poll, poll)},
+			"clients[1].client_id", `duplicate client_id "c1" (also clients[0])`},
+		{"client_id is printable ASCII", map[string]string{"clients": clients("client_id: \"c\\t1\"\nclient_secret: s1\nbackchannel_token_delivery_mode: poll")},
+			"clients[0].client_id", "printable ASCII"},
+		{"token_endpoint_auth_methods is a subset of the supported methods", map[string]string{"clients": clients(poll + "token_endpoint_auth_methods: [client_secret_basic, tls_client_auth]")},
+			"clients[0].token_endpoint_auth_methods[1]", `got "tls_client_auth"`},
+		{"token_endpoint_auth_methods lists a method once", map[string]string{"clients": clients(poll + "token_endpoint_auth_methods: [client_secret_post, client_secret_post]")},
+			"clients[0].token_endpoint_auth_methods[1]", "listed twice"},
+		{"a client_secret_* method needs client_secret or client_secret_hash", map[string]string{"clients": clients("client_id: c1\nbackchannel_token_delivery_mode: poll")},
+			"clients[0].client_secret", "required by client_secret_basic"},
+		{"client_secret and client_secret_hash are not both set", map[string]string{"clients": clients(poll + "client_secret_hash: \"" + hashBobPassword + "\"")},
+			"clients[0].client_secret_hash", "not both"},
+		{"client_secret is not allowed with only private_key_jwt", map[string]string{"clients": clients(poll + jwks + "token_endpoint_auth_methods: [private_key_jwt]")},
+			"clients[0].client_secret", "not allowed"},
+		{"client_secret_hash is not allowed with only private_key_jwt", map[string]string{"clients": clients("client_id: c1\nclient_secret_hash: \"" + hashBobPassword + "\"\nbackchannel_token_delivery_mode: poll\n" + jwks + "token_endpoint_auth_methods: [private_key_jwt]")},
+			"clients[0].client_secret_hash", "not allowed"},
+		{"client_secret_hash is bcrypt", map[string]string{"clients": clients("client_id: c1\nclient_secret_hash: s1\nbackchannel_token_delivery_mode: poll")},
+			"clients[0].client_secret_hash", "not a bcrypt hash"},
+		{"backchannel_token_delivery_mode is required", map[string]string{"clients": clients("client_id: c1\nclient_secret: s1")},
+			"clients[0].backchannel_token_delivery_mode", "required"},
+		{"backchannel_token_delivery_mode is poll|ping|push", map[string]string{"clients": clients("client_id: c1\nclient_secret: s1\nbackchannel_token_delivery_mode: pull")},
+			"clients[0].backchannel_token_delivery_mode", `must be one of poll, ping, push, got "pull"`},
+		{"backchannel_client_notification_endpoint is required for ping", map[string]string{"clients": clients("client_id: c1\nclient_secret: s1\nbackchannel_token_delivery_mode: ping")},
+			"clients[0].backchannel_client_notification_endpoint", "required in ping mode"},
+		{"backchannel_client_notification_endpoint is required for push", map[string]string{"clients": clients("client_id: c1\nclient_secret: s1\nbackchannel_token_delivery_mode: push")},
+			"clients[0].backchannel_client_notification_endpoint", "required in push mode"},
+		{"backchannel_client_notification_endpoint is an absolute http(s) URL", map[string]string{"clients": clients("client_id: c1\nclient_secret: s1\nbackchannel_token_delivery_mode: ping\nbackchannel_client_notification_endpoint: /notify")},
+			"clients[0].backchannel_client_notification_endpoint", "absolute http or https URL"},
+		{"backchannel_client_notification_endpoint is empty for poll", map[string]string{"clients": clients(poll + "backchannel_client_notification_endpoint: https://c.example.com/cb")},
+			"clients[0].backchannel_client_notification_endpoint", "must be empty in poll mode"},
+		{"backchannel_authentication_request_signing_alg is RS256|PS256|ES256|HS256", map[string]string{"clients": clients(poll + jwks + "backchannel_authentication_request_signing_alg: none")},
+			"clients[0].backchannel_authentication_request_signing_alg", `got "none"`},
+		{"an asymmetric signing alg needs jwks or jwks_uri", map[string]string{"clients": clients(poll + "backchannel_authentication_request_signing_alg: ES256")},
+			"clients[0].backchannel_authentication_request_signing_alg", "set jwks or jwks_uri"},
+		{"the signing alg has a matching key in jwks", map[string]string{"clients": clients(poll + jwks + "backchannel_authentication_request_signing_alg: RS256")},
+			"clients[0].backchannel_authentication_request_signing_alg", "no signing key usable with RS256"},
+		{"HS256 only with allow_hs256_request_object", map[string]string{"clients": clients(poll + "backchannel_authentication_request_signing_alg: HS256")},
+			"clients[0].backchannel_authentication_request_signing_alg", "HS256 needs allow_hs256_request_object"},
+		{"allow_hs256_request_object needs a plain client_secret", map[string]string{"clients": clients("client_id: c1\nclient_secret_hash: \"" + hashBobPassword + "\"\nbackchannel_token_delivery_mode: poll\nallow_hs256_request_object: true")},
+			"clients[0].allow_hs256_request_object", "needs a plain client_secret"},
+		{"jwks and jwks_uri are not both set", map[string]string{"clients": clients(poll + jwks + "jwks_uri: https://c.example.com/jwks")},
+			"clients[0].jwks_uri", "not both"},
+		{"jwks parses as a JWK Set", map[string]string{"clients": clients(poll + "jwks: '[1, 2]'")},
+			"clients[0].jwks", "not a JWK Set"},
+		{"jwks holds at least one key", map[string]string{"clients": clients(poll + "jwks: {keys: []}")},
+			"clients[0].jwks", "holds no keys"},
+		{"jwks keys are valid JWKs", map[string]string{"clients": clients(poll + "jwks: {keys: [{kty: EC, crv: P-256}]}")},
+			"clients[0].jwks.keys[0]", "not a valid JWK"},
+		{"jwks holds no private keys", map[string]string{"clients": clients(poll + "jwks: '{\"keys\":[" + demoPrivateJWK + "]}'")},
+			"clients[0].jwks.keys[0]", "private or symmetric key"},
+		{"jwks kids are unique", map[string]string{"clients": clients(poll + "jwks: '{\"keys\":[" + demoPublicJWK + "," + demoPublicJWK + "]}'")},
+			"clients[0].jwks.keys[1]", `duplicate kid "demo-poll-1"`},
+		{"jwks_uri is an absolute http(s) URL", map[string]string{"clients": clients(poll + "jwks_uri: jwks.json")},
+			"clients[0].jwks_uri", "absolute http or https URL"},
+		{"private_key_jwt needs jwks or jwks_uri", map[string]string{"clients": clients(poll + "token_endpoint_auth_methods: [client_secret_basic, private_key_jwt]")},
+			"clients[0].token_endpoint_auth_methods", "private_key_jwt needs the client's public keys"},
+		{"scopes include openid", map[string]string{"clients": clients(poll + "scopes: [profile]")},
+			"clients[0].scopes", "must include openid"},
+		{"scopes are scope-tokens", map[string]string{"clients": clients(poll + "scopes: [openid, 'a b']")},
+			"clients[0].scopes[1]", `invalid scope "a b"`},
+		{"scopes are listed once", map[string]string{"clients": clients(poll + "scopes: [openid, openid]")},
+			"clients[0].scopes[1]", "listed twice"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			data := doc(tt.over)
+			ps := problemsOf(t, data, noEnv)
+			for _, p := range ps {
+				if p.Path == tt.path && strings.Contains(p.Message, tt.msg) {
+					if p.File != "test.yaml" {
+						t.Errorf("problem file = %q, want test.yaml", p.File)
+					}
+					if p.Line <= 0 {
+						t.Errorf("problem %q has no line", p)
+					}
+					// One broken rule, one message: no cascade of
+					// follow-up complaints about the same mistake.
+					if len(ps) != 1 {
+						t.Errorf("got %d problems, want 1:\n%v", len(ps), ps)
+					}
+					return
+				}
+			}
+			t.Errorf("no problem at %s containing %q; got:\n%v\n--- config:\n%s", tt.path, tt.msg, ps, data)
+		})
+	}
+}
+
+// key32 is the base64 of 32 zero bytes.
+const key32 = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+
+// TestValidBaseConfig checks that the configuration the rule rows start from
+// is valid, so each row's problem comes from what the row changed.
+func TestValidBaseConfig(t *testing.T) {
+	mustParse(t, doc(nil), noEnv)
+}

@@ -1,0 +1,124 @@
+package jose
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/cibaproxy/cibaproxy/internal/ciba"
+)
+
+// ClientAssertionType is the client_assertion_type of private_key_jwt
+// (RFC 7523 §2.2).
+const ClientAssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+// AssertionPolicy is what VerifyClientAssertion accepts from one client.
+type AssertionPolicy struct {
+	// ClientID is the client the assertion must be about: its iss and sub.
+	ClientID string
+	// Issuer is cibaproxy's issuer identifier. CIBA §7.1 makes it an
+	// acceptable aud at both the token and the backchannel authentication
+	// endpoint.
+	Issuer string
+	// Endpoint is the URL of the endpoint being called, the aud RFC 7523
+	// §3 names; also accepted.
+	Endpoint string
+	// Algs are the allowed JWS algorithms; empty means DefaultAlgs.
+	Algs []string
+	// KeySet holds the client's registered keys (required).
+	KeySet KeySet
+	// Replay records each jti until the assertion expires (required).
+	Replay Replay
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// ClockSkew is tolerated on exp, iat and nbf; zero means
+	// DefaultClockSkew, a negative value none.
+	ClockSkew time.Duration
+	// MaxSize is the largest assertion accepted in bytes; zero means
+	// DefaultMaxSize.
+	MaxSize int
+}
+
+// VerifyClientAssertion authenticates a client by a JWT it signed
+// (private_key_jwt): iss and sub are the client_id, aud contains the issuer
+// or the endpoint URL, exp is present and not past, nbf and iat (optional)
+// are not in the future, jti is present; then the signature with the
+// client's keys; then the jti is recorded, so an assertion is used once.
+//
+// https://www.rfc-editor.org/rfc/rfc7523#section-3
+// https://openid.net/specs/openid-connect-core-1_0.html#ClientAuthentication
+//
+// Every failure is invalid_client (answered 401); a replay check that
+// cannot be made is temporarily_unavailable. Signature failures all get one
+// description, whatever the cause (unknown kid, no keys, keys that cannot be
+// fetched, a bad signature; the cause is in the error's Err for logs), so a
+// caller can verify the assertion of an unknown client with a key set that
+// fails and answer exactly as for a known client.
+func VerifyClientAssertion(ctx context.Context, raw string, p AssertionPolicy) error {
+	c := check{what: "client assertion", code: ciba.CodeInvalidClient, uniform: true}
+	if p.ClientID == "" || (p.Issuer == "" && p.Endpoint == "") || p.Replay == nil {
+		return c.configError("ClientID, Issuer or Endpoint, and Replay are required")
+	}
+	algs, e := c.validAlgs(p.Algs, false)
+	if e != nil {
+		return e
+	}
+	l := newLimits(p.Now, p.ClockSkew, p.MaxSize)
+	t, e := c.parse(raw, l, algs)
+	if e != nil {
+		return e
+	}
+	if t.std.Issuer != p.ClientID {
+		return c.fail("iss %q is not the client_id %q", clip(t.std.Issuer), p.ClientID)
+	}
+	if t.std.Subject != p.ClientID {
+		return c.fail("sub %q is not the client_id %q", clip(t.std.Subject), p.ClientID)
+	}
+	if e := c.checkAud(t, p.Issuer, p.Endpoint); e != nil {
+		return e
+	}
+	if e := c.checkExp(t, l, true); e != nil {
+		return e
+	}
+	if e := c.checkNotFuture("nbf", t.std.NotBefore, l, false); e != nil {
+		return e
+	}
+	if e := c.checkNotFuture("iat", t.std.IssuedAt, l, false); e != nil {
+		return e
+	}
+	if e := c.checkJTI(t); e != nil {
+		return e
+	}
+	if e := c.verify(ctx, raw, t, p.KeySet, "", fmt.Sprintf("client %q", p.ClientID)); e != nil {
+		return e
+	}
+	if err := p.Replay.Seen(ctx, replayKey("client_assertion", p.ClientID, t.std.ID), t.until(l)); err != nil {
+		return c.replayError(t.std.ID, err)
+	}
+	return nil
+}
+
+// AssertionSubject returns the sub claim of a client assertion WITHOUT
+// verifying it, so the caller can look up the client whose keys will verify
+// it with VerifyClientAssertion. Nothing else may be concluded from it.
+// The assertion must parse as a compact JWS of an asymmetric algorithm no
+// larger than DefaultMaxSize; failures are invalid_client.
+func AssertionSubject(raw string) (string, error) {
+	if raw == "" || len(raw) > DefaultMaxSize {
+		return "", ciba.Errorf(ciba.CodeInvalidClient, "client assertion: missing or over %d bytes", DefaultMaxSize)
+	}
+	t, err := jwt.ParseSigned(raw, asymmetricAlgs())
+	if err != nil {
+		return "", &ciba.Error{Code: ciba.CodeInvalidClient, Description: "client assertion: not a JWS in compact serialization with an asymmetric alg", Err: err}
+	}
+	var std jwt.Claims
+	if err := t.UnsafeClaimsWithoutVerification(&std); err != nil {
+		return "", &ciba.Error{Code: ciba.CodeInvalidClient, Description: "client assertion: the claims are not a valid JWT claims set", Err: err}
+	}
+	if std.Subject == "" {
+		return "", ciba.Errorf(ciba.CodeInvalidClient, "client assertion: sub is missing")
+	}
+	return std.Subject, nil
+}

@@ -1,0 +1,118 @@
+package jose
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/cibaproxy/cibaproxy/internal/ciba"
+)
+
+// RequestObjectPolicy is what VerifyRequestObject accepts from one client.
+type RequestObjectPolicy struct {
+	// ClientID is the authenticated client; the request object's iss must
+	// be it (CIBA §7.1.1).
+	ClientID string
+	// Issuer is cibaproxy's issuer identifier, the aud CIBA §7.1.1 asks for.
+	Issuer string
+	// Audiences are further accepted aud values, such as the URL of the
+	// backchannel authentication endpoint (accepted by WSO2 and others).
+	Audiences []string
+
+	// Algs are the allowed JWS algorithms; empty means DefaultAlgs, plus
+	// HS256 when AllowHS256 is set. A client that registered
+	// backchannel_authentication_request_signing_alg (CIBA §4) gets exactly
+	// that one.
+	Algs []string
+	// AllowHS256 accepts request objects MACed with HS256 using Secret as
+	// the key. CIBA §7.1.1 requires an asymmetric signature: this is a
+	// per-client legacy switch, never to be set under FAPI.
+	AllowHS256 bool
+	// KeySet verifies the asymmetric signatures: the client's registered
+	// keys. Nil when the client has none.
+	KeySet KeySet
+	// Secret is the client secret, the HS256 key when AllowHS256 is set.
+	Secret string
+
+	// Replay records each jti until the request object expires (required).
+	Replay Replay
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// ClockSkew is tolerated on exp, iat and nbf; zero means
+	// DefaultClockSkew, a negative value none.
+	ClockSkew time.Duration
+	// MaxSize is the largest request object accepted in bytes; zero means
+	// DefaultMaxSize.
+	MaxSize int
+	// MaxLifetime, when set, bounds exp - nbf and how old nbf may be (FAPI
+	// asks for 60 minutes: FAPI 1.0 Advanced §5.2.2-13, FAPI-CIBA §5.2.2).
+	MaxLifetime time.Duration
+}
+
+// VerifyRequestObject verifies a signed authentication request (CIBA Core
+// 1.0 §7.1.1) and returns its claims, which are the authentication request
+// parameters. Numbers are json.Number, so requested_expiry may be a number
+// or a string and the caller decides.
+//
+// The checks run cheapest first: size; parsing with the allowed algorithms
+// only (so "none" and a JWS MACed with HS256 over a public key are refused
+// before any key is looked at); iss is the client; aud names the issuer (or
+// one of Audiences); exp is present and not past; iat and nbf are present
+// and not in the future; the lifetime is within MaxLifetime; jti is present;
+// then the signature; and last the jti is recorded, so a token that fails
+// any check never consumes its jti. The typ header is not checked.
+//
+// https://openid.net/specs/openid-client-initiated-backchannel-authentication-core-1_0.html#signed_auth_request
+//
+// Every failure is invalid_request with a description that names the claim
+// and the expected value; a replay check that cannot be made is
+// temporarily_unavailable.
+func VerifyRequestObject(ctx context.Context, raw string, p RequestObjectPolicy) (map[string]any, error) {
+	c := check{what: "request object", code: ciba.CodeInvalidRequest}
+	if p.ClientID == "" || p.Issuer == "" || p.Replay == nil {
+		return nil, c.configError("ClientID, Issuer and Replay are required")
+	}
+	algs, e := c.validAlgs(p.Algs, p.AllowHS256)
+	if e != nil {
+		return nil, e
+	}
+	l := newLimits(p.Now, p.ClockSkew, p.MaxSize)
+	t, e := c.parse(raw, l, algs)
+	if e != nil {
+		return nil, e
+	}
+	if t.std.Issuer != p.ClientID {
+		return nil, c.fail("iss %q is not the client_id %q", clip(t.std.Issuer), p.ClientID)
+	}
+	if e := c.checkAud(t, append([]string{p.Issuer}, p.Audiences...)...); e != nil {
+		return nil, e
+	}
+	if e := c.checkExp(t, l, true); e != nil {
+		return nil, e
+	}
+	if e := c.checkNotFuture("iat", t.std.IssuedAt, l, true); e != nil {
+		return nil, e
+	}
+	if e := c.checkNotFuture("nbf", t.std.NotBefore, l, true); e != nil {
+		return nil, e
+	}
+	if p.MaxLifetime > 0 {
+		exp, nbf := t.std.Expiry.Time(), t.std.NotBefore.Time()
+		if d := exp.Sub(nbf); d > p.MaxLifetime {
+			return nil, c.fail("exp is %s after nbf, over the limit of %s", d, p.MaxLifetime)
+		}
+		if nbf.Before(l.now.Add(-p.MaxLifetime)) {
+			return nil, c.fail("nbf %s is more than %s old", stamp(nbf), p.MaxLifetime)
+		}
+	}
+	if e := c.checkJTI(t); e != nil {
+		return nil, e
+	}
+	if e := c.verify(ctx, raw, t, p.KeySet, p.Secret, fmt.Sprintf("client %q", p.ClientID)); e != nil {
+		return nil, e
+	}
+	if err := p.Replay.Seen(ctx, replayKey("request_object", p.ClientID, t.std.ID), t.until(l)); err != nil {
+		return nil, c.replayError(t.std.ID, err)
+	}
+	return t.claims, nil
+}
