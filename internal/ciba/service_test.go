@@ -120,7 +120,7 @@ type fixture struct {
 	chann *channel
 }
 
-func newFixture(t *testing.T, mod func(*ciba.Config, *ciba.Deps)) *fixture {
+func newFixture(t testing.TB, mod func(*ciba.Config, *ciba.Deps)) *fixture {
 	t.Helper()
 	key := make([]byte, 32)
 	rand.Read(key)
