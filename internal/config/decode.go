@@ -67,6 +67,15 @@ func splitYAMLError(err error) (int, string) {
 	return 0, strings.TrimPrefix(s, "yaml: ")
 }
 
+// yamlErrorText turns an error of yaml.v3's decoder into one line.
+func yamlErrorText(err error) string {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		return strings.Join(te.Errors, "; ")
+	}
+	return strings.TrimPrefix(err.Error(), "yaml: ")
+}
+
 // decoder decodes a yaml.Node tree into the configuration structs. Unlike
 // yaml.v3's own decoder it reports every problem with its YAML path, records
 // the line of every path for later validation messages, and records which
@@ -207,7 +216,7 @@ func (d *decoder) rawJSON(n *yaml.Node, v reflect.Value, path string) {
 	case yaml.MappingNode:
 		var x any
 		if err := n.Decode(&x); err != nil {
-			d.col.addBad(d.src, path, n.Line, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+			d.col.addBad(d.src, path, n.Line, "%s", yamlErrorText(err))
 			return
 		}
 		b, err := json.Marshal(x)
@@ -233,7 +242,7 @@ func (d *decoder) anyMap(n *yaml.Node, v reflect.Value, path string) {
 	}
 	m := make(map[string]any)
 	if err := n.Decode(&m); err != nil {
-		d.col.addBad(d.src, path, n.Line, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+		d.col.addBad(d.src, path, n.Line, "%s", yamlErrorText(err))
 		return
 	}
 	v.Set(reflect.ValueOf(m))
@@ -304,7 +313,7 @@ func (d *decoder) pairs(n *yaml.Node, path string, merging map[*yaml.Node]bool) 
 			continue
 		}
 		if k.Kind != yaml.ScalarNode {
-			d.col.addBad(d.src, path, k.Line, "keys must be plain strings, got %s", describe(k))
+			d.col.addLine(d.src, path, k.Line, "keys must be plain strings, got %s", describe(k))
 			continue
 		}
 		if seen[k.Value] {

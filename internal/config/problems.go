@@ -81,8 +81,14 @@ func (c *collector) addLine(src *source, path string, line int, format string, a
 		File:    src.file,
 		Path:    path,
 		Line:    line,
-		Message: fmt.Sprintf(format, args...),
+		Message: oneLine(fmt.Sprintf(format, args...)),
 	})
+}
+
+// oneLine keeps a message on one line, so that Problems prints one problem
+// per line whatever an underlying error says.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
 }
 
 // addBad records a decoding problem at path and marks path bad.
@@ -95,7 +101,7 @@ func (c *collector) addBad(src *source, path string, line int, format string, ar
 		File:    src.file,
 		Path:    path,
 		Line:    line,
-		Message: fmt.Sprintf(format, args...),
+		Message: oneLine(fmt.Sprintf(format, args...)),
 	})
 }
 

@@ -8,9 +8,11 @@ import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -191,15 +193,26 @@ func isAsymmetric(alg string) bool {
 	return false
 }
 
-// remoteFetchTimeout bounds one fetch of a jwks_uri when ctx carries no
-// HTTP client of its own.
-const remoteFetchTimeout = 10 * time.Second
+// Limits of the fetches of a jwks_uri.
+const (
+	// remoteFetchTimeout bounds one fetch when ctx carries no HTTP client.
+	remoteFetchTimeout = 10 * time.Second
+	// remoteMinInterval is the least time between two fetches of one
+	// jwks_uri. go-oidc fetches again whenever a JWS fails to verify with
+	// the cached keys, so without it every forged client assertion naming
+	// a client with a jwks_uri would make cibaproxy fetch that URI.
+	remoteMinInterval = 5 * time.Second
+	// remoteMaxBody bounds the size of a fetched JWK Set.
+	remoteMaxBody = 1 << 20
+)
 
 // RemoteKeySet is a KeySet over the keys published at a jwks_uri. It is
 // go-oidc's RemoteKeySet: keys are cached in memory and fetched again when a
 // JWS names a kid the cache does not have (or fails to verify with the cached
 // keys), with concurrent fetches merged into one, as OIDC Core §10.1.1
-// recommends for key rotation.
+// recommends for key rotation. On top of go-oidc, fetches of one jwks_uri
+// are at least 5 s apart (a verification that would need a fetch sooner
+// fails with ErrKeysUnavailable) and a response over 1 MiB is refused.
 type RemoteKeySet struct {
 	uri string
 	ks  *oidc.RemoteKeySet
@@ -211,13 +224,73 @@ type RemoteKeySet struct {
 // does not follow redirects. Create one RemoteKeySet per jwks_uri and reuse
 // it: the cache lives in it.
 func NewRemoteKeySet(ctx context.Context, uri string) *RemoteKeySet {
-	if c, _ := ctx.Value(oauth2.HTTPClient).(*http.Client); c == nil {
-		ctx = oidc.ClientContext(ctx, &http.Client{
+	return newRemoteKeySet(ctx, uri, remoteMinInterval)
+}
+
+func newRemoteKeySet(ctx context.Context, uri string, every time.Duration) *RemoteKeySet {
+	base, _ := ctx.Value(oauth2.HTTPClient).(*http.Client)
+	if base == nil {
+		base = &http.Client{
 			Timeout:       remoteFetchTimeout,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		})
+		}
 	}
-	return &RemoteKeySet{uri: uri, ks: oidc.NewRemoteKeySet(ctx, uri)}
+	c := *base
+	next := c.Transport
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	c.Transport = &throttle{next: next, every: every}
+	return &RemoteKeySet{uri: uri, ks: oidc.NewRemoteKeySet(oidc.ClientContext(ctx, &c), uri)}
+}
+
+// errThrottled: a fetch was asked for sooner than remoteMinInterval after
+// the previous one.
+var errThrottled = errors.New("jose: jwks_uri fetched too recently")
+
+// throttle is a RoundTripper that lets one request through per interval
+// and bounds the size of response bodies.
+type throttle struct {
+	next  http.RoundTripper
+	every time.Duration
+
+	mu   sync.Mutex
+	last time.Time
+}
+
+func (t *throttle) RoundTrip(req *http.Request) (*http.Response, error) {
+	t.mu.Lock()
+	now := time.Now()
+	if !t.last.IsZero() && now.Sub(t.last) < t.every {
+		t.mu.Unlock()
+		return nil, errThrottled
+	}
+	t.last = now
+	t.mu.Unlock()
+	resp, err := t.next.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = &limitedBody{ReadCloser: resp.Body, left: remoteMaxBody}
+	return resp, nil
+}
+
+// limitedBody fails a read past its limit instead of truncating silently.
+type limitedBody struct {
+	io.ReadCloser
+	left int64
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, fmt.Errorf("jose: JWK Set larger than %d bytes", remoteMaxBody)
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.left -= int64(n)
+	return n, err
 }
 
 // Verify implements KeySet. A failure to fetch the keys wraps
@@ -227,8 +300,13 @@ func (r *RemoteKeySet) Verify(ctx context.Context, raw string) ([]byte, error) {
 	if err == nil {
 		return payload, nil
 	}
-	// go-oidc wraps transport errors and prefixes every fetch failure with
-	// "fetching keys"; anything else is a signature that does not verify.
+	// A fetch refused by the throttle means the keys were fetched moments
+	// ago: the JWS does not verify with fresh keys. go-oidc wraps transport
+	// errors and prefixes every fetch failure with "fetching keys"; anything
+	// else is a signature that does not verify.
+	if errors.Is(err, errThrottled) {
+		return nil, fmt.Errorf("jose: the signature does not verify with the keys at %s, fetched less than %s ago", r.uri, remoteMinInterval)
+	}
 	var uerr *url.Error
 	if errors.As(err, &uerr) || strings.HasPrefix(err.Error(), "fetching keys") || ctx.Err() != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrKeysUnavailable, r.uri, err)

@@ -1,0 +1,233 @@
+package local_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/keys"
+	"github.com/cibaproxy/cibaproxy/internal/store/memory"
+	"github.com/cibaproxy/cibaproxy/internal/upstream/local"
+)
+
+const issuer = "https://proxy.example"
+
+// hints is a fake HintVerifier: "good-id-token" names sub-alice.
+type hints struct{}
+
+func (hints) IDTokenHint(_ context.Context, raw, clientID string) (string, error) {
+	if raw == "good-id-token" && clientID == "c1" {
+		return "sub-alice", nil
+	}
+	return "", ciba.Errorf(ciba.CodeInvalidRequest, "bad id_token_hint")
+}
+
+func (hints) LoginHintToken(_ context.Context, raw, _ string) (string, string, error) {
+	kind, value, _ := strings.Cut(raw, ":")
+	return kind, value, nil
+}
+
+func hash(t *testing.T, s string) []byte {
+	h, err := bcrypt.GenerateFromPassword([]byte(s), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func newUpstream(t *testing.T) (*local.Upstream, *keys.Manager, ciba.Store) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := keys.New(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := memory.New()
+	u, err := local.New(local.Config{
+		Issuer: issuer,
+		Users: []local.User{
+			{Username: "alice", Subject: "sub-alice", PasswordHash: hash(t, "pw"), UserCodeHash: hash(t, "1234"),
+				Claims: map[string]any{"email": "Alice@Example.com", "name": "Alice", "phone_number": "+1"}},
+			{Username: "bob", PasswordHash: hash(t, "pw2")},
+		},
+		AccessTokenTTL: 10 * time.Minute, IDTokenTTL: 5 * time.Minute, RefreshTokenTTL: time.Hour,
+		Signer: m, Hints: hints{}, LeftHash: keys.LeftHash, Store: st,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u, m, st
+}
+
+func TestResolveUser(t *testing.T) {
+	u, _, _ := newUpstream(t)
+	c := &ciba.Client{ID: "c1"}
+	for _, tt := range []struct {
+		name string
+		hint ciba.Hint
+		want string
+		code ciba.ErrorCode
+	}{
+		{"login_hint by username", ciba.Hint{LoginHint: "alice"}, "sub-alice", ""},
+		{"login_hint by subject", ciba.Hint{LoginHint: "sub-alice"}, "sub-alice", ""},
+		{"login_hint by e-mail, case-insensitive", ciba.Hint{LoginHint: "alice@EXAMPLE.com"}, "sub-alice", ""},
+		{"subject defaults to the username", ciba.Hint{LoginHint: "bob"}, "bob", ""},
+		{"an unknown login_hint is unknown_user_id", ciba.Hint{LoginHint: "mallory"}, "", ciba.CodeUnknownUserID},
+		{"a verified id_token_hint names its subject", ciba.Hint{IDTokenHint: "good-id-token"}, "sub-alice", ""},
+		{"a bad id_token_hint passes the verifier's error on", ciba.Hint{IDTokenHint: "forged"}, "", ciba.CodeInvalidRequest},
+		{"a login_hint_token naming an e-mail", ciba.Hint{LoginHintToken: "email:alice@example.com"}, "sub-alice", ""},
+		{"a login_hint_token naming an unknown sub", ciba.Hint{LoginHintToken: "sub:nobody"}, "", ciba.CodeUnknownUserID},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := u.ResolveUser(context.Background(), c, tt.hint)
+			if tt.code != "" {
+				if ciba.AsError(err).Code != tt.code {
+					t.Fatalf("err = %v, want %s", err, tt.code)
+				}
+				return
+			}
+			if err != nil || got.Subject != tt.want {
+				t.Fatalf("got %+v, %v", got, err)
+			}
+		})
+	}
+}
+
+func TestCheckUserCodeAndPassword(t *testing.T) {
+	u, _, _ := newUpstream(t)
+	ctx := context.Background()
+	if err := u.CheckUserCode(ctx, ciba.User{Subject: "sub-alice"}, "1234"); err != nil {
+		t.Fatalf("right code refused: %v", err)
+	}
+	for name, tc := range map[string]struct{ sub, code string }{
+		"a wrong code":               {"sub-alice", "9999"},
+		"a user without a code":      {"bob", "1234"},
+		"a user that does not exist": {"ghost", "1234"},
+	} {
+		if err := u.CheckUserCode(ctx, ciba.User{Subject: tc.sub}, tc.code); ciba.AsError(err).Code != ciba.CodeInvalidUserCode {
+			t.Errorf("%s: err = %v, want invalid_user_code", name, err)
+		}
+	}
+	if sub, ok := u.CheckPassword("alice", "pw"); !ok || sub != "sub-alice" {
+		t.Errorf("right password refused")
+	}
+	if _, ok := u.CheckPassword("alice", "nope"); ok {
+		t.Errorf("wrong password accepted")
+	}
+	if _, ok := u.CheckPassword("ghost", "pw"); ok {
+		t.Errorf("unknown user accepted")
+	}
+}
+
+func claims(t *testing.T, m *keys.Manager, tok string) map[string]any {
+	t.Helper()
+	jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, err := jws.Verify(m.PublicJWKS().Keys[0])
+	if err != nil {
+		t.Fatalf("signature: %v", err)
+	}
+	var c map[string]any
+	if err := json.Unmarshal(payload, &c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestMint(t *testing.T) {
+	u, m, _ := newUpstream(t)
+	now := time.Now()
+	r := &ciba.AuthRequest{ID: "req-1", ClientID: "c1", Subject: "sub-alice", Scopes: []string{"openid", "email"}, AuthTime: now}
+	tr, err := u.Mint(context.Background(), r, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idt := claims(t, m, tr.IDToken)
+	want := map[string]any{
+		"iss": issuer, "sub": "sub-alice", "aud": "c1",
+		"urn:openid:params:jwt:claim:auth_req_id": "req-1", // CIBA §10.3.1
+		"at_hash":                             keys.LeftHash(m.Alg(), tr.AccessToken),
+		"urn:openid:params:jwt:claim:rt_hash": keys.LeftHash(m.Alg(), tr.RefreshToken),
+		"email":                               "Alice@Example.com",
+		"auth_time":                           float64(now.Unix()),
+	}
+	for k, v := range want {
+		if idt[k] != v {
+			t.Errorf("ID token %s = %v, want %v", k, idt[k], v)
+		}
+	}
+	if _, ok := idt["phone_number"]; ok {
+		t.Error("phone_number released without the phone scope")
+	}
+	at := claims(t, m, tr.AccessToken)
+	if at["client_id"] != "c1" || at["scope"] != "openid email" || at["sub"] != "sub-alice" {
+		t.Errorf("access token claims %v", at)
+	}
+	if tr.TokenType != "Bearer" || tr.ExpiresIn != 600 || tr.RefreshToken == "" {
+		t.Errorf("token response %+v", tr)
+	}
+}
+
+func TestRefresh(t *testing.T) {
+	u, m, _ := newUpstream(t)
+	ctx := context.Background()
+	now := time.Now()
+	tr, err := u.Mint(ctx, &ciba.AuthRequest{ID: "r", ClientID: "c1", Subject: "sub-alice", Scopes: []string{"openid", "email"}, AuthTime: now}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := func(err error) ciba.ErrorCode { return ciba.AsError(err).Code }
+	t.Run("another client cannot use the refresh token", func(t *testing.T) {
+		u2, _, _ := newUpstream(t)
+		tr2, _ := u2.Mint(ctx, &ciba.AuthRequest{ID: "r", ClientID: "c1", Subject: "sub-alice", Scopes: []string{"openid"}, AuthTime: now}, now)
+		if _, err := u2.Refresh(ctx, "c2", tr2.RefreshToken, "", now); code(err) != ciba.CodeInvalidGrant {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("a wider scope is invalid_scope", func(t *testing.T) {
+		u3, _, _ := newUpstream(t)
+		tr3, _ := u3.Mint(ctx, &ciba.AuthRequest{ID: "r", ClientID: "c1", Subject: "sub-alice", Scopes: []string{"openid"}, AuthTime: now}, now)
+		if _, err := u3.Refresh(ctx, "c1", tr3.RefreshToken, "openid phone", now); code(err) != ciba.CodeInvalidScope {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	next, err := u.Refresh(ctx, "c1", tr.RefreshToken, "openid", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.RefreshToken == "" || next.RefreshToken == tr.RefreshToken || next.Scope != "openid" {
+		t.Fatalf("refreshed %+v", next)
+	}
+	if idt := claims(t, m, next.IDToken); idt["email"] != nil || idt["urn:openid:params:jwt:claim:auth_req_id"] != nil {
+		t.Errorf("refreshed ID token: narrowed scope or auth_req_id not respected: %v", idt)
+	}
+	t.Run("a refresh token is single use (rotation)", func(t *testing.T) {
+		if _, err := u.Refresh(ctx, "c1", tr.RefreshToken, "", now); code(err) != ciba.CodeInvalidGrant {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("an unknown refresh token is invalid_grant", func(t *testing.T) {
+		if _, err := u.Refresh(ctx, "c1", "nope", "", now); code(err) != ciba.CodeInvalidGrant {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("a missing refresh token is invalid_request", func(t *testing.T) {
+		if _, err := u.Refresh(ctx, "c1", "", "", now); code(err) != ciba.CodeInvalidRequest {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}
