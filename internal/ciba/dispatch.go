@@ -37,19 +37,29 @@ func (q *scheduler) add(id string, at time.Time) {
 	q.mu.Unlock()
 }
 
-// take removes and returns the ids due at now and the earliest later time.
-func (q *scheduler) take(now time.Time) (ids []string, next time.Time) {
+// take removes and returns the ids due at now.
+func (q *scheduler) take(now time.Time) (ids []string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for id, at := range q.due {
 		if !at.After(now) {
 			ids = append(ids, id)
 			delete(q.due, id)
-		} else if next.IsZero() || at.Before(next) {
+		}
+	}
+	return ids
+}
+
+// next returns the earliest scheduled time, zero when nothing is scheduled.
+func (q *scheduler) next() (next time.Time) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, at := range q.due {
+		if next.IsZero() || at.Before(next) {
 			next = at
 		}
 	}
-	return ids, next
+	return next
 }
 
 // wake asks the dispatcher to look at its schedule now.
@@ -81,8 +91,7 @@ func (s *Service) Run(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		ids, next := s.sched.take(s.now())
-		for _, id := range ids {
+		for _, id := range s.sched.take(s.now()) {
 			s.process(ctx, id, func(f func()) {
 				sem <- struct{}{}
 				wg.Add(1)
@@ -92,8 +101,9 @@ func (s *Service) Run(ctx context.Context) error {
 				}()
 			})
 		}
+		// Processing schedules the next looks, so ask only now.
 		wait := time.Hour
-		if !next.IsZero() {
+		if next := s.sched.next(); !next.IsZero() {
 			wait = max(next.Sub(s.now()), time.Millisecond)
 		}
 		timer.Reset(wait)

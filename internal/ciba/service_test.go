@@ -610,6 +610,20 @@ func TestDelivery(t *testing.T) {
 			t.Fatalf("push error = %s", c.body)
 		}
 	})
+	t.Run("push: expiry is pushed also when the dispatcher has nothing else to wake it", func(t *testing.T) {
+		// Regression: the next look was computed before processing scheduled
+		// it, so the dispatcher slept until some unrelated wake-up.
+		ch := &channel{got: make(chan ciba.Notice, 1)}
+		f := newFixture(t, func(c *ciba.Config, d *ciba.Deps) { d.Now = time.Now; d.Channel = ch })
+		f.note.got = make(chan call, 4)
+		f.run(t)
+		f.create(t, pushClient, func(p *ciba.AuthParams) { p.RequestedExpiry = "2" })
+		wait(t, ch.got)
+		c := wait(t, f.note.got)
+		if !strings.Contains(string(c.body), `"error":"expired_token"`) {
+			t.Fatalf("push error = %s", c.body)
+		}
+	})
 	t.Run("the channel gets the approve link and a callback token that works", func(t *testing.T) {
 		ch := &channel{got: make(chan ciba.Notice, 1)}
 		f := newFixture(t, func(c *ciba.Config, d *ciba.Deps) {
