@@ -1,0 +1,278 @@
+package testutil
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Bounds of the waits around the server process.
+const (
+	// StartTimeout bounds how long a start may take until /healthz answers
+	// 200 (a race-enabled build starts slower).
+	StartTimeout = 60 * time.Second
+	// StopTimeout bounds a graceful stop before the process is killed.
+	StopTimeout = 15 * time.Second
+)
+
+// Options say how to run cibaproxy.
+type Options struct {
+	// Binary is the cibaproxy executable (required).
+	Binary string
+	// Config is the config file; examples/quickstart.yaml when empty.
+	Config string
+	// Addr is the listen address; a free 127.0.0.1 port when empty.
+	Addr string
+	// DataDir is $CIBAPROXY_DATA; a new t.TempDir() when empty.
+	DataDir string
+	// WebhookURL is $CIBAPROXY_WEBHOOK_URL, where the webhook channel posts.
+	WebhookURL string
+	// NotifyURL is $CIBAPROXY_DEMO_NOTIFY_URL, the demo ping/push clients'
+	// notification endpoint.
+	NotifyURL string
+	// Env are further KEY=VALUE entries.
+	Env []string
+}
+
+// Server is one cibaproxy process (and its successors after Restart) that
+// a test started. Its stderr is kept and logged when the test fails.
+type Server struct {
+	t    testing.TB
+	opts Options
+	// URL is the issuer, http://ADDR; endpoints hang off it.
+	URL string
+	// Addr is the listen address.
+	Addr string
+	// DataDir holds the embedded store.
+	DataDir string
+
+	logs lockedBuffer
+
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	done     chan struct{} // closed when the current process has exited
+	waitErr  error
+	stopping bool // the test ended the current process on purpose
+	starts   int
+}
+
+// Start runs cibaproxy serve with o and waits until /healthz answers 200.
+// The process is stopped when the test ends, and its stderr is logged if
+// the test failed.
+func Start(t testing.TB, o Options) *Server {
+	t.Helper()
+	if o.Binary == "" {
+		t.Fatal("testutil.Start: Options.Binary is required")
+	}
+	if o.Config == "" {
+		o.Config = QuickstartConfig()
+	}
+	if o.Addr == "" {
+		addr, err := FreeAddr()
+		if err != nil {
+			t.Fatalf("free port: %v", err)
+		}
+		o.Addr = addr
+	}
+	if o.DataDir == "" {
+		o.DataDir = t.TempDir()
+	}
+	s := &Server{t: t, opts: o, URL: "http://" + o.Addr, Addr: o.Addr, DataDir: o.DataDir}
+	t.Cleanup(s.cleanup)
+	s.start()
+	return s
+}
+
+func (s *Server) env() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CIBAPROXY_") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env,
+		"CIBAPROXY_ISSUER="+s.URL,
+		"CIBAPROXY_DATA="+s.DataDir,
+		"CIBAPROXY_WEBHOOK_URL="+s.opts.WebhookURL,
+		"CIBAPROXY_DEMO_NOTIFY_URL="+s.opts.NotifyURL,
+	)
+	return append(env, s.opts.Env...)
+}
+
+func (s *Server) start() {
+	s.t.Helper()
+	s.mu.Lock()
+	if s.cmd != nil {
+		s.mu.Unlock()
+		s.t.Fatal("testutil: cibaproxy is already running")
+	}
+	s.starts++
+	fmt.Fprintf(&s.logs, "----- cibaproxy start #%d: serve --config %s --listen %s (data %s)\n", s.starts, s.opts.Config, s.Addr, s.DataDir)
+	cmd := exec.Command(s.opts.Binary, "serve", "--config", s.opts.Config, "--listen", s.Addr)
+	cmd.Env = s.env()
+	cmd.Stdout = &s.logs
+	cmd.Stderr = &s.logs
+	dieWithParent(cmd)
+	if err := cmd.Start(); err != nil {
+		s.mu.Unlock()
+		s.t.Fatalf("start cibaproxy: %v", err)
+	}
+	done := make(chan struct{})
+	s.cmd, s.done, s.waitErr, s.stopping = cmd, done, nil, false
+	s.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		s.mu.Lock()
+		s.waitErr = err
+		s.mu.Unlock()
+		close(done)
+	}()
+
+	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
+	defer cancel()
+	if err := s.waitHealthy(ctx, done); err != nil {
+		s.t.Fatalf("cibaproxy did not become ready: %v\n%s", err, s.Logs())
+	}
+}
+
+// waitHealthy polls /healthz until it answers 200, the process exits or ctx
+// ends.
+func (s *Server) waitHealthy(ctx context.Context, exited <-chan struct{}) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var last string
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		req, _ := http.NewRequestWithContext(rctx, http.MethodGet, s.URL+"/healthz", nil)
+		resp, err := HTTP.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				cancel()
+				return nil
+			}
+			last = resp.Status
+		} else {
+			last = err.Error()
+		}
+		cancel()
+		select {
+		case <-exited:
+			s.mu.Lock()
+			err := s.waitErr
+			s.mu.Unlock()
+			return fmt.Errorf("the process exited: %v", err)
+		case <-ctx.Done():
+			return fmt.Errorf("%w; last /healthz answer: %s", ctx.Err(), last)
+		case <-tick.C:
+		}
+	}
+}
+
+// Kill ends the process with SIGKILL (kill -9): no shutdown code runs.
+func (s *Server) Kill() {
+	s.t.Helper()
+	s.end(false)
+}
+
+// Stop ends the process with SIGTERM and waits for it; it is killed if it
+// does not exit within StopTimeout. A graceful stop must exit with status 0.
+func (s *Server) Stop() {
+	s.t.Helper()
+	s.end(true)
+}
+
+func (s *Server) end(graceful bool) {
+	s.t.Helper()
+	s.mu.Lock()
+	cmd, done := s.cmd, s.done
+	if cmd == nil {
+		s.mu.Unlock()
+		return
+	}
+	select {
+	case <-done:
+		// It already exited on its own: that is a crash.
+		err := s.waitErr
+		s.cmd = nil
+		s.mu.Unlock()
+		s.t.Errorf("cibaproxy exited before the test stopped it: %v", err)
+		return
+	default:
+	}
+	s.stopping = true
+	s.mu.Unlock()
+
+	if graceful {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(StopTimeout):
+			s.t.Errorf("cibaproxy did not exit within %v of SIGTERM; killing it", StopTimeout)
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	} else {
+		_ = cmd.Process.Kill()
+		<-done
+	}
+	s.mu.Lock()
+	err := s.waitErr
+	s.cmd = nil
+	s.mu.Unlock()
+	fmt.Fprintf(&s.logs, "----- cibaproxy stopped (%s): %v\n", map[bool]string{true: "SIGTERM", false: "SIGKILL"}[graceful], err)
+	if graceful && err != nil {
+		s.t.Errorf("cibaproxy did not exit cleanly after SIGTERM: %v", err)
+	}
+}
+
+// Restart starts the server again on the same address and data directory
+// after Kill or Stop, and waits until it is ready.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.start()
+}
+
+// Logs returns everything the server processes wrote so far.
+func (s *Server) Logs() string { return s.logs.String() }
+
+func (s *Server) cleanup() {
+	s.Stop()
+	logs := s.Logs()
+	if strings.Contains(logs, "WARNING: DATA RACE") {
+		s.t.Errorf("the race detector found a data race in cibaproxy (see its stderr below)")
+	}
+	if strings.Contains(logs, "panic:") || strings.Contains(logs, "handler panic") {
+		s.t.Errorf("cibaproxy panicked (see its stderr below)")
+	}
+	if s.t.Failed() {
+		s.t.Logf("cibaproxy stderr:\n%s", logs)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for the process's writers and the
+// test's readers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
