@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/url"
 	"slices"
 
 	gojose "github.com/go-jose/go-jose/v4"
@@ -15,7 +13,6 @@ import (
 	"github.com/cibaproxy/cibaproxy/internal/config"
 	"github.com/cibaproxy/cibaproxy/internal/httpapi"
 	"github.com/cibaproxy/cibaproxy/internal/jose"
-	"github.com/cibaproxy/cibaproxy/internal/upstream/local"
 )
 
 // registry is the client registry with a lookup the ciba service can use.
@@ -68,67 +65,6 @@ func buildClients(ctx context.Context, cfg *config.Config, replay jose.Replay) (
 	}
 	r.AssertionPolicy = jose.AssertionPolicy{Issuer: cfg.Issuer, Replay: replay}
 	return registry{r}, nil
-}
-
-// authenticator adapts the registry to httpapi.Authenticator.
-type authenticator struct {
-	reg    registry
-	policy jose.RequestObjectPolicy
-}
-
-func (a *authenticator) Authenticate(ctx context.Context, r *http.Request, form url.Values, endpoint string) (*ciba.Client, error) {
-	reg, err := a.reg.Authenticate(ctx, r, form, endpoint)
-	if err != nil {
-		return nil, err
-	}
-	return reg.Client(), nil
-}
-
-func (a *authenticator) RequestObject(ctx context.Context, c *ciba.Client, raw string) (map[string]any, error) {
-	reg, ok := a.reg.Lookup(c.ID)
-	if !ok {
-		return nil, ciba.Errorf(ciba.CodeInvalidClient, "unknown client")
-	}
-	return jose.VerifyRequestObject(ctx, raw, reg.RequestObjectPolicy(a.policy))
-}
-
-func (a *authenticator) RequiresSignedRequest(c *ciba.Client) bool {
-	reg, ok := a.reg.Lookup(c.ID)
-	return ok && reg.RequiresSignedRequest()
-}
-
-// hintVerifier adapts the jose hint checks to local.HintVerifier.
-type hintVerifier struct {
-	issuer string
-	own    jose.KeySet
-	reg    registry
-}
-
-var _ local.HintVerifier = (*hintVerifier)(nil)
-
-func (h *hintVerifier) IDTokenHint(ctx context.Context, raw, clientID string) (string, error) {
-	claims, err := jose.VerifyIDTokenHint(ctx, raw, jose.IDTokenHintPolicy{Issuer: h.issuer, KeySet: h.own, ClientID: clientID})
-	if err != nil {
-		return "", err
-	}
-	sub, _ := claims["sub"].(string)
-	return sub, nil
-}
-
-func (h *hintVerifier) LoginHintToken(ctx context.Context, raw, clientID string) (string, string, error) {
-	var keys jose.KeySet
-	if reg, ok := h.reg.Lookup(clientID); ok {
-		keys = reg.KeySet()
-	}
-	claims, err := jose.VerifyLoginHintToken(ctx, raw, jose.HintTokenPolicy{ClientID: clientID, ClientKeys: keys, Issuer: h.issuer})
-	if err != nil {
-		return "", "", err
-	}
-	kind, value, err := jose.HintSubject(claims)
-	if err != nil {
-		return "", "", err
-	}
-	return kind, value, nil
 }
 
 // discovery is the OpenID Provider metadata (OIDC Discovery §3, RFC 8414,

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cibaproxy/cibaproxy/internal/channel/webhook"
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/clientauth"
 	"github.com/cibaproxy/cibaproxy/internal/config"
 	"github.com/cibaproxy/cibaproxy/internal/httpapi"
 	"github.com/cibaproxy/cibaproxy/internal/jose"
@@ -61,7 +62,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 	if err != nil {
 		return nil, err
 	}
-	auth := &authenticator{reg: registry, policy: jose.RequestObjectPolicy{
+	auth := &clientauth.Authenticator{Registry: registry.Registry, RequestObjects: jose.RequestObjectPolicy{
 		Issuer:    cfg.Issuer,
 		Audiences: []string{cfg.Issuer + httpapi.PathBCAuthz},
 		Replay:    replay,
@@ -81,9 +82,13 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 		IDTokenTTL:      cfg.Tokens.IDTokenTTL,
 		RefreshTokenTTL: cfg.Tokens.RefreshTokenTTL,
 		Signer:          signer,
-		Hints:           &hintVerifier{issuer: cfg.Issuer, own: signer.KeySet(), reg: registry},
-		LeftHash:        keys.LeftHash,
-		Store:           st,
+		Hints: &clientauth.Hints{
+			Registry:        registry.Registry,
+			IDTokens:        jose.IDTokenHintPolicy{Issuer: cfg.Issuer, KeySet: signer.KeySet()},
+			LoginHintTokens: jose.HintTokenPolicy{Issuer: cfg.Issuer},
+		},
+		LeftHash: keys.LeftHash,
+		Store:    st,
 	})
 	if err != nil {
 		return nil, err

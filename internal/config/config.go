@@ -123,8 +123,7 @@ type Config struct {
 // Log configures logging.
 type Log struct {
 	// Level is the lowest level logged: "debug", "info", "warn" or
-	// "error". Default "info". "debug" logs request details (never
-	// secrets or tokens) and is verbose on the poll path.
+	// "error". Default "info". "debug" is verbose on the poll path.
 	Level string `yaml:"level"`
 
 	// Format is "text" (human readable, default) or "json" (one object
@@ -141,10 +140,9 @@ type Store struct {
 	Type string `yaml:"type"`
 
 	// Path is the database file of the embedded store, relative to the
-	// working directory. Default "./data/cibaproxy.db"; its directory is
-	// created if missing. It holds the generated signing and encryption
-	// keys, so protect it like a private key. Must be empty for the memory
-	// store.
+	// working directory. Default "./data/cibaproxy.db". It holds the
+	// generated signing and encryption keys, so protect it like a private
+	// key. Must be empty for the memory store.
 	Path string `yaml:"path"`
 }
 
@@ -189,14 +187,15 @@ type User struct {
 	Subject string `yaml:"subject"`
 
 	// PasswordHash is the bcrypt hash of the user's password
-	// ("$2a$10$…", e.g. from `htpasswd -nbBC 10 user pass`). Required.
+	// ("$2a$10$…", e.g. the part after ':' of `htpasswd -nbBC 10 user
+	// pass`). Required.
 	// Plain passwords are not accepted.
 	PasswordHash string `yaml:"password_hash"`
 
 	// UserCodeHash is the optional bcrypt hash of the user's CIBA
 	// user_code (CIBA Core §7.1), checked for clients that set
 	// backchannel_user_code_parameter. Empty: the user has no user code,
-	// and requests from such clients for this user fail.
+	// so such clients cannot start a request for this user.
 	UserCodeHash string `yaml:"user_code_hash"`
 
 	// Claims are extra ID-token and userinfo claims (email, name …),
@@ -332,15 +331,17 @@ type Client struct {
 
 	// Secret is the plain client secret for client_secret_basic and
 	// client_secret_post. Exactly one of Secret and SecretHash is required
-	// when one of those methods is listed; neither is allowed otherwise.
-	// A plain secret allows a fast constant-time check but must be kept
-	// as safe as the file; prefer ${VAR} or SecretHash. A '$' in it must
-	// be written "$$".
+	// when one of those methods is listed; neither is allowed otherwise,
+	// except a plain Secret for AllowHS256RequestObject. A plain secret
+	// allows a fast constant-time check but is only as safe as the file:
+	// prefer ${VAR}, or SecretHash. Write "$$" for a '$' (needed before
+	// '{' or '$').
 	Secret string `yaml:"client_secret"`
 
 	// SecretHash is the bcrypt hash of the client secret, the alternative
-	// to Secret: the file then holds no secret. It cannot sign HS256
-	// request objects.
+	// to Secret: the file then holds no secret, at the price of a bcrypt
+	// comparison (cached by the caller) to authenticate the client. It
+	// cannot verify HS256 request objects.
 	SecretHash string `yaml:"client_secret_hash"`
 
 	// TokenEndpointAuthMethods are the ways the client may authenticate

@@ -176,7 +176,9 @@ func TestQuickstartEnvironment(t *testing.T) {
 	}
 }
 
-// TestExamplesLoad loads every example configuration a user may copy.
+// TestExamplesLoad loads every example configuration a user may copy: every
+// .yaml file at the top of examples/ is one (other YAML, such as a users
+// file, belongs in a subdirectory).
 func TestExamplesLoad(t *testing.T) {
 	unsetEnv(t, quickstartEnv...)
 	files, err := filepath.Glob(filepath.Join(examplesDir, "*.yaml"))

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -44,6 +45,9 @@ func FuzzParse(f *testing.F) {
 		for _, p := range ps {
 			if p.Message == "" {
 				t.Fatalf("problem without a message: %+v", p)
+			}
+			if strings.ContainsAny(p.String(), "\r\n") {
+				t.Fatalf("problem spans several lines: %q", p)
 			}
 		}
 	})

@@ -19,7 +19,8 @@ type Problem struct {
 	// value when it is missing); 0 when unknown.
 	Line int
 	// Message says what is wrong and, where it helps, what is expected.
-	// It never repeats a secret.
+	// It never quotes a secret (passwords, client secrets, hashes, keys,
+	// URLs other than the issuer).
 	Message string
 }
 
@@ -79,7 +80,7 @@ func (c *collector) addLine(src *source, path string, line int, format string, a
 	}
 	c.problems = append(c.problems, Problem{
 		File:    src.file,
-		Path:    path,
+		Path:    oneLine(path),
 		Line:    line,
 		Message: oneLine(fmt.Sprintf(format, args...)),
 	})
@@ -88,7 +89,7 @@ func (c *collector) addLine(src *source, path string, line int, format string, a
 // oneLine keeps a message on one line, so that Problems prints one problem
 // per line whatever an underlying error says.
 func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
+	return strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ").Replace(s)
 }
 
 // addBad records a decoding problem at path and marks path bad.
@@ -99,7 +100,7 @@ func (c *collector) addBad(src *source, path string, line int, format string, ar
 	c.bad[src.file+"\x00"+path] = true
 	c.problems = append(c.problems, Problem{
 		File:    src.file,
-		Path:    path,
+		Path:    oneLine(path),
 		Line:    line,
 		Message: oneLine(fmt.Sprintf(format, args...)),
 	})

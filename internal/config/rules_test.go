@@ -201,6 +201,8 @@ func TestRules(t *testing.T) {
 			"clients[0].backchannel_authentication_request_signing_alg", "HS256 needs allow_hs256_request_object"},
 		{"allow_hs256_request_object needs a plain client_secret", map[string]string{"clients": clients("client_id: c1\nclient_secret_hash: \"" + hashBobPassword + "\"\nbackchannel_token_delivery_mode: poll\nallow_hs256_request_object: true")},
 			"clients[0].allow_hs256_request_object", "needs a plain client_secret"},
+		{"allow_hs256_request_object does not contradict an asymmetric signing alg", map[string]string{"clients": clients(poll + jwks + "backchannel_authentication_request_signing_alg: ES256\nallow_hs256_request_object: true")},
+			"clients[0].allow_hs256_request_object", "contradicts backchannel_authentication_request_signing_alg ES256"},
 		{"jwks and jwks_uri are not both set", map[string]string{"clients": clients(poll + jwks + "jwks_uri: https://c.example.com/jwks")},
 			"clients[0].jwks_uri", "not both"},
 		{"jwks parses as a JWK Set", map[string]string{"clients": clients(poll + "jwks: '[1, 2]'")},

@@ -2,6 +2,7 @@ package config
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -130,10 +131,11 @@ func (v *validator) validate(c *Config) {
 }
 
 // checkIssuer returns why s is not an issuer identifier, or "": an
-// absolute http(s) URL without query or fragment (OIDC Discovery §3).
+// absolute http(s) URL without query or fragment (OIDC Discovery §3). The
+// issuer is public, so the message quotes it.
 func checkIssuer(s string) string {
 	if msg := checkHTTPURL(s); msg != "" {
-		return msg
+		return fmt.Sprintf("%s, got %q", msg, s)
 	}
 	if u, _ := url.Parse(s); u.RawQuery != "" || u.ForceQuery {
 		return fmt.Sprintf("must not have a query (\"?…\"), got %q", s)
@@ -142,17 +144,22 @@ func checkIssuer(s string) string {
 }
 
 // checkHTTPURL returns why s is not an absolute http(s) URL without
-// fragment (a fragment is never sent to the server), or "".
+// fragment (a fragment is never sent to the server), or "". The message
+// does not quote s: a webhook or notification URL may carry a token.
 func checkHTTPURL(s string) string {
 	u, err := url.Parse(s)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return fmt.Sprintf("not a valid URL: %v", err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		return fmt.Sprintf("must be an absolute http or https URL, got %q", s)
+		return "must be an absolute http or https URL"
 	}
 	if u.Fragment != "" || strings.Contains(s, "#") {
-		return fmt.Sprintf("must not have a fragment (\"#…\"), got %q", s)
+		return "must not have a fragment (\"#…\")"
 	}
 	return ""
 }
@@ -503,6 +510,9 @@ func (v *validator) checkClient(c *Client, p string) {
 		}
 	default:
 		v.fail(at("backchannel_authentication_request_signing_alg"), "must be RS256, PS256 or ES256 (or HS256 with allow_hs256_request_object), got %q", alg)
+	}
+	if c.AllowHS256RequestObject && c.RequestSigningAlg != "" && c.RequestSigningAlg != "HS256" {
+		v.fail(at("allow_hs256_request_object"), "contradicts backchannel_authentication_request_signing_alg %s, which every request must be signed with", c.RequestSigningAlg)
 	}
 	if c.AllowHS256RequestObject && c.Secret == "" {
 		v.fail(at("allow_hs256_request_object"), "needs a plain client_secret to check HS256 signatures; a client_secret_hash cannot be used")

@@ -76,9 +76,6 @@ func writeError(w http.ResponseWriter, err error) {
 	writeJSON(w, e.HTTPStatus(), body)
 }
 
-
-
-
 // writeJSON answers v as JSON with no-store caching.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	var body []byte

@@ -66,7 +66,7 @@ type Server struct {
 	// JWKS is the public key set served at PathJWKS.
 	JWKS func() any
 	// Ready reports whether the server can serve (for /healthz).
-	Ready func(ctx context.Context) error
+	Ready  func(ctx context.Context) error
 	Logger *slog.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
@@ -326,4 +326,3 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
-

@@ -54,4 +54,3 @@ func TestPostJSON(t *testing.T) {
 		t.Fatalf("the bearer appears in the error: %v", err)
 	}
 }
-
