@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every fuzz target of the module for FUZZTIME each (default 5s).
-# The corpus each target finds interesting is kept under its package's
-# testdata/fuzz/ and replayed by every plain `go test`.
+# With KEEP_CORPUS=1 the inputs the fuzzer found interesting are copied from
+# Go's cache into the package's testdata/fuzz/TARGET/, to be committed: every
+# plain `go test` replays them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fuzztime=${FUZZTIME:-5s}
@@ -9,5 +10,12 @@ go list -f '{{.Dir}} {{.ImportPath}}' ./... | while read -r dir pkg; do
   grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u | while read -r target; do
     echo "fuzz $pkg $target ($fuzztime)"
     go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg"
+    if [ "${KEEP_CORPUS:-}" = 1 ]; then
+      cache="$(go env GOCACHE)/fuzz/$pkg/$target"
+      if [ -d "$cache" ]; then
+        mkdir -p "$dir/testdata/fuzz/$target"
+        cp -n "$cache"/* "$dir/testdata/fuzz/$target/" 2>/dev/null || true
+      fi
+    fi
   done
 done
