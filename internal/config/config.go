@@ -187,8 +187,8 @@ type User struct {
 	Subject string `yaml:"subject"`
 
 	// PasswordHash is the bcrypt hash of the user's password
-	// ("$2a$10$…", e.g. the part after ':' of `htpasswd -nbBC 10 user
-	// pass`). Required.
+	// ("$2a$10$…", from `printf %s 'secret' | cibaproxy hash-secret`).
+	// Required.
 	// Plain passwords are not accepted.
 	PasswordHash string `yaml:"password_hash"`
 

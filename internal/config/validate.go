@@ -301,7 +301,7 @@ func checkSubject(s string) string {
 // checkBcrypt returns why h is not a bcrypt hash, or "". It never quotes h.
 func checkBcrypt(h string) string {
 	if _, err := bcrypt.Cost([]byte(h)); err != nil || len(h) != 60 {
-		return "not a bcrypt hash: expected 60 characters like \"$2a$10$…\" (make one with `htpasswd -bnBC 10 \"\" SECRET | tr -d ':\\n'`)"
+		return "not a bcrypt hash: expected 60 characters like \"$2a$10$…\" (make one with `printf %s 'secret' | cibaproxy hash-secret`)"
 	}
 	return ""
 }
