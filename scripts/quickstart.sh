@@ -24,7 +24,8 @@ Next, in another terminal:
   1. start a login for alice:
      curl -s -u demo-poll:demo-poll-secret -d scope=openid -d login_hint=alice \\
           -d 'binding_message=Code 1234' $CIBAPROXY_ISSUER/bc-authorize
-  2. approve it with the curl command the demo device prints below
+  2. approve it: run the curl command the demo device prints below, or open the
+     approval link it prints and sign in as alice (alice-password)
   3. fetch the tokens (the poll is held open until the approval lands):
      curl -s -u demo-poll:demo-poll-secret -d grant_type=urn:openid:params:grant-type:ciba \\
           -d auth_req_id=AUTH_REQ_ID $CIBAPROXY_ISSUER/token

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/channel/webhook"
@@ -53,6 +54,10 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 		return nil, err
 	}
 	callbackKey, _, err := serverSecret(ctx, st, "callback-key", 32)
+	if err != nil {
+		return nil, err
+	}
+	csrfKey, _, err := serverSecret(ctx, st, "csrf-key", 32)
 	if err != nil {
 		return nil, err
 	}
@@ -108,6 +113,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 		ExpiredGrace:      cfg.CIBA.ExpiredGrace,
 		BindingMessageMax: cfg.CIBA.BindingMessageMax,
 		CallbackURL:       cfg.Issuer + httpapi.PathCallback,
+		ApproveURL:        func(id string) string { return cfg.Issuer + httpapi.PathApprove + id },
 	}, ciba.Deps{
 		Store:       st,
 		Upstream:    up,
@@ -128,6 +134,10 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 		Service:   svc,
 		Clients:   auth,
 		Refresher: up,
+		Approval: &httpapi.Approval{
+			Service: svc, Passwords: up, Key: csrfKey,
+			Secure: strings.HasPrefix(cfg.Issuer, "https://"),
+		},
 		Discovery: discovery(cfg, registry, up),
 		JWKS:      func() any { return signer.PublicJWKS() },
 		Ready: func(ctx context.Context) error {

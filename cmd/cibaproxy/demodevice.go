@@ -64,6 +64,9 @@ func cmdDemoDevice(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 		say("[device] to approve:\n  curl -s -X POST %s -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' -d '{\"status\":\"approved\"}'\n", m.CallbackURL, token)
 		say("[device] to deny: the same with {\"status\":\"denied\"}\n")
+		if m.ApproveURL != "" {
+			say("[device] or open the approval page in a browser: %s\n", m.ApproveURL)
+		}
 	})
 	mux.HandleFunc("POST /notify", func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(io.LimitReader(r.Body, 64<<10))

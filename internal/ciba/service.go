@@ -453,6 +453,25 @@ func (s *Service) Callback(ctx context.Context, token string, approved bool, rea
 	return s.Deny(ctx, r.ID, reason)
 }
 
+// ForApproval returns the request behind an approval link and its client,
+// for the approval page. An unknown id, and a request that is no longer
+// pending or has expired, is ErrNotFound-wrapped or a state *Error, so the
+// page can say which.
+func (s *Service) ForApproval(ctx context.Context, approvalID string) (*AuthRequest, *Client, error) {
+	r, err := s.d.Store.GetRequestByApprovalID(ctx, approvalID)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, ok := s.d.Clients(r.ClientID)
+	if !ok {
+		return nil, nil, fmt.Errorf("client %q of request: %w", r.ClientID, ErrNotFound)
+	}
+	if r.Status != StatusPending || r.Expired(s.now()) {
+		return r, c, notPending(r)
+	}
+	return r, c, nil
+}
+
 // transitionError maps the error of a state change for its caller.
 func (s *Service) transitionError(op string, err error) error {
 	var pe *Error

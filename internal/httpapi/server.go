@@ -65,6 +65,8 @@ type Server struct {
 	Discovery map[string]any
 	// JWKS is the public key set served at PathJWKS.
 	JWKS func() any
+	// Approval serves the approval page; nil when the upstream has none.
+	Approval *Approval
 	// Ready reports whether the server can serve (for /healthz).
 	Ready  func(ctx context.Context) error
 	Logger *slog.Logger
@@ -103,6 +105,12 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+PathBCAuthz, s.backchannelAuthorize)
 	mux.HandleFunc("POST "+PathToken, s.token)
 	mux.HandleFunc("POST "+PathCallback, s.callback)
+	if s.Approval != nil {
+		if s.Approval.Logger == nil {
+			s.Approval.Logger = s.Logger
+		}
+		s.Approval.register(mux)
+	}
 	mux.HandleFunc("GET "+PathHealth, func(w http.ResponseWriter, r *http.Request) {
 		if s.Ready != nil {
 			if err := s.Ready(r.Context()); err != nil {

@@ -1,0 +1,219 @@
+package httpapi
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/cibaproxy/cibaproxy/internal/ciba"
+)
+
+// PathApprove is the approval page; the request's approval id follows it.
+const PathApprove = "/approve/"
+
+// Passwords checks a user's password (the local upstream).
+type Passwords interface {
+	// CheckPassword returns the subject of username when password is right.
+	CheckPassword(username, password string) (subject string, ok bool)
+}
+
+// Approval serves the approval page for upstreams where the user signs in
+// with a password on cibaproxy itself (local): the user sees who asks, the
+// binding message and the scopes, and approves with their password or
+// denies. It works without JavaScript. Forms are protected against CSRF by
+// a double-submit token: a random cookie, and a hidden field that is an
+// HMAC of it and the approval id.
+type Approval struct {
+	Service   *ciba.Service
+	Passwords Passwords
+	// Key signs the CSRF tokens; at least 32 bytes, stable across restarts.
+	Key    []byte
+	Secure bool // set the cookie's Secure flag (an https issuer)
+	Logger *slog.Logger
+}
+
+const csrfCookie = "cibaproxy_csrf"
+
+func (a *Approval) register(mux *http.ServeMux) {
+	mux.HandleFunc("GET "+PathApprove+"{id}", a.show)
+	mux.HandleFunc("POST "+PathApprove+"{id}", a.answer)
+}
+
+// page is what the template shows.
+type page struct {
+	Title, Message string
+	Client         string
+	User           string
+	Binding        string
+	Scopes         []string
+	Expires        string
+	CSRF           string
+	Error          string
+	Form           bool
+}
+
+func (a *Approval) show(w http.ResponseWriter, r *http.Request) {
+	req, client, err := a.Service.ForApproval(r.Context(), r.PathValue("id"))
+	if err != nil {
+		a.closed(w, err)
+		return
+	}
+	cookie := csrfValue(r)
+	if cookie == "" {
+		b := make([]byte, 32)
+		_, _ = rand.Read(b)
+		cookie = base64.RawURLEncoding.EncodeToString(b)
+		http.SetCookie(w, &http.Cookie{
+			Name: csrfCookie, Value: cookie, Path: PathApprove, HttpOnly: true,
+			Secure: a.Secure, SameSite: http.SameSiteStrictMode, MaxAge: 3600,
+		})
+	}
+	a.render(w, http.StatusOK, a.form(req, client, cookie, ""))
+}
+
+func (a *Approval) form(req *ciba.AuthRequest, client *ciba.Client, cookie, problem string) page {
+	return page{
+		Title: "Approve sign-in", Client: client.Name, User: req.LoginHint, Binding: req.BindingMessage,
+		Scopes: req.Scopes, Expires: req.ExpiresAt.UTC().Format(time.RFC1123),
+		CSRF: a.csrf(cookie, req.ApprovalID), Error: problem, Form: true,
+	}
+}
+
+func (a *Approval) answer(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	req, client, err := a.Service.ForApproval(r.Context(), id)
+	if err != nil {
+		a.closed(w, err)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
+	if err := r.ParseForm(); err != nil {
+		a.render(w, http.StatusBadRequest, page{Title: "Bad request", Message: "The form could not be read."})
+		return
+	}
+	cookie := csrfValue(r)
+	if cookie == "" || !hmac.Equal([]byte(r.PostFormValue("csrf")), []byte(a.csrf(cookie, id))) {
+		a.render(w, http.StatusForbidden, page{Title: "Expired form", Message: "This form has expired or was not sent from the approval page. Open the link again."})
+		return
+	}
+	switch r.PostFormValue("action") {
+	case "deny":
+		err = a.Service.Deny(r.Context(), req.ID, "the user denied the request")
+		if err == nil {
+			a.render(w, http.StatusOK, page{Title: "Denied", Message: "You denied the sign-in. You can close this page."})
+			return
+		}
+	case "approve":
+		sub, ok := a.Passwords.CheckPassword(req.LoginHint, r.PostFormValue("password"))
+		if !ok || sub != req.Subject {
+			a.Logger.Info("approval page: wrong password", slog.String("client_id", req.ClientID), slog.String("subject", req.Subject))
+			a.render(w, http.StatusUnauthorized, a.form(req, client, cookie, "The password is not right."))
+			return
+		}
+		err = a.Service.ApproveWithMinter(r.Context(), req)
+		if err == nil {
+			a.render(w, http.StatusOK, page{Title: "Approved", Message: "You approved the sign-in to " + client.Name + ". You can close this page."})
+			return
+		}
+	default:
+		a.render(w, http.StatusBadRequest, page{Title: "Bad request", Message: "Choose Approve or Deny."})
+		return
+	}
+	a.closed(w, err)
+}
+
+// closed answers a link that can no longer be used.
+func (a *Approval) closed(w http.ResponseWriter, err error) {
+	var pe *ciba.Error
+	switch {
+	case errors.Is(err, ciba.ErrNotFound):
+		a.render(w, http.StatusNotFound, page{Title: "Link not valid", Message: "This approval link is not valid or has expired."})
+	case errors.As(err, &pe) && pe.Code == ciba.CodeExpiredToken:
+		a.render(w, http.StatusGone, page{Title: "Expired", Message: "This sign-in request has expired."})
+	case errors.As(err, &pe) && (pe.Code == ciba.CodeInvalidRequest || pe.Code == ciba.CodeAccessDenied):
+		a.render(w, http.StatusConflict, page{Title: "Already answered", Message: "This sign-in request was already answered."})
+	default:
+		a.Logger.Error("approval page", slog.Any("error", err))
+		a.render(w, http.StatusServiceUnavailable, page{Title: "Try again", Message: "Something went wrong on our side. Try again in a moment."})
+	}
+}
+
+func (a *Approval) csrf(cookie, approvalID string) string {
+	mac := hmac.New(sha256.New, a.Key)
+	mac.Write([]byte("cibaproxy csrf\x00" + cookie + "\x00" + approvalID))
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+func csrfValue(r *http.Request) string {
+	c, err := r.Cookie(csrfCookie)
+	if err != nil || len(c.Value) < 32 || strings.ContainsAny(c.Value, " ;") {
+		return ""
+	}
+	return c.Value
+}
+
+func (a *Approval) render(w http.ResponseWriter, status int, p page) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+	h.Set("Referrer-Policy", "no-referrer")
+	w.WriteHeader(status)
+	if err := approvalPage.Execute(w, p); err != nil {
+		a.Logger.Warn("approval page: render", slog.Any("error", err))
+	}
+}
+
+var approvalPage = template.Must(template.New("approve").Parse(`<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{.Title}} · cibaproxy</title>
+<style>
+body{font:1.05rem/1.5 system-ui,sans-serif;margin:0;padding:1rem;background:#f6f7f9;color:#111}
+main{max-width:28rem;margin:0 auto;background:#fff;border-radius:.5rem;padding:1.25rem;box-shadow:0 1px 3px #0002}
+h1{font-size:1.35rem;margin-top:0}
+.binding{font-size:1.5rem;font-weight:700;letter-spacing:.05em;padding:.5rem;border:2px dashed #555;text-align:center}
+label{display:block;margin:.75rem 0 .25rem;font-weight:600}
+input[type=password]{width:100%;box-sizing:border-box;font-size:1.1rem;padding:.5rem}
+.actions{display:flex;gap:.75rem;margin-top:1rem}
+button{flex:1;font-size:1.1rem;padding:.7rem;border-radius:.4rem;border:1px solid #333;cursor:pointer}
+button[value=approve]{background:#0a6;color:#fff;border-color:#0a6}
+.error{color:#b00;font-weight:600}
+</style>
+</head>
+<body>
+<main>
+<h1>{{.Title}}</h1>
+{{if .Form}}
+<p><strong>{{.Client}}</strong> asks to sign you in as <strong>{{.User}}</strong>.</p>
+{{if .Binding}}<p>Check that this code matches the one shown on the other device:</p>
+<p class="binding" aria-label="Binding message">{{.Binding}}</p>{{end}}
+<p>It asks for: {{range $i, $s := .Scopes}}{{if $i}}, {{end}}{{$s}}{{end}}.</p>
+<p><small>This request expires {{.Expires}}.</small></p>
+{{if .Error}}<p class="error" role="alert">{{.Error}}</p>{{end}}
+<form method="post">
+<input type="hidden" name="csrf" value="{{.CSRF}}">
+<label for="password">Password for {{.User}} (needed to approve)</label>
+<input type="password" id="password" name="password" autocomplete="current-password">
+<div class="actions">
+<button type="submit" name="action" value="approve">Approve</button>
+<button type="submit" name="action" value="deny">Deny</button>
+</div>
+</form>
+{{else}}
+<p>{{.Message}}</p>
+{{end}}
+</main>
+</body>
+</html>
+`))
