@@ -45,8 +45,13 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
+	// Requests run under a context that is cancelled when shutdown begins, so
+	// held long polls answer at once instead of holding the shutdown up.
+	reqCtx, releaseHolds := context.WithCancel(context.WithoutCancel(ctx))
+	defer releaseHolds()
 	srv := &http.Server{
 		Handler:           a.handler,
+		BaseContext:       func(net.Listener) context.Context { return reqCtx },
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		// Long polls are held up to ciba.long_poll; leave room for them.
@@ -74,6 +79,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	case <-ctx.Done():
 	}
 	log.Info("shutting down: finishing in-flight requests")
+	releaseHolds()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.CIBA.LongPoll+10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {

@@ -360,7 +360,7 @@ func (s *Service) pushBody(r *AuthRequest) ([]byte, error) {
 	case StatusDenied:
 		e["error"], e["error_description"] = string(CodeAccessDenied), "the user denied the request"
 		if r.DenyReason != "" {
-			e["error_description"] = r.DenyReason
+			e["error_description"] = SafeDescription(r.DenyReason)
 		}
 	case StatusExpired:
 		e["error"], e["error_description"] = string(CodeExpiredToken), "the request expired before the user answered"

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 )
 
 // ErrorCode is an OAuth 2.0 / CIBA error code as it appears in the "error"
@@ -125,3 +126,38 @@ func AsError(err error) *Error {
 // CodeInvalidToken: the bearer presented at the callback endpoint is wrong
 // (RFC 6750 §3.1). Answered with 401.
 const CodeInvalidToken ErrorCode = "invalid_token"
+
+// SafeDescription makes s fit for an error_description: RFC 6749 §5.2
+// allows only printable ASCII without '"' and '\'. Section signs and
+// ellipses are spelled out; quotes become apostrophes, backslashes
+// slashes, and anything else outside the set a question mark.
+func SafeDescription(s string) string {
+	ok := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			ok = false
+			break
+		}
+	}
+	if ok {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '§':
+			b.WriteString("section ")
+		case r == '…':
+			b.WriteString("...")
+		case r == '"':
+			b.WriteByte('\'')
+		case r == '\\':
+			b.WriteByte('/')
+		case r < 0x20 || r > 0x7e:
+			b.WriteByte('?')
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}

@@ -72,7 +72,7 @@ func writeError(w http.ResponseWriter, err error) {
 	body := struct {
 		Error       ciba.ErrorCode `json:"error"`
 		Description string         `json:"error_description,omitempty"`
-	}{e.Code, e.Description}
+	}{e.Code, ciba.SafeDescription(e.Description)}
 	writeJSON(w, e.HTTPStatus(), body)
 }
 

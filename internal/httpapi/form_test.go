@@ -157,3 +157,18 @@ func FuzzClaimGetter(f *testing.F) {
 		}
 	})
 }
+
+func TestErrorDescriptionsAreRFC6749Safe(t *testing.T) {
+	w := httptest.NewRecorder()
+	writeError(w, ciba.Errorf(ciba.CodeInvalidScope, "scope %q must include openid (CIBA §7.1) … \\ é", "x"))
+	var body map[string]string
+	json.Unmarshal(w.Body.Bytes(), &body)
+	for _, c := range body["error_description"] {
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			t.Fatalf("error_description %q has %q, outside RFC 6749 section 5.2's set", body["error_description"], c)
+		}
+	}
+	if !strings.Contains(body["error_description"], "(CIBA section 7.1) ...") {
+		t.Fatalf("section sign not spelled out: %q", body["error_description"])
+	}
+}

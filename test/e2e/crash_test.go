@@ -1,8 +1,12 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -139,6 +143,52 @@ func TestCrashRecovery(t *testing.T) {
 	if n.Bearer != ping.NotificationToken {
 		t.Errorf("ping bearer after restart = %q, want %q", n.Bearer, ping.NotificationToken)
 	}
-	checkTokens(t, "ping client's /token after restart", e.token(ping.Client, ping.AuthReqID))
+	tr := checkTokens(t, "ping client's /token after restart", e.token(ping.Client, ping.AuthReqID))
 	checkError(t, "ping client's second /token", e.token(ping.Client, ping.AuthReqID), http.StatusBadRequest, "invalid_grant")
+
+	// These tokens were minted at the approval, before the crash: the
+	// signing key and the refresh token survived it.
+	tok := e.verifyIDToken(tr.Str("id_token"), ping.Client.ID)
+	if tok.str("sub") != "alice" {
+		t.Errorf("ID token sub = %q, want alice", tok.str("sub"))
+	}
+	if rt := tr.Str("refresh_token"); rt != "" {
+		r, err := testutil.PostForm(ctx(t), e.url("/token"), ping.Client, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Status != http.StatusOK || r.Str("access_token") == "" {
+			t.Errorf("refresh with a refresh token issued before the crash: got %s, want 200", r)
+		}
+	}
+}
+
+// TestDataDirInUse: a second cibaproxy on the data directory of a running
+// one must refuse to start (the embedded store is single-writer) instead of
+// hanging or sharing the file, and the first one keeps serving.
+func TestDataDirInUse(t *testing.T) {
+	t.Parallel()
+	e := start(t)
+	addr, err := testutil.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(cx, binary, "serve", "--config", testutil.QuickstartConfig(), "--listen", addr)
+	cmd.Env = append(os.Environ(), "CIBAPROXY_ISSUER=http://"+addr, "CIBAPROXY_DATA="+e.srv.DataDir,
+		"CIBAPROXY_WEBHOOK_URL="+e.hook.URL, "CIBAPROXY_DEMO_NOTIFY_URL="+e.notify.URL)
+	out, err := cmd.CombinedOutput()
+	switch {
+	case cx.Err() != nil:
+		t.Errorf("a second cibaproxy on a data directory in use neither exited nor failed within %v:\n%s", waitTimeout, out)
+	case err == nil:
+		t.Errorf("a second cibaproxy on a data directory in use exited with status 0:\n%s", out)
+	default:
+		t.Logf("second instance refused to start as it should (%v): %s", err, strings.TrimSpace(string(out)))
+	}
+	r, err := testutil.Get(ctx(t), e.url("/healthz"))
+	if err != nil || r.Status != http.StatusOK {
+		t.Errorf("the first instance's /healthz after the second one tried: %v %v", r, err)
+	}
 }

@@ -297,3 +297,59 @@ func TestDiscovery(t *testing.T) {
 		}
 	}
 }
+
+// TestErrorDescriptionCharset: RFC 6749 §5.2 (which CIBA §11 and §13 use)
+// says error_description "MUST NOT include characters outside the set
+// %x20-21 / %x23-5B / %x5D-7E": printable ASCII without '"' and '\'.
+func TestErrorDescriptionCharset(t *testing.T) {
+	t.Parallel()
+	e := start(t)
+	poll := testutil.DemoPoll
+	cases := []struct {
+		name, endpoint string
+		form           url.Values
+		raw            string
+		header         string // Authorization of a raw request; Basic poll when empty
+	}{
+		{name: "repeated parameter", endpoint: "/bc-authorize", raw: "scope=openid&scope=email&login_hint=alice"},
+		{name: "unknown grant_type", endpoint: "/token", form: url.Values{"grant_type": {"foo"}}},
+		{name: "non-ASCII grant_type", endpoint: "/token", form: url.Values{"grant_type": {strings.Repeat("é", 40)}}},
+		{name: "binding_message with a tab", endpoint: "/bc-authorize", form: url.Values{"scope": {"openid"}, "login_hint": {"alice"}, "binding_message": {"a\tb"}}},
+		{name: "scope without openid", endpoint: "/bc-authorize", form: url.Values{"scope": {"email"}, "login_hint": {"alice"}}},
+		{name: "malformed Basic credentials", endpoint: "/token", raw: "grant_type=x", header: "Basic !!!"},
+		{name: "long malformed requested_expiry", endpoint: "/bc-authorize", form: url.Values{"scope": {"openid"}, "login_hint": {"alice"}, "requested_expiry": {strings.Repeat("x", 60)}}},
+	}
+	for _, tc := range cases {
+		var r *testutil.Response
+		var err error
+		if tc.raw != "" {
+			h := http.Header{}
+			req, _ := http.NewRequest(http.MethodPost, "http://x", nil)
+			req.SetBasicAuth(poll.ID, poll.Secret)
+			h.Set("Authorization", req.Header.Get("Authorization"))
+			if tc.header != "" {
+				h.Set("Authorization", tc.header)
+			}
+			r, err = testutil.PostRaw(ctx(t), e.url(tc.endpoint), "application/x-www-form-urlencoded", tc.raw, h)
+		} else {
+			r, err = testutil.PostForm(ctx(t), e.url(tc.endpoint), poll, tc.form)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Status/100 != 4 || r.Str("error") == "" {
+			t.Errorf("%s: got %s, want a 4xx error", tc.name, r)
+			continue
+		}
+		desc := r.Str("error_description")
+		var bad []string
+		for _, c := range desc {
+			if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') && !slices.Contains(bad, string(c)) {
+				bad = append(bad, string(c))
+			}
+		}
+		if len(bad) > 0 {
+			t.Errorf("%s: error_description %q contains %q, outside the characters RFC 6749 §5.2 allows (%%x20-21 / %%x23-5B / %%x5D-7E)", tc.name, desc, bad)
+		}
+	}
+}

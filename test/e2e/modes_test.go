@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -59,6 +60,51 @@ func TestPollMode(t *testing.T) {
 	checkHashes(t, tok, r.Str("access_token"), r.Str("refresh_token"))
 
 	checkError(t, "second /token for a redeemed auth_req_id", e.token(req.Client, req.AuthReqID), http.StatusBadRequest, "invalid_grant")
+
+	// The ID token works as id_token_hint for the next request (CIBA §7.1).
+	hint := e.authorize(req.Client, url.Values{"scope": {"openid"}, "id_token_hint": {r.Str("id_token")}, "binding_message": {tag("Hint")}})
+	if hint.Status != http.StatusOK {
+		t.Errorf("/bc-authorize with the ID token as id_token_hint: got %s, want 200", hint)
+	}
+	// ... but not for another client (it is not the audience).
+	other := e.authorize(testutil.DemoPing, url.Values{"scope": {"openid"}, "id_token_hint": {r.Str("id_token")}, "client_notification_token": {notificationToken()}})
+	if other.Status == http.StatusOK {
+		t.Errorf("/bc-authorize by demo-ping with demo-poll's ID token as id_token_hint: got %s, want an error", other)
+	}
+}
+
+// TestConcurrentRedeem: many simultaneous polls after the approval get the
+// tokens exactly once; every other one hears invalid_grant.
+func TestConcurrentRedeem(t *testing.T) {
+	t.Parallel()
+	e := start(t)
+	req := e.mustAuthorize(testutil.DemoPoll, "Race")
+	e.answer(req, "approved")
+	const n = 12
+	answers := make(chan *testutil.Response, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			answers <- e.tokenNoFatal(req.Client, req.AuthReqID)
+		}()
+	}
+	wg.Wait()
+	close(answers)
+	ok := 0
+	for r := range answers {
+		switch {
+		case r.Status == http.StatusOK && r.Str("access_token") != "":
+			ok++
+		case r.Status == http.StatusBadRequest && r.Str("error") == "invalid_grant":
+		default:
+			t.Errorf("concurrent /token: got %s, want 200 once and 400 invalid_grant otherwise", r)
+		}
+	}
+	if ok != 1 {
+		t.Errorf("%d of %d concurrent polls got tokens, want exactly 1", ok, n)
+	}
 }
 
 // TestPingMode: the notification endpoint receives exactly one ping with

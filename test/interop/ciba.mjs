@@ -144,7 +144,18 @@ async function main() {
   if (mode === 'poll') {
     const response = await client.initiateBackchannelAuthentication(config, params);
     tokens = await client.pollBackchannelAuthenticationGrant(config, response, undefined, { signal });
-    return report(mode, tokens, response.auth_req_id);
+    const result = report(mode, tokens, response.auth_req_id);
+    if (tokens.refresh_token) {
+      // The refresh_token grant with the same library (RFC 6749 §6); the
+      // new ID token, if any, is validated like the first.
+      const refreshed = await client.refreshTokenGrant(config, tokens.refresh_token);
+      result.refresh = {
+        ok: typeof refreshed.access_token === 'string' && refreshed.access_token !== tokens.access_token,
+        rotated: typeof refreshed.refresh_token === 'string' && refreshed.refresh_token !== tokens.refresh_token,
+        sub: refreshed.claims()?.sub,
+      };
+    }
+    return result;
   }
 
   const notificationToken = randomBytes(24).toString('base64url');

@@ -86,9 +86,14 @@ type result struct {
 	HasAccessToken  bool           `json:"has_access_token"`
 	HasRefreshToken bool           `json:"has_refresh_token"`
 	Pings           int            `json:"pings"`
-	Error           string         `json:"error"`
-	Code            string         `json:"code"`
-	OAuthError      string         `json:"error_description"`
+	Refresh         *struct {
+		OK      bool   `json:"ok"`
+		Rotated bool   `json:"rotated"`
+		Sub     string `json:"sub"`
+	} `json:"refresh"`
+	Error      string `json:"error"`
+	Code       string `json:"code"`
+	OAuthError string `json:"error_description"`
 }
 
 // runClient runs ciba.mjs with args and returns its result line.
@@ -163,6 +168,16 @@ func TestOpenIDClient(t *testing.T) {
 			c := testutil.DemoPoll
 			r := runClient(t, nil, "poll", srv.URL, c.ID, c.Secret, "alice")
 			checkAlice(t, r, srv.URL, c.ID)
+			switch {
+			case !r.HasRefreshToken:
+				t.Log("no refresh_token issued; refreshTokenGrant not exercised")
+			case r.Refresh == nil || !r.Refresh.OK:
+				t.Errorf("openid-client refreshTokenGrant did not give a new access token: %+v", r.Refresh)
+			case r.Refresh.Sub != "" && r.Refresh.Sub != "alice":
+				t.Errorf("refreshed ID token sub = %q, want alice", r.Refresh.Sub)
+			default:
+				t.Logf("openid-client refreshTokenGrant: %+v", *r.Refresh)
+			}
 		})
 		t.Run("poll/client_secret_basic", func(t *testing.T) {
 			t.Parallel()

@@ -23,6 +23,9 @@ const (
 	StopTimeout = 15 * time.Second
 )
 
+// EnvLogs, when set, logs the server's stderr for passing tests too.
+const EnvLogs = "CIBAPROXY_TEST_LOGS"
+
 // Options say how to run cibaproxy.
 type Options struct {
 	// Binary is the cibaproxy executable (required).
@@ -253,7 +256,7 @@ func (s *Server) cleanup() {
 	if strings.Contains(logs, "panic:") || strings.Contains(logs, "handler panic") {
 		s.t.Errorf("cibaproxy panicked (see its stderr below)")
 	}
-	if s.t.Failed() {
+	if s.t.Failed() || os.Getenv(EnvLogs) != "" {
 		s.t.Logf("cibaproxy stderr:\n%s", logs)
 	}
 }
