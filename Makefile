@@ -1,11 +1,12 @@
 # cibaproxy — the commands a newcomer needs.
 #   make run    build and start the quick start (local upstream, embedded store, demo clients)
-#   make test   everything CI runs: vet, the whole test suite with -race, a short fuzz of every parser
+#   make test   everything CI runs: vet, staticcheck, gofmt, the whole suite with -race, a short fuzz of every parser
 #   make fuzz   fuzz every parser longer (FUZZTIME=5m make fuzz)
 
 GO       ?= go
 BIN      := bin/cibaproxy
 FUZZTIME ?= 5s
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: build run test vet fuzz interop-deps clean
@@ -18,6 +19,7 @@ run: build
 
 vet:
 	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 
 interop-deps:

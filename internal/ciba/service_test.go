@@ -117,7 +117,6 @@ type fixture struct {
 	store ciba.Store
 	clock *clock
 	note  *notifier
-	chann *channel
 }
 
 func newFixture(t testing.TB, mod func(*ciba.Config, *ciba.Deps)) *fixture {

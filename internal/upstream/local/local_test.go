@@ -133,7 +133,7 @@ func TestCheckUserCodeAndPassword(t *testing.T) {
 
 func claims(t *testing.T, m *keys.Manager, tok string) map[string]any {
 	t.Helper()
-	jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.ES256})
+	jws, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil {
 		t.Fatal(err)
 	}
