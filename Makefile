@@ -9,7 +9,7 @@ FUZZTIME ?= 5s
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build run test vet fuzz interop-deps clean
+.PHONY: build run test vet fuzz interop-deps clean bench
 
 build:
 	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/cibaproxy
@@ -31,6 +31,11 @@ test: vet interop-deps
 
 fuzz:
 	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+
+# Poll, bc-authorize and memory benchmarks against a bare net/http reference
+# (needs wrk; about 5 minutes; see BENCHMARKS.md and bench/run.sh).
+bench:
+	GO=$(GO) bench/run.sh
 
 clean:
 	rm -rf bin data

@@ -1,0 +1,260 @@
+// Command memfill measures what a pending request costs in memory. It wires
+// cibaproxy's packages the way cmd/cibaproxy/build.go does (config from
+// bench/bench.yaml, local upstream, client registry, ciba service, HTTP
+// handler), but on the in-memory store, which is also what the embedded
+// store keeps in memory (the embedded store is a memory.Store plus a bbolt
+// journal; bbolt's file is mapped, not on the Go heap). It then creates -n
+// requests through the real handler, POST /bc-authorize with HTTP Basic
+// client credentials and a distinct login hint, binding message and scope
+// per request, optionally polls each once (POST /token, which adds its pace
+// state), and reports the live heap after a GC, per request.
+//
+//	go run ./bench/memfill -n 1000000
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/clientauth"
+	"github.com/cibaproxy/cibaproxy/internal/config"
+	"github.com/cibaproxy/cibaproxy/internal/httpapi"
+	"github.com/cibaproxy/cibaproxy/internal/jose"
+	"github.com/cibaproxy/cibaproxy/internal/keys"
+	"github.com/cibaproxy/cibaproxy/internal/notify"
+	"github.com/cibaproxy/cibaproxy/internal/outbound"
+	"github.com/cibaproxy/cibaproxy/internal/seal"
+	"github.com/cibaproxy/cibaproxy/internal/store/memory"
+	"github.com/cibaproxy/cibaproxy/internal/upstream/local"
+)
+
+const nUsers = 1000
+
+func main() {
+	n := flag.Int("n", 1_000_000, "pending requests to create")
+	poll := flag.Bool("poll", true, "poll each request once (adds its pace state)")
+	cfgPath := flag.String("config", "bench/bench.yaml", "benchmark config (its store and webhook are ignored)")
+	limit := flag.Float64("limit", 2048, "budget in bytes per request; exit 1 above it")
+	memprofile := flag.String("memprofile", "", "write a heap profile (after the fill) to this file")
+	flag.Parse()
+	if err := run(*n, *poll, *cfgPath, *limit, *memprofile); err != nil {
+		fmt.Fprintln(os.Stderr, "memfill:", err)
+		os.Exit(1)
+	}
+}
+
+func heap() runtime.MemStats {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m
+}
+
+func run(n int, poll bool, cfgPath string, limit float64, memprofile string) error {
+	runtime.MemProfileRate = 64 << 10 // coarser than the default: cheaper over millions of requests
+	ctx := context.Background()
+	if os.Getenv("BENCH_DATA") == "" {
+		_ = os.Setenv("BENCH_DATA", os.TempDir()) // unused: the store is memory
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		return err
+	}
+	// Many users, as a real directory would have; each request names one.
+	hash := cfg.Upstream.Local.Users[0].PasswordHash
+	users := make([]local.User, nUsers)
+	for i := range users {
+		name := fmt.Sprintf("user%04d@example.com", i)
+		users[i] = local.User{Username: name, Subject: "sub-" + name, PasswordHash: []byte(hash),
+			Claims: map[string]any{"email": name}}
+	}
+	st := memory.New()
+	h, err := wire(ctx, cfg, st, users)
+	if err != nil {
+		return err
+	}
+	cred := "Basic " + basic(cfg.Clients[0].ID, cfg.Clients[0].Secret)
+
+	// Warm up (lazy initialisations), then take the baseline.
+	for i := range 2 {
+		if _, err := authorize(h, cred, i); err != nil {
+			return err
+		}
+	}
+	debug.FreeOSMemory()
+	before := heap()
+	start := time.Now()
+	var id string
+	for i := range n {
+		if id, err = authorize(h, cred, i); err != nil {
+			return fmt.Errorf("request %d: %w", i, err)
+		}
+		if poll {
+			if err := pollOnce(h, cred, id); err != nil {
+				return fmt.Errorf("poll %d: %w", i, err)
+			}
+		}
+	}
+	elapsed := time.Since(start)
+	after := heap()
+	per := float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(n)
+	verdict := "met"
+	if per > limit {
+		verdict = "NOT met"
+	}
+	fmt.Printf("memfill: %d pending requests (poll=%v) created through the handler in %.1fs\n", n, poll, elapsed.Seconds())
+	fmt.Printf("memfill: live heap %.1f MiB -> %.1f MiB: %.0f bytes per request (target <= %.0f: %s); HeapSys %.1f MiB, Sys %.1f MiB\n",
+		mib(before.HeapAlloc), mib(after.HeapAlloc), per, limit, verdict, mib(after.HeapSys), mib(after.Sys))
+	fmt.Printf("memfill: live objects %d -> %d: %.1f objects per request\n",
+		before.HeapObjects, after.HeapObjects, float64(int64(after.HeapObjects)-int64(before.HeapObjects))/float64(n))
+	if memprofile != "" {
+		f, err := os.Create(memprofile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
+	// Keep everything reachable until after the measurement.
+	if r, err := st.GetRequest(ctx, id); err != nil || r.Status != ciba.StatusPending {
+		return fmt.Errorf("last request not pending: %v", err)
+	}
+	runtime.KeepAlive(st)
+	runtime.KeepAlive(h)
+	if per > limit {
+		os.Exit(1)
+	}
+	return nil
+}
+
+func mib(b uint64) float64 { return float64(b) / (1 << 20) }
+
+func basic(id, secret string) string {
+	return base64.StdEncoding.EncodeToString([]byte(id + ":" + secret))
+}
+
+// authorize makes request i through the handler and returns its auth_req_id.
+func authorize(h http.Handler, cred string, i int) (string, error) {
+	user := fmt.Sprintf("user%04d@example.com", i%nUsers)
+	body := "scope=openid+email&login_hint=" + user + "&binding_message=Code+" + strconv.Itoa(1000+i%9000)
+	req := httptest.NewRequest(http.MethodPost, "/bc-authorize", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", cred)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		return "", fmt.Errorf("bc-authorize answered %d: %s", rec.Code, rec.Body)
+	}
+	var ar struct {
+		AuthReqID string `json:"auth_req_id"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &ar); err != nil {
+		return "", err
+	}
+	return ar.AuthReqID, nil
+}
+
+// pollOnce polls request id once; it must answer authorization_pending.
+func pollOnce(h http.Handler, cred, id string) error {
+	body := "grant_type=urn%3Aopenid%3Aparams%3Agrant-type%3Aciba&auth_req_id=" + id
+	req := httptest.NewRequest(http.MethodPost, "/token", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", cred)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if got := rec.Body.String(); got != `{"error":"authorization_pending"}` {
+		return fmt.Errorf("token answered %d: %s", rec.Code, got)
+	}
+	return nil
+}
+
+// wire mirrors cmd/cibaproxy/build.go (which is package main and cannot be
+// imported) on the given store, without a channel.
+func wire(ctx context.Context, cfg *config.Config, st ciba.Store, users []local.User) (http.Handler, error) {
+	signer, err := keys.LoadOrCreate(ctx, st, "")
+	if err != nil {
+		return nil, err
+	}
+	ring, err := seal.NewRing(seal.Key{ID: "bench", Secret: bytes.Repeat([]byte{7}, seal.KeySize)})
+	if err != nil {
+		return nil, err
+	}
+	replay := jose.NewStoreReplay(st, "jti")
+	var regs []*clientauth.Registration
+	for _, c := range cfg.Clients {
+		reg, err := clientauth.NewRegistration(ctx, clientauth.Options{
+			Client: ciba.Client{ID: c.ID, Name: c.Name, Mode: ciba.DeliveryMode(c.DeliveryMode), Scopes: c.Scopes},
+			Secret: c.Secret, SecretHash: c.SecretHash, Methods: c.TokenEndpointAuthMethods,
+		})
+		if err != nil {
+			return nil, err
+		}
+		regs = append(regs, reg)
+	}
+	registry, err := clientauth.NewRegistry(regs...)
+	if err != nil {
+		return nil, err
+	}
+	registry.AssertionPolicy = jose.AssertionPolicy{Issuer: cfg.Issuer, Replay: replay}
+	auth := &clientauth.Authenticator{Registry: registry, RequestObjects: jose.RequestObjectPolicy{
+		Issuer: cfg.Issuer, Audiences: []string{cfg.Issuer + httpapi.PathBCAuthz}, Replay: replay,
+	}}
+	up, err := local.New(local.Config{
+		Issuer: cfg.Issuer, Users: users,
+		AccessTokenTTL: cfg.Tokens.AccessTokenTTL, IDTokenTTL: cfg.Tokens.IDTokenTTL, RefreshTokenTTL: cfg.Tokens.RefreshTokenTTL,
+		Signer: signer,
+		Hints: &clientauth.Hints{Registry: registry,
+			IDTokens:        jose.IDTokenHintPolicy{Issuer: cfg.Issuer, KeySet: signer.KeySet()},
+			LoginHintTokens: jose.HintTokenPolicy{Issuer: cfg.Issuer}},
+		LeftHash: keys.LeftHash, Store: st,
+	})
+	if err != nil {
+		return nil, err
+	}
+	svc, err := ciba.NewService(ciba.Config{
+		DefaultExpiry: cfg.CIBA.DefaultExpiry, MaxExpiry: cfg.CIBA.MaxExpiry, Interval: cfg.CIBA.Interval,
+		PollTolerance: 500 * time.Millisecond, LongPoll: cfg.CIBA.LongPoll, ExpiredGrace: cfg.CIBA.ExpiredGrace,
+		BindingMessageMax: cfg.CIBA.BindingMessageMax, CallbackURL: cfg.Issuer + httpapi.PathCallback,
+		ApproveURL: func(id string) string { return cfg.Issuer + httpapi.PathApprove + id },
+	}, ciba.Deps{
+		Store: st, Upstream: up, Minter: up, Sealer: ring,
+		Notifier: notify.HTTP{Client: outbound.New(10 * time.Second)},
+		Clients: func(id string) (*ciba.Client, bool) {
+			r, ok := registry.Lookup(id)
+			if !ok {
+				return nil, false
+			}
+			return r.Client(), true
+		},
+		CallbackKey: bytes.Repeat([]byte{9}, 32),
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		return nil, err
+	}
+	srv := &httpapi.Server{Issuer: cfg.Issuer, Service: svc, Clients: auth, Refresher: up,
+		Discovery: map[string]any{"issuer": cfg.Issuer}, JWKS: func() any { return signer.PublicJWKS() },
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	return srv.Handler(), nil
+}

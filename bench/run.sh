@@ -1,0 +1,300 @@
+#!/usr/bin/env bash
+# cibaproxy benchmark: `make bench` runs this. It measures, with the same load
+# generator (wrk), a bare net/http reference handler (bench/ref) and
+# cibaproxy on the embedded store, alternately (A/B/A/B, BENCH_ROUNDS rounds)
+# so that the noise of a shared machine hits both, and prints per-round
+# numbers and the ratio ranges against the targets of the performance issue.
+# See BENCHMARKS.md for what each scenario is and for recorded results.
+#
+#   1. pending poll of one auth_req_id: wrk -t2 -c64 -d10s, and -t1 -c1 -d5s
+#   2. pending polls round-robin over BENCH_N (100 000) pending requests
+#   3. POST /bc-authorize (durable write, webhook channel to a 204 sink)
+#   4. memory: 1 000 000 pending requests (bench/memfill)
+#   and CPU profiles of cibaproxy under scenarios 1 and 3, and a heap profile
+#   of scenario 4 (text summaries in bench/profiles/).
+#
+# Everything listens on 127.0.0.1; every load run is bounded by wrk -d.
+# Knobs (environment): BENCH_ROUNDS (3), BENCH_DURATION (10s, 64-connection
+# runs), BENCH_DURATION_C1 (5s, 1-connection runs), BENCH_N (100000),
+# BENCH_MEM_N (1000000, 0 skips), BENCH_PROFILE (1; 0 skips), BENCH_PORT
+# (18080: uses BENCH_PORT .. BENCH_PORT+4), BENCH_KEEP (1 keeps the temp dir).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+GO=${GO:-go}
+ROUNDS=${BENCH_ROUNDS:-3}
+DUR=${BENCH_DURATION:-10s}
+DUR1=${BENCH_DURATION_C1:-5s}
+N=${BENCH_N:-100000}
+MEM_N=${BENCH_MEM_N:-1000000}
+PROFILE=${BENCH_PROFILE:-1}
+PORT=${BENCH_PORT:-18080}
+CIB_ADDR=127.0.0.1:$PORT          # cibaproxy, polls (no channel)
+REF_ADDR=127.0.0.1:$((PORT + 1))  # reference handler
+SINK_ADDR=127.0.0.1:$((PORT + 2)) # webhook sink
+AUTHZ_ADDR=127.0.0.1:$((PORT + 3)) # cibaproxy, bc-authorize (webhook on)
+PPROF_ADDR=127.0.0.1:$((PORT + 4)) # pprof of the profiled cibaproxy
+PROFILES=$ROOT/bench/profiles
+
+command -v wrk >/dev/null || { echo "bench: wrk is not installed (Debian: apt-get install wrk)" >&2; exit 1; }
+for a in $CIB_ADDR $REF_ADDR $SINK_ADDR $AUTHZ_ADDR $PPROF_ADDR; do
+	if (exec 3<>"/dev/tcp/${a%:*}/${a#*:}") 2>/dev/null; then
+		echo "bench: $a is already in use; set BENCH_PORT to another base port" >&2
+		exit 1
+	fi
+done
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/cibaproxy-bench.XXXXXX")
+PIDS=()
+cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do
+		kill "$p" 2>/dev/null || true
+	done
+	for p in "${PIDS[@]}"; do
+		wait "$p" 2>/dev/null || true
+	done
+	if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "bench: kept $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { printf '%s\n' "$*"; }
+calc() { awk "BEGIN { printf \"%.3f\", $1 }"; }
+# start NAME CMD...: run CMD in the background, logging to $TMP/NAME.log;
+# its pid is in $STARTED.
+start() {
+	local name=$1
+	shift
+	"$@" >"$TMP/$name.log" 2>&1 &
+	STARTED=$!
+	PIDS+=("$STARTED")
+}
+# stop PID: end a process this script started, and wait for it.
+stop() {
+	kill "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
+	local p keep=()
+	for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+	PIDS=("${keep[@]}")
+}
+# wait_up ADDR: wait until something answers HTTP at ADDR (at most 10 s).
+wait_up() {
+	local i
+	for i in $(seq 100); do
+		curl -s -o /dev/null "http://$1/" && return 0
+		sleep 0.1
+	done
+	echo "bench: nothing answers on $1" >&2
+	exit 1
+}
+
+AUTH=$(printf '%s' bench-poll:bench-poll-secret | base64 -w0)
+POLL_PREFIX='grant_type=urn%3Aopenid%3Aparams%3Agrant-type%3Aciba&auth_req_id='
+AUTHZ_BODY='scope=openid+email&login_hint=alice&binding_message=Code+1234'
+RESULTS=$TMP/results.tsv
+: >"$RESULTS"
+
+# load SCEN SERVER ROUND ADDR THREADS CONNS DURATION [VAR=VALUE...]: one wrk
+# run with bench/wrk.lua, configured by the VAR=VALUE pairs; appends its
+# numbers to $RESULTS and prints them.
+load() {
+	local scen=$1 srv=$2 round=$3 addr=$4 t=$5 c=$6 d=$7
+	shift 7
+	local out=$TMP/wrk-$scen-$srv-$round.txt
+	env BENCH_THREADS="$t" "$@" wrk -t"$t" -c"$c" -d"$d" -s "$ROOT/bench/wrk.lua" "http://$addr" >"$out" 2>&1 || {
+		cat "$out" >&2
+		exit 1
+	}
+	local line
+	line=$(grep '^BENCH ' "$out") || {
+		cat "$out" >&2
+		exit 1
+	}
+	# BENCH rps=… p50_us=… p90_us=… p99_us=… max_us=… requests=… non2xx=… errors=…
+	set -- $(sed 's/[a-z0-9_]*=//g' <<<"${line#BENCH }")
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scen" "$srv" "$round" "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$8" >>"$RESULTS"
+	printf '  round %s  %-4s %-18s %9.0f req/s  p50 %6.3f ms  p99 %6.2f ms  (%s requests, %s non-2xx, %s socket errors)\n' \
+		"$round" "$scen" "$srv" "$1" "$(calc "$2/1000")" "$(calc "$4/1000")" "$6" "$7" "$8"
+}
+
+log "== cibaproxy benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
+log "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(free -g | awk '/^Mem:/{print $2}') GiB, kernel $(uname -r)"
+log "tools:   $($GO version | cut -d' ' -f3-), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+log "commit:  $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (tree has uncommitted changes)')"
+log "rounds:  $ROUNDS; 64-connection runs wrk -t2 -c64 -d$DUR, 1-connection runs wrk -t1 -c1 -d$DUR1"
+
+log ""
+log "== build (go build -trimpath -o $TMP/...)"
+$GO build -trimpath -o "$TMP/cibaproxy" ./cmd/cibaproxy
+for t in ref seed sink memfill; do $GO build -trimpath -o "$TMP/$t" "./bench/$t"; done
+if [ "$PROFILE" = 1 ]; then
+	# The profiled binary is the real server plus net/http/pprof on its own
+	# loopback listener, added at build time by an overlay (bench/profile).
+	printf '{"Replace":{"%s":"%s"}}\n' "$ROOT/cmd/cibaproxy/zz_bench_pprof.go" "$ROOT/bench/profile/pprof.go" >"$TMP/overlay.json"
+	$GO build -trimpath -tags cibaproxy_bench_pprof -overlay "$TMP/overlay.json" -o "$TMP/cibaproxy-pprof" ./cmd/cibaproxy
+fi
+
+log ""
+log "== setup: cibaproxy (bench/bench.yaml, embedded store in $TMP, long polling off, no channel) on $CIB_ADDR"
+mkdir -p "$TMP/data-poll"
+start cibaproxy env BENCH_ADDR=$CIB_ADDR BENCH_DATA="$TMP/data-poll" BENCH_WEBHOOK= "$TMP/cibaproxy" serve --config bench/bench.yaml
+CIB_PID=$STARTED
+wait_up $CIB_ADDR
+"$TMP/seed" -url "http://$CIB_ADDR" -n 1 -c 1 -out "$TMP/ids-1.txt"
+SEED_START=$(date +%s.%N)
+"$TMP/seed" -url "http://$CIB_ADDR" -n "$N" -c 64 -out "$TMP/ids-n.txt" -timeout 3m
+log "   ($N requests seeded with 64 concurrent POST /bc-authorize in $(calc "$(date +%s.%N) - $SEED_START") s, each an fsynced write)"
+ID1=$(cat "$TMP/ids-1.txt")
+cat "$TMP/ids-1.txt" "$TMP/ids-n.txt" >"$TMP/ids-all.txt"
+start ref "$TMP/ref" -listen $REF_ADDR -ids "$TMP/ids-all.txt"
+wait_up $REF_ADDR
+poll() { curl -s -u bench-poll:bench-poll-secret -d grant_type=urn:openid:params:grant-type:ciba -d "auth_req_id=$2" "http://$1/token"; }
+log "   first poll,  reference: $(poll $REF_ADDR "$ID1")"
+log "   first poll,  cibaproxy: $(poll $CIB_ADDR "$ID1")"
+log "   second poll, cibaproxy: $(poll $CIB_ADDR "$ID1")"
+
+log ""
+log "== scenarios 1 and 2: pending polls, reference (ref) and cibaproxy (cib) alternately"
+for r in $(seq "$ROUNDS"); do
+	for s in s1c64 s1c1 s2c64 s2c1; do
+		for srv in ref cib; do
+			addr=$REF_ADDR
+			[ $srv = cib ] && addr=$CIB_ADDR
+			case $s in
+			s1c64) load $s $srv "$r" $addr 2 64 "$DUR" BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_BODY="$POLL_PREFIX$ID1" ;;
+			s1c1) load $s $srv "$r" $addr 1 1 "$DUR1" BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_BODY="$POLL_PREFIX$ID1" ;;
+			s2c64) load $s $srv "$r" $addr 2 64 "$DUR" BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_IDS="$TMP/ids-n.txt" ;;
+			s2c1) load $s $srv "$r" $addr 1 1 "$DUR1" BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_IDS="$TMP/ids-n.txt" ;;
+			esac
+		done
+	done
+done
+stop "$CIB_PID"
+
+log ""
+log "== scenario 3: POST /bc-authorize, webhook channel to a sink answering 204; a fresh cibaproxy per round"
+start sink "$TMP/sink" -listen $SINK_ADDR
+wait_up $SINK_ADDR
+for r in $(seq "$ROUNDS"); do
+	mkdir -p "$TMP/data-authz-$r"
+	start cibaproxy-authz-$r env BENCH_ADDR=$AUTHZ_ADDR BENCH_DATA="$TMP/data-authz-$r" BENCH_WEBHOOK="http://$SINK_ADDR/hook" "$TMP/cibaproxy" serve --config bench/bench.yaml
+	pid=$STARTED
+	wait_up $AUTHZ_ADDR
+	before=$(curl -s "http://$SINK_ADDR/count")
+	load s3 cib "$r" $AUTHZ_ADDR 2 64 "$DUR" BENCH_AUTH="$AUTH" BENCH_PATH=/bc-authorize BENCH_BODY="$AUTHZ_BODY"
+	after=$(curl -s "http://$SINK_ADDR/count")
+	secs=$(sed 's/s$//' <<<"$DUR")
+	created=$(awk -F'\t' -v r="$r" '$1=="s3" && $3==r {print $9}' "$RESULTS")
+	printf '           webhooks delivered during the run: %s of %s created (%.0f/s)\n' $((after - before)) "$created" "$(calc "($after - $before)/$secs")"
+	printf 's3hook\tcib\t%s\t%s\t%s\n' "$r" $((after - before)) "$created" >>"$RESULTS"
+	stop "$pid"
+done
+
+if [ "$PROFILE" = 1 ]; then
+	log ""
+	log "== CPU profiles of cibaproxy (the same server built with bench/profile/pprof.go), into bench/profiles/"
+	mkdir -p "$PROFILES"
+	# profile NAME DESCRIPTION WRK-ARGS...: 8 s of CPU profile during a 9 s wrk run.
+	profile() {
+		local name=$1 what=$2 addr=$3
+		shift 3
+		curl -s -o "$TMP/$name.pprof" "http://$PPROF_ADDR/debug/pprof/profile?seconds=8" &
+		local cpid=$!
+		sleep 0.2
+		env "$@" wrk -t2 -c64 -d9s -s "$ROOT/bench/wrk.lua" "http://$addr" >"$TMP/wrk-$name.txt" 2>&1
+		wait $cpid
+		{
+			echo "# cibaproxy CPU profile: $what"
+			echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown); made by make bench (bench/run.sh)"
+			echo "# load: wrk -t2 -c64 -d9s -s bench/wrk.lua (profile: the middle 8 s); wrk and the server share the 2 CPUs"
+			echo "# wrk: $(grep '^BENCH ' "$TMP/wrk-$name.txt" | cut -d' ' -f2-)"
+			echo
+			echo "## go tool pprof -top -nodecount=30"
+			$GO tool pprof -top -nodecount=30 "$TMP/cibaproxy-pprof" "$TMP/$name.pprof" 2>/dev/null
+			echo
+			echo "## go tool pprof -top -cum -nodecount=60"
+			$GO tool pprof -top -cum -nodecount=60 "$TMP/cibaproxy-pprof" "$TMP/$name.pprof" 2>/dev/null
+		} >"$PROFILES/$name.txt"
+		log "   $PROFILES/$name.txt: $(grep '^BENCH ' "$TMP/wrk-$name.txt" | cut -d' ' -f2-3)"
+	}
+	mkdir -p "$TMP/data-prof1"
+	start cibaproxy-prof1 env CIBAPROXY_BENCH_PPROF=$PPROF_ADDR BENCH_ADDR=$CIB_ADDR BENCH_DATA="$TMP/data-prof1" BENCH_WEBHOOK= "$TMP/cibaproxy-pprof" serve --config bench/bench.yaml
+	pid=$STARTED
+	wait_up $CIB_ADDR
+	"$TMP/seed" -url "http://$CIB_ADDR" -n 1 -c 1 -out "$TMP/ids-prof1.txt" >/dev/null
+	# As in the measured runs, the store holds the BENCH_N other requests too.
+	"$TMP/seed" -url "http://$CIB_ADDR" -n "$N" -c 64 -out "$TMP/ids-profn.txt" -timeout 3m >/dev/null
+	profile scenario1-poll "scenario 1, pending polls of one auth_req_id (after the first: slow_down), 64 connections, $N other pending requests in the store" $CIB_ADDR \
+		BENCH_THREADS=2 BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_BODY="$POLL_PREFIX$(cat "$TMP/ids-prof1.txt")"
+	stop "$pid"
+	mkdir -p "$TMP/data-prof3"
+	start cibaproxy-prof3 env CIBAPROXY_BENCH_PPROF=$PPROF_ADDR BENCH_ADDR=$AUTHZ_ADDR BENCH_DATA="$TMP/data-prof3" BENCH_WEBHOOK="http://$SINK_ADDR/hook" "$TMP/cibaproxy-pprof" serve --config bench/bench.yaml
+	pid=$STARTED
+	wait_up $AUTHZ_ADDR
+	profile scenario3-bc-authorize "scenario 3, POST /bc-authorize with the webhook channel to a 204 sink, 64 connections" $AUTHZ_ADDR \
+		BENCH_THREADS=2 BENCH_AUTH="$AUTH" BENCH_PATH=/bc-authorize BENCH_BODY="$AUTHZ_BODY"
+	stop "$pid"
+fi
+
+if [ "$MEM_N" != 0 ]; then
+	log ""
+	log "== scenario 4: memory of $MEM_N pending requests (bench/memfill: the real handler on the in-memory part of the store)"
+	env BENCH_DATA="$TMP" "$TMP/memfill" -n "$MEM_N" -config bench/bench.yaml -memprofile "$TMP/mem.pprof" | sed 's/^/   /' | tee "$TMP/mem.txt" || true
+	if [ "$PROFILE" = 1 ] && [ -s "$TMP/mem.pprof" ]; then
+		{
+			echo "# cibaproxy heap profile: scenario 4, $MEM_N pending requests, each polled once, live heap after the fill"
+			echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown); made by make bench (bench/run.sh, bench/memfill)"
+			sed 's/^ *memfill: /# /' "$TMP/mem.txt"
+			echo
+			echo "## go tool pprof -top -sample_index=inuse_space -nodecount=30"
+			$GO tool pprof -top -sample_index=inuse_space -nodecount=30 "$TMP/memfill" "$TMP/mem.pprof" 2>/dev/null
+		} >"$PROFILES/scenario4-memory.txt"
+		log "   $PROFILES/scenario4-memory.txt"
+	fi
+fi
+
+log ""
+log "== summary (ranges are min-max over $ROUNDS rounds; a ratio compares cibaproxy with the reference run just before it)"
+awk -F'\t' '
+function fmt(x) { return sprintf(x >= 100 ? "%.0f" : (x >= 10 ? "%.1f" : "%.3f"), x) }
+function range(a, b) { return fmt(a) "-" fmt(b) }
+function upd(key, v) { if (!(key in lo) || v < lo[key]) lo[key] = v; if (!(key in hi) || v > hi[key]) hi[key] = v }
+$1 == "s3hook" { upd("hook", $4); next }
+{
+	upd($1 SUBSEP $2 SUBSEP "rps", $4); upd($1 SUBSEP $2 SUBSEP "p50", $5 / 1000); upd($1 SUBSEP $2 SUBSEP "p99", $7 / 1000)
+	v[$1, $2, $3, "rps"] = $4; v[$1, $2, $3, "p50"] = $5; v[$1, $2, $3, "p99"] = $7; rounds[$3] = 1
+	if ($11 != 0) bad = bad "  " $1 " " $2 " round " $3 ": " $11 " socket errors\n"
+	if ($1 != "s3" && $10 != $9) bad = bad "  " $1 " " $2 " round " $3 ": " ($9 - $10) " answers were not 400\n"
+	if ($1 == "s3" && $10 != 0) bad = bad "  s3 round " $3 ": " $10 " answers were not 2xx\n"
+}
+END {
+	for (r in rounds) for (s = 1; s <= 2; s++) {
+		c64 = "s" s "c64"; c1 = "s" s "c1"
+		if ((c64, "ref", r, "rps") in v) {
+			upd(c64 SUBSEP "tput", v[c64, "cib", r, "rps"] / v[c64, "ref", r, "rps"])
+			upd(c64 SUBSEP "p99r", v[c64, "cib", r, "p99"] / v[c64, "ref", r, "p99"])
+		}
+		if ((c1, "ref", r, "p50") in v) upd(c1 SUBSEP "p50r", v[c1, "cib", r, "p50"] / v[c1, "ref", r, "p50"])
+	}
+	printf "%-34s %-14s %-14s %-13s %s\n", "scenario", "reference", "cibaproxy", "ratio", "target"
+	for (s = 1; s <= 2; s++) {
+		name = (s == 1) ? "1 one id" : "2 round-robin"
+		c64 = "s" s "c64"; c1 = "s" s "c1"
+		printf "%-34s %-14s %-14s %-13s %s\n", name ", 64 conn: req/s", range(lo[c64, "ref", "rps"], hi[c64, "ref", "rps"]), range(lo[c64, "cib", "rps"], hi[c64, "cib", "rps"]), range(lo[c64, "tput"], hi[c64, "tput"]), ">= 0.80: " verdict(lo[c64, "tput"] >= 0.80, hi[c64, "tput"] >= 0.80)
+		printf "%-34s %-14s %-14s %-13s %s\n", name ", 64 conn: p99 ms", range(lo[c64, "ref", "p99"], hi[c64, "ref", "p99"]), range(lo[c64, "cib", "p99"], hi[c64, "cib", "p99"]), range(lo[c64, "p99r"], hi[c64, "p99r"]), "<= 1.5: " verdict(hi[c64, "p99r"] <= 1.5, lo[c64, "p99r"] <= 1.5)
+		printf "%-34s %-14s %-14s %-13s %s\n", name ", 1 conn: p50 ms", range(lo[c1, "ref", "p50"], hi[c1, "ref", "p50"]), range(lo[c1, "cib", "p50"], hi[c1, "cib", "p50"]), range(lo[c1, "p50r"], hi[c1, "p50r"]), "<= 2: " verdict(hi[c1, "p50r"] <= 2, lo[c1, "p50r"] <= 2)
+		printf "%-34s %-14s %-14s\n", name ", 1 conn: req/s", range(lo[c1, "ref", "rps"], hi[c1, "ref", "rps"]), range(lo[c1, "cib", "rps"], hi[c1, "cib", "rps"])
+	}
+	printf "%-34s %-14s %-14s %-13s %s\n", "3 bc-authorize, 64 conn: req/s", "-", range(lo["s3", "cib", "rps"], hi["s3", "cib", "rps"]), "", ">= 5000: " verdict(lo["s3", "cib", "rps"] >= 5000, hi["s3", "cib", "rps"] >= 5000)
+	printf "%-34s %-14s %-14s\n", "3 bc-authorize, 64 conn: p50 ms", "-", range(lo["s3", "cib", "p50"], hi["s3", "cib", "p50"])
+	printf "%-34s %-14s %-14s\n", "3 bc-authorize, 64 conn: p99 ms", "-", range(lo["s3", "cib", "p99"], hi["s3", "cib", "p99"])
+	printf "%-34s %-14s %-14s\n", "3 webhooks sent during a run", "-", range(lo["hook"], hi["hook"])
+	if (bad != "") printf "\nANOMALIES:\n%s", bad
+}
+function verdict(all, some) { return all ? "met" : (some ? "met in some rounds" : "NOT met") }
+' "$RESULTS"
+[ -f "$TMP/mem.txt" ] && grep 'bytes per request' "$TMP/mem.txt" | sed 's/^ *memfill: /4 memory: /'
+log ""
+log "bench: done in ${SECONDS}s"
