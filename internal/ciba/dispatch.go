@@ -198,17 +198,15 @@ func (s *Service) process(ctx context.Context, id string, spawn func(func())) {
 			s.finishDelivery(ctx, id, userNotice, "the request is no longer pending")
 		} else if at := r.UserNotice.NextAttempt; at.After(now) {
 			later(at)
-		} else if claimed, ok := s.claim(ctx, id, userNotice, now); ok {
-			spawn(func() { s.deliver(ctx, claimed, userNotice) })
-			later(claimed.UserNotice.NextAttempt)
+		} else {
+			spawn(func() { s.attempt(ctx, id, userNotice, now) })
 		}
 	}
 	if r.ClientNotice.Pending() {
 		if at := r.ClientNotice.NextAttempt; at.After(now) {
 			later(at)
-		} else if claimed, ok := s.claim(ctx, id, clientNotice, now); ok {
-			spawn(func() { s.deliver(ctx, claimed, clientNotice) })
-			later(claimed.ClientNotice.NextAttempt)
+		} else {
+			spawn(func() { s.attempt(ctx, id, clientNotice, now) })
 		}
 	}
 	if !r.Expired(now) && (r.Status == StatusPending && r.Mode != ModePoll || r.Status == StatusApproved && r.Result != nil) {
@@ -240,6 +238,19 @@ func (k deliveryKind) String() string {
 		return "channel"
 	}
 	return "client notification"
+}
+
+// attempt claims one attempt of a delivery and makes it. It runs in a
+// worker, so that claims (each a durable write) of many requests proceed
+// together rather than one at a time in the Run loop; the claim's
+// compare-and-set keeps two workers from sending the same message.
+func (s *Service) attempt(ctx context.Context, id string, k deliveryKind, now time.Time) {
+	claimed, ok := s.claim(ctx, id, k, now)
+	if !ok {
+		return
+	}
+	s.schedule(id, k.of(claimed).NextAttempt) // look again when a retry would be due
+	s.deliver(ctx, claimed, k)
 }
 
 // claim takes the lease on the next attempt of a delivery: it counts the
