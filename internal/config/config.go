@@ -59,7 +59,7 @@ const (
 	StoreMemory   = "memory"
 )
 
-// Values of [Upstream.Type]. Only [UpstreamLocal] is supported for now.
+// Values of [Upstream.Type]. [UpstreamCIBA] is not supported yet.
 const (
 	UpstreamLocal = "local"
 	UpstreamOIDC  = "oidc"
@@ -133,8 +133,8 @@ type Log struct {
 
 // Store configures the state store.
 type Store struct {
-	// Type is "embedded" (default: durable, on local disk, one instance)
-	// or "memory" (state is lost on restart: for tests and demos only;
+	// Type is "embedded" (default: durable, on local disk, one instance),
+	// "redis" (shared by several instances; see [Redis]) or "memory" (state is lost on restart: for tests and demos only;
 	// every pending request and the generated keys vanish with the
 	// process).
 	Type string `yaml:"type"`
@@ -142,19 +142,27 @@ type Store struct {
 	// Path is the database file of the embedded store, relative to the
 	// working directory. Default "./data/cibaproxy.db". It holds the
 	// generated signing and encryption keys, so protect it like a private
-	// key. Must be empty for the memory store.
+	// key. Must be empty for the memory and redis stores.
 	Path string `yaml:"path"`
+
+	// Redis configures the redis store. Required when Type is "redis".
+	Redis Redis `yaml:"redis"`
 }
 
 // Upstream configures where users and tokens come from (DESIGN.md, "Where
 // tokens come from").
 type Upstream struct {
-	// Type is the kind of upstream. Only "local" (the default) is
-	// supported for now; "oidc" and "ciba" are planned.
+	// Type is the kind of upstream: "local" (the default: cibaproxy is
+	// the issuer and knows the users) or "oidc" (federation to an existing
+	// OpenID Provider, whose tokens the clients receive). "ciba" is
+	// planned.
 	Type string `yaml:"type"`
 
 	// Local configures the "local" upstream. Required when Type is "local".
 	Local LocalUpstream `yaml:"local"`
+
+	// OIDC configures the "oidc" upstream. Required when Type is "oidc".
+	OIDC OIDCUpstream `yaml:"oidc"`
 }
 
 // LocalUpstream configures the "local" upstream: cibaproxy is the issuer
@@ -303,6 +311,9 @@ type EncryptionKey struct {
 type Channels struct {
 	// Webhook configures the webhook channel.
 	Webhook Webhook `yaml:"webhook"`
+
+	// Email configures the e-mail channel. At most one channel is on.
+	Email Email `yaml:"email"`
 }
 
 // Webhook configures the webhook authentication channel: cibaproxy POSTs
@@ -394,6 +405,12 @@ type Client struct {
 	// scope. When set it must include "openid", which every CIBA request
 	// carries (CIBA Core §7.1).
 	Scopes []string `yaml:"scopes"`
+
+	// Upstream are the client's credentials at the upstream identity
+	// provider (upstream type "oidc"), with which cibaproxy exchanges the
+	// user's authorization code so that the tokens are issued to this
+	// client. Default: the client's own client_id and plain client_secret.
+	Upstream UpstreamCredentials `yaml:"upstream_credentials"`
 }
 
 // UsesSecret reports whether one of the client's authentication methods

@@ -85,8 +85,14 @@ func (v *validator) defaults(c *Config) {
 	if c.Store.Type == StoreEmbedded {
 		str(&c.Store.Path, defaultStorePath)
 	}
+	if c.Store.Type == StoreRedis {
+		v.redisDefaults(&c.Store.Redis)
+	}
 	str(&c.Upstream.Type, UpstreamLocal)
 	c.Upstream.Local.UsersFile = v.resolve(c.Upstream.Local.UsersFile)
+	if c.Upstream.Type == UpstreamOIDC {
+		v.oidcDefaults(c)
+	}
 
 	dur(&c.CIBA.DefaultExpiry, "ciba.default_expiry", defaultExpiry)
 	dur(&c.CIBA.MaxExpiry, "ciba.max_expiry", defaultMaxExpiry)
@@ -102,6 +108,7 @@ func (v *validator) defaults(c *Config) {
 	c.Tokens.SigningKeyFile = v.resolve(c.Tokens.SigningKeyFile)
 
 	dur(&c.Channels.Webhook.Timeout, "channels.webhook.timeout", defaultWebhookTimeout)
+	v.emailDefaults(&c.Channels.Email)
 
 	for i := range c.Clients {
 		cl := &c.Clients[i]
@@ -127,7 +134,11 @@ func (v *validator) validate(c *Config) {
 	v.checkCIBA(&c.CIBA)
 	v.checkTokens(&c.Tokens)
 	v.checkWebhook(&c.Channels.Webhook)
+	v.checkEmail(&c.Channels.Email, c.Channels.Webhook.URL != "")
 	v.checkClients(c.Clients)
+	if c.Upstream.Type == UpstreamOIDC {
+		v.checkOIDC(c)
+	}
 }
 
 // checkIssuer returns why s is not an issuer identifier, or "": an
@@ -194,10 +205,10 @@ func (v *validator) checkStore(s *Store) {
 		if s.Path != "" {
 			v.fail("store.path", "must be empty for the memory store, which keeps nothing on disk")
 		}
-	case "redis":
-		v.fail("store.type", "%q is not supported yet; use %q", s.Type, StoreEmbedded)
+	case StoreRedis:
+		v.checkRedis(s)
 	default:
-		v.oneOf("store.type", s.Type, StoreEmbedded, StoreMemory)
+		v.oneOf("store.type", s.Type, StoreEmbedded, StoreRedis, StoreMemory)
 	}
 }
 
@@ -205,10 +216,12 @@ func (v *validator) checkUpstream(u *Upstream) {
 	switch u.Type {
 	case UpstreamLocal:
 		v.checkLocal(&u.Local)
-	case UpstreamOIDC, UpstreamCIBA:
-		v.fail("upstream.type", "%q is not supported yet; use %q", u.Type, UpstreamLocal)
+	case UpstreamOIDC:
+		// checked with the clients, in checkOIDC
+	case UpstreamCIBA:
+		v.fail("upstream.type", "%q is not supported yet; use %q or %q", u.Type, UpstreamLocal, UpstreamOIDC)
 	default:
-		v.fail("upstream.type", "must be %q (%q and %q are not supported yet), got %q", UpstreamLocal, UpstreamOIDC, UpstreamCIBA, u.Type)
+		v.fail("upstream.type", "must be %q or %q (%q is not supported yet), got %q", UpstreamLocal, UpstreamOIDC, UpstreamCIBA, u.Type)
 	}
 }
 

@@ -1,0 +1,104 @@
+package config
+
+import (
+	"net"
+	"strconv"
+)
+
+// StoreRedis is the value of [Store.Type] for the Redis store.
+const StoreRedis = "redis"
+
+// Redis configures the redis store: several cibaproxy instances share
+// their state through one Redis (or Valkey) deployment.
+type Redis struct {
+	// Addrs are host:port addresses. One address of a standalone server;
+	// with MasterName, the Sentinel addresses; several without MasterName,
+	// the seed nodes of a Redis Cluster. Required.
+	Addrs []string `yaml:"addrs"`
+
+	// MasterName is the Sentinel master set name; empty when not using
+	// Sentinel.
+	MasterName string `yaml:"master_name"`
+
+	// Username and Password authenticate with Redis ACLs (AUTH). Use
+	// ${VAR} for the password.
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+
+	// DB is the database number (standalone and Sentinel only). Default 0.
+	DB int `yaml:"db"`
+
+	// KeyPrefix starts every key cibaproxy writes, so that one Redis can
+	// hold several deployments. Default "cibaproxy:".
+	KeyPrefix string `yaml:"key_prefix"`
+
+	// TLS configures TLS to Redis; off unless Enabled.
+	TLS RedisTLS `yaml:"tls"`
+}
+
+// RedisTLS configures TLS to Redis.
+type RedisTLS struct {
+	// Enabled turns TLS on.
+	Enabled bool `yaml:"enabled"`
+	// CAFile is a PEM file of the CAs trusted for the server certificate;
+	// empty: the system's. Relative to the configuration file.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are a PEM client certificate and key, for
+	// servers that ask for one (tls-auth-clients). Relative to the
+	// configuration file.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ServerName overrides the name checked in the server certificate.
+	ServerName string `yaml:"server_name"`
+}
+
+const defaultRedisPrefix = "cibaproxy:"
+
+func (v *validator) redisDefaults(r *Redis) {
+	if r.KeyPrefix == "" {
+		r.KeyPrefix = defaultRedisPrefix
+	}
+	r.TLS.CAFile = v.resolve(r.TLS.CAFile)
+	r.TLS.CertFile = v.resolve(r.TLS.CertFile)
+	r.TLS.KeyFile = v.resolve(r.TLS.KeyFile)
+}
+
+func (v *validator) checkRedis(s *Store) {
+	r := &s.Redis
+	if s.Path != "" {
+		v.fail("store.path", "must be empty for the redis store, which keeps nothing on local disk")
+	}
+	if len(r.Addrs) == 0 {
+		v.fail("store.redis.addrs", "required: at least one host:port, e.g. [127.0.0.1:6379]")
+	}
+	for i, a := range r.Addrs {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil || host == "" {
+			v.fail(joinIndex("store.redis.addrs", i), "must be host:port, e.g. redis.internal:6379, got %q", a)
+			continue
+		}
+		if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+			v.fail(joinIndex("store.redis.addrs", i), "the port must be a number from 1 to 65535, got %q", port)
+		}
+	}
+	if r.MasterName == "" && len(r.Addrs) > 1 && r.DB != 0 {
+		v.fail("store.redis.db", "must be 0 with several addresses (a Redis Cluster has only database 0), got %d", r.DB)
+	}
+	if r.DB < 0 {
+		v.fail("store.redis.db", "must not be negative, got %d", r.DB)
+	}
+	t := &r.TLS
+	if !t.Enabled && (t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != "") {
+		v.fail("store.redis.tls.enabled", "must be true when other tls settings are given")
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		v.fail("store.redis.tls.cert_file", "cert_file and key_file go together")
+	}
+	for path, f := range map[string]string{"store.redis.tls.ca_file": t.CAFile, "store.redis.tls.cert_file": t.CertFile, "store.redis.tls.key_file": t.KeyFile} {
+		if f != "" {
+			if _, err := readRegularFile(f); err != nil {
+				v.fail(path, "cannot read: %v", err)
+			}
+		}
+	}
+}
