@@ -24,6 +24,7 @@ vet:
 
 interop-deps:
 	cd test/interop && npm ci --no-audit --no-fund
+	cd test/idp && npm ci --no-audit --no-fund
 
 test: vet interop-deps
 	$(GO) test -race -count=1 ./...

@@ -254,7 +254,7 @@ func wire(ctx context.Context, cfg *config.Config, st ciba.Store, users []local.
 		return nil, err
 	}
 	srv := &httpapi.Server{Issuer: cfg.Issuer, Service: svc, Clients: auth, Refresher: up,
-		Discovery: map[string]any{"issuer": cfg.Issuer}, JWKS: func() any { return signer.PublicJWKS() },
+		Discovery: func(context.Context) (map[string]any, error) { return map[string]any{"issuer": cfg.Issuer}, nil }, JWKS: func() any { return signer.PublicJWKS() },
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	return srv.Handler(), nil
 }

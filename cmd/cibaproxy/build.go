@@ -2,12 +2,17 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/mail"
+	"os"
 	"strings"
 	"time"
 
+	"github.com/cibaproxy/cibaproxy/internal/channel/email"
 	"github.com/cibaproxy/cibaproxy/internal/channel/webhook"
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
 	"github.com/cibaproxy/cibaproxy/internal/clientauth"
@@ -20,7 +25,7 @@ import (
 	"github.com/cibaproxy/cibaproxy/internal/seal"
 	"github.com/cibaproxy/cibaproxy/internal/store/embedded"
 	"github.com/cibaproxy/cibaproxy/internal/store/memory"
-	"github.com/cibaproxy/cibaproxy/internal/upstream/local"
+	redisstore "github.com/cibaproxy/cibaproxy/internal/store/redis"
 )
 
 // app is the wired server.
@@ -73,36 +78,23 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 		Replay:    replay,
 	}}
 
-	users := make([]local.User, 0, len(cfg.Upstream.Local.Users))
-	for _, u := range cfg.Upstream.Local.Users {
-		users = append(users, local.User{
-			Username: u.Username, Subject: u.Subject, Claims: u.Claims,
-			PasswordHash: []byte(u.PasswordHash), UserCodeHash: []byte(u.UserCodeHash),
-		})
+	var up *upstream
+	switch cfg.Upstream.Type {
+	case config.UpstreamOIDC:
+		up, err = buildOIDC(ctx, cfg, registry, log)
+	default:
+		up, err = buildLocal(cfg, st, signer, registry)
 	}
-	up, err := local.New(local.Config{
-		Issuer:          cfg.Issuer,
-		Users:           users,
-		AccessTokenTTL:  cfg.Tokens.AccessTokenTTL,
-		IDTokenTTL:      cfg.Tokens.IDTokenTTL,
-		RefreshTokenTTL: cfg.Tokens.RefreshTokenTTL,
-		Signer:          signer,
-		Hints: &clientauth.Hints{
-			Registry:        registry.Registry,
-			IDTokens:        jose.IDTokenHintPolicy{Issuer: cfg.Issuer, KeySet: signer.KeySet()},
-			LoginHintTokens: jose.HintTokenPolicy{Issuer: cfg.Issuer},
-		},
-		LeftHash: keys.LeftHash,
-		Store:    st,
-	})
 	if err != nil {
 		return nil, err
 	}
+	auth.RequestObjects.Audiences = append(auth.RequestObjects.Audiences, up.audiences...)
+	registry.AssertionPolicy.Audiences = up.audiences
 
 	out := outbound.New(10 * time.Second)
-	var channel ciba.Channel
-	if cfg.Channels.Webhook.URL != "" {
-		channel = webhook.New(cfg.Channels.Webhook.URL, outbound.New(cfg.Channels.Webhook.Timeout))
+	channel, err := buildChannel(cfg, log)
+	if err != nil {
+		return nil, err
 	}
 	svc, err := ciba.NewService(ciba.Config{
 		DefaultExpiry:     cfg.CIBA.DefaultExpiry,
@@ -116,8 +108,8 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 		ApproveURL:        func(id string) string { return cfg.Issuer + httpapi.PathApprove + id },
 	}, ciba.Deps{
 		Store:       st,
-		Upstream:    up,
-		Minter:      up,
+		Upstream:    up.Upstream,
+		Minter:      up.minter,
 		Sealer:      ring,
 		Channel:     channel,
 		Notifier:    notify.HTTP{Client: out},
@@ -133,16 +125,24 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 		Issuer:    cfg.Issuer,
 		Service:   svc,
 		Clients:   auth,
-		Refresher: up,
+		Refresher: up.refresher,
+		Forwarder: up.forwarder,
 		Approval: &httpapi.Approval{
-			Service: svc, Passwords: up, Key: csrfKey,
+			Service: svc, Passwords: up.passwords, Federation: up.federation, Logins: st, Key: csrfKey,
 			Secure: strings.HasPrefix(cfg.Issuer, "https://"),
 		},
-		Discovery: discovery(cfg, registry, up),
+		Discovery: up.discovery,
 		JWKS:      func() any { return signer.PublicJWKS() },
 		Ready: func(ctx context.Context) error {
-			_, err := st.GetRecord(ctx, "server", "callback-key")
-			return err
+			if _, err := st.GetRecord(ctx, "server", "callback-key"); err != nil {
+				return fmt.Errorf("store: %w", err)
+			}
+			if up.ready != nil {
+				if err := up.ready(ctx); err != nil {
+					return fmt.Errorf("upstream: %w", err)
+				}
+			}
+			return nil
 		},
 		Logger: log,
 	}
@@ -157,6 +157,26 @@ func openStore(ctx context.Context, cfg *config.Config) (ciba.Store, error) {
 		st, err := embedded.Open(ctx, cfg.Store.Path)
 		if err != nil {
 			return nil, fmt.Errorf("open store: %w", err)
+		}
+		return st, nil
+	case config.StoreRedis:
+		r := cfg.Store.Redis
+		rc := redisstore.Config{
+			Addrs: r.Addrs, MasterName: r.MasterName, Cluster: r.Cluster,
+			Username: r.Username, Password: r.Password,
+			SentinelUsername: r.SentinelUsername, SentinelPassword: r.SentinelPassword,
+			DB: r.DB, Timeout: r.Timeout, KeyPrefix: r.KeyPrefix, Retention: cfg.CIBA.ExpiredGrace,
+		}
+		if r.TLS.Enabled {
+			t, err := redisstore.LoadTLS(r.TLS.CAFile, r.TLS.CertFile, r.TLS.KeyFile, r.TLS.ServerName)
+			if err != nil {
+				return nil, fmt.Errorf("store.redis.tls: %w", err)
+			}
+			rc.TLS = t
+		}
+		st, err := redisstore.Open(ctx, rc)
+		if err != nil {
+			return nil, fmt.Errorf("open redis store: %w", err)
 		}
 		return st, nil
 	}
@@ -181,4 +201,53 @@ func sealRing(ctx context.Context, cfg *config.Config, st ciba.Store, log *slog.
 		ks = []seal.Key{{ID: "store", Secret: secret}}
 	}
 	return seal.NewRing(ks...)
+}
+
+// buildChannel returns the configured authentication channel, or nil.
+func buildChannel(cfg *config.Config, log *slog.Logger) (ciba.Channel, error) {
+	if cfg.Channels.Webhook.URL != "" {
+		return webhook.New(cfg.Channels.Webhook.URL, outbound.New(cfg.Channels.Webhook.Timeout)), nil
+	}
+	e := cfg.Channels.Email
+	if e.Host == "" {
+		return nil, nil
+	}
+	ec := email.Config{
+		Host: e.Host, Port: e.Port, TLS: e.TLS, Username: e.Username, Password: e.Password,
+		From: e.From, Subject: e.Subject, TemplateFile: e.TemplateFile, Timeout: e.Timeout,
+	}
+	if e.CAFile != "" {
+		pem, err := os.ReadFile(e.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("channels.email.ca_file: %w", err)
+		}
+		ec.RootCAs = x509.NewCertPool()
+		if !ec.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("channels.email.ca_file %s: no PEM certificate in it", e.CAFile)
+		}
+	}
+	if cfg.Upstream.Type == config.UpstreamLocal {
+		// Local users may have an email claim; otherwise the login_hint
+		// must be an address.
+		addrs := make(map[string]string)
+		for _, u := range cfg.Upstream.Local.Users {
+			if a, ok := u.Claims["email"].(string); ok && a != "" {
+				addrs[u.Username] = a
+			}
+		}
+		ec.Recipient = func(r *ciba.AuthRequest) (string, error) {
+			if a, ok := addrs[r.LoginHint]; ok {
+				return a, nil
+			}
+			if a, err := mail.ParseAddress(r.LoginHint); err == nil && a.Name == "" {
+				return a.Address, nil
+			}
+			return "", errors.New("the user has no email claim and the login_hint is not an e-mail address")
+		}
+	}
+	ch, err := email.New(ec, log)
+	if err != nil {
+		return nil, fmt.Errorf("e-mail channel: %w", err)
+	}
+	return ch, nil
 }

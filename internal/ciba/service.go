@@ -188,7 +188,10 @@ func (s *Service) Authorize(ctx context.Context, c *Client, p AuthParams) (*Auth
 	if err != nil {
 		return nil, s.upstreamError("resolve user", err)
 	}
-	if p.UserCode != "" {
+	// An upstream that cannot check user codes (a federated provider)
+	// leaves the check to the approval page, which asks the user for the
+	// code and compares it with UserCodeHash.
+	if p.UserCode != "" && s.d.Upstream.SupportsUserCode() {
 		if err := s.d.Upstream.CheckUserCode(ctx, user, p.UserCode); err != nil {
 			return nil, s.upstreamError("check user code", err)
 		}
@@ -398,7 +401,7 @@ func (s *Service) Deny(ctx context.Context, id, reason string) error {
 // Minter (the local upstream's tokens).
 func (s *Service) ApproveWithMinter(ctx context.Context, r *AuthRequest) error {
 	if s.d.Minter == nil {
-		return &Error{Code: CodeServerError, Description: "this upstream cannot approve a request by callback"}
+		return Errorf(CodeInvalidRequest, "with this upstream the user approves by signing in at the identity provider through the approval link; the callback can only deny")
 	}
 	if r.Status != StatusPending || r.Expired(s.now()) {
 		return notPending(r)

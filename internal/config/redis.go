@@ -3,6 +3,7 @@ package config
 import (
 	"net"
 	"strconv"
+	"time"
 )
 
 // StoreRedis is the value of [Store.Type] for the Redis store.
@@ -19,6 +20,21 @@ type Redis struct {
 	// MasterName is the Sentinel master set name; empty when not using
 	// Sentinel.
 	MasterName string `yaml:"master_name"`
+
+	// Cluster selects Redis Cluster with a single address (a cluster
+	// configuration endpoint); several addresses without MasterName are
+	// a cluster anyway.
+	Cluster bool `yaml:"cluster"`
+
+	// SentinelUsername and SentinelPassword authenticate with the
+	// Sentinels themselves, when they need it.
+	SentinelUsername string `yaml:"sentinel_username"`
+	SentinelPassword string `yaml:"sentinel_password"`
+
+	// Timeout bounds each dial, read and write to Redis. Default 3s. A
+	// poll waits at most this long for Redis before it answers
+	// temporarily_unavailable.
+	Timeout time.Duration `yaml:"timeout"`
 
 	// Username and Password authenticate with Redis ACLs (AUTH). Use
 	// ${VAR} for the password.
@@ -58,6 +74,9 @@ func (v *validator) redisDefaults(r *Redis) {
 	if r.KeyPrefix == "" {
 		r.KeyPrefix = defaultRedisPrefix
 	}
+	if !v.src.set["store.redis.timeout"] {
+		r.Timeout = 3 * time.Second
+	}
 	r.TLS.CAFile = v.resolve(r.TLS.CAFile)
 	r.TLS.CertFile = v.resolve(r.TLS.CertFile)
 	r.TLS.KeyFile = v.resolve(r.TLS.KeyFile)
@@ -81,7 +100,13 @@ func (v *validator) checkRedis(s *Store) {
 			v.fail(joinIndex("store.redis.addrs", i), "the port must be a number from 1 to 65535, got %q", port)
 		}
 	}
-	if r.MasterName == "" && len(r.Addrs) > 1 && r.DB != 0 {
+	if r.Timeout <= 0 {
+		v.fail("store.redis.timeout", "must be positive, got %s", r.Timeout)
+	}
+	if r.MasterName != "" && r.Cluster {
+		v.fail("store.redis.cluster", "a Sentinel deployment (master_name) is not a cluster; set one of them")
+	}
+	if r.MasterName == "" && (len(r.Addrs) > 1 || r.Cluster) && r.DB != 0 {
 		v.fail("store.redis.db", "must be 0 with several addresses (a Redis Cluster has only database 0), got %d", r.DB)
 	}
 	if r.DB < 0 {

@@ -4,7 +4,9 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"html/template"
 	"log/slog"
@@ -24,15 +26,24 @@ type Passwords interface {
 	CheckPassword(username, password string) (subject string, ok bool)
 }
 
-// Approval serves the approval page for upstreams where the user signs in
-// with a password on cibaproxy itself (local): the user sees who asks, the
-// binding message and the scopes, and approves with their password or
-// denies. It works without JavaScript. Forms are protected against CSRF by
+// Approval serves the approval page: the user sees who asks, the binding
+// message and the scopes, and approves or denies. With the local upstream
+// the user approves with their password (Passwords); with a federated one
+// (Federation) Approve sends the browser to the identity provider to sign
+// in, and the provider's answer on PathApproveCallback approves the
+// request. It works without JavaScript. Forms are protected against CSRF by
 // a double-submit token: a random cookie, and a hidden field that is an
 // HMAC of it and the approval id.
 type Approval struct {
-	Service   *ciba.Service
+	Service *ciba.Service
+	// Passwords checks passwords (local upstream); nil with Federation.
 	Passwords Passwords
+	// Federation signs the user in at the upstream provider (oidc
+	// upstream); nil for the local upstream.
+	Federation Federation
+	// Logins keeps the state of sign-ins in progress at the provider
+	// (the store's records); required with Federation.
+	Logins Records
 	// Key signs the CSRF tokens; at least 32 bytes, stable across restarts.
 	Key    []byte
 	Secure bool // set the cookie's Secure flag (an https issuer)
@@ -44,6 +55,9 @@ const csrfCookie = "cibaproxy_csrf"
 func (a *Approval) register(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+PathApprove+"{id}", a.show)
 	mux.HandleFunc("POST "+PathApprove+"{id}", a.answer)
+	if a.Federation != nil {
+		mux.HandleFunc("GET "+PathApproveCallback, a.loginCallback)
+	}
 }
 
 // page is what the template shows.
@@ -57,6 +71,10 @@ type page struct {
 	CSRF           string
 	Error          string
 	Form           bool
+	// Federated: Approve continues to the identity provider, no password.
+	Federated bool
+	// UserCode asks for the user_code the client sent, to confirm it.
+	UserCode bool
 }
 
 func (a *Approval) show(w http.ResponseWriter, r *http.Request) {
@@ -83,7 +101,22 @@ func (a *Approval) form(req *ciba.AuthRequest, client *ciba.Client, cookie, prob
 		Title: "Approve sign-in", Client: client.Name, User: req.LoginHint, Binding: req.BindingMessage,
 		Scopes: req.Scopes, Expires: req.ExpiresAt.UTC().Format(time.RFC1123),
 		CSRF: a.csrf(cookie, req.ApprovalID), Error: problem, Form: true,
+		Federated: a.Federation != nil, UserCode: a.confirmsUserCode(req),
 	}
+}
+
+// confirmsUserCode reports whether the page asks the user to confirm the
+// request's user_code: the client sent one and the upstream could not check
+// it (a federated provider has no user codes).
+func (a *Approval) confirmsUserCode(req *ciba.AuthRequest) bool {
+	return a.Federation != nil && req.UserCodeHash != ""
+}
+
+// userCodeMatches compares a typed user_code with the request's hash in
+// constant time.
+func userCodeMatches(req *ciba.AuthRequest, code string) bool {
+	sum := sha256.Sum256([]byte(code))
+	return subtle.ConstantTimeCompare([]byte(hex.EncodeToString(sum[:])), []byte(req.UserCodeHash)) == 1
 }
 
 func (a *Approval) answer(w http.ResponseWriter, r *http.Request) {
@@ -111,6 +144,15 @@ func (a *Approval) answer(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	case "approve":
+		if a.confirmsUserCode(req) && !userCodeMatches(req, r.PostFormValue("user_code")) {
+			a.Logger.Info("approval page: wrong user code", slog.String("client_id", req.ClientID))
+			a.render(w, http.StatusUnauthorized, a.form(req, client, cookie, "The code is not the one given to "+client.Name+"."))
+			return
+		}
+		if a.Federation != nil {
+			a.startLogin(w, r, req)
+			return
+		}
 		sub, ok := a.Passwords.CheckPassword(req.LoginHint, r.PostFormValue("password"))
 		if !ok || sub != req.Subject {
 			a.Logger.Info("approval page: wrong password", slog.String("client_id", req.ClientID), slog.String("subject", req.Subject))
@@ -164,7 +206,15 @@ func (a *Approval) render(w http.ResponseWriter, status int, p page) {
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Frame-Options", "DENY")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+	formAction := "'self'"
+	if a.Federation != nil {
+		// The Approve form answers with a redirect to the provider, which
+		// browsers check against form-action too.
+		if o := a.Federation.Origin(); o != "" {
+			formAction += " " + o
+		}
+	}
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action "+formAction+"; frame-ancestors 'none'")
 	h.Set("Referrer-Policy", "no-referrer")
 	w.WriteHeader(status)
 	if err := approvalPage.Execute(w, p); err != nil {
@@ -184,7 +234,7 @@ main{max-width:28rem;margin:0 auto;background:#fff;border-radius:.5rem;padding:1
 h1{font-size:1.35rem;margin-top:0}
 .binding{font-size:1.5rem;font-weight:700;letter-spacing:.05em;padding:.5rem;border:2px dashed #555;text-align:center}
 label{display:block;margin:.75rem 0 .25rem;font-weight:600}
-input[type=password]{width:100%;box-sizing:border-box;font-size:1.1rem;padding:.5rem}
+input[type=password],input[type=text]{width:100%;box-sizing:border-box;font-size:1.1rem;padding:.5rem}
 .actions{display:flex;gap:.75rem;margin-top:1rem}
 button{flex:1;font-size:1.1rem;padding:.7rem;border-radius:.4rem;border:1px solid #333;cursor:pointer}
 button[value=approve]{background:#0a6;color:#fff;border-color:#0a6}
@@ -203,9 +253,12 @@ button[value=approve]{background:#0a6;color:#fff;border-color:#0a6}
 {{if .Error}}<p class="error" role="alert">{{.Error}}</p>{{end}}
 <form method="post">
 <input type="hidden" name="csrf" value="{{.CSRF}}">
-<label for="password">Password for {{.User}} (needed to approve)</label>
+{{if .UserCode}}<label for="user_code">The code you gave {{.Client}} (needed to approve)</label>
+<input type="text" id="user_code" name="user_code" autocomplete="one-time-code" spellcheck="false">
+{{end}}{{if .Federated}}<p>Approve takes you to your identity provider to sign in as <strong>{{.User}}</strong>.</p>
+{{else}}<label for="password">Password for {{.User}} (needed to approve)</label>
 <input type="password" id="password" name="password" autocomplete="current-password">
-<div class="actions">
+{{end}}<div class="actions">
 <button type="submit" name="action" value="approve">Approve</button>
 <button type="submit" name="action" value="deny">Deny</button>
 </div>

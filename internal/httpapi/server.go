@@ -7,6 +7,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -26,6 +27,7 @@ const (
 	PathJWKS      = "/jwks"
 	PathCallback  = "/ciba/callback"
 	PathHealth    = "/healthz"
+	PathReady     = "/readyz"
 )
 
 // GrantCIBA is the CIBA grant type (CIBA §10.1).
@@ -51,6 +53,15 @@ type Refresher interface {
 	Refresh(ctx context.Context, clientID, refreshToken, scope string, now time.Time) (*ciba.TokenResponse, error)
 }
 
+// TokenForwarder passes token requests of grants other than CIBA to the
+// upstream identity provider unchanged (the oidc upstream).
+type TokenForwarder interface {
+	// ForwardToken POSTs form with the client's authentication headers to
+	// the provider's token endpoint and returns its answer; an error
+	// wrapping ciba.ErrUnavailable when it cannot be reached.
+	ForwardToken(ctx context.Context, form url.Values, header http.Header) (status int, h http.Header, body []byte, err error)
+}
+
 // Server holds the handlers' dependencies.
 type Server struct {
 	// Issuer is the issuer identifier; endpoint URLs are built from it.
@@ -61,13 +72,18 @@ type Server struct {
 	Clients Authenticator
 	// Refresher answers refresh_token grants; nil disables the grant.
 	Refresher Refresher
-	// Discovery is the metadata document served at PathDiscovery.
-	Discovery map[string]any
+	// Forwarder, when set, receives every token request whose grant is
+	// not CIBA, unauthenticated here (the provider authenticates it).
+	Forwarder TokenForwarder
+	// Discovery returns the metadata document served at PathDiscovery.
+	Discovery func(ctx context.Context) (map[string]any, error)
 	// JWKS is the public key set served at PathJWKS.
 	JWKS func() any
 	// Approval serves the approval page; nil when the upstream has none.
 	Approval *Approval
-	// Ready reports whether the server can serve (for /healthz).
+	// Ready reports whether the server can serve requests: its store and
+	// upstream are reachable (for PathReady). PathHealth only says that the
+	// process answers.
 	Ready  func(ctx context.Context) error
 	Logger *slog.Logger
 	// Now is the clock; time.Now when nil.
@@ -82,15 +98,22 @@ func (s *Server) Handler() http.Handler {
 	if s.Logger == nil {
 		s.Logger = slog.New(slog.DiscardHandler)
 	}
-	discovery, err := json.Marshal(s.Discovery)
-	if err != nil {
-		panic("httpapi: discovery document does not encode: " + err.Error())
-	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+PathDiscovery, func(w http.ResponseWriter, r *http.Request) {
+		doc, err := s.Discovery(r.Context())
+		if err != nil {
+			s.Logger.Error("discovery", slog.Any("error", err))
+			writeError(w, &ciba.Error{Code: ciba.CodeTemporarilyUnavailable, Description: "the provider metadata is unavailable; try again later", Err: err})
+			return
+		}
+		b, err := json.Marshal(doc)
+		if err != nil {
+			writeError(w, &ciba.Error{Code: ciba.CodeServerError, Description: "the provider metadata could not be encoded", Err: err})
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "public, max-age=300")
-		_, _ = w.Write(discovery)
+		_, _ = w.Write(b)
 	})
 	mux.HandleFunc("GET "+PathJWKS, func(w http.ResponseWriter, r *http.Request) {
 		b, err := json.Marshal(s.JWKS())
@@ -112,6 +135,9 @@ func (s *Server) Handler() http.Handler {
 		s.Approval.register(mux)
 	}
 	mux.HandleFunc("GET "+PathHealth, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET "+PathReady, func(w http.ResponseWriter, r *http.Request) {
 		if s.Ready != nil {
 			if err := s.Ready(r.Context()); err != nil {
 				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
@@ -122,7 +148,7 @@ func (s *Server) Handler() http.Handler {
 	})
 	for path, allow := range map[string]string{
 		PathBCAuthz: "POST", PathToken: "POST", PathCallback: "POST",
-		PathDiscovery: "GET, HEAD", PathJWKS: "GET, HEAD", PathHealth: "GET, HEAD",
+		PathDiscovery: "GET, HEAD", PathJWKS: "GET, HEAD", PathHealth: "GET, HEAD", PathReady: "GET, HEAD",
 	} {
 		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", allow)
@@ -253,6 +279,10 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if s.Forwarder != nil && form.Get("grant_type") != GrantCIBA {
+		s.forward(w, r, form)
+		return
+	}
 	client, err := s.Clients.Authenticate(ctx, r, form, s.Issuer+PathToken)
 	if err != nil {
 		writeError(w, err)
@@ -282,6 +312,29 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeError(w, ciba.Errorf(ciba.CodeUnsupportedGrantType, "grant_type %q is not supported", truncate(gt, 64)))
 	}
+}
+
+// forward passes a token request to the upstream provider and its answer
+// back to the client.
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, form url.Values) {
+	status, h, body, err := s.Forwarder.ForwardToken(r.Context(), form, r.Header)
+	if err != nil {
+		if errors.Is(err, ciba.ErrUnavailable) {
+			s.Logger.Error("token: identity provider unavailable", slog.Any("error", err))
+			writeError(w, &ciba.Error{Code: ciba.CodeTemporarilyUnavailable, Description: "the identity provider is unavailable; try again later", Err: err})
+			return
+		}
+		s.Logger.Error("token: forwarding to the identity provider failed", slog.Any("error", err))
+		writeError(w, &ciba.Error{Code: ciba.CodeServerError, Description: "the identity provider failed", Err: err})
+		return
+	}
+	for k, vs := range h {
+		for _, v := range vs {
+			w.Header().Add(k, v)
+		}
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
 }
 
 // maxCallback bounds the callback body.

@@ -25,6 +25,10 @@ type AssertionPolicy struct {
 	// Endpoint is the URL of the endpoint being called, the aud RFC 7523
 	// §3 names; also accepted.
 	Endpoint string
+	// Audiences are further accepted aud values, such as the upstream
+	// provider's issuer, which discovery publishes as the issuer when
+	// cibaproxy federates.
+	Audiences []string
 	// Algs are the allowed JWS algorithms; empty means DefaultAlgs.
 	Algs []string
 	// KeySet holds the client's registered keys (required).
@@ -76,7 +80,7 @@ func VerifyClientAssertion(ctx context.Context, raw string, p AssertionPolicy) e
 	if t.std.Subject != p.ClientID {
 		return c.fail("sub %q is not the client_id %q", clip(t.std.Subject), p.ClientID)
 	}
-	if e := c.checkAud(t, p.Issuer, p.Endpoint); e != nil {
+	if e := c.checkAud(t, append([]string{p.Issuer, p.Endpoint}, p.Audiences...)...); e != nil {
 		return e
 	}
 	if e := c.checkExp(t, l, true); e != nil {

@@ -155,8 +155,10 @@ func (w *Webhook) serve(rw http.ResponseWriter, r *http.Request) {
 	}
 	if err := json.Unmarshal(body, &m); err != nil {
 		problems = append(problems, fmt.Sprintf("body is not the message JSON: %v: %s", err, body))
-	} else if m.CallbackURL == "" || m.ID == "" || m.ClientID == "" || m.Subject == "" {
-		problems = append(problems, fmt.Sprintf("message lacks id, client_id, subject or callback_url: %s", body))
+	} else if m.CallbackURL == "" || m.ID == "" || m.ClientID == "" || m.Subject == "" && m.LoginHint == "" {
+		// The subject is unknown until sign-in when a federated request
+		// names its user by login_hint.
+		problems = append(problems, fmt.Sprintf("message lacks id, client_id, subject and login_hint, or callback_url: %s", body))
 	}
 	if len(problems) > 0 {
 		for _, p := range problems {

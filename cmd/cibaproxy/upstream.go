@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/clientauth"
+	"github.com/cibaproxy/cibaproxy/internal/config"
+	"github.com/cibaproxy/cibaproxy/internal/httpapi"
+	"github.com/cibaproxy/cibaproxy/internal/jose"
+	"github.com/cibaproxy/cibaproxy/internal/keys"
+	"github.com/cibaproxy/cibaproxy/internal/upstream/local"
+	oidcup "github.com/cibaproxy/cibaproxy/internal/upstream/oidc"
+)
+
+// upstream is what one upstream kind contributes to the server.
+type upstream struct {
+	ciba.Upstream
+	minter     ciba.Minter
+	refresher  httpapi.Refresher
+	passwords  httpapi.Passwords
+	federation httpapi.Federation
+	forwarder  httpapi.TokenForwarder
+	// audiences are further aud values clients may use for cibaproxy.
+	audiences []string
+	discovery func(ctx context.Context) (map[string]any, error)
+	ready     func(ctx context.Context) error
+}
+
+func buildLocal(cfg *config.Config, st ciba.Store, signer *keys.Manager, reg registry) (*upstream, error) {
+	users := make([]local.User, 0, len(cfg.Upstream.Local.Users))
+	for _, u := range cfg.Upstream.Local.Users {
+		users = append(users, local.User{
+			Username: u.Username, Subject: u.Subject, Claims: u.Claims,
+			PasswordHash: []byte(u.PasswordHash), UserCodeHash: []byte(u.UserCodeHash),
+		})
+	}
+	up, err := local.New(local.Config{
+		Issuer:          cfg.Issuer,
+		Users:           users,
+		AccessTokenTTL:  cfg.Tokens.AccessTokenTTL,
+		IDTokenTTL:      cfg.Tokens.IDTokenTTL,
+		RefreshTokenTTL: cfg.Tokens.RefreshTokenTTL,
+		Signer:          signer,
+		Hints: &clientauth.Hints{
+			Registry:        reg.Registry,
+			IDTokens:        jose.IDTokenHintPolicy{Issuer: cfg.Issuer, KeySet: signer.KeySet()},
+			LoginHintTokens: jose.HintTokenPolicy{Issuer: cfg.Issuer},
+		},
+		LeftHash: keys.LeftHash,
+		Store:    st,
+	})
+	if err != nil {
+		return nil, err
+	}
+	doc := discovery(cfg, reg, up)
+	return &upstream{
+		Upstream: up, minter: up, refresher: up, passwords: up,
+		discovery: func(context.Context) (map[string]any, error) { return doc, nil },
+	}, nil
+}
+
+func buildOIDC(ctx context.Context, cfg *config.Config, reg registry, log *slog.Logger) (*upstream, error) {
+	o := cfg.Upstream.OIDC
+	creds := make(map[string]oidcup.Credentials, len(cfg.Clients))
+	for _, c := range cfg.Clients {
+		cr := c.Credentials()
+		creds[c.ID] = oidcup.Credentials{ClientID: cr.ClientID, ClientSecret: cr.ClientSecret, AuthMethod: cr.AuthMethod}
+	}
+	up, err := oidcup.New(ctx, oidcup.Config{
+		Issuer:      o.Issuer,
+		RedirectURL: cfg.Issuer + httpapi.PathApproveCallback,
+		Clients:     creds,
+		MatchClaims: o.MatchClaims,
+		Prompt:      o.Prompt,
+		HTTPClient:  &http.Client{Timeout: o.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		Logger:      log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("oidc upstream: %w", err)
+	}
+	local := discovery(cfg, reg, up)
+	return &upstream{
+		Upstream:   up,
+		federation: &federation{up: up, issuer: o.Issuer},
+		forwarder:  up,
+		audiences:  []string{o.Issuer},
+		discovery: func(ctx context.Context) (map[string]any, error) {
+			md, err := up.Metadata(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return federatedDiscovery(md, local), nil
+		},
+		ready: up.Ready,
+	}, nil
+}
+
+// federatedDiscovery is the provider's metadata with cibaproxy's token
+// endpoint and CIBA fields, so that a client validates the provider's
+// tokens against the provider's keys unchanged.
+func federatedDiscovery(md, own map[string]any) map[string]any {
+	doc := maps.Clone(md)
+	for _, k := range []string{
+		"token_endpoint", "backchannel_authentication_endpoint",
+		"backchannel_authentication_request_signing_alg_values_supported",
+		"token_endpoint_auth_methods_supported", "token_endpoint_auth_signing_alg_values_supported",
+	} {
+		doc[k] = own[k]
+	}
+	doc["backchannel_token_delivery_modes_supported"] = []string{"poll", "ping"}
+	// The approval page asks the user to confirm a user_code.
+	doc["backchannel_user_code_parameter_supported"] = true
+	grants := []string{"authorization_code", "refresh_token"}
+	if gs, ok := md["grant_types_supported"].([]any); ok {
+		grants = grants[:0]
+		for _, g := range gs {
+			if s, ok := g.(string); ok && s != httpapi.GrantCIBA {
+				grants = append(grants, s)
+			}
+		}
+	}
+	doc["grant_types_supported"] = append(slices.Clone(grants), httpapi.GrantCIBA)
+	// Aliases would send mTLS clients to the provider's own token endpoint.
+	delete(doc, "mtls_endpoint_aliases")
+	return doc
+}
+
+// federation adapts the oidc upstream to the approval page.
+type federation struct {
+	up     *oidcup.Upstream
+	issuer string
+}
+
+func (f *federation) LoginURL(ctx context.Context, r *ciba.AuthRequest, l httpapi.Login) (string, error) {
+	return f.up.AuthCodeURL(ctx, r.ClientID, oidcup.Login{State: l.State, Nonce: l.Nonce, CodeVerifier: l.Verifier},
+		oidcup.AuthParams{Scopes: r.Scopes, LoginHint: r.LoginHint, ACRValues: r.ACRValues})
+}
+
+func (f *federation) Complete(ctx context.Context, r *ciba.AuthRequest, code string, l httpapi.Login) ([]byte, time.Time, error) {
+	tr, authTime, err := f.up.Exchange(ctx, r.ClientID, code, oidcup.Login{State: l.State, Nonce: l.Nonce, CodeVerifier: l.Verifier},
+		oidcup.Expected{Subject: r.Subject, LoginHint: r.LoginHint})
+	if errors.Is(err, oidcup.ErrWrongUser) {
+		return nil, time.Time{}, fmt.Errorf("%w: %w", httpapi.ErrWrongUser, err)
+	}
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	body, err := json.Marshal(tr)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("encode token response: %w", err)
+	}
+	return body, authTime, nil
+}
+
+// Origin is the origin of the provider's authorization endpoint, once
+// its metadata could be read.
+func (f *federation) Origin() string {
+	u, err := url.Parse(f.up.AuthorizationEndpoint())
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+// Issuer is the provider's issuer identifier, which it may send back with
+// the authorization response (RFC 9207).
+func (f *federation) Issuer() string { return f.issuer }

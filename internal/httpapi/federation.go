@@ -1,0 +1,229 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/cibaproxy/cibaproxy/internal/ciba"
+)
+
+// PathApproveCallback is where the upstream identity provider sends the
+// browser back after the user signed in (the redirect_uri registered there).
+const PathApproveCallback = "/approve/callback"
+
+// ErrWrongUser is wrapped by Federation.Complete when the user who signed
+// in at the provider is not the user the client named.
+var ErrWrongUser = errors.New("the user who signed in is not the user the request names")
+
+// Federation is the sign-in at an upstream identity provider that approves
+// a request (the oidc upstream): authorization code flow with PKCE from the
+// browser on the authentication device.
+type Federation interface {
+	// LoginURL returns the provider's authorization URL for request r,
+	// carrying l's state, nonce and the PKCE challenge of its verifier.
+	LoginURL(ctx context.Context, r *ciba.AuthRequest, l Login) (string, error)
+	// Complete exchanges code for request r's tokens with the client's
+	// credentials at the provider, verifies the ID token (and l's nonce)
+	// and checks that the user who signed in is the one r names: an error
+	// wrapping ErrWrongUser when not, ciba.ErrUnavailable when the
+	// provider cannot be reached. It returns the token response to keep
+	// for the client and the time the user authenticated.
+	Complete(ctx context.Context, r *ciba.AuthRequest, code string, l Login) (tokens []byte, authTime time.Time, err error)
+	// Origin is the scheme://host of the provider's authorization
+	// endpoint ("" while unknown), allowed as a form target on the page.
+	Origin() string
+	// Issuer is the provider's issuer identifier. When the authorization
+	// response carries "iss" (RFC 9207), it must be this one, so that an
+	// answer from another provider (a mix-up attack) is refused.
+	Issuer() string
+}
+
+// Login is a sign-in in progress at the provider: random values bound to
+// one request and one browser.
+type Login struct {
+	// State ties the provider's answer to this sign-in (RFC 6749 §10.12).
+	State string `json:"-"`
+	// Nonce ties the ID token to it (OIDC Core §3.1.2.1).
+	Nonce string `json:"nonce"`
+	// Verifier is the PKCE code_verifier (RFC 7636).
+	Verifier string `json:"verifier"`
+	// ApprovalID is the request's approval id.
+	ApprovalID string `json:"approval_id"`
+	// Browser is the SHA-256 of the login cookie of the browser that
+	// started the sign-in, so a callback in another browser is refused.
+	Browser []byte `json:"browser"`
+}
+
+// Records is the part of the store that keeps sign-ins in progress.
+type Records interface {
+	PutRecord(ctx context.Context, kind, key string, value []byte, ttl time.Duration) error
+	GetRecord(ctx context.Context, kind, key string) ([]byte, error)
+	TakeRecord(ctx context.Context, kind, key string) ([]byte, error)
+}
+
+const (
+	loginCookie = "cibaproxy_login"
+	loginKind   = "login"
+)
+
+// random returns n random bytes, base64url-encoded.
+func random(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand does not fail on supported platforms
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// startLogin keeps a new sign-in for req and sends the browser to the
+// provider.
+func (a *Approval) startLogin(w http.ResponseWriter, r *http.Request, req *ciba.AuthRequest) {
+	ctx := r.Context()
+	browser := loginValue(r)
+	if browser == "" {
+		browser = random(32)
+		// Lax, not Strict: the provider sends the browser back with a
+		// cross-site top-level GET, which must carry the cookie.
+		http.SetCookie(w, &http.Cookie{
+			Name: loginCookie, Value: browser, Path: PathApprove, HttpOnly: true,
+			Secure: a.Secure, SameSite: http.SameSiteLaxMode, MaxAge: 3600,
+		})
+	}
+	sum := sha256.Sum256([]byte(browser))
+	l := Login{State: random(32), Nonce: random(32), Verifier: random(32), ApprovalID: req.ApprovalID, Browser: sum[:]}
+	target, err := a.Federation.LoginURL(ctx, req, l)
+	if err != nil {
+		a.upstreamFailed(w, "start sign-in", err)
+		return
+	}
+	rec, _ := json.Marshal(l)
+	// The record needs to outlive the request only a little: the callback
+	// checks the request's own expiry again.
+	ttl := max(time.Until(req.ExpiresAt), 0) + time.Minute
+	if err := a.Logins.PutRecord(ctx, loginKind, l.State, rec, ttl); err != nil {
+		a.Logger.Error("approval page: keep sign-in", slog.Any("error", err))
+		a.render(w, http.StatusServiceUnavailable, page{Title: "Try again", Message: "Something went wrong on our side. Try again in a moment."})
+		return
+	}
+	a.Logger.Info("approval page: sign-in at the identity provider started", slog.String("client_id", req.ClientID))
+	http.Redirect(w, r, target, http.StatusSeeOther)
+}
+
+// loginCallback is where the provider sends the browser back: it checks
+// the state and the browser, then exchanges the code and approves the
+// request, or denies it when the provider says so or the wrong user signed
+// in. A state is used once.
+func (a *Approval) loginCallback(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	q := r.URL.Query()
+	state := q.Get("state")
+	if state == "" || len(state) > 128 {
+		a.render(w, http.StatusBadRequest, page{Title: "Sign-in not valid", Message: "This sign-in answer is not valid. Open the approval link again."})
+		return
+	}
+	raw, err := a.Logins.GetRecord(ctx, loginKind, state)
+	if errors.Is(err, ciba.ErrNotFound) {
+		a.Logger.Info("approval page: callback with an unknown or used state")
+		a.render(w, http.StatusBadRequest, page{Title: "Sign-in not valid", Message: "This sign-in answer is not valid or was already used. Open the approval link again."})
+		return
+	}
+	if err != nil {
+		a.Logger.Error("approval page: read sign-in", slog.Any("error", err))
+		a.render(w, http.StatusServiceUnavailable, page{Title: "Try again", Message: "Something went wrong on our side. Try again in a moment."})
+		return
+	}
+	var l Login
+	if err := json.Unmarshal(raw, &l); err != nil {
+		a.Logger.Error("approval page: decode sign-in", slog.Any("error", err))
+		a.render(w, http.StatusInternalServerError, page{Title: "Try again", Message: "Something went wrong on our side. Open the approval link again."})
+		return
+	}
+	l.State = state
+	sum := sha256.Sum256([]byte(loginValue(r)))
+	if subtle.ConstantTimeCompare(sum[:], l.Browser) != 1 {
+		a.Logger.Info("approval page: callback from another browser")
+		a.render(w, http.StatusForbidden, page{Title: "Sign-in not valid", Message: "This sign-in was started in another browser. Open the approval link again in this one."})
+		return
+	}
+	// One use: whoever takes the record completes the sign-in.
+	if _, err := a.Logins.TakeRecord(ctx, loginKind, state); err != nil {
+		a.render(w, http.StatusBadRequest, page{Title: "Sign-in not valid", Message: "This sign-in answer was already used. Open the approval link again."})
+		return
+	}
+	req, client, err := a.Service.ForApproval(ctx, l.ApprovalID)
+	if err != nil {
+		a.closed(w, err)
+		return
+	}
+	if e := q.Get("error"); e != "" {
+		if e == "access_denied" {
+			a.deny(w, r, req, "the user declined at the identity provider", "You declined the sign-in. You can close this page.")
+			return
+		}
+		a.Logger.Warn("approval page: the identity provider answered an error", slog.String("error", truncate(e, 64)), slog.String("client_id", req.ClientID))
+		a.render(w, http.StatusBadGateway, page{Title: "Sign-in failed", Message: "Your identity provider could not sign you in. Open the approval link again to retry."})
+		return
+	}
+	if q.Has("iss") && q.Get("iss") != a.Federation.Issuer() {
+		a.Logger.Warn("approval page: the authorization response names another issuer", slog.String("client_id", req.ClientID))
+		a.render(w, http.StatusBadRequest, page{Title: "Sign-in not valid", Message: "This answer did not come from your identity provider. Open the approval link again."})
+		return
+	}
+	code := q.Get("code")
+	if code == "" {
+		a.render(w, http.StatusBadRequest, page{Title: "Sign-in not valid", Message: "The identity provider sent no authorization code. Open the approval link again."})
+		return
+	}
+	tokens, authTime, err := a.Federation.Complete(ctx, req, code, l)
+	switch {
+	case errors.Is(err, ErrWrongUser):
+		a.Logger.Warn("approval page: the wrong user signed in; request denied", slog.String("client_id", req.ClientID), slog.String("subject", req.Subject))
+		a.deny(w, r, req, "the user who signed in at the identity provider is not the user the client named",
+			"You signed in as someone other than "+req.LoginHint+", so the sign-in to "+client.Name+" was denied.")
+		return
+	case err != nil:
+		a.upstreamFailed(w, "complete sign-in", err)
+		return
+	}
+	if err := a.Service.Approve(ctx, req.ID, authTime, tokens); err != nil {
+		a.closed(w, err)
+		return
+	}
+	a.render(w, http.StatusOK, page{Title: "Approved", Message: "You approved the sign-in to " + client.Name + ". You can close this page."})
+}
+
+// deny denies req and tells the user why.
+func (a *Approval) deny(w http.ResponseWriter, r *http.Request, req *ciba.AuthRequest, reason, message string) {
+	if err := a.Service.Deny(r.Context(), req.ID, reason); err != nil {
+		a.closed(w, err)
+		return
+	}
+	a.render(w, http.StatusOK, page{Title: "Denied", Message: message})
+}
+
+// upstreamFailed answers a failure to talk to the provider; the request
+// stays pending, so the user can try again.
+func (a *Approval) upstreamFailed(w http.ResponseWriter, op string, err error) {
+	if errors.Is(err, ciba.ErrUnavailable) {
+		a.Logger.Error("approval page: identity provider unavailable", slog.String("op", op), slog.Any("error", err))
+		a.render(w, http.StatusServiceUnavailable, page{Title: "Try again", Message: "Your identity provider cannot be reached right now. Open the approval link again in a moment."})
+		return
+	}
+	a.Logger.Error("approval page: identity provider failed", slog.String("op", op), slog.Any("error", err))
+	a.render(w, http.StatusBadGateway, page{Title: "Sign-in failed", Message: "Your identity provider could not complete the sign-in. Open the approval link again to retry."})
+}
+
+// loginValue returns the browser's login cookie, or "".
+func loginValue(r *http.Request) string {
+	c, err := r.Cookie(loginCookie)
+	if err != nil || len(c.Value) < 32 || len(c.Value) > 64 {
+		return ""
+	}
+	return c.Value
+}

@@ -1,0 +1,167 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"net"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// hub fans the change messages of the one shared pub/sub connection out to
+// the local subscribers.
+type hub struct {
+	mu sync.Mutex
+	m  map[string][]chan struct{}
+}
+
+// add registers ch for request id.
+func (h *hub) add(id string, ch chan struct{}) {
+	h.mu.Lock()
+	h.m[id] = append(h.m[id], ch)
+	h.mu.Unlock()
+}
+
+// remove unregisters ch for request id, if registered.
+func (h *hub) remove(id string, ch chan struct{}) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	list := h.m[id]
+	if i := slices.Index(list, ch); i >= 0 {
+		list = slices.Delete(list, i, i+1)
+	}
+	if len(list) == 0 {
+		delete(h.m, id)
+	} else {
+		h.m[id] = list
+	}
+}
+
+// wake makes a non-blocking send to every subscriber of request id.
+func (h *hub) wake(id string) {
+	h.mu.Lock()
+	for _, ch := range h.m[id] {
+		notify(ch)
+	}
+	h.mu.Unlock()
+}
+
+// wakeAll wakes every subscriber: after the connection was lost, changes may
+// have been missed, and a spurious wake-up only costs a read.
+func (h *hub) wakeAll() {
+	h.mu.Lock()
+	for _, list := range h.m {
+		for _, ch := range list {
+			notify(ch)
+		}
+	}
+	h.mu.Unlock()
+}
+
+// notify sends to ch unless it already holds a value.
+func notify(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// Subscribe returns a channel that receives a value after request id is
+// changed by UpdateRequest or DeleteRequest through any Store on the same
+// Redis and KeyPrefix, and a function to stop listening, which may be called
+// more than once. The channel holds one value (changes coalesce) and is
+// never closed. Registration is local, without a round trip: the Store's one
+// pub/sub connection already receives every change. When that connection is
+// lost and re-established, every subscriber is woken once, since changes
+// made meanwhile were not heard. After Close the channel never fires.
+func (s *Store) Subscribe(id string) (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	if s.closed.Load() {
+		return ch, func() {}
+	}
+	s.hub.add(id, ch)
+	var once sync.Once
+	return ch, func() { once.Do(func() { s.hub.remove(id, ch) }) }
+}
+
+// subscribe opens a pub/sub connection on the change channel and waits
+// until Redis confirmed the subscription.
+func (s *Store) subscribe(ctx context.Context) (*redis.PubSub, error) {
+	ps := s.c.Subscribe(ctx, s.channel)
+	for {
+		msg, err := ps.Receive(ctx)
+		if err != nil {
+			_ = ps.Close() // the receive error is the one to report
+			return nil, err
+		}
+		if sub, ok := msg.(*redis.Subscription); ok && sub.Kind == "subscribe" {
+			return ps, nil
+		}
+	}
+}
+
+// listen receives change messages until ctx is done. It pings a silent
+// connection and replaces a broken one, with a growing delay while Redis is
+// unreachable; each new connection wakes every subscriber.
+func (s *Store) listen(ctx context.Context, ps *redis.PubSub) {
+	defer close(s.listenDone)
+	delay := minBackoff
+	pinged := false
+	for ctx.Err() == nil {
+		msg, err := ps.ReceiveTimeout(ctx, idleCheck)
+		if err == nil {
+			pinged, delay = false, minBackoff
+			switch m := msg.(type) {
+			case *redis.Message:
+				s.hub.wake(m.Payload)
+			case *redis.Subscription:
+				if m.Kind == "subscribe" {
+					s.hub.wakeAll()
+				}
+			}
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() && !pinged {
+			pinged = true
+			if ps.Ping(ctx) == nil {
+				continue
+			}
+		}
+		// The connection is broken, or silent after a ping: replace it.
+		_ = ps.Close() // already broken; nothing to report
+		if !sleep(ctx, delay) {
+			return
+		}
+		delay = min(2*delay, maxBackoff)
+		pinged = false
+		s.psMu.Lock()
+		if ctx.Err() != nil {
+			s.psMu.Unlock()
+			return
+		}
+		// The first message on the new connection is its subscription
+		// confirmation, which wakes everyone (above).
+		ps = s.c.Subscribe(ctx, s.channel)
+		s.ps = ps
+		s.psMu.Unlock()
+	}
+}
+
+// sleep waits d or until ctx is done; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

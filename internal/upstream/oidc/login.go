@@ -1,0 +1,313 @@
+package oidc
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	gooidc "github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+
+	"github.com/cibaproxy/cibaproxy/internal/ciba"
+)
+
+// ErrWrongUser is wrapped by Exchange when the user who signed in at the
+// IdP is not the user the client named: nobody approves another user's
+// request. The tokens are not returned.
+var ErrWrongUser = errors.New("oidc: the user who signed in at the identity provider is not the user the request names")
+
+// Login is one sign-in at the IdP in progress: the values that bind the
+// IdP's answer to it. Keep it server-side (or sealed) between AuthCodeURL
+// and Exchange; the State goes to the IdP and comes back.
+type Login struct {
+	// State ties the IdP's answer to this sign-in (RFC 6749 §10.12).
+	State string
+	// Nonce ties the ID token to it (OIDC Core §3.1.2.1, §15.5.2).
+	Nonce string
+	// CodeVerifier is the PKCE code_verifier (RFC 7636 §4.1); only its
+	// S256 challenge goes to the IdP with the authorization request.
+	CodeVerifier string
+}
+
+// NewLogin returns a Login with fresh random values of 256 bits each.
+func NewLogin() Login {
+	return Login{State: randomString(), Nonce: randomString(), CodeVerifier: oauth2.GenerateVerifier()}
+}
+
+func randomString() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // crypto/rand.Read does not fail (Go 1.24+)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func (l Login) check() error {
+	if l.State == "" || l.Nonce == "" || l.CodeVerifier == "" {
+		return errors.New("oidc: the login needs a state, a nonce and a code verifier (use NewLogin)")
+	}
+	return nil
+}
+
+// AuthParams are the parts of the authorization request that come from the
+// client's CIBA request.
+type AuthParams struct {
+	// Scopes requested; "openid" is added when missing.
+	Scopes []string
+	// LoginHint, sent as login_hint so the IdP can preselect the user.
+	LoginHint string
+	// ACRValues, sent as acr_values (OIDC Core §3.1.2.1).
+	ACRValues []string
+}
+
+// AuthCodeURL returns the IdP's authorization URL for a sign-in approving a
+// request of cibaproxy client clientID (OIDC Core §3.1.2.1): response_type
+// code with the client's IdP client_id, redirect_uri = Config.RedirectURL,
+// l's state and nonce, the S256 PKCE challenge of l's verifier (RFC 7636
+// §4.3), login_hint, acr_values and, when configured, prompt=login.
+func (u *Upstream) AuthCodeURL(ctx context.Context, clientID string, l Login, p AuthParams) (string, error) {
+	creds, err := u.credentials(clientID)
+	if err != nil {
+		return "", err
+	}
+	if err := l.check(); err != nil {
+		return "", err
+	}
+	idp, err := u.provider(ctx)
+	if err != nil {
+		return "", err
+	}
+	scopes := slices.Clone(p.Scopes)
+	if !slices.Contains(scopes, gooidc.ScopeOpenID) {
+		scopes = append([]string{gooidc.ScopeOpenID}, scopes...)
+	}
+	opts := []oauth2.AuthCodeOption{gooidc.Nonce(l.Nonce), oauth2.S256ChallengeOption(l.CodeVerifier)}
+	if p.LoginHint != "" {
+		opts = append(opts, oauth2.SetAuthURLParam("login_hint", p.LoginHint))
+	}
+	if len(p.ACRValues) > 0 {
+		opts = append(opts, oauth2.SetAuthURLParam("acr_values", strings.Join(p.ACRValues, " ")))
+	}
+	// OIDC Core §11: a request for offline_access must ask for consent,
+	// or providers issue no refresh token.
+	var prompt []string
+	if u.cfg.Prompt != "" {
+		prompt = append(prompt, u.cfg.Prompt)
+	}
+	if slices.Contains(scopes, "offline_access") {
+		prompt = append(prompt, "consent")
+	}
+	if len(prompt) > 0 {
+		opts = append(opts, oauth2.SetAuthURLParam("prompt", strings.Join(prompt, " ")))
+	}
+	return u.oauth2Config(idp, creds, scopes).AuthCodeURL(l.State, opts...), nil
+}
+
+func (u *Upstream) oauth2Config(idp *provider, creds Credentials, scopes []string) *oauth2.Config {
+	ep := idp.endpoint
+	ep.AuthStyle = oauth2.AuthStyleInHeader
+	if creds.AuthMethod == AuthMethodPost {
+		ep.AuthStyle = oauth2.AuthStyleInParams
+	}
+	return &oauth2.Config{
+		ClientID:     creds.ClientID,
+		ClientSecret: creds.ClientSecret,
+		Endpoint:     ep,
+		RedirectURL:  u.cfg.RedirectURL,
+		Scopes:       scopes,
+	}
+}
+
+// Expected is the user the client's request named.
+type Expected struct {
+	// Subject is set when the request named the user by id_token_hint:
+	// the ID token's sub must equal it.
+	Subject string
+	// LoginHint is the request's login_hint, compared with the ID token's
+	// MatchClaims when Subject is empty.
+	LoginHint string
+}
+
+// TokenError is the IdP's token endpoint refusing a request: its HTTP
+// status and RFC 6749 §5.2 error code and description. It wraps
+// ciba.ErrUnavailable when the status is 5xx.
+type TokenError struct {
+	Status      int
+	Code        string
+	Description string
+}
+
+// Error implements error.
+func (e *TokenError) Error() string {
+	msg := fmt.Sprintf("oidc: the identity provider's token endpoint answered HTTP %d", e.Status)
+	if e.Code != "" {
+		msg += " " + e.Code
+	}
+	if e.Description != "" {
+		msg += fmt.Sprintf(" (%q)", shorten(e.Description))
+	}
+	return msg
+}
+
+// Unwrap returns ciba.ErrUnavailable for a 5xx answer.
+func (e *TokenError) Unwrap() error {
+	if e.Status >= 500 {
+		return ciba.ErrUnavailable
+	}
+	return nil
+}
+
+// Exchange redeems the authorization code the IdP sent back for a sign-in
+// approving a request of cibaproxy client clientID (OIDC Core §3.1.3): the
+// code and l's PKCE verifier go to the token endpoint with the client's IdP
+// credentials. It then validates the ID token (OIDC Core §3.1.3.7:
+// signature, iss, aud = the client's IdP client_id, exp; l's nonce; at_hash
+// when present) and checks that its user is want (see Expected and
+// Config.MatchClaims), else the error wraps ErrWrongUser.
+//
+// It returns the IdP's token response unchanged and the time the user
+// authenticated (the ID token's auth_time, or now). The IdP refusing the
+// code is a *TokenError; an IdP that cannot be reached or answers 5xx wraps
+// ciba.ErrUnavailable.
+func (u *Upstream) Exchange(ctx context.Context, clientID, code string, l Login, want Expected) (*ciba.TokenResponse, time.Time, error) {
+	creds, err := u.credentials(clientID)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	if err := l.check(); err != nil {
+		return nil, time.Time{}, err
+	}
+	if code == "" {
+		return nil, time.Time{}, errors.New("oidc: the identity provider sent no authorization code")
+	}
+	if want.Subject == "" && want.LoginHint == "" {
+		return nil, time.Time{}, errors.New("oidc: Exchange needs the expected user (subject or login hint)")
+	}
+	idp, err := u.provider(ctx)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	tok, err := u.oauth2Config(idp, creds, nil).Exchange(gooidc.ClientContext(ctx, u.http), code, oauth2.VerifierOption(l.CodeVerifier))
+	if err != nil {
+		return nil, time.Time{}, tokenEndpointError(ctx, err)
+	}
+	rawIDToken, _ := tok.Extra("id_token").(string)
+	if rawIDToken == "" {
+		return nil, time.Time{}, errors.New("oidc: the identity provider's token response has no id_token")
+	}
+	idt, err := u.verify(ctx, idp, creds.ClientID, rawIDToken, false)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("oidc: the ID token from the identity provider is not valid: %w", err)
+	}
+	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(l.Nonce)) != 1 {
+		return nil, time.Time{}, errors.New("oidc: the ID token's nonce is not the sign-in's")
+	}
+	if idt.AccessTokenHash != "" {
+		if err := idt.VerifyAccessToken(tok.AccessToken); err != nil {
+			return nil, time.Time{}, fmt.Errorf("oidc: the ID token's at_hash does not match the access token: %w", err)
+		}
+	}
+	var claims map[string]any
+	if err := idt.Claims(&claims); err != nil {
+		return nil, time.Time{}, fmt.Errorf("oidc: decode the ID token's claims: %w", err)
+	}
+	if err := u.checkUser(idt.Subject, claims, want); err != nil {
+		return nil, time.Time{}, err
+	}
+	authTime := u.now()
+	if at, ok := claims["auth_time"].(float64); ok && at > 0 {
+		authTime = time.Unix(int64(at), 0)
+	}
+	return &ciba.TokenResponse{
+		AccessToken:  tok.AccessToken,
+		TokenType:    tok.TokenType,
+		ExpiresIn:    expiresIn(tok),
+		RefreshToken: tok.RefreshToken,
+		IDToken:      rawIDToken,
+		Scope:        extraString(tok, "scope"),
+	}, authTime, nil
+}
+
+// checkUser checks that the ID token's user is the one the request named.
+// The error names the claims compared, never their values.
+func (u *Upstream) checkUser(sub string, claims map[string]any, want Expected) error {
+	if want.Subject != "" {
+		if sub != want.Subject {
+			return fmt.Errorf("%w: the ID token's sub is not the id_token_hint's", ErrWrongUser)
+		}
+		return nil
+	}
+	unverified := ""
+	for _, name := range u.cfg.MatchClaims {
+		v, ok := claims[name].(string)
+		if !ok || v == "" {
+			continue
+		}
+		if name == "email" {
+			if !strings.EqualFold(v, want.LoginHint) {
+				continue
+			}
+			if emailUnverified(claims["email_verified"]) {
+				unverified = " (the email is equal but not verified)"
+				continue
+			}
+			return nil
+		}
+		if v == want.LoginHint {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: the login_hint equals none of the ID token's claims %s%s", ErrWrongUser, strings.Join(u.cfg.MatchClaims, ", "), unverified)
+}
+
+// emailUnverified reports whether email_verified says false; some IdPs
+// send it as a string.
+func emailUnverified(v any) bool {
+	switch v := v.(type) {
+	case bool:
+		return !v
+	case string:
+		return strings.EqualFold(v, "false")
+	}
+	return false
+}
+
+// tokenEndpointError turns an oauth2 exchange error into a *TokenError, an
+// unavailable error, or a plain error that does not quote the answer.
+func tokenEndpointError(ctx context.Context, err error) error {
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		te := &TokenError{Code: re.ErrorCode, Description: re.ErrorDescription}
+		if re.Response != nil {
+			te.Status = re.Response.StatusCode
+		}
+		return te
+	}
+	var ue *url.Error
+	var ne net.Error
+	if errors.As(err, &ue) || errors.As(err, &ne) || ctx.Err() != nil {
+		return unavailable(fmt.Errorf("oidc: the identity provider's token endpoint: %w", err))
+	}
+	return fmt.Errorf("oidc: the identity provider's token response is not usable: %w", err)
+}
+
+func expiresIn(tok *oauth2.Token) int64 {
+	if tok.ExpiresIn != 0 {
+		return tok.ExpiresIn
+	}
+	// A form-encoded answer: x/oauth2 keeps expires_in only among the extras.
+	n, _ := strconv.ParseInt(extraString(tok, "expires_in"), 10, 64)
+	return n
+}
+
+func extraString(tok *oauth2.Token, name string) string {
+	s, _ := tok.Extra(name).(string)
+	return s
+}
