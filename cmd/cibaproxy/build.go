@@ -20,6 +20,7 @@ import (
 	"github.com/cibaproxy/cibaproxy/internal/httpapi"
 	"github.com/cibaproxy/cibaproxy/internal/jose"
 	"github.com/cibaproxy/cibaproxy/internal/keys"
+	"github.com/cibaproxy/cibaproxy/internal/metrics"
 	"github.com/cibaproxy/cibaproxy/internal/notify"
 	"github.com/cibaproxy/cibaproxy/internal/outbound"
 	"github.com/cibaproxy/cibaproxy/internal/seal"
@@ -32,6 +33,8 @@ import (
 type app struct {
 	service *ciba.Service
 	handler http.Handler
+	// metrics serves /metrics on cfg.Metrics.Listen, when that is set.
+	metrics http.Handler
 	store   ciba.Store
 }
 
@@ -40,10 +43,13 @@ func (a *app) close() { _ = a.store.Close() }
 // build wires the parts the configuration names. cmd/ only wires: every
 // decision lives in the packages.
 func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, err error) {
+	m := metrics.New()
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
+	st = m.Store(st)
+	m.WatchRequests(st, time.Now, 15*time.Second)
 	defer func() {
 		if err != nil {
 			_ = st.Close()
@@ -81,7 +87,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 	var up *upstream
 	switch cfg.Upstream.Type {
 	case config.UpstreamOIDC:
-		up, err = buildOIDC(ctx, cfg, registry, log)
+		up, err = buildOIDC(ctx, cfg, registry, m, log)
 	default:
 		up, err = buildLocal(cfg, st, signer, registry)
 	}
@@ -116,6 +122,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 		Clients:     registry.Client,
 		CallbackKey: callbackKey,
 		Logger:      log,
+		Observer:    m,
 	})
 	if err != nil {
 		return nil, err
@@ -132,6 +139,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 			Secure: strings.HasPrefix(cfg.Issuer, "https://"),
 		},
 		Discovery: up.discovery,
+		Observer:  m,
 		JWKS:      func() any { return signer.PublicJWKS() },
 		Ready: func(ctx context.Context) error {
 			if _, err := st.GetRecord(ctx, "server", "callback-key"); err != nil {
@@ -146,7 +154,14 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 		},
 		Logger: log,
 	}
-	return &app{service: svc, handler: srv.Handler(), store: st}, nil
+	a = &app{service: svc, store: st}
+	if cfg.Metrics.Listen == "" {
+		srv.Metrics = m.Handler()
+	} else {
+		a.metrics = m.Handler()
+	}
+	a.handler = srv.Handler()
+	return a, nil
 }
 
 func openStore(ctx context.Context, cfg *config.Config) (ciba.Store, error) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
 	"github.com/cibaproxy/cibaproxy/internal/config"
+	"github.com/cibaproxy/cibaproxy/internal/httpapi"
 )
 
 func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
@@ -59,6 +60,18 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		IdleTimeout:  2 * time.Minute,
 		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	if a.metrics != nil {
+		mln, err := net.Listen("tcp", cfg.Metrics.Listen)
+		if err != nil {
+			return fmt.Errorf("listen on %s (metrics.listen): %w", cfg.Metrics.Listen, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", a.metrics)
+		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		go func() { _ = msrv.Serve(mln) }()
+		defer msrv.Close()
+		log.Info("metrics listening", slog.String("addr", mln.Addr().String()))
+	}
 	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
 	dispatched := make(chan error, 1)
 	go func() { dispatched <- a.service.Run(runCtx) }()
@@ -96,10 +109,11 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.Log.Level))
 	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if cfg.Log.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(httpapi.LogHandler(h))
 }
 
 // serverSecret returns the random secret kept in the store under name,

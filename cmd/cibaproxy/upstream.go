@@ -18,6 +18,7 @@ import (
 	"github.com/cibaproxy/cibaproxy/internal/httpapi"
 	"github.com/cibaproxy/cibaproxy/internal/jose"
 	"github.com/cibaproxy/cibaproxy/internal/keys"
+	"github.com/cibaproxy/cibaproxy/internal/metrics"
 	"github.com/cibaproxy/cibaproxy/internal/upstream/local"
 	oidcup "github.com/cibaproxy/cibaproxy/internal/upstream/oidc"
 )
@@ -69,7 +70,7 @@ func buildLocal(cfg *config.Config, st ciba.Store, signer *keys.Manager, reg reg
 	}, nil
 }
 
-func buildOIDC(ctx context.Context, cfg *config.Config, reg registry, log *slog.Logger) (*upstream, error) {
+func buildOIDC(ctx context.Context, cfg *config.Config, reg registry, m *metrics.Metrics, log *slog.Logger) (*upstream, error) {
 	o := cfg.Upstream.OIDC
 	creds := make(map[string]oidcup.Credentials, len(cfg.Clients))
 	for _, c := range cfg.Clients {
@@ -82,8 +83,12 @@ func buildOIDC(ctx context.Context, cfg *config.Config, reg registry, log *slog.
 		Clients:     creds,
 		MatchClaims: o.MatchClaims,
 		Prompt:      o.Prompt,
-		HTTPClient:  &http.Client{Timeout: o.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-		Logger:      log,
+		HTTPClient: &http.Client{
+			Timeout:       o.Timeout,
+			Transport:     m.Transport("oidc", nil),
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		Logger: log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("oidc upstream: %w", err)

@@ -307,6 +307,13 @@ func (s *Service) deliver(ctx context.Context, r *AuthRequest, k deliveryKind) {
 			err = s.d.Notifier.Push(ctx, client.NotificationEndpoint, r.NotificationToken, body)
 		}
 	}
+	if s.d.Observer != nil {
+		kind := string(r.Mode)
+		if k == userNotice {
+			kind = s.d.Channel.Name()
+		}
+		s.d.Observer.ObserveDelivery(kind, err)
+	}
 	attrs := []slog.Attr{slog.String("delivery", k.String()), slog.String("client_id", r.ClientID), slog.Int("attempt", k.of(r).Attempts)}
 	if err != nil {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "delivery failed", append(attrs, slog.Any("error", err))...)

@@ -113,3 +113,10 @@ type Notifier interface {
 	// Push POSTs body (a token response or push error with auth_req_id).
 	Push(ctx context.Context, endpoint, bearer string, body []byte) error
 }
+
+// Observer is told about deliveries (package metrics).
+type Observer interface {
+	// ObserveDelivery counts one delivery attempt of kind (ping, push, or
+	// the channel's name) and its outcome.
+	ObserveDelivery(kind string, err error)
+}

@@ -63,6 +63,8 @@ type Deps struct {
 	// the same across restarts and instances (keep it in the store).
 	CallbackKey []byte
 	Logger      *slog.Logger
+	// Observer counts deliveries; nil counts nothing.
+	Observer Observer
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }

@@ -118,6 +118,18 @@ type Config struct {
 
 	// Clients are the registered CIBA clients. At least one is required.
 	Clients []Client `yaml:"clients"`
+
+	// Metrics configures the Prometheus metrics endpoint.
+	Metrics Metrics `yaml:"metrics"`
+}
+
+// Metrics configures where Prometheus metrics are served.
+type Metrics struct {
+	// Listen is a separate host:port for GET /metrics, e.g.
+	// "127.0.0.1:9100", so the metrics need not be reachable where
+	// clients are. Empty (default): /metrics is served on the main
+	// listener; block it at the load balancer if that is public.
+	Listen string `yaml:"listen"`
 }
 
 // Log configures logging.

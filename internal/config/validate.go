@@ -126,7 +126,10 @@ func (v *validator) validate(c *Config) {
 	} else if msg := checkIssuer(c.Issuer); msg != "" {
 		v.fail("issuer", "%s", msg)
 	}
-	v.checkListen(c.Listen)
+	v.checkListen("listen", c.Listen)
+	if c.Metrics.Listen != "" {
+		v.checkListen("metrics.listen", c.Metrics.Listen)
+	}
 	v.oneOf("log.level", c.Log.Level, LogDebug, LogInfo, LogWarn, LogError)
 	v.oneOf("log.format", c.Log.Format, LogText, LogJSON)
 	v.checkStore(&c.Store)
@@ -175,17 +178,17 @@ func checkHTTPURL(s string) string {
 	return ""
 }
 
-func (v *validator) checkListen(addr string) {
+func (v *validator) checkListen(path, addr string) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		v.fail("listen", "must be host:port, e.g. 127.0.0.1:8080 or :8080, got %q", addr)
+		v.fail(path, "must be host:port, e.g. 127.0.0.1:8080 or :8080, got %q", addr)
 		return
 	}
 	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-		v.fail("listen", "the port must be a number from 0 to 65535, got %q", port)
+		v.fail(path, "the port must be a number from 0 to 65535, got %q", port)
 	}
 	if strings.ContainsAny(host, " /") {
-		v.fail("listen", "invalid host %q", host)
+		v.fail(path, "invalid host %q", host)
 	}
 }
 

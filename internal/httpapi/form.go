@@ -62,6 +62,7 @@ type challenger interface{ Challenge() string }
 // writeError answers err as an RFC 6749 §5.2 JSON error.
 func writeError(w http.ResponseWriter, err error) {
 	e := ciba.AsError(err)
+	noteResult(w, e.Code)
 	h := w.Header()
 	var c challenger
 	if errors.As(err, &c) && c.Challenge() != "" {

@@ -28,6 +28,7 @@ const (
 	PathCallback  = "/ciba/callback"
 	PathHealth    = "/healthz"
 	PathReady     = "/readyz"
+	PathMetrics   = "/metrics"
 )
 
 // GrantCIBA is the CIBA grant type (CIBA §10.1).
@@ -81,6 +82,10 @@ type Server struct {
 	JWKS func() any
 	// Approval serves the approval page; nil when the upstream has none.
 	Approval *Approval
+	// Observer counts answered requests; nil counts nothing.
+	Observer Observer
+	// Metrics, when set, is served at PathMetrics.
+	Metrics http.Handler
 	// Ready reports whether the server can serve requests: its store and
 	// upstream are reachable (for PathReady). PathHealth only says that the
 	// process answers.
@@ -137,6 +142,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+PathHealth, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
+	if s.Metrics != nil {
+		mux.Handle("GET "+PathMetrics, s.Metrics)
+	}
 	mux.HandleFunc("GET "+PathReady, func(w http.ResponseWriter, r *http.Request) {
 		if s.Ready != nil {
 			if err := s.Ready(r.Context()); err != nil {
@@ -158,7 +166,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not_found", "error_description": "no such endpoint: " + r.Method + " " + r.URL.Path})
 	})
-	return s.recoverer(mux)
+	return s.observe(s.recoverer(mux))
 }
 
 // recoverer answers server_error instead of dropping the connection when a
@@ -195,6 +203,7 @@ func (s *Server) backchannelAuthorize(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	noteClient(w, client.ID)
 	if form.Has("request_uri") {
 		writeError(w, ciba.Errorf(ciba.CodeInvalidRequest, "request_uri is not supported; send the request object in the request parameter"))
 		return
@@ -288,6 +297,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	noteClient(w, client.ID)
 	switch gt := form.Get("grant_type"); gt {
 	case GrantCIBA:
 		body, err := s.Service.Poll(ctx, client, form.Get("auth_req_id"))

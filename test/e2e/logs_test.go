@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -64,5 +65,86 @@ func TestLogsHoldNoSecret(t *testing.T) {
 		if strings.Contains(logs, s) {
 			t.Errorf("the %s appears in the server log", what)
 		}
+	}
+}
+
+// TestRequestLogAndMetrics runs a poll flow with a request id set by a
+// proxy, then checks the log (one line per request carrying its id, and the
+// service's lines of that request carry it too) and the metrics (requests by
+// endpoint, client and result; deliveries; requests by state; store timing).
+func TestRequestLogAndMetrics(t *testing.T) {
+	t.Parallel()
+	e := start(t)
+	req := e.mustAuthorize(testutil.DemoPoll, "Metrics")
+	// The quickstart holds polls (long polling): a second poll while the
+	// first is held is slow_down, and the held one gets the tokens.
+	polls := make(chan *testutil.Response, 2)
+	for range 2 {
+		go func() { polls <- e.tokenNoFatal(testutil.DemoPoll, req.AuthReqID) }()
+	}
+	checkError(t, "a poll beside a held one", <-polls, http.StatusBadRequest, "slow_down")
+	e.answer(req, "approved")
+	checkTokens(t, "held poll", <-polls)
+
+	hreq, _ := http.NewRequestWithContext(ctx(t), http.MethodPost, e.url("/bc-authorize"), strings.NewReader("scope=openid&login_hint=alice"))
+	hreq.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	hreq.SetBasicAuth(testutil.DemoPoll.ID, testutil.DemoPoll.Secret)
+	hreq.Header.Set("X-Request-Id", "proxy-id-4711")
+	r, err := testutil.Do(hreq)
+	if err != nil || r.Status != 200 {
+		t.Fatalf("bc-authorize with a request id: %v %v", r, err)
+	}
+	if got := r.Header.Get("X-Request-Id"); got != "proxy-id-4711" {
+		t.Errorf("X-Request-Id answered %q, want the proxy's", got)
+	}
+	hreq, _ = http.NewRequestWithContext(ctx(t), http.MethodGet, e.url("/healthz"), nil)
+	hreq.Header.Set("X-Request-Id", "bad id forged=1")
+	r, err = testutil.Do(hreq)
+	if err != nil || r.Header.Get("X-Request-Id") == "" || strings.Contains(r.Header.Get("X-Request-Id"), " ") {
+		t.Errorf("an invalid request id was not replaced: %v %q", err, r.Header.Get("X-Request-Id"))
+	}
+
+	m, err := testutil.Get(ctx(t), e.url("/metrics"))
+	if err != nil || m.Status != 200 {
+		t.Fatalf("GET /metrics: %v %v", m, err)
+	}
+	body := string(m.Body)
+	for _, want := range []string{
+		`cibaproxy_http_requests_total{client="demo-poll",endpoint="/token",result="slow_down"}`,
+		`cibaproxy_http_requests_total{client="demo-poll",endpoint="/token",result="ok"} 1`,
+		`cibaproxy_http_requests_total{client="demo-poll",endpoint="/bc-authorize",result="ok"} 2`,
+		`cibaproxy_http_requests_total{client="-",endpoint="/ciba/callback",result="ok"} 1`,
+		`cibaproxy_delivery_attempts_total{kind="webhook",result="ok"}`,
+		`cibaproxy_requests{mode="poll",state="pending"} 1`,
+		`cibaproxy_requests{mode="poll",state="redeemed"} 1`,
+		`cibaproxy_store_operation_duration_seconds_count{op="create"} 2`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if strings.Contains(body, req.AuthReqID) {
+		t.Error("/metrics holds an auth_req_id")
+	}
+
+	e.srv.Stop()
+	logs := e.srv.Logs()
+	requests := 0
+	for _, line := range strings.Split(logs, "\n") {
+		if strings.Contains(line, "msg=request ") {
+			requests++
+			if !strings.Contains(line, "request_id=") {
+				t.Errorf("a request line has no request_id: %s", line)
+			}
+		}
+		if strings.Contains(line, "auth request created") && !strings.Contains(line, "request_id=") {
+			t.Errorf("a service line of a request has no request_id: %s", line)
+		}
+	}
+	if requests < 5 {
+		t.Errorf("found %d request lines, want one per request:\n%s", requests, logs)
+	}
+	if !strings.Contains(logs, "request_id=proxy-id-4711") {
+		t.Error("the proxy's request id is not in the log")
 	}
 }

@@ -1,0 +1,173 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cibaproxy/cibaproxy/internal/ciba"
+)
+
+// Observer is told about every answered request (package metrics).
+type Observer interface {
+	// ObserveRequest counts one request: endpoint is the route ("/token",
+	// "/approve/{id}", "other"), client a registered client_id or "-",
+	// result "ok" or the OAuth error code (or the HTTP status for answers
+	// that have none).
+	ObserveRequest(endpoint, client, result string, d time.Duration)
+}
+
+// HeaderRequestID carries the request id: taken from the request when a
+// proxy in front set a sane one, generated otherwise, and always answered.
+const HeaderRequestID = "X-Request-Id"
+
+// exchange is what the handlers learn about a request that the access log
+// and the metrics need: it is the ResponseWriter they write to.
+type exchange struct {
+	http.ResponseWriter
+	id     string
+	status int
+	client string
+	result ciba.ErrorCode
+}
+
+func (x *exchange) WriteHeader(code int) {
+	if x.status == 0 {
+		x.status = code
+	}
+	x.ResponseWriter.WriteHeader(code)
+}
+
+func (x *exchange) Write(b []byte) (int, error) {
+	if x.status == 0 {
+		x.status = http.StatusOK
+	}
+	return x.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (x *exchange) Unwrap() http.ResponseWriter { return x.ResponseWriter }
+
+type requestIDKey struct{}
+
+// RequestID returns the id of the HTTP request ctx belongs to, or "".
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+// noteClient records the authenticated client of the request behind w.
+func noteClient(w http.ResponseWriter, clientID string) {
+	if x, ok := w.(*exchange); ok {
+		x.client = clientID
+	}
+}
+
+// noteResult records the OAuth error code answered on w.
+func noteResult(w http.ResponseWriter, code ciba.ErrorCode) {
+	if x, ok := w.(*exchange); ok {
+		x.result = code
+	}
+}
+
+// quiet results are the answers to polls that change nothing: logged at
+// debug, not info, since absorbing them is what cibaproxy is for and a log
+// line each would cost more than the answer.
+func quiet(endpoint string, result ciba.ErrorCode) bool {
+	return endpoint == PathToken && (result == ciba.CodeAuthorizationPending || result == ciba.CodeSlowDown)
+}
+
+// observe gives every request an id, and after it is answered logs one line
+// and tells the Observer.
+func (s *Server) observe(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := r.Header.Get(HeaderRequestID)
+		if !validRequestID(id) {
+			var b [12]byte
+			_, _ = rand.Read(b[:])
+			id = base64.RawURLEncoding.EncodeToString(b[:])
+		}
+		w.Header().Set(HeaderRequestID, id)
+		x := &exchange{ResponseWriter: w, id: id}
+		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
+		next.ServeHTTP(x, r)
+
+		d := time.Since(start)
+		endpoint := "other"
+		if _, path, ok := strings.Cut(r.Pattern, " "); ok && path != "/" {
+			endpoint = path
+		}
+		client := x.client
+		if client == "" {
+			client = "-"
+		}
+		status := x.status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		result := string(x.result)
+		if result == "" {
+			result = "ok"
+			if status >= 400 {
+				result = strconv.Itoa(status)
+			}
+		}
+		if s.Observer != nil {
+			s.Observer.ObserveRequest(endpoint, client, result, d)
+		}
+		level := slog.LevelInfo
+		if quiet(endpoint, x.result) {
+			level = slog.LevelDebug
+		}
+		if s.Logger.Enabled(r.Context(), level) {
+			s.Logger.LogAttrs(r.Context(), level, "request",
+				slog.String("method", r.Method), slog.String("endpoint", endpoint),
+				slog.Int("status", status), slog.String("result", result),
+				slog.String("client_id", client), slog.Duration("duration", d))
+		}
+	})
+}
+
+// validRequestID accepts ids a proxy may set: 1 to 64 characters of
+// letters, digits, '-', '_' and '.', so a log line cannot be forged
+// through it.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// LogHandler returns h with the request id added to every record logged
+// with the context of an HTTP request, so all the lines of one request can
+// be found together.
+func LogHandler(h slog.Handler) slog.Handler { return requestIDHandler{h} }
+
+type requestIDHandler struct{ slog.Handler }
+
+func (h requestIDHandler) Handle(ctx context.Context, r slog.Record) error {
+	if id := RequestID(ctx); id != "" {
+		r.AddAttrs(slog.String("request_id", id))
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h requestIDHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return requestIDHandler{h.Handler.WithAttrs(as)}
+}
+
+func (h requestIDHandler) WithGroup(name string) slog.Handler {
+	return requestIDHandler{h.Handler.WithGroup(name)}
+}

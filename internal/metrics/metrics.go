@@ -1,0 +1,181 @@
+// Package metrics is cibaproxy's Prometheus instrumentation: the metric
+// definitions, the /metrics handler, and decorators that measure the store
+// and outbound HTTP without the measured packages knowing Prometheus.
+//
+// Labels are bounded: endpoints are route patterns, clients are registered
+// client_ids (anything else is "-"), results are OAuth error codes or "ok".
+// No auth_req_id, subject or URL is ever a label value.
+package metrics
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/cibaproxy/cibaproxy/internal/ciba"
+)
+
+const namespace = "cibaproxy"
+
+// Metrics holds cibaproxy's metrics in their own registry.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	httpRequests *prometheus.CounterVec
+	httpDuration *prometheus.HistogramVec
+	deliveries   *prometheus.CounterVec
+	upstream     *prometheus.CounterVec
+	upstreamDur  *prometheus.HistogramVec
+	storeDur     *prometheus.HistogramVec
+	storeErrors  *prometheus.CounterVec
+}
+
+// New returns the metrics, registered with a new registry that also holds
+// the Go runtime and process collectors.
+func New() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "http_requests_total",
+			Help: "HTTP requests by endpoint, client and result (ok or the OAuth error code; for /token with the CIBA grant this counts polls and slow_down).",
+		}, []string{"endpoint", "client", "result"}),
+		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "http_request_duration_seconds",
+			Help:    "Time to answer HTTP requests, by endpoint (long polls included).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5, 30, 60},
+		}, []string{"endpoint"}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "delivery_attempts_total",
+			Help: "Delivery attempts by kind (ping, push, webhook, email) and result (ok, error).",
+		}, []string{"kind", "result"}),
+		upstream: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "upstream_requests_total",
+			Help: "HTTP requests to the upstream identity provider by kind and result (the HTTP status class, or error when no answer came).",
+		}, []string{"kind", "result"}),
+		upstreamDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "upstream_request_duration_seconds",
+			Help:    "Time of HTTP requests to the upstream identity provider, by kind.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"kind"}),
+		storeDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "store_operation_duration_seconds",
+			Help:    "Time of store operations, by operation.",
+			Buckets: []float64{.00001, .00005, .0001, .0005, .001, .0025, .005, .01, .025, .05, .1, .5, 1},
+		}, []string{"op"}),
+		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "store_errors_total",
+			Help: "Store operations that failed for another reason than not found or a refused change, by operation.",
+		}, []string{"op"}),
+	}
+	m.reg.MustRegister(m.httpRequests, m.httpDuration, m.deliveries, m.upstream, m.upstreamDur, m.storeDur, m.storeErrors,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the metrics in the Prometheus exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// ObserveRequest counts one answered HTTP request (httpapi.Observer).
+func (m *Metrics) ObserveRequest(endpoint, client, result string, d time.Duration) {
+	m.httpRequests.WithLabelValues(endpoint, client, result).Inc()
+	m.httpDuration.WithLabelValues(endpoint).Observe(d.Seconds())
+}
+
+// ObserveDelivery counts one delivery attempt (ciba.Observer).
+func (m *Metrics) ObserveDelivery(kind string, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.deliveries.WithLabelValues(kind, result).Inc()
+}
+
+// WatchRequests adds a gauge of the stored requests by state and delivery
+// mode. Counting walks the store, so a scrape reuses a count younger than
+// maxAge.
+func (m *Metrics) WatchRequests(st ciba.Store, now func() time.Time, maxAge time.Duration) {
+	m.reg.MustRegister(&requestsCollector{st: st, now: now, maxAge: maxAge, desc: prometheus.NewDesc(
+		prometheus.BuildFQName(namespace, "", "requests"),
+		"Authentication requests held, by state (pending, approved, denied, expired, redeemed) and delivery mode.",
+		[]string{"state", "mode"}, nil)})
+}
+
+// requestsCollector counts requests by walking the store, at most once per
+// maxAge.
+type requestsCollector struct {
+	st     ciba.Store
+	now    func() time.Time
+	maxAge time.Duration
+	desc   *prometheus.Desc
+
+	mu     sync.Mutex
+	at     time.Time
+	counts map[[2]string]int
+}
+
+func (c *requestsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *requestsCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.counts == nil || c.now().Sub(c.at) >= c.maxAge {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		counts := make(map[[2]string]int)
+		now := c.now()
+		err := c.st.ListRequests(ctx, func(r *ciba.AuthRequest) bool {
+			state := string(r.Status)
+			if r.Status == ciba.StatusPending && r.Expired(now) {
+				state = string(ciba.StatusExpired)
+			}
+			counts[[2]string{state, string(r.Mode)}]++
+			return true
+		})
+		cancel()
+		if err != nil {
+			ch <- prometheus.NewInvalidMetric(c.desc, err)
+			return
+		}
+		c.counts, c.at = counts, now
+	}
+	for _, st := range []ciba.Status{ciba.StatusPending, ciba.StatusApproved, ciba.StatusDenied, ciba.StatusExpired, ciba.StatusRedeemed} {
+		for _, mode := range []ciba.DeliveryMode{ciba.ModePoll, ciba.ModePing, ciba.ModePush} {
+			k := [2]string{string(st), string(mode)}
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(c.counts[k]), k[0], k[1])
+		}
+	}
+}
+
+// Transport measures the requests of an HTTP client to the upstream
+// provider, labelled with kind. A nil next means http.DefaultTransport.
+func (m *Metrics) Transport(kind string, next http.RoundTripper) http.RoundTripper {
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	return roundTripper{m: m, kind: kind, next: next}
+}
+
+type roundTripper struct {
+	m    *Metrics
+	kind string
+	next http.RoundTripper
+}
+
+func (t roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
+	start := time.Now()
+	resp, err := t.next.RoundTrip(r)
+	t.m.upstreamDur.WithLabelValues(t.kind).Observe(time.Since(start).Seconds())
+	result := "error"
+	if err == nil {
+		result = strconv.Itoa(resp.StatusCode/100) + "xx"
+	}
+	t.m.upstream.WithLabelValues(t.kind, result).Inc()
+	return resp, err
+}
