@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -109,6 +110,11 @@ type Upstream struct {
 	failures int
 	nextTry  time.Time
 	lastErr  error
+
+	// probeMu guards the last readiness probe of a loaded IdP.
+	probeMu  sync.Mutex
+	probedAt time.Time
+	probeErr error
 }
 
 // provider is what discovery yields.
@@ -116,6 +122,7 @@ type provider struct {
 	issuer   string
 	endpoint oauth2.Endpoint // AuthStyle is set per client
 	keys     *keySet
+	jwksURI  string
 	algs     []string
 	raw      []byte // the discovery document as the IdP served it
 }
@@ -207,10 +214,26 @@ func defaultHTTPClient() *http.Client {
 // Ready reports whether the IdP's discovery document and keys have been
 // loaded; if not, it tries (at most once per backoff period) and returns an
 // error wrapping ciba.ErrUnavailable while the IdP cannot be reached.
+//
+// Once loaded, it checks that the IdP still answers by fetching its keys,
+// at most once per readyProbeEvery (readiness probes come often, from every
+// instance), so an IdP that went away turns readiness red.
 func (u *Upstream) Ready(ctx context.Context) error {
-	_, err := u.provider(ctx)
-	return err
+	p, err := u.provider(ctx)
+	if err != nil {
+		return err
+	}
+	u.probeMu.Lock()
+	defer u.probeMu.Unlock()
+	if now := u.now(); now.Sub(u.probedAt) >= readyProbeEvery {
+		u.probeErr = u.probeKeys(ctx, p.jwksURI)
+		u.probedAt = now
+	}
+	return u.probeErr
 }
+
+// readyProbeEvery bounds how often Ready calls the IdP.
+const readyProbeEvery = 10 * time.Second
 
 // Metadata returns the IdP's discovery document as a JSON object, a fresh
 // copy on every call (cibaproxy's own discovery is built from it in this
@@ -310,9 +333,10 @@ func (u *Upstream) discover(ctx context.Context) (*provider, error) {
 		// One key set for the life of the upstream: go-oidc caches the
 		// keys and refetches them when a token names an unknown kid
 		// (OIDC Core §10.1.1, key rotation).
-		keys: &keySet{remote: gooidc.NewRemoteKeySet(gooidc.ClientContext(context.Background(), u.http), meta.JWKSURI)},
-		algs: supportedAlgs(meta.Algs),
-		raw:  rawClaims(gp),
+		keys:    &keySet{remote: gooidc.NewRemoteKeySet(gooidc.ClientContext(context.Background(), u.http), meta.JWKSURI)},
+		jwksURI: meta.JWKSURI,
+		algs:    supportedAlgs(meta.Algs),
+		raw:     rawClaims(gp),
 	}, nil
 }
 

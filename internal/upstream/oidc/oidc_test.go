@@ -138,6 +138,28 @@ func TestAnUnreachableJWKSMakesTheUpstreamNotReady(t *testing.T) {
 	}
 }
 
+func TestReadinessTurnsRedWhenTheIdPGoesAway(t *testing.T) {
+	op := newTestOP(t)
+	u, clk := newTestUpstream(t, op, nil)
+	if err := u.Ready(context.Background()); err != nil {
+		t.Fatalf("Ready: %v", err)
+	}
+	op.set(func(op *testOP) { op.jwksDown = true })
+	// Probes are spaced out: within readyProbeEvery the last answer stands.
+	if err := u.Ready(context.Background()); err != nil {
+		t.Fatalf("Ready right after a good probe: %v", err)
+	}
+	clk.Advance(readyProbeEvery)
+	if err := u.Ready(context.Background()); !errors.Is(err, ciba.ErrUnavailable) {
+		t.Fatalf("Ready with the IdP's keys gone = %v, want ErrUnavailable", err)
+	}
+	op.set(func(op *testOP) { op.jwksDown = false })
+	clk.Advance(readyProbeEvery)
+	if err := u.Ready(context.Background()); err != nil {
+		t.Fatalf("Ready with the IdP back: %v", err)
+	}
+}
+
 func TestTheBackoffGrowsAndIsBounded(t *testing.T) {
 	op := newTestOP(t)
 	op.set(func(op *testOP) { op.discoveryDown = true })
