@@ -15,6 +15,7 @@
 import * as client from 'openid-client';
 import { createServer } from 'node:http';
 import { randomBytes } from 'node:crypto';
+import { describe, finish, report } from './common.mjs';
 
 const GRANT_CIBA = 'urn:openid:params:grant-type:ciba';
 // Bounds every wait, so a broken server cannot hang the test.
@@ -22,22 +23,6 @@ const DEADLINE_MS = 60_000;
 
 function usage() {
   return 'usage: node ciba.mjs poll|ping ISSUER CLIENT_ID SECRET LOGIN_HINT [NOTIFY_PORT]';
-}
-
-function describe(err) {
-  const out = { error: String(err?.message ?? err) };
-  for (const k of ['name', 'code', 'error', 'error_description', 'status']) {
-    if (err?.[k] !== undefined) out[k] = err[k];
-  }
-  if (err?.cause !== undefined) {
-    const c = err.cause;
-    out.cause = c instanceof Error ? String(c.message) : c;
-  }
-  return out;
-}
-
-function finish(result, code) {
-  process.stdout.write(JSON.stringify(result) + '\n', () => process.exit(code));
 }
 
 // Starts the client notification endpoint (CIBA §10.2). It resolves
@@ -167,27 +152,10 @@ async function main() {
     });
     await endpoint.expect(response.auth_req_id, signal);
     tokens = await client.genericGrantRequest(config, GRANT_CIBA, { auth_req_id: response.auth_req_id });
-    return report(mode, tokens, response.auth_req_id, endpoint.pings.length);
+    return report(mode, tokens, response.auth_req_id, { pings: endpoint.pings.length });
   } finally {
     endpoint.close();
   }
-}
-
-function report(mode, tokens, authReqId, pings) {
-  const claims = tokens.claims();
-  if (!claims) throw new Error('the token response has no ID token');
-  return {
-    ok: true,
-    mode,
-    sub: claims.sub,
-    claims,
-    auth_req_id: authReqId,
-    token_type: tokens.token_type,
-    has_access_token: typeof tokens.access_token === 'string' && tokens.access_token.length > 0,
-    has_refresh_token: typeof tokens.refresh_token === 'string',
-    expires_in: tokens.expiresIn(),
-    pings,
-  };
 }
 
 main().then(
