@@ -2,6 +2,7 @@ package config
 
 import (
 	"net/mail"
+	"strings"
 	"text/template"
 	"time"
 )
@@ -98,7 +99,8 @@ func (v *validator) checkEmail(e *Email, webhook bool) {
 	if (e.Username == "") != (e.Password == "") {
 		v.fail("channels.email.password", "username and password go together")
 	}
-	if _, err := template.New("subject").Parse(e.Subject); err != nil {
+	// The channel offers join (strings.Join) to its templates.
+	if _, err := template.New("subject").Funcs(template.FuncMap{"join": strings.Join}).Parse(e.Subject); err != nil {
 		v.fail("channels.email.subject", "not a valid template: %v", err)
 	}
 	if e.Timeout <= 0 {
