@@ -86,7 +86,7 @@ func discovery(cfg *config.Config, reg registry, up ciba.Upstream) map[string]an
 		"token_endpoint_auth_signing_alg_values_supported":                jose.DefaultAlgs(),
 		"backchannel_token_delivery_modes_supported":                      []string{"poll", "ping", "push"},
 		"backchannel_authentication_request_signing_alg_values_supported": algs,
-		"backchannel_user_code_parameter_supported":                       up.SupportsUserCode(),
+		"backchannel_user_code_parameter_supported":                       up != nil && up.SupportsUserCode(),
 		"subject_types_supported":                                         []string{"public"},
 		"id_token_signing_alg_values_supported":                           []string{"RS256", "PS256", "ES256"},
 		"scopes_supported":                                                []string{"openid", "profile", "email", "address", "phone"},

@@ -88,6 +88,8 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 	switch cfg.Upstream.Type {
 	case config.UpstreamOIDC:
 		up, err = buildOIDC(ctx, cfg, registry, m, log)
+	case config.UpstreamCIBA:
+		up, err = buildCIBA(ctx, cfg, registry, m, log)
 	default:
 		up, err = buildLocal(cfg, st, signer, registry)
 	}
@@ -115,6 +117,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 	}, ciba.Deps{
 		Store:       st,
 		Upstream:    up.Upstream,
+		Relay:       up.relay,
 		Minter:      up.minter,
 		Sealer:      ring,
 		Channel:     channel,
@@ -129,18 +132,15 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 	}
 
 	srv := &httpapi.Server{
-		Issuer:    cfg.Issuer,
-		Service:   svc,
-		Clients:   auth,
-		Refresher: up.refresher,
-		Forwarder: up.forwarder,
-		Approval: &httpapi.Approval{
-			Service: svc, Passwords: up.passwords, Federation: up.federation, Logins: st, Key: csrfKey,
-			Secure: strings.HasPrefix(cfg.Issuer, "https://"),
-		},
-		Discovery: up.discovery,
-		Observer:  m,
-		JWKS:      func() any { return signer.PublicJWKS() },
+		Issuer:     cfg.Issuer,
+		Service:    svc,
+		Clients:    auth,
+		Refresher:  up.refresher,
+		Forwarder:  up.forwarder,
+		RelayPings: up.relay != nil,
+		Discovery:  up.discovery,
+		Observer:   m,
+		JWKS:       func() any { return signer.PublicJWKS() },
 		Ready: func(ctx context.Context) error {
 			if _, err := st.GetRecord(ctx, "server", "callback-key"); err != nil {
 				return fmt.Errorf("store: %w", err)
@@ -153,6 +153,12 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 			return nil
 		},
 		Logger: log,
+	}
+	if up.relay == nil { // a relayed request is approved at the upstream
+		srv.Approval = &httpapi.Approval{
+			Service: svc, Passwords: up.passwords, Federation: up.federation, Logins: st, Key: csrfKey,
+			Secure: strings.HasPrefix(cfg.Issuer, "https://"),
+		}
 	}
 	a = &app{service: svc, store: st}
 	if cfg.Metrics.Listen == "" {

@@ -19,6 +19,7 @@ import (
 	"github.com/cibaproxy/cibaproxy/internal/jose"
 	"github.com/cibaproxy/cibaproxy/internal/keys"
 	"github.com/cibaproxy/cibaproxy/internal/metrics"
+	cibaup "github.com/cibaproxy/cibaproxy/internal/upstream/ciba"
 	"github.com/cibaproxy/cibaproxy/internal/upstream/local"
 	oidcup "github.com/cibaproxy/cibaproxy/internal/upstream/oidc"
 )
@@ -31,6 +32,8 @@ type upstream struct {
 	passwords  httpapi.Passwords
 	federation httpapi.Federation
 	forwarder  httpapi.TokenForwarder
+	// relay runs requests at a CIBA upstream (ciba upstream).
+	relay ciba.Relay
 	// audiences are further aud values clients may use for cibaproxy.
 	audiences []string
 	discovery func(ctx context.Context) (map[string]any, error)
@@ -180,3 +183,77 @@ func (f *federation) Origin() string {
 // Issuer is the provider's issuer identifier, which it may send back with
 // the authorization response (RFC 9207).
 func (f *federation) Issuer() string { return f.issuer }
+
+func buildCIBA(ctx context.Context, cfg *config.Config, reg registry, m *metrics.Metrics, log *slog.Logger) (*upstream, error) {
+	u := cfg.Upstream.CIBA
+	hc := func(kind string) *http.Client {
+		return &http.Client{
+			Timeout:       u.Timeout,
+			Transport:     m.Transport(kind, nil),
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	relayCreds := make(map[string]cibaup.Credentials, len(cfg.Clients))
+	fedCreds := make(map[string]oidcup.Credentials, len(cfg.Clients))
+	for _, c := range cfg.Clients {
+		cr := c.Credentials()
+		relayCreds[c.ID] = cibaup.Credentials{ClientID: cr.ClientID, ClientSecret: cr.ClientSecret, AuthMethod: cr.AuthMethod, Ping: cr.Ping}
+		fedCreds[c.ID] = oidcup.Credentials{ClientID: cr.ClientID, ClientSecret: cr.ClientSecret, AuthMethod: cr.AuthMethod}
+	}
+	rel, err := cibaup.New(ctx, cibaup.Config{Issuer: u.Issuer, Clients: relayCreds, HTTPClient: hc("ciba"), Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("ciba upstream: %w", err)
+	}
+	// The provider's other grants (refresh_token) pass through, as with
+	// the oidc upstream, which also serves its metadata.
+	fed, err := oidcup.New(ctx, oidcup.Config{
+		Issuer: u.Issuer, RedirectURL: cfg.Issuer + httpapi.PathApproveCallback, Clients: fedCreds,
+		HTTPClient: hc("oidc"), Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ciba upstream: %w", err)
+	}
+	own := discovery(cfg, reg, nil)
+	return &upstream{
+		relay:     relay{up: rel},
+		forwarder: fed,
+		audiences: []string{u.Issuer},
+		discovery: func(ctx context.Context) (map[string]any, error) {
+			md, err := rel.Metadata(ctx)
+			if err != nil {
+				return nil, err
+			}
+			doc := federatedDiscovery(md, own)
+			// The provider checks user codes; say what it says.
+			doc["backchannel_user_code_parameter_supported"] = md["backchannel_user_code_parameter_supported"] == true
+			return doc, nil
+		},
+		ready: func(ctx context.Context) error {
+			if err := rel.Ready(ctx); err != nil {
+				return err
+			}
+			return fed.Ready(ctx)
+		},
+	}, nil
+}
+
+// relay adapts the ciba upstream to the domain's Relay.
+type relay struct{ up *cibaup.Upstream }
+
+func (r relay) Start(ctx context.Context, c *ciba.Client, p ciba.AuthParams, token string) (ciba.RelayStarted, error) {
+	// p.ClientNotificationToken is the client's own bearer for cibaproxy's
+	// pings: it never goes upstream; token is cibaproxy's for the upstream's.
+	st, err := r.up.Start(ctx, c.ID, cibaup.Params{
+		Scope: p.Scope, LoginHint: p.Hint.LoginHint, LoginHintToken: p.Hint.LoginHintToken, IDTokenHint: p.Hint.IDTokenHint,
+		BindingMessage: p.BindingMessage, UserCode: p.UserCode, ACRValues: p.ACRValues, RequestedExpiry: p.RequestedExpiry,
+		NotificationToken: token,
+	})
+	return ciba.RelayStarted{ID: st.ID, ExpiresIn: st.ExpiresIn, Interval: st.Interval}, err
+}
+
+func (r relay) Poll(ctx context.Context, c *ciba.Client, id string) (ciba.RelayResult, error) {
+	res, err := r.up.Poll(ctx, c.ID, id)
+	return ciba.RelayResult{Tokens: res.Tokens, Pending: res.Pending, SlowDown: res.SlowDown}, err
+}
+
+func (r relay) SupportsPing(clientID string) bool { return r.up.SupportsPing(clientID) }

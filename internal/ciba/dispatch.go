@@ -20,7 +20,42 @@ const (
 	maxBackoff    = time.Minute
 	maxInFlight   = 64
 	sweepInterval = time.Minute
+	// takeoverInterval is how often the dispatcher asks a DueLister store
+	// for deliveries whose lease ran out; takeoverGrace is how long after
+	// the lease ran out it takes them, so that the instance that holds the
+	// lease, which looks at exactly that time, goes first.
+	takeoverInterval = 2 * time.Second
+	takeoverGrace    = time.Second
 )
+
+// DueLister is implemented by stores shared between instances that index the
+// requests with a pending delivery by their next attempt. An instance that
+// claimed an attempt and died leaves a lease that runs out with nobody to
+// look at it again but the other instances: with a DueLister they find it
+// within seconds (takeoverInterval) rather than at the next full sweep.
+type DueLister interface {
+	// ListDue calls fn, until it returns false, with the ids of requests
+	// that have a pending delivery whose NextAttempt is at or before t. It
+	// may list a bounded number per call, and a request that changed
+	// since; the dispatcher claims each attempt by compare-and-set anyway.
+	ListDue(ctx context.Context, t time.Time, fn func(id string) bool) error
+}
+
+// dueLister returns the DueLister behind st: st itself, or the store that a
+// wrapper of st (a metrics layer, say) returns from an Unwrap() Store method.
+func dueLister(st Store) (DueLister, bool) {
+	for range 8 { // wrappers of wrappers, within reason
+		if d, ok := st.(DueLister); ok {
+			return d, true
+		}
+		w, ok := st.(interface{ Unwrap() Store })
+		if !ok {
+			return nil, false
+		}
+		st = w.Unwrap()
+	}
+	return nil, false
+}
 
 // scheduler is the set of requests the dispatcher must look at, with the
 // earliest time each needs a look.
@@ -88,6 +123,13 @@ func (s *Service) Run(ctx context.Context) error {
 	sem := make(chan struct{}, maxInFlight)
 	sweep := time.NewTicker(sweepInterval)
 	defer sweep.Stop()
+	var takeover <-chan time.Time
+	due, shared := dueLister(s.d.Store)
+	if shared {
+		t := time.NewTicker(takeoverInterval)
+		defer t.Stop()
+		takeover = t.C
+	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -116,6 +158,8 @@ func (s *Service) Run(ctx context.Context) error {
 			if err := s.sweep(ctx); err != nil {
 				s.log.Warn("sweep", slog.Any("error", err))
 			}
+		case <-takeover:
+			s.takeOver(ctx, due)
 		}
 	}
 }
@@ -131,6 +175,8 @@ func (s *Service) sweep(ctx context.Context) error {
 			gone = append(gone, r.ID)
 		case r.UserNotice.Pending() || r.ClientNotice.Pending():
 			s.sched.add(r.ID, now)
+		case r.Status == StatusPending && r.Relay.Active() && !r.Relay.NextPoll.IsZero():
+			s.sched.add(r.ID, r.Relay.NextPoll)
 		case r.Status == StatusPending && r.Mode != ModePoll:
 			s.sched.add(r.ID, r.ExpiresAt)
 		case r.Status == StatusApproved && r.Result != nil:
@@ -145,6 +191,25 @@ func (s *Service) sweep(ctx context.Context) error {
 	}
 	s.wake()
 	return err
+}
+
+// takeOver schedules the deliveries that due lists as past their lease by
+// more than takeoverGrace: their instance died or is stuck. A store outage
+// is logged at debug level only, as the next tick tries again and /readyz
+// reports it.
+func (s *Service) takeOver(ctx context.Context, due DueLister) {
+	now := s.now()
+	err := due.ListDue(ctx, now.Add(-takeoverGrace), func(id string) bool {
+		s.sched.add(id, now)
+		return true
+	})
+	switch {
+	case err == nil, ctx.Err() != nil:
+	case errors.Is(err, ErrUnavailable):
+		s.log.Debug("dispatch: list due deliveries", slog.Any("error", err))
+	default:
+		s.log.Warn("dispatch: list due deliveries", slog.Any("error", err))
+	}
 }
 
 // process looks at one request: expires it, clears tokens nobody may take
@@ -207,6 +272,13 @@ func (s *Service) process(ctx context.Context, id string, spawn func(func())) {
 			later(at)
 		} else {
 			spawn(func() { s.attempt(ctx, id, clientNotice, now) })
+		}
+	}
+	if rs := r.Relay; rs.Active() && r.Status == StatusPending && !r.Expired(now) && !rs.NextPoll.IsZero() {
+		if rs.NextPoll.After(now) {
+			later(rs.NextPoll)
+		} else {
+			spawn(func() { s.pollUpstream(ctx, id, now) })
 		}
 	}
 	if !r.Expired(now) && (r.Status == StatusPending && r.Mode != ModePoll || r.Status == StatusApproved && r.Result != nil) {

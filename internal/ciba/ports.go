@@ -120,3 +120,39 @@ type Observer interface {
 	// the channel's name) and its outcome.
 	ObserveDelivery(kind string, err error)
 }
+
+// Relay is an upstream that runs the CIBA flow itself (the ciba upstream):
+// cibaproxy forwards each request to it and polls it for the result, so the
+// clients' polls never reach it. Errors are *Error values with the code the
+// client should see, or wrap ErrUnavailable when the upstream cannot be
+// reached (anything else is answered as server_error).
+type Relay interface {
+	// Start forwards the request of client c. notificationToken is set
+	// when the upstream will ping cibaproxy (SupportsPing).
+	Start(ctx context.Context, c *Client, p AuthParams, notificationToken string) (RelayStarted, error)
+	// Poll makes one token request at the upstream for its request id.
+	Poll(ctx context.Context, c *Client, id string) (RelayResult, error)
+	// SupportsPing reports whether the upstream pings cibaproxy for
+	// client c's requests.
+	SupportsPing(clientID string) bool
+}
+
+// RelayStarted is the upstream's answer to a relayed request.
+type RelayStarted struct {
+	// ID is the upstream's auth_req_id. Secret: never log it.
+	ID string
+	// ExpiresIn is the upstream request's lifetime.
+	ExpiresIn time.Duration
+	// Interval is the upstream's poll interval; zero means 5 s (CIBA §7.3).
+	Interval time.Duration
+}
+
+// RelayResult is the upstream's answer to one poll: tokens, or pending.
+type RelayResult struct {
+	// Tokens is the upstream's token response (JSON) once issued.
+	Tokens []byte
+	// Pending: authorization_pending.
+	Pending bool
+	// SlowDown: slow_down, the interval must grow by 5 s.
+	SlowDown bool
+}

@@ -91,7 +91,38 @@ type AuthRequest struct {
 	UserNotice Delivery `json:"user_notice"`
 	// ClientNotice tracks the ping or push callback to the client.
 	ClientNotice Delivery `json:"client_notice"`
+
+	// Relay is the request's counterpart at a CIBA upstream (the ciba
+	// upstream kind); zero otherwise.
+	Relay RelayState `json:"relay,omitzero"`
 }
+
+// RelayState tracks a request relayed to a CIBA upstream: cibaproxy polls the
+// upstream at the upstream's pace (or once, when it pings), whatever the
+// client does, and keeps the result for the client.
+type RelayState struct {
+	// ID is the upstream's auth_req_id, sealed: together with the client's
+	// credentials at the upstream it fetches the tokens.
+	ID []byte `json:"id,omitempty"`
+	// Interval is the upstream's poll interval, grown by its slow_down.
+	Interval time.Duration `json:"interval,omitempty"`
+	// Ping is set when the upstream pings cibaproxy when the result is
+	// ready; NextPoll stays zero until it does.
+	Ping bool `json:"ping,omitempty"`
+	// NextPoll is when the upstream is polled next, zero while none is
+	// scheduled. A claimed poll moves it forward first, which is the lease
+	// that keeps other workers and instances from polling meanwhile.
+	NextPoll time.Time `json:"next_poll,omitzero"`
+	// Polls counts the token requests made to the upstream.
+	Polls int `json:"polls,omitempty"`
+	// Failures counts consecutive polls that got no answer, for backoff.
+	Failures int `json:"failures,omitempty"`
+	// LastError is the last failure, for operators. No secrets.
+	LastError string `json:"last_error,omitempty"`
+}
+
+// Active reports whether the request is relayed.
+func (r RelayState) Active() bool { return len(r.ID) > 0 }
 
 // Delivery tracks an outbound message that must be sent once, with retries,
 // surviving a restart of the server.
@@ -122,6 +153,9 @@ func (r *AuthRequest) Clone() *AuthRequest {
 	c.Result = append([]byte(nil), r.Result...)
 	if r.Result == nil {
 		c.Result = nil
+	}
+	if r.Relay.ID != nil {
+		c.Relay.ID = append([]byte(nil), r.Relay.ID...)
 	}
 	return &c
 }

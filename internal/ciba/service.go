@@ -63,6 +63,9 @@ type Deps struct {
 	// the same across restarts and instances (keep it in the store).
 	CallbackKey []byte
 	Logger      *slog.Logger
+	// Relay, when set, runs each request at a CIBA upstream instead of
+	// resolving the user here (the ciba upstream); Upstream is then unused.
+	Relay Relay
 	// Observer counts deliveries; nil counts nothing.
 	Observer Observer
 	// Now is the clock; time.Now when nil.
@@ -85,8 +88,8 @@ type Service struct {
 // start deliveries.
 func NewService(cfg Config, d Deps) (*Service, error) {
 	switch {
-	case d.Store == nil || d.Upstream == nil || d.Sealer == nil || d.Notifier == nil || d.Clients == nil:
-		return nil, errors.New("ciba: Store, Upstream, Sealer, Notifier and Clients are required")
+	case d.Store == nil || d.Upstream == nil && d.Relay == nil || d.Sealer == nil || d.Notifier == nil || d.Clients == nil:
+		return nil, errors.New("ciba: Store, Upstream or Relay, Sealer, Notifier and Clients are required")
 	case len(d.CallbackKey) < 32:
 		return nil, errors.New("ciba: CallbackKey must be at least 32 bytes")
 	case cfg.DefaultExpiry <= 0 || cfg.MaxExpiry < cfg.DefaultExpiry:
@@ -184,6 +187,10 @@ func (s *Service) Authorize(ctx context.Context, c *Client, p AuthParams) (*Auth
 	var acr []string
 	if p.ACRValues != "" {
 		acr = strings.Fields(p.ACRValues)
+	}
+
+	if s.d.Relay != nil {
+		return s.relay(ctx, c, p, relayed{now: now, scopes: scopes, acr: acr, lifetime: lifetime, token: token})
 	}
 
 	user, err := s.d.Upstream.ResolveUser(ctx, c, p.Hint)
@@ -362,7 +369,7 @@ func (s *Service) finish(ctx context.Context, r *AuthRequest, now time.Time) ([]
 	if err != nil {
 		return nil, &Error{Code: CodeServerError, Description: "the stored tokens could not be decrypted", Err: err}
 	}
-	s.log.LogAttrs(ctx, slog.LevelInfo, "tokens delivered", slog.String("client_id", r.ClientID), slog.String("mode", "poll"))
+	s.log.LogAttrs(ctx, slog.LevelInfo, "tokens delivered", slog.String("client_id", r.ClientID), slog.String("mode", string(r.Mode)), slog.String("by", "token endpoint"))
 	return plain, nil
 }
 

@@ -113,10 +113,12 @@ var (
 )
 
 type fixture struct {
-	svc   *ciba.Service
-	store ciba.Store
-	clock *clock
-	note  *notifier
+	svc    *ciba.Service
+	store  ciba.Store
+	clock  *clock
+	note   *notifier
+	sealer ciba.Sealer
+	key    []byte
 }
 
 func newFixture(t testing.TB, mod func(*ciba.Config, *ciba.Deps)) *fixture {
@@ -144,6 +146,7 @@ func newFixture(t testing.TB, mod func(*ciba.Config, *ciba.Deps)) *fixture {
 	if mod != nil {
 		mod(&cfg, &deps)
 	}
+	f.sealer, f.key = deps.Sealer, deps.CallbackKey
 	if f.svc, err = ciba.NewService(cfg, deps); err != nil {
 		t.Fatal(err)
 	}

@@ -59,7 +59,7 @@ const (
 	StoreMemory   = "memory"
 )
 
-// Values of [Upstream.Type]. [UpstreamCIBA] is not supported yet.
+// Values of [Upstream.Type].
 const (
 	UpstreamLocal = "local"
 	UpstreamOIDC  = "oidc"
@@ -165,9 +165,9 @@ type Store struct {
 // tokens come from").
 type Upstream struct {
 	// Type is the kind of upstream: "local" (the default: cibaproxy is
-	// the issuer and knows the users) or "oidc" (federation to an existing
-	// OpenID Provider, whose tokens the clients receive). "ciba" is
-	// planned.
+	// the issuer and knows the users), "oidc" (federation to an existing
+	// OpenID Provider, whose tokens the clients receive) or "ciba" (relay
+	// to a CIBA-capable provider, shielding it from the clients' polling).
 	Type string `yaml:"type"`
 
 	// Local configures the "local" upstream. Required when Type is "local".
@@ -175,6 +175,9 @@ type Upstream struct {
 
 	// OIDC configures the "oidc" upstream. Required when Type is "oidc".
 	OIDC OIDCUpstream `yaml:"oidc"`
+
+	// CIBA configures the "ciba" upstream. Required when Type is "ciba".
+	CIBA CIBAUpstream `yaml:"ciba"`
 }
 
 // LocalUpstream configures the "local" upstream: cibaproxy is the issuer

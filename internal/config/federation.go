@@ -48,6 +48,25 @@ type UpstreamCredentials struct {
 	// provider's token endpoint: client_secret_basic (default) or
 	// client_secret_post.
 	AuthMethod string `yaml:"auth_method"`
+
+	// Ping (ciba upstream only): the client is registered at the provider
+	// in ping mode with cibaproxy's <issuer>/ciba/upstream-ping as its
+	// notification endpoint, so cibaproxy polls the provider once, when
+	// pinged, instead of once per interval. Default false (poll).
+	Ping bool `yaml:"ping"`
+}
+
+// CIBAUpstream configures the "ciba" upstream: cibaproxy relays each
+// backchannel request to a CIBA-capable provider and answers the clients'
+// polls itself, calling the provider at most once per its interval (or once
+// when it pings).
+type CIBAUpstream struct {
+	// Issuer is the provider's issuer identifier; its discovery document
+	// must list backchannel_authentication_endpoint. Required.
+	Issuer string `yaml:"issuer"`
+
+	// Timeout bounds each call to the provider. Default 10s.
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 const defaultUpstreamTimeout = 10 * time.Second
@@ -57,15 +76,21 @@ const defaultUpstreamTimeout = 10 * time.Second
 var matchableClaims = []string{"sub", "email", "preferred_username", "phone_number", "upn"}
 
 func (v *validator) oidcDefaults(c *Config) {
-	o := &c.Upstream.OIDC
-	if len(o.MatchClaims) == 0 {
-		o.MatchClaims = []string{"sub"}
-	}
-	if !v.src.set["upstream.oidc.timeout"] {
-		o.Timeout = defaultUpstreamTimeout
+	if c.Upstream.Type == UpstreamCIBA {
+		if !v.src.set["upstream.ciba.timeout"] {
+			c.Upstream.CIBA.Timeout = defaultUpstreamTimeout
+		}
+	} else {
+		o := &c.Upstream.OIDC
+		if len(o.MatchClaims) == 0 {
+			o.MatchClaims = []string{"sub"}
+		}
+		if !v.src.set["upstream.oidc.timeout"] {
+			o.Timeout = defaultUpstreamTimeout
+		}
 	}
 	for i := range c.Clients {
-		if u := &c.Clients[i].Upstream; !u.empty() && u.AuthMethod == "" {
+		if u := &c.Clients[i].Upstream; (u.ClientID != "" || u.ClientSecret != "") && u.AuthMethod == "" {
 			u.AuthMethod = AuthClientSecretBasic
 		}
 	}
@@ -95,23 +120,59 @@ func (v *validator) checkOIDC(c *Config) {
 	if o.Timeout <= 0 {
 		v.fail("upstream.oidc.timeout", "must be positive, got %s", o.Timeout)
 	}
+	v.checkUpstreamClients(c, UpstreamOIDC)
+}
+
+// checkCIBAUpstream checks the ciba upstream and what it asks of the clients.
+func (v *validator) checkCIBAUpstream(c *Config) {
+	u := &c.Upstream.CIBA
+	if u.Issuer == "" {
+		v.fail("upstream.ciba.issuer", "required: the CIBA-capable identity provider's issuer URL, e.g. https://idp.example.com/realms/main")
+	} else if msg := checkIssuer(u.Issuer); msg != "" {
+		v.fail("upstream.ciba.issuer", "%s", msg)
+	}
+	if u.Timeout <= 0 {
+		v.fail("upstream.ciba.timeout", "must be positive, got %s", u.Timeout)
+	}
+	if c.Channels.Webhook.URL != "" {
+		v.fail("channels.webhook.url", "not used with the ciba upstream, which reaches the user itself; remove it")
+	}
+	if c.Channels.Email.Host != "" {
+		v.fail("channels.email.host", "not used with the ciba upstream, which reaches the user itself; remove it")
+	}
+	v.checkUpstreamClients(c, UpstreamCIBA)
+}
+
+// checkUpstreamClients checks what a federating upstream (kind) asks of
+// every client: no push, and credentials at the provider.
+func (v *validator) checkUpstreamClients(c *Config, kind string) {
 	for i := range c.Clients {
 		cl := &c.Clients[i]
 		p := joinIndex("clients", i)
 		if cl.DeliveryMode == DeliveryPush {
-			v.fail(joinKey(p, "backchannel_token_delivery_mode"), "push cannot be used with the oidc upstream: CIBA Core §10.3.1 requires the pushed ID token to carry urn:openid:params:jwt:claim:auth_req_id, at_hash and rt_hash, which the identity provider's ID token does not; use poll or ping")
+			v.fail(joinKey(p, "backchannel_token_delivery_mode"), "push cannot be used with the %s upstream: CIBA Core §10.3.1 requires the pushed ID token to carry urn:openid:params:jwt:claim:auth_req_id, at_hash and rt_hash, which the identity provider's ID token does not; use poll or ping", kind)
 		}
-		v.checkCredentials(cl, p)
+		v.checkCredentials(cl, p, kind)
 	}
 }
 
 // checkCredentials checks the client's credentials at an upstream
 // provider: explicit ones, or its own id and plain secret.
-func (v *validator) checkCredentials(cl *Client, p string) {
+func (v *validator) checkCredentials(cl *Client, p, kind string) {
 	u := &cl.Upstream
 	if u.empty() {
 		if cl.Secret == "" {
-			v.fail(joinKey(p, "upstream_credentials"), "required with the %s upstream unless the client has a plain client_secret, which is then used at the identity provider too", "oidc")
+			v.fail(joinKey(p, "upstream_credentials"), "required with the %s upstream unless the client has a plain client_secret, which is then used at the identity provider too", kind)
+		}
+		return
+	}
+	if u.Ping && kind != UpstreamCIBA {
+		v.fail(joinKey(p, "upstream_credentials.ping"), "only for the ciba upstream")
+	}
+	if u.ClientID == "" && u.ClientSecret == "" && u.AuthMethod == "" {
+		// Only ping is set: the client's own credentials, in ping mode.
+		if cl.Secret == "" {
+			v.fail(joinKey(p, "upstream_credentials"), "client_id and client_secret are required unless the client has a plain client_secret, which is then used at the identity provider too")
 		}
 		return
 	}
@@ -131,10 +192,11 @@ func (v *validator) checkCredentials(cl *Client, p string) {
 // UpstreamCredentials when set, otherwise its own client_id and plain
 // secret with client_secret_basic.
 func (c *Client) Credentials() UpstreamCredentials {
-	if !c.Upstream.empty() {
-		return c.Upstream
+	u := c.Upstream
+	if u.ClientID == "" && u.ClientSecret == "" {
+		return UpstreamCredentials{ClientID: c.ID, ClientSecret: c.Secret, AuthMethod: AuthClientSecretBasic, Ping: u.Ping}
 	}
-	return UpstreamCredentials{ClientID: c.ID, ClientSecret: c.Secret, AuthMethod: AuthClientSecretBasic}
+	return u
 }
 
 // empty reports whether no credentials were configured.

@@ -90,7 +90,7 @@ func (v *validator) defaults(c *Config) {
 	}
 	str(&c.Upstream.Type, UpstreamLocal)
 	c.Upstream.Local.UsersFile = v.resolve(c.Upstream.Local.UsersFile)
-	if c.Upstream.Type == UpstreamOIDC {
+	if c.Upstream.Type == UpstreamOIDC || c.Upstream.Type == UpstreamCIBA {
 		v.oidcDefaults(c)
 	}
 
@@ -139,8 +139,11 @@ func (v *validator) validate(c *Config) {
 	v.checkWebhook(&c.Channels.Webhook)
 	v.checkEmail(&c.Channels.Email, c.Channels.Webhook.URL != "")
 	v.checkClients(c.Clients)
-	if c.Upstream.Type == UpstreamOIDC {
+	switch c.Upstream.Type {
+	case UpstreamOIDC:
 		v.checkOIDC(c)
+	case UpstreamCIBA:
+		v.checkCIBAUpstream(c)
 	}
 }
 
@@ -219,12 +222,10 @@ func (v *validator) checkUpstream(u *Upstream) {
 	switch u.Type {
 	case UpstreamLocal:
 		v.checkLocal(&u.Local)
-	case UpstreamOIDC:
-		// checked with the clients, in checkOIDC
-	case UpstreamCIBA:
-		v.fail("upstream.type", "%q is not supported yet; use %q or %q", u.Type, UpstreamLocal, UpstreamOIDC)
+	case UpstreamOIDC, UpstreamCIBA:
+		// checked with the clients, in checkOIDC and checkCIBAUpstream
 	default:
-		v.fail("upstream.type", "must be %q or %q (%q is not supported yet), got %q", UpstreamLocal, UpstreamOIDC, UpstreamCIBA, u.Type)
+		v.fail("upstream.type", "must be %q, %q or %q, got %q", UpstreamLocal, UpstreamOIDC, UpstreamCIBA, u.Type)
 	}
 }
 

@@ -26,9 +26,12 @@ const (
 	PathToken     = "/token"
 	PathJWKS      = "/jwks"
 	PathCallback  = "/ciba/callback"
-	PathHealth    = "/healthz"
-	PathReady     = "/readyz"
-	PathMetrics   = "/metrics"
+	// PathUpstreamPing receives a CIBA upstream's pings (the ciba upstream
+	// in ping mode): the notification endpoint registered there.
+	PathUpstreamPing = "/ciba/upstream-ping"
+	PathHealth       = "/healthz"
+	PathReady        = "/readyz"
+	PathMetrics      = "/metrics"
 )
 
 // GrantCIBA is the CIBA grant type (CIBA §10.1).
@@ -82,6 +85,8 @@ type Server struct {
 	JWKS func() any
 	// Approval serves the approval page; nil when the upstream has none.
 	Approval *Approval
+	// RelayPings serves PathUpstreamPing (the ciba upstream).
+	RelayPings bool
 	// Observer counts answered requests; nil counts nothing.
 	Observer Observer
 	// Metrics, when set, is served at PathMetrics.
@@ -133,6 +138,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+PathBCAuthz, s.backchannelAuthorize)
 	mux.HandleFunc("POST "+PathToken, s.token)
 	mux.HandleFunc("POST "+PathCallback, s.callback)
+	if s.RelayPings {
+		mux.HandleFunc("POST "+PathUpstreamPing, s.upstreamPing)
+	}
 	if s.Approval != nil {
 		if s.Approval.Logger == nil {
 			s.Approval.Logger = s.Logger
@@ -370,6 +378,34 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.Service.Callback(r.Context(), token, status == "approved", reason); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// upstreamPing receives a CIBA upstream's ping (CIBA §10.2): the bearer is
+// the notification token cibaproxy gave it, the body {"auth_req_id"} its
+// own request id.
+func (s *Server) upstreamPing(w http.ResponseWriter, r *http.Request) {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		writeError(w, ciba.Errorf(ciba.CodeInvalidToken, "an Authorization: Bearer header with the notification token is required"))
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCallback))
+	if err != nil {
+		writeError(w, ciba.Errorf(ciba.CodeInvalidRequest, "the body could not be read or is larger than %d bytes", maxCallback))
+		return
+	}
+	var ping struct {
+		AuthReqID string `json:"auth_req_id"`
+	}
+	if err := json.Unmarshal(body, &ping); err != nil || ping.AuthReqID == "" {
+		writeError(w, ciba.Errorf(ciba.CodeInvalidRequest, "the body must be a JSON object with auth_req_id (CIBA §10.2)"))
+		return
+	}
+	if err := s.Service.RelayPing(r.Context(), token, ping.AuthReqID); err != nil {
 		writeError(w, err)
 		return
 	}

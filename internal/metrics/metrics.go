@@ -34,6 +34,8 @@ type Metrics struct {
 	upstreamDur  *prometheus.HistogramVec
 	storeDur     *prometheus.HistogramVec
 	storeErrors  *prometheus.CounterVec
+	relayPolls   *prometheus.CounterVec
+	relayPerReq  prometheus.Histogram
 }
 
 // New returns the metrics, registered with a new registry that also holds
@@ -72,8 +74,17 @@ func New() *Metrics {
 			Namespace: namespace, Name: "store_errors_total",
 			Help: "Store operations that failed for another reason than not found or a refused change, by operation.",
 		}, []string{"op"}),
+		relayPolls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "relay_upstream_polls_total",
+			Help: "Token requests made to a CIBA upstream for relayed requests, by result (pending, slow_down, tokens, access_denied, error...). Compare with the clients' polls in cibaproxy_http_requests_total to see the shield work.",
+		}, []string{"result"}),
+		relayPerReq: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "relay_upstream_polls_per_request",
+			Help:    "Upstream token requests a relayed request took until it ended (at most 1 + lifetime/interval, or 1 when the upstream pings).",
+			Buckets: []float64{1, 2, 3, 5, 10, 20, 50, 100, 200},
+		}),
 	}
-	m.reg.MustRegister(m.httpRequests, m.httpDuration, m.deliveries, m.upstream, m.upstreamDur, m.storeDur, m.storeErrors,
+	m.reg.MustRegister(m.httpRequests, m.httpDuration, m.deliveries, m.upstream, m.upstreamDur, m.storeDur, m.storeErrors, m.relayPolls, m.relayPerReq,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -96,6 +107,16 @@ func (m *Metrics) ObserveDelivery(kind string, err error) {
 		result = "error"
 	}
 	m.deliveries.WithLabelValues(kind, result).Inc()
+}
+
+// ObserveRelayPoll counts one upstream poll of a relayed request; polls is
+// the request's total when this result ended it, 0 otherwise
+// (ciba.RelayObserver).
+func (m *Metrics) ObserveRelayPoll(result string, polls int) {
+	m.relayPolls.WithLabelValues(result).Inc()
+	if polls > 0 {
+		m.relayPerReq.Observe(float64(polls))
+	}
 }
 
 // WatchRequests adds a gauge of the stored requests by state and delivery

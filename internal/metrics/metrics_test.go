@@ -32,6 +32,8 @@ func TestCountsAndLabels(t *testing.T) {
 	m.ObserveRequest("/token", "demo-poll", "slow_down", time.Millisecond)
 	m.ObserveDelivery("ping", nil)
 	m.ObserveDelivery("webhook", errors.New("refused"))
+	m.ObserveRelayPoll("pending", 0)
+	m.ObserveRelayPoll("tokens", 2)
 
 	st := m.Store(memory.New())
 	now := time.Now()
@@ -73,6 +75,9 @@ func TestCountsAndLabels(t *testing.T) {
 		`cibaproxy_requests{mode="poll",state="pending"} 0`,
 		`cibaproxy_upstream_requests_total{kind="oidc",result="5xx"} 1`,
 		`cibaproxy_upstream_requests_total{kind="oidc",result="error"} 1`,
+		`cibaproxy_relay_upstream_polls_total{result="pending"} 1`,
+		`cibaproxy_relay_upstream_polls_per_request_count 1`,
+		`cibaproxy_relay_upstream_polls_per_request_sum 2`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("metrics lack %s", want)
@@ -104,6 +109,7 @@ func TestTheDashboardUsesOnlyExistingMetrics(t *testing.T) {
 	_ = st.Close()
 	_, _ = st.GetRequest(context.Background(), "x")
 	m.WatchRequests(memory.New(), time.Now, time.Minute)
+	m.ObserveRelayPoll("tokens", 3)
 	text := scrape(t, m)
 	known := map[string]bool{}
 	for _, line := range strings.Split(text, "\n") {

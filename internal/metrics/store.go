@@ -111,3 +111,7 @@ func (s *store) TakeRecord(ctx context.Context, kind, key string) ([]byte, error
 	s.done("take_record", start, err)
 	return v, err
 }
+
+// Unwrap returns the wrapped store, so that optional interfaces of the
+// backend (ciba.DueLister) are found behind the measurements.
+func (s *store) Unwrap() ciba.Store { return s.Store }

@@ -11,6 +11,7 @@
 //	cibaproxy:approval:<apprid>     string: the auth_req_id whose ApprovalID is <apprid>
 //	cibaproxy:rec:<n>:<kind>:<key>  string: a record; <n> is the length of <kind> in bytes
 //	cibaproxy:changes               pub/sub channel: the id of each changed request
+//	cibaproxy:due                   sorted set: ids of requests with a delivery pending, by next attempt (due.go)
 //
 // Every key of one request carries the hash tag {<id>}, so it lives in one
 // Cluster hash slot and one Lua script can change it atomically. The fields
@@ -321,6 +322,7 @@ func (s *Store) CreateRequest(ctx context.Context, r *ciba.AuthRequest) error {
 		return unavailable(op, err)
 	}
 	if n == 1 {
+		s.reindex(context.WithoutCancel(ctx), r.ID, nil, r)
 		return nil
 	}
 	if r.ApprovalID != "" {
@@ -450,6 +452,7 @@ func (s *Store) UpdateRequest(ctx context.Context, id string, fn func(*ciba.Auth
 			// page, long before this late expiry.
 			_ = s.c.PExpireAt(ctx, s.approvalKey(next.ApprovalID), time.UnixMilli(exp)).Err()
 		}
+		s.reindex(context.WithoutCancel(ctx), id, cur, next)
 		return next, nil
 	}
 	return nil, fmt.Errorf("redis store: %s: %w: %d conflicting writes in a row", op, ciba.ErrUnavailable, maxAttempts)
@@ -482,6 +485,7 @@ func (s *Store) DeleteRequest(ctx context.Context, id string) error {
 	if err != nil {
 		return unavailable(op, err)
 	}
+	s.reindex(context.WithoutCancel(ctx), id, nil, nil)
 	if res != "" {
 		if err := unindexScript.Run(ctx, s.c, []string{s.approvalKey(res)}, id).Err(); err != nil {
 			return unavailable(op+": release ApprovalID (the request is deleted)", err)

@@ -126,6 +126,8 @@ func NewRequest() *ciba.AuthRequest {
 		Status:            ciba.StatusPending,
 		UserNotice:        ciba.Delivery{Due: true, Attempts: 1, NextAttempt: now.Add(time.Second), LastError: "timeout"},
 		ClientNotice:      ciba.Delivery{},
+		Relay: ciba.RelayState{ID: []byte("sealed-upstream-id"), Interval: 5 * time.Second, NextPoll: now.Add(5 * time.Second),
+			Polls: 1, Failures: 2, LastError: "connection refused"},
 	}
 }
 
@@ -134,7 +136,7 @@ func NewRequest() *ciba.AuthRequest {
 // nil.
 func normalize(r *ciba.AuthRequest) *ciba.AuthRequest {
 	c := *r
-	for _, tp := range []*time.Time{&c.CreatedAt, &c.ExpiresAt, &c.DecidedAt, &c.AuthTime, &c.UserNotice.NextAttempt, &c.ClientNotice.NextAttempt} {
+	for _, tp := range []*time.Time{&c.CreatedAt, &c.ExpiresAt, &c.DecidedAt, &c.AuthTime, &c.UserNotice.NextAttempt, &c.ClientNotice.NextAttempt, &c.Relay.NextPoll} {
 		*tp = tp.UTC().Round(0)
 	}
 	if len(c.Scopes) == 0 {
@@ -145,6 +147,9 @@ func normalize(r *ciba.AuthRequest) *ciba.AuthRequest {
 	}
 	if len(c.Result) == 0 {
 		c.Result = nil
+	}
+	if len(c.Relay.ID) == 0 {
+		c.Relay.ID = nil
 	}
 	return &c
 }

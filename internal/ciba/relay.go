@@ -1,0 +1,301 @@
+package ciba
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// The relay (the ciba upstream): each request is forwarded to a CIBA-capable
+// upstream, which reaches the user itself. The dispatcher polls the upstream
+// at its interval, honouring its slow_down, or once when the upstream pings;
+// clients' polls are answered from the store and never reach the upstream,
+// so upstream calls per request stay at most 1 + lifetime/interval (poll) or
+// 2 (ping).
+
+// defaultRelayInterval is the upstream poll interval when the upstream
+// announces none (CIBA §7.3).
+const defaultRelayInterval = 5 * time.Second
+
+// relayed are the values Authorize computed before it relays.
+type relayed struct {
+	now      time.Time
+	scopes   []string
+	acr      []string
+	lifetime time.Duration
+	token    string
+}
+
+// relayAD binds a sealed upstream id to its request.
+func relayAD(id string) []byte { return []byte("relay\x00" + id) }
+
+// relay forwards an authentication request to the upstream and stores its
+// counterpart here.
+func (s *Service) relay(ctx context.Context, c *Client, p AuthParams, v relayed) (*AuthResponse, error) {
+	r := &AuthRequest{
+		ID:                randomID(24),
+		ApprovalID:        randomID(16),
+		ClientID:          c.ID,
+		Mode:              c.Mode,
+		LoginHint:         p.Hint.LoginHint,
+		Scopes:            v.scopes,
+		ACRValues:         v.acr,
+		BindingMessage:    p.BindingMessage,
+		NotificationToken: v.token,
+		CreatedAt:         v.now,
+		Interval:          s.cfg.Interval,
+		Status:            StatusPending,
+	}
+	ping := s.d.Relay.SupportsPing(c.ID)
+	var pingToken string
+	if ping {
+		pingToken = s.RelayPingToken(r.ApprovalID)
+	}
+	started, err := s.d.Relay.Start(ctx, c, p, pingToken)
+	if err != nil {
+		return nil, s.upstreamError("relay request", err)
+	}
+	// Never outlive the upstream's request: its tokens could not be had.
+	lifetime := min(v.lifetime, started.ExpiresIn)
+	if lifetime <= 0 {
+		s.log.Error("relay: the upstream answered a non-positive expires_in", slog.String("client_id", c.ID))
+		return nil, &Error{Code: CodeServerError, Description: "the identity provider answered an unusable expires_in"}
+	}
+	r.ExpiresAt = v.now.Add(lifetime)
+	interval := started.Interval
+	if interval <= 0 {
+		interval = defaultRelayInterval
+	}
+	sealed, err := s.d.Sealer.Seal([]byte(started.ID), relayAD(r.ID))
+	if err != nil {
+		return nil, &Error{Code: CodeServerError, Description: "the request could not be stored", Err: err}
+	}
+	r.Relay = RelayState{ID: sealed, Interval: interval, Ping: ping}
+	if !ping {
+		r.Relay.NextPoll = v.now.Add(interval)
+	}
+	if err := s.d.Store.CreateRequest(ctx, r); err != nil {
+		return nil, s.storeError("create request", err)
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "auth request relayed",
+		slog.String("client_id", c.ID), slog.String("mode", string(c.Mode)),
+		slog.Duration("lifetime", lifetime), slog.Duration("upstream_interval", interval), slog.Bool("upstream_ping", ping))
+	if !ping {
+		s.schedule(r.ID, r.Relay.NextPoll)
+	}
+	return &AuthResponse{AuthReqID: r.ID, ExpiresIn: int64(lifetime / time.Second), Interval: int64(s.cfg.Interval / time.Second)}, nil
+}
+
+// RelayPingToken is the client_notification_token cibaproxy gives the
+// upstream for the request with this approval id: the bearer of the
+// upstream's ping. Derived (HMAC), like CallbackToken, so it survives
+// restarts and is shared by instances without being stored.
+func (s *Service) RelayPingToken(approvalID string) string {
+	mac := hmac.New(sha256.New, s.d.CallbackKey)
+	mac.Write([]byte("cibaproxy upstream ping\x00"))
+	mac.Write([]byte(approvalID))
+	return approvalID + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// RelayPing handles the upstream's ping (CIBA §10.2) for a relayed request:
+// bearer is the notification token cibaproxy gave it and upstreamID the
+// auth_req_id it sent. The request's upstream poll is scheduled at once. A
+// wrong token or id answers invalid_token and changes nothing.
+func (s *Service) RelayPing(ctx context.Context, bearer, upstreamID string) error {
+	approvalID, _, ok := strings.Cut(bearer, ".")
+	if !ok || !hmac.Equal([]byte(s.RelayPingToken(approvalID)), []byte(bearer)) {
+		return Errorf(CodeInvalidToken, "the notification token is not valid")
+	}
+	r, err := s.d.Store.GetRequestByApprovalID(ctx, approvalID)
+	if errors.Is(err, ErrNotFound) {
+		return Errorf(CodeInvalidToken, "the notification token is not valid")
+	}
+	if err != nil {
+		return s.storeError("get request", err)
+	}
+	if !r.Relay.Active() {
+		return Errorf(CodeInvalidToken, "the notification token is not valid")
+	}
+	id, err := s.d.Sealer.Open(r.Relay.ID, relayAD(r.ID))
+	if err != nil {
+		return &Error{Code: CodeServerError, Description: "the request could not be read", Err: err}
+	}
+	if subtle.ConstantTimeCompare(id, []byte(upstreamID)) != 1 {
+		return Errorf(CodeInvalidRequest, "auth_req_id is not the one of this notification token")
+	}
+	now := s.now()
+	r, err = s.d.Store.UpdateRequest(ctx, r.ID, func(cur *AuthRequest) error {
+		if cur.Status != StatusPending || cur.Expired(now) {
+			return errRelayOver
+		}
+		if cur.Relay.NextPoll.IsZero() || cur.Relay.NextPoll.After(now) {
+			cur.Relay.NextPoll = now
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errRelayOver):
+		return nil // a late or repeated ping: nothing left to fetch
+	case err != nil:
+		return s.transitionError("upstream ping", err)
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "upstream ping", slog.String("client_id", r.ClientID))
+	s.schedule(r.ID, now)
+	return nil
+}
+
+// errRelayOver stops an update of a relayed request that is no longer
+// pending.
+var errRelayOver = errors.New("the relayed request is over")
+
+// relayLease is the shortest lease a claimed upstream poll takes, so that
+// a slow upstream answer is not polled again by another worker meanwhile.
+const relayLease = 30 * time.Second
+
+// pollUpstream claims the upstream poll of request id and makes it: the
+// claim (a compare-and-set moving NextPoll forward) is the lease that keeps
+// every other worker and instance from polling the upstream meanwhile.
+func (s *Service) pollUpstream(ctx context.Context, id string, now time.Time) {
+	r, err := s.d.Store.UpdateRequest(ctx, id, func(r *AuthRequest) error {
+		rs := &r.Relay
+		if !rs.Active() || r.Status != StatusPending || r.Expired(now) || rs.NextPoll.IsZero() || rs.NextPoll.After(now) {
+			return errNothingToDo
+		}
+		rs.Polls++
+		rs.NextPoll = now.Add(max(rs.Interval, relayLease))
+		return nil
+	})
+	if err != nil {
+		if !errors.Is(err, errNothingToDo) && !errors.Is(err, ErrNotFound) {
+			s.log.Warn("relay: claim upstream poll", slog.Any("error", err))
+			s.sched.add(id, now.Add(firstBackoff))
+		}
+		return
+	}
+	s.schedule(id, r.Relay.NextPoll) // look again if this worker dies
+	client, ok := s.d.Clients(r.ClientID)
+	if !ok {
+		s.relayFailed(ctx, r, now, "the client is no longer registered")
+		return
+	}
+	upstreamID, err := s.d.Sealer.Open(r.Relay.ID, relayAD(r.ID))
+	if err != nil {
+		s.log.Error("relay: open the upstream id", slog.String("client_id", r.ClientID), slog.Any("error", err))
+		s.relayFailed(ctx, r, now, "the upstream request id could not be decrypted")
+		return
+	}
+	res, err := s.d.Relay.Poll(ctx, client, string(upstreamID))
+	var pe *Error
+	switch {
+	case err == nil && res.Tokens != nil:
+		s.observeRelay("tokens", r.Relay.Polls)
+		if err := s.Approve(ctx, r.ID, s.now(), res.Tokens); err != nil {
+			s.log.Warn("relay: approve", slog.String("client_id", r.ClientID), slog.Any("error", err))
+		}
+	case err == nil:
+		result := "pending"
+		if res.SlowDown {
+			result = "slow_down"
+		}
+		s.observeRelay(result, 0)
+		s.relayAgain(ctx, r.ID, now, res.SlowDown, "")
+	case errors.As(err, &pe) && pe.Code == CodeAccessDenied:
+		s.observeRelay("access_denied", r.Relay.Polls)
+		desc := "the user denied the request at the identity provider"
+		if pe.Description != "" {
+			desc = pe.Description
+		}
+		if err := s.Deny(ctx, r.ID, desc); err != nil {
+			s.log.Warn("relay: deny", slog.String("client_id", r.ClientID), slog.Any("error", err))
+		}
+	case errors.As(err, &pe):
+		// expired_token, invalid_grant and the like: the upstream
+		// request is over without tokens. The client hears why.
+		s.observeRelay(string(pe.Code), r.Relay.Polls)
+		s.relayFailed(ctx, r, now, "the identity provider ended the request: "+string(pe.Code))
+	default:
+		// Unreachable, 5xx, timeout: keep the request and try again, so
+		// an upstream outage loses nothing.
+		s.observeRelay("error", 0)
+		s.log.Warn("relay: upstream poll failed", slog.String("client_id", r.ClientID), slog.Int("polls", r.Relay.Polls), slog.Any("error", err))
+		s.relayAgain(ctx, r.ID, now, false, err.Error())
+	}
+}
+
+// relayAgain schedules the next upstream poll after a pending answer
+// (slowDown: the upstream asked for 5 s more) or a failure (problem set).
+// A ping-mode request waits for the next ping instead, unless the poll
+// failed.
+func (s *Service) relayAgain(ctx context.Context, id string, now time.Time, slowDown bool, problem string) {
+	r, err := s.d.Store.UpdateRequest(ctx, id, func(r *AuthRequest) error {
+		rs := &r.Relay
+		if r.Status != StatusPending {
+			return errNothingToDo
+		}
+		if slowDown {
+			rs.Interval += s.cfg.SlowDownStep
+		}
+		switch {
+		case problem != "":
+			rs.Failures++
+			rs.LastError = truncateReason(problem)
+			rs.NextPoll = now.Add(max(rs.Interval, backoff(rs.Failures)))
+		case rs.Ping:
+			rs.Failures, rs.LastError = 0, ""
+			rs.NextPoll = time.Time{}
+		default:
+			rs.Failures, rs.LastError = 0, ""
+			rs.NextPoll = now.Add(rs.Interval)
+		}
+		return nil
+	})
+	if err != nil {
+		if !errors.Is(err, errNothingToDo) && !errors.Is(err, ErrNotFound) {
+			s.log.Warn("relay: record poll", slog.Any("error", err))
+		}
+		return
+	}
+	if !r.Relay.NextPoll.IsZero() {
+		s.schedule(id, r.Relay.NextPoll)
+	}
+}
+
+// relayFailed ends a relayed request that can no longer get tokens: the
+// client is told access_denied with why.
+func (s *Service) relayFailed(ctx context.Context, r *AuthRequest, now time.Time, why string) {
+	s.log.Warn("relay: request ended", slog.String("client_id", r.ClientID), slog.String("reason", why))
+	if err := s.Deny(ctx, r.ID, why); err != nil && !errors.Is(err, ErrNotFound) {
+		s.log.Warn("relay: deny", slog.String("client_id", r.ClientID), slog.Any("error", err))
+	}
+}
+
+// observeRelay counts an upstream poll's result and, when the request is
+// done (polls > 0), its number of upstream polls.
+func (s *Service) observeRelay(result string, polls int) {
+	if o, ok := s.d.Observer.(RelayObserver); ok {
+		o.ObserveRelayPoll(result, polls)
+	}
+}
+
+// RelayObserver is an Observer that also counts upstream polls (package
+// metrics), so the shield can be seen working.
+type RelayObserver interface {
+	// ObserveRelayPoll counts one upstream poll and its result; polls is
+	// the request's number of upstream polls when the result ends it, 0
+	// otherwise.
+	ObserveRelayPoll(result string, polls int)
+}
+
+// truncateReason bounds an error kept for operators.
+func truncateReason(s string) string {
+	if len(s) > 200 {
+		return s[:200] + "…"
+	}
+	return s
+}

@@ -1,0 +1,344 @@
+package cibaup
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/cibaproxy/cibaproxy/internal/ciba"
+)
+
+// grantCIBA is the grant type of the CIBA token request (CIBA §10.1).
+const grantCIBA = "urn:openid:params:grant-type:ciba"
+
+// Params are the client's backchannel authentication parameters (CIBA
+// §7.1), passed on to the IdP unchanged; empty ones are not sent.
+type Params struct {
+	Scope, LoginHint, LoginHintToken, IDTokenHint, BindingMessage, UserCode, ACRValues string
+	// RequestedExpiry is requested_expiry as the client sent it ("" when
+	// absent).
+	RequestedExpiry string
+	// NotificationToken is the client_notification_token the IdP presents
+	// when it pings cibaproxy. It is sent only for a client whose
+	// Credentials.Ping is set. Secret: never logged.
+	NotificationToken string
+}
+
+// Started is the IdP's successful authentication request acknowledgement
+// (CIBA §7.3).
+type Started struct {
+	// ID is the IdP's auth_req_id. Secret: never log it.
+	ID string
+	// ExpiresIn is the lifetime of the IdP's request.
+	ExpiresIn time.Duration
+	// Interval is the IdP's minimum poll interval; 0 when the IdP sent
+	// none (CIBA §7.3: the client then uses 5 s).
+	Interval time.Duration
+}
+
+// Result is the IdP's answer to one token request (CIBA §11): tokens, or
+// one of the two answers that mean "not yet".
+type Result struct {
+	// Tokens is the IdP's token response body (JSON) when issued,
+	// unchanged.
+	Tokens []byte
+	// Pending: authorization_pending, the user has not answered yet.
+	Pending bool
+	// SlowDown: slow_down, the poll interval must grow by 5 s.
+	SlowDown bool
+}
+
+// maxSeconds bounds expires_in and interval so they fit a time.Duration
+// with room to spare (about 68 years).
+const maxSeconds = math.MaxInt32
+
+// maxDescription bounds the IdP's error_description passed to a client.
+const maxDescription = 200
+
+// Start forwards a backchannel authentication request of cibaproxy client
+// clientID to the IdP's backchannel_authentication_endpoint (CIBA §7.1),
+// authenticated with the client's credentials there, and validates the
+// acknowledgement (§7.3): auth_req_id a non-empty string, expires_in a
+// positive number, interval absent or a non-negative number.
+//
+// Errors: a client without credentials is unauthorized_client; the IdP's
+// refusal is a *ciba.Error with the IdP's code (see Poll for which codes);
+// an IdP that cannot be reached, fails (5xx, 429) or answers something
+// unusable wraps ciba.ErrUnavailable; the IdP refusing cibaproxy's
+// credentials (invalid_client) is a plain error, cibaproxy's
+// misconfiguration.
+func (u *Upstream) Start(ctx context.Context, clientID string, p Params) (Started, error) {
+	const op = "backchannel authentication"
+	creds, err := u.credentials(clientID)
+	if err != nil {
+		return Started{}, err
+	}
+	idp, err := u.provider(ctx)
+	if err != nil {
+		return Started{}, err
+	}
+	form := url.Values{}
+	for _, kv := range [][2]string{
+		{"scope", p.Scope},
+		{"login_hint", p.LoginHint},
+		{"login_hint_token", p.LoginHintToken},
+		{"id_token_hint", p.IDTokenHint},
+		{"binding_message", p.BindingMessage},
+		{"user_code", p.UserCode},
+		{"acr_values", p.ACRValues},
+		{"requested_expiry", p.RequestedExpiry},
+	} {
+		if kv[1] != "" {
+			form.Set(kv[0], kv[1])
+		}
+	}
+	if creds.Ping && p.NotificationToken != "" {
+		form.Set("client_notification_token", p.NotificationToken)
+	}
+	hide := []string{creds.ClientSecret, p.NotificationToken}
+	status, body, err := u.post(ctx, op, clientID, idp.backchannelURL, creds, form)
+	if err != nil {
+		return Started{}, err
+	}
+	if status != http.StatusOK {
+		return Started{}, refusal(op, clientID, creds, status, body, hide)
+	}
+	s, err := parseStarted(body)
+	if err != nil {
+		return Started{}, unavailable(fmt.Errorf("cibaup: %s for client %q: the identity provider's answer is not usable: %w", op, clientID, err))
+	}
+	return s, nil
+}
+
+// parseStarted validates a CIBA §7.3 acknowledgement. Its errors never
+// quote the auth_req_id.
+func parseStarted(body []byte) (Started, error) {
+	var a struct {
+		ID        any `json:"auth_req_id"`
+		ExpiresIn any `json:"expires_in"`
+		Interval  any `json:"interval"`
+	}
+	if err := json.Unmarshal(body, &a); err != nil {
+		return Started{}, errors.New("not a JSON object")
+	}
+	id, ok := a.ID.(string)
+	if !ok || id == "" {
+		return Started{}, errors.New("auth_req_id is not a non-empty string")
+	}
+	exp, ok := a.ExpiresIn.(float64)
+	if !ok || !(exp > 0 && exp <= maxSeconds) {
+		return Started{}, errors.New("expires_in is not a positive number of seconds")
+	}
+	var interval float64
+	if a.Interval != nil {
+		interval, ok = a.Interval.(float64)
+		if !ok || !(interval >= 0 && interval <= maxSeconds) {
+			return Started{}, errors.New("interval is not a non-negative number of seconds")
+		}
+	}
+	return Started{ID: id, ExpiresIn: seconds(exp), Interval: seconds(interval)}, nil
+}
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+// Poll makes one token request for the IdP's request id (CIBA §10.1:
+// grant_type urn:openid:params:grant-type:ciba, auth_req_id) with client
+// clientID's credentials at the IdP. Tokens come back unchanged in
+// Result.Tokens (a JSON object with access_token and token_type is
+// required); authorization_pending and slow_down (§11) are Result.Pending
+// and Result.SlowDown, not errors.
+//
+// Any other OAuth error of the IdP that the client should see — the CIBA
+// §11 and §13 codes and RFC 6749 §5.2's invalid_request, invalid_grant,
+// invalid_scope and unauthorized_client, plus transaction_failed (§12) — is
+// a *ciba.Error with the same code and the description "the identity
+// provider answered: " followed by the IdP's, made safe and short.
+// invalid_client, unsupported_grant_type and codes of no specification are
+// cibaproxy's or the IdP's misconfiguration: a plain error, for the logs.
+// server_error, temporarily_unavailable, 5xx, 429, timeouts, unreachable
+// IdPs and unusable answers wrap ciba.ErrUnavailable. No error carries the
+// auth_req_id.
+func (u *Upstream) Poll(ctx context.Context, clientID, id string) (Result, error) {
+	const op = "token request"
+	creds, err := u.credentials(clientID)
+	if err != nil {
+		return Result{}, err
+	}
+	if id == "" {
+		return Result{}, fmt.Errorf("cibaup: %s for client %q: no auth_req_id", op, clientID)
+	}
+	idp, err := u.provider(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	form := url.Values{"grant_type": {grantCIBA}, "auth_req_id": {id}}
+	status, body, err := u.post(ctx, op, clientID, idp.tokenURL, creds, form)
+	if err != nil {
+		return Result{}, err
+	}
+	if status == http.StatusOK {
+		if err := checkTokens(body); err != nil {
+			return Result{}, unavailable(fmt.Errorf("cibaup: %s for client %q: the identity provider's token response is not usable: %w", op, clientID, err))
+		}
+		return Result{Tokens: body}, nil
+	}
+	if status >= 400 && status < 500 && status != http.StatusTooManyRequests {
+		if oe, ok := parseOAuthError(body); ok {
+			switch ciba.ErrorCode(oe.Code) {
+			case ciba.CodeAuthorizationPending:
+				return Result{Pending: true}, nil
+			case ciba.CodeSlowDown:
+				return Result{SlowDown: true}, nil
+			}
+		}
+	}
+	return Result{}, refusal(op, clientID, creds, status, body, []string{creds.ClientSecret, id})
+}
+
+// checkTokens checks that body is a token response (RFC 6749 §5.1). Its
+// errors never quote the body.
+func checkTokens(body []byte) error {
+	var tr struct {
+		AccessToken any `json:"access_token"`
+		TokenType   any `json:"token_type"`
+	}
+	if err := json.Unmarshal(body, &tr); err != nil {
+		return errors.New("not a JSON object")
+	}
+	if s, ok := tr.AccessToken.(string); !ok || s == "" {
+		return errors.New("access_token is not a non-empty string")
+	}
+	if s, ok := tr.TokenType.(string); !ok || s == "" {
+		return errors.New("token_type is not a non-empty string")
+	}
+	return nil
+}
+
+// post sends form to endpoint with creds' client authentication
+// (RFC 6749 §2.3.1) and returns the answer's status and body (at most
+// maxBody bytes). Failing to get an answer wraps ciba.ErrUnavailable.
+func (u *Upstream) post(ctx context.Context, op, clientID, endpoint string, creds Credentials, form url.Values) (int, []byte, error) {
+	if creds.AuthMethod == AuthMethodPost {
+		form.Set("client_id", creds.ClientID)
+		form.Set("client_secret", creds.ClientSecret)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return 0, nil, fmt.Errorf("cibaup: %s: endpoint %q: %w", op, endpoint, err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "cibaproxy")
+	if creds.AuthMethod != AuthMethodPost {
+		// RFC 6749 §2.3.1: both are form-urlencoded before Basic encoding.
+		req.SetBasicAuth(url.QueryEscape(creds.ClientID), url.QueryEscape(creds.ClientSecret))
+	}
+	resp, err := u.http.Do(req)
+	if err != nil {
+		// *url.Error names the method and the endpoint, never the body.
+		return 0, nil, unavailable(fmt.Errorf("cibaup: %s for client %q: %w", op, clientID, err))
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if err != nil {
+		return 0, nil, unavailable(fmt.Errorf("cibaup: %s for client %q: read the answer: %w", op, clientID, err))
+	}
+	if len(body) > maxBody {
+		return 0, nil, unavailable(fmt.Errorf("cibaup: %s for client %q: the identity provider's answer is larger than %d bytes", op, clientID, maxBody))
+	}
+	return resp.StatusCode, body, nil
+}
+
+// oauthError is an error answer of RFC 6749 §5.2.
+type oauthError struct {
+	Code        string `json:"error"`
+	Description string `json:"error_description"`
+}
+
+func parseOAuthError(body []byte) (oauthError, bool) {
+	var oe oauthError
+	if err := json.Unmarshal(body, &oe); err != nil || oe.Code == "" {
+		return oauthError{}, false
+	}
+	return oe, true
+}
+
+// refusal maps an answer other than success (see Poll). hide are values
+// (secrets, the auth_req_id) removed from anything quoted of the IdP's
+// description.
+func refusal(op, clientID string, creds Credentials, status int, body []byte, hide []string) error {
+	if status >= 500 || status == http.StatusTooManyRequests {
+		return unavailable(fmt.Errorf("cibaup: %s for client %q: the identity provider answered HTTP %d", op, clientID, status))
+	}
+	oe, ok := parseOAuthError(body)
+	if !ok {
+		if status == http.StatusUnauthorized {
+			return fmt.Errorf("cibaup: %s for client %q: the identity provider refused cibaproxy's credentials for it (client_id %q there): HTTP 401; check its client_secret and auth method",
+				op, clientID, creds.ClientID)
+		}
+		return unavailable(fmt.Errorf("cibaup: %s for client %q: the identity provider answered HTTP %d without an OAuth error", op, clientID, status))
+	}
+	code := ciba.ErrorCode(oe.Code)
+	desc := describe(oe, hide)
+	switch {
+	case code == ciba.CodeInvalidClient:
+		return fmt.Errorf("cibaup: %s for client %q: the identity provider refused cibaproxy's credentials for it (client_id %q there): invalid_client (%q); check its client_secret and auth method",
+			op, clientID, creds.ClientID, desc)
+	case code == ciba.CodeServerError || code == ciba.CodeTemporarilyUnavailable:
+		return unavailable(fmt.Errorf("cibaup: %s for client %q: the identity provider answered HTTP %d %s (%q)", op, clientID, status, code, desc))
+	case forClient(code):
+		return &ciba.Error{
+			Code:        code,
+			Description: "the identity provider answered: " + desc,
+			Err:         fmt.Errorf("cibaup: %s for client %q: HTTP %d", op, clientID, status),
+		}
+	default:
+		return fmt.Errorf("cibaup: %s for client %q: the identity provider answered HTTP %d with the unexpected error %q (%q)",
+			op, clientID, status, shortenTo(ciba.SafeDescription(oe.Code), 64), desc)
+	}
+}
+
+// forClient reports whether an IdP's error code is passed to the client:
+// the codes of CIBA §11 and §13 and of RFC 6749 §5.2 that describe the
+// client's request or the user's answer, and transaction_failed (§12).
+func forClient(code ciba.ErrorCode) bool {
+	switch code {
+	case ciba.CodeInvalidRequest, ciba.CodeInvalidScope, ciba.CodeExpiredLoginHintToken,
+		ciba.CodeUnknownUserID, ciba.CodeUnauthorizedClient, ciba.CodeMissingUserCode,
+		ciba.CodeInvalidUserCode, ciba.CodeInvalidBindingMessage, ciba.CodeAccessDenied,
+		ciba.CodeExpiredToken, ciba.CodeInvalidGrant, ciba.CodeTransactionFailed:
+		return true
+	}
+	return false
+}
+
+// describe makes the IdP's error_description (or, without one, its code)
+// fit for a client and a log: the hidden values removed, RFC 6749 §5.2's
+// character set, at most maxDescription bytes.
+func describe(oe oauthError, hide []string) string {
+	d := oe.Description
+	if d == "" {
+		d = oe.Code
+	}
+	for _, h := range hide {
+		if h != "" {
+			d = strings.ReplaceAll(d, h, "[redacted]")
+		}
+	}
+	return shortenTo(ciba.SafeDescription(d), maxDescription)
+}
+
+// shortenTo bounds an ASCII string to n bytes.
+func shortenTo(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}
