@@ -7,6 +7,8 @@
 //	cibaproxy check-config --config FILE
 //	cibaproxy hash-secret
 //	cibaproxy demo-device [--listen HOST:PORT] [--auto approve|deny]
+//	cibaproxy requests list|show ID|cancel ID --config FILE [--json] [--full]
+//	cibaproxy clients list --config FILE [--json]
 //	cibaproxy version
 package main
 
@@ -41,6 +43,14 @@ commands:
   demo-device [--listen ADDR] [--auto approve|deny]
                                              a stand-in authentication device and client
                                              notification endpoint, for the quick start
+  requests list --config FILE [--client ID] [--state STATE] [--json] [--full]
+                                             list the authentication requests
+  requests show ID --config FILE [--json] [--full]
+                                             show one request (ID: auth_req_id or a
+                                             unique prefix of 8 or more characters)
+  requests cancel ID --config FILE [--json]  deny a pending request ("cancelled by an
+                                             operator"); ping and push clients are told
+  clients list --config FILE [--json]        list the configured clients, without secrets
   version                                    print the version
 `
 
@@ -58,6 +68,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdCheckConfig(args[1:], stdout, stderr)
 	case "demo-device":
 		err = cmdDemoDevice(ctx, args[1:], stdout, stderr)
+	case "requests":
+		err = cmdRequests(ctx, args[1:], stdout, stderr)
+	case "clients":
+		err = cmdClients(args[1:], stdout, stderr)
 	case "hash-secret":
 		err = cmdHashSecret(stdin, stdout)
 	case "version", "--version", "-v":

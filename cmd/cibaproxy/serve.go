@@ -41,6 +41,10 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer a.close()
+	if cfg.Store.Type == config.StoreEmbedded {
+		// The server holds the database file: operators reach it here.
+		defer startAdmin(cfg.Store.Path, a, log)()
+	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
