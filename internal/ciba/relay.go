@@ -214,8 +214,13 @@ func (s *Service) pollUpstream(ctx context.Context, id string, now time.Time) {
 		if err := s.Deny(ctx, r.ID, desc); err != nil {
 			s.log.Warn("relay: deny", slog.String("client_id", r.ClientID), slog.Any("error", err))
 		}
+	case errors.As(err, &pe) && pe.Code == CodeExpiredToken:
+		// The upstream's request expired first (clocks apart): so does
+		// this one, and the client hears expired_token.
+		s.observeRelay(string(pe.Code), r.Relay.Polls)
+		s.relayExpired(ctx, r.ID, s.now())
 	case errors.As(err, &pe):
-		// expired_token, invalid_grant and the like: the upstream
+		// invalid_grant and the like: the upstream
 		// request is over without tokens. The client hears why.
 		s.observeRelay(string(pe.Code), r.Relay.Polls)
 		s.relayFailed(ctx, r, now, "the identity provider ended the request: "+string(pe.Code))
@@ -264,6 +269,29 @@ func (s *Service) relayAgain(ctx context.Context, id string, now time.Time, slow
 	if !r.Relay.NextPoll.IsZero() {
 		s.schedule(id, r.Relay.NextPoll)
 	}
+}
+
+// relayExpired ends a relayed request whose upstream request expired:
+// its expiry is brought forward to now, and ping and push clients are told.
+func (s *Service) relayExpired(ctx context.Context, id string, now time.Time) {
+	_, err := s.d.Store.UpdateRequest(ctx, id, func(r *AuthRequest) error {
+		if r.Status != StatusPending {
+			return errNothingToDo
+		}
+		if r.ExpiresAt.After(now) {
+			r.ExpiresAt = now
+		}
+		r.Relay.NextPoll = time.Time{}
+		if r.Mode == ModePoll {
+			return nil // a poll client learns it by polling
+		}
+		return r.Expire(now)
+	})
+	if err != nil && !errors.Is(err, errNothingToDo) && !errors.Is(err, ErrNotFound) {
+		s.log.Warn("relay: expire", slog.Any("error", err))
+		return
+	}
+	s.schedule(id, now)
 }
 
 // relayFailed ends a relayed request that can no longer get tokens: the

@@ -205,7 +205,6 @@ func TestRelay(t *testing.T) {
 			want   string
 		}{
 			{pollAnswer{err: ciba.Errorf(ciba.CodeAccessDenied, "the identity provider answered: user said no")}, "user said no"},
-			{pollAnswer{err: ciba.Errorf(ciba.CodeExpiredToken, "gone")}, "ended the request: expired_token"},
 			{pollAnswer{err: ciba.Errorf(ciba.CodeInvalidGrant, "unknown")}, "ended the request: invalid_grant"},
 		} {
 			f := relayFixture(t, &fakeRelay{interval: 10 * time.Millisecond, script: []pollAnswer{tt.answer}})
@@ -215,6 +214,24 @@ func TestRelay(t *testing.T) {
 			if e := ciba.AsError(err); e.Code != ciba.CodeAccessDenied || !strings.Contains(e.Description, tt.want) {
 				t.Errorf("upstream answer %v: client got %v, want access_denied with %q", tt.answer.err, err, tt.want)
 			}
+		}
+	})
+
+	t.Run("expired_token at the upstream expires the request here too", func(t *testing.T) {
+		f := relayFixture(t, &fakeRelay{interval: 10 * time.Millisecond, script: []pollAnswer{{err: ciba.Errorf(ciba.CodeExpiredToken, "gone")}}})
+		f.note.got = make(chan call, 4)
+		f.run(t)
+		id := f.create(t, pollClient)
+		if _, err := pollUntilDone(t, f, pollClient, id); code(err) != ciba.CodeExpiredToken {
+			t.Errorf("poll client: %v, want expired_token", err)
+		}
+		pid := f.create(t, pingClient)
+		c := wait(t, f.note.got)
+		if c.kind != "ping" || c.id != pid {
+			t.Fatalf("the ping client was not told: %+v", c)
+		}
+		if _, err := f.svc.Poll(ctx, pingClient, pid); code(err) != ciba.CodeExpiredToken {
+			t.Errorf("ping client: %v, want expired_token", err)
 		}
 	})
 

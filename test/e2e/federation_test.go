@@ -173,6 +173,16 @@ func (f *fedEnv) signIn(b *browser, authURL, account, password string) string {
 
 func TestFederation(t *testing.T) {
 	f := startFederation(t)
+	// Every token the IdP issued through cibaproxy, to look for in its log.
+	var issued []string
+	keep := func(r *testutil.Response) *testutil.Response {
+		for _, k := range []string{"access_token", "refresh_token", "id_token"} {
+			if v := r.Str(k); v != "" {
+				issued = append(issued, v)
+			}
+		}
+		return r
+	}
 
 	t.Run("discovery is the IdP's metadata with cibaproxy's token and CIBA endpoints", func(t *testing.T) {
 		r, err := testutil.Get(ctx(t), f.url("/.well-known/openid-configuration"))
@@ -209,7 +219,7 @@ func TestFederation(t *testing.T) {
 		if resp.StatusCode != 200 || !strings.Contains(page, "You approved") {
 			t.Fatalf("callback page: %d\n%s", resp.StatusCode, page)
 		}
-		tok := checkTokens(t, "poll after approval", f.token(fedPoll, req.AuthReqID))
+		tok := keep(checkTokens(t, "poll after approval", f.token(fedPoll, req.AuthReqID)))
 		verifyIDToken(t, f.idp.Issuer(), fedPoll.ID, tok.Str("id_token"), "alice")
 		checkError(t, "second poll", f.token(fedPoll, req.AuthReqID), http.StatusBadRequest, "invalid_grant")
 		if status, _ := b.do("GET", back, nil); status.StatusCode != http.StatusBadRequest {
@@ -232,7 +242,7 @@ func TestFederation(t *testing.T) {
 		if n.Bearer != req.NotificationToken {
 			t.Errorf("ping bearer is not the client_notification_token")
 		}
-		tok := checkTokens(t, "token after ping", f.token(fedPing, req.AuthReqID))
+		tok := keep(checkTokens(t, "token after ping", f.token(fedPing, req.AuthReqID)))
 		verifyIDToken(t, f.idp.Issuer(), fedPing.ID, tok.Str("id_token"), "alice")
 	})
 
@@ -281,7 +291,7 @@ func TestFederation(t *testing.T) {
 		if resp, _ := b.do("GET", back, nil); resp.StatusCode != 200 {
 			t.Fatalf("callback: %d", resp.StatusCode)
 		}
-		tok := checkTokens(t, "poll", f.token(fedPoll, req.AuthReqID))
+		tok := keep(checkTokens(t, "poll", f.token(fedPoll, req.AuthReqID)))
 		rt := tok.Str("refresh_token")
 		if rt == "" {
 			t.Fatalf("the IdP issued no refresh token for offline_access: %s", tok.Body)
@@ -290,7 +300,7 @@ func TestFederation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		refreshed := checkTokens(t, "refresh through cibaproxy", r)
+		refreshed := keep(checkTokens(t, "refresh through cibaproxy", r))
 		verifyIDToken(t, f.idp.Issuer(), fedPoll.ID, refreshed.Str("id_token"), "alice")
 		r, err = testutil.PostForm(ctx(t), f.url("/token"), testutil.Client{ID: fedPoll.ID, Secret: "wrong"}, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
 		if err != nil {
@@ -330,7 +340,20 @@ func TestFederation(t *testing.T) {
 		if resp, _ := b.do("GET", back, nil); resp.StatusCode != 200 {
 			t.Fatalf("callback after the IdP returned: %d", resp.StatusCode)
 		}
-		checkTokens(t, "poll after the IdP returned", f.token(fedPoll, req.AuthReqID))
+		keep(checkTokens(t, "poll after the IdP returned", f.token(fedPoll, req.AuthReqID)))
+	})
+
+	t.Run("the log holds none of the IdP's tokens nor the client secrets", func(t *testing.T) {
+		f.srv.Stop()
+		logs := f.srv.Logs()
+		if len(issued) < 5 {
+			t.Fatalf("only %d tokens captured", len(issued))
+		}
+		for _, s := range append(issued, fedPoll.Secret, fedPing.Secret) {
+			if strings.Contains(logs, s) {
+				t.Errorf("the log contains a token or secret (%.8s…)", s)
+			}
+		}
 	})
 }
 
