@@ -10,6 +10,11 @@
 #   2. pending polls round-robin over BENCH_N (100 000) pending requests
 #   3. POST /bc-authorize (durable write, webhook channel to a 204 sink)
 #   4. memory: 1 000 000 pending requests (bench/memfill)
+#   5. approval -> ping delivered to a local endpoint (bench/pinglat), under
+#      scenario 1's load
+#   1-2 again on the redis store (a local redis-server), and
+#   6. two instances on one Redis against one instance (when redis-server is
+#      installed; BENCH_REDIS=0 skips)
 #   and CPU profiles of cibaproxy under scenarios 1 and 3, and a heap profile
 #   of scenario 4 (text summaries in bench/profiles/).
 #
@@ -35,10 +40,15 @@ REF_ADDR=127.0.0.1:$((PORT + 1))  # reference handler
 SINK_ADDR=127.0.0.1:$((PORT + 2)) # webhook sink
 AUTHZ_ADDR=127.0.0.1:$((PORT + 3)) # cibaproxy, bc-authorize (webhook on)
 PPROF_ADDR=127.0.0.1:$((PORT + 4)) # pprof of the profiled cibaproxy
+PING_ADDR=127.0.0.1:$((PORT + 5))  # bench/pinglat: webhook receiver and ping endpoint
+REDIS_ADDR=127.0.0.1:$((PORT + 6)) # redis-server for the redis scenarios
+CIB2_ADDR=127.0.0.1:$((PORT + 7))  # a second cibaproxy on that Redis
+REDIS=${BENCH_REDIS:-1}
+command -v redis-server >/dev/null || REDIS=0
 PROFILES=$ROOT/bench/profiles
 
 command -v wrk >/dev/null || { echo "bench: wrk is not installed (Debian: apt-get install wrk)" >&2; exit 1; }
-for a in $CIB_ADDR $REF_ADDR $SINK_ADDR $AUTHZ_ADDR $PPROF_ADDR; do
+for a in $CIB_ADDR $REF_ADDR $SINK_ADDR $AUTHZ_ADDR $PPROF_ADDR $PING_ADDR $REDIS_ADDR $CIB2_ADDR; do
 	if (exec 3<>"/dev/tcp/${a%:*}/${a#*:}") 2>/dev/null; then
 		echo "bench: $a is already in use; set BENCH_PORT to another base port" >&2
 		exit 1
@@ -128,7 +138,7 @@ log "rounds:  $ROUNDS; 64-connection runs wrk -t2 -c64 -d$DUR, 1-connection runs
 log ""
 log "== build (go build -trimpath -o $TMP/...)"
 $GO build -trimpath -o "$TMP/cibaproxy" ./cmd/cibaproxy
-for t in ref seed sink memfill; do $GO build -trimpath -o "$TMP/$t" "./bench/$t"; done
+for t in ref seed sink memfill pinglat; do $GO build -trimpath -o "$TMP/$t" "./bench/$t"; done
 if [ "$PROFILE" = 1 ]; then
 	# The profiled binary is the real server plus net/http/pprof on its own
 	# loopback listener, added at build time by an overlay (bench/profile).
@@ -149,6 +159,7 @@ log "   ($N requests seeded with 64 concurrent POST /bc-authorize in $(calc "$(d
 ID1=$(cat "$TMP/ids-1.txt")
 cat "$TMP/ids-1.txt" "$TMP/ids-n.txt" >"$TMP/ids-all.txt"
 start ref "$TMP/ref" -listen $REF_ADDR -ids "$TMP/ids-all.txt"
+REF_PID=$STARTED
 wait_up $REF_ADDR
 poll() { curl -s -u bench-poll:bench-poll-secret -d grant_type=urn:openid:params:grant-type:ciba -d "auth_req_id=$2" "http://$1/token"; }
 log "   first poll,  reference: $(poll $REF_ADDR "$ID1")"
@@ -191,6 +202,79 @@ for r in $(seq "$ROUNDS"); do
 	printf 's3hook\tcib\t%s\t%s\t%s\n' "$r" $((after - before)) "$created" >>"$RESULTS"
 	stop "$pid"
 done
+
+log ""
+log "== scenario 5: approval -> ping delivered (bench/pinglat: 200 flows, 4 at a time), under scenario 1's load"
+for r in $(seq "$ROUNDS"); do
+	mkdir -p "$TMP/data-s5-$r"
+	start cibaproxy-s5-$r env BENCH_ADDR=$AUTHZ_ADDR BENCH_DATA="$TMP/data-s5-$r" BENCH_WEBHOOK="http://$PING_ADDR/hook" BENCH_NOTIFY="http://$PING_ADDR/notify" "$TMP/cibaproxy" serve --config bench/bench.yaml
+	pid=$STARTED
+	wait_up $AUTHZ_ADDR
+	"$TMP/seed" -url "http://$AUTHZ_ADDR" -n 1 -c 1 -out "$TMP/ids-s5-$r.txt" >/dev/null
+	env BENCH_THREADS=2 BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_BODY="$POLL_PREFIX$(cat "$TMP/ids-s5-$r.txt")" \
+		wrk -t2 -c64 -d30s -s "$ROOT/bench/wrk.lua" "http://$AUTHZ_ADDR" >"$TMP/wrk-s5-$r.txt" 2>&1 &
+	wpid=$!
+	sleep 1
+	"$TMP/pinglat" -url "http://$AUTHZ_ADDR" -listen $PING_ADDR -n 200 -c 4 >"$TMP/pinglat-$r.txt" 2>&1 || { cat "$TMP/pinglat-$r.txt" >&2; exit 1; }
+	kill $wpid 2>/dev/null || true
+	wait $wpid 2>/dev/null || true
+	line=$(grep '^PINGLAT ' "$TMP/pinglat-$r.txt")
+	set -- $(sed 's/[a-z0-9_]*=//g' <<<"${line#PINGLAT }")
+	printf 's5\tcib\t%s\t%s\t%s\t%s\n' "$r" "$2" "$4" "$5" >>"$RESULTS"
+	printf '  round %s  s5   approval->ping  p50 %6.2f ms  p99 %6.2f ms  max %6.2f ms  (%s flows, polls loading the same instance)\n' "$r" "$2" "$4" "$5" "$1"
+	stop "$pid"
+done
+
+if [ "$REDIS" = 1 ]; then
+	log ""
+	log "== redis store: scenarios 1 and 2 again with cibaproxy on a local redis-server (AOF, appendfsync everysec), and scenario 6"
+	mkdir -p "$TMP/redis"
+	start redis redis-server --bind 127.0.0.1 --port "${REDIS_ADDR#*:}" --dir "$TMP/redis" --save '' --appendonly yes --appendfsync everysec
+	for i in $(seq 100); do
+		if (exec 3<>"/dev/tcp/${REDIS_ADDR%:*}/${REDIS_ADDR#*:}") 2>/dev/null; then break; fi
+		sleep 0.1
+	done
+	start cibaproxy-redis env BENCH_ADDR=$CIB_ADDR BENCH_REDIS=$REDIS_ADDR BENCH_WEBHOOK= "$TMP/cibaproxy" serve --config bench/bench-redis.yaml
+	RCIB_PID=$STARTED
+	wait_up $CIB_ADDR
+	start cibaproxy-redis2 env BENCH_ADDR=$CIB2_ADDR BENCH_REDIS=$REDIS_ADDR BENCH_WEBHOOK= "$TMP/cibaproxy" serve --config bench/bench-redis.yaml
+	RCIB2_PID=$STARTED
+	wait_up $CIB2_ADDR
+	"$TMP/seed" -url "http://$CIB_ADDR" -n 1 -c 1 -out "$TMP/rids-1.txt"
+	SEED_START=$(date +%s.%N)
+	"$TMP/seed" -url "http://$CIB_ADDR" -n "$N" -c 64 -out "$TMP/rids-n.txt" -timeout 3m
+	log "   ($N requests seeded on Redis in $(calc "$(date +%s.%N) - $SEED_START") s)"
+	RID1=$(cat "$TMP/rids-1.txt")
+	# The reference looks up the same ids as the server it is compared with.
+	stop "$REF_PID"
+	cat "$TMP/rids-1.txt" "$TMP/rids-n.txt" >"$TMP/rids-all.txt"
+	start ref-redis "$TMP/ref" -listen $REF_ADDR -ids "$TMP/rids-all.txt"
+	wait_up $REF_ADDR
+	log "   first poll,  cibaproxy on redis: $(poll $CIB_ADDR "$RID1")"
+	for r in $(seq "$ROUNDS"); do
+		for s in r1c64 r1c1 r2c64 r2c1; do
+			for srv in ref cib; do
+				addr=$REF_ADDR
+				[ $srv = cib ] && addr=$CIB_ADDR
+				case $s in
+				r1c64) load $s $srv "$r" $addr 2 64 "$DUR" BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_BODY="$POLL_PREFIX$RID1" ;;
+				r1c1) load $s $srv "$r" $addr 1 1 "$DUR1" BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_BODY="$POLL_PREFIX$RID1" ;;
+				r2c64) load $s $srv "$r" $addr 2 64 "$DUR" BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_IDS="$TMP/rids-n.txt" ;;
+				r2c1) load $s $srv "$r" $addr 1 1 "$DUR1" BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_IDS="$TMP/rids-n.txt" ;;
+				esac
+			done
+		done
+		# Scenario 6: the same 64 connections split over two instances
+		# (two wrk, one per instance), against all 64 on one instance.
+		load s6one cib "$r" $CIB_ADDR 2 64 "$DUR" BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_IDS="$TMP/rids-n.txt"
+		load s6a cib "$r" $CIB_ADDR 1 32 "$DUR" BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_IDS="$TMP/rids-n.txt" &
+		w1=$!
+		load s6b cib "$r" $CIB2_ADDR 1 32 "$DUR" BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_IDS="$TMP/rids-n.txt"
+		wait $w1
+	done
+	stop "$RCIB_PID"
+	stop "$RCIB2_PID"
+fi
 
 if [ "$PROFILE" = 1 ]; then
 	log ""
@@ -262,6 +346,8 @@ function fmt(x) { return sprintf(x >= 100 ? "%.0f" : (x >= 10 ? "%.1f" : "%.3f")
 function range(a, b) { return fmt(a) "-" fmt(b) }
 function upd(key, v) { if (!(key in lo) || v < lo[key]) lo[key] = v; if (!(key in hi) || v > hi[key]) hi[key] = v }
 $1 == "s3hook" { upd("hook", $4); next }
+$1 == "s5" { upd("s5" SUBSEP "cib" SUBSEP "p50", $4); upd("s5" SUBSEP "cib" SUBSEP "p99", $5); next }
+$1 == "s6a" || $1 == "s6b" { s6[$3] += $4; upd($1 SUBSEP "cib" SUBSEP "rps", $4); next }
 {
 	upd($1 SUBSEP $2 SUBSEP "rps", $4); upd($1 SUBSEP $2 SUBSEP "p50", $5 / 1000); upd($1 SUBSEP $2 SUBSEP "p99", $7 / 1000)
 	v[$1, $2, $3, "rps"] = $4; v[$1, $2, $3, "p50"] = $5; v[$1, $2, $3, "p99"] = $7; rounds[$3] = 1
@@ -270,8 +356,9 @@ $1 == "s3hook" { upd("hook", $4); next }
 	if ($1 == "s3" && $10 != 0) bad = bad "  s3 round " $3 ": " $10 " answers were not 2xx\n"
 }
 END {
-	for (r in rounds) for (s = 1; s <= 2; s++) {
-		c64 = "s" s "c64"; c1 = "s" s "c1"
+	for (r in s6) if (("s6one", "cib", r, "rps") in v) { upd("s6sum", s6[r]); upd("s6r", s6[r] / v["s6one", "cib", r, "rps"]) }
+	for (r in rounds) for (s = 1; s <= 4; s++) {
+		c64 = (s <= 2 ? "s" s : "r" (s - 2)) "c64"; c1 = (s <= 2 ? "s" s : "r" (s - 2)) "c1"
 		if ((c64, "ref", r, "rps") in v) {
 			upd(c64 SUBSEP "tput", v[c64, "cib", r, "rps"] / v[c64, "ref", r, "rps"])
 			upd(c64 SUBSEP "p99r", v[c64, "cib", r, "p99"] / v[c64, "ref", r, "p99"])
@@ -291,6 +378,18 @@ END {
 	printf "%-34s %-14s %-14s\n", "3 bc-authorize, 64 conn: p50 ms", "-", range(lo["s3", "cib", "p50"], hi["s3", "cib", "p50"])
 	printf "%-34s %-14s %-14s\n", "3 bc-authorize, 64 conn: p99 ms", "-", range(lo["s3", "cib", "p99"], hi["s3", "cib", "p99"])
 	printf "%-34s %-14s %-14s\n", "3 webhooks sent during a run", "-", range(lo["hook"], hi["hook"])
+	if (("s5", "cib", "p99") in lo)
+		printf "%-34s %-14s %-14s %-13s %s\n", "5 approval->ping p99 ms (loaded)", "-", range(lo["s5", "cib", "p99"], hi["s5", "cib", "p99"]), "", "<= 50: " verdict(hi["s5", "cib", "p99"] <= 50, lo["s5", "cib", "p99"] <= 50)
+	if (("r1c64", "cib", "rps") in lo) {
+		for (s = 1; s <= 2; s++) {
+			name = (s == 1) ? "redis 1 one id" : "redis 2 round-robin"
+			c64 = "r" s "c64"; c1 = "r" s "c1"
+			printf "%-34s %-14s %-14s %-13s %s\n", name ", 64 conn: req/s", range(lo[c64, "ref", "rps"], hi[c64, "ref", "rps"]), range(lo[c64, "cib", "rps"], hi[c64, "cib", "rps"]), range(lo[c64, "tput"], hi[c64, "tput"]), ">= 0.80: " verdict(lo[c64, "tput"] >= 0.80, hi[c64, "tput"] >= 0.80)
+			printf "%-34s %-14s %-14s %-13s %s\n", name ", 64 conn: p99 ms", range(lo[c64, "ref", "p99"], hi[c64, "ref", "p99"]), range(lo[c64, "cib", "p99"], hi[c64, "cib", "p99"]), range(lo[c64, "p99r"], hi[c64, "p99r"]), "<= 1.5: " verdict(hi[c64, "p99r"] <= 1.5, lo[c64, "p99r"] <= 1.5)
+			printf "%-34s %-14s %-14s %-13s %s\n", name ", 1 conn: p50 ms", range(lo[c1, "ref", "p50"], hi[c1, "ref", "p50"]), range(lo[c1, "cib", "p50"], hi[c1, "cib", "p50"]), range(lo[c1, "p50r"], hi[c1, "p50r"]), "<= 2: " verdict(hi[c1, "p50r"] <= 2, lo[c1, "p50r"] <= 2)
+		}
+		printf "%-34s %-14s %-14s %-13s %s\n", "6 two instances / one, req/s", range(lo["s6one", "cib", "rps"], hi["s6one", "cib", "rps"]), range(lo["s6sum"], hi["s6sum"]), range(lo["s6r"], hi["s6r"]), ">= 1.6: " verdict(lo["s6r"] >= 1.6, hi["s6r"] >= 1.6) " (2 CPUs shared by both instances, Redis and wrk)"
+	}
 	if (bad != "") printf "\nANOMALIES:\n%s", bad
 }
 function verdict(all, some) { return all ? "met" : (some ? "met in some rounds" : "NOT met") }

@@ -15,8 +15,9 @@ import (
 	"github.com/cibaproxy/cibaproxy/internal/jose"
 )
 
-// registry is the client registry with a lookup the ciba service can use.
-type registry struct{ *clientauth.Registry }
+// registry is the client registry in force (replaced on reload, see
+// reload.go) with a lookup the ciba service can use.
+type registry struct{ *clientauth.Live }
 
 // Client returns the domain view of client id.
 func (r registry) Client(id string) (*ciba.Client, bool) {
@@ -27,14 +28,27 @@ func (r registry) Client(id string) (*ciba.Client, bool) {
 	return reg.Client(), true
 }
 
-// buildClients turns the config's clients into registrations.
+// buildClients turns the config's clients into the registry in force.
 func buildClients(ctx context.Context, cfg *config.Config, replay jose.Replay) (registry, error) {
+	r, err := newRegistry(ctx, cfg, replay)
+	if err != nil {
+		return registry{}, err
+	}
+	return registry{clientauth.NewLive(r)}, nil
+}
+
+// newRegistry turns the config's clients into registrations.
+func newRegistry(ctx context.Context, cfg *config.Config, replay jose.Replay) (*clientauth.Registry, error) {
+	ctx = clientsContext(ctx, cfg) // jwks_uri fetches obey the outbound policy
 	regs := make([]*clientauth.Registration, 0, len(cfg.Clients))
 	for _, c := range cfg.Clients {
+		if c.IsPublic() { // no credentials: see deviceClients
+			continue
+		}
 		var jwks gojose.JSONWebKeySet
 		if len(c.JWKS) > 0 {
 			if err := json.Unmarshal(c.JWKS, &jwks); err != nil {
-				return registry{}, fmt.Errorf("client %q: jwks: %w", c.ID, err)
+				return nil, fmt.Errorf("client %q: jwks: %w", c.ID, err)
 			}
 		}
 		reg, err := clientauth.NewRegistration(ctx, clientauth.Options{
@@ -55,16 +69,16 @@ func buildClients(ctx context.Context, cfg *config.Config, replay jose.Replay) (
 			AllowHS256RequestObject: c.AllowHS256RequestObject,
 		})
 		if err != nil {
-			return registry{}, fmt.Errorf("client %q: %w", c.ID, err)
+			return nil, fmt.Errorf("client %q: %w", c.ID, err)
 		}
 		regs = append(regs, reg)
 	}
 	r, err := clientauth.NewRegistry(regs...)
 	if err != nil {
-		return registry{}, err
+		return nil, err
 	}
 	r.AssertionPolicy = jose.AssertionPolicy{Issuer: cfg.Issuer, Replay: replay}
-	return registry{r}, nil
+	return r, nil
 }
 
 // discovery is the OpenID Provider metadata (OIDC Discovery §3, RFC 8414,
@@ -93,4 +107,89 @@ func discovery(cfg *config.Config, reg registry, up ciba.Upstream) map[string]an
 		"claims_supported":                                                []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "name", "email", "email_verified", "preferred_username"},
 		"response_types_supported":                                        []string{},
 	}
+}
+
+// deviceClients are the clients of the device authorization grant, from the
+// configuration: those with device_authorization, and among them the public
+// ones (token_endpoint_auth_method none), which clientauth does not hold.
+type deviceClients struct {
+	enabled map[string]bool
+	public  map[string]*ciba.Client
+}
+
+func newDeviceClients(cfg *config.Config) deviceClients {
+	d := deviceClients{enabled: map[string]bool{}, public: map[string]*ciba.Client{}}
+	for _, c := range cfg.Clients {
+		if !c.DeviceAuthorization {
+			continue
+		}
+		d.enabled[c.ID] = true
+		if c.IsPublic() {
+			d.public[c.ID] = &ciba.Client{ID: c.ID, Name: c.Name, Scopes: c.Scopes}
+		}
+	}
+	return d
+}
+
+// Enabled reports whether client id may use the device grant.
+func (d deviceClients) Enabled(id string) bool { return d.enabled[id] }
+
+// Public returns the public device client id.
+func (d deviceClients) Public(id string) (*ciba.Client, bool) {
+	c, ok := d.public[id]
+	return c, ok
+}
+
+// lookup adds the public clients to a client lookup.
+func (d deviceClients) lookup(next func(string) (*ciba.Client, bool)) func(string) (*ciba.Client, bool) {
+	if len(d.public) == 0 {
+		return next
+	}
+	return func(id string) (*ciba.Client, bool) {
+		if c, ok := d.public[id]; ok {
+			return c, true
+		}
+		return next(id)
+	}
+}
+
+// withDevice adds the device grant to a discovery document (RFC 8628 §4):
+// its endpoint, its grant type and, with public clients, the "none"
+// authentication method.
+func withDevice(next func(context.Context) (map[string]any, error), cfg *config.Config, d deviceClients) func(context.Context) (map[string]any, error) {
+	return func(ctx context.Context) (map[string]any, error) {
+		doc, err := next(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out := make(map[string]any, len(doc)+1)
+		for k, v := range doc {
+			out[k] = v
+		}
+		out["device_authorization_endpoint"] = cfg.Issuer + httpapi.PathDeviceAuthorization
+		out["grant_types_supported"] = appendName(out["grant_types_supported"], httpapi.GrantDeviceCode)
+		if len(d.public) > 0 {
+			out["token_endpoint_auth_methods_supported"] = appendName(out["token_endpoint_auth_methods_supported"], config.AuthNone)
+		}
+		return out, nil
+	}
+}
+
+// appendName appends name to a metadata list ([]string or []any), once.
+func appendName(list any, name string) []string {
+	var out []string
+	switch l := list.(type) {
+	case []string:
+		out = slices.Clone(l)
+	case []any:
+		for _, v := range l {
+			if s, ok := v.(string); ok {
+				out = append(out, s)
+			}
+		}
+	}
+	if !slices.Contains(out, name) {
+		out = append(out, name)
+	}
+	return out
 }

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/admin"
+	"github.com/cibaproxy/cibaproxy/internal/keys"
 )
 
 // startAdmin serves the admin API of a on the admin socket of the embedded
@@ -21,7 +23,7 @@ func startAdmin(dbPath string, a *app, log *slog.Logger) (stop func()) {
 		return func() {}
 	}
 	srv := &http.Server{
-		Handler:           admin.Handler(&admin.Local{Store: a.store, Deny: a.service.Deny}, log),
+		Handler:           adminMux(a, log),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -30,4 +32,15 @@ func startAdmin(dbPath string, a *app, log *slog.Logger) (stop func()) {
 	// Closing the listener removes the socket file; srv.Close closes it too,
 	// but only once Serve has started.
 	return func() { _ = srv.Close(); _ = ln.Close() }
+}
+
+// adminMux is the admin API of a: the requests, and the rotation of the
+// signing keys (which the server reads back at once).
+func adminMux(a *app, log *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/", admin.Handler(&admin.Local{Store: a.store, Deny: a.service.Deny}, log))
+	mux.Handle("POST /v1/keys/", admin.KeysHandler(func(ctx context.Context, ahead time.Duration) (*keys.Rotation, error) {
+		return a.keys.Rotate(ctx, rotatePolicy(a.cfg, ahead))
+	}, log))
+	return mux
 }

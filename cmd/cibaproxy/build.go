@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/mail"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -36,6 +37,12 @@ type app struct {
 	// metrics serves /metrics on cfg.Metrics.Listen, when that is set.
 	metrics http.Handler
 	store   ciba.Store
+	// clients, replay and cfg are what reloading the clients needs (reload.go).
+	clients registry
+	replay  jose.Replay
+	cfg     *config.Config
+	// keys are the issuer's signing keys, reloaded from the store.
+	keys *keys.Live
 }
 
 func (a *app) close() { _ = a.store.Close() }
@@ -56,7 +63,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 		}
 	}()
 
-	signer, err := keys.LoadOrCreate(ctx, st, cfg.Tokens.SigningKeyFile)
+	signer, err := keys.Open(ctx, st, cfg.Tokens.SigningKeyFile, nil)
 	if err != nil {
 		return nil, fmt.Errorf("signing key: %w", err)
 	}
@@ -74,11 +81,14 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 	}
 
 	replay := jose.NewStoreReplay(st, "jti")
+	// Calls to URLs clients chose (notification endpoints, jwks_uri) are
+	// held to the outbound policy against server-side request forgery.
+	out := outbound.New(10*time.Second, outbound.Guard(cfg.Outbound.Policy()))
 	registry, err := buildClients(ctx, cfg, replay)
 	if err != nil {
 		return nil, err
 	}
-	auth := &clientauth.Authenticator{Registry: registry.Registry, RequestObjects: jose.RequestObjectPolicy{
+	auth := &clientauth.Authenticator{Registry: registry.Live, RequestObjects: jose.RequestObjectPolicy{
 		Issuer:    cfg.Issuer,
 		Audiences: []string{cfg.Issuer + httpapi.PathBCAuthz},
 		Replay:    replay,
@@ -97,13 +107,13 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 		return nil, err
 	}
 	auth.RequestObjects.Audiences = append(auth.RequestObjects.Audiences, up.audiences...)
-	registry.AssertionPolicy.Audiences = up.audiences
+	registry.Current().AssertionPolicy.Audiences = up.audiences
 
-	out := outbound.New(10 * time.Second)
 	channel, err := buildChannel(cfg, log)
 	if err != nil {
 		return nil, err
 	}
+	devices := newDeviceClients(cfg)
 	svc, err := ciba.NewService(ciba.Config{
 		DefaultExpiry:     cfg.CIBA.DefaultExpiry,
 		MaxExpiry:         cfg.CIBA.MaxExpiry,
@@ -122,10 +132,11 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 		Sealer:      ring,
 		Channel:     channel,
 		Notifier:    notify.HTTP{Client: out},
-		Clients:     registry.Client,
+		Clients:     devices.lookup(registry.Client),
 		CallbackKey: callbackKey,
 		Logger:      log,
 		Observer:    m,
+		UserLimit:   userLimit(cfg),
 	})
 	if err != nil {
 		return nil, err
@@ -138,6 +149,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 		Refresher:  up.refresher,
 		Forwarder:  up.forwarder,
 		RelayPings: up.relay != nil,
+		Limits:     httpLimits(cfg),
 		Discovery:  up.discovery,
 		Observer:   m,
 		JWKS:       func() any { return signer.PublicJWKS() },
@@ -160,7 +172,22 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 			Secure: strings.HasPrefix(cfg.Issuer, "https://"),
 		}
 	}
-	a = &app{service: svc, store: st}
+	if cfg.DeviceEnabled() && srv.Approval != nil {
+		grant, err := ciba.NewDevice(svc, ciba.DeviceConfig{
+			Expiry: cfg.Device.Expiry, Interval: cfg.Device.Interval,
+			UserCodeCharset: cfg.Device.UserCodeCharset, UserCodeLength: cfg.Device.UserCodeLength,
+			VerificationURI: cfg.Issuer + httpapi.PathDevice, Enabled: devices.Enabled,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("device grant: %w", err)
+		}
+		srv.Device = &httpapi.Device{
+			Grant: grant, Approval: srv.Approval, Public: devices.Public,
+			PerIP: cfg.Device.AttemptsPerIP, Global: cfg.Device.Attempts,
+		}
+		srv.Discovery = withDevice(srv.Discovery, cfg, devices)
+	}
+	a = &app{service: svc, store: st, clients: registry, replay: replay, cfg: cfg, keys: signer}
 	if cfg.Metrics.Listen == "" {
 		srv.Metrics = m.Handler()
 	} else {
@@ -204,12 +231,23 @@ func openStore(ctx context.Context, cfg *config.Config) (ciba.Store, error) {
 	return nil, fmt.Errorf("store type %q is not supported", cfg.Store.Type)
 }
 
-// sealRing returns the token-encryption keys: the configured ones, or one
-// generated on first start and kept in the store.
+// sealRing returns the token-encryption keys: the configured ones (then a
+// key generated earlier, if any, only opens), or one generated on first
+// start and kept in the store.
 func sealRing(ctx context.Context, cfg *config.Config, st ciba.Store, log *slog.Logger) (*seal.Ring, error) {
 	var ks []seal.Key
 	for _, k := range cfg.Tokens.EncryptionKeys {
 		ks = append(ks, seal.Key{ID: k.ID, Secret: k.Secret})
+	}
+	if len(ks) > 0 {
+		// A key generated before keys were configured still opens what it
+		// sealed: that is how the generated key is rotated.
+		if secret, err := st.GetRecord(ctx, "server", "encryption-key"); err == nil && len(secret) == seal.KeySize &&
+			!slices.ContainsFunc(ks, func(k seal.Key) bool { return k.ID == "store" }) {
+			ks = append(ks, seal.Key{ID: "store", Secret: secret})
+		} else if err != nil && !errors.Is(err, ciba.ErrNotFound) {
+			return nil, fmt.Errorf("read the generated encryption key: %w", err)
+		}
 	}
 	if len(ks) == 0 {
 		secret, created, err := serverSecret(ctx, st, "encryption-key", seal.KeySize)

@@ -9,6 +9,7 @@
 //	cibaproxy demo-device [--listen HOST:PORT] [--auto approve|deny]
 //	cibaproxy requests list|show ID|cancel ID --config FILE [--json] [--full]
 //	cibaproxy clients list --config FILE [--json]
+//	cibaproxy keys rotate --config FILE [--publish-ahead D] [--json]
 //	cibaproxy version
 package main
 
@@ -51,6 +52,10 @@ commands:
   requests cancel ID --config FILE [--json]  deny a pending request ("cancelled by an
                                              operator"); ping and push clients are told
   clients list --config FILE [--json]        list the configured clients, without secrets
+  keys rotate --config FILE [--publish-ahead 10m] [--json]
+                                             a new signing key: published now, signing
+                                             after --publish-ahead; the old one stays
+                                             published until its tokens have expired
   version                                    print the version
 `
 
@@ -72,6 +77,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdRequests(ctx, args[1:], stdout, stderr)
 	case "clients":
 		err = cmdClients(args[1:], stdout, stderr)
+	case "keys":
+		err = cmdKeys(ctx, args[1:], stdout, stderr)
 	case "hash-secret":
 		err = cmdHashSecret(stdin, stdout)
 	case "version", "--version", "-v":

@@ -45,6 +45,8 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		// The server holds the database file: operators reach it here.
 		defer startAdmin(cfg.Store.Path, a, log)()
 	}
+	defer watchReload(ctx, path, listen, a, log)()
+	defer startKeyReload(ctx, a, log)()
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

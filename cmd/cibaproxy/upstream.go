@@ -40,7 +40,7 @@ type upstream struct {
 	ready     func(ctx context.Context) error
 }
 
-func buildLocal(cfg *config.Config, st ciba.Store, signer *keys.Manager, reg registry) (*upstream, error) {
+func buildLocal(cfg *config.Config, st ciba.Store, signer *keys.Live, reg registry) (*upstream, error) {
 	users := make([]local.User, 0, len(cfg.Upstream.Local.Users))
 	for _, u := range cfg.Upstream.Local.Users {
 		users = append(users, local.User{
@@ -56,7 +56,7 @@ func buildLocal(cfg *config.Config, st ciba.Store, signer *keys.Manager, reg reg
 		RefreshTokenTTL: cfg.Tokens.RefreshTokenTTL,
 		Signer:          signer,
 		Hints: &clientauth.Hints{
-			Registry:        reg.Registry,
+			Registry:        reg.Live,
 			IDTokens:        jose.IDTokenHintPolicy{Issuer: cfg.Issuer, KeySet: signer.KeySet()},
 			LoginHintTokens: jose.HintTokenPolicy{Issuer: cfg.Issuer},
 		},
@@ -66,10 +66,10 @@ func buildLocal(cfg *config.Config, st ciba.Store, signer *keys.Manager, reg reg
 	if err != nil {
 		return nil, err
 	}
-	doc := discovery(cfg, reg, up)
 	return &upstream{
 		Upstream: up, minter: up, refresher: up, passwords: up,
-		discovery: func(context.Context) (map[string]any, error) { return doc, nil },
+		// Built per call: the clients (and so the algs) may be reloaded.
+		discovery: func(context.Context) (map[string]any, error) { return discovery(cfg, reg, up), nil },
 	}, nil
 }
 
@@ -96,7 +96,6 @@ func buildOIDC(ctx context.Context, cfg *config.Config, reg registry, m *metrics
 	if err != nil {
 		return nil, fmt.Errorf("oidc upstream: %w", err)
 	}
-	local := discovery(cfg, reg, up)
 	return &upstream{
 		Upstream:   up,
 		federation: &federation{up: up, issuer: o.Issuer},
@@ -107,7 +106,7 @@ func buildOIDC(ctx context.Context, cfg *config.Config, reg registry, m *metrics
 			if err != nil {
 				return nil, err
 			}
-			return federatedDiscovery(md, local), nil
+			return federatedDiscovery(md, discovery(cfg, reg, up)), nil
 		},
 		ready: up.Ready,
 	}, nil
@@ -213,7 +212,6 @@ func buildCIBA(ctx context.Context, cfg *config.Config, reg registry, m *metrics
 	if err != nil {
 		return nil, fmt.Errorf("ciba upstream: %w", err)
 	}
-	own := discovery(cfg, reg, nil)
 	return &upstream{
 		relay:     relay{up: rel},
 		forwarder: fed,
@@ -223,7 +221,7 @@ func buildCIBA(ctx context.Context, cfg *config.Config, reg registry, m *metrics
 			if err != nil {
 				return nil, err
 			}
-			doc := federatedDiscovery(md, own)
+			doc := federatedDiscovery(md, discovery(cfg, reg, nil))
 			// The provider checks user codes; say what it says.
 			doc["backchannel_user_code_parameter_supported"] = md["backchannel_user_code_parameter_supported"] == true
 			return doc, nil

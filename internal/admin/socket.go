@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/keys"
 )
 
 // The admin socket. A server on the embedded store holds the database file's
@@ -27,6 +28,7 @@ import (
 //	GET  /v1/requests?client=&state=  {"requests": [Request…]}
 //	GET  /v1/requests/{id}            Request
 //	POST /v1/requests/{id}/cancel     Request
+//	POST /v1/keys/rotate              keys.Rotation (see keys.go)
 //
 // and errors are {"error": CODE, "message": TEXT} with CODE one of
 // not_found (404), ambiguous (409), not_pending (409), bad_request (400) or
@@ -145,6 +147,8 @@ var errorCodes = []struct {
 	{ErrAmbiguous, "ambiguous", http.StatusConflict},
 	{ErrNotPending, "not_pending", http.StatusConflict},
 	{ErrBadRequest, "bad_request", http.StatusBadRequest},
+	{keys.ErrNotRotatable, "not_rotatable", http.StatusConflict},
+	{keys.ErrRotationRace, "conflict", http.StatusConflict},
 }
 
 func answer(w http.ResponseWriter, v any, err error) {

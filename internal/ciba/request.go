@@ -24,6 +24,18 @@ const (
 	StatusRedeemed Status = "redeemed"
 )
 
+// Kind is the grant an AuthRequest belongs to.
+type Kind string
+
+// The grants that share the AuthRequest state machine.
+const (
+	// KindCIBA is a backchannel authentication request (CIBA Core).
+	KindCIBA Kind = ""
+	// KindDevice is a device authorization request (RFC 8628): its ID is
+	// the device_code, and no user is known until one approves it.
+	KindDevice Kind = "device"
+)
+
 // DeliveryMode is how the client receives the result (CIBA §5).
 type DeliveryMode string
 
@@ -54,6 +66,10 @@ type AuthRequest struct {
 
 	ClientID string       `json:"client_id"`
 	Mode     DeliveryMode `json:"mode"`
+	// Kind is the grant the request belongs to: KindCIBA (the zero value)
+	// or KindDevice (RFC 8628). Each grant's endpoints refuse the other's
+	// requests, so a device_code is never accepted as an auth_req_id.
+	Kind Kind `json:"kind,omitempty"`
 	// Subject is the user the client named, as resolved by the upstream.
 	Subject string `json:"subject"`
 	// LoginHint is the hint as the client gave it (for display and the

@@ -66,6 +66,12 @@ type Deps struct {
 	// Relay, when set, runs each request at a CIBA upstream instead of
 	// resolving the user here (the ciba upstream); Upstream is then unused.
 	Relay Relay
+	// UserLimit, when set, is asked once per request about to be accepted
+	// for a user (the subject; with a relay, "login_hint:" and the hint):
+	// false refuses it with access_denied, so that no client can flood a
+	// user's authentication device ("push bombing"). limit.Limiter.Allow
+	// fits.
+	UserLimit func(user string, now time.Time) (ok bool, retryAfter time.Duration)
 	// Observer counts deliveries; nil counts nothing.
 	Observer Observer
 	// Now is the clock; time.Now when nil.
@@ -82,6 +88,8 @@ type Service struct {
 	log   *slog.Logger
 	kick  chan struct{}
 	sched scheduler
+	// errSlowDown is the answer to an early poll, built once.
+	errSlowDown *Error
 }
 
 // NewService checks the configuration and returns a service. Call Run to
@@ -105,7 +113,9 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	if cfg.ApproveURL == nil {
 		cfg.ApproveURL = func(string) string { return "" }
 	}
-	s := &Service{cfg: cfg, d: d, now: d.Now, log: d.Logger, kick: make(chan struct{}, 1), sched: scheduler{due: map[string]time.Time{}}}
+	s := &Service{cfg: cfg, d: d, now: d.Now, log: d.Logger, kick: make(chan struct{}, 1), sched: scheduler{due: map[string]time.Time{}},
+		// One shared value: answered to every early poll, read only.
+		errSlowDown: tokenError(CodeSlowDown, "poll at most once every interval; the interval has been increased by %d seconds", cfg.SlowDownStep/time.Second)}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -190,6 +200,11 @@ func (s *Service) Authorize(ctx context.Context, c *Client, p AuthParams) (*Auth
 	}
 
 	if s.d.Relay != nil {
+		if p.Hint.LoginHint != "" {
+			if e := s.userLimit("login_hint:"+p.Hint.LoginHint, now); e != nil {
+				return nil, e
+			}
+		}
 		return s.relay(ctx, c, p, relayed{now: now, scopes: scopes, acr: acr, lifetime: lifetime, token: token})
 	}
 
@@ -206,6 +221,9 @@ func (s *Service) Authorize(ctx context.Context, c *Client, p AuthParams) (*Auth
 		}
 	}
 
+	if e := s.userLimit(user.Subject, now); e != nil {
+		return nil, e
+	}
 	r := &AuthRequest{
 		ID:                randomID(24),
 		ApprovalID:        randomID(16),
@@ -256,9 +274,21 @@ func (s *Service) Poll(ctx context.Context, c *Client, authReqID string) ([]byte
 		return nil, tokenError(CodeInvalidRequest, "auth_req_id is required")
 	}
 	now := s.now()
-	r, err := s.d.Store.GetRequest(ctx, authReqID)
-	if errors.Is(err, ErrNotFound) || err == nil && r.ClientID != c.ID {
-		// The same answer for both, so ids of other clients cannot be probed.
+	var (
+		r          *AuthRequest
+		err        error
+		slow, done bool
+	)
+	if pr, ok := pacedReader(s.d.Store); ok {
+		// One step (one round trip to a remote store): read and pace.
+		r, slow, err = pr.ReadAndPace(ctx, authReqID, s.paceRule(now, s.cfg.LongPoll, s.cfg.Interval))
+		done = true
+	} else {
+		r, err = peek(ctx, s.d.Store, authReqID) // read only: the hot path makes no copy
+	}
+	if errors.Is(err, ErrNotFound) || err == nil && (r.ClientID != c.ID || r.Kind != KindCIBA) {
+		// The same answer for all, so ids of other clients (and device
+		// codes) cannot be probed.
 		return nil, tokenError(CodeInvalidGrant, "unknown auth_req_id")
 	}
 	if err != nil {
@@ -270,37 +300,49 @@ func (s *Service) Poll(ctx context.Context, c *Client, authReqID string) ([]byte
 	if r.Status != StatusPending || r.Expired(now) {
 		return s.finish(ctx, r, now)
 	}
-
 	hold := min(s.cfg.LongPoll, r.ExpiresAt.Sub(now))
+	if done {
+		return s.afterPace(ctx, r, now, hold, slow)
+	}
+	return s.paced(ctx, r, now, hold)
+}
+
+// paceRule is the service's pace rule for a poll at now.
+func (s *Service) paceRule(now time.Time, hold, initial time.Duration) PaceRule {
+	return PaceRule{Now: now, Tolerance: s.cfg.PollTolerance, Step: s.cfg.SlowDownStep, Hold: hold, Initial: initial}
+}
+
+// paced answers a poll of the pending request r, for every grant that polls
+// (CIBA §11, RFC 8628 §3.5): slow_down, growing the interval, when it comes
+// before the interval has passed or while another poll is held; otherwise
+// authorization_pending, after holding the poll up to hold for the result.
+func (s *Service) paced(ctx context.Context, r *AuthRequest, now time.Time, hold time.Duration) ([]byte, error) {
 	var slow bool
-	_, err = s.d.Store.UpdatePace(ctx, r.ID, func(p *Pace) error {
-		if p.Interval == 0 {
-			p.Interval = r.Interval
-		}
-		slow = now.Before(p.HoldUntil) || now.Add(s.cfg.PollTolerance).Before(p.NotBefore)
-		switch {
-		case slow:
-			p.Interval += s.cfg.SlowDownStep
-			p.NotBefore = now.Add(p.Interval)
-		case hold > 0:
-			p.HoldUntil = now.Add(hold)
-		default:
-			p.NotBefore = now.Add(p.Interval)
-		}
+	rule := s.paceRule(now, hold, r.Interval)
+	_, err := s.d.Store.UpdatePace(ctx, r.ID, func(p *Pace) error {
+		slow = rule.Apply(p)
 		return nil
 	})
 	if err != nil {
 		return nil, s.storeError("update pace", err)
 	}
+	return s.afterPace(ctx, r, now, hold, slow)
+}
+
+// afterPace answers a paced poll of the pending request r: slow_down when
+// it was early, otherwise authorization_pending after holding it up to hold
+// for the result.
+func (s *Service) afterPace(ctx context.Context, r *AuthRequest, now time.Time, hold time.Duration, slow bool) ([]byte, error) {
+	id := r.ID
 	if slow {
-		return nil, tokenError(CodeSlowDown, "poll at most once every interval; the interval has been increased by %d seconds", s.cfg.SlowDownStep/time.Second)
+		return nil, s.errSlowDown
 	}
 	if hold <= 0 {
 		return nil, ErrAuthorizationPending
 	}
-	r, err = s.hold(ctx, r.ID, hold)
+	r, err := s.hold(ctx, r.ID, hold)
 	end := s.now()
-	if _, perr := s.d.Store.UpdatePace(context.WithoutCancel(ctx), authReqID, func(p *Pace) error {
+	if _, perr := s.d.Store.UpdatePace(context.WithoutCancel(ctx), id, func(p *Pace) error {
 		p.HoldUntil = time.Time{}
 		p.NotBefore = end.Add(p.Interval)
 		return nil
@@ -524,4 +566,18 @@ func randomID(n int) string {
 		panic(fmt.Sprintf("crypto/rand failed: %v", err)) // crypto/rand never fails on supported platforms
 	}
 	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// userLimit asks Deps.UserLimit whether one more request for user may be
+// accepted, and answers access_denied when not.
+func (s *Service) userLimit(user string, now time.Time) *Error {
+	if s.d.UserLimit == nil {
+		return nil
+	}
+	ok, wait := s.d.UserLimit(user, now)
+	if ok {
+		return nil
+	}
+	s.log.Warn("too many requests for one user", slog.Duration("retry_after", wait))
+	return Errorf(CodeAccessDenied, "too many authentication requests for this user; try again in %d seconds", int64((wait+time.Second-1)/time.Second))
 }

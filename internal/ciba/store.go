@@ -86,6 +86,7 @@ type Store interface {
 
 // Pace is the poll-pacing state of one request: when the client may poll
 // next, the interval it was told, and whether a poll is being held open.
+// Backends may keep its durations and times to the millisecond.
 type Pace struct {
 	// Interval is the current minimum interval; it grows on slow_down.
 	Interval time.Duration `json:"interval"`
@@ -95,4 +96,85 @@ type Pace struct {
 	// second poll before it overlaps the first (CIBA §7.3 forbids that). A
 	// time rather than a flag, so a crashed holder cannot block the request.
 	HoldUntil time.Time `json:"hold_until,omitzero"`
+}
+
+// Peeker is implemented by stores that keep requests in memory as
+// immutable snapshots (memory, embedded): PeekRequest returns the stored
+// request itself, without the copy GetRequest makes, for read-only hot
+// paths (a pending poll). The caller must not modify or keep it.
+type Peeker interface {
+	PeekRequest(ctx context.Context, id string) (*AuthRequest, error)
+}
+
+// peek reads request id for reading only: the stored snapshot where the
+// store can give it, a copy otherwise. The result must not be modified.
+func peek(ctx context.Context, st Store, id string) (*AuthRequest, error) {
+	if p, ok := st.(Peeker); ok {
+		return p.PeekRequest(ctx, id)
+	}
+	return st.GetRequest(ctx, id)
+}
+
+// PaceRule is the pacing decision of one poll (CIBA §7.3, §11; RFC 8628
+// §3.5) as data, so that a remote store can apply it in the round trip that
+// reads the request (PacedReader).
+type PaceRule struct {
+	// Now is the time of the poll.
+	Now time.Time
+	// Tolerance forgives a poll this much before its interval has passed.
+	Tolerance time.Duration
+	// Step is added to the interval at each early poll (slow_down).
+	Step time.Duration
+	// Hold is how long an on-time poll will be held open (long polling),
+	// 0 for none.
+	Hold time.Duration
+	// Initial is the interval of a request polled for the first time.
+	Initial time.Duration
+}
+
+// Apply applies the rule to the pace state p and reports whether the poll
+// is early (slow_down): before the interval has passed, or while another
+// poll is held. An early poll grows the interval; an on-time one starts
+// its hold, or the next interval.
+func (rule PaceRule) Apply(p *Pace) (slow bool) {
+	if p.Interval == 0 {
+		p.Interval = rule.Initial
+	}
+	slow = rule.Now.Before(p.HoldUntil) || rule.Now.Add(rule.Tolerance).Before(p.NotBefore)
+	switch {
+	case slow:
+		p.Interval += rule.Step
+		p.NotBefore = rule.Now.Add(p.Interval)
+	case rule.Hold > 0:
+		p.HoldUntil = rule.Now.Add(rule.Hold)
+	default:
+		p.NotBefore = rule.Now.Add(p.Interval)
+	}
+	return slow
+}
+
+// PacedReader is implemented by stores that can read a request and apply a
+// PaceRule to its pace state in one step, where UpdatePace after
+// GetRequest would cost round trips to a remote store (Redis). The rule is
+// applied whatever the request's state; a caller ignores the pace of a
+// request that is not pending. The request may be shared: it must not be
+// modified.
+type PacedReader interface {
+	ReadAndPace(ctx context.Context, id string, rule PaceRule) (r *AuthRequest, slow bool, err error)
+}
+
+// pacedReader finds a PacedReader behind st (itself, or a wrapper's
+// Unwrap() Store).
+func pacedReader(st Store) (PacedReader, bool) {
+	for range 8 {
+		if p, ok := st.(PacedReader); ok {
+			return p, true
+		}
+		w, ok := st.(interface{ Unwrap() Store })
+		if !ok {
+			return nil, false
+		}
+		st = w.Unwrap()
+	}
+	return nil, false
 }

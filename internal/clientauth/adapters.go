@@ -13,8 +13,8 @@ import (
 // (httpapi.Authenticator): it authenticates clients and verifies their
 // signed authentication requests.
 type Authenticator struct {
-	// Registry holds the clients.
-	Registry *Registry
+	// Registry holds the clients: a *Registry, or a *Live to reload them.
+	Registry Source
 	// RequestObjects is the template of the request object checks: Issuer,
 	// Audiences, Replay, Now, ClockSkew, MaxSize, MaxLifetime. The
 	// client's fields are filled from its registration.
@@ -23,7 +23,7 @@ type Authenticator struct {
 
 // Authenticate authenticates the client of req (see Registry.Authenticate).
 func (a *Authenticator) Authenticate(ctx context.Context, req *http.Request, form url.Values, endpoint string) (*ciba.Client, error) {
-	reg, err := a.Registry.Authenticate(ctx, req, form, endpoint)
+	reg, err := a.Registry.Current().Authenticate(ctx, req, form, endpoint)
 	if err != nil {
 		return nil, err
 	}
@@ -33,7 +33,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, req *http.Request, for
 // RequestObject verifies a signed authentication request of client c
 // (CIBA §7.1.1, jose.VerifyRequestObject) and returns its claims.
 func (a *Authenticator) RequestObject(ctx context.Context, c *ciba.Client, raw string) (map[string]any, error) {
-	reg, ok := a.Registry.Lookup(c.ID)
+	reg, ok := a.Registry.Current().Lookup(c.ID)
 	if !ok {
 		return nil, ciba.Errorf(ciba.CodeInvalidClient, "client %q is not registered", c.ID)
 	}
@@ -42,7 +42,7 @@ func (a *Authenticator) RequestObject(ctx context.Context, c *ciba.Client, raw s
 
 // RequiresSignedRequest reports whether c must send signed requests.
 func (a *Authenticator) RequiresSignedRequest(c *ciba.Client) bool {
-	reg, ok := a.Registry.Lookup(c.ID)
+	reg, ok := a.Registry.Current().Lookup(c.ID)
 	return ok && reg.RequiresSignedRequest()
 }
 
@@ -51,8 +51,9 @@ func (a *Authenticator) RequiresSignedRequest(c *ciba.Client) bool {
 // (local.HintVerifier).
 type Hints struct {
 	// Registry holds the clients; a login_hint_token may be signed by the
-	// requesting client's own keys.
-	Registry *Registry
+	// requesting client's own keys. A *Registry, or a *Live to reload
+	// them.
+	Registry Source
 	// IDTokens is the template of the id_token_hint checks: Issuer, KeySet
 	// (the issuer's keys, e.g. keys.Manager.KeySet), Algs, MaxSize.
 	IDTokens jose.IDTokenHintPolicy
@@ -83,7 +84,7 @@ func (h *Hints) LoginHintToken(ctx context.Context, raw, clientID string) (kind,
 	p := h.LoginHintTokens
 	p.ClientID = clientID
 	p.ClientKeys = nil
-	if reg, ok := h.Registry.Lookup(clientID); ok {
+	if reg, ok := h.Registry.Current().Lookup(clientID); ok {
 		p.ClientKeys = reg.KeySet()
 	}
 	claims, err := jose.VerifyLoginHintToken(ctx, raw, p)

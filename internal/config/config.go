@@ -119,8 +119,19 @@ type Config struct {
 	// Clients are the registered CIBA clients. At least one is required.
 	Clients []Client `yaml:"clients"`
 
+	// Device configures the device authorization grant (RFC 8628), used
+	// by clients with device_authorization: true.
+	Device Device `yaml:"device"`
+
 	// Metrics configures the Prometheus metrics endpoint.
 	Metrics Metrics `yaml:"metrics"`
+
+	// Outbound restricts the requests to URLs clients chose (notification
+	// endpoints, jwks_uri) against server-side request forgery.
+	Outbound Outbound `yaml:"outbound"`
+
+	// Limits are the abuse limits (rates per client, user and address).
+	Limits Limits `yaml:"limits"`
 }
 
 // Metrics configures where Prometheus metrics are served.
@@ -376,8 +387,15 @@ type Client struct {
 	TokenEndpointAuthMethods []string `yaml:"token_endpoint_auth_methods"`
 
 	// DeliveryMode is backchannel_token_delivery_mode (CIBA Core §4):
-	// "poll", "ping" or "push". Required.
+	// "poll", "ping" or "push". Required, except for a client with
+	// DeviceAuthorization, which then uses the device grant only.
 	DeliveryMode string `yaml:"backchannel_token_delivery_mode"`
+
+	// DeviceAuthorization lets the client use the device authorization
+	// grant (RFC 8628): POST /device_authorization and the device_code
+	// grant. Default false. With token_endpoint_auth_methods [none] the
+	// client is public (a TV app or CLI that cannot keep a secret).
+	DeviceAuthorization bool `yaml:"device_authorization"`
 
 	// NotificationEndpoint is backchannel_client_notification_endpoint
 	// (CIBA Core §4): where ping notifications and push results are
@@ -415,6 +433,12 @@ type Client struct {
 	// JWKSURI is the URL of the client's JWK Set, the alternative to JWKS
 	// for clients that rotate keys: an absolute http or https URL.
 	JWKSURI string `yaml:"jwks_uri"`
+
+	// AllowedNetworks are the CIDR networks the client's backchannel
+	// authentication requests may come from (the consumption device's
+	// address, see [Limits.TrustedProxies]); a request from elsewhere is
+	// refused with unauthorized_client. Empty (default): any address.
+	AllowedNetworks []string `yaml:"allowed_networks"`
 
 	// Scopes are the scopes the client may request. Empty (default): any
 	// scope. When set it must include "openid", which every CIBA request

@@ -24,7 +24,7 @@ const demoPrivateJWK = `{"kty":"EC","crv":"P-256","kid":"demo-poll-1","alg":"ES2
 	`"d":"VyXb03HCxcW2HiV8dJLgYC_J-shd4Tg_6Ct6Nczmns4"}`
 
 // sectionOrder is the order top-level sections are written in by doc.
-var sectionOrder = []string{"issuer", "listen", "log", "store", "upstream", "ciba", "tokens", "channels", "clients"}
+var sectionOrder = []string{"issuer", "listen", "log", "store", "upstream", "ciba", "tokens", "channels", "clients", "outbound", "limits"}
 
 // baseSections make a minimal valid configuration.
 var baseSections = map[string]string{

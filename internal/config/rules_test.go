@@ -284,6 +284,38 @@ func TestRules(t *testing.T) {
 			"clients[0].scopes[1]", `invalid scope "a b"`},
 		{"scopes are listed once", map[string]string{"clients": clients(poll + "scopes: [openid, openid]")},
 			"clients[0].scopes[1]", "listed twice"},
+
+		// outbound (server-side request forgery)
+		{"a notification endpoint is https without the development switch (CIBA Core §4)", map[string]string{"clients": clients("client_id: c1\nclient_secret: s1\nbackchannel_token_delivery_mode: ping\nbackchannel_client_notification_endpoint: http://c.example.com/cb")},
+			"clients[0].backchannel_client_notification_endpoint", `client "c1": must be an https URL (CIBA Core §4); plain http is allowed only with the development switch outbound.allow_http: true`},
+		{"a jwks_uri is https without the development switch", map[string]string{"clients": clients(poll + "jwks_uri: http://c.example.com/jwks")},
+			"clients[0].jwks_uri", `client "c1": must be an https URL`},
+		{"a notification endpoint on a private address is refused", map[string]string{"clients": clients("client_id: c1\nclient_secret: s1\nbackchannel_token_delivery_mode: push\nbackchannel_client_notification_endpoint: https://10.1.2.3/cb")},
+			"clients[0].backchannel_client_notification_endpoint", `client "c1": 10.1.2.3 is a special-use address (private, RFC 1918)`},
+		{"the metadata address is refused in IPv4-mapped form too", map[string]string{"clients": clients("client_id: c1\nclient_secret: s1\nbackchannel_token_delivery_mode: ping\nbackchannel_client_notification_endpoint: 'https://[::ffff:169.254.169.254]/cb'")},
+			"clients[0].backchannel_client_notification_endpoint", "link-local (cloud metadata)"},
+		{"a jwks_uri on an IPv6 unique local address is refused", map[string]string{"clients": clients(poll + "jwks_uri: 'https://[fd00::1]/jwks'")},
+			"clients[0].jwks_uri", "unique local"},
+		{"outbound.allow_networks are CIDR networks", map[string]string{"outbound": "outbound:\n  allow_networks: [10.0.0.0/33]"},
+			"outbound.allow_networks[0]", "must be a CIDR network"},
+		{"outbound.allow_networks have no host bits", map[string]string{"outbound": "outbound:\n  allow_networks: [10.1.2.3/8]"},
+			"outbound.allow_networks[0]", "did you mean 10.0.0.0/8?"},
+
+		// limits
+		{"a limit's requests are not negative", map[string]string{"limits": "limits:\n  bc_authorize_per_client:\n    requests: -1"},
+			"limits.bc_authorize_per_client.requests", "must not be negative"},
+		{"a limit's period is positive", map[string]string{"limits": "limits:\n  requests_per_user:\n    requests: 5\n    per: 0s"},
+			"limits.requests_per_user.per", "must be positive"},
+		{"limits.max_keys is at least 1", map[string]string{"limits": "limits:\n  max_keys: 0"},
+			"limits.max_keys", "at least 1"},
+		{"limits.client_ip_header needs trusted_proxies", map[string]string{"limits": "limits:\n  client_ip_header: X-Real-IP"},
+			"limits.client_ip_header", "needs limits.trusted_proxies"},
+		{"limits.client_ip_header is a header name", map[string]string{"limits": "limits:\n  trusted_proxies: [10.0.0.0/8]\n  client_ip_header: 'X Real IP'"},
+			"limits.client_ip_header", "must be an HTTP header name"},
+		{"limits.trusted_proxies are CIDR networks", map[string]string{"limits": "limits:\n  trusted_proxies: [proxy.internal]"},
+			"limits.trusted_proxies[0]", "must be a CIDR network"},
+		{"a client's allowed_networks are CIDR networks", map[string]string{"clients": clients(poll + "allowed_networks: [office]")},
+			"clients[0].allowed_networks[0]", `got "office"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

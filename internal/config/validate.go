@@ -109,6 +109,8 @@ func (v *validator) defaults(c *Config) {
 
 	dur(&c.Channels.Webhook.Timeout, "channels.webhook.timeout", defaultWebhookTimeout)
 	v.emailDefaults(&c.Channels.Email)
+	v.limitsDefaults(&c.Limits)
+	v.deviceDefaults(&c.Device)
 
 	for i := range c.Clients {
 		cl := &c.Clients[i]
@@ -139,6 +141,9 @@ func (v *validator) validate(c *Config) {
 	v.checkWebhook(&c.Channels.Webhook)
 	v.checkEmail(&c.Channels.Email, c.Channels.Webhook.URL != "")
 	v.checkClients(c.Clients)
+	v.checkOutbound(c)
+	v.checkLimits(c)
+	v.checkDevice(c)
 	switch c.Upstream.Type {
 	case UpstreamOIDC:
 		v.checkOIDC(c)
@@ -426,6 +431,7 @@ func (v *validator) checkClients(clients []Client) {
 			}
 		}
 		v.checkClient(&clients[i], p)
+		v.checkDeviceClient(&clients[i], p)
 	}
 }
 
@@ -441,7 +447,7 @@ func (v *validator) checkClient(c *Client, p string) {
 	seen := make(map[string]bool)
 	for j, m := range c.TokenEndpointAuthMethods {
 		mp := joinIndex(at("token_endpoint_auth_methods"), j)
-		if !slices.Contains(authMethods, m) {
+		if !slices.Contains(authMethods, m) && m != AuthNone {
 			v.fail(mp, "must be one of %s, got %q", strings.Join(authMethods, ", "), m)
 		} else if seen[m] {
 			v.fail(mp, "%q is listed twice", m)
@@ -475,7 +481,9 @@ func (v *validator) checkClient(c *Client, p string) {
 
 	switch c.DeliveryMode {
 	case "":
-		v.fail(at("backchannel_token_delivery_mode"), "required: poll, ping or push (CIBA Core §4)")
+		if !c.DeviceAuthorization {
+			v.fail(at("backchannel_token_delivery_mode"), "required: poll, ping or push (CIBA Core §4)")
+		}
 	case DeliveryPoll:
 		if c.NotificationEndpoint != "" {
 			v.fail(at("backchannel_client_notification_endpoint"), "must be empty in poll mode, which sends no notifications (CIBA Core §4)")

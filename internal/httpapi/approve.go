@@ -75,10 +75,20 @@ type page struct {
 	Federated bool
 	// UserCode asks for the user_code the client sent, to confirm it.
 	UserCode bool
+	// Device is the verification page of the device grant (device.go):
+	// DeviceCode is the user code the form carries on, and the user types
+	// a username too, since no user is named.
+	Device     bool
+	DeviceCode string
+	// Entry asks for a user code (the device grant's first step).
+	Entry bool
 }
 
 func (a *Approval) show(w http.ResponseWriter, r *http.Request) {
 	req, client, err := a.Service.ForApproval(r.Context(), r.PathValue("id"))
+	if err == nil && req.Kind != ciba.KindCIBA {
+		err = ciba.ErrNotFound // a device request is answered on its own page
+	}
 	if err != nil {
 		a.closed(w, err)
 		return
@@ -122,6 +132,9 @@ func userCodeMatches(req *ciba.AuthRequest, code string) bool {
 func (a *Approval) answer(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	req, client, err := a.Service.ForApproval(r.Context(), id)
+	if err == nil && req.Kind != ciba.KindCIBA {
+		err = ciba.ErrNotFound // a device request is answered on its own page
+	}
 	if err != nil {
 		a.closed(w, err)
 		return
@@ -245,7 +258,7 @@ button[value=approve]{background:#0a6;color:#fff;border-color:#0a6}
 <main>
 <h1>{{.Title}}</h1>
 {{if .Form}}
-<p><strong>{{.Client}}</strong> asks to sign you in as <strong>{{.User}}</strong>.</p>
+<p><strong>{{.Client}}</strong> asks to sign you in{{if .User}} as <strong>{{.User}}</strong>{{end}}.</p>
 {{if .Binding}}<p>Check that this code matches the one shown on the other device:</p>
 <p class="binding" aria-label="Binding message">{{.Binding}}</p>{{end}}
 <p>It asks for: {{range $i, $s := .Scopes}}{{if $i}}, {{end}}{{$s}}{{end}}.</p>
@@ -253,15 +266,29 @@ button[value=approve]{background:#0a6;color:#fff;border-color:#0a6}
 {{if .Error}}<p class="error" role="alert">{{.Error}}</p>{{end}}
 <form method="post">
 <input type="hidden" name="csrf" value="{{.CSRF}}">
-{{if .UserCode}}<label for="user_code">The code you gave {{.Client}} (needed to approve)</label>
+{{if .Device}}<input type="hidden" name="user_code" value="{{.DeviceCode}}">
+{{end}}{{if .UserCode}}<label for="user_code">The code you gave {{.Client}} (needed to approve)</label>
 <input type="text" id="user_code" name="user_code" autocomplete="one-time-code" spellcheck="false">
-{{end}}{{if .Federated}}<p>Approve takes you to your identity provider to sign in as <strong>{{.User}}</strong>.</p>
+{{end}}{{if .Federated}}<p>Approve takes you to your identity provider to sign in{{if .User}} as <strong>{{.User}}</strong>{{end}}.</p>
+{{else if .Device}}<label for="username">Your username (needed to approve)</label>
+<input type="text" id="username" name="username" autocomplete="username" spellcheck="false" autocapitalize="none">
+<label for="password">Your password</label>
+<input type="password" id="password" name="password" autocomplete="current-password">
 {{else}}<label for="password">Password for {{.User}} (needed to approve)</label>
 <input type="password" id="password" name="password" autocomplete="current-password">
 {{end}}<div class="actions">
 <button type="submit" name="action" value="approve">Approve</button>
 <button type="submit" name="action" value="deny">Deny</button>
 </div>
+</form>
+{{else if .Entry}}
+<p>Enter the code shown on your device.</p>
+{{if .Error}}<p class="error" role="alert">{{.Error}}</p>{{end}}
+<form method="post">
+<input type="hidden" name="csrf" value="{{.CSRF}}">
+<label for="user_code">Code</label>
+<input type="text" id="user_code" name="user_code" value="{{.DeviceCode}}" autocomplete="off" spellcheck="false" autocapitalize="characters">
+<div class="actions"><button type="submit" name="action" value="continue">Continue</button></div>
 </form>
 {{else}}
 <p>{{.Message}}</p>

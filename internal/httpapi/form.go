@@ -24,7 +24,7 @@ func parseForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
 	if err != nil || mt != "application/x-www-form-urlencoded" {
 		return nil, ciba.Errorf(ciba.CodeInvalidRequest, "the body must be application/x-www-form-urlencoded")
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxForm))
+	body, err := readBody(w, r, maxForm)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -33,6 +33,23 @@ func parseForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
 		return nil, ciba.Errorf(ciba.CodeInvalidRequest, "the body could not be read")
 	}
 	return parseFormBody(string(body))
+}
+
+// readBody reads the body, at most limit bytes. With a Content-Length (as
+// clients send for small forms) it reads into a buffer of exactly that size
+// rather than growing one.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	body := http.MaxBytesReader(w, r.Body, limit)
+	if n := r.ContentLength; n > 0 && n <= limit {
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(body, buf); err != nil {
+			return nil, err
+		}
+		// Anything beyond the announced length is a malformed request;
+		// net/http would not pass it on anyway.
+		return buf, nil
+	}
+	return io.ReadAll(body)
 }
 
 // parseFormBody parses form data, refusing repeated and malformed parameters.
@@ -49,10 +66,19 @@ func parseFormBody(body string) (url.Values, error) {
 	return form, nil
 }
 
+// Header values shared by every JSON answer. net/http only reads them, so
+// one slice each serves every response (Header.Set would allocate a new one
+// per answer on the hot path).
+var (
+	valueJSON    = []string{"application/json"}
+	valueNoStore = []string{"no-store"}
+	valueNoCache = []string{"no-cache"}
+)
+
 // noStore marks a response as not cacheable (RFC 6749 §5.1).
 func noStore(h http.Header) {
-	h.Set("Cache-Control", "no-store")
-	h.Set("Pragma", "no-cache")
+	h["Cache-Control"] = valueNoStore
+	h["Pragma"] = valueNoCache
 }
 
 // challenger is an error that asks for a WWW-Authenticate header (a client
@@ -63,18 +89,31 @@ type challenger interface{ Challenge() string }
 func writeError(w http.ResponseWriter, err error) {
 	e := ciba.AsError(err)
 	noteResult(w, e.Code)
-	h := w.Header()
-	var c challenger
-	if errors.As(err, &c) && c.Challenge() != "" {
-		h.Set("WWW-Authenticate", c.Challenge())
-	} else if e.Code == ciba.CodeInvalidToken {
-		h.Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+	if e.Code == ciba.CodeInvalidClient || e.Code == ciba.CodeInvalidToken {
+		h := w.Header()
+		var c challenger
+		if errors.As(err, &c) && c.Challenge() != "" {
+			h.Set("WWW-Authenticate", c.Challenge())
+		} else if e.Code == ciba.CodeInvalidToken {
+			h.Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		}
 	}
-	body := struct {
-		Error       ciba.ErrorCode `json:"error"`
-		Description string         `json:"error_description,omitempty"`
-	}{e.Code, ciba.SafeDescription(e.Description)}
-	writeJSON(w, e.HTTPStatus(), body)
+	writeJSON(w, e.HTTPStatus(), errorBody(e))
+}
+
+// errorBody encodes {"error","error_description"} without reflection: an
+// error code is a token and SafeDescription leaves only characters that
+// need no JSON escaping (RFC 6749 §5.2 allows no '"' or '\\').
+func errorBody(e *ciba.Error) []byte {
+	desc := ciba.SafeDescription(e.Description)
+	b := make([]byte, 0, len(`{"error":"","error_description":""}`)+len(e.Code)+len(desc))
+	b = append(b, `{"error":"`...)
+	b = append(b, e.Code...)
+	if desc != "" {
+		b = append(b, `","error_description":"`...)
+		b = append(b, desc...)
+	}
+	return append(b, `"}`...)
 }
 
 // writeJSON answers v as JSON with no-store caching.
@@ -90,8 +129,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		}
 	}
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h["Content-Type"] = valueJSON
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	noStore(h)
 	w.WriteHeader(status)
 	_, _ = w.Write(body)

@@ -85,8 +85,13 @@ type Server struct {
 	JWKS func() any
 	// Approval serves the approval page; nil when the upstream has none.
 	Approval *Approval
+	// Device serves the device authorization grant (RFC 8628); nil when
+	// no client uses it.
+	Device *Device
 	// RelayPings serves PathUpstreamPing (the ciba upstream).
 	RelayPings bool
+	// Limits are the abuse limits (limits.go); nil limits nothing.
+	Limits *Limits
 	// Observer counts answered requests; nil counts nothing.
 	Observer Observer
 	// Metrics, when set, is served at PathMetrics.
@@ -147,6 +152,9 @@ func (s *Server) Handler() http.Handler {
 		}
 		s.Approval.register(mux)
 	}
+	if s.Device != nil {
+		s.Device.register(mux, s)
+	}
 	mux.HandleFunc("GET "+PathHealth, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -174,7 +182,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not_found", "error_description": "no such endpoint: " + r.Method + " " + r.URL.Path})
 	})
-	return s.observe(s.recoverer(mux))
+	return s.observe(s.recoverer(s.limitFailures(mux)))
 }
 
 // recoverer answers server_error instead of dropping the connection when a
@@ -212,6 +220,9 @@ func (s *Server) backchannelAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	noteClient(w, client.ID)
+	if !s.admitBCAuthorize(w, r, client) {
+		return
+	}
 	if form.Has("request_uri") {
 		writeError(w, ciba.Errorf(ciba.CodeInvalidRequest, "request_uri is not supported; send the request object in the request parameter"))
 		return
@@ -296,17 +307,36 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if s.Forwarder != nil && form.Get("grant_type") != GrantCIBA {
+	if s.Forwarder != nil && form.Get("grant_type") != GrantCIBA && (s.Device == nil || form.Get("grant_type") != GrantDeviceCode) {
 		s.forward(w, r, form)
 		return
 	}
-	client, err := s.Clients.Authenticate(ctx, r, form, s.Issuer+PathToken)
+	var client *ciba.Client
+	if s.Device != nil && form.Get("grant_type") == GrantDeviceCode {
+		client, err = s.deviceClient(ctx, r, form, s.Issuer+PathToken)
+	} else {
+		client, err = s.Clients.Authenticate(ctx, r, form, s.Issuer+PathToken)
+	}
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	noteClient(w, client.ID)
+	if !s.admitToken(w, client) {
+		return
+	}
 	switch gt := form.Get("grant_type"); gt {
+	case GrantDeviceCode:
+		if s.Device == nil {
+			writeError(w, ciba.Errorf(ciba.CodeUnsupportedGrantType, "the device_code grant is not enabled"))
+			return
+		}
+		body, err := s.Device.Grant.Poll(ctx, client, form.Get("device_code"))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, body)
 	case GrantCIBA:
 		body, err := s.Service.Poll(ctx, client, form.Get("auth_req_id"))
 		if err != nil {

@@ -84,6 +84,9 @@ upstream:
 channels:
   webhook:
     url: ${CIBAPROXY_WEBHOOK_URL}
+limits:
+  requests_per_user:
+    requests: 100000
 clients:
   - client_id: %s
     client_name: %s

@@ -281,6 +281,12 @@ upstream:
 channels:
   webhook:
     url: ${CIBAPROXY_WEBHOOK_URL}
+outbound:
+  allow_http: true
+  allow_networks: [127.0.0.0/8]
+limits:
+  requests_per_user:
+    requests: 100000
 clients:
   - client_id: demo-poll
     client_secret: demo-poll-secret

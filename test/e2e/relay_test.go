@@ -62,6 +62,12 @@ upstream:
     issuer: %s
 ciba:
   interval: 1s
+outbound:
+  allow_http: true
+  allow_networks: [127.0.0.0/8]
+limits:
+  requests_per_user:
+    requests: 100000
 clients:
   - client_id: %s
     client_secret: %s

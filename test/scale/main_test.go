@@ -87,6 +87,12 @@ ciba:
 channels:
   webhook:
     url: "%[4]s"
+outbound:
+  allow_http: true
+  allow_networks: [127.0.0.0/8]
+limits:
+  requests_per_user:
+    requests: 100000
 clients:
   - client_id: demo-poll
     client_name: Demo poll client

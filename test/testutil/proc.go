@@ -106,6 +106,9 @@ func (s *Server) env() []string {
 		"CIBAPROXY_DATA="+s.DataDir,
 		"CIBAPROXY_WEBHOOK_URL="+s.opts.WebhookURL,
 		"CIBAPROXY_DEMO_NOTIFY_URL="+s.opts.NotifyURL,
+		// The tests start many requests for alice; examples/quickstart.yaml
+		// reads its per-user limit from here.
+		"CIBAPROXY_REQUESTS_PER_USER=100000",
 	)
 	return append(env, s.opts.Env...)
 }

@@ -385,6 +385,12 @@ func (s *Store) GetRequest(ctx context.Context, id string) (*ciba.AuthRequest, e
 	return s.mem.GetRequest(ctx, id)
 }
 
+// PeekRequest returns the stored request itself, from memory, for reading
+// only (ciba.Peeker).
+func (s *Store) PeekRequest(ctx context.Context, id string) (*ciba.AuthRequest, error) {
+	return s.mem.PeekRequest(ctx, id)
+}
+
 // GetRequestByApprovalID returns a copy of the request whose ApprovalID is
 // id, from memory.
 func (s *Store) GetRequestByApprovalID(ctx context.Context, id string) (*ciba.AuthRequest, error) {

@@ -301,6 +301,19 @@ func (s *Store) GetRequest(_ context.Context, id string) (*ciba.AuthRequest, err
 	return nil, errRequestNotFound
 }
 
+// PeekRequest returns the stored request itself (ciba.Peeker): it is an
+// immutable snapshot, replaced rather than changed by UpdateRequest, so a
+// reader may use it without a copy but must not modify it.
+func (s *Store) PeekRequest(_ context.Context, id string) (*ciba.AuthRequest, error) {
+	if s.closed.Load() {
+		return nil, errClosed
+	}
+	if r := s.current(id); r != nil {
+		return r, nil
+	}
+	return nil, errRequestNotFound
+}
+
 // GetRequestByApprovalID returns a copy of the request whose ApprovalID is
 // id; an error wrapping ciba.ErrNotFound if there is none.
 func (s *Store) GetRequestByApprovalID(_ context.Context, id string) (*ciba.AuthRequest, error) {

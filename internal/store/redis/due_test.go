@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -132,5 +133,52 @@ func TestListDue(t *testing.T) {
 	}
 	if _, ok := score(rl.ID); ok {
 		t.Error("a relayed request that is no longer pending is still in the due index")
+	}
+}
+
+// TestReadAndPaceMatchesTheRule runs the same sequence of polls through the
+// poll script and through ciba.PaceRule.Apply in Go: the answers and the
+// stored pace must agree, so the two implementations of the rule cannot
+// drift apart.
+func TestReadAndPaceMatchesTheRule(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := t.Context()
+	st := open(t, srv.Addr(), newPrefix())
+	r := storetest.NewRequest()
+	if err := st.CreateRequest(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.ReadAndPace(ctx, "no-such-id", ciba.PaceRule{Now: time.Now()}); !errors.Is(err, ciba.ErrNotFound) {
+		t.Fatalf("ReadAndPace of an unknown id: %v", err)
+	}
+	start := time.UnixMilli(time.Now().UnixMilli())
+	var want ciba.Pace
+	// Offsets of the polls from start (ms), with and without holds: on
+	// time, early, within tolerance, during a hold, after it.
+	polls := []struct {
+		at   int64
+		hold time.Duration
+	}{{0, 0}, {100, 0}, {400, 0}, {5600, 0}, {10000, 0}, {15100, 0}, {21000, 3 * time.Second}, {22000, 0}, {24500, 0}, {60000, 0}}
+	for i, p := range polls {
+		rule := ciba.PaceRule{Now: start.Add(time.Duration(p.at) * time.Millisecond), Tolerance: 500 * time.Millisecond,
+			Step: 5 * time.Second, Hold: p.hold, Initial: 5 * time.Second}
+		got, slow, err := st.ReadAndPace(ctx, r.ID, rule)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.ID != r.ID || got.ClientID != r.ClientID {
+			t.Fatalf("poll %d read %+v", i, got)
+		}
+		wantSlow := rule.Apply(&want)
+		if slow != wantSlow {
+			t.Errorf("poll %d at +%d ms: slow = %v, the rule says %v", i, p.at, slow, wantSlow)
+		}
+		stored, err := st.UpdatePace(ctx, r.ID, func(*ciba.Pace) error { return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stored.Interval != want.Interval || !stored.NotBefore.Equal(want.NotBefore) || !stored.HoldUntil.Equal(want.HoldUntil) {
+			t.Errorf("poll %d: stored pace %+v, the rule gives %+v", i, stored, want)
+		}
 	}
 }

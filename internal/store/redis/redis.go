@@ -623,20 +623,11 @@ func (s *Store) UpdatePace(ctx context.Context, id string, fn func(p *ciba.Pace)
 			return ciba.Pace{}, errRequestNotFound
 		}
 		old, _ := vals[1].(string)
-		var p ciba.Pace
-		if old != "" {
-			if err := json.Unmarshal([]byte(old), &p); err != nil {
-				return ciba.Pace{}, fmt.Errorf("redis store: %s: decode: %w", op, err)
-			}
-		}
+		p := decodePace(old)
 		if err := fn(&p); err != nil {
 			return ciba.Pace{}, err
 		}
-		enc, err := json.Marshal(p)
-		if err != nil {
-			return ciba.Pace{}, fmt.Errorf("redis store: %s: encode: %w", op, err)
-		}
-		n, err := paceScript.Run(ctx, s.c, []string{key}, old, enc).Int()
+		n, err := paceScript.Run(ctx, s.c, []string{key}, old, encodePace(p)).Int()
 		if err != nil {
 			return ciba.Pace{}, unavailable(op, err)
 		}

@@ -14,7 +14,8 @@ import "github.com/redis/go-redis/v9"
 //	x  the expiry of the key in Unix milliseconds
 //	w  a random token naming the last write, so that a write the client
 //	   library resent after a lost reply is recognized as already applied
-//	p  the JSON of the ciba.Pace, absent until the first UpdatePace
+//	p  the ciba.Pace as "interval not_before hold_until" in milliseconds,
+//	   absent until the first poll (pace.go)
 var (
 	// createScript creates the request hash unless the key exists.
 	// KEYS[1] request key; ARGV data, approval id, expiry ms, write token.

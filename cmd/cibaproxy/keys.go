@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/cibaproxy/cibaproxy/internal/admin"
+	"github.com/cibaproxy/cibaproxy/internal/config"
+	"github.com/cibaproxy/cibaproxy/internal/keys"
+	"github.com/cibaproxy/cibaproxy/internal/store/embedded"
+)
+
+// `cibaproxy keys rotate`: a new signing key, published at once, signing
+// after --publish-ahead, the old key published until its tokens expired
+// (see package keys). On the redis store the command writes the new key
+// set and every instance reads it within keys.ReloadEvery; on the
+// embedded store the running server does it through its admin socket and
+// reads it at once (or, with no server running, the command writes the
+// file itself).
+
+// rotatePolicy is the rotation of cfg's keys: old keys stay published for
+// the longest lifetime of the tokens they signed.
+func rotatePolicy(cfg *config.Config, publishAhead time.Duration) keys.RotatePolicy {
+	return keys.RotatePolicy{
+		PublishAhead: publishAhead,
+		Retain:       keys.RetainFor(cfg.Tokens.AccessTokenTTL, cfg.Tokens.IDTokenTTL),
+	}
+}
+
+// cmdKeys runs `cibaproxy keys rotate`.
+func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "rotate" {
+		return usageError{errors.New("want rotate")}
+	}
+	var (
+		path   string
+		ahead  time.Duration
+		asJSON bool
+	)
+	if err := flags("keys rotate", args[1:], stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&path, "config", "", "config file (YAML), the one the server runs with")
+		fs.DurationVar(&ahead, "publish-ahead", keys.DefaultPublishAhead,
+			fmt.Sprintf("how long the new key is published before it signs (at least %v)", keys.MinPublishAhead))
+		fs.BoolVar(&asJSON, "json", false, "print JSON")
+	}); err != nil {
+		return err
+	}
+	if path == "" {
+		return usageError{errors.New("--config FILE is required")}
+	}
+	if ahead < keys.MinPublishAhead {
+		return usageError{fmt.Errorf("--publish-ahead must be at least %v: clients cache the JWKS for 300s and instances read the keys every %v", keys.MinPublishAhead, keys.ReloadEvery)}
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	if cfg.Tokens.SigningKeyFile != "" {
+		return fmt.Errorf("tokens.signing_key_file is set (%s): those keys are the operator's to rotate. Put the new key in the file after the current one (all keys in the file are published, the first signs), restart, wait at least 5 minutes (the JWKS cache), move the new key first and restart; drop the old key once its tokens have expired (%v)",
+			cfg.Tokens.SigningKeyFile, max(cfg.Tokens.AccessTokenTTL, cfg.Tokens.IDTokenTTL))
+	}
+	rot, err := rotate(ctx, cfg, ahead)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return admin.WriteJSON(stdout, rot)
+	}
+	fmt.Fprintf(stdout, "new signing key %s: published now, signs from %s\n", rot.New.KeyID, rot.New.NotBefore.Local().Format(time.RFC3339))
+	for _, k := range rot.Keys[1:] {
+		fmt.Fprintf(stdout, "key %s: signs until %s, published until %s\n", k.KeyID,
+			rot.New.NotBefore.Local().Format(time.RFC3339), k.Until.Local().Format(time.RFC3339))
+	}
+	if cfg.Store.Type == config.StoreRedis {
+		fmt.Fprintf(stdout, "every instance reads the new key set within %v\n", keys.ReloadEvery)
+	}
+	return nil
+}
+
+// rotate rotates the keys of cfg's store: through the running server's
+// admin socket for the embedded store, else in the store itself.
+func rotate(ctx context.Context, cfg *config.Config, ahead time.Duration) (*keys.Rotation, error) {
+	p := rotatePolicy(cfg, ahead)
+	switch cfg.Store.Type {
+	case config.StoreRedis:
+		st, err := openStore(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		defer st.Close()
+		return keys.Rotate(ctx, st, p, time.Now())
+	case config.StoreEmbedded:
+		c := admin.NewClient(admin.SocketPath(cfg.Store.Path))
+		pctx, cancel := context.WithTimeout(ctx, adminPingTimeout)
+		perr := c.Ping(pctx)
+		cancel()
+		if perr == nil {
+			return c.RotateKeys(ctx, ahead)
+		}
+		if _, err := os.Stat(cfg.Store.Path); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("no database at %s (store.path): start the server once first", cfg.Store.Path)
+		}
+		st, err := embedded.Open(ctx, cfg.Store.Path, embedded.WithLockTimeout(adminLockTimeout))
+		if err != nil {
+			return nil, fmt.Errorf("%w; and no server answers on its admin socket (%w)", err, perr)
+		}
+		defer st.Close()
+		return keys.Rotate(ctx, st, p, time.Now())
+	}
+	return nil, fmt.Errorf("store.type %q: the keys live inside the server process and vanish with it; nothing to rotate", cfg.Store.Type)
+}
+
+// startKeyReload reads a's key set from the store every keys.ReloadEvery,
+// so rotations by other instances or commands are seen, and returns the
+// function that stops it.
+func startKeyReload(ctx context.Context, a *app, log *slog.Logger) (stop func()) {
+	if !a.keys.Rotatable() {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.keys.Run(ctx, keys.ReloadEvery, func(err error) {
+			log.Warn("signing keys: reading the key set failed; the keys in force are kept", slog.Any("error", err))
+		})
+	}()
+	return func() { cancel(); <-done }
+}

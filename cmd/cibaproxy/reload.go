@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"reflect"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/cibaproxy/cibaproxy/internal/config"
+)
+
+// Reloading the clients without a restart. On SIGHUP the server reads its
+// configuration file again and validates all of it (config.Load). If the
+// file is valid, the clients it lists replace the ones in force at once:
+// requests under way finish with the clients they started with. Nothing
+// else is applied: a changed setting outside clients is logged as needing
+// a restart. If the file is not valid, every problem is logged and the
+// clients in force stay.
+//
+// With the oidc and ciba upstreams each client also has credentials at the
+// upstream, which the upstream takes at start only: a reload that adds or
+// removes such a client, or changes its upstream credentials, is refused
+// (logged) and needs a restart; other changes of those clients (secrets,
+// delivery mode, notification endpoint, keys…) are applied.
+
+// watchReload reloads the clients of a from path on every SIGHUP, until
+// the returned stop is called. listen is the --listen override, or "".
+func watchReload(ctx context.Context, path, listen string, a *app, log *slog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		running := a.cfg // owned by this goroutine from here on
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				cfg, err := a.reloadClients(ctx, running, path, listen, log)
+				if err != nil {
+					log.Error("reload: the clients in force are kept", slog.Any("error", err))
+					continue
+				}
+				running = cfg
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		cancel()
+		<-done
+	}
+}
+
+// reloadClients reads the configuration at path and, if it is valid, puts
+// its clients in force and returns the configuration now running: the
+// settings of running with the new clients. It logs what changed. listen
+// is the --listen override, or "". Calls must not overlap.
+func (a *app) reloadClients(ctx context.Context, running *config.Config, path, listen string, log *slog.Logger) (*config.Config, error) {
+	log.Info("reload: reading the configuration", slog.String("config", path))
+	cfg, err := config.Load(path)
+	if err != nil {
+		if ps, ok := errors.AsType[config.Problems](err); ok {
+			// One line per problem, so each is found in the log; problem
+			// messages never quote a secret.
+			for _, p := range ps {
+				log.Error("reload: configuration problem", slog.String("problem", p.String()))
+			}
+			return nil, fmt.Errorf("%s has %d problem(s)", path, len(ps))
+		}
+		return nil, err
+	}
+	if listen != "" {
+		cfg.Listen = listen
+	}
+	if running.Upstream.Type != config.UpstreamLocal {
+		if err := sameUpstreamCredentials(running.Clients, cfg.Clients); err != nil {
+			return nil, fmt.Errorf("upstream %s: %w", running.Upstream.Type, err)
+		}
+	}
+	reg, err := newRegistry(ctx, cfg, a.replay)
+	if err != nil {
+		return nil, err
+	}
+	// The assertion checks stay those of the running server (its issuer
+	// and the upstream's audiences).
+	reg.AssertionPolicy = a.clients.Current().AssertionPolicy
+	a.clients.Swap(reg)
+
+	added, removed, changed := diffClients(running.Clients, cfg.Clients)
+	log.Info("reload: clients reloaded", slog.Int("clients", len(cfg.Clients)),
+		slog.String("added", strings.Join(added, ",")), slog.String("removed", strings.Join(removed, ",")),
+		slog.String("changed", strings.Join(changed, ",")))
+	if diff := changedSettings(running, cfg); len(diff) > 0 {
+		log.Warn("reload: only the clients are reloaded; restart to apply the other changed settings",
+			slog.String("settings", strings.Join(diff, ",")))
+	}
+	// Later reloads compare with the clients now in force; the other
+	// settings in force are still those of the start.
+	next := *running
+	next.Clients = cfg.Clients
+	return &next, nil
+}
+
+// sameUpstreamCredentials checks that the clients have the same
+// credentials at the upstream before and after.
+func sameUpstreamCredentials(before, after []config.Client) error {
+	creds := func(cs []config.Client) map[string]config.UpstreamCredentials {
+		m := make(map[string]config.UpstreamCredentials, len(cs))
+		for i := range cs {
+			m[cs[i].ID] = cs[i].Credentials()
+		}
+		return m
+	}
+	b, a := creds(before), creds(after)
+	var ids []string
+	for id, cb := range b {
+		if ca, ok := a[id]; !ok || ca != cb {
+			ids = append(ids, id)
+		}
+	}
+	for id := range a {
+		if _, ok := b[id]; !ok {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	slices.Sort(ids)
+	return fmt.Errorf("clients %s are added, removed or have other upstream credentials; the upstream takes them at start: restart to apply",
+		strings.Join(ids, ", "))
+}
+
+// diffClients returns the client_ids added, removed and changed, sorted.
+func diffClients(before, after []config.Client) (added, removed, changed []string) {
+	b := make(map[string]*config.Client, len(before))
+	for i := range before {
+		b[before[i].ID] = &before[i]
+	}
+	seen := make(map[string]bool, len(after))
+	for i := range after {
+		c := &after[i]
+		seen[c.ID] = true
+		switch old, ok := b[c.ID]; {
+		case !ok:
+			added = append(added, c.ID)
+		case !reflect.DeepEqual(old, c):
+			changed = append(changed, c.ID)
+		}
+	}
+	for id := range b {
+		if !seen[id] {
+			removed = append(removed, id)
+		}
+	}
+	slices.Sort(added)
+	slices.Sort(removed)
+	slices.Sort(changed)
+	return added, removed, changed
+}
+
+// changedSettings returns the YAML names of the top-level settings other
+// than clients that differ between before and after.
+func changedSettings(before, after *config.Config) []string {
+	vb, va := reflect.ValueOf(before).Elem(), reflect.ValueOf(after).Elem()
+	var out []string
+	for i := range vb.NumField() {
+		f := vb.Type().Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "" || name == "-" || name == "clients" {
+			continue
+		}
+		if !reflect.DeepEqual(vb.Field(i).Interface(), va.Field(i).Interface()) {
+			out = append(out, name)
+		}
+	}
+	return out
+}

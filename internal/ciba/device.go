@@ -1,0 +1,387 @@
+package ciba
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"slices"
+	"strings"
+	"time"
+)
+
+// The device authorization grant (RFC 8628) runs on the same AuthRequest,
+// state machine, store and poll pacing as CIBA: a device request is an
+// AuthRequest of Kind KindDevice whose ID is the device_code. What differs is
+// only how it starts (the client names no user; the user types a short user
+// code on the verification page) and who approves (whoever signs in there).
+//
+// The user code is found through a store record of kind UserCodeRecord,
+// keyed by the normalised code and holding the request's ID. A record rather
+// than the ApprovalID, because the ApprovalID is also the key of the
+// approval page and of callback tokens, which must stay unguessable (128
+// bits); a user code has about 35 bits and is safe only behind the
+// verification page's rate limit. PutRecord fails on a live duplicate, so two
+// pending requests never share a code.
+
+// GrantDeviceCode is the grant_type of the device access token request
+// (RFC 8628 §3.4).
+const GrantDeviceCode = "urn:ietf:params:oauth:grant-type:device_code"
+
+// UserCodeRecord is the store record kind mapping a normalised user code to
+// its request's ID.
+const UserCodeRecord = "usercode"
+
+// DefaultUserCodeCharset is RFC 8628 §6.1's example charset: upper-case
+// consonants without vowels (no words), easy to type.
+const DefaultUserCodeCharset = "BCDFGHJKLMNPQRSTVWXZ"
+
+// DeviceConfig holds the settings of the device authorization grant.
+type DeviceConfig struct {
+	// Expiry is the lifetime of a device request (expires_in). Default 10m.
+	Expiry time.Duration
+	// Interval is the minimum poll interval (RFC 8628 §3.2); default 5s.
+	// slow_down grows it by the service's SlowDownStep.
+	Interval time.Duration
+	// UserCodeCharset are the characters of user codes: upper-case ASCII
+	// letters and digits, each once. Default DefaultUserCodeCharset.
+	UserCodeCharset string
+	// UserCodeLength is the number of characters of a user code; default
+	// 8. With the default charset that is 20^8, about 34.6 bits.
+	UserCodeLength int
+	// VerificationURI is the verification page (RFC 8628 §3.2).
+	VerificationURI string
+	// Enabled reports whether a client may use the grant; nil allows none.
+	Enabled func(clientID string) bool
+}
+
+// minUserCodeBits is the least entropy accepted for user codes; the rate
+// limit of the verification page does the rest (RFC 8628 §5.1).
+const minUserCodeBits = 30
+
+// Device is the device authorization grant, on top of a Service.
+type Device struct {
+	s   *Service
+	cfg DeviceConfig
+}
+
+// NewDevice checks cfg, fills in its defaults and returns the grant.
+func NewDevice(s *Service, cfg DeviceConfig) (*Device, error) {
+	if s == nil {
+		return nil, errors.New("ciba: device grant needs a Service")
+	}
+	if s.d.Relay != nil {
+		return nil, errors.New("ciba: the device grant is not available with a relaying (ciba) upstream")
+	}
+	if cfg.Expiry == 0 {
+		cfg.Expiry = 10 * time.Minute
+	}
+	if cfg.Interval == 0 {
+		cfg.Interval = 5 * time.Second
+	}
+	if cfg.UserCodeCharset == "" {
+		cfg.UserCodeCharset = DefaultUserCodeCharset
+	}
+	if cfg.UserCodeLength == 0 {
+		cfg.UserCodeLength = 8
+	}
+	if cfg.Enabled == nil {
+		cfg.Enabled = func(string) bool { return false }
+	}
+	switch {
+	case cfg.Expiry < 0 || cfg.Interval < time.Second:
+		return nil, fmt.Errorf("ciba: device expiry %v must be positive and interval %v at least one second", cfg.Expiry, cfg.Interval)
+	case cfg.VerificationURI == "":
+		return nil, errors.New("ciba: device grant needs a VerificationURI")
+	}
+	if why := checkCharset(cfg.UserCodeCharset); why != "" {
+		return nil, fmt.Errorf("ciba: user code charset: %s", why)
+	}
+	if bits := UserCodeBits(cfg.UserCodeCharset, cfg.UserCodeLength); bits < minUserCodeBits || cfg.UserCodeLength > 32 {
+		return nil, fmt.Errorf("ciba: user codes of %d characters from %d give %.1f bits; at least %d bits and at most 32 characters are needed",
+			cfg.UserCodeLength, len(cfg.UserCodeCharset), bits, minUserCodeBits)
+	}
+	return &Device{s: s, cfg: cfg}, nil
+}
+
+// UserCodeBits is the entropy of a user code of n characters from charset.
+func UserCodeBits(charset string, n int) float64 {
+	if len(charset) < 2 || n <= 0 {
+		return 0
+	}
+	return float64(n) * math.Log2(float64(len(charset)))
+}
+
+// checkCharset returns why charset cannot make user codes, or "".
+func checkCharset(charset string) string {
+	if len(charset) < 2 {
+		return "at least two characters are needed"
+	}
+	for i := 0; i < len(charset); i++ {
+		c := charset[i]
+		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return fmt.Sprintf("%q is not an upper-case ASCII letter or digit", c)
+		}
+		if strings.IndexByte(charset[:i], c) >= 0 {
+			return fmt.Sprintf("%q appears twice", c)
+		}
+	}
+	return ""
+}
+
+// DeviceAuthResponse is the device authorization response (RFC 8628 §3.2).
+type DeviceAuthResponse struct {
+	// DeviceCode is the request's ID: a 192-bit secret, like auth_req_id.
+	DeviceCode              string `json:"device_code"`
+	UserCode                string `json:"user_code"`
+	VerificationURI         string `json:"verification_uri"`
+	VerificationURIComplete string `json:"verification_uri_complete"`
+	ExpiresIn               int64  `json:"expires_in"`
+	Interval                int64  `json:"interval"`
+}
+
+// Enabled reports whether client c may use the device grant.
+func (d *Device) Enabled(c *Client) bool { return c != nil && d.cfg.Enabled(c.ID) }
+
+// Authorize answers a device authorization request (RFC 8628 §3.1, §3.2) of
+// the authenticated client c: it stores a pending request with a fresh user
+// code. An empty scope asks for "openid".
+func (d *Device) Authorize(ctx context.Context, c *Client, scope string) (*DeviceAuthResponse, error) {
+	s := d.s
+	if !d.Enabled(c) {
+		return nil, Errorf(CodeUnauthorizedClient, "client %q may not use the device authorization grant", c.ID)
+	}
+	if scope == "" {
+		scope = "openid"
+	}
+	scopes, e := parseScope(scope)
+	if e != nil {
+		return nil, e
+	}
+	if len(c.Scopes) > 0 {
+		for _, sc := range scopes {
+			if !slices.Contains(c.Scopes, sc) {
+				return nil, Errorf(CodeInvalidScope, "client %q may not request scope %q", c.ID, sc)
+			}
+		}
+	}
+	now := s.now()
+	r := &AuthRequest{
+		ID:         randomID(24),
+		ApprovalID: randomID(16),
+		ClientID:   c.ID,
+		Mode:       ModePoll,
+		Kind:       KindDevice,
+		Scopes:     scopes,
+		CreatedAt:  now,
+		ExpiresAt:  now.Add(d.cfg.Expiry),
+		Interval:   d.cfg.Interval,
+		Status:     StatusPending,
+	}
+	// The record outlives the request's lifetime by the grace period, so
+	// the page can still say "expired" rather than "not valid".
+	ttl := d.cfg.Expiry + s.cfg.ExpiredGrace
+	var code string
+	for attempt := 0; ; attempt++ {
+		code = d.newUserCode()
+		err := s.d.Store.PutRecord(ctx, UserCodeRecord, code, []byte(r.ID), ttl)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrExists) {
+			return nil, s.storeError("put user code", err)
+		}
+		if attempt == 4 { // 5 collisions in a row: the code space is full
+			s.log.Error("device authorization: no free user code after 5 tries; lengthen device.user_code_length")
+			return nil, &Error{Code: CodeTemporarilyUnavailable, Description: "no user code is free; try again later", Err: err}
+		}
+	}
+	if err := s.d.Store.CreateRequest(ctx, r); err != nil {
+		return nil, s.storeError("create device request", err)
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "device request created", slog.String("client_id", c.ID), slog.Duration("lifetime", d.cfg.Expiry))
+	shown := FormatUserCode(code)
+	return &DeviceAuthResponse{
+		DeviceCode:              r.ID,
+		UserCode:                shown,
+		VerificationURI:         d.cfg.VerificationURI,
+		VerificationURIComplete: d.cfg.VerificationURI + "?user_code=" + shown,
+		ExpiresIn:               int64(d.cfg.Expiry / time.Second),
+		Interval:                int64(d.cfg.Interval / time.Second),
+	}, nil
+}
+
+// newUserCode returns a uniformly random user code (rejection sampling, so
+// no character is likelier than another).
+func (d *Device) newUserCode() string {
+	cs := d.cfg.UserCodeCharset
+	limit := 256 - 256%len(cs)
+	out := make([]byte, 0, d.cfg.UserCodeLength)
+	buf := make([]byte, 2*d.cfg.UserCodeLength)
+	for len(out) < d.cfg.UserCodeLength {
+		if _, err := rand.Read(buf); err != nil {
+			panic(fmt.Sprintf("crypto/rand failed: %v", err)) // never on supported platforms
+		}
+		for _, b := range buf {
+			if int(b) < limit && len(out) < d.cfg.UserCodeLength {
+				out = append(out, cs[int(b)%len(cs)])
+			}
+		}
+	}
+	return string(out)
+}
+
+// FormatUserCode groups a normalised user code in fours with dashes, as it
+// is shown to the user: BDWPHQPK becomes BDWP-HQPK.
+func FormatUserCode(code string) string {
+	var b strings.Builder
+	for i := 0; i < len(code); i++ {
+		if i > 0 && i%4 == 0 {
+			b.WriteByte('-')
+		}
+		b.WriteByte(code[i])
+	}
+	return b.String()
+}
+
+// NormalizeUserCode turns what a user typed into the stored form: upper
+// case, without dashes and spaces (RFC 8628 §6.1).
+func NormalizeUserCode(typed string) string {
+	var b strings.Builder
+	for _, r := range strings.ToUpper(typed) {
+		if r == '-' || r == ' ' || r == '\t' {
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// ForUserCode returns the request behind a user code and its client, for
+// the verification page. A code that is malformed or unknown is
+// ErrNotFound-wrapped; a request that is no longer pending returns its state
+// *Error (as ForApproval does), with the request.
+func (d *Device) ForUserCode(ctx context.Context, typed string) (*AuthRequest, *Client, error) {
+	s := d.s
+	code := NormalizeUserCode(typed)
+	if len(code) != d.cfg.UserCodeLength || strings.Trim(code, d.cfg.UserCodeCharset) != "" {
+		return nil, nil, fmt.Errorf("user code of the wrong form: %w", ErrNotFound)
+	}
+	id, err := s.d.Store.GetRecord(ctx, UserCodeRecord, code)
+	if err != nil {
+		return nil, nil, fmt.Errorf("user code record: %w", err)
+	}
+	r, err := s.d.Store.GetRequest(ctx, string(id))
+	if err != nil {
+		return nil, nil, fmt.Errorf("device request: %w", err)
+	}
+	if r.Kind != KindDevice {
+		return nil, nil, fmt.Errorf("user code names a request of another grant: %w", ErrNotFound)
+	}
+	c, ok := s.d.Clients(r.ClientID)
+	if !ok {
+		return nil, nil, fmt.Errorf("client %q of device request: %w", r.ClientID, ErrNotFound)
+	}
+	if r.Status != StatusPending || r.Expired(s.now()) {
+		return r, c, notPending(r)
+	}
+	return r, c, nil
+}
+
+// ApproveAs approves the device request r for user, who signed in on the
+// verification page, with tokens from the service's Minter (the local
+// upstream). The user becomes the request's subject in the same
+// compare-and-set that approves it.
+func (d *Device) ApproveAs(ctx context.Context, r *AuthRequest, user User) error {
+	s := d.s
+	if s.d.Minter == nil {
+		return Errorf(CodeInvalidRequest, "with this upstream the user approves by signing in at the identity provider")
+	}
+	if r.Kind != KindDevice {
+		return Errorf(CodeInvalidRequest, "not a device request")
+	}
+	now := s.now()
+	if r.Status != StatusPending || r.Expired(now) {
+		return notPending(r)
+	}
+	m := r.Clone()
+	m.Subject, m.LoginHint, m.AuthTime = user.Subject, user.Display, now
+	// A device request has no auth_req_id: the ID token must not carry the
+	// device_code in the CIBA claim that the Minter sets from the ID.
+	m.ID = ""
+	tr, err := s.d.Minter.Mint(ctx, m, now)
+	if err != nil {
+		return &Error{Code: CodeServerError, Description: "tokens could not be issued", Err: err}
+	}
+	body, err := json.Marshal(tr)
+	if err != nil {
+		return &Error{Code: CodeServerError, Description: "tokens could not be encoded", Err: err}
+	}
+	sealed, err := s.d.Sealer.Seal(body, []byte(r.ID))
+	if err != nil {
+		return &Error{Code: CodeServerError, Description: "the tokens could not be encrypted", Err: err}
+	}
+	_, err = s.d.Store.UpdateRequest(ctx, r.ID, func(cur *AuthRequest) error {
+		if err := cur.Approve(now, now, sealed); err != nil {
+			return err
+		}
+		cur.Subject, cur.LoginHint = user.Subject, user.Display
+		return nil
+	})
+	if err != nil {
+		return s.transitionError("approve device request", err)
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "device request approved", slog.String("client_id", r.ClientID), slog.String("subject", user.Subject))
+	return nil
+}
+
+// Deny records the user's refusal of device request r.
+func (d *Device) Deny(ctx context.Context, r *AuthRequest, reason string) error {
+	return d.s.Deny(ctx, r.ID, reason)
+}
+
+// Poll answers a device access token request (RFC 8628 §3.4, §3.5) of the
+// authenticated client c: the tokens exactly once, or authorization_pending,
+// slow_down (the interval grows by 5 s and stays grown), access_denied,
+// expired_token, or invalid_grant for a code that is unknown, of another
+// client, or already used. It is the CIBA poll path without long polling,
+// which RFC 8628 clients do not expect.
+func (d *Device) Poll(ctx context.Context, c *Client, deviceCode string) ([]byte, error) {
+	s := d.s
+	if deviceCode == "" {
+		return nil, tokenError(CodeInvalidRequest, "device_code is required")
+	}
+	if !d.Enabled(c) {
+		return nil, tokenError(CodeUnauthorizedClient, "client %q may not use the device authorization grant", c.ID)
+	}
+	now := s.now()
+	r, err := s.d.Store.GetRequest(ctx, deviceCode)
+	if errors.Is(err, ErrNotFound) || err == nil && (r.ClientID != c.ID || r.Kind != KindDevice) {
+		return nil, tokenError(CodeInvalidGrant, "unknown device_code")
+	}
+	if err != nil {
+		return nil, s.storeError("get device request", err)
+	}
+	var body []byte
+	if r.Status != StatusPending || r.Expired(now) {
+		body, err = s.finish(ctx, r, now)
+	} else {
+		body, err = s.paced(ctx, r, now, 0)
+	}
+	return body, deviceWording(err)
+}
+
+// deviceWording names the device_code where the shared poll path's error
+// descriptions say auth_req_id.
+func deviceWording(err error) error {
+	var e *Error
+	if err == nil || !errors.As(err, &e) || !strings.Contains(e.Description, "auth_req_id") {
+		return err
+	}
+	c := *e
+	c.Description = strings.ReplaceAll(e.Description, "auth_req_id", "device_code")
+	return &c
+}

@@ -1,0 +1,170 @@
+package config
+
+import (
+	"net/http"
+	"net/netip"
+	"time"
+)
+
+// Limits are the abuse limits. Each is a token bucket per key (client,
+// user, network address) kept in memory by each instance: with N instances
+// behind a load balancer a key may reach up to N times the rate, so divide
+// the rates by N where that matters. Every limit is on by default; a rate
+// with requests: 0 turns it off.
+type Limits struct {
+	// BCAuthorizePerClient bounds each client's backchannel
+	// authentication requests. Over it: HTTP 429 with Retry-After and
+	// {"error":"slow_down"}. Default 1200 per 1m.
+	BCAuthorizePerClient Rate `yaml:"bc_authorize_per_client"`
+
+	// TokenPerClient bounds each client's token requests (all grants,
+	// polls included; a client polls each of its pending requests once
+	// per interval). Over it: slow_down (CIBA Core §11). Default 12000
+	// per 1m.
+	TokenPerClient Rate `yaml:"token_per_client"`
+
+	// RequestsPerUser bounds the requests accepted for one user, from all
+	// clients together, so no client can flood a user's authentication
+	// device ("push bombing", MFA fatigue). Over it: access_denied with a
+	// description. Default 10 per 10m. The price: a client that misbehaves
+	// can use up a user's allowance and delay other clients' requests for
+	// that user.
+	RequestsPerUser Rate `yaml:"requests_per_user"`
+
+	// ApprovalFailuresPerIP bounds the failed approval-page requests
+	// (unknown or expired link, wrong password or user code, forged form:
+	// any 4xx answer) per client address (an IPv6 /64). Past it, the
+	// address gets HTTP 429 on every approval page until the bucket
+	// refills. Only failures count, so many users behind one carrier NAT
+	// are not blocked by each other's successes. Default 30 per 10m.
+	ApprovalFailuresPerIP Rate `yaml:"approval_failures_per_ip"`
+
+	// CallbackFailuresPerIP is the same for POST /ciba/callback (wrong or
+	// replayed callback token, malformed body). Only failures count: the
+	// authentication-device service makes every callback from few
+	// addresses. Default 60 per 1m.
+	CallbackFailuresPerIP Rate `yaml:"callback_failures_per_ip"`
+
+	// MaxKeys bounds the keys each limit holds in memory; past it the
+	// least recently used one is forgotten. Default 100000 (a few MB).
+	MaxKeys int `yaml:"max_keys"`
+
+	// TrustedProxies are the networks of reverse proxies and load
+	// balancers whose ClientIPHeader is believed. Empty (default): the
+	// client address is the TCP peer address, and the header is ignored.
+	// Used by the per-IP limits and by clients' allowed_networks.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+
+	// ClientIPHeader is the header in which trusted proxies pass the
+	// client address: "X-Forwarded-For" (default when TrustedProxies is
+	// set; the rightmost address not of a trusted proxy is the client) or
+	// a single-address header such as "X-Real-IP".
+	ClientIPHeader string `yaml:"client_ip_header"`
+
+	// Proxies is TrustedProxies parsed. Set by [Load].
+	Proxies []netip.Prefix `yaml:"-"`
+
+	// ClientNetworks are the clients' allowed_networks parsed, by
+	// client_id; a client without allowed_networks is absent. Set by
+	// [Load].
+	ClientNetworks map[string][]netip.Prefix `yaml:"-"`
+}
+
+// Rate is a number of requests per period.
+type Rate struct {
+	// Requests is how many requests a key may make per Per, and at once.
+	// 0 turns the limit off.
+	Requests int `yaml:"requests"`
+	// Per is the period. Required when Requests is set.
+	Per time.Duration `yaml:"per"`
+}
+
+// Default limits.
+var (
+	defaultBCAuthorizePerClient  = Rate{Requests: 1200, Per: time.Minute}
+	defaultTokenPerClient        = Rate{Requests: 12000, Per: time.Minute}
+	defaultRequestsPerUser       = Rate{Requests: 10, Per: 10 * time.Minute}
+	defaultApprovalFailuresPerIP = Rate{Requests: 30, Per: 10 * time.Minute}
+	defaultCallbackFailuresPerIP = Rate{Requests: 60, Per: time.Minute}
+)
+
+const (
+	defaultLimitKeys      = 100_000
+	defaultClientIPHeader = "X-Forwarded-For"
+)
+
+func (v *validator) limitsDefaults(l *Limits) {
+	rate := func(r *Rate, path string, def Rate) {
+		reqSet, perSet := v.src.set[path+".requests"], v.src.set[path+".per"]
+		if !reqSet {
+			r.Requests = def.Requests
+		}
+		if !perSet && (!reqSet || r.Requests > 0) {
+			r.Per = def.Per
+		}
+	}
+	rate(&l.BCAuthorizePerClient, "limits.bc_authorize_per_client", defaultBCAuthorizePerClient)
+	rate(&l.TokenPerClient, "limits.token_per_client", defaultTokenPerClient)
+	rate(&l.RequestsPerUser, "limits.requests_per_user", defaultRequestsPerUser)
+	rate(&l.ApprovalFailuresPerIP, "limits.approval_failures_per_ip", defaultApprovalFailuresPerIP)
+	rate(&l.CallbackFailuresPerIP, "limits.callback_failures_per_ip", defaultCallbackFailuresPerIP)
+	if !v.src.set["limits.max_keys"] {
+		l.MaxKeys = defaultLimitKeys
+	}
+	if l.ClientIPHeader == "" && len(l.TrustedProxies) > 0 {
+		l.ClientIPHeader = defaultClientIPHeader
+	}
+}
+
+func (v *validator) checkLimits(c *Config) {
+	l := &c.Limits
+	for path, r := range map[string]Rate{
+		"limits.bc_authorize_per_client":  l.BCAuthorizePerClient,
+		"limits.token_per_client":         l.TokenPerClient,
+		"limits.requests_per_user":        l.RequestsPerUser,
+		"limits.approval_failures_per_ip": l.ApprovalFailuresPerIP,
+		"limits.callback_failures_per_ip": l.CallbackFailuresPerIP,
+	} {
+		switch {
+		case r.Requests < 0:
+			v.fail(path+".requests", "must not be negative (0 turns the limit off), got %d", r.Requests)
+		case r.Requests > 0 && r.Per <= 0:
+			v.fail(path+".per", "must be positive, e.g. 1m, got %s", r.Per)
+		case r.Requests > 0 && r.Per/time.Duration(r.Requests) <= 0:
+			v.fail(path+".per", "is too short for %d requests", r.Requests)
+		}
+	}
+	if l.MaxKeys < 1 {
+		v.fail("limits.max_keys", "must be at least 1, got %d", l.MaxKeys)
+	}
+	l.Proxies = v.parseNetworks("limits.trusted_proxies", l.TrustedProxies)
+	if l.ClientIPHeader != "" {
+		if len(l.TrustedProxies) == 0 {
+			v.fail("limits.client_ip_header", "needs limits.trusted_proxies: the header is believed only from those networks")
+		} else if !validHeaderName(l.ClientIPHeader) {
+			v.fail("limits.client_ip_header", "must be an HTTP header name like X-Forwarded-For, got %q", l.ClientIPHeader)
+		} else {
+			l.ClientIPHeader = http.CanonicalHeaderKey(l.ClientIPHeader)
+		}
+	}
+	l.ClientNetworks = make(map[string][]netip.Prefix)
+	for i, cl := range c.Clients {
+		if len(cl.AllowedNetworks) == 0 {
+			continue
+		}
+		if nets := v.parseNetworks(joinKey(joinIndex("clients", i), "allowed_networks"), cl.AllowedNetworks); len(nets) > 0 {
+			l.ClientNetworks[cl.ID] = nets
+		}
+	}
+}
+
+// validHeaderName reports whether s is an HTTP field name (RFC 9110 §5.1).
+func validHeaderName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return s != ""
+}

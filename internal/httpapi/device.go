@@ -1,0 +1,300 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/limit"
+)
+
+// Paths of the device authorization grant (RFC 8628).
+const (
+	// PathDeviceAuthorization is the device authorization endpoint
+	// (RFC 8628 §3.1), published as device_authorization_endpoint.
+	PathDeviceAuthorization = "/device_authorization"
+	// PathDevice is the verification page (verification_uri, §3.2).
+	PathDevice = "/device"
+)
+
+// GrantDeviceCode is the device grant's grant_type (RFC 8628 §3.4).
+const GrantDeviceCode = ciba.GrantDeviceCode
+
+// Device serves the device authorization grant: the device authorization
+// endpoint, the device_code grant at the token endpoint (server.go) and the
+// verification page, where the user enters the code shown on the device,
+// sees the client and scopes, signs in and approves or denies. The page is
+// the approval page's family: same look, same CSRF scheme (a cookie of its
+// own, scoped to PathDevice), the same password check (local upstream) or
+// sign-in at the identity provider (Federation).
+//
+// Guessing user codes is stopped by two limits on wrong codes: per client
+// address (an IPv6 /64) and for all addresses together. Both are checked
+// before a code is looked up, so once either is reached even a right code
+// gets HTTP 429 until the limit refills: a guesser learns nothing more.
+type Device struct {
+	// Grant is the domain side of the grant.
+	Grant *ciba.Device
+	// Approval is the approval page this page shares its look, CSRF key,
+	// Passwords and Federation with. Required.
+	Approval *Approval
+	// Public returns the public client (token_endpoint_auth_method none)
+	// with the given client_id; such clients authenticate with their
+	// client_id alone, at the device endpoints only. Nil: none.
+	Public func(clientID string) (*ciba.Client, bool)
+	// PerIP and Global are the wrong user codes allowed per minute, per
+	// client address and in all; zero means 5 and 100.
+	PerIP, Global int
+	// ClientIP returns the address a request comes from, for the per-IP
+	// limit; nil uses the TCP peer address.
+	ClientIP func(*http.Request) string
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+
+	perIP, global *limit.Limiter
+}
+
+const deviceCookie = "cibaproxy_device"
+
+func (d *Device) register(mux *http.ServeMux, s *Server) {
+	if d.PerIP <= 0 {
+		d.PerIP = 5
+	}
+	if d.Global <= 0 {
+		d.Global = 100
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	d.perIP = limit.New(limit.Rate{Requests: d.PerIP, Per: time.Minute}, 0)
+	d.global = limit.New(limit.Rate{Requests: d.Global, Per: time.Minute}, 1)
+	if d.Approval.Logger == nil {
+		d.Approval.Logger = s.Logger
+	}
+	mux.HandleFunc("POST "+PathDeviceAuthorization, s.deviceAuthorization)
+	mux.HandleFunc("GET "+PathDevice, d.show)
+	mux.HandleFunc("POST "+PathDevice, d.answer)
+	mux.HandleFunc(PathDeviceAuthorization, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", "POST")
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "invalid_request", "error_description": r.Method + " is not allowed here; use POST"})
+	})
+}
+
+// deviceAuthorization is the device authorization endpoint (RFC 8628 §3.1,
+// §3.2): the client authenticates as at the token endpoint (or, public,
+// sends its client_id) and gets a device_code and a user_code.
+func (s *Server) deviceAuthorization(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	form, err := parseForm(w, r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	client, err := s.deviceClient(ctx, r, form, s.Issuer+PathDeviceAuthorization)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	noteClient(w, client.ID)
+	resp, err := s.Device.Grant.Authorize(ctx, client, form.Get("scope"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// deviceClient authenticates the client of a device grant request: a
+// public client by its client_id alone when it sends no credentials
+// (RFC 8628 §3.1, RFC 6749 §2.3), anyone else as everywhere.
+func (s *Server) deviceClient(ctx context.Context, r *http.Request, form url.Values, endpoint string) (*ciba.Client, error) {
+	if s.Device.Public != nil && r.Header.Get("Authorization") == "" &&
+		!form.Has("client_secret") && !form.Has("client_assertion") && !form.Has("client_assertion_type") {
+		if c, ok := s.Device.Public(form.Get("client_id")); ok {
+			return c, nil
+		}
+	}
+	return s.Clients.Authenticate(ctx, r, form, endpoint)
+}
+
+// show is GET /device: the code entry form, prefilled from
+// verification_uri_complete's user_code (RFC 8628 §3.3.1: the user still
+// confirms it, so a link alone approves nothing).
+func (d *Device) show(w http.ResponseWriter, r *http.Request) {
+	cookie := d.cookie(w, r)
+	code := r.URL.Query().Get("user_code")
+	if len(code) > 64 {
+		code = ""
+	}
+	d.Approval.render(w, http.StatusOK, d.entry(cookie, code, ""))
+}
+
+func (d *Device) entry(cookie, code, problem string) page {
+	return page{Title: "Connect a device", Entry: true, DeviceCode: code, CSRF: d.Approval.csrf(cookie, "device"), Error: problem}
+}
+
+// form is the approval form of device request req.
+func (d *Device) form(req *ciba.AuthRequest, client *ciba.Client, cookie, code, problem string) page {
+	p := d.Approval.form(req, client, cookie, problem)
+	p.Title = "Approve device sign-in"
+	p.CSRF = d.Approval.csrf(cookie, "device\x00"+req.ApprovalID)
+	p.Binding = code // shown for the user to compare with the device's screen
+	p.Device, p.DeviceCode = true, code
+	return p
+}
+
+// cookie returns the browser's CSRF cookie for the page, setting a new one
+// when it has none.
+func (d *Device) cookie(w http.ResponseWriter, r *http.Request) string {
+	if c := deviceCookieValue(r); c != "" {
+		return c
+	}
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	v := base64.RawURLEncoding.EncodeToString(b)
+	http.SetCookie(w, &http.Cookie{
+		Name: deviceCookie, Value: v, Path: PathDevice, HttpOnly: true,
+		Secure: d.Approval.Secure, SameSite: http.SameSiteStrictMode, MaxAge: 3600,
+	})
+	return v
+}
+
+func deviceCookieValue(r *http.Request) string {
+	c, err := r.Cookie(deviceCookie)
+	if err != nil || len(c.Value) < 32 || len(c.Value) > 64 {
+		return ""
+	}
+	return c.Value
+}
+
+// answer is POST /device: with action "continue" it looks the code up and
+// shows the approval form; with "approve" or "deny" it decides. Every step
+// looks the code up again, under the guessing limits.
+func (d *Device) answer(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	a := d.Approval
+	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
+	if err := r.ParseForm(); err != nil {
+		a.render(w, http.StatusBadRequest, page{Title: "Bad request", Message: "The form could not be read."})
+		return
+	}
+	cookie := deviceCookieValue(r)
+	action := r.PostFormValue("action")
+	typed := r.PostFormValue("user_code")
+	if len(typed) > 64 {
+		typed = typed[:64]
+	}
+	if cookie == "" {
+		a.render(w, http.StatusForbidden, page{Title: "Expired form", Message: "This form has expired or was not sent from this page. Open " + PathDevice + " again."})
+		return
+	}
+	if action == "continue" && !hmac.Equal([]byte(r.PostFormValue("csrf")), []byte(a.csrf(cookie, "device"))) {
+		a.render(w, http.StatusForbidden, page{Title: "Expired form", Message: "This form has expired or was not sent from this page. Open " + PathDevice + " again."})
+		return
+	}
+	ip := d.clientIP(r)
+	now := d.Now()
+	okIP, waitIP := d.perIP.Check(ip, now)
+	okAll, waitAll := d.global.Check("", now)
+	if !okIP || !okAll {
+		wait := max(waitIP, waitAll)
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
+		a.Logger.Warn("device page: too many wrong user codes", slog.Bool("global", !okAll))
+		a.render(w, http.StatusTooManyRequests, page{Title: "Too many attempts", Message: "Too many wrong codes were entered. Wait a minute, then try again."})
+		return
+	}
+	req, client, err := d.Grant.ForUserCode(ctx, typed)
+	if errors.Is(err, ciba.ErrNotFound) {
+		d.perIP.Charge(ip, now)
+		d.global.Charge("", now)
+		a.Logger.Info("device page: wrong user code")
+		p := d.entry(cookie, "", "This code is not valid. Check the code shown on your device and try again.")
+		d.Approval.render(w, http.StatusNotFound, p)
+		return
+	}
+	if err != nil {
+		d.closed(w, err)
+		return
+	}
+	code := ciba.FormatUserCode(ciba.NormalizeUserCode(typed))
+	if action == "continue" {
+		a.render(w, http.StatusOK, d.form(req, client, cookie, code, ""))
+		return
+	}
+	if !hmac.Equal([]byte(r.PostFormValue("csrf")), []byte(a.csrf(cookie, "device\x00"+req.ApprovalID))) {
+		a.render(w, http.StatusForbidden, page{Title: "Expired form", Message: "This form has expired or was not sent from this page. Open " + PathDevice + " again."})
+		return
+	}
+	switch action {
+	case "deny":
+		if err := d.Grant.Deny(ctx, req, "the user denied the request"); err != nil {
+			d.closed(w, err)
+			return
+		}
+		a.render(w, http.StatusOK, page{Title: "Denied", Message: "You denied the sign-in of " + client.Name + ". You can close this page."})
+	case "approve":
+		if a.Federation != nil {
+			a.startLogin(w, r, req)
+			return
+		}
+		username := r.PostFormValue("username")
+		sub, ok := a.Passwords.CheckPassword(username, r.PostFormValue("password"))
+		if !ok {
+			a.Logger.Info("device page: wrong username or password", slog.String("client_id", req.ClientID))
+			a.render(w, http.StatusUnauthorized, d.form(req, client, cookie, code, "The username or password is not right."))
+			return
+		}
+		if err := d.Grant.ApproveAs(ctx, req, ciba.User{Subject: sub, Display: username}); err != nil {
+			d.closed(w, err)
+			return
+		}
+		a.render(w, http.StatusOK, page{Title: "Approved", Message: "You approved the sign-in of " + client.Name + ". Return to your device: it continues by itself."})
+	default:
+		a.render(w, http.StatusBadRequest, page{Title: "Bad request", Message: "Choose Approve or Deny."})
+	}
+}
+
+// closed answers a code whose request can no longer be answered.
+func (d *Device) closed(w http.ResponseWriter, err error) {
+	var pe *ciba.Error
+	a := d.Approval
+	switch {
+	case errors.As(err, &pe) && pe.Code == ciba.CodeExpiredToken:
+		a.render(w, http.StatusGone, page{Title: "Expired", Message: "This code has expired. Start again on your device to get a new one."})
+	case errors.As(err, &pe) && (pe.Code == ciba.CodeInvalidRequest || pe.Code == ciba.CodeAccessDenied):
+		a.render(w, http.StatusConflict, page{Title: "Already used", Message: "This code was already used. Start again on your device to get a new one."})
+	default:
+		a.closed(w, err)
+	}
+}
+
+// clientIP is the key of the per-address limit: the address, or its /64
+// for IPv6, where one host commonly holds a whole /64.
+func (d *Device) clientIP(r *http.Request) string {
+	raw := ""
+	if d.ClientIP != nil {
+		raw = d.ClientIP(r)
+	} else if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		raw = host
+	}
+	addr, err := netip.ParseAddr(raw)
+	if err != nil {
+		return raw
+	}
+	addr = addr.Unmap()
+	if addr.Is6() {
+		p, _ := addr.Prefix(64)
+		return p.String()
+	}
+	return addr.String()
+}

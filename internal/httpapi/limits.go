@@ -1,0 +1,219 @@
+package httpapi
+
+import (
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/limit"
+)
+
+// Limits are the abuse limits of the endpoints and the consumption-device
+// policy of bc-authorize. Each limiter may be nil (no limit); the nil
+// *Limits limits nothing. The per-user limit ("push bombing") is the ciba
+// service's, as only it knows the user.
+type Limits struct {
+	// BCAuthorize limits each client's backchannel authentication
+	// requests; over it the client gets HTTP 429 with Retry-After and
+	// {"error":"slow_down"} (CIBA has no code for it).
+	BCAuthorize *limit.Limiter
+	// Token limits each client's token requests; over it the client gets
+	// slow_down (CIBA Core §11), with Retry-After.
+	Token *limit.Limiter
+	// ApprovalFailures counts the failed (4xx) answers of the approval
+	// pages per client address; once it is used up the address gets HTTP
+	// 429 there until it refills.
+	ApprovalFailures *limit.Limiter
+	// CallbackFailures is the same for POST /ciba/callback.
+	CallbackFailures *limit.Limiter
+
+	// ClientNetworks are, by client_id, the networks a client's
+	// backchannel authentication requests may come from (the seed's
+	// consumption-device validation); a client not in the map may send
+	// from anywhere.
+	ClientNetworks map[string][]netip.Prefix
+
+	// TrustedProxies are the networks whose ClientIPHeader is believed.
+	TrustedProxies []netip.Prefix
+	// ClientIPHeader carries the client address from a trusted proxy:
+	// X-Forwarded-For (the rightmost address not of a trusted proxy is
+	// the client's) or a one-address header like X-Real-Ip.
+	ClientIPHeader string
+}
+
+// ClientIP is the address of the party that sent r: the TCP peer, or, when
+// the peer is a trusted proxy, the address it forwards in ClientIPHeader.
+// An IPv4-mapped address is returned as IPv4. The zero Addr when unknown.
+func (l *Limits) ClientIP(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	peer := ap.Addr().Unmap().WithZone("")
+	if l == nil || l.ClientIPHeader == "" || !contains(l.TrustedProxies, peer) {
+		return peer
+	}
+	values := r.Header.Values(l.ClientIPHeader)
+	if len(values) == 0 {
+		return peer
+	}
+	if !strings.EqualFold(l.ClientIPHeader, "X-Forwarded-For") {
+		if a, err := netip.ParseAddr(strings.TrimSpace(values[len(values)-1])); err == nil {
+			return a.Unmap().WithZone("")
+		}
+		return peer
+	}
+	// Each proxy appends the address it received from; only the ones our
+	// trusted proxies appended can be believed, so walk from the right.
+	hops := strings.Split(strings.Join(values, ","), ",")
+	client := peer
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break
+		}
+		client = a.Unmap().WithZone("")
+		if !contains(l.TrustedProxies, client) {
+			break
+		}
+	}
+	return client
+}
+
+func contains(nets []netip.Prefix, a netip.Addr) bool {
+	for _, n := range nets {
+		if n.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// addrKey is the limiter key of a client address: the address for IPv4,
+// its /64 for IPv6 (one subscriber usually holds a whole /64).
+func addrKey(a netip.Addr) string {
+	switch {
+	case !a.IsValid():
+		return "unknown"
+	case a.Is6():
+		p, _ := a.Prefix(64)
+		return p.String()
+	default:
+		return a.String()
+	}
+}
+
+// retryAfter sets Retry-After in whole seconds.
+func retryAfter(w http.ResponseWriter, d time.Duration) {
+	w.Header().Set("Retry-After", strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10))
+}
+
+// admitBCAuthorize applies the consumption-device policy and the
+// per-client rate to a backchannel authentication request of the
+// authenticated client c. It answers and returns false when the request
+// must not go on.
+func (s *Server) admitBCAuthorize(w http.ResponseWriter, r *http.Request, c *ciba.Client) bool {
+	l := s.Limits
+	if l == nil {
+		return true
+	}
+	if nets, ok := l.ClientNetworks[c.ID]; ok {
+		if a := l.ClientIP(r); !contains(nets, a) {
+			s.Logger.WarnContext(r.Context(), "bc-authorize from a network the client may not use",
+				"client_id", c.ID, "address", a.String())
+			writeError(w, ciba.Errorf(ciba.CodeUnauthorizedClient, "client %q may not send backchannel authentication requests from this network (allowed_networks)", c.ID))
+			return false
+		}
+	}
+	if ok, wait := l.BCAuthorize.Allow(c.ID, s.Now()); !ok {
+		retryAfter(w, wait)
+		writeError(w, &ciba.Error{Code: ciba.CodeSlowDown, Status: http.StatusTooManyRequests,
+			Description: "too many backchannel authentication requests from client " + c.ID + "; retry after the time in Retry-After"})
+		return false
+	}
+	return true
+}
+
+// admitToken applies the per-client rate to a token request of the
+// authenticated client c.
+func (s *Server) admitToken(w http.ResponseWriter, c *ciba.Client) bool {
+	if s.Limits == nil {
+		return true
+	}
+	if ok, wait := s.Limits.Token.Allow(c.ID, s.Now()); !ok {
+		retryAfter(w, wait)
+		writeError(w, ciba.Errorf(ciba.CodeSlowDown, "too many token requests from client %q; slow down", c.ID))
+		return false
+	}
+	return true
+}
+
+// statusWriter records the status of an answer, for handlers not under
+// observe.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// limitFailures puts the per-address failure limits in front of the
+// approval pages and the callback: an address whose failures (4xx answers:
+// unknown link, wrong password or user code, bad callback token …) used up
+// its bucket is answered 429 with Retry-After until the bucket refills.
+// Successes cost nothing, so users sharing an address (carrier NAT) and the
+// authentication-device service, which makes every callback, are not held
+// back by their own traffic.
+func (s *Server) limitFailures(next http.Handler) http.Handler {
+	if s.Limits == nil || s.Limits.ApprovalFailures == nil && s.Limits.CallbackFailures == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var lim *limit.Limiter
+		approval := strings.HasPrefix(r.URL.Path, PathApprove)
+		switch {
+		case approval:
+			lim = s.Limits.ApprovalFailures
+		case r.URL.Path == PathCallback:
+			lim = s.Limits.CallbackFailures
+		}
+		if lim == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		key := addrKey(s.Limits.ClientIP(r))
+		if ok, wait := lim.Check(key, s.Now()); !ok {
+			retryAfter(w, wait)
+			if approval && s.Approval != nil {
+				s.Approval.render(w, http.StatusTooManyRequests, page{Title: "Too many attempts",
+					Message: "There were too many failed attempts from your network. Wait a few minutes, then open the link again."})
+				return
+			}
+			writeError(w, &ciba.Error{Code: ciba.CodeSlowDown, Status: http.StatusTooManyRequests,
+				Description: "too many failed requests from this address; retry after the time in Retry-After"})
+			return
+		}
+		status := 0
+		if x, ok := w.(*exchange); ok {
+			next.ServeHTTP(w, r)
+			status = x.status
+		} else {
+			sw := &statusWriter{ResponseWriter: w}
+			next.ServeHTTP(sw, r)
+			status = sw.status
+		}
+		if status >= 400 && status < 500 {
+			lim.Charge(key, s.Now())
+		}
+	})
+}

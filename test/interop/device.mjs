@@ -1,0 +1,56 @@
+// device.mjs drives the device authorization grant (RFC 8628) against
+// cibaproxy with openid-client, as a TV or CLI would. device_test.go (and
+// test/browser) run it:
+//
+//   node device.mjs ISSUER CLIENT_ID [SECRET]
+//
+// Without SECRET the client is public (token_endpoint_auth_method none).
+// The script prints two JSON lines: first what the device shows the user,
+// {"step":"show","user_code":…,"verification_uri":…,"verification_uri_complete":…,
+// "expires_in":…,"interval":…} (never the device_code, a secret), which the
+// Go test uses to approve on the verification page; then, once
+// pollDeviceAuthorizationGrant has the tokens and the ID token is validated
+// (signature against jwks_uri, iss, aud, exp), {"ok":true,…}, or
+// {"ok":false,"error":…} with a non-zero exit.
+
+import * as client from 'openid-client';
+import { describe, finish, report } from './common.mjs';
+
+// Bounds every wait, so a broken server cannot hang the test.
+const DEADLINE_MS = 60_000;
+
+async function main() {
+  const [issuer, clientId, secret] = process.argv.slice(2);
+  if (!issuer || !clientId) {
+    throw new Error('usage: node device.mjs ISSUER CLIENT_ID [SECRET]');
+  }
+  const signal = AbortSignal.timeout(DEADLINE_MS);
+  const clientAuth = secret ? client.ClientSecretBasic(secret) : client.None();
+  // Plain http is only acceptable because everything runs on loopback.
+  const config = await client.discovery(new URL(issuer), clientId, secret, clientAuth, {
+    execute: [client.allowInsecureRequests],
+  });
+  client.enableNonRepudiationChecks(config);
+  if (!config.serverMetadata().device_authorization_endpoint) {
+    throw new Error('discovery has no device_authorization_endpoint');
+  }
+
+  const response = await client.initiateDeviceAuthorization(config, { scope: 'openid email' });
+  process.stdout.write(
+    JSON.stringify({
+      step: 'show',
+      user_code: response.user_code,
+      verification_uri: response.verification_uri,
+      verification_uri_complete: response.verification_uri_complete,
+      expires_in: response.expires_in,
+      interval: response.interval,
+    }) + '\n',
+  );
+  const tokens = await client.pollDeviceAuthorizationGrant(config, response, undefined, { signal });
+  return report('device', tokens, undefined);
+}
+
+main().then(
+  (result) => finish(result, 0),
+  (err) => finish({ ok: false, ...describe(err) }, 1),
+);
