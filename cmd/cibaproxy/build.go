@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/mail"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -28,6 +29,7 @@ import (
 	"github.com/cibaproxy/cibaproxy/internal/store/embedded"
 	"github.com/cibaproxy/cibaproxy/internal/store/memory"
 	redisstore "github.com/cibaproxy/cibaproxy/internal/store/redis"
+	"github.com/cibaproxy/cibaproxy/internal/tracing"
 )
 
 // app is the wired server.
@@ -43,6 +45,8 @@ type app struct {
 	cfg     *config.Config
 	// keys are the issuer's signing keys, reloaded from the store.
 	keys *keys.Live
+	// tracing exports spans; Shutdown flushes them.
+	tracing *tracing.Tracing
 }
 
 func (a *app) close() { _ = a.store.Close() }
@@ -60,6 +64,18 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 	defer func() {
 		if err != nil {
 			_ = st.Close()
+		}
+	}()
+	tr, err := tracing.New(ctx, tracing.Config{
+		Endpoint: cfg.Tracing.OTLPEndpoint, Insecure: cfg.Tracing.Insecure, SampleRatio: cfg.Tracing.SampleRatio,
+		ServiceVersion: buildVersion(), Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = tr.Shutdown(context.WithoutCancel(ctx))
 		}
 	}()
 
@@ -84,6 +100,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 	// Calls to URLs clients chose (notification endpoints, jwks_uri) are
 	// held to the outbound policy against server-side request forgery.
 	out := outbound.New(10*time.Second, outbound.Guard(cfg.Outbound.Policy()))
+	out.HTTPClient().Transport = tr.Transport("notify", out.HTTPClient().Transport)
 	registry, err := buildClients(ctx, cfg, replay)
 	if err != nil {
 		return nil, err
@@ -97,9 +114,9 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 	var up *upstream
 	switch cfg.Upstream.Type {
 	case config.UpstreamOIDC:
-		up, err = buildOIDC(ctx, cfg, registry, m, log)
+		up, err = buildOIDC(ctx, cfg, registry, m, tr, log)
 	case config.UpstreamCIBA:
-		up, err = buildCIBA(ctx, cfg, registry, m, log)
+		up, err = buildCIBA(ctx, cfg, registry, m, tr, log)
 	default:
 		up, err = buildLocal(cfg, st, signer, registry)
 	}
@@ -109,7 +126,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 	auth.RequestObjects.Audiences = append(auth.RequestObjects.Audiences, up.audiences...)
 	registry.Current().AssertionPolicy.Audiences = up.audiences
 
-	channel, err := buildChannel(cfg, log)
+	channel, err := buildChannel(cfg, tr, log)
 	if err != nil {
 		return nil, err
 	}
@@ -137,6 +154,8 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 		Logger:      log,
 		Observer:    m,
 		UserLimit:   userLimit(cfg),
+		Trace:       tr.TraceParent,
+		StartSpan:   tr.StartSpan,
 	})
 	if err != nil {
 		return nil, err
@@ -145,7 +164,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 	srv := &httpapi.Server{
 		Issuer:     cfg.Issuer,
 		Service:    svc,
-		Clients:    auth,
+		Clients:    tracedClients{auth},
 		Refresher:  up.refresher,
 		Forwarder:  up.forwarder,
 		RelayPings: up.relay != nil,
@@ -187,14 +206,36 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 		}
 		srv.Discovery = withDevice(srv.Discovery, cfg, devices)
 	}
-	a = &app{service: svc, store: st, clients: registry, replay: replay, cfg: cfg, keys: signer}
+	a = &app{service: svc, store: st, clients: registry, replay: replay, cfg: cfg, keys: signer, tracing: tr}
 	if cfg.Metrics.Listen == "" {
 		srv.Metrics = m.Handler()
 	} else {
 		a.metrics = m.Handler()
 	}
-	a.handler = srv.Handler()
+	a.handler = tr.Handler(srv.Handler(), tracing.Routes(routes...))
 	return a, nil
+}
+
+// routes are the patterns httpapi serves, naming the server spans
+// ("POST /token"): a span is never named by its path, which may hold an
+// approval id.
+var routes = []string{
+	"GET " + httpapi.PathDiscovery, "GET " + httpapi.PathJWKS, "GET " + httpapi.PathHealth, "GET " + httpapi.PathReady,
+	"GET " + httpapi.PathMetrics, "POST " + httpapi.PathBCAuthz, "POST " + httpapi.PathToken, "POST " + httpapi.PathCallback,
+	"POST " + httpapi.PathUpstreamPing, "GET " + httpapi.PathApprove + "{id}", "POST " + httpapi.PathApprove + "{id}",
+	"GET " + httpapi.PathApproveCallback, "POST " + httpapi.PathDeviceAuthorization, "GET " + httpapi.PathDevice,
+	"POST " + httpapi.PathDevice,
+}
+
+// tracedClients records the authenticated client on the request's span.
+type tracedClients struct{ httpapi.Authenticator }
+
+func (t tracedClients) Authenticate(ctx context.Context, r *http.Request, form url.Values, endpoint string) (*ciba.Client, error) {
+	c, err := t.Authenticator.Authenticate(ctx, r, form, endpoint)
+	if c != nil {
+		tracing.SetClient(ctx, c.ID)
+	}
+	return c, err
 }
 
 func openStore(ctx context.Context, cfg *config.Config) (ciba.Store, error) {
@@ -263,9 +304,11 @@ func sealRing(ctx context.Context, cfg *config.Config, st ciba.Store, log *slog.
 }
 
 // buildChannel returns the configured authentication channel, or nil.
-func buildChannel(cfg *config.Config, log *slog.Logger) (ciba.Channel, error) {
+func buildChannel(cfg *config.Config, tr *tracing.Tracing, log *slog.Logger) (ciba.Channel, error) {
 	if cfg.Channels.Webhook.URL != "" {
-		return webhook.New(cfg.Channels.Webhook.URL, outbound.New(cfg.Channels.Webhook.Timeout)), nil
+		out := outbound.New(cfg.Channels.Webhook.Timeout)
+		out.HTTPClient().Transport = tr.Transport("webhook", out.HTTPClient().Transport)
+		return webhook.New(cfg.Channels.Webhook.URL, out), nil
 	}
 	e := cfg.Channels.Email
 	if e.Host == "" {

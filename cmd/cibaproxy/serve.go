@@ -41,6 +41,13 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer a.close()
+	defer func() { // runs once the dispatcher stopped: its last spans go too
+		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := a.tracing.Shutdown(flushCtx); err != nil {
+			log.Warn("tracing: flush on shutdown", slog.Any("error", err))
+		}
+	}()
 	if cfg.Store.Type == config.StoreEmbedded {
 		// The server holds the database file: operators reach it here.
 		defer startAdmin(cfg.Store.Path, a, log)()

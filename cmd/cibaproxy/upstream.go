@@ -19,6 +19,7 @@ import (
 	"github.com/cibaproxy/cibaproxy/internal/jose"
 	"github.com/cibaproxy/cibaproxy/internal/keys"
 	"github.com/cibaproxy/cibaproxy/internal/metrics"
+	"github.com/cibaproxy/cibaproxy/internal/tracing"
 	cibaup "github.com/cibaproxy/cibaproxy/internal/upstream/ciba"
 	"github.com/cibaproxy/cibaproxy/internal/upstream/local"
 	oidcup "github.com/cibaproxy/cibaproxy/internal/upstream/oidc"
@@ -73,7 +74,7 @@ func buildLocal(cfg *config.Config, st ciba.Store, signer *keys.Live, reg regist
 	}, nil
 }
 
-func buildOIDC(ctx context.Context, cfg *config.Config, reg registry, m *metrics.Metrics, log *slog.Logger) (*upstream, error) {
+func buildOIDC(ctx context.Context, cfg *config.Config, reg registry, m *metrics.Metrics, tr *tracing.Tracing, log *slog.Logger) (*upstream, error) {
 	o := cfg.Upstream.OIDC
 	creds := make(map[string]oidcup.Credentials, len(cfg.Clients))
 	for _, c := range cfg.Clients {
@@ -88,7 +89,7 @@ func buildOIDC(ctx context.Context, cfg *config.Config, reg registry, m *metrics
 		Prompt:      o.Prompt,
 		HTTPClient: &http.Client{
 			Timeout:       o.Timeout,
-			Transport:     m.Transport("oidc", nil),
+			Transport:     tr.Transport("oidc", m.Transport("oidc", nil)),
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		Logger: log,
@@ -183,12 +184,12 @@ func (f *federation) Origin() string {
 // the authorization response (RFC 9207).
 func (f *federation) Issuer() string { return f.issuer }
 
-func buildCIBA(ctx context.Context, cfg *config.Config, reg registry, m *metrics.Metrics, log *slog.Logger) (*upstream, error) {
+func buildCIBA(ctx context.Context, cfg *config.Config, reg registry, m *metrics.Metrics, tr *tracing.Tracing, log *slog.Logger) (*upstream, error) {
 	u := cfg.Upstream.CIBA
 	hc := func(kind string) *http.Client {
 		return &http.Client{
 			Timeout:       u.Timeout,
-			Transport:     m.Transport(kind, nil),
+			Transport:     tr.Transport(kind, m.Transport(kind, nil)),
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
 	}

@@ -358,8 +358,14 @@ func backoff(n int) time.Duration {
 
 // deliver makes one claimed attempt and records its outcome.
 func (s *Service) deliver(ctx context.Context, r *AuthRequest, k deliveryKind) {
-	client, ok := s.d.Clients(r.ClientID)
+	kind := string(r.Mode)
+	if k == userNotice {
+		kind = s.d.Channel.Name()
+	}
+	ctx, end := s.d.StartSpan(ctx, "deliver "+kind, r.TraceParent)
 	var err error
+	defer func() { end(err) }()
+	client, ok := s.d.Clients(r.ClientID)
 	switch {
 	case !ok:
 		s.finishDelivery(ctx, r.ID, k, "the client is no longer registered")
@@ -380,10 +386,6 @@ func (s *Service) deliver(ctx context.Context, r *AuthRequest, k deliveryKind) {
 		}
 	}
 	if s.d.Observer != nil {
-		kind := string(r.Mode)
-		if k == userNotice {
-			kind = s.d.Channel.Name()
-		}
 		s.d.Observer.ObserveDelivery(kind, err)
 	}
 	attrs := []slog.Attr{slog.String("delivery", k.String()), slog.String("client_id", r.ClientID), slog.Int("attempt", k.of(r).Attempts)}

@@ -51,6 +51,7 @@ func (s *Service) relay(ctx context.Context, c *Client, p AuthParams, v relayed)
 		CreatedAt:         v.now,
 		Interval:          s.cfg.Interval,
 		Status:            StatusPending,
+		TraceParent:       s.d.Trace(ctx),
 	}
 	ping := s.d.Relay.SupportsPing(c.ID)
 	var pingToken string
@@ -179,6 +180,9 @@ func (s *Service) pollUpstream(ctx context.Context, id string, now time.Time) {
 		return
 	}
 	s.schedule(id, r.Relay.NextPoll) // look again if this worker dies
+	ctx, end := s.d.StartSpan(ctx, "relay poll upstream", r.TraceParent)
+	var failed error // an upstream that did not answer, for the span
+	defer func() { end(failed) }()
 	client, ok := s.d.Clients(r.ClientID)
 	if !ok {
 		s.relayFailed(ctx, r, now, "the client is no longer registered")
@@ -228,6 +232,7 @@ func (s *Service) pollUpstream(ctx context.Context, id string, now time.Time) {
 		// Unreachable, 5xx, timeout: keep the request and try again, so
 		// an upstream outage loses nothing.
 		s.observeRelay("error", 0)
+		failed = err
 		s.log.Warn("relay: upstream poll failed", slog.String("client_id", r.ClientID), slog.Int("polls", r.Relay.Polls), slog.Any("error", err))
 		s.relayAgain(ctx, r.ID, now, false, err.Error())
 	}

@@ -111,6 +111,13 @@ type AuthRequest struct {
 	// Relay is the request's counterpart at a CIBA upstream (the ciba
 	// upstream kind); zero otherwise.
 	Relay RelayState `json:"relay,omitzero"`
+
+	// TraceParent is the W3C traceparent of the request that created it
+	// (https://www.w3.org/TR/trace-context/#traceparent-header), so that the
+	// background work done for it (channel, upstream polls, delivery)
+	// joins that trace, also on another instance or after a restart.
+	// Empty when tracing is off. Ids only: no secret.
+	TraceParent string `json:"trace_parent,omitempty"`
 }
 
 // RelayState tracks a request relayed to a CIBA upstream: cibaproxy polls the

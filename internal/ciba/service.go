@@ -74,6 +74,15 @@ type Deps struct {
 	UserLimit func(user string, now time.Time) (ok bool, retryAfter time.Duration)
 	// Observer counts deliveries; nil counts nothing.
 	Observer Observer
+	// Trace, when set, returns the W3C traceparent of the span ctx carries
+	// (or ""): kept in each new request as TraceParent. With StartSpan it
+	// keeps this package free of any tracing library.
+	Trace func(ctx context.Context) string
+	// StartSpan, when set, starts a span named name for background work on
+	// a request, in the trace of traceParent (a new trace when ""), and
+	// returns its context and the function that ends it with the work's
+	// outcome.
+	StartSpan func(ctx context.Context, name, traceParent string) (context.Context, func(err error))
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -121,6 +130,12 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.d.Trace == nil {
+		s.d.Trace = func(context.Context) string { return "" }
+	}
+	if s.d.StartSpan == nil {
+		s.d.StartSpan = func(ctx context.Context, _, _ string) (context.Context, func(error)) { return ctx, func(error) {} }
 	}
 	return s, nil
 }
@@ -239,6 +254,7 @@ func (s *Service) Authorize(ctx context.Context, c *Client, p AuthParams) (*Auth
 		ExpiresAt:         now.Add(lifetime),
 		Interval:          s.cfg.Interval,
 		Status:            StatusPending,
+		TraceParent:       s.d.Trace(ctx),
 	}
 	if p.UserCode != "" {
 		sum := sha256.Sum256([]byte(p.UserCode))

@@ -132,6 +132,10 @@ type Config struct {
 
 	// Limits are the abuse limits (rates per client, user and address).
 	Limits Limits `yaml:"limits"`
+
+	// Tracing configures OpenTelemetry traces (OTLP over HTTP); off by
+	// default.
+	Tracing Tracing `yaml:"tracing"`
 }
 
 // Metrics configures where Prometheus metrics are served.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"reflect"
 	"regexp"
 	"slices"
@@ -165,6 +166,17 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		v.SetInt(i)
+		d.src.set[path] = true
+	case reflect.Float64:
+		if !d.scalar(n, path, "a number") {
+			return
+		}
+		f, err := strconv.ParseFloat(n.Value, 64)
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			d.col.addBad(d.src, path, n.Line, "expected a number such as 0.25, got %q", abbrev(n.Value, 40))
+			return
+		}
+		v.SetFloat(f)
 		d.src.set[path] = true
 	default:
 		// Only reachable if a field of an unsupported type is added to

@@ -316,6 +316,22 @@ func TestRules(t *testing.T) {
 			"limits.trusted_proxies[0]", "must be a CIDR network"},
 		{"a client's allowed_networks are CIDR networks", map[string]string{"clients": clients(poll + "allowed_networks: [office]")},
 			"clients[0].allowed_networks[0]", `got "office"`},
+
+		// tracing (written in place of the limits section, which may be absent)
+		{"tracing.sample_ratio is a number", map[string]string{"limits": "tracing:\n  sample_ratio: half"},
+			"tracing.sample_ratio", `expected a number such as 0.25, got "half"`},
+		{"tracing.sample_ratio is at most 1", map[string]string{"limits": "tracing:\n  sample_ratio: 1.5"},
+			"tracing.sample_ratio", "must be a number from 0 to 1"},
+		{"tracing.sample_ratio is not negative", map[string]string{"limits": "tracing:\n  sample_ratio: -0.1"},
+			"tracing.sample_ratio", "must be a number from 0 to 1"},
+		{"tracing.otlp_endpoint is an absolute http(s) URL", map[string]string{"limits": "tracing:\n  otlp_endpoint: collector:4318"},
+			"tracing.otlp_endpoint", "absolute http or https URL"},
+		{"tracing.otlp_endpoint over http only to loopback", map[string]string{"limits": "tracing:\n  otlp_endpoint: http://collector.internal:4318"},
+			"tracing.otlp_endpoint", "plain http is allowed only to a loopback address"},
+		{"tracing.otlp_endpoint holds no credentials", map[string]string{"limits": "tracing:\n  otlp_endpoint: https://user:pw@collector.internal/v1/traces"},
+			"tracing.otlp_endpoint", "must not hold user info"},
+		{"tracing.otlp_endpoint has no query", map[string]string{"limits": "tracing:\n  otlp_endpoint: https://collector.internal/v1/traces?key=x"},
+			"tracing.otlp_endpoint", "must not have a query"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -144,6 +144,7 @@ func (v *validator) validate(c *Config) {
 	v.checkOutbound(c)
 	v.checkLimits(c)
 	v.checkDevice(c)
+	v.checkTracing(&c.Tracing)
 	switch c.Upstream.Type {
 	case UpstreamOIDC:
 		v.checkOIDC(c)

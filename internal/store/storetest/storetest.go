@@ -129,6 +129,7 @@ func NewRequest() *ciba.AuthRequest {
 		ClientNotice:      ciba.Delivery{},
 		Relay: ciba.RelayState{ID: []byte("sealed-upstream-id"), Interval: 5 * time.Second, NextPoll: now.Add(5 * time.Second),
 			Polls: 1, Failures: 2, LastError: "connection refused"},
+		TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 	}
 }
 
