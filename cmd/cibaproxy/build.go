@@ -191,7 +191,9 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 			Secure: strings.HasPrefix(cfg.Issuer, "https://"),
 		}
 	}
-	if cfg.DeviceEnabled() && srv.Approval != nil {
+	// The device grant: verified on cibaproxy's page (local, oidc), or
+	// relayed to the IdP's own device endpoint (ciba), with no page here.
+	if cfg.DeviceEnabled() && (srv.Approval != nil || up.relay != nil) {
 		grant, err := ciba.NewDevice(svc, ciba.DeviceConfig{
 			Expiry: cfg.Device.Expiry, Interval: cfg.Device.Interval,
 			UserCodeCharset: cfg.Device.UserCodeCharset, UserCodeLength: cfg.Device.UserCodeLength,
@@ -203,6 +205,10 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 		srv.Device = &httpapi.Device{
 			Grant: grant, Approval: srv.Approval, Public: devices.Public,
 			PerIP: cfg.Device.AttemptsPerIP, Global: cfg.Device.Attempts,
+		}
+		if lim := srv.Limits; lim != nil {
+			// Behind a trusted proxy, count the user's address, not the proxy's.
+			srv.Device.ClientIP = func(r *http.Request) string { return lim.ClientIP(r).String() }
 		}
 		srv.Discovery = withDevice(srv.Discovery, cfg, devices)
 	}

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
 	"github.com/cibaproxy/cibaproxy/internal/clientauth"
@@ -154,20 +153,27 @@ func (f *federation) LoginURL(ctx context.Context, r *ciba.AuthRequest, l httpap
 		oidcup.AuthParams{Scopes: r.Scopes, LoginHint: r.LoginHint, ACRValues: r.ACRValues})
 }
 
-func (f *federation) Complete(ctx context.Context, r *ciba.AuthRequest, code string, l httpapi.Login) ([]byte, time.Time, error) {
-	tr, authTime, err := f.up.Exchange(ctx, r.ClientID, code, oidcup.Login{State: l.State, Nonce: l.Nonce, CodeVerifier: l.Verifier},
-		oidcup.Expected{Subject: r.Subject, LoginHint: r.LoginHint})
+// Complete exchanges the code at the provider. A CIBA request must be
+// approved by the user the client named; a device request (RFC 8628) names
+// nobody, so whoever signs in approves it, after the same checks of the ID
+// token.
+func (f *federation) Complete(ctx context.Context, r *ciba.AuthRequest, code string, l httpapi.Login) (httpapi.Completed, error) {
+	want := oidcup.Expected{Subject: r.Subject, LoginHint: r.LoginHint}
+	if r.Kind == ciba.KindDevice {
+		want = oidcup.Expected{AnyUser: true}
+	}
+	x, err := f.up.ExchangeUser(ctx, r.ClientID, code, oidcup.Login{State: l.State, Nonce: l.Nonce, CodeVerifier: l.Verifier}, want)
 	if errors.Is(err, oidcup.ErrWrongUser) {
-		return nil, time.Time{}, fmt.Errorf("%w: %w", httpapi.ErrWrongUser, err)
+		return httpapi.Completed{}, fmt.Errorf("%w: %w", httpapi.ErrWrongUser, err)
 	}
 	if err != nil {
-		return nil, time.Time{}, err
+		return httpapi.Completed{}, err
 	}
-	body, err := json.Marshal(tr)
+	body, err := json.Marshal(x.Tokens)
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("encode token response: %w", err)
+		return httpapi.Completed{}, fmt.Errorf("encode token response: %w", err)
 	}
-	return body, authTime, nil
+	return httpapi.Completed{Tokens: body, AuthTime: x.AuthTime, Subject: x.Subject}, nil
 }
 
 // Origin is the origin of the provider's authorization endpoint, once
@@ -213,6 +219,18 @@ func buildCIBA(ctx context.Context, cfg *config.Config, reg registry, m *metrics
 	if err != nil {
 		return nil, fmt.Errorf("ciba upstream: %w", err)
 	}
+	if cfg.DeviceEnabled() {
+		// The device grant is relayed to the IdP's own endpoint: an IdP
+		// without one cannot serve it. One that cannot be reached now is
+		// checked again at each request (StartDevice).
+		_, err := rel.DeviceAuthorizationEndpoint(ctx)
+		switch {
+		case errors.Is(err, cibaup.ErrNoDeviceEndpoint):
+			return nil, fmt.Errorf("ciba upstream: clients with device_authorization need an identity provider with the device grant: %w", err)
+		case err != nil:
+			log.Warn("ciba upstream: the identity provider's device_authorization_endpoint could not be checked; checked again at each device request", slog.Any("error", err))
+		}
+	}
 	return &upstream{
 		relay:     relay{up: rel},
 		forwarder: fed,
@@ -236,8 +254,10 @@ func buildCIBA(ctx context.Context, cfg *config.Config, reg registry, m *metrics
 	}, nil
 }
 
-// relay adapts the ciba upstream to the domain's Relay.
+// relay adapts the ciba upstream to the domain's Relay and DeviceRelay.
 type relay struct{ up *cibaup.Upstream }
+
+var _ ciba.DeviceRelay = relay{}
 
 func (r relay) Start(ctx context.Context, c *ciba.Client, p ciba.AuthParams, token string) (ciba.RelayStarted, error) {
 	// p.ClientNotificationToken is the client's own bearer for cibaproxy's
@@ -256,3 +276,22 @@ func (r relay) Poll(ctx context.Context, c *ciba.Client, id string) (ciba.RelayR
 }
 
 func (r relay) SupportsPing(clientID string) bool { return r.up.SupportsPing(clientID) }
+
+// StartDevice forwards a device authorization request to the IdP's own
+// device_authorization_endpoint (the relay is a ciba.DeviceRelay).
+func (r relay) StartDevice(ctx context.Context, c *ciba.Client, scope string) (ciba.DeviceRelayStarted, error) {
+	st, err := r.up.StartDevice(ctx, c.ID, scope)
+	if errors.Is(err, cibaup.ErrNoDeviceEndpoint) {
+		return ciba.DeviceRelayStarted{}, &ciba.Error{Code: ciba.CodeServerError, Description: "the identity provider does not offer the device authorization grant", Err: err}
+	}
+	return ciba.DeviceRelayStarted{
+		DeviceCode: st.DeviceCode, UserCode: st.UserCode, VerificationURI: st.VerificationURI,
+		VerificationURIComplete: st.VerificationURIComplete, ExpiresIn: st.ExpiresIn, Interval: st.Interval,
+	}, err
+}
+
+// PollDevice makes one device_code token request at the IdP.
+func (r relay) PollDevice(ctx context.Context, c *ciba.Client, deviceCode string) (ciba.RelayResult, error) {
+	res, err := r.up.PollDevice(ctx, c.ID, deviceCode)
+	return ciba.RelayResult{Tokens: res.Tokens, Pending: res.Pending, SlowDown: res.SlowDown}, err
+}

@@ -73,8 +73,8 @@ func NewDevice(s *Service, cfg DeviceConfig) (*Device, error) {
 	if s == nil {
 		return nil, errors.New("ciba: device grant needs a Service")
 	}
-	if s.d.Relay != nil {
-		return nil, errors.New("ciba: the device grant is not available with a relaying (ciba) upstream")
+	if s.d.Relay != nil && s.deviceRelay() == nil {
+		return nil, errors.New("ciba: the device grant needs an upstream that relays it (a DeviceRelay)")
 	}
 	if cfg.Expiry == 0 {
 		cfg.Expiry = 10 * time.Minute
@@ -135,10 +135,12 @@ func checkCharset(charset string) string {
 // DeviceAuthResponse is the device authorization response (RFC 8628 §3.2).
 type DeviceAuthResponse struct {
 	// DeviceCode is the request's ID: a 192-bit secret, like auth_req_id.
-	DeviceCode              string `json:"device_code"`
-	UserCode                string `json:"user_code"`
-	VerificationURI         string `json:"verification_uri"`
-	VerificationURIComplete string `json:"verification_uri_complete"`
+	DeviceCode      string `json:"device_code"`
+	UserCode        string `json:"user_code"`
+	VerificationURI string `json:"verification_uri"`
+	// VerificationURIComplete is always set by cibaproxy; a relaying
+	// upstream may omit it (RFC 8628 §3.2: OPTIONAL).
+	VerificationURIComplete string `json:"verification_uri_complete,omitempty"`
 	ExpiresIn               int64  `json:"expires_in"`
 	Interval                int64  `json:"interval"`
 }
@@ -148,7 +150,9 @@ func (d *Device) Enabled(c *Client) bool { return c != nil && d.cfg.Enabled(c.ID
 
 // Authorize answers a device authorization request (RFC 8628 §3.1, §3.2) of
 // the authenticated client c: it stores a pending request with a fresh user
-// code. An empty scope asks for "openid".
+// code, or, with a relaying upstream (DeviceRelay), forwards the request
+// there and passes on the upstream's user code (device_relay.go). An empty
+// scope asks for "openid".
 func (d *Device) Authorize(ctx context.Context, c *Client, scope string) (*DeviceAuthResponse, error) {
 	s := d.s
 	if !d.Enabled(c) {
@@ -167,6 +171,9 @@ func (d *Device) Authorize(ctx context.Context, c *Client, scope string) (*Devic
 				return nil, Errorf(CodeInvalidScope, "client %q may not request scope %q", c.ID, sc)
 			}
 		}
+	}
+	if dr := s.deviceRelay(); dr != nil {
+		return d.relayAuthorize(ctx, dr, c, scope, scopes)
 	}
 	now := s.now()
 	r := &AuthRequest{

@@ -156,3 +156,36 @@ type RelayResult struct {
 	// SlowDown: slow_down, the interval must grow by 5 s.
 	SlowDown bool
 }
+
+// DeviceRelay is a Relay whose upstream also serves the device
+// authorization grant (RFC 8628): the device request is forwarded to the
+// upstream's device_authorization_endpoint, the user verifies there, and
+// cibaproxy polls the upstream's token endpoint with the device_code grant
+// at the upstream's pace, exactly as it polls a relayed CIBA request. Errors
+// are as for Relay.
+type DeviceRelay interface {
+	Relay
+	// StartDevice forwards a device authorization request (RFC 8628 §3.1)
+	// of client c with scope (space-separated, as the client sent it).
+	StartDevice(ctx context.Context, c *Client, scope string) (DeviceRelayStarted, error)
+	// PollDevice makes one device access token request (RFC 8628 §3.4) at
+	// the upstream for its device_code. authorization_pending and
+	// slow_down are results, not errors.
+	PollDevice(ctx context.Context, c *Client, deviceCode string) (RelayResult, error)
+}
+
+// DeviceRelayStarted is the upstream's device authorization response
+// (RFC 8628 §3.2).
+type DeviceRelayStarted struct {
+	// DeviceCode is the upstream's device_code. Secret: never log it.
+	DeviceCode string
+	// UserCode, VerificationURI and VerificationURIComplete are passed to
+	// the client unchanged: the user verifies at the upstream.
+	// VerificationURIComplete may be empty (it is optional).
+	UserCode, VerificationURI, VerificationURIComplete string
+	// ExpiresIn is the lifetime of the upstream's device_code.
+	ExpiresIn time.Duration
+	// Interval is the upstream's poll interval; zero means 5 s
+	// (RFC 8628 §3.2).
+	Interval time.Duration
+}

@@ -159,7 +159,8 @@ var errRelayOver = errors.New("the relayed request is over")
 // a slow upstream answer is not polled again by another worker meanwhile.
 const relayLease = 30 * time.Second
 
-// pollUpstream claims the upstream poll of request id and makes it: the
+// pollUpstream claims the upstream poll of request id and makes it (the
+// CIBA grant, or the device_code grant for a relayed device request): the
 // claim (a compare-and-set moving NextPoll forward) is the lease that keeps
 // every other worker and instance from polling the upstream meanwhile.
 func (s *Service) pollUpstream(ctx context.Context, id string, now time.Time) {
@@ -194,7 +195,7 @@ func (s *Service) pollUpstream(ctx context.Context, id string, now time.Time) {
 		s.relayFailed(ctx, r, now, "the upstream request id could not be decrypted")
 		return
 	}
-	res, err := s.d.Relay.Poll(ctx, client, string(upstreamID))
+	res, err := s.pollRelayed(ctx, r, client, string(upstreamID))
 	var pe *Error
 	switch {
 	case err == nil && res.Tokens != nil:
@@ -228,6 +229,9 @@ func (s *Service) pollUpstream(ctx context.Context, id string, now time.Time) {
 		// request is over without tokens. The client hears why.
 		s.observeRelay(string(pe.Code), r.Relay.Polls)
 		s.relayFailed(ctx, r, now, "the identity provider ended the request: "+string(pe.Code))
+	case errors.Is(err, errNoDeviceRelay):
+		s.observeRelay("error", r.Relay.Polls)
+		s.relayFailed(ctx, r, now, "the identity provider no longer relays the device grant")
 	default:
 		// Unreachable, 5xx, timeout: keep the request and try again, so
 		// an upstream outage loses nothing.

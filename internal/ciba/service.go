@@ -435,13 +435,27 @@ func (s *Service) finish(ctx context.Context, r *AuthRequest, now time.Time) ([]
 // response, which is sealed before it is stored. It fails with the request's
 // state error when it is no longer pending.
 func (s *Service) Approve(ctx context.Context, id string, authTime time.Time, tokens []byte) error {
+	return s.ApproveBy(ctx, id, authTime, tokens, "")
+}
+
+// ApproveBy is Approve recording who approved: a request that named no
+// user (the device flow) takes subject as its subject, in the same
+// compare-and-set. A request that named its user keeps it (the caller
+// checked that the two are the same user).
+func (s *Service) ApproveBy(ctx context.Context, id string, authTime time.Time, tokens []byte, subject string) error {
 	now := s.now()
 	sealed, err := s.d.Sealer.Seal(tokens, []byte(id))
 	if err != nil {
 		return &Error{Code: CodeServerError, Description: "the tokens could not be encrypted", Err: err}
 	}
 	r, err := s.d.Store.UpdateRequest(ctx, id, func(r *AuthRequest) error {
-		return r.Approve(now, authTime, sealed)
+		if err := r.Approve(now, authTime, sealed); err != nil {
+			return err
+		}
+		if r.Subject == "" {
+			r.Subject = subject
+		}
+		return nil
 	})
 	if err != nil {
 		return s.transitionError("approve", err)

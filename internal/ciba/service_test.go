@@ -659,3 +659,25 @@ func TestDelivery(t *testing.T) {
 		}
 	})
 }
+
+func TestApproveByRecordsWhoApprovedOnlyWhenNobodyWasNamed(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, nil)
+	named := f.create(t, pollClient)
+	if err := f.svc.ApproveBy(ctx, named, f.clock.Now(), []byte(`{"access_token":"a","token_type":"Bearer"}`), "someone-else"); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := f.store.GetRequest(ctx, named); r.Subject != "sub-alice" {
+		t.Errorf("a request naming its user: subject %q after ApproveBy, want it kept", r.Subject)
+	}
+	anon := f.create(t, pollClient)
+	if _, err := f.store.UpdateRequest(ctx, anon, func(r *ciba.AuthRequest) error { r.Subject = ""; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.ApproveBy(ctx, anon, f.clock.Now(), []byte(`{"access_token":"a","token_type":"Bearer"}`), "idp-sub-bob"); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := f.store.GetRequest(ctx, anon); r.Subject != "idp-sub-bob" || r.Status != ciba.StatusApproved {
+		t.Errorf("a request naming nobody: subject %q, status %s; want idp-sub-bob, approved", r.Subject, r.Status)
+	}
+}

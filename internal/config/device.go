@@ -118,10 +118,14 @@ func (v *validator) checkDevice(c *Config) {
 	if d.Attempts < d.AttemptsPerIP {
 		v.fail("device.user_code_attempts", "must be at least user_code_attempts_per_ip (%d), got %d", d.AttemptsPerIP, d.Attempts)
 	}
-	if c.DeviceEnabled() && c.Upstream.Type != UpstreamLocal {
+	// With the oidc upstream the verification page signs the user in at
+	// the IdP; with the ciba upstream the request is relayed to the IdP's
+	// own device endpoint (checked at startup, from its discovery), for
+	// confidential clients: cibaproxy authenticates as the client there.
+	if c.DeviceEnabled() && c.Upstream.Type == UpstreamCIBA {
 		for i := range c.Clients {
-			if c.Clients[i].DeviceAuthorization {
-				v.fail(joinKey(joinIndex("clients", i), "device_authorization"), "the device grant is available with the local upstream only, not with %s (docs/device-flow.md)", c.Upstream.Type)
+			if c.Clients[i].DeviceAuthorization && c.Clients[i].IsPublic() {
+				v.fail(joinKey(joinIndex("clients", i), "token_endpoint_auth_methods"), "a public client cannot use the device grant with the ciba upstream, which relays it with the client's credentials at the identity provider; give it a secret")
 			}
 		}
 	}

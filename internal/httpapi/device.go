@@ -78,12 +78,16 @@ func (d *Device) register(mux *http.ServeMux, s *Server) {
 	}
 	d.perIP = limit.New(limit.Rate{Requests: d.PerIP, Per: time.Minute}, 0)
 	d.global = limit.New(limit.Rate{Requests: d.Global, Per: time.Minute}, 1)
-	if d.Approval.Logger == nil {
-		d.Approval.Logger = s.Logger
-	}
 	mux.HandleFunc("POST "+PathDeviceAuthorization, s.deviceAuthorization)
-	mux.HandleFunc("GET "+PathDevice, d.show)
-	mux.HandleFunc("POST "+PathDevice, d.answer)
+	// Without an approval page (the ciba upstream relays the grant to the
+	// IdP) the user verifies at the IdP: there is no page here.
+	if d.Approval != nil {
+		if d.Approval.Logger == nil {
+			d.Approval.Logger = s.Logger
+		}
+		mux.HandleFunc("GET "+PathDevice, d.show)
+		mux.HandleFunc("POST "+PathDevice, d.answer)
+	}
 	mux.HandleFunc(PathDeviceAuthorization, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "POST")
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "invalid_request", "error_description": r.Method + " is not allowed here; use POST"})

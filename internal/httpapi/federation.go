@@ -36,7 +36,7 @@ type Federation interface {
 	// wrapping ErrWrongUser when not, ciba.ErrUnavailable when the
 	// provider cannot be reached. It returns the token response to keep
 	// for the client and the time the user authenticated.
-	Complete(ctx context.Context, r *ciba.AuthRequest, code string, l Login) (tokens []byte, authTime time.Time, err error)
+	Complete(ctx context.Context, r *ciba.AuthRequest, code string, l Login) (Completed, error)
 	// Origin is the scheme://host of the provider's authorization
 	// endpoint ("" while unknown), allowed as a form target on the page.
 	Origin() string
@@ -44,6 +44,17 @@ type Federation interface {
 	// response carries "iss" (RFC 9207), it must be this one, so that an
 	// answer from another provider (a mix-up attack) is refused.
 	Issuer() string
+}
+
+// Completed is a sign-in the provider completed and cibaproxy verified.
+type Completed struct {
+	// Tokens is the token response to keep for the client.
+	Tokens []byte
+	// AuthTime is when the user authenticated.
+	AuthTime time.Time
+	// Subject is the verified subject of the user who signed in; it becomes
+	// the subject of a request that named no user (the device flow).
+	Subject string
 }
 
 // Login is a sign-in in progress at the provider: random values bound to
@@ -180,7 +191,7 @@ func (a *Approval) loginCallback(w http.ResponseWriter, r *http.Request) {
 		a.render(w, http.StatusBadRequest, page{Title: "Sign-in not valid", Message: "The identity provider sent no authorization code. Open the approval link again."})
 		return
 	}
-	tokens, authTime, err := a.Federation.Complete(ctx, req, code, l)
+	done, err := a.Federation.Complete(ctx, req, code, l)
 	switch {
 	case errors.Is(err, ErrWrongUser):
 		a.Logger.Warn("approval page: the wrong user signed in; request denied", slog.String("client_id", req.ClientID), slog.String("subject", req.Subject))
@@ -191,7 +202,7 @@ func (a *Approval) loginCallback(w http.ResponseWriter, r *http.Request) {
 		a.upstreamFailed(w, "complete sign-in", err)
 		return
 	}
-	if err := a.Service.Approve(ctx, req.ID, authTime, tokens); err != nil {
+	if err := a.Service.ApproveBy(ctx, req.ID, done.AuthTime, done.Tokens, done.Subject); err != nil {
 		a.closed(w, err)
 		return
 	}

@@ -29,20 +29,20 @@ func (f *fakeIdP) LoginURL(_ context.Context, r *ciba.AuthRequest, l Login) (str
 	return "https://idp.test/authorize?state=" + url.QueryEscape(l.State) + "&login_hint=" + url.QueryEscape(r.LoginHint), nil
 }
 
-func (f *fakeIdP) Complete(_ context.Context, r *ciba.AuthRequest, code string, l Login) ([]byte, time.Time, error) {
+func (f *fakeIdP) Complete(_ context.Context, r *ciba.AuthRequest, code string, l Login) (Completed, error) {
 	if f.logins[l.State].Nonce != l.Nonce || f.logins[l.State].Verifier != l.Verifier {
-		return nil, time.Time{}, fmt.Errorf("nonce or verifier changed between start and callback")
+		return Completed{}, fmt.Errorf("nonce or verifier changed between start and callback")
 	}
 	switch code {
 	case "good":
 		b, _ := json.Marshal(ciba.TokenResponse{AccessToken: "idp-at", TokenType: "Bearer", IDToken: "idp-id-token"})
-		return b, time.Now(), nil
+		return Completed{Tokens: b, AuthTime: time.Now(), Subject: "idp-sub-alice"}, nil
 	case "wrong-user":
-		return nil, time.Time{}, fmt.Errorf("%w: sub mallory", ErrWrongUser)
+		return Completed{}, fmt.Errorf("%w: sub mallory", ErrWrongUser)
 	case "down":
-		return nil, time.Time{}, fmt.Errorf("token endpoint: %w", ciba.ErrUnavailable)
+		return Completed{}, fmt.Errorf("token endpoint: %w", ciba.ErrUnavailable)
 	}
-	return nil, time.Time{}, fmt.Errorf("invalid_grant")
+	return Completed{}, fmt.Errorf("invalid_grant")
 }
 
 func (f *fakeIdP) Origin() string { return "https://idp.test" }
@@ -161,6 +161,9 @@ func TestFederatedApproval(t *testing.T) {
 		state := approve(c, id, "4711")
 		if status, body := callback(c, url.Values{"state": {state}, "code": {"good"}}); status != 200 || !strings.Contains(body, "You approved") {
 			t.Fatalf("callback: %d\n%s", status, body)
+		}
+		if stored, _ := st.GetRequest(ctx, authReq); stored.Subject != "sub-alice" {
+			t.Errorf("the request's subject after sign-in = %q, want the one the client named (checked equal by the upstream)", stored.Subject)
 		}
 		body, err := svc.Poll(ctx, codeBank, authReq)
 		if err != nil || !strings.Contains(string(body), "idp-at") {

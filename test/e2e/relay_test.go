@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +23,8 @@ import (
 var (
 	relayPoll = testutil.Client{ID: "relay-poll", Secret: "relay-poll-secret"}
 	relayPing = testutil.Client{ID: "relay-ping", Secret: "relay-ping-secret"}
+	// relayTV uses the device grant, relayed to the IdP's device endpoint.
+	relayTV = testutil.Client{ID: "relay-tv", Secret: "relay-tv-secret"}
 )
 
 // relayInterval is the IdP's poll interval (seconds).
@@ -46,6 +49,7 @@ func startRelay(t *testing.T) *relayEnv {
 			{ID: relayPoll.ID, Secret: relayPoll.Secret, GrantTypes: []string{idp.GrantCIBA, idp.GrantRefreshToken}, BackchannelTokenDeliveryMode: "poll"},
 			{ID: relayPing.ID, Secret: relayPing.Secret, GrantTypes: []string{idp.GrantCIBA}, BackchannelTokenDeliveryMode: "ping",
 				BackchannelClientNotificationEndpoint: issuer + "/ciba/upstream-ping"},
+			{ID: relayTV.ID, Secret: relayTV.Secret, GrantTypes: []string{idp.GrantDeviceCode}},
 		},
 		Accounts:     []idp.Account{{ID: "alice", Email: "alice@example.com", EmailVerified: true}},
 		CIBAInterval: relayInterval,
@@ -78,7 +82,10 @@ clients:
     backchannel_client_notification_endpoint: ${CIBAPROXY_DEMO_NOTIFY_URL}
     upstream_credentials:
       ping: true
-`, issuer, addr, op.Issuer(), relayPoll.ID, relayPoll.Secret, relayPing.ID, relayPing.Secret)
+  - client_id: %s
+    client_secret: %s
+    device_authorization: true
+`, issuer, addr, op.Issuer(), relayPoll.ID, relayPoll.Secret, relayPing.ID, relayPing.Secret, relayTV.ID, relayTV.Secret)
 	path := filepath.Join(t.TempDir(), "relay.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -256,6 +263,70 @@ func TestRelay(t *testing.T) {
 			t.Fatal(err)
 		}
 		r.waitTokens(relayPoll, req.AuthReqID)
+	})
+
+	t.Run("the device grant is relayed to the IdP's device endpoint, polls bounded", func(t *testing.T) {
+		r := &relayEnv{env: r.in(t), idp: r.idp}
+		// The IdP's own device interval, read the way cibaproxy reads it.
+		direct, err := testutil.PostForm(ctx(t), r.idp.Issuer()+"/device/auth", relayTV, url.Values{"scope": {"openid"}})
+		if err != nil || direct.Status != 200 {
+			t.Fatalf("the IdP's device endpoint: %v %v", direct, err)
+		}
+		// Without an interval the client polls every 5 s (RFC 8628 §3.2).
+		upInterval := 5 * time.Second
+		if n, ok := direct.JSON["interval"].(float64); ok && n > 0 {
+			upInterval = time.Duration(n) * time.Second
+		}
+		if err := r.idp.ResetCounts(ctx(t)); err != nil {
+			t.Fatal(err)
+		}
+		start, err := testutil.PostForm(ctx(t), r.url("/device_authorization"), relayTV, url.Values{"scope": {"openid email"}})
+		if err != nil || start.Status != 200 {
+			t.Fatalf("POST /device_authorization: %v %v", start, err)
+		}
+		dc, uri := start.Str("device_code"), start.Str("verification_uri_complete")
+		if !strings.HasPrefix(start.Str("verification_uri"), r.idp.Issuer()) || !strings.HasPrefix(uri, r.idp.Issuer()) || start.Str("user_code") == "" {
+			t.Fatalf("the IdP's verification URIs and user code are not passed through: %s", start.Body)
+		}
+		if strings.Contains(string(start.Body), direct.Str("device_code")) {
+			t.Fatal("the IdP's device_code reached the client")
+		}
+		poll := func() *testutil.Response {
+			p, err := testutil.PostForm(ctx(t), r.url("/token"), relayTV, url.Values{"grant_type": {idp.GrantDeviceCode}, "device_code": {dc}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}
+		began := time.Now()
+		for i := 0; i < 300 && time.Since(began) < 6*time.Second; i++ { // 50 a second
+			if e := poll().Str("error"); e != "authorization_pending" && e != "slow_down" {
+				t.Fatalf("poll before approval answered %q", e)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		c, err := r.idp.Counts(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bound := 1 + int(time.Since(began)/upInterval)
+		if got := c.GrantTypes[idp.GrantDeviceCode]; got > bound {
+			t.Errorf("device_code token requests at the IdP = %d, want at most %d", got, bound)
+		}
+		// The user confirms the code at the IdP and signs in there.
+		if _, err := idp.Login(ctx(t), &http.Client{Timeout: 10 * time.Second}, uri, "alice", "alice-password"); err == nil || !strings.Contains(err.Error(), "Sign-in Success") {
+			t.Fatalf("verification at the IdP did not succeed: %v", err)
+		}
+		var tok *testutil.Response
+		for range 60 {
+			if tok = poll(); tok.Status == http.StatusOK {
+				break
+			}
+			time.Sleep(time.Second)
+		}
+		checkTokens(t, "device poll after approval at the IdP", tok)
+		verifyIDToken(t, r.idp.Issuer(), relayTV.ID, tok.Str("id_token"), "alice")
+		checkError(t, "second redemption", poll(), http.StatusBadRequest, "invalid_grant")
 	})
 
 	t.Run("cibaproxy restarted mid-request: the upstream polls resume from the store", func(t *testing.T) {

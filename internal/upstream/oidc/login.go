@@ -125,7 +125,8 @@ func (u *Upstream) oauth2Config(idp *provider, creds Credentials, scopes []strin
 	}
 }
 
-// Expected is the user the client's request named.
+// Expected is the user the request named, or AnyUser for a request that
+// names none (a device request, RFC 8628: whoever signs in approves).
 type Expected struct {
 	// Subject is set when the request named the user by id_token_hint:
 	// the ID token's sub must equal it.
@@ -133,6 +134,34 @@ type Expected struct {
 	// LoginHint is the request's login_hint, compared with the ID token's
 	// MatchClaims when Subject is empty.
 	LoginHint string
+	// AnyUser accepts whoever signed in; Subject and LoginHint must then
+	// be empty. It skips only the user match, never the ID token's
+	// checks. It is a field of its own, not the zero Expected, so that a
+	// CIBA request that lost its user by mistake is refused rather than
+	// approved by anyone.
+	AnyUser bool
+}
+
+func (e Expected) check() error {
+	named := e.Subject != "" || e.LoginHint != ""
+	switch {
+	case e.AnyUser && named:
+		return errors.New("oidc: Exchange got both any user and a named user")
+	case !e.AnyUser && !named:
+		return errors.New("oidc: Exchange needs the expected user (subject or login hint) or any user")
+	}
+	return nil
+}
+
+// Exchanged is the result of a code exchange.
+type Exchanged struct {
+	// Tokens is the IdP's token response, unchanged.
+	Tokens *ciba.TokenResponse
+	// AuthTime is when the user authenticated: the ID token's auth_time,
+	// or the time of the exchange.
+	AuthTime time.Time
+	// Subject is the verified ID token's sub: the user who signed in.
+	Subject string
 }
 
 // TokenError is the IdP's token endpoint refusing a request: its HTTP
@@ -165,74 +194,95 @@ func (e *TokenError) Unwrap() error {
 }
 
 // Exchange redeems the authorization code the IdP sent back for a sign-in
-// approving a request of cibaproxy client clientID (OIDC Core §3.1.3): the
-// code and l's PKCE verifier go to the token endpoint with the client's IdP
-// credentials. It then validates the ID token (OIDC Core §3.1.3.7:
-// signature, iss, aud = the client's IdP client_id, exp; l's nonce; at_hash
-// when present) and checks that its user is want (see Expected and
-// Config.MatchClaims), else the error wraps ErrWrongUser.
-//
-// It returns the IdP's token response unchanged and the time the user
-// authenticated (the ID token's auth_time, or now). The IdP refusing the
-// code is a *TokenError; an IdP that cannot be reached or answers 5xx wraps
-// ciba.ErrUnavailable.
+// approving a request of cibaproxy client clientID; it is ExchangeUser
+// without the subject.
 func (u *Upstream) Exchange(ctx context.Context, clientID, code string, l Login, want Expected) (*ciba.TokenResponse, time.Time, error) {
-	creds, err := u.credentials(clientID)
+	x, err := u.ExchangeUser(ctx, clientID, code, l, want)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
+	return x.Tokens, x.AuthTime, nil
+}
+
+// ExchangeUser redeems the authorization code the IdP sent back for a
+// sign-in approving a request of cibaproxy client clientID (OIDC Core
+// §3.1.3): the code and l's PKCE verifier go to the token endpoint with the
+// client's IdP credentials. It then validates the ID token (OIDC Core
+// §3.1.3.7: signature, iss, aud = the client's IdP client_id, exp; l's
+// nonce; at_hash when present) and, unless want.AnyUser, checks that its
+// user is want (see Expected and Config.MatchClaims), else the error wraps
+// ErrWrongUser.
+//
+// It returns the IdP's token response unchanged, the time the user
+// authenticated (the ID token's auth_time, or now) and the ID token's
+// subject. The IdP refusing the code is a *TokenError; an IdP that cannot
+// be reached or answers 5xx wraps ciba.ErrUnavailable.
+func (u *Upstream) ExchangeUser(ctx context.Context, clientID, code string, l Login, want Expected) (Exchanged, error) {
+	creds, err := u.credentials(clientID)
+	if err != nil {
+		return Exchanged{}, err
+	}
 	if err := l.check(); err != nil {
-		return nil, time.Time{}, err
+		return Exchanged{}, err
 	}
 	if code == "" {
-		return nil, time.Time{}, errors.New("oidc: the identity provider sent no authorization code")
+		return Exchanged{}, errors.New("oidc: the identity provider sent no authorization code")
 	}
-	if want.Subject == "" && want.LoginHint == "" {
-		return nil, time.Time{}, errors.New("oidc: Exchange needs the expected user (subject or login hint)")
+	if err := want.check(); err != nil {
+		return Exchanged{}, err
 	}
 	idp, err := u.provider(ctx)
 	if err != nil {
-		return nil, time.Time{}, err
+		return Exchanged{}, err
 	}
 	tok, err := u.oauth2Config(idp, creds, nil).Exchange(gooidc.ClientContext(ctx, u.http), code, oauth2.VerifierOption(l.CodeVerifier))
 	if err != nil {
-		return nil, time.Time{}, tokenEndpointError(ctx, err)
+		return Exchanged{}, tokenEndpointError(ctx, err)
 	}
 	rawIDToken, _ := tok.Extra("id_token").(string)
 	if rawIDToken == "" {
-		return nil, time.Time{}, errors.New("oidc: the identity provider's token response has no id_token")
+		return Exchanged{}, errors.New("oidc: the identity provider's token response has no id_token")
 	}
 	idt, err := u.verify(ctx, idp, creds.ClientID, rawIDToken, false)
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("oidc: the ID token from the identity provider is not valid: %w", err)
+		return Exchanged{}, fmt.Errorf("oidc: the ID token from the identity provider is not valid: %w", err)
 	}
 	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(l.Nonce)) != 1 {
-		return nil, time.Time{}, errors.New("oidc: the ID token's nonce is not the sign-in's")
+		return Exchanged{}, errors.New("oidc: the ID token's nonce is not the sign-in's")
 	}
 	if idt.AccessTokenHash != "" {
 		if err := idt.VerifyAccessToken(tok.AccessToken); err != nil {
-			return nil, time.Time{}, fmt.Errorf("oidc: the ID token's at_hash does not match the access token: %w", err)
+			return Exchanged{}, fmt.Errorf("oidc: the ID token's at_hash does not match the access token: %w", err)
 		}
+	}
+	if idt.Subject == "" {
+		return Exchanged{}, errors.New("oidc: the ID token has no sub")
 	}
 	var claims map[string]any
 	if err := idt.Claims(&claims); err != nil {
-		return nil, time.Time{}, fmt.Errorf("oidc: decode the ID token's claims: %w", err)
+		return Exchanged{}, fmt.Errorf("oidc: decode the ID token's claims: %w", err)
 	}
-	if err := u.checkUser(idt.Subject, claims, want); err != nil {
-		return nil, time.Time{}, err
+	if !want.AnyUser {
+		if err := u.checkUser(idt.Subject, claims, want); err != nil {
+			return Exchanged{}, err
+		}
 	}
 	authTime := u.now()
 	if at, ok := claims["auth_time"].(float64); ok && at > 0 {
 		authTime = time.Unix(int64(at), 0)
 	}
-	return &ciba.TokenResponse{
-		AccessToken:  tok.AccessToken,
-		TokenType:    tok.TokenType,
-		ExpiresIn:    expiresIn(tok),
-		RefreshToken: tok.RefreshToken,
-		IDToken:      rawIDToken,
-		Scope:        extraString(tok, "scope"),
-	}, authTime, nil
+	return Exchanged{
+		Tokens: &ciba.TokenResponse{
+			AccessToken:  tok.AccessToken,
+			TokenType:    tok.TokenType,
+			ExpiresIn:    expiresIn(tok),
+			RefreshToken: tok.RefreshToken,
+			IDToken:      rawIDToken,
+			Scope:        extraString(tok, "scope"),
+		},
+		AuthTime: authTime,
+		Subject:  idt.Subject,
+	}, nil
 }
 
 // checkUser checks that the ID token's user is the one the request named.

@@ -478,6 +478,74 @@ func TestExchangeChecksTheIDTokenAndTheUser(t *testing.T) {
 	}
 }
 
+// A device request (RFC 8628) names no user: whoever signs in approves, and
+// the ID token's subject becomes the request's. Only the user match is
+// skipped; every check of the ID token still runs.
+func TestExchangeAnyUser(t *testing.T) {
+	op := newTestOP(t)
+	u, _ := newTestUpstream(t, op, nil)
+	foreign := newTestOP(t)
+	anyUser := Expected{AnyUser: true}
+
+	t.Run("whoever signs in is accepted and is the subject", func(t *testing.T) {
+		for _, sub := range []string{"user-42", "mallory"} {
+			idt := op.idToken(map[string]any{"sub": sub, "email": "someone@example.com"})
+			op.set(func(op *testOP) { op.nextIDToken = idt })
+			x, err := u.ExchangeUser(context.Background(), cibaClient, "the-code", testLogin(), anyUser)
+			if err != nil {
+				t.Fatalf("ExchangeUser as %s: %v", sub, err)
+			}
+			if x.Subject != sub || x.Tokens == nil || x.Tokens.IDToken != idt {
+				t.Fatalf("ExchangeUser = subject %q, tokens %+v; want subject %q and the IdP's tokens", x.Subject, x.Tokens, sub)
+			}
+		}
+	})
+
+	for _, tc := range []struct {
+		name   string
+		claims map[string]any
+		token  func() string
+	}{
+		{name: "the nonce must be the sign-in's", claims: map[string]any{"nonce": "other-nonce"}},
+		{name: "a missing nonce is refused", claims: map[string]any{"nonce": nil}},
+		{name: "aud must be the client's IdP client_id", claims: map[string]any{"aud": "other-client"}},
+		{name: "an expired ID token is refused", claims: map[string]any{"exp": time.Now().Add(-time.Minute).Unix()}},
+		{name: "iss must be the IdP", claims: map[string]any{"iss": "https://evil.example"}},
+		{name: "at_hash must match the access token", claims: map[string]any{"at_hash": "AAAAAAAAAAAAAAAAAAAAAA"}},
+		{name: "an ID token without sub is refused", claims: map[string]any{"sub": nil}},
+		{name: "the signature must be the IdP's", token: func() string {
+			return foreign.idToken(map[string]any{"iss": op.issuer()})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			idt := ""
+			if tc.token != nil {
+				idt = tc.token()
+			} else {
+				idt = op.idToken(tc.claims)
+			}
+			op.set(func(op *testOP) { op.nextIDToken = idt })
+			x, err := u.ExchangeUser(context.Background(), cibaClient, "the-code", testLogin(), anyUser)
+			if err == nil || x.Tokens != nil || x.Subject != "" {
+				t.Fatalf("ExchangeUser = %+v, %v; want an error and no tokens", x, err)
+			}
+			assertNoSecret(t, err.Error(), idt)
+		})
+	}
+
+	t.Run("no expected user and no AnyUser is refused before the IdP is called", func(t *testing.T) {
+		before := op.tokenRequestCount()
+		for _, want := range []Expected{{}, {AnyUser: true, LoginHint: "alice@example.com"}, {AnyUser: true, Subject: "user-42"}} {
+			if _, err := u.ExchangeUser(context.Background(), cibaClient, "the-code", testLogin(), want); err == nil {
+				t.Errorf("ExchangeUser with %+v succeeded", want)
+			}
+		}
+		if after := op.tokenRequestCount(); after != before {
+			t.Errorf("the IdP's token endpoint was called %d times", after-before)
+		}
+	})
+}
+
 func TestMatchClaimsDefaultsToSub(t *testing.T) {
 	op := newTestOP(t)
 	u, _ := newTestUpstream(t, op, func(c *Config) { c.MatchClaims = nil })

@@ -118,6 +118,12 @@ func (op *testOP) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+func (op *testOP) tokenRequestCount() int {
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	return len(op.tokenRequests)
+}
+
 func (op *testOP) lastTokenRequest() tokenRequest {
 	op.mu.Lock()
 	defer op.mu.Unlock()

@@ -1,0 +1,97 @@
+package ciba
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+)
+
+// The device grant relayed to an upstream that has it (the ciba upstream
+// with an IdP whose discovery lists device_authorization_endpoint): the
+// device request is forwarded once, the upstream's user_code and
+// verification URIs go to the client unchanged (the user verifies at the
+// upstream), the upstream's device_code is sealed in RelayState.ID like a
+// relayed auth_req_id, and the client gets cibaproxy's own device_code (the
+// request's ID). The upstream is then polled by pollUpstream, under the same
+// lease and pacing as a relayed CIBA request, so its token requests stay at
+// most 1 + lifetime/interval whatever the device does; the device's polls
+// are answered from the store (Device.Poll).
+
+// deviceRelay returns the service's relay as a DeviceRelay, or nil when
+// the service relays nothing or its relay has no device grant.
+func (s *Service) deviceRelay() DeviceRelay {
+	dr, _ := s.d.Relay.(DeviceRelay)
+	return dr
+}
+
+// relayAuthorize forwards the device authorization request of client c
+// (scopes already checked) to the upstream and stores its counterpart.
+func (d *Device) relayAuthorize(ctx context.Context, dr DeviceRelay, c *Client, scope string, scopes []string) (*DeviceAuthResponse, error) {
+	s := d.s
+	now := s.now()
+	started, err := dr.StartDevice(ctx, c, scope)
+	if err != nil {
+		return nil, s.upstreamError("relay device authorization", err)
+	}
+	// Never outlive the upstream's device_code: its tokens could not be had.
+	lifetime := min(d.cfg.Expiry, started.ExpiresIn)
+	if lifetime <= 0 || started.UserCode == "" || started.VerificationURI == "" || started.DeviceCode == "" {
+		s.log.Error("relay: the upstream's device authorization response is not usable", slog.String("client_id", c.ID))
+		return nil, &Error{Code: CodeServerError, Description: "the identity provider answered an unusable device authorization response"}
+	}
+	interval := started.Interval
+	if interval <= 0 {
+		interval = defaultRelayInterval
+	}
+	r := &AuthRequest{
+		ID:          randomID(24),
+		ApprovalID:  randomID(16),
+		ClientID:    c.ID,
+		Mode:        ModePoll,
+		Kind:        KindDevice,
+		Scopes:      scopes,
+		CreatedAt:   now,
+		ExpiresAt:   now.Add(lifetime),
+		Interval:    d.cfg.Interval,
+		Status:      StatusPending,
+		TraceParent: s.d.Trace(ctx),
+	}
+	sealed, err := s.d.Sealer.Seal([]byte(started.DeviceCode), relayAD(r.ID))
+	if err != nil {
+		return nil, &Error{Code: CodeServerError, Description: "the request could not be stored", Err: err}
+	}
+	r.Relay = RelayState{ID: sealed, Interval: interval, NextPoll: now.Add(interval)}
+	if err := s.d.Store.CreateRequest(ctx, r); err != nil {
+		return nil, s.storeError("create device request", err)
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "device request relayed",
+		slog.String("client_id", c.ID), slog.Duration("lifetime", lifetime), slog.Duration("upstream_interval", interval))
+	s.schedule(r.ID, r.Relay.NextPoll)
+	return &DeviceAuthResponse{
+		DeviceCode:              r.ID,
+		UserCode:                started.UserCode,
+		VerificationURI:         started.VerificationURI,
+		VerificationURIComplete: started.VerificationURIComplete,
+		ExpiresIn:               int64(lifetime / time.Second),
+		Interval:                int64(d.cfg.Interval / time.Second),
+	}, nil
+}
+
+// errNoDeviceRelay is a relayed device request whose service's relay has
+// no device grant (a configuration changed under a stored request).
+var errNoDeviceRelay = errors.New("ciba: the upstream does not relay the device grant")
+
+// pollRelayed makes the one upstream token request of relayed request r for
+// its upstream id: the CIBA grant, or the device_code grant for a device
+// request.
+func (s *Service) pollRelayed(ctx context.Context, r *AuthRequest, c *Client, upstreamID string) (RelayResult, error) {
+	if r.Kind != KindDevice {
+		return s.d.Relay.Poll(ctx, c, upstreamID)
+	}
+	dr := s.deviceRelay()
+	if dr == nil {
+		return RelayResult{}, errNoDeviceRelay
+	}
+	return dr.PollDevice(ctx, c, upstreamID)
+}
