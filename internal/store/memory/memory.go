@@ -78,6 +78,8 @@ type Store struct {
 	journal Journal
 	seed    maphash.Seed
 	closed  atomic.Bool
+	// intern shares common values between stored requests (intern.go).
+	intern *interner
 
 	requests  [shardCount]requestShard
 	approvals [shardCount]approvalShard
@@ -159,7 +161,7 @@ type recordShard struct {
 
 // New returns an empty Store.
 func New(opts ...Option) *Store {
-	s := &Store{seed: maphash.MakeSeed()}
+	s := &Store{seed: maphash.MakeSeed(), intern: newInterner()}
 	for _, o := range opts {
 		o(s)
 	}
@@ -225,6 +227,7 @@ func (s *Store) CreateRequest(ctx context.Context, r *ciba.AuthRequest) error {
 		return errors.New("memory store: create request: the request has no ID")
 	}
 	c := r.Clone()
+	s.intern.request(c)
 	e, err := s.reserve(c)
 	if err != nil {
 		return fmt.Errorf("memory store: create request: %w", err)
@@ -368,6 +371,7 @@ func (s *Store) UpdateRequest(ctx context.Context, id string, fn func(*ciba.Auth
 	}
 	// Store a private copy: fn's copy goes back to the caller.
 	stored := next.Clone()
+	s.intern.request(stored)
 	if s.journal != nil {
 		if err := s.journal.PutRequest(ctx, stored); err != nil {
 			e.mu.Unlock()
@@ -713,6 +717,7 @@ func (s *Store) Load(r *ciba.AuthRequest) error {
 		return errors.New("memory store: load request: the request has no ID")
 	}
 	c := r.Clone()
+	s.intern.request(c)
 	e, err := s.reserve(c)
 	if err != nil {
 		return fmt.Errorf("memory store: load request: %w", err)
