@@ -67,6 +67,13 @@ func newRegistry(ctx context.Context, cfg *config.Config, replay jose.Replay) (*
 			JWKSURI:                 c.JWKSURI,
 			RequestObjectAlg:        c.RequestSigningAlg,
 			AllowHS256RequestObject: c.AllowHS256RequestObject,
+			FAPI:                    cfg.IsFAPI(&c),
+			TLSClientAuth: clientauth.TLSClientAuth{
+				SubjectDN: c.TLSSubjectDN,
+				SANDNS:    c.TLSSANDNS,
+				SANURI:    c.TLSSANURI,
+				SANEmail:  c.TLSSANEmail,
+			},
 		})
 		if err != nil {
 			return nil, fmt.Errorf("client %q: %w", c.ID, err)
@@ -78,11 +85,14 @@ func newRegistry(ctx context.Context, cfg *config.Config, replay jose.Replay) (*
 		return nil, err
 	}
 	r.AssertionPolicy = jose.AssertionPolicy{Issuer: cfg.Issuer, Replay: replay}
+	r.MTLS = clientauth.MTLS{ClientCAs: cfg.TLS.ClientCAs, ProxyHeader: cfg.MTLSProxy.Header, TrustedProxies: cfg.MTLSProxy.Proxies}
 	return r, nil
 }
 
 // discovery is the OpenID Provider metadata (OIDC Discovery §3, RFC 8414,
-// CIBA §4), listing only what is enabled.
+// CIBA §4), listing only what is enabled. Under the global FAPI-CIBA switch
+// (fapi.ciba) it lists only what the profile allows: PS256 and ES256,
+// private_key_jwt (and mutual TLS when supported), poll and ping.
 func discovery(cfg *config.Config, reg registry, up ciba.Upstream) map[string]any {
 	algs := jose.DefaultAlgs()
 	for _, id := range reg.IDs() {
@@ -90,15 +100,36 @@ func discovery(cfg *config.Config, reg registry, up ciba.Upstream) map[string]an
 			algs = append(algs, "HS256")
 		}
 	}
+	methods := []string{clientauth.MethodSecretBasic, clientauth.MethodSecretPost, clientauth.MethodPrivateKeyJWT}
+	assertionAlgs := jose.DefaultAlgs()
+	modes := []string{"poll", "ping", "push"}
+	if cfg.FAPI.CIBA {
+		algs, assertionAlgs = config.FAPIAlgs(), config.FAPIAlgs()
+		methods = config.FAPIAuthMethods()
+		modes = []string{"poll", "ping"}
+	}
+	if cfg.MTLS() {
+		// RFC 8705 §2.3: the mutual-TLS methods, when a client certificate
+		// can reach cibaproxy (tls, or mtls_proxy).
+		for _, m := range []string{clientauth.MethodTLSClientAuth, clientauth.MethodSelfSignedTLSClientAuth} {
+			if !slices.Contains(methods, m) {
+				methods = append(methods, m)
+			}
+		}
+	} else {
+		methods = slices.DeleteFunc(methods, func(m string) bool {
+			return m == clientauth.MethodTLSClientAuth || m == clientauth.MethodSelfSignedTLSClientAuth
+		})
+	}
 	return map[string]any{
 		"issuer":                                cfg.Issuer,
 		"token_endpoint":                        cfg.Issuer + httpapi.PathToken,
 		"backchannel_authentication_endpoint":   cfg.Issuer + httpapi.PathBCAuthz,
 		"jwks_uri":                              cfg.Issuer + httpapi.PathJWKS,
 		"grant_types_supported":                 []string{httpapi.GrantCIBA, "refresh_token"},
-		"token_endpoint_auth_methods_supported": []string{clientauth.MethodSecretBasic, clientauth.MethodSecretPost, clientauth.MethodPrivateKeyJWT},
-		"token_endpoint_auth_signing_alg_values_supported":                jose.DefaultAlgs(),
-		"backchannel_token_delivery_modes_supported":                      []string{"poll", "ping", "push"},
+		"token_endpoint_auth_methods_supported": methods,
+		"token_endpoint_auth_signing_alg_values_supported":                assertionAlgs,
+		"backchannel_token_delivery_modes_supported":                      modes,
 		"backchannel_authentication_request_signing_alg_values_supported": algs,
 		"backchannel_user_code_parameter_supported":                       up != nil && up.SupportsUserCode(),
 		"subject_types_supported":                                         []string{"public"},

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -73,6 +74,18 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		IdleTimeout:  2 * time.Minute,
 		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	serve := srv.Serve
+	if cfg.TLS.Enabled() {
+		// Client certificates are requested, never required, and not
+		// verified here: clientauth checks them per client (RFC 8705 §2),
+		// so that self-signed ones reach self_signed_tls_client_auth.
+		srv.TLSConfig = &tls.Config{
+			Certificates: []tls.Certificate{*cfg.TLS.Certificate},
+			ClientAuth:   tls.RequestClientCert,
+			MinVersion:   tls.VersionTLS12,
+		}
+		serve = func(ln net.Listener) error { return srv.ServeTLS(ln, "", "") }
+	}
 	if a.metrics != nil {
 		mln, err := net.Listen("tcp", cfg.Metrics.Listen)
 		if err != nil {
@@ -89,8 +102,8 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	dispatched := make(chan error, 1)
 	go func() { dispatched <- a.service.Run(runCtx) }()
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	log.Info("cibaproxy listening", slog.String("addr", ln.Addr().String()), slog.String("issuer", cfg.Issuer),
+	go func() { served <- serve(ln) }()
+	log.Info("cibaproxy listening", slog.String("addr", ln.Addr().String()), slog.Bool("tls", cfg.TLS.Enabled()), slog.String("issuer", cfg.Issuer),
 		slog.String("store", cfg.Store.Type), slog.String("upstream", cfg.Upstream.Type), slog.String("version", buildVersion()))
 
 	select {

@@ -23,6 +23,10 @@ type Client struct {
 	RequireUserCode bool
 	// Scopes the client may request; empty means any scope.
 	Scopes []string
+	// RequireBindingMessage refuses requests without a binding_message
+	// (the FAPI-CIBA profile: the user must be able to tell the consumption
+	// device's request from any other).
+	RequireBindingMessage bool
 }
 
 // Hint is the user identification hint of a request (CIBA §7.1): exactly one

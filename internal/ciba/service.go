@@ -201,6 +201,9 @@ func (s *Service) Authorize(ctx context.Context, c *Client, p AuthParams) (*Auth
 			return nil, Errorf(CodeInvalidRequest, "client_notification_token does not have the bearer token syntax of RFC 6750 §2.1")
 		}
 	}
+	if p.BindingMessage == "" && c.RequireBindingMessage {
+		return nil, Errorf(CodeInvalidRequest, "client %q must send a binding_message (FAPI-CIBA profile)", c.ID)
+	}
 	if p.BindingMessage != "" {
 		if why := ValidBindingMessage(p.BindingMessage, s.cfg.BindingMessageMax); why != "" {
 			return nil, Errorf(CodeInvalidBindingMessage, "%s", why)

@@ -681,3 +681,16 @@ func TestApproveByRecordsWhoApprovedOnlyWhenNobodyWasNamed(t *testing.T) {
 		t.Errorf("a request naming nobody: subject %q, status %s; want idp-sub-bob, approved", r.Subject, r.Status)
 	}
 }
+
+func TestABindingMessageCanBeRequired(t *testing.T) {
+	f := newFixture(t, nil)
+	strict := *pollClient
+	strict.RequireBindingMessage = true
+	_, err := f.svc.Authorize(context.Background(), &strict, ciba.AuthParams{Scope: "openid", Hint: ciba.Hint{LoginHint: "alice"}})
+	if e := ciba.AsError(err); e.Code != ciba.CodeInvalidRequest || !strings.Contains(e.Description, "binding_message") {
+		t.Fatalf("a request without binding_message from a client that must send one: %v", err)
+	}
+	if _, err := f.svc.Authorize(context.Background(), &strict, ciba.AuthParams{Scope: "openid", Hint: ciba.Hint{LoginHint: "alice"}, BindingMessage: "Code 12"}); err != nil {
+		t.Fatalf("with a binding_message: %v", err)
+	}
+}

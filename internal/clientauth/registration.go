@@ -2,8 +2,9 @@
 // authentication and token endpoints (RFC 6749 §2.3, OIDC Core §9, CIBA
 // §7.1) and knows, per client, how its signed requests are verified.
 //
-// Three methods are supported: client_secret_basic, client_secret_post and
-// private_key_jwt (RFC 7523). Authentication is on the poll hot path, so it
+// Five methods are supported: client_secret_basic, client_secret_post,
+// private_key_jwt (RFC 7523), and the mutual-TLS tls_client_auth and
+// self_signed_tls_client_auth (RFC 8705, see MTLS). Authentication is on the poll hot path, so it
 // does no password-hash work per request: a plain secret is compared as a
 // SHA-256 digest in constant time, and a bcrypt-hashed secret is checked
 // with bcrypt once, after which the digest of the verified secret is
@@ -66,6 +67,15 @@ type Options struct {
 	// as the key. CIBA §7.1.1 requires asymmetric signatures: never set it
 	// under FAPI.
 	AllowHS256RequestObject bool
+	// TLSClientAuth is the certificate subject of a tls_client_auth
+	// client (RFC 8705 §2.1.2); required with that method. A
+	// self_signed_tls_client_auth client's certificates are those of JWKS
+	// (RFC 8705 §2.2).
+	TLSClientAuth TLSClientAuth
+	// FAPI puts the client under the FAPI-CIBA profile (see fapi.go):
+	// NewRegistration refuses options the profile forbids, and request
+	// objects and client assertions are held to its rules.
+	FAPI bool
 }
 
 // Registration is one registered client, ready to authenticate. It is
@@ -80,6 +90,9 @@ type Registration struct {
 	allowHS256    bool
 	hs256Secret   string
 	secret        secret
+	fapi          bool
+	tlsAuth       TLSClientAuth
+	certKeys      []gojose.JSONWebKey // self_signed_tls_client_auth
 }
 
 // NewRegistration checks opts and returns the registration. ctx configures
@@ -148,8 +161,18 @@ func NewRegistration(ctx context.Context, opts Options) (*Registration, error) {
 			if r.keySet == nil {
 				return nil, fail("%s needs jwks or jwks_uri", m)
 			}
+		case MethodTLSClientAuth:
+			if err := opts.TLSClientAuth.check(); err != nil {
+				return nil, fail("%v", err)
+			}
+			r.tlsAuth = opts.TLSClientAuth
+		case MethodSelfSignedTLSClientAuth:
+			if len(opts.JWKS.Keys) == 0 {
+				return nil, fail("%s needs the certificate in jwks (RFC 8705 §2.2)", m)
+			}
+			r.certKeys = slices.Clone(opts.JWKS.Keys)
 		default:
-			return nil, fail("unsupported authentication method %q (supported: %s, %s, %s)", m, MethodSecretBasic, MethodSecretPost, MethodPrivateKeyJWT)
+			return nil, fail("unsupported authentication method %q (supported: %s, %s, %s, %s, %s)", m, MethodSecretBasic, MethodSecretPost, MethodPrivateKeyJWT, MethodTLSClientAuth, MethodSelfSignedTLSClientAuth)
 		}
 	}
 
@@ -180,6 +203,15 @@ func NewRegistration(ctx context.Context, opts Options) (*Registration, error) {
 		r.roAlgs, r.requireSigned = []string{alg}, true
 	default:
 		return nil, fail("unsupported request object alg %q", alg)
+	}
+	if opts.FAPI {
+		if err := checkFAPI(opts); err != nil {
+			return nil, fmt.Errorf("clientauth: client %q: %w", id, err)
+		}
+		r.fapi = true
+		// FAPI-CIBA: the server ensures the user can tell the requests
+		// apart, here by requiring a binding_message.
+		r.client.RequireBindingMessage = true
 	}
 	return r, nil
 }
@@ -253,7 +285,7 @@ func (r *Registration) RequestObjectSecret() string { return r.hs256Secret }
 // RequestObjectPolicy returns base completed with the client's fields:
 // ClientID, Algs, AllowHS256, KeySet and Secret. base carries the
 // server-wide ones (Issuer, Audiences, Replay, Now, ClockSkew, MaxSize,
-// MaxLifetime).
+// MaxLifetime). A FAPI client gets MaxLifetime at most FAPIMaxLifetime.
 func (r *Registration) RequestObjectPolicy(base jose.RequestObjectPolicy) jose.RequestObjectPolicy {
 	p := base
 	p.ClientID = r.client.ID
@@ -261,6 +293,7 @@ func (r *Registration) RequestObjectPolicy(base jose.RequestObjectPolicy) jose.R
 	p.AllowHS256 = r.allowHS256
 	p.KeySet = r.keySet
 	p.Secret = r.hs256Secret
+	r.applyFAPI(&p)
 	return p
 }
 

@@ -74,6 +74,12 @@ type Registry struct {
 	// afterwards.
 	AssertionPolicy jose.AssertionPolicy
 
+	// MTLS says where client certificates come from (RFC 8705). The zero
+	// value accepts certificates presented on TLS for
+	// self_signed_tls_client_auth only. Set it before the first
+	// Authenticate; do not change it afterwards.
+	MTLS MTLS
+
 	byID  map[string]*Registration
 	ids   []string
 	decoy [sha256.Size]byte
@@ -114,8 +120,10 @@ func (r *Registry) IDs() []string { return slices.Clone(r.ids) }
 // Basic header with the form-urlencoded client_id and secret (RFC 6749
 // §2.3.1), client_id and client_secret in the form, or a client assertion
 // (client_assertion_type urn:ietf:params:oauth:client-assertion-type:jwt-bearer
-// and client_assertion, RFC 7523 §2.2); a client_id in the form must be the
-// authenticated one.
+// and client_assertion, RFC 7523 §2.2), or, with none of these, the client
+// certificate of the request with client_id in the form (tls_client_auth or
+// self_signed_tls_client_auth, RFC 8705 §2; see MTLS); a client_id in the
+// form must be the authenticated one.
 //
 // Errors: invalid_request (400) for several methods at once, a missing
 // parameter or a client_id that disagrees; *AuthError (invalid_client, 401)
@@ -137,7 +145,14 @@ func (r *Registry) Authenticate(ctx context.Context, req *http.Request, form url
 	case n > 1:
 		return nil, ciba.Errorf(ciba.CodeInvalidRequest, "multiple client authentication methods (RFC 6749 §2.3)")
 	case n == 0:
-		return nil, invalidClient(true, "client authentication is required (%s, %s or %s)", MethodSecretBasic, MethodSecretPost, MethodPrivateKeyJWT)
+		cert, intermediates, err := r.MTLS.ClientCertificate(req)
+		if err != nil {
+			return nil, err
+		}
+		if cert != nil {
+			return r.mtlsAuth(form, cert, intermediates)
+		}
+		return nil, invalidClient(true, "client authentication is required (%s, %s, %s or a client certificate)", MethodSecretBasic, MethodSecretPost, MethodPrivateKeyJWT)
 	}
 	switch {
 	case basic:
@@ -239,6 +254,7 @@ func (r *Registry) assertionAuth(ctx context.Context, form url.Values, endpoint 
 	}
 	p := r.AssertionPolicy
 	p.ClientID, p.Endpoint, p.KeySet = id, endpoint, ks
+	reg.applyFAPIAssertion(&p) // PS256 and ES256 only for a FAPI client
 	if err := jose.VerifyClientAssertion(ctx, raw, p); err != nil {
 		return nil, asAuthError(err)
 	}

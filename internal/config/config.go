@@ -119,6 +119,19 @@ type Config struct {
 	// Clients are the registered CIBA clients. At least one is required.
 	Clients []Client `yaml:"clients"`
 
+	// TLS makes cibaproxy serve HTTPS and request client certificates
+	// (mutual TLS, RFC 8705). Default off: plain HTTP.
+	TLS TLS `yaml:"tls"`
+
+	// MTLSProxy believes the client certificate a TLS-terminating proxy
+	// forwards in a header, from trusted addresses only.
+	MTLSProxy MTLSProxy `yaml:"mtls_proxy"`
+
+	// FAPI switches the FAPI-CIBA profile on for every client (see
+	// docs/fapi.md). Default off; a single client opts in with
+	// [Client.Profile].
+	FAPI FAPI `yaml:"fapi"`
+
 	// Device configures the device authorization grant (RFC 8628), used
 	// by clients with device_authorization: true.
 	Device Device `yaml:"device"`
@@ -386,8 +399,9 @@ type Client struct {
 	SecretHash string `yaml:"client_secret_hash"`
 
 	// TokenEndpointAuthMethods are the ways the client may authenticate
-	// (OIDC Core §9): a subset of client_secret_basic, client_secret_post
-	// and private_key_jwt, without repeats. Default [client_secret_basic].
+	// (OIDC Core §9): a subset of client_secret_basic, client_secret_post,
+	// private_key_jwt, tls_client_auth and self_signed_tls_client_auth
+	// (RFC 8705), without repeats. Default [client_secret_basic].
 	TokenEndpointAuthMethods []string `yaml:"token_endpoint_auth_methods"`
 
 	// DeliveryMode is backchannel_token_delivery_mode (CIBA Core §4):
@@ -454,6 +468,32 @@ type Client struct {
 	// user's authorization code so that the tokens are issued to this
 	// client. Default: the client's own client_id and plain client_secret.
 	Upstream UpstreamCredentials `yaml:"upstream_credentials"`
+
+	// TLSSubjectDN is tls_client_auth_subject_dn (RFC 8705 §2.1.2): the
+	// subject distinguished name (RFC 4514 string form, as Go prints it,
+	// e.g. "CN=client,O=Example") the client's certificate must carry.
+	// With tls_client_auth exactly one of TLSSubjectDN, TLSSANDNS,
+	// TLSSANURI and TLSSANEmail is required.
+	TLSSubjectDN string `yaml:"tls_client_auth_subject_dn"`
+
+	// TLSSANDNS is tls_client_auth_san_dns: a dNSName SAN the
+	// certificate must carry.
+	TLSSANDNS string `yaml:"tls_client_auth_san_dns"`
+
+	// TLSSANURI is tls_client_auth_san_uri: a uniformResourceIdentifier
+	// SAN the certificate must carry.
+	TLSSANURI string `yaml:"tls_client_auth_san_uri"`
+
+	// TLSSANEmail is tls_client_auth_san_email: an rfc822Name SAN the
+	// certificate must carry.
+	TLSSANEmail string `yaml:"tls_client_auth_san_email"`
+
+	// Profile is the security profile the client is held to: empty
+	// (default) or "fapi-ciba" ([ProfileFAPICIBA]), which requires PS256
+	// or ES256 signed requests, private_key_jwt (or mutual TLS), poll or
+	// ping, and request objects valid for at most 60 minutes (see
+	// docs/fapi.md). fapi.ciba: true applies it to every client.
+	Profile string `yaml:"profile"`
 }
 
 // UsesSecret reports whether one of the client's authentication methods

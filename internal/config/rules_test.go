@@ -12,6 +12,14 @@ func TestRules(t *testing.T) {
 	poll := "client_id: c1\nclient_secret: s1\nbackchannel_token_delivery_mode: poll\n"
 	jwks := "jwks: '{\"keys\":[" + demoPublicJWK + "]}'\n"
 	alice := "username: alice\npassword_hash: \"" + hashAlicePassword + "\"\n"
+	// fapiClient is a client FAPI-CIBA accepts once it has
+	// backchannel_authentication_request_signing_alg: ES256.
+	fapiClient := func(methods string) string {
+		return "client_id: f1\ntoken_endpoint_auth_methods: [" + methods + "]\n" + jwks + "backchannel_token_delivery_mode: poll\n"
+	}
+	fapiNoAlg := fapiClient("private_key_jwt")
+	es256 := "backchannel_authentication_request_signing_alg: ES256\n"
+	mtlsProxy := "mtls_proxy:\n  header: X-Client-Cert\n  trusted_proxies: [10.0.0.0/8]"
 	bob := "username: bob\npassword_hash: \"" + hashBobPassword + "\"\n"
 
 	tests := []struct {
@@ -224,8 +232,8 @@ func TestRules(t *testing.T) {
 			"clients[1].client_id", `duplicate client_id "c1" (also clients[0])`},
 		{"client_id is printable ASCII", map[string]string{"clients": clients("client_id: \"c\\t1\"\nclient_secret: s1\nbackchannel_token_delivery_mode: poll")},
 			"clients[0].client_id", "printable ASCII"},
-		{"token_endpoint_auth_methods is a subset of the supported methods", map[string]string{"clients": clients(poll + "token_endpoint_auth_methods: [client_secret_basic, tls_client_auth]")},
-			"clients[0].token_endpoint_auth_methods[1]", `got "tls_client_auth"`},
+		{"token_endpoint_auth_methods is a subset of the supported methods", map[string]string{"clients": clients(poll + "token_endpoint_auth_methods: [client_secret_basic, client_secret_jwt]")},
+			"clients[0].token_endpoint_auth_methods[1]", `got "client_secret_jwt"`},
 		{"token_endpoint_auth_methods lists a method once", map[string]string{"clients": clients(poll + "token_endpoint_auth_methods: [client_secret_post, client_secret_post]")},
 			"clients[0].token_endpoint_auth_methods[1]", "listed twice"},
 		{"a client_secret_* method needs client_secret or client_secret_hash", map[string]string{"clients": clients("client_id: c1\nbackchannel_token_delivery_mode: poll")},
@@ -332,6 +340,42 @@ func TestRules(t *testing.T) {
 			"tracing.otlp_endpoint", "must not hold user info"},
 		{"tracing.otlp_endpoint has no query", map[string]string{"limits": "tracing:\n  otlp_endpoint: https://collector.internal/v1/traces?key=x"},
 			"tracing.otlp_endpoint", "must not have a query"},
+
+		// FAPI-CIBA profile (docs/fapi.md)
+		{"profile is empty or fapi-ciba", map[string]string{"clients": clients(poll + "profile: fapi")},
+			"clients[0].profile", `must be empty or fapi-ciba, got "fapi"`},
+		{"FAPI-CIBA: signed authentication requests are required", map[string]string{"clients": clients(fapiNoAlg + "profile: fapi-ciba")},
+			"clients[0].backchannel_authentication_request_signing_alg", "required by the FAPI-CIBA profile"},
+		{"FAPI-CIBA: request objects are PS256 or ES256, not RS256", map[string]string{"clients": clients(strings.Replace(fapiNoAlg, jwks, "jwks_uri: https://client.example/jwks\n", 1) + "profile: fapi-ciba\nbackchannel_authentication_request_signing_alg: RS256")},
+			"clients[0].backchannel_authentication_request_signing_alg", `must be PS256 or ES256 under the FAPI-CIBA profile (FAPI 1.0 Advanced §8.6), got "RS256"`},
+		{"FAPI-CIBA: no HS256 switch", map[string]string{"clients": clients(fapiNoAlg + "profile: fapi-ciba\nbackchannel_authentication_request_signing_alg: HS256\nallow_hs256_request_object: true\nclient_secret: " + key32)},
+			"clients[0].backchannel_authentication_request_signing_alg", `must be PS256 or ES256 under the FAPI-CIBA profile (FAPI 1.0 Advanced §8.6), got "HS256"`},
+		{"FAPI-CIBA: no client secret methods", map[string]string{"clients": clients(fapiClient("private_key_jwt, client_secret_basic") + es256 + "profile: fapi-ciba\nclient_secret: s1")},
+			"clients[0].token_endpoint_auth_methods[1]", `"client_secret_basic" is not allowed under the FAPI-CIBA profile`},
+		{"FAPI-CIBA: shall not support push mode", map[string]string{"clients": clients(strings.Replace(fapiNoAlg, "mode: poll", "mode: push\nbackchannel_client_notification_endpoint: https://client.example/cb", 1) + es256 + "profile: fapi-ciba")},
+			"clients[0].backchannel_token_delivery_mode", "push is not allowed under the FAPI-CIBA profile"},
+		{"FAPI-CIBA: fapi.ciba applies the profile to every client", map[string]string{"clients": clients(fapiNoAlg), "limits": "fapi:\n  ciba: true"},
+			"clients[0].backchannel_authentication_request_signing_alg", "required by the FAPI-CIBA profile"},
+
+		// Mutual TLS (RFC 8705)
+		{"tls: cert_file and key_file together", map[string]string{"limits": "tls:\n  cert_file: server.pem"},
+			"tls.key_file", "set together"},
+		{"mtls_proxy: header needs trusted_proxies", map[string]string{"limits": "mtls_proxy:\n  header: X-Client-Cert"},
+			"mtls_proxy.trusted_proxies", "required with mtls_proxy.header"},
+		{"mtls_proxy: trusted_proxies are CIDRs", map[string]string{"limits": "mtls_proxy:\n  header: X-Client-Cert\n  trusted_proxies: [nope]"},
+			"mtls_proxy.trusted_proxies[0]", "must be a CIDR network"},
+		{"tls_client_auth MUST use exactly one of the subject metadata (RFC 8705 §2.1.2): none", map[string]string{"clients": clients("client_id: m1\ntoken_endpoint_auth_methods: [tls_client_auth]\nbackchannel_token_delivery_mode: poll"), "limits": mtlsProxy},
+			"clients[0].token_endpoint_auth_methods", "tls_client_auth needs one of tls_client_auth_subject_dn"},
+		{"tls_client_auth MUST use exactly one of the subject metadata (RFC 8705 §2.1.2): two", map[string]string{"clients": clients("client_id: m1\ntoken_endpoint_auth_methods: [tls_client_auth]\ntls_client_auth_subject_dn: CN=m1\ntls_client_auth_san_dns: m1.example\nbackchannel_token_delivery_mode: poll"), "limits": mtlsProxy},
+			"clients[0].tls_client_auth_subject_dn", "set exactly one of the tls_client_auth_* names"},
+		{"tls_client_auth needs the client CAs", map[string]string{"clients": clients("client_id: m1\ntoken_endpoint_auth_methods: [tls_client_auth]\ntls_client_auth_subject_dn: CN=m1\nbackchannel_token_delivery_mode: poll"), "limits": mtlsProxy},
+			"clients[0].token_endpoint_auth_methods", "tls_client_auth needs tls.client_ca_file"},
+		{"self_signed_tls_client_auth needs a way for certificates to arrive", map[string]string{"clients": clients("client_id: m1\ntoken_endpoint_auth_methods: [self_signed_tls_client_auth]\n" + jwks + "backchannel_token_delivery_mode: poll")},
+			"clients[0].token_endpoint_auth_methods", "self_signed_tls_client_auth needs tls.cert_file or mtls_proxy"},
+		{"tls_client_auth_* only with tls_client_auth", map[string]string{"clients": clients(poll + "tls_client_auth_san_uri: https://m1.example")},
+			"clients[0].tls_client_auth_san_uri", "only used by tls_client_auth"},
+		{"self_signed_tls_client_auth needs the certificate in jwks", map[string]string{"clients": clients("client_id: m1\ntoken_endpoint_auth_methods: [self_signed_tls_client_auth]\njwks_uri: https://m1.example/jwks\nbackchannel_token_delivery_mode: poll"), "limits": mtlsProxy},
+			"clients[0].token_endpoint_auth_methods", "self_signed_tls_client_auth needs the client's certificate in jwks"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

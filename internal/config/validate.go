@@ -110,6 +110,7 @@ func (v *validator) defaults(c *Config) {
 	dur(&c.Channels.Webhook.Timeout, "channels.webhook.timeout", defaultWebhookTimeout)
 	v.emailDefaults(&c.Channels.Email)
 	v.limitsDefaults(&c.Limits)
+	v.tlsDefaults(c)
 	v.deviceDefaults(&c.Device)
 
 	for i := range c.Clients {
@@ -141,6 +142,8 @@ func (v *validator) validate(c *Config) {
 	v.checkWebhook(&c.Channels.Webhook)
 	v.checkEmail(&c.Channels.Email, c.Channels.Webhook.URL != "")
 	v.checkClients(c.Clients)
+	v.checkFAPI(c)
+	v.checkTLS(c)
 	v.checkOutbound(c)
 	v.checkLimits(c)
 	v.checkDevice(c)
@@ -414,7 +417,7 @@ func (v *validator) checkWebhook(w *Webhook) {
 	}
 }
 
-var authMethods = []string{AuthClientSecretBasic, AuthClientSecretPost, AuthPrivateKeyJWT}
+var authMethods = []string{AuthClientSecretBasic, AuthClientSecretPost, AuthPrivateKeyJWT, AuthTLSClient, AuthSelfSignedTLSClient}
 
 func (v *validator) checkClients(clients []Client) {
 	if len(clients) == 0 {

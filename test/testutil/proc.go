@@ -3,6 +3,7 @@ package testutil
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net/http"
 	"os"
@@ -43,6 +44,10 @@ type Options struct {
 	NotifyURL string
 	// Env are further KEY=VALUE entries.
 	Env []string
+	// TLS, for a configuration that serves HTTPS (tls.cert_file), is the
+	// client TLS configuration trusting the server's certificate: the
+	// issuer and URL become https://ADDR and /healthz is polled with it.
+	TLS *tls.Config
 }
 
 // Server is one cibaproxy process (and its successors after Restart) that
@@ -88,7 +93,7 @@ func Start(t testing.TB, o Options) *Server {
 	if o.DataDir == "" {
 		o.DataDir = t.TempDir()
 	}
-	s := &Server{t: t, opts: o, URL: "http://" + o.Addr, Addr: o.Addr, DataDir: o.DataDir}
+	s := &Server{t: t, opts: o, URL: o.scheme() + "://" + o.Addr, Addr: o.Addr, DataDir: o.DataDir}
 	t.Cleanup(s.cleanup)
 	s.start()
 	return s
@@ -158,7 +163,7 @@ func (s *Server) waitHealthy(ctx context.Context, exited <-chan struct{}) error 
 	for {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		req, _ := http.NewRequestWithContext(rctx, http.MethodGet, s.URL+"/healthz", nil)
-		resp, err := HTTP.Do(req)
+		resp, err := s.opts.healthClient().Do(req)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

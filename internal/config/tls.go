@@ -1,0 +1,165 @@
+package config
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"net/http"
+	"net/netip"
+	"os"
+	"slices"
+)
+
+// Mutual-TLS client authentication methods of
+// [Client.TokenEndpointAuthMethods] (RFC 8705 §2).
+const (
+	AuthTLSClient           = "tls_client_auth"
+	AuthSelfSignedTLSClient = "self_signed_tls_client_auth"
+)
+
+// TLS makes cibaproxy serve HTTPS itself, and ask clients for a
+// certificate (RFC 8705 mutual TLS). The certificate is requested, not
+// required: clients authenticating otherwise connect without one.
+type TLS struct {
+	// CertFile and KeyFile are the server's PEM certificate (chain) and
+	// private key. Both or neither; relative to the configuration file.
+	// Empty (default): plain HTTP, for a TLS-terminating proxy in front.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+
+	// ClientCAFile holds the PEM CA certificates that issue the
+	// certificates of tls_client_auth clients: a certificate, presented on
+	// TLS or forwarded by mtls_proxy, must chain to one of them (with the
+	// clientAuth extended key usage) to be used for tls_client_auth.
+	// Required by tls_client_auth. The TLS handshake itself accepts any
+	// certificate, so that self_signed_tls_client_auth certificates (which
+	// need no CA) get through; the chain is checked when the client
+	// authenticates.
+	ClientCAFile string `yaml:"client_ca_file"`
+
+	// Certificate is CertFile and KeyFile loaded. Set by [Load].
+	Certificate *tls.Certificate `yaml:"-"`
+
+	// ClientCAs is ClientCAFile loaded; nil without it. Set by [Load].
+	ClientCAs *x509.CertPool `yaml:"-"`
+}
+
+// Enabled reports whether cibaproxy serves HTTPS.
+func (t *TLS) Enabled() bool { return t.CertFile != "" }
+
+// MTLSProxy makes cibaproxy believe the client certificate a
+// TLS-terminating proxy forwards in a header (the PEM certificate,
+// URL-encoded, as nginx's $ssl_client_escaped_cert), from the proxy's
+// addresses only: from any other address the header is ignored.
+type MTLSProxy struct {
+	// Header is the header carrying the certificate, e.g. X-Client-Cert.
+	// Required with TrustedProxies.
+	Header string `yaml:"header"`
+
+	// TrustedProxies are the CIDR networks of the proxies whose Header is
+	// believed (the TCP peer address is checked). Required with Header.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+
+	// Proxies is TrustedProxies parsed. Set by [Load].
+	Proxies []netip.Prefix `yaml:"-"`
+}
+
+// Enabled reports whether a proxy forwards client certificates.
+func (p *MTLSProxy) Enabled() bool { return p.Header != "" }
+
+// MTLS reports whether client certificates can reach cibaproxy, directly
+// or through a proxy.
+func (c *Config) MTLS() bool { return c.TLS.Enabled() || c.MTLSProxy.Enabled() }
+
+func (v *validator) tlsDefaults(c *Config) {
+	c.TLS.CertFile = v.resolve(c.TLS.CertFile)
+	c.TLS.KeyFile = v.resolve(c.TLS.KeyFile)
+	c.TLS.ClientCAFile = v.resolve(c.TLS.ClientCAFile)
+}
+
+// checkTLS checks tls, mtls_proxy and the clients' mutual-TLS settings
+// (RFC 8705 §2.1.2, §2.2.2).
+func (v *validator) checkTLS(c *Config) {
+	t := &c.TLS
+	switch {
+	case (t.CertFile == "") != (t.KeyFile == ""):
+		v.fail("tls.key_file", "tls.cert_file and tls.key_file are set together")
+	case t.CertFile != "":
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			v.fail("tls.cert_file", "cannot load the key pair: %v", err)
+		} else {
+			t.Certificate = &cert
+		}
+	}
+	if t.ClientCAFile != "" {
+		pem, err := os.ReadFile(t.ClientCAFile)
+		pool := x509.NewCertPool()
+		switch {
+		case err != nil:
+			v.fail("tls.client_ca_file", "cannot read: %v", err)
+		case !pool.AppendCertsFromPEM(pem):
+			v.fail("tls.client_ca_file", "holds no PEM certificate")
+		default:
+			t.ClientCAs = pool
+		}
+		if t.CertFile == "" && !c.MTLSProxy.Enabled() {
+			v.fail("tls.client_ca_file", "needs tls.cert_file or mtls_proxy: no client certificate can reach cibaproxy")
+		}
+	}
+
+	p := &c.MTLSProxy
+	switch {
+	case p.Header == "" && len(p.TrustedProxies) > 0:
+		v.fail("mtls_proxy.header", "required with mtls_proxy.trusted_proxies, e.g. X-Client-Cert")
+	case p.Header != "" && len(p.TrustedProxies) == 0:
+		v.fail("mtls_proxy.trusted_proxies", "required with mtls_proxy.header: the certificate is believed only from these networks")
+	case p.Header != "" && !validHeaderName(p.Header):
+		v.fail("mtls_proxy.header", "must be an HTTP header name like X-Client-Cert, got %q", p.Header)
+	case p.Header != "":
+		p.Header = http.CanonicalHeaderKey(p.Header)
+	}
+	p.Proxies = v.parseNetworks("mtls_proxy.trusted_proxies", p.TrustedProxies)
+
+	for i := range c.Clients {
+		v.checkClientTLS(c, &c.Clients[i], joinIndex("clients", i))
+	}
+}
+
+// checkClientTLS checks one client's mutual-TLS registration.
+func (v *validator) checkClientTLS(c *Config, cl *Client, p string) {
+	at := func(key string) string { return joinKey(p, key) }
+	names := map[string]string{
+		"tls_client_auth_subject_dn": cl.TLSSubjectDN,
+		"tls_client_auth_san_dns":    cl.TLSSANDNS,
+		"tls_client_auth_san_uri":    cl.TLSSANURI,
+		"tls_client_auth_san_email":  cl.TLSSANEmail,
+	}
+	var set []string
+	for k, val := range names {
+		if val != "" {
+			set = append(set, k)
+		}
+	}
+	slices.Sort(set)
+	pki := slices.Contains(cl.TokenEndpointAuthMethods, AuthTLSClient)
+	self := slices.Contains(cl.TokenEndpointAuthMethods, AuthSelfSignedTLSClient)
+	switch {
+	case pki && len(set) == 1 && c.TLS.ClientCAFile == "":
+		// tls.client_ca_file itself needs tls.cert_file or mtls_proxy.
+		v.fail(at("token_endpoint_auth_methods"), "tls_client_auth needs tls.client_ca_file, the CAs its certificates must chain to")
+	case pki && len(set) == 0:
+		v.fail(at("token_endpoint_auth_methods"), "tls_client_auth needs one of tls_client_auth_subject_dn, tls_client_auth_san_dns, tls_client_auth_san_uri or tls_client_auth_san_email (RFC 8705 §2.1.2)")
+	case pki && len(set) > 1:
+		v.fail(at(set[1]), "set exactly one of the tls_client_auth_* names (RFC 8705 §2.1.2), also set: %s", set[0])
+	case !pki && len(set) > 0:
+		v.fail(at(set[0]), "only used by tls_client_auth, which token_endpoint_auth_methods does not list")
+	}
+	if self {
+		if !c.MTLS() {
+			v.fail(at("token_endpoint_auth_methods"), "self_signed_tls_client_auth needs tls.cert_file or mtls_proxy")
+		}
+		if len(cl.JWKS) == 0 {
+			v.fail(at("token_endpoint_auth_methods"), "%s needs the client's certificate in jwks (x5c, or the certificate's public key); jwks_uri is not supported for it", AuthSelfSignedTLSClient)
+		}
+	}
+}
