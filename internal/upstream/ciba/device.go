@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"time"
-
-	"github.com/cibaproxy/cibaproxy/internal/ciba"
 )
 
 // The device authorization grant (RFC 8628) at the IdP, for cibaproxy's
@@ -152,38 +150,5 @@ func parseDeviceStarted(body []byte) (DeviceStarted, error) {
 // *ciba.Error; 5xx, 429, timeouts and unusable answers wrap
 // ciba.ErrUnavailable. No error carries the device_code.
 func (u *Upstream) PollDevice(ctx context.Context, clientID, deviceCode string) (Result, error) {
-	const op = "device token request"
-	creds, err := u.credentials(clientID)
-	if err != nil {
-		return Result{}, err
-	}
-	if deviceCode == "" {
-		return Result{}, fmt.Errorf("cibaup: %s for client %q: no device_code", op, clientID)
-	}
-	idp, err := u.provider(ctx)
-	if err != nil {
-		return Result{}, err
-	}
-	form := url.Values{"grant_type": {grantDeviceCode}, "device_code": {deviceCode}}
-	status, body, err := u.post(ctx, op, clientID, idp.tokenURL, creds, form)
-	if err != nil {
-		return Result{}, err
-	}
-	if status == http.StatusOK {
-		if err := checkTokens(body); err != nil {
-			return Result{}, unavailable(fmt.Errorf("cibaup: %s for client %q: the identity provider's token response is not usable: %w", op, clientID, err))
-		}
-		return Result{Tokens: body}, nil
-	}
-	if status >= 400 && status < 500 && status != http.StatusTooManyRequests {
-		if oe, ok := parseOAuthError(body); ok {
-			switch ciba.ErrorCode(oe.Code) {
-			case ciba.CodeAuthorizationPending:
-				return Result{Pending: true}, nil
-			case ciba.CodeSlowDown:
-				return Result{SlowDown: true}, nil
-			}
-		}
-	}
-	return Result{}, refusal(op, clientID, creds, status, body, []string{creds.ClientSecret, deviceCode})
+	return u.pollToken(ctx, "device token request", clientID, "device_code", url.Values{"grant_type": {grantDeviceCode}, "device_code": {deviceCode}})
 }

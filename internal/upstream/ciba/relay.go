@@ -166,19 +166,25 @@ func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Se
 // IdPs and unusable answers wrap ciba.ErrUnavailable. No error carries the
 // auth_req_id.
 func (u *Upstream) Poll(ctx context.Context, clientID, id string) (Result, error) {
-	const op = "token request"
+	return u.pollToken(ctx, "token request", clientID, "auth_req_id", url.Values{"grant_type": {grantCIBA}, "auth_req_id": {id}})
+}
+
+// pollToken makes one polling token request (CIBA §10.1 or RFC 8628 §3.4):
+// form carries the grant and the IdP's id of the request under idParam.
+// The answers map as Poll describes; no error carries the id.
+func (u *Upstream) pollToken(ctx context.Context, op, clientID, idParam string, form url.Values) (Result, error) {
 	creds, err := u.credentials(clientID)
 	if err != nil {
 		return Result{}, err
 	}
+	id := form.Get(idParam)
 	if id == "" {
-		return Result{}, fmt.Errorf("cibaup: %s for client %q: no auth_req_id", op, clientID)
+		return Result{}, fmt.Errorf("cibaup: %s for client %q: no %s", op, clientID, idParam)
 	}
 	idp, err := u.provider(ctx)
 	if err != nil {
 		return Result{}, err
 	}
-	form := url.Values{"grant_type": {grantCIBA}, "auth_req_id": {id}}
 	status, body, err := u.post(ctx, op, clientID, idp.tokenURL, creds, form)
 	if err != nil {
 		return Result{}, err
