@@ -59,6 +59,9 @@ func newRegistry(ctx context.Context, cfg *config.Config, replay jose.Replay) (*
 				NotificationEndpoint: c.NotificationEndpoint,
 				RequireUserCode:      c.UserCodeParameter,
 				Scopes:               c.Scopes,
+				SkipValidation:       c.SkipValidation,
+				// RFC 8705 §3: set or implied (FAPI-CIBA with mutual TLS).
+				CertBoundAccessTokens: cfg.CertBound(&c),
 			},
 			Secret:                  c.Secret,
 			SecretHash:              c.SecretHash,

@@ -47,6 +47,10 @@ type app struct {
 	keys *keys.Live
 	// tracing exports spans; Shutdown flushes them.
 	tracing *tracing.Tracing
+	// serverCert is the TLS server certificate in force, reloaded on
+	// SIGHUP (tlsreload.go); nil without tls.cert_file. Set by serve
+	// before the reloads start.
+	serverCert *serverCert
 }
 
 func (a *app) close() { _ = a.store.Close() }
@@ -79,9 +83,15 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 		}
 	}()
 
-	signer, err := keys.Open(ctx, st, cfg.Tokens.SigningKeyFile, nil)
+	signer, err := keys.Open(ctx, st, cfg.Tokens.SigningKeyFile, nil, signingAlgs(cfg))
 	if err != nil {
 		return nil, fmt.Errorf("signing key: %w", err)
+	}
+	if algs := signer.Algs(); cfg.FAPI.CIBA && !slices.Contains(keys.FAPIAlgs().Allowed, algs[0]) {
+		// Switching to FAPI: the key in force was rotated out, but signs
+		// until its successor takes over (keys.Open).
+		log.Warn("fapi.ciba: tokens are signed with the previous key's algorithm until the key of the last `keys rotate` starts signing",
+			slog.String("alg", algs[0]), slog.String("next_alg", algs[len(algs)-1]))
 	}
 	ring, err := sealRing(ctx, cfg, st, log)
 	if err != nil {
@@ -130,6 +140,10 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 	if err != nil {
 		return nil, err
 	}
+	validator, err := buildValidator(cfg, tr)
+	if err != nil {
+		return nil, fmt.Errorf("validation hook: %w", err)
+	}
 	devices := newDeviceClients(cfg)
 	svc, err := ciba.NewService(ciba.Config{
 		DefaultExpiry:     cfg.CIBA.DefaultExpiry,
@@ -154,8 +168,12 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 		Logger:      log,
 		Observer:    m,
 		UserLimit:   userLimit(cfg),
+		Validator:   validator,
 		Trace:       tr.TraceParent,
 		StartSpan:   tr.StartSpan,
+
+		// validation.fail: open accepts a request the hook gives no verdict on.
+		ValidationFailOpen: cfg.Validation.FailOpen(),
 	})
 	if err != nil {
 		return nil, err
@@ -169,6 +187,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 		Forwarder:  up.forwarder,
 		RelayPings: up.relay != nil,
 		Limits:     httpLimits(cfg),
+		ClientCert: auth.CertThumbprint,
 		Discovery:  up.discovery,
 		Observer:   m,
 		JWKS:       func() any { return signer.PublicJWKS() },

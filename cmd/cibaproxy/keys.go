@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/admin"
@@ -26,12 +27,26 @@ import (
 // file itself).
 
 // rotatePolicy is the rotation of cfg's keys: old keys stay published for
-// the longest lifetime of the tokens they signed.
+// the longest lifetime of the tokens they signed; the new key signs with
+// the algorithm of cfg's generated keys (signingAlgs).
 func rotatePolicy(cfg *config.Config, publishAhead time.Duration) keys.RotatePolicy {
 	return keys.RotatePolicy{
 		PublishAhead: publishAhead,
 		Retain:       keys.RetainFor(cfg.Tokens.AccessTokenTTL, cfg.Tokens.IDTokenTTL),
+		Alg:          signingAlgs(cfg).Generate,
 	}
+}
+
+// signingAlgs is the algorithm policy of the issuer's keys: under the
+// global FAPI-CIBA switch, PS256 or ES256 only, generated keys PS256 (FAPI
+// 1.0 Advanced §8.6, docs/fapi.md); else that of earlier versions (RS256
+// generated, a key file's keys as they are). With only per-client
+// profile: fapi-ciba, tokens follow the server's key.
+func signingAlgs(cfg *config.Config) keys.Algs {
+	if cfg.FAPI.CIBA {
+		return keys.FAPIAlgs()
+	}
+	return keys.Algs{}
 }
 
 // cmdKeys runs `cibaproxy keys rotate`.
@@ -69,6 +84,11 @@ func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	rot, err := rotate(ctx, cfg, ahead)
 	if err != nil {
 		return err
+	}
+	if want := signingAlgs(cfg); cfg.FAPI.CIBA && !slices.Contains(want.Allowed, rot.New.Alg) {
+		// The running server rotated with its own configuration.
+		return fmt.Errorf("the running server, whose configuration does not have fapi.ciba, added key %s signing %s: stop it and run this command again, which then adds a %s key with this configuration (FAPI 1.0 Advanced §8.6)",
+			rot.New.KeyID, rot.New.Alg, want.Generate)
 	}
 	if asJSON {
 		return admin.WriteJSON(stdout, rot)

@@ -18,10 +18,11 @@ import (
 // Reloading the clients without a restart. On SIGHUP the server reads its
 // configuration file again and validates all of it (config.Load). If the
 // file is valid, the clients it lists replace the ones in force at once:
-// requests under way finish with the clients they started with. Nothing
-// else is applied: a changed setting outside clients is logged as needing
-// a restart. If the file is not valid, every problem is logged and the
-// clients in force stay.
+// requests under way finish with the clients they started with. The TLS
+// server certificate and the client CAs are read again too (tlsreload.go).
+// Nothing else is applied: a changed setting outside clients and tls is
+// logged as needing a restart. If the file is not valid, every problem is
+// logged and the clients and certificate in force stay.
 //
 // With the oidc and ciba upstreams each client also has credentials at the
 // upstream, which the upstream takes at start only: a reload that adds or
@@ -46,7 +47,7 @@ func watchReload(ctx context.Context, path, listen string, a *app, log *slog.Log
 			case <-hup:
 				cfg, err := a.reloadClients(ctx, running, path, listen, log)
 				if err != nil {
-					log.Error("reload: the clients in force are kept", slog.Any("error", err))
+					log.Error("reload: the clients in force are kept, and the server certificate", slog.Any("error", err))
 					continue
 				}
 				running = cfg
@@ -81,6 +82,14 @@ func (a *app) reloadClients(ctx context.Context, running *config.Config, path, l
 	if listen != "" {
 		cfg.Listen = listen
 	}
+	if a.serverCert != nil {
+		switch changed, err := a.serverCert.reload(&cfg.TLS); {
+		case err != nil:
+			log.Error("reload: the server certificate in force is kept", slog.Any("error", err))
+		case changed:
+			log.Info("reload: server certificate replaced; new connections get it", certAttrs(cfg.TLS.Certificate)...)
+		}
+	}
 	if running.Upstream.Type != config.UpstreamLocal {
 		if err := sameUpstreamCredentials(running.Clients, cfg.Clients); err != nil {
 			return nil, fmt.Errorf("upstream %s: %w", running.Upstream.Type, err)
@@ -99,7 +108,15 @@ func (a *app) reloadClients(ctx context.Context, running *config.Config, path, l
 	log.Info("reload: clients reloaded", slog.Int("clients", len(cfg.Clients)),
 		slog.String("added", strings.Join(added, ",")), slog.String("removed", strings.Join(removed, ",")),
 		slog.String("changed", strings.Join(changed, ",")))
-	if diff := changedSettings(running, cfg); len(diff) > 0 {
+	after := cfg
+	if running.TLS.Enabled() == cfg.TLS.Enabled() {
+		// The server certificate and the client CAs were put in force
+		// above and with the clients: not a setting that needs a restart.
+		c := *cfg
+		c.TLS = running.TLS
+		after = &c
+	}
+	if diff := changedSettings(running, after); len(diff) > 0 {
 		log.Warn("reload: only the clients are reloaded; restart to apply the other changed settings",
 			slog.String("settings", strings.Join(diff, ",")))
 	}

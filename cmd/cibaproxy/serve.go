@@ -42,6 +42,9 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer a.close()
+	if cfg.TLS.Enabled() {
+		a.serverCert = newServerCert(cfg.TLS.Certificate)
+	}
 	defer func() { // runs once the dispatcher stopped: its last spans go too
 		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
@@ -79,10 +82,11 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		// Client certificates are requested, never required, and not
 		// verified here: clientauth checks them per client (RFC 8705 §2),
 		// so that self-signed ones reach self_signed_tls_client_auth.
+		// The certificate is replaced on SIGHUP (tlsreload.go).
 		srv.TLSConfig = &tls.Config{
-			Certificates: []tls.Certificate{*cfg.TLS.Certificate},
-			ClientAuth:   tls.RequestClientCert,
-			MinVersion:   tls.VersionTLS12,
+			GetCertificate: a.serverCert.getCertificate,
+			ClientAuth:     tls.RequestClientCert,
+			MinVersion:     tls.VersionTLS12,
 		}
 		serve = func(ln net.Listener) error { return srv.ServeTLS(ln, "", "") }
 	}

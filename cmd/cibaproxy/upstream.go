@@ -69,7 +69,16 @@ func buildLocal(cfg *config.Config, st ciba.Store, signer *keys.Live, reg regist
 	return &upstream{
 		Upstream: up, minter: up, refresher: up, passwords: up,
 		// Built per call: the clients (and so the algs) may be reloaded.
-		discovery: func(context.Context) (map[string]any, error) { return discovery(cfg, reg, up), nil },
+		discovery: func(context.Context) (map[string]any, error) {
+			doc := discovery(cfg, reg, up)
+			// RFC 8705 §3.3: this issuer binds access tokens to client
+			// certificates, when one can reach it.
+			doc["tls_client_certificate_bound_access_tokens"] = cfg.MTLS()
+			// What the issuer's keys really sign with: one algorithm, two
+			// while a rotation switches (FAPI 1.0 Advanced §8.6).
+			doc["id_token_signing_alg_values_supported"] = signer.Algs()
+			return doc, nil
+		},
 	}, nil
 }
 
@@ -139,6 +148,9 @@ func federatedDiscovery(md, own map[string]any) map[string]any {
 	doc["grant_types_supported"] = append(slices.Clone(grants), httpapi.GrantCIBA)
 	// Aliases would send mTLS clients to the provider's own token endpoint.
 	delete(doc, "mtls_endpoint_aliases")
+	// The provider binds none of the tokens obtained through cibaproxy: it
+	// sees cibaproxy's connection, not the client's certificate.
+	delete(doc, "tls_client_certificate_bound_access_tokens")
 	return doc
 }
 

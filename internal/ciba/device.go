@@ -152,8 +152,17 @@ func (d *Device) Enabled(c *Client) bool { return c != nil && d.cfg.Enabled(c.ID
 // the authenticated client c: it stores a pending request with a fresh user
 // code, or, with a relaying upstream (DeviceRelay), forwards the request
 // there and passes on the upstream's user code (device_relay.go). An empty
-// scope asks for "openid".
+// scope asks for "openid". It is AuthorizeCert without a client
+// certificate.
 func (d *Device) Authorize(ctx context.Context, c *Client, scope string) (*DeviceAuthResponse, error) {
+	return d.AuthorizeCert(ctx, c, scope, "")
+}
+
+// AuthorizeCert is Authorize for a client whose access tokens are bound to
+// the client certificate with x5t#S256 cert (RFC 8705 §3): the request
+// records it, its tokens carry it, and PollCert redeems it only with the
+// same certificate. "" binds nothing.
+func (d *Device) AuthorizeCert(ctx context.Context, c *Client, scope, cert string) (*DeviceAuthResponse, error) {
 	s := d.s
 	if !d.Enabled(c) {
 		return nil, Errorf(CodeUnauthorizedClient, "client %q may not use the device authorization grant", c.ID)
@@ -187,6 +196,8 @@ func (d *Device) Authorize(ctx context.Context, c *Client, scope string) (*Devic
 		ExpiresAt:  now.Add(d.cfg.Expiry),
 		Interval:   d.cfg.Interval,
 		Status:     StatusPending,
+
+		CertThumbprint: cert,
 	}
 	// The record outlives the request's lifetime by the grace period, so
 	// the page can still say "expired" rather than "not valid".
@@ -355,8 +366,17 @@ func (d *Device) Deny(ctx context.Context, r *AuthRequest, reason string) error 
 // slow_down (the interval grows by 5 s and stays grown), access_denied,
 // expired_token, or invalid_grant for a code that is unknown, of another
 // client, or already used. It is the CIBA poll path without long polling,
-// which RFC 8628 clients do not expect.
+// which RFC 8628 clients do not expect. It is PollCert without a client
+// certificate.
 func (d *Device) Poll(ctx context.Context, c *Client, deviceCode string) ([]byte, error) {
+	return d.PollCert(ctx, c, deviceCode, "")
+}
+
+// PollCert is Poll over a connection presenting the client certificate
+// with x5t#S256 cert ("" for none): a device request bound to a
+// certificate answers invalid_grant unless it is the same one (RFC 8705
+// §3), and stays as it was.
+func (d *Device) PollCert(ctx context.Context, c *Client, deviceCode, cert string) ([]byte, error) {
 	s := d.s
 	if deviceCode == "" {
 		return nil, tokenError(CodeInvalidRequest, "device_code is required")
@@ -371,6 +391,9 @@ func (d *Device) Poll(ctx context.Context, c *Client, deviceCode string) ([]byte
 	}
 	if err != nil {
 		return nil, s.storeError("get device request", err)
+	}
+	if err := r.CheckCert(cert); err != nil {
+		return nil, deviceWording(err)
 	}
 	var body []byte
 	if r.Status != StatusPending || r.Expired(now) {

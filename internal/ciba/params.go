@@ -19,6 +19,10 @@ type AuthParams struct {
 	RequestedExpiry         string
 	ClientNotificationToken string
 	ACRValues               string
+	// CertThumbprint is the x5t#S256 of the client certificate the request
+	// came with (RFC 8705 §3.1), for a client whose access tokens are
+	// certificate-bound; "" otherwise. It is recorded on the request.
+	CertThumbprint string
 }
 
 // MaxNotificationToken is the longest client_notification_token accepted

@@ -2,6 +2,7 @@ package ciba
 
 import (
 	"context"
+	"net/netip"
 	"time"
 )
 
@@ -27,6 +28,16 @@ type Client struct {
 	// (the FAPI-CIBA profile: the user must be able to tell the consumption
 	// device's request from any other).
 	RequireBindingMessage bool
+	// CertBoundAccessTokens is tls_client_certificate_bound_access_tokens
+	// (RFC 8705 §3.4): the client's requests are bound to the client
+	// certificate presented with them, redeemed only over a connection
+	// presenting the same certificate, and its access tokens carry that
+	// certificate's thumbprint (cnf.x5t#S256, RFC 8705 §3.1).
+	CertBoundAccessTokens bool
+	// SkipValidation exempts the client's requests from the
+	// consumption-device validation hook (Validator), e.g. an internal
+	// client the operator already trusts.
+	SkipValidation bool
 }
 
 // Hint is the user identification hint of a request (CIBA §7.1): exactly one
@@ -97,6 +108,57 @@ type Channel interface {
 	// Send tells the user about request r. approveURL is the approval page
 	// link; callbackToken is the per-request bearer for POST /ciba/callback.
 	Send(ctx context.Context, r *AuthRequest, client *Client, n Notice) error
+}
+
+// Validator is the consumption-device validation hook (the seed's step 3):
+// a policy the operator runs, asked about each backchannel authentication
+// request that passed every other check, after the client authenticated
+// and before anything is stored or the user is reached. It answers allow
+// or deny; it need not re-check the request's parameters (the service has
+// validated them) and must not change anything the service holds.
+type Validator interface {
+	// Validate returns the policy's verdict on v. An error means no verdict
+	// could be had (the hook is down, too slow, or answered something
+	// unusable): the service then applies its failure policy
+	// (Deps.ValidationFailOpen). Errors must not carry secrets.
+	Validate(ctx context.Context, v Validation) (Verdict, error)
+}
+
+// Validation is what the validation hook is told about a request: what a
+// policy needs to decide, and no credential (neither login_hint_token nor
+// id_token_hint, user_code or client_notification_token).
+type Validation struct {
+	// RequestID correlates the call with cibaproxy's log lines and the
+	// X-Request-Id answered to the client; "" when unknown.
+	RequestID string
+	// ClientID is the authenticated client.
+	ClientID string
+	// ClientAddr is the consumption device's address (behind trusted
+	// proxies, the one they forward); invalid when unknown.
+	ClientAddr netip.Addr
+	// HintType names the hint the client used: login_hint,
+	// login_hint_token or id_token_hint.
+	HintType string
+	// Subject is the user the hint resolved to; "" when the request is
+	// relayed to a CIBA upstream, which resolves it itself.
+	Subject string
+	// LoginHint is the client's login_hint, sent only when there is no
+	// Subject (a relayed request): it may be personal data.
+	LoginHint string
+	// Scopes, ACRValues and BindingMessage are the request's, validated.
+	Scopes, ACRValues []string
+	BindingMessage    string
+	// RequestedExpiry is the client's requested_expiry; 0 when absent.
+	RequestedExpiry time.Duration
+}
+
+// Verdict is the validation hook's answer.
+type Verdict struct {
+	// Allow accepts the request; false refuses it with access_denied.
+	Allow bool
+	// Reason says why a request is refused; it becomes the client's
+	// error_description (sanitised and shortened). May be empty.
+	Reason string
 }
 
 // Notice is what a Channel sends besides the request itself.

@@ -118,6 +118,15 @@ type AuthRequest struct {
 	// joins that trace, also on another instance or after a restart.
 	// Empty when tracing is off. Ids only: no secret.
 	TraceParent string `json:"trace_parent,omitempty"`
+
+	// CertThumbprint is the x5t#S256 (RFC 8705 §3.1) of the client
+	// certificate the request was made with, when the client's access
+	// tokens are certificate-bound (Client.CertBoundAccessTokens); ""
+	// otherwise. The tokens minted for the request carry it in cnf, and
+	// they are handed out only over a connection presenting the same
+	// certificate (RFC 8705 §3), so a stolen auth_req_id is of no use
+	// without the certificate's private key. Not a secret.
+	CertThumbprint string `json:"cert_thumbprint,omitempty"`
 }
 
 // RelayState tracks a request relayed to a CIBA upstream: cibaproxy polls the
@@ -244,6 +253,21 @@ func (r *AuthRequest) Expire(now time.Time) error {
 		r.ClientNotice = Delivery{Due: true, NextAttempt: now}
 	}
 	return nil
+}
+
+// CheckCert answers invalid_grant unless a request bound to a client
+// certificate is asked for over a connection presenting the same one:
+// presented is that connection's x5t#S256, "" for none (RFC 8705 §3). An
+// unbound request accepts any. It changes nothing, so the holder of the
+// right certificate can still redeem the request.
+func (r *AuthRequest) CheckCert(presented string) error {
+	if r.CertThumbprint == "" || r.CertThumbprint == presented {
+		return nil
+	}
+	if presented == "" {
+		return tokenError(CodeInvalidGrant, "the auth_req_id is bound to the client certificate it was requested with; present that certificate on this connection (RFC 8705 §3)")
+	}
+	return tokenError(CodeInvalidGrant, "the auth_req_id is bound to another client certificate than the one presented; present the certificate it was requested with (RFC 8705 §3)")
 }
 
 // Redeem takes the sealed token response out of an approved request and marks

@@ -74,6 +74,14 @@ type Deps struct {
 	UserLimit func(user string, now time.Time) (ok bool, retryAfter time.Duration)
 	// Observer counts deliveries; nil counts nothing.
 	Observer Observer
+	// Validator, when set, is the consumption-device validation hook:
+	// asked about each request about to be accepted (after every other
+	// check, before it is stored), except for clients with SkipValidation.
+	Validator Validator
+	// ValidationFailOpen accepts a request when the Validator gives no
+	// verdict (down, slow, unusable answer); false (fail closed) refuses
+	// it with temporarily_unavailable.
+	ValidationFailOpen bool
 	// Trace, when set, returns the W3C traceparent of the span ctx carries
 	// (or ""): kept in each new request as TraceParent. With StartSpan it
 	// keeps this package free of any tracing library.
@@ -218,6 +226,9 @@ func (s *Service) Authorize(ctx context.Context, c *Client, p AuthParams) (*Auth
 	}
 
 	if s.d.Relay != nil {
+		if e := s.validate(ctx, c, p, "", scopes, acr); e != nil {
+			return nil, e
+		}
 		if p.Hint.LoginHint != "" {
 			if e := s.userLimit("login_hint:"+p.Hint.LoginHint, now); e != nil {
 				return nil, e
@@ -239,6 +250,9 @@ func (s *Service) Authorize(ctx context.Context, c *Client, p AuthParams) (*Auth
 		}
 	}
 
+	if e := s.validate(ctx, c, p, user.Subject, scopes, acr); e != nil {
+		return nil, e
+	}
 	if e := s.userLimit(user.Subject, now); e != nil {
 		return nil, e
 	}
@@ -258,6 +272,7 @@ func (s *Service) Authorize(ctx context.Context, c *Client, p AuthParams) (*Auth
 		Interval:          s.cfg.Interval,
 		Status:            StatusPending,
 		TraceParent:       s.d.Trace(ctx),
+		CertThumbprint:    p.CertThumbprint,
 	}
 	if p.UserCode != "" {
 		sum := sha256.Sum256([]byte(p.UserCode))
@@ -287,8 +302,17 @@ func (s *Service) Authorize(ctx context.Context, c *Client, p AuthParams) (*Auth
 // client c. It returns the token response JSON exactly once, or an *Error:
 // authorization_pending, slow_down, access_denied, expired_token or
 // invalid_grant. With long polling on, a pending poll is held until the
-// result lands or the hold ends.
+// result lands or the hold ends. It is PollCert for a connection without a
+// client certificate.
 func (s *Service) Poll(ctx context.Context, c *Client, authReqID string) ([]byte, error) {
+	return s.PollCert(ctx, c, authReqID, "")
+}
+
+// PollCert is Poll over a connection presenting the client certificate
+// whose x5t#S256 is cert ("" for none): a request bound to a certificate
+// (AuthRequest.CertThumbprint) answers invalid_grant, whatever its state,
+// unless it is the same one (RFC 8705 §3), and stays as it was.
+func (s *Service) PollCert(ctx context.Context, c *Client, authReqID, cert string) ([]byte, error) {
 	if authReqID == "" {
 		return nil, tokenError(CodeInvalidRequest, "auth_req_id is required")
 	}
@@ -312,6 +336,9 @@ func (s *Service) Poll(ctx context.Context, c *Client, authReqID string) ([]byte
 	}
 	if err != nil {
 		return nil, s.storeError("get request", err)
+	}
+	if err := r.CheckCert(cert); err != nil {
+		return nil, err
 	}
 	if c.Mode == ModePush {
 		return nil, tokenError(CodeUnauthorizedClient, "client %q uses push mode; its tokens are delivered to its notification endpoint", c.ID)

@@ -30,6 +30,21 @@ func (a *Authenticator) Authenticate(ctx context.Context, req *http.Request, for
 	return reg.Client(), nil
 }
 
+// CertThumbprint returns the x5t#S256 (RFC 8705 §3.1) of the client
+// certificate of req — presented on TLS, or forwarded by a trusted proxy
+// (see MTLS.ClientCertificate) — or "" when there is none. It is what a
+// certificate-bound access token is bound to; the certificate need not be
+// the one the client authenticated with (RFC 8705 §3). A malformed
+// forwarded certificate is invalid_client.
+func (a *Authenticator) CertThumbprint(req *http.Request) (string, error) {
+	r := a.Registry.Current()
+	cert, _, err := r.MTLS.ClientCertificate(req)
+	if err != nil || cert == nil {
+		return "", err
+	}
+	return CertThumbprint(cert), nil
+}
+
 // RequestObject verifies a signed authentication request of client c
 // (CIBA §7.1.1, jose.VerifyRequestObject) and returns its claims.
 func (a *Authenticator) RequestObject(ctx context.Context, c *ciba.Client, raw string) (map[string]any, error) {

@@ -2,6 +2,7 @@ package clientauth
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
@@ -182,8 +183,9 @@ func parseForwarded(v string) ([]*x509.Certificate, error) {
 // name; self_signed_tls_client_auth when it is one of the certificates (or
 // carries one of the public keys) of the client's jwks. An unknown client
 // and a client without a mutual-TLS method get the same description, so
-// failures do not tell which client_ids exist.
-func (r *Registry) mtlsAuth(form url.Values, cert *x509.Certificate, intermediates []*x509.Certificate) (*Registration, error) {
+// failures do not tell which client_ids exist. ctx bounds a fetch of the
+// client's jwks_uri.
+func (r *Registry) mtlsAuth(ctx context.Context, form url.Values, cert *x509.Certificate, intermediates []*x509.Certificate) (*Registration, error) {
 	id := form.Get("client_id")
 	if id == "" {
 		return nil, invalidClient(false, "client_id is required with a client certificate (RFC 8705 §2)")
@@ -204,12 +206,38 @@ func (r *Registry) mtlsAuth(form url.Values, cert *x509.Certificate, intermediat
 		}
 	}
 	if reg.Allows(MethodSelfSignedTLSClientAuth) {
-		if selfSignedMatch(reg.certKeys, cert) {
+		switch ok, err := reg.selfSignedAuth(ctx, cert); {
+		case ok:
 			return reg, nil
+		case err != nil:
+			why = append(why, MethodSelfSignedTLSClientAuth+": the keys at the client's jwks_uri could not be fetched")
+		case reg.certURI != nil:
+			why = append(why, MethodSelfSignedTLSClientAuth+": the certificate is not one published at the client's jwks_uri")
+		default:
+			why = append(why, MethodSelfSignedTLSClientAuth+": the certificate is not one registered in the client's jwks")
 		}
-		why = append(why, MethodSelfSignedTLSClientAuth+": the certificate is not one registered in the client's jwks")
 	}
 	return nil, invalidClient(false, "client certificate refused: %s", strings.Join(why, "; "))
+}
+
+// selfSignedAuth reports whether cert is registered for reg (RFC 8705
+// §2.2): in its jwks, or among the keys at its jwks_uri. Those keys are
+// cached; when the certificate matches none of them they are fetched
+// again once (the client may have rotated its certificate), within the
+// fetch limits of jose.RemoteKeySet (one fetch per 5 s per jwks_uri), so
+// certificates that match nothing cannot make cibaproxy fetch more often.
+func (reg *Registration) selfSignedAuth(ctx context.Context, cert *x509.Certificate) (bool, error) {
+	if reg.certURI == nil {
+		return selfSignedMatch(reg.certKeys, cert), nil
+	}
+	if keys, err := reg.certURI.Keys(ctx, false); err == nil && selfSignedMatch(keys, cert) {
+		return true, nil
+	}
+	keys, err := reg.certURI.Keys(ctx, true)
+	if err != nil {
+		return false, err
+	}
+	return selfSignedMatch(keys, cert), nil
 }
 
 // verifyChain checks that cert chains to the client CAs for client

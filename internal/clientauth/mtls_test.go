@@ -226,7 +226,7 @@ func TestMTLSRegistration(t *testing.T) {
 	}{
 		{"tls_client_auth MUST use exactly one subject metadata value: none", Options{Client: poll, Methods: []string{MethodTLSClientAuth}}, "exactly one"},
 		{"tls_client_auth MUST use exactly one subject metadata value: two", Options{Client: poll, Methods: []string{MethodTLSClientAuth}, TLSClientAuth: TLSClientAuth{SubjectDN: "CN=m", SANDNS: "m.example"}}, "exactly one"},
-		{"self_signed_tls_client_auth needs jwks", Options{Client: poll, Methods: []string{MethodSelfSignedTLSClientAuth}}, "needs the certificate in jwks"},
+		{"self_signed_tls_client_auth needs jwks", Options{Client: poll, Methods: []string{MethodSelfSignedTLSClientAuth}}, "needs the certificate in jwks or at jwks_uri"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

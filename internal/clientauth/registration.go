@@ -69,8 +69,9 @@ type Options struct {
 	AllowHS256RequestObject bool
 	// TLSClientAuth is the certificate subject of a tls_client_auth
 	// client (RFC 8705 §2.1.2); required with that method. A
-	// self_signed_tls_client_auth client's certificates are those of JWKS
-	// (RFC 8705 §2.2).
+	// self_signed_tls_client_auth client's certificates are those of JWKS,
+	// or those published at JWKSURI, fetched again when a certificate
+	// matches none of the cached ones (RFC 8705 §2.2).
 	TLSClientAuth TLSClientAuth
 	// FAPI puts the client under the FAPI-CIBA profile (see fapi.go):
 	// NewRegistration refuses options the profile forbids, and request
@@ -92,7 +93,8 @@ type Registration struct {
 	secret        secret
 	fapi          bool
 	tlsAuth       TLSClientAuth
-	certKeys      []gojose.JSONWebKey // self_signed_tls_client_auth
+	certKeys      []gojose.JSONWebKey // self_signed_tls_client_auth, from jwks
+	certURI       *jose.RemoteKeySet  // self_signed_tls_client_auth, from jwks_uri
 }
 
 // NewRegistration checks opts and returns the registration. ctx configures
@@ -167,10 +169,17 @@ func NewRegistration(ctx context.Context, opts Options) (*Registration, error) {
 			}
 			r.tlsAuth = opts.TLSClientAuth
 		case MethodSelfSignedTLSClientAuth:
-			if len(opts.JWKS.Keys) == 0 {
-				return nil, fail("%s needs the certificate in jwks (RFC 8705 §2.2)", m)
+			// RFC 8705 §2.2: the certificate (or its public key) is
+			// registered in jwks or published at jwks_uri.
+			switch ks := r.keySet.(type) {
+			case *jose.RemoteKeySet:
+				r.certURI = ks
+			default:
+				if len(opts.JWKS.Keys) == 0 {
+					return nil, fail("%s needs the certificate in jwks or at jwks_uri (RFC 8705 §2.2)", m)
+				}
+				r.certKeys = slices.Clone(opts.JWKS.Keys)
 			}
-			r.certKeys = slices.Clone(opts.JWKS.Keys)
 		default:
 			return nil, fail("unsupported authentication method %q (supported: %s, %s, %s, %s, %s)", m, MethodSecretBasic, MethodSecretPost, MethodPrivateKeyJWT, MethodTLSClientAuth, MethodSelfSignedTLSClientAuth)
 		}

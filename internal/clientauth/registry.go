@@ -150,7 +150,7 @@ func (r *Registry) Authenticate(ctx context.Context, req *http.Request, form url
 			return nil, err
 		}
 		if cert != nil {
-			return r.mtlsAuth(form, cert, intermediates)
+			return r.mtlsAuth(ctx, form, cert, intermediates)
 		}
 		return nil, invalidClient(true, "client authentication is required (%s, %s, %s or a client certificate)", MethodSecretBasic, MethodSecretPost, MethodPrivateKeyJWT)
 	}

@@ -149,6 +149,11 @@ type Config struct {
 	// Tracing configures OpenTelemetry traces (OTLP over HTTP); off by
 	// default.
 	Tracing Tracing `yaml:"tracing"`
+
+	// Validation configures the consumption-device validation hook, a
+	// webhook that approves each backchannel authentication request
+	// before it is accepted; off by default.
+	Validation Validation `yaml:"validation"`
 }
 
 // Metrics configures where Prometheus metrics are served.
@@ -325,6 +330,11 @@ type Tokens struct {
 	// has one; empty otherwise (the caller derives one). Set by [Load].
 	SigningKeyID string `yaml:"-"`
 
+	// SigningKeyAlg is the "alg" of SigningKeyFile when it is a JWK that
+	// names one; empty otherwise (the key's default applies). Set by
+	// [Load]; under fapi.ciba it must be PS256 or ES256.
+	SigningKeyAlg string `yaml:"-"`
+
 	// EncryptionKeys encrypt the tokens cibaproxy holds between approval
 	// and delivery (AES-256-GCM). The first key encrypts, all of them
 	// decrypt: to rotate, put the new key first and remove the old one
@@ -458,6 +468,11 @@ type Client struct {
 	// refused with unauthorized_client. Empty (default): any address.
 	AllowedNetworks []string `yaml:"allowed_networks"`
 
+	// SkipValidation exempts the client's requests from the validation
+	// hook ([Validation]), e.g. an internal client already trusted.
+	// Default false: with a hook configured, every request is sent to it.
+	SkipValidation bool `yaml:"skip_validation"`
+
 	// Scopes are the scopes the client may request. Empty (default): any
 	// scope. When set it must include "openid", which every CIBA request
 	// carries (CIBA Core §7.1).
@@ -487,6 +502,19 @@ type Client struct {
 	// TLSSANEmail is tls_client_auth_san_email: an rfc822Name SAN the
 	// certificate must carry.
 	TLSSANEmail string `yaml:"tls_client_auth_san_email"`
+
+	// CertBoundAccessTokens is tls_client_certificate_bound_access_tokens
+	// (RFC 8705 §3.4): the client's access tokens are bound to the client
+	// certificate it presents (cnf.x5t#S256 in the token, RFC 8705 §3.1),
+	// and its auth_req_id, device_code and refresh requests must be made
+	// over mutual TLS with a certificate; an auth_req_id is redeemed only
+	// with the certificate it was requested with. Any certificate the
+	// client proves it holds counts, also for a private_key_jwt client
+	// (RFC 8705 §3). Needs tls.cert_file or mtls_proxy, and the local
+	// upstream: tokens from an identity provider cannot be bound here.
+	// Default false; always on for a FAPI-CIBA client with a mutual-TLS
+	// method under the local upstream ([Config.CertBound]).
+	CertBoundAccessTokens bool `yaml:"tls_client_certificate_bound_access_tokens"`
 
 	// Profile is the security profile the client is held to: empty
 	// (default) or "fapi-ciba" ([ProfileFAPICIBA]), which requires PS256

@@ -1,7 +1,12 @@
 package config
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -40,6 +45,22 @@ func FAPIAuthMethods() []string {
 	return out
 }
 
+// fapiSigningAlg is the algorithm the signing key signs with under
+// fapi.ciba: the JWK's alg if it has one, else PS256 for RSA and the
+// curve's ES algorithm for EC (as internal/keys chooses).
+func fapiSigningAlg(key crypto.Signer, alg string) string {
+	if alg != "" {
+		return alg
+	}
+	switch k := key.(type) {
+	case *rsa.PrivateKey:
+		return "PS256"
+	case *ecdsa.PrivateKey:
+		return "ES" + strconv.Itoa(map[int]int{256: 256, 384: 384, 521: 512}[k.Curve.Params().BitSize])
+	}
+	return fmt.Sprintf("%T", key)
+}
+
 // IsFAPI reports whether client cl is under the FAPI-CIBA profile: the
 // global fapi.ciba switch is on, or the client has profile: fapi-ciba.
 func (c *Config) IsFAPI(cl *Client) bool {
@@ -51,6 +72,16 @@ func (c *Config) IsFAPI(cl *Client) bool {
 // every client (no client_secret without a client_secret_* method, no HS256
 // switch with an asymmetric request-signing alg) are not repeated.
 func (v *validator) checkFAPI(c *Config) {
+	if c.FAPI.CIBA && c.Tokens.SigningKey != nil {
+		// FAPI 1.0 Advanced §8.6: the server signs its ID and access
+		// tokens with PS256 or ES256. An RSA key that names no alg signs
+		// PS256 under the switch (internal/keys); generated keys are
+		// checked when the server starts.
+		if alg := fapiSigningAlg(c.Tokens.SigningKey, c.Tokens.SigningKeyAlg); !slices.Contains(FAPIAlgs(), alg) {
+			v.fail("tokens.signing_key_file", "%s: this key signs %s, but under fapi.ciba ID and access tokens must be signed with PS256 or ES256 (FAPI 1.0 Advanced §8.6): use an RSA key (alg PS256, or no alg) or an EC P-256 key",
+				c.Tokens.SigningKeyFile, alg)
+		}
+	}
 	for i := range c.Clients {
 		cl := &c.Clients[i]
 		at := func(key string) string { return joinKey(joinIndex("clients", i), key) }

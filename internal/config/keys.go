@@ -71,6 +71,18 @@ func parseSigningKey(data []byte) (crypto.Signer, string, error) {
 	}
 }
 
+// jwkAlg returns the "alg" of signing key data that is a JWK, or "" (PEM,
+// or a JWK without alg).
+func jwkAlg(data []byte) string {
+	var k struct {
+		Alg string `json:"alg"`
+	}
+	if trimmed := bytes.TrimSpace(data); len(trimmed) > 0 && trimmed[0] == '{' && json.Unmarshal(trimmed, &k) == nil {
+		return k.Alg
+	}
+	return ""
+}
+
 // checkSigner accepts RSA keys of at least minRSABits and EC keys on the
 // curves JWS has algorithms for (RFC 7518 §3.4).
 func checkSigner(key any) (crypto.Signer, error) {

@@ -21,6 +21,7 @@ func TestRules(t *testing.T) {
 	es256 := "backchannel_authentication_request_signing_alg: ES256\n"
 	mtlsProxy := "mtls_proxy:\n  header: X-Client-Cert\n  trusted_proxies: [10.0.0.0/8]"
 	bob := "username: bob\npassword_hash: \"" + hashBobPassword + "\"\n"
+	rs256Key, es384Key := fapiSigningKeyFiles(t)
 
 	tests := []struct {
 		name string
@@ -356,6 +357,10 @@ func TestRules(t *testing.T) {
 			"clients[0].backchannel_token_delivery_mode", "push is not allowed under the FAPI-CIBA profile"},
 		{"FAPI-CIBA: fapi.ciba applies the profile to every client", map[string]string{"clients": clients(fapiNoAlg), "limits": "fapi:\n  ciba: true"},
 			"clients[0].backchannel_authentication_request_signing_alg", "required by the FAPI-CIBA profile"},
+		{"FAPI: the authorization server shall use PS256 or ES256 (FAPI 1.0 Advanced §8.6): an RS256 signing key is refused", map[string]string{"clients": clients(fapiNoAlg + es256), "limits": "fapi:\n  ciba: true", "tokens": "tokens:\n  signing_key_file: " + rs256Key},
+			"tokens.signing_key_file", "this key signs RS256, but under fapi.ciba ID and access tokens must be signed with PS256 or ES256"},
+		{"FAPI: the authorization server shall use PS256 or ES256 (FAPI 1.0 Advanced §8.6): an ES384 signing key is refused", map[string]string{"clients": clients(fapiNoAlg + es256), "limits": "fapi:\n  ciba: true", "tokens": "tokens:\n  signing_key_file: " + es384Key},
+			"tokens.signing_key_file", "this key signs ES384"},
 
 		// Mutual TLS (RFC 8705)
 		{"tls: cert_file and key_file together", map[string]string{"limits": "tls:\n  cert_file: server.pem"},
@@ -374,8 +379,8 @@ func TestRules(t *testing.T) {
 			"clients[0].token_endpoint_auth_methods", "self_signed_tls_client_auth needs tls.cert_file or mtls_proxy"},
 		{"tls_client_auth_* only with tls_client_auth", map[string]string{"clients": clients(poll + "tls_client_auth_san_uri: https://m1.example")},
 			"clients[0].tls_client_auth_san_uri", "only used by tls_client_auth"},
-		{"self_signed_tls_client_auth needs the certificate in jwks", map[string]string{"clients": clients("client_id: m1\ntoken_endpoint_auth_methods: [self_signed_tls_client_auth]\njwks_uri: https://m1.example/jwks\nbackchannel_token_delivery_mode: poll"), "limits": mtlsProxy},
-			"clients[0].token_endpoint_auth_methods", "self_signed_tls_client_auth needs the client's certificate in jwks"},
+		{"self_signed_tls_client_auth needs the certificate in jwks or at jwks_uri (RFC 8705 §2.2)", map[string]string{"clients": clients("client_id: m1\ntoken_endpoint_auth_methods: [self_signed_tls_client_auth]\nbackchannel_token_delivery_mode: poll"), "limits": mtlsProxy},
+			"clients[0].token_endpoint_auth_methods", "self_signed_tls_client_auth needs the client's certificate in jwks or at jwks_uri"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

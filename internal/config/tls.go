@@ -70,6 +70,20 @@ func (p *MTLSProxy) Enabled() bool { return p.Header != "" }
 // or through a proxy.
 func (c *Config) MTLS() bool { return c.TLS.Enabled() || c.MTLSProxy.Enabled() }
 
+// CertBound reports whether client cl gets certificate-bound access tokens
+// (RFC 8705 §3): it sets tls_client_certificate_bound_access_tokens, or it
+// is a FAPI-CIBA client authenticating with mutual TLS under the local
+// upstream, for which binding is implied (FAPI 1.0 Advanced §5.2.2-5 asks
+// for sender-constrained access tokens, and such a client presents its
+// certificate on every request anyway).
+func (c *Config) CertBound(cl *Client) bool {
+	if cl.CertBoundAccessTokens {
+		return true
+	}
+	mtls := slices.Contains(cl.TokenEndpointAuthMethods, AuthTLSClient) || slices.Contains(cl.TokenEndpointAuthMethods, AuthSelfSignedTLSClient)
+	return mtls && c.IsFAPI(cl) && c.Upstream.Type == UpstreamLocal
+}
+
 func (v *validator) tlsDefaults(c *Config) {
 	c.TLS.CertFile = v.resolve(c.TLS.CertFile)
 	c.TLS.KeyFile = v.resolve(c.TLS.KeyFile)
@@ -154,12 +168,23 @@ func (v *validator) checkClientTLS(c *Config, cl *Client, p string) {
 	case !pki && len(set) > 0:
 		v.fail(at(set[0]), "only used by tls_client_auth, which token_endpoint_auth_methods does not list")
 	}
+	if cl.CertBoundAccessTokens {
+		const key = "tls_client_certificate_bound_access_tokens"
+		switch {
+		case c.Upstream.Type != UpstreamLocal:
+			v.fail(at(key), "not possible with the %s upstream: its access tokens are the identity provider's, which cibaproxy cannot bind to a certificate (RFC 8705 §3); have the provider bind them, or remove this setting", c.Upstream.Type)
+		case cl.IsPublic():
+			v.fail(at(key), "not supported for a public client (token_endpoint_auth_methods [none])")
+		case !c.MTLS():
+			v.fail(at(key), "needs tls.cert_file or mtls_proxy: the client must present a certificate to bind its tokens to, and none can reach cibaproxy")
+		}
+	}
 	if self {
 		if !c.MTLS() {
 			v.fail(at("token_endpoint_auth_methods"), "self_signed_tls_client_auth needs tls.cert_file or mtls_proxy")
 		}
-		if len(cl.JWKS) == 0 {
-			v.fail(at("token_endpoint_auth_methods"), "%s needs the client's certificate in jwks (x5c, or the certificate's public key); jwks_uri is not supported for it", AuthSelfSignedTLSClient)
+		if len(cl.JWKS) == 0 && cl.JWKSURI == "" {
+			v.fail(at("token_endpoint_auth_methods"), "%s needs the client's certificate in jwks or at jwks_uri (RFC 8705 §2.2: x5c, or the certificate's public key)", AuthSelfSignedTLSClient)
 		}
 	}
 }

@@ -148,6 +148,7 @@ func (v *validator) validate(c *Config) {
 	v.checkLimits(c)
 	v.checkDevice(c)
 	v.checkTracing(&c.Tracing)
+	v.checkValidation(c)
 	switch c.Upstream.Type {
 	case UpstreamOIDC:
 		v.checkOIDC(c)
@@ -372,7 +373,7 @@ func (v *validator) checkTokens(t *Tokens) {
 		} else if key, kid, err := parseSigningKey(data); err != nil {
 			v.fail("tokens.signing_key_file", "%s: %v", t.SigningKeyFile, err)
 		} else {
-			t.SigningKey, t.SigningKeyID = key, kid
+			t.SigningKey, t.SigningKeyID, t.SigningKeyAlg = key, kid, jwkAlg(data)
 		}
 	}
 	ids := make(map[string]int)

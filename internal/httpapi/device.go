@@ -110,7 +110,12 @@ func (s *Server) deviceAuthorization(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	noteClient(w, client.ID)
-	resp, err := s.Device.Grant.Authorize(ctx, client, form.Get("scope"))
+	cert, err := s.certBinding(r, client)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	resp, err := s.Device.Grant.AuthorizeCert(ctx, client, form.Get("scope"), cert)
 	if err != nil {
 		writeError(w, err)
 		return

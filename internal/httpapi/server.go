@@ -54,7 +54,11 @@ type Authenticator interface {
 
 // Refresher answers the refresh_token grant (the local upstream).
 type Refresher interface {
-	Refresh(ctx context.Context, clientID, refreshToken, scope string, now time.Time) (*ciba.TokenResponse, error)
+	// Refresh redeems refreshToken of client clientID for new tokens,
+	// optionally with a narrower scope. cert is the x5t#S256 of the client
+	// certificate the new access token is bound to (RFC 8705 §3), "" for
+	// an unbound one.
+	Refresh(ctx context.Context, clientID, refreshToken, scope, cert string, now time.Time) (*ciba.TokenResponse, error)
 }
 
 // TokenForwarder passes token requests of grants other than CIBA to the
@@ -92,6 +96,12 @@ type Server struct {
 	RelayPings bool
 	// Limits are the abuse limits (limits.go); nil limits nothing.
 	Limits *Limits
+	// ClientCert returns the x5t#S256 (RFC 8705 §3.1) of the client
+	// certificate of a request, presented on TLS or forwarded by a trusted
+	// proxy, or "" when there is none (clientauth.Authenticator.CertThumbprint
+	// fits). It is asked only for clients whose access tokens are
+	// certificate-bound; nil: no request has a certificate.
+	ClientCert func(r *http.Request) (string, error)
 	// Observer counts answered requests; nil counts nothing.
 	Observer Observer
 	// Metrics, when set, is served at PathMetrics.
@@ -248,6 +258,13 @@ func (s *Server) backchannelAuthorize(w http.ResponseWriter, r *http.Request) {
 		writeError(w, ciba.Errorf(ciba.CodeInvalidRequest, "client %q must send a signed request object (CIBA §7.1.1)", client.ID))
 		return
 	}
+	cert, err := s.certBinding(r, client)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	// What the consumption-device validation hook is told of the request.
+	ctx = ciba.WithOrigin(ctx, ciba.Origin{Addr: s.Limits.ClientIP(r), RequestID: RequestID(ctx)})
 	resp, err := s.Service.Authorize(ctx, client, ciba.AuthParams{
 		Scope: get("scope"),
 		Hint: ciba.Hint{
@@ -260,6 +277,7 @@ func (s *Server) backchannelAuthorize(w http.ResponseWriter, r *http.Request) {
 		RequestedExpiry:         get("requested_expiry"),
 		ClientNotificationToken: get("client_notification_token"),
 		ACRValues:               get("acr_values"),
+		CertThumbprint:          cert,
 	})
 	if err != nil {
 		writeError(w, err)
@@ -325,20 +343,25 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	if !s.admitToken(w, client) {
 		return
 	}
+	cert, err := s.certBinding(r, client)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	switch gt := form.Get("grant_type"); gt {
 	case GrantDeviceCode:
 		if s.Device == nil {
 			writeError(w, ciba.Errorf(ciba.CodeUnsupportedGrantType, "the device_code grant is not enabled"))
 			return
 		}
-		body, err := s.Device.Grant.Poll(ctx, client, form.Get("device_code"))
+		body, err := s.Device.Grant.PollCert(ctx, client, form.Get("device_code"), cert)
 		if err != nil {
 			writeError(w, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, body)
 	case GrantCIBA:
-		body, err := s.Service.Poll(ctx, client, form.Get("auth_req_id"))
+		body, err := s.Service.PollCert(ctx, client, form.Get("auth_req_id"), cert)
 		if err != nil {
 			writeError(w, err)
 			return
@@ -349,7 +372,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			writeError(w, ciba.Errorf(ciba.CodeUnsupportedGrantType, "the refresh_token grant is not available with this upstream"))
 			return
 		}
-		tr, err := s.Refresher.Refresh(ctx, client.ID, form.Get("refresh_token"), form.Get("scope"), s.Now())
+		tr, err := s.Refresher.Refresh(ctx, client.ID, form.Get("refresh_token"), form.Get("scope"), cert, s.Now())
 		if err != nil {
 			writeError(w, err)
 			return
@@ -360,6 +383,29 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeError(w, ciba.Errorf(ciba.CodeUnsupportedGrantType, "grant_type %q is not supported", truncate(gt, 64)))
 	}
+}
+
+// certBinding returns the x5t#S256 of the client certificate that client
+// c's request is bound to (RFC 8705 §3): "" for a client whose access
+// tokens are not certificate-bound, whatever it presented. A bound client
+// must present a certificate on every request of its grants; without one
+// the request is invalid_request and changes nothing (RFC 8705 §3.4 lets
+// the server refuse rather than issue unbound tokens).
+func (s *Server) certBinding(r *http.Request, c *ciba.Client) (string, error) {
+	if !c.CertBoundAccessTokens {
+		return "", nil
+	}
+	var cert string
+	if s.ClientCert != nil {
+		var err error
+		if cert, err = s.ClientCert(r); err != nil {
+			return "", err
+		}
+	}
+	if cert == "" {
+		return "", ciba.Errorf(ciba.CodeInvalidRequest, "client %q has certificate-bound access tokens (tls_client_certificate_bound_access_tokens): make this request over mutual TLS with its client certificate (RFC 8705 §3)", c.ID)
+	}
+	return cert, nil
 }
 
 // forward passes a token request to the upstream provider and its answer

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -214,8 +215,15 @@ const (
 // are at least 5 s apart (a verification that would need a fetch sooner
 // fails with ErrKeysUnavailable) and a response over 1 MiB is refused.
 type RemoteKeySet struct {
-	uri string
-	ks  *oidc.RemoteKeySet
+	uri    string
+	ks     *oidc.RemoteKeySet
+	client *http.Client // the throttled client of ks, for Keys
+
+	// keys cached by Keys (go-oidc's cache is not reachable); fetching
+	// holds the token of the channel, so fetches are not made twice.
+	fetching chan struct{}
+	keys     []gojose.JSONWebKey
+	fetched  bool
 }
 
 // NewRemoteKeySet returns a key set over the keys at uri. ctx configures the
@@ -241,7 +249,78 @@ func newRemoteKeySet(ctx context.Context, uri string, every time.Duration) *Remo
 		next = http.DefaultTransport
 	}
 	c.Transport = &throttle{next: next, every: every}
-	return &RemoteKeySet{uri: uri, ks: oidc.NewRemoteKeySet(oidc.ClientContext(ctx, &c), uri)}
+	return &RemoteKeySet{uri: uri, ks: oidc.NewRemoteKeySet(oidc.ClientContext(ctx, &c), uri), client: &c, fetching: make(chan struct{}, 1)}
+}
+
+// Keys returns the public keys published at the jwks_uri, to match a
+// client certificate against (self_signed_tls_client_auth, RFC 8705
+// §2.2): those fetched before, or freshly fetched ones when none were or
+// when refresh is set (the client may have rotated its certificate).
+// Fetches share Verify's limits: at most one per 5 s for the jwks_uri, so
+// a refresh asked for sooner returns the keys fetched moments ago, and 1
+// MiB. Keys with use "enc", and private or invalid ones, are left out. A
+// failed fetch wraps ErrKeysUnavailable and keeps the keys fetched before.
+func (r *RemoteKeySet) Keys(ctx context.Context, refresh bool) ([]gojose.JSONWebKey, error) {
+	select {
+	case r.fetching <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %s: %w", ErrKeysUnavailable, r.uri, ctx.Err())
+	}
+	defer func() { <-r.fetching }()
+	if r.fetched && !refresh {
+		return r.keys, nil
+	}
+	keys, err := r.fetch(ctx)
+	switch {
+	case errors.Is(err, errThrottled) && r.fetched:
+		return r.keys, nil
+	case err != nil:
+		return nil, fmt.Errorf("%w: %s: %w", ErrKeysUnavailable, r.uri, err)
+	}
+	r.keys, r.fetched = keys, true
+	return keys, nil
+}
+
+// fetch gets and parses the JWK Set at the jwks_uri.
+func (r *RemoteKeySet) fetch(ctx context.Context) ([]gojose.JSONWebKey, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.uri, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/jwk-set+json, application/json")
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("status %s", resp.Status)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	return parseRemoteJWKS(body)
+}
+
+// parseRemoteJWKS reads a fetched JWK Set (RFC 7517 §5) and returns its
+// public keys that may be signature keys, in order.
+func parseRemoteJWKS(body []byte) ([]gojose.JSONWebKey, error) {
+	var set gojose.JSONWebKeySet
+	if err := json.Unmarshal(body, &set); err != nil {
+		return nil, fmt.Errorf("not a JWK Set: %w", err)
+	}
+	var keys []gojose.JSONWebKey
+	for _, k := range set.Keys {
+		if k.Use == "enc" || !k.Valid() || !k.IsPublic() { // IsPublic: no symmetric keys either
+			continue
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("the JWK Set has no public signature keys")
+	}
+	return keys, nil
 }
 
 // errThrottled: a fetch was asked for sooner than remoteMinInterval after

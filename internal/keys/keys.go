@@ -63,7 +63,7 @@ func New(keys ...crypto.Signer) (*Manager, error) {
 	for _, k := range keys {
 		jwks = append(jwks, gojose.JSONWebKey{Key: k})
 	}
-	return fromJWKs(jwks)
+	return fromJWKs(jwks, Algs{})
 }
 
 // LoadOrCreate returns the issuer's keys. With file set, the keys are read
@@ -74,12 +74,20 @@ func New(keys ...crypto.Signer) (*Manager, error) {
 // one first (ciba.ErrExists), that one is used. Note that the stored key is
 // a plain private JWK: protect the store accordingly.
 func LoadOrCreate(ctx context.Context, store ciba.Store, file string) (*Manager, error) {
+	return loadOrCreate(ctx, store, file, Algs{})
+}
+
+// loadOrCreate is LoadOrCreate under the algorithm policy algs: a key is
+// generated for algs.Generate, and an RSA key of the file without an alg
+// of its own gets algs' default (see Algs). The algorithms are not checked
+// against algs.Allowed here: see Open.
+func loadOrCreate(ctx context.Context, store ciba.Store, file string, algs Algs) (*Manager, error) {
 	if file != "" {
 		b, err := os.ReadFile(file)
 		if err != nil {
 			return nil, fmt.Errorf("keys: %w", err)
 		}
-		m, err := Parse(b)
+		m, err := parse(b, algs)
 		if err != nil {
 			return nil, fmt.Errorf("keys: %s: %w", file, err)
 		}
@@ -90,26 +98,26 @@ func LoadOrCreate(ctx context.Context, store ciba.Store, file string) (*Manager,
 	}
 	b, err := store.GetRecord(ctx, RecordKind, RecordKey)
 	if errors.Is(err, ciba.ErrNotFound) {
-		b, err = create(ctx, store)
+		b, err = create(ctx, store, algs.Generate)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("keys: signing key in the store: %w", err)
 	}
-	m, err := Parse(b)
+	m, err := parse(b, algs)
 	if err != nil {
 		return nil, fmt.Errorf("keys: signing key in the store: %w", err)
 	}
 	return m, nil
 }
 
-// create generates a key and stores it; if another instance stored one in
-// the meantime, it returns that one.
-func create(ctx context.Context, store ciba.Store) ([]byte, error) {
-	k, err := rsa.GenerateKey(rand.Reader, generatedRSABits)
+// create generates a key of alg (see generate) and stores it; if another
+// instance stored one in the meantime, it returns that one.
+func create(ctx context.Context, store ciba.Store, alg string) ([]byte, error) {
+	k, err := generate(alg)
 	if err != nil {
 		return nil, err
 	}
-	b, err := json.Marshal(gojose.JSONWebKey{Key: k, Algorithm: string(gojose.RS256), Use: "sig"})
+	b, err := json.Marshal(k)
 	if err != nil {
 		return nil, err
 	}
@@ -123,17 +131,44 @@ func create(ctx context.Context, store ciba.Store) ([]byte, error) {
 	}
 }
 
+// generate returns a new private signing JWK for alg: RSA 2048 for RS256
+// (also when alg is empty) and PS256, EC P-256 for ES256.
+func generate(alg string) (gojose.JSONWebKey, error) {
+	var (
+		k   crypto.Signer
+		err error
+	)
+	switch alg {
+	case "", string(gojose.RS256), string(gojose.PS256):
+		if alg == "" {
+			alg = string(gojose.RS256)
+		}
+		k, err = rsa.GenerateKey(rand.Reader, generatedRSABits)
+	case string(gojose.ES256):
+		k, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	default:
+		return gojose.JSONWebKey{}, fmt.Errorf("keys: cannot generate a key for alg %q (want RS256, PS256 or ES256)", alg)
+	}
+	if err != nil {
+		return gojose.JSONWebKey{}, fmt.Errorf("keys: generate a %s key: %w", alg, err)
+	}
+	return gojose.JSONWebKey{Key: k, Algorithm: alg, Use: "sig"}, nil
+}
+
 // Parse reads private keys from PEM (PKCS#1, PKCS#8, SEC1; "EC PARAMETERS"
 // blocks are skipped) or from a JWK or JWK Set, and returns a Manager over
 // them.
-func Parse(b []byte) (*Manager, error) {
+func Parse(b []byte) (*Manager, error) { return parse(b, Algs{}) }
+
+// parse is Parse, giving RSA keys without an alg algs' default.
+func parse(b []byte, algs Algs) (*Manager, error) {
 	trimmed := bytes.TrimSpace(b)
 	if bytes.HasPrefix(trimmed, []byte("{")) {
 		jwks, err := parseJWK(trimmed)
 		if err != nil {
 			return nil, err
 		}
-		return fromJWKs(jwks)
+		return fromJWKs(jwks, algs)
 	}
 	var jwks []gojose.JSONWebKey
 	rest := trimmed
@@ -154,7 +189,7 @@ func Parse(b []byte) (*Manager, error) {
 	if len(jwks) == 0 {
 		return nil, errors.New("no private key found (want PEM or JWK)")
 	}
-	return fromJWKs(jwks)
+	return fromJWKs(jwks, algs)
 }
 
 func parsePEMBlock(block *pem.Block) (crypto.Signer, error) {
@@ -206,9 +241,9 @@ func parseJWK(b []byte) ([]gojose.JSONWebKey, error) {
 }
 
 // fromJWKs checks private keys, gives each its alg (the JWK's own, if it
-// fits the key, else the default for the key) and its kid (the RFC 7638
-// thumbprint), and builds the Manager.
-func fromJWKs(in []gojose.JSONWebKey) (*Manager, error) {
+// fits the key, else the default for the key under algs) and its kid (the
+// RFC 7638 thumbprint), and builds the Manager.
+func fromJWKs(in []gojose.JSONWebKey, algs Algs) (*Manager, error) {
 	if len(in) == 0 {
 		return nil, errors.New("keys: no signing key")
 	}
@@ -224,7 +259,7 @@ func fromJWKs(in []gojose.JSONWebKey) (*Manager, error) {
 		if !k.Valid() {
 			return nil, fmt.Errorf("keys: key %d is not a valid private key", i)
 		}
-		alg, err := algFor(k.Key, k.Algorithm)
+		alg, err := algFor(k.Key, k.Algorithm, algs.rsaDefault())
 		if err != nil {
 			return nil, fmt.Errorf("keys: key %d: %w", i, err)
 		}
@@ -250,8 +285,8 @@ func fromJWKs(in []gojose.JSONWebKey) (*Manager, error) {
 }
 
 // algFor returns the signature algorithm of a private key: want if it fits
-// the key, else RS256 for RSA and ES256/384/512 by curve for EC.
-func algFor(key any, want string) (string, error) {
+// the key, else rsaDefault for RSA and ES256/384/512 by curve for EC.
+func algFor(key any, want, rsaDefault string) (string, error) {
 	switch k := key.(type) {
 	case *rsa.PrivateKey:
 		if n := k.N.BitLen(); n < generatedRSABits {
@@ -259,7 +294,7 @@ func algFor(key any, want string) (string, error) {
 		}
 		switch want {
 		case "":
-			return string(gojose.RS256), nil
+			return rsaDefault, nil
 		case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512":
 			return want, nil
 		}

@@ -1,13 +1,14 @@
 package keys
 
 import (
+	"cmp"
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -83,6 +84,9 @@ type RotatePolicy struct {
 	// signing: at least the longest lifetime of a token it signed (ID and
 	// access tokens; refresh tokens are opaque). See RetainFor.
 	Retain time.Duration
+	// Alg is the algorithm of the new key: RS256 (RSA 2048) when empty,
+	// PS256 (RSA 2048) or ES256 (P-256); see Algs.Generate.
+	Alg string
 }
 
 // RetainFor returns the Retain of tokens living at most the longest of
@@ -126,7 +130,7 @@ var ErrNotRotatable = errors.New("keys: the signing keys come from tokens.signin
 // same generation first.
 var ErrRotationRace = errors.New("keys: another rotation was written at the same time; check the key set and rotate again if needed")
 
-// Rotate adds a new RSA 2048 key to the key set in st, published at once
+// Rotate adds a new key for p.Alg to the key set in st, published at once
 // and signing from now+p.PublishAhead; the keys signing until then stay
 // published p.Retain longer. Keys whose time has passed are dropped.
 // Running instances pick the change up on their next reload.
@@ -144,12 +148,12 @@ func Rotate(ctx context.Context, st ciba.Store, p RotatePolicy, now time.Time) (
 	if cur == nil {
 		return nil, fmt.Errorf("keys: no signing key in the store yet: start the server once first")
 	}
-	k, err := rsa.GenerateKey(rand.Reader, generatedRSABits)
+	k, err := generate(p.Alg)
 	if err != nil {
-		return nil, fmt.Errorf("keys: generate: %w", err)
+		return nil, err
 	}
 	start := now.Add(p.PublishAhead).Truncate(time.Second)
-	next := set{Keys: []Entry{{Key: gojose.JSONWebKey{Key: k, Algorithm: string(gojose.RS256), Use: "sig"}, NotBefore: start}}}
+	next := set{Keys: []Entry{{Key: k, NotBefore: start}}}
 	for _, e := range cur.Keys {
 		if !e.Until.IsZero() && !now.Before(e.Until) {
 			continue // gone already
@@ -227,7 +231,28 @@ func fromEntries(es []Entry) (*Manager, error) {
 	for i, e := range es {
 		jwks[i] = e.Key
 	}
-	return fromJWKs(jwks)
+	return fromJWKs(jwks, Algs{})
+}
+
+// checkSet returns an error when a key of s that signs now or will sign
+// (one not retiring: no Until) may not sign under algs. Retiring keys
+// are only published, to verify what they signed.
+func checkSet(s *set, algs Algs) error {
+	if len(algs.Allowed) == 0 {
+		return nil
+	}
+	m, err := fromEntries(s.Keys)
+	if err != nil {
+		return err
+	}
+	for i, e := range s.Keys {
+		if e.Until.IsZero() {
+			if err := algs.check(m.keys[i].KeyID, m.keys[i].Algorithm); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // Live is the issuer's keys as they are at each moment: the key that signs
@@ -237,6 +262,7 @@ func fromEntries(es []Entry) (*Manager, error) {
 type Live struct {
 	store ciba.Store // nil: the keys of a file, which never change
 	now   func() time.Time
+	algs  Algs
 
 	mu  sync.Mutex // serializes reloads
 	gen int
@@ -248,33 +274,47 @@ type Live struct {
 // view is the Manager in force until a time.
 type view struct {
 	m     *Manager
+	algs  []string  // the algorithm of m's signing key, then those of the keys to sign later
 	until time.Time // zero: until the key set changes
 }
 
 // Open returns the issuer's keys: those of file (which never change; see
 // LoadOrCreate), or else the key set kept in store, creating the first key
-// if there is none. now is the clock (time.Now when nil).
-func Open(ctx context.Context, store ciba.Store, file string, now func() time.Time) (*Live, error) {
+// (for algs.Generate) if there is none. now is the clock (time.Now when
+// nil). With algs.Allowed set, Open refuses a file whose first key, or a
+// key set whose signing key that is not retiring, signs with another
+// algorithm: the error tells the operator what to do. A key set whose key
+// in force is retiring in favour of an allowed one is accepted; Algs then
+// lists both algorithms until the switch.
+func Open(ctx context.Context, store ciba.Store, file string, now func() time.Time, algs Algs) (*Live, error) {
 	if now == nil {
 		now = time.Now
 	}
-	l := &Live{now: now}
+	l := &Live{now: now, algs: algs}
 	if file != "" {
-		m, err := LoadOrCreate(ctx, nil, file)
+		m, err := loadOrCreate(ctx, nil, file, algs)
 		if err != nil {
 			return nil, err
 		}
-		l.view.Store(&view{m: m})
+		if err := algs.check(m.KeyID(), m.Alg()); err != nil {
+			return nil, fmt.Errorf("%w: put a key that signs %s first in %s (an RSA key without alg signs %s)",
+				err, strings.Join(algs.Allowed, " or "), file, algs.rsaDefault())
+		}
+		l.view.Store(&view{m: m, algs: []string{m.Alg()}})
 		return l, nil
 	}
 	if store == nil {
 		return nil, errors.New("keys: neither a key file nor a store")
 	}
-	if _, err := LoadOrCreate(ctx, store, ""); err != nil { // generation 0
+	if _, err := loadOrCreate(ctx, store, "", algs); err != nil { // generation 0
 		return nil, err
 	}
 	l.store = store
 	if err := l.Reload(ctx); err != nil {
+		if ae := (*algError)(nil); errors.As(err, &ae) {
+			return nil, fmt.Errorf("%w: run `cibaproxy keys rotate --config FILE` with this configuration (on the embedded store, with the server stopped) to add a %s key, then start the server: the key in force signs until the new one takes over at the time the command prints",
+				err, algs.Generate)
+		}
 		return nil, err
 	}
 	return l, nil
@@ -300,6 +340,9 @@ func (l *Live) Reload(ctx context.Context) error {
 	}
 	if s == l.set {
 		return nil
+	}
+	if err := checkSet(s, l.algs); err != nil {
+		return fmt.Errorf("key set generation %d: %w", gen, err)
 	}
 	v, err := viewAt(s, l.now())
 	if err != nil {
@@ -336,6 +379,12 @@ func (l *Live) Rotate(ctx context.Context, p RotatePolicy) (*Rotation, error) {
 	if l.store == nil {
 		return nil, ErrNotRotatable
 	}
+	if p.Alg == "" {
+		p.Alg = l.algs.Generate
+	}
+	if alg := cmp.Or(p.Alg, string(gojose.RS256)); len(l.algs.Allowed) > 0 && !slices.Contains(l.algs.Allowed, alg) {
+		return nil, fmt.Errorf("keys: a new key would sign %s, but only %s may sign here", alg, strings.Join(l.algs.Allowed, " or "))
+	}
 	r, err := Rotate(ctx, l.store, p, l.now())
 	if err != nil {
 		return nil, err
@@ -347,22 +396,25 @@ func (l *Live) Rotate(ctx context.Context, p RotatePolicy) (*Rotation, error) {
 }
 
 // current returns the Manager in force now.
-func (l *Live) current() *Manager {
+func (l *Live) current() *Manager { return l.currentView().m }
+
+// currentView returns the view in force now.
+func (l *Live) currentView() *view {
 	v := l.view.Load()
 	if v.until.IsZero() || l.now().Before(v.until) {
-		return v.m
+		return v
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if v = l.view.Load(); v.until.IsZero() || l.now().Before(v.until) {
-		return v.m
+		return v
 	}
 	nv, err := viewAt(l.set, l.now())
 	if err != nil {
-		return v.m // unreachable: the set was checked when read
+		return v // unreachable: the set was checked when read
 	}
 	l.view.Store(nv)
-	return nv.m
+	return nv
 }
 
 // viewAt returns the Manager of s at now: the key with the latest passed
@@ -405,15 +457,28 @@ func viewAt(s *set, now time.Time) (*view, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &view{m: m, until: until}, nil
+	algs := []string{m.Alg()}
+	for i, e := range ordered[1:] {
+		if alg := m.keys[i+1].Algorithm; e.NotBefore.After(now) && !slices.Contains(algs, alg) {
+			algs = append(algs, alg)
+		}
+	}
+	return &view{m: m, algs: algs, until: until}, nil
 }
 
 // Sign signs with the key in force (see Manager.Sign).
 func (l *Live) Sign(claims any, typ string) (string, error) { return l.current().Sign(claims, typ) }
 
-// Alg is the algorithm of the key in force. Generated keys are all RS256,
-// so a rotation between Alg and Sign does not change it.
+// Alg is the algorithm of the key in force. Generated keys all sign with
+// a SHA-256 algorithm (RS256, PS256, ES256), so a rotation between Alg and
+// Sign does not change the at_hash that Alg selects (LeftHash).
 func (l *Live) Alg() string { return l.current().Alg() }
+
+// Algs are the algorithms tokens are signed with: that of the key in
+// force, then those of the published keys that will sign later (a
+// rotation to another algorithm). This is what discovery lists as
+// id_token_signing_alg_values_supported.
+func (l *Live) Algs() []string { return slices.Clone(l.currentView().algs) }
 
 // KeyID is the kid of the key in force.
 func (l *Live) KeyID() string { return l.current().KeyID() }

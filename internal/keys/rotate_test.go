@@ -52,11 +52,11 @@ func TestRotation(t *testing.T) {
 	ctx := t.Context()
 	st := newStore()
 	clk := &clock{t: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)}
-	a, err := Open(ctx, st, "", clk.now)
+	a, err := Open(ctx, st, "", clk.now, Algs{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := Open(ctx, st, "", clk.now) // a second instance on the same store
+	b, err := Open(ctx, st, "", clk.now, Algs{}) // a second instance on the same store
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func TestRotation(t *testing.T) {
 			t.Errorf("second rotation = %+v", r2)
 		}
 		// A fresh instance reads the newest generation.
-		c, err := Open(ctx, st, "", clk.now)
+		c, err := Open(ctx, st, "", clk.now, Algs{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -142,7 +142,7 @@ func TestRotateRules(t *testing.T) {
 	p := RotatePolicy{PublishAhead: DefaultPublishAhead, Retain: time.Hour}
 	t.Run("a new key must be published at least the JWKS max-age ahead", func(t *testing.T) {
 		st := newStore()
-		if _, err := Open(ctx, st, "", nil); err != nil {
+		if _, err := Open(ctx, st, "", nil, Algs{}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := Rotate(ctx, st, RotatePolicy{PublishAhead: time.Minute, Retain: time.Hour}, now); err == nil {
@@ -156,7 +156,7 @@ func TestRotateRules(t *testing.T) {
 	})
 	t.Run("two rotations at once: one wins", func(t *testing.T) {
 		st := newStore()
-		if _, err := Open(ctx, st, "", nil); err != nil {
+		if _, err := Open(ctx, st, "", nil, Algs{}); err != nil {
 			t.Fatal(err)
 		}
 		st.beforePut = func() {
@@ -170,7 +170,7 @@ func TestRotateRules(t *testing.T) {
 		}
 	})
 	t.Run("keys of a file are not rotated here", func(t *testing.T) {
-		l, err := Open(ctx, nil, writeKeyFile(t), nil)
+		l, err := Open(ctx, nil, writeKeyFile(t), nil, Algs{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -36,6 +36,7 @@ type Metrics struct {
 	storeErrors  *prometheus.CounterVec
 	relayPolls   *prometheus.CounterVec
 	relayPerReq  prometheus.Histogram
+	validation   *prometheus.CounterVec
 }
 
 // New returns the metrics, registered with a new registry that also holds
@@ -83,8 +84,12 @@ func New() *Metrics {
 			Help:    "Upstream token requests a relayed request took until it ended (at most 1 + lifetime/interval, or 1 when the upstream pings).",
 			Buckets: []float64{1, 2, 3, 5, 10, 20, 50, 100, 200},
 		}),
+		validation: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "validation_total",
+			Help: "Calls of the consumption-device validation hook by result: allow, deny, or error (no verdict; validation.fail then refused or accepted the request).",
+		}, []string{"result"}),
 	}
-	m.reg.MustRegister(m.httpRequests, m.httpDuration, m.deliveries, m.upstream, m.upstreamDur, m.storeDur, m.storeErrors, m.relayPolls, m.relayPerReq,
+	m.reg.MustRegister(m.httpRequests, m.httpDuration, m.deliveries, m.upstream, m.upstreamDur, m.storeDur, m.storeErrors, m.relayPolls, m.relayPerReq, m.validation,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -117,6 +122,16 @@ func (m *Metrics) ObserveRelayPoll(result string, polls int) {
 	if polls > 0 {
 		m.relayPerReq.Observe(float64(polls))
 	}
+}
+
+// ObserveValidation counts one call of the validation hook by result:
+// allow, deny or error (ciba.ValidationObserver).
+// Any other value counts as error, so the label stays bounded.
+func (m *Metrics) ObserveValidation(result string) {
+	if result != "allow" && result != "deny" {
+		result = "error"
+	}
+	m.validation.WithLabelValues(result).Inc()
 }
 
 // WatchRequests adds a gauge of the stored requests by state and delivery

@@ -114,6 +114,8 @@ func TestFAPICIBA(t *testing.T) {
 			"backchannel_authentication_request_signing_alg_values_supported": {"PS256", "ES256"},
 			"token_endpoint_auth_signing_alg_values_supported":                {"PS256", "ES256"},
 			"backchannel_token_delivery_modes_supported":                      {"poll", "ping"},
+			// FAPI 1.0 Advanced §8.6: the key generated under fapi.ciba.
+			"id_token_signing_alg_values_supported": {"PS256"},
 		} {
 			if got := jsonStrings(r.JSON[k]); !slices.Equal(got, want) {
 				t.Errorf("discovery %s = %v, want %v", k, got, want)
@@ -140,8 +142,21 @@ func TestFAPICIBA(t *testing.T) {
 		tr := checkTokens(t, "/token for a FAPI client", post(t, "/token", authenticated(url.Values{
 			"grant_type": {testutil.GrantCIBA}, "auth_req_id": {req.AuthReqID},
 		}, assertion(key, e.url("/token")))))
-		if sub := e.verifyIDToken(tr.Str("id_token"), id).str("sub"); sub != "alice" {
+		idt := e.verifyIDToken(tr.Str("id_token"), id)
+		if sub := idt.str("sub"); sub != "alice" {
 			t.Errorf("ID token sub = %q, want alice", sub)
+		}
+		// FAPI 1.0 Advanced §8.6: the authorization server shall use
+		// PS256 or ES256 (the key generated under fapi.ciba is PS256).
+		if idt.Alg != "PS256" {
+			t.Errorf("ID token alg = %q, want PS256", idt.Alg)
+		}
+		at, err := jose.ParseSignedCompact(tr.Str("access_token"), asymmetric)
+		if err != nil {
+			t.Fatalf("the access token is not a JWS: %v", err)
+		}
+		if alg := at.Signatures[0].Protected.Algorithm; alg != "PS256" {
+			t.Errorf("access token alg = %q, want PS256", alg)
 		}
 	})
 

@@ -12,8 +12,9 @@ import (
 const maxInterned = 4096
 
 // interner shares the values that many resident requests hold alike — the
-// client id, mode, state and kind, the scope and ACR lists — so that a
-// million pending requests are not a million copies of "openid email".
+// client id, mode, state and kind, the scope and ACR lists, the client
+// certificate thumbprint — so that a million pending requests are not a
+// million copies of "openid email".
 // Each shared value is one heap object instead of one per request, which
 // the garbage collector then marks once per cycle rather than once per
 // request. Shared values are never modified: stored requests are immutable
@@ -91,6 +92,8 @@ func (in *interner) request(r *ciba.AuthRequest) {
 	r.Mode = ciba.DeliveryMode(in.str(string(r.Mode)))
 	r.Status = ciba.Status(in.str(string(r.Status)))
 	r.Kind = ciba.Kind(in.str(string(r.Kind)))
+	// A client's requests all carry its one certificate's thumbprint.
+	r.CertThumbprint = in.str(r.CertThumbprint)
 	r.Scopes = in.list(r.Scopes)
 	r.ACRValues = in.list(r.ACRValues)
 }

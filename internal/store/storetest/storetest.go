@@ -64,6 +64,7 @@ var tests = []struct {
 	{"ListRequests visits every request once, as copies", testList},
 	{"ListRequests stops when fn returns false", testListStops},
 	{"ListRequests is safe while other goroutines write", testListConcurrent},
+	{"the client certificate thumbprint survives create, update, list and redeem", testCertThumbprint},
 
 	// Pace.
 	{"UpdatePace starts from a zero Pace and keeps the result", testPace},
@@ -129,7 +130,8 @@ func NewRequest() *ciba.AuthRequest {
 		ClientNotice:      ciba.Delivery{},
 		Relay: ciba.RelayState{ID: []byte("sealed-upstream-id"), Interval: 5 * time.Second, NextPoll: now.Add(5 * time.Second),
 			Polls: 1, Failures: 2, LastError: "connection refused"},
-		TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		TraceParent:    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		CertThumbprint: "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2",
 	}
 }
 
@@ -367,6 +369,60 @@ func testUpdate(t *testing.T, s ciba.Store) {
 	wantSame(t, "GetRequest after UpdateRequest", mustGet(t, s, r.ID), want)
 	got.Result[0] = 'X'
 	wantSame(t, "GetRequest after changing the result of UpdateRequest", mustGet(t, s, r.ID), want)
+}
+
+// testCertThumbprint: a request bound to a client certificate (RFC 8705
+// §3) stays bound through every change, or its tokens would be handed out
+// without the certificate.
+func testCertThumbprint(t *testing.T, s ciba.Store) {
+	const tp = "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"
+	r := NewRequest()
+	r.CertThumbprint = tp
+	mustCreate(t, s, r)
+	if got := mustGet(t, s, r.ID).CertThumbprint; got != tp {
+		t.Fatalf("GetRequest: CertThumbprint = %q, want %q", got, tp)
+	}
+	now := time.Now().UTC().Round(0)
+	got, err := s.UpdateRequest(t.Context(), r.ID, func(cur *ciba.AuthRequest) error {
+		if cur.CertThumbprint != tp {
+			t.Errorf("the updater got CertThumbprint %q, want %q", cur.CertThumbprint, tp)
+		}
+		return cur.Approve(now, now, []byte("sealed"))
+	})
+	if err != nil {
+		t.Fatalf("UpdateRequest: %v", err)
+	}
+	if got.CertThumbprint != tp {
+		t.Fatalf("UpdateRequest result: CertThumbprint = %q, want %q", got.CertThumbprint, tp)
+	}
+	if _, err := s.UpdateRequest(t.Context(), r.ID, func(cur *ciba.AuthRequest) error {
+		_, err := cur.Redeem(now)
+		return err
+	}); err != nil {
+		t.Fatalf("redeem: %v", err)
+	}
+	if got := mustGet(t, s, r.ID); got.CertThumbprint != tp || got.Status != ciba.StatusRedeemed {
+		t.Fatalf("after redeem: CertThumbprint = %q, status %s", got.CertThumbprint, got.Status)
+	}
+	found := false
+	if err := s.ListRequests(t.Context(), func(l *ciba.AuthRequest) bool {
+		if l.ID == r.ID {
+			found = l.CertThumbprint == tp
+		}
+		return true
+	}); err != nil {
+		t.Fatalf("ListRequests: %v", err)
+	}
+	if !found {
+		t.Fatalf("ListRequests did not give the request with CertThumbprint %q", tp)
+	}
+	// Another request without a certificate stays unbound.
+	u := NewRequest()
+	u.CertThumbprint = ""
+	mustCreate(t, s, u)
+	if got := mustGet(t, s, u.ID).CertThumbprint; got != "" {
+		t.Fatalf("an unbound request came back bound to %q", got)
+	}
 }
 
 func testUpdateError(t *testing.T, s ciba.Store) {

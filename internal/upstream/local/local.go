@@ -187,13 +187,15 @@ var scopeClaims = map[string][]string{
 
 // Mint implements ciba.Minter: an access token (RFC 9068 JWT), an ID token
 // carrying the CIBA claims that push mode needs (CIBA §10.3.1), and a
-// refresh token.
+// refresh token. A request bound to a client certificate
+// (r.CertThumbprint) gets a certificate-bound access token: its cnf claim
+// holds the certificate's x5t#S256 (RFC 8705 §3.1).
 func (u *Upstream) Mint(ctx context.Context, r *ciba.AuthRequest, now time.Time) (*ciba.TokenResponse, error) {
 	usr := u.bySubject[r.Subject]
 	if usr == nil {
 		return nil, fmt.Errorf("local: user %q no longer exists", r.Subject)
 	}
-	return u.issue(ctx, grant{ClientID: r.ClientID, Subject: r.Subject, Scopes: r.Scopes, AuthTime: r.AuthTime}, usr, r.ID, now)
+	return u.issue(ctx, grant{ClientID: r.ClientID, Subject: r.Subject, Scopes: r.Scopes, AuthTime: r.AuthTime, CertThumbprint: r.CertThumbprint}, usr, r.ID, now)
 }
 
 // grant is what a refresh token stands for.
@@ -202,11 +204,15 @@ type grant struct {
 	Subject  string    `json:"sub"`
 	Scopes   []string  `json:"scopes"`
 	AuthTime time.Time `json:"auth_time"`
+	// CertThumbprint is the x5t#S256 the access tokens are bound to
+	// (RFC 8705 §3.1); "" for unbound tokens. A refresh binds the new
+	// access token to the certificate of the refresh request instead.
+	CertThumbprint string `json:"x5t#S256,omitempty"`
 }
 
 func (u *Upstream) issue(ctx context.Context, g grant, usr *User, authReqID string, now time.Time) (*ciba.TokenResponse, error) {
 	scope := strings.Join(g.Scopes, " ")
-	at, err := u.cfg.Signer.Sign(map[string]any{
+	claims := map[string]any{
 		"iss":       u.cfg.Issuer,
 		"sub":       g.Subject,
 		"aud":       u.cfg.Issuer,
@@ -216,10 +222,17 @@ func (u *Upstream) issue(ctx context.Context, g grant, usr *User, authReqID stri
 		"exp":       now.Add(u.cfg.AccessTokenTTL).Unix(),
 		"auth_time": g.AuthTime.Unix(),
 		"jti":       random(16),
-	}, "at+jwt")
+	}
+	if g.CertThumbprint != "" {
+		// RFC 8705 §3.1: the confirmation method x5t#S256 (RFC 7800 cnf).
+		claims["cnf"] = map[string]string{"x5t#S256": g.CertThumbprint}
+	}
+	at, err := u.cfg.Signer.Sign(claims, "at+jwt")
 	if err != nil {
 		return nil, fmt.Errorf("local: sign access token: %w", err)
 	}
+	// A certificate-bound token is still used as a bearer token (RFC 6750)
+	// over mutual TLS: RFC 8705 defines no token type of its own.
 	tr := &ciba.TokenResponse{AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(u.cfg.AccessTokenTTL / time.Second), Scope: scope}
 	alg := u.cfg.Signer.Alg()
 	idt := map[string]any{
@@ -267,20 +280,32 @@ func (u *Upstream) issue(ctx context.Context, g grant, usr *User, authReqID stri
 // Refresh answers the refresh_token grant (RFC 6749 §6) for tokens this
 // issuer made. The refresh token is single use: it is taken atomically and a
 // new one is issued with the new tokens. A narrower scope may be asked for.
-func (u *Upstream) Refresh(ctx context.Context, clientID, refreshToken, scope string, now time.Time) (*ciba.TokenResponse, error) {
+//
+// cert is the x5t#S256 of the client certificate of the refresh request
+// when the client's access tokens are certificate-bound, else "": the new
+// access token is bound to it (RFC 8705 §3), so a client that renewed its
+// certificate gets tokens bound to the new one. The refresh token itself
+// is bound to the client by its authentication (RFC 8705 §7.1). A refresh
+// token whose access tokens were bound is refused without a certificate,
+// rather than turned into unbound tokens.
+//
+// A refused request leaves the refresh token as it was, so the client can
+// still use it: it is read and checked first, and taken only to be used.
+func (u *Upstream) Refresh(ctx context.Context, clientID, refreshToken, scope, cert string, now time.Time) (*ciba.TokenResponse, error) {
 	if refreshToken == "" {
 		return nil, tokenErr(ciba.CodeInvalidRequest, "refresh_token is required")
 	}
-	rec, err := u.cfg.Store.TakeRecord(ctx, "refresh", digest(refreshToken))
+	key := digest(refreshToken)
+	rec, err := u.cfg.Store.GetRecord(ctx, "refresh", key)
 	if errors.Is(err, ciba.ErrNotFound) {
 		return nil, tokenErr(ciba.CodeInvalidGrant, "the refresh token is unknown, expired or already used")
 	}
 	if err != nil {
-		return nil, &ciba.Error{Code: ciba.CodeTemporarilyUnavailable, Description: "the token store is unavailable; try again later", Err: err}
+		return nil, &ciba.Error{Code: ciba.CodeTemporarilyUnavailable, Description: "the token store is unavailable; try again later", Err: fmt.Errorf("local: read refresh token: %w", err)}
 	}
 	var g grant
 	if err := json.Unmarshal(rec, &g); err != nil {
-		return nil, &ciba.Error{Code: ciba.CodeServerError, Description: "a stored grant could not be read", Err: err}
+		return nil, &ciba.Error{Code: ciba.CodeServerError, Description: "a stored grant could not be read", Err: fmt.Errorf("local: decode grant: %w", err)}
 	}
 	if g.ClientID != clientID {
 		return nil, tokenErr(ciba.CodeInvalidGrant, "the refresh token is unknown, expired or already used")
@@ -297,6 +322,16 @@ func (u *Upstream) Refresh(ctx context.Context, clientID, refreshToken, scope st
 	usr := u.bySubject[g.Subject]
 	if usr == nil {
 		return nil, tokenErr(ciba.CodeInvalidGrant, "the user no longer exists")
+	}
+	if g.CertThumbprint != "" && cert == "" {
+		return nil, tokenErr(ciba.CodeInvalidGrant, "the refresh token was issued with certificate-bound access tokens; refresh over mutual TLS with the client certificate (RFC 8705 §3)")
+	}
+	g.CertThumbprint = cert
+	// Taken only now, and atomically: of two concurrent uses one wins.
+	if _, err := u.cfg.Store.TakeRecord(ctx, "refresh", key); errors.Is(err, ciba.ErrNotFound) {
+		return nil, tokenErr(ciba.CodeInvalidGrant, "the refresh token is unknown, expired or already used")
+	} else if err != nil {
+		return nil, &ciba.Error{Code: ciba.CodeTemporarilyUnavailable, Description: "the token store is unavailable; try again later", Err: fmt.Errorf("local: take refresh token: %w", err)}
 	}
 	return u.issue(ctx, g, usr, "", now)
 }

@@ -194,18 +194,18 @@ func TestRefresh(t *testing.T) {
 	t.Run("another client cannot use the refresh token", func(t *testing.T) {
 		u2, _, _ := newUpstream(t)
 		tr2, _ := u2.Mint(ctx, &ciba.AuthRequest{ID: "r", ClientID: "c1", Subject: "sub-alice", Scopes: []string{"openid"}, AuthTime: now}, now)
-		if _, err := u2.Refresh(ctx, "c2", tr2.RefreshToken, "", now); code(err) != ciba.CodeInvalidGrant {
+		if _, err := u2.Refresh(ctx, "c2", tr2.RefreshToken, "", "", now); code(err) != ciba.CodeInvalidGrant {
 			t.Fatalf("err = %v", err)
 		}
 	})
 	t.Run("a wider scope is invalid_scope", func(t *testing.T) {
 		u3, _, _ := newUpstream(t)
 		tr3, _ := u3.Mint(ctx, &ciba.AuthRequest{ID: "r", ClientID: "c1", Subject: "sub-alice", Scopes: []string{"openid"}, AuthTime: now}, now)
-		if _, err := u3.Refresh(ctx, "c1", tr3.RefreshToken, "openid phone", now); code(err) != ciba.CodeInvalidScope {
+		if _, err := u3.Refresh(ctx, "c1", tr3.RefreshToken, "openid phone", "", now); code(err) != ciba.CodeInvalidScope {
 			t.Fatalf("err = %v", err)
 		}
 	})
-	next, err := u.Refresh(ctx, "c1", tr.RefreshToken, "openid", now)
+	next, err := u.Refresh(ctx, "c1", tr.RefreshToken, "openid", "", now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,18 +216,178 @@ func TestRefresh(t *testing.T) {
 		t.Errorf("refreshed ID token: narrowed scope or auth_req_id not respected: %v", idt)
 	}
 	t.Run("a refresh token is single use (rotation)", func(t *testing.T) {
-		if _, err := u.Refresh(ctx, "c1", tr.RefreshToken, "", now); code(err) != ciba.CodeInvalidGrant {
+		if _, err := u.Refresh(ctx, "c1", tr.RefreshToken, "", "", now); code(err) != ciba.CodeInvalidGrant {
 			t.Fatalf("err = %v", err)
 		}
 	})
 	t.Run("an unknown refresh token is invalid_grant", func(t *testing.T) {
-		if _, err := u.Refresh(ctx, "c1", "nope", "", now); code(err) != ciba.CodeInvalidGrant {
+		if _, err := u.Refresh(ctx, "c1", "nope", "", "", now); code(err) != ciba.CodeInvalidGrant {
 			t.Fatalf("err = %v", err)
 		}
 	})
 	t.Run("a missing refresh token is invalid_request", func(t *testing.T) {
-		if _, err := u.Refresh(ctx, "c1", "", "", now); code(err) != ciba.CodeInvalidRequest {
+		if _, err := u.Refresh(ctx, "c1", "", "", "", now); code(err) != ciba.CodeInvalidRequest {
 			t.Fatalf("err = %v", err)
 		}
 	})
+}
+
+// RFC 8705 §3.1: a certificate-bound access token carries the
+// certificate's x5t#S256 in its cnf claim; an unbound one has no cnf.
+func TestMintCertBound(t *testing.T) {
+	u, m, _ := newUpstream(t)
+	now := time.Now()
+	const tp = "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"
+	for _, tt := range []struct {
+		name, cert string
+	}{
+		{"a request bound to a certificate gets cnf.x5t#S256", tp},
+		{"an unbound request gets no cnf", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &ciba.AuthRequest{ID: "req-1", ClientID: "c1", Subject: "sub-alice", Scopes: []string{"openid"}, AuthTime: now, CertThumbprint: tt.cert}
+			tr, err := u.Mint(context.Background(), r, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			at := claims(t, m, tr.AccessToken)
+			cnf, has := at["cnf"]
+			if tt.cert == "" {
+				if has {
+					t.Fatalf("unbound access token has cnf %v", cnf)
+				}
+			} else if got, _ := cnf.(map[string]any)["x5t#S256"].(string); got != tt.cert {
+				t.Fatalf("cnf = %v, want x5t#S256 %q", cnf, tt.cert)
+			}
+			// RFC 8705 defines no token type: the token is used as a bearer
+			// token over mutual TLS.
+			if tr.TokenType != "Bearer" {
+				t.Errorf("token_type = %q, want Bearer", tr.TokenType)
+			}
+			if _, ok := claims(t, m, tr.IDToken)["cnf"]; ok {
+				t.Error("the ID token carries cnf; only the access token is bound")
+			}
+		})
+	}
+}
+
+// RFC 8705 §3, §7.1: a refreshed access token is bound to the certificate
+// of the refresh request; a refusal leaves the refresh token usable.
+func TestRefreshCertBound(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	const (
+		oldTP = "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"
+		newTP = "A4DtL2JmUMhAsvJj5tKyn64SqzmuXbMrJa0n761y5v0"
+	)
+	code := func(err error) ciba.ErrorCode { return ciba.AsError(err).Code }
+	mint := func(t *testing.T, cert string) (*local.Upstream, *keys.Manager, *ciba.TokenResponse) {
+		t.Helper()
+		u, m, _ := newUpstream(t)
+		tr, err := u.Mint(ctx, &ciba.AuthRequest{ID: "r", ClientID: "c1", Subject: "sub-alice", Scopes: []string{"openid", "email"}, AuthTime: now, CertThumbprint: cert}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u, m, tr
+	}
+	cnf := func(t *testing.T, m *keys.Manager, at string) string {
+		t.Helper()
+		c, _ := claims(t, m, at)["cnf"].(map[string]any)
+		s, _ := c["x5t#S256"].(string)
+		return s
+	}
+
+	t.Run("the new access token is bound to the certificate presented on the refresh request", func(t *testing.T) {
+		u, m, tr := mint(t, oldTP)
+		next, err := u.Refresh(ctx, "c1", tr.RefreshToken, "", newTP, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cnf(t, m, next.AccessToken); got != newTP {
+			t.Fatalf("cnf.x5t#S256 = %q, want the refresh request's %q", got, newTP)
+		}
+		// And the rotated refresh token keeps the binding requirement.
+		if _, err := u.Refresh(ctx, "c1", next.RefreshToken, "", "", now); code(err) != ciba.CodeInvalidGrant {
+			t.Fatalf("rotated bound refresh token without a certificate: err = %v, want invalid_grant", err)
+		}
+	})
+	t.Run("a bound refresh token without a certificate is invalid_grant and stays usable", func(t *testing.T) {
+		u, m, tr := mint(t, oldTP)
+		_, err := u.Refresh(ctx, "c1", tr.RefreshToken, "", "", now)
+		if code(err) != ciba.CodeInvalidGrant || !strings.Contains(ciba.AsError(err).Description, "certificate") {
+			t.Fatalf("err = %v, want invalid_grant naming the certificate", err)
+		}
+		next, err := u.Refresh(ctx, "c1", tr.RefreshToken, "", oldTP, now)
+		if err != nil {
+			t.Fatalf("the refresh token was consumed by the refused request: %v", err)
+		}
+		if got := cnf(t, m, next.AccessToken); got != oldTP {
+			t.Fatalf("cnf.x5t#S256 = %q, want %q", got, oldTP)
+		}
+	})
+	t.Run("an unbound refresh token refreshed with a certificate is bound to it", func(t *testing.T) {
+		u, m, tr := mint(t, "")
+		next, err := u.Refresh(ctx, "c1", tr.RefreshToken, "", newTP, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cnf(t, m, next.AccessToken); got != newTP {
+			t.Fatalf("cnf.x5t#S256 = %q, want %q", got, newTP)
+		}
+	})
+	t.Run("an unbound refresh without a certificate stays unbound", func(t *testing.T) {
+		u, m, tr := mint(t, "")
+		next, err := u.Refresh(ctx, "c1", tr.RefreshToken, "", "", now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := claims(t, m, next.AccessToken)["cnf"]; ok {
+			t.Fatal("an unbound refresh produced a bound access token")
+		}
+	})
+	t.Run("a refusal for another client or a wider scope does not use up the refresh token", func(t *testing.T) {
+		u, _, tr := mint(t, oldTP)
+		if _, err := u.Refresh(ctx, "c2", tr.RefreshToken, "", oldTP, now); code(err) != ciba.CodeInvalidGrant {
+			t.Fatalf("another client: err = %v, want invalid_grant", err)
+		}
+		if _, err := u.Refresh(ctx, "c1", tr.RefreshToken, "openid phone", oldTP, now); code(err) != ciba.CodeInvalidScope {
+			t.Fatalf("wider scope: err = %v, want invalid_scope", err)
+		}
+		if _, err := u.Refresh(ctx, "c1", tr.RefreshToken, "", oldTP, now); err != nil {
+			t.Fatalf("the refresh token was used up by a refused request: %v", err)
+		}
+	})
+}
+
+// The refresh token is read before it is taken, so that a refusal leaves it
+// usable; taking it stays atomic: of concurrent uses exactly one wins.
+func TestRefreshConcurrentOnce(t *testing.T) {
+	u, _, _ := newUpstream(t)
+	ctx := context.Background()
+	now := time.Now()
+	tr, err := u.Mint(ctx, &ciba.AuthRequest{ID: "r", ClientID: "c1", Subject: "sub-alice", Scopes: []string{"openid"}, AuthTime: now}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 10
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := u.Refresh(ctx, "c1", tr.RefreshToken, "", "", now)
+			errs <- err
+		}()
+	}
+	ok := 0
+	for range n {
+		err := <-errs
+		switch {
+		case err == nil:
+			ok++
+		case ciba.AsError(err).Code != ciba.CodeInvalidGrant:
+			t.Errorf("a losing refresh: err = %v, want invalid_grant", err)
+		}
+	}
+	if ok != 1 {
+		t.Fatalf("%d of %d concurrent refreshes succeeded, want exactly 1", ok, n)
+	}
 }

@@ -1,0 +1,118 @@
+package ciba
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"unicode/utf8"
+)
+
+// Origin is where a backchannel authentication request came from, as the
+// HTTP layer saw it: what the validation hook is told besides the request.
+type Origin struct {
+	// Addr is the consumption device's address (the TCP peer, or behind
+	// trusted proxies the address they forward); invalid when unknown.
+	Addr netip.Addr
+	// RequestID is the HTTP request's correlation id (X-Request-Id).
+	RequestID string
+}
+
+type originKey struct{}
+
+// WithOrigin returns ctx carrying o, for Service.Authorize.
+func WithOrigin(ctx context.Context, o Origin) context.Context {
+	return context.WithValue(ctx, originKey{}, o)
+}
+
+// OriginFrom returns the Origin ctx carries, or the zero Origin.
+func OriginFrom(ctx context.Context) Origin {
+	o, _ := ctx.Value(originKey{}).(Origin)
+	return o
+}
+
+// ValidationObserver is an Observer that also counts the validation hook's
+// outcomes (package metrics).
+type ValidationObserver interface {
+	// ObserveValidation counts one call of the hook by result: allow, deny
+	// or error (whatever the failure policy then did).
+	ObserveValidation(result string)
+}
+
+// maxDenyReason bounds the hook's reason in error_description, in bytes.
+const maxDenyReason = 200
+
+// validate asks the validation hook about a request of client c that
+// passed every other check and is about to be stored (the seed's step 3).
+// subject is the resolved user, "" for a relayed request. It returns nil to
+// go on, access_denied when the hook refuses, and, when no verdict could be
+// had, temporarily_unavailable (fail closed) or nil (fail open).
+func (s *Service) validate(ctx context.Context, c *Client, p AuthParams, subject string, scopes, acr []string) *Error {
+	if s.d.Validator == nil || c.SkipValidation {
+		return nil
+	}
+	o := OriginFrom(ctx)
+	v := Validation{
+		RequestID: o.RequestID, ClientID: c.ID, ClientAddr: o.Addr, Subject: subject,
+		Scopes: scopes, ACRValues: acr, BindingMessage: p.BindingMessage,
+	}
+	switch {
+	case p.Hint.LoginHint != "":
+		v.HintType = "login_hint"
+		if subject == "" {
+			v.LoginHint = p.Hint.LoginHint
+		}
+	case p.Hint.LoginHintToken != "":
+		v.HintType = "login_hint_token"
+	default:
+		v.HintType = "id_token_hint"
+	}
+	if p.RequestedExpiry != "" {
+		v.RequestedExpiry, _ = parseExpiry(p.RequestedExpiry) // validated by the caller
+	}
+	verdict, err := s.d.Validator.Validate(ctx, v)
+	switch {
+	case err != nil:
+		s.observeValidation("error")
+		if s.d.ValidationFailOpen {
+			s.log.LogAttrs(ctx, slog.LevelWarn, "validation hook failed; request accepted (validation.fail: open)",
+				slog.String("client_id", c.ID), slog.Any("error", err))
+			return nil
+		}
+		s.log.LogAttrs(ctx, slog.LevelWarn, "validation hook failed; request refused (validation.fail: closed)",
+			slog.String("client_id", c.ID), slog.Any("error", err))
+		return &Error{Code: CodeTemporarilyUnavailable, Err: err,
+			Description: "the consumption-device validation service is unavailable; try again later"}
+	case !verdict.Allow:
+		s.observeValidation("deny")
+		reason := SafeDescription(truncateUTF8(verdict.Reason, maxDenyReason))
+		s.log.LogAttrs(ctx, slog.LevelInfo, "auth request refused by the validation hook",
+			slog.String("client_id", c.ID), slog.String("reason", reason))
+		desc := "the request was refused by the consumption-device validation policy"
+		if reason != "" {
+			desc += ": " + reason
+		}
+		return &Error{Code: CodeAccessDenied, Description: desc}
+	}
+	s.observeValidation("allow")
+	return nil
+}
+
+// observeValidation counts one outcome of the validation hook.
+func (s *Service) observeValidation(result string) {
+	if o, ok := s.d.Observer.(ValidationObserver); ok {
+		o.ObserveValidation(result)
+	}
+}
+
+// truncateUTF8 cuts s to at most n bytes on a character boundary, marking
+// the cut with "...".
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("...")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
