@@ -1,12 +1,8 @@
 package config
 
 import (
-	"net/netip"
 	"net/url"
-	"strings"
 	"time"
-
-	"github.com/cibaproxy/cibaproxy/internal/outbound"
 )
 
 // Values of [Validation.Fail].
@@ -30,8 +26,10 @@ const (
 // 8628) is not validated: it names no user.
 type Validation struct {
 	// URL is the hook. Empty (default): no hook. Otherwise an absolute
-	// https URL (http only with AllowHTTP) without user info or fragment;
-	// an IP literal of a special-use network must be in AllowNetworks.
+	// https URL (http only with AllowHTTP) without user info or fragment.
+	// Only the operator sets it, so, like the webhook channel's URL, it is
+	// not restricted by address: the hook is usually an internal service
+	// (SECURITY.md). Redirects are never followed.
 	URL string `yaml:"url"`
 
 	// Secret is the key of the HMAC-SHA256 signature of each call (the
@@ -56,21 +54,6 @@ type Validation struct {
 	// AllowHTTP allows a plain http URL. A development switch: over http
 	// anyone on the path reads the requests and can forge the verdicts.
 	AllowHTTP bool `yaml:"allow_http"`
-
-	// AllowNetworks are CIDR networks (e.g. 10.20.0.0/16) the hook may be
-	// reached at although they are special-use (loopback, private,
-	// link-local …). The hook's address is checked when connecting, as
-	// for outbound.allow_networks, but this list is the hook's own: an
-	// internal policy service needs no opening for the URLs clients choose.
-	AllowNetworks []string `yaml:"allow_networks"`
-
-	// Networks is AllowNetworks parsed. Set by [Load].
-	Networks []netip.Prefix `yaml:"-"`
-}
-
-// Policy is the outbound policy of calls to the hook.
-func (v *Validation) Policy() outbound.Policy {
-	return outbound.Policy{AllowHTTP: v.AllowHTTP, AllowNetworks: v.Networks}
 }
 
 // FailOpen reports whether requests are accepted when the hook gives no
@@ -91,7 +74,6 @@ func (v *validator) checkValidation(c *Config) {
 	if h.Timeout <= 0 || h.Timeout > maxValidationTimeout {
 		v.fail("validation.timeout", "must be positive and at most %s, got %s", maxValidationTimeout, h.Timeout)
 	}
-	h.Networks = v.parseNetworks("validation.allow_networks", h.AllowNetworks)
 	if h.URL == "" {
 		if h.Secret != "" {
 			v.fail("validation.secret", "set without validation.url: there is no hook to sign calls to")
@@ -107,13 +89,6 @@ func (v *validator) checkValidation(c *Config) {
 			v.fail("validation.url", "must not hold user info (\"user:password@\"): credentials in a URL end up in logs; use validation.secret")
 		case u.Scheme != "https" && !h.AllowHTTP:
 			v.fail("validation.url", "must be an https URL; plain http is allowed only with the development switch validation.allow_http: true")
-		}
-		p := h.Policy()
-		if a, err := netip.ParseAddr(strings.TrimSuffix(u.Hostname(), ".")); err == nil {
-			if err := p.Check(a); err != nil {
-				why, _ := outbound.SpecialUse(a)
-				v.fail("validation.url", "%s is a special-use address (%s); list its network in validation.allow_networks to allow it", a.WithZone(""), why)
-			}
 		}
 	}
 	switch {

@@ -1,8 +1,6 @@
 package config
 
 import (
-	"net/netip"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +14,7 @@ func TestValidationDefaults(t *testing.T) {
 		t.Errorf("validation = %+v, want off, timeout 3s, fail closed", v)
 	}
 	c = mustParse(t, doc(map[string]string{
-		"limits": "validation:\n  url: https://10.20.0.5/ciba/validate\n  secret: " + hookSecret + "\n  timeout: 1500ms\n  fail: open\n  allow_networks: [10.20.0.0/16]",
+		"limits": "validation:\n  url: https://10.20.0.5/ciba/validate\n  secret: " + hookSecret + "\n  timeout: 1500ms\n  fail: open",
 		"clients": clients("client_id: c1\nclient_secret: s1\nbackchannel_token_delivery_mode: poll",
 			"client_id: c2\nclient_secret: s2\nbackchannel_token_delivery_mode: poll\nskip_validation: true"),
 	}), noEnv)
@@ -24,8 +22,8 @@ func TestValidationDefaults(t *testing.T) {
 	if v.URL != "https://10.20.0.5/ciba/validate" || v.Secret != hookSecret || v.Timeout != 1500*time.Millisecond || !v.FailOpen() {
 		t.Errorf("validation = %+v", v)
 	}
-	if p := v.Policy(); p.AllowHTTP || !slices.Equal(p.AllowNetworks, []netip.Prefix{netip.MustParsePrefix("10.20.0.0/16")}) {
-		t.Errorf("policy = %+v", p)
+	if v.AllowHTTP {
+		t.Errorf("allow_http = true, want false by default")
 	}
 	if c.Clients[0].SkipValidation || !c.Clients[1].SkipValidation {
 		t.Errorf("skip_validation = %v, %v; want false, true", c.Clients[0].SkipValidation, c.Clients[1].SkipValidation)
@@ -35,6 +33,18 @@ func TestValidationDefaults(t *testing.T) {
 		envMap(map[string]string{"HOOK_SECRET": hookSecret}))
 	if c.Validation.Secret != hookSecret {
 		t.Errorf("secret = %q, want the environment's", c.Validation.Secret)
+	}
+}
+
+// The hook's URL is the operator's (SECURITY.md): an internal address,
+// private or loopback, named by an IP literal or a host name, loads
+// without any allow list.
+func TestValidationInternalURL(t *testing.T) {
+	for _, u := range []string{"https://10.20.0.5/ciba/validate", "https://policy.internal/ciba/validate", "https://[fd00:1::5]/v", "https://127.0.0.1:9443/v"} {
+		c := mustParse(t, doc(map[string]string{"limits": "validation:\n  url: " + u + "\n  secret: " + hookSecret}), noEnv)
+		if c.Validation.URL != u {
+			t.Errorf("validation.url = %q, want %q", c.Validation.URL, u)
+		}
 	}
 }
 
@@ -55,12 +65,12 @@ func TestValidationProblems(t *testing.T) {
 		{"https unless allow_http", hook("url: http://policy.example.com/v", secret), "validation.url", "must be an https URL"},
 		{"an absolute URL", hook("url: policy.example.com/v", secret), "validation.url", "absolute http or https URL"},
 		{"no credentials in the URL", hook("url: https://u:p@policy.example.com/v", secret), "validation.url", "must not hold user info"},
-		{"a private address needs allow_networks", hook("url: https://10.1.2.3/v", secret), "validation.url", "list its network in validation.allow_networks"},
-		{"the metadata service is refused", hook("url: https://169.254.169.254/v", secret, "allow_networks: [10.0.0.0/8]"), "validation.url", "special-use"},
 		{"fail is closed or open", hook("url: https://policy.example.com/v", secret, "fail: maybe"), "validation.fail", "must be one of closed, open"},
 		{"timeout positive", hook("url: https://policy.example.com/v", secret, "timeout: 0s"), "validation.timeout", "must be positive"},
 		{"timeout bounded", hook("url: https://policy.example.com/v", secret, "timeout: 1m"), "validation.timeout", "at most 30s"},
-		{"allow_networks are networks", hook("url: https://policy.example.com/v", secret, "allow_networks: [intranet]"), "validation.allow_networks[0]", "CIDR"},
+		// The hook is the operator's, not restricted by address: the
+		// former allow list is gone and reported like any unknown key.
+		{"allow_networks is no setting", hook("url: https://10.20.0.5/v", secret, "allow_networks: [10.20.0.0/16]"), "validation.allow_networks", "unknown key"},
 		{"unknown key", hook("url: https://policy.example.com/v", secret, "fail_open: true"), "validation.fail_open", "unknown key"},
 	}
 	for _, tt := range tests {

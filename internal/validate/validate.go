@@ -5,6 +5,11 @@
 // answers {"allow": true} or {"allow": false, "reason": "…"}. It implements
 // ciba.Validator; what happens on a refusal or an outage is the ciba
 // service's business.
+//
+// The hook's URL is set by the operator, like the webhook channel's, so it
+// is not restricted by address (SECURITY.md): a policy service is usually
+// internal. Its calls still follow no redirects and are bounded in time
+// and size; the configuration requires https unless validation.allow_http.
 package validate
 
 import (
@@ -41,16 +46,18 @@ const MinSecret = 32
 
 // Config configures a Hook.
 type Config struct {
-	// URL is where each request is POSTed.
+	// URL is where each request is POSTed: an absolute http or https URL.
+	// The configuration allows http only with validation.allow_http.
 	URL string
 	// Secret is the HMAC-SHA256 key of HeaderSignature, shared with the
 	// hook. At least MinSecret bytes. Never logged.
 	Secret []byte
 	// Timeout bounds each call, answer included.
 	Timeout time.Duration
-	// Client makes the calls. Build it with outbound.Guard so that the
-	// hook's address is held to a policy; its own timeout should be at
-	// least Timeout.
+	// Client makes the calls. Build it with outbound.New and no
+	// outbound.Guard: the URL is the operator's, so its address is not
+	// restricted, and outbound.New follows no redirects. Its own timeout
+	// should be at least Timeout.
 	Client *outbound.Client
 	// Now is the clock of the signature's timestamp; time.Now when nil.
 	Now func() time.Time
@@ -72,8 +79,8 @@ func New(cfg Config) (*Hook, error) {
 	case cfg.Timeout <= 0:
 		return nil, errors.New("validate: Timeout must be positive")
 	}
-	if u, err := url.Parse(cfg.URL); err != nil || !u.IsAbs() {
-		return nil, fmt.Errorf("validate: %s is not an absolute URL", outbound.Redact(cfg.URL))
+	if u, err := url.Parse(cfg.URL); err != nil || u.Host == "" || u.Scheme != "https" && u.Scheme != "http" {
+		return nil, fmt.Errorf("validate: %s is not an absolute http or https URL", outbound.Redact(cfg.URL))
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,9 +23,6 @@ import (
 )
 
 var secret = []byte("0123456789abcdef0123456789abcdef-test")
-
-// loopback lets a guarded client reach the test servers on 127.0.0.1.
-var loopback = outbound.Policy{AllowHTTP: true, AllowNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
 
 // received is one call as the hook saw it.
 type received struct {
@@ -53,9 +51,11 @@ func jsonAnswer(body string) http.HandlerFunc {
 	}
 }
 
-func newHook(t *testing.T, url string, timeout time.Duration, p outbound.Policy) *validate.Hook {
+// newHook is a hook at url built as cmd/cibaproxy builds it: an unguarded
+// outbound client, since the URL is the operator's.
+func newHook(t *testing.T, url string, timeout time.Duration) *validate.Hook {
 	t.Helper()
-	h, err := validate.New(validate.Config{URL: url, Secret: secret, Timeout: timeout, Client: outbound.New(timeout, outbound.Guard(p))})
+	h, err := validate.New(validate.Config{URL: url, Secret: secret, Timeout: timeout, Client: outbound.New(timeout)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ var request = ciba.Validation{
 
 func TestValidateAllow(t *testing.T) {
 	srv, got := hookServer(t, jsonAnswer(`{"allow": true}`))
-	v, err := newHook(t, srv.URL+"/hook", 2*time.Second, loopback).Validate(context.Background(), request)
+	v, err := newHook(t, srv.URL+"/hook", 2*time.Second).Validate(context.Background(), request)
 	if err != nil || !v.Allow {
 		t.Fatalf("Validate = %+v, %v; want allow", v, err)
 	}
@@ -105,7 +105,7 @@ func TestValidateAllow(t *testing.T) {
 
 func TestValidateDenyWithReason(t *testing.T) {
 	srv, _ := hookServer(t, jsonAnswer(`{"allow":false,"reason":"terminal 7 is not registered"}`))
-	v, err := newHook(t, srv.URL, 2*time.Second, loopback).Validate(context.Background(), request)
+	v, err := newHook(t, srv.URL, 2*time.Second).Validate(context.Background(), request)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func TestValidateSendsLoginHintOnlyWithoutSubject(t *testing.T) {
 	srv, got := hookServer(t, jsonAnswer(`{"allow":true}`))
 	relayed := request
 	relayed.Subject, relayed.LoginHint = "", "alice"
-	if _, err := newHook(t, srv.URL, 2*time.Second, loopback).Validate(context.Background(), relayed); err != nil {
+	if _, err := newHook(t, srv.URL, 2*time.Second).Validate(context.Background(), relayed); err != nil {
 		t.Fatal(err)
 	}
 	var msg validate.Message
@@ -139,7 +139,7 @@ func TestValidateTimeout(t *testing.T) {
 		}
 	})
 	defer close(release)
-	_, err := newHook(t, srv.URL, 50*time.Millisecond, loopback).Validate(context.Background(), request)
+	_, err := newHook(t, srv.URL, 50*time.Millisecond).Validate(context.Background(), request)
 	if err == nil {
 		t.Fatal("Validate of a hook that does not answer in time: no error")
 	}
@@ -180,7 +180,7 @@ func TestValidateNoVerdict(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv, _ := hookServer(t, tt.answer)
-			v, err := newHook(t, srv.URL, 2*time.Second, loopback).Validate(context.Background(), request)
+			v, err := newHook(t, srv.URL, 2*time.Second).Validate(context.Background(), request)
 			if err == nil {
 				t.Fatalf("Validate = %+v, want an error (no verdict)", v)
 			}
@@ -195,7 +195,7 @@ func TestValidateNoVerdict(t *testing.T) {
 // without this package's code.
 func TestSignatureVerifiableByReceiver(t *testing.T) {
 	srv, got := hookServer(t, jsonAnswer(`{"allow":true}`))
-	if _, err := newHook(t, srv.URL, 2*time.Second, loopback).Validate(context.Background(), request); err != nil {
+	if _, err := newHook(t, srv.URL, 2*time.Second).Validate(context.Background(), request); err != nil {
 		t.Fatal(err)
 	}
 	call := <-got
@@ -233,38 +233,52 @@ func TestSignatureVerifiableByReceiver(t *testing.T) {
 	}
 }
 
-func TestSSRFGuardApplies(t *testing.T) {
-	srv, got := hookServer(t, jsonAnswer(`{"allow":true}`))
-	t.Run("loopback refused unless allowed", func(t *testing.T) {
-		_, err := newHook(t, srv.URL, 2*time.Second, outbound.Policy{AllowHTTP: true}).Validate(context.Background(), request)
-		var refused *outbound.RefusedError
-		if !errors.As(err, &refused) {
-			t.Fatalf("error = %v, want *outbound.RefusedError", err)
+// A redirect is no verdict and is not followed: the body and its signature
+// never reach the redirect's target.
+func TestRedirectNotFollowed(t *testing.T) {
+	target, reached := hookServer(t, jsonAnswer(`{"allow":true}`))
+	for _, code := range []int{http.StatusFound, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		t.Run(strconv.Itoa(code), func(t *testing.T) {
+			srv, got := hookServer(t, func(w http.ResponseWriter, r *http.Request) {
+				http.Redirect(w, r, target.URL+"/validate", code)
+			})
+			v, err := newHook(t, srv.URL, 2*time.Second).Validate(context.Background(), request)
+			var se *outbound.StatusError
+			if !errors.As(err, &se) || se.Status != code {
+				t.Fatalf("Validate = %+v, %v; want no verdict, HTTP %d", v, err, code)
+			}
+			if len(got) != 1 {
+				t.Errorf("the hook got %d calls, want 1", len(got))
+			}
+			select {
+			case call := <-reached:
+				t.Fatalf("the redirect was followed: its target got %s", call.body)
+			default:
+			}
+		})
+	}
+}
+
+// New takes only an absolute http or https URL.
+func TestNewRefusesBadURL(t *testing.T) {
+	cfg := validate.Config{Secret: secret, Timeout: time.Second, Client: outbound.New(time.Second)}
+	for _, bad := range []string{"", "policy.example/validate", "/validate", "ftp://policy.example/validate", "https:///validate", "https://policy.example/%zz"} {
+		cfg.URL = bad
+		if _, err := validate.New(cfg); err == nil {
+			t.Errorf("New(%q): no error", bad)
 		}
-		select {
-		case <-got:
-			t.Error("the hook was called although its address is not allowed")
-		default:
+	}
+	for _, good := range []string{"https://policy.example/validate", "http://10.20.0.5:8080/validate"} {
+		cfg.URL = good
+		if _, err := validate.New(cfg); err != nil {
+			t.Errorf("New(%q): %v", good, err)
 		}
-	})
-	t.Run("plain http refused unless allowed", func(t *testing.T) {
-		p := loopback
-		p.AllowHTTP = false
-		_, err := newHook(t, srv.URL, 2*time.Second, p).Validate(context.Background(), request)
-		if !errors.Is(err, outbound.ErrPlainHTTP) {
-			t.Fatalf("error = %v, want ErrPlainHTTP", err)
-		}
-	})
-	t.Run("allowed network", func(t *testing.T) {
-		if v, err := newHook(t, srv.URL, 2*time.Second, loopback).Validate(context.Background(), request); err != nil || !v.Allow {
-			t.Fatalf("Validate = %+v, %v", v, err)
-		}
-	})
+	}
 }
 
 func TestErrorsHoldNoURLSecret(t *testing.T) {
 	srv, _ := hookServer(t, func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(500) })
-	_, err := newHook(t, srv.URL+"/hook?key=url-secret", 2*time.Second, loopback).Validate(context.Background(), request)
+	_, err := newHook(t, srv.URL+"/hook?key=url-secret", 2*time.Second).Validate(context.Background(), request)
 	if err == nil || strings.Contains(err.Error(), "url-secret") {
 		t.Fatalf("error = %v, want one without the URL's query", err)
 	}
