@@ -63,6 +63,9 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 	if err != nil {
 		return nil, err
 	}
+	// With Redis the abuse limits are shared by all instances.
+	shared, _ := st.(*redisstore.Store)
+	newLimit := limitMaker(cfg, shared, m, log)
 	st = m.Store(st)
 	m.WatchRequests(st, time.Now, 15*time.Second)
 	defer func() {
@@ -167,7 +170,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 		CallbackKey: callbackKey,
 		Logger:      log,
 		Observer:    m,
-		UserLimit:   userLimit(cfg),
+		UserLimit:   userLimit(cfg, newLimit),
 		Validator:   validator,
 		Trace:       tr.TraceParent,
 		StartSpan:   tr.StartSpan,
@@ -186,7 +189,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 		Refresher:  up.refresher,
 		Forwarder:  up.forwarder,
 		RelayPings: up.relay != nil,
-		Limits:     httpLimits(cfg),
+		Limits:     httpLimits(cfg, newLimit),
 		ClientCert: auth.CertThumbprint,
 		Discovery:  up.discovery,
 		Observer:   m,
@@ -224,6 +227,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 		srv.Device = &httpapi.Device{
 			Grant: grant, Approval: srv.Approval, Public: devices.Public,
 			PerIP: cfg.Device.AttemptsPerIP, Global: cfg.Device.Attempts,
+			NewLimiter: newLimit,
 		}
 		if lim := srv.Limits; lim != nil {
 			// Behind a trusted proxy, count the user's address, not the proxy's.

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"time"
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
@@ -9,7 +11,9 @@ import (
 	"github.com/cibaproxy/cibaproxy/internal/config"
 	"github.com/cibaproxy/cibaproxy/internal/httpapi"
 	"github.com/cibaproxy/cibaproxy/internal/limit"
+	"github.com/cibaproxy/cibaproxy/internal/metrics"
 	"github.com/cibaproxy/cibaproxy/internal/outbound"
+	redisstore "github.com/cibaproxy/cibaproxy/internal/store/redis"
 )
 
 // clientsContext is ctx carrying the HTTP client that fetches clients'
@@ -23,24 +27,58 @@ func clientsContext(ctx context.Context, cfg *config.Config) context.Context {
 // rate converts a configured rate.
 func rate(r config.Rate) limit.Rate { return limit.Rate{Requests: r.Requests, Per: r.Per} }
 
-// httpLimits are the HTTP abuse limits and client network policy of cfg.
-func httpLimits(cfg *config.Config) *httpapi.Limits {
+// limitMaker returns what makes the shared abuse limits (nil for an off
+// rate): with the Redis store rs, buckets in Redis that every instance
+// shares, failing open (the request goes on, logged and counted in
+// cibaproxy_limit_errors_total) when Redis cannot be reached; without it
+// (rs nil) in-memory buckets holding at most limits.max_keys keys.
+func limitMaker(cfg *config.Config, rs *redisstore.Store, m *metrics.Metrics, log *slog.Logger) func(name string, r limit.Rate) limit.Keyed {
+	return func(name string, r limit.Rate) limit.Keyed {
+		if r.Off() {
+			return nil
+		}
+		if rs == nil {
+			return limit.New(r, cfg.Limits.MaxKeys)
+		}
+		l, err := rs.Limiter(name, r)
+		if err != nil {
+			// The names are the constants of this package and the rate is
+			// on: only a bug gets here.
+			panic(fmt.Sprintf("cibaproxy: shared limit: %v", err))
+		}
+		// One warning per limit per 10 s is enough to see an outage; the
+		// metric counts every decision.
+		quiet := limit.New(limit.Rate{Requests: 1, Per: 10 * time.Second}, 1)
+		return limit.FailOpen(l, func(err error) {
+			m.ObserveLimitError(name)
+			if ok, _, _ := quiet.Allow(context.Background(), "", time.Now()); ok {
+				log.Warn("abuse limit: Redis unreachable, request allowed (fail open); further failures of this limit in the next 10s are only counted (cibaproxy_limit_errors_total)",
+					slog.String("limit", name), slog.Any("error", err))
+			}
+		})
+	}
+}
+
+// httpLimits are the HTTP abuse limits and client network policy of cfg;
+// newLimit makes the shared ones (limitMaker). The /token limit stays in
+// memory per instance: the poll path pays no round trip for it.
+func httpLimits(cfg *config.Config, newLimit func(string, limit.Rate) limit.Keyed) *httpapi.Limits {
 	l := cfg.Limits
 	return &httpapi.Limits{
-		BCAuthorize:      limit.New(rate(l.BCAuthorizePerClient), l.MaxKeys),
+		BCAuthorize:      newLimit("bc_authorize_per_client", rate(l.BCAuthorizePerClient)),
 		Token:            limit.New(rate(l.TokenPerClient), l.MaxKeys),
-		ApprovalFailures: limit.New(rate(l.ApprovalFailuresPerIP), l.MaxKeys),
-		CallbackFailures: limit.New(rate(l.CallbackFailuresPerIP), l.MaxKeys),
+		ApprovalFailures: newLimit("approval_failures_per_ip", rate(l.ApprovalFailuresPerIP)),
+		CallbackFailures: newLimit("callback_failures_per_ip", rate(l.CallbackFailuresPerIP)),
 		ClientNetworks:   l.ClientNetworks,
 		TrustedProxies:   l.Proxies,
 		ClientIPHeader:   l.ClientIPHeader,
 	}
 }
 
-// userLimit is the per-user limit of cfg for ciba.Deps.UserLimit; nil when
-// it is off.
-func userLimit(cfg *config.Config) func(string, time.Time) (bool, time.Duration) {
-	lim := limit.New(rate(cfg.Limits.RequestsPerUser), cfg.Limits.MaxKeys)
+// userLimit is the per-user limit of cfg for ciba.Deps.UserLimit, made by
+// newLimit; nil when it is off.
+func userLimit(cfg *config.Config, newLimit func(string, limit.Rate) limit.Keyed) func(context.Context, string, time.Time) (bool, time.Duration, error) {
+	lim := newLimit("requests_per_user", rate(cfg.Limits.RequestsPerUser))
 	if lim == nil {
 		return nil
 	}

@@ -69,9 +69,11 @@ type Deps struct {
 	// UserLimit, when set, is asked once per request about to be accepted
 	// for a user (the subject; with a relay, "login_hint:" and the hint):
 	// false refuses it with access_denied, so that no client can flood a
-	// user's authentication device ("push bombing"). limit.Limiter.Allow
-	// fits.
-	UserLimit func(user string, now time.Time) (ok bool, retryAfter time.Duration)
+	// user's authentication device ("push bombing"). The Allow of a
+	// limit.Keyed fits (shared by all instances in Redis, or in memory). An
+	// error allows the request (fail open) with a warning: an unreachable
+	// store refuses the request anyway when it is stored.
+	UserLimit func(ctx context.Context, user string, now time.Time) (ok bool, retryAfter time.Duration, err error)
 	// Observer counts deliveries; nil counts nothing.
 	Observer Observer
 	// Validator, when set, is the consumption-device validation hook:
@@ -230,7 +232,7 @@ func (s *Service) Authorize(ctx context.Context, c *Client, p AuthParams) (*Auth
 			return nil, e
 		}
 		if p.Hint.LoginHint != "" {
-			if e := s.userLimit("login_hint:"+p.Hint.LoginHint, now); e != nil {
+			if e := s.userLimit(ctx, "login_hint:"+p.Hint.LoginHint, now); e != nil {
 				return nil, e
 			}
 		}
@@ -253,7 +255,7 @@ func (s *Service) Authorize(ctx context.Context, c *Client, p AuthParams) (*Auth
 	if e := s.validate(ctx, c, p, user.Subject, scopes, acr); e != nil {
 		return nil, e
 	}
-	if e := s.userLimit(user.Subject, now); e != nil {
+	if e := s.userLimit(ctx, user.Subject, now); e != nil {
 		return nil, e
 	}
 	r := &AuthRequest{
@@ -630,11 +632,15 @@ func randomID(n int) string {
 
 // userLimit asks Deps.UserLimit whether one more request for user may be
 // accepted, and answers access_denied when not.
-func (s *Service) userLimit(user string, now time.Time) *Error {
+func (s *Service) userLimit(ctx context.Context, user string, now time.Time) *Error {
 	if s.d.UserLimit == nil {
 		return nil
 	}
-	ok, wait := s.d.UserLimit(user, now)
+	ok, wait, err := s.d.UserLimit(ctx, user, now)
+	if err != nil {
+		s.log.WarnContext(ctx, "per-user limit unavailable; request allowed", slog.Any("error", err))
+		return nil
+	}
 	if ok {
 		return nil
 	}

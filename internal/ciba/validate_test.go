@@ -102,7 +102,10 @@ func TestValidationHook(t *testing.T) {
 		userLimited := 0
 		f := newFixture(t, func(_ *ciba.Config, d *ciba.Deps) {
 			d.Now, d.Channel, d.Validator, d.Observer = time.Now, ch, hook.hook, obs
-			d.UserLimit = func(string, time.Time) (bool, time.Duration) { userLimited++; return true, 0 }
+			d.UserLimit = func(context.Context, string, time.Time) (bool, time.Duration, error) {
+				userLimited++
+				return true, 0, nil
+			}
 		})
 		f.run(t)
 		_, err := f.svc.Authorize(ctx, pollClient, params("bob"))

@@ -40,7 +40,8 @@ type Device struct {
 
 	// AttemptsPerIP is how many wrong user codes one IP address may enter
 	// per minute on the verification page before it is answered 429.
-	// Default 5. Counted per instance: N instances allow N times as many.
+	// Default 5. Counted across all instances with the redis store, per
+	// instance otherwise.
 	AttemptsPerIP int `yaml:"user_code_attempts_per_ip"`
 
 	// Attempts is how many wrong user codes all addresses together may

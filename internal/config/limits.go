@@ -7,10 +7,12 @@ import (
 )
 
 // Limits are the abuse limits. Each is a token bucket per key (client,
-// user, network address) kept in memory by each instance: with N instances
-// behind a load balancer a key may reach up to N times the rate, so divide
-// the rates by N where that matters. Every limit is on by default; a rate
-// with requests: 0 turns it off.
+// user, network address). With the redis store the buckets are kept in
+// Redis and shared by every instance (see package limit), except
+// TokenPerClient's, which each instance keeps in memory (with N instances
+// a client may reach up to N times it); with the other stores they are in
+// memory. Every limit is on by default; a rate with requests: 0 turns it
+// off.
 type Limits struct {
 	// BCAuthorizePerClient bounds each client's backchannel
 	// authentication requests. Over it: HTTP 429 with Retry-After and
@@ -47,6 +49,8 @@ type Limits struct {
 
 	// MaxKeys bounds the keys each limit holds in memory; past it the
 	// least recently used one is forgotten. Default 100000 (a few MB).
+	// Limits kept in Redis need no bound: a bucket expires once it is full
+	// again.
 	MaxKeys int `yaml:"max_keys"`
 
 	// TrustedProxies are the networks of reverse proxies and load

@@ -60,8 +60,12 @@ type Device struct {
 	ClientIP func(*http.Request) string
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// NewLimiter, when set, makes the two limits, named
+	// "device_code_per_ip" and "device_code_all" (for instance shared by
+	// all instances in Redis); nil keeps them in memory.
+	NewLimiter func(name string, rate limit.Rate) limit.Keyed
 
-	perIP, global *limit.Limiter
+	perIP, global limit.Keyed
 }
 
 const deviceCookie = "cibaproxy_device"
@@ -76,8 +80,13 @@ func (d *Device) register(mux *http.ServeMux, s *Server) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	d.perIP = limit.New(limit.Rate{Requests: d.PerIP, Per: time.Minute}, 0)
-	d.global = limit.New(limit.Rate{Requests: d.Global, Per: time.Minute}, 1)
+	if d.NewLimiter != nil {
+		d.perIP = d.NewLimiter("device_code_per_ip", limit.Rate{Requests: d.PerIP, Per: time.Minute})
+		d.global = d.NewLimiter("device_code_all", limit.Rate{Requests: d.Global, Per: time.Minute})
+	} else {
+		d.perIP = limit.New(limit.Rate{Requests: d.PerIP, Per: time.Minute}, 0)
+		d.global = limit.New(limit.Rate{Requests: d.Global, Per: time.Minute}, 1)
+	}
 	mux.HandleFunc("POST "+PathDeviceAuthorization, s.deviceAuthorization)
 	// Without an approval page (the ciba upstream relays the grant to the
 	// IdP) the user verifies at the IdP: there is no page here.
@@ -213,8 +222,8 @@ func (d *Device) answer(w http.ResponseWriter, r *http.Request) {
 	}
 	ip := d.clientIP(r)
 	now := d.Now()
-	okIP, waitIP := d.perIP.Check(ip, now)
-	okAll, waitAll := d.global.Check("", now)
+	okIP, waitIP := d.check(ctx, d.perIP, ip, now)
+	okAll, waitAll := d.check(ctx, d.global, "", now)
 	if !okIP || !okAll {
 		wait := max(waitIP, waitAll)
 		w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
@@ -224,8 +233,8 @@ func (d *Device) answer(w http.ResponseWriter, r *http.Request) {
 	}
 	req, client, err := d.Grant.ForUserCode(ctx, typed)
 	if errors.Is(err, ciba.ErrNotFound) {
-		d.perIP.Charge(ip, now)
-		d.global.Charge("", now)
+		d.charge(ctx, d.perIP, ip, now)
+		d.charge(ctx, d.global, "", now)
 		a.Logger.Info("device page: wrong user code")
 		p := d.entry(cookie, "", "This code is not valid. Check the code shown on your device and try again.")
 		d.Approval.render(w, http.StatusNotFound, p)
@@ -270,6 +279,30 @@ func (d *Device) answer(w http.ResponseWriter, r *http.Request) {
 		a.render(w, http.StatusOK, page{Title: "Approved", Message: "You approved the sign-in of " + client.Name + ". Return to your device: it continues by itself."})
 	default:
 		a.render(w, http.StatusBadRequest, page{Title: "Bad request", Message: "Choose Approve or Deny."})
+	}
+}
+
+// check asks lim (nil: no limit) whether key may enter a code; a decision
+// it cannot make allows it (fail open), with a warning.
+func (d *Device) check(ctx context.Context, lim limit.Keyed, key string, now time.Time) (bool, time.Duration) {
+	if lim == nil {
+		return true, 0
+	}
+	ok, wait, err := lim.Check(ctx, key, now)
+	if err != nil {
+		d.Approval.Logger.WarnContext(ctx, "device page: user code limit unavailable; attempt allowed", "error", err)
+		return true, 0
+	}
+	return ok, wait
+}
+
+// charge counts a wrong code against lim (nil: no limit).
+func (d *Device) charge(ctx context.Context, lim limit.Keyed, key string, now time.Time) {
+	if lim == nil {
+		return
+	}
+	if err := lim.Charge(ctx, key, now); err != nil {
+		d.Approval.Logger.WarnContext(ctx, "device page: user code limit unavailable; wrong code not counted", "error", err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -14,21 +15,25 @@ import (
 // Limits are the abuse limits of the endpoints and the consumption-device
 // policy of bc-authorize. Each limiter may be nil (no limit); the nil
 // *Limits limits nothing. The per-user limit ("push bombing") is the ciba
-// service's, as only it knows the user.
+// service's, as only it knows the user. The limit.Keyed ones may be shared
+// by all instances (in Redis); a decision one of them fails to make allows
+// the request, with a warning (limit.FailOpen normally takes the error
+// first).
 type Limits struct {
 	// BCAuthorize limits each client's backchannel authentication
 	// requests; over it the client gets HTTP 429 with Retry-After and
 	// {"error":"slow_down"} (CIBA has no code for it).
-	BCAuthorize *limit.Limiter
+	BCAuthorize limit.Keyed
 	// Token limits each client's token requests; over it the client gets
-	// slow_down (CIBA Core §11), with Retry-After.
+	// slow_down (CIBA Core §11), with Retry-After. It is in memory, per
+	// instance: the poll path pays no round trip for it.
 	Token *limit.Limiter
 	// ApprovalFailures counts the failed (4xx) answers of the approval
 	// pages per client address; once it is used up the address gets HTTP
 	// 429 there until it refills.
-	ApprovalFailures *limit.Limiter
+	ApprovalFailures limit.Keyed
 	// CallbackFailures is the same for POST /ciba/callback.
-	CallbackFailures *limit.Limiter
+	CallbackFailures limit.Keyed
 
 	// ClientNetworks are, by client_id, the networks a client's
 	// backchannel authentication requests may come from (the seed's
@@ -128,7 +133,15 @@ func (s *Server) admitBCAuthorize(w http.ResponseWriter, r *http.Request, c *cib
 			return false
 		}
 	}
-	if ok, wait := l.BCAuthorize.Allow(c.ID, s.Now()); !ok {
+	if l.BCAuthorize == nil {
+		return true
+	}
+	ok, wait, err := l.BCAuthorize.Allow(r.Context(), c.ID, s.Now())
+	if err != nil {
+		s.limitUnavailable(r.Context(), "bc_authorize_per_client", err)
+		return true
+	}
+	if !ok {
 		retryAfter(w, wait)
 		writeError(w, &ciba.Error{Code: ciba.CodeSlowDown, Status: http.StatusTooManyRequests,
 			Description: "too many backchannel authentication requests from client " + c.ID + "; retry after the time in Retry-After"})
@@ -143,7 +156,8 @@ func (s *Server) admitToken(w http.ResponseWriter, c *ciba.Client) bool {
 	if s.Limits == nil {
 		return true
 	}
-	if ok, wait := s.Limits.Token.Allow(c.ID, s.Now()); !ok {
+	// In memory: no I/O, nothing to cancel, never an error.
+	if ok, wait, _ := s.Limits.Token.Allow(context.Background(), c.ID, s.Now()); !ok {
 		retryAfter(w, wait)
 		writeError(w, ciba.Errorf(ciba.CodeSlowDown, "too many token requests from client %q; slow down", c.ID))
 		return false
@@ -179,7 +193,7 @@ func (s *Server) limitFailures(next http.Handler) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var lim *limit.Limiter
+		var lim limit.Keyed
 		approval := strings.HasPrefix(r.URL.Path, PathApprove)
 		switch {
 		case approval:
@@ -192,7 +206,12 @@ func (s *Server) limitFailures(next http.Handler) http.Handler {
 			return
 		}
 		key := addrKey(s.Limits.ClientIP(r))
-		if ok, wait := lim.Check(key, s.Now()); !ok {
+		ok, wait, err := lim.Check(r.Context(), key, s.Now())
+		if err != nil {
+			s.limitUnavailable(r.Context(), "failures_per_ip", err)
+			ok = true
+		}
+		if !ok {
 			retryAfter(w, wait)
 			if approval && s.Approval != nil {
 				s.Approval.render(w, http.StatusTooManyRequests, page{Title: "Too many attempts",
@@ -213,7 +232,15 @@ func (s *Server) limitFailures(next http.Handler) http.Handler {
 			status = sw.status
 		}
 		if status >= 400 && status < 500 {
-			lim.Charge(key, s.Now())
+			if err := lim.Charge(r.Context(), key, s.Now()); err != nil {
+				s.limitUnavailable(r.Context(), "failures_per_ip", err)
+			}
 		}
 	})
+}
+
+// limitUnavailable logs a limit decision that could not be made: the
+// request was allowed (fail open).
+func (s *Server) limitUnavailable(ctx context.Context, which string, err error) {
+	s.Logger.WarnContext(ctx, "abuse limit unavailable; request allowed", "limit", which, "error", err)
 }

@@ -1,33 +1,104 @@
-// Package limit is a keyed token-bucket rate limiter, held in memory.
+// Package limit is keyed token-bucket rate limiting: the rule, the
+// interface its callers use (Keyed), and the in-memory Limiter.
 //
 // Each key (a client id, a user's subject, a network address) has a bucket
 // of Rate.Requests tokens that refills evenly over Rate.Per; a request takes
-// one token, and is refused while the bucket is empty. A key that has been
-// idle long enough for its bucket to be full again carries no information
-// and is forgotten, and the number of keys held is bounded: past MaxKeys the
-// least recently used key is dropped. Memory stays bounded whatever the
-// keys an attacker makes up.
+// one token, and is refused while the bucket is empty, with the time until a
+// token is back rounded up to whole seconds (as Retry-After has it). A key
+// that has been idle long enough for its bucket to be full again carries no
+// information and is forgotten, and the number of keys held is bounded:
+// past MaxKeys the least recently used key is dropped. Memory stays bounded
+// whatever the keys an attacker makes up.
 //
 // # Several instances
 //
-// Buckets are per process. Behind a load balancer that spreads requests over
-// N cibaproxy instances, a key can take up to N times its rate in the worst
-// case (evenly spread requests), and exactly its rate when the balancer is
-// sticky. That is acceptable for what these limits are for: they stop
-// floods (push bombing, password and id guessing, a runaway client) by
-// orders of magnitude, not to the request, and the operator who runs N
-// instances sets the rate to 1/N of the intended total. A limit that must be
-// exact across instances would keep its buckets in the shared Redis store
-// (one INCR with expiry per fixed window, or a small Lua script for a token
-// bucket): one network round trip per limited request, which the poll hot
-// path should not pay.
+// A Limiter's buckets are per process. Behind a load balancer that spreads
+// requests over N cibaproxy instances, a key could take up to N times its
+// rate. With the Redis store, cibaproxy therefore keeps the buckets of the
+// bc-authorize, per-user, approval-page, callback and device user-code
+// limits in Redis (redisstore.Limiter: the same rule, in one Lua script per
+// decision), so that a limit means what it says whatever the number of
+// instances. The /token per-client limit stays a Limiter per instance: it
+// is on the poll hot path, which must not pay a second round trip; polling
+// itself is paced across instances by the store (CIBA §7.3 interval).
+//
+// A shared limit that cannot reach its store fails open (FailOpen): the
+// request goes on, and the failure is reported (logged and counted). The
+// outage already answers temporarily_unavailable wherever the request needs
+// the store, which every limited request does.
 package limit
 
 import (
 	"container/list"
+	"context"
 	"sync"
 	"time"
 )
+
+// Keyed is a rate limit per key, as its callers use it. The in-memory
+// *Limiter is one (its nil value allows everything); redisstore.Limiter,
+// shared by every instance on one Redis, is another. An implementation
+// applies the token-bucket rule of the package doc at the time now given
+// by the caller, and returns an error when it cannot decide (its store is
+// unreachable): the caller then decides whether to allow the request, which
+// FailOpen does for it.
+type Keyed interface {
+	// Allow takes a token from key's bucket at now. When the bucket is
+	// empty it takes nothing and returns false and how long until a token
+	// is back, in whole seconds.
+	Allow(ctx context.Context, key string, now time.Time) (ok bool, retryAfter time.Duration, err error)
+	// Check reports whether key has a token at now, without taking it,
+	// and otherwise how long until it has one. With Charge it limits only
+	// some outcomes: check before the work, charge when it failed.
+	Check(ctx context.Context, key string, now time.Time) (ok bool, retryAfter time.Duration, err error)
+	// Charge takes a token from key's bucket at now if one is left; an
+	// empty bucket runs into no debt.
+	Charge(ctx context.Context, key string, now time.Time) error
+}
+
+// Compile-time check that the in-memory Limiter is a Keyed.
+var _ Keyed = (*Limiter)(nil)
+
+// FailOpen returns l such that a decision l fails to make allows the
+// request (Allow and Check answer true, Charge does nothing) after calling
+// report with the error; report logs and counts it. The errors of l never
+// reach the caller. FailOpen(nil, ...) is nil.
+func FailOpen(l Keyed, report func(err error)) Keyed {
+	if l == nil {
+		return nil
+	}
+	return failOpen{l: l, report: report}
+}
+
+type failOpen struct {
+	l      Keyed
+	report func(err error)
+}
+
+func (f failOpen) Allow(ctx context.Context, key string, now time.Time) (bool, time.Duration, error) {
+	ok, wait, err := f.l.Allow(ctx, key, now)
+	if err != nil {
+		f.report(err)
+		return true, 0, nil
+	}
+	return ok, wait, nil
+}
+
+func (f failOpen) Check(ctx context.Context, key string, now time.Time) (bool, time.Duration, error) {
+	ok, wait, err := f.l.Check(ctx, key, now)
+	if err != nil {
+		f.report(err)
+		return true, 0, nil
+	}
+	return ok, wait, nil
+}
+
+func (f failOpen) Charge(ctx context.Context, key string, now time.Time) error {
+	if err := f.l.Charge(ctx, key, now); err != nil {
+		f.report(err)
+	}
+	return nil
+}
 
 // Rate is how many requests a key may make per period. The zero Rate (or
 // Requests ≤ 0) is no limit.
@@ -78,7 +149,7 @@ func New(rate Rate, maxKeys int) *Limiter {
 	return &Limiter{
 		rate:    rate,
 		maxKeys: maxKeys,
-		every:   rate.Per / time.Duration(rate.Requests),
+		every:   rate.Every(),
 		keys:    make(map[string]*list.Element),
 	}
 }
@@ -91,22 +162,34 @@ func (l *Limiter) Rate() Rate {
 	return l.rate
 }
 
-// Allow takes a token from key's bucket at now. When the bucket is empty it
-// takes nothing and returns false and how long until a token is back.
-func (l *Limiter) Allow(key string, now time.Time) (ok bool, retryAfter time.Duration) {
-	return l.take(key, now, true)
+// Every is the time one token takes to come back: Per / Requests, in whole
+// nanoseconds. A shared implementation of the rule refills by it, to decide
+// as a Limiter does. 0 for an off rate.
+func (r Rate) Every() time.Duration {
+	if r.Off() {
+		return 0
+	}
+	return r.Per / time.Duration(r.Requests)
 }
 
-// Check reports whether key has a token at now, without taking it, and
-// otherwise how long until it has one. With Charge it limits only some
-// outcomes: check before the work, charge when it failed.
-func (l *Limiter) Check(key string, now time.Time) (ok bool, retryAfter time.Duration) {
-	return l.take(key, now, false)
+// Allow takes a token from key's bucket at now (Keyed). It never fails.
+func (l *Limiter) Allow(_ context.Context, key string, now time.Time) (ok bool, retryAfter time.Duration, err error) {
+	ok, retryAfter = l.take(key, now, true)
+	return ok, retryAfter, nil
 }
 
-// Charge takes a token from key's bucket at now if one is left.
-func (l *Limiter) Charge(key string, now time.Time) {
+// Check reports whether key has a token at now without taking it (Keyed).
+// It never fails.
+func (l *Limiter) Check(_ context.Context, key string, now time.Time) (ok bool, retryAfter time.Duration, err error) {
+	ok, retryAfter = l.take(key, now, false)
+	return ok, retryAfter, nil
+}
+
+// Charge takes a token from key's bucket at now if one is left (Keyed). It
+// never fails.
+func (l *Limiter) Charge(_ context.Context, key string, now time.Time) error {
 	l.take(key, now, true)
+	return nil
 }
 
 func (l *Limiter) take(key string, now time.Time, take bool) (bool, time.Duration) {

@@ -1,6 +1,8 @@
 package limit
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -9,50 +11,67 @@ import (
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
+// allow and check are Limiter.Allow and Check, which never fail.
+func allow(l *Limiter, key string, now time.Time) (bool, time.Duration) {
+	ok, wait, err := l.Allow(context.Background(), key, now)
+	if err != nil {
+		panic(err)
+	}
+	return ok, wait
+}
+
+func check(l *Limiter, key string, now time.Time) (bool, time.Duration) {
+	ok, wait, err := l.Check(context.Background(), key, now)
+	if err != nil {
+		panic(err)
+	}
+	return ok, wait
+}
+
 func TestBurstThenRefusedWithRetryAfter(t *testing.T) {
 	l := New(Rate{Requests: 3, Per: time.Minute}, 0)
 	for i := range 3 {
-		if ok, _ := l.Allow("c1", t0); !ok {
+		if ok, _ := allow(l, "c1", t0); !ok {
 			t.Fatalf("request %d of a burst of 3 refused", i+1)
 		}
 	}
-	ok, wait := l.Allow("c1", t0)
+	ok, wait := allow(l, "c1", t0)
 	if ok {
 		t.Fatal("the 4th request of 3 per minute was allowed")
 	}
 	if wait != 20*time.Second {
 		t.Fatalf("retry after %v, want 20s (one token per 60s/3)", wait)
 	}
-	if ok, _ := l.Allow("c2", t0); !ok {
+	if ok, _ := allow(l, "c2", t0); !ok {
 		t.Fatal("another key shares the bucket of c1")
 	}
-	if ok, _ := l.Allow("c1", t0.Add(19*time.Second)); ok {
+	if ok, _ := allow(l, "c1", t0.Add(19*time.Second)); ok {
 		t.Fatal("allowed before a token came back")
 	}
-	if ok, _ := l.Allow("c1", t0.Add(20*time.Second)); !ok {
+	if ok, _ := allow(l, "c1", t0.Add(20*time.Second)); !ok {
 		t.Fatal("refused after a token came back")
 	}
 }
 
 func TestRetryAfterIsWholeSecondsRoundedUp(t *testing.T) {
 	l := New(Rate{Requests: 2, Per: 3 * time.Second}, 0) // a token per 1.5s
-	l.Allow("k", t0)
-	l.Allow("k", t0)
-	if _, wait := l.Allow("k", t0); wait != 2*time.Second {
+	allow(l, "k", t0)
+	allow(l, "k", t0)
+	if _, wait := allow(l, "k", t0); wait != 2*time.Second {
 		t.Fatalf("retry after %v, want 2s (1.5s rounded up)", wait)
 	}
 }
 
 func TestRefillIsCappedAtTheBucketSize(t *testing.T) {
 	l := New(Rate{Requests: 2, Per: time.Second}, 0)
-	l.Allow("k", t0)
+	allow(l, "k", t0)
 	later := t0.Add(time.Hour)
 	for i := range 2 {
-		if ok, _ := l.Allow("k", later); !ok {
+		if ok, _ := allow(l, "k", later); !ok {
 			t.Fatalf("request %d refused after an hour idle", i+1)
 		}
 	}
-	if ok, _ := l.Allow("k", later); ok {
+	if ok, _ := allow(l, "k", later); ok {
 		t.Fatal("an hour idle saved more than the bucket size")
 	}
 }
@@ -60,17 +79,17 @@ func TestRefillIsCappedAtTheBucketSize(t *testing.T) {
 func TestCheckAndCharge(t *testing.T) {
 	l := New(Rate{Requests: 2, Per: time.Minute}, 0)
 	for range 5 {
-		if ok, _ := l.Check("ip", t0); !ok {
+		if ok, _ := check(l, "ip", t0); !ok {
 			t.Fatal("Check took a token")
 		}
 	}
-	l.Charge("ip", t0)
-	l.Charge("ip", t0)
-	if ok, wait := l.Check("ip", t0); ok || wait != 30*time.Second {
+	l.Charge(context.Background(), "ip", t0)
+	l.Charge(context.Background(), "ip", t0)
+	if ok, wait := check(l, "ip", t0); ok || wait != 30*time.Second {
 		t.Fatalf("after two charges Check = %v, %v; want false, 30s", ok, wait)
 	}
-	l.Charge("ip", t0) // nothing left: no debt either
-	if ok, _ := l.Check("ip", t0.Add(30*time.Second)); !ok {
+	l.Charge(context.Background(), "ip", t0) // nothing left: no debt either
+	if ok, _ := check(l, "ip", t0.Add(30*time.Second)); !ok {
 		t.Fatal("a charge on an empty bucket ran into debt")
 	}
 }
@@ -83,7 +102,7 @@ func TestOffAndNilAllowEverything(t *testing.T) {
 	}
 	var l *Limiter
 	for range 100 {
-		if ok, _ := l.Allow("k", t0); !ok {
+		if ok, _ := allow(l, "k", t0); !ok {
 			t.Fatal("the nil limiter refused")
 		}
 	}
@@ -95,7 +114,7 @@ func TestOffAndNilAllowEverything(t *testing.T) {
 func TestMemoryIsBounded(t *testing.T) {
 	l := New(Rate{Requests: 1, Per: time.Hour}, 100)
 	for i := range 10_000 {
-		l.Allow(fmt.Sprint("attacker-", i), t0)
+		allow(l, fmt.Sprint("attacker-", i), t0)
 	}
 	if n := l.Len(); n != 100 {
 		t.Fatalf("holds %d keys, want the bound 100", n)
@@ -104,12 +123,12 @@ func TestMemoryIsBounded(t *testing.T) {
 
 func TestIdleKeysAreEvictedFirst(t *testing.T) {
 	l := New(Rate{Requests: 1, Per: time.Minute}, 3)
-	l.Allow("idle", t0)                     // full again after a minute
-	l.Allow("busy", t0.Add(50*time.Second)) // empty until 1m50s
-	l.Allow("other", t0.Add(55*time.Second))
+	allow(l, "idle", t0)                     // full again after a minute
+	allow(l, "busy", t0.Add(50*time.Second)) // empty until 1m50s
+	allow(l, "other", t0.Add(55*time.Second))
 	// A new key at 1m10s: "idle" is full again and goes, "busy" stays.
-	l.Allow("new", t0.Add(70*time.Second))
-	if ok, _ := l.Check("busy", t0.Add(70*time.Second)); ok {
+	allow(l, "new", t0.Add(70*time.Second))
+	if ok, _ := check(l, "busy", t0.Add(70*time.Second)); ok {
 		t.Fatal("the busy key was evicted: its empty bucket came back full")
 	}
 	if n := l.Len(); n != 3 {
@@ -125,7 +144,7 @@ func TestConcurrentUseTakesExactlyTheBucket(t *testing.T) {
 	for range 8 {
 		wg.Go(func() {
 			for range 20 {
-				if ok, _ := l.Allow("k", t0); ok {
+				if ok, _ := allow(l, "k", t0); ok {
 					mu.Lock()
 					allowed++
 					mu.Unlock()
@@ -136,5 +155,63 @@ func TestConcurrentUseTakesExactlyTheBucket(t *testing.T) {
 	wg.Wait()
 	if allowed != 50 {
 		t.Fatalf("%d of 160 concurrent requests allowed, want exactly 50", allowed)
+	}
+}
+
+// broken is a Keyed whose store is down: every decision fails.
+type broken struct{ calls int }
+
+var errDown = errors.New("store down")
+
+func (b *broken) Allow(context.Context, string, time.Time) (bool, time.Duration, error) {
+	b.calls++
+	return false, time.Minute, errDown
+}
+
+func (b *broken) Check(context.Context, string, time.Time) (bool, time.Duration, error) {
+	b.calls++
+	return false, time.Minute, errDown
+}
+
+func (b *broken) Charge(context.Context, string, time.Time) error {
+	b.calls++
+	return errDown
+}
+
+func TestFailOpenAllowsAndReportsWhenTheStoreIsDown(t *testing.T) {
+	b := &broken{}
+	var reported []error
+	l := FailOpen(b, func(err error) { reported = append(reported, err) })
+	ctx := context.Background()
+	if ok, wait, err := l.Allow(ctx, "k", t0); !ok || wait != 0 || err != nil {
+		t.Errorf("Allow = %v, %v, %v; want true, 0, nil (fail open)", ok, wait, err)
+	}
+	if ok, wait, err := l.Check(ctx, "k", t0); !ok || wait != 0 || err != nil {
+		t.Errorf("Check = %v, %v, %v; want true, 0, nil (fail open)", ok, wait, err)
+	}
+	if err := l.Charge(ctx, "k", t0); err != nil {
+		t.Errorf("Charge = %v, want nil (fail open)", err)
+	}
+	if b.calls != 3 || len(reported) != 3 {
+		t.Fatalf("%d decisions asked, %d reported; want 3 and 3", b.calls, len(reported))
+	}
+	for _, err := range reported {
+		if !errors.Is(err, errDown) {
+			t.Errorf("reported %v, want the store's error", err)
+		}
+	}
+	if FailOpen(nil, func(error) {}) != nil {
+		t.Error("FailOpen(nil) is not nil")
+	}
+}
+
+func TestFailOpenPassesDecisionsThrough(t *testing.T) {
+	l := FailOpen(New(Rate{Requests: 1, Per: time.Minute}, 0), func(err error) { t.Errorf("reported %v", err) })
+	ctx := context.Background()
+	if ok, _, _ := l.Allow(ctx, "k", t0); !ok {
+		t.Fatal("the first request was refused")
+	}
+	if ok, wait, err := l.Allow(ctx, "k", t0); ok || wait != time.Minute || err != nil {
+		t.Fatalf("second request: %v, %v, %v; want false, 1m, nil", ok, wait, err)
 	}
 }

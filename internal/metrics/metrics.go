@@ -37,6 +37,7 @@ type Metrics struct {
 	relayPolls   *prometheus.CounterVec
 	relayPerReq  prometheus.Histogram
 	validation   *prometheus.CounterVec
+	limitErrors  *prometheus.CounterVec
 }
 
 // New returns the metrics, registered with a new registry that also holds
@@ -89,6 +90,11 @@ func New() *Metrics {
 			Help: "Calls of the consumption-device validation hook by result: allow, deny, or error (no verdict; validation.fail then refused or accepted the request).",
 		}, []string{"result"}),
 	}
+	m.limitErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "limit_errors_total",
+		Help: "Abuse-limit decisions that could not reach the shared store (Redis) and so allowed the request (fail open), by limit.",
+	}, []string{"limit"})
+	m.reg.MustRegister(m.limitErrors)
 	m.reg.MustRegister(m.httpRequests, m.httpDuration, m.deliveries, m.upstream, m.upstreamDur, m.storeDur, m.storeErrors, m.relayPolls, m.relayPerReq, m.validation,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -132,6 +138,13 @@ func (m *Metrics) ObserveValidation(result string) {
 		result = "error"
 	}
 	m.validation.WithLabelValues(result).Inc()
+}
+
+// ObserveLimitError counts one abuse-limit decision that failed and let the
+// request through (limit.FailOpen). limit is the limit's name, one of a
+// few fixed ones.
+func (m *Metrics) ObserveLimitError(limit string) {
+	m.limitErrors.WithLabelValues(limit).Inc()
 }
 
 // WatchRequests adds a gauge of the stored requests by state and delivery

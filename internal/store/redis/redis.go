@@ -12,6 +12,7 @@
 //	cibaproxy:rec:<n>:<kind>:<key>  string: a record; <n> is the length of <kind> in bytes
 //	cibaproxy:changes               pub/sub channel: the id of each changed request
 //	cibaproxy:due                   sorted set: ids of requests with a delivery pending, by next attempt (due.go)
+//	cibaproxy:limit:<name>:{<hash>} string: a shared abuse limit's token bucket (limit.go)
 //
 // Every key of one request carries the hash tag {<id>}, so it lives in one
 // Cluster hash slot and one Lua script can change it atomically. The fields
