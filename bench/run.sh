@@ -394,6 +394,6 @@ END {
 }
 function verdict(all, some) { return all ? "met" : (some ? "met in some rounds" : "NOT met") }
 ' "$RESULTS"
-[ -f "$TMP/mem.txt" ] && grep 'bytes per request' "$TMP/mem.txt" | sed 's/^ *memfill: /4 memory: /'
+[ -f "$TMP/mem.txt" ] && grep -E 'bytes per request|objects per request|marking per request' "$TMP/mem.txt" | sed 's/^ *memfill: /4 memory: /'
 log ""
 log "bench: done in ${SECONDS}s"

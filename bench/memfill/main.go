@@ -7,7 +7,9 @@
 // requests through the real handler, POST /bc-authorize with HTTP Basic
 // client credentials and a distinct login hint, binding message and scope
 // per request, optionally polls each once (POST /token, which adds its pace
-// state), and reports the live heap after a GC, per request.
+// state), and reports the live heap after a GC, per request, and the GC
+// CPU time one full collection costs with the requests resident: the
+// marking work they add to every cycle of a busy server.
 //
 //	go run ./bench/memfill -n 1000000
 package main
@@ -26,7 +28,9 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -57,6 +61,32 @@ func main() {
 		fmt.Fprintln(os.Stderr, "memfill:", err)
 		os.Exit(1)
 	}
+}
+
+// gcCPU returns the CPU seconds the garbage collector has spent so far
+// (runtime/metrics /cpu/classes/gc/total:cpu-seconds: marking, assists,
+// pauses).
+func gcCPU() float64 {
+	s := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindFloat64 {
+		return 0
+	}
+	return s[0].Value.Float64()
+}
+
+// fullGCCost returns the median GC CPU seconds of one forced full cycle:
+// the marking work the live heap costs every cycle.
+func fullGCCost() float64 {
+	const runs = 7
+	costs := make([]float64, runs)
+	for i := range costs {
+		before := gcCPU()
+		runtime.GC()
+		costs[i] = gcCPU() - before
+	}
+	slices.Sort(costs)
+	return costs[runs/2]
 }
 
 func heap() runtime.MemStats {
@@ -99,6 +129,7 @@ func run(n int, poll bool, cfgPath string, limit float64, memprofile string) err
 		}
 	}
 	debug.FreeOSMemory()
+	gcBefore := fullGCCost()
 	before := heap()
 	start := time.Now()
 	var id string
@@ -124,6 +155,9 @@ func run(n int, poll bool, cfgPath string, limit float64, memprofile string) err
 		mib(before.HeapAlloc), mib(after.HeapAlloc), per, limit, verdict, mib(after.HeapSys), mib(after.Sys))
 	fmt.Printf("memfill: live objects %d -> %d: %.1f objects per request\n",
 		before.HeapObjects, after.HeapObjects, float64(int64(after.HeapObjects)-int64(before.HeapObjects))/float64(n))
+	gcAfter := fullGCCost()
+	fmt.Printf("memfill: one full GC cycle costs %.1f ms of GC CPU with the requests resident, %.1f ms before them: %.0f ns of marking per request\n",
+		gcAfter*1e3, gcBefore*1e3, (gcAfter-gcBefore)*1e9/float64(n))
 	if memprofile != "" {
 		f, err := os.Create(memprofile)
 		if err != nil {

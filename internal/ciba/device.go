@@ -399,7 +399,7 @@ func (d *Device) PollCert(ctx context.Context, c *Client, deviceCode, cert strin
 	if r.Status != StatusPending || r.Expired(now) {
 		body, err = s.finish(ctx, r, now)
 	} else {
-		body, err = s.paced(ctx, r, now, 0)
+		body, err = s.paced(ctx, r.ID, r.Interval, now, 0)
 	}
 	return body, deviceWording(err)
 }

@@ -71,6 +71,50 @@ type Error struct {
 	Status int
 	// Err is the underlying cause, for logs only; never sent to the client.
 	Err error
+
+	// json is the encoded answer, built once by Shared for errors answered
+	// often. It is used only while it still matches Code and Description,
+	// so a copy of the error with another description builds its own.
+	json *errorJSON
+}
+
+// errorJSON is an error's encoded answer and what it was built from.
+type errorJSON struct {
+	code ErrorCode
+	desc string
+	body []byte
+}
+
+// Shared builds e's JSON answer once, for an error value that is answered
+// again and again (authorization_pending, slow_down) and never modified
+// after: JSON then returns the same bytes without encoding. It returns e.
+func (e *Error) Shared() *Error {
+	e.json = &errorJSON{code: e.Code, desc: e.Description, body: e.encode()}
+	return e
+}
+
+// JSON returns the RFC 6749 §5.2 body {"error","error_description"} of e.
+// The caller must not modify it.
+func (e *Error) JSON() []byte {
+	if j := e.json; j != nil && j.code == e.Code && j.desc == e.Description {
+		return j.body
+	}
+	return e.encode()
+}
+
+// encode encodes e's answer without reflection: an error code is a token
+// and SafeDescription leaves only characters that need no JSON escaping
+// (RFC 6749 §5.2 allows no '"' or '\\').
+func (e *Error) encode() []byte {
+	desc := SafeDescription(e.Description)
+	b := make([]byte, 0, len(`{"error":"","error_description":""}`)+len(e.Code)+len(desc))
+	b = append(b, `{"error":"`...)
+	b = append(b, e.Code...)
+	if desc != "" {
+		b = append(b, `","error_description":"`...)
+		b = append(b, desc...)
+	}
+	return append(b, `"}`...)
 }
 
 // Errorf returns a protocol error with a formatted description.

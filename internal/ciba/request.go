@@ -261,7 +261,13 @@ func (r *AuthRequest) Expire(now time.Time) error {
 // unbound request accepts any. It changes nothing, so the holder of the
 // right certificate can still redeem the request.
 func (r *AuthRequest) CheckCert(presented string) error {
-	if r.CertThumbprint == "" || r.CertThumbprint == presented {
+	return checkCert(r.CertThumbprint, presented)
+}
+
+// checkCert is CheckCert for a request bound to the certificate whose
+// thumbprint is bound ("" for none).
+func checkCert(bound, presented string) error {
+	if bound == "" || bound == presented {
 		return nil
 	}
 	if presented == "" {
@@ -309,4 +315,4 @@ func tokenError(code ErrorCode, format string, args ...any) *Error {
 // ErrAuthorizationPending is the answer to a poll of a pending request
 // (CIBA §11). It is one shared value without a description, because it is
 // the answer the poll hot path gives most: {"error":"authorization_pending"}.
-var ErrAuthorizationPending = &Error{Code: CodeAuthorizationPending, Status: 400}
+var ErrAuthorizationPending = (&Error{Code: CodeAuthorizationPending, Status: 400}).Shared()

@@ -134,7 +134,7 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	}
 	s := &Service{cfg: cfg, d: d, now: d.Now, log: d.Logger, kick: make(chan struct{}, 1), sched: scheduler{due: map[string]time.Time{}},
 		// One shared value: answered to every early poll, read only.
-		errSlowDown: tokenError(CodeSlowDown, "poll at most once every interval; the interval has been increased by %d seconds", cfg.SlowDownStep/time.Second)}
+		errSlowDown: tokenError(CodeSlowDown, "poll at most once every interval; the interval has been increased by %d seconds", cfg.SlowDownStep/time.Second).Shared()}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -319,40 +319,69 @@ func (s *Service) PollCert(ctx context.Context, c *Client, authReqID, cert strin
 		return nil, tokenError(CodeInvalidRequest, "auth_req_id is required")
 	}
 	now := s.now()
-	var (
-		r          *AuthRequest
-		err        error
-		slow, done bool
-	)
 	if pr, ok := pacedReader(s.d.Store); ok {
 		// One step (one round trip to a remote store): read and pace.
-		r, slow, err = pr.ReadAndPace(ctx, authReqID, s.paceRule(now, s.cfg.LongPoll, s.cfg.Interval))
-		done = true
-	} else {
-		r, err = peek(ctx, s.d.Store, authReqID) // read only: the hot path makes no copy
+		r, slow, err := pr.ReadAndPace(ctx, authReqID, s.paceRule(now, s.cfg.LongPoll, s.cfg.Interval))
+		if err := s.pollable(c, err, err == nil && (r.ClientID != c.ID || r.Kind != KindCIBA), boundTo(r, err), cert); err != nil {
+			return nil, err
+		}
+		if r.Status != StatusPending || r.Expired(now) {
+			return s.finish(ctx, r, now)
+		}
+		return s.afterPace(ctx, authReqID, now, min(s.cfg.LongPoll, r.ExpiresAt.Sub(now)), slow)
 	}
-	if errors.Is(err, ErrNotFound) || err == nil && (r.ClientID != c.ID || r.Kind != KindCIBA) {
-		// The same answer for all, so ids of other clients (and device
-		// codes) cannot be probed.
-		return nil, tokenError(CodeInvalidGrant, "unknown auth_req_id")
+	if pv, ok := pollViewer(s.d.Store); ok {
+		// The hot path: a pending request is answered from its poll view,
+		// without reading (or copying) the whole request.
+		v, err := pv.PeekPoll(ctx, authReqID)
+		if err := s.pollable(c, err, err == nil && (v.ClientID != c.ID || v.Kind != KindCIBA), v.CertThumbprint, cert); err != nil {
+			return nil, err
+		}
+		if v.Status == StatusPending && !v.Expired(now) {
+			return s.paced(ctx, authReqID, v.Interval, now, min(s.cfg.LongPoll, v.ExpiresAt.Sub(now)))
+		}
 	}
-	if err != nil {
-		return nil, s.storeError("get request", err)
-	}
-	if err := r.CheckCert(cert); err != nil {
+	r, err := peek(ctx, s.d.Store, authReqID) // read only: no copy where the store can avoid it
+	if err := s.pollable(c, err, err == nil && (r.ClientID != c.ID || r.Kind != KindCIBA), boundTo(r, err), cert); err != nil {
 		return nil, err
-	}
-	if c.Mode == ModePush {
-		return nil, tokenError(CodeUnauthorizedClient, "client %q uses push mode; its tokens are delivered to its notification endpoint", c.ID)
 	}
 	if r.Status != StatusPending || r.Expired(now) {
 		return s.finish(ctx, r, now)
 	}
-	hold := min(s.cfg.LongPoll, r.ExpiresAt.Sub(now))
-	if done {
-		return s.afterPace(ctx, r, now, hold, slow)
+	return s.paced(ctx, r.ID, r.Interval, now, min(s.cfg.LongPoll, r.ExpiresAt.Sub(now)))
+}
+
+// boundTo is the thumbprint of the certificate r is bound to, "" when
+// reading r failed.
+func boundTo(r *AuthRequest, err error) string {
+	if err != nil {
+		return ""
 	}
-	return s.paced(ctx, r, now, hold)
+	return r.CertThumbprint
+}
+
+// pollable turns the outcome of reading a polled request into the poll's
+// answer: nil when client c may poll it over a connection presenting the
+// certificate whose thumbprint is cert, else invalid_grant for an unknown
+// request or one of another client or grant (foreign), the store's
+// failure, invalid_grant for a request bound to another certificate than
+// cert (bound, RFC 8705 §3), or unauthorized_client for a push client.
+func (s *Service) pollable(c *Client, err error, foreign bool, bound, cert string) error {
+	if errors.Is(err, ErrNotFound) || err == nil && foreign {
+		// The same answer for all, so ids of other clients (and device
+		// codes) cannot be probed.
+		return tokenError(CodeInvalidGrant, "unknown auth_req_id")
+	}
+	if err != nil {
+		return s.storeError("get request", err)
+	}
+	if err := checkCert(bound, cert); err != nil {
+		return err
+	}
+	if c.Mode == ModePush {
+		return tokenError(CodeUnauthorizedClient, "client %q uses push mode; its tokens are delivered to its notification endpoint", c.ID)
+	}
+	return nil
 }
 
 // paceRule is the service's pace rule for a poll at now.
@@ -360,35 +389,40 @@ func (s *Service) paceRule(now time.Time, hold, initial time.Duration) PaceRule 
 	return PaceRule{Now: now, Tolerance: s.cfg.PollTolerance, Step: s.cfg.SlowDownStep, Hold: hold, Initial: initial}
 }
 
-// paced answers a poll of the pending request r, for every grant that polls
-// (CIBA §11, RFC 8628 §3.5): slow_down, growing the interval, when it comes
-// before the interval has passed or while another poll is held; otherwise
-// authorization_pending, after holding the poll up to hold for the result.
-func (s *Service) paced(ctx context.Context, r *AuthRequest, now time.Time, hold time.Duration) ([]byte, error) {
+// paced answers a poll of the pending request id, whose first announced
+// interval is interval, for every grant that polls (CIBA §11, RFC 8628
+// §3.5): slow_down, growing the interval, when it comes before the interval
+// has passed or while another poll is held; otherwise authorization_pending,
+// after holding the poll up to hold for the result.
+func (s *Service) paced(ctx context.Context, id string, interval time.Duration, now time.Time, hold time.Duration) ([]byte, error) {
 	var slow bool
-	rule := s.paceRule(now, hold, r.Interval)
-	_, err := s.d.Store.UpdatePace(ctx, r.ID, func(p *Pace) error {
-		slow = rule.Apply(p)
-		return nil
-	})
+	var err error
+	rule := s.paceRule(now, hold, interval)
+	if pa, ok := paceApplier(s.d.Store); ok {
+		slow, err = pa.ApplyPace(ctx, id, rule)
+	} else {
+		_, err = s.d.Store.UpdatePace(ctx, id, func(p *Pace) error {
+			slow = rule.Apply(p)
+			return nil
+		})
+	}
 	if err != nil {
 		return nil, s.storeError("update pace", err)
 	}
-	return s.afterPace(ctx, r, now, hold, slow)
+	return s.afterPace(ctx, id, now, hold, slow)
 }
 
-// afterPace answers a paced poll of the pending request r: slow_down when
+// afterPace answers a paced poll of the pending request id: slow_down when
 // it was early, otherwise authorization_pending after holding it up to hold
 // for the result.
-func (s *Service) afterPace(ctx context.Context, r *AuthRequest, now time.Time, hold time.Duration, slow bool) ([]byte, error) {
-	id := r.ID
+func (s *Service) afterPace(ctx context.Context, id string, now time.Time, hold time.Duration, slow bool) ([]byte, error) {
 	if slow {
 		return nil, s.errSlowDown
 	}
 	if hold <= 0 {
 		return nil, ErrAuthorizationPending
 	}
-	r, err := s.hold(ctx, r.ID, hold)
+	r, err := s.hold(ctx, id, hold)
 	end := s.now()
 	if _, perr := s.d.Store.UpdatePace(context.WithoutCancel(ctx), id, func(p *Pace) error {
 		p.HoldUntil = time.Time{}

@@ -106,6 +106,70 @@ type Peeker interface {
 	PeekRequest(ctx context.Context, id string) (*AuthRequest, error)
 }
 
+// PollView is the part of a request that a poll of a pending request
+// reads: who may poll it, whether it is still pending, and its pace.
+type PollView struct {
+	ClientID  string
+	Kind      Kind
+	Status    Status
+	ExpiresAt time.Time
+	// Interval is the poll interval first announced.
+	Interval time.Duration
+	// CertThumbprint is AuthRequest.CertThumbprint.
+	CertThumbprint string
+}
+
+// Expired reports whether the request is past its lifetime at now.
+func (v *PollView) Expired(now time.Time) bool { return !now.Before(v.ExpiresAt) }
+
+// PollViewer is implemented by stores that can read a request's PollView
+// without building the whole request (memory, embedded): the poll of a
+// pending request, the path clients load most, then allocates nothing for
+// the read. An error wraps ErrNotFound when there is no such request.
+type PollViewer interface {
+	PeekPoll(ctx context.Context, id string) (PollView, error)
+}
+
+// pollViewer finds a PollViewer behind st (itself, or a wrapper's
+// Unwrap() Store).
+func pollViewer(st Store) (PollViewer, bool) {
+	for range 8 {
+		if p, ok := st.(PollViewer); ok {
+			return p, true
+		}
+		w, ok := st.(interface{ Unwrap() Store })
+		if !ok {
+			return nil, false
+		}
+		st = w.Unwrap()
+	}
+	return nil, false
+}
+
+// PaceApplier is implemented by stores that apply a PaceRule to a
+// request's pace state themselves (memory, embedded), which spares the
+// poll path the closure UpdatePace would need. Same contract as UpdatePace
+// with rule.Apply as the updater.
+type PaceApplier interface {
+	ApplyPace(ctx context.Context, id string, rule PaceRule) (slow bool, err error)
+}
+
+// paceApplier finds a PaceApplier behind st (itself, or a wrapper's
+// Unwrap() Store).
+func paceApplier(st Store) (PaceApplier, bool) {
+	for range 8 {
+		if p, ok := st.(PaceApplier); ok {
+			return p, true
+		}
+		w, ok := st.(interface{ Unwrap() Store })
+		if !ok {
+			return nil, false
+		}
+		st = w.Unwrap()
+	}
+	return nil, false
+}
+
 // peek reads request id for reading only: the stored snapshot where the
 // store can give it, a copy otherwise. The result must not be modified.
 func peek(ctx context.Context, st Store, id string) (*AuthRequest, error) {

@@ -98,22 +98,7 @@ func writeError(w http.ResponseWriter, err error) {
 			h.Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 		}
 	}
-	writeJSON(w, e.HTTPStatus(), errorBody(e))
-}
-
-// errorBody encodes {"error","error_description"} without reflection: an
-// error code is a token and SafeDescription leaves only characters that
-// need no JSON escaping (RFC 6749 §5.2 allows no '"' or '\\').
-func errorBody(e *ciba.Error) []byte {
-	desc := ciba.SafeDescription(e.Description)
-	b := make([]byte, 0, len(`{"error":"","error_description":""}`)+len(e.Code)+len(desc))
-	b = append(b, `{"error":"`...)
-	b = append(b, e.Code...)
-	if desc != "" {
-		b = append(b, `","error_description":"`...)
-		b = append(b, desc...)
-	}
-	return append(b, `"}`...)
+	writeJSON(w, e.HTTPStatus(), e.JSON())
 }
 
 // writeJSON answers v as JSON with no-store caching.

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
@@ -85,15 +86,14 @@ func quiet(endpoint string, result ciba.ErrorCode) bool {
 // observe gives every request an id, and after it is answered logs one line
 // and tells the Observer.
 func (s *Server) observe(next http.Handler) http.Handler {
+	ids := newRequestIDs()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id := r.Header.Get(HeaderRequestID)
 		if !validRequestID(id) {
-			var b [12]byte
-			_, _ = rand.Read(b[:])
-			id = base64.RawURLEncoding.EncodeToString(b[:])
+			id = ids.next()
 		}
-		w.Header().Set(HeaderRequestID, id)
+		w.Header()[HeaderRequestID] = []string{id}
 		x := &exchange{ResponseWriter: w, id: id}
 		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
 		next.ServeHTTP(x, r)
@@ -132,6 +132,28 @@ func (s *Server) observe(next http.Handler) http.Handler {
 				slog.String("client_id", client), slog.Duration("duration", d))
 		}
 	})
+}
+
+// requestIDs generates request ids: a random prefix drawn once per handler
+// (so that the ids of instances behind one load balancer do not collide)
+// and a counter. Request ids name log lines; they are not secrets and need
+// not be unpredictable, so no randomness is read per request.
+type requestIDs struct {
+	prefix string
+	n      atomic.Uint64
+}
+
+func newRequestIDs() *requestIDs {
+	var b [9]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
+	return &requestIDs{prefix: base64.RawURLEncoding.EncodeToString(b[:]) + "-"}
+}
+
+// next returns a new id: the prefix and the counter in base 36.
+func (g *requestIDs) next() string {
+	var buf [32]byte
+	b := append(buf[:0], g.prefix...)
+	return string(strconv.AppendUint(b, g.n.Add(1), 36))
 }
 
 // validRequestID accepts ids a proxy may set: 1 to 64 characters of

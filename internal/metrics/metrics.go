@@ -38,6 +38,21 @@ type Metrics struct {
 	relayPerReq  prometheus.Histogram
 	validation   *prometheus.CounterVec
 	limitErrors  *prometheus.CounterVec
+
+	// requestSeries caches the series ObserveRequest updates, by
+	// requestKey: looking a series up by its label values hashes them,
+	// which on the poll path costs more than the update. The labels are
+	// bounded (endpoints, registered clients, results), so is the cache.
+	requestSeries sync.Map
+}
+
+// requestKey names the series of one ObserveRequest.
+type requestKey struct{ endpoint, client, result string }
+
+// requestSeries are the series one ObserveRequest updates.
+type requestSeries struct {
+	count    prometheus.Counter
+	duration prometheus.Observer
 }
 
 // New returns the metrics, registered with a new registry that also holds
@@ -107,8 +122,17 @@ func (m *Metrics) Handler() http.Handler {
 
 // ObserveRequest counts one answered HTTP request (httpapi.Observer).
 func (m *Metrics) ObserveRequest(endpoint, client, result string, d time.Duration) {
-	m.httpRequests.WithLabelValues(endpoint, client, result).Inc()
-	m.httpDuration.WithLabelValues(endpoint).Observe(d.Seconds())
+	k := requestKey{endpoint, client, result}
+	v, ok := m.requestSeries.Load(k)
+	if !ok {
+		v, _ = m.requestSeries.LoadOrStore(k, &requestSeries{
+			count:    m.httpRequests.WithLabelValues(endpoint, client, result),
+			duration: m.httpDuration.WithLabelValues(endpoint),
+		})
+	}
+	rs := v.(*requestSeries)
+	rs.count.Inc()
+	rs.duration.Observe(d.Seconds())
 }
 
 // ObserveDelivery counts one delivery attempt (ciba.Observer).

@@ -391,6 +391,18 @@ func (s *Store) PeekRequest(ctx context.Context, id string) (*ciba.AuthRequest, 
 	return s.mem.PeekRequest(ctx, id)
 }
 
+// ApplyPace applies a poll's pace rule in memory (ciba.PaceApplier); pace
+// state is never journaled.
+func (s *Store) ApplyPace(ctx context.Context, id string, rule ciba.PaceRule) (bool, error) {
+	return s.mem.ApplyPace(ctx, id, rule)
+}
+
+// PeekPoll returns what a poll reads of request id (ciba.PollViewer), from
+// memory, without decoding the rest.
+func (s *Store) PeekPoll(ctx context.Context, id string) (ciba.PollView, error) {
+	return s.mem.PeekPoll(ctx, id)
+}
+
 // GetRequestByApprovalID returns a copy of the request whose ApprovalID is
 // id, from memory.
 func (s *Store) GetRequestByApprovalID(ctx context.Context, id string) (*ciba.AuthRequest, error) {

@@ -8,7 +8,9 @@
 // of different requests do not contend on one lock. A request's current value
 // is an immutable snapshot behind an atomic pointer: readers never wait for a
 // writer, and a writer that waits for its journal holds only the lock of the
-// one request it changes.
+// one request it changes. Snapshots are kept encoded, one string each
+// (codec.go), so that the garbage collector has little to mark however many
+// requests are pending.
 package memory
 
 import (
@@ -76,14 +78,15 @@ const recordSweepEvery = 256
 // Its zero value is not usable; call New.
 type Store struct {
 	journal Journal
-	seed    maphash.Seed
-	closed  atomic.Bool
-	// intern shares common values between stored requests (intern.go).
-	intern *interner
+	// seed and seed2 hash ids into keys (key).
+	seed, seed2 maphash.Seed
+	closed      atomic.Bool
+	// paces holds *ciba.Pace scratch values for UpdatePace's updaters, so
+	// that a poll allocates none.
+	paces sync.Pool
 
 	requests  [shardCount]requestShard
 	approvals [shardCount]approvalShard
-	paces     [shardCount]paceShard
 	subs      [shardCount]subShard
 	records   [shardCount]recordShard
 }
@@ -96,34 +99,73 @@ var _ ciba.Store = (*Store)(nil)
 type requestEntry struct {
 	// mu is held by the one writer of this request, across its journal write.
 	mu sync.Mutex
-	// cur is the acknowledged request: nil while its creation is not yet
-	// durable and after its deletion. What it points to is never modified.
-	cur atomic.Pointer[ciba.AuthRequest]
+	// cur is the acknowledged request, encoded (encodeRequest): nil while
+	// its creation is not yet durable and after its deletion. What it
+	// points to is never modified.
+	cur atomic.Pointer[string]
+	// paceMu guards pace, the request's poll pace state (never journaled),
+	// apart from mu so that polls never wait for a journal write.
+	paceMu sync.Mutex
+	pace   pace
 }
 
-// requestShard maps auth_req_ids to entries.
+// pace is ciba.Pace without pointers (times as Unix nanoseconds, 0 for
+// none), so that the collector has nothing to follow in it.
+type pace struct {
+	interval, notBefore, holdUntil int64
+}
+
+func (p pace) get() ciba.Pace {
+	return ciba.Pace{Interval: time.Duration(p.interval), NotBefore: unixNano(p.notBefore), HoldUntil: unixNano(p.holdUntil)}
+}
+
+func toPace(p ciba.Pace) pace {
+	return pace{interval: int64(p.Interval), notBefore: nanos(p.NotBefore), holdUntil: nanos(p.HoldUntil)}
+}
+
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func unixNano(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+// key is a 128-bit hash of a request id or approval id, under the store's
+// secret seeds: the request maps are keyed by it rather than by the id
+// itself, which would be one more heap object per request for the
+// collector to mark. An entry found by key is used only if the id in its
+// snapshot is the one looked up, so a collision (never seen at 128 bits)
+// could only make a request unreachable, never hand out another one.
+type key [2]uint64
+
+// key returns the key of id.
+func (s *Store) key(id string) key {
+	return key{maphash.String(s.seed, id), maphash.String(s.seed2, id)}
+}
+
+// shard returns the shard index of a key.
+func (k key) shard() int { return int(k[0] & (shardCount - 1)) }
+
+// requestShard maps auth_req_ids (by key) to entries.
 type requestShard struct {
 	mu sync.RWMutex
-	m  map[string]*requestEntry
+	m  map[key]*requestEntry
 	_  [64]byte // keeps neighbouring shards' locks on separate cache lines
 }
 
-// approvalShard maps ApprovalIDs to entries. Where both are held, the
-// approval shard lock is taken before the request shard lock.
+// approvalShard maps ApprovalIDs (by key) to entries. Where both are held,
+// the approval shard lock is taken before the request shard lock.
 type approvalShard struct {
 	mu sync.RWMutex
-	m  map[string]*requestEntry
+	m  map[key]*requestEntry
 	_  [64]byte
-}
-
-// paceShard holds the pace state of the requests of one request shard.
-type paceShard struct {
-	mu sync.Mutex
-	m  map[string]ciba.Pace
-	// scratch is the copy an updater works on, reused under mu so that
-	// UpdatePace does not allocate.
-	scratch ciba.Pace
-	_       [64]byte
 }
 
 // subShard holds the subscribers of the requests of one request shard.
@@ -161,21 +203,21 @@ type recordShard struct {
 
 // New returns an empty Store.
 func New(opts ...Option) *Store {
-	s := &Store{seed: maphash.MakeSeed(), intern: newInterner()}
+	s := &Store{seed: maphash.MakeSeed(), seed2: maphash.MakeSeed()}
+	s.paces.New = func() any { return new(ciba.Pace) }
 	for _, o := range opts {
 		o(s)
 	}
 	for i := range shardCount {
-		s.requests[i].m = make(map[string]*requestEntry)
-		s.approvals[i].m = make(map[string]*requestEntry)
-		s.paces[i].m = make(map[string]ciba.Pace)
+		s.requests[i].m = make(map[key]*requestEntry)
+		s.approvals[i].m = make(map[key]*requestEntry)
 		s.subs[i].m = make(map[string][]chan struct{})
 		s.records[i].m = make(map[recordKey]*recordEntry)
 	}
 	return s
 }
 
-// shard returns the shard index of a request id or approval id.
+// shard returns the shard index of a request id (for subscriptions).
 func (s *Store) shard(id string) int {
 	return int(maphash.String(s.seed, id) & (shardCount - 1))
 }
@@ -186,23 +228,36 @@ func (s *Store) recordShard(k recordKey) *recordShard {
 	return &s.records[h&(shardCount-1)]
 }
 
-// entry returns the entry of request id, or nil.
-func (s *Store) entry(i int, id string) *requestEntry {
-	sh := &s.requests[i]
+// entry returns the entry that request id's key maps to, or nil. Its
+// snapshot's id must still be checked (is).
+func (s *Store) entry(id string) *requestEntry {
+	k := s.key(id)
+	sh := &s.requests[k.shard()]
 	sh.mu.RLock()
-	e := sh.m[id]
+	e := sh.m[k]
 	sh.mu.RUnlock()
 	return e
 }
 
-// current returns the acknowledged request id, or nil. The result must not
-// be modified.
-func (s *Store) current(id string) *ciba.AuthRequest {
-	if e := s.entry(s.shard(id), id); e != nil {
-		return e.cur.Load()
+// is reports whether enc, a snapshot found by key, is request id's.
+func is(enc *string, id string) bool {
+	got, _ := encodedIDs(*enc)
+	return got == id
+}
+
+// current returns the acknowledged request id, encoded, or nil.
+func (s *Store) current(id string) *string {
+	if e := s.entry(id); e != nil {
+		if enc := e.cur.Load(); enc != nil && is(enc, id) {
+			return enc
+		}
 	}
 	return nil
 }
+
+// decode decodes a stored request; failing is a bug (only this package
+// encodes), reported as an error rather than a crash.
+func decode(enc *string) (*ciba.AuthRequest, error) { return decodeRequest(*enc) }
 
 // usable reports whether a write may start.
 func (s *Store) usable(ctx context.Context) error {
@@ -226,69 +281,73 @@ func (s *Store) CreateRequest(ctx context.Context, r *ciba.AuthRequest) error {
 	if r == nil || r.ID == "" {
 		return errors.New("memory store: create request: the request has no ID")
 	}
-	c := r.Clone()
-	s.intern.request(c)
-	e, err := s.reserve(c)
+	enc := encodeRequest(r)
+	e, err := s.reserve(r.ID, r.ApprovalID)
 	if err != nil {
 		return fmt.Errorf("memory store: create request: %w", err)
 	}
 	if s.journal != nil {
-		if err := s.journal.PutRequest(ctx, c); err != nil {
-			s.unlink(e, c)
+		if err := s.journal.PutRequest(ctx, r); err != nil {
+			s.unlink(e, r.ID, r.ApprovalID)
 			e.mu.Unlock()
 			return journalError("create request", err)
 		}
 	}
-	e.cur.Store(c)
+	e.cur.Store(&enc)
 	e.mu.Unlock()
 	return nil
 }
 
-// reserve claims r.ID and r.ApprovalID with a new entry, which it returns
+// reserve claims id and approvalID with a new entry, which it returns
 // locked and empty: readers do not see the request until the caller stores
 // it in the entry.
-func (s *Store) reserve(r *ciba.AuthRequest) (*requestEntry, error) {
+func (s *Store) reserve(id, approvalID string) (*requestEntry, error) {
 	var as *approvalShard
-	if r.ApprovalID != "" {
-		as = &s.approvals[s.shard(r.ApprovalID)]
+	var ak key
+	if approvalID != "" {
+		ak = s.key(approvalID)
+		as = &s.approvals[ak.shard()]
 		as.mu.Lock()
 		defer as.mu.Unlock()
 	}
-	rs := &s.requests[s.shard(r.ID)]
+	k := s.key(id)
+	rs := &s.requests[k.shard()]
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	if _, ok := rs.m[r.ID]; ok {
+	if _, ok := rs.m[k]; ok {
 		return nil, fmt.Errorf("request ID: %w", ciba.ErrExists)
 	}
 	if as != nil {
-		if _, ok := as.m[r.ApprovalID]; ok {
+		if _, ok := as.m[ak]; ok {
 			return nil, fmt.Errorf("request ApprovalID: %w", ciba.ErrExists)
 		}
 	}
 	e := &requestEntry{}
 	e.mu.Lock() // new, so this never waits
-	rs.m[r.ID] = e
+	rs.m[k] = e
 	if as != nil {
-		as.m[r.ApprovalID] = e
+		as.m[ak] = e
 	}
 	return e, nil
 }
 
-// unlink removes entry e of request r from the maps. The caller holds e.mu.
-func (s *Store) unlink(e *requestEntry, r *ciba.AuthRequest) {
-	if r.ApprovalID != "" {
-		as := &s.approvals[s.shard(r.ApprovalID)]
+// unlink removes entry e of request id from the maps. The caller holds e.mu.
+func (s *Store) unlink(e *requestEntry, id, approvalID string) {
+	if approvalID != "" {
+		ak := s.key(approvalID)
+		as := &s.approvals[ak.shard()]
 		as.mu.Lock()
 		defer as.mu.Unlock()
-		if as.m[r.ApprovalID] == e {
-			delete(as.m, r.ApprovalID)
+		if as.m[ak] == e {
+			delete(as.m, ak)
 		}
 	}
-	rs := &s.requests[s.shard(r.ID)]
+	k := s.key(id)
+	rs := &s.requests[k.shard()]
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	if rs.m[r.ID] == e {
-		delete(rs.m, r.ID)
+	if rs.m[k] == e {
+		delete(rs.m, k)
 	}
 }
 
@@ -298,23 +357,28 @@ func (s *Store) GetRequest(_ context.Context, id string) (*ciba.AuthRequest, err
 	if s.closed.Load() {
 		return nil, errClosed
 	}
-	if r := s.current(id); r != nil {
-		return r.Clone(), nil
+	if enc := s.current(id); enc != nil {
+		return decode(enc)
 	}
 	return nil, errRequestNotFound
 }
 
-// PeekRequest returns the stored request itself (ciba.Peeker): it is an
-// immutable snapshot, replaced rather than changed by UpdateRequest, so a
-// reader may use it without a copy but must not modify it.
-func (s *Store) PeekRequest(_ context.Context, id string) (*ciba.AuthRequest, error) {
+// PeekRequest returns the request for reading only (ciba.Peeker). The
+// store decodes its snapshot, so this is GetRequest under another name.
+func (s *Store) PeekRequest(ctx context.Context, id string) (*ciba.AuthRequest, error) {
+	return s.GetRequest(ctx, id)
+}
+
+// PeekPoll returns what a poll reads of request id (ciba.PollViewer),
+// without decoding the rest or allocating.
+func (s *Store) PeekPoll(_ context.Context, id string) (ciba.PollView, error) {
 	if s.closed.Load() {
-		return nil, errClosed
+		return ciba.PollView{}, errClosed
 	}
-	if r := s.current(id); r != nil {
-		return r, nil
+	if enc := s.current(id); enc != nil {
+		return pollView(*enc)
 	}
-	return nil, errRequestNotFound
+	return ciba.PollView{}, errRequestNotFound
 }
 
 // GetRequestByApprovalID returns a copy of the request whose ApprovalID is
@@ -326,13 +390,16 @@ func (s *Store) GetRequestByApprovalID(_ context.Context, id string) (*ciba.Auth
 	if id == "" {
 		return nil, errRequestNotFound
 	}
-	as := &s.approvals[s.shard(id)]
+	ak := s.key(id)
+	as := &s.approvals[ak.shard()]
 	as.mu.RLock()
-	e := as.m[id]
+	e := as.m[ak]
 	as.mu.RUnlock()
 	if e != nil {
-		if r := e.cur.Load(); r != nil {
-			return r.Clone(), nil
+		if enc := e.cur.Load(); enc != nil {
+			if _, approvalID := encodedIDs(*enc); approvalID == id {
+				return decode(enc)
+			}
 		}
 	}
 	return nil, errRequestNotFound
@@ -350,35 +417,40 @@ func (s *Store) UpdateRequest(ctx context.Context, id string, fn func(*ciba.Auth
 		return nil, fmt.Errorf("memory store: update request: %w", err)
 	}
 	i := s.shard(id)
-	e := s.entry(i, id)
+	e := s.entry(id)
 	if e == nil {
 		return nil, errRequestNotFound
 	}
 	e.mu.Lock()
-	cur := e.cur.Load()
-	if cur == nil { // deleted while we waited
+	enc := e.cur.Load()
+	if enc == nil || !is(enc, id) { // deleted while we waited
 		e.mu.Unlock()
 		return nil, errRequestNotFound
 	}
-	next := cur.Clone()
+	next, err := decode(enc)
+	if err != nil {
+		e.mu.Unlock()
+		return nil, fmt.Errorf("memory store: update request: %w", err)
+	}
+	id0, approvalID0 := next.ID, next.ApprovalID
 	if err := fn(next); err != nil {
 		e.mu.Unlock()
 		return nil, err
 	}
-	if next.ID != cur.ID || next.ApprovalID != cur.ApprovalID {
+	if next.ID != id0 || next.ApprovalID != approvalID0 {
 		e.mu.Unlock()
 		return nil, errImmutableID
 	}
-	// Store a private copy: fn's copy goes back to the caller.
-	stored := next.Clone()
-	s.intern.request(stored)
+	// The stored snapshot is an encoding of next: fn's value goes back to
+	// the caller.
+	stored := encodeRequest(next)
 	if s.journal != nil {
-		if err := s.journal.PutRequest(ctx, stored); err != nil {
+		if err := s.journal.PutRequest(ctx, next); err != nil {
 			e.mu.Unlock()
 			return nil, journalError("update request", err)
 		}
 	}
-	e.cur.Store(stored)
+	e.cur.Store(&stored)
 	e.mu.Unlock()
 	s.wake(i, id)
 	return next, nil
@@ -391,15 +463,20 @@ func (s *Store) DeleteRequest(ctx context.Context, id string) error {
 		return fmt.Errorf("memory store: delete request: %w", err)
 	}
 	i := s.shard(id)
-	e := s.entry(i, id)
+	e := s.entry(id)
 	if e == nil {
 		return errRequestNotFound
 	}
 	e.mu.Lock()
-	cur := e.cur.Load()
-	if cur == nil {
+	enc := e.cur.Load()
+	if enc == nil || !is(enc, id) {
 		e.mu.Unlock()
 		return errRequestNotFound
+	}
+	cur, err := decode(enc)
+	if err != nil {
+		e.mu.Unlock()
+		return fmt.Errorf("memory store: delete request: %w", err)
 	}
 	if s.journal != nil {
 		if err := s.journal.DeleteRequest(ctx, id); err != nil {
@@ -407,16 +484,11 @@ func (s *Store) DeleteRequest(ctx context.Context, id string) error {
 			return journalError("delete request", err)
 		}
 	}
-	// Clear the value first: from here on every reader gets ErrNotFound,
-	// and an UpdatePace that checks under the pace lock cannot recreate pace
-	// state after we remove it below.
+	// From here on every reader gets ErrNotFound; the pace state goes with
+	// the entry (a new request with the same id gets a new entry).
 	e.cur.Store(nil)
-	s.unlink(e, cur)
+	s.unlink(e, cur.ID, cur.ApprovalID)
 	e.mu.Unlock()
-	ps := &s.paces[i]
-	ps.mu.Lock()
-	delete(ps.m, id)
-	ps.mu.Unlock()
 	s.wake(i, id)
 	return nil
 }
@@ -426,7 +498,7 @@ func (s *Store) DeleteRequest(ctx context.Context, id string) error {
 // lock held, so fn may use the Store; a request created or deleted meanwhile
 // may or may not be seen.
 func (s *Store) ListRequests(ctx context.Context, fn func(*ciba.AuthRequest) bool) error {
-	var batch []*ciba.AuthRequest
+	var batch []*string
 	for i := range s.requests {
 		if s.closed.Load() {
 			return errClosed
@@ -438,13 +510,17 @@ func (s *Store) ListRequests(ctx context.Context, fn func(*ciba.AuthRequest) boo
 		batch = batch[:0]
 		sh.mu.RLock()
 		for _, e := range sh.m {
-			if r := e.cur.Load(); r != nil {
-				batch = append(batch, r)
+			if enc := e.cur.Load(); enc != nil {
+				batch = append(batch, enc)
 			}
 		}
 		sh.mu.RUnlock()
-		for _, r := range batch {
-			if !fn(r.Clone()) {
+		for _, enc := range batch {
+			r, err := decode(enc)
+			if err != nil {
+				return fmt.Errorf("memory store: list requests: %w", err)
+			}
+			if !fn(r) {
 				return nil
 			}
 		}
@@ -461,20 +537,47 @@ func (s *Store) UpdatePace(_ context.Context, id string, fn func(p *ciba.Pace) e
 	if s.closed.Load() {
 		return ciba.Pace{}, errClosed
 	}
-	i := s.shard(id)
-	ps := &s.paces[i]
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	// Checked under the pace lock: see DeleteRequest.
-	if e := s.entry(i, id); e == nil || e.cur.Load() == nil {
+	e := s.entry(id)
+	if e == nil {
 		return ciba.Pace{}, errRequestNotFound
 	}
-	ps.scratch = ps.m[id]
-	if err := fn(&ps.scratch); err != nil {
+	e.paceMu.Lock()
+	defer e.paceMu.Unlock()
+	// Checked under the pace lock, so a deleted request's state is never
+	// changed after DeleteRequest returned.
+	if enc := e.cur.Load(); enc == nil || !is(enc, id) {
+		return ciba.Pace{}, errRequestNotFound
+	}
+	p := s.paces.Get().(*ciba.Pace)
+	defer s.paces.Put(p)
+	*p = e.pace.get()
+	if err := fn(p); err != nil {
 		return ciba.Pace{}, err
 	}
-	ps.m[id] = ps.scratch
-	return ps.scratch, nil
+	e.pace = toPace(*p)
+	return *p, nil
+}
+
+// ApplyPace applies rule to the pace state of request id (ciba.PaceApplier)
+// and reports whether the poll was early; UpdatePace with rule.Apply,
+// without an updater to allocate.
+func (s *Store) ApplyPace(_ context.Context, id string, rule ciba.PaceRule) (slow bool, err error) {
+	if s.closed.Load() {
+		return false, errClosed
+	}
+	e := s.entry(id)
+	if e == nil {
+		return false, errRequestNotFound
+	}
+	e.paceMu.Lock()
+	defer e.paceMu.Unlock()
+	if enc := e.cur.Load(); enc == nil || !is(enc, id) {
+		return false, errRequestNotFound
+	}
+	p := e.pace.get()
+	slow = rule.Apply(&p)
+	e.pace = toPace(p)
+	return slow, nil
 }
 
 // Subscribe returns a channel that receives a value after every successful
@@ -716,13 +819,12 @@ func (s *Store) Load(r *ciba.AuthRequest) error {
 	if r == nil || r.ID == "" {
 		return errors.New("memory store: load request: the request has no ID")
 	}
-	c := r.Clone()
-	s.intern.request(c)
-	e, err := s.reserve(c)
+	enc := encodeRequest(r)
+	e, err := s.reserve(r.ID, r.ApprovalID)
 	if err != nil {
 		return fmt.Errorf("memory store: load request: %w", err)
 	}
-	e.cur.Store(c)
+	e.cur.Store(&enc)
 	e.mu.Unlock()
 	return nil
 }
