@@ -125,8 +125,10 @@ func TestFAPIRequestObject(t *testing.T) {
 			es256(ro("fapi", now.Add(-61*time.Minute), now.Add(time.Minute), nil)), "over the limit of 1h0m0s"},
 		{"PS256 or ES256 only: RS256 with a registered RSA key is refused", "fapi",
 			signClaims(t, gojose.RS256, clientKey(), "k1", ro("fapi", now, now.Add(10*time.Minute), nil)), "RS256"},
-		{"a client outside the profile is not held to 60 minutes", "plain",
-			signClaims(t, gojose.RS256, clientKey(), "k1", ro("plain", now, now.Add(61*time.Minute), nil)), ""},
+		{"a client outside the profile may use RS256 and exp 60 minutes after nbf", "plain",
+			signClaims(t, gojose.RS256, clientKey(), "k1", ro("plain", now, now.Add(60*time.Minute), nil)), ""},
+		{"a client outside the profile is held to the default 60 minutes too (jose.DefaultRequestObjectMaxLifetime)", "plain",
+			signClaims(t, gojose.RS256, clientKey(), "k1", ro("plain", now, now.Add(61*time.Minute), nil)), "exp is 1h1m0s after nbf, over the limit of 1h0m0s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -34,6 +34,10 @@ func parseSigningKey(data []byte) (crypto.Signer, string, error) {
 		if !k.Valid() {
 			return nil, "", errors.New("the JWK is incomplete")
 		}
+		// go-jose checks that an RSA JWK's parts agree, not an EC one's.
+		if ec, ok := k.Key.(*ecdsa.PrivateKey); ok && !ecKeyPairMatches(ec) {
+			return nil, "", errors.New("the JWK's x and y are not the public key of its d (parts of two keys?)")
+		}
 		s, err := checkSigner(k.Key)
 		return s, k.KeyID, err
 	}
@@ -69,6 +73,18 @@ func parseSigningKey(data []byte) (crypto.Signer, string, error) {
 		s, err := checkSigner(key)
 		return s, "", err
 	}
+}
+
+// ecKeyPairMatches reports whether k's public key (X, Y) is the one its
+// private scalar D derives: /jwks publishes X and Y, so a mismatch would
+// make every signature unverifiable.
+func ecKeyPairMatches(k *ecdsa.PrivateKey) bool {
+	priv, err := k.ECDH()
+	if err != nil {
+		return false
+	}
+	pub, err := k.PublicKey.ECDH()
+	return err == nil && priv.PublicKey().Equal(pub)
 }
 
 // jwkAlg returns the "alg" of signing key data that is a JWK, or "" (PEM,

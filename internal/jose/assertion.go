@@ -43,13 +43,28 @@ type AssertionPolicy struct {
 	// MaxSize is the largest assertion accepted in bytes; zero means
 	// DefaultMaxSize.
 	MaxSize int
+	// MaxLifetime bounds how long after its iat (else its nbf, else now)
+	// an assertion may expire, so that none stays usable (and its jti
+	// stored) for long; zero or negative means DefaultAssertionMaxLifetime.
+	MaxLifetime time.Duration
 }
+
+// DefaultAssertionMaxLifetime is the longest a client assertion may be
+// valid: exp at most this long after iat, or after nbf without iat, or
+// after now (plus the clock skew) without either. RFC 7523 §3 sets no
+// bound; an assertion is made for one request, and without a bound a far
+// exp keeps its jti in the replay store until then. Keycloak allows 60
+// seconds by default (its per-client "max expiration"), SMART Backend
+// Services 5 minutes; 5 minutes leaves room for clocks that differ.
+const DefaultAssertionMaxLifetime = 5 * time.Minute
 
 // VerifyClientAssertion authenticates a client by a JWT it signed
 // (private_key_jwt): iss and sub are the client_id, aud contains the issuer
 // or the endpoint URL, exp is present and not past, nbf and iat (optional)
-// are not in the future, jti is present; then the signature with the
-// client's keys; then the jti is recorded, so an assertion is used once.
+// are not in the future, exp is at most MaxLifetime (default 5 minutes)
+// after iat (see DefaultAssertionMaxLifetime), jti is present; then the
+// signature with the client's keys; then the jti is recorded, so an
+// assertion is used once.
 //
 // https://www.rfc-editor.org/rfc/rfc7523#section-3
 // https://openid.net/specs/openid-connect-core-1_0.html#ClientAuthentication
@@ -92,6 +107,9 @@ func VerifyClientAssertion(ctx context.Context, raw string, p AssertionPolicy) e
 	if e := c.checkNotFuture("iat", t.std.IssuedAt, l, false); e != nil {
 		return e
 	}
+	if e := c.checkAssertionLifetime(t, l, p.MaxLifetime); e != nil {
+		return e
+	}
 	if e := c.checkJTI(t); e != nil {
 		return e
 	}
@@ -100,6 +118,34 @@ func VerifyClientAssertion(ctx context.Context, raw string, p AssertionPolicy) e
 	}
 	if err := p.Replay.Seen(ctx, replayKey("client_assertion", p.ClientID, t.std.ID), t.until(l)); err != nil {
 		return c.replayError(t.std.ID, err)
+	}
+	return nil
+}
+
+// checkAssertionLifetime checks that the assertion t expires at most
+// maxLife (DefaultAssertionMaxLifetime when not positive) after its iat, or
+// its nbf when it has no iat. Without either, exp may be at most maxLife
+// plus the clock skew from now (the client's clock may be ahead).
+func (c check) checkAssertionLifetime(t *token, l limits, maxLife time.Duration) *ciba.Error {
+	if maxLife <= 0 {
+		maxLife = DefaultAssertionMaxLifetime
+	}
+	exp := t.std.Expiry.Time()
+	var from string
+	var start time.Time
+	switch {
+	case t.std.IssuedAt != nil:
+		from, start = "iat", t.std.IssuedAt.Time()
+	case t.std.NotBefore != nil:
+		from, start = "nbf", t.std.NotBefore.Time()
+	default:
+		if d := exp.Sub(l.now); d > maxLife+l.skew {
+			return c.fail("exp is %s from now and there is no iat, over the limit of %s (plus %s clock skew)", d, maxLife, l.skew)
+		}
+		return nil
+	}
+	if d := exp.Sub(start); d > maxLife {
+		return c.fail("exp is %s after %s, over the limit of %s", d, from, maxLife)
 	}
 	return nil
 }

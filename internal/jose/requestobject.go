@@ -44,10 +44,19 @@ type RequestObjectPolicy struct {
 	// MaxSize is the largest request object accepted in bytes; zero means
 	// DefaultMaxSize.
 	MaxSize int
-	// MaxLifetime, when set, bounds exp - nbf and how old nbf may be (FAPI
-	// asks for 60 minutes: FAPI 1.0 Advanced §5.2.2-13, FAPI-CIBA §5.2.2).
+	// MaxLifetime bounds exp - nbf and how old nbf may be, so that no
+	// request object stays usable (and its jti stored) for long; zero or
+	// negative means DefaultRequestObjectMaxLifetime.
 	MaxLifetime time.Duration
 }
+
+// DefaultRequestObjectMaxLifetime is the longest a request object of any
+// client may be valid: exp at most this long after nbf, and nbf at most
+// this old. It is the bound FAPI sets (FAPI 1.0 Advanced §5.2.2-13,
+// FAPI-CIBA §5.2.2), applied to every client: CIBA §7.1.1 sets none, and
+// without one a far exp keeps the request object's jti in the replay store
+// until then.
+const DefaultRequestObjectMaxLifetime = 60 * time.Minute
 
 // VerifyRequestObject verifies a signed authentication request (CIBA Core
 // 1.0 §7.1.1) and returns its claims, which are the authentication request
@@ -58,7 +67,8 @@ type RequestObjectPolicy struct {
 // only (so "none" and a JWS MACed with HS256 over a public key are refused
 // before any key is looked at); iss is the client; aud names the issuer (or
 // one of Audiences); exp is present and not past; iat and nbf are present
-// and not in the future; the lifetime is within MaxLifetime; jti is present;
+// and not in the future; exp is at most MaxLifetime (default 60 minutes)
+// after nbf and nbf at most that old; jti is present;
 // then the signature; and last the jti is recorded, so a token that fails
 // any check never consumes its jti. The typ header is not checked.
 //
@@ -96,14 +106,16 @@ func VerifyRequestObject(ctx context.Context, raw string, p RequestObjectPolicy)
 	if e := c.checkNotFuture("nbf", t.std.NotBefore, l, true); e != nil {
 		return nil, e
 	}
-	if p.MaxLifetime > 0 {
-		exp, nbf := t.std.Expiry.Time(), t.std.NotBefore.Time()
-		if d := exp.Sub(nbf); d > p.MaxLifetime {
-			return nil, c.fail("exp is %s after nbf, over the limit of %s", d, p.MaxLifetime)
-		}
-		if nbf.Before(l.now.Add(-p.MaxLifetime)) {
-			return nil, c.fail("nbf %s is more than %s old", stamp(nbf), p.MaxLifetime)
-		}
+	maxLife := p.MaxLifetime
+	if maxLife <= 0 {
+		maxLife = DefaultRequestObjectMaxLifetime
+	}
+	exp, nbf := t.std.Expiry.Time(), t.std.NotBefore.Time()
+	if d := exp.Sub(nbf); d > maxLife {
+		return nil, c.fail("exp is %s after nbf, over the limit of %s", d, maxLife)
+	}
+	if nbf.Before(l.now.Add(-maxLife)) {
+		return nil, c.fail("nbf %s is more than %s old", stamp(nbf), maxLife)
 	}
 	if e := c.checkJTI(t); e != nil {
 		return nil, e

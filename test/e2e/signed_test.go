@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -205,4 +206,69 @@ func with(claims map[string]any, k string, v any) map[string]any {
 	}
 	c[k] = v
 	return c
+}
+
+// TestSignedLifetimeBounds: a client outside the FAPI-CIBA profile is held
+// to lifetime bounds too, so no jti stays in the store for long: a request
+// object whose exp is more than 60 minutes after its nbf is invalid_request,
+// a client assertion whose exp is more than 5 minutes after its iat is
+// invalid_client, each description naming the limit; exactly the limit is
+// accepted.
+func TestSignedLifetimeBounds(t *testing.T) {
+	t.Parallel()
+	e := start(t)
+	key := demoKey(t)
+	poll := testutil.DemoPoll
+
+	t.Run("request object", func(t *testing.T) {
+		send := func(t *testing.T, life time.Duration) *testutil.Response {
+			t.Helper()
+			now := time.Now()
+			ro := sign(t, key, map[string]any{
+				"iss": poll.ID, "aud": e.srv.URL, "iat": now.Unix(), "nbf": now.Unix(),
+				"exp": now.Add(life).Unix(), "jti": jti(),
+				"scope": "openid", "login_hint": "alice", "binding_message": tag("Life"),
+			})
+			r, err := testutil.PostForm(ctx(t), e.url("/bc-authorize"), poll, url.Values{"request": {ro}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}
+		if r := send(t, 60*time.Minute); r.Status != http.StatusOK {
+			t.Errorf("/bc-authorize with exp 60 minutes after nbf: got %s, want 200", r)
+		}
+		r := send(t, 60*time.Minute+time.Second)
+		checkError(t, "/bc-authorize with exp 60 minutes 1 second after nbf", r, http.StatusBadRequest, "invalid_request")
+		if d := r.Str("error_description"); !strings.Contains(d, "over the limit of 1h0m0s") {
+			t.Errorf("error_description %q does not name the limit", d)
+		}
+	})
+
+	t.Run("client assertion", func(t *testing.T) {
+		// At /token with an auth_req_id that does not exist: an accepted
+		// assertion gets invalid_grant (400), a refused one invalid_client.
+		send := func(t *testing.T, life time.Duration) *testutil.Response {
+			t.Helper()
+			now := time.Now()
+			a := sign(t, key, map[string]any{
+				"iss": poll.ID, "sub": poll.ID, "aud": e.url("/token"), "jti": jti(),
+				"iat": now.Unix(), "exp": now.Add(life).Unix(),
+			})
+			r, err := testutil.PostForm(ctx(t), e.url("/token"), testutil.Client{}, url.Values{
+				"grant_type": {testutil.GrantCIBA}, "auth_req_id": {"no-such-request"}, "client_id": {poll.ID},
+				"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {a},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}
+		checkError(t, "/token with an assertion whose exp is 5 minutes after iat", send(t, 5*time.Minute), http.StatusBadRequest, "invalid_grant")
+		r := send(t, 5*time.Minute+time.Second)
+		checkError(t, "/token with an assertion whose exp is 5 minutes 1 second after iat", r, http.StatusUnauthorized, "invalid_client")
+		if d := r.Str("error_description"); !strings.Contains(d, "over the limit of 5m0s") {
+			t.Errorf("error_description %q does not name the limit", d)
+		}
+	})
 }

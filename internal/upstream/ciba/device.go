@@ -63,7 +63,7 @@ func (u *Upstream) DeviceAuthorizationEndpoint(ctx context.Context) (string, err
 // authenticated with the client's credentials there, and validates the
 // answer (§3.2): device_code, user_code and verification_uri non-empty
 // strings, verification_uri_complete absent or a string, expires_in a
-// positive number, interval absent or a non-negative number. An empty
+// number of at least 1, interval absent or a non-negative number. An empty
 // scope is not sent. Errors are as for Start; an IdP without the endpoint
 // is ErrNoDeviceEndpoint.
 func (u *Upstream) StartDevice(ctx context.Context, clientID, scope string) (DeviceStarted, error) {
@@ -128,8 +128,10 @@ func parseDeviceStarted(body []byte) (DeviceStarted, error) {
 		s.VerificationURIComplete = str
 	}
 	exp, ok := a.ExpiresIn.(float64)
-	if !ok || !(exp > 0 && exp <= maxSeconds) {
-		return DeviceStarted{}, errors.New("expires_in is not a positive number of seconds")
+	// At least one second: the client is told whole seconds, and a
+	// fraction of a nanosecond would become a zero lifetime.
+	if !ok || !(exp >= 1 && exp <= maxSeconds) {
+		return DeviceStarted{}, errors.New("expires_in is not a number of seconds of at least 1")
 	}
 	s.ExpiresIn = seconds(exp)
 	if a.Interval != nil {

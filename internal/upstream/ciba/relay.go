@@ -66,7 +66,7 @@ const maxDescription = 200
 // clientID to the IdP's backchannel_authentication_endpoint (CIBA §7.1),
 // authenticated with the client's credentials there, and validates the
 // acknowledgement (§7.3): auth_req_id a non-empty string, expires_in a
-// positive number, interval absent or a non-negative number.
+// number of at least 1, interval absent or a non-negative number.
 //
 // Errors: a client without credentials is unauthorized_client; the IdP's
 // refusal is a *ciba.Error with the IdP's code (see Poll for which codes);
@@ -133,8 +133,10 @@ func parseStarted(body []byte) (Started, error) {
 		return Started{}, errors.New("auth_req_id is not a non-empty string")
 	}
 	exp, ok := a.ExpiresIn.(float64)
-	if !ok || !(exp > 0 && exp <= maxSeconds) {
-		return Started{}, errors.New("expires_in is not a positive number of seconds")
+	// At least one second: the client is told whole seconds, and a
+	// fraction of a nanosecond would become a zero lifetime.
+	if !ok || !(exp >= 1 && exp <= maxSeconds) {
+		return Started{}, errors.New("expires_in is not a number of seconds of at least 1")
 	}
 	var interval float64
 	if a.Interval != nil {
@@ -209,19 +211,18 @@ func (u *Upstream) pollToken(ctx context.Context, op, clientID, idParam string, 
 }
 
 // checkTokens checks that body is a token response (RFC 6749 §5.1). Its
-// errors never quote the body.
+// errors never quote the body. The body goes to the client unchanged, so
+// member names are matched exactly (a struct would also take
+// "ACCESS_TOKEN", which the client would not find).
 func checkTokens(body []byte) error {
-	var tr struct {
-		AccessToken any `json:"access_token"`
-		TokenType   any `json:"token_type"`
-	}
-	if err := json.Unmarshal(body, &tr); err != nil {
+	var tr map[string]any
+	if err := json.Unmarshal(body, &tr); err != nil || tr == nil {
 		return errors.New("not a JSON object")
 	}
-	if s, ok := tr.AccessToken.(string); !ok || s == "" {
+	if s, ok := tr["access_token"].(string); !ok || s == "" {
 		return errors.New("access_token is not a non-empty string")
 	}
-	if s, ok := tr.TokenType.(string); !ok || s == "" {
+	if s, ok := tr["token_type"].(string); !ok || s == "" {
 		return errors.New("token_type is not a non-empty string")
 	}
 	return nil
