@@ -81,15 +81,16 @@ return {v[1], slow}
 `)
 
 // ReadAndPace reads request id and applies rule to its pace state in one
-// round trip (ciba.PacedReader): the poll hot path on Redis.
+// script call (ciba.PacedReader): the poll hot path on Redis. Concurrent
+// polls share round trips (batch.go).
 func (s *Store) ReadAndPace(ctx context.Context, id string, rule ciba.PaceRule) (*ciba.AuthRequest, bool, error) {
 	const op = "poll"
 	if err := s.usable(ctx, op); err != nil {
 		return nil, false, err
 	}
 	ms := func(d time.Duration) int64 { return d.Milliseconds() }
-	res, err := pollScript.Run(ctx, s.c, []string{s.requestKey(id)},
-		rule.Now.UnixMilli(), ms(rule.Tolerance), ms(rule.Step), ms(rule.Hold), ms(rule.Initial)).Slice()
+	res, err := s.polls.do(ctx, s.requestKey(id),
+		[5]any{rule.Now.UnixMilli(), ms(rule.Tolerance), ms(rule.Step), ms(rule.Hold), ms(rule.Initial)})
 	if errors.Is(err, redis.Nil) {
 		return nil, false, errRequestNotFound
 	}

@@ -142,6 +142,8 @@ type Store struct {
 	// to interrupt a blocked read.
 	psMu sync.Mutex
 	ps   *redis.PubSub
+	// polls sends poll scripts in pipelines (batch.go).
+	polls *pollBatcher
 }
 
 // Compile-time check that Store implements the contract.
@@ -230,6 +232,7 @@ func newStore(ctx context.Context, c redis.UniversalClient, cfg Config, own bool
 	lctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop = stop
 	go s.listen(lctx, ps)
+	s.polls = newPollBatcher(lctx, c)
 	return s, nil
 }
 
