@@ -41,22 +41,6 @@ type DueLister interface {
 	ListDue(ctx context.Context, t time.Time, fn func(id string) bool) error
 }
 
-// dueLister returns the DueLister behind st: st itself, or the store that a
-// wrapper of st (a metrics layer, say) returns from an Unwrap() Store method.
-func dueLister(st Store) (DueLister, bool) {
-	for range 8 { // wrappers of wrappers, within reason
-		if d, ok := st.(DueLister); ok {
-			return d, true
-		}
-		w, ok := st.(interface{ Unwrap() Store })
-		if !ok {
-			return nil, false
-		}
-		st = w.Unwrap()
-	}
-	return nil, false
-}
-
 // scheduler is the set of requests the dispatcher must look at, with the
 // earliest time each needs a look.
 type scheduler struct {
@@ -124,7 +108,7 @@ func (s *Service) Run(ctx context.Context) error {
 	sweep := time.NewTicker(sweepInterval)
 	defer sweep.Stop()
 	var takeover <-chan time.Time
-	due, shared := dueLister(s.d.Store)
+	due, shared := behind[DueLister](s.d.Store)
 	if shared {
 		t := time.NewTicker(takeoverInterval)
 		defer t.Stop()

@@ -319,7 +319,7 @@ func (s *Service) PollCert(ctx context.Context, c *Client, authReqID, cert strin
 		return nil, tokenError(CodeInvalidRequest, "auth_req_id is required")
 	}
 	now := s.now()
-	if pr, ok := pacedReader(s.d.Store); ok {
+	if pr, ok := behind[PacedReader](s.d.Store); ok {
 		// One step (one round trip to a remote store): read and pace.
 		r, slow, err := pr.ReadAndPace(ctx, authReqID, s.paceRule(now, s.cfg.LongPoll, s.cfg.Interval))
 		if err := s.pollable(c, err, err == nil && (r.ClientID != c.ID || r.Kind != KindCIBA), boundTo(r, err), cert); err != nil {
@@ -330,7 +330,7 @@ func (s *Service) PollCert(ctx context.Context, c *Client, authReqID, cert strin
 		}
 		return s.afterPace(ctx, authReqID, now, min(s.cfg.LongPoll, r.ExpiresAt.Sub(now)), slow)
 	}
-	if pv, ok := pollViewer(s.d.Store); ok {
+	if pv, ok := behind[PollViewer](s.d.Store); ok {
 		// The hot path: a pending request is answered from its poll view,
 		// without reading (or copying) the whole request.
 		v, err := pv.PeekPoll(ctx, authReqID)
@@ -398,7 +398,7 @@ func (s *Service) paced(ctx context.Context, id string, interval time.Duration, 
 	var slow bool
 	var err error
 	rule := s.paceRule(now, hold, interval)
-	if pa, ok := paceApplier(s.d.Store); ok {
+	if pa, ok := behind[PaceApplier](s.d.Store); ok {
 		slow, err = pa.ApplyPace(ctx, id, rule)
 	} else {
 		_, err = s.d.Store.UpdatePace(ctx, id, func(p *Pace) error {

@@ -130,44 +130,12 @@ type PollViewer interface {
 	PeekPoll(ctx context.Context, id string) (PollView, error)
 }
 
-// pollViewer finds a PollViewer behind st (itself, or a wrapper's
-// Unwrap() Store).
-func pollViewer(st Store) (PollViewer, bool) {
-	for range 8 {
-		if p, ok := st.(PollViewer); ok {
-			return p, true
-		}
-		w, ok := st.(interface{ Unwrap() Store })
-		if !ok {
-			return nil, false
-		}
-		st = w.Unwrap()
-	}
-	return nil, false
-}
-
 // PaceApplier is implemented by stores that apply a PaceRule to a
 // request's pace state themselves (memory, embedded), which spares the
 // poll path the closure UpdatePace would need. Same contract as UpdatePace
 // with rule.Apply as the updater.
 type PaceApplier interface {
 	ApplyPace(ctx context.Context, id string, rule PaceRule) (slow bool, err error)
-}
-
-// paceApplier finds a PaceApplier behind st (itself, or a wrapper's
-// Unwrap() Store).
-func paceApplier(st Store) (PaceApplier, bool) {
-	for range 8 {
-		if p, ok := st.(PaceApplier); ok {
-			return p, true
-		}
-		w, ok := st.(interface{ Unwrap() Store })
-		if !ok {
-			return nil, false
-		}
-		st = w.Unwrap()
-	}
-	return nil, false
 }
 
 // peek reads request id for reading only: the stored snapshot where the
@@ -227,18 +195,19 @@ type PacedReader interface {
 	ReadAndPace(ctx context.Context, id string, rule PaceRule) (r *AuthRequest, slow bool, err error)
 }
 
-// pacedReader finds a PacedReader behind st (itself, or a wrapper's
-// Unwrap() Store).
-func pacedReader(st Store) (PacedReader, bool) {
+// behind finds an optional interface T of the store st: st itself, or the
+// store a wrapper (metrics) wraps, found through its Unwrap() Store.
+func behind[T any](st Store) (T, bool) {
 	for range 8 {
-		if p, ok := st.(PacedReader); ok {
-			return p, true
+		if t, ok := st.(T); ok {
+			return t, true
 		}
 		w, ok := st.(interface{ Unwrap() Store })
 		if !ok {
-			return nil, false
+			break
 		}
 		st = w.Unwrap()
 	}
-	return nil, false
+	var zero T
+	return zero, false
 }
