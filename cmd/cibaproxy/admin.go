@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/admin"
@@ -156,22 +157,61 @@ func cmdClients(args []string, stdout, stderr io.Writer) error {
 
 // parseArgs parses flags that may come before and after positional
 // arguments (`show ID --config F` as well as `show --config F ID`) and
-// returns the positional ones.
+// returns the positional ones. An argument that starts with '-' but names
+// no flag of the command is positional: auth_req_ids are base64url and may
+// start with '-' (`cancel -GPZw…`); `--` ends the flags as usual.
 func parseArgs(name string, args []string, stderr io.Writer, define func(*flag.FlagSet)) ([]string, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	define(fs)
 	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, usageError{err}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			return append(pos, args[i+1:]...), nil
+		case len(a) < 2 || a[0] != '-' || notAFlag(fs, a):
+			pos = append(pos, a)
+		default:
+			// One flag at a time, with its value when it takes one, so
+			// that an id after it is not parsed as a flag.
+			n := 1
+			if takesValue(fs, a) && i+1 < len(args) {
+				n = 2
+			}
+			if err := fs.Parse(args[i : i+n]); err != nil {
+				return nil, usageError{err}
+			}
+			i += n - 1
 		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
 	}
+	return pos, nil
+}
+
+// takesValue reports whether the flag a is one of fs's that takes its
+// value from the next argument (not -name=value, not a boolean).
+func takesValue(fs *flag.FlagSet, a string) bool {
+	name := strings.TrimPrefix(a[1:], "-")
+	if strings.Contains(name, "=") {
+		return false
+	}
+	f := fs.Lookup(name)
+	if f == nil {
+		return false
+	}
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return !ok || !b.IsBoolFlag()
+}
+
+// notAFlag reports whether a, which flag.Parse would take for a flag, is
+// none of fs's (nor -h/-help): a positional argument that starts with '-'.
+func notAFlag(fs *flag.FlagSet, a string) bool {
+	if len(a) < 2 || a[0] != '-' || a == "--" {
+		return false
+	}
+	name := strings.TrimPrefix(a[1:], "-")
+	name, _, _ = strings.Cut(name, "=")
+	return name != "h" && name != "help" && fs.Lookup(name) == nil
 }
 
 // openRequests returns the requests of the config's store and a function
