@@ -77,6 +77,9 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		IdleTimeout:  2 * time.Minute,
 		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	// Shutdown closes the listener first, then releases the holds: once a
+	// held poll has its answer, a new connection is refused.
+	srv.RegisterOnShutdown(releaseHolds)
 	serve := srv.Serve
 	if cfg.TLS.Enabled() {
 		// Client certificates are requested, never required, and not
@@ -122,7 +125,6 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	case <-ctx.Done():
 	}
 	log.Info("shutting down: finishing in-flight requests")
-	releaseHolds()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.CIBA.LongPoll+10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {

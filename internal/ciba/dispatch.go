@@ -26,6 +26,9 @@ const (
 	// lease, which looks at exactly that time, goes first.
 	takeoverInterval = 2 * time.Second
 	takeoverGrace    = time.Second
+	// drainTimeout is how long Run, once its context is done, lets the
+	// deliveries under way finish before it cancels them.
+	drainTimeout = 10 * time.Second
 )
 
 // DueLister is implemented by stores shared between instances that index the
@@ -97,13 +100,29 @@ func (s *Service) schedule(id string, at time.Time) {
 
 // Run delivers due messages, records expiries that ping and push clients
 // must hear of, and removes requests past their grace time, until ctx is
-// done. It first resumes what the store holds from before a restart.
+// done; it then lets the deliveries under way finish, for up to 10 s. It
+// first resumes what the store holds from before a restart.
 func (s *Service) Run(ctx context.Context) error {
 	if err := s.sweep(ctx); err != nil {
 		return err
 	}
+	// The work runs under a context that outlives ctx by up to
+	// drainTimeout: at shutdown the deliveries under way finish and their
+	// outcome is recorded, so that a receiver sees a message twice only if
+	// the process dies (a cut attempt is sent again after the restart).
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer func() {
+		drained := make(chan struct{})
+		go func() { wg.Wait(); close(drained) }()
+		select {
+		case <-drained:
+		case <-time.After(drainTimeout):
+			cancelWork()
+			<-drained
+		}
+	}()
 	sem := make(chan struct{}, maxInFlight)
 	sweep := time.NewTicker(sweepInterval)
 	defer sweep.Stop()
@@ -118,7 +137,7 @@ func (s *Service) Run(ctx context.Context) error {
 	defer timer.Stop()
 	for {
 		for _, id := range s.sched.take(s.now()) {
-			s.process(ctx, id, func(f func()) {
+			s.process(work, id, func(f func()) {
 				sem <- struct{}{}
 				wg.Add(1)
 				go func() {
@@ -393,7 +412,9 @@ func (s *Service) deliver(ctx context.Context, r *AuthRequest, k deliveryKind) {
 		return
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "delivered", attrs...)
-	s.finishDelivery(ctx, r.ID, k, "")
+	// The receiver has it: record that even when the shutdown's drain ran
+	// out meanwhile, or it would be sent again after the restart.
+	s.finishDelivery(context.WithoutCancel(ctx), r.ID, k, "")
 }
 
 // finishDelivery marks a delivery done; for a push of tokens the request is

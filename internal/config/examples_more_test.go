@@ -517,9 +517,10 @@ func TestDeployKubernetes(t *testing.T) {
 	if !strings.HasPrefix(c.Issuer, "https://") {
 		t.Errorf("issuer %q is not the public https URL", c.Issuer)
 	}
-	// The shutdown (long_poll + 10 s) fits in the grace period.
-	if need := c.CIBA.LongPoll + 10*time.Second; time.Duration(grace)*time.Second <= need {
-		t.Errorf("terminationGracePeriodSeconds = %d, want more than long_poll + 10s = %s", grace, need)
+	// The shutdown (long_poll + 10 s for requests, 10 s more for the
+	// deliveries under way) fits in the grace period.
+	if need := c.CIBA.LongPoll + 20*time.Second; time.Duration(grace)*time.Second <= need {
+		t.Errorf("terminationGracePeriodSeconds = %d, want more than long_poll + 20s = %s", grace, need)
 	}
 
 	pdb := objs["PodDisruptionBudget"][0]
