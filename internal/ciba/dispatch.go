@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 )
@@ -172,21 +173,25 @@ func (s *Service) Run(ctx context.Context) error {
 func (s *Service) sweep(ctx context.Context) error {
 	now := s.now()
 	var gone []string
-	err := s.d.Store.ListRequests(ctx, func(r *AuthRequest) bool {
-		switch {
-		case now.After(r.ExpiresAt.Add(s.cfg.ExpiredGrace)):
-			gone = append(gone, r.ID)
-		case r.UserNotice.Pending() || r.ClientNotice.Pending():
-			s.sched.add(r.ID, now)
-		case r.Status == StatusPending && r.Relay.Active() && !r.Relay.NextPoll.IsZero():
-			s.sched.add(r.ID, r.Relay.NextPoll)
-		case r.Status == StatusPending && r.Mode != ModePoll:
-			s.sched.add(r.ID, r.ExpiresAt)
-		case r.Status == StatusApproved && r.Result != nil:
-			s.sched.add(r.ID, r.ExpiresAt) // drop tokens nobody took
+	visit := func(v *SweepView) bool {
+		switch act, at := s.sweepAction(v, now); act {
+		case sweepDelete:
+			gone = append(gone, strings.Clone(v.ID))
+		case sweepLook:
+			s.sched.add(strings.Clone(v.ID), at)
 		}
 		return true
-	})
+	}
+	var err error
+	if sl, ok := behind[SweepLister](s.d.Store); ok {
+		err = sl.ListSweep(ctx, visit)
+	} else {
+		var v SweepView
+		err = s.d.Store.ListRequests(ctx, func(r *AuthRequest) bool {
+			SweepViewOf(r, &v)
+			return visit(&v)
+		})
+	}
 	for _, id := range gone {
 		if err := s.d.Store.DeleteRequest(ctx, id); err != nil && !errors.Is(err, ErrNotFound) {
 			s.log.Warn("delete expired request", slog.Any("error", err))
@@ -194,6 +199,34 @@ func (s *Service) sweep(ctx context.Context) error {
 	}
 	s.wake()
 	return err
+}
+
+// sweepAct is what the sweep does with a request.
+type sweepAct int
+
+const (
+	sweepNone   sweepAct = iota
+	sweepDelete          // past its grace time
+	sweepLook            // schedule a look
+)
+
+// sweepAction is what the sweep does with a request at now, and for
+// sweepLook when: a message to send, an upstream poll, an expiry to
+// announce, tokens nobody took to drop.
+func (s *Service) sweepAction(v *SweepView, now time.Time) (sweepAct, time.Time) {
+	switch {
+	case now.After(v.ExpiresAt.Add(s.cfg.ExpiredGrace)):
+		return sweepDelete, time.Time{}
+	case v.NoticeDue:
+		return sweepLook, now
+	case v.Status == StatusPending && v.RelayActive && !v.RelayNextPoll.IsZero():
+		return sweepLook, v.RelayNextPoll
+	case v.Status == StatusPending && v.Mode != ModePoll:
+		return sweepLook, v.ExpiresAt
+	case v.Status == StatusApproved && v.HasResult:
+		return sweepLook, v.ExpiresAt // drop tokens nobody took
+	}
+	return sweepNone, time.Time{}
 }
 
 // takeOver schedules the deliveries that due lists as past their lease by

@@ -138,6 +138,38 @@ type PaceApplier interface {
 	ApplyPace(ctx context.Context, id string, rule PaceRule) (slow bool, err error)
 }
 
+// SweepView is what the dispatcher's periodic sweep reads of a request to
+// decide whether it needs a look (sweepAction).
+type SweepView struct {
+	ID        string
+	Mode      DeliveryMode
+	Status    Status
+	ExpiresAt time.Time
+	// NoticeDue is set while the user's or the client's message is still to
+	// be sent (Delivery.Pending).
+	NoticeDue bool
+	// RelayActive and RelayNextPoll are RelayState.Active and NextPoll.
+	RelayActive   bool
+	RelayNextPoll time.Time
+	// HasResult is set while sealed tokens are kept (Result != nil).
+	HasResult bool
+}
+
+// SweepViewOf sets v to the SweepView of r: what a SweepLister gives for it.
+func SweepViewOf(r *AuthRequest, v *SweepView) {
+	*v = SweepView{ID: r.ID, Mode: r.Mode, Status: r.Status, ExpiresAt: r.ExpiresAt,
+		NoticeDue:   r.UserNotice.Pending() || r.ClientNotice.Pending(),
+		RelayActive: r.Relay.Active(), RelayNextPoll: r.Relay.NextPoll, HasResult: r.Result != nil}
+}
+
+// SweepLister is implemented by stores that can list what the sweep reads
+// of every request without building each request (memory, embedded): with
+// a million pending requests, building them all every minute is seconds of
+// CPU and as much garbage. fn must not keep v or its strings.
+type SweepLister interface {
+	ListSweep(ctx context.Context, fn func(v *SweepView) bool) error
+}
+
 // peek reads request id for reading only: the stored snapshot where the
 // store can give it, a copy otherwise. The result must not be modified.
 func peek(ctx context.Context, st Store, id string) (*AuthRequest, error) {

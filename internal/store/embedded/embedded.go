@@ -391,6 +391,12 @@ func (s *Store) PeekRequest(ctx context.Context, id string) (*ciba.AuthRequest, 
 	return s.mem.PeekRequest(ctx, id)
 }
 
+// ListSweep lists the sweep's view of every request, from memory
+// (ciba.SweepLister).
+func (s *Store) ListSweep(ctx context.Context, fn func(v *ciba.SweepView) bool) error {
+	return s.mem.ListSweep(ctx, fn)
+}
+
 // ApplyPace applies a poll's pace rule in memory (ciba.PaceApplier); pace
 // state is never journaled.
 func (s *Store) ApplyPace(ctx context.Context, id string, rule ciba.PaceRule) (bool, error) {

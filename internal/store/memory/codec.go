@@ -151,6 +151,44 @@ func encodedIDs(s string) (id, approvalID string) {
 	return id, approvalID
 }
 
+// sweepView reads what the dispatcher's sweep needs from an encoded request
+// into v, without allocating: its strings share s's memory.
+func sweepView(s string, v *ciba.SweepView) error {
+	d := decoder{s: s}
+	v.ID = d.string()
+	d.string() // ApprovalID
+	v.ExpiresAt = d.time()
+	d.varint() // Interval
+	d.string() // ClientID
+	d.string() // Kind
+	v.Status = ciba.Status(d.string())
+	d.string() // CertThumbprint
+	v.Mode = ciba.DeliveryMode(d.string())
+	d.string() // Subject
+	d.string() // LoginHint
+	d.skipList()
+	d.skipList()
+	d.string() // BindingMessage
+	d.string() // UserCodeHash
+	d.string() // NotificationToken
+	d.time()   // CreatedAt
+	d.time()   // DecidedAt
+	d.time()   // AuthTime
+	d.string() // DenyReason
+	v.HasResult = d.string() != ""
+	user := d.delivery()
+	client := d.delivery()
+	v.NoticeDue = user.Pending() || client.Pending()
+	v.RelayActive = d.string() != ""
+	d.varint() // Relay.Interval
+	d.bool()   // Relay.Ping
+	v.RelayNextPoll = d.time()
+	if d.bad {
+		return errCorrupt
+	}
+	return nil
+}
+
 func appendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
@@ -269,6 +307,18 @@ func (d *decoder) list() []string {
 		l[i] = d.string()
 	}
 	return l
+}
+
+// skipList reads past a list without allocating.
+func (d *decoder) skipList() {
+	n := d.uvarint()
+	if d.bad || n > uint64(len(d.s)-d.i) {
+		d.bad = true
+		return
+	}
+	for range n {
+		d.string()
+	}
 }
 
 func (d *decoder) bool() bool {

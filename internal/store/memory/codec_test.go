@@ -196,3 +196,38 @@ func TestApplyPace(t *testing.T) {
 		t.Fatalf("ApplyPace of a deleted request: %v", err)
 	}
 }
+
+// TestSweepViewMatchesTheRequest: the sweep's view read from the encoding
+// is the one built from the decoded request, for requests with every field
+// set and with fields left empty, and reading it allocates nothing.
+func TestSweepViewMatchesTheRequest(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range 200 {
+		var r ciba.AuthRequest
+		fill(t, rng, reflect.ValueOf(&r).Elem(), "r")
+		switch i % 4 { // also requests without result, relay or notices due
+		case 1:
+			r.Result, r.Relay.ID = nil, nil
+		case 2:
+			r.UserNotice.Due, r.ClientNotice.Done = false, true
+		case 3:
+			r.UserNotice.Done, r.ClientNotice.Due = true, false
+		}
+		enc := encodeRequest(&r)
+		var got, want ciba.SweepView
+		if err := sweepView(enc, &got); err != nil {
+			t.Fatal(err)
+		}
+		dec, err := decodeRequest(enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ciba.SweepViewOf(dec, &want)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("round %d: sweep view %+v, want %+v", i, got, want)
+		}
+		if n := testing.AllocsPerRun(10, func() { _ = sweepView(enc, &got) }); n != 0 {
+			t.Fatalf("sweepView allocates %v times", n)
+		}
+	}
+}

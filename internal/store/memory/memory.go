@@ -528,6 +528,41 @@ func (s *Store) ListRequests(ctx context.Context, fn func(*ciba.AuthRequest) boo
 	return nil
 }
 
+// ListSweep calls fn with the sweep's view of every stored request
+// (ciba.SweepLister) until fn returns false, without building the
+// requests; fn must not keep v or its strings. Like ListRequests, it reads
+// one shard at a time and calls fn without a lock held.
+func (s *Store) ListSweep(ctx context.Context, fn func(v *ciba.SweepView) bool) error {
+	var batch []*string
+	var v ciba.SweepView
+	for i := range s.requests {
+		if s.closed.Load() {
+			return errClosed
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("memory store: list sweep: %w", err)
+		}
+		sh := &s.requests[i]
+		batch = batch[:0]
+		sh.mu.RLock()
+		for _, e := range sh.m {
+			if enc := e.cur.Load(); enc != nil {
+				batch = append(batch, enc)
+			}
+		}
+		sh.mu.RUnlock()
+		for _, enc := range batch {
+			if err := sweepView(*enc, &v); err != nil {
+				return fmt.Errorf("memory store: list sweep: %w", err)
+			}
+			if !fn(&v) {
+				return nil
+			}
+		}
+	}
+	return nil
+}
+
 // UpdatePace applies fn to the pace state of request id atomically and
 // returns the result; an error wrapping ciba.ErrNotFound if there is no such
 // request. A request with no pace state yet gets a zero Pace. If fn returns
