@@ -6,14 +6,11 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/cibaproxy/cibaproxy/internal/store/redis/redistest"
 	"github.com/cibaproxy/cibaproxy/test/testutil"
 )
 
@@ -32,31 +29,7 @@ func newLimitedCluster(t *testing.T, limits, extra string) *cluster {
 	if !strings.Contains(configTemplate, defaultLimits) {
 		t.Fatal("the limits: section of configTemplate changed; update newLimitedCluster")
 	}
-	template := strings.Replace(configTemplate, defaultLimits, "limits:\n"+limits, 1) + extra
-	c := &cluster{
-		t:      t,
-		redis:  redistest.Start(t, redistest.WithPersistence()),
-		hook:   testutil.NewWebhook(t),
-		notify: testutil.NewNotifier(t),
-	}
-	addrs := make([]string, instances)
-	for i := range addrs {
-		a, err := testutil.FreeAddr()
-		if err != nil {
-			t.Fatalf("free address: %v", err)
-		}
-		addrs[i] = a
-	}
-	c.issuer = "http://" + addrs[0]
-	cfg := filepath.Join(t.TempDir(), "cibaproxy.yaml")
-	body := fmt.Sprintf(template, c.issuer, c.redis.Addr(), "scale:", c.hook.URL, c.notify.URL)
-	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range addrs {
-		c.nodes = append(c.nodes, testutil.Start(t, testutil.Options{Binary: binary, Config: cfg, Addr: a}))
-	}
-	return c
+	return newClusterWith(t, strings.Replace(configTemplate, defaultLimits, "limits:\n"+limits, 1)+extra)
 }
 
 // checkRetryAfter checks that r carries Retry-After in whole seconds, at

@@ -129,6 +129,13 @@ type cluster struct {
 // them stop when the test ends.
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
+	return newClusterWith(t, configTemplate)
+}
+
+// newClusterWith is newCluster with the configuration template given
+// (configTemplate's verbs, in its order).
+func newClusterWith(t *testing.T, template string) *cluster {
+	t.Helper()
 	c := &cluster{
 		t:      t,
 		redis:  redistest.Start(t, redistest.WithPersistence()),
@@ -147,7 +154,7 @@ func newCluster(t *testing.T) *cluster {
 	// callback and approval URLs, whichever instance makes them.
 	c.issuer = "http://" + addrs[0]
 	cfg := filepath.Join(t.TempDir(), "cibaproxy.yaml")
-	body := fmt.Sprintf(configTemplate, c.issuer, c.redis.Addr(), "scale:", c.hook.URL, c.notify.URL)
+	body := fmt.Sprintf(template, c.issuer, c.redis.Addr(), "scale:", c.hook.URL, c.notify.URL)
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
