@@ -341,7 +341,7 @@ func (s *Service) PollCert(ctx context.Context, c *Client, authReqID, cert strin
 			return s.paced(ctx, authReqID, v.Interval, now, min(s.cfg.LongPoll, v.ExpiresAt.Sub(now)))
 		}
 	}
-	r, err := peek(ctx, s.d.Store, authReqID) // read only: no copy where the store can avoid it
+	r, err := s.d.Store.GetRequest(ctx, authReqID)
 	if err := s.pollable(c, err, err == nil && (r.ClientID != c.ID || r.Kind != KindCIBA), boundTo(r, err), cert); err != nil {
 		return nil, err
 	}

@@ -98,14 +98,6 @@ type Pace struct {
 	HoldUntil time.Time `json:"hold_until,omitzero"`
 }
 
-// Peeker is implemented by stores that keep requests in memory as
-// immutable snapshots (memory, embedded): PeekRequest returns the stored
-// request itself, without the copy GetRequest makes, for read-only hot
-// paths (a pending poll). The caller must not modify or keep it.
-type Peeker interface {
-	PeekRequest(ctx context.Context, id string) (*AuthRequest, error)
-}
-
 // PollView is the part of a request that a poll of a pending request
 // reads: who may poll it, whether it is still pending, and its pace.
 type PollView struct {
@@ -168,15 +160,6 @@ func SweepViewOf(r *AuthRequest, v *SweepView) {
 // CPU and as much garbage. fn must not keep v or its strings.
 type SweepLister interface {
 	ListSweep(ctx context.Context, fn func(v *SweepView) bool) error
-}
-
-// peek reads request id for reading only: the stored snapshot where the
-// store can give it, a copy otherwise. The result must not be modified.
-func peek(ctx context.Context, st Store, id string) (*AuthRequest, error) {
-	if p, ok := st.(Peeker); ok {
-		return p.PeekRequest(ctx, id)
-	}
-	return st.GetRequest(ctx, id)
 }
 
 // PaceRule is the pacing decision of one poll (CIBA §7.3, §11; RFC 8628

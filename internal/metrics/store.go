@@ -112,20 +112,6 @@ func (s *store) TakeRecord(ctx context.Context, kind, key string) ([]byte, error
 	return v, err
 }
 
-// PeekRequest reads through the backend's ciba.Peeker when it has one.
-func (s *store) PeekRequest(ctx context.Context, id string) (*ciba.AuthRequest, error) {
-	start := time.Now()
-	var r *ciba.AuthRequest
-	var err error
-	if p, ok := s.Store.(ciba.Peeker); ok {
-		r, err = p.PeekRequest(ctx, id)
-	} else {
-		r, err = s.Store.GetRequest(ctx, id)
-	}
-	s.done("get", start, err)
-	return r, err
-}
-
 // Unwrap returns the wrapped store, so that optional interfaces of the
 // backend (ciba.DueLister) are found behind the measurements. The poll
 // path's reads (ciba.PollViewer, ciba.PacedReader) are found this way too,

@@ -385,12 +385,6 @@ func (s *Store) GetRequest(ctx context.Context, id string) (*ciba.AuthRequest, e
 	return s.mem.GetRequest(ctx, id)
 }
 
-// PeekRequest returns the stored request itself, from memory, for reading
-// only (ciba.Peeker).
-func (s *Store) PeekRequest(ctx context.Context, id string) (*ciba.AuthRequest, error) {
-	return s.mem.PeekRequest(ctx, id)
-}
-
 // ListSweep lists the sweep's view of every request, from memory
 // (ciba.SweepLister).
 func (s *Store) ListSweep(ctx context.Context, fn func(v *ciba.SweepView) bool) error {

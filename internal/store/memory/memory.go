@@ -363,12 +363,6 @@ func (s *Store) GetRequest(_ context.Context, id string) (*ciba.AuthRequest, err
 	return nil, errRequestNotFound
 }
 
-// PeekRequest returns the request for reading only (ciba.Peeker). The
-// store decodes its snapshot, so this is GetRequest under another name.
-func (s *Store) PeekRequest(ctx context.Context, id string) (*ciba.AuthRequest, error) {
-	return s.GetRequest(ctx, id)
-}
-
 // PeekPoll returns what a poll reads of request id (ciba.PollViewer),
 // without decoding the rest or allocating.
 func (s *Store) PeekPoll(_ context.Context, id string) (ciba.PollView, error) {
