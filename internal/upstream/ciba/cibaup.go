@@ -24,16 +24,12 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	gooidc "github.com/coreos/go-oidc/v3/oidc"
-
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/upstream/idp"
 )
 
 // Client authentication methods at the IdP (RFC 6749 §2.3.1, OIDC Core §9).
@@ -91,17 +87,6 @@ type Credentials struct {
 	Ping bool
 }
 
-// Discovery retry backoff: the first retry may happen after retryMin, each
-// further failure doubles the wait up to retryMax.
-const (
-	retryMin = time.Second
-	retryMax = 30 * time.Second
-)
-
-// readyProbeEvery bounds how often Ready calls the IdP once discovery has
-// succeeded.
-const readyProbeEvery = 10 * time.Second
-
 // maxBody bounds what is read of an IdP answer.
 const maxBody = 1 << 20
 
@@ -111,23 +96,11 @@ type Upstream struct {
 	cfg     Config
 	http    *http.Client
 	log     *slog.Logger
-	now     func() time.Time
 	clients map[string]Credentials
 
-	// idp is the loaded discovery document; nil until discovery has
-	// succeeded once.
-	idp atomic.Pointer[provider]
-	// sem serialises discovery attempts (a mutex that honours contexts);
-	// it guards failures, nextTry and lastErr.
-	sem      chan struct{}
-	failures int
-	nextTry  time.Time
-	lastErr  error
-
-	// probeMu guards the last readiness probe of a discovered IdP.
-	probeMu  sync.Mutex
-	probedAt time.Time
-	probeErr error
+	// idp loads the discovery document on use, with a backoff, and
+	// probes it for Ready.
+	idp *idp.Loader[provider]
 }
 
 // provider is what discovery yields.
@@ -157,16 +130,26 @@ func newUpstream(ctx context.Context, cfg Config, now func() time.Time) (*Upstre
 	if err := validate(cfg); err != nil {
 		return nil, err
 	}
-	u := &Upstream{cfg: cfg, http: cfg.HTTPClient, log: cfg.Logger, now: now, clients: cfg.Clients, sem: make(chan struct{}, 1)}
+	u := &Upstream{cfg: cfg, http: cfg.HTTPClient, log: cfg.Logger, clients: cfg.Clients}
 	if u.http == nil {
-		u.http = defaultHTTPClient()
+		u.http = idp.DefaultHTTPClient()
 	}
 	if u.log == nil {
 		u.log = slog.New(slog.DiscardHandler)
 	}
+	u.idp = idp.New(idp.Config[provider]{
+		Prefix:          "cibaup",
+		Issuer:          cfg.Issuer,
+		Discover:        u.discover,
+		Probe:           func(ctx context.Context, p *provider) error { return u.probe(ctx, p.discoveryURL) },
+		Loaded:          u.warnModes,
+		DiscoveryProbes: true,
+		Logger:          u.log,
+		Now:             now,
+	})
 	if _, err := u.provider(ctx); err != nil {
-		if mm := (*gooidc.IssuerMismatchError)(nil); errors.As(err, &mm) {
-			return nil, fmt.Errorf("cibaup: issuer %q: the identity provider calls itself %q; set issuer to exactly that", mm.Provided, mm.Discovered)
+		if err := idp.IssuerMismatch("cibaup", err); err != nil {
+			return nil, err
 		}
 		if errors.Is(err, errNotCIBA) {
 			return nil, fmt.Errorf("cibaup: issuer %q: %w (backchannel_authentication_endpoint and token_endpoint are required)", cfg.Issuer, errNotCIBA)
@@ -196,49 +179,17 @@ func validate(cfg Config) error {
 	return nil
 }
 
-func absURL(what, s string) error {
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("cibaup: the %s %q is not an absolute http(s) URL without query or fragment", what, s)
-	}
-	return nil
-}
-
-func defaultHTTPClient() *http.Client {
-	return &http.Client{
-		Timeout: 10 * time.Second,
-		// A redirect could take credentials to another host.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		Transport: &http.Transport{
-			Proxy:               http.ProxyFromEnvironment,
-			MaxIdleConnsPerHost: 16,
-			IdleConnTimeout:     90 * time.Second,
-			TLSHandshakeTimeout: 10 * time.Second,
-		},
-	}
-}
+func absURL(what, s string) error { return idp.AbsURL("cibaup", what, s) }
 
 // Ready reports whether the IdP's discovery document has been loaded; if
 // not, it tries (at most once per backoff period) and returns an error
 // wrapping ciba.ErrUnavailable while the IdP cannot be reached.
 //
 // Once loaded, it checks that the IdP still answers by fetching the
-// discovery document again, at most once per readyProbeEvery (readiness
-// probes come often, from every instance), so an IdP that went away turns
-// readiness red.
-func (u *Upstream) Ready(ctx context.Context) error {
-	p, err := u.provider(ctx)
-	if err != nil {
-		return err
-	}
-	u.probeMu.Lock()
-	defer u.probeMu.Unlock()
-	if now := u.now(); now.Sub(u.probedAt) >= readyProbeEvery {
-		u.probeErr = u.probe(ctx, p.discoveryURL)
-		u.probedAt = now
-	}
-	return u.probeErr
-}
+// discovery document again, at most once per idp.ReadyProbeEvery
+// (readiness probes come often, from every instance), so an IdP that went
+// away turns readiness red.
+func (u *Upstream) Ready(ctx context.Context) error { return u.idp.Ready(ctx) }
 
 // probe checks that the discovery document still answers 200.
 func (u *Upstream) probe(ctx context.Context, discoveryURL string) error {
@@ -266,11 +217,7 @@ func (u *Upstream) Metadata(ctx context.Context) (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	var m map[string]any
-	if err := json.Unmarshal(p.raw, &m); err != nil {
-		return nil, fmt.Errorf("cibaup: decode the discovery document of %s: %w", u.cfg.Issuer, err)
-	}
-	return m, nil
+	return idp.Document("cibaup", u.cfg.Issuer, p.raw)
 }
 
 // SupportsPing reports whether the IdP pings cibaproxy for clientID's
@@ -285,7 +232,7 @@ func (u *Upstream) SupportsPing(clientID string) bool {
 	if !ok || !c.Ping {
 		return false
 	}
-	if p := u.idp.Load(); p != nil && p.modes != nil {
+	if p := u.idp.Loaded(); p != nil && p.modes != nil {
 		return slices.Contains(p.modes, modePing)
 	}
 	return true
@@ -293,60 +240,14 @@ func (u *Upstream) SupportsPing(clientID string) bool {
 
 // provider returns the discovered IdP, running discovery when it has not
 // succeeded yet and the backoff allows.
-func (u *Upstream) provider(ctx context.Context) (*provider, error) {
-	if p := u.idp.Load(); p != nil {
-		return p, nil
-	}
-	select {
-	case u.sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, unavailable(fmt.Errorf("cibaup: waiting for discovery of %s: %w", u.cfg.Issuer, ctx.Err()))
-	}
-	defer func() { <-u.sem }()
-	if p := u.idp.Load(); p != nil {
-		return p, nil
-	}
-	now := u.now()
-	if now.Before(u.nextTry) {
-		return nil, u.lastErr
-	}
-	p, err := u.discover(ctx)
-	if err != nil {
-		u.failures++
-		wait := retryMax
-		if u.failures <= 5 {
-			wait = min(retryMin<<(u.failures-1), retryMax)
-		}
-		u.nextTry = now.Add(wait)
-		u.lastErr = err
-		u.log.Warn("cibaup: identity provider not available; retrying on use",
-			slog.String("issuer", u.cfg.Issuer), slog.Int("failures", u.failures),
-			slog.Duration("retry_after", wait), slog.Any("error", err))
-		return nil, err
-	}
-	if u.failures > 0 {
-		u.log.Info("cibaup: identity provider available again", slog.String("issuer", u.cfg.Issuer), slog.Int("failures", u.failures))
-	} else {
-		u.log.Info("cibaup: identity provider discovered", slog.String("issuer", u.cfg.Issuer))
-	}
-	u.warnModes(p)
-	u.failures, u.lastErr, u.nextTry = 0, nil, time.Time{}
-	u.probeMu.Lock()
-	u.probedAt, u.probeErr = now, nil
-	u.probeMu.Unlock()
-	u.idp.Store(p)
-	return p, nil
-}
+func (u *Upstream) provider(ctx context.Context) (*provider, error) { return u.idp.Get(ctx) }
 
 // discover loads the discovery document (OIDC Discovery §4, CIBA §4).
 // Every error wraps ciba.ErrUnavailable.
 func (u *Upstream) discover(ctx context.Context) (*provider, error) {
-	gp, err := gooidc.NewProvider(gooidc.ClientContext(ctx, u.http), u.cfg.Issuer)
+	gp, err := idp.Fetch(ctx, "cibaup", u.http, u.cfg.Issuer)
 	if err != nil {
-		if mm := (*gooidc.IssuerMismatchError)(nil); errors.As(err, &mm) {
-			return nil, unavailable(fmt.Errorf("cibaup: discovery of %s: %w", u.cfg.Issuer, err))
-		}
-		return nil, unavailable(fmt.Errorf("cibaup: discovery of %s: %s", u.cfg.Issuer, shorten(err.Error())))
+		return nil, err
 	}
 	var meta struct {
 		Token       string   `json:"token_endpoint"`
@@ -398,21 +299,5 @@ func (u *Upstream) credentials(clientID string) (Credentials, error) {
 	return c, nil
 }
 
-// unavailableError marks an error as the IdP being unreachable: errors.Is
-// matches it with ciba.ErrUnavailable, so the caller retries or answers
-// temporarily_unavailable, while its message stays the cause's.
-type unavailableError struct{ err error }
-
-func unavailable(err error) error { return &unavailableError{err: err} }
-
-func (e *unavailableError) Error() string   { return e.err.Error() }
-func (e *unavailableError) Unwrap() []error { return []error{e.err, ciba.ErrUnavailable} }
-
-// shorten bounds a message that may quote an answer's body.
-func shorten(s string) string {
-	const n = 300
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
-}
+// unavailable marks err as the IdP being unreachable (see idp.Unavailable).
+func unavailable(err error) error { return idp.Unavailable(err) }

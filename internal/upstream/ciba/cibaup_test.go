@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/upstream/idp"
 )
 
 func TestConfigIsValidated(t *testing.T) {
@@ -40,21 +42,23 @@ func TestConfigIsValidated(t *testing.T) {
 	}
 }
 
-func TestAnIssuerMismatchFailsNew(t *testing.T) {
-	op := newTestIdP(t)
-	op.set(func(op *testIdP) { op.issuerOverride = op.issuer() + "/" })
-	_, err := New(context.Background(), testConfig(op))
-	if err == nil || !strings.Contains(err.Error(), "calls itself") {
-		t.Fatalf("New = %v, want an issuer mismatch error", err)
-	}
-}
-
-func TestAnIdPWithoutCIBAFailsNew(t *testing.T) {
-	op := newTestIdP(t)
-	op.set(func(op *testIdP) { op.noBackchannel = true })
-	_, err := New(context.Background(), testConfig(op))
-	if err == nil || !strings.Contains(err.Error(), "backchannel_authentication_endpoint") {
-		t.Fatalf("New = %v, want an error naming backchannel_authentication_endpoint", err)
+func TestNewRefusesAMisconfiguredIdP(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(op *testIdP)
+		want string
+	}{
+		{"an issuer mismatch fails New", func(op *testIdP) { op.issuerOverride = op.issuer() + "/" }, "cibaup: issuer %q: the identity provider calls itself"},
+		{"an IdP without CIBA fails New", func(op *testIdP) { op.noBackchannel = true }, "cibaup: issuer %q: the identity provider does not publish CIBA endpoints (backchannel_authentication_endpoint"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			op := newTestIdP(t)
+			op.set(tc.edit)
+			_, err := New(context.Background(), testConfig(op))
+			if want := fmt.Sprintf(tc.want, op.issuer()); err == nil || !strings.HasPrefix(err.Error(), want) {
+				t.Fatalf("New = %v, want an error starting %q", err, want)
+			}
+		})
 	}
 }
 
@@ -81,16 +85,9 @@ func TestDiscoveryIsRetriedLazilyWithBackoff(t *testing.T) {
 		t.Fatal("a CIBA endpoint was called before discovery")
 	}
 
+	// The backoff itself is tested in package idp.
 	op.set(func(op *testIdP) { op.discoveryDown = false })
-	hits := op.hits()
-	if err := u.Ready(ctx); !errors.Is(err, ciba.ErrUnavailable) {
-		t.Fatalf("Ready within the backoff = %v, want the last error", err)
-	}
-	if now := op.hits(); now != hits {
-		t.Fatalf("discovery was retried within the backoff (%d requests, want %d)", now, hits)
-	}
-
-	clk.Advance(retryMax)
+	clk.Advance(idp.RetryMax)
 	if err := u.Ready(ctx); err != nil {
 		t.Fatalf("Ready after the backoff, IdP up: %v", err)
 	}
@@ -105,7 +102,7 @@ func TestDiscoveryIsRetriedLazilyWithBackoff(t *testing.T) {
 	if _, err := u.Start(ctx, cibaClient, Params{Scope: "openid", LoginHint: "alice"}); err != nil {
 		t.Fatalf("Start after discovery: %v", err)
 	}
-	if !strings.Contains(logs.String(), "identity provider not available") || !strings.Contains(logs.String(), "available again") {
+	if !strings.Contains(logs.String(), "cibaup: identity provider not available") || !strings.Contains(logs.String(), "cibaup: identity provider available again") {
 		t.Fatalf("the failure and the recovery are not logged:\n%s", logs.String())
 	}
 }
@@ -125,12 +122,12 @@ func TestReadyTurnsRedWhenTheIdPGoesAway(t *testing.T) {
 	if op.hits() != hits {
 		t.Fatal("Ready called the IdP within the probe period")
 	}
-	clk.Advance(readyProbeEvery)
+	clk.Advance(idp.ReadyProbeEvery)
 	if err := u.Ready(ctx); !errors.Is(err, ciba.ErrUnavailable) {
 		t.Fatalf("Ready with the IdP gone = %v, want ErrUnavailable", err)
 	}
 	op.set(func(op *testIdP) { op.discoveryDown = false })
-	clk.Advance(readyProbeEvery)
+	clk.Advance(idp.ReadyProbeEvery)
 	if err := u.Ready(ctx); err != nil {
 		t.Fatalf("Ready with the IdP back: %v", err)
 	}

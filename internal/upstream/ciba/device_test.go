@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/upstream/idp/idptest"
 	"github.com/cibaproxy/cibaproxy/test/idp"
 )
 
@@ -34,7 +35,7 @@ func newDeviceIdP(t *testing.T) *deviceIdP {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
 		iss := op.srv.URL
-		writeJSON(w, http.StatusOK, map[string]any{
+		idptest.WriteJSON(w, http.StatusOK, map[string]any{
 			"issuer": iss, "authorization_endpoint": iss + "/authorize", "token_endpoint": iss + "/token", "jwks_uri": iss + "/jwks",
 			"backchannel_authentication_endpoint": iss + "/bc-authorize", "device_authorization_endpoint": iss + "/device/auth",
 		})
@@ -53,7 +54,7 @@ func newDeviceIdP(t *testing.T) *deviceIdP {
 		})
 	}
 	handle("/device/auth", func() http.HandlerFunc { return op.device }, func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{
+		idptest.WriteJSON(w, http.StatusOK, map[string]any{
 			"device_code": upstreamDeviceCode, "user_code": "WDJB-MJHT", "verification_uri": "https://idp.example/device",
 			"verification_uri_complete": "https://idp.example/device?user_code=WDJB-MJHT", "expires_in": 600, "interval": 7,
 		})

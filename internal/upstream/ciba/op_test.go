@@ -2,13 +2,13 @@ package cibaup
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"sync"
 	"testing"
-	"time"
+
+	"github.com/cibaproxy/cibaproxy/internal/upstream/idp/idptest"
 )
 
 // testIdP is a minimal CIBA identity provider for the error paths of this
@@ -51,7 +51,7 @@ func newTestIdP(t *testing.T) *testIdP {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", op.discovery)
 	mux.HandleFunc("POST /bc-authorize", op.record(func(op *testIdP) http.HandlerFunc { return op.backchannel }, func(w http.ResponseWriter) {
-		writeJSON(w, http.StatusOK, map[string]any{"auth_req_id": upstreamID, "expires_in": 120, "interval": 2})
+		idptest.WriteJSON(w, http.StatusOK, map[string]any{"auth_req_id": upstreamID, "expires_in": 120, "interval": 2})
 	}))
 	mux.HandleFunc("POST /token", op.record(func(op *testIdP) http.HandlerFunc { return op.token }, func(w http.ResponseWriter) {
 		w.Header().Set("Content-Type", "application/json")
@@ -91,7 +91,7 @@ func (op *testIdP) discovery(w http.ResponseWriter, _ *http.Request) {
 	if noBC {
 		delete(doc, "backchannel_authentication_endpoint")
 	}
-	writeJSON(w, http.StatusOK, doc)
+	idptest.WriteJSON(w, http.StatusOK, doc)
 }
 
 // record returns a handler that records the request and runs the scripted
@@ -165,31 +165,6 @@ func answer(status int, body string) http.HandlerFunc {
 	}
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-// clock is a settable clock for the discovery backoff and the readiness
-// probe.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 func testConfig(op *testIdP) Config {
 	return Config{
 		Issuer:  op.issuer(),
@@ -198,13 +173,13 @@ func testConfig(op *testIdP) Config {
 }
 
 // newTestUpstream returns an upstream on op with a settable clock.
-func newTestUpstream(t *testing.T, op *testIdP, edit func(*Config)) (*Upstream, *clock) {
+func newTestUpstream(t *testing.T, op *testIdP, edit func(*Config)) (*Upstream, *idptest.Clock) {
 	t.Helper()
 	cfg := testConfig(op)
 	if edit != nil {
 		edit(&cfg)
 	}
-	clk := &clock{t: time.Now()}
+	clk := idptest.NewClock()
 	u, err := newUpstream(context.Background(), cfg, clk.Now)
 	if err != nil {
 		t.Fatalf("New: %v", err)

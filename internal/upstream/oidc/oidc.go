@@ -20,15 +20,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/upstream/idp"
 )
 
 // Client authentication methods at the IdP's token endpoint (OIDC Core §9).
@@ -80,13 +78,6 @@ type Credentials struct {
 	AuthMethod string
 }
 
-// Discovery retry backoff: the first retry may happen after retryMin, each
-// further failure doubles the wait up to retryMax.
-const (
-	retryMin = time.Second
-	retryMax = 30 * time.Second
-)
-
 // maxBody bounds what is read of an IdP answer (JWKS probe, forwarded
 // token responses).
 const maxBody = 1 << 20
@@ -97,24 +88,12 @@ const maxBody = 1 << 20
 type Upstream struct {
 	cfg     Config
 	http    *http.Client
-	log     *slog.Logger
 	now     func() time.Time
 	clients map[string]Credentials
 
-	// idp is the loaded discovery document and key set; nil until
-	// discovery and the JWKS probe have succeeded once.
-	idp atomic.Pointer[provider]
-	// sem serialises discovery attempts (a mutex that honours contexts);
-	// it guards failures, nextTry and lastErr.
-	sem      chan struct{}
-	failures int
-	nextTry  time.Time
-	lastErr  error
-
-	// probeMu guards the last readiness probe of a loaded IdP.
-	probeMu  sync.Mutex
-	probedAt time.Time
-	probeErr error
+	// idp loads the discovery document and key set on use, with a
+	// backoff, and probes the keys for Ready.
+	idp *idp.Loader[provider]
 }
 
 // provider is what discovery yields.
@@ -139,16 +118,24 @@ func newUpstream(ctx context.Context, cfg Config, now func() time.Time) (*Upstre
 	if err := validate(&cfg); err != nil {
 		return nil, err
 	}
-	u := &Upstream{cfg: cfg, http: cfg.HTTPClient, log: cfg.Logger, now: now, clients: cfg.Clients, sem: make(chan struct{}, 1)}
+	u := &Upstream{cfg: cfg, http: cfg.HTTPClient, now: now, clients: cfg.Clients}
 	if u.http == nil {
-		u.http = defaultHTTPClient()
+		u.http = idp.DefaultHTTPClient()
 	}
-	if u.log == nil {
-		u.log = slog.New(slog.DiscardHandler)
-	}
+	u.idp = idp.New(idp.Config[provider]{
+		Prefix:   "oidc",
+		Issuer:   cfg.Issuer,
+		Discover: u.discover,
+		Probe:    func(ctx context.Context, p *provider) error { return u.probeKeys(ctx, p.jwksURI) },
+		// The keys fetched by discovery do not count as a probe: the
+		// first Ready after discovery fetches them again.
+		DiscoveryProbes: false,
+		Logger:          cfg.Logger, // nil discards
+		Now:             now,
+	})
 	if _, err := u.provider(ctx); err != nil {
-		if mm := (*gooidc.IssuerMismatchError)(nil); errors.As(err, &mm) {
-			return nil, fmt.Errorf("oidc: issuer %q: the identity provider calls itself %q; set issuer to exactly that", mm.Provided, mm.Discovered)
+		if err := idp.IssuerMismatch("oidc", err); err != nil {
+			return nil, err
 		}
 		// Logged by provider; retried on use.
 	}
@@ -189,51 +176,16 @@ func validate(cfg *Config) error {
 	return nil
 }
 
-func absURL(what, s string) error {
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("oidc: the %s %q is not an absolute http(s) URL without query or fragment", what, s)
-	}
-	return nil
-}
-
-func defaultHTTPClient() *http.Client {
-	return &http.Client{
-		Timeout: 10 * time.Second,
-		// A redirect could take credentials or codes to another host.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		Transport: &http.Transport{
-			Proxy:               http.ProxyFromEnvironment,
-			MaxIdleConnsPerHost: 16,
-			IdleConnTimeout:     90 * time.Second,
-			TLSHandshakeTimeout: 10 * time.Second,
-		},
-	}
-}
+func absURL(what, s string) error { return idp.AbsURL("oidc", what, s) }
 
 // Ready reports whether the IdP's discovery document and keys have been
 // loaded; if not, it tries (at most once per backoff period) and returns an
 // error wrapping ciba.ErrUnavailable while the IdP cannot be reached.
 //
 // Once loaded, it checks that the IdP still answers by fetching its keys,
-// at most once per readyProbeEvery (readiness probes come often, from every
-// instance), so an IdP that went away turns readiness red.
-func (u *Upstream) Ready(ctx context.Context) error {
-	p, err := u.provider(ctx)
-	if err != nil {
-		return err
-	}
-	u.probeMu.Lock()
-	defer u.probeMu.Unlock()
-	if now := u.now(); now.Sub(u.probedAt) >= readyProbeEvery {
-		u.probeErr = u.probeKeys(ctx, p.jwksURI)
-		u.probedAt = now
-	}
-	return u.probeErr
-}
-
-// readyProbeEvery bounds how often Ready calls the IdP.
-const readyProbeEvery = 10 * time.Second
+// at most once per idp.ReadyProbeEvery (readiness probes come often, from
+// every instance), so an IdP that went away turns readiness red.
+func (u *Upstream) Ready(ctx context.Context) error { return u.idp.Ready(ctx) }
 
 // Metadata returns the IdP's discovery document as a JSON object, a fresh
 // copy on every call (cibaproxy's own discovery is built from it in this
@@ -243,17 +195,13 @@ func (u *Upstream) Metadata(ctx context.Context) (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	var m map[string]any
-	if err := json.Unmarshal(p.raw, &m); err != nil {
-		return nil, fmt.Errorf("oidc: decode the discovery document of %s: %w", p.issuer, err)
-	}
-	return m, nil
+	return idp.Document("oidc", p.issuer, p.raw)
 }
 
 // AuthorizationEndpoint is the IdP's authorization_endpoint, or "" while
 // discovery has not succeeded (the approval page allows it as a form target).
 func (u *Upstream) AuthorizationEndpoint() string {
-	if p := u.idp.Load(); p != nil {
+	if p := u.idp.Loaded(); p != nil {
 		return p.endpoint.AuthURL
 	}
 	return ""
@@ -261,57 +209,15 @@ func (u *Upstream) AuthorizationEndpoint() string {
 
 // provider returns the discovered IdP, running discovery when it has not
 // succeeded yet and the backoff allows.
-func (u *Upstream) provider(ctx context.Context) (*provider, error) {
-	if p := u.idp.Load(); p != nil {
-		return p, nil
-	}
-	select {
-	case u.sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, unavailable(fmt.Errorf("oidc: waiting for discovery of %s: %w", u.cfg.Issuer, ctx.Err()))
-	}
-	defer func() { <-u.sem }()
-	if p := u.idp.Load(); p != nil {
-		return p, nil
-	}
-	now := u.now()
-	if now.Before(u.nextTry) {
-		return nil, u.lastErr
-	}
-	p, err := u.discover(ctx)
-	if err != nil {
-		u.failures++
-		wait := retryMax
-		if u.failures <= 5 {
-			wait = min(retryMin<<(u.failures-1), retryMax)
-		}
-		u.nextTry = now.Add(wait)
-		u.lastErr = err
-		u.log.Warn("oidc: identity provider not available; retrying on use",
-			slog.String("issuer", u.cfg.Issuer), slog.Int("failures", u.failures),
-			slog.Duration("retry_after", wait), slog.Any("error", err))
-		return nil, err
-	}
-	if u.failures > 0 {
-		u.log.Info("oidc: identity provider available again", slog.String("issuer", u.cfg.Issuer), slog.Int("failures", u.failures))
-	} else {
-		u.log.Info("oidc: identity provider discovered", slog.String("issuer", u.cfg.Issuer))
-	}
-	u.failures, u.lastErr, u.nextTry = 0, nil, time.Time{}
-	u.idp.Store(p)
-	return p, nil
-}
+func (u *Upstream) provider(ctx context.Context) (*provider, error) { return u.idp.Get(ctx) }
 
 // discover loads the discovery document (OIDC Discovery §4) and checks
 // that the key set it names can be fetched. Every error wraps
 // ciba.ErrUnavailable.
 func (u *Upstream) discover(ctx context.Context) (*provider, error) {
-	gp, err := gooidc.NewProvider(gooidc.ClientContext(ctx, u.http), u.cfg.Issuer)
+	gp, err := idp.Fetch(ctx, "oidc", u.http, u.cfg.Issuer)
 	if err != nil {
-		if mm := (*gooidc.IssuerMismatchError)(nil); errors.As(err, &mm) {
-			return nil, unavailable(fmt.Errorf("oidc: discovery of %s: %w", u.cfg.Issuer, err))
-		}
-		return nil, unavailable(fmt.Errorf("oidc: discovery of %s: %s", u.cfg.Issuer, shorten(err.Error())))
+		return nil, err
 	}
 	var meta struct {
 		JWKSURI string   `json:"jwks_uri"`
@@ -401,21 +307,8 @@ func (u *Upstream) credentials(clientID string) (Credentials, error) {
 	return c, nil
 }
 
-// unavailableError marks an error as the IdP being unreachable: errors.Is
-// matches it with ciba.ErrUnavailable, so the caller answers
-// temporarily_unavailable, while its message stays the cause's.
-type unavailableError struct{ err error }
-
-func unavailable(err error) error { return &unavailableError{err: err} }
-
-func (e *unavailableError) Error() string   { return e.err.Error() }
-func (e *unavailableError) Unwrap() []error { return []error{e.err, ciba.ErrUnavailable} }
+// unavailable marks err as the IdP being unreachable (see idp.Unavailable).
+func unavailable(err error) error { return idp.Unavailable(err) }
 
 // shorten bounds a message that may quote an answer's body.
-func shorten(s string) string {
-	const n = 300
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
-}
+func shorten(s string) string { return idp.Shorten(s) }

@@ -8,14 +8,16 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/oauth2"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/upstream/idp"
+	"github.com/cibaproxy/cibaproxy/internal/upstream/idp/idptest"
 )
 
 var _ ciba.Upstream = (*Upstream)(nil)
@@ -51,8 +53,8 @@ func TestAnIssuerMismatchFailsNew(t *testing.T) {
 	op := newTestOP(t)
 	op.set(func(op *testOP) { op.issuerOverride = op.issuer() + "/" })
 	_, err := New(context.Background(), testConfig(op))
-	if err == nil || !strings.Contains(err.Error(), "calls itself") {
-		t.Fatalf("New = %v, want an issuer mismatch error", err)
+	if want := "oidc: issuer " + strconv.Quote(op.issuer()) + ": the identity provider calls itself"; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("New = %v, want an error starting %q", err, want)
 	}
 }
 
@@ -79,16 +81,9 @@ func TestDiscoveryIsRetriedLazilyWithBackoff(t *testing.T) {
 		t.Fatal("AuthorizationEndpoint is set before discovery")
 	}
 
+	// The backoff itself is tested in package idp.
 	op.set(func(op *testOP) { op.discoveryDown = false })
-	hits := op.get(func(op *testOP) int { return op.discoveryHits })
-	if err := u.Ready(ctx); !errors.Is(err, ciba.ErrUnavailable) {
-		t.Fatalf("Ready within the backoff = %v, want the last error", err)
-	}
-	if now := op.get(func(op *testOP) int { return op.discoveryHits }); now != hits {
-		t.Fatalf("discovery was retried within the backoff (%d requests, want %d)", now, hits)
-	}
-
-	clk.Advance(retryMax)
+	clk.Advance(idp.RetryMax)
 	if err := u.Ready(ctx); err != nil {
 		t.Fatalf("Ready after the backoff, IdP up: %v", err)
 	}
@@ -99,28 +94,8 @@ func TestDiscoveryIsRetriedLazilyWithBackoff(t *testing.T) {
 	if err != nil || md["issuer"] != op.issuer() || md["code_challenge_methods_supported"] == nil {
 		t.Fatalf("Metadata = %v, %v; want the IdP's document", md, err)
 	}
-	if !strings.Contains(logs.String(), "identity provider not available") || !strings.Contains(logs.String(), "available again") {
+	if !strings.Contains(logs.String(), "oidc: identity provider not available") || !strings.Contains(logs.String(), "oidc: identity provider available again") {
 		t.Fatalf("the failure and the recovery are not logged:\n%s", logs.String())
-	}
-}
-
-func TestConcurrentCallersShareOneDiscoveryAttempt(t *testing.T) {
-	op := newTestOP(t)
-	op.set(func(op *testOP) { op.discoveryDown = true })
-	u, clk := newTestUpstream(t, op, nil)
-	clk.Advance(retryMax)
-	before := op.get(func(op *testOP) int { return op.discoveryHits })
-	var wg sync.WaitGroup
-	for range 20 {
-		wg.Go(func() {
-			if err := u.Ready(context.Background()); !errors.Is(err, ciba.ErrUnavailable) {
-				t.Errorf("Ready = %v, want ErrUnavailable", err)
-			}
-		})
-	}
-	wg.Wait()
-	if hits := op.get(func(op *testOP) int { return op.discoveryHits }) - before; hits != 1 {
-		t.Fatalf("%d discovery requests for 20 concurrent callers, want 1", hits)
 	}
 }
 
@@ -132,7 +107,7 @@ func TestAnUnreachableJWKSMakesTheUpstreamNotReady(t *testing.T) {
 		t.Fatalf("Ready with the JWKS down = %v, want ErrUnavailable", err)
 	}
 	op.set(func(op *testOP) { op.jwksDown = false })
-	clk.Advance(retryMax)
+	clk.Advance(idp.RetryMax)
 	if err := u.Ready(context.Background()); err != nil {
 		t.Fatalf("Ready with the JWKS back: %v", err)
 	}
@@ -145,37 +120,18 @@ func TestReadinessTurnsRedWhenTheIdPGoesAway(t *testing.T) {
 		t.Fatalf("Ready: %v", err)
 	}
 	op.set(func(op *testOP) { op.jwksDown = true })
-	// Probes are spaced out: within readyProbeEvery the last answer stands.
+	// Probes are spaced out: within idp.ReadyProbeEvery the last answer stands.
 	if err := u.Ready(context.Background()); err != nil {
 		t.Fatalf("Ready right after a good probe: %v", err)
 	}
-	clk.Advance(readyProbeEvery)
+	clk.Advance(idp.ReadyProbeEvery)
 	if err := u.Ready(context.Background()); !errors.Is(err, ciba.ErrUnavailable) {
 		t.Fatalf("Ready with the IdP's keys gone = %v, want ErrUnavailable", err)
 	}
 	op.set(func(op *testOP) { op.jwksDown = false })
-	clk.Advance(readyProbeEvery)
+	clk.Advance(idp.ReadyProbeEvery)
 	if err := u.Ready(context.Background()); err != nil {
 		t.Fatalf("Ready with the IdP back: %v", err)
-	}
-}
-
-func TestTheBackoffGrowsAndIsBounded(t *testing.T) {
-	op := newTestOP(t)
-	op.set(func(op *testOP) { op.discoveryDown = true })
-	u, clk := newTestUpstream(t, op, nil) // New made the first attempt
-	for i := 1; i < 10; i++ {
-		wait := u.nextTry.Sub(clk.Now())
-		if want := min(retryMin<<(i-1), retryMax); wait != want {
-			t.Fatalf("after %d failures: next try in %v, want %v", i, wait, want)
-		}
-		clk.Advance(wait)
-		if err := u.Ready(context.Background()); !errors.Is(err, ciba.ErrUnavailable) {
-			t.Fatalf("Ready = %v", err)
-		}
-	}
-	if hits := op.get(func(op *testOP) int { return op.discoveryHits }); hits != 10 {
-		t.Fatalf("%d discovery requests, want 10", hits)
 	}
 }
 
@@ -589,10 +545,10 @@ func TestExchangeErrorsOfTheTokenEndpoint(t *testing.T) {
 		code    string
 	}{
 		{name: "invalid_grant says so", handler: func(w http.ResponseWriter, _ *http.Request) {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_grant", "error_description": "grant request is invalid"})
+			idptest.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_grant", "error_description": "grant request is invalid"})
 		}, code: "invalid_grant"},
 		{name: "invalid_client says so", handler: func(w http.ResponseWriter, _ *http.Request) {
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client"})
+			idptest.WriteJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client"})
 		}, code: "invalid_client"},
 		{name: "a 500 is unavailable", handler: func(w http.ResponseWriter, _ *http.Request) {
 			http.Error(w, "internal error", http.StatusInternalServerError)
@@ -604,10 +560,10 @@ func TestExchangeErrorsOfTheTokenEndpoint(t *testing.T) {
 			}
 		}, unavail: true},
 		{name: "an answer without access_token is an error", handler: func(w http.ResponseWriter, _ *http.Request) {
-			writeJSON(w, http.StatusOK, map[string]string{"token_type": "Bearer"})
+			idptest.WriteJSON(w, http.StatusOK, map[string]string{"token_type": "Bearer"})
 		}},
 		{name: "an answer without id_token is an error", handler: func(w http.ResponseWriter, _ *http.Request) {
-			writeJSON(w, http.StatusOK, map[string]string{"access_token": "idp-access-token", "token_type": "Bearer"})
+			idptest.WriteJSON(w, http.StatusOK, map[string]string{"access_token": "idp-access-token", "token_type": "Bearer"})
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -650,7 +606,7 @@ func TestForwardToken(t *testing.T) {
 			w.Header().Set("WWW-Authenticate", `DPoP error="use_dpop_nonce"`)
 			w.Header().Set("DPoP-Nonce", "n-1")
 			w.Header().Set("Set-Cookie", "idp=1")
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "use_dpop_nonce"})
+			idptest.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": "use_dpop_nonce"})
 		}
 	})
 	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"rt-1"}, "scope": {"openid"}}

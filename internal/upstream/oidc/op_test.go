@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/cibaproxy/cibaproxy/internal/upstream/idp/idptest"
 )
 
 // testOP is a minimal OpenID Provider for the error paths of this package:
@@ -26,7 +28,6 @@ type testOP struct {
 	mu             sync.Mutex
 	discoveryDown  bool // discovery answers 503
 	jwksDown       bool // the JWKS answers 503
-	discoveryHits  int
 	jwksHits       int
 	issuerOverride string // the issuer the discovery document claims
 	key            *ecdsa.PrivateKey
@@ -60,7 +61,6 @@ func (op *testOP) issuer() string { return op.srv.URL }
 
 func (op *testOP) discovery(w http.ResponseWriter, _ *http.Request) {
 	op.mu.Lock()
-	op.discoveryHits++
 	down, iss := op.discoveryDown, op.issuerOverride
 	op.mu.Unlock()
 	if down {
@@ -70,7 +70,7 @@ func (op *testOP) discovery(w http.ResponseWriter, _ *http.Request) {
 	if iss == "" {
 		iss = op.issuer()
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
+	idptest.WriteJSON(w, http.StatusOK, map[string]any{
 		"issuer":                                iss,
 		"authorization_endpoint":                op.issuer() + "/authorize",
 		"token_endpoint":                        op.issuer() + "/token",
@@ -91,7 +91,7 @@ func (op *testOP) jwks(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "maintenance", http.StatusServiceUnavailable)
 		return
 	}
-	writeJSON(w, http.StatusOK, jose.JSONWebKeySet{Keys: keys})
+	idptest.WriteJSON(w, http.StatusOK, jose.JSONWebKeySet{Keys: keys})
 }
 
 func (op *testOP) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
@@ -108,7 +108,7 @@ func (op *testOP) tokenEndpoint(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, map[string]any{
+	idptest.WriteJSON(w, http.StatusOK, map[string]any{
 		"access_token":  "idp-access-token",
 		"token_type":    "Bearer",
 		"expires_in":    300,
@@ -150,12 +150,6 @@ func (op *testOP) rotate(keepOld bool) {
 	} else {
 		op.published = []jose.JSONWebKey{pub}
 	}
-}
-
-func (op *testOP) get(f func(op *testOP) int) int {
-	op.mu.Lock()
-	defer op.mu.Unlock()
-	return f(op)
 }
 
 func (op *testOP) set(f func(op *testOP)) {
@@ -217,30 +211,6 @@ func signWith(t *testing.T, key *ecdsa.PrivateKey, kid string, claims map[string
 	return s
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-// clock is a settable clock for the discovery backoff.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 const (
 	cibaClient = "ciba-client"
 	idpClient  = "idp-client"
@@ -258,13 +228,13 @@ func testConfig(op *testOP) Config {
 }
 
 // newTestUpstream returns an upstream on op with a settable clock.
-func newTestUpstream(t *testing.T, op *testOP, edit func(*Config)) (*Upstream, *clock) {
+func newTestUpstream(t *testing.T, op *testOP, edit func(*Config)) (*Upstream, *idptest.Clock) {
 	t.Helper()
 	cfg := testConfig(op)
 	if edit != nil {
 		edit(&cfg)
 	}
-	clk := &clock{t: time.Now()}
+	clk := idptest.NewClock()
 	u, err := newUpstream(context.Background(), cfg, clk.Now)
 	if err != nil {
 		t.Fatalf("New: %v", err)
