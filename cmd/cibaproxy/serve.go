@@ -63,10 +63,11 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	// Requests run under a context that is cancelled when shutdown begins, so
-	// held long polls answer at once instead of holding the shutdown up.
-	reqCtx, releaseHolds := context.WithCancel(context.WithoutCancel(ctx))
-	defer releaseHolds()
+	// Requests run under a context of their own: the signal that starts the
+	// shutdown does not cancel them, so the requests in flight finish (their
+	// store writes included); it ends when serving has.
+	reqCtx, cancelRequests := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRequests()
 	srv := &http.Server{
 		Handler:           a.handler,
 		BaseContext:       func(net.Listener) context.Context { return reqCtx },
@@ -77,9 +78,10 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		IdleTimeout:  2 * time.Minute,
 		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	// Shutdown closes the listener first, then releases the holds: once a
+	// Shutdown closes the listener first, then releases the held long
+	// polls, which answer at once instead of holding the shutdown up: once a
 	// held poll has its answer, a new connection is refused.
-	srv.RegisterOnShutdown(releaseHolds)
+	srv.RegisterOnShutdown(a.service.ReleaseHolds)
 	serve := srv.Serve
 	if cfg.TLS.Enabled() {
 		// Client certificates are requested, never required, and not

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -109,6 +110,18 @@ type Service struct {
 	sched scheduler
 	// errSlowDown is the answer to an early poll, built once.
 	errSlowDown *Error
+	// released is closed by ReleaseHolds: long polls are then answered at
+	// once and no longer held.
+	released    chan struct{}
+	releaseOnce sync.Once
+}
+
+// ReleaseHolds answers every held long poll at once (authorization_pending,
+// or the result if it just landed) and makes later polls answer without
+// being held, for a shutdown: the other requests in flight finish as usual,
+// with their contexts intact.
+func (s *Service) ReleaseHolds() {
+	s.releaseOnce.Do(func() { close(s.released) })
 }
 
 // NewService checks the configuration and returns a service. Call Run to
@@ -133,6 +146,7 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 		cfg.ApproveURL = func(string) string { return "" }
 	}
 	s := &Service{cfg: cfg, d: d, now: d.Now, log: d.Logger, kick: make(chan struct{}, 1), sched: scheduler{due: map[string]time.Time{}},
+		released: make(chan struct{}),
 		// One shared value: answered to every early poll, read only.
 		errSlowDown: tokenError(CodeSlowDown, "poll at most once every interval; the interval has been increased by %d seconds", cfg.SlowDownStep/time.Second).Shared()}
 	if s.now == nil {
@@ -461,6 +475,8 @@ func (s *Service) hold(ctx context.Context, id string, d time.Duration) (*AuthRe
 		case <-timer.C:
 			return r, nil
 		case <-ctx.Done():
+			return r, nil
+		case <-s.released:
 			return r, nil
 		}
 	}

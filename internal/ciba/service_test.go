@@ -478,6 +478,37 @@ func TestLongPoll(t *testing.T) {
 			t.Fatalf("hold not released: %+v, %v", p, err)
 		}
 	})
+	t.Run("ReleaseHolds answers a held poll, and later polls are not held", func(t *testing.T) {
+		// A one-hour hold: only ReleaseHolds can end the poll within the
+		// test's bounded wait.
+		f := newFixture(t, func(c *ciba.Config, d *ciba.Deps) { c.LongPoll = time.Hour; c.MaxExpiry = 2 * time.Hour; d.Now = time.Now })
+		id := f.create(t, pollClient)
+		done := make(chan error, 1)
+		go func() { _, err := f.svc.Poll(ctx, pollClient, id); done <- err }()
+		time.Sleep(50 * time.Millisecond)
+		f.svc.ReleaseHolds()
+		select {
+		case err := <-done:
+			if code(err) != ciba.CodeAuthorizationPending {
+				t.Fatalf("released poll: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("ReleaseHolds did not answer the held poll")
+		}
+		f.svc.ReleaseHolds() // twice is fine
+		// A new request and its first (on-time) poll: answered, not held.
+		id2 := f.create(t, pollClient)
+		got := make(chan error, 1)
+		go func() { _, err := f.svc.Poll(ctx, pollClient, id2); got <- err }()
+		select {
+		case err := <-got:
+			if code(err) != ciba.CodeAuthorizationPending {
+				t.Fatalf("poll after ReleaseHolds: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a poll after ReleaseHolds was held")
+		}
+	})
 }
 
 func TestCallback(t *testing.T) {

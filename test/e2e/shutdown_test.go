@@ -347,3 +347,73 @@ func waitRefused(t *testing.T, addr string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestShutdownFinishesInFlightRequest: a bc-authorize still in flight when
+// SIGTERM arrives (it waits for the validation hook, which answers only
+// after the signal) finishes: the hook's verdict arrives, the request is
+// stored and the client gets its auth_req_id, and the process exits 0. The
+// signal must not cancel the requests being served, only release held
+// polls.
+func TestShutdownFinishesInFlightRequest(t *testing.T) {
+	t.Parallel()
+	called := make(chan struct{}, 1)
+	release := make(chan struct{})
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		select {
+		case called <- struct{}{}:
+		default:
+		}
+		<-release
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"allow":true}`)
+	}))
+	t.Cleanup(hook.Close)
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	e := startValidated(t, hook.URL, "closed")
+
+	answered := make(chan *testutil.Response, 1)
+	go func() {
+		r, err := testutil.PostForm(ctx(t), e.url("/bc-authorize"), testutil.DemoPoll,
+			url.Values{"scope": {"openid"}, "login_hint": {"alice"}, "binding_message": {"InFlight"}})
+		if err != nil {
+			r = &testutil.Response{Body: []byte(err.Error())} // Status 0: cut
+		}
+		answered <- r
+	}()
+	select {
+	case <-called:
+	case <-time.After(waitTimeout):
+		t.Fatal("the validation hook was never called")
+	}
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		e.srv.Stop() // SIGTERM; fails the test unless the exit is 0 within StopTimeout
+	}()
+	// The listener closes on SIGTERM; only then does the hook answer.
+	waitRefused(t, e.srv.Addr)
+	close(release)
+	var r *testutil.Response
+	select {
+	case r = <-answered:
+	case <-time.After(waitTimeout):
+		t.Fatal("the in-flight bc-authorize got no answer after SIGTERM")
+	}
+	if r.Status != http.StatusOK {
+		t.Fatalf("the in-flight bc-authorize answered %d %s; want 200 with an auth_req_id", r.Status, r.Body)
+	}
+	var ok struct {
+		AuthReqID string `json:"auth_req_id"`
+	}
+	if err := json.Unmarshal(r.Body, &ok); err != nil || ok.AuthReqID == "" {
+		t.Fatalf("the in-flight bc-authorize answered %s: %v", r.Body, err)
+	}
+	<-stopped
+}
