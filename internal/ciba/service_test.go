@@ -481,7 +481,11 @@ func TestLongPoll(t *testing.T) {
 	t.Run("ReleaseHolds answers a held poll, and later polls are not held", func(t *testing.T) {
 		// A one-hour hold: only ReleaseHolds can end the poll within the
 		// test's bounded wait.
-		f := newFixture(t, func(c *ciba.Config, d *ciba.Deps) { c.LongPoll = time.Hour; c.MaxExpiry = 2 * time.Hour; d.Now = time.Now })
+		f := newFixture(t, func(c *ciba.Config, d *ciba.Deps) {
+			c.LongPoll = time.Hour
+			c.MaxExpiry = 2 * time.Hour
+			d.Now = time.Now
+		})
 		id := f.create(t, pollClient)
 		done := make(chan error, 1)
 		go func() { _, err := f.svc.Poll(ctx, pollClient, id); done <- err }()
