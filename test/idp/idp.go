@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/cibaproxy/cibaproxy/internal/testport"
 	"io"
 	"net"
 	"net/http"
@@ -215,19 +216,9 @@ func requireNode(t testing.TB, dir string) {
 	t.Skipf("skipping: the test OpenID Provider needs node-oidc-provider: %s", miss)
 }
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("free port: %w", err)
-	}
-	defer ln.Close()
-	addr, ok := ln.Addr().(*net.TCPAddr)
-	if !ok {
-		return 0, errors.New("free port: listener address is not TCP")
-	}
-	return addr.Port, nil
-}
+// freePort returns a TCP port on 127.0.0.1 for the node process
+// (testport.Free: below the ephemeral range, never twice in a binary).
+func freePort() (int, error) { return testport.Free() }
 
 // start runs one node process and waits for "ready <issuer>".
 func (p *IdP) start() error {

@@ -8,8 +8,8 @@ package testutil
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
+	"github.com/cibaproxy/cibaproxy/internal/testport"
 	"net"
 	"os"
 	"os/exec"
@@ -85,19 +85,10 @@ func MustBuild() (bin string, cleanup func()) {
 	return bin, func() { _ = os.RemoveAll(dir) }
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func FreePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	addr, ok := ln.Addr().(*net.TCPAddr)
-	if !ok {
-		return 0, errors.New("testutil: listener address is not TCP")
-	}
-	return addr.Port, nil
-}
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago, for a
+// process the test starts later (testport.Free: below the ephemeral range,
+// never twice in one test binary).
+func FreePort() (int, error) { return testport.Free() }
 
 // FreeAddr is FreePort as "127.0.0.1:PORT".
 func FreeAddr() (string, error) {

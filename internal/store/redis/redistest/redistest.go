@@ -16,6 +16,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/cibaproxy/cibaproxy/internal/testport"
 	"net"
 	"os"
 	"os/exec"
@@ -161,14 +162,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 }
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+func freePort() (int, error) { return testport.Free() }
 
 // Addr returns the server's host:port.
 func (s *Server) Addr() string {
