@@ -110,6 +110,11 @@ type Service struct {
 	sched scheduler
 	// errSlowDown is the answer to an early poll, built once.
 	errSlowDown *Error
+	// The store's optional fast paths (store.go), found once behind its
+	// wrappers rather than on every poll; nil when it has none.
+	pacedReader PacedReader
+	pollViewer  PollViewer
+	paceApplier PaceApplier
 	// released is closed by ReleaseHolds: long polls are then answered at
 	// once and no longer held.
 	released    chan struct{}
@@ -152,6 +157,9 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.pacedReader, _ = behind[PacedReader](d.Store)
+	s.pollViewer, _ = behind[PollViewer](d.Store)
+	s.paceApplier, _ = behind[PaceApplier](d.Store)
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -333,7 +341,7 @@ func (s *Service) PollCert(ctx context.Context, c *Client, authReqID, cert strin
 		return nil, tokenError(CodeInvalidRequest, "auth_req_id is required")
 	}
 	now := s.now()
-	if pr, ok := behind[PacedReader](s.d.Store); ok {
+	if pr := s.pacedReader; pr != nil {
 		// One step (one round trip to a remote store): read and pace.
 		r, slow, err := pr.ReadAndPace(ctx, authReqID, s.paceRule(now, s.cfg.LongPoll, s.cfg.Interval))
 		if err := s.pollable(c, err, err == nil && (r.ClientID != c.ID || r.Kind != KindCIBA), boundTo(r, err), cert); err != nil {
@@ -344,7 +352,7 @@ func (s *Service) PollCert(ctx context.Context, c *Client, authReqID, cert strin
 		}
 		return s.afterPace(ctx, authReqID, now, min(s.cfg.LongPoll, r.ExpiresAt.Sub(now)), slow)
 	}
-	if pv, ok := behind[PollViewer](s.d.Store); ok {
+	if pv := s.pollViewer; pv != nil {
 		// The hot path: a pending request is answered from its poll view,
 		// without reading (or copying) the whole request.
 		v, err := pv.PeekPoll(ctx, authReqID)
@@ -412,7 +420,7 @@ func (s *Service) paced(ctx context.Context, id string, interval time.Duration, 
 	var slow bool
 	var err error
 	rule := s.paceRule(now, hold, interval)
-	if pa, ok := behind[PaceApplier](s.d.Store); ok {
+	if pa := s.paceApplier; pa != nil {
 		slow, err = pa.ApplyPace(ctx, id, rule)
 	} else {
 		_, err = s.d.Store.UpdatePace(ctx, id, func(p *Pace) error {

@@ -114,7 +114,8 @@ func (s *store) TakeRecord(ctx context.Context, kind, key string) ([]byte, error
 
 // Unwrap returns the wrapped store, so that optional interfaces of the
 // backend (ciba.DueLister) are found behind the measurements. The poll
-// path's reads (ciba.PollViewer, ciba.PacedReader) are found this way too,
+// path's reads and pace (ciba.PollViewer, ciba.PaceApplier,
+// ciba.PacedReader) are found this way too,
 // and so are not timed: timing a read from memory would cost about what
 // the read does.
 func (s *store) Unwrap() ciba.Store { return s.Store }

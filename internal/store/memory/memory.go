@@ -81,8 +81,9 @@ type Store struct {
 	// seed and seed2 hash ids into keys (key).
 	seed, seed2 maphash.Seed
 	closed      atomic.Bool
-	// paces holds *ciba.Pace scratch values for UpdatePace's updaters, so
-	// that a poll allocates none.
+	// paces holds *ciba.Pace scratch values for UpdatePace's updaters (a
+	// long poll's release), so that it allocates none; the poll itself
+	// uses ApplyPace.
 	paces sync.Pool
 
 	requests  [shardCount]requestShard
@@ -467,11 +468,7 @@ func (s *Store) DeleteRequest(ctx context.Context, id string) error {
 		e.mu.Unlock()
 		return errRequestNotFound
 	}
-	cur, err := decode(enc)
-	if err != nil {
-		e.mu.Unlock()
-		return fmt.Errorf("memory store: delete request: %w", err)
-	}
+	curID, curApprovalID := encodedIDs(*enc)
 	if s.journal != nil {
 		if err := s.journal.DeleteRequest(ctx, id); err != nil {
 			e.mu.Unlock()
@@ -481,7 +478,7 @@ func (s *Store) DeleteRequest(ctx context.Context, id string) error {
 	// From here on every reader gets ErrNotFound; the pace state goes with
 	// the entry (a new request with the same id gets a new entry).
 	e.cur.Store(nil)
-	s.unlink(e, cur.ID, cur.ApprovalID)
+	s.unlink(e, curID, curApprovalID)
 	e.mu.Unlock()
 	s.wake(i, id)
 	return nil
