@@ -239,7 +239,9 @@ func (u *Upstream) discover(ctx context.Context) (*provider, error) {
 		// One key set for the life of the upstream: go-oidc caches the
 		// keys and refetches them when a token names an unknown kid
 		// (OIDC Core §10.1.1, key rotation).
-		keys:    &keySet{remote: gooidc.NewRemoteKeySet(gooidc.ClientContext(context.Background(), u.http), meta.JWKSURI)},
+		keys: newKeySet(func() *gooidc.RemoteKeySet {
+			return gooidc.NewRemoteKeySet(gooidc.ClientContext(context.Background(), u.http), meta.JWKSURI)
+		}, u.now),
 		jwksURI: meta.JWKSURI,
 		algs:    supportedAlgs(meta.Algs),
 		raw:     rawClaims(gp),

@@ -4,16 +4,42 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
 )
 
-// keySet is the IdP's remote key set with one addition: it tells the
-// verification that called it when the keys could not be fetched, so an
-// unreachable jwks_uri is reported as the IdP being unavailable rather than
-// as a bad token. (go-oidc flattens the key set's error into a string.)
+// keySet is the IdP's remote key set with two additions.
+//
+// It tells the verification that called it when the keys could not be
+// fetched, so an unreachable jwks_uri is reported as the IdP being
+// unavailable rather than as a bad token. (go-oidc flattens the key set's
+// error into a string.)
+//
+// It retries a failed signature once on a fresh remote key set. go-oidc's
+// RemoteKeySet shares one fetch between concurrent verifications, and a
+// verification that arrives just after a fetch has delivered its keys,
+// before the fetch is cleared, joins it and gets the keys of before the
+// IdP's rotation: a valid token signed with the new key is refused. A fresh
+// set has no fetch to join. Rebuilds are spaced by rebuildEvery, so tokens
+// with unknown keys cannot make cibaproxy fetch the IdP's keys more than
+// go-oidc already does plus once per interval.
 type keySet struct {
-	remote *gooidc.RemoteKeySet
+	newRemote    func() *gooidc.RemoteKeySet
+	now          func() time.Time
+	rebuildEvery time.Duration
+
+	mu          sync.Mutex
+	remote      *gooidc.RemoteKeySet
+	lastRebuild time.Time
+}
+
+// rebuildEvery is the least time between two rebuilds of the key set.
+const rebuildEvery = 10 * time.Second
+
+func newKeySet(newRemote func() *gooidc.RemoteKeySet, now func() time.Time) *keySet {
+	return &keySet{newRemote: newRemote, now: now, rebuildEvery: rebuildEvery, remote: newRemote()}
 }
 
 // fetchFailure is where keySet records a key fetch failure for the
@@ -24,15 +50,41 @@ type fetchFailureKey struct{}
 
 // VerifySignature implements gooidc.KeySet. The remote key set wraps an
 // error only when fetching the keys failed; a bad signature is a plain
-// error.
+// error, and is retried once on a fresh key set (see keySet).
 func (k *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
-	payload, err := k.remote.VerifySignature(ctx, jwt)
+	k.mu.Lock()
+	remote := k.remote
+	k.mu.Unlock()
+	payload, err := remote.VerifySignature(ctx, jwt)
+	if err != nil && errors.Unwrap(err) == nil {
+		if fresh := k.rebuild(remote); fresh != nil {
+			payload, err = fresh.VerifySignature(ctx, jwt)
+		}
+	}
 	if err != nil && errors.Unwrap(err) != nil {
 		if f, ok := ctx.Value(fetchFailureKey{}).(*fetchFailure); ok {
 			f.err = err
 		}
 	}
 	return payload, err
+}
+
+// rebuild replaces the key set that failed with a fresh one and returns
+// it, or returns nil when the last rebuild was too recent. When another
+// verification has already replaced failed, its replacement is returned.
+func (k *keySet) rebuild(failed *gooidc.RemoteKeySet) *gooidc.RemoteKeySet {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.remote != failed {
+		return k.remote
+	}
+	now := k.now()
+	if !k.lastRebuild.IsZero() && now.Sub(k.lastRebuild) < k.rebuildEvery {
+		return nil
+	}
+	k.lastRebuild = now
+	k.remote = k.newRemote()
+	return k.remote
 }
 
 // verify checks an ID token of the IdP for clientID (its client_id at the
