@@ -284,6 +284,10 @@ func openStore(ctx context.Context, cfg *config.Config) (ciba.Store, error) {
 			Username: r.Username, Password: r.Password,
 			SentinelUsername: r.SentinelUsername, SentinelPassword: r.SentinelPassword,
 			DB: r.DB, Timeout: r.Timeout, KeyPrefix: r.KeyPrefix, Retention: cfg.CIBA.ExpiredGrace,
+			PollCacheSize: r.PollCacheSize,
+		}
+		if r.PollCacheSize == 0 {
+			rc.PollCacheSize = -1 // off; the store's 0 is its default
 		}
 		if r.TLS.Enabled {
 			t, err := redisstore.LoadTLS(r.TLS.CAFile, r.TLS.CertFile, r.TLS.KeyFile, r.TLS.ServerName)

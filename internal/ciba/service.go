@@ -115,6 +115,7 @@ type Service struct {
 	pacedReader PacedReader
 	pollViewer  PollViewer
 	paceApplier PaceApplier
+	pollCache   PollCache
 	// released is closed by ReleaseHolds: long polls are then answered at
 	// once and no longer held.
 	released    chan struct{}
@@ -160,6 +161,7 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	s.pacedReader, _ = behind[PacedReader](d.Store)
 	s.pollViewer, _ = behind[PollViewer](d.Store)
 	s.paceApplier, _ = behind[PaceApplier](d.Store)
+	s.pollCache, _ = behind[PollCache](d.Store)
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -341,6 +343,18 @@ func (s *Service) PollCert(ctx context.Context, c *Client, authReqID, cert strin
 		return nil, tokenError(CodeInvalidRequest, "auth_req_id is required")
 	}
 	now := s.now()
+	if pc := s.pollCache; pc != nil {
+		// Known here as pending: a poll early by the pace known here is
+		// answered without a round trip to the store.
+		if v, ok := pc.CachedPoll(authReqID); ok && v.Status == StatusPending && !v.Expired(now) {
+			if err := s.pollable(c, nil, v.ClientID != c.ID || v.Kind != KindCIBA, v.CertThumbprint, cert); err != nil {
+				return nil, err
+			}
+			if pc.PaceEarly(authReqID, s.paceRule(now, s.cfg.LongPoll, s.cfg.Interval)) {
+				return nil, s.errSlowDown
+			}
+		}
+	}
 	if pr := s.pacedReader; pr != nil {
 		// One step (one round trip to a remote store): read and pace.
 		r, slow, err := pr.ReadAndPace(ctx, authReqID, s.paceRule(now, s.cfg.LongPoll, s.cfg.Interval))

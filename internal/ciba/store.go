@@ -122,6 +122,26 @@ type PollViewer interface {
 	PeekPoll(ctx context.Context, id string) (PollView, error)
 }
 
+// PollCache is implemented by remote stores (Redis) that remember, in each
+// instance, the poll view and pace of the pending requests the instance has
+// polled. A poll that is early by the pace the instance knows is answered
+// slow_down without a round trip, and the grown interval reaches the other
+// instances shortly after. What an instance knows lags the store: a request
+// decided a moment ago may still look pending, and an early poll of it then
+// hears slow_down, which only tells the client to wait. A poll that is on
+// time by what the instance knows always reaches the store, so a client that
+// keeps to its interval gets its result as soon as there is one.
+type PollCache interface {
+	// CachedPoll returns the poll view of request id as this instance last
+	// read it; ok is false when it has none. It does no I/O.
+	CachedPoll(id string) (v PollView, ok bool)
+	// PaceEarly applies rule to the pace of request id as this instance
+	// knows it, if the poll is early by it (Apply's slow_down), and reports
+	// whether it was. Otherwise it changes nothing: the poll is the
+	// store's to pace (ReadAndPace). It does no I/O.
+	PaceEarly(id string, rule PaceRule) bool
+}
+
 // PaceApplier is implemented by stores that apply a PaceRule to a
 // request's pace state themselves (memory, embedded), which spares the
 // poll path the closure UpdatePace would need. Same contract as UpdatePace

@@ -135,6 +135,7 @@ func TestRedisExampleDefaults(t *testing.T) {
 	check(t, "store.redis.password", r.Password, "")
 	check(t, "store.redis.key_prefix", r.KeyPrefix, "cibaproxy:")
 	check(t, "store.redis.timeout", r.Timeout, 3*time.Second)
+	check(t, "store.redis.poll_cache_size", r.PollCacheSize, DefaultPollCacheSize)
 	check(t, "store.redis.tls.enabled", r.TLS.Enabled, false)
 	check(t, "store.redis.master_name", r.MasterName, "")
 	check(t, "store.redis.cluster", r.Cluster, false)

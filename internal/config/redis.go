@@ -48,6 +48,12 @@ type Redis struct {
 	// hold several deployments. Default "cibaproxy:".
 	KeyPrefix string `yaml:"key_prefix"`
 
+	// PollCacheSize is how many pending requests each instance remembers,
+	// so that a poll earlier than its interval is answered slow_down
+	// without a round trip to Redis. Default 200000; 0 turns it off, and
+	// every poll then paces the request in Redis.
+	PollCacheSize int `yaml:"poll_cache_size"`
+
 	// TLS configures TLS to Redis; off unless Enabled.
 	TLS RedisTLS `yaml:"tls"`
 }
@@ -70,12 +76,18 @@ type RedisTLS struct {
 
 const defaultRedisPrefix = "cibaproxy:"
 
+// DefaultPollCacheSize is the default of store.redis.poll_cache_size.
+const DefaultPollCacheSize = 200_000
+
 func (v *validator) redisDefaults(r *Redis) {
 	if r.KeyPrefix == "" {
 		r.KeyPrefix = defaultRedisPrefix
 	}
 	if !v.src.set["store.redis.timeout"] {
 		r.Timeout = 3 * time.Second
+	}
+	if !v.src.set["store.redis.poll_cache_size"] {
+		r.PollCacheSize = DefaultPollCacheSize
 	}
 	r.TLS.CAFile = v.resolve(r.TLS.CAFile)
 	r.TLS.CertFile = v.resolve(r.TLS.CertFile)
@@ -111,6 +123,9 @@ func (v *validator) checkRedis(s *Store) {
 	}
 	if r.DB < 0 {
 		v.fail("store.redis.db", "must not be negative, got %d", r.DB)
+	}
+	if r.PollCacheSize < 0 {
+		v.fail("store.redis.poll_cache_size", "must not be negative (0 turns the cache off), got %d", r.PollCacheSize)
 	}
 	t := &r.TLS
 	if !t.Enabled && (t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != "") {

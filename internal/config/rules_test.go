@@ -90,6 +90,8 @@ func TestRules(t *testing.T) {
 			"store.path", "must be empty for the redis store"},
 		{"store.redis.db is 0 for a cluster", map[string]string{"store": "store:\n  type: redis\n  redis:\n    addrs: ['a:1', 'b:2']\n    db: 2"},
 			"store.redis.db", "must be 0 with several addresses"},
+		{"store.redis.poll_cache_size is not negative", map[string]string{"store": "store:\n  type: redis\n  redis:\n    addrs: ['a:1']\n    poll_cache_size: -1"},
+			"store.redis.poll_cache_size", "must not be negative"},
 		{"store.redis.tls settings need tls.enabled", map[string]string{"store": "store:\n  type: redis\n  redis:\n    addrs: ['a:1']\n    tls:\n      server_name: r"},
 			"store.redis.tls.enabled", "must be true"},
 		{"store.redis.tls.ca_file is readable", map[string]string{"store": "store:\n  type: redis\n  redis:\n    addrs: ['a:1']\n    tls:\n      enabled: true\n      ca_file: nope.pem"},
@@ -415,4 +417,21 @@ const key32 = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 // is valid, so each row's problem comes from what the row changed.
 func TestValidBaseConfig(t *testing.T) {
 	mustParse(t, doc(nil), noEnv)
+}
+
+// TestRedisPollCacheSize: the default when absent, 0 (off) when set so.
+func TestRedisPollCacheSize(t *testing.T) {
+	for _, tt := range []struct {
+		yaml string
+		want int
+	}{
+		{"store:\n  type: redis\n  redis:\n    addrs: ['a:1']", DefaultPollCacheSize},
+		{"store:\n  type: redis\n  redis:\n    addrs: ['a:1']\n    poll_cache_size: 0", 0},
+		{"store:\n  type: redis\n  redis:\n    addrs: ['a:1']\n    poll_cache_size: 5000", 5000},
+	} {
+		c := mustParse(t, doc(map[string]string{"store": tt.yaml}), noEnv)
+		if got := c.Store.Redis.PollCacheSize; got != tt.want {
+			t.Errorf("%q: poll_cache_size = %d, want %d", tt.yaml, got, tt.want)
+		}
+	}
 }

@@ -54,8 +54,8 @@ func decodePace(s string) ciba.Pace {
 // pollScript reads a request and applies the pace rule of a poll to it, in
 // one round trip (ciba.PaceRule.Apply, in Lua; keep the two alike).
 // KEYS[1] request key; ARGV now, tolerance, step, hold, initial interval,
-// all in milliseconds. Returns {data, slow (0|1)}, or nil if there is no
-// request.
+// all in milliseconds. Returns {data, slow (0|1), pace after the poll}, or
+// nil if there is no request.
 var pollScript = redis.NewScript(`
 local v = redis.call('HMGET', KEYS[1], 'd', 'p')
 if v[1] == false then return false end
@@ -76,17 +76,23 @@ elseif hold > 0 then
 else
   nb = now + iv
 end
-redis.call('HSET', KEYS[1], 'p', string.format('%d %d %d', iv, nb, hu))
-return {v[1], slow}
+local p = string.format('%d %d %d', iv, nb, hu)
+redis.call('HSET', KEYS[1], 'p', p)
+return {v[1], slow, p}
 `)
 
 // ReadAndPace reads request id and applies rule to its pace state in one
 // script call (ciba.PacedReader): the poll hot path on Redis. Concurrent
-// polls share round trips (batch.go).
+// polls share round trips (batch.go). A pending request read is remembered
+// with its pace, for the early polls that follow (pollcache.go).
 func (s *Store) ReadAndPace(ctx context.Context, id string, rule ciba.PaceRule) (*ciba.AuthRequest, bool, error) {
 	const op = "poll"
 	if err := s.usable(ctx, op); err != nil {
 		return nil, false, err
+	}
+	var gen uint64
+	if s.cache != nil {
+		gen = s.cache.generation(id)
 	}
 	ms := func(d time.Duration) int64 { return d.Milliseconds() }
 	res, err := s.polls.do(ctx, s.requestKey(id),
@@ -97,14 +103,42 @@ func (s *Store) ReadAndPace(ctx context.Context, id string, rule ciba.PaceRule) 
 	if err != nil {
 		return nil, false, unavailable(op, err)
 	}
+	if len(res) != 3 {
+		return nil, false, fmt.Errorf("redis store: %s: unexpected answer", op)
+	}
 	data, ok := res[0].(string)
 	slow, ok2 := res[1].(int64)
-	if len(res) != 2 || !ok || !ok2 {
+	pace, ok3 := res[2].(string)
+	if !ok || !ok2 || !ok3 {
 		return nil, false, fmt.Errorf("redis store: %s: unexpected answer", op)
 	}
 	r, err := decode([]byte(data))
 	if err != nil {
 		return nil, false, err
 	}
+	if s.cache != nil {
+		s.cache.remember(id, gen, r, decodePace(pace), rule.Now)
+	}
 	return r, slow == 1, nil
+}
+
+// CachedPoll implements ciba.PollCache (pollcache.go).
+func (s *Store) CachedPoll(id string) (ciba.PollView, bool) {
+	if s.cache == nil {
+		return ciba.PollView{}, false
+	}
+	return s.cache.CachedPoll(id)
+}
+
+// PaceEarly implements ciba.PollCache (pollcache.go).
+func (s *Store) PaceEarly(id string, rule ciba.PaceRule) bool {
+	return s.cache != nil && s.cache.PaceEarly(id, rule)
+}
+
+// forget drops what this instance knows of request id, which it is about
+// to change.
+func (s *Store) forget(id string) {
+	if s.cache != nil {
+		s.cache.drop(id)
+	}
 }

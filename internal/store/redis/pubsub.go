@@ -116,9 +116,11 @@ func (s *Store) listen(ctx context.Context, ps *redis.PubSub) {
 			pinged, delay = false, minBackoff
 			switch m := msg.(type) {
 			case *redis.Message:
+				s.forget(m.Payload)
 				s.hub.wake(m.Payload)
 			case *redis.Subscription:
 				if m.Kind == "subscribe" {
+					s.setCacheLive(true)
 					s.hub.wakeAll()
 				}
 			}
@@ -135,6 +137,9 @@ func (s *Store) listen(ctx context.Context, ps *redis.PubSub) {
 			}
 		}
 		// The connection is broken, or silent after a ping: replace it.
+		// Changes may be missed until it is: the poll cache forgets and
+		// learns nothing meanwhile.
+		s.setCacheLive(false)
 		_ = ps.Close() // already broken; nothing to report
 		if !sleep(ctx, delay) {
 			return
@@ -163,5 +168,12 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return false
 	case <-t.C:
 		return true
+	}
+}
+
+// setCacheLive turns the poll cache on or off, if there is one.
+func (s *Store) setCacheLive(live bool) {
+	if s.cache != nil {
+		s.cache.setLive(live)
 	}
 }

@@ -118,6 +118,10 @@ type Config struct {
 	// poll hears expired_token rather than "unknown". Set it to
 	// ciba.expired_grace; default DefaultRetention.
 	Retention time.Duration
+	// PollCacheSize is how many pending requests an instance remembers to
+	// answer early polls of without a round trip (ciba.PollCache); default
+	// DefaultPollCacheSize, negative turns the cache off.
+	PollCacheSize int
 }
 
 // Store is the Redis ciba.Store. Open it with Open or NewFromClient; Close
@@ -144,6 +148,10 @@ type Store struct {
 	ps   *redis.PubSub
 	// polls sends poll scripts in pipelines (batch.go).
 	polls *pollBatcher
+	// cache is what this instance knows of the pending requests it polled
+	// (pollcache.go); cacheDone is closed when its flusher returned.
+	cache     *pollCache
+	cacheDone chan struct{}
 }
 
 // Compile-time check that Store implements the contract.
@@ -193,7 +201,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 }
 
 // NewFromClient returns a Store on a client the caller made and keeps: Close
-// does not close it. Only KeyPrefix and Retention of cfg are used. The client
+// does not close it. Only KeyPrefix, Retention and PollCacheSize of cfg are
+// used. The client
 // should not retry commands itself (MaxRetries -1), see the package doc.
 func NewFromClient(ctx context.Context, c redis.UniversalClient, cfg Config) (*Store, error) {
 	return newStore(ctx, c, cfg, false)
@@ -218,6 +227,7 @@ func newStore(ctx context.Context, c redis.UniversalClient, cfg Config, own bool
 		channel:    prefix + "changes",
 		retention:  retention,
 		listenDone: make(chan struct{}),
+		cacheDone:  make(chan struct{}),
 		locks:      keyLocks{m: make(map[string]*keyLock)},
 		hub:        hub{m: make(map[string][]chan struct{})},
 	}
@@ -233,6 +243,17 @@ func newStore(ctx context.Context, c redis.UniversalClient, cfg Config, own bool
 	s.stop = stop
 	go s.listen(lctx, ps)
 	s.polls = newPollBatcher(lctx, c)
+	switch size := cfg.PollCacheSize; {
+	case size == 0:
+		s.cache = newPollCache(DefaultPollCacheSize)
+	case size > 0:
+		s.cache = newPollCache(size)
+	}
+	if s.cache != nil {
+		go s.runCache(lctx)
+	} else {
+		close(s.cacheDone)
+	}
 	return s, nil
 }
 
@@ -404,6 +425,11 @@ func (s *Store) UpdateRequest(ctx context.Context, id string, fn func(*ciba.Auth
 		return nil, fmt.Errorf("redis store: %s: %w", op, err)
 	}
 	defer unlock()
+	// Forget before and after the write: a poll read in between may not
+	// be remembered (the cache's generation), and the change message
+	// reaches the other instances.
+	s.forget(id)
+	defer s.forget(id)
 	key := s.requestKey(id)
 	for attempt := range maxAttempts {
 		if attempt > 0 {
@@ -482,6 +508,8 @@ func (s *Store) DeleteRequest(ctx context.Context, id string) error {
 	if err := s.usable(ctx, op); err != nil {
 		return err
 	}
+	s.forget(id)
+	defer s.forget(id)
 	res, err := deleteScript.Run(ctx, s.c, []string{s.requestKey(id)}, s.channel, id).Text()
 	if errors.Is(err, redis.Nil) {
 		return errRequestNotFound
@@ -612,6 +640,11 @@ func (s *Store) UpdatePace(ctx context.Context, id string, fn func(p *ciba.Pace)
 		return ciba.Pace{}, fmt.Errorf("redis store: %s: %w", op, err)
 	}
 	defer unlock()
+	// Forget before and after the write: a poll read in between may not
+	// be remembered (the cache's generation), and the change message
+	// reaches the other instances.
+	s.forget(id)
+	defer s.forget(id)
 	key := s.requestKey(id)
 	for attempt := range maxAttempts {
 		if attempt > 0 {
@@ -729,6 +762,7 @@ func (s *Store) Close() error {
 		}
 		s.psMu.Unlock()
 		<-s.listenDone
+		<-s.cacheDone // after its last flush
 		if s.ownClient {
 			if err := s.c.Close(); err != nil {
 				s.closeErr = fmt.Errorf("redis store: close: %w", err)

@@ -1,0 +1,333 @@
+package redisstore
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/store/redis/redistest"
+	"github.com/cibaproxy/cibaproxy/internal/store/storetest"
+)
+
+// rule is the pace rule of a poll at now: 5 s interval and step, 0.5 s
+// tolerance, no hold.
+func rule(now time.Time) ciba.PaceRule {
+	return ciba.PaceRule{Now: now, Tolerance: 500 * time.Millisecond, Step: 5 * time.Second, Initial: 5 * time.Second}
+}
+
+// storedPace is the pace state of request id as Redis holds it.
+func storedPace(t *testing.T, s *Store, id string) ciba.Pace {
+	t.Helper()
+	p, err := s.c.HGet(t.Context(), s.requestKey(id), "p").Result()
+	if err != nil {
+		t.Fatalf("read the stored pace: %v", err)
+	}
+	return decodePace(p)
+}
+
+// eventually waits (bounded) until cond holds.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(wakeTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, wakeTimeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestEarlyPollsAreAnsweredLocallyAndShared follows one request polled on
+// instance a: the poll script's answer is remembered, an early poll is
+// slow_down by a's knowledge without touching Redis, an on-time one is
+// left to Redis, and the flush shares the grown interval with instance b.
+func TestEarlyPollsAreAnsweredLocallyAndShared(t *testing.T) {
+	srv := redistest.Start(t)
+	prefix := newPrefix()
+	a, b := open(t, srv.Addr(), prefix), open(t, srv.Addr(), prefix)
+	ctx := t.Context()
+	r := storetest.NewRequest()
+	r.Kind = ciba.KindCIBA
+	if err := a.CreateRequest(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := a.CachedPoll(r.ID); ok {
+		t.Fatal("a request never polled is known")
+	}
+	start := time.UnixMilli(time.Now().UnixMilli())
+	if _, slow, err := a.ReadAndPace(ctx, r.ID, rule(start)); err != nil || slow {
+		t.Fatalf("first poll: slow %v, %v", slow, err)
+	}
+	v, ok := a.CachedPoll(r.ID)
+	want := ciba.PollView{ClientID: r.ClientID, Kind: r.Kind, Status: r.Status, ExpiresAt: r.ExpiresAt,
+		Interval: r.Interval, CertThumbprint: r.CertThumbprint}
+	if !ok || v.ClientID != want.ClientID || v.Kind != want.Kind || v.Status != want.Status ||
+		!v.ExpiresAt.Equal(want.ExpiresAt) || v.Interval != want.Interval || v.CertThumbprint != want.CertThumbprint {
+		t.Fatalf("CachedPoll after the first poll = %+v, %v; want %+v", v, ok, want)
+	}
+	if _, ok := b.CachedPoll(r.ID); ok {
+		t.Fatal("instance b knows a request it never polled")
+	}
+	before := storedPace(t, a, r.ID)
+
+	// Early by a's knowledge: answered here, Redis untouched.
+	if !a.PaceEarly(r.ID, rule(start.Add(100*time.Millisecond))) {
+		t.Fatal("a poll 100 ms after the first is not early")
+	}
+	if got := storedPace(t, a, r.ID); got != before {
+		t.Fatalf("an early poll answered locally wrote the pace: %+v, was %+v", got, before)
+	}
+	// On time (and 6 s after the first): not for the cache to answer.
+	if a.PaceEarly(r.ID, rule(start.Add(time.Hour))) {
+		t.Fatal("an on-time poll was answered as early")
+	}
+	// Without the flush, b would find the poll at +6 s on time (the
+	// first poll set not-before to +5 s). After it, a's early poll at
+	// +0.1 s has grown the interval to 10 s: not before +10.1 s.
+	a.flushPaces(ctx, nil, time.Now())
+	wantPace := ciba.Pace{Interval: 10 * time.Second, NotBefore: start.Add(10100 * time.Millisecond)}
+	if got := storedPace(t, a, r.ID); got.Interval != wantPace.Interval || !got.NotBefore.Equal(wantPace.NotBefore) {
+		t.Fatalf("after the flush Redis holds %+v, want %+v", got, wantPace)
+	}
+	if _, slow, err := b.ReadAndPace(ctx, r.ID, rule(start.Add(6*time.Second))); err != nil || !slow {
+		t.Fatalf("poll on b at +6 s after the flush: slow %v, %v; want slow_down", slow, err)
+	}
+	// A flush with nothing grown sends nothing and changes nothing.
+	after := storedPace(t, a, r.ID)
+	a.flushPaces(ctx, nil, time.Now())
+	if got := storedPace(t, a, r.ID); got != after {
+		t.Fatalf("an empty flush changed the pace: %+v, was %+v", got, after)
+	}
+}
+
+// TestPollCacheForgetsChangedRequests: a change of the request through
+// either instance, a deletion, a pace written by the instance itself, and a
+// read of a request no longer pending all make the instance forget it.
+func TestPollCacheForgetsChangedRequests(t *testing.T) {
+	srv := redistest.Start(t)
+	prefix := newPrefix()
+	a, b := open(t, srv.Addr(), prefix), open(t, srv.Addr(), prefix)
+	ctx := t.Context()
+	known := func(s *Store, id string) bool { _, ok := s.CachedPoll(id); return ok }
+	poll := func(s *Store, id string) {
+		t.Helper()
+		if _, _, err := s.ReadAndPace(ctx, id, rule(time.Now())); err != nil {
+			t.Fatal(err)
+		}
+		if !known(s, id) {
+			t.Fatal("a pending request polled is not known")
+		}
+	}
+	newRequest := func() *ciba.AuthRequest {
+		r := storetest.NewRequest()
+		if err := a.CreateRequest(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	deny := func(cur *ciba.AuthRequest) error { return cur.Deny(time.Now(), "no") }
+
+	r := newRequest()
+	poll(a, r.ID)
+	if _, err := b.UpdateRequest(ctx, r.ID, deny); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "instance a forgets a request changed through b", func() bool { return !known(a, r.ID) })
+	// A read of the request no longer pending is not remembered.
+	if _, _, err := a.ReadAndPace(ctx, r.ID, rule(time.Now())); err != nil || known(a, r.ID) {
+		t.Fatalf("a denied request read: %v, known %v", err, known(a, r.ID))
+	}
+
+	r = newRequest()
+	poll(a, r.ID)
+	if _, err := a.UpdateRequest(ctx, r.ID, func(*ciba.AuthRequest) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if known(a, r.ID) {
+		t.Fatal("a request changed through the instance itself is still known right after")
+	}
+
+	r = newRequest()
+	poll(a, r.ID)
+	if _, err := a.UpdatePace(ctx, r.ID, func(p *ciba.Pace) error { p.NotBefore = time.Time{}; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if known(a, r.ID) {
+		t.Fatal("a request whose pace the instance wrote is still known")
+	}
+
+	poll(a, r.ID)
+	if err := b.DeleteRequest(ctx, r.ID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "instance a forgets a request deleted through b", func() bool { return !known(a, r.ID) })
+}
+
+// TestPollCacheFlushOfADeletedRequest: a pace grown here for a request
+// deleted meanwhile is not written back (the request stays gone) and the
+// request is forgotten.
+func TestPollCacheFlushOfADeletedRequest(t *testing.T) {
+	srv := redistest.Start(t)
+	a := open(t, srv.Addr(), newPrefix())
+	ctx := t.Context()
+	r := storetest.NewRequest()
+	if err := a.CreateRequest(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if _, _, err := a.ReadAndPace(ctx, r.ID, rule(now)); err != nil {
+		t.Fatal(err)
+	}
+	if !a.PaceEarly(r.ID, rule(now.Add(time.Millisecond))) {
+		t.Fatal("an early poll was not answered")
+	}
+	// Delete behind the cache's back, as a key expiry would.
+	if err := a.c.Del(ctx, a.requestKey(r.ID)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	a.flushPaces(ctx, nil, time.Now())
+	if n, err := a.c.Exists(ctx, a.requestKey(r.ID)).Result(); err != nil || n != 0 {
+		t.Fatalf("the flush recreated the deleted request's key: %d, %v", n, err)
+	}
+	if _, ok := a.CachedPoll(r.ID); ok {
+		t.Fatal("the deleted request is still known after the flush")
+	}
+}
+
+// TestPollCacheLearnsNothingWhileChangesMayBeMissed: while the change
+// channel is down, everything is forgotten and nothing is learnt; once it
+// is back, polls are remembered again.
+func TestPollCacheLearnsNothingWhileChangesMayBeMissed(t *testing.T) {
+	srv := redistest.Start(t, redistest.WithPersistence())
+	a := open(t, srv.Addr(), newPrefix())
+	ctx := t.Context()
+	r := storetest.NewRequest()
+	if err := a.CreateRequest(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := a.ReadAndPace(ctx, r.ID, rule(time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	srv.Kill()
+	eventually(t, "the request is forgotten when the change channel breaks", func() bool {
+		_, ok := a.CachedPoll(r.ID)
+		return !ok
+	})
+	srv.Restart()
+	eventually(t, "a poll is remembered again after the change channel is back", func() bool {
+		if _, _, err := a.ReadAndPace(ctx, r.ID, rule(time.Now())); err != nil {
+			return false
+		}
+		_, ok := a.CachedPoll(r.ID)
+		return ok
+	})
+}
+
+// TestPollCacheOff: a negative size turns the cache off.
+func TestPollCacheOff(t *testing.T) {
+	srv := redistest.Start(t)
+	s, err := Open(t.Context(), Config{Addrs: []string{srv.Addr()}, KeyPrefix: newPrefix(), PollCacheSize: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	r := storetest.NewRequest()
+	if err := s.CreateRequest(t.Context(), r); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if _, _, err := s.ReadAndPace(t.Context(), r.ID, rule(now)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.CachedPoll(r.ID); ok || s.PaceEarly(r.ID, rule(now.Add(time.Millisecond))) {
+		t.Fatal("the cache answers while off")
+	}
+}
+
+// pending is a pending request for the cache's unit tests.
+func pending(id string, now time.Time) *ciba.AuthRequest {
+	return &ciba.AuthRequest{ID: id, ClientID: "c", Kind: ciba.KindCIBA, Status: ciba.StatusPending,
+		ExpiresAt: now.Add(time.Minute), Interval: 5 * time.Second}
+}
+
+func TestPollCacheDoesNotRememberAReadOlderThanADrop(t *testing.T) {
+	c := newPollCache(100)
+	now := time.Now()
+	gen := c.generation("x")
+	c.drop("x") // a change message arrived while the read was on its way
+	c.remember("x", gen, pending("x", now), ciba.Pace{}, now)
+	if _, ok := c.CachedPoll("x"); ok {
+		t.Fatal("a read older than a drop was remembered")
+	}
+	c.remember("x", c.generation("x"), pending("x", now), ciba.Pace{}, now)
+	if _, ok := c.CachedPoll("x"); !ok {
+		t.Fatal("a read after the drop was not remembered")
+	}
+}
+
+func TestPollCacheIsBounded(t *testing.T) {
+	c := newPollCache(cacheShards) // one per shard
+	now := time.Now()
+	for i := range 10 * cacheShards {
+		id := fmt.Sprint("id-", i)
+		c.remember(id, c.generation(id), pending(id, now), ciba.Pace{}, now)
+	}
+	n := 0
+	for i := range c.shards {
+		n += len(c.shards[i].m)
+	}
+	if n > cacheShards {
+		t.Fatalf("%d requests remembered, want at most %d", n, cacheShards)
+	}
+}
+
+func TestPollCacheExpiry(t *testing.T) {
+	c := newPollCache(100)
+	now := time.Now()
+	old := pending("old", now)
+	old.ExpiresAt = now.Add(-time.Second)
+	c.remember("old", c.generation("old"), old, ciba.Pace{}, now)
+	if _, ok := c.CachedPoll("old"); ok {
+		t.Fatal("an expired request was remembered")
+	}
+	c.remember("soon", c.generation("soon"), pending("soon", now), ciba.Pace{}, now)
+	c.sweep(now.Add(2 * time.Minute))
+	if _, ok := c.CachedPoll("soon"); ok {
+		t.Fatal("the sweep kept a request expired since")
+	}
+}
+
+// TestPollCacheKeepsAPaceGrownSinceTheRead: a read that lands after early
+// polls were answered here does not lose the interval they grew.
+func TestPollCacheKeepsAPaceGrownSinceTheRead(t *testing.T) {
+	c := newPollCache(100)
+	now := time.UnixMilli(time.Now().UnixMilli())
+	first := ciba.Pace{Interval: 5 * time.Second, NotBefore: now.Add(5 * time.Second)}
+	c.remember("x", c.generation("x"), pending("x", now), first, now)
+	if !c.PaceEarly("x", rule(now.Add(time.Second))) {
+		t.Fatal("not early")
+	}
+	c.remember("x", c.generation("x"), pending("x", now), first, now) // a read sent before the early poll
+	got := c.takeDirty(nil, now)
+	if len(got) != 1 || got[0].pace.Interval != 10*time.Second || !got[0].pace.NotBefore.Equal(now.Add(11*time.Second)) {
+		t.Fatalf("grown paces = %+v; want interval 10 s, not before +11 s", got)
+	}
+	if again := c.takeDirty(nil, now); len(again) != 0 {
+		t.Fatalf("a pace taken is still dirty: %+v", again)
+	}
+	// Grown again: shared one interval (10 s when it was merged) after
+	// the last merge, not before.
+	if !c.PaceEarly("x", rule(now.Add(2*time.Second))) {
+		t.Fatal("not early")
+	}
+	if early := c.takeDirty(nil, now.Add(9*time.Second)); len(early) != 0 {
+		t.Fatalf("a pace shared again before an interval passed: %+v", early)
+	}
+	if due := c.takeDirty(nil, now.Add(10*time.Second)); len(due) != 1 || due[0].pace.Interval != 15*time.Second {
+		t.Fatalf("a pace due one interval after the last merge: %+v", due)
+	}
+}
+
+// Compile-time check: the store offers the poll cache to the service.
+var _ ciba.PollCache = (*Store)(nil)
