@@ -20,7 +20,8 @@
 #
 # Everything listens on 127.0.0.1; every load run is bounded by wrk -d.
 # Knobs (environment): BENCH_ROUNDS (3), BENCH_DURATION (10s, 64-connection
-# runs), BENCH_DURATION_C1 (5s, 1-connection runs), BENCH_N (100000),
+# runs), BENCH_DURATION_C1 (5s, 1-connection runs), BENCH_WARMUP (5s, one
+# unmeasured pass over the pending requests per server), BENCH_N (100000),
 # BENCH_MEM_N (1000000, 0 skips), BENCH_PROFILE (1; 0 skips), BENCH_PORT
 # (18080: uses BENCH_PORT .. BENCH_PORT+4), BENCH_KEEP (1 keeps the temp dir).
 set -euo pipefail
@@ -31,6 +32,7 @@ GO=${GO:-go}
 ROUNDS=${BENCH_ROUNDS:-3}
 DUR=${BENCH_DURATION:-10s}
 DUR1=${BENCH_DURATION_C1:-5s}
+WARM=${BENCH_WARMUP:-5s}
 N=${BENCH_N:-100000}
 MEM_N=${BENCH_MEM_N:-1000000}
 PROFILE=${BENCH_PROFILE:-1}
@@ -129,6 +131,21 @@ load() {
 		"$round" "$scen" "$srv" "$1" "$(calc "$2/1000")" "$(calc "$4/1000")" "$6" "$7" "$8"
 }
 
+# warm NAME ADDR IDS: one unmeasured pass of WARM over the pending requests
+# in IDS, before the measured rounds, so that every server starts them in
+# its steady state (a first poll of each request is the costliest: on
+# Redis, it is the read that fills the instance's knowledge of it). The
+# pass is printed, not counted.
+warm() {
+	local out=$TMP/wrk-warm-$1.txt
+	env BENCH_THREADS=2 BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_IDS="$3" \
+		wrk -t2 -c64 -d"$WARM" -s "$ROOT/bench/wrk.lua" "http://$2" >"$out" 2>&1 || {
+		cat "$out" >&2
+		exit 1
+	}
+	printf '  warm-up %-22s %s (not counted)\n' "$1" "$(grep '^BENCH ' "$out" | cut -d' ' -f2-4)"
+}
+
 log "== cibaproxy benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
 log "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(free -g | awk '/^Mem:/{print $2}') GiB, kernel $(uname -r)"
 log "tools:   $($GO version | cut -d' ' -f3-), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), load average $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -168,6 +185,8 @@ log "   second poll, cibaproxy: $(poll $CIB_ADDR "$ID1")"
 
 log ""
 log "== scenarios 1 and 2: pending polls, reference (ref) and cibaproxy (cib) alternately"
+warm ref $REF_ADDR "$TMP/ids-n.txt"
+warm cib $CIB_ADDR "$TMP/ids-n.txt"
 for r in $(seq "$ROUNDS"); do
 	for s in s1c64 s1c1 s2c64 s2c1; do
 		for srv in ref cib; do
@@ -251,6 +270,9 @@ if [ "$REDIS" = 1 ]; then
 	start ref-redis "$TMP/ref" -listen $REF_ADDR -ids "$TMP/rids-all.txt"
 	wait_up $REF_ADDR
 	log "   first poll,  cibaproxy on redis: $(poll $CIB_ADDR "$RID1")"
+	warm ref $REF_ADDR "$TMP/rids-n.txt"
+	warm "cib on redis" $CIB_ADDR "$TMP/rids-n.txt"
+	warm "second cib on redis" $CIB2_ADDR "$TMP/rids-n.txt"
 	for r in $(seq "$ROUNDS"); do
 		for s in r1c64 r1c1 r2c64 r2c1; do
 			for srv in ref cib; do

@@ -35,7 +35,7 @@ const (
 	DefaultPollCacheSize = 200_000
 	// flushEvery is how often the intervals grown here are merged into
 	// Redis.
-	flushEvery = 200 * time.Millisecond
+	flushEvery = time.Second
 	// sweepEvery is how often expired knowledge is dropped.
 	sweepEvery = time.Minute
 	// maxInterval is beyond any poll interval: a flush at now+maxInterval
