@@ -343,15 +343,21 @@ func (s *Service) PollCert(ctx context.Context, c *Client, authReqID, cert strin
 		return nil, tokenError(CodeInvalidRequest, "auth_req_id is required")
 	}
 	now := s.now()
-	if pc := s.pollCache; pc != nil {
-		// Known here as pending: a poll early by the pace known here is
-		// answered without a round trip to the store.
+	if pc := s.pollCache; pc != nil && c.Mode == ModePoll {
+		// Known here as pending: paced here, without a round trip to the
+		// store, when the store can answer for what is known here. Not
+		// for ping clients: the token request that follows a ping must
+		// see the result the ping announced, which an instance may hear
+		// of a moment after the ping was sent.
 		if v, ok := pc.CachedPoll(authReqID); ok && v.Status == StatusPending && !v.Expired(now) {
 			if err := s.pollable(c, nil, v.ClientID != c.ID || v.Kind != KindCIBA, v.CertThumbprint, cert); err != nil {
 				return nil, err
 			}
-			if pc.PaceEarly(authReqID, s.paceRule(now, s.cfg.LongPoll, s.cfg.Interval)) {
-				return nil, s.errSlowDown
+			if slow, answered := pc.PaceCached(authReqID, s.paceRule(now, s.cfg.LongPoll, s.cfg.Interval)); answered {
+				if slow {
+					return nil, s.errSlowDown
+				}
+				return nil, ErrAuthorizationPending
 			}
 		}
 	}

@@ -124,22 +124,23 @@ type PollViewer interface {
 
 // PollCache is implemented by remote stores (Redis) that remember, in each
 // instance, the poll view and pace of the pending requests the instance has
-// polled. A poll that is early by the pace the instance knows is answered
-// slow_down without a round trip, and the grown interval reaches the other
-// instances shortly after. What an instance knows lags the store: a request
-// decided a moment ago may still look pending, and an early poll of it then
-// hears slow_down, which only tells the client to wait. A poll that is on
-// time by what the instance knows always reaches the store, so a client that
-// keeps to its interval gets its result as soon as there is one.
+// polled, and hear of every change to them: a poll of a request known here
+// to be pending is paced here, without a round trip, and the pace is shared
+// with the other instances shortly after. What an instance knows lags the
+// store by at most the few moments a change message takes, and the store
+// says when it cannot vouch for that (the change channel down or late):
+// the poll then goes to the store.
 type PollCache interface {
 	// CachedPoll returns the poll view of request id as this instance last
 	// read it; ok is false when it has none. It does no I/O.
 	CachedPoll(id string) (v PollView, ok bool)
-	// PaceEarly applies rule to the pace of request id as this instance
-	// knows it, if the poll is early by it (Apply's slow_down), and reports
-	// whether it was. Otherwise it changes nothing: the poll is the
-	// store's to pace (ReadAndPace). It does no I/O.
-	PaceEarly(id string, rule PaceRule) bool
+	// PaceCached applies rule to the pace of pending request id as this
+	// instance knows it and reports whether the poll was early
+	// (slow_down), if it can answer for the request; answered is false
+	// when it cannot (nothing known, knowledge not vouched for, or a poll
+	// to hold, rule.Hold > 0, which the store must pace), and nothing is
+	// changed. It does no I/O.
+	PaceCached(id string, rule PaceRule) (slow, answered bool)
 }
 
 // PaceApplier is implemented by stores that apply a PaceRule to a

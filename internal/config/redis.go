@@ -49,9 +49,9 @@ type Redis struct {
 	KeyPrefix string `yaml:"key_prefix"`
 
 	// PollCacheSize is how many pending requests each instance remembers,
-	// so that a poll earlier than its interval is answered slow_down
-	// without a round trip to Redis. Default 200000; 0 turns it off, and
-	// every poll then paces the request in Redis.
+	// so that polls of them are paced without a round trip to Redis
+	// (docs/deployment.md). Default 200000; 0 turns it off, and every poll
+	// then paces the request in Redis.
 	PollCacheSize int `yaml:"poll_cache_size"`
 
 	// TLS configures TLS to Redis; off unless Enabled.

@@ -130,9 +130,12 @@ func (s *Store) CachedPoll(id string) (ciba.PollView, bool) {
 	return s.cache.CachedPoll(id)
 }
 
-// PaceEarly implements ciba.PollCache (pollcache.go).
-func (s *Store) PaceEarly(id string, rule ciba.PaceRule) bool {
-	return s.cache != nil && s.cache.PaceEarly(id, rule)
+// PaceCached implements ciba.PollCache (pollcache.go).
+func (s *Store) PaceCached(id string, rule ciba.PaceRule) (slow, answered bool) {
+	if s.cache == nil {
+		return false, false
+	}
+	return s.cache.PaceCached(id, rule)
 }
 
 // forget drops what this instance knows of request id, which it is about

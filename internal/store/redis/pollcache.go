@@ -2,7 +2,11 @@ package redisstore
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"hash/maphash"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,17 +18,25 @@ import (
 
 // The poll cache is what this instance knows of the pending requests it has
 // polled: their poll view and pace as the poll script last returned them
-// (ciba.PollCache). Clients poll far more often than they are allowed to,
-// and an early poll by that knowledge is answered slow_down here, without a
-// round trip to Redis; the interval it grows is merged into Redis by a
-// flusher every flushEvery, so the other instances see it too.
+// (ciba.PollCache). A poll of a request known here is paced here, without a
+// round trip to Redis, and the pace is merged into Redis by a flusher
+// (flushEvery; then at most once per shareSpacing or interval), so the
+// other instances see it too.
 //
 // Knowledge is dropped when it may be stale: when any instance changes or
 // deletes the request (the change channel, pubsub.go), when this instance
 // writes its pace, and all of it while the change channel is down. A read
-// that raced with a change is not remembered (the shard's generation).
-// Knowledge that is nonetheless stale can only answer slow_down to a poll
-// that was early anyway; an on-time poll always goes to Redis.
+// that raced with a drop is not remembered (the shard's generation).
+//
+// The instance vouches for its knowledge only while it hears its own
+// heartbeats on the change channel: every heartbeatEvery it publishes its
+// clock there, and Redis delivers a channel's messages in the order it ran
+// them, so a heartbeat sent at t and heard means every change made before t
+// was heard too. An on-time poll is answered here only when the last
+// heartbeat heard was sent less than freshFor ago; otherwise it goes to
+// Redis. An early poll is answered slow_down here whatever the heartbeats
+// say: knowledge stale by then can only turn an early poll of a request
+// decided a moment ago into slow_down, which only tells the client to wait.
 
 const (
 	// cacheShards splits the cache so polls of different requests rarely
@@ -33,9 +45,17 @@ const (
 	// DefaultPollCacheSize is how many pending requests an instance
 	// remembers at most; beyond it, polls of the others go to Redis.
 	DefaultPollCacheSize = 200_000
-	// flushEvery is how often the intervals grown here are merged into
-	// Redis.
+	// flushEvery is how often the paces set here are merged into Redis.
 	flushEvery = time.Second
+	// shareSpacing is the least time between two merges of one request's
+	// pace (or its interval, if longer): a client polling on time all the
+	// time costs Redis a merge per shareSpacing, not one per poll.
+	shareSpacing = 10 * time.Second
+	// heartbeatEvery is how often the instance publishes its heartbeat.
+	heartbeatEvery = 500 * time.Millisecond
+	// freshFor is how recent the last heartbeat heard must be for on-time
+	// polls to be answered here.
+	freshFor = 2 * time.Second
 	// sweepEvery is how often expired knowledge is dropped.
 	sweepEvery = time.Minute
 	// maxInterval is beyond any poll interval: a flush at now+maxInterval
@@ -47,11 +67,10 @@ const (
 type cached struct {
 	view ciba.PollView
 	pace ciba.Pace
-	// dirty is set when pace grew here and Redis has not heard it yet.
+	// dirty is set when the pace changed here and Redis has not heard it.
 	dirty bool
-	// shareAfter is when a grown pace may next be merged into Redis: one
-	// interval after the last merge, so that a client polling early all
-	// the time costs Redis a merge per interval, not one per poll.
+	// shareAfter is when the pace may next be merged into Redis
+	// (shareSpacing).
 	shareAfter time.Time
 }
 
@@ -70,8 +89,11 @@ type pollCache struct {
 	perShard int
 	// live is false while the change channel may be missing messages:
 	// nothing is known or remembered then.
-	live   atomic.Bool
-	shards [cacheShards]cacheShard
+	live atomic.Bool
+	// heardAt is when the last heartbeat heard was sent (Unix ns; 0 for
+	// none since the channel was last up).
+	heardAt atomic.Int64
+	shards  [cacheShards]cacheShard
 }
 
 func newPollCache(size int) *pollCache {
@@ -151,9 +173,11 @@ func (c *pollCache) dropLocked(sh *cacheShard, id string) {
 }
 
 // setLive turns the cache on or off; either way it forgets everything, as
-// changes may have been missed while the change channel was down.
+// changes may have been missed while the change channel was down, and waits
+// for a heartbeat before it vouches for what it learns again.
 func (c *pollCache) setLive(live bool) {
 	c.live.Store(live)
+	c.heardAt.Store(0)
 	for i := range c.shards {
 		sh := &c.shards[i]
 		sh.mu.Lock()
@@ -161,6 +185,24 @@ func (c *pollCache) setLive(live bool) {
 		clear(sh.m)
 		sh.mu.Unlock()
 	}
+}
+
+// heard records a heartbeat of this instance, sent at sent, heard back.
+func (c *pollCache) heard(sent time.Time) {
+	ns := sent.UnixNano()
+	for {
+		old := c.heardAt.Load()
+		if ns <= old || c.heardAt.CompareAndSwap(old, ns) {
+			return
+		}
+	}
+}
+
+// fresh reports whether every change made until freshFor before now has
+// been heard.
+func (c *pollCache) fresh(now time.Time) bool {
+	at := c.heardAt.Load()
+	return at != 0 && now.UnixNano()-at <= int64(freshFor)
 }
 
 // CachedPoll implements ciba.PollCache.
@@ -178,35 +220,39 @@ func (c *pollCache) CachedPoll(id string) (ciba.PollView, bool) {
 	return e.view, true
 }
 
-// PaceEarly implements ciba.PollCache.
-func (c *pollCache) PaceEarly(id string, rule ciba.PaceRule) bool {
+// PaceCached implements ciba.PollCache: an early poll is answered
+// whenever the request is known; an on-time one only if the knowledge is
+// fresh and the poll is not to be held.
+func (c *pollCache) PaceCached(id string, rule ciba.PaceRule) (slow, answered bool) {
 	if !c.live.Load() {
-		return false
+		return false, false
 	}
 	sh := c.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	e, ok := sh.m[id]
 	if !ok {
-		return false
+		return false, false
 	}
 	p := e.pace
-	if !rule.Apply(&p) {
-		return false
+	slow = rule.Apply(&p)
+	if !slow && (rule.Hold > 0 || !c.fresh(rule.Now)) {
+		return false, false
 	}
 	e.pace, e.dirty = p, true
-	return true
+	return slow, true
 }
 
-// grown is a pace grown here, to be merged into Redis.
+// grown is a pace set here, to be merged into Redis.
 type grown struct {
 	id   string
 	pace ciba.Pace
 }
 
-// takeDirty returns the paces grown here that are due to be merged into
+// takeDirty returns the paces set here that are due to be merged into
 // Redis at now and marks them clean, appending to buf. A pace is due when
-// it grew and the last merge of the request was an interval ago or more.
+// it changed and the last merge of the request was shareSpacing (or its
+// interval, if longer) ago or more.
 func (c *pollCache) takeDirty(buf []grown, now time.Time) []grown {
 	for i := range c.shards {
 		sh := &c.shards[i]
@@ -214,7 +260,7 @@ func (c *pollCache) takeDirty(buf []grown, now time.Time) []grown {
 		for id, e := range sh.m {
 			if e.dirty && !now.Before(e.shareAfter) {
 				e.dirty = false
-				e.shareAfter = now.Add(e.pace.Interval)
+				e.shareAfter = now.Add(max(e.pace.Interval, shareSpacing))
 				buf = append(buf, grown{id: id, pace: e.pace})
 			}
 		}
@@ -313,11 +359,14 @@ func (c *pollCache) markDirty(id string) {
 	}
 }
 
-// runCache flushes grown paces every flushEvery and sweeps expired
-// knowledge every sweepEvery, until ctx is done; a last flush then shares
-// what was grown since the previous one.
+// runCache publishes the instance's heartbeat every heartbeatEvery, flushes
+// the paces set here every flushEvery and sweeps expired knowledge every
+// sweepEvery, until ctx is done; a last flush then shares every pace set
+// since the previous one.
 func (s *Store) runCache(ctx context.Context) {
 	defer close(s.cacheDone)
+	beat := time.NewTicker(heartbeatEvery)
+	defer beat.Stop()
 	flush := time.NewTicker(flushEvery)
 	defer flush.Stop()
 	var buf []grown
@@ -325,11 +374,12 @@ func (s *Store) runCache(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			// The last flush shares every pace grown here, due or not.
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 			s.flushPaces(fctx, buf, time.Now().Add(maxInterval))
 			cancel()
 			return
+		case <-beat.C:
+			s.beat(ctx)
 		case now := <-flush.C:
 			buf = s.flushPaces(ctx, buf, now)
 			if now.Sub(lastSweep) >= sweepEvery {
@@ -338,4 +388,38 @@ func (s *Store) runCache(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// heartbeatPrefix starts every heartbeat on the change channel; no request
+// id has a space.
+const heartbeatPrefix = "heartbeat "
+
+// newHeartbeatPrefix returns the start of this instance's heartbeats: the
+// prefix and a random instance id, so that it trusts only its own clock.
+func newHeartbeatPrefix() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return heartbeatPrefix + hex.EncodeToString(b) + " "
+}
+
+// beat publishes a heartbeat carrying the time it is sent.
+func (s *Store) beat(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, heartbeatEvery)
+	defer cancel()
+	// A heartbeat that fails is simply not heard: the knowledge ages.
+	_ = s.c.Publish(ctx, s.channel, s.heartbeat+strconv.FormatInt(time.Now().UnixNano(), 10)).Err()
+}
+
+// hearHeartbeat handles a message of the change channel that is a
+// heartbeat, and reports whether it was one.
+func (s *Store) hearHeartbeat(payload string) bool {
+	if !strings.HasPrefix(payload, heartbeatPrefix) {
+		return false
+	}
+	if rest, ok := strings.CutPrefix(payload, s.heartbeat); ok && s.cache != nil {
+		if ns, err := strconv.ParseInt(rest, 10, 64); err == nil {
+			s.cache.heard(time.Unix(0, ns))
+		}
+	}
+	return true
 }

@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
@@ -72,15 +73,16 @@ func TestEarlyPollsAreAnsweredLocallyAndShared(t *testing.T) {
 	before := storedPace(t, a, r.ID)
 
 	// Early by a's knowledge: answered here, Redis untouched.
-	if !a.PaceEarly(r.ID, rule(start.Add(100*time.Millisecond))) {
-		t.Fatal("a poll 100 ms after the first is not early")
+	if slow, answered := a.PaceCached(r.ID, rule(start.Add(100*time.Millisecond))); !slow || !answered {
+		t.Fatalf("a poll 100 ms after the first: slow %v, answered %v; want slow_down from the cache", slow, answered)
 	}
 	if got := storedPace(t, a, r.ID); got != before {
 		t.Fatalf("an early poll answered locally wrote the pace: %+v, was %+v", got, before)
 	}
-	// On time (and 6 s after the first): not for the cache to answer.
-	if a.PaceEarly(r.ID, rule(start.Add(time.Hour))) {
-		t.Fatal("an on-time poll was answered as early")
+	// On time an hour later, when the last heartbeat heard is an hour
+	// old by the poll's clock: not for the cache to answer.
+	if _, answered := a.PaceCached(r.ID, rule(start.Add(time.Hour))); answered {
+		t.Fatal("an on-time poll was answered from knowledge not vouched for")
 	}
 	// Without the flush, b would find the poll at +6 s on time (the
 	// first poll set not-before to +5 s). After it, a's early poll at
@@ -179,7 +181,7 @@ func TestPollCacheFlushOfADeletedRequest(t *testing.T) {
 	if _, _, err := a.ReadAndPace(ctx, r.ID, rule(now)); err != nil {
 		t.Fatal(err)
 	}
-	if !a.PaceEarly(r.ID, rule(now.Add(time.Millisecond))) {
+	if slow, answered := a.PaceCached(r.ID, rule(now.Add(time.Millisecond))); !slow || !answered {
 		t.Fatal("an early poll was not answered")
 	}
 	// Delete behind the cache's back, as a key expiry would.
@@ -240,7 +242,10 @@ func TestPollCacheOff(t *testing.T) {
 	if _, _, err := s.ReadAndPace(t.Context(), r.ID, rule(now)); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := s.CachedPoll(r.ID); ok || s.PaceEarly(r.ID, rule(now.Add(time.Millisecond))) {
+	if _, ok := s.CachedPoll(r.ID); ok {
+		t.Fatal("the cache knows a request while off")
+	}
+	if _, answered := s.PaceCached(r.ID, rule(now.Add(time.Millisecond))); answered {
 		t.Fatal("the cache answers while off")
 	}
 }
@@ -305,7 +310,7 @@ func TestPollCacheKeepsAPaceGrownSinceTheRead(t *testing.T) {
 	now := time.UnixMilli(time.Now().UnixMilli())
 	first := ciba.Pace{Interval: 5 * time.Second, NotBefore: now.Add(5 * time.Second)}
 	c.remember("x", c.generation("x"), pending("x", now), first, now)
-	if !c.PaceEarly("x", rule(now.Add(time.Second))) {
+	if slow, answered := c.PaceCached("x", rule(now.Add(time.Second))); !slow || !answered {
 		t.Fatal("not early")
 	}
 	c.remember("x", c.generation("x"), pending("x", now), first, now) // a read sent before the early poll
@@ -316,9 +321,9 @@ func TestPollCacheKeepsAPaceGrownSinceTheRead(t *testing.T) {
 	if again := c.takeDirty(nil, now); len(again) != 0 {
 		t.Fatalf("a pace taken is still dirty: %+v", again)
 	}
-	// Grown again: shared one interval (10 s when it was merged) after
-	// the last merge, not before.
-	if !c.PaceEarly("x", rule(now.Add(2*time.Second))) {
+	// Grown again: shared shareSpacing (10 s, the interval when it was
+	// merged) after the last merge, not before.
+	if slow, answered := c.PaceCached("x", rule(now.Add(2*time.Second))); !slow || !answered {
 		t.Fatal("not early")
 	}
 	if early := c.takeDirty(nil, now.Add(9*time.Second)); len(early) != 0 {
@@ -331,3 +336,68 @@ func TestPollCacheKeepsAPaceGrownSinceTheRead(t *testing.T) {
 
 // Compile-time check: the store offers the poll cache to the service.
 var _ ciba.PollCache = (*Store)(nil)
+
+// TestOnTimePollsAreAnsweredLocallyWhileHeartbeatsAreHeard: once the
+// instance hears its own heartbeats, an on-time poll of a request it knows
+// is authorization_pending here, and its pace reaches Redis at the flush;
+// a poll to be held (long polling) still goes to Redis.
+func TestOnTimePollsAreAnsweredLocallyWhileHeartbeatsAreHeard(t *testing.T) {
+	srv := redistest.Start(t)
+	a := open(t, srv.Addr(), newPrefix())
+	ctx := t.Context()
+	r := storetest.NewRequest()
+	if err := a.CreateRequest(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the instance hears its own heartbeat", func() bool { return a.cache.fresh(time.Now()) })
+	// A 10 ms interval, so that the next poll is on time within the test.
+	short := func(now time.Time) ciba.PaceRule {
+		return ciba.PaceRule{Now: now, Step: 5 * time.Second, Initial: 10 * time.Millisecond}
+	}
+	if _, slow, err := a.ReadAndPace(ctx, r.ID, short(time.Now())); err != nil || slow {
+		t.Fatalf("first poll: slow %v, %v", slow, err)
+	}
+	before := storedPace(t, a, r.ID)
+	time.Sleep(20 * time.Millisecond)
+	held := short(time.Now())
+	held.Hold = time.Second
+	if _, answered := a.PaceCached(r.ID, held); answered {
+		t.Fatal("a poll to be held was answered from the cache")
+	}
+	now := time.UnixMilli(time.Now().UnixMilli())
+	if slow, answered := a.PaceCached(r.ID, short(now)); slow || !answered {
+		t.Fatalf("an on-time poll: slow %v, answered %v; want authorization_pending from the cache", slow, answered)
+	}
+	if got := storedPace(t, a, r.ID); got != before {
+		t.Fatalf("an on-time poll answered locally wrote the pace: %+v, was %+v", got, before)
+	}
+	a.flushPaces(ctx, nil, time.Now())
+	if got := storedPace(t, a, r.ID); !got.NotBefore.Equal(now.Add(10 * time.Millisecond)) {
+		t.Fatalf("after the flush Redis holds %+v, want not-before %v", got, now.Add(10*time.Millisecond))
+	}
+}
+
+// TestOnlyOwnHeartbeatsVouch: another instance's heartbeat (another clock)
+// does not make this instance's knowledge fresh; its own does.
+func TestOnlyOwnHeartbeatsVouch(t *testing.T) {
+	srv := redistest.Start(t)
+	prefix := newPrefix()
+	a, b := open(t, srv.Addr(), prefix), open(t, srv.Addr(), prefix)
+	a.cache.setLive(true) // forgets the heartbeats heard so far
+	sent := time.Now()
+	if !a.hearHeartbeat(b.heartbeat + strconv.FormatInt(sent.UnixNano(), 10)) {
+		t.Fatal("b's heartbeat was not taken for a heartbeat")
+	}
+	if a.cache.fresh(sent) {
+		t.Fatal("b's heartbeat vouched for a's knowledge")
+	}
+	if !a.hearHeartbeat(a.heartbeat + strconv.FormatInt(sent.UnixNano(), 10)) {
+		t.Fatal("a's heartbeat was not taken for a heartbeat")
+	}
+	if !a.cache.fresh(sent.Add(freshFor)) || a.cache.fresh(sent.Add(freshFor+time.Millisecond)) {
+		t.Fatalf("a heartbeat sent at %v vouches until %v", sent, sent.Add(freshFor))
+	}
+	if a.hearHeartbeat("an-auth-req-id") {
+		t.Fatal("a request id was taken for a heartbeat")
+	}
+}

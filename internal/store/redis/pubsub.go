@@ -116,6 +116,9 @@ func (s *Store) listen(ctx context.Context, ps *redis.PubSub) {
 			pinged, delay = false, minBackoff
 			switch m := msg.(type) {
 			case *redis.Message:
+				if s.hearHeartbeat(m.Payload) {
+					continue
+				}
 				s.forget(m.Payload)
 				s.hub.wake(m.Payload)
 			case *redis.Subscription:

@@ -119,7 +119,7 @@ type Config struct {
 	// ciba.expired_grace; default DefaultRetention.
 	Retention time.Duration
 	// PollCacheSize is how many pending requests an instance remembers to
-	// answer early polls of without a round trip (ciba.PollCache); default
+	// pace polls of without a round trip (ciba.PollCache); default
 	// DefaultPollCacheSize, negative turns the cache off.
 	PollCacheSize int
 }
@@ -152,6 +152,8 @@ type Store struct {
 	// (pollcache.go); cacheDone is closed when its flusher returned.
 	cache     *pollCache
 	cacheDone chan struct{}
+	// heartbeat starts this instance's heartbeats (pollcache.go).
+	heartbeat string
 }
 
 // Compile-time check that Store implements the contract.
@@ -228,6 +230,7 @@ func newStore(ctx context.Context, c redis.UniversalClient, cfg Config, own bool
 		retention:  retention,
 		listenDone: make(chan struct{}),
 		cacheDone:  make(chan struct{}),
+		heartbeat:  newHeartbeatPrefix(),
 		locks:      keyLocks{m: make(map[string]*keyLock)},
 		hub:        hub{m: make(map[string][]chan struct{})},
 	}
