@@ -19,9 +19,9 @@ import (
 // The poll cache is what this instance knows of the pending requests it has
 // polled: their poll view and pace as the poll script last returned them
 // (ciba.PollCache). A poll of a request known here is paced here, without a
-// round trip to Redis, and the pace is merged into Redis by a flusher
-// (flushEvery; then at most once per shareSpacing or interval), so the
-// other instances see it too.
+// round trip to Redis, and an interval grown here is merged into Redis by a
+// flusher (flushEvery; then at most once per shareSpacing or interval), so
+// the other instances see it too.
 //
 // Knowledge is dropped when it may be stale: when any instance changes or
 // deletes the request (the change channel, pubsub.go), when this instance
@@ -48,7 +48,7 @@ const (
 	// flushEvery is how often the paces set here are merged into Redis.
 	flushEvery = time.Second
 	// shareSpacing is the least time between two merges of one request's
-	// pace (or its interval, if longer): a client polling on time all the
+	// pace (or its interval, if longer): a client polling early all the
 	// time costs Redis a merge per shareSpacing, not one per poll.
 	shareSpacing = 10 * time.Second
 	// heartbeatEvery is how often the instance publishes its heartbeat.
@@ -63,15 +63,51 @@ const (
 	maxInterval = 100 * 365 * 24 * time.Hour
 )
 
-// cached is what the cache knows of one pending request.
+// cached is what the cache knows of one pending CIBA request. It is kept
+// by value in the shard's map, with times as Unix nanoseconds (0 for the
+// zero time) and the client id shared between requests, so that a known
+// request costs the garbage collector one object, its id, and not a tree
+// of them.
 type cached struct {
-	view ciba.PollView
-	pace ciba.Pace
-	// dirty is set when the pace changed here and Redis has not heard it.
-	dirty bool
+	clientID string // interned (clientIDs)
+	cert     string // CertThumbprint, usually ""
+	expires  int64
+	interval time.Duration // the request's Interval
+	// The pace as known here: ciba.Pace's three fields.
+	paceInterval         time.Duration
+	notBefore, holdUntil int64
 	// shareAfter is when the pace may next be merged into Redis
 	// (shareSpacing).
-	shareAfter time.Time
+	shareAfter int64
+	// dirty is set when the interval grew here and Redis has not heard it.
+	dirty bool
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromUnixNano(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
+func (e *cached) pace() ciba.Pace {
+	return ciba.Pace{Interval: e.paceInterval, NotBefore: fromUnixNano(e.notBefore), HoldUntil: fromUnixNano(e.holdUntil)}
+}
+
+func (e *cached) setPace(p ciba.Pace) {
+	e.paceInterval, e.notBefore, e.holdUntil = p.Interval, unixNano(p.NotBefore), unixNano(p.HoldUntil)
+}
+
+func (e *cached) view() ciba.PollView {
+	return ciba.PollView{ClientID: e.clientID, Kind: ciba.KindCIBA, Status: ciba.StatusPending,
+		ExpiresAt: fromUnixNano(e.expires), Interval: e.interval, CertThumbprint: e.cert}
 }
 
 // cacheShard is one lock's share of the cache.
@@ -80,8 +116,13 @@ type cacheShard struct {
 	// gen counts the drops in the shard, so that a read made before a
 	// drop is not remembered after it.
 	gen uint64
-	m   map[string]*cached
+	m   map[string]cached
 }
+
+// maxClientIDs bounds the interned client ids: clients are configured, so
+// more than this many distinct ones means something odd is stored, and its
+// ids are simply not shared.
+const maxClientIDs = 10_000
 
 // pollCache is the instance's knowledge of pending requests.
 type pollCache struct {
@@ -94,12 +135,15 @@ type pollCache struct {
 	// none since the channel was last up).
 	heardAt atomic.Int64
 	shards  [cacheShards]cacheShard
+	// clientIDs interns the client ids of the requests remembered.
+	clientMu  sync.Mutex
+	clientIDs map[string]string
 }
 
 func newPollCache(size int) *pollCache {
-	c := &pollCache{seed: maphash.MakeSeed(), perShard: max(size/cacheShards, 1)}
+	c := &pollCache{seed: maphash.MakeSeed(), perShard: max(size/cacheShards, 1), clientIDs: map[string]string{}}
 	for i := range c.shards {
-		c.shards[i].m = make(map[string]*cached)
+		c.shards[i].m = make(map[string]cached)
 	}
 	c.live.Store(true)
 	return c
@@ -107,6 +151,19 @@ func newPollCache(size int) *pollCache {
 
 func (c *pollCache) shard(id string) *cacheShard {
 	return &c.shards[maphash.String(c.seed, id)%cacheShards]
+}
+
+// intern returns the shared copy of client id.
+func (c *pollCache) intern(id string) string {
+	c.clientMu.Lock()
+	defer c.clientMu.Unlock()
+	if v, ok := c.clientIDs[id]; ok {
+		return v
+	}
+	if len(c.clientIDs) < maxClientIDs {
+		c.clientIDs[id] = id
+	}
+	return id
 }
 
 // generation returns what remember needs to tell whether a drop happened
@@ -120,13 +177,18 @@ func (c *pollCache) generation(id string) uint64 {
 
 // remember records what a read of request id made at generation gen
 // returned: its view and its pace after the read's poll. A request that is
-// not pending is forgotten. Nothing is remembered if a drop happened in the
-// shard since gen, the change channel is down, or the shard is full.
+// not a pending CIBA request is forgotten (the CIBA poll path is the only
+// one that asks). Nothing is remembered if a drop happened in the shard
+// since gen, the change channel is down, or the shard is full.
 func (c *pollCache) remember(id string, gen uint64, r *ciba.AuthRequest, pace ciba.Pace, now time.Time) {
+	var clientID string
+	if r.Status == ciba.StatusPending && r.Kind == ciba.KindCIBA {
+		clientID = c.intern(r.ClientID)
+	}
 	sh := c.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if r.Status != ciba.StatusPending || r.Expired(now) {
+	if r.Status != ciba.StatusPending || r.Kind != ciba.KindCIBA || r.Expired(now) {
 		c.dropLocked(sh, id)
 		return
 	}
@@ -135,17 +197,16 @@ func (c *pollCache) remember(id string, gen uint64, r *ciba.AuthRequest, pace ci
 	}
 	if e, ok := sh.m[id]; ok {
 		// Keep a pace grown here since the read, until it is flushed.
-		e.pace = laterPace(pace, e.pace)
+		e.setPace(laterPace(pace, e.pace()))
+		sh.m[id] = e
 		return
 	}
 	if len(sh.m) >= c.perShard {
 		return
 	}
-	sh.m[id] = &cached{
-		view: ciba.PollView{ClientID: r.ClientID, Kind: r.Kind, Status: r.Status, ExpiresAt: r.ExpiresAt,
-			Interval: r.Interval, CertThumbprint: r.CertThumbprint},
-		pace: pace,
-	}
+	e := cached{clientID: clientID, cert: r.CertThumbprint, expires: unixNano(r.ExpiresAt), interval: r.Interval}
+	e.setPace(pace)
+	sh.m[id] = e
 }
 
 // laterPace merges two pace states of one request: the longer interval and
@@ -217,7 +278,7 @@ func (c *pollCache) CachedPoll(id string) (ciba.PollView, bool) {
 	if !ok {
 		return ciba.PollView{}, false
 	}
-	return e.view, true
+	return e.view(), true
 }
 
 // PaceCached implements ciba.PollCache: an early poll is answered
@@ -234,12 +295,17 @@ func (c *pollCache) PaceCached(id string, rule ciba.PaceRule) (slow, answered bo
 	if !ok {
 		return false, false
 	}
-	p := e.pace
+	p := e.pace()
 	slow = rule.Apply(&p)
 	if !slow && (rule.Hold > 0 || !c.fresh(rule.Now)) {
 		return false, false
 	}
-	e.pace, e.dirty = p, true
+	// Only a grown interval is shared: an on-time poll's next due time
+	// matters to the other instances only if the client moves to them
+	// early, and they then pace it by what they know.
+	e.setPace(p)
+	e.dirty = e.dirty || slow
+	sh.m[id] = e
 	return slow, true
 }
 
@@ -258,10 +324,11 @@ func (c *pollCache) takeDirty(buf []grown, now time.Time) []grown {
 		sh := &c.shards[i]
 		sh.mu.Lock()
 		for id, e := range sh.m {
-			if e.dirty && !now.Before(e.shareAfter) {
+			if e.dirty && now.UnixNano() >= e.shareAfter {
 				e.dirty = false
-				e.shareAfter = now.Add(max(e.pace.Interval, shareSpacing))
-				buf = append(buf, grown{id: id, pace: e.pace})
+				e.shareAfter = now.Add(max(e.paceInterval, shareSpacing)).UnixNano()
+				sh.m[id] = e
+				buf = append(buf, grown{id: id, pace: e.pace()})
 			}
 		}
 		sh.mu.Unlock()
@@ -276,7 +343,8 @@ func (c *pollCache) merged(id string, pace ciba.Pace) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if e, ok := sh.m[id]; ok {
-		e.pace = laterPace(e.pace, pace)
+		e.setPace(laterPace(e.pace(), pace))
+		sh.m[id] = e
 	}
 }
 
@@ -286,7 +354,7 @@ func (c *pollCache) sweep(now time.Time) {
 		sh := &c.shards[i]
 		sh.mu.Lock()
 		for id, e := range sh.m {
-			if e.view.Expired(now) {
+			if now.UnixNano() >= e.expires {
 				delete(sh.m, id)
 			}
 		}
@@ -355,7 +423,8 @@ func (c *pollCache) markDirty(id string) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if e, ok := sh.m[id]; ok {
-		e.dirty, e.shareAfter = true, time.Time{}
+		e.dirty, e.shareAfter = true, 0
+		sh.m[id] = e
 	}
 }
 

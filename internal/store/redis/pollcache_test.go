@@ -48,8 +48,7 @@ func TestEarlyPollsAreAnsweredLocallyAndShared(t *testing.T) {
 	prefix := newPrefix()
 	a, b := open(t, srv.Addr(), prefix), open(t, srv.Addr(), prefix)
 	ctx := t.Context()
-	r := storetest.NewRequest()
-	r.Kind = ciba.KindCIBA
+	r := cibaRequest()
 	if err := a.CreateRequest(ctx, r); err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +121,7 @@ func TestPollCacheForgetsChangedRequests(t *testing.T) {
 		}
 	}
 	newRequest := func() *ciba.AuthRequest {
-		r := storetest.NewRequest()
+		r := cibaRequest()
 		if err := a.CreateRequest(ctx, r); err != nil {
 			t.Fatal(err)
 		}
@@ -173,7 +172,7 @@ func TestPollCacheFlushOfADeletedRequest(t *testing.T) {
 	srv := redistest.Start(t)
 	a := open(t, srv.Addr(), newPrefix())
 	ctx := t.Context()
-	r := storetest.NewRequest()
+	r := cibaRequest()
 	if err := a.CreateRequest(ctx, r); err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +203,7 @@ func TestPollCacheLearnsNothingWhileChangesMayBeMissed(t *testing.T) {
 	srv := redistest.Start(t, redistest.WithPersistence())
 	a := open(t, srv.Addr(), newPrefix())
 	ctx := t.Context()
-	r := storetest.NewRequest()
+	r := cibaRequest()
 	if err := a.CreateRequest(ctx, r); err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +233,7 @@ func TestPollCacheOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	r := storetest.NewRequest()
+	r := cibaRequest()
 	if err := s.CreateRequest(t.Context(), r); err != nil {
 		t.Fatal(err)
 	}
@@ -248,6 +247,14 @@ func TestPollCacheOff(t *testing.T) {
 	if _, answered := s.PaceCached(r.ID, rule(now.Add(time.Millisecond))); answered {
 		t.Fatal("the cache answers while off")
 	}
+}
+
+// cibaRequest is storetest's request as a CIBA one (storetest's is a
+// device request, which the cache does not keep).
+func cibaRequest() *ciba.AuthRequest {
+	r := storetest.NewRequest()
+	r.Kind = ciba.KindCIBA
+	return r
 }
 
 // pending is a pending request for the cache's unit tests.
@@ -268,6 +275,24 @@ func TestPollCacheDoesNotRememberAReadOlderThanADrop(t *testing.T) {
 	c.remember("x", c.generation("x"), pending("x", now), ciba.Pace{}, now)
 	if _, ok := c.CachedPoll("x"); !ok {
 		t.Fatal("a read after the drop was not remembered")
+	}
+}
+
+// TestPollCacheKeepsOnlyCIBARequests: the CIBA poll path is the only one
+// that asks, so device requests are not kept.
+func TestPollCacheKeepsOnlyCIBARequests(t *testing.T) {
+	c := newPollCache(100)
+	now := time.Now()
+	r := pending("d", now)
+	r.Kind = ciba.KindDevice
+	c.remember("d", c.generation("d"), r, ciba.Pace{}, now)
+	if _, ok := c.CachedPoll("d"); ok {
+		t.Fatal("a device request was kept")
+	}
+	c.remember("c", c.generation("c"), pending("c", now), ciba.Pace{}, now)
+	v, ok := c.CachedPoll("c")
+	if !ok || v.Kind != ciba.KindCIBA || v.Status != ciba.StatusPending || v.ClientID != "c" || !v.ExpiresAt.Equal(now.Add(time.Minute)) {
+		t.Fatalf("CachedPoll = %+v, %v", v, ok)
 	}
 }
 
@@ -345,7 +370,7 @@ func TestOnTimePollsAreAnsweredLocallyWhileHeartbeatsAreHeard(t *testing.T) {
 	srv := redistest.Start(t)
 	a := open(t, srv.Addr(), newPrefix())
 	ctx := t.Context()
-	r := storetest.NewRequest()
+	r := cibaRequest()
 	if err := a.CreateRequest(ctx, r); err != nil {
 		t.Fatal(err)
 	}
@@ -371,9 +396,15 @@ func TestOnTimePollsAreAnsweredLocallyWhileHeartbeatsAreHeard(t *testing.T) {
 	if got := storedPace(t, a, r.ID); got != before {
 		t.Fatalf("an on-time poll answered locally wrote the pace: %+v, was %+v", got, before)
 	}
+	// Only a grown interval is shared: the flush leaves Redis as it was.
 	a.flushPaces(ctx, nil, time.Now())
-	if got := storedPace(t, a, r.ID); !got.NotBefore.Equal(now.Add(10 * time.Millisecond)) {
-		t.Fatalf("after the flush Redis holds %+v, want not-before %v", got, now.Add(10*time.Millisecond))
+	if got := storedPace(t, a, r.ID); got != before {
+		t.Fatalf("an on-time poll's pace was merged: %+v, was %+v", got, before)
+	}
+	// The pace set by the on-time poll is the instance's: a poll 1 ms
+	// later is early.
+	if slow, answered := a.PaceCached(r.ID, short(now.Add(time.Millisecond))); !slow || !answered {
+		t.Fatalf("a poll 1 ms after an on-time one: slow %v, answered %v; want slow_down", slow, answered)
 	}
 }
 
