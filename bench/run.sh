@@ -273,17 +273,28 @@ if [ "$REDIS" = 1 ]; then
 	warm ref $REF_ADDR "$TMP/rids-n.txt"
 	warm "cib on redis" $CIB_ADDR "$TMP/rids-n.txt"
 	warm "second cib on redis" $CIB2_ADDR "$TMP/rids-n.txt"
+	# rcmds: the commands Redis has processed so far (empty without
+	# redis-cli): their difference over a run, per poll answered, is how
+	# much of the polling reaches Redis at all.
+	rcmds() { command -v redis-cli >/dev/null && redis-cli -h "${REDIS_ADDR%:*}" -p "${REDIS_ADDR#*:}" info stats 2>/dev/null | awk -F: '/^total_commands_processed:/ { print $2 + 0 }'; }
 	for r in $(seq "$ROUNDS"); do
 		for s in r1c64 r1c1 r2c64 r2c1; do
 			for srv in ref cib; do
 				addr=$REF_ADDR
 				[ $srv = cib ] && addr=$CIB_ADDR
+				c0=$(rcmds)
 				case $s in
 				r1c64) load $s $srv "$r" $addr 2 64 "$DUR" BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_BODY="$POLL_PREFIX$RID1" ;;
 				r1c1) load $s $srv "$r" $addr 1 1 "$DUR1" BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_BODY="$POLL_PREFIX$RID1" ;;
 				r2c64) load $s $srv "$r" $addr 2 64 "$DUR" BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_IDS="$TMP/rids-n.txt" ;;
 				r2c1) load $s $srv "$r" $addr 1 1 "$DUR1" BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_IDS="$TMP/rids-n.txt" ;;
 				esac
+				c1=$(rcmds)
+				if [ $srv = cib ] && [ -n "$c0" ] && [ -n "$c1" ]; then
+					polls=$(awk -F'\t' -v s=$s -v r="$r" '$1==s && $2=="cib" && $3==r {print $9}' "$RESULTS")
+					printf '           Redis commands during the run: %s, %s per poll answered\n' $((c1 - c0)) "$(calc "($c1 - $c0)/$polls")"
+					printf 'rcmd\t%s\t%s\t%s\n' $s "$r" "$(calc "($c1 - $c0)/$polls")" >>"$RESULTS"
+				fi
 			done
 		done
 		# Scenario 6: the same 64 connections split over two instances
@@ -368,6 +379,7 @@ function fmt(x) { return sprintf(x >= 100 ? "%.0f" : (x >= 10 ? "%.1f" : "%.3f")
 function range(a, b) { return fmt(a) "-" fmt(b) }
 function upd(key, v) { if (!(key in lo) || v < lo[key]) lo[key] = v; if (!(key in hi) || v > hi[key]) hi[key] = v }
 $1 == "s3hook" { upd("hook", $4); next }
+$1 == "rcmd" { upd("rcmd" SUBSEP $2, $4); next }
 $1 == "s5" { upd("s5" SUBSEP "cib" SUBSEP "p50", $4); upd("s5" SUBSEP "cib" SUBSEP "p99", $5); next }
 $1 == "s6a" || $1 == "s6b" { s6[$3] += $4; upd($1 SUBSEP "cib" SUBSEP "rps", $4); next }
 {
@@ -409,6 +421,8 @@ END {
 			printf "%-34s %-14s %-14s %-13s %s\n", name ", 64 conn: req/s", range(lo[c64, "ref", "rps"], hi[c64, "ref", "rps"]), range(lo[c64, "cib", "rps"], hi[c64, "cib", "rps"]), range(lo[c64, "tput"], hi[c64, "tput"]), ">= 0.80: " verdict(lo[c64, "tput"] >= 0.80, hi[c64, "tput"] >= 0.80)
 			printf "%-34s %-14s %-14s %-13s %s\n", name ", 64 conn: p99 ms", range(lo[c64, "ref", "p99"], hi[c64, "ref", "p99"]), range(lo[c64, "cib", "p99"], hi[c64, "cib", "p99"]), range(lo[c64, "p99r"], hi[c64, "p99r"]), "<= 1.5: " verdict(hi[c64, "p99r"] <= 1.5, lo[c64, "p99r"] <= 1.5)
 			printf "%-34s %-14s %-14s %-13s %s\n", name ", 1 conn: p50 ms", range(lo[c1, "ref", "p50"], hi[c1, "ref", "p50"]), range(lo[c1, "cib", "p50"], hi[c1, "cib", "p50"]), range(lo[c1, "p50r"], hi[c1, "p50r"]), "<= 2: " verdict(hi[c1, "p50r"] <= 2, lo[c1, "p50r"] <= 2)
+			if (("rcmd", c64) in lo)
+				printf "%-34s %-14s %-14s\n", name ", Redis commands/poll", "-", range(lo["rcmd", c64], hi["rcmd", c64])
 		}
 		printf "%-34s %-14s %-14s %-13s %s\n", "6 two instances / one, req/s", range(lo["s6one", "cib", "rps"], hi["s6one", "cib", "rps"]), range(lo["s6sum"], hi["s6sum"]), range(lo["s6r"], hi["s6r"]), ">= 1.6: " verdict(lo["s6r"] >= 1.6, hi["s6r"] >= 1.6) " (2 CPUs shared by both instances, Redis and wrk)"
 	}
