@@ -20,8 +20,8 @@ import (
 // polled: their poll view and pace as the poll script last returned them
 // (ciba.PollCache). A poll of a request known here is paced here, without a
 // round trip to Redis, and an interval grown here is merged into Redis by a
-// flusher (flushEvery; then at most once per shareSpacing or interval), so
-// the other instances see it too.
+// flusher (within flushEvery, then after spacings that double from
+// shareSpacing), so the other instances see it too.
 //
 // Knowledge is dropped when it may be stale: when any instance changes or
 // deletes the request (the change channel, pubsub.go), when this instance
@@ -47,9 +47,11 @@ const (
 	DefaultPollCacheSize = 200_000
 	// flushEvery is how often the paces set here are merged into Redis.
 	flushEvery = time.Second
-	// shareSpacing is the least time between two merges of one request's
-	// pace (or its interval, if longer): a client polling early all the
-	// time costs Redis a merge per shareSpacing, not one per poll.
+	// shareSpacing is the least time between the first two merges of one
+	// request's pace; each later spacing doubles, so a client polling early
+	// all the time costs Redis a handful of merges over the request's
+	// life, not one per poll. The first merge tells the other instances
+	// that the client was told to slow down; later ones only how much.
 	shareSpacing = 10 * time.Second
 	// heartbeatEvery is how often the instance publishes its heartbeat.
 	heartbeatEvery = 500 * time.Millisecond
@@ -76,9 +78,10 @@ type cached struct {
 	// The pace as known here: ciba.Pace's three fields.
 	paceInterval         time.Duration
 	notBefore, holdUntil int64
-	// shareAfter is when the pace may next be merged into Redis
-	// (shareSpacing).
+	// shareAfter is when the pace may next be merged into Redis, and
+	// spacing the wait after that merge (shareSpacing, doubling).
 	shareAfter int64
+	spacing    time.Duration
 	// dirty is set when the interval grew here and Redis has not heard it.
 	dirty bool
 }
@@ -317,8 +320,8 @@ type grown struct {
 
 // takeDirty returns the paces set here that are due to be merged into
 // Redis at now and marks them clean, appending to buf. A pace is due when
-// it changed and the last merge of the request was shareSpacing (or its
-// interval, if longer) ago or more.
+// it changed and the spacing after its last merge has passed (shareSpacing,
+// doubling at each merge).
 func (c *pollCache) takeDirty(buf []grown, now time.Time) []grown {
 	for i := range c.shards {
 		sh := &c.shards[i]
@@ -326,7 +329,8 @@ func (c *pollCache) takeDirty(buf []grown, now time.Time) []grown {
 		for id, e := range sh.m {
 			if e.dirty && now.UnixNano() >= e.shareAfter {
 				e.dirty = false
-				e.shareAfter = now.Add(max(e.paceInterval, shareSpacing)).UnixNano()
+				e.spacing = max(2*e.spacing, shareSpacing)
+				e.shareAfter = now.Add(e.spacing).UnixNano()
 				sh.m[id] = e
 				buf = append(buf, grown{id: id, pace: e.pace()})
 			}

@@ -346,8 +346,8 @@ func TestPollCacheKeepsAPaceGrownSinceTheRead(t *testing.T) {
 	if again := c.takeDirty(nil, now); len(again) != 0 {
 		t.Fatalf("a pace taken is still dirty: %+v", again)
 	}
-	// Grown again: shared shareSpacing (10 s, the interval when it was
-	// merged) after the last merge, not before.
+	// Grown again: shared shareSpacing (10 s) after the first merge, not
+	// before.
 	if slow, answered := c.PaceCached("x", rule(now.Add(2*time.Second))); !slow || !answered {
 		t.Fatal("not early")
 	}
@@ -355,7 +355,17 @@ func TestPollCacheKeepsAPaceGrownSinceTheRead(t *testing.T) {
 		t.Fatalf("a pace shared again before an interval passed: %+v", early)
 	}
 	if due := c.takeDirty(nil, now.Add(10*time.Second)); len(due) != 1 || due[0].pace.Interval != 15*time.Second {
-		t.Fatalf("a pace due one interval after the last merge: %+v", due)
+		t.Fatalf("a pace due 10 s after the first merge: %+v", due)
+	}
+	// The spacing doubles: the next merge 20 s after this one.
+	if slow, answered := c.PaceCached("x", rule(now.Add(11*time.Second))); !slow || !answered {
+		t.Fatal("not early")
+	}
+	if early := c.takeDirty(nil, now.Add(29*time.Second)); len(early) != 0 {
+		t.Fatalf("a pace shared again 19 s after the second merge: %+v", early)
+	}
+	if due := c.takeDirty(nil, now.Add(30*time.Second)); len(due) != 1 {
+		t.Fatalf("a pace due 20 s after the second merge: %+v", due)
 	}
 }
 
