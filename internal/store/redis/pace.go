@@ -122,6 +122,9 @@ func (s *Store) ReadAndPace(ctx context.Context, id string, rule ciba.PaceRule) 
 	return r, slow == 1, nil
 }
 
+// Compile-time check: the store offers the poll cache to the service.
+var _ ciba.PollCache = (*Store)(nil)
+
 // CachedPoll implements ciba.PollCache (pollcache.go).
 func (s *Store) CachedPoll(id string) (ciba.PollView, bool) {
 	if s.cache == nil {

@@ -169,13 +169,8 @@ func TestPollCacheForgetsChangedRequests(t *testing.T) {
 // deleted meanwhile is not written back (the request stays gone) and the
 // request is forgotten.
 func TestPollCacheFlushOfADeletedRequest(t *testing.T) {
-	srv := redistest.Start(t)
-	a := open(t, srv.Addr(), newPrefix())
+	a, r := storeWithRequest(t, redistest.Start(t))
 	ctx := t.Context()
-	r := cibaRequest()
-	if err := a.CreateRequest(ctx, r); err != nil {
-		t.Fatal(err)
-	}
 	now := time.Now()
 	if _, _, err := a.ReadAndPace(ctx, r.ID, rule(now)); err != nil {
 		t.Fatal(err)
@@ -201,12 +196,8 @@ func TestPollCacheFlushOfADeletedRequest(t *testing.T) {
 // is back, polls are remembered again.
 func TestPollCacheLearnsNothingWhileChangesMayBeMissed(t *testing.T) {
 	srv := redistest.Start(t, redistest.WithPersistence())
-	a := open(t, srv.Addr(), newPrefix())
+	a, r := storeWithRequest(t, srv)
 	ctx := t.Context()
-	r := cibaRequest()
-	if err := a.CreateRequest(ctx, r); err != nil {
-		t.Fatal(err)
-	}
 	if _, _, err := a.ReadAndPace(ctx, r.ID, rule(time.Now())); err != nil {
 		t.Fatal(err)
 	}
@@ -255,6 +246,17 @@ func cibaRequest() *ciba.AuthRequest {
 	r := storetest.NewRequest()
 	r.Kind = ciba.KindCIBA
 	return r
+}
+
+// storeWithRequest opens a store on srv holding one pending CIBA request.
+func storeWithRequest(t *testing.T, srv *redistest.Server) (*Store, *ciba.AuthRequest) {
+	t.Helper()
+	s := open(t, srv.Addr(), newPrefix())
+	r := cibaRequest()
+	if err := s.CreateRequest(t.Context(), r); err != nil {
+		t.Fatal(err)
+	}
+	return s, r
 }
 
 // pending is a pending request for the cache's unit tests.
@@ -369,21 +371,14 @@ func TestPollCacheKeepsAPaceGrownSinceTheRead(t *testing.T) {
 	}
 }
 
-// Compile-time check: the store offers the poll cache to the service.
-var _ ciba.PollCache = (*Store)(nil)
-
 // TestOnTimePollsAreAnsweredLocallyWhileHeartbeatsAreHeard: once the
 // instance hears its own heartbeats, an on-time poll of a request it knows
-// is authorization_pending here, and its pace reaches Redis at the flush;
-// a poll to be held (long polling) still goes to Redis.
+// is authorization_pending here and its pace stays the instance's (only a
+// grown interval is merged); a poll to be held (long polling) still goes
+// to Redis.
 func TestOnTimePollsAreAnsweredLocallyWhileHeartbeatsAreHeard(t *testing.T) {
-	srv := redistest.Start(t)
-	a := open(t, srv.Addr(), newPrefix())
+	a, r := storeWithRequest(t, redistest.Start(t))
 	ctx := t.Context()
-	r := cibaRequest()
-	if err := a.CreateRequest(ctx, r); err != nil {
-		t.Fatal(err)
-	}
 	eventually(t, "the instance hears its own heartbeat", func() bool { return a.cache.fresh(time.Now()) })
 	// A 10 ms interval, so that the next poll is on time within the test.
 	short := func(now time.Time) ciba.PaceRule {
