@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
@@ -226,7 +225,7 @@ func (d *Device) answer(w http.ResponseWriter, r *http.Request) {
 	okAll, waitAll := d.check(ctx, d.global, "", now)
 	if !okIP || !okAll {
 		wait := max(waitIP, waitAll)
-		w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
+		retryAfter(w, wait)
 		a.Logger.Warn("device page: too many wrong user codes", slog.Bool("global", !okAll))
 		a.render(w, http.StatusTooManyRequests, page{Title: "Too many attempts", Message: "Too many wrong codes were entered. Wait a minute, then try again."})
 		return

@@ -9,6 +9,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -356,12 +357,14 @@ func TestDeviceUserCodeGuessingLimited(t *testing.T) {
 		t.Fatalf("the right code after 5 wrong ones from this address: %d, want 429\n%s", s, b)
 	}
 	_, _, resp := e.page(t, c, http.MethodPost, "", url.Values{"user_code": {uc}, "action": {"approve"}})
-	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
-		t.Errorf("approve while limited: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	wait, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+	if resp.StatusCode != http.StatusTooManyRequests || err != nil || wait < 1 || wait > 60 {
+		t.Fatalf("approve while limited: %d, Retry-After %q; want 429 and 1 to 60 seconds", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
-	e.clock.Add(time.Minute)
+	// Retry-After is enough: the wait it names is rounded up.
+	e.clock.Add(time.Duration(wait) * time.Second)
 	if s, b, _ := e.enter(t, c, uc); s != 200 || !strings.Contains(b, "Living-room TV") {
-		t.Fatalf("after a minute the right code works: %d\n%s", s, b)
+		t.Fatalf("after the %d s of Retry-After the right code works: %d\n%s", wait, s, b)
 	}
 	t.Run("the global limit holds across addresses", func(t *testing.T) {
 		e.clock.Add(time.Minute)

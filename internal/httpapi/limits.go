@@ -111,9 +111,10 @@ func addrKey(a netip.Addr) string {
 	}
 }
 
-// retryAfter sets Retry-After in whole seconds.
+// retryAfter sets Retry-After to d rounded up to whole seconds, at least 1
+// (a refusal that says "retry now" would only invite the same refusal).
 func retryAfter(w http.ResponseWriter, d time.Duration) {
-	w.Header().Set("Retry-After", strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10))
+	w.Header().Set("Retry-After", strconv.FormatInt(max(int64((d+time.Second-1)/time.Second), 1), 10))
 }
 
 // admitBCAuthorize applies the consumption-device policy and the
