@@ -3,7 +3,9 @@ package memory
 import (
 	"encoding/binary"
 	"errors"
+	"math"
 	"time"
+	"unsafe"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
 )
@@ -37,9 +39,39 @@ var errCorrupt = errors.New("memory store: stored request is corrupt")
 
 // encodeRequest returns the resident encoding of r.
 func encodeRequest(r *ciba.AuthRequest) string {
-	b := make([]byte, 0, 64+len(r.ID)+len(r.ApprovalID)+len(r.ClientID)+len(r.Subject)+len(r.LoginHint)+
-		len(r.BindingMessage)+len(r.UserCodeHash)+len(r.NotificationToken)+len(r.Result)+len(r.TraceParent)+
-		len(r.Relay.ID)+len(r.CertThumbprint)+16*(len(r.Scopes)+len(r.ACRValues)))
+	return string(appendRequest(make([]byte, 0, sizeHint(r)), r))
+}
+
+// sizeHint is about the size of r's encoding.
+func sizeHint(r *ciba.AuthRequest) int {
+	return 64 + len(r.ID) + len(r.ApprovalID) + len(r.ClientID) + len(r.Subject) + len(r.LoginHint) +
+		len(r.BindingMessage) + len(r.UserCodeHash) + len(r.NotificationToken) + len(r.Result) + len(r.TraceParent) +
+		len(r.Relay.ID) + len(r.CertThumbprint) + 16*(len(r.Scopes)+len(r.ACRValues))
+}
+
+// snapshotOf returns r as the store keeps it: one allocation holding the
+// length of r's encoding (4 bytes, little endian) and the encoding, which
+// snapshot reads back. Held through a *byte, a resident request is then
+// one object without pointers, where a *string would be two objects, the
+// string header among them for the collector to scan.
+func snapshotOf(r *ciba.AuthRequest) *byte {
+	b := appendRequest(make([]byte, 4, 4+sizeHint(r)), r)
+	if len(b)-4 > math.MaxUint32 {
+		panic("memory store: a request's encoding is over 4 GiB")
+	}
+	binary.LittleEndian.PutUint32(b, uint32(len(b)-4))
+	return &b[0]
+}
+
+// snapshot returns the encoding held by p, made by snapshotOf. The string
+// shares p's memory, which is never modified.
+func snapshot(p *byte) string {
+	n := binary.LittleEndian.Uint32(unsafe.Slice(p, 4))
+	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(p), 4)), n)
+}
+
+// appendRequest appends the resident encoding of r to b.
+func appendRequest(b []byte, r *ciba.AuthRequest) []byte {
 	b = appendString(b, r.ID)
 	b = appendString(b, r.ApprovalID)
 	// What a pending poll reads (pollView).
@@ -73,7 +105,7 @@ func encodeRequest(r *ciba.AuthRequest) string {
 	b = binary.AppendVarint(b, int64(r.Relay.Failures))
 	b = appendString(b, r.Relay.LastError)
 	b = appendString(b, r.TraceParent)
-	return string(b)
+	return b
 }
 
 // decodeRequest returns the request encoded in s. Its strings share s's

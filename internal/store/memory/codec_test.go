@@ -231,3 +231,14 @@ func TestSweepViewMatchesTheRequest(t *testing.T) {
 		}
 	}
 }
+
+// TestSnapshotHoldsTheEncoding: what the store keeps (snapshotOf) reads
+// back (snapshot) as the encoding itself, for a full request and an empty
+// one.
+func TestSnapshotHoldsTheEncoding(t *testing.T) {
+	for _, r := range []*ciba.AuthRequest{storetest.NewRequest(), {}} {
+		if got, want := snapshot(snapshotOf(r)), encodeRequest(r); got != want {
+			t.Fatalf("snapshot(snapshotOf(r)) = %q, want the encoding %q", got, want)
+		}
+	}
+}

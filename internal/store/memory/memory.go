@@ -100,10 +100,10 @@ var _ ciba.Store = (*Store)(nil)
 type requestEntry struct {
 	// mu is held by the one writer of this request, across its journal write.
 	mu sync.Mutex
-	// cur is the acknowledged request, encoded (encodeRequest): nil while
-	// its creation is not yet durable and after its deletion. What it
-	// points to is never modified.
-	cur atomic.Pointer[string]
+	// cur is the acknowledged request, encoded (snapshotOf; read with
+	// snapshot): nil while its creation is not yet durable and after its
+	// deletion. What it points to is never modified.
+	cur atomic.Pointer[byte]
 	// paceMu guards pace, the request's poll pace state (never journaled),
 	// apart from mu so that polls never wait for a journal write.
 	paceMu sync.Mutex
@@ -241,13 +241,13 @@ func (s *Store) entry(id string) *requestEntry {
 }
 
 // is reports whether enc, a snapshot found by key, is request id's.
-func is(enc *string, id string) bool {
-	got, _ := encodedIDs(*enc)
+func is(enc *byte, id string) bool {
+	got, _ := encodedIDs(snapshot(enc))
 	return got == id
 }
 
 // current returns the acknowledged request id, encoded, or nil.
-func (s *Store) current(id string) *string {
+func (s *Store) current(id string) *byte {
 	if e := s.entry(id); e != nil {
 		if enc := e.cur.Load(); enc != nil && is(enc, id) {
 			return enc
@@ -258,7 +258,7 @@ func (s *Store) current(id string) *string {
 
 // decode decodes a stored request; failing is a bug (only this package
 // encodes), reported as an error rather than a crash.
-func decode(enc *string) (*ciba.AuthRequest, error) { return decodeRequest(*enc) }
+func decode(enc *byte) (*ciba.AuthRequest, error) { return decodeRequest(snapshot(enc)) }
 
 // usable reports whether a write may start.
 func (s *Store) usable(ctx context.Context) error {
@@ -282,7 +282,7 @@ func (s *Store) CreateRequest(ctx context.Context, r *ciba.AuthRequest) error {
 	if r == nil || r.ID == "" {
 		return errors.New("memory store: create request: the request has no ID")
 	}
-	enc := encodeRequest(r)
+	enc := snapshotOf(r)
 	e, err := s.reserve(r.ID, r.ApprovalID)
 	if err != nil {
 		return fmt.Errorf("memory store: create request: %w", err)
@@ -294,7 +294,7 @@ func (s *Store) CreateRequest(ctx context.Context, r *ciba.AuthRequest) error {
 			return journalError("create request", err)
 		}
 	}
-	e.cur.Store(&enc)
+	e.cur.Store(enc)
 	e.mu.Unlock()
 	return nil
 }
@@ -371,7 +371,7 @@ func (s *Store) PeekPoll(_ context.Context, id string) (ciba.PollView, error) {
 		return ciba.PollView{}, errClosed
 	}
 	if enc := s.current(id); enc != nil {
-		return pollView(*enc)
+		return pollView(snapshot(enc))
 	}
 	return ciba.PollView{}, errRequestNotFound
 }
@@ -392,7 +392,7 @@ func (s *Store) GetRequestByApprovalID(_ context.Context, id string) (*ciba.Auth
 	as.mu.RUnlock()
 	if e != nil {
 		if enc := e.cur.Load(); enc != nil {
-			if _, approvalID := encodedIDs(*enc); approvalID == id {
+			if _, approvalID := encodedIDs(snapshot(enc)); approvalID == id {
 				return decode(enc)
 			}
 		}
@@ -438,14 +438,14 @@ func (s *Store) UpdateRequest(ctx context.Context, id string, fn func(*ciba.Auth
 	}
 	// The stored snapshot is an encoding of next: fn's value goes back to
 	// the caller.
-	stored := encodeRequest(next)
+	stored := snapshotOf(next)
 	if s.journal != nil {
 		if err := s.journal.PutRequest(ctx, next); err != nil {
 			e.mu.Unlock()
 			return nil, journalError("update request", err)
 		}
 	}
-	e.cur.Store(&stored)
+	e.cur.Store(stored)
 	e.mu.Unlock()
 	s.wake(i, id)
 	return next, nil
@@ -468,7 +468,7 @@ func (s *Store) DeleteRequest(ctx context.Context, id string) error {
 		e.mu.Unlock()
 		return errRequestNotFound
 	}
-	curID, curApprovalID := encodedIDs(*enc)
+	curID, curApprovalID := encodedIDs(snapshot(enc))
 	if s.journal != nil {
 		if err := s.journal.DeleteRequest(ctx, id); err != nil {
 			e.mu.Unlock()
@@ -489,7 +489,7 @@ func (s *Store) DeleteRequest(ctx context.Context, id string) error {
 // lock held, so fn may use the Store; a request created or deleted meanwhile
 // may or may not be seen.
 func (s *Store) ListRequests(ctx context.Context, fn func(*ciba.AuthRequest) bool) error {
-	var batch []*string
+	var batch []*byte
 	for i := range s.requests {
 		if s.closed.Load() {
 			return errClosed
@@ -524,7 +524,7 @@ func (s *Store) ListRequests(ctx context.Context, fn func(*ciba.AuthRequest) boo
 // requests; fn must not keep v or its strings. Like ListRequests, it reads
 // one shard at a time and calls fn without a lock held.
 func (s *Store) ListSweep(ctx context.Context, fn func(v *ciba.SweepView) bool) error {
-	var batch []*string
+	var batch []*byte
 	var v ciba.SweepView
 	for i := range s.requests {
 		if s.closed.Load() {
@@ -543,7 +543,7 @@ func (s *Store) ListSweep(ctx context.Context, fn func(v *ciba.SweepView) bool) 
 		}
 		sh.mu.RUnlock()
 		for _, enc := range batch {
-			if err := sweepView(*enc, &v); err != nil {
+			if err := sweepView(snapshot(enc), &v); err != nil {
 				return fmt.Errorf("memory store: list sweep: %w", err)
 			}
 			if !fn(&v) {
@@ -845,12 +845,12 @@ func (s *Store) Load(r *ciba.AuthRequest) error {
 	if r == nil || r.ID == "" {
 		return errors.New("memory store: load request: the request has no ID")
 	}
-	enc := encodeRequest(r)
+	enc := snapshotOf(r)
 	e, err := s.reserve(r.ID, r.ApprovalID)
 	if err != nil {
 		return fmt.Errorf("memory store: load request: %w", err)
 	}
-	e.cur.Store(&enc)
+	e.cur.Store(enc)
 	e.mu.Unlock()
 	return nil
 }
