@@ -154,11 +154,52 @@ func (s *Store) key(id string) key {
 // shard returns the shard index of a key.
 func (k key) shard() int { return int(k[0] & (shardCount - 1)) }
 
-// requestShard maps auth_req_ids (by key) to entries.
+// requestShard maps auth_req_ids (by key) to entries, and allocates them.
 type requestShard struct {
 	mu sync.RWMutex
 	m  map[key]*requestEntry
-	_  [64]byte // keeps neighbouring shards' locks on separate cache lines
+	// Entries are allocated in chunks (chunk is what is left of the
+	// current one) and reused once unlinked (free), so that the collector
+	// marks one object per chunk rather than one per request. A stale
+	// holder of a reused entry finds another request's snapshot, or none,
+	// and reads it as deleted: every use of an entry checks the id in its
+	// snapshot (is).
+	chunk []requestEntry
+	next  int // the size of the next chunk
+	free  []*requestEntry
+	_     [64]byte // keeps neighbouring shards' locks on separate cache lines
+}
+
+// Entry chunks grow from firstChunk to maxChunk entries, so that a store
+// holding few requests allocates little.
+const (
+	firstChunk = 16
+	maxChunk   = 1024
+)
+
+// alloc returns an entry for a new request, locked (mu) and with no pace
+// state. The caller holds sh.mu.
+func (sh *requestShard) alloc() *requestEntry {
+	// The entry freed last may still be locked for a moment: by the
+	// deleter, or by a stale holder finding it deleted. It is then left for
+	// a later request rather than waited for under the shard lock.
+	if n := len(sh.free); n > 0 && sh.free[n-1].mu.TryLock() {
+		e := sh.free[n-1]
+		sh.free[n-1] = nil
+		sh.free = sh.free[:n-1]
+		e.paceMu.Lock()
+		e.pace = pace{}
+		e.paceMu.Unlock()
+		return e
+	}
+	if len(sh.chunk) == 0 {
+		sh.next = min(max(2*sh.next, firstChunk), maxChunk)
+		sh.chunk = make([]requestEntry, sh.next)
+	}
+	e := &sh.chunk[0]
+	sh.chunk = sh.chunk[1:]
+	e.mu.Lock() // new, so this never waits
+	return e
 }
 
 // approvalShard maps ApprovalIDs (by key) to entries. Where both are held,
@@ -323,8 +364,7 @@ func (s *Store) reserve(id, approvalID string) (*requestEntry, error) {
 			return nil, fmt.Errorf("request ApprovalID: %w", ciba.ErrExists)
 		}
 	}
-	e := &requestEntry{}
-	e.mu.Lock() // new, so this never waits
+	e := rs.alloc()
 	rs.m[k] = e
 	if as != nil {
 		as.m[ak] = e
@@ -349,6 +389,7 @@ func (s *Store) unlink(e *requestEntry, id, approvalID string) {
 	defer rs.mu.Unlock()
 	if rs.m[k] == e {
 		delete(rs.m, k)
+		rs.free = append(rs.free, e)
 	}
 }
 

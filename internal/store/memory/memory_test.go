@@ -450,3 +450,95 @@ func BenchmarkSweep100k(b *testing.B) {
 		}
 	})
 }
+
+// TestReusedEntryIsNotTheOldRequest: an entry freed by a deletion is
+// reused for the next request of its shard, and whoever still holds it for
+// the deleted request finds nothing: not the new request, not its pace.
+func TestReusedEntryIsNotTheOldRequest(t *testing.T) {
+	ctx := context.Background()
+	s := New()
+	old := storetest.NewRequest()
+	if err := s.CreateRequest(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	rule := ciba.PaceRule{Now: time.Now(), Initial: 5 * time.Second, Step: 5 * time.Second}
+	if _, err := s.ApplyPace(ctx, old.ID, rule); err != nil {
+		t.Fatal(err)
+	}
+	stale := s.entry(old.ID)
+	if err := s.DeleteRequest(ctx, old.ID); err != nil {
+		t.Fatal(err)
+	}
+	// A new request whose id falls in the same shard takes the entry.
+	var next *ciba.AuthRequest
+	for range 10_000 {
+		r := storetest.NewRequest()
+		if s.key(r.ID).shard() == s.key(old.ID).shard() {
+			next = r
+			break
+		}
+	}
+	if next == nil {
+		t.Fatal("no id in the same shard")
+	}
+	if err := s.CreateRequest(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	if s.entry(next.ID) != stale {
+		t.Fatal("the freed entry was not reused")
+	}
+	if p := stale.pace.get(); p != (ciba.Pace{}) {
+		t.Fatalf("the reused entry kept the deleted request's pace: %+v", p)
+	}
+	// Every use of the old id, as a holder of the stale entry would make
+	// it, finds nothing, and changes nothing of the new request.
+	if enc := stale.cur.Load(); enc == nil || is(enc, old.ID) || !is(enc, next.ID) {
+		t.Fatal("the reused entry does not hold the new request alone")
+	}
+	if _, err := s.GetRequest(ctx, old.ID); !errors.Is(err, ciba.ErrNotFound) {
+		t.Errorf("GetRequest of the deleted id: %v", err)
+	}
+	if _, err := s.UpdateRequest(ctx, old.ID, func(*ciba.AuthRequest) error { return nil }); !errors.Is(err, ciba.ErrNotFound) {
+		t.Errorf("UpdateRequest of the deleted id: %v", err)
+	}
+	if _, err := s.ApplyPace(ctx, old.ID, rule); !errors.Is(err, ciba.ErrNotFound) {
+		t.Errorf("ApplyPace of the deleted id: %v", err)
+	}
+	got, err := s.GetRequest(ctx, next.ID)
+	if err != nil || !storetest.SameRequest(got, next) {
+		t.Fatalf("the new request is %+v, %v; want %+v", got, err, next)
+	}
+}
+
+// TestEntriesAreReusedUnderConcurrency creates, polls and deletes requests
+// from several goroutines (run with -race): reuse of freed entries must
+// never hand one request's state to another.
+func TestEntriesAreReusedUnderConcurrency(t *testing.T) {
+	ctx := context.Background()
+	s := New()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 300 {
+				r := storetest.NewRequest()
+				if err := s.CreateRequest(ctx, r); err != nil {
+					t.Error(err)
+					return
+				}
+				if v, err := s.PeekPoll(ctx, r.ID); err != nil || v.ClientID != r.ClientID {
+					t.Errorf("PeekPoll of a live request: %+v, %v", v, err)
+				}
+				if got, err := s.GetRequest(ctx, r.ID); err != nil || got.ID != r.ID {
+					t.Errorf("GetRequest of a live request: %v, %v", got, err)
+				}
+				if err := s.DeleteRequest(ctx, r.ID); err != nil {
+					t.Error(err)
+				}
+				if _, err := s.GetRequest(ctx, r.ID); !errors.Is(err, ciba.ErrNotFound) {
+					t.Errorf("GetRequest after delete: %v", err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
