@@ -65,16 +65,21 @@ const (
 	maxInterval = 100 * 365 * 24 * time.Hour
 )
 
-// cached is what the cache knows of one pending CIBA request. It is kept
-// by value in the shard's map, with times as Unix nanoseconds (0 for the
-// zero time) and the client id shared between requests, so that a known
-// request costs the garbage collector one object, its id, and not a tree
-// of them.
+// cached is what the cache knows of one pending CIBA request. It holds no
+// pointer: the id is kept inline, the client id and certificate thumbprint
+// as indexes into the cache's names, times as Unix nanoseconds (0 for the
+// zero time). A shard's entries are one slice and its index a map of
+// fixed-size keys, so that however many requests are known, the garbage
+// collector has nothing in them to mark.
 type cached struct {
-	clientID string // interned (clientIDs)
-	cert     string // CertThumbprint, usually ""
+	id     [maxCachedID]byte
+	idLen  uint8
+	used   bool
+	client uint32 // names index
+	cert   uint32 // names index; 0 for no certificate binding
+	// expires and interval are the request's ExpiresAt and Interval.
 	expires  int64
-	interval time.Duration // the request's Interval
+	interval time.Duration
 	// The pace as known here: ciba.Pace's three fields.
 	paceInterval         time.Duration
 	notBefore, holdUntil int64
@@ -85,6 +90,10 @@ type cached struct {
 	// dirty is set when the interval grew here and Redis has not heard it.
 	dirty bool
 }
+
+// maxCachedID bounds the ids the cache keeps (cibaproxy's are 32 bytes);
+// a request with a longer id is simply not remembered.
+const maxCachedID = 64
 
 func unixNano(t time.Time) int64 {
 	if t.IsZero() {
@@ -100,6 +109,10 @@ func fromUnixNano(ns int64) time.Time {
 	return time.Unix(0, ns)
 }
 
+func (e *cached) idString() string { return string(e.id[:e.idLen]) }
+
+func (e *cached) is(id string) bool { return e.used && string(e.id[:e.idLen]) == id }
+
 func (e *cached) pace() ciba.Pace {
 	return ciba.Pace{Interval: e.paceInterval, NotBefore: fromUnixNano(e.notBefore), HoldUntil: fromUnixNano(e.holdUntil)}
 }
@@ -108,29 +121,74 @@ func (e *cached) setPace(p ciba.Pace) {
 	e.paceInterval, e.notBefore, e.holdUntil = p.Interval, unixNano(p.NotBefore), unixNano(p.HoldUntil)
 }
 
-func (e *cached) view() ciba.PollView {
-	return ciba.PollView{ClientID: e.clientID, Kind: ciba.KindCIBA, Status: ciba.StatusPending,
-		ExpiresAt: fromUnixNano(e.expires), Interval: e.interval, CertThumbprint: e.cert}
-}
+// slotKey is a 128-bit hash of a request id under the cache's seeds; an
+// entry found by it is used only if the id it holds is the one looked up.
+type slotKey [2]uint64
 
 // cacheShard is one lock's share of the cache.
 type cacheShard struct {
 	mu sync.Mutex
 	// gen counts the drops in the shard, so that a read made before a
 	// drop is not remembered after it.
-	gen uint64
-	m   map[string]cached
+	gen   uint64
+	index map[slotKey]int32
+	slots []cached
+	free  []int32
 }
 
-// maxClientIDs bounds the interned client ids: clients are configured, so
-// more than this many distinct ones means something odd is stored, and its
-// ids are simply not shared.
-const maxClientIDs = 10_000
+// find returns the entry of id, or nil. The caller holds sh.mu.
+func (sh *cacheShard) find(k slotKey, id string) *cached {
+	i, ok := sh.index[k]
+	if !ok {
+		return nil
+	}
+	if e := &sh.slots[i]; e.is(id) {
+		return e
+	}
+	return nil
+}
+
+// add stores e under k. The caller holds sh.mu.
+func (sh *cacheShard) add(k slotKey, e cached) {
+	e.used = true
+	if n := len(sh.free); n > 0 {
+		i := sh.free[n-1]
+		sh.free = sh.free[:n-1]
+		sh.slots[i] = e
+		sh.index[k] = i
+		return
+	}
+	sh.slots = append(sh.slots, e)
+	sh.index[k] = int32(len(sh.slots) - 1)
+}
+
+// remove forgets the entry of id, if any. The caller holds sh.mu.
+func (sh *cacheShard) remove(k slotKey, id string) {
+	i, ok := sh.index[k]
+	if !ok || !sh.slots[i].is(id) {
+		return
+	}
+	delete(sh.index, k)
+	sh.slots[i] = cached{}
+	sh.free = append(sh.free, i)
+}
+
+// reset forgets everything. The caller holds sh.mu.
+func (sh *cacheShard) reset() {
+	clear(sh.index)
+	sh.slots = sh.slots[:0]
+	sh.free = sh.free[:0]
+}
+
+// maxNames bounds the interned client ids and certificate thumbprints:
+// clients are configured, so more than this many distinct ones means
+// something odd is stored, and its requests are simply not remembered.
+const maxNames = 10_000
 
 // pollCache is the instance's knowledge of pending requests.
 type pollCache struct {
-	seed     maphash.Seed
-	perShard int
+	seed, seed2 maphash.Seed
+	perShard    int
 	// live is false while the change channel may be missing messages:
 	// nothing is known or remembered then.
 	live atomic.Bool
@@ -138,41 +196,64 @@ type pollCache struct {
 	// none since the channel was last up).
 	heardAt atomic.Int64
 	shards  [cacheShards]cacheShard
-	// clientIDs interns the client ids of the requests remembered.
-	clientMu  sync.Mutex
-	clientIDs map[string]string
+	// names interns the client ids and certificate thumbprints of the
+	// requests remembered; names[0] is "".
+	namesMu sync.RWMutex
+	names   []string
+	nameIdx map[string]uint32
 }
 
 func newPollCache(size int) *pollCache {
-	c := &pollCache{seed: maphash.MakeSeed(), perShard: max(size/cacheShards, 1), clientIDs: map[string]string{}}
+	c := &pollCache{seed: maphash.MakeSeed(), seed2: maphash.MakeSeed(), perShard: max(size/cacheShards, 1),
+		names: []string{""}, nameIdx: map[string]uint32{"": 0}}
 	for i := range c.shards {
-		c.shards[i].m = make(map[string]cached)
+		c.shards[i].index = make(map[slotKey]int32)
 	}
 	c.live.Store(true)
 	return c
 }
 
-func (c *pollCache) shard(id string) *cacheShard {
-	return &c.shards[maphash.String(c.seed, id)%cacheShards]
+// key returns the key of id and its shard.
+func (c *pollCache) key(id string) (slotKey, *cacheShard) {
+	k := slotKey{maphash.String(c.seed, id), maphash.String(c.seed2, id)}
+	return k, &c.shards[k[0]%cacheShards]
 }
 
-// intern returns the shared copy of client id.
-func (c *pollCache) intern(id string) string {
-	c.clientMu.Lock()
-	defer c.clientMu.Unlock()
-	if v, ok := c.clientIDs[id]; ok {
-		return v
+// intern returns the index of name, or false when the names are full.
+func (c *pollCache) intern(name string) (uint32, bool) {
+	c.namesMu.RLock()
+	i, ok := c.nameIdx[name]
+	c.namesMu.RUnlock()
+	if ok {
+		return i, true
 	}
-	if len(c.clientIDs) < maxClientIDs {
-		c.clientIDs[id] = id
+	c.namesMu.Lock()
+	defer c.namesMu.Unlock()
+	if i, ok := c.nameIdx[name]; ok {
+		return i, true
 	}
-	return id
+	if len(c.names) >= maxNames {
+		return 0, false
+	}
+	i = uint32(len(c.names))
+	c.names = append(c.names, name)
+	c.nameIdx[name] = i
+	return i, true
+}
+
+// view returns the poll view of e.
+func (c *pollCache) view(e *cached) ciba.PollView {
+	c.namesMu.RLock()
+	client, cert := c.names[e.client], c.names[e.cert]
+	c.namesMu.RUnlock()
+	return ciba.PollView{ClientID: client, Kind: ciba.KindCIBA, Status: ciba.StatusPending,
+		ExpiresAt: fromUnixNano(e.expires), Interval: e.interval, CertThumbprint: cert}
 }
 
 // generation returns what remember needs to tell whether a drop happened
 // in id's shard since.
 func (c *pollCache) generation(id string) uint64 {
-	sh := c.shard(id)
+	_, sh := c.key(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	return sh.gen
@@ -182,34 +263,39 @@ func (c *pollCache) generation(id string) uint64 {
 // returned: its view and its pace after the read's poll. A request that is
 // not a pending CIBA request is forgotten (the CIBA poll path is the only
 // one that asks). Nothing is remembered if a drop happened in the shard
-// since gen, the change channel is down, or the shard is full.
+// since gen, the change channel is down, the shard is full, or the id or
+// names do not fit.
 func (c *pollCache) remember(id string, gen uint64, r *ciba.AuthRequest, pace ciba.Pace, now time.Time) {
-	var clientID string
-	if r.Status == ciba.StatusPending && r.Kind == ciba.KindCIBA {
-		clientID = c.intern(r.ClientID)
-	}
-	sh := c.shard(id)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
+	k, sh := c.key(id)
 	if r.Status != ciba.StatusPending || r.Kind != ciba.KindCIBA || r.Expired(now) {
-		c.dropLocked(sh, id)
+		sh.mu.Lock()
+		sh.gen++
+		sh.remove(k, id)
+		sh.mu.Unlock()
 		return
 	}
+	client, ok1 := c.intern(r.ClientID)
+	cert, ok2 := c.intern(r.CertThumbprint)
+	if !ok1 || !ok2 || len(id) > maxCachedID {
+		return
+	}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
 	if sh.gen != gen || !c.live.Load() {
 		return
 	}
-	if e, ok := sh.m[id]; ok {
+	if e := sh.find(k, id); e != nil {
 		// Keep a pace grown here since the read, until it is flushed.
 		e.setPace(laterPace(pace, e.pace()))
-		sh.m[id] = e
 		return
 	}
-	if len(sh.m) >= c.perShard {
+	if len(sh.index) >= c.perShard {
 		return
 	}
-	e := cached{clientID: clientID, cert: r.CertThumbprint, expires: unixNano(r.ExpiresAt), interval: r.Interval}
+	e := cached{idLen: uint8(len(id)), client: client, cert: cert, expires: unixNano(r.ExpiresAt), interval: r.Interval}
+	copy(e.id[:], id)
 	e.setPace(pace)
-	sh.m[id] = e
+	sh.add(k, e)
 }
 
 // laterPace merges two pace states of one request: the longer interval and
@@ -225,15 +311,11 @@ func laterPace(a, b ciba.Pace) ciba.Pace {
 
 // drop forgets request id: it changed.
 func (c *pollCache) drop(id string) {
-	sh := c.shard(id)
+	k, sh := c.key(id)
 	sh.mu.Lock()
-	c.dropLocked(sh, id)
-	sh.mu.Unlock()
-}
-
-func (c *pollCache) dropLocked(sh *cacheShard, id string) {
 	sh.gen++
-	delete(sh.m, id)
+	sh.remove(k, id)
+	sh.mu.Unlock()
 }
 
 // setLive turns the cache on or off; either way it forgets everything, as
@@ -246,7 +328,7 @@ func (c *pollCache) setLive(live bool) {
 		sh := &c.shards[i]
 		sh.mu.Lock()
 		sh.gen++
-		clear(sh.m)
+		sh.reset()
 		sh.mu.Unlock()
 	}
 }
@@ -274,14 +356,16 @@ func (c *pollCache) CachedPoll(id string) (ciba.PollView, bool) {
 	if !c.live.Load() {
 		return ciba.PollView{}, false
 	}
-	sh := c.shard(id)
+	k, sh := c.key(id)
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	e, ok := sh.m[id]
-	if !ok {
+	e := sh.find(k, id)
+	if e == nil {
+		sh.mu.Unlock()
 		return ciba.PollView{}, false
 	}
-	return e.view(), true
+	known := *e
+	sh.mu.Unlock()
+	return c.view(&known), true
 }
 
 // PaceCached implements ciba.PollCache: an early poll is answered
@@ -291,11 +375,11 @@ func (c *pollCache) PaceCached(id string, rule ciba.PaceRule) (slow, answered bo
 	if !c.live.Load() {
 		return false, false
 	}
-	sh := c.shard(id)
+	k, sh := c.key(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	e, ok := sh.m[id]
-	if !ok {
+	e := sh.find(k, id)
+	if e == nil {
 		return false, false
 	}
 	p := e.pace()
@@ -308,7 +392,6 @@ func (c *pollCache) PaceCached(id string, rule ciba.PaceRule) (slow, answered bo
 	// early, and they then pace it by what they know.
 	e.setPace(p)
 	e.dirty = e.dirty || slow
-	sh.m[id] = e
 	return slow, true
 }
 
@@ -326,13 +409,13 @@ func (c *pollCache) takeDirty(buf []grown, now time.Time) []grown {
 	for i := range c.shards {
 		sh := &c.shards[i]
 		sh.mu.Lock()
-		for id, e := range sh.m {
-			if e.dirty && now.UnixNano() >= e.shareAfter {
+		for j := range sh.slots {
+			e := &sh.slots[j]
+			if e.used && e.dirty && now.UnixNano() >= e.shareAfter {
 				e.dirty = false
 				e.spacing = max(2*e.spacing, shareSpacing)
 				e.shareAfter = now.Add(e.spacing).UnixNano()
-				sh.m[id] = e
-				buf = append(buf, grown{id: id, pace: e.pace()})
+				buf = append(buf, grown{id: e.idString(), pace: e.pace()})
 			}
 		}
 		sh.mu.Unlock()
@@ -343,12 +426,11 @@ func (c *pollCache) takeDirty(buf []grown, now time.Time) []grown {
 // merged records the pace Redis holds after a flush merged the one grown
 // here into it.
 func (c *pollCache) merged(id string, pace ciba.Pace) {
-	sh := c.shard(id)
+	k, sh := c.key(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if e, ok := sh.m[id]; ok {
+	if e := sh.find(k, id); e != nil {
 		e.setPace(laterPace(e.pace(), pace))
-		sh.m[id] = e
 	}
 }
 
@@ -357,9 +439,9 @@ func (c *pollCache) sweep(now time.Time) {
 	for i := range c.shards {
 		sh := &c.shards[i]
 		sh.mu.Lock()
-		for id, e := range sh.m {
-			if now.UnixNano() >= e.expires {
-				delete(sh.m, id)
+		for j := range sh.slots {
+			if e := &sh.slots[j]; e.used && now.UnixNano() >= e.expires {
+				sh.remove(slotKey{maphash.String(c.seed, e.idString()), maphash.String(c.seed2, e.idString())}, e.idString())
 			}
 		}
 		sh.mu.Unlock()
@@ -423,12 +505,11 @@ func (s *Store) flushPaces(ctx context.Context, buf []grown, now time.Time) []gr
 
 // markDirty marks the pace of request id as still to be merged.
 func (c *pollCache) markDirty(id string) {
-	sh := c.shard(id)
+	k, sh := c.key(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if e, ok := sh.m[id]; ok {
+	if e := sh.find(k, id); e != nil {
 		e.dirty, e.shareAfter = true, 0
-		sh.m[id] = e
 	}
 }
 

@@ -3,6 +3,7 @@ package redisstore
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -307,7 +308,7 @@ func TestPollCacheIsBounded(t *testing.T) {
 	}
 	n := 0
 	for i := range c.shards {
-		n += len(c.shards[i].m)
+		n += len(c.shards[i].index)
 	}
 	if n > cacheShards {
 		t.Fatalf("%d requests remembered, want at most %d", n, cacheShards)
@@ -435,5 +436,52 @@ func TestOnlyOwnHeartbeatsVouch(t *testing.T) {
 	}
 	if a.hearHeartbeat("an-auth-req-id") {
 		t.Fatal("a request id was taken for a heartbeat")
+	}
+}
+
+// TestPollCacheEntries: the entries hold the request's view (certificate
+// binding included), freed slots are reused, an id too long to keep is not
+// remembered, and an entry is found only by the id it holds.
+func TestPollCacheEntries(t *testing.T) {
+	c := newPollCache(100)
+	now := time.Now()
+	a := pending("a", now)
+	a.CertThumbprint = "cert-a"
+	c.remember("a", c.generation("a"), a, ciba.Pace{}, now)
+	if v, ok := c.CachedPoll("a"); !ok || v.CertThumbprint != "cert-a" || v.ClientID != "c" {
+		t.Fatalf("CachedPoll(a) = %+v, %v", v, ok)
+	}
+	ka, sh := c.key("a")
+	slot := sh.index[ka]
+	c.drop("a")
+	if _, ok := c.CachedPoll("a"); ok {
+		t.Fatal("a dropped request is still known")
+	}
+	// The next request of the shard takes the freed slot.
+	var b string
+	for i := range 10_000 {
+		id := fmt.Sprint("b-", i)
+		if _, s := c.key(id); s == sh {
+			b = id
+			break
+		}
+	}
+	c.remember(b, c.generation(b), pending(b, now), ciba.Pace{}, now)
+	kb, _ := c.key(b)
+	if got := sh.index[kb]; got != slot {
+		t.Fatalf("the new request took slot %d, want the freed %d", got, slot)
+	}
+	if v, ok := c.CachedPoll(b); !ok || v.CertThumbprint != "" {
+		t.Fatalf("CachedPoll(b) = %+v, %v; want no certificate binding", v, ok)
+	}
+	// Found only by the id it holds: b's entry under a's key is not a's.
+	sh.index[ka] = slot
+	if _, ok := c.CachedPoll("a"); ok {
+		t.Fatal("an entry was found by another id's key")
+	}
+	long := strings.Repeat("x", maxCachedID+1)
+	c.remember(long, c.generation(long), pending(long, now), ciba.Pace{}, now)
+	if _, ok := c.CachedPoll(long); ok {
+		t.Fatal("an id longer than maxCachedID was remembered")
 	}
 }
