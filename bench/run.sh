@@ -249,6 +249,7 @@ if [ "$REDIS" = 1 ]; then
 	log "== redis store: scenarios 1 and 2 again with cibaproxy on a local redis-server (AOF, appendfsync everysec), and scenario 6"
 	mkdir -p "$TMP/redis"
 	start redis redis-server --bind 127.0.0.1 --port "${REDIS_ADDR#*:}" --dir "$TMP/redis" --save '' --appendonly yes --appendfsync everysec
+	REDIS_PID=$STARTED
 	for i in $(seq 100); do
 		if (exec 3<>"/dev/tcp/${REDIS_ADDR%:*}/${REDIS_ADDR#*:}") 2>/dev/null; then break; fi
 		sleep 0.1
@@ -305,6 +306,56 @@ if [ "$REDIS" = 1 ]; then
 		load s6b cib "$r" $CIB2_ADDR 1 32 "$DUR" BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_IDS="$TMP/rids-n.txt"
 		wait $w1
 	done
+	if [ "$PROFILE" = 1 ]; then
+		# Scenario 6 cannot scale on 2 CPUs; what would make it scale is
+		# shown instead: where the CPU goes while two instances share the
+		# load, what Redis is asked per poll, and a CPU profile of one
+		# instance (the same server built with bench/profile/pprof.go).
+		log ""
+		log "== scenario 6 profile: two instances on one Redis, 32 connections each, into bench/profiles/"
+		mkdir -p "$PROFILES"
+		stop "$RCIB_PID"
+		start cibaproxy-redis-pprof env CIBAPROXY_BENCH_PPROF=$PPROF_ADDR BENCH_ADDR=$CIB_ADDR BENCH_REDIS=$REDIS_ADDR BENCH_WEBHOOK= "$TMP/cibaproxy-pprof" serve --config bench/bench-redis.yaml
+		RCIB_PID=$STARTED
+		wait_up $CIB_ADDR
+		warm "cib on redis (profiled)" $CIB_ADDR "$TMP/rids-n.txt"
+		cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+		busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $5 + $6}' /proc/stat; }
+		a0=$(cpu "$RCIB_PID") b0=$(cpu "$RCIB2_PID") r0=$(cpu "$REDIS_PID") m0=$(busy) c0=$(rcmds)
+		curl -s -o "$TMP/s6.pprof" "http://$PPROF_ADDR/debug/pprof/profile?seconds=8" &
+		cpid=$!
+		env BENCH_THREADS=1 BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_IDS="$TMP/rids-n.txt" wrk -t1 -c32 -d9s -s "$ROOT/bench/wrk.lua" "http://$CIB_ADDR" >"$TMP/wrk-s6p-a.txt" 2>&1 &
+		w1=$!
+		env BENCH_THREADS=1 BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_IDS="$TMP/rids-n.txt" wrk -t1 -c32 -d9s -s "$ROOT/bench/wrk.lua" "http://$CIB2_ADDR" >"$TMP/wrk-s6p-b.txt" 2>&1
+		wait $w1 $cpid
+		a1=$(cpu "$RCIB_PID") b1=$(cpu "$RCIB2_PID") r1=$(cpu "$REDIS_PID") m1=$(busy) c1=$(rcmds)
+		polls=$(($(grep -h '^BENCH ' "$TMP/wrk-s6p-a.txt" "$TMP/wrk-s6p-b.txt" | sed 's/.*requests=\([0-9]*\).*/\1/' | paste -sd+)))
+		read -r mb0 mi0 <<<"$m0"
+		read -r mb1 mi1 <<<"$m1"
+		total=$((mb1 - mb0 + mi1 - mi0))
+		{
+			echo "# cibaproxy profile: scenario 6, two instances on one Redis, wrk -t1 -c32 -d9s on each, 100000 pending requests"
+			echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown); made by make bench (bench/run.sh)"
+			echo "# wrk, instance A: $(grep '^BENCH ' "$TMP/wrk-s6p-a.txt" | cut -d' ' -f2-3)"
+			echo "# wrk, instance B: $(grep '^BENCH ' "$TMP/wrk-s6p-b.txt" | cut -d' ' -f2-3)"
+			echo
+			echo "## Where the 2 CPUs went during the 9 s (clock ticks; 100 per CPU-second)"
+			echo "machine busy:      $((mb1 - mb0)) of $total ($(calc "100*($mb1 - $mb0)/$total")%)"
+			echo "cibaproxy A:       $((a1 - a0))"
+			echo "cibaproxy B:       $((b1 - b0))"
+			echo "redis-server:      $((r1 - r0))"
+			echo "the rest (2 wrk, kernel): $((mb1 - mb0 - (a1 - a0) - (b1 - b0) - (r1 - r0)))"
+			if [ -n "$c0" ] && [ -n "$c1" ]; then
+				echo
+				echo "## What Redis was asked"
+				echo "commands processed: $((c1 - c0)) for $polls polls answered ($(calc "($c1 - $c0)/$polls") per poll; heartbeats, INFO and merges of grown intervals included)"
+			fi
+			echo
+			echo "## go tool pprof -top -nodecount=30 (instance A)"
+			$GO tool pprof -top -nodecount=30 "$TMP/cibaproxy-pprof" "$TMP/s6.pprof" 2>/dev/null
+		} >"$PROFILES/scenario6-two-instances.txt"
+		log "   $PROFILES/scenario6-two-instances.txt"
+	fi
 	stop "$RCIB_PID"
 	stop "$RCIB2_PID"
 fi
