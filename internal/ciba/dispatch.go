@@ -297,6 +297,11 @@ func (s *Service) process(ctx context.Context, id string, spawn func(func())) {
 	if r.UserNotice.Pending() {
 		if r.Status != StatusPending || r.Expired(now) {
 			s.finishDelivery(ctx, id, userNotice, "the request is no longer pending")
+		} else if s.d.Channel == nil {
+			// Created by an instance with a channel, on a store shared with
+			// this one, which has none: the message is the others' to send.
+			// Look again when the request expires, to close the delivery.
+			later(r.ExpiresAt)
 		} else if at := r.UserNotice.NextAttempt; at.After(now) {
 			later(at)
 		} else {
@@ -353,6 +358,9 @@ func (k deliveryKind) String() string {
 // together rather than one at a time in the Run loop; the claim's
 // compare-and-set keeps two workers from sending the same message.
 func (s *Service) attempt(ctx context.Context, id string, k deliveryKind, now time.Time) {
+	if k == userNotice && s.d.Channel == nil {
+		return // not this instance's to send (process)
+	}
 	claimed, ok := s.claim(ctx, id, k, now)
 	if !ok {
 		return

@@ -729,3 +729,30 @@ func TestABindingMessageCanBeRequired(t *testing.T) {
 		t.Fatalf("with a binding_message: %v", err)
 	}
 }
+
+// TestChannelMessageLeftToAnInstanceWithAChannel: on a store shared by
+// instances, a request created by one with a channel is seen by the
+// dispatcher of one without (a rolling configuration change, or a
+// deployment that sends through some instances only). That one must leave
+// the message alone, not crash or mark it sent; an instance with the
+// channel then sends it.
+func TestChannelMessageLeftToAnInstanceWithAChannel(t *testing.T) {
+	realTime := func(c *ciba.Config, d *ciba.Deps) { d.Now = time.Now }
+	ch := &channel{got: make(chan ciba.Notice, 4)}
+	with := newFixture(t, func(c *ciba.Config, d *ciba.Deps) { realTime(c, d); d.Channel = ch })
+	id := with.create(t, pollClient)
+	without := newFixture(t, func(c *ciba.Config, d *ciba.Deps) { realTime(c, d); d.Store = with.store })
+	without.run(t)
+	time.Sleep(300 * time.Millisecond) // the dispatcher's first look at the store
+	r, err := with.store.GetRequest(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.UserNotice.Pending() || r.UserNotice.Attempts != 0 {
+		t.Fatalf("an instance without a channel touched the message: %+v", r.UserNotice)
+	}
+	with.run(t)
+	if n := wait(t, ch.got); n.CallbackToken == "" {
+		t.Fatalf("the channel sent %+v, want the request's message", n)
+	}
+}
