@@ -261,9 +261,16 @@ if [ "$REDIS" = 1 ]; then
 	RCIB2_PID=$STARTED
 	wait_up $CIB2_ADDR
 	"$TMP/seed" -url "http://$CIB_ADDR" -n 1 -c 1 -out "$TMP/rids-1.txt"
+	rmem() { command -v redis-cli >/dev/null && redis-cli -h "${REDIS_ADDR%:*}" -p "${REDIS_ADDR#*:}" info memory 2>/dev/null | awk -F: '/^used_memory:/ { print $2 + 0 }'; }
+	mem0=$(rmem)
 	SEED_START=$(date +%s.%N)
 	"$TMP/seed" -url "http://$CIB_ADDR" -n "$N" -c 64 -out "$TMP/rids-n.txt" -timeout 3m
 	log "   ($N requests seeded on Redis in $(calc "$(date +%s.%N) - $SEED_START") s)"
+	mem1=$(rmem)
+	if [ -n "$mem0" ] && [ -n "$mem1" ]; then
+		log "   scenario 4 on Redis: used_memory grew by $((mem1 - mem0)) bytes for $N pending requests: $(((mem1 - mem0) / N)) bytes each in Redis"
+		printf 'r4\tcib\t1\t%s\n' $(((mem1 - mem0) / N)) >>"$RESULTS"
+	fi
 	RID1=$(cat "$TMP/rids-1.txt")
 	# The reference looks up the same ids as the server it is compared with.
 	stop "$REF_PID"
@@ -306,6 +313,32 @@ if [ "$REDIS" = 1 ]; then
 		load s6b cib "$r" $CIB2_ADDR 1 32 "$DUR" BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_IDS="$TMP/rids-n.txt"
 		wait $w1
 	done
+	log ""
+	log "== scenarios 3 and 5 on Redis: bc-authorize (webhook to the sink) and approval -> ping, a fresh cibaproxy per round"
+	for r in $(seq "$ROUNDS"); do
+		start cibaproxy-r3-$r env BENCH_ADDR=$AUTHZ_ADDR BENCH_REDIS=$REDIS_ADDR BENCH_WEBHOOK="http://$SINK_ADDR/hook" "$TMP/cibaproxy" serve --config bench/bench-redis.yaml
+		pid=$STARTED
+		wait_up $AUTHZ_ADDR
+		load r3 cib "$r" $AUTHZ_ADDR 2 64 "$DUR" BENCH_AUTH="$AUTH" BENCH_PATH=/bc-authorize BENCH_BODY="$AUTHZ_BODY"
+		stop "$pid"
+		start cibaproxy-r5-$r env BENCH_ADDR=$AUTHZ_ADDR BENCH_REDIS=$REDIS_ADDR BENCH_WEBHOOK="http://$PING_ADDR/hook" BENCH_NOTIFY="http://$PING_ADDR/notify" "$TMP/cibaproxy" serve --config bench/bench-redis.yaml
+		pid=$STARTED
+		wait_up $AUTHZ_ADDR
+		"$TMP/seed" -url "http://$AUTHZ_ADDR" -n 1 -c 1 -out "$TMP/rids-r5-$r.txt" >/dev/null
+		env BENCH_THREADS=2 BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_BODY="$POLL_PREFIX$(cat "$TMP/rids-r5-$r.txt")" \
+			wrk -t2 -c64 -d30s -s "$ROOT/bench/wrk.lua" "http://$AUTHZ_ADDR" >"$TMP/wrk-r5-$r.txt" 2>&1 &
+		wpid=$!
+		sleep 1
+		"$TMP/pinglat" -url "http://$AUTHZ_ADDR" -listen $PING_ADDR -n 200 -c 4 >"$TMP/pinglat-r5-$r.txt" 2>&1 || { cat "$TMP/pinglat-r5-$r.txt" >&2; exit 1; }
+		kill $wpid 2>/dev/null || true
+		wait $wpid 2>/dev/null || true
+		line=$(grep '^PINGLAT ' "$TMP/pinglat-r5-$r.txt")
+		set -- $(sed 's/[a-z0-9_]*=//g' <<<"${line#PINGLAT }")
+		printf 'r5\tcib\t%s\t%s\t%s\t%s\n' "$r" "$2" "$4" "$5" >>"$RESULTS"
+		printf '  round %s  r5   approval->ping  p50 %6.2f ms  p99 %6.2f ms  max %6.2f ms  (%s flows, polls loading the same instance)\n' "$r" "$2" "$4" "$5" "$1"
+		stop "$pid"
+	done
+
 	if [ "$PROFILE" = 1 ]; then
 		# Scenario 6 cannot scale on 2 CPUs; what would make it scale is
 		# shown instead: where the CPU goes while two instances share the
@@ -431,14 +464,15 @@ function range(a, b) { return fmt(a) "-" fmt(b) }
 function upd(key, v) { if (!(key in lo) || v < lo[key]) lo[key] = v; if (!(key in hi) || v > hi[key]) hi[key] = v }
 $1 == "s3hook" { upd("hook", $4); next }
 $1 == "rcmd" { upd("rcmd" SUBSEP $2, $4); next }
-$1 == "s5" { upd("s5" SUBSEP "cib" SUBSEP "p50", $4); upd("s5" SUBSEP "cib" SUBSEP "p99", $5); next }
+$1 == "s5" || $1 == "r5" { upd($1 SUBSEP "cib" SUBSEP "p50", $4); upd($1 SUBSEP "cib" SUBSEP "p99", $5); next }
+$1 == "r4" { upd("r4", $4); next }
 $1 == "s6a" || $1 == "s6b" { s6[$3] += $4; upd($1 SUBSEP "cib" SUBSEP "rps", $4); next }
 {
 	upd($1 SUBSEP $2 SUBSEP "rps", $4); upd($1 SUBSEP $2 SUBSEP "p50", $5 / 1000); upd($1 SUBSEP $2 SUBSEP "p99", $7 / 1000)
 	v[$1, $2, $3, "rps"] = $4; v[$1, $2, $3, "p50"] = $5; v[$1, $2, $3, "p99"] = $7; rounds[$3] = 1
 	if ($11 != 0) bad = bad "  " $1 " " $2 " round " $3 ": " $11 " socket errors\n"
-	if ($1 != "s3" && $10 != $9) bad = bad "  " $1 " " $2 " round " $3 ": " ($9 - $10) " answers were not 400\n"
-	if ($1 == "s3" && $10 != 0) bad = bad "  s3 round " $3 ": " $10 " answers were not 2xx\n"
+	if ($1 != "s3" && $1 != "r3" && $10 != $9) bad = bad "  " $1 " " $2 " round " $3 ": " ($9 - $10) " answers were not 400\n"
+	if (($1 == "s3" || $1 == "r3") && $10 != 0) bad = bad "  " $1 " round " $3 ": " $10 " answers were not 2xx\n"
 }
 END {
 	for (r in s6) if (("s6one", "cib", r, "rps") in v) { upd("s6sum", s6[r]); upd("s6r", s6[r] / v["s6one", "cib", r, "rps"]) }
@@ -475,6 +509,12 @@ END {
 			if (("rcmd", c64) in lo)
 				printf "%-34s %-14s %-14s\n", name ", Redis commands/poll", "-", range(lo["rcmd", c64], hi["rcmd", c64])
 		}
+		if (("r3", "cib", "rps") in lo)
+			printf "%-34s %-14s %-14s %-13s %s\n", "redis 3 bc-authorize, 64 conn: req/s", "-", range(lo["r3", "cib", "rps"], hi["r3", "cib", "rps"]), "", ">= 5000: " verdict(lo["r3", "cib", "rps"] >= 5000, hi["r3", "cib", "rps"] >= 5000)
+		if ("r4" in lo)
+			printf "%-34s %-14s %-14s %-13s %s\n", "redis 4 bytes per request in Redis", "-", fmt(lo["r4"]), "", "<= 2048: " verdict(lo["r4"] <= 2048, lo["r4"] <= 2048)
+		if (("r5", "cib", "p99") in lo)
+			printf "%-34s %-14s %-14s %-13s %s\n", "redis 5 approval->ping p99 ms", "-", range(lo["r5", "cib", "p99"], hi["r5", "cib", "p99"]), "", "<= 50: " verdict(hi["r5", "cib", "p99"] <= 50, lo["r5", "cib", "p99"] <= 50)
 		printf "%-34s %-14s %-14s %-13s %s\n", "6 two instances / one, req/s", range(lo["s6one", "cib", "rps"], hi["s6one", "cib", "rps"]), range(lo["s6sum"], hi["s6sum"]), range(lo["s6r"], hi["s6r"]), ">= 1.6: " verdict(lo["s6r"] >= 1.6, hi["s6r"] >= 1.6) " (2 CPUs shared by both instances, Redis and wrk)"
 	}
 	if (bad != "") printf "\nANOMALIES:\n%s", bad
