@@ -530,34 +530,13 @@ func (s *Store) DeleteRequest(ctx context.Context, id string) error {
 // lock held, so fn may use the Store; a request created or deleted meanwhile
 // may or may not be seen.
 func (s *Store) ListRequests(ctx context.Context, fn func(*ciba.AuthRequest) bool) error {
-	var batch []*byte
-	for i := range s.requests {
-		if s.closed.Load() {
-			return errClosed
+	return s.eachSnapshot(ctx, "list requests", func(enc *byte) (bool, error) {
+		r, err := decode(enc)
+		if err != nil {
+			return false, err
 		}
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("memory store: list requests: %w", err)
-		}
-		sh := &s.requests[i]
-		batch = batch[:0]
-		sh.mu.RLock()
-		for _, e := range sh.m {
-			if enc := e.cur.Load(); enc != nil {
-				batch = append(batch, enc)
-			}
-		}
-		sh.mu.RUnlock()
-		for _, enc := range batch {
-			r, err := decode(enc)
-			if err != nil {
-				return fmt.Errorf("memory store: list requests: %w", err)
-			}
-			if !fn(r) {
-				return nil
-			}
-		}
-	}
-	return nil
+		return fn(r), nil
+	})
 }
 
 // ListSweep calls fn with the sweep's view of every stored request
@@ -565,14 +544,26 @@ func (s *Store) ListRequests(ctx context.Context, fn func(*ciba.AuthRequest) boo
 // requests; fn must not keep v or its strings. Like ListRequests, it reads
 // one shard at a time and calls fn without a lock held.
 func (s *Store) ListSweep(ctx context.Context, fn func(v *ciba.SweepView) bool) error {
-	var batch []*byte
 	var v ciba.SweepView
+	return s.eachSnapshot(ctx, "list sweep", func(enc *byte) (bool, error) {
+		if err := sweepView(snapshot(enc), &v); err != nil {
+			return false, err
+		}
+		return fn(&v), nil
+	})
+}
+
+// eachSnapshot calls fn with the snapshot of every stored request until fn
+// returns false or an error (wrapped with op). It collects one shard's
+// snapshots under its read lock and calls fn without a lock held.
+func (s *Store) eachSnapshot(ctx context.Context, op string, fn func(enc *byte) (bool, error)) error {
+	var batch []*byte
 	for i := range s.requests {
 		if s.closed.Load() {
 			return errClosed
 		}
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("memory store: list sweep: %w", err)
+			return fmt.Errorf("memory store: %s: %w", op, err)
 		}
 		sh := &s.requests[i]
 		batch = batch[:0]
@@ -584,10 +575,11 @@ func (s *Store) ListSweep(ctx context.Context, fn func(v *ciba.SweepView) bool) 
 		}
 		sh.mu.RUnlock()
 		for _, enc := range batch {
-			if err := sweepView(snapshot(enc), &v); err != nil {
-				return fmt.Errorf("memory store: list sweep: %w", err)
+			more, err := fn(enc)
+			if err != nil {
+				return fmt.Errorf("memory store: %s: %w", op, err)
 			}
-			if !fn(&v) {
+			if !more {
 				return nil
 			}
 		}
