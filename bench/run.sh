@@ -146,6 +146,31 @@ warm() {
 	printf '  warm-up %-22s %s (not counted)\n' "$1" "$(grep '^BENCH ' "$out" | cut -d' ' -f2-4)"
 }
 
+# pinground SCEN ROUND CONFIG [VAR=VALUE...]: scenario 5 once: a fresh
+# cibaproxy on CONFIG (with the VAR=VALUE environment), one request polled by
+# wrk for 30 s, and bench/pinglat timing 200 approvals to their ping under
+# that load; appends the result to $RESULTS and prints it.
+pinground() {
+	local scen=$1 r=$2 config=$3 pid wpid line
+	shift 3
+	start cibaproxy-$scen-$r env BENCH_ADDR=$AUTHZ_ADDR BENCH_WEBHOOK="http://$PING_ADDR/hook" BENCH_NOTIFY="http://$PING_ADDR/notify" "$@" "$TMP/cibaproxy" serve --config "$config"
+	pid=$STARTED
+	wait_up $AUTHZ_ADDR
+	"$TMP/seed" -url "http://$AUTHZ_ADDR" -n 1 -c 1 -out "$TMP/ids-$scen-$r.txt" >/dev/null
+	env BENCH_THREADS=2 BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_BODY="$POLL_PREFIX$(cat "$TMP/ids-$scen-$r.txt")" \
+		wrk -t2 -c64 -d30s -s "$ROOT/bench/wrk.lua" "http://$AUTHZ_ADDR" >"$TMP/wrk-$scen-$r.txt" 2>&1 &
+	wpid=$!
+	sleep 1
+	"$TMP/pinglat" -url "http://$AUTHZ_ADDR" -listen $PING_ADDR -n 200 -c 4 >"$TMP/pinglat-$scen-$r.txt" 2>&1 || { cat "$TMP/pinglat-$scen-$r.txt" >&2; exit 1; }
+	kill $wpid 2>/dev/null || true
+	wait $wpid 2>/dev/null || true
+	line=$(grep '^PINGLAT ' "$TMP/pinglat-$scen-$r.txt")
+	set -- $(sed 's/[a-z0-9_]*=//g' <<<"${line#PINGLAT }")
+	printf '%s\tcib\t%s\t%s\t%s\t%s\n' "$scen" "$r" "$2" "$4" "$5" >>"$RESULTS"
+	printf '  round %s  %s   approval->ping  p50 %6.2f ms  p99 %6.2f ms  max %6.2f ms  (%s flows, polls loading the same instance)\n' "$r" "$scen" "$2" "$4" "$5" "$1"
+	stop "$pid"
+}
+
 log "== cibaproxy benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
 log "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(free -g | awk '/^Mem:/{print $2}') GiB, kernel $(uname -r)"
 log "tools:   $($GO version | cut -d' ' -f3-), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), load average $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -226,22 +251,7 @@ log ""
 log "== scenario 5: approval -> ping delivered (bench/pinglat: 200 flows, 4 at a time), under scenario 1's load"
 for r in $(seq "$ROUNDS"); do
 	mkdir -p "$TMP/data-s5-$r"
-	start cibaproxy-s5-$r env BENCH_ADDR=$AUTHZ_ADDR BENCH_DATA="$TMP/data-s5-$r" BENCH_WEBHOOK="http://$PING_ADDR/hook" BENCH_NOTIFY="http://$PING_ADDR/notify" "$TMP/cibaproxy" serve --config bench/bench.yaml
-	pid=$STARTED
-	wait_up $AUTHZ_ADDR
-	"$TMP/seed" -url "http://$AUTHZ_ADDR" -n 1 -c 1 -out "$TMP/ids-s5-$r.txt" >/dev/null
-	env BENCH_THREADS=2 BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_BODY="$POLL_PREFIX$(cat "$TMP/ids-s5-$r.txt")" \
-		wrk -t2 -c64 -d30s -s "$ROOT/bench/wrk.lua" "http://$AUTHZ_ADDR" >"$TMP/wrk-s5-$r.txt" 2>&1 &
-	wpid=$!
-	sleep 1
-	"$TMP/pinglat" -url "http://$AUTHZ_ADDR" -listen $PING_ADDR -n 200 -c 4 >"$TMP/pinglat-$r.txt" 2>&1 || { cat "$TMP/pinglat-$r.txt" >&2; exit 1; }
-	kill $wpid 2>/dev/null || true
-	wait $wpid 2>/dev/null || true
-	line=$(grep '^PINGLAT ' "$TMP/pinglat-$r.txt")
-	set -- $(sed 's/[a-z0-9_]*=//g' <<<"${line#PINGLAT }")
-	printf 's5\tcib\t%s\t%s\t%s\t%s\n' "$r" "$2" "$4" "$5" >>"$RESULTS"
-	printf '  round %s  s5   approval->ping  p50 %6.2f ms  p99 %6.2f ms  max %6.2f ms  (%s flows, polls loading the same instance)\n' "$r" "$2" "$4" "$5" "$1"
-	stop "$pid"
+	pinground s5 "$r" bench/bench.yaml BENCH_DATA="$TMP/data-s5-$r"
 done
 
 if [ "$REDIS" = 1 ]; then
@@ -321,22 +331,7 @@ if [ "$REDIS" = 1 ]; then
 		wait_up $AUTHZ_ADDR
 		load r3 cib "$r" $AUTHZ_ADDR 2 64 "$DUR" BENCH_AUTH="$AUTH" BENCH_PATH=/bc-authorize BENCH_BODY="$AUTHZ_BODY"
 		stop "$pid"
-		start cibaproxy-r5-$r env BENCH_ADDR=$AUTHZ_ADDR BENCH_REDIS=$REDIS_ADDR BENCH_WEBHOOK="http://$PING_ADDR/hook" BENCH_NOTIFY="http://$PING_ADDR/notify" "$TMP/cibaproxy" serve --config bench/bench-redis.yaml
-		pid=$STARTED
-		wait_up $AUTHZ_ADDR
-		"$TMP/seed" -url "http://$AUTHZ_ADDR" -n 1 -c 1 -out "$TMP/rids-r5-$r.txt" >/dev/null
-		env BENCH_THREADS=2 BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_BODY="$POLL_PREFIX$(cat "$TMP/rids-r5-$r.txt")" \
-			wrk -t2 -c64 -d30s -s "$ROOT/bench/wrk.lua" "http://$AUTHZ_ADDR" >"$TMP/wrk-r5-$r.txt" 2>&1 &
-		wpid=$!
-		sleep 1
-		"$TMP/pinglat" -url "http://$AUTHZ_ADDR" -listen $PING_ADDR -n 200 -c 4 >"$TMP/pinglat-r5-$r.txt" 2>&1 || { cat "$TMP/pinglat-r5-$r.txt" >&2; exit 1; }
-		kill $wpid 2>/dev/null || true
-		wait $wpid 2>/dev/null || true
-		line=$(grep '^PINGLAT ' "$TMP/pinglat-r5-$r.txt")
-		set -- $(sed 's/[a-z0-9_]*=//g' <<<"${line#PINGLAT }")
-		printf 'r5\tcib\t%s\t%s\t%s\t%s\n' "$r" "$2" "$4" "$5" >>"$RESULTS"
-		printf '  round %s  r5   approval->ping  p50 %6.2f ms  p99 %6.2f ms  max %6.2f ms  (%s flows, polls loading the same instance)\n' "$r" "$2" "$4" "$5" "$1"
-		stop "$pid"
+		pinground r5 "$r" bench/bench-redis.yaml BENCH_REDIS=$REDIS_ADDR
 	done
 
 	if [ "$PROFILE" = 1 ]; then
