@@ -44,6 +44,11 @@ type Options struct {
 	NotifyURL string
 	// Env are further KEY=VALUE entries.
 	Env []string
+	// DefaultLimits runs the configuration's abuse limits as written. By
+	// default the per-user request limit of the example configurations
+	// ($CIBAPROXY_REQUESTS_PER_USER) is raised, as the functional tests
+	// start many requests for one user; test/abuse sets this.
+	DefaultLimits bool
 	// TLS, for a configuration that serves HTTPS (tls.cert_file), is the
 	// client TLS configuration trusting the server's certificate: the
 	// issuer and URL become https://ADDR and /healthz is polled with it.
@@ -111,10 +116,12 @@ func (s *Server) env() []string {
 		"CIBAPROXY_DATA="+s.DataDir,
 		"CIBAPROXY_WEBHOOK_URL="+s.opts.WebhookURL,
 		"CIBAPROXY_DEMO_NOTIFY_URL="+s.opts.NotifyURL,
-		// The tests start many requests for alice; examples/quickstart.yaml
-		// reads its per-user limit from here.
-		"CIBAPROXY_REQUESTS_PER_USER=100000",
 	)
+	if !s.opts.DefaultLimits {
+		// The functional tests start many requests for alice;
+		// examples/quickstart.yaml reads its per-user limit from here.
+		env = append(env, "CIBAPROXY_REQUESTS_PER_USER=100000")
+	}
 	return append(env, s.opts.Env...)
 }
 
