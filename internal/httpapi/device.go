@@ -221,9 +221,11 @@ func (d *Device) answer(w http.ResponseWriter, r *http.Request) {
 	}
 	ip := d.clientIP(r)
 	now := d.Now()
-	okIP, waitIP := d.check(ctx, d.perIP, ip, now)
-	okAll, waitAll := d.check(ctx, d.global, "", now)
+	okIP, waitIP, settleIP := d.reserve(ctx, d.perIP, ip, now)
+	okAll, waitAll, settleAll := d.reserve(ctx, d.global, "", now)
 	if !okIP || !okAll {
+		settleIP(false)
+		settleAll(false)
 		wait := max(waitIP, waitAll)
 		retryAfter(w, wait)
 		a.Logger.Warn("device page: too many wrong user codes", slog.Bool("global", !okAll))
@@ -231,9 +233,10 @@ func (d *Device) answer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req, client, err := d.Grant.ForUserCode(ctx, typed)
-	if errors.Is(err, ciba.ErrNotFound) {
-		d.charge(ctx, d.perIP, ip, now)
-		d.charge(ctx, d.global, "", now)
+	wrong := errors.Is(err, ciba.ErrNotFound)
+	settleIP(wrong)
+	settleAll(wrong)
+	if wrong {
 		a.Logger.Info("device page: wrong user code")
 		p := d.entry(cookie, "", "This code is not valid. Check the code shown on your device and try again.")
 		d.Approval.render(w, http.StatusNotFound, p)
@@ -281,28 +284,16 @@ func (d *Device) answer(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// check asks lim (nil: no limit) whether key may enter a code; a decision
-// it cannot make allows it (fail open), with a warning.
-func (d *Device) check(ctx context.Context, lim limit.Keyed, key string, now time.Time) (bool, time.Duration) {
-	if lim == nil {
-		return true, 0
-	}
-	ok, wait, err := lim.Check(ctx, key, now)
+// reserve takes one wrong-code token of key from lim (nil: no limit)
+// before the code is looked up, so that codes tried in parallel are all
+// counted (limit.Reserve); settle(true) keeps it for a wrong code. A
+// decision lim cannot make allows the attempt (fail open), with a warning.
+func (d *Device) reserve(ctx context.Context, lim limit.Keyed, key string, now time.Time) (ok bool, wait time.Duration, settle func(wrong bool)) {
+	ok, wait, settle, err := limit.Reserve(ctx, lim, key, func() time.Time { return now })
 	if err != nil {
 		d.Approval.Logger.WarnContext(ctx, "device page: user code limit unavailable; attempt allowed", "error", err)
-		return true, 0
 	}
-	return ok, wait
-}
-
-// charge counts a wrong code against lim (nil: no limit).
-func (d *Device) charge(ctx context.Context, lim limit.Keyed, key string, now time.Time) {
-	if lim == nil {
-		return
-	}
-	if err := lim.Charge(ctx, key, now); err != nil {
-		d.Approval.Logger.WarnContext(ctx, "device page: user code limit unavailable; wrong code not counted", "error", err)
-	}
+	return ok, wait, settle
 }
 
 // closed answers a code whose request can no longer be answered.

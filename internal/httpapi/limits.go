@@ -188,7 +188,9 @@ func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 // its bucket is answered 429 with Retry-After until the bucket refills.
 // Successes cost nothing, so users sharing an address (carrier NAT) and the
 // authentication-device service, which makes every callback, are not held
-// back by their own traffic.
+// back by their own traffic. A request's token is reserved before it is
+// handled and given back after a success (limit.Reserve), so N requests in
+// flight at once need N tokens: a burst cannot pass the limit together.
 func (s *Server) limitFailures(next http.Handler) http.Handler {
 	if s.Limits == nil || s.Limits.ApprovalFailures == nil && s.Limits.CallbackFailures == nil {
 		return next
@@ -207,10 +209,12 @@ func (s *Server) limitFailures(next http.Handler) http.Handler {
 			return
 		}
 		key := addrKey(s.Limits.ClientIP(r))
-		ok, wait, err := lim.Check(r.Context(), key, s.Now())
+		// Reserved before the work (a password check costs a bcrypt), so
+		// that requests in flight at once are all counted; given back
+		// below unless the answer is a failure.
+		ok, wait, settle, err := limit.Reserve(r.Context(), lim, key, s.Now)
 		if err != nil {
 			s.limitUnavailable(r.Context(), "failures_per_ip", err)
-			ok = true
 		}
 		if !ok {
 			retryAfter(w, wait)
@@ -232,11 +236,7 @@ func (s *Server) limitFailures(next http.Handler) http.Handler {
 			next.ServeHTTP(sw, r)
 			status = sw.status
 		}
-		if status >= 400 && status < 500 {
-			if err := lim.Charge(r.Context(), key, s.Now()); err != nil {
-				s.limitUnavailable(r.Context(), "failures_per_ip", err)
-			}
-		}
+		settle(status >= 400 && status < 500)
 	})
 }
 

@@ -47,20 +47,50 @@ type Keyed interface {
 	// empty it takes nothing and returns false and how long until a token
 	// is back, in whole seconds.
 	Allow(ctx context.Context, key string, now time.Time) (ok bool, retryAfter time.Duration, err error)
-	// Check reports whether key has a token at now, without taking it,
-	// and otherwise how long until it has one. With Charge it limits only
-	// some outcomes: check before the work, charge when it failed.
-	Check(ctx context.Context, key string, now time.Time) (ok bool, retryAfter time.Duration, err error)
-	// Charge takes a token from key's bucket at now if one is left; an
-	// empty bucket runs into no debt.
-	Charge(ctx context.Context, key string, now time.Time) error
+	// Refund gives a token back to key's bucket at now, up to the
+	// bucket's size. It settles a reservation (see Reserve) whose outcome
+	// was not one the limit counts.
+	Refund(ctx context.Context, key string, now time.Time) error
+}
+
+// Reserve is how a limit that counts only some outcomes (failed sign-ins,
+// wrong codes, failed client authentication) is applied: it takes a token
+// before the work, so that N requests racing each other cost N tokens
+// whatever their outcome, and returns the settle function to call once the
+// outcome is known: settle(true) keeps the token (the outcome counts),
+// settle(false) gives it back. When the bucket is empty nothing is taken,
+// ok is false, and retryAfter says how long until a token is back; settle
+// is then a no-op. A check made before the work and charged after it
+// would let every request in flight pass the check.
+//
+// A decision l fails to make is returned as err with ok true and a settle
+// that does nothing: the caller decides (FailOpen does it for it).
+func Reserve(ctx context.Context, l Keyed, key string, now func() time.Time) (ok bool, retryAfter time.Duration, settle func(counts bool), err error) {
+	noop := func(bool) {}
+	if l == nil {
+		return true, 0, noop, nil
+	}
+	ok, retryAfter, err = l.Allow(ctx, key, now())
+	if err != nil {
+		return true, 0, noop, err
+	}
+	if !ok {
+		return false, retryAfter, noop, nil
+	}
+	return true, 0, func(counts bool) {
+		if !counts {
+			// The outcome did not count: the token goes back. A refund
+			// that cannot be made leaves the token taken, the safe side.
+			_ = l.Refund(context.WithoutCancel(ctx), key, now())
+		}
+	}, nil
 }
 
 // Compile-time check that the in-memory Limiter is a Keyed.
 var _ Keyed = (*Limiter)(nil)
 
 // FailOpen returns l such that a decision l fails to make allows the
-// request (Allow and Check answer true, Charge does nothing) after calling
+// request (Allow answers true, Refund does nothing) after calling
 // report with the error; report logs and counts it. The errors of l never
 // reach the caller. FailOpen(nil, ...) is nil.
 func FailOpen(l Keyed, report func(err error)) Keyed {
@@ -84,17 +114,8 @@ func (f failOpen) Allow(ctx context.Context, key string, now time.Time) (bool, t
 	return ok, wait, nil
 }
 
-func (f failOpen) Check(ctx context.Context, key string, now time.Time) (bool, time.Duration, error) {
-	ok, wait, err := f.l.Check(ctx, key, now)
-	if err != nil {
-		f.report(err)
-		return true, 0, nil
-	}
-	return ok, wait, nil
-}
-
-func (f failOpen) Charge(ctx context.Context, key string, now time.Time) error {
-	if err := f.l.Charge(ctx, key, now); err != nil {
+func (f failOpen) Refund(ctx context.Context, key string, now time.Time) error {
+	if err := f.l.Refund(ctx, key, now); err != nil {
 		f.report(err)
 	}
 	return nil
@@ -178,17 +199,19 @@ func (l *Limiter) Allow(_ context.Context, key string, now time.Time) (ok bool, 
 	return ok, retryAfter, nil
 }
 
-// Check reports whether key has a token at now without taking it (Keyed).
-// It never fails.
-func (l *Limiter) Check(_ context.Context, key string, now time.Time) (ok bool, retryAfter time.Duration, err error) {
-	ok, retryAfter = l.take(key, now, false)
-	return ok, retryAfter, nil
-}
-
-// Charge takes a token from key's bucket at now if one is left (Keyed). It
-// never fails.
-func (l *Limiter) Charge(_ context.Context, key string, now time.Time) error {
-	l.take(key, now, true)
+// Refund gives a token back to key's bucket at now, up to its size
+// (Keyed). A key not held has a full bucket already. It never fails.
+func (l *Limiter) Refund(_ context.Context, key string, now time.Time) error {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.keys[key]; !ok {
+		return nil
+	}
+	b := l.bucket(key, now)
+	b.tokens = min(float64(l.rate.Requests), b.tokens+1)
 	return nil
 }
 

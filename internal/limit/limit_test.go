@@ -11,17 +11,9 @@ import (
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// allow and check are Limiter.Allow and Check, which never fail.
+// allow is Limiter.Allow, which never fails.
 func allow(l *Limiter, key string, now time.Time) (bool, time.Duration) {
 	ok, wait, err := l.Allow(context.Background(), key, now)
-	if err != nil {
-		panic(err)
-	}
-	return ok, wait
-}
-
-func check(l *Limiter, key string, now time.Time) (bool, time.Duration) {
-	ok, wait, err := l.Check(context.Background(), key, now)
 	if err != nil {
 		panic(err)
 	}
@@ -76,21 +68,116 @@ func TestRefillIsCappedAtTheBucketSize(t *testing.T) {
 	}
 }
 
-func TestCheckAndCharge(t *testing.T) {
+func TestRefundGivesATokenBackUpToTheSize(t *testing.T) {
+	ctx := context.Background()
 	l := New(Rate{Requests: 2, Per: time.Minute}, 0)
+	allow(l, "ip", t0)
+	allow(l, "ip", t0)
+	if ok, wait := allow(l, "ip", t0); ok || wait != 30*time.Second {
+		t.Fatalf("third of 2 = %v, %v; want false, 30s", ok, wait)
+	}
+	_ = l.Refund(ctx, "ip", t0)
+	if ok, _ := allow(l, "ip", t0); !ok {
+		t.Fatal("the refunded token is not there")
+	}
+	// Refunds past the size save nothing up.
 	for range 5 {
-		if ok, _ := check(l, "ip", t0); !ok {
-			t.Fatal("Check took a token")
+		_ = l.Refund(ctx, "ip", t0)
+	}
+	for i := range 2 {
+		if ok, _ := allow(l, "ip", t0); !ok {
+			t.Fatalf("request %d after refunds refused", i+1)
 		}
 	}
-	l.Charge(context.Background(), "ip", t0)
-	l.Charge(context.Background(), "ip", t0)
-	if ok, wait := check(l, "ip", t0); ok || wait != 30*time.Second {
-		t.Fatalf("after two charges Check = %v, %v; want false, 30s", ok, wait)
+	if ok, _ := allow(l, "ip", t0); ok {
+		t.Fatal("refunds filled the bucket past its size")
 	}
-	l.Charge(context.Background(), "ip", t0) // nothing left: no debt either
-	if ok, _ := check(l, "ip", t0.Add(30*time.Second)); !ok {
-		t.Fatal("a charge on an empty bucket ran into debt")
+	// A key not held has a full bucket: a refund keeps no key.
+	_ = l.Refund(ctx, "other", t0)
+	if l.Len() != 1 {
+		t.Fatalf("%d keys held after a refund of an unknown key, want 1", l.Len())
+	}
+}
+
+// TestReserveCountsRequestsInFlight is the check-then-charge race: 200
+// attempts racing each other on a bucket of 30, each taking long enough
+// that all are in flight at once, must not all pass. Exactly 30 go ahead;
+// the outcome of each is a failure, so none is given back.
+func TestReserveCountsRequestsInFlight(t *testing.T) {
+	l := New(Rate{Requests: 30, Per: 5 * time.Minute}, 0)
+	now := func() time.Time { return t0 }
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	passed := 0
+	start := make(chan struct{})
+	for range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			ok, _, settle, err := Reserve(context.Background(), l, "ip", now)
+			if err != nil {
+				t.Error(err)
+			}
+			if !ok {
+				return
+			}
+			mu.Lock()
+			passed++
+			mu.Unlock()
+			time.Sleep(time.Millisecond) // the expensive check
+			settle(true)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if passed != 30 {
+		t.Fatalf("%d of 200 parallel attempts passed a limit of 30", passed)
+	}
+}
+
+func TestReserveGivesBackWhatDidNotCount(t *testing.T) {
+	ctx := context.Background()
+	l := New(Rate{Requests: 3, Per: time.Hour}, 0)
+	now := func() time.Time { return t0 }
+	for i := range 50 {
+		ok, _, settle, _ := Reserve(ctx, l, "ip", now)
+		if !ok {
+			t.Fatalf("success %d was refused: successes must not use up the bucket", i+1)
+		}
+		settle(false)
+	}
+	for range 3 {
+		ok, _, settle, _ := Reserve(ctx, l, "ip", now)
+		if !ok {
+			t.Fatal("a failure within the limit was refused")
+		}
+		settle(true)
+	}
+	ok, wait, settle, _ := Reserve(ctx, l, "ip", now)
+	if ok || wait != 20*time.Minute {
+		t.Fatalf("after 3 failures Reserve = %v, %v; want false, 20m", ok, wait)
+	}
+	settle(false) // a refused reservation took nothing: settling it gives nothing back
+	if ok, _, _, _ := Reserve(ctx, l, "ip", now); ok {
+		t.Fatal("settling a refused reservation gave a token back")
+	}
+	if ok, _, settle, err := Reserve(ctx, nil, "ip", now); !ok || err != nil {
+		t.Fatal("Reserve on no limit refused")
+	} else {
+		settle(true)
+	}
+}
+
+func TestReserveReportsAnUndecidedLimit(t *testing.T) {
+	b := &broken{}
+	ok, _, settle, err := Reserve(context.Background(), b, "k", func() time.Time { return t0 })
+	if !ok || !errors.Is(err, errDown) {
+		t.Fatalf("Reserve on a broken store = %v, %v; want true and its error", ok, err)
+	}
+	settle(false)
+	if b.calls != 1 {
+		t.Fatalf("%d calls to the broken store, want 1 (no refund of what was not taken)", b.calls)
 	}
 }
 
@@ -128,7 +215,7 @@ func TestIdleKeysAreEvictedFirst(t *testing.T) {
 	allow(l, "other", t0.Add(55*time.Second))
 	// A new key at 1m10s: "idle" is full again and goes, "busy" stays.
 	allow(l, "new", t0.Add(70*time.Second))
-	if ok, _ := check(l, "busy", t0.Add(70*time.Second)); ok {
+	if ok, _ := allow(l, "busy", t0.Add(70*time.Second)); ok {
 		t.Fatal("the busy key was evicted: its empty bucket came back full")
 	}
 	if n := l.Len(); n != 3 {
@@ -168,12 +255,7 @@ func (b *broken) Allow(context.Context, string, time.Time) (bool, time.Duration,
 	return false, time.Minute, errDown
 }
 
-func (b *broken) Check(context.Context, string, time.Time) (bool, time.Duration, error) {
-	b.calls++
-	return false, time.Minute, errDown
-}
-
-func (b *broken) Charge(context.Context, string, time.Time) error {
+func (b *broken) Refund(context.Context, string, time.Time) error {
 	b.calls++
 	return errDown
 }
@@ -186,14 +268,11 @@ func TestFailOpenAllowsAndReportsWhenTheStoreIsDown(t *testing.T) {
 	if ok, wait, err := l.Allow(ctx, "k", t0); !ok || wait != 0 || err != nil {
 		t.Errorf("Allow = %v, %v, %v; want true, 0, nil (fail open)", ok, wait, err)
 	}
-	if ok, wait, err := l.Check(ctx, "k", t0); !ok || wait != 0 || err != nil {
-		t.Errorf("Check = %v, %v, %v; want true, 0, nil (fail open)", ok, wait, err)
+	if err := l.Refund(ctx, "k", t0); err != nil {
+		t.Errorf("Refund = %v, want nil (fail open)", err)
 	}
-	if err := l.Charge(ctx, "k", t0); err != nil {
-		t.Errorf("Charge = %v, want nil (fail open)", err)
-	}
-	if b.calls != 3 || len(reported) != 3 {
-		t.Fatalf("%d decisions asked, %d reported; want 3 and 3", b.calls, len(reported))
+	if b.calls != 2 || len(reported) != 2 {
+		t.Fatalf("%d decisions asked, %d reported; want 2 and 2", b.calls, len(reported))
 	}
 	for _, err := range reported {
 		if !errors.Is(err, errDown) {

@@ -38,16 +38,17 @@ var limitName = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
 
 // limitScript applies the token-bucket rule of limit.Limiter to one bucket.
 // KEYS[1] bucket key; ARGV now (Unix ms), bucket size, the time a token
-// takes to come back (ns), take (1: Allow or Charge, 0: Check). Returns
-// {1, 0} when a token was there (and taken if asked), or {0, seconds} with
-// the wait until one is back, rounded up to whole seconds (at least 1).
+// takes to come back (ns), mode (1: Allow, takes a token; -1: Refund,
+// gives one back). Returns {1, 0} when a token was there (and taken) or was
+// given back, or {0, seconds} with the wait until one is back, rounded up
+// to whole seconds (at least 1).
 //
 // Tokens are kept with 17 significant digits, so they read back as the
 // exact float64 that limit.Limiter would hold; the refill is computed in
 // nanoseconds from millisecond times, as limit.Limiter computes it from the
 // times it is given.
 var limitScript = redis.NewScript(`
-local now, size, every, take = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] == '1'
+local now, size, every, take, refund = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] == '1', ARGV[4] == '-1'
 local tokens, at, present = size, now, false
 local v = redis.call('GET', KEYS[1])
 if v then
@@ -62,14 +63,19 @@ if present and now > at then
   at = now
   changed = true
 end
-if tokens < 1 then
+if refund then
+  if not present then
+    return {1, 0}
+  end
+  tokens = math.min(size, tokens + 1)
+  changed = true
+elseif tokens < 1 then
   if changed then
     redis.call('SET', KEYS[1], string.format('%.17g %d', tokens, at), 'PX', math.ceil((size - tokens) * every / 1000000) + 1000)
   end
   local wait = math.floor((1 - tokens) * every)
   return {0, math.max(1, math.floor((wait + 999999999) / 1000000000))}
-end
-if take then
+elseif take then
   tokens = tokens - 1
   changed = true
 end
@@ -127,30 +133,26 @@ func (l *Limiter) Allow(ctx context.Context, key string, now time.Time) (bool, t
 	return l.decide(ctx, key, now, true)
 }
 
-// Check reports whether key has a token at now, without taking it
-// (limit.Keyed).
-func (l *Limiter) Check(ctx context.Context, key string, now time.Time) (bool, time.Duration, error) {
-	return l.decide(ctx, key, now, false)
-}
-
-// Charge takes a token from key's bucket at now if one is left
-// (limit.Keyed).
-func (l *Limiter) Charge(ctx context.Context, key string, now time.Time) error {
-	_, _, err := l.decide(ctx, key, now, true)
+// Refund gives a token back to key's bucket at now, up to its size
+// (limit.Keyed): the reservation it settles was not a failure.
+func (l *Limiter) Refund(ctx context.Context, key string, now time.Time) error {
+	_, _, err := l.decide(ctx, key, now, false)
 	return err
 }
 
+// decide runs limitScript on key's bucket: take a token (Allow) or give
+// one back (Refund).
 func (l *Limiter) decide(ctx context.Context, key string, now time.Time, take bool) (bool, time.Duration, error) {
 	op := "limit " + l.name
 	if err := l.s.usable(ctx, op); err != nil {
 		return false, 0, err
 	}
-	t := 0
+	mode := -1
 	if take {
-		t = 1
+		mode = 1
 	}
 	res, err := limitScript.Run(ctx, l.s.c, []string{l.bucketKey(key)},
-		now.UnixMilli(), l.rate.Requests, l.every, t).Int64Slice()
+		now.UnixMilli(), l.rate.Requests, l.every, mode).Int64Slice()
 	if err != nil {
 		return false, 0, unavailable(op, err)
 	}

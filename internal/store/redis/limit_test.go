@@ -69,19 +69,15 @@ func TestLimiterAgreesWithLimit(t *testing.T) {
 				gotWait, wantWait time.Duration
 				err               error
 			)
-			switch rng.IntN(3) {
+			switch rng.IntN(2) {
 			case 0:
 				op = "Allow"
 				gotOK, gotWait, err = shared.Allow(ctx, key, now)
 				wantOK, wantWait, _ = mem.Allow(ctx, key, now)
-			case 1:
-				op = "Check"
-				gotOK, gotWait, err = shared.Check(ctx, key, now)
-				wantOK, wantWait, _ = mem.Check(ctx, key, now)
 			default:
-				op = "Charge"
-				err = shared.Charge(ctx, key, now)
-				_ = mem.Charge(ctx, key, now)
+				op = "Refund"
+				err = shared.Refund(ctx, key, now)
+				_ = mem.Refund(ctx, key, now)
 				gotOK, wantOK = true, true
 			}
 			if err != nil {
@@ -201,11 +197,11 @@ func TestLimiterKeys(t *testing.T) {
 	}
 	now := time.Now()
 	const user = "login_hint:alice@example.com"
-	if ok, _, err := l.Check(ctx, user, now); !ok || err != nil {
-		t.Fatalf("Check of a new key = %v, %v", ok, err)
+	if err := l.Refund(ctx, user, now); err != nil {
+		t.Fatalf("Refund of a new key: %v", err)
 	}
 	if ks := keys(); len(ks) != 0 {
-		t.Fatalf("a Check wrote %v; a full bucket needs no key", ks)
+		t.Fatalf("a Refund wrote %v; a full bucket needs no key", ks)
 	}
 	if ok, _, err := l.Allow(ctx, user, now); !ok || err != nil {
 		t.Fatalf("Allow = %v, %v", ok, err)
@@ -229,8 +225,8 @@ func TestLimiterKeys(t *testing.T) {
 		t.Errorf("bucket TTL %v, want just under 5m1s (the time until it is full again)", ttl)
 	}
 	// Once it is full again, the next decision removes the key.
-	if ok, _, err := l.Check(ctx, user, now.Add(5*time.Minute)); !ok || err != nil {
-		t.Fatalf("Check when full again = %v, %v", ok, err)
+	if err := l.Refund(ctx, user, now.Add(5*time.Minute)); err != nil {
+		t.Fatalf("Refund when full again: %v", err)
 	}
 	if ks := keys(); len(ks) != 0 {
 		t.Errorf("keys of a full bucket: %v, want none", ks)
@@ -266,8 +262,8 @@ func TestLimiterRedisDown(t *testing.T) {
 	if _, _, err := l.Allow(ctx, "k", now); !errors.Is(err, ciba.ErrUnavailable) {
 		t.Errorf("Allow with Redis down: %v, want an error wrapping ErrUnavailable", err)
 	}
-	if err := l.Charge(ctx, "k", now); !errors.Is(err, ciba.ErrUnavailable) {
-		t.Errorf("Charge with Redis down: %v, want an error wrapping ErrUnavailable", err)
+	if err := l.Refund(ctx, "k", now); !errors.Is(err, ciba.ErrUnavailable) {
+		t.Errorf("Refund with Redis down: %v, want an error wrapping ErrUnavailable", err)
 	}
 	var reported []error
 	fo := limit.FailOpen(l, func(err error) { reported = append(reported, err) })
@@ -282,7 +278,7 @@ func TestLimiterRedisDown(t *testing.T) {
 	var err error
 	for range 200 { // the client reconnects by itself; bounded wait
 		var ok bool
-		if ok, _, err = l.Check(ctx, "k", now); err == nil {
+		if ok, _, err = l.Allow(ctx, "k", now); err == nil {
 			if ok {
 				t.Fatal("after the restart the bucket is full again: the token taken before was lost")
 			}
@@ -291,7 +287,7 @@ func TestLimiterRedisDown(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	if err != nil {
-		t.Fatalf("Check after the restart: %v", err)
+		t.Fatalf("Allow after the restart: %v", err)
 	}
 }
 
@@ -307,5 +303,53 @@ func TestLimiterRefusesBadNamesAndOffRates(t *testing.T) {
 		if _, err := st.Limiter("ok", r); err == nil {
 			t.Errorf("Limiter with rate %+v (off) gave a limiter", r)
 		}
+	}
+}
+
+// TestLimiterReserveHoldsAcrossInstances is the check-then-charge race on
+// the shared limiter: 200 failures racing over two instances against a
+// bucket of 30 (the approval page's default per address) are let through
+// 30 times, and successes settled in between give their tokens back.
+func TestLimiterReserveHoldsAcrossInstances(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := t.Context()
+	prefix := newPrefix()
+	rate := limit.Rate{Requests: 30, Per: 5 * time.Minute}
+	ls := []*Limiter{
+		limiter(t, open(t, srv.Addr(), prefix), "approval_failures", rate),
+		limiter(t, open(t, srv.Addr(), prefix), "approval_failures", rate),
+	}
+	now := func() time.Time { return time.UnixMilli(1_800_000_000_000) }
+	for range 20 { // successes cost nothing
+		ok, _, settle, err := limit.Reserve(ctx, ls[0], "203.0.113.9", now)
+		if !ok || err != nil {
+			t.Fatalf("a success was refused: %v, %v", ok, err)
+		}
+		settle(false)
+	}
+	var passed atomic.Int64
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			ok, _, settle, err := limit.Reserve(ctx, ls[i%2], "203.0.113.9", now)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if ok {
+				passed.Add(1)
+				time.Sleep(time.Millisecond) // the password check
+				settle(true)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if n := passed.Load(); n != 30 {
+		t.Fatalf("%d of 200 parallel failures over two instances passed a limit of 30", n)
 	}
 }
