@@ -76,10 +76,7 @@ func startRedisPair(t *testing.T) [2]*env {
 
 // The clients of examples/oidc.yaml, registered at the test IdP with the
 // credentials cibaproxy uses there (their defaults in the file).
-var (
-	posTerminal = testutil.Client{ID: "pos-terminal", Secret: "change-me-pos-terminal"}
-	callcenter  = testutil.Client{ID: "callcenter", Secret: "change-me-callcenter"}
-)
+var posTerminal = testutil.Client{ID: "pos-terminal", Secret: "change-me-pos-terminal"}
 
 // oidcEnv is examples/oidc.yaml, unchanged, in front of a real OpenID
 // Provider (node-oidc-provider) this project did not write.
