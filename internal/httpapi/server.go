@@ -477,7 +477,11 @@ func (s *Server) upstreamPing(w http.ResponseWriter, r *http.Request) {
 	var ping struct {
 		AuthReqID string `json:"auth_req_id"`
 	}
-	if err := json.Unmarshal(body, &ping); err != nil || ping.AuthReqID == "" {
+	if e := decodeBody(body, &ping, `{"auth_req_id":"..."} (CIBA §10.2)`); e != nil {
+		writeError(w, e)
+		return
+	}
+	if ping.AuthReqID == "" {
 		writeError(w, ciba.Errorf(ciba.CodeInvalidRequest, "the body must be a JSON object with auth_req_id (CIBA §10.2)"))
 		return
 	}
@@ -489,14 +493,15 @@ func (s *Server) upstreamPing(w http.ResponseWriter, r *http.Request) {
 }
 
 // parseCallback decodes a callback body: {"status":"approved"|"denied"}
-// with an optional "reason" for a denial.
+// with an optional "reason" for a denial. A member given twice is refused
+// (decodeBody): the answer must not depend on which copy a parser keeps.
 func parseCallback(body []byte) (status, reason string, err error) {
 	var cb struct {
 		Status *string `json:"status"`
 		Reason string  `json:"reason"`
 	}
-	if err := json.Unmarshal(body, &cb); err != nil {
-		return "", "", ciba.Errorf(ciba.CodeInvalidRequest, "the body must be a JSON object like {\"status\":\"approved\"}")
+	if e := decodeBody(body, &cb, `{"status":"approved"}`); e != nil {
+		return "", "", e
 	}
 	if cb.Status == nil {
 		return "", "", ciba.Errorf(ciba.CodeInvalidRequest, "status is required: \"approved\" or \"denied\"")
