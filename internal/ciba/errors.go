@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 )
 
 // ErrorCode is an OAuth 2.0 / CIBA error code as it appears in the "error"
@@ -171,37 +170,52 @@ func AsError(err error) *Error {
 // (RFC 6750 §3.1). Answered with 401.
 const CodeInvalidToken ErrorCode = "invalid_token"
 
-// SafeDescription makes s fit for an error_description: RFC 6749 §5.2
-// allows only printable ASCII without '"' and '\'. Section signs and
-// ellipses are spelled out; quotes become apostrophes, backslashes
-// slashes, and anything else outside the set a question mark.
+// SafeDescription makes s fit for an error_description, which RFC 6749
+// §5.2 limits to printable ASCII without '"' and '\' (%x20-21 / %x23-5B /
+// %x5D-7E), and keeps it readable: a section sign becomes "section ", an
+// ellipsis "...", a double quote (the quotes %q puts around values) an
+// apostrophe, and any other character outside the set, non-ASCII letters
+// and control characters included, its code point in angle brackets,
+// "<U+00E9>" for é. Invalid UTF-8 becomes "<U+FFFD>". The result needs no
+// JSON escaping, and SafeDescription leaves it as it is.
 func SafeDescription(s string) string {
-	ok := true
-	for i := 0; i < len(s); i++ {
+	return SafeDescriptionMax(s, -1)
+}
+
+// SafeDescriptionMax is SafeDescription bounded to max bytes (a negative
+// max: no bound; otherwise at least 3): when the result would be longer it
+// is cut and ends in "...", never inside a code point's notation.
+func SafeDescriptionMax(s string, max int) string {
+	ok := max < 0 || len(s) <= max
+	for i := 0; ok && i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
 			ok = false
-			break
 		}
 	}
 	if ok {
 		return s
 	}
-	var b strings.Builder
+	b := make([]byte, 0, len(s))
+	cut := -1 // where to cut for "...": the last boundary within max-3
 	for _, r := range s {
+		if max >= 0 && len(b) <= max-3 {
+			cut = len(b)
+		}
 		switch {
 		case r == '§':
-			b.WriteString("section ")
+			b = append(b, "section "...)
 		case r == '…':
-			b.WriteString("...")
+			b = append(b, "..."...)
 		case r == '"':
-			b.WriteByte('\'')
-		case r == '\\':
-			b.WriteByte('/')
-		case r < 0x20 || r > 0x7e:
-			b.WriteByte('?')
+			b = append(b, '\'')
+		case r < 0x20 || r > 0x7e || r == '\\':
+			b = fmt.Appendf(b, "<U+%04X>", r)
 		default:
-			b.WriteRune(r)
+			b = append(b, byte(r))
+		}
+		if max >= 0 && len(b) > max {
+			return string(b[:cut]) + "..."
 		}
 	}
-	return b.String()
+	return string(b)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
-	"unicode/utf8"
 )
 
 // Origin is where a backchannel authentication request came from, as the
@@ -38,7 +37,8 @@ type ValidationObserver interface {
 	ObserveValidation(result string)
 }
 
-// maxDenyReason bounds the hook's reason in error_description, in bytes.
+// maxDenyReason bounds the hook's reason in error_description, in bytes
+// once made fit for it (SafeDescriptionMax).
 const maxDenyReason = 200
 
 // validate asks the validation hook about a request of client c that
@@ -84,7 +84,7 @@ func (s *Service) validate(ctx context.Context, c *Client, p AuthParams, subject
 			Description: "the consumption-device validation service is unavailable; try again later"}
 	case !verdict.Allow:
 		s.observeValidation("deny")
-		reason := SafeDescription(truncateUTF8(verdict.Reason, maxDenyReason))
+		reason := SafeDescriptionMax(verdict.Reason, maxDenyReason)
 		s.log.LogAttrs(ctx, slog.LevelInfo, "auth request refused by the validation hook",
 			slog.String("client_id", c.ID), slog.String("reason", reason))
 		desc := "the request was refused by the consumption-device validation policy"
@@ -102,17 +102,4 @@ func (s *Service) observeValidation(result string) {
 	if o, ok := s.d.Observer.(ValidationObserver); ok {
 		o.ObserveValidation(result)
 	}
-}
-
-// truncateUTF8 cuts s to at most n bytes on a character boundary, marking
-// the cut with "...".
-func truncateUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n - len("...")
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "..."
 }

@@ -232,7 +232,7 @@ func TestValidationHook(t *testing.T) {
 		if len(desc) > 300 {
 			t.Errorf("error_description is %d bytes, want it bounded", len(desc))
 		}
-		if !strings.Contains(desc, "line?one 'quoted' /") {
+		if !strings.Contains(desc, "line<U+000A>one 'quoted' <U+005C> <U+00E9>") {
 			t.Errorf("error_description = %q, want the start of the reason", desc)
 		}
 	})

@@ -308,7 +308,7 @@ func refusal(op, clientID string, creds Credentials, status int, body []byte, hi
 		}
 	default:
 		return fmt.Errorf("cibaup: %s for client %q: the identity provider answered HTTP %d with the unexpected error %q (%q)",
-			op, clientID, status, shortenTo(ciba.SafeDescription(oe.Code), 64), desc)
+			op, clientID, status, ciba.SafeDescriptionMax(oe.Code, 64), desc)
 	}
 }
 
@@ -339,13 +339,5 @@ func describe(oe oauthError, hide []string) string {
 			d = strings.ReplaceAll(d, h, "[redacted]")
 		}
 	}
-	return shortenTo(ciba.SafeDescription(d), maxDescription)
-}
-
-// shortenTo bounds an ASCII string to n bytes.
-func shortenTo(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n-3] + "..."
+	return ciba.SafeDescriptionMax(d, maxDescription)
 }
