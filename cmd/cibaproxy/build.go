@@ -131,7 +131,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 	case config.UpstreamCIBA:
 		up, err = buildCIBA(ctx, cfg, registry, m, tr, log)
 	default:
-		up, err = buildLocal(cfg, st, signer, registry)
+		up, err = buildLocal(cfg, st, signer, registry, log)
 	}
 	if err != nil {
 		return nil, err

@@ -40,7 +40,7 @@ type upstream struct {
 	ready     func(ctx context.Context) error
 }
 
-func buildLocal(cfg *config.Config, st ciba.Store, signer *keys.Live, reg registry) (*upstream, error) {
+func buildLocal(cfg *config.Config, st ciba.Store, signer *keys.Live, reg registry, log *slog.Logger) (*upstream, error) {
 	users := make([]local.User, 0, len(cfg.Upstream.Local.Users))
 	for _, u := range cfg.Upstream.Local.Users {
 		users = append(users, local.User{
@@ -62,6 +62,7 @@ func buildLocal(cfg *config.Config, st ciba.Store, signer *keys.Live, reg regist
 		},
 		LeftHash: keys.LeftHash,
 		Store:    st,
+		Logger:   log,
 	})
 	if err != nil {
 		return nil, err

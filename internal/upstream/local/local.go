@@ -1,7 +1,8 @@
 // Package local is the "local" upstream: cibaproxy itself is the OpenID
 // Provider. Users come from the configuration (bcrypt password and user-code
 // hashes); tokens are JWTs signed with the issuer's own key; refresh tokens
-// are opaque, stored hashed, and rotated on use.
+// are opaque, stored hashed, rotated on use, and a reused one revokes its
+// family (RFC 9700 §4.14.2).
 package local
 
 import (
@@ -13,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -69,7 +71,30 @@ type Config struct {
 	// LeftHash computes at_hash / rt_hash for the signer's alg.
 	LeftHash func(alg, value string) string
 	Store    ciba.Store
+	// Logger receives the warning that a used refresh token came back
+	// (its family is revoked); nil discards it.
+	Logger *slog.Logger
 }
+
+// Store record kinds of refresh tokens. A refresh token's record
+// (RecordRefresh, keyed by the token's SHA-256) stays until it expires,
+// used or not: a used token is marked by a RecordRefreshUsed record under
+// the same key, which PutRecord writes once only, so the mark is also what
+// decides which of two concurrent uses wins. A family (the refresh tokens
+// descended from one grant) that saw a used token come back is marked by a
+// RecordRefreshRevoked record under its id, and none of its tokens works
+// any more. Only PutRecord and GetRecord are used, so every store backend
+// (memory, embedded, redis) keeps the rule with its conformance suite.
+const (
+	RecordRefresh        = "refresh"
+	RecordRefreshUsed    = "refresh_used"
+	RecordRefreshRevoked = "refresh_revoked"
+)
+
+// revokedMargin is how much longer than a refresh token's lifetime a
+// family's revocation is kept: a token of the family issued while the
+// revocation was being written still meets it.
+const revokedMargin = 5 * time.Minute
 
 // Upstream implements ciba.Upstream and ciba.Minter.
 type Upstream struct {
@@ -85,6 +110,9 @@ type Upstream struct {
 func New(cfg Config) (*Upstream, error) {
 	if cfg.Signer == nil || cfg.Store == nil || cfg.Hints == nil || cfg.LeftHash == nil {
 		return nil, errors.New("local: Signer, Hints, LeftHash and Store are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	u := &Upstream{cfg: cfg, byName: map[string]*User{}, bySubject: map[string]*User{}, byEmail: map[string]*User{}}
 	var err error
@@ -195,7 +223,7 @@ func (u *Upstream) Mint(ctx context.Context, r *ciba.AuthRequest, now time.Time)
 	if usr == nil {
 		return nil, fmt.Errorf("local: user %q no longer exists", r.Subject)
 	}
-	return u.issue(ctx, grant{ClientID: r.ClientID, Subject: r.Subject, Scopes: r.Scopes, AuthTime: r.AuthTime, CertThumbprint: r.CertThumbprint}, usr, r.ID, now)
+	return u.issue(ctx, grant{ClientID: r.ClientID, Subject: r.Subject, Scopes: r.Scopes, AuthTime: r.AuthTime, CertThumbprint: r.CertThumbprint, Family: random(16)}, usr, r.ID, now)
 }
 
 // grant is what a refresh token stands for.
@@ -208,6 +236,12 @@ type grant struct {
 	// (RFC 8705 §3.1); "" for unbound tokens. A refresh binds the new
 	// access token to the certificate of the refresh request instead.
 	CertThumbprint string `json:"x5t#S256,omitempty"`
+	// Family names the refresh tokens descended from one grant by
+	// rotation: when a used one comes back, the whole family is revoked
+	// (RFC 9700 §4.14.2), as the server cannot tell the thief from the
+	// client. Records written before families existed have none; their
+	// family is then their own key.
+	Family string `json:"family,omitempty"`
 }
 
 func (u *Upstream) issue(ctx context.Context, g grant, usr *User, authReqID string, now time.Time) (*ciba.TokenResponse, error) {
@@ -263,7 +297,7 @@ func (u *Upstream) issue(ctx context.Context, g grant, usr *User, authReqID stri
 		if err != nil {
 			return nil, fmt.Errorf("local: encode grant: %w", err)
 		}
-		if err := u.cfg.Store.PutRecord(ctx, "refresh", digest(rt), rec, u.cfg.RefreshTokenTTL); err != nil {
+		if err := u.cfg.Store.PutRecord(ctx, RecordRefresh, digest(rt), rec, u.cfg.RefreshTokenTTL); err != nil {
 			return nil, fmt.Errorf("local: store refresh token: %w", err)
 		}
 		tr.RefreshToken = rt
@@ -278,8 +312,11 @@ func (u *Upstream) issue(ctx context.Context, g grant, usr *User, authReqID stri
 }
 
 // Refresh answers the refresh_token grant (RFC 6749 §6) for tokens this
-// issuer made. The refresh token is single use: it is taken atomically and a
-// new one is issued with the new tokens. A narrower scope may be asked for.
+// issuer made. The refresh token is single use: a new one is issued with
+// the new tokens (rotation), and a used one that comes back is refused and
+// revokes its family, the current refresh token included (RFC 9700
+// §4.14.2): whoever holds it, the client or a thief, must start over with
+// a new authentication. A narrower scope may be asked for.
 //
 // cert is the x5t#S256 of the client certificate of the refresh request
 // when the client's access tokens are certificate-bound, else "": the new
@@ -290,25 +327,36 @@ func (u *Upstream) issue(ctx context.Context, g grant, usr *User, authReqID stri
 // rather than turned into unbound tokens.
 //
 // A refused request leaves the refresh token as it was, so the client can
-// still use it: it is read and checked first, and taken only to be used.
+// still use it: it is read and checked first, and marked used only to be
+// used. Access tokens already issued stay valid until they expire (they
+// are JWTs checked without a call back here).
 func (u *Upstream) Refresh(ctx context.Context, clientID, refreshToken, scope, cert string, now time.Time) (*ciba.TokenResponse, error) {
 	if refreshToken == "" {
 		return nil, tokenErr(ciba.CodeInvalidRequest, "refresh_token is required")
 	}
 	key := digest(refreshToken)
-	rec, err := u.cfg.Store.GetRecord(ctx, "refresh", key)
+	rec, err := u.cfg.Store.GetRecord(ctx, RecordRefresh, key)
 	if errors.Is(err, ciba.ErrNotFound) {
-		return nil, tokenErr(ciba.CodeInvalidGrant, "the refresh token is unknown, expired or already used")
+		return nil, errRefreshUnknown()
 	}
 	if err != nil {
-		return nil, &ciba.Error{Code: ciba.CodeTemporarilyUnavailable, Description: "the token store is unavailable; try again later", Err: fmt.Errorf("local: read refresh token: %w", err)}
+		return nil, storeDown("read refresh token", err)
 	}
 	var g grant
 	if err := json.Unmarshal(rec, &g); err != nil {
 		return nil, &ciba.Error{Code: ciba.CodeServerError, Description: "a stored grant could not be read", Err: fmt.Errorf("local: decode grant: %w", err)}
 	}
 	if g.ClientID != clientID {
-		return nil, tokenErr(ciba.CodeInvalidGrant, "the refresh token is unknown, expired or already used")
+		return nil, errRefreshUnknown()
+	}
+	if g.Family == "" {
+		g.Family = key
+	}
+	switch _, err := u.cfg.Store.GetRecord(ctx, RecordRefreshRevoked, g.Family); {
+	case err == nil:
+		return nil, errRefreshRevoked()
+	case !errors.Is(err, ciba.ErrNotFound):
+		return nil, storeDown("read refresh token family", err)
 	}
 	if scope != "" {
 		asked := strings.Fields(scope)
@@ -327,13 +375,49 @@ func (u *Upstream) Refresh(ctx context.Context, clientID, refreshToken, scope, c
 		return nil, tokenErr(ciba.CodeInvalidGrant, "the refresh token was issued with certificate-bound access tokens; refresh over mutual TLS with the client certificate (RFC 8705 §3)")
 	}
 	g.CertThumbprint = cert
-	// Taken only now, and atomically: of two concurrent uses one wins.
-	if _, err := u.cfg.Store.TakeRecord(ctx, "refresh", key); errors.Is(err, ciba.ErrNotFound) {
-		return nil, tokenErr(ciba.CodeInvalidGrant, "the refresh token is unknown, expired or already used")
-	} else if err != nil {
-		return nil, &ciba.Error{Code: ciba.CodeTemporarilyUnavailable, Description: "the token store is unavailable; try again later", Err: fmt.Errorf("local: take refresh token: %w", err)}
+	// Marked used only now, and atomically: of two concurrent uses one
+	// wins, and the other is a reuse.
+	switch err := u.cfg.Store.PutRecord(ctx, RecordRefreshUsed, key, []byte(g.Family), u.cfg.RefreshTokenTTL); {
+	case errors.Is(err, ciba.ErrExists):
+		return nil, u.revokeFamily(ctx, clientID, g.Family)
+	case err != nil:
+		return nil, storeDown("mark refresh token used", err)
 	}
-	return u.issue(ctx, g, usr, "", now)
+	tr, err := u.issue(ctx, g, usr, "", now)
+	if err != nil {
+		// Nothing was issued: unmark the token, so that the client's
+		// retry is not taken for a reuse.
+		_, _ = u.cfg.Store.TakeRecord(context.WithoutCancel(ctx), RecordRefreshUsed, key)
+		return nil, err
+	}
+	return tr, nil
+}
+
+// revokeFamily revokes refresh token family fam of client clientID, whose
+// used token came back, and returns the refusal of that use.
+func (u *Upstream) revokeFamily(ctx context.Context, clientID, fam string) error {
+	err := u.cfg.Store.PutRecord(ctx, RecordRefreshRevoked, fam, nil, u.cfg.RefreshTokenTTL+revokedMargin)
+	if err != nil && !errors.Is(err, ciba.ErrExists) {
+		return storeDown("revoke refresh token family", err)
+	}
+	u.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "a used refresh token came back: its family is revoked (RFC 9700 §4.14.2)",
+		slog.String("client_id", clientID))
+	return errRefreshRevoked()
+}
+
+// errRefreshUnknown refuses an unknown, expired or another client's
+// refresh token, in the same words, so tokens cannot be probed.
+func errRefreshUnknown() error {
+	return tokenErr(ciba.CodeInvalidGrant, "the refresh token is unknown, expired or already used")
+}
+
+// errRefreshRevoked refuses a refresh token of a revoked family.
+func errRefreshRevoked() error {
+	return tokenErr(ciba.CodeInvalidGrant, "a used refresh token of this grant came back, so all its refresh tokens are revoked (RFC 9700 §4.14.2); authenticate again")
+}
+
+func storeDown(what string, err error) *ciba.Error {
+	return &ciba.Error{Code: ciba.CodeTemporarilyUnavailable, Description: "the token store is unavailable; try again later", Err: fmt.Errorf("local: %s: %w", what, err)}
 }
 
 func tokenErr(code ciba.ErrorCode, format string, args ...any) *ciba.Error {
