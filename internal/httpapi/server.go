@@ -330,7 +330,11 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var client *ciba.Client
-	if s.Device != nil && form.Get("grant_type") == GrantDeviceCode {
+	if gt := form.Get("grant_type"); s.Device != nil && (gt == GrantDeviceCode || gt == "refresh_token") {
+		// A public device client refreshes by its client_id alone, as it
+		// polls: its refresh tokens are rotated and a reused one revokes
+		// its family (RFC 9700 §4.14.2), what a public client's refresh
+		// tokens need. The refresher refuses another client's token.
 		client, err = s.deviceClient(ctx, r, form, s.Issuer+PathToken)
 	} else {
 		client, err = s.Clients.Authenticate(ctx, r, form, s.Issuer+PathToken)
