@@ -36,9 +36,10 @@ import (
 type app struct {
 	service *ciba.Service
 	handler http.Handler
-	// metrics serves /metrics on cfg.Metrics.Listen, when that is set.
-	metrics http.Handler
-	store   ciba.Store
+	// telemetry serves /metrics, /healthz and /readyz on
+	// cfg.Metrics.Listen, when that is an address.
+	telemetry http.Handler
+	store     ciba.Store
 	// clients, replay and cfg are what reloading the clients needs (reload.go).
 	clients registry
 	replay  jose.Replay
@@ -236,10 +237,13 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 		srv.Discovery = withDevice(srv.Discovery, cfg, devices)
 	}
 	a = &app{service: svc, store: st, clients: registry, replay: replay, cfg: cfg, keys: signer, tracing: tr}
-	if cfg.Metrics.Listen == "" {
+	switch cfg.Metrics.Listen {
+	case config.MetricsOnMain:
 		srv.Metrics = m.Handler()
-	} else {
-		a.metrics = m.Handler()
+	case "":
+		// Not served: see config.Metrics.
+	default:
+		a.telemetry = srv.TelemetryHandler(m.Handler())
 	}
 	a.handler = tr.Handler(srv.Handler(), tracing.Routes(routes...))
 	return a, nil

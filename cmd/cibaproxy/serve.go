@@ -95,17 +95,21 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		serve = func(ln net.Listener) error { return srv.ServeTLS(ln, "", "") }
 	}
-	if a.metrics != nil {
+	switch {
+	case a.telemetry != nil:
 		mln, err := net.Listen("tcp", cfg.Metrics.Listen)
 		if err != nil {
 			return fmt.Errorf("listen on %s (metrics.listen): %w", cfg.Metrics.Listen, err)
 		}
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", a.metrics)
-		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		msrv := &http.Server{Handler: a.telemetry, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+			WriteTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 		go func() { _ = msrv.Serve(mln) }()
 		defer msrv.Close()
-		log.Info("metrics listening", slog.String("addr", mln.Addr().String()))
+		log.Info("metrics, healthz and readyz listening", slog.String("addr", mln.Addr().String()))
+	case cfg.Metrics.Listen == config.MetricsOnMain:
+		log.Warn("metrics are served on the main listener (metrics.listen: main): whoever reaches cibaproxy reads every client_id and its request counts; prefer a listener of their own, e.g. metrics.listen: 127.0.0.1:9464")
+	default:
+		log.Info("metrics are not served: set metrics.listen, e.g. 127.0.0.1:9464, to serve them on a listener of their own")
 	}
 	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
 	dispatched := make(chan error, 1)

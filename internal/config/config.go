@@ -156,14 +156,28 @@ type Config struct {
 	Validation Validation `yaml:"validation"`
 }
 
-// Metrics configures where Prometheus metrics are served.
+// Metrics configures where Prometheus metrics are served. The metrics name
+// every client_id and count its requests, failures and limits: they are
+// for operators, not for whoever reaches the protocol endpoints.
 type Metrics struct {
-	// Listen is a separate host:port for GET /metrics, e.g.
-	// "127.0.0.1:9100", so the metrics need not be reachable where
-	// clients are. Empty (default): /metrics is served on the main
-	// listener; block it at the load balancer if that is public.
+	// Listen is where GET /metrics is served:
+	//
+	//   - a host:port, e.g. "127.0.0.1:9464" (the shipped examples): a
+	//     listener of its own that serves /metrics, /healthz and /readyz
+	//     and nothing else;
+	//   - "main" (MetricsOnMain): /metrics on the main listener, beside
+	//     the protocol endpoints, as before this option had a default;
+	//     anyone who reaches cibaproxy reads the metrics unless the load
+	//     balancer blocks the path;
+	//   - empty (default): metrics are not served.
+	//
+	// /healthz and /readyz stay on the main listener in every case.
 	Listen string `yaml:"listen"`
 }
+
+// MetricsOnMain is the [Metrics.Listen] value that serves /metrics on the
+// main listener.
+const MetricsOnMain = "main"
 
 // Log configures logging.
 type Log struct {

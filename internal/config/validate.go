@@ -130,8 +130,11 @@ func (v *validator) validate(c *Config) {
 		v.fail("issuer", "%s", msg)
 	}
 	v.checkListen("listen", c.Listen)
-	if c.Metrics.Listen != "" {
+	if c.Metrics.Listen != "" && c.Metrics.Listen != MetricsOnMain {
 		v.checkListen("metrics.listen", c.Metrics.Listen)
+		if c.Metrics.Listen == c.Listen {
+			v.fail("metrics.listen", "must differ from listen (%s); write %q to serve /metrics on the main listener", c.Listen, MetricsOnMain)
+		}
 	}
 	v.oneOf("log.level", c.Log.Level, LogDebug, LogInfo, LogWarn, LogError)
 	v.oneOf("log.format", c.Log.Format, LogText, LogJSON)

@@ -104,7 +104,9 @@ type Server struct {
 	ClientCert func(r *http.Request) (string, error)
 	// Observer counts answered requests; nil counts nothing.
 	Observer Observer
-	// Metrics, when set, is served at PathMetrics.
+	// Metrics, when set, is served at PathMetrics on the main listener
+	// (config metrics.listen: main), where every client reaches it; the
+	// operators' own listener is TelemetryHandler.
 	Metrics http.Handler
 	// Ready reports whether the server can serve requests: its store and
 	// upstream are reachable (for PathReady). PathHealth only says that the
@@ -165,21 +167,11 @@ func (s *Server) Handler() http.Handler {
 	if s.Device != nil {
 		s.Device.register(mux, s)
 	}
-	mux.HandleFunc("GET "+PathHealth, func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
+	mux.HandleFunc("GET "+PathHealth, s.health)
 	if s.Metrics != nil {
 		mux.Handle("GET "+PathMetrics, s.Metrics)
 	}
-	mux.HandleFunc("GET "+PathReady, func(w http.ResponseWriter, r *http.Request) {
-		if s.Ready != nil {
-			if err := s.Ready(r.Context()); err != nil {
-				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
-				return
-			}
-		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
+	mux.HandleFunc("GET "+PathReady, s.ready)
 	for path, allow := range map[string]string{
 		PathBCAuthz: "POST", PathToken: "POST", PathCallback: "POST",
 		PathDiscovery: "GET, HEAD", PathJWKS: "GET, HEAD", PathHealth: "GET, HEAD", PathReady: "GET, HEAD",
@@ -193,6 +185,37 @@ func (s *Server) Handler() http.Handler {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not_found", "error_description": "no such endpoint: " + r.Method + " " + r.URL.Path})
 	})
 	return s.observe(s.recoverer(s.limitFailures(mux)))
+}
+
+// TelemetryHandler returns the handler of the operators' own listener
+// (config metrics.listen): metrics at PathMetrics, and PathHealth and
+// PathReady as on the main listener; nothing else, so nothing a client
+// uses is served there and nothing of it on the main listener.
+func (s *Server) TelemetryHandler(metrics http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET "+PathMetrics, metrics)
+	mux.HandleFunc("GET "+PathHealth, s.health)
+	mux.HandleFunc("GET "+PathReady, s.ready)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not_found", "error_description": "this listener serves only GET " + PathMetrics + ", " + PathHealth + " and " + PathReady})
+	})
+	return mux
+}
+
+// health answers PathHealth: the process answers.
+func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// ready answers PathReady: the store and the upstream are reachable.
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	if s.Ready != nil {
+		if err := s.Ready(r.Context()); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
 // recoverer answers server_error instead of dropping the connection when a

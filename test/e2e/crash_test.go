@@ -177,7 +177,8 @@ func TestDataDirInUse(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(cx, binary, "serve", "--config", testutil.QuickstartConfig(), "--listen", addr)
 	cmd.Env = append(os.Environ(), "CIBAPROXY_ISSUER=http://"+addr, "CIBAPROXY_DATA="+e.srv.DataDir,
-		"CIBAPROXY_WEBHOOK_URL="+e.hook.URL, "CIBAPROXY_DEMO_NOTIFY_URL="+e.notify.URL)
+		"CIBAPROXY_WEBHOOK_URL="+e.hook.URL, "CIBAPROXY_DEMO_NOTIFY_URL="+e.notify.URL,
+		"CIBAPROXY_METRICS_LISTEN="+strings.TrimPrefix(e.srv.MetricsURL, "http://")) // not the first one's: only the data directory may clash
 	out, err := cmd.CombinedOutput()
 	switch {
 	case cx.Err() != nil:

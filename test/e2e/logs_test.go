@@ -104,7 +104,12 @@ func TestRequestLogAndMetrics(t *testing.T) {
 		t.Errorf("an invalid request id was not replaced: %v %q", err, r.Header.Get("X-Request-Id"))
 	}
 
-	m, err := testutil.Get(ctx(t), e.url("/metrics"))
+	// The example configurations serve the metrics on the operators' own
+	// listener (metrics.listen), not beside the protocol endpoints.
+	if r, err := testutil.Get(ctx(t), e.url("/metrics")); err != nil || r.Status != http.StatusNotFound {
+		t.Errorf("GET /metrics on the main listener: %v %v, want 404", r, err)
+	}
+	m, err := testutil.Get(ctx(t), e.srv.MetricsURL+"/metrics")
 	if err != nil || m.Status != 200 {
 		t.Fatalf("GET /metrics: %v %v", m, err)
 	}

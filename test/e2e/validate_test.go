@@ -158,7 +158,7 @@ func TestValidationHook(t *testing.T) {
 			}
 		}
 
-		mr, err := testutil.Get(ctx(t), e.url("/metrics"))
+		mr, err := testutil.Get(ctx(t), e.srv.MetricsURL+"/metrics")
 		if err != nil || mr.Status != 200 {
 			t.Fatalf("GET /metrics: %v %v", mr, err)
 		}

@@ -66,6 +66,11 @@ type Server struct {
 	Addr string
 	// DataDir holds the embedded store.
 	DataDir string
+	// MetricsURL is http://ADDR of the operators' listener
+	// ($CIBAPROXY_METRICS_LISTEN, which the example configurations give
+	// metrics.listen): /metrics, /healthz and /readyz. A free 127.0.0.1
+	// port, so parallel servers do not meet on the examples' default.
+	MetricsURL string
 
 	logs lockedBuffer
 
@@ -98,7 +103,11 @@ func Start(t testing.TB, o Options) *Server {
 	if o.DataDir == "" {
 		o.DataDir = t.TempDir()
 	}
-	s := &Server{t: t, opts: o, URL: o.scheme() + "://" + o.Addr, Addr: o.Addr, DataDir: o.DataDir}
+	maddr, err := FreeAddr()
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	s := &Server{t: t, opts: o, URL: o.scheme() + "://" + o.Addr, Addr: o.Addr, DataDir: o.DataDir, MetricsURL: "http://" + maddr}
 	t.Cleanup(s.cleanup)
 	s.start()
 	return s
@@ -116,6 +125,7 @@ func (s *Server) env() []string {
 		"CIBAPROXY_DATA="+s.DataDir,
 		"CIBAPROXY_WEBHOOK_URL="+s.opts.WebhookURL,
 		"CIBAPROXY_DEMO_NOTIFY_URL="+s.opts.NotifyURL,
+		"CIBAPROXY_METRICS_LISTEN="+strings.TrimPrefix(s.MetricsURL, "http://"),
 	)
 	if !s.opts.DefaultLimits {
 		// The functional tests start many requests for alice;
