@@ -377,7 +377,7 @@ func (u *Upstream) Refresh(ctx context.Context, clientID, refreshToken, scope, c
 	g.CertThumbprint = cert
 	// Marked used only now, and atomically: of two concurrent uses one
 	// wins, and the other is a reuse.
-	switch err := u.cfg.Store.PutRecord(ctx, RecordRefreshUsed, key, []byte(g.Family), u.cfg.RefreshTokenTTL); {
+	switch err := u.cfg.Store.PutRecord(ctx, RecordRefreshUsed, key, []byte(g.Family), u.markTTL()); {
 	case errors.Is(err, ciba.ErrExists):
 		return nil, u.revokeFamily(ctx, clientID, g.Family)
 	case err != nil:
@@ -393,10 +393,21 @@ func (u *Upstream) Refresh(ctx context.Context, clientID, refreshToken, scope, c
 	return tr, nil
 }
 
+// markTTL is how long a used or revoked mark must be kept: as long as a
+// refresh token lives. Refresh tokens issued before refresh_token_ttl was
+// set to 0 live on with the old lifetime, unknown here: 24h, the default,
+// rather than forever.
+func (u *Upstream) markTTL() time.Duration {
+	if u.cfg.RefreshTokenTTL > 0 {
+		return u.cfg.RefreshTokenTTL
+	}
+	return 24 * time.Hour
+}
+
 // revokeFamily revokes refresh token family fam of client clientID, whose
 // used token came back, and returns the refusal of that use.
 func (u *Upstream) revokeFamily(ctx context.Context, clientID, fam string) error {
-	err := u.cfg.Store.PutRecord(ctx, RecordRefreshRevoked, fam, nil, u.cfg.RefreshTokenTTL+revokedMargin)
+	err := u.cfg.Store.PutRecord(ctx, RecordRefreshRevoked, fam, nil, u.markTTL()+revokedMargin)
 	if err != nil && !errors.Is(err, ciba.ErrExists) {
 		return storeDown("revoke refresh token family", err)
 	}
