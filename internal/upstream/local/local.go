@@ -83,11 +83,16 @@ type Config struct {
 // decides which of two concurrent uses wins. A family (the refresh tokens
 // descended from one grant) that saw a used token come back is marked by a
 // RecordRefreshRevoked record under its id, and none of its tokens works
-// any more. Only PutRecord and GetRecord are used, so every store backend
-// (memory, embedded, redis) keeps the rule with its conformance suite.
+// any more. Only the Store's record operations are used (PutRecord,
+// GetRecord, and TakeRecord to unmark a token whose new tokens could not be
+// issued), so every store backend (memory, embedded, redis) keeps the rule
+// with its conformance suite.
 const (
-	RecordRefresh        = "refresh"
-	RecordRefreshUsed    = "refresh_used"
+	// RecordRefresh holds a refresh token's grant, keyed by its SHA-256.
+	RecordRefresh = "refresh"
+	// RecordRefreshUsed marks a used refresh token; its value is the family.
+	RecordRefreshUsed = "refresh_used"
+	// RecordRefreshRevoked marks a revoked family, keyed by its id.
 	RecordRefreshRevoked = "refresh_revoked"
 )
 
