@@ -10,7 +10,8 @@
 // "expires_in":…,"interval":…} (never the device_code, a secret), which the
 // Go test uses to approve on the verification page; then, once
 // pollDeviceAuthorizationGrant has the tokens and the ID token is validated
-// (signature against jwks_uri, iss, aud, exp), {"ok":true,…}, or
+// (signature against jwks_uri, iss, aud, exp) and the refresh token, if
+// any, redeemed once with refreshTokenGrant, {"ok":true,…,"refresh":…}, or
 // {"ok":false,"error":…} with a non-zero exit.
 
 import * as client from 'openid-client';
@@ -47,7 +48,18 @@ async function main() {
     }) + '\n',
   );
   const tokens = await client.pollDeviceAuthorizationGrant(config, response, undefined, { signal });
-  return report('device', tokens, undefined);
+  const result = report('device', tokens, undefined);
+  if (tokens.refresh_token) {
+    // The refresh_token grant with the same client authentication, None()
+    // for a public client (RFC 9700 §4.14.2: its refresh tokens rotate).
+    const refreshed = await client.refreshTokenGrant(config, tokens.refresh_token);
+    result.refresh = {
+      ok: typeof refreshed.access_token === 'string' && refreshed.access_token !== tokens.access_token,
+      rotated: typeof refreshed.refresh_token === 'string' && refreshed.refresh_token !== tokens.refresh_token,
+      sub: refreshed.claims()?.sub,
+    };
+  }
+  return result;
 }
 
 main().then(

@@ -130,7 +130,8 @@ func approveOverHTTP(t *testing.T, s shown) {
 }
 
 // TestOpenIDClientDevice runs openid-client's device flow (RFC 8628), as a
-// public and as a confidential client, against cibaproxy's local upstream.
+// public and as a confidential client, against cibaproxy's local upstream,
+// and redeems the refresh token once with refreshTokenGrant.
 func TestOpenIDClientDevice(t *testing.T) {
 	requireNode(t)
 	installDeps(t)
@@ -160,6 +161,11 @@ func TestOpenIDClientDevice(t *testing.T) {
 				approveOverHTTP(t, s)
 			}, tc.args...)
 			checkAlice(t, r, srv.URL, tc.id)
+			// The refresh token it was given works for it, public or not,
+			// and is rotated.
+			if !r.HasRefreshToken || r.Refresh == nil || !r.Refresh.OK || !r.Refresh.Rotated || (r.Refresh.Sub != "" && r.Refresh.Sub != "alice") {
+				t.Errorf("openid-client refreshTokenGrant as %s: refresh_token given %v, refresh %+v; want a new access and refresh token", tc.id, r.HasRefreshToken, r.Refresh)
+			}
 		})
 	}
 }
