@@ -35,26 +35,26 @@ const MaxNotificationToken = 1024
 // in docs/ so client developers know what passes.
 const BindingMessagePunctuation = "-._+/!?#:,;'()@&%*=$€£"
 
-// bindingPunctuationText is BindingMessagePunctuation as an error
+// bindingPunctuationText returns BindingMessagePunctuation as an error
 // description can show it (RFC 6749 §5.2 allows ASCII only): the ASCII
 // marks as they are, the others by code point.
-var bindingPunctuationText = func() string {
+func bindingPunctuationText() string {
 	var ascii, other []string
 	for _, r := range BindingMessagePunctuation {
 		if r < 0x80 {
 			ascii = append(ascii, string(r))
 		} else {
-			other = append(other, DescribeRune(r))
+			other = append(other, describeRune(r))
 		}
 	}
 	return strings.Join(ascii, "") + " " + strings.Join(other, " ")
-}()
+}
 
-// DescribeRune names the character r in an error description, where RFC
+// describeRune names the character r in an error description, where RFC
 // 6749 §5.2 allows neither quotes, backslashes nor non-ASCII: by its code
 // point, "U+0022", followed by the character itself in apostrophes when it
 // is printable ASCII and shows plainly there ("U+0041 'A'").
-func DescribeRune(r rune) string {
+func describeRune(r rune) string {
 	cp := fmt.Sprintf("U+%04X", r)
 	if r >= 0x20 && r < 0x7f && r != '"' && r != '\\' && r != '\'' && r != ' ' {
 		return cp + " '" + string(r) + "'"
@@ -85,7 +85,7 @@ func ValidBindingMessage(msg string, max int) string {
 		case c == ' ', unicode.IsLetter(c), unicode.IsDigit(c), unicode.IsMark(c):
 		case strings.ContainsRune(BindingMessagePunctuation, c):
 		default:
-			return "binding_message contains " + DescribeRune(c) + "; allowed are letters, digits, single spaces and " + bindingPunctuationText
+			return "binding_message contains " + describeRune(c) + "; allowed are letters, digits, single spaces and " + bindingPunctuationText()
 		}
 	}
 	return ""
