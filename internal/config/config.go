@@ -154,6 +154,10 @@ type Config struct {
 	// webhook that approves each backchannel authentication request
 	// before it is accepted; off by default.
 	Validation Validation `yaml:"validation"`
+
+	// Pages brands the approval and device pages (service name, logo,
+	// accent colour) and describes scopes to users.
+	Pages Pages `yaml:"pages"`
 }
 
 // Metrics configures where Prometheus metrics are served. The metrics name

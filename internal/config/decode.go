@@ -26,6 +26,7 @@ var (
 	durationType = reflect.TypeFor[time.Duration]()
 	rawJSONType  = reflect.TypeFor[json.RawMessage]()
 	anyMapType   = reflect.TypeFor[map[string]any]()
+	strMapType   = reflect.TypeFor[map[string]string]()
 )
 
 // parseYAML parses data into its single document node. Syntax errors are
@@ -126,6 +127,9 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		return
 	case anyMapType:
 		d.anyMap(n, v, path)
+		return
+	case strMapType:
+		d.stringMap(n, v, path)
 		return
 	}
 	switch v.Kind() {
@@ -256,6 +260,31 @@ func (d *decoder) anyMap(n *yaml.Node, v reflect.Value, path string) {
 	if err := n.Decode(&m); err != nil {
 		d.col.addBad(d.src, path, n.Line, "%s", yamlErrorText(err))
 		return
+	}
+	v.Set(reflect.ValueOf(m))
+	d.src.set[path] = true
+}
+
+// stringMap decodes a mapping of strings to strings (scope descriptions);
+// each key gets its own path and line, for the problems about it.
+func (d *decoder) stringMap(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.MappingNode {
+		d.col.addBad(d.src, path, n.Line, "expected a mapping (key: value lines), got %s", describe(n))
+		return
+	}
+	m := make(map[string]string)
+	for _, p := range d.pairs(n, path, make(map[*yaml.Node]bool)) {
+		kp := joinKey(path, p.key.Value)
+		d.src.lines[kp] = p.key.Line
+		val := p.value
+		for val.Kind == yaml.AliasNode && val.Alias != nil {
+			val = val.Alias
+		}
+		if val.Kind != yaml.ScalarNode || isNull(val) {
+			d.col.addBad(d.src, kp, p.key.Line, "expected a string, got %s", describe(val))
+			continue
+		}
+		m[p.key.Value] = val.Value
 	}
 	v.Set(reflect.ValueOf(m))
 	d.src.set[path] = true

@@ -152,6 +152,7 @@ func (v *validator) validate(c *Config) {
 	v.checkDevice(c)
 	v.checkTracing(&c.Tracing)
 	v.checkValidation(c)
+	v.checkPages(&c.Pages)
 	switch c.Upstream.Type {
 	case UpstreamOIDC:
 		v.checkOIDC(c)
