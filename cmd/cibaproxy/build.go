@@ -212,6 +212,10 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 		srv.Approval = &httpapi.Approval{
 			Service: svc, Passwords: up.passwords, Federation: up.federation, Logins: st, Key: csrfKey,
 			Secure: strings.HasPrefix(cfg.Issuer, "https://"),
+			Pages: httpapi.Pages{
+				ServiceName: cfg.Pages.ServiceName, LogoURL: cfg.Pages.LogoURL,
+				AccentColor: cfg.Pages.AccentColor, ScopeDescriptions: cfg.Pages.ScopeDescriptions,
+			},
 		}
 	}
 	// The device grant: verified on cibaproxy's page (local, oidc), or

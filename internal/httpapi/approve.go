@@ -8,7 +8,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
-	"html/template"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -48,6 +47,9 @@ type Approval struct {
 	Key    []byte
 	Secure bool // set the cookie's Secure flag (an https issuer)
 	Logger *slog.Logger
+	// Pages brands the pages (service name, logo, accent colour) and
+	// describes scopes; the zero value is a plain page.
+	Pages Pages
 }
 
 const csrfCookie = "cibaproxy_csrf"
@@ -66,8 +68,8 @@ type page struct {
 	Client         string
 	User           string
 	Binding        string
-	Scopes         []string
-	Expires        string
+	Scopes         []scopeLine
+	Expires        expiry
 	CSRF           string
 	Error          string
 	Form           bool
@@ -82,6 +84,8 @@ type page struct {
 	DeviceCode string
 	// Entry asks for a user code (the device grant's first step).
 	Entry bool
+	// Brand is the operator's branding (render sets it).
+	Brand brand
 }
 
 func (a *Approval) show(w http.ResponseWriter, r *http.Request) {
@@ -109,7 +113,7 @@ func (a *Approval) show(w http.ResponseWriter, r *http.Request) {
 func (a *Approval) form(req *ciba.AuthRequest, client *ciba.Client, cookie, problem string) page {
 	return page{
 		Title: "Approve sign-in", Client: client.Name, User: req.LoginHint, Binding: req.BindingMessage,
-		Scopes: req.Scopes, Expires: req.ExpiresAt.UTC().Format(time.RFC1123),
+		Scopes: a.Pages.scopes(req.Scopes), Expires: expiresAt(req.ExpiresAt, time.Now()),
 		CSRF: a.csrf(cookie, req.ApprovalID), Error: problem, Form: true,
 		Federated: a.Federation != nil, UserCode: a.confirmsUserCode(req),
 	}
@@ -227,73 +231,11 @@ func (a *Approval) render(w http.ResponseWriter, status int, p page) {
 			formAction += " " + o
 		}
 	}
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action "+formAction+"; frame-ancestors 'none'")
+	h.Set("Content-Security-Policy", a.Pages.csp(formAction))
 	h.Set("Referrer-Policy", "no-referrer")
 	w.WriteHeader(status)
-	if err := approvalPage.Execute(w, p); err != nil {
+	p.Brand = a.Pages.brand()
+	if err := pageTemplate.Execute(w, p); err != nil {
 		a.Logger.Warn("approval page: render", slog.Any("error", err))
 	}
 }
-
-var approvalPage = template.Must(template.New("approve").Parse(`<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{.Title}} · cibaproxy</title>
-<style>
-body{font:1.05rem/1.5 system-ui,sans-serif;margin:0;padding:1rem;background:#f6f7f9;color:#111}
-main{max-width:28rem;margin:0 auto;background:#fff;border-radius:.5rem;padding:1.25rem;box-shadow:0 1px 3px #0002}
-h1{font-size:1.35rem;margin-top:0}
-.binding{font-size:1.5rem;font-weight:700;letter-spacing:.05em;padding:.5rem;border:2px dashed #555;text-align:center}
-label{display:block;margin:.75rem 0 .25rem;font-weight:600}
-input[type=password],input[type=text]{width:100%;box-sizing:border-box;font-size:1.1rem;padding:.5rem}
-.actions{display:flex;gap:.75rem;margin-top:1rem}
-button{flex:1;font-size:1.1rem;padding:.7rem;border-radius:.4rem;border:1px solid #333;cursor:pointer}
-button[value=approve]{background:#0a6;color:#fff;border-color:#0a6}
-.error{color:#b00;font-weight:600}
-</style>
-</head>
-<body>
-<main>
-<h1>{{.Title}}</h1>
-{{if .Form}}
-<p><strong>{{.Client}}</strong> asks to sign you in{{if .User}} as <strong>{{.User}}</strong>{{end}}.</p>
-{{if .Binding}}<p>Check that this code matches the one shown on the other device:</p>
-<p class="binding" aria-label="Binding message">{{.Binding}}</p>{{end}}
-<p>It asks for: {{range $i, $s := .Scopes}}{{if $i}}, {{end}}{{$s}}{{end}}.</p>
-<p><small>This request expires {{.Expires}}.</small></p>
-{{if .Error}}<p class="error" role="alert">{{.Error}}</p>{{end}}
-<form method="post">
-<input type="hidden" name="csrf" value="{{.CSRF}}">
-{{if .Device}}<input type="hidden" name="user_code" value="{{.DeviceCode}}">
-{{end}}{{if .UserCode}}<label for="user_code">The code you gave {{.Client}} (needed to approve)</label>
-<input type="text" id="user_code" name="user_code" autocomplete="one-time-code" spellcheck="false">
-{{end}}{{if .Federated}}<p>Approve takes you to your identity provider to sign in{{if .User}} as <strong>{{.User}}</strong>{{end}}.</p>
-{{else if .Device}}<label for="username">Your username (needed to approve)</label>
-<input type="text" id="username" name="username" autocomplete="username" spellcheck="false" autocapitalize="none">
-<label for="password">Your password</label>
-<input type="password" id="password" name="password" autocomplete="current-password">
-{{else}}<label for="password">Password for {{.User}} (needed to approve)</label>
-<input type="password" id="password" name="password" autocomplete="current-password">
-{{end}}<div class="actions">
-<button type="submit" name="action" value="approve">Approve</button>
-<button type="submit" name="action" value="deny">Deny</button>
-</div>
-</form>
-{{else if .Entry}}
-<p>Enter the code shown on your device.</p>
-{{if .Error}}<p class="error" role="alert">{{.Error}}</p>{{end}}
-<form method="post">
-<input type="hidden" name="csrf" value="{{.CSRF}}">
-<label for="user_code">Code</label>
-<input type="text" id="user_code" name="user_code" value="{{.DeviceCode}}" autocomplete="off" spellcheck="false" autocapitalize="characters">
-<div class="actions"><button type="submit" name="action" value="continue">Continue</button></div>
-</form>
-{{else}}
-<p>{{.Message}}</p>
-{{end}}
-</main>
-</body>
-</html>
-`))

@@ -107,7 +107,7 @@ func TestApprovalPage(t *testing.T) {
 		if status != 200 || m == nil {
 			t.Fatalf("GET approval page: %d\n%s", status, body)
 		}
-		for _, want := range []string{"Example Bank", "Code 1234", "alice", "openid, email", `<label for="password"`} {
+		for _, want := range []string{"Example Bank", "Code 1234", "alice", "Confirm who you are", "Your email address", `<label for="password"`} {
 			if !strings.Contains(body, want) {
 				t.Errorf("the page does not show %q", want)
 			}

@@ -253,7 +253,7 @@ func TestDeviceFlowOverHTTP(t *testing.T) {
 
 	c := browser()
 	status, body, csrf := e.enter(t, c, strings.ToLower(uc))
-	for _, want := range []string{"Living-room TV", uc, "openid, email", `name="username"`, `name="password"`} {
+	for _, want := range []string{"Living-room TV", uc, "Confirm who you are", "Your email address", `name="username"`, `name="password"`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("approval form lacks %q", want)
 		}

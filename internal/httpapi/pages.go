@@ -1,0 +1,357 @@
+package httpapi
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"html/template"
+	"math"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Pages brands the approval and device pages and every message page that
+// follows them (approved, denied, expired, errors): the operator's service
+// name and logo at the top, an accent colour, and descriptions of the
+// scopes a client asks for. The zero value is a plain page in a neutral
+// blue, with the built-in scope descriptions.
+//
+// The values come from the configuration (config.Pages), which validates
+// them; the pages check them again and leave out a value that is not
+// valid rather than write it into a style or a header.
+type Pages struct {
+	// ServiceName is the operator's service ("Acme Bank").
+	ServiceName string
+	// LogoURL is an https image shown next to the service name; the
+	// Content-Security-Policy allows images from its origin.
+	LogoURL string
+	// AccentColor is "#rrggbb"; the text on it is white or black,
+	// whichever has more contrast.
+	AccentColor string
+	// ScopeDescriptions add to and override DefaultScopeDescriptions.
+	ScopeDescriptions map[string]string
+}
+
+// DefaultScopeDescriptions are the descriptions of the standard scopes
+// (OIDC Core §5.4, §11) shown to users unless the operator sets others.
+var DefaultScopeDescriptions = map[string]string{
+	"openid":         "Confirm who you are",
+	"profile":        "Your name and basic profile",
+	"email":          "Your email address",
+	"address":        "Your postal address",
+	"phone":          "Your phone number",
+	"offline_access": "Stay connected when you are not using it",
+}
+
+// defaultAccent is the accent colour without configuration: a blue with
+// 5.9:1 contrast to white text.
+const defaultAccent = "#2557a7"
+
+// Colours of the page the accent is judged against.
+const (
+	pageText  = "#1f2328" // body text, and lines on a light accent
+	pageWhite = "#ffffff" // the card, and text on a dark accent
+	pageBlack = "#000000" // text on a light accent: 4.5:1 or more on any colour
+)
+
+// scopeLine is one scope as the page lists it.
+type scopeLine struct {
+	// Name is the scope as the client sent it.
+	Name string
+	// Description says what the scope gives, or "" when there is none.
+	Description string
+}
+
+// scopes describes the scopes of a request, in the order asked.
+func (p *Pages) scopes(names []string) []scopeLine {
+	out := make([]scopeLine, 0, len(names))
+	for _, s := range names {
+		d, ok := p.ScopeDescriptions[s]
+		if !ok {
+			d = DefaultScopeDescriptions[s]
+		}
+		out = append(out, scopeLine{Name: s, Description: d})
+	}
+	return out
+}
+
+// expiry is when a request expires, as the page shows it: relative to now
+// ("in 4 minutes"), and the time itself in UTC, which the page's script
+// turns into the browser's local time.
+type expiry struct {
+	// In is "in 4 minutes": rounded down, so the user never has less
+	// time than the page says.
+	In string
+	// At is the time in UTC ("14:05 UTC"; with the date when it is not
+	// within the next 12 hours).
+	At string
+	// ISO is the time for <time datetime> (RFC 3339, UTC).
+	ISO string
+}
+
+// expiresAt describes expiry time at as seen at now.
+func expiresAt(at, now time.Time) expiry {
+	at = at.UTC()
+	e := expiry{In: relative(at.Sub(now)), At: at.Format("15:04 UTC"), ISO: at.Format(time.RFC3339)}
+	if at.Sub(now) >= 12*time.Hour {
+		e.At = at.Format("Mon 2 Jan 15:04 UTC")
+	}
+	return e
+}
+
+// relative says how long d is from now, rounded down: "in 4 minutes".
+// The page's script (pageScript) says the same, and keeps it current.
+func relative(d time.Duration) string {
+	switch m := int(d / time.Minute); {
+	case d <= 0:
+		return "now"
+	case m < 1:
+		return "in less than a minute"
+	case m == 1:
+		return "in 1 minute"
+	case m < 120:
+		return "in " + strconv.Itoa(m) + " minutes"
+	default:
+		return "in " + strconv.Itoa(m/60) + " hours"
+	}
+}
+
+// brand is what the template needs of Pages.
+type brand struct {
+	Name string
+	// Logo is the logo's URL, "" for none.
+	Logo string
+	// Accent and OnAccent are the accent and the text colour on it; Line
+	// is the accent where it must stand out against white (borders,
+	// focus rings), or the text colour when the accent is too light.
+	Accent, OnAccent, Line template.CSS
+}
+
+// brand returns the page's branding, leaving out invalid values.
+func (p *Pages) brand() brand {
+	accent := strings.ToLower(p.AccentColor)
+	if _, ok := parseHex(accent); !ok {
+		accent = defaultAccent
+	}
+	b := brand{Name: p.ServiceName, Accent: template.CSS(accent), OnAccent: pageWhite, Line: template.CSS(accent)}
+	// White or black text, whichever contrasts more, has at least 4.5:1
+	// on any colour (WCAG 2.1 §1.4.3).
+	if contrast(accent, pageBlack) > contrast(accent, pageWhite) {
+		b.OnAccent = pageBlack
+	}
+	// WCAG 2.1 §1.4.11: 3:1 for the boundary of a control.
+	if contrast(accent, pageWhite) < 3 {
+		b.Line = pageText
+	}
+	if logoOrigin(p.LogoURL) != "" {
+		b.Logo = p.LogoURL
+	}
+	return b
+}
+
+// logoOrigin returns the origin of an https logo URL ("https://cdn.example.com"),
+// or "" when u is not one that may be written into the CSP header.
+func logoOrigin(u string) string {
+	if u == "" {
+		return ""
+	}
+	parsed, err := url.Parse(u)
+	if err != nil || parsed.Scheme != "https" || parsed.User != nil || parsed.Host == "" {
+		return ""
+	}
+	for _, r := range parsed.Host {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(".-:[]", r)) {
+			return ""
+		}
+	}
+	return "https://" + parsed.Host
+}
+
+// csp is the pages' Content-Security-Policy: nothing but the page's own
+// style and script (by hash), the logo's origin for images, and forms
+// posted to formAction.
+func (p *Pages) csp(formAction string) string {
+	img := ""
+	if o := logoOrigin(p.LogoURL); o != "" {
+		img = "; img-src " + o
+	}
+	return "default-src 'none'; style-src 'unsafe-inline'; script-src '" + pageScriptHash + "'" + img +
+		"; form-action " + formAction + "; frame-ancestors 'none'; base-uri 'none'"
+}
+
+// parseHex parses "#rrggbb" into its three channels, 0 to 1.
+func parseHex(s string) ([3]float64, bool) {
+	var c [3]float64
+	if len(s) != 7 || s[0] != '#' {
+		return c, false
+	}
+	for i := range c {
+		v, err := strconv.ParseUint(s[1+2*i:3+2*i], 16, 8)
+		if err != nil {
+			return c, false
+		}
+		c[i] = float64(v) / 255
+	}
+	return c, true
+}
+
+// luminance is the relative luminance of a colour (WCAG 2.1).
+func luminance(s string) float64 {
+	c, _ := parseHex(s)
+	var l [3]float64
+	for i, v := range c {
+		if v <= 0.04045 {
+			l[i] = v / 12.92
+		} else {
+			l[i] = math.Pow((v+0.055)/1.055, 2.4)
+		}
+	}
+	return 0.2126*l[0] + 0.7152*l[1] + 0.0722*l[2]
+}
+
+// contrast is the WCAG 2.1 contrast ratio of two colours, 1 to 21.
+func contrast(a, b string) float64 {
+	la, lb := luminance(a), luminance(b)
+	if la < lb {
+		la, lb = lb, la
+	}
+	return (la + 0.05) / (lb + 0.05)
+}
+
+// pageScript localises the expiry: it writes the <time data-local>
+// elements in the browser's time zone and keeps the "in 4 minutes" of
+// [data-until] elements current, as relative does. The page works without
+// it. It is inline, allowed by its hash in the CSP, so it must stay byte
+// for byte what the template holds.
+const pageScript = `(function () {
+  function rel(ms) {
+    var m = Math.floor(ms / 60000);
+    if (ms <= 0) return "now";
+    if (m < 1) return "in less than a minute";
+    if (m === 1) return "in 1 minute";
+    if (m < 120) return "in " + m + " minutes";
+    return "in " + Math.floor(m / 60) + " hours";
+  }
+  function tick() {
+    document.querySelectorAll("[data-until]").forEach(function (e) {
+      var t = Date.parse(e.getAttribute("data-until"));
+      if (!isNaN(t)) e.textContent = rel(t - Date.now());
+    });
+  }
+  document.querySelectorAll("time[data-local]").forEach(function (e) {
+    var d = new Date(e.getAttribute("datetime"));
+    if (isNaN(d)) return;
+    var o = {hour: "2-digit", minute: "2-digit"};
+    if (d - Date.now() >= 12 * 3600000) { o.weekday = "short"; o.day = "numeric"; o.month = "short"; }
+    e.textContent = d.toLocaleString([], o);
+    e.title = e.getAttribute("datetime");
+  });
+  tick();
+  setInterval(tick, 15000);
+})();`
+
+// pageScriptHash is pageScript's CSP hash source.
+var pageScriptHash = func() string {
+	sum := sha256.Sum256([]byte(pageScript))
+	return "sha256-" + base64.StdEncoding.EncodeToString(sum[:])
+}()
+
+// pageStyle is the pages' style sheet. The accent colours are set as
+// custom properties on :root by the template.
+const pageStyle = `
+*{box-sizing:border-box}
+html{-webkit-text-size-adjust:100%;text-size-adjust:100%}
+body{font:1rem/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;margin:0;padding:1rem;background:#eef0f3;color:` + pageText + `}
+button,input{font:inherit;color:inherit}
+main{max-width:30rem;margin:0 auto;background:#fff;border-radius:.75rem;padding:1.5rem 1.25rem;box-shadow:0 1px 2px rgb(0 0 0/.08),0 4px 16px rgb(0 0 0/.06);border-top:.35rem solid var(--accent)}
+@media (min-width:40rem){body{padding:3rem 1rem}main{padding:2rem}}
+.brand{display:flex;align-items:center;gap:.6rem;margin:0 0 1.25rem;font-weight:600;font-size:1.05rem;color:#3d444d;overflow-wrap:anywhere}
+.brand img{height:2rem;width:auto;max-width:9rem;object-fit:contain;flex:none}
+h1{font-size:1.4rem;line-height:1.25;margin:0 0 1rem}
+p{margin:0 0 1rem}
+.binding{font:700 1.5rem/1.3 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;letter-spacing:.06em;padding:.6rem;border:2px dashed #6e7781;border-radius:.5rem;text-align:center;overflow-wrap:anywhere}
+h2{font-size:1rem;margin:1.25rem 0 .5rem}
+.scopes{list-style:none;padding:0;margin:0 0 1rem;border:1px solid #d8dee4;border-radius:.5rem}
+.scopes li{display:flex;flex-wrap:wrap;justify-content:space-between;align-items:baseline;gap:.1rem .75rem;padding:.55rem .75rem;border-top:1px solid #d8dee4}
+.scopes li:first-child{border-top:0}
+.scopes code{font:.8rem/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;color:#59636e;overflow-wrap:anywhere}
+.scopes li.raw code{font-size:.95rem;color:inherit}
+.expiry{color:#59636e;font-size:.9rem}
+label{display:block;margin:1rem 0 .3rem;font-weight:600}
+input[type=password],input[type=text]{display:block;width:100%;font-size:1.1rem;padding:.6rem .7rem;border:1px solid #8c959f;border-radius:.4rem;background:#fff}
+input[name=user_code]{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;letter-spacing:.08em;text-transform:uppercase}
+:focus-visible{outline:3px solid var(--line);outline-offset:2px}
+.actions{display:flex;gap:.75rem;margin-top:1.5rem}
+button{flex:1;font-weight:600;padding:.7rem 1rem;min-height:2.75rem;border-radius:.5rem;border:1px solid #8c959f;background:#f6f8fa;cursor:pointer}
+button:hover{background:#eef1f4}
+button.primary{background:var(--accent);color:var(--on-accent);border-color:var(--line)}
+button.primary:hover{filter:brightness(1.08)}
+.note{color:#3d444d}
+.error{color:#a40e26;background:#ffebe9;border:1px solid #ffcecb;border-radius:.4rem;padding:.5rem .75rem;font-weight:600}
+`
+
+// pageTemplate is the approval and device pages, and the messages that
+// follow them. It works without JavaScript.
+var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
+<title>{{.Title}}{{with .Brand.Name}} · {{.}}{{end}}</title>
+<style>
+:root{--accent:{{.Brand.Accent}};--on-accent:{{.Brand.OnAccent}};--line:{{.Brand.Line}}}` + pageStyle + `</style>
+</head>
+<body>
+<main>
+{{if or .Brand.Name .Brand.Logo}}<header class="brand">{{with .Brand.Logo}}<img src="{{.}}" alt=""{{if not $.Brand.Name}} aria-hidden="true"{{end}}>{{end}}{{with .Brand.Name}}<span>{{.}}</span>{{end}}</header>
+{{end}}<h1>{{.Title}}</h1>
+{{if .Form}}
+{{if .Device}}<p><strong>{{.Client}}</strong> asks to sign in to your account{{with .Brand.Name}} at {{.}}{{end}}.</p>
+{{if .Binding}}<p>Check that this code matches the one shown on your device:</p>
+<p class="binding" aria-label="Binding message">{{.Binding}}</p>{{end}}
+{{else}}<p><strong>{{.Client}}</strong> asks to sign you in{{if .User}} as <strong>{{.User}}</strong>{{end}}.</p>
+{{if .Binding}}<p>Check that this code matches the one shown on the other device:</p>
+<p class="binding" aria-label="Binding message">{{.Binding}}</p>{{end}}
+{{end}}<h2 id="scopes-heading">It asks for</h2>
+<ul class="scopes" aria-labelledby="scopes-heading">
+{{range .Scopes}}{{if .Description}}<li><span>{{.Description}}</span> <code>{{.Name}}</code></li>
+{{else}}<li class="raw"><code>{{.Name}}</code></li>
+{{end}}{{end}}</ul>
+<p class="expiry">This request expires <span data-until="{{.Expires.ISO}}">{{.Expires.In}}</span>, at <time datetime="{{.Expires.ISO}}" data-local>{{.Expires.At}}</time>.</p>
+{{if .Error}}<p class="error" role="alert">{{.Error}}</p>{{end}}
+<form method="post">
+<input type="hidden" name="csrf" value="{{.CSRF}}">
+{{if .Device}}<input type="hidden" name="user_code" value="{{.DeviceCode}}">
+{{end}}{{if .UserCode}}<label for="user_code">The code you gave {{.Client}} (needed to approve)</label>
+<input type="text" id="user_code" name="user_code" autocomplete="one-time-code" spellcheck="false">
+{{end}}{{if .Federated}}<p class="note">Approve takes you to your identity provider to sign in{{if .User}} as <strong>{{.User}}</strong>{{end}}.</p>
+{{else if .Device}}<label for="username">Your username (needed to approve)</label>
+<input type="text" id="username" name="username" autocomplete="username" spellcheck="false" autocapitalize="none">
+<label for="password">Your password</label>
+<input type="password" id="password" name="password" autocomplete="current-password">
+{{else}}<label for="password">Password for {{.User}} (needed to approve)</label>
+<input type="password" id="password" name="password" autocomplete="current-password">
+{{end}}<div class="actions">
+<button type="submit" name="action" value="approve" class="primary">Approve</button>
+<button type="submit" name="action" value="deny">Deny</button>
+</div>
+</form>
+<script>` + pageScript + `</script>
+{{else if .Entry}}
+<p>Enter the code shown on your device{{with .Brand.Name}} to connect it to {{.}}{{end}}.</p>
+{{if .Error}}<p class="error" role="alert">{{.Error}}</p>{{end}}
+<form method="post">
+<input type="hidden" name="csrf" value="{{.CSRF}}">
+<label for="user_code">Code</label>
+<input type="text" id="user_code" name="user_code" value="{{.DeviceCode}}" autocomplete="off" spellcheck="false" autocapitalize="characters">
+<div class="actions"><button type="submit" name="action" value="continue" class="primary">Continue</button></div>
+</form>
+{{else}}
+<p>{{.Message}}</p>
+{{end}}
+</main>
+</body>
+</html>
+`))
