@@ -32,8 +32,9 @@ type Pages struct {
 	LogoURL string `yaml:"logo_url"`
 
 	// AccentColor colours the Approve button and the top of the page,
-	// as "#rrggbb". The text on it is white or near-black, whichever
-	// reads better (WCAG contrast), so any colour stays readable.
+	// as "#rrggbb". The text on it is white or black, whichever contrasts
+	// more, which gives at least WCAG's 4.5:1 on any colour; a colour too
+	// light to stand out on white gets a dark outline.
 	AccentColor string `yaml:"accent_color"`
 
 	// ScopeDescriptions say what each scope gives the client, in the

@@ -264,20 +264,22 @@ const pageStyle = `
 html{-webkit-text-size-adjust:100%;text-size-adjust:100%}
 body{font:1rem/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;margin:0;padding:1rem;background:#eef0f3;color:` + pageText + `}
 button,input{font:inherit;color:inherit}
-main{max-width:30rem;margin:0 auto;background:#fff;border-radius:.75rem;padding:1.5rem 1.25rem;box-shadow:0 1px 2px rgb(0 0 0/.08),0 4px 16px rgb(0 0 0/.06);border-top:.35rem solid var(--accent)}
+main{max-width:30rem;margin:0 auto;background:linear-gradient(var(--accent),var(--accent)) top/100% .35rem no-repeat #fff;border-radius:.75rem;padding:1.75rem 1.25rem 1.5rem;box-shadow:0 1px 2px rgb(0 0 0/.08),0 4px 16px rgb(0 0 0/.06)}
 @media (min-width:40rem){body{padding:3rem 1rem}main{padding:2rem}}
 .brand{display:flex;align-items:center;gap:.6rem;margin:0 0 1.25rem;font-weight:600;font-size:1.05rem;color:#3d444d;overflow-wrap:anywhere}
 .brand img{height:2rem;width:auto;max-width:9rem;object-fit:contain;flex:none}
 h1{font-size:1.4rem;line-height:1.25;margin:0 0 1rem}
 p{margin:0 0 1rem}
+main>p:last-child{margin-bottom:0}
 .binding{font:700 1.5rem/1.3 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;letter-spacing:.06em;padding:.6rem;border:2px dashed #6e7781;border-radius:.5rem;text-align:center;overflow-wrap:anywhere}
 h2{font-size:1rem;margin:1.25rem 0 .5rem}
 .scopes{list-style:none;padding:0;margin:0 0 1rem;border:1px solid #d8dee4;border-radius:.5rem}
 .scopes li{display:flex;flex-wrap:wrap;justify-content:space-between;align-items:baseline;gap:.1rem .75rem;padding:.55rem .75rem;border-top:1px solid #d8dee4}
 .scopes li:first-child{border-top:0}
-.scopes code{font:.8rem/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;color:#59636e;overflow-wrap:anywhere}
-.scopes li.raw code{font-size:.95rem;color:inherit}
+.scopes code{margin-left:auto;font:.8rem/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;color:#59636e;overflow-wrap:anywhere}
+.scopes li.raw code{margin-left:0;font-size:.95rem;color:inherit}
 .expiry{color:#59636e;font-size:.9rem}
+.expiry time{white-space:nowrap}
 label{display:block;margin:1rem 0 .3rem;font-weight:600}
 input[type=password],input[type=text]{display:block;width:100%;font-size:1.1rem;padding:.6rem .7rem;border:1px solid #8c959f;border-radius:.4rem;background:#fff}
 input[name=user_code]{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;letter-spacing:.08em;text-transform:uppercase}
