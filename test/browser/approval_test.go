@@ -235,11 +235,11 @@ func (e *env) signIn(b *tab, account, password string) int {
 }
 
 // showsRequest checks that the approval page shows who asks, the binding
-// message and the scopes, and offers Approve and Deny.
+// message and the scopes (each by its name, under its description), and
+// offers Approve and Deny.
 func showsRequest(b *tab, client string, req request) {
 	b.t.Helper()
-	b.mustShow("approval page", "Approve sign-in", client, req.Binding,
-		"It asks for: "+strings.Join(strings.Fields(req.Scope), ", ")+".")
+	b.mustShow("approval page", append([]string{"Approve sign-in", client, req.Binding, "It asks for"}, strings.Fields(req.Scope)...)...)
 	b.do("find Approve and Deny", chromedp.WaitVisible(chromedp.CSS(approveButton)), chromedp.WaitVisible(chromedp.CSS(denyButton)))
 }
 

@@ -103,7 +103,7 @@ func TestDeviceFlowInBrowser(t *testing.T) {
 	if s := b.click(`button[value=continue]`); s != http.StatusOK {
 		t.Fatalf("continue: %d\n%s", s, b.text())
 	}
-	b.mustShow("approval form", "Demo TV", shown.UserCode, "openid, email")
+	b.mustShow("approval form", "Demo TV", shown.UserCode, "Confirm who you are", "Your email address")
 	b.do("sign in", chromedp.SendKeys(chromedp.CSS(`#username`), "alice"), chromedp.SendKeys(chromedp.CSS(passwordInput), "wrong-password"))
 	if s := b.click(approveButton); s != http.StatusUnauthorized {
 		t.Fatalf("wrong password: %d", s)
