@@ -213,7 +213,7 @@ func TestDeviceFlow(t *testing.T) {
 		}
 		p := newPage(t, srv)
 		status, body, csrf := p.enter(strings.ToLower(strings.ReplaceAll(uc, "-", "")))
-		if status != 200 || !strings.Contains(body, "Demo TV") || !strings.Contains(body, "openid, email") || !strings.Contains(body, uc) {
+		if status != 200 || !strings.Contains(body, "Demo TV") || !strings.Contains(body, "Your email address") || !strings.Contains(body, uc) {
 			t.Fatalf("approval form: %d\n%s", status, body)
 		}
 		if s, _ := p.decide(uc, csrf, "approve", "alice", "bob-password"); s != http.StatusUnauthorized {
