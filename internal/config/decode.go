@@ -325,6 +325,11 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
 			continue
 		}
 		d.src.lines[kp] = p.key.Line
+		if isNull(p.value) && isHexColorComment(p.key.LineComment) {
+			// "accent_color: #0a5c36" is a key without a value and a comment.
+			d.col.addBad(d.src, kp, p.key.Line, "has no value: YAML reads an unquoted # as the start of a comment; quote the colour, as \"%s\"", p.key.LineComment)
+			continue
+		}
 		d.decode(p.value, v.Field(i), kp)
 	}
 	d.src.set[path] = true
@@ -450,6 +455,12 @@ func levenshtein(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// isHexColorComment reports whether a comment is a colour ("#0a5c36",
+// "#fff") that was meant as a value.
+func isHexColorComment(c string) bool {
+	return IsHexColor(c) || len(c) == 4 && IsHexColor(c[:1]+c[1:2]+c[1:2]+c[2:3]+c[2:3]+c[3:4]+c[3:4])
 }
 
 func isNull(n *yaml.Node) bool {

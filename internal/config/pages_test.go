@@ -60,6 +60,8 @@ func TestPagesRules(t *testing.T) {
 		{"the logo URL cannot break the CSP header", "pages:\n  logo_url: \"https://cdn.example.com/a'b.png\"", "pages.logo_url", "quotes"},
 		{"the logo URL is not too long", "pages:\n  logo_url: https://cdn.example.com/" + strings.Repeat("a", 2048), "pages.logo_url", "at most 2048 characters"},
 		{"the accent is #rrggbb", "pages:\n  accent_color: green", "pages.accent_color", "#rrggbb"},
+		{"an unquoted colour is a comment, not a value", "pages:\n  accent_color: #0a5c36", "pages.accent_color", `quote the colour, as "#0a5c36"`},
+		{"an unquoted short colour too", "pages:\n  accent_color: #fff", "pages.accent_color", `quote the colour`},
 		{"the accent has six digits", "pages:\n  accent_color: '#0a6'", "pages.accent_color", "#rrggbb"},
 		{"the accent is hexadecimal", "pages:\n  accent_color: '#00gg00'", "pages.accent_color", "#rrggbb"},
 		{"the accent is not CSS", "pages:\n  accent_color: '#000000;background:url(x)'", "pages.accent_color", "#rrggbb"},
