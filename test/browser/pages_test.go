@@ -225,6 +225,12 @@ func TestBrandedPages(t *testing.T) {
 			if l := pagesCheck(b, "approve", int(vp.width)); !l.Localised {
 				t.Errorf("approval page: the expiry was not localised: the script did not run (CSP?)")
 			}
+			b.do("type a wrong password", chromedp.SendKeys(chromedp.CSS(passwordInput), "not-alice-password"))
+			if status := b.click(approveButton); status != http.StatusUnauthorized {
+				t.Fatalf("Approve with a wrong password: %d, want 401", status)
+			}
+			b.mustShow("approval page after a wrong password", "The password is not right.", "Your email address, for receipts")
+			pagesCheck(b, "approve-wrong-password", int(vp.width))
 
 			r, err := testutil.PostForm(ctx(t), srv.URL+"/device_authorization", testutil.Client{}, url.Values{
 				"client_id": {"demo-tv"}, "scope": {"openid profile offline_access"},
