@@ -29,23 +29,34 @@ type Pages struct {
 	// AccentColor is "#rrggbb"; the text on it is white or black,
 	// whichever has more contrast.
 	AccentColor string
-	// ScopeDescriptions add to and override DefaultScopeDescriptions.
+	// ScopeDescriptions add to and override the descriptions of the
+	// standard scopes (openid, profile, email, address, phone,
+	// offline_access).
 	ScopeDescriptions map[string]string
 }
 
-// DefaultScopeDescriptions are the descriptions of the standard scopes
-// (OIDC Core §5.4, §11) shown to users unless the operator sets others.
-var DefaultScopeDescriptions = map[string]string{
-	"openid":         "Confirm who you are",
-	"profile":        "Your name and basic profile",
-	"email":          "Your email address",
-	"address":        "Your postal address",
-	"phone":          "Your phone number",
-	"offline_access": "Stay connected when you are not using it",
+// defaultScopeDescription describes a standard scope (OIDC Core §5.4,
+// §11) to users, unless the operator describes it otherwise; "" for others.
+func defaultScopeDescription(scope string) string {
+	switch scope {
+	case "openid":
+		return "Confirm who you are"
+	case "profile":
+		return "Your name and basic profile"
+	case "email":
+		return "Your email address"
+	case "address":
+		return "Your postal address"
+	case "phone":
+		return "Your phone number"
+	case "offline_access":
+		return "Stay connected when you are not using it"
+	}
+	return ""
 }
 
 // defaultAccent is the accent colour without configuration: a blue with
-// 5.9:1 contrast to white text.
+// 7:1 contrast to white text.
 const defaultAccent = "#2557a7"
 
 // Colours of the page the accent is judged against.
@@ -69,7 +80,7 @@ func (p *Pages) scopes(names []string) []scopeLine {
 	for _, s := range names {
 		d, ok := p.ScopeDescriptions[s]
 		if !ok {
-			d = DefaultScopeDescriptions[s]
+			d = defaultScopeDescription(s)
 		}
 		out = append(out, scopeLine{Name: s, Description: d})
 	}
