@@ -460,7 +460,7 @@ func levenshtein(a, b string) int {
 // isHexColorComment reports whether a comment is a colour ("#0a5c36",
 // "#fff") that was meant as a value.
 func isHexColorComment(c string) bool {
-	return IsHexColor(c) || len(c) == 4 && IsHexColor(c[:1]+c[1:2]+c[1:2]+c[2:3]+c[2:3]+c[3:4]+c[3:4])
+	return isHexColor(c) || len(c) == 4 && isHexColor(c[:1]+c[1:2]+c[1:2]+c[2:3]+c[2:3]+c[3:4]+c[3:4])
 }
 
 func isNull(n *yaml.Node) bool {

@@ -59,7 +59,7 @@ func (v *validator) checkPages(p *Pages) {
 			v.fail("pages.logo_url", "%s", msg)
 		}
 	}
-	if p.AccentColor != "" && !IsHexColor(p.AccentColor) {
+	if p.AccentColor != "" && !isHexColor(p.AccentColor) {
 		v.fail("pages.accent_color", "must be a colour as #rrggbb (six hexadecimal digits), got %q", abbrev(p.AccentColor, 40))
 	}
 	for scope, text := range p.ScopeDescriptions {
@@ -106,7 +106,7 @@ func checkLogoURL(s string) string {
 		return "must not hold user info (\"user:password@\")"
 	case u.Fragment != "" || strings.Contains(s, "#"):
 		return "must not have a fragment (\"#…\")"
-	case !IsCSPHost(u.Host):
+	case !isCSPHost(u.Host):
 		return "the host must be a plain host name or address with an optional port"
 	case strings.ContainsFunc(s, func(r rune) bool {
 		return r <= ' ' || r == 0x7f || r == '"' || r == '\'' || r == '<' || r == '>' || r == '\\'
@@ -116,10 +116,10 @@ func checkLogoURL(s string) string {
 	return ""
 }
 
-// IsCSPHost reports whether host (a URL's host, with an optional port) can
+// isCSPHost reports whether host (a URL's host, with an optional port) can
 // be written into a Content-Security-Policy source: letters, digits, '.',
 // '-', and a port or a bracketed IPv6 address.
-func IsCSPHost(host string) bool {
+func isCSPHost(host string) bool {
 	if host == "" {
 		return false
 	}
@@ -131,8 +131,8 @@ func IsCSPHost(host string) bool {
 	return true
 }
 
-// IsHexColor reports whether s is a colour as #rrggbb.
-func IsHexColor(s string) bool {
+// isHexColor reports whether s is a colour as #rrggbb.
+func isHexColor(s string) bool {
 	if len(s) != 7 || s[0] != '#' {
 		return false
 	}
