@@ -19,6 +19,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/cibaproxy/cibaproxy/test/idp"
 	"github.com/cibaproxy/cibaproxy/test/testutil"
 )
 
@@ -258,4 +259,69 @@ func TestBrandedPages(t *testing.T) {
 			pagesCheck(x, "error", int(vp.width))
 		})
 	}
+}
+
+// TestBrandedFederatedPage loads the oidc upstream's approval page with
+// branding at phone width: it looks like the local one (service name,
+// logo, scope descriptions, relative expiry, one font), and Approve still
+// leaves for the identity provider under the pages' CSP.
+func TestBrandedFederatedPage(t *testing.T) {
+	browser := startChromium(t)
+	logo := pagesLogoServer(t)
+	addr, err := testutil.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer := "http://" + addr
+	client := testutil.Client{ID: "fed-poll", Secret: "fed-poll-secret"}
+	op := idp.Start(t, idp.Config{
+		Clients:  []idp.Client{{ID: client.ID, Secret: client.Secret, RedirectURIs: []string{issuer + "/approve/callback"}}},
+		Accounts: []idp.Account{{ID: "alice", Password: "alice-password", Email: "alice@example.com", EmailVerified: true}},
+	})
+	hook := testutil.NewWebhook(t)
+	cfg := fmt.Sprintf(`issuer: %s
+listen: %s
+store:
+  type: memory
+upstream:
+  type: oidc
+  oidc:
+    issuer: %s
+    match_claims: [email]
+channels:
+  webhook:
+    url: ${CIBAPROXY_WEBHOOK_URL}
+pages:
+  service_name: %s
+  logo_url: %s
+  accent_color: "#0a5c36"
+clients:
+  - client_id: %s
+    client_name: %s
+    client_secret: %s
+    backchannel_token_delivery_mode: poll
+`, issuer, addr, op.Issuer(), pagesService, logo, client.ID, fedPollName, client.Secret)
+	path := filepath.Join(t.TempDir(), "federation.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := testutil.Start(t, testutil.Options{Binary: binary, Config: path, Addr: addr, WebhookURL: hook.URL})
+	e := &env{srv: srv, hook: hook, client: client, idp: op}
+
+	const width, height = 390, 844
+	req := e.authorize(t, "alice@example.com", "openid email", nil)
+	b := newTab(t, browser)
+	b.do("emulate a phone", chromedp.EmulateViewport(width, height, chromedp.EmulateMobile, chromedp.EmulatePortrait, chromedp.EmulateScale(2)), pagesTrustLogo)
+	if status := b.open(req.ApproveURL); status != http.StatusOK {
+		t.Fatalf("approval page: %d", status)
+	}
+	b.mustShow("federated approval page", "Approve sign-in", fedPollName, req.Binding, "Confirm who you are", "Your email address",
+		"Approve takes you to your identity provider")
+	if text := b.text(); !pagesExpiry.MatchString(text) {
+		t.Errorf("federated approval page: no relative expiry:\n%s", text)
+	}
+	if l := pagesCheck(b, "approve-federated", width); !l.Localised {
+		t.Errorf("federated approval page: the expiry was not localised: the script did not run (CSP?)")
+	}
+	e.approveAtIdP(b)
 }
