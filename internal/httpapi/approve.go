@@ -231,10 +231,10 @@ func (a *Approval) render(w http.ResponseWriter, status int, p page) {
 			formAction += " " + o
 		}
 	}
-	h.Set("Content-Security-Policy", a.Pages.csp(formAction))
+	p.Brand = a.Pages.brand()
+	h.Set("Content-Security-Policy", p.Brand.csp(formAction))
 	h.Set("Referrer-Policy", "no-referrer")
 	w.WriteHeader(status)
-	p.Brand = a.Pages.brand()
 	if err := pageTemplate.Execute(w, p); err != nil {
 		a.Logger.Warn("approval page: render", slog.Any("error", err))
 	}

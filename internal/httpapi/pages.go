@@ -136,7 +136,12 @@ type brand struct {
 	// Accent and OnAccent are the accent and the text colour on it; Line
 	// is the accent where it must stand out against white (borders,
 	// focus rings), or the text colour when the accent is too light.
-	Accent, OnAccent, Line template.CSS
+	Accent, OnAccent, Line string
+	// Style is the page's style sheet, with these colours; the CSP allows
+	// it by its hash.
+	Style template.CSS
+	// logoOrigin is the logo's origin, the CSP's img-src.
+	logoOrigin string
 }
 
 // brand returns the page's branding, leaving out invalid values.
@@ -145,7 +150,7 @@ func (p *Pages) brand() brand {
 	if _, ok := parseHex(accent); !ok {
 		accent = defaultAccent
 	}
-	b := brand{Name: p.ServiceName, Accent: template.CSS(accent), OnAccent: pageWhite, Line: template.CSS(accent)}
+	b := brand{Name: p.ServiceName, Accent: accent, OnAccent: pageWhite, Line: accent}
 	// White or black text, whichever contrasts more, has at least 4.5:1
 	// on any colour (WCAG 2.1 §1.4.3).
 	if contrast(accent, pageBlack) > contrast(accent, pageWhite) {
@@ -155,9 +160,12 @@ func (p *Pages) brand() brand {
 	if contrast(accent, pageWhite) < 3 {
 		b.Line = pageText
 	}
-	if logoOrigin(p.LogoURL) != "" {
-		b.Logo = p.LogoURL
+	if o := logoOrigin(p.LogoURL); o != "" {
+		b.Logo, b.logoOrigin = p.LogoURL, o
 	}
+	// The colours are #rrggbb, checked above: nothing else reaches the
+	// style sheet.
+	b.Style = template.CSS(":root{--accent:" + b.Accent + ";--on-accent:" + b.OnAccent + ";--line:" + b.Line + "}" + pageStyle)
 	return b
 }
 
@@ -180,15 +188,21 @@ func logoOrigin(u string) string {
 }
 
 // csp is the pages' Content-Security-Policy: nothing but the page's own
-// style and script (by hash), the logo's origin for images, and forms
-// posted to formAction.
-func (p *Pages) csp(formAction string) string {
+// style sheet and script (by their hashes), the logo's origin for images,
+// and forms posted to formAction.
+func (b *brand) csp(formAction string) string {
 	img := ""
-	if o := logoOrigin(p.LogoURL); o != "" {
-		img = "; img-src " + o
+	if b.logoOrigin != "" {
+		img = "; img-src " + b.logoOrigin
 	}
-	return "default-src 'none'; style-src 'unsafe-inline'; script-src '" + pageScriptHash + "'" + img +
+	return "default-src 'none'; style-src '" + hashSource(string(b.Style)) + "'; script-src '" + pageScriptHash + "'" + img +
 		"; form-action " + formAction + "; frame-ancestors 'none'; base-uri 'none'"
+}
+
+// hashSource is the CSP hash source of an inline script or style.
+func hashSource(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return "sha256-" + base64.StdEncoding.EncodeToString(sum[:])
 }
 
 // parseHex parses "#rrggbb" into its three channels, 0 to 1.
@@ -263,13 +277,10 @@ const pageScript = `(function () {
 })();`
 
 // pageScriptHash is pageScript's CSP hash source.
-var pageScriptHash = func() string {
-	sum := sha256.Sum256([]byte(pageScript))
-	return "sha256-" + base64.StdEncoding.EncodeToString(sum[:])
-}()
+var pageScriptHash = hashSource(pageScript)
 
-// pageStyle is the pages' style sheet. The accent colours are set as
-// custom properties on :root by the template.
+// pageStyle is the pages' style sheet. The accent colours are custom
+// properties, set on :root in front of it (brand.Style).
 const pageStyle = `
 *{box-sizing:border-box}
 html{-webkit-text-size-adjust:100%;text-size-adjust:100%}
@@ -313,8 +324,7 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
 <title>{{.Title}}{{with .Brand.Name}} · {{.}}{{end}}</title>
-<style>
-:root{--accent:{{.Brand.Accent}};--on-accent:{{.Brand.OnAccent}};--line:{{.Brand.Line}}}` + pageStyle + `</style>
+<style>{{.Brand.Style}}</style>
 </head>
 <body>
 <main>

@@ -69,7 +69,10 @@ func mustNotContain(t *testing.T, what, body string, bad ...string) {
 	}
 }
 
-var inlineScript = regexp.MustCompile(`(?s)<script>(.*?)</script>`)
+var (
+	inlineScript = regexp.MustCompile(`(?s)<script>(.*?)</script>`)
+	inlineStyle  = regexp.MustCompile(`(?s)<style>(.*?)</style>`)
+)
 
 func TestPagesBranding(t *testing.T) {
 	t.Run("the form shows the service, logo, scope descriptions and a relative expiry", func(t *testing.T) {
@@ -94,20 +97,40 @@ func TestPagesBranding(t *testing.T) {
 		)
 		mustNotContain(t, "branded form", body, "Your email address")
 		csp := rec.Header().Get("Content-Security-Policy")
-		mustContain(t, "CSP", csp, "default-src 'none'", "img-src https://cdn.example.com:8443;", "form-action 'self'", "frame-ancestors 'none'")
+		mustContain(t, "CSP", csp, "default-src 'none'", "; img-src https://cdn.example.com:8443;", "form-action 'self'", "frame-ancestors 'none'")
 	})
 
-	t.Run("the inline script is the one the CSP allows by hash", func(t *testing.T) {
-		a := &Approval{}
-		rec := renderPage(t, a, http.StatusOK, cibaForm(a, "openid"))
-		m := inlineScript.FindAllStringSubmatch(rec.Body.String(), -1)
-		if len(m) != 1 {
-			t.Fatalf("%d inline scripts, want 1", len(m))
-		}
-		sum := sha256.Sum256([]byte(m[0][1]))
-		want := "script-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
-		if csp := rec.Header().Get("Content-Security-Policy"); !strings.Contains(csp, want) {
-			t.Errorf("CSP %q lacks %q", csp, want)
+	t.Run("the inline script and style sheet are the ones the CSP allows by hash", func(t *testing.T) {
+		for _, pages := range []Pages{{}, branded, {AccentColor: "#ffd400"}} {
+			a := &Approval{Pages: pages}
+			for _, p := range []page{cibaForm(a, "openid"), {Title: "Expired", Message: "This sign-in request has expired."}} {
+				rec := renderPage(t, a, http.StatusOK, p)
+				csp := rec.Header().Get("Content-Security-Policy")
+				if strings.Contains(csp, "unsafe") {
+					t.Errorf("CSP %q allows unsafe sources", csp)
+				}
+				for _, el := range []struct {
+					re        *regexp.Regexp
+					directive string
+					n         int
+				}{{inlineStyle, "style-src", 1}, {inlineScript, "script-src", 1}} {
+					m := el.re.FindAllStringSubmatch(rec.Body.String(), -1)
+					if !p.Form && el.directive == "script-src" {
+						if len(m) != 0 {
+							t.Errorf("%s page: %d scripts, want none", p.Title, len(m))
+						}
+						continue
+					}
+					if len(m) != el.n {
+						t.Fatalf("%s page: %d inline %s elements, want %d", p.Title, len(m), el.directive, el.n)
+					}
+					sum := sha256.Sum256([]byte(m[0][1]))
+					want := el.directive + " 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+					if !strings.Contains(csp, want) {
+						t.Errorf("%s page with %+v: CSP %q lacks %q", p.Title, pages, csp, want)
+					}
+				}
+			}
 		}
 	})
 
