@@ -25,6 +25,8 @@ func TestPages(t *testing.T) {
     "https://api.example.com/pay": Make payments for you
     email: Your e-mail address, for receipts
     blank_allowed_key: ${DESCRIPTION:-Read your statements}
+    phone: &phone Your phone number, for security calls
+    phone_number: *phone
 `
 		c := mustParse(t, doc(map[string]string{"limits": section}), noEnv)
 		p := c.Pages
@@ -36,6 +38,8 @@ func TestPages(t *testing.T) {
 			"https://api.example.com/pay": "Make payments for you",
 			"email":                       "Your e-mail address, for receipts",
 			"blank_allowed_key":           "Read your statements",
+			"phone":                       "Your phone number, for security calls",
+			"phone_number":                "Your phone number, for security calls",
 		}
 		if !maps.Equal(p.ScopeDescriptions, want) {
 			t.Errorf("scope_descriptions = %v, want %v", p.ScopeDescriptions, want)
