@@ -66,6 +66,12 @@ const DefaultAssertionMaxLifetime = 5 * time.Minute
 // signature with the client's keys; then the jti is recorded, so an
 // assertion is used once.
 //
+// A client assertion is never a request object (RFC 8725 §3.11, RFC 9101
+// §10.8): its typ header, when present, must be client-authentication+jwt
+// (TypClientAssertion) or JWT, and it must carry none of the
+// authentication request parameters a request object
+// is made of. VerifyRequestObject refuses the reverse.
+//
 // https://www.rfc-editor.org/rfc/rfc7523#section-3
 // https://openid.net/specs/openid-connect-core-1_0.html#ClientAuthentication
 //
@@ -89,11 +95,19 @@ func VerifyClientAssertion(ctx context.Context, raw string, p AssertionPolicy) e
 	if e != nil {
 		return e
 	}
+	if e := c.checkTyp(t, TypClientAssertion); e != nil {
+		return e
+	}
 	if t.std.Issuer != p.ClientID {
 		return c.fail("iss %q is not the client_id %q", clip(t.std.Issuer), p.ClientID)
 	}
 	if t.std.Subject != p.ClientID {
 		return c.fail("sub %q is not the client_id %q", clip(t.std.Subject), p.ClientID)
+	}
+	for _, name := range requestParameters {
+		if _, ok := t.claims[name]; ok {
+			return c.fail("claim %q is an authentication request parameter: this JWT is a request object, not a client assertion (RFC 8725 §3.11)", name)
+		}
 	}
 	if e := c.checkAud(t, append([]string{p.Issuer, p.Endpoint}, p.Audiences...)...); e != nil {
 		return e
@@ -120,6 +134,16 @@ func VerifyClientAssertion(ctx context.Context, raw string, p AssertionPolicy) e
 		return c.replayError(t.std.ID, err)
 	}
 	return nil
+}
+
+// requestParameters are the claims of a request object that no client
+// assertion carries: the authentication request parameters of CIBA §7.1
+// and the OAuth request parameters of RFC 9101 §4. An assertion carrying
+// one was made as a request object, and is refused.
+var requestParameters = []string{
+	"scope", "client_notification_token", "acr_values", "login_hint_token", "id_token_hint",
+	"login_hint", "binding_message", "user_code", "requested_expiry",
+	"response_type", "redirect_uri", "state", "nonce",
 }
 
 // checkAssertionLifetime checks that the assertion t expires at most

@@ -70,7 +70,14 @@ const DefaultRequestObjectMaxLifetime = 60 * time.Minute
 // and not in the future; exp is at most MaxLifetime (default 60 minutes)
 // after nbf and nbf at most that old; jti is present;
 // then the signature; and last the jti is recorded, so a token that fails
-// any check never consumes its jti. The typ header is not checked.
+// any check never consumes its jti.
+//
+// A request object is never a client assertion, and the rules keep the two
+// apart whatever the client signs (RFC 9101 §10.8, RFC 8725 §3.11): the typ
+// header, when present, must be oauth-authz-req+jwt (TypRequestObject) or
+// JWT, and sub must not be the client_id, which is what a client
+// assertion's sub is (RFC 7523 §3). VerifyClientAssertion refuses the
+// reverse.
 //
 // https://openid.net/specs/openid-client-initiated-backchannel-authentication-core-1_0.html#signed_auth_request
 //
@@ -91,8 +98,14 @@ func VerifyRequestObject(ctx context.Context, raw string, p RequestObjectPolicy)
 	if e != nil {
 		return nil, e
 	}
+	if e := c.checkTyp(t, TypRequestObject); e != nil {
+		return nil, e
+	}
 	if t.std.Issuer != p.ClientID {
 		return nil, c.fail("iss %q is not the client_id %q", clip(t.std.Issuer), p.ClientID)
+	}
+	if t.std.Subject == p.ClientID {
+		return nil, c.fail("sub must not be the client_id %q: a JWT with iss = sub = client_id is a client assertion, not a request object (RFC 9101 §10.8)", p.ClientID)
 	}
 	if e := c.checkAud(t, append([]string{p.Issuer}, p.Audiences...)...); e != nil {
 		return nil, e

@@ -53,7 +53,7 @@ func TestVerifyRequestObject(t *testing.T) {
 			c["iat"] = testNow.Add(30 * time.Second).Unix()
 			c["nbf"] = testNow.Add(30 * time.Second).Unix()
 		}},
-		{name: "a typ header is not checked strictly", signer: signer{alg: gojose.RS256, key: rsaKey1(), kid: "rsa1",
+		{name: "the typ oauth-authz-req+jwt of RFC 9101 is accepted", signer: signer{alg: gojose.RS256, key: rsaKey1(), kid: "rsa1",
 			headers: map[gojose.HeaderKey]any{"typ": "oauth-authz-req+jwt"}}},
 		{name: "HS256 with the legacy switch is verified with the client secret", signer: signer{alg: gojose.HS256, key: []byte(testSecret)},
 			policy: func(p *RequestObjectPolicy) { p.AllowHS256, p.Secret = true, testSecret }},

@@ -63,6 +63,7 @@ type token struct {
 	jws     *gojose.JSONWebSignature
 	alg     string
 	kid     string
+	typ     string // the typ header, "" when absent
 	payload []byte
 	std     jwt.Claims
 	claims  map[string]any
@@ -124,6 +125,13 @@ func (c check) parse(raw string, l limits, algs []string) (*token, *ciba.Error) 
 	}
 	h := jws.Signatures[0].Header
 	t := &token{jws: jws, alg: h.Algorithm, kid: h.KeyID, payload: jws.UnsafePayloadWithoutVerification()}
+	if v, ok := h.ExtraHeaders[gojose.HeaderType]; ok {
+		typ, isString := v.(string)
+		if !isString || typ == "" {
+			return nil, c.fail("the typ header must be a non-empty string")
+		}
+		t.typ = typ
+	}
 	if err := gojson.Unmarshal(t.payload, &t.std); err != nil {
 		e := c.fail("the claims are not a valid JWT claims set (%v)", err)
 		e.Err = err
@@ -183,6 +191,31 @@ func (c check) verify(ctx context.Context, raw string, t *token, ks KeySet, secr
 	}
 	e.Err = err
 	return e
+}
+
+// Explicit types (RFC 8725 §3.11) of the JWTs a client signs, as the typ
+// header names them: a request object (RFC 9101 §4) and a client assertion
+// (draft-ietf-oauth-rfc7523bis). A JWT that names one of them is accepted
+// in that role only.
+const (
+	TypRequestObject   = "oauth-authz-req+jwt"
+	TypClientAssertion = "client-authentication+jwt"
+)
+
+// checkTyp checks that the typ header of t, when present, is "JWT" or
+// want: a JWT explicitly typed for another role is refused (RFC 8725
+// §3.11). Media types compare case-insensitively and may carry the
+// "application/" prefix (RFC 7515 §4.1.9).
+func (c check) checkTyp(t *token, want string) *ciba.Error {
+	if t.typ == "" {
+		return nil
+	}
+	typ := strings.ToLower(t.typ)
+	typ = strings.TrimPrefix(typ, "application/")
+	if typ == "jwt" || typ == want {
+		return nil
+	}
+	return c.fail("typ %q is not %q (or JWT): this JWT was made for another use (RFC 8725 §3.11)", clip(t.typ), want)
 }
 
 // errNoKeys: the policy has no key set.

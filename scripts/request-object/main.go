@@ -50,7 +50,7 @@ func run() error {
 		return fmt.Errorf("%s must be a private JWK with an alg", *keyFile)
 	}
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(key.Algorithm), Key: key},
-		(&jose.SignerOptions{}).WithType("JWT"))
+		(&jose.SignerOptions{}).WithType("oauth-authz-req+jwt")) // RFC 9101 §4: never a client assertion
 	if err != nil {
 		return err
 	}
