@@ -327,24 +327,35 @@ type secret struct {
 	compare func(hash, password []byte) error
 }
 
-// check reports whether presented is the secret. A plain secret and a
-// bcrypt secret already verified cost one SHA-256 and a constant-time
-// compare; a presented secret that does not match the cached digest always
-// gets the full bcrypt check.
-func (s *secret) check(presented string) bool {
+// quickCheck checks presented against the secret of reg without bcrypt:
+// ok when it is the secret (a plain one, or a hashed one whose digest was
+// verified already); final when no bcrypt check could change the answer
+// (a plain secret, no secret, or no registration: reg may be nil).
+func (reg *Registration) quickCheck(presented string) (ok, final bool) {
+	if reg == nil {
+		return false, true
+	}
+	s := &reg.secret
 	d := sha256.Sum256([]byte(presented))
 	switch s.kind {
 	case secretPlain:
-		return subtle.ConstantTimeCompare(d[:], s.digest[:]) == 1
+		return subtle.ConstantTimeCompare(d[:], s.digest[:]) == 1, true
 	case secretBcrypt:
 		if v := s.verified.Load(); v != nil && subtle.ConstantTimeCompare(d[:], v[:]) == 1 {
-			return true
+			return true, true
 		}
-		if s.compare(s.hash, []byte(presented)) != nil {
-			return false
-		}
-		s.verified.Store(&d)
-		return true
+		return false, false
 	}
-	return false
+	return false, true
+}
+
+// verify checks presented against a bcrypt secret, and caches its digest
+// when it matches so that the next checks need no bcrypt.
+func (s *secret) verify(presented string) bool {
+	if s.kind != secretBcrypt || s.compare(s.hash, []byte(presented)) != nil {
+		return false
+	}
+	d := sha256.Sum256([]byte(presented))
+	s.verified.Store(&d)
+	return true
 }

@@ -2,6 +2,7 @@ package clientauth
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
@@ -10,6 +11,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
 	"github.com/cibaproxy/cibaproxy/internal/jose"
@@ -80,9 +83,20 @@ type Registry struct {
 	// Authenticate; do not change it afterwards.
 	MTLS MTLS
 
+	// Guard limits failed authentications per client address and bounds
+	// the bcrypt checks run at once (see Guard); nil limits nothing. Give
+	// every registry of a Live the same Guard. Set it before the first
+	// Authenticate; do not change it afterwards.
+	Guard *Guard
+
 	byID  map[string]*Registration
 	ids   []string
 	decoy [sha256.Size]byte
+	// hashDecoy is a bcrypt hash of a random secret at the highest cost of
+	// the registered hashes, checked for an unknown client and a wrong
+	// plain secret so that every failure costs what a wrong hashed
+	// secret does; nil when no client has a hashed secret.
+	hashDecoy *secret
 }
 
 // NewRegistry returns a registry of regs; a client_id registered twice is
@@ -100,7 +114,36 @@ func NewRegistry(regs ...*Registration) (*Registry, error) {
 		r.ids = append(r.ids, reg.ID())
 	}
 	slices.Sort(r.ids)
+	d, err := newHashDecoy(regs)
+	if err != nil {
+		return nil, err
+	}
+	r.hashDecoy = d
 	return r, nil
+}
+
+// newHashDecoy returns the decoy of regs: a bcrypt hash of random bytes at
+// the highest cost of their hashed secrets; nil when none has one.
+func newHashDecoy(regs []*Registration) (*secret, error) {
+	maxCost := 0
+	for _, reg := range regs {
+		if reg.secret.kind == secretBcrypt {
+			if c, err := bcrypt.Cost(reg.secret.hash); err == nil && c > maxCost {
+				maxCost = c
+			}
+		}
+	}
+	if maxCost == 0 {
+		return nil, nil
+	}
+	random := make([]byte, 32)
+	_, _ = rand.Read(random)
+	// Only the cost matters: the decoy is never matched.
+	h, err := bcrypt.GenerateFromPassword(random, maxCost)
+	if err != nil {
+		return nil, fmt.Errorf("clientauth: decoy hash: %w", err)
+	}
+	return &secret{kind: secretBcrypt, hash: h, compare: bcrypt.CompareHashAndPassword}, nil
 }
 
 // Lookup returns the registration of client id.
@@ -133,42 +176,67 @@ func (r *Registry) IDs() []string { return slices.Clone(r.ids) }
 // its credentials. A client assertion's own defects (aud, exp, …) are
 // described precisely. A replay check that cannot be made is
 // temporarily_unavailable.
+//
+// With a Guard, an address that used up its failures is refused before
+// anything is checked (*LimitError: 429, slow_down, with Retry-After), a
+// failure is counted against its address, and bcrypt checks wait for a
+// slot (*LimitError: 503, temporarily_unavailable, when none comes free in
+// time). Every failed secret check costs the same, whoever the client:
+// when some client has a hashed secret, an unknown client and a wrong
+// plain secret get a bcrypt check of a decoy at the highest registered
+// cost; when none has, no failure runs bcrypt.
 func (r *Registry) Authenticate(ctx context.Context, req *http.Request, form url.Values, endpoint string) (*Registration, error) {
+	key := r.Guard.addr(req)
+	if err := r.Guard.admit(key); err != nil {
+		return nil, err
+	}
+	reg, counted, err := r.authenticate(ctx, req, form, endpoint, key)
+	if err != nil && !counted && isFailure(err) {
+		err = r.Guard.charge(ctx, key, err)
+	}
+	return reg, err
+}
+
+// authenticate is Authenticate after the address was admitted; counted
+// reports that a failure was counted against key already.
+func (r *Registry) authenticate(ctx context.Context, req *http.Request, form url.Values, endpoint, key string) (reg *Registration, counted bool, err error) {
 	authz := req.Header.Values("Authorization")
 	if len(authz) > 1 {
-		return nil, ciba.Errorf(ciba.CodeInvalidRequest, "the Authorization header is repeated")
+		return nil, false, ciba.Errorf(ciba.CodeInvalidRequest, "the Authorization header is repeated")
 	}
 	basic := len(authz) == 1 && len(authz[0]) >= 6 && strings.EqualFold(authz[0][:6], "Basic ")
 	post := form.Has("client_secret")
 	assertion := form.Has("client_assertion") || form.Has("client_assertion_type")
 	switch n := btoi(basic) + btoi(post) + btoi(assertion); {
 	case n > 1:
-		return nil, ciba.Errorf(ciba.CodeInvalidRequest, "multiple client authentication methods (RFC 6749 §2.3)")
+		return nil, false, ciba.Errorf(ciba.CodeInvalidRequest, "multiple client authentication methods (RFC 6749 §2.3)")
 	case n == 0:
 		cert, intermediates, err := r.MTLS.ClientCertificate(req)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if cert != nil {
-			return r.mtlsAuth(ctx, form, cert, intermediates)
+			reg, err := r.mtlsAuth(ctx, form, cert, intermediates)
+			return reg, false, err
 		}
-		return nil, invalidClient(true, "client authentication is required (%s, %s, %s or a client certificate)", MethodSecretBasic, MethodSecretPost, MethodPrivateKeyJWT)
+		return nil, false, invalidClient(true, "client authentication is required (%s, %s, %s or a client certificate)", MethodSecretBasic, MethodSecretPost, MethodPrivateKeyJWT)
 	}
 	switch {
 	case basic:
 		id, secret, ok := basicCredentials(req)
 		if !ok {
-			return nil, invalidClient(true, "malformed Basic credentials (RFC 6749 §2.3.1)")
+			return nil, false, invalidClient(true, "malformed Basic credentials (RFC 6749 §2.3.1)")
 		}
-		return r.secretAuth(id, secret, MethodSecretBasic, form)
+		return r.secretAuth(ctx, key, id, secret, MethodSecretBasic, form)
 	case post:
 		id := form.Get("client_id")
 		if id == "" {
-			return nil, ciba.Errorf(ciba.CodeInvalidRequest, "client_id is required with client_secret")
+			return nil, false, ciba.Errorf(ciba.CodeInvalidRequest, "client_id is required with client_secret")
 		}
-		return r.secretAuth(id, form.Get("client_secret"), MethodSecretPost, form)
+		return r.secretAuth(ctx, key, id, form.Get("client_secret"), MethodSecretPost, form)
 	default:
-		return r.assertionAuth(ctx, form, endpoint)
+		reg, err := r.assertionAuth(ctx, form, endpoint)
+		return reg, false, err
 	}
 }
 
@@ -205,27 +273,59 @@ func checkFormID(form url.Values, id string) error {
 	return nil
 }
 
-// secretAuth authenticates client id by its secret with method.
-func (r *Registry) secretAuth(id, presented, method string, form url.Values) (*Registration, error) {
+// secretAuth authenticates client id by its secret with method; key is
+// the failure-limit key of the request's address. A plain secret, and a
+// hashed one whose digest was verified already, are checked without
+// bcrypt or the failure limit. Any other check reserves a failure token
+// first and runs a bcrypt check in a slot of the Guard: of the client's
+// hash, or of the decoy for an unknown client or a wrong plain secret when
+// some client has a hashed secret. counted reports that a failure was
+// counted already.
+func (r *Registry) secretAuth(ctx context.Context, key, id, presented, method string, form url.Values) (reg *Registration, counted bool, err error) {
 	basic := method == MethodSecretBasic
 	if err := checkFormID(form, id); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	reg := r.byID[id]
-	if reg == nil {
-		// The cost of a plain secret's check, so timing does not tell
-		// unknown clients from plain-secret ones.
-		d := sha256.Sum256([]byte(presented))
-		subtle.ConstantTimeCompare(d[:], r.decoy[:])
-		return nil, invalidClient(basic, genericFailure)
+	reg = r.byID[id]
+	var hashed *secret // the bcrypt check to run: the client's, or the decoy
+	switch ok, final := reg.quickCheck(presented); {
+	case ok:
+		return r.allowed(reg, method, basic)
+	case reg != nil && !final:
+		hashed = &reg.secret
+	case r.hashDecoy != nil:
+		hashed = r.hashDecoy
+	default:
+		if reg == nil {
+			// The cost of a plain secret's check, so timing does not tell
+			// unknown clients from plain-secret ones.
+			d := sha256.Sum256([]byte(presented))
+			subtle.ConstantTimeCompare(d[:], r.decoy[:])
+		}
+		return nil, false, invalidClient(basic, genericFailure)
 	}
-	if !reg.secret.check(presented) {
-		return nil, invalidClient(basic, genericFailure)
+	settle, err := r.Guard.reserve(ctx, key)
+	if err != nil {
+		return nil, true, err
 	}
+	ok := false
+	if err := r.Guard.hash(ctx, func() { ok = hashed.verify(presented) && hashed != r.hashDecoy }); err != nil {
+		settle(false)
+		return nil, true, err
+	}
+	settle(!ok)
+	if !ok {
+		return nil, true, invalidClient(basic, genericFailure)
+	}
+	return r.allowed(reg, method, basic)
+}
+
+// allowed returns reg if it may use method, which it proved its secret for.
+func (r *Registry) allowed(reg *Registration, method string, basic bool) (*Registration, bool, error) {
 	if !reg.Allows(method) {
-		return nil, invalidClient(basic, "client %q is not registered for %s", id, method)
+		return nil, false, invalidClient(basic, "client %q is not registered for %s", reg.ID(), method)
 	}
-	return reg, nil
+	return reg, false, nil
 }
 
 // assertionAuth authenticates a client by a client assertion
