@@ -139,6 +139,9 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 	}
 	auth.RequestObjects.Audiences = append(auth.RequestObjects.Audiences, up.audiences...)
 	registry.Current().AssertionPolicy.Audiences = up.audiences
+	limits := httpLimits(cfg, newLimit)
+	// One guard for every registry the clients are reloaded into (reload.go).
+	registry.Current().Guard = clientGuard(cfg, limits, newLimit)
 
 	channel, err := buildChannel(cfg, tr, log)
 	if err != nil {
@@ -190,7 +193,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 		Refresher:  up.refresher,
 		Forwarder:  up.forwarder,
 		RelayPings: up.relay != nil,
-		Limits:     httpLimits(cfg, newLimit),
+		Limits:     limits,
 		ClientCert: auth.CertThumbprint,
 		Discovery:  up.discovery,
 		Observer:   m,

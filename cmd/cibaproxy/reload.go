@@ -102,6 +102,8 @@ func (a *app) reloadClients(ctx context.Context, running *config.Config, path, l
 	// The assertion checks stay those of the running server (its issuer
 	// and the upstream's audiences).
 	reg.AssertionPolicy = a.clients.Current().AssertionPolicy
+	// The failure counts and bcrypt slots are the running server's too.
+	reg.Guard = a.clients.Current().Guard
 	a.clients.Swap(reg)
 
 	added, removed, changed := diffClients(running.Clients, cfg.Clients)

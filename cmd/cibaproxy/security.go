@@ -8,6 +8,7 @@ import (
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
 
+	"github.com/cibaproxy/cibaproxy/internal/clientauth"
 	"github.com/cibaproxy/cibaproxy/internal/config"
 	"github.com/cibaproxy/cibaproxy/internal/httpapi"
 	"github.com/cibaproxy/cibaproxy/internal/limit"
@@ -73,6 +74,17 @@ func httpLimits(cfg *config.Config, newLimit func(string, limit.Rate) limit.Keye
 		TrustedProxies:   l.Proxies,
 		ClientIPHeader:   l.ClientIPHeader,
 	}
+}
+
+// clientGuard is the failed client authentication limit of cfg, per
+// address as limits tells it (trusted proxies), made by newLimit (shared in
+// Redis with the Redis store), with the bcrypt checks bounded at their
+// defaults (clientauth.DefaultHashSlots, DefaultHashWait).
+func clientGuard(cfg *config.Config, limits *httpapi.Limits, newLimit func(string, limit.Rate) limit.Keyed) *clientauth.Guard {
+	return clientauth.NewGuard(clientauth.GuardOptions{
+		Failures: newLimit("client_auth_failures_per_ip", rate(cfg.Limits.ClientAuthFailuresPerIP)),
+		Key:      limits.AddrKey,
+	})
 }
 
 // userLimit is the per-user limit of cfg for ciba.Deps.UserLimit, made by

@@ -219,7 +219,9 @@ func (r *Registry) authenticate(ctx context.Context, req *http.Request, form url
 			reg, err := r.mtlsAuth(ctx, form, cert, intermediates)
 			return reg, false, err
 		}
-		return nil, false, invalidClient(true, "client authentication is required (%s, %s, %s or a client certificate)", MethodSecretBasic, MethodSecretPost, MethodPrivateKeyJWT)
+		// Not a failure the limit counts (counted is true): some HTTP
+		// clients send credentials only once challenged (RFC 9110 §11.6.1).
+		return nil, true, invalidClient(true, "client authentication is required (%s, %s, %s or a client certificate)", MethodSecretBasic, MethodSecretPost, MethodPrivateKeyJWT)
 	}
 	switch {
 	case basic:

@@ -47,6 +47,19 @@ type Limits struct {
 	// addresses. Default 60 per 1m.
 	CallbackFailuresPerIP Rate `yaml:"callback_failures_per_ip"`
 
+	// ClientAuthFailuresPerIP bounds the failed client authentications
+	// (wrong or unknown client_id or secret, bad client assertion or
+	// certificate: any invalid_client) per client address (an IPv6 /64),
+	// at every endpoint. Past it the address gets HTTP 429 with
+	// Retry-After and {"error":"slow_down"} on every client
+	// authentication, before anything is checked, until the bucket
+	// refills. Only failures count, and a success never touches the
+	// limit's store, so polling pays nothing for it. It bounds the
+	// bcrypt work an unauthenticated sender can cause (a wrong secret of
+	// a client_secret_hash costs a bcrypt check) and the guessing of
+	// secrets. Default 20 per 1m.
+	ClientAuthFailuresPerIP Rate `yaml:"client_auth_failures_per_ip"`
+
 	// MaxKeys bounds the keys each limit holds in memory; past it the
 	// least recently used one is forgotten. Default 100000 (a few MB).
 	// Limits kept in Redis need no bound: a bucket expires once it is full
@@ -90,6 +103,9 @@ var (
 	defaultRequestsPerUser       = Rate{Requests: 10, Per: 10 * time.Minute}
 	defaultApprovalFailuresPerIP = Rate{Requests: 30, Per: 10 * time.Minute}
 	defaultCallbackFailuresPerIP = Rate{Requests: 60, Per: time.Minute}
+	// A client fails authentication only when misconfigured; 20 leaves it
+	// room to retry, and bounds an address to 20 bcrypt checks a minute.
+	defaultClientAuthFailuresPerIP = Rate{Requests: 20, Per: time.Minute}
 )
 
 const (
@@ -112,6 +128,7 @@ func (v *validator) limitsDefaults(l *Limits) {
 	rate(&l.RequestsPerUser, "limits.requests_per_user", defaultRequestsPerUser)
 	rate(&l.ApprovalFailuresPerIP, "limits.approval_failures_per_ip", defaultApprovalFailuresPerIP)
 	rate(&l.CallbackFailuresPerIP, "limits.callback_failures_per_ip", defaultCallbackFailuresPerIP)
+	rate(&l.ClientAuthFailuresPerIP, "limits.client_auth_failures_per_ip", defaultClientAuthFailuresPerIP)
 	if !v.src.set["limits.max_keys"] {
 		l.MaxKeys = defaultLimitKeys
 	}
@@ -123,11 +140,12 @@ func (v *validator) limitsDefaults(l *Limits) {
 func (v *validator) checkLimits(c *Config) {
 	l := &c.Limits
 	for path, r := range map[string]Rate{
-		"limits.bc_authorize_per_client":  l.BCAuthorizePerClient,
-		"limits.token_per_client":         l.TokenPerClient,
-		"limits.requests_per_user":        l.RequestsPerUser,
-		"limits.approval_failures_per_ip": l.ApprovalFailuresPerIP,
-		"limits.callback_failures_per_ip": l.CallbackFailuresPerIP,
+		"limits.bc_authorize_per_client":     l.BCAuthorizePerClient,
+		"limits.token_per_client":            l.TokenPerClient,
+		"limits.requests_per_user":           l.RequestsPerUser,
+		"limits.approval_failures_per_ip":    l.ApprovalFailuresPerIP,
+		"limits.callback_failures_per_ip":    l.CallbackFailuresPerIP,
+		"limits.client_auth_failures_per_ip": l.ClientAuthFailuresPerIP,
 	} {
 		switch {
 		case r.Requests < 0:

@@ -10,11 +10,12 @@ func TestLimitsDefaults(t *testing.T) {
 	c := mustParse(t, doc(nil), noEnv)
 	l := c.Limits
 	for name, got := range map[string]Rate{
-		"bc_authorize_per_client":  l.BCAuthorizePerClient,
-		"token_per_client":         l.TokenPerClient,
-		"requests_per_user":        l.RequestsPerUser,
-		"approval_failures_per_ip": l.ApprovalFailuresPerIP,
-		"callback_failures_per_ip": l.CallbackFailuresPerIP,
+		"bc_authorize_per_client":     l.BCAuthorizePerClient,
+		"token_per_client":            l.TokenPerClient,
+		"requests_per_user":           l.RequestsPerUser,
+		"approval_failures_per_ip":    l.ApprovalFailuresPerIP,
+		"callback_failures_per_ip":    l.CallbackFailuresPerIP,
+		"client_auth_failures_per_ip": l.ClientAuthFailuresPerIP,
 	} {
 		if got.Requests <= 0 || got.Per <= 0 {
 			t.Errorf("limits.%s = %+v, want on by default", name, got)
@@ -22,6 +23,9 @@ func TestLimitsDefaults(t *testing.T) {
 	}
 	if l.RequestsPerUser != (Rate{Requests: 10, Per: 10 * time.Minute}) {
 		t.Errorf("requests_per_user = %+v, want 10 per 10m", l.RequestsPerUser)
+	}
+	if l.ClientAuthFailuresPerIP != (Rate{Requests: 20, Per: time.Minute}) {
+		t.Errorf("client_auth_failures_per_ip = %+v, want 20 per 1m", l.ClientAuthFailuresPerIP)
 	}
 	if l.MaxKeys != 100_000 || l.ClientIPHeader != "" || len(l.Proxies) != 0 {
 		t.Errorf("max_keys %d, header %q, proxies %v", l.MaxKeys, l.ClientIPHeader, l.Proxies)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
 )
@@ -89,6 +90,10 @@ type challenger interface{ Challenge() string }
 func writeError(w http.ResponseWriter, err error) {
 	e := ciba.AsError(err)
 	noteResult(w, e.Code)
+	var ra interface{ RetryAfter() time.Duration }
+	if errors.As(err, &ra) {
+		retryAfter(w, ra.RetryAfter()) // a refusal by a limit (clientauth.LimitError)
+	}
 	if e.Code == ciba.CodeInvalidClient || e.Code == ciba.CodeInvalidToken {
 		h := w.Header()
 		var c challenger

@@ -97,6 +97,12 @@ func contains(nets []netip.Prefix, a netip.Addr) bool {
 	return false
 }
 
+// AddrKey is the per-address limit key of the party that sent r (see
+// ClientIP): its IPv4 address, or its IPv6 /64. The failed client
+// authentication limit (clientauth.Guard) keys by it, as the approval-page
+// and callback limits do.
+func (l *Limits) AddrKey(r *http.Request) string { return addrKey(l.ClientIP(r)) }
+
 // addrKey is the limiter key of a client address: the address for IPv4,
 // its /64 for IPv6 (one subscriber usually holds a whole /64).
 func addrKey(a netip.Addr) string {
