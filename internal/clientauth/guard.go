@@ -64,10 +64,11 @@ type GuardOptions struct {
 // N: a request that will run a bcrypt check reserves its token before the
 // check (limit.Reserve) and gives it back on success; a failure found
 // without one (an assertion, a certificate, a plain secret) is charged
-// when it is found. An address whose bucket is empty is answered 429 with
-// Retry-After ({"error":"slow_down"}), and is refused before any check —
-// even of a correct secret — until its bucket refills, so guessing is
-// bounded too. Successes cost nothing and never touch the limit's store:
+// when it is found. A failure that finds its address's bucket empty is
+// answered 429 with Retry-After ({"error":"slow_down"}), and from then on
+// the address is refused by this instance before any check — even of a
+// correct secret — until a token is back, so guessing is bounded too (at
+// most one check more than the limit per refill). Successes cost nothing and never touch the limit's store:
 // the poll path pays no round trip for it.
 type Guard struct {
 	failures limit.Keyed
@@ -113,7 +114,7 @@ func peerKey(r *http.Request) string {
 
 // LimitError is a client authentication refused without being checked:
 // the address used up its failures (429, slow_down), or no bcrypt slot
-// came free in time (503, temporarily_unavailable). RetryAfter is the
+// came free in time (503, temporarily_unavailable). Wait is the
 // Retry-After to answer with.
 type LimitError struct {
 	Err  *ciba.Error

@@ -1,0 +1,310 @@
+package clientauth
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/limit"
+)
+
+// countingLimit is a limit.Keyed that counts the calls made to it.
+type countingLimit struct {
+	limit.Keyed
+	allows, refunds atomic.Int32
+}
+
+func (c *countingLimit) Allow(ctx context.Context, key string, now time.Time) (bool, time.Duration, error) {
+	c.allows.Add(1)
+	return c.Keyed.Allow(ctx, key, now)
+}
+
+func (c *countingLimit) Refund(ctx context.Context, key string, now time.Time) error {
+	c.refunds.Add(1)
+	return c.Keyed.Refund(ctx, key, now)
+}
+
+// guarded returns testRegistry with a Guard limiting failures to n per
+// hour per address, and the limit to count calls.
+func guarded(t *testing.T, n int, o GuardOptions) (*Registry, *countingLimit) {
+	t.Helper()
+	reg := testRegistry(t)
+	lim := &countingLimit{Keyed: limit.New(limit.Rate{Requests: n, Per: time.Hour}, 0)}
+	o.Failures = lim
+	reg.Guard = NewGuard(o)
+	return reg, lim
+}
+
+// basicFrom authenticates with Basic credentials from address addr.
+func basicFrom(t *testing.T, reg *Registry, addr, id, secret string) (*Registration, error) {
+	req := httptest.NewRequest(http.MethodPost, tokenEndpoint, nil)
+	req.RemoteAddr = addr + ":40000"
+	req.Header.Set("Authorization", basicHeader(id, secret))
+	return reg.Authenticate(t.Context(), req, url.Values{}, tokenEndpoint)
+}
+
+// outcome classifies an Authenticate error: "ok", "invalid_client" (401),
+// "limited" (429 with a Retry-After), "busy" (503 with a Retry-After).
+func outcome(t *testing.T, err error) string {
+	t.Helper()
+	var le *LimitError
+	switch e := ciba.AsError(err); {
+	case err == nil:
+		return "ok"
+	case errors.As(err, &le) && e.HTTPStatus() == http.StatusTooManyRequests && e.Code == ciba.CodeSlowDown && le.RetryAfter() >= time.Second:
+		return "limited"
+	case errors.As(err, &le) && e.HTTPStatus() == http.StatusServiceUnavailable && e.Code == ciba.CodeTemporarilyUnavailable && le.RetryAfter() >= time.Second:
+		return "busy"
+	case e.Code == ciba.CodeInvalidClient && e.HTTPStatus() == http.StatusUnauthorized:
+		return "invalid_client"
+	default:
+		t.Fatalf("unexpected answer %v (%s, HTTP %d)", err, e.Code, e.HTTPStatus())
+		return ""
+	}
+}
+
+// TestGuardParallelWrongSecretsAreAllCounted: 100 wrong secrets at once
+// from one address cost 100 failures: 20 are checked (20 bcrypt checks,
+// 20 invalid_client), the other 80 are refused unchecked. The address is
+// then refused even with the right secret; another address is not.
+func TestGuardParallelWrongSecretsAreAllCounted(t *testing.T) {
+	for _, id := range []string{"hashed", "nobody", "basic"} {
+		t.Run(id, func(t *testing.T) {
+			reg, _ := guarded(t, 20, GuardOptions{HashWait: time.Minute})
+			var mu sync.Mutex
+			got := map[string]int{}
+			var wg sync.WaitGroup
+			for range 100 {
+				wg.Go(func() {
+					_, err := basicFrom(t, reg, "192.0.2.7", id, "wrong")
+					o := outcome(t, err)
+					mu.Lock()
+					got[o]++
+					mu.Unlock()
+				})
+			}
+			wg.Wait()
+			if got["invalid_client"] != 20 || got["limited"] != 80 {
+				t.Fatalf("100 parallel wrong secrets: %v, want 20 invalid_client and 80 limited", got)
+			}
+			// A registry with a hashed client checks every failure with
+			// bcrypt, the checked ones only.
+			if h := reg.Guard.Hashes(); h != 20 {
+				t.Fatalf("%d bcrypt checks for 20 checked failures", h)
+			}
+			if _, err := basicFrom(t, reg, "192.0.2.7", "basic", plainSecret); outcome(t, err) != "limited" {
+				t.Fatalf("the right secret from the refused address: %v, want limited until a token is back", err)
+			}
+			if _, err := basicFrom(t, reg, "192.0.2.8", "basic", plainSecret); err != nil {
+				t.Fatalf("another address: %v", err)
+			}
+			if _, err := basicFrom(t, reg, "192.0.2.8", "hashed", hashedSecret); err != nil {
+				t.Fatalf("another address, hashed secret: %v", err)
+			}
+		})
+	}
+}
+
+// TestGuardUnknownClientCostsAWrongSecret: with a hashed client
+// registered, an unknown client, a wrong hashed secret, a wrong plain
+// secret and a client without a secret each cost one bcrypt check and one
+// failure, and get the same answer; without one, none costs a bcrypt
+// check.
+func TestGuardUnknownClientCostsAWrongSecret(t *testing.T) {
+	reg, lim := guarded(t, 1000, GuardOptions{})
+	answer := func(id string) string {
+		beforeH, beforeA := reg.Guard.Hashes(), lim.allows.Load()
+		_, err := basicFrom(t, reg, "192.0.2.9", id, "wrong")
+		e := ciba.AsError(err)
+		if h := reg.Guard.Hashes() - beforeH; h != 1 {
+			t.Errorf("%s: %d bcrypt checks for a failure, want 1", id, h)
+		}
+		if a := lim.allows.Load() - beforeA; a != 1 {
+			t.Errorf("%s: %d failure tokens taken, want 1", id, a)
+		}
+		return string(e.Code) + "|" + e.Description + "|" + WWWAuthenticate(err)
+	}
+	want := answer("hashed")
+	for _, id := range []string{"nobody", "basic", "jwt"} {
+		if got := answer(id); got != want {
+			t.Errorf("%s answered %q, a wrong hashed secret %q", id, got, want)
+		}
+	}
+	if reg.hashDecoy == nil {
+		t.Fatal("no decoy")
+	}
+	if c, _ := bcrypt.Cost(reg.hashDecoy.hash); c != bcrypt.MinCost {
+		t.Fatalf("decoy cost %d, want the registered hash's %d", c, bcrypt.MinCost)
+	}
+
+	t.Run("no hashed client: no bcrypt at all", func(t *testing.T) {
+		plain, err := NewRegistry(newReg(t, Options{Client: ciba.Client{ID: "basic"}, Secret: plainSecret}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain.Guard = NewGuard(GuardOptions{Failures: limit.New(limit.Rate{Requests: 100, Per: time.Hour}, 0)})
+		for _, id := range []string{"basic", "nobody"} {
+			if _, err := basicFrom(t, plain, "192.0.2.9", id, "wrong"); outcome(t, err) != "invalid_client" {
+				t.Fatalf("%s: %v", id, err)
+			}
+		}
+		if plain.hashDecoy != nil || plain.Guard.Hashes() != 0 {
+			t.Fatalf("bcrypt ran %d times without a hashed client", plain.Guard.Hashes())
+		}
+	})
+}
+
+// TestGuardSuccessesCostNothing: a correct plain secret, and a hashed one
+// verified once, never reach the failure limit's store; the first bcrypt
+// success gives its reserved token back.
+func TestGuardSuccessesCostNothing(t *testing.T) {
+	reg, lim := guarded(t, 1, GuardOptions{})
+	if _, err := basicFrom(t, reg, "192.0.2.10", "hashed", hashedSecret); err != nil {
+		t.Fatal(err)
+	}
+	if lim.allows.Load() != 1 || lim.refunds.Load() != 1 {
+		t.Fatalf("the first bcrypt success: %d taken, %d given back; want 1 and 1", lim.allows.Load(), lim.refunds.Load())
+	}
+	for range 50 {
+		for _, c := range [][2]string{{"hashed", hashedSecret}, {"basic", plainSecret}} {
+			if _, err := basicFrom(t, reg, "192.0.2.10", c[0], c[1]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if lim.allows.Load() != 1 {
+		t.Fatalf("100 successes asked the limit %d times", lim.allows.Load()-1)
+	}
+	// The one token is still there: one failure is checked, the next refused.
+	if _, err := basicFrom(t, reg, "192.0.2.10", "basic", "wrong"); outcome(t, err) != "invalid_client" {
+		t.Fatalf("first failure: %v", err)
+	}
+	if _, err := basicFrom(t, reg, "192.0.2.10", "basic", "wrong"); outcome(t, err) != "limited" {
+		t.Fatalf("second failure: %v", err)
+	}
+}
+
+// TestGuardCountsEveryMethodButNoCredentials: bad client assertions count
+// like wrong secrets; a request without credentials (a client waiting for
+// the challenge) does not.
+func TestGuardCountsEveryMethodButNoCredentials(t *testing.T) {
+	reg, _ := guarded(t, 3, GuardOptions{})
+	for range 10 {
+		req := httptest.NewRequest(http.MethodPost, tokenEndpoint, nil)
+		req.RemoteAddr = "192.0.2.11:1"
+		if _, err := reg.Authenticate(t.Context(), req, url.Values{"client_id": {"basic"}}, tokenEndpoint); outcome(t, err) != "invalid_client" {
+			t.Fatalf("no credentials: %v", err)
+		}
+	}
+	var got []string
+	for range 5 {
+		req := httptest.NewRequest(http.MethodPost, tokenEndpoint, nil)
+		req.RemoteAddr = "192.0.2.11:1"
+		_, err := reg.Authenticate(t.Context(), req, assertionForm(assertion(t, otherKey(), "jwt", tokenEndpoint, nil)), tokenEndpoint)
+		got = append(got, outcome(t, err))
+	}
+	if want := "[invalid_client invalid_client invalid_client limited limited]"; fmtList(got) != want {
+		t.Fatalf("5 bad assertions: %v, want %s", got, want)
+	}
+}
+
+func fmtList(s []string) string {
+	out := "["
+	for i, v := range s {
+		if i > 0 {
+			out += " "
+		}
+		out += v
+	}
+	return out + "]"
+}
+
+// TestGuardBoundsConcurrentBcrypt: no more bcrypt checks run at once than
+// there are slots, and a check that finds none free within the wait is
+// answered temporarily_unavailable (503, Retry-After) instead of queueing.
+func TestGuardBoundsConcurrentBcrypt(t *testing.T) {
+	reg, _ := guarded(t, 1000, GuardOptions{HashSlots: 2, HashWait: 50 * time.Millisecond})
+	hashed, _ := reg.Lookup("hashed")
+	release := make(chan struct{})
+	var running, peak atomic.Int32
+	entered := make(chan struct{}, 100)
+	hashed.secret.compare = func(hash, pw []byte) error {
+		n := running.Add(1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		entered <- struct{}{}
+		<-release
+		running.Add(-1)
+		return bcrypt.ErrMismatchedHashAndPassword
+	}
+	var wg sync.WaitGroup
+	results := make(chan string, 2)
+	for range 2 {
+		wg.Go(func() {
+			_, err := basicFrom(t, reg, "192.0.2.12", "hashed", "wrong")
+			results <- outcome(t, err)
+		})
+	}
+	<-entered
+	<-entered // both slots are taken
+	for range 5 {
+		if _, err := basicFrom(t, reg, "192.0.2.13", "hashed", "wrong"); outcome(t, err) != "busy" {
+			t.Fatalf("with every slot taken: %v, want busy", err)
+		}
+	}
+	close(release)
+	wg.Wait()
+	close(results)
+	hashed.secret.compare = bcrypt.CompareHashAndPassword
+	for o := range results {
+		if o != "invalid_client" {
+			t.Fatalf("a check that had a slot: %s", o)
+		}
+	}
+	if peak.Load() != 2 {
+		t.Fatalf("%d bcrypt checks ran at once with 2 slots", peak.Load())
+	}
+	// A busy answer gave its failure token back: it was not checked.
+	if _, err := basicFrom(t, reg, "192.0.2.13", "hashed", hashedSecret); err != nil {
+		t.Fatalf("the right secret once a slot is free: %v", err)
+	}
+}
+
+// TestGuardBlockExpires: once refused, an address is refused before any
+// check, even of the right secret, until its bucket has a token again.
+func TestGuardBlockExpires(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	reg := testRegistry(t)
+	reg.Guard = NewGuard(GuardOptions{Failures: limit.New(limit.Rate{Requests: 2, Per: time.Minute}, 0), Now: clock})
+	for i, want := range []string{"invalid_client", "invalid_client", "limited"} {
+		if _, err := basicFrom(t, reg, "192.0.2.14", "basic", "wrong"); outcome(t, err) != want {
+			t.Fatalf("failure %d: %v, want %s", i+1, err, want)
+		}
+	}
+	_, err := basicFrom(t, reg, "192.0.2.14", "basic", plainSecret)
+	var le *LimitError
+	if !errors.As(err, &le) || le.RetryAfter() != 30*time.Second {
+		t.Fatalf("refused address: %v, want limited with Retry-After 30s", err)
+	}
+	mu.Lock()
+	now = now.Add(30 * time.Second)
+	mu.Unlock()
+	if _, err := basicFrom(t, reg, "192.0.2.14", "basic", plainSecret); err != nil {
+		t.Fatalf("after Retry-After: %v", err)
+	}
+}
