@@ -1,6 +1,7 @@
 package jose
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -149,4 +150,35 @@ func TestARequestObjectIsNeverAnAssertion(t *testing.T) {
 		c2["sub"] = testClient
 		wantError(t, VerifyClientAssertion(t.Context(), sign(t, rs256(), c2), p), ciba.CodeInvalidClient, "authentication request parameter")
 	}
+}
+
+// FuzzRolesAreDisjoint: no claims set and typ header make a JWT that is
+// accepted both as a request object and as a client assertion of the same
+// client, at the audience both accept (the issuer).
+func FuzzRolesAreDisjoint(f *testing.F) {
+	for _, typ := range []string{"", "JWT", TypRequestObject, TypClientAssertion, "application/jwt"} {
+		for _, b := range claimsSeeds(f, bothRoles,
+			func(c map[string]any) { delete(c, "sub") },
+			func(c map[string]any) { c["sub"] = "alice" },
+			func(c map[string]any) { c["login_hint"] = "alice" },
+			func(c map[string]any) { c["client_id"] = testClient },
+		) {
+			f.Add(typ, b)
+		}
+	}
+	ro, as := requestPolicy(f), assertionPolicy(f)
+	ro.Replay, as.Replay = acceptAll{}, acceptAll{}
+	as.Endpoint = testEndpoint
+	f.Fuzz(func(t *testing.T, typ string, payload []byte) {
+		s := es256()
+		if typ != "" {
+			s.headers = map[gojose.HeaderKey]any{gojose.HeaderType: typ}
+		}
+		raw := signPayload(t, s, payload)
+		_, roErr := VerifyRequestObject(context.Background(), raw, ro)
+		asErr := VerifyClientAssertion(context.Background(), raw, as)
+		if roErr == nil && asErr == nil {
+			t.Fatalf("typ %q, claims %s: accepted as a request object and as a client assertion", typ, payload)
+		}
+	})
 }
