@@ -66,9 +66,13 @@ type GuardOptions struct {
 // without one (an assertion, a certificate, a plain secret) is charged
 // when it is found. A failure that finds its address's bucket empty is
 // answered 429 with Retry-After ({"error":"slow_down"}), and from then on
-// the address is refused by this instance before any check — even of a
-// correct secret — until a token is back, so guessing is bounded too (at
-// most one check more than the limit per refill). Successes cost nothing and never touch the limit's store:
+// the client_id it named is refused from that address by this instance
+// before any check — even with its correct secret — until a token is back,
+// so guessing a client's secret is bounded too (at most one check more
+// than the limit per refill). Other client_ids on the address (clients
+// behind one NAT) are still checked: with a plain secret, or a hashed one
+// verified already, they are served; one that needs a bcrypt check waits
+// for the address's next token. Successes cost nothing and never touch the limit's store:
 // the poll path pays no round trip for it.
 type Guard struct {
 	failures limit.Keyed
@@ -139,6 +143,22 @@ func tooManyFailures(wait time.Duration) *LimitError {
 var errBusy = &LimitError{Wait: time.Second, Err: &ciba.Error{Code: ciba.CodeTemporarilyUnavailable, Status: http.StatusServiceUnavailable,
 	Description: "client authentication is busy; retry after the time in Retry-After"}}
 
+// attempt is one client authentication as the Guard sees it: the
+// failure-limit key of its address, and the client_id it names ("" until
+// known, or when it names none).
+type attempt struct{ addr, id string }
+
+// named sets the client_id of a and returns a.
+func (a *attempt) named(id string) *attempt {
+	a.id = id
+	return a
+}
+
+// blockKey is the key of a in the Guard's memory of refusals: a refusal
+// holds back the client_id it named from its address, not every client on
+// that address.
+func (a *attempt) blockKey() string { return a.addr + "\x00" + a.id }
+
 // addr returns the failure-limit key of r; "" for a nil Guard.
 func (g *Guard) addr(r *http.Request) string {
 	if g == nil {
@@ -147,13 +167,15 @@ func (g *Guard) addr(r *http.Request) string {
 	return g.key(r)
 }
 
-// admit refuses an address that used up its failures, before anything is
-// checked. It reads only this instance's memory of refusals: the shared
-// limit is asked (by reserve and charge) only on the way to a failure.
-func (g *Guard) admit(key string) error {
+// admit refuses, before anything is checked, the client_id of an attempt
+// from an address whose failures were found used up by a failure naming
+// it. It reads only this instance's memory of refusals: the shared limit
+// is asked (by reserve and charge) only on the way to a failure.
+func (g *Guard) admit(at *attempt) error {
 	if g == nil || g.nblock.Load() == 0 {
 		return nil
 	}
+	key := at.blockKey()
 	now := g.now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -192,18 +214,18 @@ func (g *Guard) block(key string, wait time.Duration) {
 // reserve takes a failure token of key before a bcrypt check; settle(true)
 // keeps it (the check failed), settle(false) gives it back. An empty
 // bucket is a *LimitError.
-func (g *Guard) reserve(ctx context.Context, key string) (settle func(failed bool), err error) {
+func (g *Guard) reserve(ctx context.Context, at *attempt) (settle func(failed bool), err error) {
 	if g == nil || g.failures == nil {
 		return func(bool) {}, nil
 	}
-	ok, wait, settle, err := limit.Reserve(ctx, g.failures, key, g.now)
+	ok, wait, settle, err := limit.Reserve(ctx, g.failures, at.addr, g.now)
 	if err != nil {
 		// limit.FailOpen reports and hides these; a bare Keyed that fails
 		// is allowed the same way.
 		return settle, nil
 	}
 	if !ok {
-		g.block(key, wait)
+		g.block(at.blockKey(), wait)
 		return nil, tooManyFailures(wait)
 	}
 	return settle, nil
@@ -211,15 +233,15 @@ func (g *Guard) reserve(ctx context.Context, key string) (settle func(failed boo
 
 // charge counts a failure found without a bcrypt check: it returns failure
 // itself, or a *LimitError when the address has no failure left.
-func (g *Guard) charge(ctx context.Context, key string, failure error) error {
+func (g *Guard) charge(ctx context.Context, at *attempt, failure error) error {
 	if g == nil || g.failures == nil {
 		return failure
 	}
-	ok, wait, err := g.failures.Allow(ctx, key, g.now())
+	ok, wait, err := g.failures.Allow(ctx, at.addr, g.now())
 	if err != nil || ok {
 		return failure
 	}
-	g.block(key, wait)
+	g.block(at.blockKey(), wait)
 	return tooManyFailures(wait)
 }
 

@@ -177,29 +177,28 @@ func (r *Registry) IDs() []string { return slices.Clone(r.ids) }
 // described precisely. A replay check that cannot be made is
 // temporarily_unavailable.
 //
-// With a Guard, an address that used up its failures is refused before
-// anything is checked (*LimitError: 429, slow_down, with Retry-After), a
-// failure is counted against its address, and bcrypt checks wait for a
-// slot (*LimitError: 503, temporarily_unavailable, when none comes free in
+// With a Guard, a failure is counted against the address of the request;
+// once a failure has found the address's failures used up, the client_id
+// it named is refused from that address before anything is checked
+// (*LimitError: 429, slow_down, with Retry-After) until a token is back;
+// and bcrypt checks wait for a slot (*LimitError: 503, temporarily_unavailable, when none comes free in
 // time). Every failed secret check costs the same, whoever the client:
 // when some client has a hashed secret, an unknown client and a wrong
 // plain secret get a bcrypt check of a decoy at the highest registered
 // cost; when none has, no failure runs bcrypt.
 func (r *Registry) Authenticate(ctx context.Context, req *http.Request, form url.Values, endpoint string) (*Registration, error) {
-	key := r.Guard.addr(req)
-	if err := r.Guard.admit(key); err != nil {
-		return nil, err
-	}
-	reg, counted, err := r.authenticate(ctx, req, form, endpoint, key)
+	at := &attempt{addr: r.Guard.addr(req)}
+	reg, counted, err := r.authenticate(ctx, req, form, endpoint, at)
 	if err != nil && !counted && isFailure(err) {
-		err = r.Guard.charge(ctx, key, err)
+		err = r.Guard.charge(ctx, at, err)
 	}
 	return reg, err
 }
 
-// authenticate is Authenticate after the address was admitted; counted
-// reports that a failure was counted against key already.
-func (r *Registry) authenticate(ctx context.Context, req *http.Request, form url.Values, endpoint, key string) (reg *Registration, counted bool, err error) {
+// authenticate is Authenticate; it records in at the client_id the
+// request names, and has the Guard admit it before checking anything.
+// counted reports that a failure was counted already, or must not be.
+func (r *Registry) authenticate(ctx context.Context, req *http.Request, form url.Values, endpoint string, at *attempt) (reg *Registration, counted bool, err error) {
 	authz := req.Header.Values("Authorization")
 	if len(authz) > 1 {
 		return nil, false, ciba.Errorf(ciba.CodeInvalidRequest, "the Authorization header is repeated")
@@ -216,6 +215,9 @@ func (r *Registry) authenticate(ctx context.Context, req *http.Request, form url
 			return nil, false, err
 		}
 		if cert != nil {
+			if err := r.Guard.admit(at.named(form.Get("client_id"))); err != nil {
+				return nil, true, err
+			}
 			reg, err := r.mtlsAuth(ctx, form, cert, intermediates)
 			return reg, false, err
 		}
@@ -227,18 +229,20 @@ func (r *Registry) authenticate(ctx context.Context, req *http.Request, form url
 	case basic:
 		id, secret, ok := basicCredentials(req)
 		if !ok {
+			if err := r.Guard.admit(at); err != nil {
+				return nil, true, err
+			}
 			return nil, false, invalidClient(true, "malformed Basic credentials (RFC 6749 §2.3.1)")
 		}
-		return r.secretAuth(ctx, key, id, secret, MethodSecretBasic, form)
+		return r.secretAuth(ctx, at.named(id), secret, MethodSecretBasic, form)
 	case post:
 		id := form.Get("client_id")
 		if id == "" {
 			return nil, false, ciba.Errorf(ciba.CodeInvalidRequest, "client_id is required with client_secret")
 		}
-		return r.secretAuth(ctx, key, id, form.Get("client_secret"), MethodSecretPost, form)
+		return r.secretAuth(ctx, at.named(id), form.Get("client_secret"), MethodSecretPost, form)
 	default:
-		reg, err := r.assertionAuth(ctx, form, endpoint)
-		return reg, false, err
+		return r.assertionAuth(ctx, form, endpoint, at)
 	}
 }
 
@@ -275,18 +279,21 @@ func checkFormID(form url.Values, id string) error {
 	return nil
 }
 
-// secretAuth authenticates client id by its secret with method; key is
-// the failure-limit key of the request's address. A plain secret, and a
+// secretAuth authenticates client at.id by its secret with method; at.addr
+// is the failure-limit key of the request's address. A plain secret, and a
 // hashed one whose digest was verified already, are checked without
 // bcrypt or the failure limit. Any other check reserves a failure token
 // first and runs a bcrypt check in a slot of the Guard: of the client's
 // hash, or of the decoy for an unknown client or a wrong plain secret when
 // some client has a hashed secret. counted reports that a failure was
 // counted already.
-func (r *Registry) secretAuth(ctx context.Context, key, id, presented, method string, form url.Values) (reg *Registration, counted bool, err error) {
-	basic := method == MethodSecretBasic
+func (r *Registry) secretAuth(ctx context.Context, at *attempt, presented, method string, form url.Values) (reg *Registration, counted bool, err error) {
+	basic, id := method == MethodSecretBasic, at.id
 	if err := checkFormID(form, id); err != nil {
 		return nil, false, err
+	}
+	if err := r.Guard.admit(at); err != nil {
+		return nil, true, err
 	}
 	reg = r.byID[id]
 	var hashed *secret // the bcrypt check to run: the client's, or the decoy
@@ -306,7 +313,7 @@ func (r *Registry) secretAuth(ctx context.Context, key, id, presented, method st
 		}
 		return nil, false, invalidClient(basic, genericFailure)
 	}
-	settle, err := r.Guard.reserve(ctx, key)
+	settle, err := r.Guard.reserve(ctx, at)
 	if err != nil {
 		return nil, true, err
 	}
@@ -332,20 +339,31 @@ func (r *Registry) allowed(reg *Registration, method string, basic bool) (*Regis
 
 // assertionAuth authenticates a client by a client assertion
 // (private_key_jwt, RFC 7523 §2.2 and §3).
-func (r *Registry) assertionAuth(ctx context.Context, form url.Values, endpoint string) (*Registration, error) {
+func (r *Registry) assertionAuth(ctx context.Context, form url.Values, endpoint string, at *attempt) (_ *Registration, counted bool, err error) {
 	typ, raw := form.Get("client_assertion_type"), form.Get("client_assertion")
 	switch {
 	case typ == "":
-		return nil, ciba.Errorf(ciba.CodeInvalidRequest, "client_assertion_type is missing")
+		return nil, false, ciba.Errorf(ciba.CodeInvalidRequest, "client_assertion_type is missing")
 	case raw == "":
-		return nil, ciba.Errorf(ciba.CodeInvalidRequest, "client_assertion is missing")
-	case typ != jose.ClientAssertionType:
-		return nil, invalidClient(false, "client_assertion_type %q is not supported (want %s)", clip(typ), jose.ClientAssertionType)
+		return nil, false, ciba.Errorf(ciba.CodeInvalidRequest, "client_assertion is missing")
 	}
 	id, err := jose.AssertionSubject(raw)
-	if err != nil {
-		return nil, asAuthError(err)
+	if err := r.Guard.admit(at.named(id)); err != nil { // id is "" when err is set
+		return nil, true, err
 	}
+	if typ != jose.ClientAssertionType {
+		return nil, false, invalidClient(false, "client_assertion_type %q is not supported (want %s)", clip(typ), jose.ClientAssertionType)
+	}
+	if err != nil {
+		return nil, false, asAuthError(err)
+	}
+	reg, err := r.verifyAssertion(ctx, form, endpoint, raw, id)
+	return reg, false, err
+}
+
+// verifyAssertion verifies the client assertion raw of client id
+// (AssertionSubject) at endpoint.
+func (r *Registry) verifyAssertion(ctx context.Context, form url.Values, endpoint, raw, id string) (*Registration, error) {
 	if err := checkFormID(form, id); err != nil {
 		return nil, err
 	}

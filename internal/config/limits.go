@@ -51,9 +51,9 @@ type Limits struct {
 	// (wrong or unknown client_id or secret, bad client assertion or
 	// certificate: any invalid_client) per client address (an IPv6 /64),
 	// at every endpoint. Past it the address gets HTTP 429 with
-	// Retry-After and {"error":"slow_down"} on every client
-	// authentication, before anything is checked, until the bucket
-	// refills. Only failures count, and a success never touches the
+	// Retry-After and {"error":"slow_down"} for the client_id it named,
+	// before anything is checked, until the bucket refills (other
+	// clients on the address are still checked). Only failures count, and a success never touches the
 	// limit's store, so polling pays nothing for it. It bounds the
 	// bcrypt work an unauthenticated sender can cause (a wrong secret of
 	// a client_secret_hash costs a bcrypt check) and the guessing of

@@ -111,10 +111,10 @@ func clientauthCheckBurst(t *testing.T, got map[int]int, took time.Duration) {
 // TestClientAuthFailureBurstIsLimited: a burst of wrong client secrets from
 // one address is checked at most the default 20 times; the rest are
 // answered 429 with Retry-After without being checked, and from then on
-// even the right secret from that address is refused (no guessing
-// around the limit), whatever X-Forwarded-For it claims (the quick start
-// trusts no proxy). A legitimate client on another address is served
-// throughout.
+// the client_id attacked is refused from that address even with its right
+// secret (no guessing around the limit), whatever X-Forwarded-For it
+// claims (the quick start trusts no proxy). Another client on that address
+// is still served, and so is a legitimate client on another address.
 func TestClientAuthFailureBurstIsLimited(t *testing.T) {
 	t.Parallel()
 	e := startQuickstart(t)
@@ -131,6 +131,13 @@ func TestClientAuthFailureBurstIsLimited(t *testing.T) {
 	r = clientauthPost(t, attacker, e.url("/token"), demoPoll, poll, http.Header{"X-Forwarded-For": {"203.0.113.9"}})
 	if r.Status != http.StatusTooManyRequests {
 		t.Fatalf("a forged X-Forwarded-For escaped the limit: %s", r)
+	}
+	// Another client sharing the attacker's address (one NAT) is still
+	// checked, and served with its right (plain) secret.
+	demoPing := testutil.Client{ID: "demo-ping", Secret: "demo-ping-secret"}
+	r = clientauthPost(t, attacker, e.url("/token"), demoPing, poll, nil)
+	if r.Status != http.StatusBadRequest || !bytes.Contains(r.Body, []byte("invalid_grant")) {
+		t.Fatalf("another client on the attacker's address: %s, want its own answer (invalid_grant for auth_req_id x)", r)
 	}
 
 	authz := url.Values{"scope": {"openid"}, "login_hint": {"alice"}}
