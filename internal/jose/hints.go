@@ -39,7 +39,8 @@ type HintTokenPolicy struct {
 // the requesting client itself (iss = client_id) or by a trusted issuer, and
 // returns its claims; HintSubject then tells whom it names.
 //
-// Checks, cheapest first: size; the allowed algorithms; iss is the client
+// Checks, cheapest first: size; the allowed algorithms; a typ header, if
+// any, is not that of a request object or a client assertion; iss is the client
 // or a trusted issuer; exp, if present, is not past; nbf, if present, is not
 // in the future; aud, if present, names the Issuer; then the signature. An
 // expired token is expired_login_hint_token (CIBA §13); every other failure
@@ -59,6 +60,11 @@ func VerifyLoginHintToken(ctx context.Context, raw string, p HintTokenPolicy) (m
 	t, e := c.parse(raw, l, algs)
 	if e != nil {
 		return nil, e
+	}
+	// A request object or a client assertion of the client is signed with
+	// the same key; one typed as such is no hint (RFC 8725 §3.11).
+	if typ := t.mediaType(); typ == TypRequestObject || typ == TypClientAssertion {
+		return nil, c.fail("typ %q: this JWT was made for another use (RFC 8725 §3.11)", clip(t.typ))
 	}
 	var ks KeySet
 	var owner string

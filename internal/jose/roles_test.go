@@ -152,6 +152,21 @@ func TestARequestObjectIsNeverAnAssertion(t *testing.T) {
 	}
 }
 
+// TestLoginHintTokenIsNotARequestObject: a JWT the client typed as a request
+// object or a client assertion is not accepted as its login_hint_token.
+func TestLoginHintTokenIsNotARequestObject(t *testing.T) {
+	claims := func() map[string]any {
+		return map[string]any{"iss": testClient, "sub": "alice", "aud": testIssuer, "exp": testNow.Add(time.Minute).Unix()}
+	}
+	if _, err := VerifyLoginHintToken(t.Context(), sign(t, typed("JWT"), claims()), hintPolicy(t)); err != nil {
+		t.Fatalf("typ JWT: %v", err)
+	}
+	for _, typ := range []string{TypRequestObject, TypClientAssertion, "application/" + TypRequestObject} {
+		_, err := VerifyLoginHintToken(t.Context(), sign(t, typed(typ), claims()), hintPolicy(t))
+		wantError(t, err, ciba.CodeInvalidRequest, "made for another use")
+	}
+}
+
 // FuzzRolesAreDisjoint: no claims set and typ header make a JWT that is
 // accepted both as a request object and as a client assertion of the same
 // client, at the audience both accept (the issuer).

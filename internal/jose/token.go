@@ -210,12 +210,16 @@ func (c check) checkTyp(t *token, want string) *ciba.Error {
 	if t.typ == "" {
 		return nil
 	}
-	typ := strings.ToLower(t.typ)
-	typ = strings.TrimPrefix(typ, "application/")
-	if typ == "jwt" || typ == want {
+	if typ := t.mediaType(); typ == "jwt" || typ == want {
 		return nil
 	}
 	return c.fail("typ %q is not %q (or JWT): this JWT was made for another use (RFC 8725 §3.11)", clip(t.typ), want)
+}
+
+// mediaType is the typ header of t in lower case without "application/"
+// (RFC 7515 §4.1.9); "" when absent.
+func (t *token) mediaType() string {
+	return strings.TrimPrefix(strings.ToLower(t.typ), "application/")
 }
 
 // errNoKeys: the policy has no key set.
