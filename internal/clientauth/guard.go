@@ -23,7 +23,11 @@ const (
 	// requests do not pile up behind a flood.
 	DefaultHashWait = time.Second
 	// maxBlocked bounds the addresses a Guard remembers as refused.
-	maxBlocked = 10_000
+	maxBlocked = 100_000
+	// maxBlockedIDs is how many client_ids of one address are remembered
+	// as refused one by one; past it the whole address is (an address
+	// that fails with that many client_ids sprays them).
+	maxBlockedIDs = 8
 )
 
 // DefaultHashSlots is the number of bcrypt checks a Guard runs at once
@@ -81,15 +85,110 @@ type Guard struct {
 	slots    chan struct{}
 	wait     time.Duration
 
-	mu      sync.Mutex
-	blocked map[string]time.Time // address key → refused until
-	nblock  atomic.Int32         // len(blocked), read without mu
-	hashes  atomic.Int64         // bcrypt checks run, dummy ones included
+	blocked refusals
+	hashes  atomic.Int64 // bcrypt checks run, dummy ones included
+}
+
+// refusals is a Guard's memory of the attempts it refused: by address,
+// the client_ids refused and until when, or the whole address once it was
+// refused with more than maxBlockedIDs of them. It holds at most
+// maxBlocked addresses, so that no sequence of requests makes it grow
+// without bound or makes a refusal be forgotten early.
+type refusals struct {
+	mu     sync.Mutex
+	addrs  map[string]*refused
+	n      atomic.Int32 // len(addrs), read without mu
+	purged time.Time    // when a full memory was last swept
+}
+
+type refused struct {
+	all time.Time            // the whole address is refused until all
+	ids map[string]time.Time // client_id → refused until
+}
+
+// until is when the refusal of id from r ends; the zero time if none.
+func (r *refused) until(id string) time.Time {
+	u := r.ids[id]
+	if r.all.After(u) {
+		return r.all
+	}
+	return u
+}
+
+// sweep forgets what has ended by now, and reports whether r is empty.
+func (r *refused) sweep(now time.Time) bool {
+	for id, u := range r.ids {
+		if !now.Before(u) {
+			delete(r.ids, id)
+		}
+	}
+	return len(r.ids) == 0 && !now.Before(r.all)
+}
+
+// check returns how long attempt at remains refused; 0 when it is not.
+func (m *refusals) check(at *attempt, now time.Time) time.Duration {
+	if m.n.Load() == 0 {
+		return 0
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := m.addrs[at.addr]
+	if r == nil {
+		return 0
+	}
+	if u := r.until(at.id); now.Before(u) {
+		return u.Sub(now)
+	}
+	if r.sweep(now) {
+		delete(m.addrs, at.addr)
+		m.n.Store(int32(len(m.addrs)))
+	}
+	return 0
+}
+
+// add refuses attempt at until now+wait.
+func (m *refusals) add(at *attempt, now time.Time, wait time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.addrs == nil {
+		m.addrs = map[string]*refused{}
+	}
+	r := m.addrs[at.addr]
+	if r == nil {
+		if len(m.addrs) >= maxBlocked && now.Sub(m.purged) >= time.Second {
+			// A sweep of a full memory at most once a second: refusals
+			// last seconds, and a sweep reads every address.
+			m.purged = now
+			for a, r := range m.addrs {
+				if r.sweep(now) {
+					delete(m.addrs, a)
+				}
+			}
+		}
+		if len(m.addrs) >= maxBlocked {
+			// Still full of live refusals: this attempt is refused by the
+			// limit itself at its next failure, only not before it.
+			m.n.Store(int32(len(m.addrs)))
+			return
+		}
+		r = &refused{ids: map[string]time.Time{}}
+		m.addrs[at.addr] = r
+	}
+	until := now.Add(wait)
+	r.sweep(now)
+	switch {
+	case r.ids[at.id].After(until):
+	case len(r.ids) < maxBlockedIDs || r.ids[at.id] != (time.Time{}):
+		r.ids[at.id] = until
+	case until.After(r.all):
+		r.all = until
+	}
+	m.n.Store(int32(len(m.addrs)))
 }
 
 // NewGuard returns a Guard of o.
 func NewGuard(o GuardOptions) *Guard {
-	g := &Guard{failures: o.Failures, key: o.Key, now: o.Now, wait: o.HashWait, blocked: map[string]time.Time{}}
+	g := &Guard{failures: o.Failures, key: o.Key, now: o.Now, wait: o.HashWait}
 	if g.key == nil {
 		g.key = peerKey
 	}
@@ -154,11 +253,6 @@ func (a *attempt) named(id string) *attempt {
 	return a
 }
 
-// blockKey is the key of a in the Guard's memory of refusals: a refusal
-// holds back the client_id it named from its address, not every client on
-// that address.
-func (a *attempt) blockKey() string { return a.addr + "\x00" + a.id }
-
 // addr returns the failure-limit key of r; "" for a nil Guard.
 func (g *Guard) addr(r *http.Request) string {
 	if g == nil {
@@ -172,43 +266,13 @@ func (g *Guard) addr(r *http.Request) string {
 // it. It reads only this instance's memory of refusals: the shared limit
 // is asked (by reserve and charge) only on the way to a failure.
 func (g *Guard) admit(at *attempt) error {
-	if g == nil || g.nblock.Load() == 0 {
+	if g == nil {
 		return nil
 	}
-	key := at.blockKey()
-	now := g.now()
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	until, ok := g.blocked[key]
-	switch {
-	case !ok:
-		return nil
-	case !now.Before(until):
-		delete(g.blocked, key)
-		g.nblock.Store(int32(len(g.blocked)))
-		return nil
+	if wait := g.blocked.check(at, g.now()); wait > 0 {
+		return tooManyFailures(wait)
 	}
-	return tooManyFailures(until.Sub(now))
-}
-
-// block remembers that key is refused for wait.
-func (g *Guard) block(key string, wait time.Duration) {
-	now := g.now()
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if len(g.blocked) >= maxBlocked {
-		for k, until := range g.blocked {
-			if !now.Before(until) {
-				delete(g.blocked, k)
-			}
-		}
-	}
-	// Full of live refusals: this one is still refused by the limit
-	// itself at its next failure, only not before its next check.
-	if len(g.blocked) < maxBlocked {
-		g.blocked[key] = now.Add(wait)
-	}
-	g.nblock.Store(int32(len(g.blocked)))
+	return nil
 }
 
 // reserve takes a failure token of key before a bcrypt check; settle(true)
@@ -225,7 +289,7 @@ func (g *Guard) reserve(ctx context.Context, at *attempt) (settle func(failed bo
 		return settle, nil
 	}
 	if !ok {
-		g.block(at.blockKey(), wait)
+		g.blocked.add(at, g.now(), wait)
 		return nil, tooManyFailures(wait)
 	}
 	return settle, nil
@@ -241,7 +305,7 @@ func (g *Guard) charge(ctx context.Context, at *attempt, failure error) error {
 	if err != nil || ok {
 		return failure
 	}
-	g.block(at.blockKey(), wait)
+	g.blocked.add(at, g.now(), wait)
 	return tooManyFailures(wait)
 }
 

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -322,5 +323,35 @@ func TestGuardBlockExpires(t *testing.T) {
 	mu.Unlock()
 	if _, err := basicFrom(t, reg, "192.0.2.14", "basic", plainSecret); err != nil {
 		t.Fatalf("after Retry-After: %v", err)
+	}
+}
+
+// TestGuardSprayingClientIDsRefusesTheAddress: an address refused with
+// more than maxBlockedIDs client_ids is refused whole, so spraying
+// client_ids neither escapes the limit nor grows the Guard's memory; one
+// refused with fewer keeps its other clients served.
+func TestGuardSprayingClientIDsRefusesTheAddress(t *testing.T) {
+	reg, _ := guarded(t, 1, GuardOptions{})
+	spray := func(addr string, n int) {
+		basicFrom(t, reg, addr, "nobody-0", "wrong") // uses the one token
+		for i := range n {
+			if _, err := basicFrom(t, reg, addr, "nobody-"+strconv.Itoa(i+1), "wrong"); outcome(t, err) != "limited" {
+				t.Fatalf("failure %d on a drained address: %v", i+1, err)
+			}
+		}
+	}
+	spray("192.0.2.20", maxBlockedIDs-1)
+	if _, err := basicFrom(t, reg, "192.0.2.20", "basic", plainSecret); err != nil {
+		t.Fatalf("%d client_ids refused: another client on the address: %v", maxBlockedIDs-1, err)
+	}
+	spray("192.0.2.21", maxBlockedIDs+1)
+	if _, err := basicFrom(t, reg, "192.0.2.21", "basic", plainSecret); outcome(t, err) != "limited" {
+		t.Fatalf("%d client_ids refused: another client on the address: %v, want the address refused", maxBlockedIDs+1, err)
+	}
+	reg.Guard.blocked.mu.Lock()
+	n := len(reg.Guard.blocked.addrs["192.0.2.21"].ids)
+	reg.Guard.blocked.mu.Unlock()
+	if n > maxBlockedIDs {
+		t.Fatalf("%d client_ids remembered for one address", n)
 	}
 }
