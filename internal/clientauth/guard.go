@@ -132,7 +132,7 @@ func (m *refusals) check(at *attempt, now time.Time) time.Duration {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	r := m.addrs[at.addr]
+	r := m.addrs[at.addr()]
 	if r == nil {
 		return 0
 	}
@@ -140,7 +140,7 @@ func (m *refusals) check(at *attempt, now time.Time) time.Duration {
 		return u.Sub(now)
 	}
 	if r.sweep(now) {
-		delete(m.addrs, at.addr)
+		delete(m.addrs, at.addr())
 		m.n.Store(int32(len(m.addrs)))
 	}
 	return 0
@@ -153,7 +153,7 @@ func (m *refusals) add(at *attempt, now time.Time, wait time.Duration) {
 	if m.addrs == nil {
 		m.addrs = map[string]*refused{}
 	}
-	r := m.addrs[at.addr]
+	r := m.addrs[at.addr()]
 	if r == nil {
 		if len(m.addrs) >= maxBlocked && now.Sub(m.purged) >= time.Second {
 			// A sweep of a full memory at most once a second: refusals
@@ -172,7 +172,7 @@ func (m *refusals) add(at *attempt, now time.Time, wait time.Duration) {
 			return
 		}
 		r = &refused{ids: map[string]time.Time{}}
-		m.addrs[at.addr] = r
+		m.addrs[at.addr()] = r
 	}
 	until := now.Add(wait)
 	r.sweep(now)
@@ -242,10 +242,16 @@ func tooManyFailures(wait time.Duration) *LimitError {
 var errBusy = &LimitError{Wait: time.Second, Err: &ciba.Error{Code: ciba.CodeTemporarilyUnavailable, Status: http.StatusServiceUnavailable,
 	Description: "client authentication is busy; retry after the time in Retry-After"}}
 
-// attempt is one client authentication as the Guard sees it: the
-// failure-limit key of its address, and the client_id it names ("" until
-// known, or when it names none).
-type attempt struct{ addr, id string }
+// attempt is one client authentication as the Guard sees it: the request
+// and the client_id it names ("" until known, or when it names none). The
+// failure-limit key of its address is worked out only when needed, so a
+// success with nothing refused costs nothing.
+type attempt struct {
+	g   *Guard
+	req *http.Request
+	id  string
+	key string // the address key, once worked out
+}
 
 // named sets the client_id of a and returns a.
 func (a *attempt) named(id string) *attempt {
@@ -253,12 +259,12 @@ func (a *attempt) named(id string) *attempt {
 	return a
 }
 
-// addr returns the failure-limit key of r; "" for a nil Guard.
-func (g *Guard) addr(r *http.Request) string {
-	if g == nil {
-		return ""
+// addr is the failure-limit key of the address of a.
+func (a *attempt) addr() string {
+	if a.key == "" {
+		a.key = a.g.key(a.req)
 	}
-	return g.key(r)
+	return a.key
 }
 
 // admit refuses, before anything is checked, the client_id of an attempt
@@ -282,7 +288,7 @@ func (g *Guard) reserve(ctx context.Context, at *attempt) (settle func(failed bo
 	if g == nil || g.failures == nil {
 		return func(bool) {}, nil
 	}
-	ok, wait, settle, err := limit.Reserve(ctx, g.failures, at.addr, g.now)
+	ok, wait, settle, err := limit.Reserve(ctx, g.failures, at.addr(), g.now)
 	if err != nil {
 		// limit.FailOpen reports and hides these; a bare Keyed that fails
 		// is allowed the same way.
@@ -301,7 +307,7 @@ func (g *Guard) charge(ctx context.Context, at *attempt, failure error) error {
 	if g == nil || g.failures == nil {
 		return failure
 	}
-	ok, wait, err := g.failures.Allow(ctx, at.addr, g.now())
+	ok, wait, err := g.failures.Allow(ctx, at.addr(), g.now())
 	if err != nil || ok {
 		return failure
 	}

@@ -187,7 +187,7 @@ func (r *Registry) IDs() []string { return slices.Clone(r.ids) }
 // plain secret get a bcrypt check of a decoy at the highest registered
 // cost; when none has, no failure runs bcrypt.
 func (r *Registry) Authenticate(ctx context.Context, req *http.Request, form url.Values, endpoint string) (*Registration, error) {
-	at := &attempt{addr: r.Guard.addr(req)}
+	at := &attempt{g: r.Guard, req: req}
 	reg, counted, err := r.authenticate(ctx, req, form, endpoint, at)
 	if err != nil && !counted && isFailure(err) {
 		err = r.Guard.charge(ctx, at, err)
@@ -279,10 +279,9 @@ func checkFormID(form url.Values, id string) error {
 	return nil
 }
 
-// secretAuth authenticates client at.id by its secret with method; at.addr
-// is the failure-limit key of the request's address. A plain secret, and a
-// hashed one whose digest was verified already, are checked without
-// bcrypt or the failure limit. Any other check reserves a failure token
+// secretAuth authenticates client at.id by its secret with method. A
+// plain secret, and a hashed one whose digest was verified already, are
+// checked without bcrypt or the failure limit. Any other check reserves a failure token
 // first and runs a bcrypt check in a slot of the Guard: of the client's
 // hash, or of the decoy for an unknown client or a wrong plain secret when
 // some client has a hashed secret. counted reports that a failure was
