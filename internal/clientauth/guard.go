@@ -76,8 +76,9 @@ type GuardOptions struct {
 // than the limit per refill). Other client_ids on the address (clients
 // behind one NAT) are still checked: with a plain secret, or a hashed one
 // verified already, they are served; one that needs a bcrypt check waits
-// for the address's next token. Successes cost nothing and never touch the limit's store:
-// the poll path pays no round trip for it.
+// for the address's next token, and an address refused with more than
+// maxBlockedIDs client_ids is refused whole. Successes cost nothing and
+// never touch the limit's store: the poll path pays no round trip for it.
 type Guard struct {
 	failures limit.Keyed
 	key      func(*http.Request) string
@@ -93,7 +94,9 @@ type Guard struct {
 // the client_ids refused and until when, or the whole address once it was
 // refused with more than maxBlockedIDs of them. It holds at most
 // maxBlocked addresses, so that no sequence of requests makes it grow
-// without bound or makes a refusal be forgotten early.
+// without bound; a live refusal is never dropped to make room, a new one
+// is not remembered while it is full (the limit itself still refuses that
+// address's next failure).
 type refusals struct {
 	mu     sync.Mutex
 	addrs  map[string]*refused

@@ -181,8 +181,10 @@ func (r *Registry) IDs() []string { return slices.Clone(r.ids) }
 // once a failure has found the address's failures used up, the client_id
 // it named is refused from that address before anything is checked
 // (*LimitError: 429, slow_down, with Retry-After) until a token is back;
-// and bcrypt checks wait for a slot (*LimitError: 503, temporarily_unavailable, when none comes free in
-// time). Every failed secret check costs the same, whoever the client:
+// and bcrypt checks wait for a slot (*LimitError: 503,
+// temporarily_unavailable, when none comes free in time). A request with
+// no credentials at all is not counted. Every failed secret check costs
+// the same, whoever the client:
 // when some client has a hashed secret, an unknown client and a wrong
 // plain secret get a bcrypt check of a decoy at the highest registered
 // cost; when none has, no failure runs bcrypt.
@@ -281,11 +283,11 @@ func checkFormID(form url.Values, id string) error {
 
 // secretAuth authenticates client at.id by its secret with method. A
 // plain secret, and a hashed one whose digest was verified already, are
-// checked without bcrypt or the failure limit. Any other check reserves a failure token
-// first and runs a bcrypt check in a slot of the Guard: of the client's
-// hash, or of the decoy for an unknown client or a wrong plain secret when
-// some client has a hashed secret. counted reports that a failure was
-// counted already.
+// checked without bcrypt or the failure limit. Any other check reserves
+// a failure token first and runs a bcrypt check in a slot of the Guard: of
+// the client's hash, or of the decoy for an unknown client or a wrong
+// plain secret when some client has a hashed secret. counted reports that
+// a failure was counted already.
 func (r *Registry) secretAuth(ctx context.Context, at *attempt, presented, method string, form url.Values) (reg *Registration, counted bool, err error) {
 	basic, id := method == MethodSecretBasic, at.id
 	if err := checkFormID(form, id); err != nil {
