@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -108,6 +109,30 @@ func clientauthCheckBurst(t *testing.T, got map[int]int, took time.Duration) {
 	}
 }
 
+// clientauthUntilRefused sends wrong secrets of demo-poll from hc to
+// endpoint until one is refused (429), and fails the test when more were
+// checked (401) than the tokens that came back since drained, the time the
+// address's budget was used up: the budget was not reset. It returns when
+// the refusal came, so that what the test checks next is checked while the
+// address is refused (a token takes clientauthRefill to come back).
+func clientauthUntilRefused(t *testing.T, hc *http.Client, endpoint string, drained time.Time) {
+	t.Helper()
+	wrong := testutil.Client{ID: demoPoll.ID, Secret: "not-the-secret"}
+	form := url.Values{"grant_type": {testutil.GrantCIBA}, "auth_req_id": {"x"}}
+	for checked := 0; ; checked++ {
+		r := clientauthPost(t, hc, endpoint, wrong, form, nil)
+		if r.Status == http.StatusTooManyRequests {
+			return
+		}
+		if r.Status != http.StatusUnauthorized {
+			t.Fatalf("a wrong secret: %s", r)
+		}
+		if allowed := 1 + int(time.Since(drained)/clientauthRefill); checked+1 > allowed {
+			t.Fatalf("%d wrong secrets checked %s after the budget was used up; at most %d tokens came back", checked+1, time.Since(drained), allowed)
+		}
+	}
+}
+
 // TestClientAuthFailureBurstIsLimited: a burst of wrong client secrets from
 // one address is checked at most the default 20 times; the rest are
 // answered 429 with Retry-After without being checked, and from then on
@@ -120,10 +145,12 @@ func TestClientAuthFailureBurstIsLimited(t *testing.T) {
 	e := startQuickstart(t)
 	attacker, legit := clientauthFrom("127.0.0.1"), clientauthFrom("127.0.0.2")
 	got, took := clientauthBurstFrom(t, attacker, []string{e.url("/token"), e.url("/bc-authorize")})
+	drained := time.Now()
 	t.Logf("%d wrong secrets at once: %v in %s", clientauthBurst, got, took)
 	clientauthCheckBurst(t, got, took)
 
 	poll := url.Values{"grant_type": {testutil.GrantCIBA}, "auth_req_id": {"x"}}
+	clientauthUntilRefused(t, attacker, e.url("/token"), drained)
 	r := clientauthPost(t, attacker, e.url("/token"), demoPoll, poll, nil)
 	if r.Status != http.StatusTooManyRequests {
 		t.Fatalf("the right secret from the refused address: %s, want 429 until a token is back", r)
@@ -149,6 +176,20 @@ func TestClientAuthFailureBurstIsLimited(t *testing.T) {
 	if r.Status != http.StatusBadRequest || !bytes.Contains(r.Body, []byte("invalid_grant")) {
 		t.Fatalf("a legitimate poll on another address: %s, want its own answer (invalid_grant for auth_req_id x)", r)
 	}
+
+	// Reloading the clients (SIGHUP) keeps the count: the budget is not
+	// given back by a reload the attacker cannot cause but may wait for.
+	if err := e.srv.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(waitTimeout)
+	for !strings.Contains(e.srv.Logs(), "reload: clients reloaded") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no reload in the log after SIGHUP:\n%s", e.srv.Logs())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	clientauthUntilRefused(t, attacker, e.url("/token"), drained)
 }
 
 // TestClientAuthUnknownClientCountsAsWrongSecret: an unknown client_id and
@@ -198,15 +239,17 @@ func TestClientAuthFailuresSharedOnRedis(t *testing.T) {
 	p := startRedisPair(t)
 	attacker, legit := clientauthFrom("127.0.0.1"), clientauthFrom("127.0.0.4")
 	got, took := clientauthBurstFrom(t, attacker, []string{p[0].url("/token"), p[1].url("/token")})
+	drained := time.Now()
 	t.Logf("%d wrong secrets at once: %v in %s", clientauthBurst, got, took)
 	clientauthCheckBurst(t, got, took)
 
-	poll := url.Values{"grant_type": {testutil.GrantCIBA}, "auth_req_id": {"x"}}
-	wrong := testutil.Client{ID: demoPoll.ID, Secret: "wrong"}
 	authz := url.Values{"scope": {"openid"}, "login_hint": {"alice"}}
 	for i, e := range p {
-		if r := clientauthPost(t, attacker, e.url("/token"), wrong, poll, nil); r.Status != http.StatusTooManyRequests {
-			t.Fatalf("instance %d after the burst: %s, want 429", i, r)
+		// Each instance finds the budget used up in Redis, whichever
+		// instance used it.
+		clientauthUntilRefused(t, attacker, e.url("/token"), drained)
+		if r := clientauthPost(t, attacker, e.url("/bc-authorize"), demoPoll, authz, nil); r.Status != http.StatusTooManyRequests {
+			t.Fatalf("instance %d, demo-poll's right secret from the refused address: %s, want 429", i, r)
 		}
 		if r := clientauthPost(t, legit, e.url("/bc-authorize"), demoPoll, authz, nil); r.Status != http.StatusOK {
 			t.Fatalf("instance %d, a legitimate client on another address: %s", i, r)
