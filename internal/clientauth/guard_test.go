@@ -3,6 +3,7 @@ package clientauth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -229,20 +230,9 @@ func TestGuardCountsEveryMethodButNoCredentials(t *testing.T) {
 		_, err := reg.Authenticate(t.Context(), req, assertionForm(assertion(t, otherKey(), "jwt", tokenEndpoint, nil)), tokenEndpoint)
 		got = append(got, outcome(t, err))
 	}
-	if want := "[invalid_client invalid_client invalid_client limited limited]"; fmtList(got) != want {
+	if want := "[invalid_client invalid_client invalid_client limited limited]"; fmt.Sprint(got) != want {
 		t.Fatalf("5 bad assertions: %v, want %s", got, want)
 	}
-}
-
-func fmtList(s []string) string {
-	out := "["
-	for i, v := range s {
-		if i > 0 {
-			out += " "
-		}
-		out += v
-	}
-	return out + "]"
 }
 
 // TestGuardBoundsConcurrentBcrypt: no more bcrypt checks run at once than
