@@ -69,7 +69,7 @@ func TestRequestObjectRoleRules(t *testing.T) {
 		{name: "typ client-authentication+jwt", signer: typed(TypClientAssertion), desc: `typ "client-authentication+jwt" is not "oauth-authz-req+jwt"`},
 		{name: "another explicit type (an access token)", signer: typed("at+jwt"), desc: `typ "at+jwt"`},
 		{name: "a typ that is not a string", signer: signer{alg: gojose.RS256, key: rsaKey1(), kid: "rsa1",
-			headers: map[gojose.HeaderKey]any{gojose.HeaderType: 7}}, desc: "typ header must be a non-empty string"},
+			headers: map[gojose.HeaderKey]any{gojose.HeaderType: 7}}, desc: "the typ header must be a string"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -64,6 +64,7 @@ type token struct {
 	alg     string
 	kid     string
 	typ     string // the typ header, "" when absent
+	badTyp  bool   // a typ header that is not a string
 	payload []byte
 	std     jwt.Claims
 	claims  map[string]any
@@ -126,11 +127,8 @@ func (c check) parse(raw string, l limits, algs []string) (*token, *ciba.Error) 
 	h := jws.Signatures[0].Header
 	t := &token{jws: jws, alg: h.Algorithm, kid: h.KeyID, payload: jws.UnsafePayloadWithoutVerification()}
 	if v, ok := h.ExtraHeaders[gojose.HeaderType]; ok {
-		typ, isString := v.(string)
-		if !isString || typ == "" {
-			return nil, c.fail("the typ header must be a non-empty string")
-		}
-		t.typ = typ
+		t.typ, ok = v.(string)
+		t.badTyp = !ok
 	}
 	if err := gojson.Unmarshal(t.payload, &t.std); err != nil {
 		e := c.fail("the claims are not a valid JWT claims set (%v)", err)
@@ -207,7 +205,10 @@ const (
 // §3.11). Media types compare case-insensitively and may carry the
 // "application/" prefix (RFC 7515 §4.1.9).
 func (c check) checkTyp(t *token, want string) *ciba.Error {
-	if t.typ == "" {
+	switch {
+	case t.badTyp:
+		return c.fail("the typ header must be a string")
+	case t.typ == "":
 		return nil
 	}
 	if typ := t.mediaType(); typ == "jwt" || typ == want {
