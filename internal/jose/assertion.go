@@ -69,8 +69,8 @@ const DefaultAssertionMaxLifetime = 5 * time.Minute
 // A client assertion is never a request object (RFC 8725 §3.11, RFC 9101
 // §10.8): its typ header, when present, must be client-authentication+jwt
 // (TypClientAssertion) or JWT, and it must carry none of the
-// authentication request parameters a request object
-// is made of. VerifyRequestObject refuses the reverse.
+// authentication request parameters a request object is made of.
+// VerifyRequestObject refuses the reverse.
 //
 // https://www.rfc-editor.org/rfc/rfc7523#section-3
 // https://openid.net/specs/openid-connect-core-1_0.html#ClientAuthentication
