@@ -162,6 +162,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 		BindingMessageMax: cfg.CIBA.BindingMessageMax,
 		CallbackURL:       cfg.Issuer + httpapi.PathCallback,
 		ApproveURL:        func(id string) string { return cfg.Issuer + httpapi.PathApprove + id },
+		Scopes:            localScopes(cfg),
 	}, ciba.Deps{
 		Store:       st,
 		Upstream:    up.Upstream,
@@ -175,6 +176,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 		Logger:      log,
 		Observer:    m,
 		UserLimit:   userLimit(cfg, newLimit),
+		HintSubject: jose.UnverifiedHintName,
 		Validator:   validator,
 		Trace:       tr.TraceParent,
 		StartSpan:   tr.StartSpan,

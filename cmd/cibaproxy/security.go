@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
@@ -95,4 +96,25 @@ func userLimit(cfg *config.Config, newLimit func(string, limit.Rate) limit.Keyed
 		return nil
 	}
 	return lim.Allow
+}
+
+// standardScopes are the OpenID Connect scopes (OIDC Core §5.4, §11) the
+// local issuer grants every client.
+var standardScopes = []string{"openid", "profile", "email", "address", "phone", "offline_access"}
+
+// localScopes are the scopes the local issuer grants a client without its
+// own scopes list (ciba.Config.Scopes): the standard ones and those of
+// upstream.local.scopes. Nil for the other upstreams, whose provider
+// decides what it grants.
+func localScopes(cfg *config.Config) []string {
+	if cfg.Upstream.Type != config.UpstreamLocal {
+		return nil
+	}
+	out := slices.Clone(standardScopes)
+	for _, s := range cfg.Upstream.Local.Scopes {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
 }

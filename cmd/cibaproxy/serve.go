@@ -73,6 +73,10 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		BaseContext:       func(net.Listener) context.Context { return reqCtx },
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
+		// The request line and headers: approval links and the IdP's
+		// redirect carry short query strings; the 1 MB default would let
+		// each connection make the server parse a megabyte of them.
+		MaxHeaderBytes: 64 << 10,
 		// Long polls are held up to ciba.long_poll; leave room for them.
 		WriteTimeout: cfg.CIBA.LongPoll + 30*time.Second,
 		IdleTimeout:  2 * time.Minute,

@@ -78,6 +78,8 @@ func buildLocal(cfg *config.Config, st ciba.Store, signer *keys.Live, reg regist
 			// What the issuer's keys really sign with: one algorithm, two
 			// while a rotation switches (FAPI 1.0 Advanced §8.6).
 			doc["id_token_signing_alg_values_supported"] = signer.Algs()
+			// The scopes granted to a client without its own list.
+			doc["scopes_supported"] = localScopes(cfg)
 			return doc, nil
 		},
 	}, nil

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"slices"
 	"strings"
 	"time"
 )
@@ -170,16 +169,12 @@ func (d *Device) AuthorizeCert(ctx context.Context, c *Client, scope, cert strin
 	if scope == "" {
 		scope = "openid"
 	}
-	scopes, e := parseScope(scope)
+	scopes, e := ParseScope(scope)
 	if e != nil {
 		return nil, e
 	}
-	if len(c.Scopes) > 0 {
-		for _, sc := range scopes {
-			if !slices.Contains(c.Scopes, sc) {
-				return nil, Errorf(CodeInvalidScope, "client %q may not request scope %q", c.ID, sc)
-			}
-		}
+	if scopes, e = s.grantable(c, scopes); e != nil {
+		return nil, e
 	}
 	if dr := s.deviceRelay(); dr != nil {
 		return d.relayAuthorize(ctx, dr, c, scope, scopes)

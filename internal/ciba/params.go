@@ -2,6 +2,7 @@ package ciba
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -114,22 +115,32 @@ func validBearer(tok string) bool {
 	return true
 }
 
-// parseScope splits a scope parameter (RFC 6749 §3.3) into distinct tokens.
-func parseScope(scope string) ([]string, *Error) {
-	fields := strings.Split(scope, " ")
-	out := make([]string, 0, len(fields))
-	seen := make(map[string]bool, len(fields))
-	for _, f := range fields {
+// ParseScope splits a scope parameter (RFC 6749 §3.3) into distinct
+// tokens: at most MaxScopeLength bytes holding at most MaxScopeValues
+// distinct values of at most MaxScopeValueLength bytes each. Failures are
+// invalid_scope for a character RFC 6749 does not allow and
+// invalid_request for a bound.
+func ParseScope(scope string) ([]string, *Error) {
+	if len(scope) > MaxScopeLength {
+		return nil, tooLong("scope", len(scope), MaxScopeLength)
+	}
+	var out []string
+	for f := range strings.SplitSeq(scope, " ") {
 		if f == "" {
 			continue
 		}
+		if len(f) > MaxScopeValueLength {
+			return nil, Errorf(CodeInvalidRequest, "scope has a value of %d bytes; at most %d are allowed", len(f), MaxScopeValueLength)
+		}
 		for i := 0; i < len(f); i++ {
 			if c := f[i]; c < 0x21 || c == 0x22 || c == 0x5c || c > 0x7e {
-				return nil, Errorf(CodeInvalidScope, "scope %q has a character not allowed by RFC 6749 §3.3", f)
+				return nil, Errorf(CodeInvalidScope, "scope %q has a character not allowed by RFC 6749 §3.3", truncate(f, 32))
 			}
 		}
-		if !seen[f] {
-			seen[f] = true
+		if !slices.Contains(out, f) {
+			if len(out) == MaxScopeValues {
+				return nil, Errorf(CodeInvalidRequest, "scope has more than %d values", MaxScopeValues)
+			}
 			out = append(out, f)
 		}
 	}

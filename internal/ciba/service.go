@@ -45,6 +45,12 @@ type Config struct {
 	ApproveURL func(approvalID string) string
 	// CallbackURL is the URL of POST /ciba/callback, told to channels.
 	CallbackURL string
+	// Scopes, when set, are the scopes granted to a client without its
+	// own list of scopes: others it requests are dropped from the request
+	// (the local issuer: the standard OpenID Connect scopes and those the
+	// operator lists). Nil grants what is requested, for an upstream that
+	// decides itself (oidc, ciba).
+	Scopes []string
 }
 
 // Deps are the outside parts the service works with.
@@ -68,13 +74,21 @@ type Deps struct {
 	// resolving the user here (the ciba upstream); Upstream is then unused.
 	Relay Relay
 	// UserLimit, when set, is asked once per request about to be accepted
-	// for a user (the subject; with a relay, "login_hint:" and the hint):
+	// for a user, keyed by a hash of the verified subject or, where there
+	// is none yet, of the normalised name the hint gives (userkey.go):
 	// false refuses it with access_denied, so that no client can flood a
 	// user's authentication device ("push bombing"). The Allow of a
 	// limit.Keyed fits (shared by all instances in Redis, or in memory). An
 	// error allows the request (fail open) with a warning: an unreachable
 	// store refuses the request anyway when it is stored.
 	UserLimit func(ctx context.Context, user string, now time.Time) (ok bool, retryAfter time.Duration, err error)
+	// HintSubject, when set, returns the name of the user a signed hint
+	// (the id_token_hint or login_hint_token of h) names, read without
+	// verifying it, or "" when it cannot be read. It keys the per-user
+	// limit of relayed requests, whose hints only the upstream verifies,
+	// so that a client cannot escape the limit by minting a fresh token
+	// for each request.
+	HintSubject func(h Hint) string
 	// Observer counts deliveries; nil counts nothing.
 	Observer Observer
 	// Validator, when set, is the consumption-device validation hook:
@@ -189,6 +203,9 @@ func (s *Service) Authorize(ctx context.Context, c *Client, p AuthParams) (*Auth
 	if !c.Mode.Valid() {
 		return nil, Errorf(CodeUnauthorizedClient, "client %q has no CIBA token delivery mode", c.ID)
 	}
+	if e := checkSizes(p); e != nil {
+		return nil, e
+	}
 	hints := 0
 	for _, h := range []string{p.Hint.LoginHint, p.Hint.LoginHintToken, p.Hint.IDTokenHint} {
 		if h != "" {
@@ -201,19 +218,15 @@ func (s *Service) Authorize(ctx context.Context, c *Client, p AuthParams) (*Auth
 	if p.Scope == "" {
 		return nil, Errorf(CodeInvalidRequest, "scope is required")
 	}
-	scopes, e := parseScope(p.Scope)
+	scopes, e := ParseScope(p.Scope)
 	if e != nil {
 		return nil, e
 	}
 	if !slices.Contains(scopes, "openid") {
 		return nil, Errorf(CodeInvalidScope, "scope must include openid (CIBA §7.1)")
 	}
-	if len(c.Scopes) > 0 {
-		for _, sc := range scopes {
-			if !slices.Contains(c.Scopes, sc) {
-				return nil, Errorf(CodeInvalidScope, "client %q may not request scope %q", c.ID, sc)
-			}
-		}
+	if scopes, e = s.grantable(c, scopes); e != nil {
+		return nil, e
 	}
 	lifetime := s.cfg.DefaultExpiry
 	if p.RequestedExpiry != "" {
@@ -246,19 +259,17 @@ func (s *Service) Authorize(ctx context.Context, c *Client, p AuthParams) (*Auth
 	if c.RequireUserCode && p.UserCode == "" {
 		return nil, Errorf(CodeMissingUserCode, "client %q requires a user_code", c.ID)
 	}
-	var acr []string
-	if p.ACRValues != "" {
-		acr = strings.Fields(p.ACRValues)
+	acr, e := parseACR(p.ACRValues)
+	if e != nil {
+		return nil, e
 	}
 
 	if s.d.Relay != nil {
 		if e := s.validate(ctx, c, p, "", scopes, acr); e != nil {
 			return nil, e
 		}
-		if p.Hint.LoginHint != "" {
-			if e := s.userLimit(ctx, "login_hint:"+p.Hint.LoginHint, now); e != nil {
-				return nil, e
-			}
+		if e := s.userLimit(ctx, userKey("", s.hintName(p.Hint)), now); e != nil {
+			return nil, e
 		}
 		return s.relay(ctx, c, p, relayed{now: now, scopes: scopes, acr: acr, lifetime: lifetime, token: token})
 	}
@@ -279,7 +290,10 @@ func (s *Service) Authorize(ctx context.Context, c *Client, p AuthParams) (*Auth
 	if e := s.validate(ctx, c, p, user.Subject, scopes, acr); e != nil {
 		return nil, e
 	}
-	if e := s.userLimit(ctx, user.Subject, now); e != nil {
+	// A login_hint the upstream cannot verify before the user signs in
+	// (the oidc upstream) resolves to no subject: the limit is then the
+	// hint's.
+	if e := s.userLimit(ctx, userKey(user.Subject, p.Hint.LoginHint), now); e != nil {
 		return nil, e
 	}
 	r := &AuthRequest{
@@ -708,13 +722,19 @@ func randomID(n int) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// userLimit asks Deps.UserLimit whether one more request for user may be
-// accepted, and answers access_denied when not.
-func (s *Service) userLimit(ctx context.Context, user string, now time.Time) *Error {
+// userLimit asks Deps.UserLimit whether one more request for the user of
+// key (userKey) may be accepted, and answers access_denied when not. An
+// empty key (a hint that names no one once normalised) is invalid_request:
+// one bucket shared by every such request would let one client block
+// everyone's.
+func (s *Service) userLimit(ctx context.Context, key string, now time.Time) *Error {
+	if key == "" {
+		return Errorf(CodeInvalidRequest, "the hint names no user: it is empty once white space and control characters are removed")
+	}
 	if s.d.UserLimit == nil {
 		return nil
 	}
-	ok, wait, err := s.d.UserLimit(ctx, user, now)
+	ok, wait, err := s.d.UserLimit(ctx, key, now)
 	if err != nil {
 		s.log.WarnContext(ctx, "per-user limit unavailable; request allowed", slog.Any("error", err))
 		return nil
@@ -724,4 +744,42 @@ func (s *Service) userLimit(ctx context.Context, user string, now time.Time) *Er
 	}
 	s.log.Warn("too many requests for one user", slog.Duration("retry_after", wait))
 	return Errorf(CodeAccessDenied, "too many authentication requests for this user; try again in %d seconds", int64((wait+time.Second-1)/time.Second))
+}
+
+// hintName is the name of the user a relayed request's hint names, for the
+// per-user limit: the login_hint, or whom the id_token_hint or
+// login_hint_token names as Deps.HintSubject reads it unverified (the
+// upstream verifies it). A token it cannot read is its own name: an
+// upstream that accepts it knows a format this service does not.
+func (s *Service) hintName(h Hint) string {
+	if h.LoginHint != "" {
+		return h.LoginHint
+	}
+	if s.d.HintSubject != nil {
+		if name := s.d.HintSubject(h); name != "" {
+			return name
+		}
+	}
+	return h.IDTokenHint + h.LoginHintToken
+}
+
+// grantable is what client c may be granted of the requested scopes: with
+// the client's own list (clients[].scopes) every scope must be on it, else
+// invalid_scope; without one, the service's Config.Scopes, when set, are
+// kept and the others dropped (OIDC Core §3.1.2.1: scope values that are
+// not understood SHOULD be ignored; RFC 6749 §3.3 lets the issuer grant a
+// narrower scope, which the token response's scope then states).
+func (s *Service) grantable(c *Client, scopes []string) ([]string, *Error) {
+	if len(c.Scopes) > 0 {
+		for _, sc := range scopes {
+			if !slices.Contains(c.Scopes, sc) {
+				return nil, Errorf(CodeInvalidScope, "client %q may not request scope %q", c.ID, sc)
+			}
+		}
+		return scopes, nil
+	}
+	if s.cfg.Scopes == nil {
+		return scopes, nil
+	}
+	return slices.DeleteFunc(scopes, func(sc string) bool { return !slices.Contains(s.cfg.Scopes, sc) }), nil
 }

@@ -246,6 +246,15 @@ type LocalUpstream struct {
 	// after [Load] it holds the resolved path. Environment variables are
 	// expanded in it as in the main file.
 	UsersFile string `yaml:"users_file"`
+
+	// Scopes are the scopes, besides the standard OpenID Connect ones
+	// (openid, profile, email, address, phone, offline_access), that this
+	// issuer grants to a client without its own clients[].scopes list.
+	// Other scopes such a client requests are dropped from the request
+	// and its tokens (OIDC Core §3.1.2.1; the token response's scope
+	// says what was granted, RFC 6749 §3.3). A client with a scopes list
+	// may request exactly the scopes on it. Default: none.
+	Scopes []string `yaml:"scopes"`
 }
 
 // User is one user of the local upstream.

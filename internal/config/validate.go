@@ -246,6 +246,17 @@ func (v *validator) checkUpstream(u *Upstream) {
 // checkLocal merges the users file into Users, fills in subjects and checks
 // every user.
 func (v *validator) checkLocal(l *LocalUpstream) {
+	seen := make(map[string]bool)
+	for j, s := range l.Scopes {
+		sp := joinIndex("upstream.local.scopes", j)
+		switch {
+		case !isScopeToken(s):
+			v.fail(sp, "invalid scope %q: a scope is non-empty, without spaces, quotes or backslashes (RFC 6749 §3.3)", s)
+		case seen[s]:
+			v.fail(sp, "scope %q is listed twice", s)
+		}
+		seen[s] = true
+	}
 	users := make([]userAt, len(l.Users))
 	for i := range l.Users {
 		users[i] = userAt{user: &l.Users[i], src: v.src, path: joinIndex("upstream.local.users", i)}

@@ -64,6 +64,9 @@ func parseFormBody(body string) (url.Values, error) {
 			return nil, ciba.Errorf(ciba.CodeInvalidRequest, "parameter %q is repeated", k)
 		}
 	}
+	if err := checkParams(form); err != nil {
+		return nil, err
+	}
 	return form, nil
 }
 

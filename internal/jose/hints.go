@@ -2,8 +2,11 @@ package jose
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
+
+	gojose "github.com/go-jose/go-jose/v4"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
 )
@@ -251,4 +254,47 @@ func HintSubject(claims map[string]any) (kind, value string, err error) {
 		return "", "", err
 	}
 	return s.Kind, s.Value, nil
+}
+
+// unverifiedAlgs are the algorithms with which UnverifiedHintName reads a
+// token: any JWS signature algorithm, since it checks no signature.
+var unverifiedAlgs = []gojose.SignatureAlgorithm{
+	gojose.EdDSA, gojose.HS256, gojose.HS384, gojose.HS512,
+	gojose.RS256, gojose.RS384, gojose.RS512, gojose.ES256, gojose.ES384, gojose.ES512,
+	gojose.PS256, gojose.PS384, gojose.PS512,
+}
+
+// UnverifiedHintName returns whom the id_token_hint or login_hint_token of
+// h names, read WITHOUT verifying the token: the id_token_hint's sub, or
+// the login_hint_token's subject identifier (HintSubjectID: the e-mail
+// address, phone number, opaque id or sub). It is "" when the token is not
+// a readable JWS of at most DefaultMaxSize bytes. It serves only to key the
+// per-user limit of a relayed request (ciba.Deps.HintSubject), whose hint
+// the upstream verifies: a forged token can at most use up the allowance of
+// the user it names, as a login_hint naming them can.
+func UnverifiedHintName(h ciba.Hint) string {
+	raw := h.IDTokenHint
+	if raw == "" {
+		raw = h.LoginHintToken
+	}
+	if raw == "" || len(raw) > DefaultMaxSize {
+		return ""
+	}
+	jws, err := gojose.ParseSignedCompact(raw, unverifiedAlgs)
+	if err != nil {
+		return ""
+	}
+	var claims map[string]any
+	if err := json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &claims); err != nil {
+		return ""
+	}
+	if h.IDTokenHint != "" {
+		sub, _ := claims["sub"].(string)
+		return sub
+	}
+	id, err := HintSubjectID(claims)
+	if err != nil {
+		return ""
+	}
+	return id.Value
 }

@@ -364,13 +364,20 @@ func (u *Upstream) Refresh(ctx context.Context, clientID, refreshToken, scope, c
 		return nil, storeDown("read refresh token family", err)
 	}
 	if scope != "" {
-		asked := strings.Fields(scope)
+		// Parsed and bounded like a request's scope: distinct values, so
+		// a repeated one cannot swell the new tokens.
+		asked, e := ciba.ParseScope(scope)
+		if e != nil {
+			return nil, tokenErr(e.Code, "%s", e.Description)
+		}
 		for _, sc := range asked {
 			if !slices.Contains(g.Scopes, sc) {
 				return nil, tokenErr(ciba.CodeInvalidScope, "scope %q was not granted", sc)
 			}
 		}
-		g.Scopes = asked
+		if len(asked) > 0 {
+			g.Scopes = asked
+		}
 	}
 	usr := u.bySubject[g.Subject]
 	if usr == nil {

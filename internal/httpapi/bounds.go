@@ -1,0 +1,54 @@
+package httpapi
+
+import (
+	"github.com/cibaproxy/cibaproxy/internal/ciba"
+)
+
+// Bounds of the form parameters of the POST endpoints (bc-authorize, token,
+// device authorization), checked as the form is parsed, before client
+// authentication or any lookup. The parameters of an authentication
+// request have their own, tighter bounds in package ciba (ciba.MaxScope*
+// and the rest), which also cover them inside a request object. The body
+// itself is at most maxForm bytes (http.MaxBytesReader).
+const (
+	// maxParams bounds the distinct parameters of a form: a CIBA request
+	// with client authentication uses at most about 15.
+	maxParams = 50
+	// maxParamValue bounds a parameter without a bound of its own, in
+	// bytes: the size of the largest signed token package jose parses (a
+	// request object, a client assertion), jose.DefaultMaxSize.
+	maxParamValue = 16 << 10
+	// maxIDValue bounds the identifiers a client sends (auth_req_id,
+	// device_code, grant_type, client_id): cibaproxy's are well under 100
+	// bytes. A refresh token, which may be an upstream's forwarded to it,
+	// has maxParamValue.
+	maxIDValue = 1 << 10
+)
+
+// paramBounds are the parameters with a bound other than maxParamValue.
+var paramBounds = map[string]int{
+	"auth_req_id": maxIDValue,
+	"device_code": maxIDValue,
+	"grant_type":  maxIDValue,
+	"client_id":   maxIDValue,
+}
+
+// checkParams refuses a form with more than maxParams parameters or a
+// value over its bound, naming the parameter and the bound.
+func checkParams(form map[string][]string) error {
+	if len(form) > maxParams {
+		return ciba.Errorf(ciba.CodeInvalidRequest, "the form has %d parameters; at most %d are allowed", len(form), maxParams)
+	}
+	for k, vs := range form {
+		limit, ok := paramBounds[k]
+		if !ok {
+			limit = maxParamValue
+		}
+		for _, v := range vs {
+			if len(v) > limit {
+				return ciba.Errorf(ciba.CodeInvalidRequest, "parameter %q is %d bytes; at most %d are allowed", truncate(k, 64), len(v), limit)
+			}
+		}
+	}
+	return nil
+}
