@@ -293,7 +293,7 @@ func (s *Service) Authorize(ctx context.Context, c *Client, p AuthParams) (*Auth
 	// A login_hint the upstream cannot verify before the user signs in
 	// (the oidc upstream) resolves to no subject: the limit is then the
 	// hint's.
-	if e := s.userLimit(ctx, userKey(user.Subject, p.Hint.LoginHint), now); e != nil {
+	if e := s.userLimit(ctx, userKey(user.Subject, s.hintName(p.Hint)), now); e != nil {
 		return nil, e
 	}
 	r := &AuthRequest{
@@ -746,11 +746,12 @@ func (s *Service) userLimit(ctx context.Context, key string, now time.Time) *Err
 	return Errorf(CodeAccessDenied, "too many authentication requests for this user; try again in %d seconds", int64((wait+time.Second-1)/time.Second))
 }
 
-// hintName is the name of the user a relayed request's hint names, for the
-// per-user limit: the login_hint, or whom the id_token_hint or
-// login_hint_token names as Deps.HintSubject reads it unverified (the
-// upstream verifies it). A token it cannot read is its own name: an
-// upstream that accepts it knows a format this service does not.
+// hintName is the name of the user a hint names, for the per-user limit of
+// a request whose user has no verified subject yet (a relayed request, a
+// login_hint with the oidc upstream): the login_hint, or whom the
+// id_token_hint or login_hint_token names as Deps.HintSubject reads it
+// unverified (the upstream verifies it). A token it cannot read is its own
+// name: an upstream that accepts it knows a format this service does not.
 func (s *Service) hintName(h Hint) string {
 	if h.LoginHint != "" {
 		return h.LoginHint
