@@ -500,9 +500,12 @@ type Client struct {
 	// Default false: with a hook configured, every request is sent to it.
 	SkipValidation bool `yaml:"skip_validation"`
 
-	// Scopes are the scopes the client may request. Empty (default): any
-	// scope. When set it must include "openid", which every CIBA request
-	// carries (CIBA Core §7.1).
+	// Scopes are the scopes the client may request; another is refused
+	// with invalid_scope. When set it must include "openid", which every
+	// CIBA request carries (CIBA Core §7.1). Empty (default): any scope
+	// may be requested; the local issuer grants the standard ones and
+	// [LocalUpstream.Scopes] and drops the others, the other upstreams
+	// pass them on to the provider.
 	Scopes []string `yaml:"scopes"`
 
 	// Upstream are the client's credentials at the upstream identity
