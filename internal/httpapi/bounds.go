@@ -23,6 +23,9 @@ const (
 	// bytes. A refresh token, which may be an upstream's forwarded to it,
 	// has maxParamValue.
 	maxIDValue = 1 << 10
+	// maxParamName bounds a parameter's name, in bytes: the longest one
+	// cibaproxy knows, client_assertion_type, has 21.
+	maxParamName = 64
 )
 
 // paramBounds are the parameters with a bound other than maxParamValue.
@@ -33,20 +36,24 @@ var paramBounds = map[string]int{
 	"client_id":   maxIDValue,
 }
 
-// checkParams refuses a form with more than maxParams parameters or a
-// value over its bound, naming the parameter and the bound.
+// checkParams refuses a form with more than maxParams parameters, a name
+// longer than maxParamName or a value over its bound, naming the parameter
+// and the bound.
 func checkParams(form map[string][]string) error {
 	if len(form) > maxParams {
 		return ciba.Errorf(ciba.CodeInvalidRequest, "the form has %d parameters; at most %d are allowed", len(form), maxParams)
 	}
 	for k, vs := range form {
+		if len(k) > maxParamName {
+			return ciba.Errorf(ciba.CodeInvalidRequest, "a parameter name is %d bytes; at most %d are allowed", len(k), maxParamName)
+		}
 		limit, ok := paramBounds[k]
 		if !ok {
 			limit = maxParamValue
 		}
 		for _, v := range vs {
 			if len(v) > limit {
-				return ciba.Errorf(ciba.CodeInvalidRequest, "parameter %q is %d bytes; at most %d are allowed", truncate(k, 64), len(v), limit)
+				return ciba.Errorf(ciba.CodeInvalidRequest, "parameter %q is %d bytes; at most %d are allowed", k, len(v), limit)
 			}
 		}
 	}

@@ -20,11 +20,12 @@ func TestFormBounds(t *testing.T) {
 		many.Set(fmt.Sprintf("p%d", i), "x")
 	}
 	atBound := url.Values{}
-	for i := range maxParams - 2 {
+	for i := range maxParams - 3 {
 		atBound.Set(fmt.Sprintf("p%d", i), "x")
 	}
 	atBound.Set("request", strings.Repeat("a", maxParamValue))
 	atBound.Set("auth_req_id", strings.Repeat("a", maxIDValue))
+	atBound.Set(strings.Repeat("n", maxParamName), "x")
 	for _, tc := range []struct {
 		name string
 		form url.Values
@@ -35,6 +36,8 @@ func TestFormBounds(t *testing.T) {
 		{"an unknown parameter over the default bound", url.Values{"junk": {strings.Repeat("a", maxParamValue+1)}}, []string{"junk", strconv.Itoa(maxParamValue)}},
 		{"an auth_req_id over its bound", url.Values{"auth_req_id": {strings.Repeat("a", maxIDValue+1)}}, []string{"auth_req_id", strconv.Itoa(maxIDValue)}},
 		{"a device_code over its bound", url.Values{"device_code": {strings.Repeat("a", maxIDValue+1)}}, []string{"device_code", strconv.Itoa(maxIDValue)}},
+		{"a parameter name too long", url.Values{strings.Repeat("n", maxParamName+1): {"x"}}, []string{strconv.Itoa(maxParamName)}},
+		{"a long name given twice is refused for its length, not echoed", url.Values{strings.Repeat("n", 5000): {"x", "y"}}, []string{strconv.Itoa(maxParamName)}},
 		{"a form at every bound", atBound, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -59,13 +59,13 @@ func parseFormBody(body string) (url.Values, error) {
 	if err != nil {
 		return nil, ciba.Errorf(ciba.CodeInvalidRequest, "the form body is malformed")
 	}
+	if err := checkParams(form); err != nil {
+		return nil, err
+	}
 	for k, v := range form {
 		if len(v) > 1 {
 			return nil, ciba.Errorf(ciba.CodeInvalidRequest, "parameter %q is repeated", k)
 		}
-	}
-	if err := checkParams(form); err != nil {
-		return nil, err
 	}
 	return form, nil
 }
