@@ -102,13 +102,14 @@ func TestPerUserLimitOIDC(t *testing.T) {
 	form := func(hint string) url.Values {
 		return url.Values{"scope": {"openid"}, "login_hint": {hint}, "user_code": {"4711"}}
 	}
+	// Before user7's first request: its tokens come back from then on.
+	since := time.Now()
 	for i := range users {
 		if r := e.authorize(posTerminal, form(fmt.Sprintf("user%d@example.com", i))); r.Status != http.StatusOK {
 			t.Fatalf("user%d, the first request of that user: %s", i, r)
 		}
 	}
 	// Every user has 9 left; user7 is flooded with variants of its hint.
-	since := time.Now()
 	hints := peruserVariants("user7@example.com")
 	tally := peruserBurstOf(t, e.env, posTerminal, peruserBurst, func(i int) url.Values { return form(hints[i%len(hints)]) })
 	allowed := peruserAllowed(1, since)
