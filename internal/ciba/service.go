@@ -265,10 +265,14 @@ func (s *Service) Authorize(ctx context.Context, c *Client, p AuthParams) (*Auth
 	}
 
 	if s.d.Relay != nil {
+		key, e := s.userKeyFor("", p.Hint)
+		if e != nil {
+			return nil, e
+		}
 		if e := s.validate(ctx, c, p, "", scopes, acr); e != nil {
 			return nil, e
 		}
-		if e := s.userLimit(ctx, userKey("", s.hintName(p.Hint)), now); e != nil {
+		if e := s.userLimit(ctx, key, now); e != nil {
 			return nil, e
 		}
 		return s.relay(ctx, c, p, relayed{now: now, scopes: scopes, acr: acr, lifetime: lifetime, token: token})
@@ -287,13 +291,17 @@ func (s *Service) Authorize(ctx context.Context, c *Client, p AuthParams) (*Auth
 		}
 	}
 
-	if e := s.validate(ctx, c, p, user.Subject, scopes, acr); e != nil {
-		return nil, e
-	}
 	// A login_hint the upstream cannot verify before the user signs in
 	// (the oidc upstream) resolves to no subject: the limit is then the
 	// hint's.
-	if e := s.userLimit(ctx, userKey(user.Subject, s.hintName(p.Hint)), now); e != nil {
+	key, e := s.userKeyFor(user.Subject, p.Hint)
+	if e != nil {
+		return nil, e
+	}
+	if e := s.validate(ctx, c, p, user.Subject, scopes, acr); e != nil {
+		return nil, e
+	}
+	if e := s.userLimit(ctx, key, now); e != nil {
 		return nil, e
 	}
 	r := &AuthRequest{
@@ -722,15 +730,26 @@ func randomID(n int) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// userLimit asks Deps.UserLimit whether one more request for the user of
-// key (userKey) may be accepted, and answers access_denied when not. An
-// empty key (a hint that names no one once normalised) is invalid_request:
-// one bucket shared by every such request would let one client block
+// userKeyFor is the per-user limit key (userKey) of a request for the
+// user with verified subject sub, or, when sub is "", for the user hint h
+// names. A hint that names no one once normalised is invalid_request: one
+// bucket shared by every such request would let one client block
 // everyone's.
-func (s *Service) userLimit(ctx context.Context, key string, now time.Time) *Error {
-	if key == "" {
-		return Errorf(CodeInvalidRequest, "the hint names no user: it is empty once white space and control characters are removed")
+func (s *Service) userKeyFor(sub string, h Hint) (string, *Error) {
+	name := ""
+	if sub == "" {
+		name = s.hintName(h)
 	}
+	key := userKey(sub, name)
+	if key == "" {
+		return "", Errorf(CodeInvalidRequest, "the hint names no user: it is empty once white space and control characters are removed")
+	}
+	return key, nil
+}
+
+// userLimit asks Deps.UserLimit whether one more request for the user of
+// key (userKeyFor) may be accepted, and answers access_denied when not.
+func (s *Service) userLimit(ctx context.Context, key string, now time.Time) *Error {
 	if s.d.UserLimit == nil {
 		return nil
 	}
