@@ -1,8 +1,8 @@
 package ciba
 
 import (
+	"fmt"
 	"slices"
-	"strconv"
 	"unicode/utf8"
 )
 
@@ -95,7 +95,7 @@ func checkText(s string) string {
 	}
 	for _, c := range s {
 		if c < 0x20 && c != '\t' || c == 0x7f || c >= 0x80 && c < 0xa0 {
-			return "contains the control character " + strconv.QuoteRune(c)
+			return fmt.Sprintf("contains the control character U+%04X", c)
 		}
 	}
 	return ""
