@@ -209,3 +209,56 @@ func TestPerUserLimitRelay(t *testing.T) {
 	}
 	e.mustAuthorize(teller, url.Values{"scope": {"openid"}, "login_hint": {"bob@example.com"}})
 }
+
+// peruserIDToken has the test IdP issue an ID token of account to c, by
+// its own CIBA grant approved at once.
+func peruserIDToken(t *testing.T, op *idp.IdP, c testutil.Client, account string) string {
+	t.Helper()
+	r, err := testutil.PostForm(ctx(t), op.Issuer()+"/backchannel", c, url.Values{"scope": {"openid"}, "login_hint": {account}})
+	if err != nil || r.Status != http.StatusOK {
+		t.Fatalf("IdP backchannel request: %v %v", r, err)
+	}
+	id := r.Str("auth_req_id")
+	if _, err := op.ApproveCIBA(ctx(t), id); err != nil {
+		t.Fatalf("approve at the IdP: %v", err)
+	}
+	r, err = testutil.PostForm(ctx(t), op.Issuer()+"/token", c, url.Values{"grant_type": {idp.GrantCIBA}, "auth_req_id": {id}})
+	if err != nil || r.Status != http.StatusOK || r.Str("id_token") == "" {
+		t.Fatalf("IdP token request: %v %v", r, err)
+	}
+	return r.Str("id_token")
+}
+
+// TestPerUserLimitOIDCIDTokenHint runs examples/oidc.yaml at its defaults
+// with id_token_hint requests: the hint is verified, so the limit is the
+// subject's.
+func TestPerUserLimitOIDCIDTokenHint(t *testing.T) {
+	t.Parallel()
+	addr, err := testutil.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := idp.Start(t, idp.Config{
+		Clients: []idp.Client{{ID: posTerminal.ID, Secret: posTerminal.Secret, RedirectURIs: []string{"http://" + addr + "/approve/callback"},
+			GrantTypes: []string{idp.GrantAuthorizationCode, idp.GrantCIBA}}},
+		Accounts: []idp.Account{{ID: "alice", Email: "alice@example.com", EmailVerified: true, PreferredUsername: "alice"}},
+	})
+	// Two grants; within one second the IdP may sign the same claims into
+	// the same token (internal/ciba TestUserLimitKeys has distinct tokens
+	// of one subject).
+	tokens := []string{peruserIDToken(t, op, posTerminal, "alice"), peruserIDToken(t, op, posTerminal, "alice")}
+	e := &env{t: t, hook: testutil.NewWebhook(t), notify: testutil.NewNotifier(t)}
+	e.srv = testutil.Start(t, testutil.Options{
+		Binary: binary, Config: example("oidc.yaml"), Addr: addr, DefaultLimits: true,
+		WebhookURL: e.hook.URL, NotifyURL: e.notify.URL,
+		Env: []string{"OIDC_ISSUER=" + op.Issuer(), "CALLCENTER_NOTIFY_URL=" + e.notify.URL},
+	})
+	since := time.Now()
+	tally := peruserBurstOf(t, e, posTerminal, peruserBurst, func(i int) url.Values {
+		return url.Values{"scope": {"openid"}, "id_token_hint": {tokens[i%len(tokens)]}, "user_code": {"4711"}}
+	})
+	if allowed := peruserAllowed(0, since); tally.ok < peruserLimit || tally.ok > allowed || tally.denied != peruserBurst-tally.ok || len(tally.other) > 0 {
+		t.Errorf("a burst of %d with ID tokens of alice: %d accepted (want %d to %d), %d access_denied, others %v",
+			peruserBurst, tally.ok, peruserLimit, allowed, tally.denied, tally.other)
+	}
+}
