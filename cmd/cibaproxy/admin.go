@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"strings"
@@ -32,51 +31,53 @@ const (
 )
 
 // cmdRequests runs `cibaproxy requests list|show|cancel`.
-func cmdRequests(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return usageError{errors.New("want list, show ID or cancel ID")}
+func cmdRequests(ctx context.Context, args []string, c cmdIO) error {
+	sub, err := c.group("requests", args)
+	if err != nil {
+		return err
 	}
+	name := "requests " + sub
 	var (
 		path, client, state string
 		asJSON, full        bool
 	)
 	define := func(fs *flag.FlagSet) {
-		fs.StringVar(&path, "config", "", "config file (YAML), the one the server runs with")
+		fs.StringVar(&path, "config", "", "config `file` (YAML), the one the server runs with")
 		fs.BoolVar(&asJSON, "json", false, "print JSON (whole ids) instead of a table")
-		fs.BoolVar(&full, "full", false, "print whole auth_req_ids instead of their first 12 characters")
+		if sub != "cancel" { // cancel prints the whole id
+			fs.BoolVar(&full, "full", false, "print whole auth_req_ids instead of their first 12 characters")
+		}
 	}
-	sub := args[0]
 	var id string
 	switch sub {
 	case "list":
-		pos, err := parseArgs("requests list", args[1:], stderr, func(fs *flag.FlagSet) {
+		if err := c.flags(name, args[1:], func(fs *flag.FlagSet) {
 			define(fs)
-			fs.StringVar(&client, "client", "", "only the requests of this client_id")
-			fs.StringVar(&state, "state", "", "only requests in this state: pending, approved, denied, expired or redeemed")
-		})
-		if err != nil {
+			fs.StringVar(&client, "client", "", "only the requests of this client_`id`")
+			fs.StringVar(&state, "state", "", "only requests in this `state`: pending, approved, denied, expired or redeemed")
+		}); err != nil {
 			return err
 		}
-		if len(pos) > 0 {
-			return usageError{fmt.Errorf("unexpected argument %q", pos[0])}
-		}
 		if err := (admin.Filter{State: ciba.Status(state)}).Validate(); err != nil {
-			return usageError{err}
+			return usageError{err, name}
 		}
-	case "show", "cancel":
-		pos, err := parseArgs("requests "+sub, args[1:], stderr, define)
+	default: // show, cancel
+		pos, err := c.parseArgs(name, args[1:], define)
 		if err != nil {
 			return err
 		}
 		if len(pos) != 1 {
-			return usageError{fmt.Errorf("want one auth_req_id (or a prefix of at least %d characters)", admin.MinPrefix)}
+			for _, p := range pos {
+				if len(pos) > 1 && strings.HasPrefix(p, "--") {
+					return usageError{fmt.Errorf("unknown flag %s (or, if it is one, a second ID: want one)", p), name}
+				}
+			}
+			return usageError{fmt.Errorf("want one ID: an auth_req_id, or a prefix of at least %d characters", admin.MinPrefix), name}
 		}
 		id = pos[0]
-	default:
-		return usageError{fmt.Errorf("unknown subcommand %q: want list, show or cancel", sub)}
 	}
 	if path == "" {
-		return usageError{errors.New("--config FILE is required")}
+		return usageError{errors.New("--config FILE is required"), name}
 	}
 	cfg, err := config.Load(path)
 	if err != nil {
@@ -87,6 +88,7 @@ func cmdRequests(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	defer closeReqs()
+	stdout := c.stdout
 
 	switch sub {
 	case "list":
@@ -120,29 +122,27 @@ func cmdRequests(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fmt.Fprintf(stdout, "; the %s client will be told (client_notice)", r.Mode)
 	}
 	fmt.Fprintln(stdout)
-	return admin.WriteRequest(stdout, r, full)
+	return admin.WriteRequest(stdout, r, true)
 }
 
 // cmdClients runs `cibaproxy clients list`: the clients of the config,
 // without secrets.
-func cmdClients(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "list" {
-		return usageError{errors.New("want list")}
-	}
-	var path string
-	var asJSON bool
-	pos, err := parseArgs("clients list", args[1:], stderr, func(fs *flag.FlagSet) {
-		fs.StringVar(&path, "config", "", "config file (YAML)")
-		fs.BoolVar(&asJSON, "json", false, "print JSON instead of a table")
-	})
+func cmdClients(args []string, c cmdIO) error {
+	sub, err := c.group("clients", args)
 	if err != nil {
 		return err
 	}
-	if len(pos) > 0 {
-		return usageError{fmt.Errorf("unexpected argument %q", pos[0])}
+	name := "clients " + sub
+	var path string
+	var asJSON bool
+	if err := c.flags(name, args[1:], func(fs *flag.FlagSet) {
+		fs.StringVar(&path, "config", "", "config `file` (YAML)")
+		fs.BoolVar(&asJSON, "json", false, "print JSON instead of a table")
+	}); err != nil {
+		return err
 	}
 	if path == "" {
-		return usageError{errors.New("--config FILE is required")}
+		return usageError{errors.New("--config FILE is required"), name}
 	}
 	cfg, err := config.Load(path)
 	if err != nil {
@@ -150,68 +150,9 @@ func cmdClients(args []string, stdout, stderr io.Writer) error {
 	}
 	list := admin.Clients(cfg.Clients)
 	if asJSON {
-		return admin.WriteJSON(stdout, admin.ClientsJSON(list))
+		return admin.WriteJSON(c.stdout, admin.ClientsJSON(list))
 	}
-	return admin.WriteClients(stdout, list)
-}
-
-// parseArgs parses flags that may come before and after positional
-// arguments (`show ID --config F` as well as `show --config F ID`) and
-// returns the positional ones. An argument that starts with '-' but names
-// no flag of the command is positional: auth_req_ids are base64url and may
-// start with '-' (`cancel -GPZw…`); `--` ends the flags as usual.
-func parseArgs(name string, args []string, stderr io.Writer, define func(*flag.FlagSet)) ([]string, error) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	define(fs)
-	var pos []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		switch {
-		case a == "--":
-			return append(pos, args[i+1:]...), nil
-		case len(a) < 2 || a[0] != '-' || notAFlag(fs, a):
-			pos = append(pos, a)
-		default:
-			// One flag at a time, with its value when it takes one, so
-			// that an id after it is not parsed as a flag.
-			n := 1
-			if takesValue(fs, a) && i+1 < len(args) {
-				n = 2
-			}
-			if err := fs.Parse(args[i : i+n]); err != nil {
-				return nil, usageError{err}
-			}
-			i += n - 1
-		}
-	}
-	return pos, nil
-}
-
-// takesValue reports whether the flag a is one of fs's that takes its
-// value from the next argument (not -name=value, not a boolean).
-func takesValue(fs *flag.FlagSet, a string) bool {
-	name := strings.TrimPrefix(a[1:], "-")
-	if strings.Contains(name, "=") {
-		return false
-	}
-	f := fs.Lookup(name)
-	if f == nil {
-		return false
-	}
-	b, ok := f.Value.(interface{ IsBoolFlag() bool })
-	return !ok || !b.IsBoolFlag()
-}
-
-// notAFlag reports whether a, which flag.Parse would take for a flag, is
-// none of fs's (nor -h/-help): a positional argument that starts with '-'.
-func notAFlag(fs *flag.FlagSet, a string) bool {
-	if len(a) < 2 || a[0] != '-' || a == "--" {
-		return false
-	}
-	name := strings.TrimPrefix(a[1:], "-")
-	name, _, _ = strings.Cut(name, "=")
-	return name != "h" && name != "help" && fs.Lookup(name) == nil
+	return admin.WriteClients(c.stdout, list)
 }
 
 // openRequests returns the requests of the config's store and a function

@@ -26,7 +26,7 @@ func TestParseArgsIDsStartingWithADash(t *testing.T) {
 		{args: []string{"--config"}, wantErr: true}, // the flag needs its value
 	} {
 		var config string
-		pos, err := parseArgs("requests cancel", tc.args, io.Discard, func(fs *flag.FlagSet) {
+		pos, err := (cmdIO{stdout: io.Discard, stderr: io.Discard}).parseArgs("requests cancel", tc.args, func(fs *flag.FlagSet) {
 			fs.StringVar(&config, "config", "", "config file")
 		})
 		if (err != nil) != tc.wantErr {

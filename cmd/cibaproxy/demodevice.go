@@ -24,16 +24,17 @@ import (
 // clients (POST /notify). It prints what it receives and how to answer; with
 // --auto it approves or denies by itself. It is for trying cibaproxy out,
 // not for production.
-func cmdDemoDevice(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func cmdDemoDevice(ctx context.Context, args []string, c cmdIO) error {
+	stdout := c.stdout
 	var listen, auto string
-	if err := flags("demo-device", args, stderr, func(fs *flag.FlagSet) {
-		fs.StringVar(&listen, "listen", "127.0.0.1:9090", "address to listen on")
+	if err := c.flags("demo-device", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&listen, "listen", "127.0.0.1:9090", "`host:port` to listen on")
 		fs.StringVar(&auto, "auto", "", `answer every request by itself: "approve" or "deny" (default: print the curl commands)`)
 	}); err != nil {
 		return err
 	}
 	if auto != "" && auto != "approve" && auto != "deny" {
-		return usageError{fmt.Errorf(`--auto must be "approve" or "deny", got %q`, auto)}
+		return usageError{fmt.Errorf(`--auto must be "approve" or "deny", got %q`, auto), "demo-device"}
 	}
 	var mu sync.Mutex
 	say := func(format string, args ...any) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -50,17 +49,20 @@ func signingAlgs(cfg *config.Config) keys.Algs {
 }
 
 // cmdKeys runs `cibaproxy keys rotate`.
-func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "rotate" {
-		return usageError{errors.New("want rotate")}
+func cmdKeys(ctx context.Context, args []string, c cmdIO) error {
+	sub, err := c.group("keys", args)
+	if err != nil {
+		return err
 	}
+	name := "keys " + sub
+	stdout := c.stdout
 	var (
 		path   string
 		ahead  time.Duration
 		asJSON bool
 	)
-	if err := flags("keys rotate", args[1:], stderr, func(fs *flag.FlagSet) {
-		fs.StringVar(&path, "config", "", "config file (YAML), the one the server runs with")
+	if err := c.flags(name, args[1:], func(fs *flag.FlagSet) {
+		fs.StringVar(&path, "config", "", "config `file` (YAML), the one the server runs with")
 		fs.DurationVar(&ahead, "publish-ahead", keys.DefaultPublishAhead,
 			fmt.Sprintf("how long the new key is published before it signs (at least %v)", keys.MinPublishAhead))
 		fs.BoolVar(&asJSON, "json", false, "print JSON")
@@ -68,10 +70,10 @@ func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	if path == "" {
-		return usageError{errors.New("--config FILE is required")}
+		return usageError{errors.New("--config FILE is required"), name}
 	}
 	if ahead < keys.MinPublishAhead {
-		return usageError{fmt.Errorf("--publish-ahead must be at least %v: clients cache the JWKS for 300s and instances read the keys every %v", keys.MinPublishAhead, keys.ReloadEvery)}
+		return usageError{fmt.Errorf("--publish-ahead must be at least %v: clients cache the JWKS for 300s and instances read the keys every %v", keys.MinPublishAhead, keys.ReloadEvery), name}
 	}
 	cfg, err := config.Load(path)
 	if err != nil {

@@ -7,22 +7,29 @@
 //	cibaproxy check-config --config FILE
 //	cibaproxy hash-secret
 //	cibaproxy demo-device [--listen HOST:PORT] [--auto approve|deny]
-//	cibaproxy requests list|show ID|cancel ID --config FILE [--json] [--full]
+//	cibaproxy requests list --config FILE [--client ID] [--state STATE] [--json] [--full]
+//	cibaproxy requests show ID --config FILE [--json] [--full]
+//	cibaproxy requests cancel ID --config FILE [--json]
 //	cibaproxy clients list --config FILE [--json]
-//	cibaproxy keys rotate --config FILE [--publish-ahead D] [--json]
+//	cibaproxy keys rotate --config FILE [--publish-ahead DURATION] [--json]
 //	cibaproxy version
+//	cibaproxy help [COMMAND]
+//
+// Every command says more with --help (cli.go).
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"syscall"
+
+	"github.com/cibaproxy/cibaproxy/internal/config"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -35,89 +42,85 @@ func main() {
 	os.Exit(code)
 }
 
-const usage = `usage: cibaproxy <command> [flags]
-
-commands:
-  serve --config FILE [--listen HOST:PORT]   run the server
-  check-config --config FILE                 report every problem of a config file
-  hash-secret                                read a secret on stdin, print its bcrypt hash
-  demo-device [--listen ADDR] [--auto approve|deny]
-                                             a stand-in authentication device and client
-                                             notification endpoint, for the quick start
-  requests list --config FILE [--client ID] [--state STATE] [--json] [--full]
-                                             list the authentication requests
-  requests show ID --config FILE [--json] [--full]
-                                             show one request (ID: auth_req_id or a
-                                             unique prefix of 8 or more characters)
-  requests cancel ID --config FILE [--json]  deny a pending request ("cancelled by an
-                                             operator"); ping and push clients are told
-  clients list --config FILE [--json]        list the configured clients, without secrets
-  keys rotate --config FILE [--publish-ahead 10m] [--json]
-                                             a new signing key: published now, signing
-                                             after --publish-ahead; the old one stays
-                                             published until its tokens have expired
-  version                                    print the version
-`
-
 // run is main without the process: it returns the exit code.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usage())
 		return 2
 	}
+	if isHelp(args[0]) {
+		if len(args) == 1 || isHelp(args[1]) {
+			fmt.Fprint(stdout, usage())
+			return 0
+		}
+		// help COMMAND [SUBCOMMAND] is COMMAND [SUBCOMMAND] --help.
+		return run(ctx, append(slices.Clone(args[1:]), "--help"), stdin, stdout, stderr)
+	}
+	c := cmdIO{stdin: stdin, stdout: stdout, stderr: stderr}
 	var err error
 	switch args[0] {
 	case "serve":
-		err = cmdServe(ctx, args[1:], stderr)
+		err = cmdServe(ctx, args[1:], c)
 	case "check-config":
-		err = cmdCheckConfig(args[1:], stdout, stderr)
+		err = cmdCheckConfig(args[1:], c)
 	case "demo-device":
-		err = cmdDemoDevice(ctx, args[1:], stdout, stderr)
+		err = cmdDemoDevice(ctx, args[1:], c)
 	case "requests":
-		err = cmdRequests(ctx, args[1:], stdout, stderr)
+		err = cmdRequests(ctx, args[1:], c)
 	case "clients":
-		err = cmdClients(args[1:], stdout, stderr)
+		err = cmdClients(args[1:], c)
 	case "keys":
-		err = cmdKeys(ctx, args[1:], stdout, stderr)
+		err = cmdKeys(ctx, args[1:], c)
 	case "hash-secret":
-		err = cmdHashSecret(stdin, stdout)
+		err = cmdHashSecret(ctx, args[1:], c)
 	case "version", "--version", "-v":
-		fmt.Fprintln(stdout, "cibaproxy", buildVersion())
-		return 0
-	case "help", "--help", "-h":
-		fmt.Fprint(stdout, usage)
-		return 0
+		if err = c.flags("version", args[1:], noFlags); err == nil {
+			fmt.Fprintln(stdout, "cibaproxy", buildVersion())
+		}
 	default:
-		fmt.Fprintf(stderr, "cibaproxy: unknown command %q\n\n%s", args[0], usage)
+		fmt.Fprintf(stderr, "cibaproxy: unknown command %q\n\n%s", args[0], usage())
 		return 2
 	}
-	if err != nil {
-		var ue usageError
-		if errors.As(err, &ue) {
-			fmt.Fprintf(stderr, "cibaproxy %s: %v\n", args[0], err)
-			return 2
-		}
-		fmt.Fprintf(stderr, "cibaproxy %s: %v\n", args[0], err)
-		return 1
-	}
-	return 0
+	return exitCode(err, commandName(args), stderr)
 }
 
-// usageError is a wrong command line (exit code 2).
-type usageError struct{ error }
+// exitCode reports err of the command name on stderr and returns the exit
+// code: 0 for none (or help that was asked for), 2 for a wrong command
+// line, 130 for a command ended by Ctrl-C, 1 for anything else.
+func exitCode(err error, name string, stderr io.Writer) int {
+	var (
+		ue usageError
+		ps config.Problems
+	)
+	switch {
+	case err == nil, errors.Is(err, errHelpShown):
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "cibaproxy %s: %v\n%s", name, err, usageLine(ue.cmd))
+		fmt.Fprintf(stderr, "(cibaproxy %s --help says more)\n", ue.cmd)
+		return 2
+	case errors.Is(err, errInterrupted):
+		fmt.Fprintf(stderr, "\ncibaproxy %s: %v\n", name, err)
+		return 130
+	case errors.As(err, &ps):
+		// One problem per line, each as FILE:LINE: PATH: MESSAGE (what
+		// editors jump to), then one line that says whose they are.
+		for _, p := range ps {
+			fmt.Fprintln(stderr, p)
+		}
+		fmt.Fprintf(stderr, "cibaproxy %s: %s in the configuration\n", name, plural(len(ps), "problem", "problems"))
+		return 1
+	}
+	fmt.Fprintf(stderr, "cibaproxy %s: %v\n", name, err)
+	return 1
+}
 
-// flags parses a subcommand's flags, turning flag errors into usage errors.
-func flags(name string, args []string, stderr io.Writer, define func(*flag.FlagSet)) error {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	define(fs)
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+// plural is "1 client", "2 clients".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, one)
 	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
-	}
-	return nil
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 func buildVersion() string {

@@ -18,17 +18,18 @@ import (
 	"github.com/cibaproxy/cibaproxy/internal/httpapi"
 )
 
-func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
+func cmdServe(ctx context.Context, args []string, c cmdIO) error {
 	var path, listen string
-	if err := flags("serve", args, stderr, func(fs *flag.FlagSet) {
-		fs.StringVar(&path, "config", "", "config file (YAML)")
-		fs.StringVar(&listen, "listen", "", "address to listen on, overriding the config's listen")
+	if err := c.flags("serve", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&path, "config", "", "config `file` (YAML)")
+		fs.StringVar(&listen, "listen", "", "`host:port` to listen on, overriding the config's listen")
 	}); err != nil {
 		return err
 	}
 	if path == "" {
-		return usageError{errors.New("--config FILE is required")}
+		return usageError{errors.New("--config FILE is required"), "serve"}
 	}
+	stderr := c.stderr
 	cfg, err := config.Load(path)
 	if err != nil {
 		return err

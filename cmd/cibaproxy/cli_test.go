@@ -1,0 +1,135 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// runCLI runs the command line args in-process and returns its exit code,
+// standard output and standard error.
+func runCLI(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), args, strings.NewReader(stdin), &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+// helpNames is every command, subcommand and group of subcommands.
+func helpNames() []string {
+	var names []string
+	for _, c := range commands {
+		if group, _, ok := strings.Cut(c.name, " "); ok && !slices.Contains(names, group) {
+			names = append(names, group)
+		}
+		names = append(names, c.name)
+	}
+	return names
+}
+
+var flagRE = regexp.MustCompile(`(?m)^  (--[a-z-]+)`)
+
+// TestHelpOfEveryCommand walks every command and subcommand: --help, -h
+// and `help COMMAND` print its usage line with its arguments on stdout
+// and exit 0; every flag its help lists is in its usage line and the other
+// way round (no flag a command does not use, like --full on cancel).
+func TestHelpOfEveryCommand(t *testing.T) {
+	for _, name := range helpNames() {
+		words := strings.Fields(name)
+		for _, args := range [][]string{
+			append(slices.Clone(words), "--help"),
+			append(slices.Clone(words), "-h"),
+			append([]string{"help"}, words...),
+		} {
+			code, stdout, stderr := runCLI(t, "", args...)
+			if code != 0 || stderr != "" {
+				t.Errorf("cibaproxy %s: exit %d, stderr %q; want 0 and nothing", strings.Join(args, " "), code, stderr)
+				continue
+			}
+			want := "usage: cibaproxy " + name
+			if name == "help" {
+				want = "usage: cibaproxy COMMAND" // help's help is the usage
+			}
+			if !strings.HasPrefix(stdout, want) {
+				t.Errorf("cibaproxy %s: the help does not start with its usage line:\n%s", strings.Join(args, " "), stdout)
+			}
+		}
+		if !slices.ContainsFunc(commands, func(c command) bool { return c.name == name }) || name == "help" {
+			continue // a group: its subcommands are checked
+		}
+		code, stdout, _ := runCLI(t, "", append(words, "--help")...)
+		if code != 0 {
+			continue
+		}
+		line, _, _ := strings.Cut(stdout, "\n")
+		var listed []string
+		for _, m := range flagRE.FindAllStringSubmatch(stdout, -1) {
+			listed = append(listed, m[1])
+			if !strings.Contains(line+" ", m[1]+" ") && !strings.Contains(line, m[1]+"]") {
+				t.Errorf("%s: flag %s is in the help but not in the usage line %q", name, m[1], line)
+			}
+		}
+		for _, f := range regexp.MustCompile(`--[a-z-]+`).FindAllString(line, -1) {
+			if !slices.Contains(listed, f) {
+				t.Errorf("%s: the usage line %q names %s, which the command does not take", name, line, f)
+			}
+		}
+	}
+	for _, want := range []string{
+		"usage: cibaproxy requests show ID --config FILE",
+		"usage: cibaproxy requests cancel ID --config FILE [--json]\n",
+	} {
+		name := strings.Join(strings.Fields(want)[2:4], " ")
+		if _, stdout, _ := runCLI(t, "", append(strings.Fields(name), "--help")...); !strings.HasPrefix(stdout, want) {
+			t.Errorf("%s --help:\n%s\nwant it to start with %q", name, stdout, want)
+		}
+	}
+}
+
+// TestUsageListsEveryCommand: the top-level usage (cibaproxy, cibaproxy
+// --help) names every command with its arguments; without a command it
+// goes to stderr with exit 2.
+func TestUsageListsEveryCommand(t *testing.T) {
+	code, stdout, _ := runCLI(t, "", "--help")
+	if code != 0 {
+		t.Fatalf("--help: exit %d", code)
+	}
+	for _, c := range commands {
+		if want := strings.TrimSpace(c.name + " " + c.args); !strings.Contains(stdout, "  "+want+"\n") {
+			t.Errorf("the usage lacks %q:\n%s", want, stdout)
+		}
+	}
+	if code, stdout, stderr := runCLI(t, ""); code != 2 || stdout != "" || !strings.Contains(stderr, "usage: cibaproxy") {
+		t.Errorf("no command: exit %d, stdout %q, stderr %q; want 2 and the usage on stderr", code, stdout, stderr)
+	}
+}
+
+// TestWrongCommandLines: a wrong command line exits 2 and says what is
+// wrong, then the usage line of the command it was for.
+func TestWrongCommandLines(t *testing.T) {
+	for _, tc := range []struct {
+		args       []string
+		say, usage string
+	}{
+		{[]string{"serve"}, "--config FILE is required", "usage: cibaproxy serve --config FILE"},
+		{[]string{"serve", "--frob"}, "unknown flag --frob", "usage: cibaproxy serve "},
+		{[]string{"requests"}, "want list, show, cancel", "usage: cibaproxy requests list"},
+		{[]string{"requests", "frobnicate"}, `unknown subcommand "frobnicate"`, "       cibaproxy requests cancel ID"},
+		{[]string{"requests", "show", "--config", "x.yaml"}, "want one ID", "usage: cibaproxy requests show ID"},
+		{[]string{"requests", "cancel", "abcdefgh", "--full", "--config", "x.yaml"}, "unknown flag --full", "usage: cibaproxy requests cancel ID"},
+		{[]string{"requests", "list", "--config", "x.yaml", "--state", "waiting"}, "waiting", "usage: cibaproxy requests list"},
+		{[]string{"clients", "list", "extra"}, `unexpected argument "extra"`, "usage: cibaproxy clients list"},
+		{[]string{"keys"}, "want rotate", "usage: cibaproxy keys rotate"},
+		{[]string{"hash-secret", "s3cret"}, `unexpected argument "s3cret"`, "usage: cibaproxy hash-secret"},
+		{[]string{"version", "x"}, `unexpected argument "x"`, "usage: cibaproxy version"},
+		{[]string{"demo-device", "--auto", "maybe"}, `--auto must be "approve" or "deny"`, "usage: cibaproxy demo-device"},
+	} {
+		code, stdout, stderr := runCLI(t, "", tc.args...)
+		if code != 2 || stdout != "" || !strings.Contains(stderr, tc.say) || !strings.Contains(stderr, tc.usage) {
+			t.Errorf("cibaproxy %s: exit %d, stdout %q, stderr:\n%s\nwant exit 2 saying %q and %q", strings.Join(tc.args, " "), code, stdout, stderr, tc.say, tc.usage)
+		}
+	}
+}
