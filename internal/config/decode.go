@@ -40,7 +40,7 @@ func parseYAML(data []byte, src *source, col *collector) *yaml.Node {
 			return nil
 		}
 		line, msg := splitYAMLError(err)
-		col.addBad(src, "", line, "invalid YAML: %s", msg)
+		col.addBad(src, "", problemLine(data, line, msg), "invalid YAML: %s", msg)
 		return nil
 	}
 	var extra yaml.Node
@@ -55,6 +55,36 @@ func parseYAML(data []byte, src *source, col *collector) *yaml.Node {
 		col.addBad(src, "", line, "invalid YAML: %s", msg)
 	}
 	return &doc
+}
+
+// problemScan bounds how many lines after the reported one problemLine
+// looks at.
+const problemScan = 200
+
+// problemLine returns the line of the syntax error msg in data, which
+// yaml.v3 reported at line: that is the line of the enclosing collection
+// when it knows one (a mis-indented line 4 of a list starting on line 2 is
+// reported at line 2). The problem is at the first line that, with all the
+// lines before it, fails with the same message.
+//
+// Only the errors of block collections are looked at: in a flow ([…],
+// {…}) or a quoted string, cutting the file short fails by itself.
+func problemLine(data []byte, line int, msg string) int {
+	if line <= 0 || !strings.Contains(msg, "did not find expected key") && !strings.Contains(msg, "did not find expected '-' indicator") {
+		return line
+	}
+	lines := strings.SplitAfter(string(data), "\n")
+	for k := line; k <= len(lines) && k <= line+problemScan; k++ {
+		var n yaml.Node
+		err := yaml.Unmarshal([]byte(strings.Join(lines[:k], "")), &n)
+		if err == nil {
+			continue
+		}
+		if _, m := splitYAMLError(err); m == msg {
+			return k
+		}
+	}
+	return line
 }
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)

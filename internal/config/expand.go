@@ -39,10 +39,16 @@ func expandTree(n *yaml.Node, path string, lookup lookupFunc, src *source, col *
 		if n.ShortTag() != "!!str" || !strings.Contains(n.Value, "$") {
 			return
 		}
-		v, err := expand(n.Value, lookup)
+		var empty []string
+		v, err := expandNoting(n.Value, lookup, &empty)
 		if err != nil {
 			col.addBad(src, path, n.Line, "%v", err)
 			return
+		}
+		if len(empty) > 0 {
+			// A problem with this value then says where its emptiness
+			// came from: "issuer: required (from ${ISS}, which is not set)".
+			src.empty[path] = "from " + strings.Join(empty, " and ")
 		}
 		n.Value = v
 		// Pin the tag: an expanded plain scalar stays a string even when
@@ -54,6 +60,13 @@ func expandTree(n *yaml.Node, path string, lookup lookupFunc, src *source, col *
 // expand replaces ${VAR}, ${VAR:-default} and $$ in s. Unset VAR without a
 // default expands to "". A '$' not followed by '{' or '$' is kept.
 func expand(s string, lookup lookupFunc) (string, error) {
+	return expandNoting(s, lookup, nil)
+}
+
+// expandNoting is expand that adds to *empty, when empty is not nil, each
+// reference without a default that expanded to "", as "${VAR}, which is
+// not set" (or "…, which is empty").
+func expandNoting(s string, lookup lookupFunc, empty *[]string) (string, error) {
 	if !strings.Contains(s, "$") {
 		return s, nil
 	}
@@ -74,7 +87,7 @@ func expand(s string, lookup lookupFunc) (string, error) {
 			if end < 0 {
 				return "", fmt.Errorf("unterminated \"${\" at character %d: a reference is ${NAME} or ${NAME:-default} (write $$ for a literal $)", i+1)
 			}
-			v, err := expandRef(s[i+2:end], lookup)
+			v, err := expandRef(s[i+2:end], lookup, empty)
 			if err != nil {
 				return "", err
 			}
@@ -109,15 +122,23 @@ func matchBrace(s string, from int) int {
 	return -1
 }
 
-// expandRef expands the inside of one ${…}.
-func expandRef(ref string, lookup lookupFunc) (string, error) {
+// expandRef expands the inside of one ${…}, noting an empty one in
+// *empty (see expandNoting).
+func expandRef(ref string, lookup lookupFunc, empty *[]string) (string, error) {
 	name, def, hasDef := strings.Cut(ref, ":-")
 	if !validVarName(name) {
 		return "", fmt.Errorf("invalid reference ${%s}: a reference is ${NAME} or ${NAME:-default}, NAME made of letters, digits and '_' (write $$ for a literal $)", abbrev(ref, 40))
 	}
 	v, ok := lookup(name)
 	if hasDef && (!ok || v == "") {
-		return expand(def, lookup)
+		return expandNoting(def, lookup, empty)
+	}
+	if empty != nil && v == "" {
+		why := "which is not set"
+		if ok {
+			why = "which is empty"
+		}
+		*empty = append(*empty, fmt.Sprintf("${%s}, %s", name, why))
 	}
 	return v, nil
 }

@@ -82,7 +82,7 @@ func (c *collector) addLine(src *source, path string, line int, format string, a
 		File:    src.file,
 		Path:    oneLine(path),
 		Line:    line,
-		Message: oneLine(fmt.Sprintf(format, args...)),
+		Message: oneLine(src.why(path, fmt.Sprintf(format, args...))),
 	})
 }
 
@@ -102,7 +102,7 @@ func (c *collector) addBad(src *source, path string, line int, format string, ar
 		File:    src.file,
 		Path:    oneLine(path),
 		Line:    line,
-		Message: oneLine(fmt.Sprintf(format, args...)),
+		Message: oneLine(src.why(path, fmt.Sprintf(format, args...))),
 	})
 }
 
@@ -148,10 +148,26 @@ type source struct {
 	// set holds the paths that were given a non-empty value, so defaults
 	// can tell "absent" from an explicit zero.
 	set map[string]bool
+	// empty says, for the paths whose value has ${VAR} references that
+	// expanded to nothing, which: "from ${ISS}, which is not set".
+	empty map[string]string
 }
 
 func newSource(file string) *source {
-	return &source{file: file, lines: make(map[string]int), set: make(map[string]bool)}
+	return &source{file: file, lines: make(map[string]int), set: make(map[string]bool), empty: make(map[string]string)}
+}
+
+// why appends to the message msg about path where an empty value came
+// from, when it came from a variable.
+func (s *source) why(path, msg string) string {
+	e, ok := s.empty[path]
+	if !ok {
+		return msg
+	}
+	if rest, ok := strings.CutPrefix(msg, "required"); ok {
+		return "required (" + e + ")" + rest
+	}
+	return msg + " (" + e + ")"
 }
 
 // line returns the line of path, or of its nearest parent that appears in
