@@ -147,6 +147,10 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 	if err != nil {
 		return nil, err
 	}
+	if channel == nil && cfg.Upstream.Type != config.UpstreamCIBA && hasCIBAClients(cfg) {
+		log.Warn("no channel configured (channels.webhook.url or channels.email): nobody is told of a new CIBA request, so nobody can approve one and each request expires; " +
+			"configure one (docs/webhook.md, docs/email.md), or for the quick start set CIBAPROXY_WEBHOOK_URL or run make run")
+	}
 	validator, err := buildValidator(cfg, tr)
 	if err != nil {
 		return nil, fmt.Errorf("validation hook: %w", err)
@@ -347,6 +351,17 @@ func sealRing(ctx context.Context, cfg *config.Config, st ciba.Store, log *slog.
 		ks = []seal.Key{{ID: "store", Secret: secret}}
 	}
 	return seal.NewRing(ks...)
+}
+
+// hasCIBAClients reports whether a client of cfg uses CIBA (not only the
+// device grant, whose user comes to the verification page by themselves).
+func hasCIBAClients(cfg *config.Config) bool {
+	for _, c := range cfg.Clients {
+		if c.DeliveryMode != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // buildChannel returns the configured authentication channel, or nil.

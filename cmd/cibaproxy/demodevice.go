@@ -14,6 +14,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
 	"github.com/cibaproxy/cibaproxy/internal/channel/webhook"
 	"github.com/cibaproxy/cibaproxy/internal/outbound"
 )
@@ -52,8 +55,12 @@ func cmdDemoDevice(ctx context.Context, args []string, c cmdIO) error {
 		}
 		token := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
 		w.WriteHeader(http.StatusNoContent)
-		say("\n[device] %s asks %s to approve (scope %q, binding message %q, expires %s)\n",
-			m.ClientName, m.LoginHint, m.Scope, m.BindingMessage, m.ExpiresAt.Local().Format(time.TimeOnly))
+		binding := "no binding message"
+		if m.BindingMessage != "" {
+			binding = fmt.Sprintf("binding message %q", m.BindingMessage)
+		}
+		say("\n[device] %s asks %s to approve (scope %q, %s, expires %s)\n",
+			m.ClientName, m.LoginHint, m.Scope, binding, m.ExpiresAt.Local().Format(time.TimeOnly))
 		if auto != "" {
 			go func() {
 				time.Sleep(time.Second)
@@ -76,7 +83,7 @@ func cmdDemoDevice(ctx context.Context, args []string, c cmdIO) error {
 		_ = json.Unmarshal(body, &m)
 		switch {
 		case m["access_token"] != nil:
-			say("\n[client] push: tokens for auth_req_id %v arrived (%d bytes)\n", m["auth_req_id"], len(body))
+			say("\n[client] push: tokens for auth_req_id %v arrived%s\n", m["auth_req_id"], describeTokens(m))
 		case m["error"] != nil:
 			say("\n[client] push: %v for auth_req_id %v\n", m["error"], m["auth_req_id"])
 		default:
@@ -97,6 +104,60 @@ func cmdDemoDevice(ctx context.Context, args []string, c cmdIO) error {
 		return err
 	}
 	return nil
+}
+
+// tokenAlgs are the algorithms the demo device decodes tokens of.
+var tokenAlgs = []jose.SignatureAlgorithm{jose.RS256, jose.PS256, jose.ES256, jose.EdDSA}
+
+// describeTokens describes a pushed token response m for the demo: its
+// plain fields, and the claims of its ID token and of a JWT access token,
+// decoded but not verified. No token is printed: the refresh token and an
+// opaque access token are only said to be there.
+func describeTokens(m map[string]any) string {
+	var b strings.Builder
+	if v, ok := m["token_type"].(string); ok {
+		fmt.Fprintf(&b, ": token_type %s", v)
+	}
+	if v, ok := m["expires_in"].(float64); ok {
+		fmt.Fprintf(&b, ", expires_in %.0fs", v)
+	}
+	if v, ok := m["scope"].(string); ok {
+		fmt.Fprintf(&b, ", scope %q", v)
+	}
+	if m["refresh_token"] != nil {
+		b.WriteString(", a refresh_token (not shown)")
+	}
+	for _, name := range []string{"id_token", "access_token"} {
+		raw, _ := m[name].(string)
+		if raw == "" {
+			continue
+		}
+		claims, err := unverifiedClaims(raw)
+		if err != nil {
+			fmt.Fprintf(&b, "\n[client]   %s: not a JWT (%d characters, not shown)", name, len(raw))
+			continue
+		}
+		fmt.Fprintf(&b, "\n[client]   %s claims (decoded, signature not checked here):\n    %s", name, claims)
+	}
+	return b.String()
+}
+
+// unverifiedClaims returns the claims of the JWT raw as indented JSON,
+// without checking its signature: the demo client only shows them.
+func unverifiedClaims(raw string) (string, error) {
+	tok, err := jwt.ParseSigned(raw, tokenAlgs)
+	if err != nil {
+		return "", err
+	}
+	var claims map[string]any
+	if err := tok.UnsafeClaimsWithoutVerification(&claims); err != nil {
+		return "", err
+	}
+	out, err := json.MarshalIndent(claims, "    ", "  ")
+	if err != nil {
+		return "", err
+	}
+	return string(out), nil
 }
 
 func errOrOK(err error) string {

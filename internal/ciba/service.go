@@ -332,9 +332,14 @@ func (s *Service) Authorize(ctx context.Context, c *Client, p AuthParams) (*Auth
 	if err := s.d.Store.CreateRequest(ctx, r); err != nil {
 		return nil, s.storeError("create request", err)
 	}
-	s.log.LogAttrs(ctx, slog.LevelInfo, "auth request created",
-		slog.String("client_id", c.ID), slog.String("subject", user.Subject),
-		slog.String("mode", string(c.Mode)), slog.Duration("lifetime", lifetime))
+	attrs := []slog.Attr{slog.String("client_id", c.ID), slog.String("subject", user.Subject),
+		slog.String("mode", string(c.Mode)), slog.Duration("lifetime", lifetime)}
+	if s.d.Channel == nil {
+		// Say why nobody will answer: the approval link reaches the user
+		// only through a channel.
+		attrs = append(attrs, slog.String("user_notice", "none: no channel is configured (channels.webhook or channels.email), so nobody was told of this request"))
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "auth request created", attrs...)
 	if s.d.Channel != nil || r.Mode != ModePoll {
 		s.schedule(r.ID, now)
 	}
