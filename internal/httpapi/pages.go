@@ -333,7 +333,7 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
 {{if .Form}}
 {{if .Device}}<p><strong>{{.Client}}</strong> asks to sign in to your account{{with .Brand.Name}} at {{.}}{{end}}.</p>
 {{if .Binding}}<p>Check that this code matches the one shown on your device:</p>
-<p class="binding" aria-label="Binding message">{{.Binding}}</p>{{end}}
+<p class="binding" aria-label="The code shown on your device">{{.Binding}}</p>{{end}}
 {{else}}<p><strong>{{.Client}}</strong> asks to sign you in{{if .User}} as <strong>{{.User}}</strong>{{end}}.</p>
 {{if .Binding}}<p>Check that this code matches the one shown on the other device:</p>
 <p class="binding" aria-label="Binding message">{{.Binding}}</p>{{end}}
