@@ -1,24 +1,39 @@
 #!/usr/bin/env bash
-# The quick start: a demo authentication device and notification endpoint on
-# 127.0.0.1:9090, and cibaproxy on 127.0.0.1:8080 with examples/quickstart.yaml.
-# Ctrl-C stops both.
+# The quick start: cibaproxy on 127.0.0.1:$PORT (default 8080) with
+# examples/quickstart.yaml, and a demo authentication device and notification
+# endpoint on 127.0.0.1:$DEMO_PORT (default 9090). Ctrl-C stops both.
+#
+#   make run                          # or: scripts/quickstart.sh bin/cibaproxy
+#   make run PORT=8081 DEMO_PORT=9091 # when 8080 or 9090 is taken
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:-bin/cibaproxy}
-export CIBAPROXY_ISSUER=${CIBAPROXY_ISSUER:-http://127.0.0.1:8080}
-export CIBAPROXY_WEBHOOK_URL=${CIBAPROXY_WEBHOOK_URL:-http://127.0.0.1:9090/webhook}
-export CIBAPROXY_DEMO_NOTIFY_URL=${CIBAPROXY_DEMO_NOTIFY_URL:-http://127.0.0.1:9090/notify}
+port=${PORT:-8080}
+demo_port=${DEMO_PORT:-9090}
+for p in "$port" "$demo_port"; do
+	if ! [[ $p =~ ^[0-9]+$ ]] || ((p < 1 || p > 65535)); then
+		echo "quickstart: PORT and DEMO_PORT must be port numbers, got '$p'" >&2
+		exit 2
+	fi
+done
+export CIBAPROXY_LISTEN=${CIBAPROXY_LISTEN:-127.0.0.1:$port}
+export CIBAPROXY_ISSUER=${CIBAPROXY_ISSUER:-http://127.0.0.1:$port}
+export CIBAPROXY_WEBHOOK_URL=${CIBAPROXY_WEBHOOK_URL:-http://127.0.0.1:$demo_port/webhook}
+export CIBAPROXY_DEMO_NOTIFY_URL=${CIBAPROXY_DEMO_NOTIFY_URL:-http://127.0.0.1:$demo_port/notify}
 export CIBAPROXY_DATA=${CIBAPROXY_DATA:-./data}
 
-"$bin" demo-device --listen 127.0.0.1:9090 &
-device=$!
-trap 'kill "$device" 2>/dev/null || true' EXIT
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+
+"$bin" demo-device --listen "127.0.0.1:$demo_port" &
+pids+=($!)
 
 cat <<EOT
 
 cibaproxy quick start — issuer $CIBAPROXY_ISSUER, data in $CIBAPROXY_DATA
 Users: alice / alice-password (user_code 1234), bob / bob-password.
-Clients: demo-poll / demo-poll-secret (poll), demo-ping / demo-ping-secret (ping), demo-push / demo-push-secret (push).
+Clients: demo-poll / demo-poll-secret (poll), demo-ping / demo-ping-secret (ping), demo-push / demo-push-secret (push);
+         demo-device (device flow, public: no secret).
 
 Next, in another terminal:
   1. start a login for alice:
@@ -29,7 +44,17 @@ Next, in another terminal:
   3. fetch the tokens (the poll is held open until the approval lands):
      curl -s -u demo-poll:demo-poll-secret -d grant_type=urn:openid:params:grant-type:ciba \\
           -d auth_req_id=AUTH_REQ_ID $CIBAPROXY_ISSUER/token
-See README.md for ping, push and signed requests.
+alice can be asked ${CIBAPROXY_REQUESTS_PER_USER:-10} times per 10 minutes (CIBAPROXY_REQUESTS_PER_USER raises it).
+See README.md for ping, push, the device flow and signed requests.
 
 EOT
-"$bin" serve --config examples/quickstart.yaml
+"$bin" serve --config examples/quickstart.yaml &
+pids+=($!)
+
+# Whichever stops first (a port in use, Ctrl-C) stops the other.
+status=0
+wait -n || status=$?
+if ((status != 0 && status != 130)); then
+	echo "quickstart: stopped (exit $status). If a port is in use: make run PORT=8081 DEMO_PORT=9091" >&2
+fi
+exit "$status"
