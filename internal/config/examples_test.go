@@ -62,7 +62,7 @@ func TestQuickstartDefaults(t *testing.T) {
 		{"channels.webhook.url", c.Channels.Webhook.URL, ""},
 		{"channels.webhook.timeout", c.Channels.Webhook.Timeout, 5 * time.Second},
 		{"users", len(c.Upstream.Local.Users), 2},
-		{"clients", len(c.Clients), 3},
+		{"clients", len(c.Clients), 4},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -111,6 +111,8 @@ func TestQuickstartDefaults(t *testing.T) {
 		{"demo-poll", "demo-poll-secret", DeliveryPoll, "", append(both, AuthPrivateKeyJWT)},
 		{"demo-ping", "demo-ping-secret", DeliveryPing, "http://127.0.0.1:9090/notify", both},
 		{"demo-push", "demo-push-secret", DeliveryPush, "http://127.0.0.1:9090/notify", both},
+		// The device page's demo client: public, device grant only.
+		{"demo-device", "", "", "", []string{AuthNone}},
 	}
 	for i, want := range wantClients {
 		cl := c.Clients[i]
@@ -118,6 +120,9 @@ func TestQuickstartDefaults(t *testing.T) {
 			cl.DeliveryMode != want.mode || cl.NotificationEndpoint != want.notify ||
 			!slices.Equal(cl.TokenEndpointAuthMethods, want.methods) {
 			t.Errorf("client %d = %+v, want %+v", i, cl, want)
+		}
+		if cl.DeviceAuthorization != (want.id == "demo-device") {
+			t.Errorf("client %s: device_authorization = %v", cl.ID, cl.DeviceAuthorization)
 		}
 	}
 

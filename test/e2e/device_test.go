@@ -25,9 +25,9 @@ const deviceClients = `
     client_name: Demo TV
     token_endpoint_auth_methods: [none]
     device_authorization: true
-  - client_id: demo-device
-    client_name: Demo device client
-    client_secret: demo-device-secret
+  - client_id: demo-cli
+    client_name: Demo CLI client
+    client_secret: demo-cli-secret
     device_authorization: true
 
 device:
@@ -38,7 +38,7 @@ device:
 const grantDevice = "urn:ietf:params:oauth:grant-type:device_code"
 
 var (
-	demoDevice = testutil.Client{ID: "demo-device", Secret: "demo-device-secret"}
+	demoDevice = testutil.Client{ID: "demo-cli", Secret: "demo-cli-secret"}
 	csrfRE     = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 )
 
@@ -189,7 +189,7 @@ func TestDeviceFlow(t *testing.T) {
 
 	t.Run("device authorization errors", func(t *testing.T) {
 		checkError(t, "no client authentication", post(t, srv, "/device_authorization", testutil.Client{}, url.Values{"scope": {"openid"}}), 401, "invalid_client")
-		checkError(t, "wrong secret", post(t, srv, "/device_authorization", testutil.Client{ID: "demo-device", Secret: "wrong"}, url.Values{}), 401, "invalid_client")
+		checkError(t, "wrong secret", post(t, srv, "/device_authorization", testutil.Client{ID: "demo-cli", Secret: "wrong"}, url.Values{}), 401, "invalid_client")
 		checkError(t, "a CIBA-only client", post(t, srv, "/device_authorization", testutil.DemoPoll, url.Values{}), 400, "unauthorized_client")
 		checkError(t, "a malformed scope", post(t, srv, "/device_authorization", demoDevice, url.Values{"scope": {"open\"id"}}), 400, "invalid_scope")
 		checkError(t, "a public client at bc-authorize", post(t, srv, "/bc-authorize", testutil.Client{}, url.Values{"client_id": {"demo-tv"}, "scope": {"openid"}, "login_hint": {"alice"}}), 401, "invalid_client")
@@ -256,7 +256,7 @@ func TestDeviceFlow(t *testing.T) {
 		checkError(t, "denied", pollUntil(t, srv, demoDevice, dc), 400, "access_denied")
 	})
 
-	if strings.Contains(srv.Logs(), "demo-device-secret") || strings.Contains(srv.Logs(), "alice-password") {
+	if strings.Contains(srv.Logs(), "demo-cli-secret") || strings.Contains(srv.Logs(), "alice-password") {
 		t.Error("a secret reached the log")
 	}
 }

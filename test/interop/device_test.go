@@ -27,9 +27,9 @@ const deviceClients = `
     client_name: Demo TV
     token_endpoint_auth_methods: [none]
     device_authorization: true
-  - client_id: demo-device
-    client_name: Demo device client
-    client_secret: demo-device-secret
+  - client_id: demo-cli
+    client_name: Demo CLI client
+    client_secret: demo-cli-secret
     device_authorization: true
 
 device:
@@ -151,7 +151,7 @@ func TestOpenIDClientDevice(t *testing.T) {
 		id   string
 	}{
 		{"public client", []string{srv.URL, "demo-tv"}, "demo-tv"},
-		{"client_secret_basic", []string{srv.URL, "demo-device", "demo-device-secret"}, "demo-device"},
+		{"client_secret_basic", []string{srv.URL, "demo-cli", "demo-cli-secret"}, "demo-cli"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := runDevice(t, func(s shown) {
