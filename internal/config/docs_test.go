@@ -1,0 +1,193 @@
+package config
+
+import (
+	"encoding/base64"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// The YAML snippets of README.md and docs/*.md are checked like a config
+// file. A snippet with issuer is a whole configuration; any other is a
+// fragment, merged into examples/quickstart.yaml (mappings key by key, a
+// mapping with another type: replacing the quick start's, a list or a value
+// replacing the quick start's). A comment in the snippet tells the test
+// more:
+//
+//	# check-config: fragment of store.redis     the snippet is the inside of that mapping
+//	# check-config: skip (why)                  not a cibaproxy config (a manifest, a users file)
+//
+// Every ${VAR} without a default that a snippet names is set, to a value
+// that fits secrets and keys alike (the base64 of 32 bytes), as a reader
+// following the docs would set it.
+var docMarkerRE = regexp.MustCompile(`(?m)^\s*# check-config: (fragment of ([a-z_.]+)|skip\b.*)$`)
+
+// docVarRE finds the ${VAR} references without a default.
+var docVarRE = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// docSnippet is one ```yaml block of a Markdown file.
+type docSnippet struct {
+	file string
+	line int // of the opening fence
+	text string
+}
+
+// yamlSnippets returns the ```yaml blocks of the Markdown file path.
+func yamlSnippets(t *testing.T, path string) []docSnippet {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []docSnippet
+	var cur *docSnippet
+	for i, line := range strings.Split(string(data), "\n") {
+		switch {
+		case cur == nil && strings.TrimSpace(line) == "```yaml":
+			cur = &docSnippet{file: path, line: i + 1}
+		case cur != nil && strings.TrimSpace(line) == "```":
+			out = append(out, *cur)
+			cur = nil
+		case cur != nil:
+			cur.text += line + "\n"
+		}
+	}
+	if cur != nil {
+		t.Errorf("%s:%d: a ```yaml block that never ends", path, cur.line)
+	}
+	return out
+}
+
+// mergeYAML merges the mapping node over into base (see above).
+func mergeYAML(base, over *yaml.Node) {
+	for i := 0; i+1 < len(over.Content); i += 2 {
+		k, v := over.Content[i], over.Content[i+1]
+		j := 0
+		for ; j+1 < len(base.Content); j += 2 {
+			if base.Content[j].Value == k.Value {
+				break
+			}
+		}
+		if j+1 >= len(base.Content) {
+			base.Content = append(base.Content, k, v)
+			continue
+		}
+		bv := base.Content[j+1]
+		if bv.Kind == yaml.MappingNode && v.Kind == yaml.MappingNode && sameType(bv, v) {
+			mergeYAML(bv, v)
+			continue
+		}
+		base.Content[j+1] = v
+	}
+}
+
+// sameType reports whether two mappings do not say different "type"s.
+func sameType(a, b *yaml.Node) bool {
+	ta, tb := mappingValue(a, "type"), mappingValue(b, "type")
+	return ta == "" || tb == "" || ta == tb
+}
+
+func mappingValue(m *yaml.Node, key string) string {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i+1].Value
+		}
+	}
+	return ""
+}
+
+// nestUnder wraps the mapping n as the value at the dotted path.
+func nestUnder(n *yaml.Node, path string) *yaml.Node {
+	keys := strings.Split(path, ".")
+	for i := len(keys) - 1; i >= 0; i-- {
+		n = &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{{Kind: yaml.ScalarNode, Value: keys[i]}, n}}
+	}
+	return n
+}
+
+// TestDocSnippetsPassCheckConfig: every config snippet of the README and
+// the docs passes check-config, alone or merged into the quick start.
+func TestDocSnippetsPassCheckConfig(t *testing.T) {
+	root := filepath.Join("..", "..")
+	files, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append([]string{filepath.Join(root, "README.md")}, files...)
+	baseData, err := os.ReadFile(filepath.Join(root, "examples", "quickstart.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := base64.StdEncoding.EncodeToString([]byte("a doc snippet's 32-byte secret!!"))
+	checked := 0
+	for _, f := range files {
+		for _, s := range yamlSnippets(t, f) {
+			where := filepath.ToSlash(strings.TrimPrefix(s.file, root+string(filepath.Separator))) + ":" + strconv.Itoa(s.line)
+			var fragmentOf string
+			if m := docMarkerRE.FindStringSubmatch(s.text); m != nil {
+				if strings.HasPrefix(m[1], "skip") {
+					continue
+				}
+				fragmentOf = m[2]
+			}
+			vars := make(map[string]string)
+			for _, m := range docVarRE.FindAllStringSubmatch(s.text, -1) {
+				vars[m[1]] = secret
+			}
+			var doc yaml.Node
+			if err := yaml.Unmarshal([]byte(dedent(s.text)), &doc); err != nil || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+				t.Errorf("%s: the snippet is not a YAML mapping (%v); mark it \"# check-config: skip (why)\" if it is no config", where, err)
+				continue
+			}
+			snippet := doc.Content[0]
+			if fragmentOf != "" {
+				snippet = nestUnder(snippet, fragmentOf)
+			}
+			data := []byte(s.text)
+			if mappingValue(snippet, "issuer") == "" {
+				var base yaml.Node
+				if err := yaml.Unmarshal(baseData, &base); err != nil {
+					t.Fatal(err)
+				}
+				mergeYAML(base.Content[0], snippet)
+				if data, err = yaml.Marshal(&base); err != nil {
+					t.Fatal(err)
+				}
+			}
+			checked++
+			lookup := func(name string) (string, bool) { v, ok := vars[name]; return v, ok }
+			if _, err := parse(data, filepath.Join(root, "examples", "snippet.yaml"), lookup); err != nil {
+				t.Errorf("%s: the snippet fails check-config:\n%v\n--- checked as:\n%s", where, err, data)
+			}
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no YAML snippet found")
+	}
+}
+
+// dedent removes the indentation common to every non-blank line of s.
+func dedent(s string) string {
+	lines := strings.Split(s, "\n")
+	common := -1
+	for _, l := range lines {
+		if strings.TrimSpace(l) == "" {
+			continue
+		}
+		n := len(l) - len(strings.TrimLeft(l, " "))
+		if common < 0 || n < common {
+			common = n
+		}
+	}
+	for i, l := range lines {
+		if len(l) >= common && common > 0 {
+			lines[i] = l[common:]
+		}
+	}
+	return strings.Join(lines, "\n")
+}
