@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -131,5 +134,41 @@ func TestWrongCommandLines(t *testing.T) {
 		if code != 2 || stdout != "" || !strings.Contains(stderr, tc.say) || !strings.Contains(stderr, tc.usage) {
 			t.Errorf("cibaproxy %s: exit %d, stdout %q, stderr:\n%s\nwant exit 2 saying %q and %q", strings.Join(tc.args, " "), code, stdout, stderr, tc.say, tc.usage)
 		}
+	}
+}
+
+// TestCheckConfigOutput: a good file is summed up with the right plural;
+// a bad one is listed one problem per line, each as FILE:LINE: PATH:
+// MESSAGE, then one line with the command's prefix and the count.
+func TestCheckConfigOutput(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	const base = "issuer: https://ciba.example.com\nupstream:\n  local:\n    users:\n" +
+		"      - username: alice\n        password_hash: \"$2a$10$spJ.y58rlNOoHwC/fKk3.OoacF3R0k9OFHXbH8WIIXHS/cr20EHNu\"\n"
+	if err := os.WriteFile(good, []byte(base+"clients:\n  - client_id: c1\n    client_secret: s1\n    backchannel_token_delivery_mode: poll\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, stdout, stderr := runCLI(t, "", "check-config", "--config", good); code != 0 || !strings.Contains(stdout, ", 1 client, ") {
+		t.Errorf("one client: exit %d, stdout %q, stderr %q; want 0 and \"1 client\"", code, stdout, stderr)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("issuer: ${CIBAPROXY_TEST_UNSET_ISSUER}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runCLI(t, "", "check-config", "--config", bad)
+	lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
+	if code != 1 || stdout != "" || len(lines) < 3 {
+		t.Fatalf("exit %d, stdout %q, stderr:\n%s\nwant exit 1 and several problems", code, stdout, stderr)
+	}
+	for _, l := range lines[:len(lines)-1] {
+		if !strings.HasPrefix(l, bad+":") {
+			t.Errorf("problem line %q does not start with the file name", l)
+		}
+	}
+	if want := fmt.Sprintf("cibaproxy check-config: %d problems in the configuration", len(lines)-1); lines[len(lines)-1] != want {
+		t.Errorf("last line %q, want %q", lines[len(lines)-1], want)
+	}
+	if !strings.Contains(lines[0], "issuer: required (from ${CIBAPROXY_TEST_UNSET_ISSUER}, which is not set)") {
+		t.Errorf("first problem %q does not name the unset variable", lines[0])
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -190,4 +191,31 @@ func dedent(s string) string {
 		}
 	}
 	return strings.Join(lines, "\n")
+}
+
+// TestReadmePerUserLimit: the quick start says how often alice can be
+// asked, and how to raise it; the shipped quick start config agrees.
+func TestReadmePerUserLimit(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"at most 10 requests for one user in 10 minutes", "CIBAPROXY_REQUESTS_PER_USER=100 make run"} {
+		if !strings.Contains(string(readme), want) {
+			t.Errorf("the README does not say %q", want)
+		}
+	}
+	data, err := os.ReadFile(filepath.Join("..", "..", "examples", "quickstart.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		env  map[string]string
+		want int
+	}{{nil, 10}, {map[string]string{"CIBAPROXY_REQUESTS_PER_USER": "100"}, 100}} {
+		c := mustParse(t, string(data), envMap(tc.env))
+		if r := c.Limits.RequestsPerUser; r.Requests != tc.want || r.Per != 10*time.Minute {
+			t.Errorf("with %v the quick start allows %d per %v, want %d per 10m as the README says", tc.env, r.Requests, r.Per, tc.want)
+		}
+	}
 }
