@@ -58,8 +58,12 @@ func parseYAML(data []byte, src *source, col *collector) *yaml.Node {
 }
 
 // problemScan bounds how many lines after the reported one problemLine
-// looks at.
-const problemScan = 200
+// looks at, and problemScanBytes the size of a file it looks into: each
+// line costs a parse of the file up to it.
+const (
+	problemScan      = 200
+	problemScanBytes = 1 << 20
+)
 
 // problemLine returns the line of the syntax error msg in data, which
 // yaml.v3 reported at line: that is the line of the enclosing collection
@@ -70,7 +74,7 @@ const problemScan = 200
 // Only the errors of block collections are looked at: in a flow ([…],
 // {…}) or a quoted string, cutting the file short fails by itself.
 func problemLine(data []byte, line int, msg string) int {
-	if line <= 0 || !strings.Contains(msg, "did not find expected key") && !strings.Contains(msg, "did not find expected '-' indicator") {
+	if line <= 0 || len(data) > problemScanBytes || !strings.Contains(msg, "did not find expected key") && !strings.Contains(msg, "did not find expected '-' indicator") {
 		return line
 	}
 	lines := strings.SplitAfter(string(data), "\n")
