@@ -1,6 +1,6 @@
 # cibaproxy — the commands a newcomer needs.
 #   make run    build and start the quick start (local upstream, embedded store, demo clients);
-#               PORT=8081 DEMO_PORT=9091 when 8080 or 9090 is taken
+#               PORT=8081 DEMO_PORT=9091 METRICS_PORT=9465 when 8080, 9090 or 9464 is taken
 #   make test   everything CI runs: vet, staticcheck, gofmt, the whole suite with -race, a short fuzz of every parser
 #   make fuzz   fuzz every parser longer (FUZZTIME=5m make fuzz)
 
@@ -15,12 +15,13 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 build:
 	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/cibaproxy
 
-# The ports of the quick start: cibaproxy and the demo device.
-PORT      ?= 8080
-DEMO_PORT ?= 9090
+# The ports of the quick start: cibaproxy, the demo device, cibaproxy's metrics.
+PORT         ?= 8080
+DEMO_PORT    ?= 9090
+METRICS_PORT ?= 9464
 
 run: build
-	@PORT=$(PORT) DEMO_PORT=$(DEMO_PORT) scripts/quickstart.sh $(BIN)
+	@PORT=$(PORT) DEMO_PORT=$(DEMO_PORT) METRICS_PORT=$(METRICS_PORT) scripts/quickstart.sh $(BIN)
 
 vet:
 	$(GO) vet ./...

@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
-# The quick start: cibaproxy on 127.0.0.1:$PORT (default 8080) with
-# examples/quickstart.yaml, and a demo authentication device and notification
-# endpoint on 127.0.0.1:$DEMO_PORT (default 9090). Ctrl-C stops both.
+# The quick start: cibaproxy on 127.0.0.1:$PORT (default 8080, metrics on
+# $METRICS_PORT, default 9464) with examples/quickstart.yaml, and a demo
+# authentication device and notification endpoint on 127.0.0.1:$DEMO_PORT
+# (default 9090). Ctrl-C stops both.
 #
 #   make run                          # or: scripts/quickstart.sh bin/cibaproxy
-#   make run PORT=8081 DEMO_PORT=9091 # when 8080 or 9090 is taken
+#   make run PORT=8081 DEMO_PORT=9091 METRICS_PORT=9465   # when a port is taken
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:-bin/cibaproxy}
 port=${PORT:-8080}
 demo_port=${DEMO_PORT:-9090}
-for p in "$port" "$demo_port"; do
+metrics_port=${METRICS_PORT:-9464}
+for p in "$port" "$demo_port" "$metrics_port"; do
 	if ! [[ $p =~ ^[0-9]+$ ]] || ((p < 1 || p > 65535)); then
-		echo "quickstart: PORT and DEMO_PORT must be port numbers, got '$p'" >&2
+		echo "quickstart: PORT, DEMO_PORT and METRICS_PORT must be port numbers, got '$p'" >&2
 		exit 2
 	fi
 done
 export CIBAPROXY_LISTEN=${CIBAPROXY_LISTEN:-127.0.0.1:$port}
+export CIBAPROXY_METRICS_LISTEN=${CIBAPROXY_METRICS_LISTEN:-127.0.0.1:$metrics_port}
 export CIBAPROXY_ISSUER=${CIBAPROXY_ISSUER:-http://127.0.0.1:$port}
 export CIBAPROXY_WEBHOOK_URL=${CIBAPROXY_WEBHOOK_URL:-http://127.0.0.1:$demo_port/webhook}
 export CIBAPROXY_DEMO_NOTIFY_URL=${CIBAPROXY_DEMO_NOTIFY_URL:-http://127.0.0.1:$demo_port/notify}
@@ -30,7 +33,7 @@ pids+=($!)
 
 cat <<EOT
 
-cibaproxy quick start — issuer $CIBAPROXY_ISSUER, data in $CIBAPROXY_DATA
+cibaproxy quick start — issuer $CIBAPROXY_ISSUER, metrics on http://$CIBAPROXY_METRICS_LISTEN/metrics, data in $CIBAPROXY_DATA
 Users: alice / alice-password (user_code 1234), bob / bob-password.
 Clients: demo-poll / demo-poll-secret (poll), demo-ping / demo-ping-secret (ping), demo-push / demo-push-secret (push);
          demo-device (device flow, public: no secret).
@@ -55,6 +58,6 @@ pids+=($!)
 status=0
 wait -n || status=$?
 if ((status != 0 && status != 130)); then
-	echo "quickstart: stopped (exit $status). If a port is in use: make run PORT=8081 DEMO_PORT=9091" >&2
+	echo "quickstart: stopped (exit $status). If a port is in use: make run PORT=8081 DEMO_PORT=9091 METRICS_PORT=9465" >&2
 fi
 exit "$status"

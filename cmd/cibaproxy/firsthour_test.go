@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/cibaproxy/cibaproxy/internal/channel/webhook"
+	"github.com/cibaproxy/cibaproxy/internal/testport"
 )
 
 // syncBuffer is a buffer one command writes while a test reads it.
@@ -81,7 +83,13 @@ func startCommand(t *testing.T, args ...string) (stdout, stderr *syncBuffer) {
 func TestServeWithoutAChannelSaysSo(t *testing.T) {
 	t.Setenv("CIBAPROXY_WEBHOOK_URL", "")
 	t.Setenv("CIBAPROXY_DATA", t.TempDir())
-	t.Setenv("CIBAPROXY_LISTEN", "127.0.0.1:0")
+	for _, v := range []string{"CIBAPROXY_LISTEN", "CIBAPROXY_METRICS_LISTEN"} {
+		port, err := testport.Free()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv(v, "127.0.0.1:"+strconv.Itoa(port))
+	}
 	_, logs := startCommand(t, "serve", "--config", "../../examples/quickstart.yaml")
 	addr := waitMatch(t, logs, regexp.MustCompile(`msg="cibaproxy listening" addr=(127\.0\.0\.1:\d+)`))[1]
 	if !regexp.MustCompile(`level=WARN msg="no channel configured[^\n]*nobody can approve`).MatchString(logs.String()) {

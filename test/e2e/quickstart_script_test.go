@@ -51,9 +51,13 @@ func TestQuickstartScriptPorts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	metricsPort, err := testutil.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command(filepath.Join(testutil.RepoRoot(), "scripts", "quickstart.sh"), binary)
-	cmd.Env = append(cmd.Environ(), "PORT="+strconv.Itoa(port), "DEMO_PORT="+strconv.Itoa(demoPort), "CIBAPROXY_DATA="+t.TempDir())
-	for _, v := range []string{"CIBAPROXY_LISTEN", "CIBAPROXY_ISSUER", "CIBAPROXY_WEBHOOK_URL", "CIBAPROXY_DEMO_NOTIFY_URL", "CIBAPROXY_REQUESTS_PER_USER"} {
+	cmd.Env = append(cmd.Environ(), "PORT="+strconv.Itoa(port), "DEMO_PORT="+strconv.Itoa(demoPort), "METRICS_PORT="+strconv.Itoa(metricsPort), "CIBAPROXY_DATA="+t.TempDir())
+	for _, v := range []string{"CIBAPROXY_LISTEN", "CIBAPROXY_METRICS_LISTEN", "CIBAPROXY_ISSUER", "CIBAPROXY_WEBHOOK_URL", "CIBAPROXY_DEMO_NOTIFY_URL", "CIBAPROXY_REQUESTS_PER_USER"} {
 		cmd.Env = append(cmd.Env, v+"=")
 	}
 	// Its own process group, as in a terminal, where Ctrl-C reaches every
@@ -87,6 +91,7 @@ func TestQuickstartScriptPorts(t *testing.T) {
 	waitOut(`msg="cibaproxy listening" addr=127.0.0.1:` + strconv.Itoa(port))
 	waitOut("demo device listening on http://127.0.0.1:" + strconv.Itoa(demoPort))
 	waitOut("alice can be asked 10 times per 10 minutes (CIBAPROXY_REQUESTS_PER_USER")
+	waitOut(`msg="metrics, healthz and readyz listening" addr=127.0.0.1:` + strconv.Itoa(metricsPort))
 
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
