@@ -13,8 +13,15 @@ import (
 // Delivery scheduling. Every outbound message (the channel's message to the
 // user, the ping or push to the client) is recorded in the request as a
 // Delivery before it is sent, so a restart resumes it. Each attempt is first
-// claimed by a compare-and-set that moves NextAttempt forward (a lease: no
-// other worker sends it meanwhile), then sent, then its outcome recorded.
+// claimed by a compare-and-set that moves NextAttempt past the end of the
+// attempt (a lease: no other worker, here or on another instance, sends it
+// meanwhile), then sent under a deadline that ends before the lease does,
+// then its outcome recorded: done, or the next attempt after a backoff.
+// Within one instance a delivery is also attempted by one worker at a time
+// (inflight). So a message goes out twice only when an attempt's outcome
+// could not be recorded: the process died or was stopped for longer than
+// leaseMargin between the send and the record, or the store stayed
+// unreachable (docs/design.md, "Deliveries").
 
 const (
 	firstBackoff  = time.Second
@@ -30,7 +37,45 @@ const (
 	// drainTimeout is how long Run, once its context is done, lets the
 	// deliveries under way finish before it cancels them.
 	drainTimeout = 10 * time.Second
+	// leaseMargin is how much longer the claim on an attempt lasts than
+	// the attempt may (Config.DeliveryTimeout): the time to record its
+	// outcome, with slack for a process short of CPU.
+	leaseMargin = 5 * time.Second
+	// doneTries bounds the writes that record a delivered message: a
+	// record lost to a store blip would have the message sent again once
+	// the lease runs out.
+	doneTries = 4
 )
+
+// inflightKey names one delivery of one request.
+type inflightKey struct {
+	id string
+	k  deliveryKind
+}
+
+// inflight is the set of deliveries an instance is attempting.
+type inflight struct {
+	mu sync.Mutex
+	m  map[inflightKey]struct{}
+}
+
+// start adds the delivery and reports whether it was not there already.
+func (f *inflight) start(id string, k deliveryKind) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.m[inflightKey{id, k}]; ok {
+		return false
+	}
+	f.m[inflightKey{id, k}] = struct{}{}
+	return true
+}
+
+// end removes the delivery.
+func (f *inflight) end(id string, k deliveryKind) {
+	f.mu.Lock()
+	delete(f.m, inflightKey{id, k})
+	f.mu.Unlock()
+}
 
 // DueLister is implemented by stores shared between instances that index the
 // requests with a pending delivery by their next attempt. An instance that
@@ -305,14 +350,14 @@ func (s *Service) process(ctx context.Context, id string, spawn func(func())) {
 		} else if at := r.UserNotice.NextAttempt; at.After(now) {
 			later(at)
 		} else {
-			spawn(func() { s.attempt(ctx, id, userNotice, now) })
+			spawn(func() { s.attempt(ctx, id, userNotice) })
 		}
 	}
 	if r.ClientNotice.Pending() {
 		if at := r.ClientNotice.NextAttempt; at.After(now) {
 			later(at)
 		} else {
-			spawn(func() { s.attempt(ctx, id, clientNotice, now) })
+			spawn(func() { s.attempt(ctx, id, clientNotice) })
 		}
 	}
 	if rs := r.Relay; rs.Active() && r.Status == StatusPending && !r.Expired(now) && !rs.NextPoll.IsZero() {
@@ -357,28 +402,43 @@ func (k deliveryKind) String() string {
 // worker, so that claims (each a durable write) of many requests proceed
 // together rather than one at a time in the Run loop; the claim's
 // compare-and-set keeps two workers from sending the same message.
-func (s *Service) attempt(ctx context.Context, id string, k deliveryKind, now time.Time) {
+func (s *Service) attempt(ctx context.Context, id string, k deliveryKind) {
 	if k == userNotice && s.d.Channel == nil {
 		return // not this instance's to send (process)
 	}
-	claimed, ok := s.claim(ctx, id, k, now)
+	if !s.sending.start(id, k) {
+		// Under way here already: that attempt records its outcome and
+		// schedules what follows.
+		return
+	}
+	defer s.sending.end(id, k)
+	// The deadline is set before the claim, the lease from the claim's
+	// clock reading after it: the lease outlasts the send by leaseMargin
+	// however long the claim's write took.
+	deadline := time.Now().Add(s.cfg.DeliveryTimeout)
+	claimed, ok := s.claim(ctx, id, k)
 	if !ok {
 		return
 	}
-	s.schedule(id, k.of(claimed).NextAttempt) // look again when a retry would be due
-	s.deliver(ctx, claimed, k)
+	s.schedule(id, k.of(claimed).NextAttempt) // the lease's end: look again should the outcome go unrecorded
+	s.deliver(ctx, claimed, k, deadline)
 }
 
-// claim takes the lease on the next attempt of a delivery: it counts the
-// attempt and moves NextAttempt to when a retry would be due.
-func (s *Service) claim(ctx context.Context, id string, k deliveryKind, now time.Time) (*AuthRequest, bool) {
+// claim takes the lease on the next attempt of a delivery, if it is due:
+// it counts the attempt and moves NextAttempt to the end of the lease,
+// Config.DeliveryTimeout plus leaseMargin from now. The clock is read here,
+// not when the request was looked at: a worker that waited for CPU or for
+// the store must not take a lease that has already run out.
+func (s *Service) claim(ctx context.Context, id string, k deliveryKind) (*AuthRequest, bool) {
+	now := s.now()
+	lease := s.cfg.DeliveryTimeout + leaseMargin
 	r, err := s.d.Store.UpdateRequest(ctx, id, func(r *AuthRequest) error {
 		d := k.of(r)
 		if !d.Pending() || d.NextAttempt.After(now) {
 			return errNothingToDo
 		}
 		d.Attempts++
-		d.NextAttempt = now.Add(backoff(d.Attempts))
+		d.NextAttempt = now.Add(lease)
 		return nil
 	})
 	if err != nil {
@@ -400,8 +460,9 @@ func backoff(n int) time.Duration {
 	return min(d, maxBackoff)
 }
 
-// deliver makes one claimed attempt and records its outcome.
-func (s *Service) deliver(ctx context.Context, r *AuthRequest, k deliveryKind) {
+// deliver makes one claimed attempt, cut off at deadline, and records its
+// outcome.
+func (s *Service) deliver(ctx context.Context, r *AuthRequest, k deliveryKind, deadline time.Time) {
 	kind := string(r.Mode)
 	if k == userNotice {
 		kind = s.d.Channel.Name()
@@ -409,35 +470,46 @@ func (s *Service) deliver(ctx context.Context, r *AuthRequest, k deliveryKind) {
 	ctx, end := s.d.StartSpan(ctx, "deliver "+kind, r.TraceParent)
 	var err error
 	defer func() { end(err) }()
+	attempts := k.of(r).Attempts
 	client, ok := s.d.Clients(r.ClientID)
-	switch {
-	case !ok:
+	if !ok {
 		s.finishDelivery(ctx, r.ID, k, "the client is no longer registered")
 		return
+	}
+	send, cancel := context.WithDeadline(ctx, deadline)
+	switch {
 	case k == userNotice:
-		err = s.d.Channel.Send(ctx, r, client, Notice{
+		err = s.d.Channel.Send(send, r, client, Notice{
 			ApproveURL:    s.cfg.ApproveURL(r.ApprovalID),
 			CallbackURL:   s.cfg.CallbackURL,
 			CallbackToken: s.CallbackToken(r.ApprovalID),
 		})
 	case r.Mode == ModePing:
-		err = s.d.Notifier.Ping(ctx, client.NotificationEndpoint, r.NotificationToken, r.ID)
+		err = s.d.Notifier.Ping(send, client.NotificationEndpoint, r.NotificationToken, r.ID)
 	case r.Mode == ModePush:
 		var body []byte
 		body, err = s.pushBody(r)
 		if err == nil {
-			err = s.d.Notifier.Push(ctx, client.NotificationEndpoint, r.NotificationToken, body)
+			err = s.d.Notifier.Push(send, client.NotificationEndpoint, r.NotificationToken, body)
 		}
 	}
+	cancel()
 	if s.d.Observer != nil {
 		s.d.Observer.ObserveDelivery(kind, err)
 	}
-	attrs := []slog.Attr{slog.String("delivery", k.String()), slog.String("client_id", r.ClientID), slog.Int("attempt", k.of(r).Attempts)}
+	attrs := []slog.Attr{slog.String("delivery", k.String()), slog.String("client_id", r.ClientID), slog.Int("attempt", attempts)}
 	if err != nil {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "delivery failed", append(attrs, slog.Any("error", err))...)
+		next := s.now().Add(backoff(attempts))
 		if _, uerr := s.d.Store.UpdateRequest(ctx, r.ID, func(cur *AuthRequest) error {
 			d := k.of(cur)
+			if d.Done || d.Attempts != attempts {
+				// Delivered meanwhile, or claimed again after this
+				// attempt's lease ran out: not this attempt's to record.
+				return errNothingToDo
+			}
 			d.LastError = err.Error()
+			d.NextAttempt = next // the lease ends: retry after the backoff
 			deadline := cur.ExpiresAt.Add(s.cfg.ExpiredGrace)
 			if k == clientNotice && cur.Status == StatusApproved || k == userNotice {
 				deadline = cur.ExpiresAt
@@ -446,21 +518,32 @@ func (s *Service) deliver(ctx context.Context, r *AuthRequest, k deliveryKind) {
 				d.Done = true // give up: the request is over
 			}
 			return nil
-		}); uerr != nil && !errors.Is(uerr, ErrNotFound) {
+		}); uerr != nil && !errors.Is(uerr, errNothingToDo) && !errors.Is(uerr, ErrNotFound) {
+			// The lease stays until it runs out; the look at its end
+			// (attempt) retries then.
 			s.log.Warn("dispatch: record failure", slog.Any("error", uerr))
 		}
-		s.schedule(r.ID, k.of(r).NextAttempt)
+		s.schedule(r.ID, next)
 		return
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "delivered", attrs...)
 	// The receiver has it: record that even when the shutdown's drain ran
-	// out meanwhile, or it would be sent again after the restart.
-	s.finishDelivery(context.WithoutCancel(ctx), r.ID, k, "")
+	// out meanwhile, or it would be sent again after the restart. A failed
+	// record is tried again (it is idempotent) while the lease has time.
+	done := context.WithoutCancel(ctx)
+	for try := 1; ; try++ {
+		ferr := s.finishDelivery(done, r.ID, k, "")
+		if ferr == nil || try == doneTries {
+			break
+		}
+		time.Sleep(time.Duration(try) * 100 * time.Millisecond)
+	}
 }
 
 // finishDelivery marks a delivery done; for a push of tokens the request is
-// redeemed at the same time, so the tokens are handed out exactly once.
-func (s *Service) finishDelivery(ctx context.Context, id string, k deliveryKind, why string) {
+// redeemed at the same time, so the tokens are handed out exactly once. It
+// returns the store's error, nil when the delivery is done (or gone).
+func (s *Service) finishDelivery(ctx context.Context, id string, k deliveryKind, why string) error {
 	_, err := s.d.Store.UpdateRequest(ctx, id, func(r *AuthRequest) error {
 		d := k.of(r)
 		if d.Done {
@@ -475,7 +558,9 @@ func (s *Service) finishDelivery(ctx context.Context, id string, k deliveryKind,
 	})
 	if err != nil && !errors.Is(err, errNothingToDo) && !errors.Is(err, ErrNotFound) {
 		s.log.Warn("dispatch: finish delivery", slog.Any("error", err))
+		return err
 	}
+	return nil
 }
 
 // pushBody is the push-mode callback body (CIBA §10.3.1, §12): the token

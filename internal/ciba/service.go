@@ -51,7 +51,18 @@ type Config struct {
 	// operator lists). Nil grants what is requested, for an upstream that
 	// decides itself (oidc, ciba).
 	Scopes []string
+	// DeliveryTimeout bounds one delivery attempt (the channel's message to
+	// the user, a ping or a push): the attempt is cancelled when it runs
+	// out. The claim on an attempt (its lease) lasts this plus leaseMargin,
+	// so that nobody else starts the same delivery while the attempt may
+	// still be sending. Set it to at least the channel's and the notifier's
+	// own timeouts; DefaultDeliveryTimeout when zero.
+	DeliveryTimeout time.Duration
 }
+
+// DefaultDeliveryTimeout is Config.DeliveryTimeout when zero: the
+// notifier's and the webhook's usual timeouts fit in it.
+const DefaultDeliveryTimeout = 10 * time.Second
 
 // Deps are the outside parts the service works with.
 type Deps struct {
@@ -134,6 +145,9 @@ type Service struct {
 	// once and no longer held.
 	released    chan struct{}
 	releaseOnce sync.Once
+	// sending is the set of deliveries this instance is attempting
+	// (dispatch.go): it never runs two attempts of one delivery at once.
+	sending inflight
 }
 
 // ReleaseHolds answers every held long poll at once (authorization_pending,
@@ -158,6 +172,11 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 		return nil, fmt.Errorf("ciba: interval %v is below one second", cfg.Interval)
 	case cfg.BindingMessageMax <= 0:
 		return nil, errors.New("ciba: BindingMessageMax must be positive")
+	case cfg.DeliveryTimeout < 0:
+		return nil, fmt.Errorf("ciba: DeliveryTimeout %v is negative", cfg.DeliveryTimeout)
+	}
+	if cfg.DeliveryTimeout == 0 {
+		cfg.DeliveryTimeout = DefaultDeliveryTimeout
 	}
 	if cfg.SlowDownStep < 5*time.Second {
 		cfg.SlowDownStep = 5 * time.Second
@@ -166,7 +185,7 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 		cfg.ApproveURL = func(string) string { return "" }
 	}
 	s := &Service{cfg: cfg, d: d, now: d.Now, log: d.Logger, kick: make(chan struct{}, 1), sched: scheduler{due: map[string]time.Time{}},
-		released: make(chan struct{}),
+		released: make(chan struct{}), sending: inflight{m: map[inflightKey]struct{}{}},
 		// One shared value: answered to every early poll, read only.
 		errSlowDown: tokenError(CodeSlowDown, "poll at most once every interval; the interval has been increased by %d seconds", cfg.SlowDownStep/time.Second).Shared()}
 	if s.now == nil {
