@@ -113,7 +113,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 	replay := jose.NewStoreReplay(st, "jti")
 	// Calls to URLs clients chose (notification endpoints, jwks_uri) are
 	// held to the outbound policy against server-side request forgery.
-	out := outbound.New(10*time.Second, outbound.Guard(cfg.Outbound.Policy()))
+	out := outbound.New(notifyTimeout, outbound.Guard(cfg.Outbound.Policy()))
 	out.HTTPClient().Transport = tr.Transport("notify", out.HTTPClient().Transport)
 	registry, err := buildClients(ctx, cfg, replay)
 	if err != nil {
@@ -167,6 +167,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 		CallbackURL:       cfg.Issuer + httpapi.PathCallback,
 		ApproveURL:        func(id string) string { return cfg.Issuer + httpapi.PathApprove + id },
 		Scopes:            localScopes(cfg),
+		DeliveryTimeout:   deliveryTimeout(cfg),
 	}, ciba.Deps{
 		Store:       st,
 		Upstream:    up.Upstream,
@@ -362,6 +363,23 @@ func hasCIBAClients(cfg *config.Config) bool {
 		}
 	}
 	return false
+}
+
+// notifyTimeout bounds one ping or push to a client.
+const notifyTimeout = 10 * time.Second
+
+// deliveryTimeout bounds one delivery attempt: the longest of the
+// notifier's and the channel's own timeouts, so the dispatcher's lease on
+// an attempt outlasts whichever send it makes.
+func deliveryTimeout(cfg *config.Config) time.Duration {
+	d := notifyTimeout
+	switch {
+	case cfg.Channels.Webhook.URL != "":
+		d = max(d, cfg.Channels.Webhook.Timeout)
+	case cfg.Channels.Email.Host != "":
+		d = max(d, cfg.Channels.Email.Timeout)
+	}
+	return d
 }
 
 // buildChannel returns the configured authentication channel, or nil.
