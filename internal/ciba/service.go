@@ -513,8 +513,7 @@ func (s *Service) afterPace(ctx context.Context, id string, now time.Time, hold 
 	r, err := s.hold(ctx, id, hold)
 	end := s.now()
 	if _, perr := s.d.Store.UpdatePace(context.WithoutCancel(ctx), id, func(p *Pace) error {
-		p.HoldUntil = time.Time{}
-		p.NotBefore = end.Add(p.Interval)
+		PaceRule{Now: now}.Release(p, end)
 		return nil
 	}); perr != nil && !errors.Is(perr, ErrNotFound) {
 		s.log.WarnContext(ctx, "release long poll", slog.Any("error", perr))

@@ -221,6 +221,25 @@ func (rule PaceRule) Apply(p *Pace) (slow bool) {
 	return slow
 }
 
+// Release ends the hold of the poll the rule paced (at rule.Now), answered
+// at end still pending: the next poll is due an interval after the held
+// poll was made, and never before its answer. A client that waited out a
+// hold as long as the interval may poll again at once (the hold was its
+// wait); one whose hold was cut short (it went away, the request is about to
+// expire, a hold shorter than the interval) still waits out the interval
+// from its poll. A due time already later (an overlapping poll's slow_down
+// meanwhile) stays.
+func (rule PaceRule) Release(p *Pace, end time.Time) {
+	p.HoldUntil = time.Time{}
+	due := rule.Now.Add(p.Interval)
+	if end.After(due) {
+		due = end
+	}
+	if due.After(p.NotBefore) {
+		p.NotBefore = due
+	}
+}
+
 // PacedReader is implemented by stores that can read a request and apply a
 // PaceRule to its pace state in one step, where UpdatePace after
 // GetRequest would cost round trips to a remote store (Redis). The rule is

@@ -72,6 +72,7 @@ var tests = []struct {
 	{"an UpdatePace updater error writes nothing and is returned", testPaceError},
 	{"UpdatePace is atomic: 100 concurrent updaters all apply", testPaceConcurrent},
 	{"pace state is kept apart from the request", testPaceApart},
+	{"the store's poll path paces held polls and their release as ciba.PaceRule does", testPaceHeld},
 
 	// Subscriptions.
 	{"Subscribe wakes after UpdateRequest", testSubscribeUpdate},
@@ -739,6 +740,75 @@ func testPace(t *testing.T, s ciba.Store) {
 	want.HoldUntil = at.Add(time.Second)
 	if err != nil || !samePace(p, want) {
 		t.Fatalf("UpdatePace = %+v, %v; want %+v", p, err, want)
+	}
+}
+
+// storePoll paces a poll of request id by rule through the store's own
+// poll path, as the service does: ReadAndPace (Redis: a script applies the
+// rule), ApplyPace (memory, embedded), else UpdatePace with rule.Apply.
+func storePoll(t *testing.T, s ciba.Store, id string, rule ciba.PaceRule) bool {
+	t.Helper()
+	var slow bool
+	var err error
+	switch st := s.(type) {
+	case ciba.PacedReader:
+		_, slow, err = st.ReadAndPace(t.Context(), id, rule)
+	case ciba.PaceApplier:
+		slow, err = st.ApplyPace(t.Context(), id, rule)
+	default:
+		_, err = s.UpdatePace(t.Context(), id, func(p *ciba.Pace) error { slow = rule.Apply(p); return nil })
+	}
+	if err != nil {
+		t.Fatalf("poll at %v: %v", rule.Now, err)
+	}
+	return slow
+}
+
+// testPaceHeld runs sequences of held polls, their release (by UpdatePace
+// with PaceRule.Release, as the service ends a hold) and the next polls
+// through the store's poll path and through ciba.PaceRule on a local Pace,
+// and wants the same answers and the same pace state from both.
+func testPaceHeld(t *testing.T, s ciba.Store) {
+	t0 := time.Now().Truncate(time.Millisecond)
+	rule := func(at time.Duration) ciba.PaceRule {
+		return ciba.PaceRule{Now: t0.Add(at), Step: 5 * time.Second, Hold: 20 * time.Second, Initial: 5 * time.Second}
+	}
+	type step struct {
+		poll    time.Duration // a poll at t0+poll
+		release time.Duration // or, when set, the release at t0+release of the first poll's hold
+	}
+	for _, seq := range []struct {
+		name  string
+		steps []step
+		slow  []bool // of the polls
+	}{
+		{"a poll right after a full hold is on time", []step{{poll: 0}, {release: 20 * time.Second}, {poll: 20 * time.Second}}, []bool{false, false}},
+		{"a poll during the hold, and right after a hold cut short, is early",
+			[]step{{poll: 0}, {poll: time.Second}, {release: 2 * time.Second}, {poll: 3 * time.Second}}, []bool{false, true, true}},
+	} {
+		r := NewRequest()
+		mustCreate(t, s, r)
+		var local ciba.Pace
+		var polls int
+		for _, st := range seq.steps {
+			if st.release != 0 {
+				end := t0.Add(st.release)
+				rule(0).Release(&local, end)
+				if _, err := s.UpdatePace(t.Context(), r.ID, func(p *ciba.Pace) error { rule(0).Release(p, end); return nil }); err != nil {
+					t.Fatalf("%s: release: %v", seq.name, err)
+				}
+				continue
+			}
+			want := rule(st.poll).Apply(&local)
+			if got := storePoll(t, s, r.ID, rule(st.poll)); got != want || got != seq.slow[polls] {
+				t.Errorf("%s: poll at +%v: store says slow %v, the rule %v, want %v", seq.name, st.poll, got, want, seq.slow[polls])
+			}
+			polls++
+		}
+		got, err := s.UpdatePace(t.Context(), r.ID, func(*ciba.Pace) error { return nil })
+		if err != nil || !samePace(got, local) {
+			t.Errorf("%s: store pace %+v, %v; the rule's %+v", seq.name, got, err, local)
+		}
 	}
 }
 
