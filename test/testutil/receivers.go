@@ -259,6 +259,7 @@ type Notifier struct {
 	got   inbox[Notification]
 	mu    sync.Mutex
 	reply int
+	delay time.Duration
 }
 
 // NewNotifier starts a notification receiver answering 204, closed when the
@@ -279,6 +280,14 @@ func (n *Notifier) Reply(status int) {
 	n.mu.Unlock()
 }
 
+// Delay makes the receiver take d to answer each notification, after it
+// recorded it (0, the default: at once).
+func (n *Notifier) Delay(d time.Duration) {
+	n.mu.Lock()
+	n.delay = d
+	n.mu.Unlock()
+}
+
 func (n *Notifier) serve(rw http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	_, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
@@ -286,7 +295,7 @@ func (n *Notifier) serve(rw http.ResponseWriter, r *http.Request) {
 		tok = ""
 	}
 	n.mu.Lock()
-	status := n.reply
+	status, delay := n.reply, n.delay
 	n.mu.Unlock()
 	if r.Method != http.MethodPost || r.URL.Path != "/notify" {
 		status = http.StatusNotFound
@@ -294,6 +303,12 @@ func (n *Notifier) serve(rw http.ResponseWriter, r *http.Request) {
 	nt := Notification{Bearer: tok, ContentType: r.Header.Get("Content-Type"), Raw: body, Status: status}
 	_ = json.Unmarshal(body, &nt.Body)
 	n.got.add(nt)
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-r.Context().Done():
+		}
+	}
 	rw.WriteHeader(status)
 }
 
