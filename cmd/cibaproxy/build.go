@@ -168,6 +168,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 		ApproveURL:        func(id string) string { return cfg.Issuer + httpapi.PathApprove + id },
 		Scopes:            localScopes(cfg),
 		DeliveryTimeout:   deliveryTimeout(cfg),
+		SoleDispatcher:    cfg.Store.Type != config.StoreRedis,
 	}, ciba.Deps{
 		Store:       st,
 		Upstream:    up.Upstream,

@@ -149,7 +149,10 @@ func (s *Service) schedule(id string, at time.Time) {
 // done; it then lets the deliveries under way finish, for up to 10 s. It
 // first resumes what the store holds from before a restart.
 func (s *Service) Run(ctx context.Context) error {
-	if err := s.sweep(ctx); err != nil {
+	// With no other dispatcher on the store, no lease found at the start
+	// is live: an attempt claimed before is one a crash cut short, to be
+	// made again now rather than when its lease runs out.
+	if err := s.sweep(ctx, s.cfg.SoleDispatcher); err != nil {
 		return err
 	}
 	// The work runs under a context that outlives ctx by up to
@@ -204,7 +207,7 @@ func (s *Service) Run(ctx context.Context) error {
 		case <-s.kick:
 		case <-timer.C:
 		case <-sweep.C:
-			if err := s.sweep(ctx); err != nil {
+			if err := s.sweep(ctx, false); err != nil {
 				s.log.Warn("sweep", slog.Any("error", err))
 			}
 		case <-takeover:
@@ -214,16 +217,21 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 // sweep schedules every request that has something to deliver or to expire,
-// and deletes requests past their grace time.
-func (s *Service) sweep(ctx context.Context) error {
+// and deletes requests past their grace time. With reclaim (at the start,
+// Config.SoleDispatcher) every message still to be sent is due at once,
+// whatever lease or backoff its last attempt left.
+func (s *Service) sweep(ctx context.Context, reclaim bool) error {
 	now := s.now()
-	var gone []string
+	var gone, owed []string
 	visit := func(v *SweepView) bool {
 		switch act, at := s.sweepAction(v, now); act {
 		case sweepDelete:
 			gone = append(gone, strings.Clone(v.ID))
 		case sweepLook:
 			s.sched.add(strings.Clone(v.ID), at)
+			if reclaim && v.NoticeDue {
+				owed = append(owed, strings.Clone(v.ID))
+			}
 		}
 		return true
 	}
@@ -240,6 +248,22 @@ func (s *Service) sweep(ctx context.Context) error {
 	for _, id := range gone {
 		if err := s.d.Store.DeleteRequest(ctx, id); err != nil && !errors.Is(err, ErrNotFound) {
 			s.log.Warn("delete expired request", slog.Any("error", err))
+		}
+	}
+	for _, id := range owed {
+		if _, err := s.d.Store.UpdateRequest(ctx, id, func(r *AuthRequest) error {
+			changed := false
+			for _, d := range []*Delivery{&r.UserNotice, &r.ClientNotice} {
+				if d.Pending() && d.NextAttempt.After(now) {
+					d.NextAttempt, changed = now, true
+				}
+			}
+			if !changed {
+				return errNothingToDo
+			}
+			return nil
+		}); err != nil && !errors.Is(err, errNothingToDo) && !errors.Is(err, ErrNotFound) {
+			s.log.Warn("dispatch: resume delivery", slog.Any("error", err))
 		}
 	}
 	s.wake()

@@ -283,3 +283,36 @@ func onceStress(t *testing.T, stores []ciba.Store) {
 	}
 	recv.check(t, msgs)
 }
+
+// TestDeliveryLeaseOfACrashResumedAtStart: with no other dispatcher on the
+// store (SoleDispatcher), a lease found at the start was taken by a process
+// that died mid-attempt: the message is sent at once, not when the lease
+// runs out.
+func TestDeliveryLeaseOfACrashResumedAtStart(t *testing.T) {
+	recv := newOnceReceiver(func() time.Duration { return 0 })
+	st := memory.New()
+	f := newFixture(t, func(c *ciba.Config, d *ciba.Deps) {
+		c.SoleDispatcher = true
+		d.Store, d.Channel, d.Notifier, d.Now = st, recv, recv, time.Now
+	})
+	f.store = st
+	id := f.create(t, pingClient)
+	f.approve(t, id)
+	// As a crashed process left it: both attempts claimed, an hour's lease.
+	ctx := context.Background()
+	if _, err := st.UpdateRequest(ctx, id, func(r *ciba.AuthRequest) error {
+		for _, d := range []*ciba.Delivery{&r.UserNotice, &r.ClientNotice} {
+			d.Attempts, d.NextAttempt = 1, time.Now().Add(time.Hour)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	f.run(t)
+	cx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := onceDone(cx, st, id, true); err != nil {
+		t.Fatal(err)
+	}
+	recv.check(t, []string{"ping " + id})
+}

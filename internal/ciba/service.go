@@ -58,6 +58,13 @@ type Config struct {
 	// still be sending. Set it to at least the channel's and the notifier's
 	// own timeouts; DefaultDeliveryTimeout when zero.
 	DeliveryTimeout time.Duration
+	// SoleDispatcher says that no other process's dispatcher (Run) works
+	// on the store, as with the embedded store, which one process opens at
+	// a time: a lease found when Run starts was left by a process that
+	// died mid-attempt, and the message is sent again at once rather than
+	// when the lease runs out. Leave it false for a store that instances
+	// share.
+	SoleDispatcher bool
 }
 
 // DefaultDeliveryTimeout is Config.DeliveryTimeout when zero: the
