@@ -100,18 +100,24 @@ func TestKillUnderLoad(t *testing.T) {
 		go func() {
 			defer func() { <-sem; pw.Done() }()
 			deadline := time.Now().Add(waitTimeout)
+			// The device answers again (its first answer may have died
+			// with the server): before the first poll, which is held up
+			// to 20 s for an answer that may never come, after a held
+			// poll ended pending, and at every fifth slow_down.
+			answerAgain := func() {
+				c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				if m, err := e.hook.WaitBinding(c, binds[id]); err == nil {
+					_, _ = testutil.Callback(c, m, "approved")
+				}
+				cancel()
+			}
+			answerAgain()
 			for i := 0; time.Now().Before(deadline); i++ {
 				r := e.tokenNoFatal(testutil.DemoPoll, id)
 				switch r.Str("error") {
 				case "authorization_pending", "slow_down":
-					if i%5 == 4 {
-						// The device answers again (its first answer
-						// may have died with the server).
-						c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-						if m, err := e.hook.WaitBinding(c, binds[id]); err == nil {
-							_, _ = testutil.Callback(c, m, "approved")
-						}
-						cancel()
+					if r.Str("error") == "authorization_pending" || i%5 == 4 {
+						answerAgain()
 					}
 					time.Sleep(200 * time.Millisecond)
 					continue
