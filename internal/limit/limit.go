@@ -31,6 +31,7 @@ package limit
 import (
 	"container/list"
 	"context"
+	"errors"
 	"sync"
 	"time"
 )
@@ -84,6 +85,46 @@ func Reserve(ctx context.Context, l Keyed, key string, now func() time.Time) (ok
 			_ = l.Refund(context.WithoutCancel(ctx), key, now())
 		}
 	}, nil
+}
+
+// Bucket names one bucket: a limit and a key of it. A nil Limit is no
+// limit.
+type Bucket struct {
+	Limit Keyed
+	Key   string
+}
+
+// ReserveAll is Reserve on several buckets at once, all or nothing: it
+// reserves a token in each, in order, and when one is empty it gives back
+// the tokens already taken, takes none from the buckets after it, and
+// returns false and that bucket's retryAfter. List the narrowest bucket
+// first (a client's or an address's share of a user's, then the user's):
+// a key whose own bucket is empty then takes nothing from the wider one,
+// so it cannot empty it alone. settle settles every reservation at once.
+//
+// A bucket whose decision fails is passed over (allowed, nothing to
+// settle) and its error returned, joined with the others, with ok
+// decided by the remaining buckets.
+func ReserveAll(ctx context.Context, now func() time.Time, buckets ...Bucket) (ok bool, retryAfter time.Duration, settle func(counts bool), err error) {
+	settles := make([]func(bool), 0, len(buckets))
+	all := func(counts bool) {
+		for _, s := range settles {
+			s(counts)
+		}
+	}
+	var errs []error
+	for _, b := range buckets {
+		ok, wait, s, err := Reserve(ctx, b.Limit, b.Key, now)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if !ok {
+			all(false)
+			return false, wait, func(bool) {}, errors.Join(errs...)
+		}
+		settles = append(settles, s)
+	}
+	return true, 0, all, errors.Join(errs...)
 }
 
 // Compile-time check that the in-memory Limiter is a Keyed.
