@@ -74,6 +74,10 @@ func httpLimits(cfg *config.Config, newLimit func(string, limit.Rate) limit.Keye
 		ClientNetworks:   l.ClientNetworks,
 		TrustedProxies:   l.Proxies,
 		ClientIPHeader:   l.ClientIPHeader,
+
+		// The password lockout of the approval and device pages.
+		PasswordFailuresPerUser:   newLimit("password_failures_per_user", rate(l.PasswordFailuresPerUser)),
+		PasswordFailuresPerUserIP: newLimit("password_failures_per_user_ip", rate(l.PasswordFailuresPerUserIP)),
 	}
 }
 
@@ -117,4 +121,23 @@ func localScopes(cfg *config.Config) []string {
 		}
 	}
 	return out
+}
+
+// userCodeFailures is the user_code guessing limit of cfg for
+// ciba.Deps.UserCodeFailures, made by newLimit: a wrong try is reserved in
+// the client's share of the user's bucket, then in the user's, so that one
+// client that used up its share takes nothing more from the user's (it
+// cannot lock the user out for every client). Nil when both are off.
+func userCodeFailures(cfg *config.Config, newLimit func(string, limit.Rate) limit.Keyed) func(context.Context, string, string, time.Time) (bool, time.Duration, func(bool), error) {
+	perClient := newLimit("user_code_failures_per_client_user", rate(cfg.Limits.UserCodeFailuresPerClientUser))
+	perUser := newLimit("user_code_failures_per_user", rate(cfg.Limits.UserCodeFailuresPerUser))
+	if perClient == nil && perUser == nil {
+		return nil
+	}
+	return func(ctx context.Context, clientID, user string, now time.Time) (bool, time.Duration, func(bool), error) {
+		// A client id has no NUL: the pair cannot be confused with another.
+		return limit.ReserveAll(ctx, func() time.Time { return now },
+			limit.Bucket{Limit: perClient, Key: clientID + "\x00" + user},
+			limit.Bucket{Limit: perUser, Key: user})
+	}
 }

@@ -60,6 +60,43 @@ type Limits struct {
 	// secrets. Default 20 per 1m.
 	ClientAuthFailuresPerIP Rate `yaml:"client_auth_failures_per_ip"`
 
+	// PasswordFailuresPerUser bounds the wrong passwords typed for one
+	// username on the approval and device pages together (local
+	// upstream), from all addresses: once it is used up the password is
+	// not checked for that username, the right one included (HTTP 429),
+	// until a try comes back, whichever page is used. Default 10 per 1h:
+	// a password is tried at most 10 + 10 per hour from the whole
+	// Internet. The price: anyone may spend a user's tries and hold off
+	// their password approvals; PasswordFailuresPerUserIP makes that take
+	// at least two addresses that keep at it.
+	PasswordFailuresPerUser Rate `yaml:"password_failures_per_user"`
+
+	// PasswordFailuresPerUserIP is the share of PasswordFailuresPerUser
+	// one client address (an IPv6 /64) may use; it is counted first, and
+	// an address that used up its share takes nothing more from the
+	// user's. It must allow fewer tries per period than
+	// PasswordFailuresPerUser, so that one address cannot keep a user
+	// locked out alone. Default 5 per 1h: a user who mistypes their
+	// password a few times is not held back.
+	PasswordFailuresPerUserIP Rate `yaml:"password_failures_per_user_ip"`
+
+	// UserCodeFailuresPerUser bounds the wrong user_code values sent for
+	// one user at bc-authorize (CIBA §7.1, checked by the local upstream),
+	// from all clients: once it is used up, requests with a user_code for
+	// that user are answered access_denied without the code being
+	// checked, until a try comes back. Default 10 per 1h: a 4-digit code
+	// is found by chance with probability 0.15% within a 30-minute request
+	// lifetime, and needs some three weeks on average.
+	UserCodeFailuresPerUser Rate `yaml:"user_code_failures_per_user"`
+
+	// UserCodeFailuresPerClientUser is the share of UserCodeFailuresPerUser
+	// one client may use for one user; it is counted first, and a client
+	// that used up its share takes nothing more from the user's. It must
+	// allow fewer tries per period than UserCodeFailuresPerUser, so that
+	// one client cannot lock a user out for every client: that takes at
+	// least two clients that keep at it. Default 5 per 1h.
+	UserCodeFailuresPerClientUser Rate `yaml:"user_code_failures_per_client_user"`
+
 	// MaxKeys bounds the keys each limit holds in memory; past it the
 	// least recently used one is forgotten. Default 100000 (a few MB).
 	// Limits kept in Redis need no bound: a bucket expires once it is full
@@ -106,6 +143,11 @@ var (
 	// A client fails authentication only when misconfigured; 20 leaves it
 	// room to retry, and bounds an address to 20 bcrypt checks a minute.
 	defaultClientAuthFailuresPerIP = Rate{Requests: 20, Per: time.Minute}
+
+	defaultPasswordFailuresPerUser       = Rate{Requests: 10, Per: time.Hour}
+	defaultPasswordFailuresPerUserIP     = Rate{Requests: 5, Per: time.Hour}
+	defaultUserCodeFailuresPerUser       = Rate{Requests: 10, Per: time.Hour}
+	defaultUserCodeFailuresPerClientUser = Rate{Requests: 5, Per: time.Hour}
 )
 
 const (
@@ -129,6 +171,10 @@ func (v *validator) limitsDefaults(l *Limits) {
 	rate(&l.ApprovalFailuresPerIP, "limits.approval_failures_per_ip", defaultApprovalFailuresPerIP)
 	rate(&l.CallbackFailuresPerIP, "limits.callback_failures_per_ip", defaultCallbackFailuresPerIP)
 	rate(&l.ClientAuthFailuresPerIP, "limits.client_auth_failures_per_ip", defaultClientAuthFailuresPerIP)
+	rate(&l.PasswordFailuresPerUser, "limits.password_failures_per_user", defaultPasswordFailuresPerUser)
+	rate(&l.PasswordFailuresPerUserIP, "limits.password_failures_per_user_ip", defaultPasswordFailuresPerUserIP)
+	rate(&l.UserCodeFailuresPerUser, "limits.user_code_failures_per_user", defaultUserCodeFailuresPerUser)
+	rate(&l.UserCodeFailuresPerClientUser, "limits.user_code_failures_per_client_user", defaultUserCodeFailuresPerClientUser)
 	if !v.src.set["limits.max_keys"] {
 		l.MaxKeys = defaultLimitKeys
 	}
@@ -146,6 +192,11 @@ func (v *validator) checkLimits(c *Config) {
 		"limits.approval_failures_per_ip":    l.ApprovalFailuresPerIP,
 		"limits.callback_failures_per_ip":    l.CallbackFailuresPerIP,
 		"limits.client_auth_failures_per_ip": l.ClientAuthFailuresPerIP,
+
+		"limits.password_failures_per_user":         l.PasswordFailuresPerUser,
+		"limits.password_failures_per_user_ip":      l.PasswordFailuresPerUserIP,
+		"limits.user_code_failures_per_user":        l.UserCodeFailuresPerUser,
+		"limits.user_code_failures_per_client_user": l.UserCodeFailuresPerClientUser,
 	} {
 		switch {
 		case r.Requests < 0:
@@ -154,6 +205,21 @@ func (v *validator) checkLimits(c *Config) {
 			v.fail(path+".per", "must be positive, e.g. 1m, got %s", r.Per)
 		case r.Requests > 0 && r.Per/time.Duration(r.Requests) <= 0:
 			v.fail(path+".per", "is too short for %d requests", r.Requests)
+		}
+	}
+	// A share must refill slower than the bucket it is a share of, or one
+	// address (client) alone could keep the user locked out.
+	for _, p := range []struct {
+		share, whole         string
+		shareRate, wholeRate Rate
+	}{
+		{"limits.password_failures_per_user_ip", "limits.password_failures_per_user", l.PasswordFailuresPerUserIP, l.PasswordFailuresPerUser},
+		{"limits.user_code_failures_per_client_user", "limits.user_code_failures_per_user", l.UserCodeFailuresPerClientUser, l.UserCodeFailuresPerUser},
+	} {
+		if p.shareRate.Requests > 0 && p.wholeRate.Requests > 0 && p.shareRate.Per > 0 && p.wholeRate.Per > 0 &&
+			float64(p.shareRate.Requests)/float64(p.shareRate.Per) >= float64(p.wholeRate.Requests)/float64(p.wholeRate.Per) {
+			v.fail(p.share, "must allow fewer tries per period than %s (%d per %s), or one source alone could keep a user locked out; got %d per %s",
+				p.whole, p.wholeRate.Requests, p.wholeRate.Per, p.shareRate.Requests, p.shareRate.Per)
 		}
 	}
 	if l.MaxKeys < 1 {

@@ -10,10 +10,12 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/limit"
 )
 
 // PathApprove is the approval page; the request's approval id follows it.
@@ -50,6 +52,11 @@ type Approval struct {
 	// Pages brands the pages (service name, logo, accent colour) and
 	// describes scopes; the zero value is a plain page.
 	Pages Pages
+
+	// limits are the server's, for the password lockout (checkPassword);
+	// now is its clock. Set by Server.Handler.
+	limits *Limits
+	now    func() time.Time
 }
 
 const csrfCookie = "cibaproxy_csrf"
@@ -170,7 +177,11 @@ func (a *Approval) answer(w http.ResponseWriter, r *http.Request) {
 			a.startLogin(w, r, req)
 			return
 		}
-		sub, ok := a.Passwords.CheckPassword(req.LoginHint, r.PostFormValue("password"))
+		sub, ok, wait := a.checkPassword(r, req.LoginHint, r.PostFormValue("password"))
+		if wait > 0 {
+			a.lockedOut(w, wait)
+			return
+		}
 		if !ok || sub != req.Subject {
 			a.Logger.Info("approval page: wrong password", slog.String("client_id", req.ClientID), slog.String("subject", req.Subject))
 			a.render(w, http.StatusUnauthorized, a.form(req, client, cookie, "The password is not right."))
@@ -186,6 +197,65 @@ func (a *Approval) answer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.closed(w, err)
+}
+
+// checkPassword checks username's password (Passwords), on either page,
+// under the password lockout: one wrong try is reserved for the username
+// from this address (Limits.PasswordFailuresPerUserIP), then for the
+// username from everywhere (PasswordFailuresPerUser), before the bcrypt
+// comparison, and kept only when the password is wrong, so that tries in
+// parallel are all counted. When either bucket is empty the password is
+// not checked and wait (> 0) is how long until a try is back: the page
+// answers lockedOut, the same for the right password and a wrong one.
+//
+// The key is the username as given to CheckPassword (a hash of it: any
+// string a form carries), so a username that does not exist is locked out
+// the same way and the answer tells nothing about which ones do.
+func (a *Approval) checkPassword(r *http.Request, username, password string) (sub string, ok bool, wait time.Duration) {
+	settle := func(bool) {}
+	if l := a.limits; l != nil && (l.PasswordFailuresPerUser != nil || l.PasswordFailuresPerUserIP != nil) {
+		user := userKey(username)
+		var err error
+		var allowed bool
+		allowed, wait, settle, err = limit.ReserveAll(r.Context(), a.now,
+			limit.Bucket{Limit: l.PasswordFailuresPerUserIP, Key: user + " " + addrKey(l.ClientIP(r))},
+			limit.Bucket{Limit: l.PasswordFailuresPerUser, Key: user})
+		if err != nil {
+			a.Logger.WarnContext(r.Context(), "abuse limit unavailable; request allowed", "limit", "password_failures", "error", err)
+		}
+		if !allowed {
+			a.Logger.WarnContext(r.Context(), "password locked out after too many wrong tries; not checked", slog.Duration("retry_after", wait))
+			return "", false, max(wait, time.Second)
+		}
+	}
+	sub, ok = a.Passwords.CheckPassword(username, password)
+	settle(!ok)
+	return sub, ok, 0
+}
+
+// userKey is the limiter key of a username: a hash, so that a key is
+// short whatever a form sends, and the same on every page.
+func userKey(username string) string {
+	sum := sha256.Sum256([]byte("cibaproxy username\x00" + username))
+	return hex.EncodeToString(sum[:16])
+}
+
+// lockedOut answers a password that was not checked: too many wrong ones
+// were typed for the username (checkPassword).
+func (a *Approval) lockedOut(w http.ResponseWriter, wait time.Duration) {
+	retryAfter(w, wait)
+	a.render(w, http.StatusTooManyRequests, page{Title: "Too many attempts",
+		Message: "Too many wrong passwords were typed for this account, so it cannot approve sign-ins with a password for now. Wait " +
+			waitText(wait) + ", then try again."})
+}
+
+// waitText says d for a person: "a minute", "12 minutes".
+func waitText(d time.Duration) string {
+	m := int64((d + time.Minute - 1) / time.Minute)
+	if m <= 1 {
+		return "a minute"
+	}
+	return strconv.FormatInt(m, 10) + " minutes"
 }
 
 // closed answers a link that can no longer be used.

@@ -38,9 +38,12 @@ const GrantDeviceCode = ciba.GrantDeviceCode
 // sign-in at the identity provider (Federation).
 //
 // Guessing user codes is stopped by two limits on wrong codes: per client
-// address (an IPv6 /64) and for all addresses together. Both are checked
+// address (an IPv6 /64) and for all addresses together. Both are reserved
 // before a code is looked up, so once either is reached even a right code
 // gets HTTP 429 until the limit refills: a guesser learns nothing more.
+// Passwords typed here count against the same password lockout as on the
+// approval page (Approval.checkPassword), and every failed answer against
+// the same per-address limit (Limits.ApprovalFailures).
 type Device struct {
 	// Grant is the domain side of the grant.
 	Grant *ciba.Device
@@ -92,6 +95,10 @@ func (d *Device) register(mux *http.ServeMux, s *Server) {
 	if d.Approval != nil {
 		if d.Approval.Logger == nil {
 			d.Approval.Logger = s.Logger
+		}
+		if d.Approval.limits == nil {
+			// The password lockout is the server's, on both pages.
+			d.Approval.limits, d.Approval.now = s.Limits, s.Now
 		}
 		mux.HandleFunc("GET "+PathDevice, d.show)
 		mux.HandleFunc("POST "+PathDevice, d.answer)
@@ -219,23 +226,23 @@ func (d *Device) answer(w http.ResponseWriter, r *http.Request) {
 		a.render(w, http.StatusForbidden, page{Title: "Expired form", Message: "This form has expired or was not sent from this page. Open " + PathDevice + " again."})
 		return
 	}
-	ip := d.clientIP(r)
-	now := d.Now()
-	okIP, waitIP, settleIP := d.reserve(ctx, d.perIP, ip, now)
-	okAll, waitAll, settleAll := d.reserve(ctx, d.global, "", now)
-	if !okIP || !okAll {
-		settleIP(false)
-		settleAll(false)
-		wait := max(waitIP, waitAll)
+	// Reserved before the look-up, so that codes tried in parallel are all
+	// counted; the address's bucket first, so that an address that used
+	// up its own takes nothing from everyone's. Kept for a wrong code.
+	ok, wait, settle, err := limit.ReserveAll(ctx, d.Now,
+		limit.Bucket{Limit: d.perIP, Key: d.clientIP(r)}, limit.Bucket{Limit: d.global, Key: ""})
+	if err != nil {
+		a.Logger.WarnContext(ctx, "device page: user code limit unavailable; attempt allowed", "error", err)
+	}
+	if !ok {
 		retryAfter(w, wait)
-		a.Logger.Warn("device page: too many wrong user codes", slog.Bool("global", !okAll))
+		a.Logger.Warn("device page: too many wrong user codes")
 		a.render(w, http.StatusTooManyRequests, page{Title: "Too many attempts", Message: "Too many wrong codes were entered. Wait a minute, then try again."})
 		return
 	}
 	req, client, err := d.Grant.ForUserCode(ctx, typed)
 	wrong := errors.Is(err, ciba.ErrNotFound)
-	settleIP(wrong)
-	settleAll(wrong)
+	settle(wrong)
 	if wrong {
 		a.Logger.Info("device page: wrong user code")
 		p := d.entry(cookie, "", "This code is not valid. Check the code shown on your device and try again.")
@@ -268,7 +275,11 @@ func (d *Device) answer(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		username := r.PostFormValue("username")
-		sub, ok := a.Passwords.CheckPassword(username, r.PostFormValue("password"))
+		sub, ok, wait := a.checkPassword(r, username, r.PostFormValue("password"))
+		if wait > 0 {
+			a.lockedOut(w, wait)
+			return
+		}
 		if !ok {
 			a.Logger.Info("device page: wrong username or password", slog.String("client_id", req.ClientID))
 			a.render(w, http.StatusUnauthorized, d.form(req, client, cookie, code, "The username or password is not right."))
@@ -282,18 +293,6 @@ func (d *Device) answer(w http.ResponseWriter, r *http.Request) {
 	default:
 		a.render(w, http.StatusBadRequest, page{Title: "Bad request", Message: "Choose Approve or Deny."})
 	}
-}
-
-// reserve takes one wrong-code token of key from lim (nil: no limit)
-// before the code is looked up, so that codes tried in parallel are all
-// counted (limit.Reserve); settle(true) keeps it for a wrong code. A
-// decision lim cannot make allows the attempt (fail open), with a warning.
-func (d *Device) reserve(ctx context.Context, lim limit.Keyed, key string, now time.Time) (ok bool, wait time.Duration, settle func(wrong bool)) {
-	ok, wait, settle, err := limit.Reserve(ctx, lim, key, func() time.Time { return now })
-	if err != nil {
-		d.Approval.Logger.WarnContext(ctx, "device page: user code limit unavailable; attempt allowed", "error", err)
-	}
-	return ok, wait, settle
 }
 
 // closed answers a code whose request can no longer be answered.

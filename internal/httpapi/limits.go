@@ -34,6 +34,16 @@ type Limits struct {
 	ApprovalFailures limit.Keyed
 	// CallbackFailures is the same for POST /ciba/callback.
 	CallbackFailures limit.Keyed
+	// PasswordFailuresPerUser counts the wrong passwords typed for one
+	// username on the approval and device pages together, from every
+	// address: once it is used up the password is not checked for that
+	// username (HTTP 429, even for the right password) until it refills,
+	// whichever page is used. PasswordFailuresPerUserIP counts them per
+	// username and client address, and is reserved first: one address
+	// that uses up its share takes nothing more from the user's bucket,
+	// so it cannot keep the user locked out alone (see
+	// Approval.checkPassword).
+	PasswordFailuresPerUser, PasswordFailuresPerUserIP limit.Keyed
 
 	// ClientNetworks are, by client_id, the networks a client's
 	// backchannel authentication requests may come from (the seed's
@@ -189,9 +199,11 @@ func (s *statusWriter) WriteHeader(code int) {
 func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // limitFailures puts the per-address failure limits in front of the
-// approval pages and the callback: an address whose failures (4xx answers:
-// unknown link, wrong password or user code, bad callback token …) used up
-// its bucket is answered 429 with Retry-After until the bucket refills.
+// approval pages, the device verification page and the callback: an
+// address whose failures (4xx answers: unknown link, wrong password or
+// user code, bad callback token …) used up its bucket is answered 429 with
+// Retry-After until the bucket refills. A 429 is no failure: it is the
+// refusal of another limit, which checked nothing.
 // Successes cost nothing, so users sharing an address (carrier NAT) and the
 // authentication-device service, which makes every callback, are not held
 // back by their own traffic. A request's token is reserved before it is
@@ -203,7 +215,7 @@ func (s *Server) limitFailures(next http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var lim limit.Keyed
-		approval := strings.HasPrefix(r.URL.Path, PathApprove)
+		approval := strings.HasPrefix(r.URL.Path, PathApprove) || r.URL.Path == PathDevice
 		switch {
 		case approval:
 			lim = s.Limits.ApprovalFailures
@@ -226,7 +238,7 @@ func (s *Server) limitFailures(next http.Handler) http.Handler {
 			retryAfter(w, wait)
 			if approval && s.Approval != nil {
 				s.Approval.render(w, http.StatusTooManyRequests, page{Title: "Too many attempts",
-					Message: "There were too many failed attempts from your network. Wait a few minutes, then open the link again."})
+					Message: "There were too many failed attempts from your network. Wait a few minutes, then try again."})
 				return
 			}
 			writeError(w, &ciba.Error{Code: ciba.CodeSlowDown, Status: http.StatusTooManyRequests,
@@ -242,7 +254,7 @@ func (s *Server) limitFailures(next http.Handler) http.Handler {
 			next.ServeHTTP(sw, r)
 			status = sw.status
 		}
-		settle(status >= 400 && status < 500)
+		settle(status >= 400 && status < 500 && status != http.StatusTooManyRequests)
 	})
 }
 

@@ -162,6 +162,7 @@ func (s *Server) Handler() http.Handler {
 		if s.Approval.Logger == nil {
 			s.Approval.Logger = s.Logger
 		}
+		s.Approval.limits, s.Approval.now = s.Limits, s.Now
 		s.Approval.register(mux)
 	}
 	if s.Device != nil {
