@@ -187,6 +187,9 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 		Trace:       tr.TraceParent,
 		StartSpan:   tr.StartSpan,
 
+		// user_code guessing at bc-authorize (limits.user_code_failures_*).
+		UserCodeFailures: userCodeFailures(cfg, newLimit),
+
 		// validation.fail: open accepts a request the hook gives no verdict on.
 		ValidationFailOpen: cfg.Validation.FailOpen(),
 	})

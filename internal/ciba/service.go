@@ -107,6 +107,16 @@ type Deps struct {
 	// so that a client cannot escape the limit by minting a fresh token
 	// for each request.
 	HintSubject func(h Hint) string
+	// UserCodeFailures, when set, guards the user_code check against
+	// guessing: it is asked before the upstream checks the code the client
+	// sent for user (the subject) and reserves one wrong try of that
+	// client for that user (limit.ReserveAll on a per-(client, user) and a
+	// per-user bucket fits). False answers access_denied without checking
+	// the code (the user is locked out for this client, or for all); the
+	// code is then checked, and settle is called with whether it was
+	// wrong: only wrong codes count. An error allows the check (fail open)
+	// with a warning.
+	UserCodeFailures func(ctx context.Context, clientID, user string, now time.Time) (ok bool, retryAfter time.Duration, settle func(wrong bool), err error)
 	// Observer counts deliveries; nil counts nothing.
 	Observer Observer
 	// Validator, when set, is the consumption-device validation hook:
@@ -312,8 +322,8 @@ func (s *Service) Authorize(ctx context.Context, c *Client, p AuthParams) (*Auth
 	// leaves the check to the approval page, which asks the user for the
 	// code and compares it with UserCodeHash.
 	if p.UserCode != "" && s.d.Upstream.SupportsUserCode() {
-		if err := s.d.Upstream.CheckUserCode(ctx, user, p.UserCode); err != nil {
-			return nil, s.upstreamError("check user code", err)
+		if e := s.checkUserCode(ctx, c, user, p.UserCode, now); e != nil {
+			return nil, e
 		}
 	}
 
@@ -758,6 +768,40 @@ func randomID(n int) string {
 		panic(fmt.Sprintf("crypto/rand failed: %v", err)) // crypto/rand never fails on supported platforms
 	}
 	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// checkUserCode checks the user_code client c sent for user at the
+// upstream, under Deps.UserCodeFailures: the try is reserved before the
+// check (so tries in parallel are all counted) and kept only when the code
+// is wrong. A client locked out for the user is answered access_denied
+// (CIBA §13: the OP denies the request) without the code being checked, so
+// the answer says nothing about the code; invalid_user_code is kept for
+// codes that were checked and are wrong.
+func (s *Service) checkUserCode(ctx context.Context, c *Client, user User, code string, now time.Time) error {
+	settle := func(bool) {}
+	if s.d.UserCodeFailures != nil {
+		ok, wait, st, err := s.d.UserCodeFailures(ctx, c.ID, user.Subject, now)
+		if err != nil {
+			s.log.WarnContext(ctx, "user code failure limit unavailable; check allowed", slog.Any("error", err))
+		}
+		if !ok {
+			s.log.WarnContext(ctx, "too many wrong user codes; request refused without a check",
+				slog.String("client_id", c.ID), slog.String("subject", user.Subject), slog.Duration("retry_after", wait))
+			return Errorf(CodeAccessDenied, "too many wrong user_code values for this user; try again in %d seconds", int64((wait+time.Second-1)/time.Second))
+		}
+		settle = st
+	}
+	err := s.d.Upstream.CheckUserCode(ctx, user, code)
+	var pe *Error
+	wrong := errors.As(err, &pe) && pe.Code == CodeInvalidUserCode
+	settle(wrong)
+	if err != nil {
+		if wrong {
+			s.log.InfoContext(ctx, "wrong user code", slog.String("client_id", c.ID), slog.String("subject", user.Subject))
+		}
+		return s.upstreamError("check user code", err)
+	}
+	return nil
 }
 
 // userKeyFor is the per-user limit key (userKey) of a request for the
