@@ -54,7 +54,7 @@ func pagesNewBrowser(t *testing.T, src string) *pagesBrowser {
 	tr := &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: pagesBurst, IdleConnTimeout: 30 * time.Second}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &pagesBrowser{t: t, c: &http.Client{
-		Jar: jar, Transport: tr, Timeout: testutil.CallTimeout,
+		Jar: jar, Transport: tr, Timeout: waitTimeout, // bcrypt under -race on a loaded machine is slow
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}
 }
