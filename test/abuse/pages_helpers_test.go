@@ -156,6 +156,26 @@ func pagesParallel(n int, try func(i int) string) map[string]int {
 	return count
 }
 
+// pagesUntilRefused makes failing tries one at a time until one is
+// refused by the limit named want (a pagesKind), and returns how many
+// were checked (401) before. A limit of n is refused after at most n
+// tries, more only where tries came back meanwhile: it gives up after 3n.
+func pagesUntilRefused(t *testing.T, want string, n int, try func(i int) (int, string)) int {
+	t.Helper()
+	for i := range 3 * n {
+		status, body := try(i)
+		if status == http.StatusUnauthorized {
+			continue
+		}
+		if k := pagesKind(status, body); k != want {
+			t.Fatalf("try %d: %s, want 401 or %s", i, k, want)
+		}
+		return i
+	}
+	t.Fatalf("%d failing tries, none refused (%s)", 3*n, want)
+	return 0
+}
+
 // pagesRefilled is how many tries a bucket of n per period can have got
 // back since start: the slack of an exact count in a test that takes
 // time on a loaded machine (0 for any run shorter than period/n).

@@ -93,16 +93,9 @@ func TestPasswordGuessingDevicePage(t *testing.T) {
 	// Some tries of the burst were refused by the device page's user-code
 	// limit while others held its reservations (5 per address at once):
 	// one at a time, the rest of alice's share for this address is found.
-	for i := 0; i < pagesPasswordsPerUserIP+1; i++ {
-		status, body := attacker.deviceApprove(base, csrf, userCode, "alice", fmt.Sprint(pagesWrongPasswordPrefix, "tail-", i))
-		if status != http.StatusUnauthorized {
-			if k := pagesKind(status, body); k != "locked: passwords" {
-				t.Fatalf("wrong password %d after the burst: %s, want 401 or the password lockout", i, k)
-			}
-			break
-		}
-		checked++
-	}
+	checked += pagesUntilRefused(t, "locked: passwords", pagesPasswordsPerUserIP, func(i int) (int, string) {
+		return attacker.deviceApprove(base, csrf, userCode, "alice", fmt.Sprint(pagesWrongPasswordPrefix, "tail-", i))
+	})
 	pagesWithin(t, "passwords checked (401) for alice from one address", checked, pagesPasswordsPerUserIP, start, pagesPasswordsPerUserIP, time.Hour)
 	if k := pagesKind(attacker.deviceApprove(base, csrf, userCode, "alice", pagesAlicePassword)); k != "locked: passwords" {
 		t.Fatalf("the right password from the guessing address: %s, want the password lockout (429)", k)
@@ -126,17 +119,9 @@ func TestPasswordGuessingDevicePage(t *testing.T) {
 	sprayer := pagesNewBrowser(t, "127.0.0.3")
 	sprayCSRF := sprayer.deviceForm(base, sprayCode) // a 200: costs nothing
 	sprayStart := time.Now()
-	failed := 0
-	for i := 0; i < pagesFailuresPerIP+1; i++ {
-		status, body := sprayer.deviceApprove(base, sprayCSRF, sprayCode, fmt.Sprint("user-", i), "password")
-		if status != http.StatusUnauthorized {
-			if k := pagesKind(status, body); k != "locked: address" {
-				t.Fatalf("username %d: %s, want 401 or the address's limit", i, k)
-			}
-			break
-		}
-		failed++
-	}
+	failed := pagesUntilRefused(t, "locked: address", pagesFailuresPerIP, func(i int) (int, string) {
+		return sprayer.deviceApprove(base, sprayCSRF, sprayCode, fmt.Sprint("user-", i), "password")
+	})
 	pagesWithin(t, "usernames tried from one address", failed, pagesFailuresPerIP, sprayStart, pagesFailuresPerIP, 10*time.Minute)
 	// Right after the refusal (a try comes back every 20 s), a right
 	// password from that address is not checked either.
@@ -193,16 +178,9 @@ func TestPasswordLockoutHoldsAcrossPages(t *testing.T) {
 	checked += got["Unauthorized"]
 	// As in TestPasswordGuessingDevicePage: the rest of the second
 	// address's share, one at a time.
-	for i := 0; i < pagesPasswordsPerUserIP+1; i++ {
-		status, body := second.deviceApprove(base, dcsrf, userCode, "alice", fmt.Sprint(pagesWrongPasswordPrefix, "tail-", i))
-		if status != http.StatusUnauthorized {
-			if k := pagesKind(status, body); k != "locked: passwords" {
-				t.Fatalf("wrong password %d after the burst: %s, want 401 or the password lockout", i, k)
-			}
-			break
-		}
-		checked++
-	}
+	checked += pagesUntilRefused(t, "locked: passwords", pagesPasswordsPerUserIP, func(i int) (int, string) {
+		return second.deviceApprove(base, dcsrf, userCode, "alice", fmt.Sprint(pagesWrongPasswordPrefix, "tail-", i))
+	})
 	pagesWithin(t, "passwords checked for alice from two addresses on two pages", checked, pagesPasswordsPerUser, start, pagesPasswordsPerUser, time.Hour)
 
 	// A third address, on both pages, with the right password.
