@@ -325,6 +325,10 @@ func TestRules(t *testing.T) {
 			"limits.client_ip_header", "must be an HTTP header name"},
 		{"limits.trusted_proxies are CIDR networks", map[string]string{"limits": "limits:\n  trusted_proxies: [proxy.internal]"},
 			"limits.trusted_proxies[0]", "must be a CIDR network"},
+		{"one address's share of a password lockout is below the user's", map[string]string{"limits": "limits:\n  password_failures_per_user_ip:\n    requests: 10\n    per: 1h"},
+			"limits.password_failures_per_user_ip", "must allow fewer tries per period than limits.password_failures_per_user"},
+		{"one client's share of a user_code lockout is below the user's", map[string]string{"limits": "limits:\n  user_code_failures_per_user:\n    requests: 5"},
+			"limits.user_code_failures_per_client_user", "must allow fewer tries per period than limits.user_code_failures_per_user"},
 		{"a client's allowed_networks are CIDR networks", map[string]string{"clients": clients(poll + "allowed_networks: [office]")},
 			"clients[0].allowed_networks[0]", `got "office"`},
 
