@@ -21,6 +21,7 @@ import (
 // page. The first delivery attempt is refused (451), so the message also
 // shows the retry.
 func TestEmailChannel(t *testing.T) {
+	t.Parallel()
 	tlsCfg, _ := smtpsink.SelfSigned(t)
 	sink := smtpsink.Start(t, smtpsink.Options{TLS: tlsCfg, Users: map[string]string{"cibaproxy": "smtp-secret"}, FailNext: 1})
 	dir := t.TempDir()

@@ -178,6 +178,7 @@ func (f *fedEnv) signIn(b *browser, authURL, account, password string) string {
 }
 
 func TestFederation(t *testing.T) {
+	t.Parallel()
 	f := startFederation(t)
 	// Every token the IdP issued through cibaproxy, to look for in its log.
 	var issued []string

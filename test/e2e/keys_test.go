@@ -43,6 +43,7 @@ func (e *env) jwksKIDs(t *testing.T) []string {
 // `keys rotate` against a running server on the embedded store: the new key
 // is published at once, the old key keeps signing until publish-ahead.
 func TestKeysRotate(t *testing.T) {
+	t.Parallel()
 	e := start(t)
 	op := operator{e: e}
 	before := e.jwksKIDs(t)
@@ -96,6 +97,7 @@ func TestKeysRotate(t *testing.T) {
 
 // With tokens.signing_key_file the command says the file is the operator's.
 func TestKeysRotateKeyFile(t *testing.T) {
+	t.Parallel()
 	quick, err := os.ReadFile(testutil.QuickstartConfig())
 	if err != nil {
 		t.Fatal(err)

@@ -25,6 +25,10 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	// Every test runs its own servers (own port, own data directory) and
+	// spends most of its time waiting on them: an expiry, a retry backoff,
+	// a long poll. More of them wait at once than there are cores.
+	testutil.DefaultParallel(8)
 	bin, cleanup := testutil.MustBuild()
 	binary = bin
 	code := m.Run()

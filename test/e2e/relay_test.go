@@ -159,6 +159,7 @@ func (r *relayEnv) pollHard(c testutil.Client, authReqID string, d time.Duration
 }
 
 func TestRelay(t *testing.T) {
+	t.Parallel()
 	r := startRelay(t)
 
 	t.Run("discovery is the IdP's with cibaproxy's endpoints", func(t *testing.T) {

@@ -30,6 +30,7 @@ const reloadClientYAML = `
 // A client added to the file works after SIGHUP; a broken file keeps the
 // clients in force, and the log says why.
 func TestReloadClientsOnSIGHUP(t *testing.T) {
+	t.Parallel()
 	quick, err := os.ReadFile(testutil.QuickstartConfig())
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 // The per-user limit is 3 requests per 10 minutes: the 4th request for alice
 // is refused with access_denied, from any client ("push bombing").
 func TestOutboundAndPushBombing(t *testing.T) {
+	t.Parallel()
 	quick, err := os.ReadFile(testutil.QuickstartConfig())
 	if err != nil {
 		t.Fatal(err)

@@ -138,6 +138,7 @@ func (o *otlpReceiver) one(t *testing.T, name string, traceID []byte) receivedSp
 // webhook delivery as a child of bc-authorize in its trace, its call out
 // carrying the traceparent; no span holds a secret.
 func TestTraces(t *testing.T) {
+	t.Parallel()
 	rcv := newOTLPReceiver(t)
 	base, err := os.ReadFile(testutil.QuickstartConfig())
 	if err != nil {

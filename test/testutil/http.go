@@ -19,8 +19,11 @@ var HTTP = &http.Client{
 	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 }
 
-// CallTimeout bounds one HTTP call that is not a long poll.
-const CallTimeout = 15 * time.Second
+// CallTimeout bounds one HTTP call that is not a long poll. It is a bound
+// on a hang, not a speed check: a call that checks a bcrypt password in a
+// race-enabled server, while the package's other tests run in parallel on
+// a busy machine, can take several seconds.
+const CallTimeout = 30 * time.Second
 
 // Client is a registered client and how it authenticates.
 type Client struct {
