@@ -53,6 +53,7 @@ func checkRetryAfter(t *testing.T, what string, r *testutil.Response, max int) {
 // minute: the 6 attempts take far less than the 30 s a token takes to
 // come back).
 func TestBCAuthorizeLimitIsSharedAcrossInstances(t *testing.T) {
+	t.Parallel()
 	c := newLimitedCluster(t, `  bc_authorize_per_client: {requests: 5, per: 1h}
   requests_per_user: {requests: 100000, per: 1h}
   approval_failures_per_ip: {requests: 3, per: 1h}
@@ -197,6 +198,7 @@ func (c *cluster) enterCode(i int, b *http.Client, csrf, code string) *http.Resp
 // authentication device; the other 6 are access_denied (403) with a
 // description, and never reach her. Requests for bob are not held back.
 func TestPerUserLimitIsSharedAcrossInstances(t *testing.T) {
+	t.Parallel()
 	c := newLimitedCluster(t, `  requests_per_user: {requests: 3, per: 1h}
 `, "")
 	var accepted []request

@@ -36,6 +36,10 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	// Every test but TestSlowDownIsShared runs in parallel: each has its
+	// own redis-server and instances (own ports, own directories) and
+	// mostly waits on them.
+	testutil.DefaultParallel(4)
 	bin, cleanup := testutil.MustBuild()
 	binary = bin
 	code := m.Run()

@@ -43,6 +43,7 @@ func waiting(r *testutil.Response) bool {
 // authorization_pending or slow_down. The ID token verifies with /jwks of
 // every instance: the signing key is shared through the store.
 func TestConcurrentPollsAcrossInstances(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	req := c.authorize(0, testutil.DemoPoll, "Fifty")
 	m := c.message(req)
@@ -115,6 +116,9 @@ func TestConcurrentPollsAcrossInstances(t *testing.T) {
 // instance. Two polls in quick succession on two different instances: the
 // first hears authorization_pending, the second slow_down, and so does a
 // third on yet another instance, since slow_down grew the shared interval.
+//
+// It is the one test of the package that does not run in parallel with the
+// others: it needs three polls within 400 ms.
 func TestSlowDownIsShared(t *testing.T) {
 	c := newCluster(t)
 	// "Quick" is within the poll tolerance (0.5 s) of the 1 s interval;
@@ -144,6 +148,7 @@ func TestSlowDownIsShared(t *testing.T) {
 // (not once per instance) with its client_notification_token as bearer, and
 // then gets its tokens from any instance, once.
 func TestPingOnceAcrossInstances(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	req := c.authorize(0, testutil.DemoPing, "Ping")
 	c.answerOn(1, c.message(req), "approved")
@@ -168,6 +173,7 @@ func TestPingOnceAcrossInstances(t *testing.T) {
 // acknowledged a request loses nothing: the request created on instance 1
 // is approved on instance 2 and redeemed on instance 3.
 func TestInstanceKilledMidFlow(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	req := c.authorize(0, testutil.DemoPoll, "Killed")
 	m := c.message(req)
@@ -193,6 +199,7 @@ func deliveryFailures(s *testutil.Server) bool {
 // instance retrying it is killed; once the endpoint accepts, another
 // instance delivers it, exactly once, and the client gets its tokens.
 func TestDeliveryTakeover(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	c.notify.Reply(http.StatusServiceUnavailable)
 	req := c.authorize(0, testutil.DemoPing, "Takeover")
@@ -247,6 +254,7 @@ func TestDeliveryTakeover(t *testing.T) {
 // says 503; when Redis is back /readyz says 200 again, without a restart of
 // cibaproxy.
 func TestRedisRestart(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	// The whole test, from the first request to the last token.
 	cx, cancel := context.WithTimeout(context.Background(), 2*waitTimeout)
