@@ -133,6 +133,7 @@ func approveOverHTTP(t *testing.T, s shown) {
 // public and as a confidential client, against cibaproxy's local upstream,
 // and redeems the refresh token once with refreshTokenGrant.
 func TestOpenIDClientDevice(t *testing.T) {
+	t.Parallel()
 	requireNode(t)
 	installDeps(t)
 	base, err := os.ReadFile(testutil.QuickstartConfig())

@@ -378,6 +378,7 @@ func (f *fedEnv) checkIdPTokens(t *testing.T, r fedResult, c testutil.Client) {
 // user approves by signing in at a real IdP, and the client gets and
 // validates the IdP's ID token.
 func TestOpenIDClientFederation(t *testing.T) {
+	t.Parallel()
 	requireNode(t)
 	installDeps(t)
 	f := startFederation(t)

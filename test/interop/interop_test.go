@@ -147,6 +147,7 @@ func checkAlice(t *testing.T, r result, issuer, clientID string) {
 // client_secret_post and client_secret_basic, ping) against one cibaproxy
 // whose webhook channel approves every request.
 func TestOpenIDClient(t *testing.T) {
+	t.Parallel()
 	requireNode(t)
 	installDeps(t)
 
