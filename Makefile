@@ -2,15 +2,26 @@
 #   make run    build and start the quick start (local upstream, embedded store, demo clients);
 #               PORT=8081 DEMO_PORT=9091 METRICS_PORT=9465 when 8080, 9090 or 9464 is taken
 #   make test   everything CI runs: vet, staticcheck, gofmt, the whole suite with -race, a short fuzz of every parser
+#   make test-quick  the unit tests with -race and -short (no browser, no IdP, no built binary): about a minute
 #   make fuzz   fuzz every parser longer (FUZZTIME=5m make fuzz)
 
 GO       ?= go
 BIN      := bin/cibaproxy
 FUZZTIME ?= 5s
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# The race-enabled server the packages under test/ run, built once for all of
+# them (test/testutil runs the binary named by CIBAPROXY_TEST_BIN instead of
+# building its own in every package).
+RACE_BIN := bin/cibaproxy-race
+# The packages that run that binary, longest first: go test starts packages
+# in the order given, and these spend most of their time waiting on the
+# servers they start. -p 4 lets two of them wait while two slots compile and
+# run the rest on the 2 cores of a small machine.
+SLOW_PKGS := ./test/e2e ./test/scale ./test/browser ./test/interop
+TEST_P   ?= 4
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build run test vet fuzz interop-deps clean bench
+.PHONY: build run test test-quick vet fuzz interop-deps clean bench
 
 build:
 	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/cibaproxy
@@ -33,8 +44,13 @@ interop-deps:
 	cd test/idp && npm ci --no-audit --no-fund
 
 test: vet interop-deps
-	$(GO) test -race -count=1 ./...
+	$(GO) build -race -o $(RACE_BIN) ./cmd/cibaproxy
+	CIBAPROXY_TEST_BIN=$(CURDIR)/$(RACE_BIN) $(GO) test -race -count=1 -p $(TEST_P) $(SLOW_PKGS) ./...
 	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+
+# The unit tests only: -short skips the tests that start the test IdP (node).
+test-quick:
+	$(GO) test -race -short -count=1 ./internal/... ./cmd/...
 
 fuzz:
 	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh

@@ -160,8 +160,13 @@ func Dir() string {
 
 // Start writes cfg for server.mjs, runs node on a free 127.0.0.1 port and
 // waits for its "ready" line. The process is stopped when the test ends.
+// With -short (make test-quick) the test is skipped.
 func Start(t testing.TB, cfg Config) *IdP {
 	t.Helper()
+	if testing.Short() {
+		// make test-quick: the unit tests without node.
+		t.Skip("skipping with -short: the test starts node-oidc-provider")
+	}
 	dir := Dir()
 	requireNode(t, dir)
 	if cfg.DataDir == "" {
