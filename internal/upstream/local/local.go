@@ -120,10 +120,6 @@ func New(cfg Config) (*Upstream, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	u := &Upstream{cfg: cfg, byName: map[string]*User{}, bySubject: map[string]*User{}, byEmail: map[string]*User{}}
-	var err error
-	if u.dummyHash, err = bcrypt.GenerateFromPassword([]byte(random(16)), bcrypt.DefaultCost); err != nil {
-		return nil, fmt.Errorf("local: %w", err)
-	}
 	for i := range cfg.Users {
 		usr := &cfg.Users[i]
 		if usr.Subject == "" {
@@ -138,7 +134,28 @@ func New(cfg Config) (*Upstream, error) {
 			u.byEmail[strings.ToLower(email)] = usr
 		}
 	}
+	var err error
+	if u.dummyHash, err = bcrypt.GenerateFromPassword([]byte(random(16)), dummyCost(cfg.Users)); err != nil {
+		return nil, fmt.Errorf("local: %w", err)
+	}
 	return u, nil
+}
+
+// dummyCost is the bcrypt cost of the hash an unknown username's password
+// is checked against: the highest cost of the users' password hashes, so
+// that a check for an unknown user takes as long as one for a known user;
+// bcrypt.DefaultCost without users.
+func dummyCost(users []User) int {
+	cost := 0
+	for _, usr := range users {
+		if c, err := bcrypt.Cost(usr.PasswordHash); err == nil && c > cost {
+			cost = c
+		}
+	}
+	if cost == 0 {
+		return bcrypt.DefaultCost
+	}
+	return cost
 }
 
 var errUnknownUser = ciba.Errorf(ciba.CodeUnknownUserID, "the hint does not name a known user")
