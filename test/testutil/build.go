@@ -54,7 +54,9 @@ func BuildBinary(dir string) (string, error) {
 		args = append(args, "-race")
 	}
 	args = append(args, "./cmd/cibaproxy")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	// A bound on a hung build, not a speed check: a cold race build on a
+	// busy 2-core machine has taken more than 5 minutes.
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = RepoRoot()
