@@ -13,11 +13,11 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # them (test/testutil runs the binary named by CIBAPROXY_TEST_BIN instead of
 # building its own in every package).
 RACE_BIN := bin/cibaproxy-race
-# The packages that run that binary, longest first: go test starts packages
-# in the order given, and these spend most of their time waiting on the
-# servers they start. -p 4 lets two of them wait while two slots compile and
-# run the rest on the 2 cores of a small machine.
-SLOW_PKGS := ./test/e2e ./test/scale ./test/browser ./test/interop
+# The two longest packages first: go test starts packages in the order given,
+# and these spend most of their time waiting on the servers they start. A
+# running package holds one of go test's -p slots, so -p 4 lets them wait
+# while two slots compile and run the rest on the 2 cores of a small machine.
+SLOW_PKGS := ./test/e2e ./test/scale
 TEST_P   ?= 4
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
