@@ -43,6 +43,7 @@ func (o *quickstartOutput) String() string {
 // DEMO_PORT, the script says how often alice can be asked, and Ctrl-C
 // stops both.
 func TestQuickstartScriptPorts(t *testing.T) {
+	t.Parallel()
 	port, err := testutil.FreePort()
 	if err != nil {
 		t.Fatal(err)
