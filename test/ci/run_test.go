@@ -30,8 +30,6 @@ type machine struct {
 	bin string
 	log string
 	ca  string
-	// tools maps a tool's name to its script's body; nil removes it.
-	tools map[string]*string
 }
 
 // goodTools is a machine on which everything is there and new enough;
