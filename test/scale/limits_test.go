@@ -3,6 +3,7 @@ package scale
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cibaproxy/cibaproxy/test/testutil"
 )
@@ -162,7 +164,11 @@ device:
 func (c *cluster) devicePage(i int) (*http.Client, string) {
 	c.t.Helper()
 	jar, _ := cookiejar.New(nil)
-	b := &http.Client{Jar: jar, Timeout: testutil.CallTimeout}
+	// The device page counts its failures against approval_failures_per_ip
+	// too, which the approval-page part of the test has used up for
+	// 127.0.0.1: the TV's user is at another address, 127.0.0.2.
+	d := &net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	b := &http.Client{Jar: jar, Timeout: testutil.CallTimeout, Transport: &http.Transport{DialContext: d.DialContext}}
 	req, _ := http.NewRequestWithContext(ctx(c.t), http.MethodGet, c.url(i, "/device"), nil)
 	resp, err := b.Do(req)
 	if err != nil {
