@@ -7,7 +7,7 @@
 
 GO       ?= go
 BIN      := bin/cibaproxy
-FUZZTIME ?= 5s
+FUZZTIME ?= 3s
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # The race-enabled server the packages under test/ run, built once for all of
 # them (test/testutil runs the binary named by CIBAPROXY_TEST_BIN instead of
