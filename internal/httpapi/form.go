@@ -93,9 +93,14 @@ type challenger interface{ Challenge() string }
 func writeError(w http.ResponseWriter, err error) {
 	e := ciba.AsError(err)
 	noteResult(w, e.Code)
-	var ra interface{ RetryAfter() time.Duration }
-	if errors.As(err, &ra) {
-		retryAfter(w, ra.RetryAfter()) // a refusal by a limit (clientauth.LimitError)
+	// A refusal by a limit (clientauth.LimitError) carries its Retry-After;
+	// it is only ever a 429 or a 503, so the poll path's
+	// authorization_pending (400) pays no errors.As for it.
+	if st := e.HTTPStatus(); st == http.StatusTooManyRequests || st == http.StatusServiceUnavailable {
+		var ra interface{ RetryAfter() time.Duration }
+		if errors.As(err, &ra) {
+			retryAfter(w, ra.RetryAfter())
+		}
 	}
 	if e.Code == ciba.CodeInvalidClient || e.Code == ciba.CodeInvalidToken {
 		h := w.Header()
