@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -30,11 +29,7 @@ const (
 // address ip (a loopback address: the whole of 127.0.0.0/8 is local), so a
 // test can play several client addresses.
 func clientauthFrom(ip string) *http.Client {
-	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 10 * time.Second}
-	return &http.Client{
-		Timeout:   30 * time.Second,
-		Transport: &http.Transport{Proxy: nil, DialContext: d.DialContext, MaxIdleConnsPerHost: clientauthBurst},
-	}
+	return &http.Client{Timeout: 30 * time.Second, Transport: testutil.TransportFrom(ip, clientauthBurst)}
 }
 
 // clientauthPost POSTs form to endpoint as c with client_secret_basic,

@@ -2,7 +2,6 @@ package abuse
 
 import (
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -50,8 +49,8 @@ func pagesNewBrowser(t *testing.T, src string) *pagesBrowser {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
-	tr := &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: pagesBurst, IdleConnTimeout: 30 * time.Second}
+	tr := testutil.TransportFrom(src, pagesBurst)
+	tr.IdleConnTimeout = 30 * time.Second
 	t.Cleanup(tr.CloseIdleConnections)
 	return &pagesBrowser{t: t, c: &http.Client{
 		Jar: jar, Transport: tr, Timeout: waitTimeout, // bcrypt under -race on a loaded machine is slow

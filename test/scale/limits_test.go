@@ -3,7 +3,6 @@ package scale
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -11,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/cibaproxy/cibaproxy/test/testutil"
 )
@@ -167,8 +165,7 @@ func (c *cluster) devicePage(i int) (*http.Client, string) {
 	// The device page counts its failures against approval_failures_per_ip
 	// too, which the approval-page part of the test has used up for
 	// 127.0.0.1: the TV's user is at another address, 127.0.0.2.
-	d := &net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
-	b := &http.Client{Jar: jar, Timeout: testutil.CallTimeout, Transport: &http.Transport{DialContext: d.DialContext}}
+	b := &http.Client{Jar: jar, Timeout: testutil.CallTimeout, Transport: testutil.TransportFrom("127.0.0.2", 2)}
 	req, _ := http.NewRequestWithContext(ctx(c.t), http.MethodGet, c.url(i, "/device"), nil)
 	resp, err := b.Do(req)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -146,4 +147,13 @@ func CallbackWith(ctx context.Context, callbackURL, token, status string) (*Resp
 		h.Set("Authorization", "Bearer "+token)
 	}
 	return PostRaw(ctx, callbackURL, "application/json", string(body), h)
+}
+
+// TransportFrom is an HTTP transport whose connections come from the source
+// address ip, a loopback address (the whole of 127.0.0.0/8 is local), so a
+// test can play several client addresses against limits kept per address.
+// It uses no proxy and keeps up to maxIdle idle connections per host.
+func TransportFrom(ip string, maxIdle int) *http.Transport {
+	d := &net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	return &http.Transport{Proxy: nil, DialContext: d.DialContext, MaxIdleConnsPerHost: maxIdle}
 }
