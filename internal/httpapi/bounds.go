@@ -28,17 +28,21 @@ const (
 	maxParamName = 64
 )
 
-// paramBounds are the parameters with a bound other than maxParamValue.
-var paramBounds = map[string]int{
-	"auth_req_id": maxIDValue,
-	"device_code": maxIDValue,
-	"grant_type":  maxIDValue,
-	"client_id":   maxIDValue,
+// paramBound is the bound of the value of parameter k: maxIDValue for the
+// identifiers, maxParamValue for the rest. A switch, not a map: it runs
+// for every parameter of every poll.
+func paramBound(k string) int {
+	switch k {
+	case "auth_req_id", "device_code", "grant_type", "client_id":
+		return maxIDValue
+	}
+	return maxParamValue
 }
 
 // checkParams refuses a form with more than maxParams parameters, a name
-// longer than maxParamName or a value over its bound, naming the parameter
-// and the bound.
+// longer than maxParamName, a parameter given more than once or a value
+// over its bound, naming the parameter (but not a name over its bound) and
+// the bound. One pass over the form.
 func checkParams(form map[string][]string) error {
 	if len(form) > maxParams {
 		return ciba.Errorf(ciba.CodeInvalidRequest, "the form has %d parameters; at most %d are allowed", len(form), maxParams)
@@ -47,14 +51,11 @@ func checkParams(form map[string][]string) error {
 		if len(k) > maxParamName {
 			return ciba.Errorf(ciba.CodeInvalidRequest, "a parameter name is %d bytes; at most %d are allowed", len(k), maxParamName)
 		}
-		limit, ok := paramBounds[k]
-		if !ok {
-			limit = maxParamValue
+		if len(vs) > 1 {
+			return ciba.Errorf(ciba.CodeInvalidRequest, "parameter %q is repeated", k)
 		}
-		for _, v := range vs {
-			if len(v) > limit {
-				return ciba.Errorf(ciba.CodeInvalidRequest, "parameter %q is %d bytes; at most %d are allowed", k, len(v), limit)
-			}
+		if limit := paramBound(k); len(vs) == 1 && len(vs[0]) > limit {
+			return ciba.Errorf(ciba.CodeInvalidRequest, "parameter %q is %d bytes; at most %d are allowed", k, len(vs[0]), limit)
 		}
 	}
 	return nil

@@ -62,11 +62,6 @@ func parseFormBody(body string) (url.Values, error) {
 	if err := checkParams(form); err != nil {
 		return nil, err
 	}
-	for k, v := range form {
-		if len(v) > 1 {
-			return nil, ciba.Errorf(ciba.CodeInvalidRequest, "parameter %q is repeated", k)
-		}
-	}
 	return form, nil
 }
 
