@@ -326,14 +326,18 @@ func (g *Guard) hash(ctx context.Context, check func()) error {
 		check()
 		return nil
 	}
-	t := time.NewTimer(g.wait)
-	defer t.Stop()
 	select {
-	case g.slots <- struct{}{}:
-	case <-t.C:
-		return errBusy
-	case <-ctx.Done():
-		return &ciba.Error{Code: ciba.CodeTemporarilyUnavailable, Description: "the request was cancelled", Err: ctx.Err()}
+	case g.slots <- struct{}{}: // a free slot: no timer
+	default:
+		t := time.NewTimer(g.wait)
+		defer t.Stop()
+		select {
+		case g.slots <- struct{}{}:
+		case <-t.C:
+			return errBusy
+		case <-ctx.Done():
+			return &ciba.Error{Code: ciba.CodeTemporarilyUnavailable, Description: "the request was cancelled", Err: ctx.Err()}
+		}
 	}
 	defer func() { <-g.slots }()
 	g.hashes.Add(1)
