@@ -100,7 +100,7 @@ func checkLogoURL(s string) string {
 	}
 	u, err := url.Parse(s)
 	switch {
-	case err != nil || u.Scheme != "https" || u.Host == "" || u.Opaque != "":
+	case err != nil || u.Scheme != "https" || u.Hostname() == "" || u.Opaque != "":
 		return "must be an absolute https URL, such as https://cdn.example.com/logo.svg"
 	case u.User != nil:
 		return "must not hold user info (\"user:password@\")"

@@ -62,6 +62,8 @@ func TestPagesRules(t *testing.T) {
 		{"the logo URL holds no credentials", "pages:\n  logo_url: https://user:pw@cdn.example.com/logo.png", "pages.logo_url", "user info"},
 		{"the logo URL has no fragment", "pages:\n  logo_url: 'https://cdn.example.com/logo.svg#icon'", "pages.logo_url", "fragment"},
 		{"the logo URL cannot break the CSP header", "pages:\n  logo_url: \"https://cdn.example.com/a'b.png\"", "pages.logo_url", "quotes"},
+		{"the logo URL names a host", "pages:\n  logo_url: 'https://:443/logo.png'", "pages.logo_url", "absolute https URL"},
+		{"the logo URL's host fits a CSP source", "pages:\n  logo_url: 'https://cdn;example.com/logo.png'", "pages.logo_url", "plain host name"},
 		{"the logo URL is not too long", "pages:\n  logo_url: https://cdn.example.com/" + strings.Repeat("a", 2048), "pages.logo_url", "at most 2048 characters"},
 		{"the accent is #rrggbb", "pages:\n  accent_color: green", "pages.accent_color", "#rrggbb"},
 		{"an unquoted colour is a comment, not a value", "pages:\n  accent_color: #0a5c36", "pages.accent_color", `quote the colour, as "#0a5c36"`},
