@@ -172,3 +172,25 @@ func TestCheckConfigOutput(t *testing.T) {
 		t.Errorf("first problem %q does not name the unset variable", lines[0])
 	}
 }
+
+// TestPackageDocListsEveryCommand: the package comment in main.go repeats
+// the command table by hand; it must say what commands says, no more.
+func TestPackageDocListsEveryCommand(t *testing.T) {
+	src, err := os.ReadFile("main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc []string
+	for _, l := range strings.Split(string(src), "\n") {
+		if u, ok := strings.CutPrefix(l, "//\tcibaproxy "); ok {
+			doc = append(doc, u)
+		}
+	}
+	var want []string
+	for _, c := range commands {
+		want = append(want, strings.TrimSpace(c.name+" "+c.args))
+	}
+	if !slices.Equal(doc, want) {
+		t.Errorf("main.go's package comment lists\n%s\nwant (cli.go's commands)\n%s", strings.Join(doc, "\n"), strings.Join(want, "\n"))
+	}
+}
