@@ -349,12 +349,13 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if s.Forwarder != nil && form.Get("grant_type") != GrantCIBA && (s.Device == nil || form.Get("grant_type") != GrantDeviceCode) {
+	gt := form.Get("grant_type")
+	if s.Forwarder != nil && gt != GrantCIBA && (s.Device == nil || gt != GrantDeviceCode) {
 		s.forward(w, r, form)
 		return
 	}
 	var client *ciba.Client
-	if gt := form.Get("grant_type"); s.Device != nil && (gt == GrantDeviceCode || gt == "refresh_token") {
+	if s.Device != nil && (gt == GrantDeviceCode || gt == "refresh_token") {
 		// A public device client refreshes by its client_id alone, as it
 		// polls: its refresh tokens are rotated and a reused one revokes
 		// its family (RFC 9700 §4.14.2), what a public client's refresh
@@ -376,7 +377,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	switch gt := form.Get("grant_type"); gt {
+	switch gt {
 	case GrantDeviceCode:
 		if s.Device == nil {
 			writeError(w, ciba.Errorf(ciba.CodeUnsupportedGrantType, "the device_code grant is not enabled"))
