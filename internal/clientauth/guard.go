@@ -98,7 +98,7 @@ type Guard struct {
 // is not remembered while it is full (the limit itself still refuses that
 // address's next failure).
 type refusals struct {
-	mu     sync.Mutex
+	mu     sync.RWMutex
 	addrs  map[string]*refused
 	n      atomic.Int32 // len(addrs), read without mu
 	purged time.Time    // when a full memory was last swept
@@ -129,21 +129,31 @@ func (r *refused) sweep(now time.Time) bool {
 }
 
 // check returns how long attempt at remains refused; 0 when it is not.
+// While a refusal lives, every authentication comes here: the address key
+// is worked out outside the lock, and the look-up takes only the read
+// lock; the write lock is for forgetting refusals that have ended.
 func (m *refusals) check(at *attempt, now time.Time) time.Duration {
 	if m.n.Load() == 0 {
 		return 0
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	r := m.addrs[at.addr()]
-	if r == nil {
-		return 0
+	key := at.addr()
+	m.mu.RLock()
+	r := m.addrs[key]
+	var u time.Time
+	if r != nil {
+		u = r.until(at.id)
 	}
-	if u := r.until(at.id); now.Before(u) {
+	m.mu.RUnlock()
+	switch {
+	case r == nil:
+		return 0
+	case now.Before(u):
 		return u.Sub(now)
 	}
-	if r.sweep(now) {
-		delete(m.addrs, at.addr())
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r := m.addrs[key]; r != nil && r.sweep(now) {
+		delete(m.addrs, key)
 		m.n.Store(int32(len(m.addrs)))
 	}
 	return 0
@@ -151,12 +161,13 @@ func (m *refusals) check(at *attempt, now time.Time) time.Duration {
 
 // add refuses attempt at until now+wait.
 func (m *refusals) add(at *attempt, now time.Time, wait time.Duration) {
+	key := at.addr()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.addrs == nil {
 		m.addrs = map[string]*refused{}
 	}
-	r := m.addrs[at.addr()]
+	r := m.addrs[key]
 	if r == nil {
 		if len(m.addrs) >= maxBlocked && now.Sub(m.purged) >= time.Second {
 			// A sweep of a full memory at most once a second: refusals
@@ -175,7 +186,7 @@ func (m *refusals) add(at *attempt, now time.Time, wait time.Duration) {
 			return
 		}
 		r = &refused{ids: map[string]time.Time{}}
-		m.addrs[at.addr()] = r
+		m.addrs[key] = r
 	}
 	until := now.Add(wait)
 	r.sweep(now)
