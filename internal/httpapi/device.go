@@ -72,6 +72,10 @@ type Device struct {
 
 const deviceCookie = "cibaproxy_device"
 
+// deviceFormExpired answers a device page form without its cookie or with
+// a CSRF value that does not match.
+var deviceFormExpired = page{Title: "Expired form", Message: "This form has expired or was not sent from this page. Open " + PathDevice + " again."}
+
 func (d *Device) register(mux *http.ServeMux, s *Server) {
 	if d.PerIP <= 0 {
 		d.PerIP = 5
@@ -219,11 +223,11 @@ func (d *Device) answer(w http.ResponseWriter, r *http.Request) {
 		typed = typed[:64]
 	}
 	if cookie == "" {
-		a.render(w, http.StatusForbidden, page{Title: "Expired form", Message: "This form has expired or was not sent from this page. Open " + PathDevice + " again."})
+		a.render(w, http.StatusForbidden, deviceFormExpired)
 		return
 	}
 	if action == "continue" && !hmac.Equal([]byte(r.PostFormValue("csrf")), []byte(a.csrf(cookie, "device"))) {
-		a.render(w, http.StatusForbidden, page{Title: "Expired form", Message: "This form has expired or was not sent from this page. Open " + PathDevice + " again."})
+		a.render(w, http.StatusForbidden, deviceFormExpired)
 		return
 	}
 	// Reserved before the look-up, so that codes tried in parallel are all
@@ -259,7 +263,7 @@ func (d *Device) answer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !hmac.Equal([]byte(r.PostFormValue("csrf")), []byte(a.csrf(cookie, "device\x00"+req.ApprovalID))) {
-		a.render(w, http.StatusForbidden, page{Title: "Expired form", Message: "This form has expired or was not sent from this page. Open " + PathDevice + " again."})
+		a.render(w, http.StatusForbidden, deviceFormExpired)
 		return
 	}
 	switch action {
