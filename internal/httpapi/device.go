@@ -326,10 +326,5 @@ func (d *Device) clientIP(r *http.Request) string {
 	if err != nil {
 		return raw
 	}
-	addr = addr.Unmap()
-	if addr.Is6() {
-		p, _ := addr.Prefix(64)
-		return p.String()
-	}
-	return addr.String()
+	return addrKey(addr.Unmap())
 }
