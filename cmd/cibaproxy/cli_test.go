@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // runCLI runs the command line args in-process and returns its exit code,
@@ -192,5 +194,22 @@ func TestPackageDocListsEveryCommand(t *testing.T) {
 	}
 	if !slices.Equal(doc, want) {
 		t.Errorf("main.go's package comment lists\n%s\nwant (cli.go's commands)\n%s", strings.Join(doc, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestHashSecretPipedBadInput: a CRLF line ending is not part of the
+// secret, and a secret longer than bcrypt's 72 bytes is refused rather
+// than silently cut.
+func TestHashSecretPipedBadInput(t *testing.T) {
+	code, stdout, stderr := runCLI(t, "crlf-secret\r\nsecond line\n", "hash-secret")
+	if code != 0 || stderr != "" {
+		t.Fatalf("CRLF: exit %d, stderr %q", code, stderr)
+	}
+	if err := bcrypt.CompareHashAndPassword([]byte(strings.TrimSpace(stdout)), []byte("crlf-secret")); err != nil {
+		t.Errorf("CRLF: printed %q: %v", stdout, err)
+	}
+	code, stdout, stderr = runCLI(t, strings.Repeat("x", 73)+"\n", "hash-secret")
+	if code != 1 || stdout != "" || !strings.Contains(stderr, "72 bytes") {
+		t.Errorf("73 bytes: exit %d, stdout %q, stderr %q; want 1 saying bcrypt uses at most 72 bytes", code, stdout, stderr)
 	}
 }
