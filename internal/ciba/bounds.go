@@ -3,6 +3,7 @@ package ciba
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -109,11 +110,11 @@ func parseACR(s string) ([]string, *Error) {
 		return nil, tooLong("acr_values", len(s), MaxACRLength)
 	}
 	var out []string
-	for v := range splitSpaces(s) {
+	for v := range strings.FieldsFuncSeq(s, isListSpace) {
 		switch {
 		case len(v) > MaxACRValueLength:
 			return nil, Errorf(CodeInvalidRequest, "acr_values has a value of %d bytes; at most %d are allowed", len(v), MaxACRValueLength)
-		case !utf8.ValidString(v) || checkText(v) != "":
+		case checkText(v) != "":
 			return nil, Errorf(CodeInvalidRequest, "acr_values has a value that is not printable UTF-8")
 		}
 		if !slices.Contains(out, v) {
@@ -126,20 +127,8 @@ func parseACR(s string) ([]string, *Error) {
 	return out, nil
 }
 
-// splitSpaces yields the non-empty runs of s between ASCII spaces, tabs
-// and line breaks, without building the whole list first.
-func splitSpaces(s string) func(yield func(string) bool) {
-	return func(yield func(string) bool) {
-		start := -1
-		for i := 0; i <= len(s); i++ {
-			if i == len(s) || s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r' {
-				if start >= 0 && !yield(s[start:i]) {
-					return
-				}
-				start = -1
-			} else if start < 0 {
-				start = i
-			}
-		}
-	}
+// isListSpace reports whether c separates the values of acr_values: an
+// ASCII space, tab or line break.
+func isListSpace(c rune) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r'
 }
