@@ -345,3 +345,28 @@ func TestGuardSprayingClientIDsRefusesTheAddress(t *testing.T) {
 		t.Fatalf("%d client_ids remembered for one address", n)
 	}
 }
+
+// TestGuardCancelledWhileWaitingForASlotIsNotAFailure: a request that ends
+// while it waits for a bcrypt slot is temporarily_unavailable, runs no
+// check, and gives its failure token back.
+func TestGuardCancelledWhileWaitingForASlotIsNotAFailure(t *testing.T) {
+	reg, lim := guarded(t, 1, GuardOptions{HashSlots: 1, HashWait: time.Minute})
+	reg.Guard.slots <- struct{}{} // the one slot is taken
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	req := httptest.NewRequestWithContext(ctx, http.MethodPost, tokenEndpoint, nil)
+	req.RemoteAddr = "192.0.2.30:1"
+	req.Header.Set("Authorization", basicHeader("hashed", "wrong"))
+	_, err := reg.Authenticate(ctx, req, url.Values{}, tokenEndpoint)
+	if e := ciba.AsError(err); e.Code != ciba.CodeTemporarilyUnavailable || !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want temporarily_unavailable wrapping context.Canceled", err)
+	}
+	if reg.Guard.Hashes() != 0 || lim.refunds.Load() != 1 {
+		t.Fatalf("%d bcrypt checks, %d tokens given back; want 0 and 1", reg.Guard.Hashes(), lim.refunds.Load())
+	}
+	<-reg.Guard.slots
+	// The token is back: the next wrong secret is checked, not refused.
+	if _, err := basicFrom(t, reg, "192.0.2.30", "hashed", "wrong"); outcome(t, err) != "invalid_client" {
+		t.Fatalf("after the cancelled request: %v", err)
+	}
+}
