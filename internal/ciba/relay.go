@@ -159,6 +159,10 @@ var errRelayOver = errors.New("the relayed request is over")
 // a slow upstream answer is not polled again by another worker meanwhile.
 const relayLease = 30 * time.Second
 
+// maxRelayError bounds the upstream's last error kept in the request for
+// operators (Relay.LastError), in bytes.
+const maxRelayError = 200
+
 // pollUpstream claims the upstream poll of request id and makes it (the
 // CIBA grant, or the device_code grant for a relayed device request): the
 // claim (a compare-and-set moving NextPoll forward) is the lease that keeps
@@ -258,7 +262,7 @@ func (s *Service) relayAgain(ctx context.Context, id string, now time.Time, slow
 		switch {
 		case problem != "":
 			rs.Failures++
-			rs.LastError = truncateReason(problem)
+			rs.LastError = truncate(problem, maxRelayError)
 			rs.NextPoll = now.Add(max(rs.Interval, backoff(rs.Failures)))
 		case rs.Ping:
 			rs.Failures, rs.LastError = 0, ""
@@ -327,12 +331,4 @@ type RelayObserver interface {
 	// the request's number of upstream polls when the result ends it, 0
 	// otherwise.
 	ObserveRelayPoll(result string, polls int)
-}
-
-// truncateReason bounds an error kept for operators.
-func truncateReason(s string) string {
-	if len(s) > 200 {
-		return s[:200] + "…"
-	}
-	return s
 }
