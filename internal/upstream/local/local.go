@@ -456,6 +456,8 @@ func errRefreshRevoked() error {
 	return tokenErr(ciba.CodeInvalidGrant, "a used refresh token of this grant came back, so all its refresh tokens are revoked (RFC 9700 §4.14.2); authenticate again")
 }
 
+// storeDown is the temporarily_unavailable of a token store operation
+// (what) that failed with err.
 func storeDown(what string, err error) *ciba.Error {
 	return &ciba.Error{Code: ciba.CodeTemporarilyUnavailable, Description: "the token store is unavailable; try again later", Err: fmt.Errorf("local: %s: %w", what, err)}
 }
