@@ -76,10 +76,7 @@ func cmdRequests(ctx context.Context, args []string, c cmdIO) error {
 		}
 		id = pos[0]
 	}
-	if path == "" {
-		return usageError{errors.New("--config FILE is required"), name}
-	}
-	cfg, err := config.Load(path)
+	cfg, err := loadConfig(name, path)
 	if err != nil {
 		return err
 	}
@@ -141,10 +138,7 @@ func cmdClients(args []string, c cmdIO) error {
 	}); err != nil {
 		return err
 	}
-	if path == "" {
-		return usageError{errors.New("--config FILE is required"), name}
-	}
-	cfg, err := config.Load(path)
+	cfg, err := loadConfig(name, path)
 	if err != nil {
 		return err
 	}

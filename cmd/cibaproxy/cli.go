@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/cibaproxy/cibaproxy/internal/config"
 )
 
 // command documents one command or subcommand: its name, its arguments
@@ -101,6 +103,15 @@ var (
 	// errInterrupted is returned by a command ended by Ctrl-C.
 	errInterrupted = errors.New("interrupted")
 )
+
+// loadConfig loads the --config file path of the command name; no path is
+// a usage error.
+func loadConfig(name, path string) (*config.Config, error) {
+	if path == "" {
+		return nil, usageError{errors.New("--config FILE is required"), name}
+	}
+	return config.Load(path)
+}
 
 // cmdIO is the standard streams of a command.
 type cmdIO struct {

@@ -213,3 +213,21 @@ func TestHashSecretPipedBadInput(t *testing.T) {
 		t.Errorf("73 bytes: exit %d, stdout %q, stderr %q; want 1 saying bcrypt uses at most 72 bytes", code, stdout, stderr)
 	}
 }
+
+// TestConfigRequired: every command whose usage names --config FILE
+// refuses to run without it (exit 2, before touching any store).
+func TestConfigRequired(t *testing.T) {
+	for _, c := range commands {
+		if !strings.Contains(c.args, "--config FILE") {
+			continue
+		}
+		args := strings.Fields(c.name)
+		if strings.HasPrefix(c.args, "ID ") {
+			args = append(args, "abcdefghijkl")
+		}
+		code, stdout, stderr := runCLI(t, "", args...)
+		if code != 2 || stdout != "" || !strings.Contains(stderr, "--config FILE is required") {
+			t.Errorf("cibaproxy %s without --config: exit %d, stdout %q, stderr %q; want 2 saying --config FILE is required", c.name, code, stdout, stderr)
+		}
+	}
+}

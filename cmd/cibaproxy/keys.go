@@ -69,13 +69,10 @@ func cmdKeys(ctx context.Context, args []string, c cmdIO) error {
 	}); err != nil {
 		return err
 	}
-	if path == "" {
-		return usageError{errors.New("--config FILE is required"), name}
-	}
 	if ahead < keys.MinPublishAhead {
 		return usageError{fmt.Errorf("--publish-ahead must be at least %v: clients cache the JWKS for 300s and instances read the keys every %v", keys.MinPublishAhead, keys.ReloadEvery), name}
 	}
-	cfg, err := config.Load(path)
+	cfg, err := loadConfig(name, path)
 	if err != nil {
 		return err
 	}

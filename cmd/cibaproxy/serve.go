@@ -26,11 +26,8 @@ func cmdServe(ctx context.Context, args []string, c cmdIO) error {
 	}); err != nil {
 		return err
 	}
-	if path == "" {
-		return usageError{errors.New("--config FILE is required"), "serve"}
-	}
 	stderr := c.stderr
-	cfg, err := config.Load(path)
+	cfg, err := loadConfig("serve", path)
 	if err != nil {
 		return err
 	}

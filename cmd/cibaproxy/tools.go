@@ -12,8 +12,6 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/term"
-
-	"github.com/cibaproxy/cibaproxy/internal/config"
 )
 
 // cmdCheckConfig loads a config file and reports every problem it has.
@@ -24,10 +22,7 @@ func cmdCheckConfig(args []string, c cmdIO) error {
 	}); err != nil {
 		return err
 	}
-	if path == "" {
-		return usageError{errors.New("--config FILE is required"), "check-config"}
-	}
-	cfg, err := config.Load(path)
+	cfg, err := loadConfig("check-config", path)
 	if err != nil {
 		return err
 	}
