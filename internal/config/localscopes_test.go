@@ -26,4 +26,10 @@ func TestLocalScopes(t *testing.T) {
 			t.Errorf("scopes %s: %v, want a problem at upstream.local.scopes[i]", bad, ps)
 		}
 	}
+	// Only the local issuer grants them: with a provider upstream the list
+	// would be silently ignored.
+	ps := problemsOf(t, doc(map[string]string{"upstream": "upstream:\n  type: oidc\n  oidc:\n    issuer: https://idp.example.com\n  local:\n    scopes: [payments]"}), noEnv)
+	if !strings.Contains(ps.Error(), "upstream.local.scopes: not used with the oidc upstream") {
+		t.Errorf("local.scopes with the oidc upstream: %v, want a problem at upstream.local.scopes", ps)
+	}
 }

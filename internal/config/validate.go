@@ -238,6 +238,9 @@ func (v *validator) checkUpstream(u *Upstream) {
 		v.checkLocal(&u.Local)
 	case UpstreamOIDC, UpstreamCIBA:
 		// checked with the clients, in checkOIDC and checkCIBAUpstream
+		if len(u.Local.Scopes) > 0 {
+			v.fail("upstream.local.scopes", "not used with the %s upstream, whose provider decides the scopes it grants; remove it, or list a client's scopes in clients[].scopes", u.Type)
+		}
 	default:
 		v.fail("upstream.type", "must be %q, %q or %q, got %q", UpstreamLocal, UpstreamOIDC, UpstreamCIBA, u.Type)
 	}
