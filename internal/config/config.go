@@ -36,6 +36,7 @@ package config
 import (
 	"crypto"
 	"encoding/json"
+	"github.com/cibaproxy/cibaproxy/internal/clientmeta"
 	"time"
 )
 
@@ -552,6 +553,41 @@ type Client struct {
 	// ping, and request objects valid for at most 60 minutes (see
 	// docs/fapi.md). fapi.ciba: true applies it to every client.
 	Profile string `yaml:"profile"`
+
+	// Checked is the client as internal/clientmeta validated it, for
+	// building its registration (clientauth.NewRegistration) without
+	// checking again. Set by [Load]; nil while the client has problems.
+	Checked *clientmeta.Valid `yaml:"-"`
+}
+
+// ClientMetadata describes client cl for the client rules of
+// internal/clientmeta: its own settings, plus what the server decides for
+// it (fapi.ciba, and certificate binding as [Config.CertBound] implies it).
+func (c *Config) ClientMetadata(cl *Client) clientmeta.Metadata {
+	return clientmeta.Metadata{
+		ID:                      cl.ID,
+		Name:                    cl.Name,
+		Secret:                  cl.Secret,
+		SecretHash:              cl.SecretHash,
+		Methods:                 cl.TokenEndpointAuthMethods,
+		DeliveryMode:            cl.DeliveryMode,
+		NotificationEndpoint:    cl.NotificationEndpoint,
+		DeviceAuthorization:     cl.DeviceAuthorization,
+		UserCodeParameter:       cl.UserCodeParameter,
+		RequestSigningAlg:       cl.RequestSigningAlg,
+		AllowHS256RequestObject: cl.AllowHS256RequestObject,
+		JWKS:                    cl.JWKS,
+		JWKSURI:                 cl.JWKSURI,
+		Scopes:                  cl.Scopes,
+		TLSSubjectDN:            cl.TLSSubjectDN,
+		TLSSANDNS:               cl.TLSSANDNS,
+		TLSSANURI:               cl.TLSSANURI,
+		TLSSANEmail:             cl.TLSSANEmail,
+		Profile:                 cl.Profile,
+		ServerFAPI:              c.FAPI.CIBA,
+		SkipValidation:          cl.SkipValidation,
+		CertBoundAccessTokens:   c.CertBound(cl),
+	}
 }
 
 // UsesSecret reports whether one of the client's authentication methods

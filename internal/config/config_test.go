@@ -300,10 +300,11 @@ func TestJWKSForms(t *testing.T) {
 }
 
 // TestHS256WithOnlyPrivateKeyJWT documents the one exception to "no secret
-// without a client_secret_* method": the HS256 legacy switch needs it.
+// without a client_secret_* method": the HS256 legacy switch needs it (of
+// at least 32 bytes, an HS256 key).
 func TestHS256WithOnlyPrivateKeyJWT(t *testing.T) {
 	mustParse(t, doc(map[string]string{"clients": clients(
-		"client_id: c1\nclient_secret: s1\nbackchannel_token_delivery_mode: poll\n" +
+		"client_id: c1\nclient_secret: 0123456789abcdef0123456789abcdef\nbackchannel_token_delivery_mode: poll\n" +
 			"token_endpoint_auth_methods: [private_key_jwt]\njwks_uri: https://c.example.com/jwks\n" +
 			"allow_hs256_request_object: true\nbackchannel_authentication_request_signing_alg: HS256")}), noEnv)
 }

@@ -131,33 +131,3 @@ func (v *validator) checkDevice(c *Config) {
 		}
 	}
 }
-
-// checkDeviceClient checks a client's device settings: a public client
-// (method none) uses the device grant only.
-func (v *validator) checkDeviceClient(c *Client, p string) {
-	at := func(key string) string { return joinKey(p, key) }
-	if !c.IsPublic() {
-		if len(c.TokenEndpointAuthMethods) > 1 && containsString(c.TokenEndpointAuthMethods, AuthNone) {
-			v.fail(at("token_endpoint_auth_methods"), "%q cannot be listed with other methods: a public client has no credentials", AuthNone)
-		}
-		return
-	}
-	if !c.DeviceAuthorization {
-		v.fail(at("token_endpoint_auth_methods"), "%q (a public client) is allowed only with device_authorization: true; CIBA needs an authenticated client", AuthNone)
-	}
-	if c.DeliveryMode != "" {
-		v.fail(at("backchannel_token_delivery_mode"), "not allowed for a public client: CIBA needs an authenticated client")
-	}
-	if c.Secret != "" || c.SecretHash != "" || len(c.JWKS) > 0 || c.JWKSURI != "" {
-		v.fail(at("token_endpoint_auth_methods"), "a public client (%q) has no client_secret, client_secret_hash, jwks or jwks_uri", AuthNone)
-	}
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}

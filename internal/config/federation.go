@@ -1,6 +1,7 @@
 package config
 
 import (
+	"github.com/cibaproxy/cibaproxy/internal/clientmeta"
 	"slices"
 	"strings"
 	"time"
@@ -179,7 +180,7 @@ func (v *validator) checkCredentials(cl *Client, p, kind string) {
 	p = joinKey(p, "upstream_credentials")
 	if u.ClientID == "" {
 		v.fail(joinKey(p, "client_id"), "required: the client's client_id at the identity provider")
-	} else if !isVSChars(u.ClientID) {
+	} else if !clientmeta.IsVSChars(u.ClientID) {
 		v.fail(joinKey(p, "client_id"), "must be printable ASCII (RFC 6749 Appendix A.1), got %q", u.ClientID)
 	}
 	if u.ClientSecret == "" {

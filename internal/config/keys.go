@@ -118,69 +118,6 @@ func checkSigner(key any) (crypto.Signer, error) {
 	return nil, fmt.Errorf("a %T cannot be used; use an RSA or EC key", key)
 }
 
-// checkJWKS checks an inline client JWK Set and returns its keys. Problems
-// are reported through fail, with the path of the key they concern (relative
-// to the jwks value, e.g. "keys[1]").
-func checkJWKS(raw json.RawMessage, fail func(sub, format string, args ...any)) []jose.JSONWebKey {
-	var set struct {
-		Keys *[]json.RawMessage `json:"keys"`
-	}
-	if err := json.Unmarshal(raw, &set); err != nil {
-		fail("", "not a JWK Set (RFC 7517 §5), a {\"keys\": [...]} object: %v", err)
-		return nil
-	}
-	if set.Keys == nil || len(*set.Keys) == 0 {
-		fail("", "the JWK Set holds no keys; it needs {\"keys\": [...]} with the client's public keys")
-		return nil
-	}
-	var keys []jose.JSONWebKey
-	kids := make(map[string]int)
-	for j, r := range *set.Keys {
-		sub := fmt.Sprintf("keys[%d]", j)
-		var k jose.JSONWebKey
-		if err := k.UnmarshalJSON(r); err != nil {
-			fail(sub, "not a valid JWK: %v", err)
-			continue
-		}
-		if !k.IsPublic() {
-			fail(sub, "holds a private or symmetric key; publish only the public part (drop \"d\", \"p\", \"q\", \"dp\", \"dq\", \"qi\", \"k\")")
-			continue
-		}
-		if !k.Valid() {
-			fail(sub, "the JWK is incomplete")
-			continue
-		}
-		if k.KeyID != "" {
-			if first, dup := kids[k.KeyID]; dup {
-				fail(sub, "duplicate kid %q (also keys[%d]); a signature's kid must select one key", k.KeyID, first)
-				continue
-			}
-			kids[k.KeyID] = j
-		}
-		keys = append(keys, k)
-	}
-	return keys
-}
-
-// keyFitsAlg reports whether a public JWK can verify signatures of alg.
-func keyFitsAlg(k jose.JSONWebKey, alg string) bool {
-	if k.Algorithm != "" && k.Algorithm != alg {
-		return false
-	}
-	if k.Use != "" && k.Use != "sig" {
-		return false
-	}
-	switch alg {
-	case "RS256", "PS256":
-		_, ok := k.Key.(*rsa.PublicKey)
-		return ok
-	case "ES256":
-		ec, ok := k.Key.(*ecdsa.PublicKey)
-		return ok && ec.Curve == elliptic.P256()
-	}
-	return false
-}
-
 // decodeKey decodes base64 in any of its four usual forms.
 func decodeKey(s string) ([]byte, error) {
 	var firstErr error

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"github.com/cibaproxy/cibaproxy/internal/clientmeta"
 	"net/netip"
 	"net/url"
 	"strings"
@@ -55,26 +56,31 @@ func (v *validator) checkOutbound(c *Config) {
 	for i := range c.Clients {
 		cl := &c.Clients[i]
 		at := joinIndex("clients", i)
-		if cl.NotificationEndpoint != "" && checkHTTPURL(cl.NotificationEndpoint) == "" {
-			v.checkClientURL(joinKey(at, "backchannel_client_notification_endpoint"), cl.ID, cl.NotificationEndpoint, &p)
+		if cl.NotificationEndpoint != "" && clientmeta.CheckHTTPURL(cl.NotificationEndpoint) == "" {
+			v.checkClientURL(joinKey(at, "backchannel_client_notification_endpoint"), cl.ID, cl.NotificationEndpoint, &p, false)
 		}
-		if cl.JWKSURI != "" && checkHTTPURL(cl.JWKSURI) == "" {
-			v.checkClientURL(joinKey(at, "jwks_uri"), cl.ID, cl.JWKSURI, &p)
+		if cl.JWKSURI != "" && clientmeta.CheckHTTPURL(cl.JWKSURI) == "" {
+			v.checkClientURL(joinKey(at, "jwks_uri"), cl.ID, cl.JWKSURI, &p, true)
 		}
 	}
 }
 
-// checkClientURL applies p to a URL of client id. The message does not
-// quote the URL, which may hold a secret of the client's, only its host.
-func (v *validator) checkClientURL(path, id, raw string, p *outbound.Policy) {
+// checkClientURL applies p to a URL of client id; with loopbackHTTP (a
+// jwks_uri), plain http is allowed on a loopback host only, even with
+// allow_http. The message does not quote the URL, which may hold a secret
+// of the client's, only its host.
+func (v *validator) checkClientURL(path, id, raw string, p *outbound.Policy, loopbackHTTP bool) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return // reported by checkHTTPURL
 	}
-	if u.Scheme != "https" && !p.AllowHTTP {
-		v.fail(path, "client %q: must be an https URL (CIBA Core §4); plain http is allowed only with the development switch outbound.allow_http: true", id)
-	}
 	host := strings.TrimSuffix(u.Hostname(), ".")
+	switch {
+	case u.Scheme != "https" && !p.AllowHTTP:
+		v.fail(path, "client %q: must be an https URL (CIBA Core §4); plain http is allowed only with the development switch outbound.allow_http: true", id)
+	case u.Scheme != "https" && loopbackHTTP && !isLoopbackHost(host):
+		v.fail(path, "client %q: must be an https URL; plain http is allowed, with outbound.allow_http, on a loopback address only (localhost, 127.0.0.1, ::1)", id)
+	}
 	if a, err := netip.ParseAddr(host); err == nil {
 		if err := p.Check(a); err != nil {
 			why, _ := outbound.SpecialUse(a)
@@ -105,4 +111,10 @@ func (v *validator) parseNetworks(path string, list []string) []netip.Prefix {
 		out = append(out, p)
 	}
 	return out
+}
+
+// isLoopbackHost reports whether host is localhost or a loopback address.
+func isLoopbackHost(host string) bool {
+	a, err := netip.ParseAddr(host)
+	return host == "localhost" || err == nil && a.Unmap().IsLoopback()
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"github.com/cibaproxy/cibaproxy/internal/clientmeta"
 	"net/url"
 	"strings"
 	"unicode"
@@ -64,7 +65,7 @@ func (v *validator) checkPages(p *Pages) {
 	}
 	for scope, text := range p.ScopeDescriptions {
 		at := joinKey("pages.scope_descriptions", scope)
-		if !isScopeToken(scope) {
+		if !clientmeta.IsScopeToken(scope) {
 			v.fail(at, "invalid scope %q: a scope is non-empty, without spaces, quotes or backslashes (RFC 6749 §3.3)", abbrev(scope, 40))
 			continue
 		}

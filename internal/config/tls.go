@@ -139,34 +139,14 @@ func (v *validator) checkTLS(c *Config) {
 	}
 }
 
-// checkClientTLS checks one client's mutual-TLS registration.
+// checkClientTLS checks what one client's mutual-TLS registration needs of
+// the server; the registration itself is clientmeta's to check.
 func (v *validator) checkClientTLS(c *Config, cl *Client, p string) {
 	at := func(key string) string { return joinKey(p, key) }
-	names := map[string]string{
-		"tls_client_auth_subject_dn": cl.TLSSubjectDN,
-		"tls_client_auth_san_dns":    cl.TLSSANDNS,
-		"tls_client_auth_san_uri":    cl.TLSSANURI,
-		"tls_client_auth_san_email":  cl.TLSSANEmail,
-	}
-	var set []string
-	for k, val := range names {
-		if val != "" {
-			set = append(set, k)
-		}
-	}
-	slices.Sort(set)
-	pki := slices.Contains(cl.TokenEndpointAuthMethods, AuthTLSClient)
-	self := slices.Contains(cl.TokenEndpointAuthMethods, AuthSelfSignedTLSClient)
-	switch {
-	case pki && len(set) == 1 && c.TLS.ClientCAFile == "":
+	m := c.ClientMetadata(cl)
+	if slices.Contains(cl.TokenEndpointAuthMethods, AuthTLSClient) && c.TLS.ClientCAFile == "" && m.HasOneTLSName() {
 		// tls.client_ca_file itself needs tls.cert_file or mtls_proxy.
 		v.fail(at("token_endpoint_auth_methods"), "tls_client_auth needs tls.client_ca_file, the CAs its certificates must chain to")
-	case pki && len(set) == 0:
-		v.fail(at("token_endpoint_auth_methods"), "tls_client_auth needs one of tls_client_auth_subject_dn, tls_client_auth_san_dns, tls_client_auth_san_uri or tls_client_auth_san_email (RFC 8705 §2.1.2)")
-	case pki && len(set) > 1:
-		v.fail(at(set[1]), "set exactly one of the tls_client_auth_* names (RFC 8705 §2.1.2), also set: %s", set[0])
-	case !pki && len(set) > 0:
-		v.fail(at(set[0]), "only used by tls_client_auth, which token_endpoint_auth_methods does not list")
 	}
 	if cl.CertBoundAccessTokens {
 		const key = "tls_client_certificate_bound_access_tokens"
@@ -179,12 +159,7 @@ func (v *validator) checkClientTLS(c *Config, cl *Client, p string) {
 			v.fail(at(key), "needs tls.cert_file or mtls_proxy: the client must present a certificate to bind its tokens to, and none can reach cibaproxy")
 		}
 	}
-	if self {
-		if !c.MTLS() {
-			v.fail(at("token_endpoint_auth_methods"), "self_signed_tls_client_auth needs tls.cert_file or mtls_proxy")
-		}
-		if len(cl.JWKS) == 0 && cl.JWKSURI == "" {
-			v.fail(at("token_endpoint_auth_methods"), "%s needs the client's certificate in jwks or at jwks_uri (RFC 8705 §2.2: x5c, or the certificate's public key)", AuthSelfSignedTLSClient)
-		}
+	if slices.Contains(cl.TokenEndpointAuthMethods, AuthSelfSignedTLSClient) && !c.MTLS() {
+		v.fail(at("token_endpoint_auth_methods"), "self_signed_tls_client_auth needs tls.cert_file or mtls_proxy")
 	}
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"github.com/cibaproxy/cibaproxy/internal/clientmeta"
 	"math"
 	"net"
 	"net/url"
@@ -43,7 +44,7 @@ func (v *validator) checkTracing(t *Tracing) {
 	if t.OTLPEndpoint == "" {
 		return
 	}
-	if msg := checkHTTPURL(t.OTLPEndpoint); msg != "" {
+	if msg := clientmeta.CheckHTTPURL(t.OTLPEndpoint); msg != "" {
 		v.fail("tracing.otlp_endpoint", "%s", msg)
 		return
 	}

@@ -2,17 +2,14 @@ package config
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
+	"github.com/cibaproxy/cibaproxy/internal/clientmeta"
 	"net"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/go-jose/go-jose/v4"
-	"golang.org/x/crypto/bcrypt"
 )
 
 // Defaults of the settings that have one.
@@ -144,7 +141,7 @@ func (v *validator) validate(c *Config) {
 	v.checkTokens(&c.Tokens)
 	v.checkWebhook(&c.Channels.Webhook)
 	v.checkEmail(&c.Channels.Email, c.Channels.Webhook.URL != "")
-	v.checkClients(c.Clients)
+	v.checkClients(c)
 	v.checkFAPI(c)
 	v.checkTLS(c)
 	v.checkOutbound(c)
@@ -165,32 +162,11 @@ func (v *validator) validate(c *Config) {
 // absolute http(s) URL without query or fragment (OIDC Discovery §3). The
 // issuer is public, so the message quotes it.
 func checkIssuer(s string) string {
-	if msg := checkHTTPURL(s); msg != "" {
+	if msg := clientmeta.CheckHTTPURL(s); msg != "" {
 		return fmt.Sprintf("%s, got %q", msg, s)
 	}
 	if u, _ := url.Parse(s); u.RawQuery != "" || u.ForceQuery {
 		return fmt.Sprintf("must not have a query (\"?…\"), got %q", s)
-	}
-	return ""
-}
-
-// checkHTTPURL returns why s is not an absolute http(s) URL without
-// fragment (a fragment is never sent to the server), or "". The message
-// does not quote s: a webhook or notification URL may carry a token.
-func checkHTTPURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return fmt.Sprintf("not a valid URL: %v", err)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		return "must be an absolute http or https URL"
-	}
-	if u.Fragment != "" || strings.Contains(s, "#") {
-		return "must not have a fragment (\"#…\")"
 	}
 	return ""
 }
@@ -253,7 +229,7 @@ func (v *validator) checkLocal(l *LocalUpstream) {
 	for j, s := range l.Scopes {
 		sp := joinIndex("upstream.local.scopes", j)
 		switch {
-		case !isScopeToken(s):
+		case !clientmeta.IsScopeToken(s):
 			v.fail(sp, "invalid scope %q: a scope is non-empty, without spaces, quotes or backslashes (RFC 6749 §3.3)", s)
 		case seen[s]:
 			v.fail(sp, "scope %q is listed twice", s)
@@ -309,11 +285,11 @@ func (v *validator) checkLocal(l *LocalUpstream) {
 		}
 		if u.PasswordHash == "" {
 			fail("password_hash", "required: the bcrypt hash of the user's password")
-		} else if msg := checkBcrypt(u.PasswordHash); msg != "" {
+		} else if msg := clientmeta.CheckBcrypt(u.PasswordHash); msg != "" {
 			fail("password_hash", "%s", msg)
 		}
 		if u.UserCodeHash != "" {
-			if msg := checkBcrypt(u.UserCodeHash); msg != "" {
+			if msg := clientmeta.CheckBcrypt(u.UserCodeHash); msg != "" {
 				fail("user_code_hash", "%s", msg)
 			}
 		}
@@ -339,14 +315,6 @@ func checkSubject(s string) string {
 		if s[i] < 0x20 || s[i] > 0x7e {
 			return fmt.Sprintf("must be printable ASCII (OpenID Connect Core §2), got %q", s)
 		}
-	}
-	return ""
-}
-
-// checkBcrypt returns why h is not a bcrypt hash, or "". It never quotes h.
-func checkBcrypt(h string) string {
-	if _, err := bcrypt.Cost([]byte(h)); err != nil || len(h) != 60 {
-		return "not a bcrypt hash: expected 60 characters like \"$2a$10$…\" (make one with `printf %s 'secret' | cibaproxy hash-secret`)"
 	}
 	return ""
 }
@@ -427,7 +395,7 @@ func (v *validator) checkTokens(t *Tokens) {
 
 func (v *validator) checkWebhook(w *Webhook) {
 	if w.URL != "" {
-		if msg := checkHTTPURL(w.URL); msg != "" {
+		if msg := clientmeta.CheckHTTPURL(w.URL); msg != "" {
 			v.fail("channels.webhook.url", "%s", msg)
 		}
 	}
@@ -436,171 +404,33 @@ func (v *validator) checkWebhook(w *Webhook) {
 	}
 }
 
-var authMethods = []string{AuthClientSecretBasic, AuthClientSecretPost, AuthPrivateKeyJWT, AuthTLSClient, AuthSelfSignedTLSClient}
-
-func (v *validator) checkClients(clients []Client) {
-	if len(clients) == 0 {
+func (v *validator) checkClients(c *Config) {
+	if len(c.Clients) == 0 {
 		v.fail("clients", "at least one client is required")
 		return
 	}
 	ids := make(map[string]int)
-	for i := range clients {
+	for i := range c.Clients {
+		cl := &c.Clients[i]
 		p := joinIndex("clients", i)
-		if clients[i].ID != "" {
-			if first, dup := ids[clients[i].ID]; dup {
-				v.fail(joinKey(p, "client_id"), "duplicate client_id %q (also clients[%d])", clients[i].ID, first)
+		if cl.ID != "" {
+			if first, dup := ids[cl.ID]; dup {
+				v.fail(joinKey(p, "client_id"), "duplicate client_id %q (also clients[%d])", cl.ID, first)
 			} else {
-				ids[clients[i].ID] = i
+				ids[cl.ID] = i
 			}
 		}
-		v.checkClient(&clients[i], p)
-		v.checkDeviceClient(&clients[i], p)
+		v.checkClient(c, cl, p)
 	}
 }
 
-func (v *validator) checkClient(c *Client, p string) {
-	at := func(key string) string { return joinKey(p, key) }
-
-	if c.ID == "" {
-		v.fail(at("client_id"), "required")
-	} else if !isVSChars(c.ID) {
-		v.fail(at("client_id"), "must be printable ASCII (RFC 6749 Appendix A.1), got %q", c.ID)
+// checkClient applies the client rules of internal/clientmeta, reporting
+// each problem at its path under p, and keeps the valid client in
+// cl.Checked.
+func (v *validator) checkClient(c *Config, cl *Client, p string) {
+	checked, problems := clientmeta.Check(c.ClientMetadata(cl))
+	for _, pr := range problems {
+		v.fail(joinKey(p, pr.Field), "%s", pr.Message)
 	}
-
-	seen := make(map[string]bool)
-	for j, m := range c.TokenEndpointAuthMethods {
-		mp := joinIndex(at("token_endpoint_auth_methods"), j)
-		if !slices.Contains(authMethods, m) && m != AuthNone {
-			v.fail(mp, "must be one of %s, got %q", strings.Join(authMethods, ", "), m)
-		} else if seen[m] {
-			v.fail(mp, "%q is listed twice", m)
-		}
-		seen[m] = true
-	}
-
-	switch {
-	case c.UsesSecret():
-		if c.Secret != "" && c.SecretHash != "" {
-			v.fail(at("client_secret_hash"), "set client_secret or client_secret_hash, not both")
-		} else if c.Secret == "" && c.SecretHash == "" {
-			v.fail(at("client_secret"), "required by client_secret_basic and client_secret_post: set client_secret or client_secret_hash")
-		}
-	default:
-		// Only private_key_jwt: a secret would be unused, and a stale
-		// secret in the file is a liability. The one use left is the
-		// HS256 legacy switch, which needs the plain secret.
-		if c.Secret != "" && !c.AllowHS256RequestObject {
-			v.fail(at("client_secret"), "not allowed: no client_secret_* method is listed in token_endpoint_auth_methods")
-		}
-		if c.SecretHash != "" {
-			v.fail(at("client_secret_hash"), "not allowed: no client_secret_* method is listed in token_endpoint_auth_methods")
-		}
-	}
-	if c.SecretHash != "" {
-		if msg := checkBcrypt(c.SecretHash); msg != "" {
-			v.fail(at("client_secret_hash"), "%s", msg)
-		}
-	}
-
-	switch c.DeliveryMode {
-	case "":
-		if !c.DeviceAuthorization {
-			v.fail(at("backchannel_token_delivery_mode"), "required: poll, ping or push (CIBA Core §4)")
-		}
-	case DeliveryPoll:
-		if c.NotificationEndpoint != "" {
-			v.fail(at("backchannel_client_notification_endpoint"), "must be empty in poll mode, which sends no notifications (CIBA Core §4)")
-		}
-	case DeliveryPing, DeliveryPush:
-		if c.NotificationEndpoint == "" {
-			v.fail(at("backchannel_client_notification_endpoint"), "required in %s mode (CIBA Core §4)", c.DeliveryMode)
-		} else if msg := checkHTTPURL(c.NotificationEndpoint); msg != "" {
-			v.fail(at("backchannel_client_notification_endpoint"), "%s", msg)
-		}
-	default:
-		v.oneOf(at("backchannel_token_delivery_mode"), c.DeliveryMode, DeliveryPoll, DeliveryPing, DeliveryPush)
-	}
-
-	hasKeys := len(c.JWKS) > 0 || c.JWKSURI != ""
-	if len(c.JWKS) > 0 && c.JWKSURI != "" {
-		v.fail(at("jwks_uri"), "set jwks or jwks_uri, not both")
-	}
-	var keys []jose.JSONWebKey
-	if len(c.JWKS) > 0 {
-		keys = checkJWKS(c.JWKS, func(sub, format string, args ...any) {
-			path := at("jwks")
-			if sub != "" {
-				path = joinKey(path, sub)
-			}
-			v.fail(path, format, args...)
-		})
-	}
-	if c.JWKSURI != "" {
-		if msg := checkHTTPURL(c.JWKSURI); msg != "" {
-			v.fail(at("jwks_uri"), "%s", msg)
-		}
-	}
-	if slices.Contains(c.TokenEndpointAuthMethods, AuthPrivateKeyJWT) && !hasKeys {
-		v.fail(at("token_endpoint_auth_methods"), "private_key_jwt needs the client's public keys: set jwks or jwks_uri")
-	}
-
-	switch alg := c.RequestSigningAlg; alg {
-	case "":
-	case "RS256", "PS256", "ES256":
-		if !hasKeys {
-			v.fail(at("backchannel_authentication_request_signing_alg"), "%s needs the client's public keys: set jwks or jwks_uri", alg)
-		} else if len(c.JWKS) > 0 && len(keys) > 0 && !slices.ContainsFunc(keys, func(k jose.JSONWebKey) bool { return keyFitsAlg(k, alg) }) {
-			v.fail(at("backchannel_authentication_request_signing_alg"), "jwks holds no signing key usable with %s", alg)
-		}
-	case "HS256":
-		if !c.AllowHS256RequestObject {
-			v.fail(at("backchannel_authentication_request_signing_alg"), "HS256 needs allow_hs256_request_object: true; CIBA Core §7.1.1 asks for an asymmetric signature (RS256, PS256 or ES256)")
-		}
-	default:
-		v.fail(at("backchannel_authentication_request_signing_alg"), "must be RS256, PS256 or ES256 (or HS256 with allow_hs256_request_object), got %q", alg)
-	}
-	if c.AllowHS256RequestObject && c.RequestSigningAlg != "" && c.RequestSigningAlg != "HS256" {
-		v.fail(at("allow_hs256_request_object"), "contradicts backchannel_authentication_request_signing_alg %s, which every request must be signed with", c.RequestSigningAlg)
-	}
-	if c.AllowHS256RequestObject && c.Secret == "" {
-		v.fail(at("allow_hs256_request_object"), "needs a plain client_secret to check HS256 signatures; a client_secret_hash cannot be used")
-	}
-
-	scopes := make(map[string]bool)
-	for j, s := range c.Scopes {
-		sp := joinIndex(at("scopes"), j)
-		switch {
-		case !isScopeToken(s):
-			v.fail(sp, "invalid scope %q: a scope is non-empty, without spaces, quotes or backslashes (RFC 6749 §3.3)", s)
-		case scopes[s]:
-			v.fail(sp, "scope %q is listed twice", s)
-		}
-		scopes[s] = true
-	}
-	if len(c.Scopes) > 0 && !scopes["openid"] {
-		v.fail(at("scopes"), "must include openid, which every CIBA request carries (CIBA Core §7.1); leave scopes out to allow any scope")
-	}
-}
-
-// isVSChars reports whether s is non-empty printable ASCII (RFC 6749
-// Appendix A: VSCHAR = %x20-7E).
-func isVSChars(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return s != ""
-}
-
-// isScopeToken reports whether s is a scope-token (RFC 6749 §3.3:
-// 1*( %x21 / %x23-5B / %x5D-7E )).
-func isScopeToken(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return s != ""
+	cl.Checked = checked
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"github.com/cibaproxy/cibaproxy/internal/clientmeta"
 	"net/url"
 	"time"
 )
@@ -80,7 +81,7 @@ func (v *validator) checkValidation(c *Config) {
 		}
 		return
 	}
-	if msg := checkHTTPURL(h.URL); msg != "" {
+	if msg := clientmeta.CheckHTTPURL(h.URL); msg != "" {
 		v.fail("validation.url", "%s", msg)
 	} else {
 		u, _ := url.Parse(h.URL)

@@ -1,0 +1,278 @@
+package clientmeta
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+// MinHS256SecretLen is the shortest client secret usable as an HS256 key
+// (RFC 7518 §3.2: a key of at least the hash size); internal/jose refuses
+// shorter ones when verifying.
+const MinHS256SecretLen = 32
+
+// Field names of the metadata that several rules report on.
+const (
+	fieldMethods  = "token_endpoint_auth_methods"
+	fieldMode     = "backchannel_token_delivery_mode"
+	fieldEndpoint = "backchannel_client_notification_endpoint"
+	fieldAlg      = "backchannel_authentication_request_signing_alg"
+	fieldHS256    = "allow_hs256_request_object"
+)
+
+// index is the field of element i of a list field.
+func index(field string, i int) string { return fmt.Sprintf("%s[%d]", field, i) }
+
+// id: client_id is required and printable ASCII.
+func (c *checker) id() {
+	switch {
+	case c.m.ID == "":
+		c.fail("client_id", "required")
+	case !IsVSChars(c.m.ID):
+		c.fail("client_id", "must be printable ASCII (RFC 6749 Appendix A.1), got %q", c.m.ID)
+	}
+}
+
+// methods: each method is supported and listed once.
+func (c *checker) methods() {
+	supported := Methods()
+	seen := make(map[string]bool)
+	for j, meth := range c.m.Methods {
+		switch {
+		case !slices.Contains(supported, meth) && meth != MethodNone:
+			c.fail(index(fieldMethods, j), "must be one of %s, got %q", strings.Join(supported, ", "), meth)
+		case seen[meth]:
+			c.fail(index(fieldMethods, j), "%q is listed twice", meth)
+		}
+		seen[meth] = true
+	}
+}
+
+// secret: a client_secret_* method needs exactly one of the secret and its
+// hash; without one, neither is allowed (a stale secret in the file is a
+// liability), except the plain secret the HS256 switch needs.
+func (c *checker) secret() {
+	m := c.m
+	const unused = "not allowed: no client_secret_* method is listed in token_endpoint_auth_methods"
+	switch {
+	case m.UsesSecret() && m.Secret != "" && m.SecretHash != "":
+		c.fail("client_secret_hash", "set client_secret or client_secret_hash, not both")
+	case m.UsesSecret() && m.Secret == "" && m.SecretHash == "":
+		c.fail("client_secret", "required by client_secret_basic and client_secret_post: set client_secret or client_secret_hash")
+	case !m.UsesSecret():
+		if m.Secret != "" && !m.AllowHS256RequestObject {
+			c.fail("client_secret", unused)
+		}
+		if m.SecretHash != "" {
+			c.fail("client_secret_hash", unused)
+		}
+	}
+	if m.SecretHash != "" {
+		if msg := CheckBcrypt(m.SecretHash); msg != "" {
+			c.fail("client_secret_hash", "%s", msg)
+		}
+	}
+}
+
+// delivery: the delivery mode, and the notification endpoint that ping and
+// push need and poll must not have (CIBA Core §4).
+func (c *checker) delivery() {
+	m := c.m
+	switch m.DeliveryMode {
+	case "":
+		if !m.DeviceAuthorization {
+			c.fail(fieldMode, "required: poll, ping or push (CIBA Core §4)")
+		}
+	case ModePoll:
+		if m.NotificationEndpoint != "" {
+			c.fail(fieldEndpoint, "must be empty in poll mode, which sends no notifications (CIBA Core §4)")
+		}
+	case ModePing, ModePush:
+		if m.NotificationEndpoint == "" {
+			c.fail(fieldEndpoint, "required in %s mode (CIBA Core §4)", m.DeliveryMode)
+		} else if msg := CheckHTTPURL(m.NotificationEndpoint); msg != "" {
+			c.fail(fieldEndpoint, "%s", msg)
+		}
+	default:
+		c.fail(fieldMode, "must be one of %s, got %q", strings.Join([]string{ModePoll, ModePing, ModePush}, ", "), m.DeliveryMode)
+	}
+}
+
+// keys: jwks or jwks_uri, not both, each well formed; the methods that
+// verify the client's keys need one of them. It returns the keys of jwks.
+func (c *checker) keys() []jose.JSONWebKey {
+	m := c.m
+	if len(m.JWKS) > 0 && m.JWKSURI != "" {
+		c.fail("jwks_uri", "set jwks or jwks_uri, not both")
+	}
+	var keys []jose.JSONWebKey
+	if len(m.JWKS) > 0 {
+		keys = checkJWKS(m.JWKS, func(sub, format string, args ...any) {
+			field := "jwks"
+			if sub != "" {
+				field += "." + sub
+			}
+			c.fail(field, format, args...)
+		})
+	}
+	if m.JWKSURI != "" {
+		if msg := CheckHTTPURL(m.JWKSURI); msg != "" {
+			c.fail("jwks_uri", "%s", msg)
+		}
+	}
+	hasKeys := len(m.JWKS) > 0 || m.JWKSURI != ""
+	if slices.Contains(m.Methods, MethodPrivateKeyJWT) && !hasKeys {
+		c.fail(fieldMethods, "private_key_jwt needs the client's public keys: set jwks or jwks_uri")
+	}
+	if slices.Contains(m.Methods, MethodSelfSignedTLSClientAuth) && !hasKeys {
+		c.fail(fieldMethods, "%s needs the client's certificate in jwks or at jwks_uri (RFC 8705 §2.2: x5c, or the certificate's public key)", MethodSelfSignedTLSClientAuth)
+	}
+	return keys
+}
+
+// signingAlg: backchannel_authentication_request_signing_alg is RS256,
+// PS256 or ES256 with keys able to verify it, or HS256 with the legacy
+// switch (CIBA Core §7.1.1).
+func (c *checker) signingAlg(keys []jose.JSONWebKey) {
+	m := c.m
+	switch alg := m.RequestSigningAlg; alg {
+	case "":
+	case "RS256", "PS256", "ES256":
+		if len(m.JWKS) == 0 && m.JWKSURI == "" {
+			c.fail(fieldAlg, "%s needs the client's public keys: set jwks or jwks_uri", alg)
+		} else if len(keys) > 0 && !slices.ContainsFunc(keys, func(k jose.JSONWebKey) bool { return keyFitsAlg(k, alg) }) {
+			c.fail(fieldAlg, "jwks holds no signing key usable with %s", alg)
+		}
+	case "HS256":
+		if !m.AllowHS256RequestObject {
+			c.fail(fieldAlg, "HS256 needs allow_hs256_request_object: true; CIBA Core §7.1.1 asks for an asymmetric signature (RS256, PS256 or ES256)")
+		}
+	default:
+		c.fail(fieldAlg, "must be RS256, PS256 or ES256 (or HS256 with allow_hs256_request_object), got %q", alg)
+	}
+}
+
+// hs256: the legacy switch needs a plain secret long enough to be an HS256
+// key, and contradicts an asymmetric signing alg.
+func (c *checker) hs256() {
+	m := c.m
+	if !m.AllowHS256RequestObject {
+		return
+	}
+	if m.RequestSigningAlg != "" && m.RequestSigningAlg != "HS256" {
+		c.fail(fieldHS256, "contradicts backchannel_authentication_request_signing_alg %s, which every request must be signed with", m.RequestSigningAlg)
+		return
+	}
+	switch {
+	case m.Secret == "":
+		c.fail(fieldHS256, "needs a plain client_secret to check HS256 signatures; a client_secret_hash cannot be used")
+	case len(m.Secret) < MinHS256SecretLen:
+		c.fail(fieldHS256, "needs a client_secret of at least %d bytes, the shortest HS256 key (RFC 7518 §3.2)", MinHS256SecretLen)
+	}
+}
+
+// scopes: scope-tokens, each once, including openid.
+func (c *checker) scopes() {
+	seen := make(map[string]bool)
+	for j, s := range c.m.Scopes {
+		switch {
+		case !IsScopeToken(s):
+			c.fail(index("scopes", j), "invalid scope %q: a scope is non-empty, without spaces, quotes or backslashes (RFC 6749 §3.3)", s)
+		case seen[s]:
+			c.fail(index("scopes", j), "scope %q is listed twice", s)
+		}
+		seen[s] = true
+	}
+	if len(c.m.Scopes) > 0 && !seen["openid"] {
+		c.fail("scopes", "must include openid, which every CIBA request carries (CIBA Core §7.1); leave scopes out to allow any scope")
+	}
+}
+
+// public: method none stands alone, and a public client uses the device
+// grant only and has no credentials (RFC 8628 §5.6).
+func (c *checker) public() {
+	m := c.m
+	if !m.IsPublic() {
+		if len(m.Methods) > 1 && slices.Contains(m.Methods, MethodNone) {
+			c.fail(fieldMethods, "%q cannot be listed with other methods: a public client has no credentials", MethodNone)
+		}
+		return
+	}
+	if !m.DeviceAuthorization {
+		c.fail(fieldMethods, "%q (a public client) is allowed only with device_authorization: true; CIBA needs an authenticated client", MethodNone)
+	}
+	if m.DeliveryMode != "" {
+		c.fail(fieldMode, "not allowed for a public client: CIBA needs an authenticated client")
+	}
+	if m.Secret != "" || m.SecretHash != "" || len(m.JWKS) > 0 || m.JWKSURI != "" {
+		c.fail(fieldMethods, "a public client (%q) has no client_secret, client_secret_hash, jwks or jwks_uri", MethodNone)
+	}
+}
+
+// profile: the profile is known, and a FAPI-CIBA client sends requests
+// signed with PS256 or ES256 (FAPI-CIBA §5.2.2, FAPI 1.0 Advanced §8.6),
+// authenticates with private_key_jwt or mutual TLS (FAPI 1.0 Advanced
+// §5.2.2-14) and does not use push (FAPI-CIBA §5.2.2). A client secret,
+// or the HS256 switch, is refused by the rules every client follows.
+func (c *checker) profile() {
+	m := c.m
+	if m.Profile != "" && m.Profile != ProfileFAPICIBA {
+		c.fail("profile", "must be empty or %s, got %q", ProfileFAPICIBA, m.Profile)
+		return
+	}
+	if !m.fapi() {
+		return
+	}
+	switch alg := m.RequestSigningAlg; {
+	case alg == "":
+		c.fail(fieldAlg, "required by the FAPI-CIBA profile, which accepts only signed authentication requests: PS256 or ES256")
+	case !slices.Contains(FAPIAlgs(), alg):
+		c.fail(fieldAlg, "must be PS256 or ES256 under the FAPI-CIBA profile (FAPI 1.0 Advanced §8.6), got %q", alg)
+	}
+	allowed := FAPIMethods()
+	for j, meth := range m.Methods {
+		if !slices.Contains(allowed, meth) {
+			c.fail(index(fieldMethods, j), "%q is not allowed under the FAPI-CIBA profile, which asks for %s (FAPI 1.0 Advanced §5.2.2-14)", meth, strings.Join(allowed, " or "))
+		}
+	}
+	if m.DeliveryMode == ModePush {
+		c.fail(fieldMode, "push is not allowed under the FAPI-CIBA profile (FAPI-CIBA §5.2.2); use poll or ping")
+	}
+}
+
+// tlsNames: tls_client_auth needs exactly one tls_client_auth_* name, and
+// the names are for tls_client_auth only (RFC 8705 §2.1.2).
+func (c *checker) tlsNames() {
+	set := c.m.tlsNames()
+	pki := slices.Contains(c.m.Methods, MethodTLSClientAuth)
+	switch {
+	case pki && len(set) == 0:
+		c.fail(fieldMethods, "tls_client_auth needs one of tls_client_auth_subject_dn, tls_client_auth_san_dns, tls_client_auth_san_uri or tls_client_auth_san_email (RFC 8705 §2.1.2)")
+	case pki && len(set) > 1:
+		c.fail(set[1], "set exactly one of the tls_client_auth_* names (RFC 8705 §2.1.2), also set: %s", set[0])
+	case !pki && len(set) > 0:
+		c.fail(set[0], "only used by tls_client_auth, which token_endpoint_auth_methods does not list")
+	}
+}
+
+// tlsNames returns the fields of the tls_client_auth_* names set, sorted.
+func (m *Metadata) tlsNames() []string {
+	var set []string
+	for k, v := range map[string]string{
+		"tls_client_auth_subject_dn": m.TLSSubjectDN,
+		"tls_client_auth_san_dns":    m.TLSSANDNS,
+		"tls_client_auth_san_uri":    m.TLSSANURI,
+		"tls_client_auth_san_email":  m.TLSSANEmail,
+	} {
+		if v != "" {
+			set = append(set, k)
+		}
+	}
+	slices.Sort(set)
+	return set
+}
+
+// HasOneTLSName reports whether exactly one tls_client_auth_* name is set.
+func (m *Metadata) HasOneTLSName() bool { return len(m.tlsNames()) == 1 }
