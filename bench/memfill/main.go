@@ -237,10 +237,7 @@ func wire(ctx context.Context, cfg *config.Config, st ciba.Store, users []local.
 	replay := jose.NewStoreReplay(st, "jti")
 	var regs []*clientauth.Registration
 	for _, c := range cfg.Clients {
-		reg, err := clientauth.NewRegistration(ctx, clientauth.Options{
-			Client: ciba.Client{ID: c.ID, Name: c.Name, Mode: ciba.DeliveryMode(c.DeliveryMode), Scopes: c.Scopes},
-			Secret: c.Secret, SecretHash: c.SecretHash, Methods: c.TokenEndpointAuthMethods,
-		})
+		reg, err := clientauth.NewRegistration(ctx, c.Checked)
 		if err != nil {
 			return nil, err
 		}

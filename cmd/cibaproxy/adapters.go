@@ -2,11 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
-
-	gojose "github.com/go-jose/go-jose/v4"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
 	"github.com/cibaproxy/cibaproxy/internal/clientauth"
@@ -45,39 +42,9 @@ func newRegistry(ctx context.Context, cfg *config.Config, replay jose.Replay) (*
 		if c.IsPublic() { // no credentials: see deviceClients
 			continue
 		}
-		var jwks gojose.JSONWebKeySet
-		if len(c.JWKS) > 0 {
-			if err := json.Unmarshal(c.JWKS, &jwks); err != nil {
-				return nil, fmt.Errorf("client %q: jwks: %w", c.ID, err)
-			}
-		}
-		reg, err := clientauth.NewRegistration(ctx, clientauth.Options{
-			Client: ciba.Client{
-				ID:                   c.ID,
-				Name:                 c.Name,
-				Mode:                 ciba.DeliveryMode(c.DeliveryMode),
-				NotificationEndpoint: c.NotificationEndpoint,
-				RequireUserCode:      c.UserCodeParameter,
-				Scopes:               c.Scopes,
-				SkipValidation:       c.SkipValidation,
-				// RFC 8705 §3: set or implied (FAPI-CIBA with mutual TLS).
-				CertBoundAccessTokens: cfg.CertBound(&c),
-			},
-			Secret:                  c.Secret,
-			SecretHash:              c.SecretHash,
-			Methods:                 c.TokenEndpointAuthMethods,
-			JWKS:                    jwks,
-			JWKSURI:                 c.JWKSURI,
-			RequestObjectAlg:        c.RequestSigningAlg,
-			AllowHS256RequestObject: c.AllowHS256RequestObject,
-			FAPI:                    cfg.IsFAPI(&c),
-			TLSClientAuth: clientauth.TLSClientAuth{
-				SubjectDN: c.TLSSubjectDN,
-				SANDNS:    c.TLSSANDNS,
-				SANURI:    c.TLSSANURI,
-				SANEmail:  c.TLSSANEmail,
-			},
-		})
+		// Load checked the client (config.Client.Checked); the
+		// registration takes the checked metadata as it is.
+		reg, err := clientauth.NewRegistration(ctx, c.Checked)
 		if err != nil {
 			return nil, fmt.Errorf("client %q: %w", c.ID, err)
 		}

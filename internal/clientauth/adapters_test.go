@@ -44,9 +44,9 @@ func requestObject(iss string) map[string]any {
 
 func TestAuthenticatorRequestObject(t *testing.T) {
 	reg, err := NewRegistry(
-		newReg(t, Options{Client: ciba.Client{ID: "signed"}, JWKS: clientJWKS(), RequestObjectAlg: "RS256"}),
-		newReg(t, Options{Client: ciba.Client{ID: "legacy"}, Secret: plainSecret, AllowHS256RequestObject: true}),
-		newReg(t, Options{Client: ciba.Client{ID: "plain"}, Secret: plainSecret}),
+		newReg(t, testOpts{Client: ciba.Client{ID: "signed"}, JWKS: clientJWKS(), RequestObjectAlg: "RS256"}),
+		newReg(t, testOpts{Client: ciba.Client{ID: "legacy"}, Secret: plainSecret, AllowHS256RequestObject: true}),
+		newReg(t, testOpts{Client: ciba.Client{ID: "plain"}, Secret: plainSecret}),
 	)
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +104,7 @@ func TestHints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := NewRegistry(newReg(t, Options{Client: ciba.Client{ID: "jwt"}, JWKS: clientJWKS()}))
+	reg, err := NewRegistry(newReg(t, testOpts{Client: ciba.Client{ID: "jwt"}, JWKS: clientJWKS()}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,13 +25,13 @@ func FuzzAuthenticate(f *testing.F) {
 	leaf, ca := fuzzChain(f)
 	secrets := map[string]string{"basic": plainSecret, "post": plainSecret, "keys-but-basic": plainSecret, "hashed": hashedSecret, "svc:reports": oddSecret}
 	reg, err := NewRegistry(
-		newReg(f, Options{Client: ciba.Client{ID: "basic"}, Secret: plainSecret, Methods: []string{MethodSecretBasic}}),
-		newReg(f, Options{Client: ciba.Client{ID: "post"}, Secret: plainSecret, Methods: []string{MethodSecretPost}}),
-		newReg(f, Options{Client: ciba.Client{ID: "hashed"}, SecretHash: secretHash(), Methods: []string{MethodSecretBasic, MethodSecretPost}}),
-		newReg(f, Options{Client: ciba.Client{ID: "svc:reports"}, Secret: oddSecret}),
-		newReg(f, Options{Client: ciba.Client{ID: "jwt"}, JWKS: clientJWKS(), Methods: []string{MethodPrivateKeyJWT}}),
-		newReg(f, Options{Client: ciba.Client{ID: "keys-but-basic"}, Secret: plainSecret, JWKS: clientJWKS(), Methods: []string{MethodSecretBasic}}),
-		newReg(f, Options{Client: ciba.Client{ID: "pki"}, Methods: []string{MethodTLSClientAuth}, TLSClientAuth: TLSClientAuth{SubjectDN: "CN=client"}}),
+		newReg(f, testOpts{Client: ciba.Client{ID: "basic"}, Secret: plainSecret, Methods: []string{MethodSecretBasic}}),
+		newReg(f, testOpts{Client: ciba.Client{ID: "post"}, Secret: plainSecret, Methods: []string{MethodSecretPost}}),
+		newReg(f, testOpts{Client: ciba.Client{ID: "hashed"}, SecretHash: secretHash(), Methods: []string{MethodSecretBasic, MethodSecretPost}}),
+		newReg(f, testOpts{Client: ciba.Client{ID: "svc:reports"}, Secret: oddSecret}),
+		newReg(f, testOpts{Client: ciba.Client{ID: "jwt"}, JWKS: clientJWKS(), Methods: []string{MethodPrivateKeyJWT}}),
+		newReg(f, testOpts{Client: ciba.Client{ID: "keys-but-basic"}, Secret: plainSecret, JWKS: clientJWKS(), Methods: []string{MethodSecretBasic}}),
+		newReg(f, testOpts{Client: ciba.Client{ID: "pki"}, Methods: []string{MethodTLSClientAuth}, TLSClientAuth: TLSClientAuth{SubjectDN: "CN=client"}}),
 	)
 	if err != nil {
 		f.Fatal(err)

@@ -73,9 +73,9 @@ func (m *memReplay) Seen(_ context.Context, key string, _ time.Time) error {
 	return nil
 }
 
-func newReg(t testing.TB, o Options) *Registration {
+func newReg(t testing.TB, o testOpts) *Registration {
 	t.Helper()
-	r, err := NewRegistration(context.Background(), o)
+	r, err := register(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,12 +92,12 @@ func newReg(t testing.TB, o Options) *Registration {
 func testRegistry(t testing.TB) *Registry {
 	t.Helper()
 	reg, err := NewRegistry(
-		newReg(t, Options{Client: ciba.Client{ID: "basic"}, Secret: plainSecret, Methods: []string{MethodSecretBasic}}),
-		newReg(t, Options{Client: ciba.Client{ID: "post"}, Secret: plainSecret, Methods: []string{MethodSecretPost}}),
-		newReg(t, Options{Client: ciba.Client{ID: "hashed"}, SecretHash: secretHash(), Methods: []string{MethodSecretBasic, MethodSecretPost}}),
-		newReg(t, Options{Client: ciba.Client{ID: "svc:reports"}, Secret: oddSecret}),
-		newReg(t, Options{Client: ciba.Client{ID: "jwt"}, JWKS: clientJWKS(), Methods: []string{MethodPrivateKeyJWT}}),
-		newReg(t, Options{Client: ciba.Client{ID: "keys-but-basic"}, Secret: plainSecret, JWKS: clientJWKS(), Methods: []string{MethodSecretBasic}}),
+		newReg(t, testOpts{Client: ciba.Client{ID: "basic"}, Secret: plainSecret, Methods: []string{MethodSecretBasic}}),
+		newReg(t, testOpts{Client: ciba.Client{ID: "post"}, Secret: plainSecret, Methods: []string{MethodSecretPost}}),
+		newReg(t, testOpts{Client: ciba.Client{ID: "hashed"}, SecretHash: secretHash(), Methods: []string{MethodSecretBasic, MethodSecretPost}}),
+		newReg(t, testOpts{Client: ciba.Client{ID: "svc:reports"}, Secret: oddSecret}),
+		newReg(t, testOpts{Client: ciba.Client{ID: "jwt"}, JWKS: clientJWKS(), Methods: []string{MethodPrivateKeyJWT}}),
+		newReg(t, testOpts{Client: ciba.Client{ID: "keys-but-basic"}, Secret: plainSecret, JWKS: clientJWKS(), Methods: []string{MethodSecretBasic}}),
 	)
 	if err != nil {
 		t.Fatal(err)
@@ -367,7 +367,7 @@ func countBcrypt(reg *Registration) *atomic.Int32 {
 }
 
 func TestBcryptOnlyOnce(t *testing.T) {
-	r := newReg(t, Options{Client: ciba.Client{ID: "hashed"}, SecretHash: secretHash()})
+	r := newReg(t, testOpts{Client: ciba.Client{ID: "hashed"}, SecretHash: secretHash()})
 	calls := countBcrypt(r)
 	reg, err := NewRegistry(r)
 	if err != nil {
@@ -411,7 +411,7 @@ func TestBcryptOnlyOnce(t *testing.T) {
 		}
 	})
 	t.Run("a plain secret never runs bcrypt", func(t *testing.T) {
-		p := newReg(t, Options{Client: ciba.Client{ID: "plain"}, Secret: plainSecret})
+		p := newReg(t, testOpts{Client: ciba.Client{ID: "plain"}, Secret: plainSecret})
 		n := countBcrypt(p)
 		for _, s := range []string{plainSecret, "wrong"} {
 			if ok, final := p.quickCheck(s); !final || ok != (s == plainSecret) {
@@ -429,33 +429,32 @@ func TestNewRegistration(t *testing.T) {
 	defer srv.Close()
 	tests := []struct {
 		name string
-		o    Options
+		o    testOpts
 		ok   bool
 	}{
-		{"a plain secret with the default method", Options{Client: ciba.Client{ID: "a"}, Secret: "x"}, true},
-		{"a client without an id is refused", Options{Secret: "x"}, false},
-		{"a client id with a control character is refused", Options{Client: ciba.Client{ID: "a\nb"}, Secret: "x"}, false},
-		{"secret and secret hash at once are refused", Options{Client: ciba.Client{ID: "a"}, Secret: "x", SecretHash: secretHash()}, false},
-		{"a secret hash that is not bcrypt is refused", Options{Client: ciba.Client{ID: "a"}, SecretHash: "sha256:abcd"}, false},
-		{"jwks and jwks_uri at once are refused (RFC 7591 §2)", Options{Client: ciba.Client{ID: "a"}, JWKS: clientJWKS(), JWKSURI: "https://a.example/jwks"}, false},
-		{"a jwks_uri on 127.0.0.1 over http is accepted", Options{Client: ciba.Client{ID: "a"}, JWKSURI: srv.URL}, true},
-		{"a jwks_uri over http elsewhere is refused", Options{Client: ciba.Client{ID: "a"}, JWKSURI: "http://keys.example.com/jwks"}, false},
-		{"a relative jwks_uri is refused", Options{Client: ciba.Client{ID: "a"}, JWKSURI: "/jwks"}, false},
-		{"a jwks with a private key is refused", Options{Client: ciba.Client{ID: "a"}, JWKS: gojose.JSONWebKeySet{Keys: []gojose.JSONWebKey{{Key: clientKey()}}}}, false},
-		{"an unknown method is refused", Options{Client: ciba.Client{ID: "a"}, Secret: "x", Methods: []string{"tls_client_auth"}}, false},
-		{"a secret method without a secret is refused", Options{Client: ciba.Client{ID: "a"}, JWKS: clientJWKS(), Methods: []string{MethodSecretPost}}, false},
-		{"private_key_jwt without keys is refused", Options{Client: ciba.Client{ID: "a"}, Secret: "x", Methods: []string{MethodPrivateKeyJWT}}, false},
-		{"a client with neither secret nor keys is refused", Options{Client: ciba.Client{ID: "a"}}, false},
-		{"the HS256 switch needs the plain secret, not a hash", Options{Client: ciba.Client{ID: "a"}, SecretHash: secretHash(), AllowHS256RequestObject: true}, false},
-		{"the HS256 switch needs a secret of 32 bytes (RFC 7518 §3.2)", Options{Client: ciba.Client{ID: "a"}, Secret: "short", AllowHS256RequestObject: true}, false},
-		{"the HS256 switch with a long secret is accepted", Options{Client: ciba.Client{ID: "a"}, Secret: plainSecret, AllowHS256RequestObject: true}, true},
-		{"request object alg HS256 without the switch is refused", Options{Client: ciba.Client{ID: "a"}, Secret: plainSecret, RequestObjectAlg: "HS256"}, false},
-		{"request object alg PS256 without keys is refused", Options{Client: ciba.Client{ID: "a"}, Secret: plainSecret, RequestObjectAlg: "PS256"}, false},
-		{"an unsupported request object alg is refused", Options{Client: ciba.Client{ID: "a"}, JWKS: clientJWKS(), RequestObjectAlg: "none"}, false},
+		{"a plain secret with the default method", testOpts{Client: ciba.Client{ID: "a"}, Secret: "x"}, true},
+		{"a client without an id is refused", testOpts{Secret: "x"}, false},
+		{"a client id with a control character is refused", testOpts{Client: ciba.Client{ID: "a\nb"}, Secret: "x"}, false},
+		{"secret and secret hash at once are refused", testOpts{Client: ciba.Client{ID: "a"}, Secret: "x", SecretHash: secretHash()}, false},
+		{"a secret hash that is not bcrypt is refused", testOpts{Client: ciba.Client{ID: "a"}, SecretHash: "sha256:abcd"}, false},
+		{"jwks and jwks_uri at once are refused (RFC 7591 §2)", testOpts{Client: ciba.Client{ID: "a"}, JWKS: clientJWKS(), JWKSURI: "https://a.example/jwks"}, false},
+		{"a jwks_uri on 127.0.0.1 over http is accepted", testOpts{Client: ciba.Client{ID: "a"}, JWKSURI: srv.URL}, true},
+		{"a relative jwks_uri is refused", testOpts{Client: ciba.Client{ID: "a"}, JWKSURI: "/jwks"}, false},
+		{"a jwks with a private key is refused", testOpts{Client: ciba.Client{ID: "a"}, JWKS: gojose.JSONWebKeySet{Keys: []gojose.JSONWebKey{{Key: clientKey()}}}}, false},
+		{"an unknown method is refused", testOpts{Client: ciba.Client{ID: "a"}, Secret: "x", Methods: []string{"tls_client_auth"}}, false},
+		{"a secret method without a secret is refused", testOpts{Client: ciba.Client{ID: "a"}, JWKS: clientJWKS(), Methods: []string{MethodSecretPost}}, false},
+		{"private_key_jwt without keys is refused", testOpts{Client: ciba.Client{ID: "a"}, Secret: "x", Methods: []string{MethodPrivateKeyJWT}}, false},
+		{"a client with neither secret nor keys is refused", testOpts{Client: ciba.Client{ID: "a"}}, false},
+		{"the HS256 switch needs the plain secret, not a hash", testOpts{Client: ciba.Client{ID: "a"}, SecretHash: secretHash(), AllowHS256RequestObject: true}, false},
+		{"the HS256 switch needs a secret of 32 bytes (RFC 7518 §3.2)", testOpts{Client: ciba.Client{ID: "a"}, Secret: "short", AllowHS256RequestObject: true}, false},
+		{"the HS256 switch with a long secret is accepted", testOpts{Client: ciba.Client{ID: "a"}, Secret: plainSecret, AllowHS256RequestObject: true}, true},
+		{"request object alg HS256 without the switch is refused", testOpts{Client: ciba.Client{ID: "a"}, Secret: plainSecret, RequestObjectAlg: "HS256"}, false},
+		{"request object alg PS256 without keys is refused", testOpts{Client: ciba.Client{ID: "a"}, Secret: plainSecret, RequestObjectAlg: "PS256"}, false},
+		{"an unsupported request object alg is refused", testOpts{Client: ciba.Client{ID: "a"}, JWKS: clientJWKS(), RequestObjectAlg: "none"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := NewRegistration(t.Context(), tt.o)
+			_, err := register(t.Context(), tt.o)
 			if (err == nil) != tt.ok {
 				t.Fatalf("err = %v, want ok=%v", err, tt.ok)
 			}
@@ -469,19 +468,19 @@ func TestNewRegistration(t *testing.T) {
 func TestRegistrationRequestObjects(t *testing.T) {
 	tests := []struct {
 		name     string
-		o        Options
+		o        testOpts
 		algs     string
 		required bool
 		methods  string
 	}{
 		{"a client without a registered alg may sign with the defaults, or not sign",
-			Options{Client: ciba.Client{ID: "a"}, Secret: "x", JWKS: clientJWKS()}, "RS256 PS256 ES256", false, "client_secret_basic private_key_jwt"},
+			testOpts{Client: ciba.Client{ID: "a"}, Secret: "x", JWKS: clientJWKS()}, "RS256 PS256 ES256", false, "client_secret_basic private_key_jwt"},
 		{"a registered alg is the only one, and signing is required (CIBA §4)",
-			Options{Client: ciba.Client{ID: "a"}, JWKS: clientJWKS(), RequestObjectAlg: "PS256"}, "PS256", true, "private_key_jwt"},
+			testOpts{Client: ciba.Client{ID: "a"}, JWKS: clientJWKS(), RequestObjectAlg: "PS256"}, "PS256", true, "private_key_jwt"},
 		{"the legacy switch adds HS256 to the defaults",
-			Options{Client: ciba.Client{ID: "a"}, Secret: plainSecret, AllowHS256RequestObject: true}, "RS256 PS256 ES256 HS256", false, "client_secret_basic"},
+			testOpts{Client: ciba.Client{ID: "a"}, Secret: plainSecret, AllowHS256RequestObject: true}, "RS256 PS256 ES256 HS256", false, "client_secret_basic"},
 		{"a registered HS256 with the switch is the only alg",
-			Options{Client: ciba.Client{ID: "a"}, Secret: plainSecret, AllowHS256RequestObject: true, RequestObjectAlg: "HS256"}, "HS256", true, "client_secret_basic"},
+			testOpts{Client: ciba.Client{ID: "a"}, Secret: plainSecret, AllowHS256RequestObject: true, RequestObjectAlg: "HS256"}, "HS256", true, "client_secret_basic"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -507,9 +506,9 @@ func TestRegistrationRequestObjects(t *testing.T) {
 }
 
 func TestNewRegistry(t *testing.T) {
-	a := newReg(t, Options{Client: ciba.Client{ID: "b"}, Secret: "x"})
-	b := newReg(t, Options{Client: ciba.Client{ID: "a"}, Secret: "x"})
-	if _, err := NewRegistry(a, newReg(t, Options{Client: ciba.Client{ID: "b"}, Secret: "y"})); err == nil {
+	a := newReg(t, testOpts{Client: ciba.Client{ID: "b"}, Secret: "x"})
+	b := newReg(t, testOpts{Client: ciba.Client{ID: "a"}, Secret: "x"})
+	if _, err := NewRegistry(a, newReg(t, testOpts{Client: ciba.Client{ID: "b"}, Secret: "y"})); err == nil {
 		t.Fatal("a duplicate client_id was accepted")
 	}
 	reg, err := NewRegistry(a, b)
@@ -530,16 +529,16 @@ func TestNewRegistry(t *testing.T) {
 func BenchmarkAuthenticateBasic(b *testing.B) {
 	for _, bc := range []struct {
 		name string
-		o    Options
+		o    testOpts
 	}{
-		{"bcrypt-cached", Options{Client: ciba.Client{ID: "c"}, SecretHash: func() string {
+		{"bcrypt-cached", testOpts{Client: ciba.Client{ID: "c"}, SecretHash: func() string {
 			h, err := bcrypt.GenerateFromPassword([]byte(hashedSecret), bcrypt.DefaultCost)
 			if err != nil {
 				b.Fatal(err)
 			}
 			return string(h)
 		}()}},
-		{"plain", Options{Client: ciba.Client{ID: "c"}, Secret: hashedSecret}},
+		{"plain", testOpts{Client: ciba.Client{ID: "c"}, Secret: hashedSecret}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			r := newReg(b, bc.o)

@@ -27,8 +27,8 @@ var fapiKey = sync.OnceValue(func() *ecdsa.PrivateKey {
 
 // fapiOptions is a client FAPI-CIBA accepts. Its keys include an RSA key,
 // so that an RS256 signature would verify if the alg were allowed.
-func fapiOptions() Options {
-	return Options{
+func fapiOptions() testOpts {
+	return testOpts{
 		Client: ciba.Client{ID: "fapi", Mode: ciba.ModePoll},
 		JWKS: gojose.JSONWebKeySet{Keys: []gojose.JSONWebKey{
 			{Key: fapiKey().Public(), KeyID: "e1", Use: "sig"},
@@ -43,39 +43,40 @@ func fapiOptions() Options {
 func TestFAPIRegistration(t *testing.T) {
 	tests := []struct {
 		name   string
-		change func(*Options)
+		change func(*testOpts)
 		msg    string // "" accepted
 	}{
-		{"a private_key_jwt, ES256, poll client is accepted", func(*Options) {}, ""},
-		{"PS256 request objects are accepted", func(o *Options) { o.RequestObjectAlg = "PS256" }, ""},
-		{"ping mode is accepted", func(o *Options) { o.Client.Mode = ciba.ModePing }, ""},
-		{"shall require signed requests: no alg is refused", func(o *Options) { o.RequestObjectAlg = "" }, "must be PS256 or ES256"},
-		{"PS256 or ES256 only: RS256 is refused", func(o *Options) { o.RequestObjectAlg = "RS256" }, `must be PS256 or ES256, got "RS256"`},
-		{"no HS256 switch", func(o *Options) {
+		{"a private_key_jwt, ES256, poll client is accepted", func(*testOpts) {}, ""},
+		{"PS256 request objects are accepted", func(o *testOpts) { o.RequestObjectAlg = "PS256" }, ""},
+		{"ping mode is accepted", func(o *testOpts) {
+			o.Client.Mode, o.Client.NotificationEndpoint = ciba.ModePing, "https://client.example/cb"
+		}, ""},
+		{"shall require signed requests: no alg is refused", func(o *testOpts) { o.RequestObjectAlg = "" }, "required by the FAPI-CIBA profile"},
+		{"PS256 or ES256 only: RS256 is refused", func(o *testOpts) { o.RequestObjectAlg = "RS256" }, `must be PS256 or ES256 under the FAPI-CIBA profile (FAPI 1.0 Advanced §8.6), got "RS256"`},
+		{"no HS256 switch", func(o *testOpts) {
 			o.RequestObjectAlg, o.AllowHS256RequestObject, o.Secret = "HS256", true, plainSecret
-		}, "must be PS256 or ES256"},
-		{"no client secret", func(o *Options) { o.Secret = plainSecret }, "a client secret is not allowed"},
-		{"confidential clients with private_key_jwt or mTLS only", func(o *Options) {
+		}, "must be PS256 or ES256 under the FAPI-CIBA profile"},
+		{"no client secret", func(o *testOpts) { o.Secret = plainSecret }, "client_secret: not allowed"},
+		{"confidential clients with private_key_jwt or mTLS only", func(o *testOpts) {
 			o.Methods, o.Secret = []string{MethodSecretBasic}, plainSecret
-		}, "a client secret is not allowed"},
-		{"the methods are listed", func(o *Options) { o.Methods = nil }, "must be listed"},
-		{"shall not support CIBA push mode", func(o *Options) {
+		}, `"client_secret_basic" is not allowed under the FAPI-CIBA profile`},
+		{"shall not support CIBA push mode", func(o *testOpts) {
 			o.Client.Mode, o.Client.NotificationEndpoint = ciba.ModePush, "https://client.example/cb"
-		}, "push mode is not allowed"},
+		}, "push is not allowed under the FAPI-CIBA profile"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			o := fapiOptions()
 			tt.change(&o)
-			r, err := NewRegistration(t.Context(), o)
+			r, err := register(t.Context(), o)
 			if tt.msg == "" {
 				if err != nil || !r.FAPI() {
 					t.Fatalf("NewRegistration = %v, %v; want a FAPI registration", r, err)
 				}
 				return
 			}
-			if err == nil || !strings.Contains(err.Error(), tt.msg) || !strings.Contains(err.Error(), "FAPI-CIBA") {
-				t.Fatalf("NewRegistration error = %v, want one naming FAPI-CIBA and containing %q", err, tt.msg)
+			if err == nil || !strings.Contains(err.Error(), tt.msg) {
+				t.Fatalf("NewRegistration error = %v, want one containing %q", err, tt.msg)
 			}
 		})
 	}
@@ -84,7 +85,7 @@ func TestFAPIRegistration(t *testing.T) {
 func TestFAPIRequestObject(t *testing.T) {
 	reg, err := NewRegistry(
 		newReg(t, fapiOptions()),
-		newReg(t, Options{Client: ciba.Client{ID: "plain"}, JWKS: clientJWKS(), RequestObjectAlg: "RS256"}),
+		newReg(t, testOpts{Client: ciba.Client{ID: "plain"}, JWKS: clientJWKS(), RequestObjectAlg: "RS256"}),
 	)
 	if err != nil {
 		t.Fatal(err)

@@ -165,7 +165,7 @@ func TestGuardUnknownClientCostsAWrongSecret(t *testing.T) {
 	}
 
 	t.Run("no hashed client: no bcrypt at all", func(t *testing.T) {
-		plain, err := NewRegistry(newReg(t, Options{Client: ciba.Client{ID: "basic"}, Secret: plainSecret}))
+		plain, err := NewRegistry(newReg(t, testOpts{Client: ciba.Client{ID: "basic"}, Secret: plainSecret}))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,7 +12,7 @@ import (
 
 func TestLiveSwap(t *testing.T) {
 	one := func(id, secret string) *Registry {
-		r, err := NewRegistry(newReg(t, Options{Client: ciba.Client{ID: id, Mode: ciba.ModePoll}, Secret: secret, Methods: []string{MethodSecretBasic}}))
+		r, err := NewRegistry(newReg(t, testOpts{Client: ciba.Client{ID: id, Mode: ciba.ModePoll}, Secret: secret, Methods: []string{MethodSecretBasic}}))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -17,12 +17,14 @@ import (
 	"strings"
 
 	gojose "github.com/go-jose/go-jose/v4"
+
+	"github.com/cibaproxy/cibaproxy/internal/clientmeta"
 )
 
 // Mutual-TLS client authentication methods (RFC 8705 §2).
 const (
-	MethodTLSClientAuth           = "tls_client_auth"
-	MethodSelfSignedTLSClientAuth = "self_signed_tls_client_auth"
+	MethodTLSClientAuth           = clientmeta.MethodTLSClientAuth
+	MethodSelfSignedTLSClientAuth = clientmeta.MethodSelfSignedTLSClientAuth
 )
 
 // MTLS says where the client certificate of a request comes from, and
@@ -63,20 +65,6 @@ type TLSClientAuth struct {
 	SANURI string
 	// SANEmail is tls_client_auth_san_email: an rfc822Name SAN.
 	SANEmail string
-}
-
-// check reports an error unless exactly one name is set.
-func (t TLSClientAuth) check() error {
-	n := 0
-	for _, s := range []string{t.SubjectDN, t.SANDNS, t.SANURI, t.SANEmail} {
-		if s != "" {
-			n++
-		}
-	}
-	if n != 1 {
-		return fmt.Errorf("%s needs exactly one of subject DN, SAN DNS, SAN URI or SAN email (RFC 8705 §2.1.2), got %d", MethodTLSClientAuth, n)
-	}
-	return nil
 }
 
 // matches reports whether cert carries the registered name.

@@ -60,7 +60,7 @@ func (s *certJWKS) set(status int, certs ...testCert) {
 // client "selfuri" whose certificates are at jwks.
 func selfSignedURIRegistry(t *testing.T, jwks *certJWKS) *Registry {
 	t.Helper()
-	reg, err := NewRegistration(t.Context(), Options{
+	reg, err := register(t.Context(), testOpts{
 		Client:  ciba.Client{ID: "selfuri", Mode: ciba.ModePoll},
 		Methods: []string{MethodSelfSignedTLSClientAuth},
 		JWKSURI: jwks.URL,

@@ -17,67 +17,24 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"slices"
-	"strings"
 	"sync/atomic"
 
 	gojose "github.com/go-jose/go-jose/v4"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/clientmeta"
 	"github.com/cibaproxy/cibaproxy/internal/jose"
 )
 
 // Client authentication methods (OIDC Core §9, RFC 8414 §2
 // token_endpoint_auth_methods_supported).
 const (
-	MethodSecretBasic   = "client_secret_basic"
-	MethodSecretPost    = "client_secret_post"
-	MethodPrivateKeyJWT = "private_key_jwt"
+	MethodSecretBasic   = clientmeta.MethodSecretBasic
+	MethodSecretPost    = clientmeta.MethodSecretPost
+	MethodPrivateKeyJWT = clientmeta.MethodPrivateKeyJWT
 )
-
-// Options describe a registered client, as the configuration gives it.
-type Options struct {
-	// Client is what the CIBA domain knows of the client; Client.ID is the
-	// client_id.
-	Client ciba.Client
-	// Secret is the client secret in plain text. Set at most one of Secret
-	// and SecretHash.
-	Secret string
-	// SecretHash is the bcrypt hash of the client secret.
-	SecretHash string
-	// Methods are the token_endpoint_auth_method values the client may use
-	// (OIDC Registration §2). Empty means client_secret_basic if the client
-	// has a secret, plus private_key_jwt if it has keys.
-	Methods []string
-	// JWKS holds the client's public keys (RFC 7591 "jwks"). Set at most
-	// one of JWKS and JWKSURI.
-	JWKS gojose.JSONWebKeySet
-	// JWKSURI is where the client publishes its public keys (RFC 7591
-	// "jwks_uri"); https, or http on a loopback address.
-	JWKSURI string
-	// RequestObjectAlg is backchannel_authentication_request_signing_alg
-	// (CIBA §4): when set, the client must send signed authentication
-	// requests, signed with this algorithm.
-	RequestObjectAlg string
-	// AllowHS256RequestObject is the legacy switch that accepts request
-	// objects MACed with HS256 using the plain Secret (at least 32 bytes)
-	// as the key. CIBA §7.1.1 requires asymmetric signatures: never set it
-	// under FAPI.
-	AllowHS256RequestObject bool
-	// TLSClientAuth is the certificate subject of a tls_client_auth
-	// client (RFC 8705 §2.1.2); required with that method. A
-	// self_signed_tls_client_auth client's certificates are those of JWKS,
-	// or those published at JWKSURI, fetched again when a certificate
-	// matches none of the cached ones (RFC 8705 §2.2).
-	TLSClientAuth TLSClientAuth
-	// FAPI puts the client under the FAPI-CIBA profile (see fapi.go):
-	// NewRegistration refuses options the profile forbids, and request
-	// objects and client assertions are held to its rules.
-	FAPI bool
-}
 
 // Registration is one registered client, ready to authenticate. It is
 // immutable after NewRegistration, except for its cache of a verified
@@ -97,126 +54,45 @@ type Registration struct {
 	certURI       *jose.RemoteKeySet  // self_signed_tls_client_auth, from jwks_uri
 }
 
-// NewRegistration checks opts and returns the registration. ctx configures
-// the fetching of the client's jwks_uri (see jose.NewRemoteKeySet).
-func NewRegistration(ctx context.Context, opts Options) (*Registration, error) {
-	id := opts.Client.ID
-	if id == "" {
-		return nil, errors.New("clientauth: a client needs an id")
+// NewRegistration builds the registration of a client whose metadata
+// passed clientmeta.Check: the metadata rules are not checked again. ctx
+// configures the fetching of the client's jwks_uri (see
+// jose.NewRemoteKeySet). It fails only for a nil or public client (public
+// clients use the device grant and are not registered here), or when a key
+// of the client's jwks cannot verify signatures (jose.NewStaticKeySet).
+func NewRegistration(ctx context.Context, v *clientmeta.Valid) (*Registration, error) {
+	if v == nil {
+		return nil, errors.New("clientauth: the client was not checked (clientmeta.Check)")
 	}
-	if strings.IndexFunc(id, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
-		return nil, fmt.Errorf("clientauth: client id %q has control characters", id)
+	if v.IsPublic() {
+		return nil, fmt.Errorf("clientauth: client %q is public (method none): it has no credentials to authenticate with", v.ID())
 	}
-	fail := func(format string, args ...any) error {
-		return fmt.Errorf("clientauth: client %q: %s", id, fmt.Sprintf(format, args...))
+	m := v.Metadata()
+	r := &Registration{
+		client: ciba.Client{
+			ID:                    m.ID,
+			Name:                  m.Name,
+			Mode:                  ciba.DeliveryMode(m.DeliveryMode),
+			NotificationEndpoint:  m.NotificationEndpoint,
+			RequireUserCode:       m.UserCodeParameter,
+			Scopes:                m.Scopes,
+			SkipValidation:        m.SkipValidation,
+			CertBoundAccessTokens: m.CertBoundAccessTokens,
+		},
+		methods: m.Methods,
+		tlsAuth: TLSClientAuth{SubjectDN: m.TLSSubjectDN, SANDNS: m.TLSSANDNS, SANURI: m.TLSSANURI, SANEmail: m.TLSSANEmail},
 	}
-	r := &Registration{client: opts.Client}
-	r.client.Scopes = slices.Clone(opts.Client.Scopes)
-
 	switch {
-	case opts.Secret != "" && opts.SecretHash != "":
-		return nil, fail("set either secret or secret hash, not both")
-	case opts.Secret != "":
-		r.secret = secret{kind: secretPlain, digest: sha256.Sum256([]byte(opts.Secret))}
-	case opts.SecretHash != "":
-		if _, err := bcrypt.Cost([]byte(opts.SecretHash)); err != nil {
-			return nil, fail("the secret hash is not a bcrypt hash: %v", err)
-		}
-		r.secret = secret{kind: secretBcrypt, hash: []byte(opts.SecretHash), compare: bcrypt.CompareHashAndPassword}
+	case m.Secret != "":
+		r.secret = secret{kind: secretPlain, digest: sha256.Sum256([]byte(m.Secret))}
+	case m.SecretHash != "":
+		r.secret = secret{kind: secretBcrypt, hash: []byte(m.SecretHash), compare: bcrypt.CompareHashAndPassword}
 	}
-
-	switch {
-	case len(opts.JWKS.Keys) > 0 && opts.JWKSURI != "":
-		return nil, fail("set either jwks or jwks_uri, not both (RFC 7591 §2)")
-	case len(opts.JWKS.Keys) > 0:
-		ks, err := jose.NewStaticKeySet(opts.JWKS)
-		if err != nil {
-			return nil, fail("jwks: %v", err)
-		}
-		r.keySet = ks
-	case opts.JWKSURI != "":
-		if err := checkJWKSURI(opts.JWKSURI); err != nil {
-			return nil, fail("jwks_uri: %v", err)
-		}
-		r.keySet = jose.NewRemoteKeySet(ctx, opts.JWKSURI)
+	if err := r.setKeys(ctx, v, &m); err != nil {
+		return nil, fmt.Errorf("clientauth: client %q: jwks: %w", m.ID, err)
 	}
-
-	r.methods = slices.Clone(opts.Methods)
-	if len(r.methods) == 0 {
-		if r.secret.kind != secretNone {
-			r.methods = append(r.methods, MethodSecretBasic)
-		}
-		if r.keySet != nil {
-			r.methods = append(r.methods, MethodPrivateKeyJWT)
-		}
-		if len(r.methods) == 0 {
-			return nil, fail("no secret and no keys: the client cannot authenticate")
-		}
-	}
-	for _, m := range r.methods {
-		switch m {
-		case MethodSecretBasic, MethodSecretPost:
-			if r.secret.kind == secretNone {
-				return nil, fail("%s needs a secret or secret hash", m)
-			}
-		case MethodPrivateKeyJWT:
-			if r.keySet == nil {
-				return nil, fail("%s needs jwks or jwks_uri", m)
-			}
-		case MethodTLSClientAuth:
-			if err := opts.TLSClientAuth.check(); err != nil {
-				return nil, fail("%v", err)
-			}
-			r.tlsAuth = opts.TLSClientAuth
-		case MethodSelfSignedTLSClientAuth:
-			// RFC 8705 §2.2: the certificate (or its public key) is
-			// registered in jwks or published at jwks_uri.
-			switch ks := r.keySet.(type) {
-			case *jose.RemoteKeySet:
-				r.certURI = ks
-			default:
-				if len(opts.JWKS.Keys) == 0 {
-					return nil, fail("%s needs the certificate in jwks or at jwks_uri (RFC 8705 §2.2)", m)
-				}
-				r.certKeys = slices.Clone(opts.JWKS.Keys)
-			}
-		default:
-			return nil, fail("unsupported authentication method %q (supported: %s, %s, %s, %s, %s)", m, MethodSecretBasic, MethodSecretPost, MethodPrivateKeyJWT, MethodTLSClientAuth, MethodSelfSignedTLSClientAuth)
-		}
-	}
-
-	if opts.AllowHS256RequestObject {
-		if opts.Secret == "" {
-			return nil, fail("HS256 request objects need the plain secret, not a hash")
-		}
-		if len(opts.Secret) < jose.MinHS256SecretLen {
-			return nil, fail("HS256 request objects need a secret of at least %d bytes", jose.MinHS256SecretLen)
-		}
-		r.allowHS256, r.hs256Secret = true, opts.Secret
-	}
-	switch alg := opts.RequestObjectAlg; {
-	case alg == "":
-		r.roAlgs = jose.DefaultAlgs()
-		if r.allowHS256 {
-			r.roAlgs = append(r.roAlgs, "HS256")
-		}
-	case alg == "HS256":
-		if !r.allowHS256 {
-			return nil, fail("request object alg HS256 needs the legacy switch (CIBA §7.1.1 asks for an asymmetric alg)")
-		}
-		r.roAlgs, r.requireSigned = []string{alg}, true
-	case isAsymmetricAlg(alg):
-		if r.keySet == nil {
-			return nil, fail("request object alg %s needs jwks or jwks_uri", alg)
-		}
-		r.roAlgs, r.requireSigned = []string{alg}, true
-	default:
-		return nil, fail("unsupported request object alg %q", alg)
-	}
-	if opts.FAPI {
-		if err := checkFAPI(opts); err != nil {
-			return nil, fmt.Errorf("clientauth: client %q: %w", id, err)
-		}
+	r.setRequestObjects(&m)
+	if v.FAPI() {
 		r.fapi = true
 		// FAPI-CIBA: the server ensures the user can tell the requests
 		// apart, here by requiring a binding_message.
@@ -225,36 +101,44 @@ func NewRegistration(ctx context.Context, opts Options) (*Registration, error) {
 	return r, nil
 }
 
-// isAsymmetricAlg reports whether a client may register alg for its
-// request objects.
-func isAsymmetricAlg(alg string) bool {
-	switch alg {
-	case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512":
-		return true
+// setKeys sets the key set that verifies the client's signatures, and the
+// certificates of a self_signed_tls_client_auth client (RFC 8705 §2.2:
+// those of jwks, or those published at jwks_uri).
+func (r *Registration) setKeys(ctx context.Context, v *clientmeta.Valid, m *clientmeta.Metadata) error {
+	switch keys := v.Keys(); {
+	case len(keys) > 0:
+		ks, err := jose.NewStaticKeySet(gojose.JSONWebKeySet{Keys: keys})
+		if err != nil {
+			return err
+		}
+		r.keySet = ks
+		if r.Allows(MethodSelfSignedTLSClientAuth) {
+			r.certKeys = keys
+		}
+	case m.JWKSURI != "":
+		ks := jose.NewRemoteKeySet(ctx, m.JWKSURI)
+		r.keySet = ks
+		if r.Allows(MethodSelfSignedTLSClientAuth) {
+			r.certURI = ks
+		}
 	}
-	return false
+	return nil
 }
 
-// checkJWKSURI accepts https URLs, and http ones on a loopback address
-// (for tests and sidecars).
-func checkJWKSURI(s string) error {
-	u, err := url.Parse(s)
-	if err != nil {
-		return err
+// setRequestObjects sets how the client's request objects are verified:
+// with its registered alg only, which it must then use (CIBA §4), or with
+// the defaults; and HS256 under the plain secret with the legacy switch.
+func (r *Registration) setRequestObjects(m *clientmeta.Metadata) {
+	if m.AllowHS256RequestObject {
+		r.allowHS256, r.hs256Secret = true, m.Secret
 	}
-	switch {
-	case u.Host == "":
-		return errors.New("not an absolute URL")
-	case u.Scheme == "https":
-		return nil
-	case u.Scheme == "http":
-		host := u.Hostname()
-		if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
-			return nil
-		}
-		return errors.New("http is allowed on loopback addresses only; use https")
-	default:
-		return fmt.Errorf("scheme %q; use https", u.Scheme)
+	if m.RequestSigningAlg != "" {
+		r.roAlgs, r.requireSigned = []string{m.RequestSigningAlg}, true
+		return
+	}
+	r.roAlgs = jose.DefaultAlgs()
+	if r.allowHS256 {
+		r.roAlgs = append(r.roAlgs, "HS256")
 	}
 }
 

@@ -169,7 +169,7 @@ func (c *checker) hs256() {
 	case m.Secret == "":
 		c.fail(fieldHS256, "needs a plain client_secret to check HS256 signatures; a client_secret_hash cannot be used")
 	case len(m.Secret) < MinHS256SecretLen:
-		c.fail(fieldHS256, "needs a client_secret of at least %d bytes, the shortest HS256 key (RFC 7518 §3.2)", MinHS256SecretLen)
+		c.fail(fieldHS256, "needs a client_secret of at least %d bytes, the minimum length of an HS256 key (RFC 7518 §3.2)", MinHS256SecretLen)
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
 	"github.com/cibaproxy/cibaproxy/internal/clientauth"
+	"github.com/cibaproxy/cibaproxy/internal/clientmeta"
 	"github.com/cibaproxy/cibaproxy/internal/seal"
 	"github.com/cibaproxy/cibaproxy/internal/store/memory"
 )
@@ -77,13 +78,21 @@ func certBoundServer(t *testing.T) (ciba.Store, *ciba.Service, *cbRefresher, *ht
 	st := memory.New()
 	var regs []*clientauth.Registration
 	clients := map[string]*ciba.Client{}
-	for _, c := range []ciba.Client{{ID: "bound", Mode: ciba.ModePoll, CertBoundAccessTokens: true}, {ID: "plain", Mode: ciba.ModePoll}} {
-		reg, err := clientauth.NewRegistration(context.Background(), clientauth.Options{Client: c, Secret: "secret"})
+	for _, bound := range []bool{true, false} {
+		m := clientmeta.Metadata{ID: "plain", DeliveryMode: clientmeta.ModePoll, Secret: "secret", CertBoundAccessTokens: bound}
+		if bound {
+			m.ID = "bound"
+		}
+		v, problems := clientmeta.Check(m)
+		if problems != nil {
+			t.Fatal(problems)
+		}
+		reg, err := clientauth.NewRegistration(context.Background(), v)
 		if err != nil {
 			t.Fatal(err)
 		}
 		regs = append(regs, reg)
-		clients[c.ID] = reg.Client()
+		clients[m.ID] = reg.Client()
 	}
 	registry, err := clientauth.NewRegistry(regs...)
 	if err != nil {
