@@ -3,11 +3,14 @@ package clientauth
 import (
 	"context"
 	"encoding/json"
+	"strings"
+	"testing"
 
 	gojose "github.com/go-jose/go-jose/v4"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
 	"github.com/cibaproxy/cibaproxy/internal/clientmeta"
+	"github.com/cibaproxy/cibaproxy/internal/jose"
 )
 
 // testOpts describe a client the way the tests write them; register turns
@@ -79,4 +82,23 @@ func register(ctx context.Context, o testOpts) (*Registration, error) {
 		return nil, problems
 	}
 	return NewRegistration(ctx, v)
+}
+
+func TestHS256SecretLenAgrees(t *testing.T) {
+	if clientmeta.MinHS256SecretLen != jose.MinHS256SecretLen {
+		t.Fatalf("clientmeta.MinHS256SecretLen = %d, jose.MinHS256SecretLen = %d: a registered secret would be refused when verifying", clientmeta.MinHS256SecretLen, jose.MinHS256SecretLen)
+	}
+}
+
+func TestNewRegistrationRefusesUncheckedAndPublic(t *testing.T) {
+	if _, err := NewRegistration(t.Context(), nil); err == nil {
+		t.Fatal("NewRegistration(nil) succeeded")
+	}
+	v, problems := clientmeta.Check(clientmeta.Metadata{ID: "tv", Methods: []string{clientmeta.MethodNone}, DeviceAuthorization: true})
+	if problems != nil {
+		t.Fatal(problems)
+	}
+	if _, err := NewRegistration(t.Context(), v); err == nil || !strings.Contains(err.Error(), "public") {
+		t.Fatalf("NewRegistration(public) = %v, want an error", err)
+	}
 }

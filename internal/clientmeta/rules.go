@@ -82,7 +82,8 @@ func (c *checker) delivery() {
 	m := c.m
 	switch m.DeliveryMode {
 	case "":
-		if !m.DeviceAuthorization {
+		// A public client is device-only: see public.
+		if !m.DeviceAuthorization && !m.IsPublic() {
 			c.fail(fieldMode, "required: poll, ping or push (CIBA Core §4)")
 		}
 	case ModePoll:

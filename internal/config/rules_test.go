@@ -289,6 +289,8 @@ func TestRules(t *testing.T) {
 			"clients[0].jwks_uri", "absolute http or https URL"},
 		{"private_key_jwt needs jwks or jwks_uri", map[string]string{"clients": clients(poll + "token_endpoint_auth_methods: [client_secret_basic, private_key_jwt]")},
 			"clients[0].token_endpoint_auth_methods", "private_key_jwt needs the client's public keys"},
+		{"the HS256 switch needs a secret of 32 bytes, an HS256 key (RFC 7518 §3.2)", map[string]string{"clients": clients(poll + "allow_hs256_request_object: true")},
+			"clients[0].allow_hs256_request_object", "needs a client_secret of at least 32 bytes"},
 		{"scopes include openid", map[string]string{"clients": clients(poll + "scopes: [profile]")},
 			"clients[0].scopes", "must include openid"},
 		{"scopes are scope-tokens", map[string]string{"clients": clients(poll + "scopes: [openid, 'a b']")},
@@ -299,6 +301,8 @@ func TestRules(t *testing.T) {
 		// outbound (server-side request forgery)
 		{"a notification endpoint is https without the development switch (CIBA Core §4)", map[string]string{"clients": clients("client_id: c1\nclient_secret: s1\nbackchannel_token_delivery_mode: ping\nbackchannel_client_notification_endpoint: http://c.example.com/cb")},
 			"clients[0].backchannel_client_notification_endpoint", `client "c1": must be an https URL (CIBA Core §4); plain http is allowed only with the development switch outbound.allow_http: true`},
+		{"a jwks_uri over http is on a loopback address only, even with the development switch", map[string]string{"clients": clients(poll + "jwks_uri: http://c.example.com/jwks"), "outbound": "outbound:\n  allow_http: true"},
+			"clients[0].jwks_uri", `client "c1": must be an https URL; plain http is allowed, with outbound.allow_http, on a loopback address only`},
 		{"a jwks_uri is https without the development switch", map[string]string{"clients": clients(poll + "jwks_uri: http://c.example.com/jwks")},
 			"clients[0].jwks_uri", `client "c1": must be an https URL`},
 		{"a notification endpoint on a private address is refused", map[string]string{"clients": clients("client_id: c1\nclient_secret: s1\nbackchannel_token_delivery_mode: push\nbackchannel_client_notification_endpoint: https://10.1.2.3/cb")},
