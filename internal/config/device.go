@@ -96,13 +96,7 @@ func (v *validator) checkDevice(c *Config) {
 		v.fail("device.interval", "must be at least 1s, got %s", d.Interval)
 	}
 	cs := d.UserCodeCharset
-	charsetOK := len(cs) >= 2
-	for i := 0; i < len(cs) && charsetOK; i++ {
-		ch := cs[i]
-		if !(ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9') || strings.IndexByte(cs[:i], ch) >= 0 {
-			charsetOK = false
-		}
-	}
+	charsetOK := isUserCodeCharset(cs)
 	if !charsetOK {
 		v.fail("device.user_code_charset", "must be at least two distinct upper-case ASCII letters or digits, got %q", cs)
 	}
@@ -119,6 +113,11 @@ func (v *validator) checkDevice(c *Config) {
 	if d.Attempts < d.AttemptsPerIP {
 		v.fail("device.user_code_attempts", "must be at least user_code_attempts_per_ip (%d), got %d", d.AttemptsPerIP, d.Attempts)
 	}
+	v.checkDeviceUpstream(c)
+}
+
+// checkDeviceUpstream checks the device clients against the upstream.
+func (v *validator) checkDeviceUpstream(c *Config) {
 	// With the oidc upstream the verification page signs the user in at
 	// the IdP; with the ciba upstream the request is relayed to the IdP's
 	// own device endpoint (checked at startup, from its discovery), for
@@ -130,4 +129,19 @@ func (v *validator) checkDevice(c *Config) {
 			}
 		}
 	}
+}
+
+// isUserCodeCharset reports whether cs is at least two distinct upper-case
+// ASCII letters or digits.
+func isUserCodeCharset(cs string) bool {
+	if len(cs) < 2 {
+		return false
+	}
+	for i := 0; i < len(cs); i++ {
+		ch := cs[i]
+		if !(ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9') || strings.IndexByte(cs[:i], ch) >= 0 {
+			return false
+		}
+	}
+	return true
 }

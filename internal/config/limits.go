@@ -185,6 +185,17 @@ func (v *validator) limitsDefaults(l *Limits) {
 
 func (v *validator) checkLimits(c *Config) {
 	l := &c.Limits
+	v.checkRates(l)
+	v.checkShares(l)
+	if l.MaxKeys < 1 {
+		v.fail("limits.max_keys", "must be at least 1, got %d", l.MaxKeys)
+	}
+	v.checkLimitsRest(c)
+}
+
+// checkRates checks every rate limit: a non-negative count per a period
+// long enough to hold it.
+func (v *validator) checkRates(l *Limits) {
 	for path, r := range map[string]Rate{
 		"limits.bc_authorize_per_client":     l.BCAuthorizePerClient,
 		"limits.token_per_client":            l.TokenPerClient,
@@ -207,8 +218,11 @@ func (v *validator) checkLimits(c *Config) {
 			v.fail(path+".per", "is too short for %d requests", r.Requests)
 		}
 	}
-	// A share must refill slower than the bucket it is a share of, or one
-	// address (client) alone could keep the user locked out.
+}
+
+// checkShares checks that a share refills slower than the bucket it is a
+// share of, or one address (client) alone could keep the user locked out.
+func (v *validator) checkShares(l *Limits) {
 	for _, p := range []struct {
 		share, whole         string
 		shareRate, wholeRate Rate
@@ -222,9 +236,12 @@ func (v *validator) checkLimits(c *Config) {
 				p.whole, p.wholeRate.Requests, p.wholeRate.Per, p.shareRate.Requests, p.shareRate.Per)
 		}
 	}
-	if l.MaxKeys < 1 {
-		v.fail("limits.max_keys", "must be at least 1, got %d", l.MaxKeys)
-	}
+}
+
+// checkLimitsRest checks the trusted proxies, the client address header
+// and the clients' allowed networks.
+func (v *validator) checkLimitsRest(c *Config) {
+	l := &c.Limits
 	l.Proxies = v.parseNetworks("limits.trusted_proxies", l.TrustedProxies)
 	if l.ClientIPHeader != "" {
 		if len(l.TrustedProxies) == 0 {

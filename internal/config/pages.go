@@ -109,12 +109,16 @@ func checkLogoURL(s string) string {
 		return "must not have a fragment (\"#…\")"
 	case !isCSPHost(u.Host):
 		return "the host must be a plain host name or address with an optional port"
-	case strings.ContainsFunc(s, func(r rune) bool {
-		return r <= ' ' || r == 0x7f || r == '"' || r == '\'' || r == '<' || r == '>' || r == '\\'
-	}):
+	case strings.ContainsFunc(s, isUnsafeInCSP):
 		return "must not contain spaces, quotes, '<', '>' or '\\' (percent-encode them)"
 	}
 	return ""
+}
+
+// isUnsafeInCSP reports whether r must be percent-encoded in a URL that
+// goes into a Content-Security-Policy header or an HTML attribute.
+func isUnsafeInCSP(r rune) bool {
+	return r <= ' ' || r == 0x7f || r == '"' || r == '\'' || r == '<' || r == '>' || r == '\\'
 }
 
 // isCSPHost reports whether host (a URL's host, with an optional port) can

@@ -99,19 +99,7 @@ func (v *validator) checkRedis(s *Store) {
 	if s.Path != "" {
 		v.fail("store.path", "must be empty for the redis store, which keeps nothing on local disk")
 	}
-	if len(r.Addrs) == 0 {
-		v.fail("store.redis.addrs", "required: at least one host:port, e.g. [127.0.0.1:6379]")
-	}
-	for i, a := range r.Addrs {
-		host, port, err := net.SplitHostPort(a)
-		if err != nil || host == "" {
-			v.fail(joinIndex("store.redis.addrs", i), "must be host:port, e.g. redis.internal:6379, got %q", a)
-			continue
-		}
-		if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
-			v.fail(joinIndex("store.redis.addrs", i), "the port must be a number from 1 to 65535, got %q", port)
-		}
-	}
+	v.checkRedisAddrs(r.Addrs)
 	if r.Timeout <= 0 {
 		v.fail("store.redis.timeout", "must be positive, got %s", r.Timeout)
 	}
@@ -127,7 +115,29 @@ func (v *validator) checkRedis(s *Store) {
 	if r.PollCacheSize < 0 {
 		v.fail("store.redis.poll_cache_size", "must not be negative (0 turns the cache off), got %d", r.PollCacheSize)
 	}
-	t := &r.TLS
+	v.checkRedisTLS(&r.TLS)
+}
+
+// checkRedisAddrs checks store.redis.addrs: at least one host:port.
+func (v *validator) checkRedisAddrs(addrs []string) {
+	if len(addrs) == 0 {
+		v.fail("store.redis.addrs", "required: at least one host:port, e.g. [127.0.0.1:6379]")
+	}
+	for i, a := range addrs {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil || host == "" {
+			v.fail(joinIndex("store.redis.addrs", i), "must be host:port, e.g. redis.internal:6379, got %q", a)
+			continue
+		}
+		if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+			v.fail(joinIndex("store.redis.addrs", i), "the port must be a number from 1 to 65535, got %q", port)
+		}
+	}
+}
+
+// checkRedisTLS checks store.redis.tls: its files are readable, and given
+// only with enabled.
+func (v *validator) checkRedisTLS(t *RedisTLS) {
 	if !t.Enabled && (t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != "") {
 		v.fail("store.redis.tls.enabled", "must be true when other tls settings are given")
 	}

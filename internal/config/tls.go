@@ -93,6 +93,15 @@ func (v *validator) tlsDefaults(c *Config) {
 // checkTLS checks tls, mtls_proxy and the clients' mutual-TLS settings
 // (RFC 8705 §2.1.2, §2.2.2).
 func (v *validator) checkTLS(c *Config) {
+	v.checkServerTLS(c)
+	v.checkMTLSProxy(&c.MTLSProxy)
+	for i := range c.Clients {
+		v.checkClientTLS(c, &c.Clients[i], joinIndex("clients", i))
+	}
+}
+
+// checkServerTLS loads tls: the server's key pair and the client CAs.
+func (v *validator) checkServerTLS(c *Config) {
 	t := &c.TLS
 	switch {
 	case (t.CertFile == "") != (t.KeyFile == ""):
@@ -120,8 +129,10 @@ func (v *validator) checkTLS(c *Config) {
 			v.fail("tls.client_ca_file", "needs tls.cert_file or mtls_proxy: no client certificate can reach cibaproxy")
 		}
 	}
+}
 
-	p := &c.MTLSProxy
+// checkMTLSProxy checks mtls_proxy: a header and the proxies believed.
+func (v *validator) checkMTLSProxy(p *MTLSProxy) {
 	switch {
 	case p.Header == "" && len(p.TrustedProxies) > 0:
 		v.fail("mtls_proxy.header", "required with mtls_proxy.trusted_proxies, e.g. X-Client-Cert")
@@ -133,10 +144,6 @@ func (v *validator) checkTLS(c *Config) {
 		p.Header = http.CanonicalHeaderKey(p.Header)
 	}
 	p.Proxies = v.parseNetworks("mtls_proxy.trusted_proxies", p.TrustedProxies)
-
-	for i := range c.Clients {
-		v.checkClientTLS(c, &c.Clients[i], joinIndex("clients", i))
-	}
 }
 
 // checkClientTLS checks what one client's mutual-TLS registration needs of

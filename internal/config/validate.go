@@ -225,17 +225,7 @@ func (v *validator) checkUpstream(u *Upstream) {
 // checkLocal merges the users file into Users, fills in subjects and checks
 // every user.
 func (v *validator) checkLocal(l *LocalUpstream) {
-	seen := make(map[string]bool)
-	for j, s := range l.Scopes {
-		sp := joinIndex("upstream.local.scopes", j)
-		switch {
-		case !clientmeta.IsScopeToken(s):
-			v.fail(sp, "invalid scope %q: a scope is non-empty, without spaces, quotes or backslashes (RFC 6749 §3.3)", s)
-		case seen[s]:
-			v.fail(sp, "scope %q is listed twice", s)
-		}
-		seen[s] = true
-	}
+	v.checkLocalScopes(l.Scopes)
 	users := make([]userAt, len(l.Users))
 	for i := range l.Users {
 		users[i] = userAt{user: &l.Users[i], src: v.src, path: joinIndex("upstream.local.users", i)}
@@ -250,60 +240,95 @@ func (v *validator) checkLocal(l *LocalUpstream) {
 		v.fail("upstream.local.users", "at least one user is required, in users or in users_file")
 		return
 	}
-
-	byName := make(map[string]string)
-	bySubject := make(map[string]string)
+	seen := userNames{byName: make(map[string]string), bySubject: make(map[string]string)}
 	merged := make([]User, 0, len(users))
 	for _, ua := range users {
-		u := ua.user
-		fail := func(key, format string, args ...any) {
-			v.col.add(ua.src, joinKey(ua.path, key), format, args...)
-		}
-		dupName := false
-		if u.Username == "" {
-			fail("username", "required: the name clients send as login_hint")
-		} else if first, dup := byName[u.Username]; dup {
-			fail("username", "duplicate username %q (also %s)", u.Username, first)
-			dupName = true
-		} else {
-			byName[u.Username] = ua.path
-		}
-		defaulted := u.Subject == ""
-		if defaulted {
-			u.Subject = u.Username
-		}
-		// A subject defaulted from a duplicate username is the same
-		// mistake; report it once.
-		if u.Subject != "" && !(defaulted && dupName) {
-			if msg := checkSubject(u.Subject); msg != "" {
-				fail("subject", "%s", msg)
-			} else if first, dup := bySubject[u.Subject]; dup {
-				fail("subject", "duplicate subject %q (also %s); a subject must identify one user", u.Subject, first)
-			} else {
-				bySubject[u.Subject] = ua.path
-			}
-		}
-		if u.PasswordHash == "" {
-			fail("password_hash", "required: the bcrypt hash of the user's password")
-		} else if msg := clientmeta.CheckBcrypt(u.PasswordHash); msg != "" {
-			fail("password_hash", "%s", msg)
-		}
-		if u.UserCodeHash != "" {
-			if msg := clientmeta.CheckBcrypt(u.UserCodeHash); msg != "" {
-				fail("user_code_hash", "%s", msg)
-			}
-		}
-		for _, name := range reservedClaims {
-			if _, ok := u.Claims[name]; ok {
-				fail(joinKey("claims", name), "claim %q is set by cibaproxy and cannot be configured", name)
-			}
-		}
-		if _, err := json.Marshal(u.Claims); err != nil {
-			fail("claims", "cannot be represented as JSON: %v", err)
-		}
-		merged = append(merged, *u)
+		v.checkUserNames(ua, &seen)
+		v.checkUserSecrets(ua)
+		merged = append(merged, *ua.user)
 	}
 	l.Users = merged
+}
+
+// checkLocalScopes checks upstream.local.scopes: scope-tokens, each once.
+func (v *validator) checkLocalScopes(scopes []string) {
+	seen := make(map[string]bool)
+	for j, s := range scopes {
+		sp := joinIndex("upstream.local.scopes", j)
+		switch {
+		case !clientmeta.IsScopeToken(s):
+			v.fail(sp, "invalid scope %q: a scope is non-empty, without spaces, quotes or backslashes (RFC 6749 §3.3)", s)
+		case seen[s]:
+			v.fail(sp, "scope %q is listed twice", s)
+		}
+		seen[s] = true
+	}
+}
+
+// userNames are the usernames and subjects seen so far, with the path of
+// the user that has each.
+type userNames struct {
+	byName, bySubject map[string]string
+}
+
+// failUser reports a problem at key of user ua.
+func (v *validator) failUser(ua userAt, key, format string, args ...any) {
+	v.col.add(ua.src, joinKey(ua.path, key), format, args...)
+}
+
+// checkUserNames checks a user's username and subject, unique among the
+// users seen, and defaults the subject to the username.
+func (v *validator) checkUserNames(ua userAt, seen *userNames) {
+	u := ua.user
+	dupName := false
+	if u.Username == "" {
+		v.failUser(ua, "username", "required: the name clients send as login_hint")
+	} else if first, dup := seen.byName[u.Username]; dup {
+		v.failUser(ua, "username", "duplicate username %q (also %s)", u.Username, first)
+		dupName = true
+	} else {
+		seen.byName[u.Username] = ua.path
+	}
+	defaulted := u.Subject == ""
+	if defaulted {
+		u.Subject = u.Username
+	}
+	// A subject defaulted from a duplicate username is the same mistake;
+	// report it once.
+	if u.Subject == "" || defaulted && dupName {
+		return
+	}
+	if msg := checkSubject(u.Subject); msg != "" {
+		v.failUser(ua, "subject", "%s", msg)
+	} else if first, dup := seen.bySubject[u.Subject]; dup {
+		v.failUser(ua, "subject", "duplicate subject %q (also %s); a subject must identify one user", u.Subject, first)
+	} else {
+		seen.bySubject[u.Subject] = ua.path
+	}
+}
+
+// checkUserSecrets checks a user's password and user code hashes, and
+// claims.
+func (v *validator) checkUserSecrets(ua userAt) {
+	u := ua.user
+	if u.PasswordHash == "" {
+		v.failUser(ua, "password_hash", "required: the bcrypt hash of the user's password")
+	} else if msg := clientmeta.CheckBcrypt(u.PasswordHash); msg != "" {
+		v.failUser(ua, "password_hash", "%s", msg)
+	}
+	if u.UserCodeHash != "" {
+		if msg := clientmeta.CheckBcrypt(u.UserCodeHash); msg != "" {
+			v.failUser(ua, "user_code_hash", "%s", msg)
+		}
+	}
+	for _, name := range reservedClaims {
+		if _, ok := u.Claims[name]; ok {
+			v.failUser(ua, joinKey("claims", name), "claim %q is set by cibaproxy and cannot be configured", name)
+		}
+	}
+	if _, err := json.Marshal(u.Claims); err != nil {
+		v.failUser(ua, "claims", "cannot be represented as JSON: %v", err)
+	}
 }
 
 // checkSubject applies OIDC Core §2: at most 255 ASCII characters.
