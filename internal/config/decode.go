@@ -152,18 +152,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	if isNull(n) {
 		return
 	}
-	switch v.Type() {
-	case durationType:
-		d.duration(n, v, path)
-		return
-	case rawJSONType:
-		d.rawJSON(n, v, path)
-		return
-	case anyMapType:
-		d.anyMap(n, v, path)
-		return
-	case strMapType:
-		d.stringMap(n, v, path)
+	if d.special(n, v, path) {
 		return
 	}
 	switch v.Kind() {
@@ -172,55 +161,89 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	case reflect.Slice:
 		d.sequence(n, v, path)
 	case reflect.String:
-		if n.Kind != yaml.ScalarNode {
-			d.col.addBad(d.src, path, n.Line, "expected a string, got %s", describe(n))
-			return
-		}
-		v.SetString(n.Value)
-		if n.Value != "" {
-			d.src.set[path] = true
-		}
+		d.str(n, v, path)
 	case reflect.Bool:
-		if !d.scalar(n, path, "true or false") {
-			return
-		}
-		switch n.Value {
-		case "true", "True", "TRUE":
-			v.SetBool(true)
-		case "false", "False", "FALSE":
-			v.SetBool(false)
-		default:
-			d.col.addBad(d.src, path, n.Line, "expected true or false, got %q", abbrev(n.Value, 40))
-			return
-		}
-		d.src.set[path] = true
+		d.boolean(n, v, path)
 	case reflect.Int:
-		if !d.scalar(n, path, "an integer") {
-			return
-		}
-		i, err := strconv.ParseInt(n.Value, 10, 32)
-		if err != nil {
-			d.col.addBad(d.src, path, n.Line, "expected an integer, got %q", abbrev(n.Value, 40))
-			return
-		}
-		v.SetInt(i)
-		d.src.set[path] = true
+		d.integer(n, v, path)
 	case reflect.Float64:
-		if !d.scalar(n, path, "a number") {
-			return
-		}
-		f, err := strconv.ParseFloat(n.Value, 64)
-		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-			d.col.addBad(d.src, path, n.Line, "expected a number such as 0.25, got %q", abbrev(n.Value, 40))
-			return
-		}
-		v.SetFloat(f)
-		d.src.set[path] = true
+		d.float(n, v, path)
 	default:
 		// Only reachable if a field of an unsupported type is added to
 		// the configuration structs.
 		panic(fmt.Sprintf("config: cannot decode into %s", v.Type()))
 	}
+}
+
+// special decodes n into v when v has one of the types decoded their own
+// way (durations, JSON, maps), and reports whether it did.
+func (d *decoder) special(n *yaml.Node, v reflect.Value, path string) bool {
+	switch v.Type() {
+	case durationType:
+		d.duration(n, v, path)
+	case rawJSONType:
+		d.rawJSON(n, v, path)
+	case anyMapType:
+		d.anyMap(n, v, path)
+	case strMapType:
+		d.stringMap(n, v, path)
+	default:
+		return false
+	}
+	return true
+}
+
+func (d *decoder) str(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.ScalarNode {
+		d.col.addBad(d.src, path, n.Line, "expected a string, got %s", describe(n))
+		return
+	}
+	v.SetString(n.Value)
+	if n.Value != "" {
+		d.src.set[path] = true
+	}
+}
+
+func (d *decoder) boolean(n *yaml.Node, v reflect.Value, path string) {
+	if !d.scalar(n, path, "true or false") {
+		return
+	}
+	switch n.Value {
+	case "true", "True", "TRUE":
+		v.SetBool(true)
+	case "false", "False", "FALSE":
+		v.SetBool(false)
+	default:
+		d.col.addBad(d.src, path, n.Line, "expected true or false, got %q", abbrev(n.Value, 40))
+		return
+	}
+	d.src.set[path] = true
+}
+
+func (d *decoder) integer(n *yaml.Node, v reflect.Value, path string) {
+	if !d.scalar(n, path, "an integer") {
+		return
+	}
+	i, err := strconv.ParseInt(n.Value, 10, 32)
+	if err != nil {
+		d.col.addBad(d.src, path, n.Line, "expected an integer, got %q", abbrev(n.Value, 40))
+		return
+	}
+	v.SetInt(i)
+	d.src.set[path] = true
+}
+
+func (d *decoder) float(n *yaml.Node, v reflect.Value, path string) {
+	if !d.scalar(n, path, "a number") {
+		return
+	}
+	f, err := strconv.ParseFloat(n.Value, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		d.col.addBad(d.src, path, n.Line, "expected a number such as 0.25, got %q", abbrev(n.Value, 40))
+		return
+	}
+	v.SetFloat(f)
+	d.src.set[path] = true
 }
 
 // scalar checks that n is a non-empty scalar for a typed (non-string)

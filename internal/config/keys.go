@@ -22,35 +22,45 @@ const minRSABits = 2048
 // parseSigningKey reads a private signing key from PEM (PKCS#1, SEC 1 or
 // PKCS#8) or JWK data. It returns the key and the JWK's kid, if any.
 func parseSigningKey(data []byte) (crypto.Signer, string, error) {
-	trimmed := bytes.TrimSpace(data)
-	if len(trimmed) > 0 && trimmed[0] == '{' {
-		var k jose.JSONWebKey
-		if err := k.UnmarshalJSON(trimmed); err != nil {
-			return nil, "", fmt.Errorf("not a valid JWK: %w", err)
-		}
-		if k.IsPublic() {
-			return nil, "", errors.New("the JWK is a public key; the signing key must be private")
-		}
-		if !k.Valid() {
-			return nil, "", errors.New("the JWK is incomplete")
-		}
-		// go-jose checks that an RSA JWK's parts agree, not an EC one's.
-		if ec, ok := k.Key.(*ecdsa.PrivateKey); ok && !ecKeyPairMatches(ec) {
-			return nil, "", errors.New("the JWK's x and y are not the public key of its d (parts of two keys?)")
-		}
-		s, err := checkSigner(k.Key)
-		return s, k.KeyID, err
+	if trimmed := bytes.TrimSpace(data); len(trimmed) > 0 && trimmed[0] == '{' {
+		return parseJWKSigningKey(trimmed)
 	}
+	s, err := parsePEMSigningKey(data)
+	return s, "", err
+}
 
+// parseJWKSigningKey reads a private signing key from a JWK, and its kid.
+func parseJWKSigningKey(data []byte) (crypto.Signer, string, error) {
+	var k jose.JSONWebKey
+	if err := k.UnmarshalJSON(data); err != nil {
+		return nil, "", fmt.Errorf("not a valid JWK: %w", err)
+	}
+	if k.IsPublic() {
+		return nil, "", errors.New("the JWK is a public key; the signing key must be private")
+	}
+	if !k.Valid() {
+		return nil, "", errors.New("the JWK is incomplete")
+	}
+	// go-jose checks that an RSA JWK's parts agree, not an EC one's.
+	if ec, ok := k.Key.(*ecdsa.PrivateKey); ok && !ecKeyPairMatches(ec) {
+		return nil, "", errors.New("the JWK's x and y are not the public key of its d (parts of two keys?)")
+	}
+	s, err := checkSigner(k.Key)
+	return s, k.KeyID, err
+}
+
+// parsePEMSigningKey reads the first private key of PEM data (PKCS#1,
+// SEC 1 or PKCS#8), skipping other blocks.
+func parsePEMSigningKey(data []byte) (crypto.Signer, error) {
 	rest := data
 	for {
 		var block *pem.Block
 		block, rest = pem.Decode(rest)
 		if block == nil {
-			return nil, "", errors.New("no PEM private key or JWK found")
+			return nil, errors.New("no PEM private key or JWK found")
 		}
 		if _, encrypted := block.Headers["Proc-Type"]; encrypted || block.Type == "ENCRYPTED PRIVATE KEY" {
-			return nil, "", errors.New("the PEM key is encrypted; decrypt it (the file itself must be protected)")
+			return nil, errors.New("the PEM key is encrypted; decrypt it (the file itself must be protected)")
 		}
 		var (
 			key any
@@ -68,10 +78,9 @@ func parseSigningKey(data []byte) (crypto.Signer, string, error) {
 			continue
 		}
 		if err != nil {
-			return nil, "", fmt.Errorf("invalid PEM %s: %w", block.Type, err)
+			return nil, fmt.Errorf("invalid PEM %s: %w", block.Type, err)
 		}
-		s, err := checkSigner(key)
-		return s, "", err
+		return checkSigner(key)
 	}
 }
 
