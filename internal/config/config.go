@@ -36,8 +36,9 @@ package config
 import (
 	"crypto"
 	"encoding/json"
-	"github.com/cibaproxy/cibaproxy/internal/clientmeta"
 	"time"
+
+	"github.com/cibaproxy/cibaproxy/internal/clientmeta"
 )
 
 // Values of [Log.Level].
@@ -69,17 +70,17 @@ const (
 
 // Token delivery modes of [Client.DeliveryMode] (CIBA Core §5).
 const (
-	DeliveryPoll = "poll"
-	DeliveryPing = "ping"
-	DeliveryPush = "push"
+	DeliveryPoll = clientmeta.ModePoll
+	DeliveryPing = clientmeta.ModePing
+	DeliveryPush = clientmeta.ModePush
 )
 
 // Client authentication methods of [Client.TokenEndpointAuthMethods]
 // (OIDC Core §9, RFC 7523).
 const (
-	AuthClientSecretBasic = "client_secret_basic"
-	AuthClientSecretPost  = "client_secret_post"
-	AuthPrivateKeyJWT     = "private_key_jwt"
+	AuthClientSecretBasic = clientmeta.MethodSecretBasic
+	AuthClientSecretPost  = clientmeta.MethodSecretPost
+	AuthPrivateKeyJWT     = clientmeta.MethodPrivateKeyJWT
 )
 
 // Config is the whole configuration of one cibaproxy instance. [Load]
@@ -588,15 +589,4 @@ func (c *Config) ClientMetadata(cl *Client) clientmeta.Metadata {
 		SkipValidation:          cl.SkipValidation,
 		CertBoundAccessTokens:   c.CertBound(cl),
 	}
-}
-
-// UsesSecret reports whether one of the client's authentication methods
-// needs a client secret (client_secret_basic or client_secret_post).
-func (c *Client) UsesSecret() bool {
-	for _, m := range c.TokenEndpointAuthMethods {
-		if m == AuthClientSecretBasic || m == AuthClientSecretPost {
-			return true
-		}
-	}
-	return false
 }

@@ -4,12 +4,14 @@ import (
 	"math"
 	"strings"
 	"time"
+
+	"github.com/cibaproxy/cibaproxy/internal/clientmeta"
 )
 
 // AuthNone is the token_endpoint_auth_method of a public client (RFC 7591
 // §2): it presents only its client_id. Allowed only for clients that use
 // nothing but the device authorization grant (RFC 8628 §3.1, §5.6).
-const AuthNone = "none"
+const AuthNone = clientmeta.MethodNone
 
 // DefaultUserCodeCharset is the default of [Device.UserCodeCharset]: the
 // consonants of RFC 8628 §6.1's example.

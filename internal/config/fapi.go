@@ -5,9 +5,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"fmt"
-	"github.com/cibaproxy/cibaproxy/internal/clientmeta"
 	"slices"
 	"strconv"
+
+	"github.com/cibaproxy/cibaproxy/internal/clientmeta"
 )
 
 // ProfileFAPICIBA is the value of [Client.Profile] that puts a client under

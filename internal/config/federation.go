@@ -1,10 +1,11 @@
 package config
 
 import (
-	"github.com/cibaproxy/cibaproxy/internal/clientmeta"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/cibaproxy/cibaproxy/internal/clientmeta"
 )
 
 // OIDCUpstream configures the "oidc" upstream: cibaproxy federates to an

@@ -1,11 +1,11 @@
 package config
 
 import (
-	"github.com/cibaproxy/cibaproxy/internal/clientmeta"
 	"net/netip"
 	"net/url"
 	"strings"
 
+	"github.com/cibaproxy/cibaproxy/internal/clientmeta"
 	"github.com/cibaproxy/cibaproxy/internal/outbound"
 )
 

@@ -2,11 +2,12 @@ package config
 
 import (
 	"fmt"
-	"github.com/cibaproxy/cibaproxy/internal/clientmeta"
 	"net/url"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/cibaproxy/cibaproxy/internal/clientmeta"
 )
 
 // Limits of the pages settings: long enough for any real name or

@@ -7,13 +7,15 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+
+	"github.com/cibaproxy/cibaproxy/internal/clientmeta"
 )
 
 // Mutual-TLS client authentication methods of
 // [Client.TokenEndpointAuthMethods] (RFC 8705 §2).
 const (
-	AuthTLSClient           = "tls_client_auth"
-	AuthSelfSignedTLSClient = "self_signed_tls_client_auth"
+	AuthTLSClient           = clientmeta.MethodTLSClientAuth
+	AuthSelfSignedTLSClient = clientmeta.MethodSelfSignedTLSClientAuth
 )
 
 // TLS makes cibaproxy serve HTTPS itself, and ask clients for a

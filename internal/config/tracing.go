@@ -1,11 +1,12 @@
 package config
 
 import (
-	"github.com/cibaproxy/cibaproxy/internal/clientmeta"
 	"math"
 	"net"
 	"net/url"
 	"strings"
+
+	"github.com/cibaproxy/cibaproxy/internal/clientmeta"
 )
 
 // Tracing configures OpenTelemetry traces of the requests and of the work

@@ -3,13 +3,14 @@ package config
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/cibaproxy/cibaproxy/internal/clientmeta"
 	"net"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cibaproxy/cibaproxy/internal/clientmeta"
 )
 
 // Defaults of the settings that have one.

@@ -1,9 +1,10 @@
 package config
 
 import (
-	"github.com/cibaproxy/cibaproxy/internal/clientmeta"
 	"net/url"
 	"time"
+
+	"github.com/cibaproxy/cibaproxy/internal/clientmeta"
 )
 
 // Values of [Validation.Fail].
