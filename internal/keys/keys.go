@@ -272,6 +272,13 @@ func fromJWKs(in []gojose.JSONWebKey, algs Algs) (*Manager, error) {
 			return nil, fmt.Errorf("keys: key %d appears twice", i)
 		}
 		seen[kid] = true
+		if rk, ok := k.Key.(*rsa.PrivateKey); ok {
+			// A key parsed from a JWK has its CRT values but not the
+			// checked form crypto/rsa signs with, which each signature
+			// would otherwise rebuild (and check) again: a quarter of
+			// the cost of an RS256 signature.
+			rk.Precompute()
+		}
 		priv := gojose.JSONWebKey{Key: k.Key, KeyID: kid, Algorithm: alg, Use: "sig"}
 		m.keys = append(m.keys, priv)
 		m.public.Keys = append(m.public.Keys, priv.Public())
