@@ -102,9 +102,9 @@ func run(base, listen, client, label, tsv string, c int, d time.Duration) error 
 			return err
 		}
 		if statErr != nil {
-			fmt.Fprintln(f, "store\tflows_per_s\tflow_p50_ms\tflow_p99_ms\tfailed")
+			fmt.Fprintln(f, "store\tflows_per_s\tflow_p50_ms\tflow_p99_ms")
 		}
-		fmt.Fprintf(f, "%s\t%.0f\t%.2f\t%.2f\t%d\n", label, rate, q(0.5), q(0.99), failed.Load())
+		fmt.Fprintf(f, "%s\t%.0f\t%.2f\t%.2f\n", label, rate, q(0.5), q(0.99))
 		return f.Close()
 	}
 	return nil

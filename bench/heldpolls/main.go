@@ -305,9 +305,9 @@ func run(o options) error {
 		o.n, openSecs, holdSecs, early, bad.Load(), per(idle.rss, full.rss), per(idle.heap, full.heap), per(idle.stack, full.stack),
 		per(idle.goroutines, full.goroutines), full.rss/(1<<20), s, q(0.5), q(0.9), q(0.99), q(1))
 	if o.tsv != "" {
-		return appendTSV(o.tsv, "held\trss_per_held_kib\theap_per_held_kib\tstack_per_held_kib\tapproval_p50_ms\tapproval_p99_ms\topen_s\tearly",
-			fmt.Sprintf("%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f\t%d", o.n, per(idle.rss, full.rss)/1024, per(idle.heap, full.heap)/1024,
-				per(idle.stack, full.stack)/1024, q(0.5), q(0.99), openSecs, early))
+		return appendTSV(o.tsv, "held\trss_per_held_kib\theap_per_held_kib\tstack_per_held_kib\tapproval_p50_ms\tapproval_p99_ms",
+			fmt.Sprintf("%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f", o.n, per(idle.rss, full.rss)/1024, per(idle.heap, full.heap)/1024,
+				per(idle.stack, full.stack)/1024, q(0.5), q(0.99)))
 	}
 	return nil
 }
