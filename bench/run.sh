@@ -15,6 +15,8 @@
 #   1-2 again on the redis store (a local redis-server), and
 #   6. two instances on one Redis against one instance (when redis-server is
 #      installed; BENCH_REDIS=0 skips)
+#   the scale scenarios of bench/scale.sh: pending-count sweep, held polls
+#   at scale, complete flows per second, and the charts (bench/charts/);
 #   and CPU profiles of cibaproxy under scenarios 1 and 3, and a heap profile
 #   of scenario 4 (text summaries in bench/profiles/).
 #
@@ -27,6 +29,12 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# BENCH_QUICK=1: small sizes (one round, short runs), for a check that the
+# whole benchmark works; its figures are not results.
+if [ "${BENCH_QUICK:-0}" = 1 ]; then
+	: "${BENCH_ROUNDS:=1}" "${BENCH_DURATION:=3s}" "${BENCH_DURATION_C1:=2s}" "${BENCH_WARMUP:=1s}"
+	: "${BENCH_N:=10000}" "${BENCH_MEM_N:=100000}"
+fi
 ROOT=$PWD
 GO=${GO:-go}
 ROUNDS=${BENCH_ROUNDS:-3}
@@ -187,6 +195,11 @@ if [ "$PROFILE" = 1 ]; then
 	printf '{"Replace":{"%s":"%s"}}\n' "$ROOT/cmd/cibaproxy/zz_bench_pprof.go" "$ROOT/bench/profile/pprof.go" >"$TMP/overlay.json"
 	$GO build -trimpath -tags cibaproxy_bench_pprof -overlay "$TMP/overlay.json" -o "$TMP/cibaproxy-pprof" ./cmd/cibaproxy
 fi
+
+# The scale scenarios (held polls, complete flows, the pending-count sweep)
+# and the charts: bench/scale.sh.
+source "$ROOT/bench/scale.sh"
+scale_build
 
 log ""
 log "== setup: cibaproxy (bench/bench.yaml, embedded store in $TMP, long polling off, no channel) on $CIB_ADDR"
@@ -451,6 +464,10 @@ if [ "$MEM_N" != 0 ]; then
 	fi
 fi
 
+scenario_sweep
+scenario_heldpolls
+scenario_flows
+
 log ""
 log "== summary (ranges are min-max over $ROUNDS rounds; a ratio compares cibaproxy with the reference run just before it)"
 awk -F'\t' '
@@ -517,5 +534,6 @@ END {
 function verdict(all, some) { return all ? "met" : (some ? "met in some rounds" : "NOT met") }
 ' "$RESULTS"
 [ -f "$TMP/mem.txt" ] && grep -E 'bytes per request|objects per request|marking per request' "$TMP/mem.txt" | sed 's/^ *memfill: /4 memory: /'
+draw_charts
 log ""
 log "bench: done in ${SECONDS}s"
