@@ -17,7 +17,8 @@
 #                       -> bench/out/heldpolls.tsv
 #   scenario_flows      complete flows per second, bc-authorize -> approval
 #                       -> token with a signed ID token (bench/flows), on the
-#                       embedded store and on Redis -> bench/out/flows.tsv
+#                       embedded store (RS256, and ES256 with an EC key) and
+#                       on Redis -> bench/out/flows.tsv
 #   draw_charts         bench/draw: bench/out/*.tsv -> bench/charts/*.svg
 #
 # Knobs (environment): BENCH_SWEEP ("1 1000 10000 100000"; "" skips),
@@ -162,6 +163,17 @@ scenario_flows() {
 	wait_up $SCALE_ADDR
 	"$TMP/flows" -url "http://$SCALE_ADDR" -listen $SCALE_HOOK -c 32 -d "$FLOWS_DUR" -label embedded -tsv "$OUT/flows.tsv" | sed 's/^/   /'
 	stop "$pid"
+	if command -v openssl >/dev/null; then
+		# The same with an EC P-256 key (ES256) instead of the generated
+		# RSA 2048 one: what the signing algorithm costs a flow.
+		openssl ecparam -name prime256v1 -genkey -noout -out "$TMP/es256.pem" 2>/dev/null
+		mkdir -p "$TMP/data-flows-es256"
+		start cibaproxy-flows-es256 env BENCH_ADDR=$SCALE_ADDR BENCH_DATA="$TMP/data-flows-es256" BENCH_SIGNING_KEY="$TMP/es256.pem" BENCH_WEBHOOK="http://$SCALE_HOOK/hook" "$TMP/cibaproxy" serve --config bench/bench.yaml
+		pid=$STARTED
+		wait_up $SCALE_ADDR
+		"$TMP/flows" -url "http://$SCALE_ADDR" -listen $SCALE_HOOK -c 32 -d "$FLOWS_DUR" -label embedded-es256 -tsv "$OUT/flows.tsv" | sed 's/^/   /'
+		stop "$pid"
+	fi
 	if command -v redis-server >/dev/null && [ "${BENCH_REDIS:-1}" = 1 ]; then
 		start redis-flows redis-server --bind 127.0.0.1 --port "${SCALE_REDIS#*:}" --save '' --appendonly no
 		rpid=$STARTED
