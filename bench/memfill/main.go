@@ -234,7 +234,7 @@ func wire(ctx context.Context, cfg *config.Config, st ciba.Store, users []local.
 	if err != nil {
 		return nil, err
 	}
-	replay := jose.NewStoreReplay(st, "jti")
+	replay := clientauth.NewStoreReplay(st, "jti")
 	var regs []*clientauth.Registration
 	for _, c := range cfg.Clients {
 		reg, err := clientauth.NewRegistration(ctx, c.Checked)

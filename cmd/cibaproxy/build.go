@@ -110,7 +110,7 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 		return nil, err
 	}
 
-	replay := jose.NewStoreReplay(st, "jti")
+	replay := clientauth.NewStoreReplay(st, "jti")
 	// Calls to URLs clients chose (notification endpoints, jwks_uri) are
 	// held to the outbound policy against server-side request forgery.
 	out := outbound.New(notifyTimeout, outbound.Guard(cfg.Outbound.Policy()))

@@ -101,12 +101,13 @@ type Deps struct {
 	// store refuses the request anyway when it is stored.
 	UserLimit func(ctx context.Context, user string, now time.Time) (ok bool, retryAfter time.Duration, err error)
 	// HintSubject, when set, returns the name of the user a signed hint
-	// (the id_token_hint or login_hint_token of h) names, read without
-	// verifying it, or "" when it cannot be read. It keys the per-user
+	// (the id_token_hint, or else the login_hint_token, of a Hint) names,
+	// read without verifying it, or "" when it cannot be read
+	// (jose.UnverifiedHintName). It keys the per-user
 	// limit of relayed requests, whose hints only the upstream verifies,
 	// so that a client cannot escape the limit by minting a fresh token
 	// for each request.
-	HintSubject func(h Hint) string
+	HintSubject func(idTokenHint, loginHintToken string) string
 	// UserCodeFailures, when set, guards the user_code check against
 	// guessing: it is asked before the upstream checks the code the client
 	// sent for user (the subject) and reserves one wrong try of that
@@ -850,7 +851,7 @@ func (s *Service) hintName(h Hint) string {
 		return h.LoginHint
 	}
 	if s.d.HintSubject != nil {
-		if name := s.d.HintSubject(h); name != "" {
+		if name := s.d.HintSubject(h.IDTokenHint, h.LoginHintToken); name != "" {
 			return name
 		}
 	}

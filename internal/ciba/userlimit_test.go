@@ -236,8 +236,8 @@ func TestRelayUserLimitKeys(t *testing.T) {
 		return limitedFixture(t, func(_ *ciba.Config, d *ciba.Deps) {
 			d.Relay, d.Upstream = relay, nil
 			// Tokens here are "tok:<name>:<n>"; anything else is unreadable.
-			d.HintSubject = func(h ciba.Hint) string {
-				raw := h.IDTokenHint + h.LoginHintToken
+			d.HintSubject = func(idTokenHint, loginHintToken string) string {
+				raw := idTokenHint + loginHintToken
 				if parts := strings.Split(raw, ":"); len(parts) == 3 && parts[0] == "tok" {
 					return parts[1]
 				}

@@ -46,13 +46,18 @@ func (a *Authenticator) CertThumbprint(req *http.Request) (string, error) {
 }
 
 // RequestObject verifies a signed authentication request of client c
-// (CIBA §7.1.1, jose.VerifyRequestObject) and returns its claims.
+// (CIBA §7.1.1, jose.VerifyRequestObject) and returns its claims. A
+// request object that fails is invalid_request (see tokenError).
 func (a *Authenticator) RequestObject(ctx context.Context, c *ciba.Client, raw string) (map[string]any, error) {
 	reg, ok := a.Registry.Current().Lookup(c.ID)
 	if !ok {
 		return nil, ciba.Errorf(ciba.CodeInvalidClient, "client %q is not registered", c.ID)
 	}
-	return jose.VerifyRequestObject(ctx, raw, reg.RequestObjectPolicy(a.RequestObjects))
+	claims, err := jose.VerifyRequestObject(ctx, raw, reg.RequestObjectPolicy(a.RequestObjects))
+	if err != nil {
+		return nil, tokenError(err)
+	}
+	return claims, nil
 }
 
 // RequiresSignedRequest reports whether c must send signed requests.
@@ -78,13 +83,14 @@ type Hints struct {
 }
 
 // IDTokenHint verifies an id_token_hint the issuer gave clientID and
-// returns its subject.
+// returns its subject. A hint that fails is invalid_request (see
+// tokenError).
 func (h *Hints) IDTokenHint(ctx context.Context, raw, clientID string) (string, error) {
 	p := h.IDTokens
 	p.ClientID = clientID
 	claims, err := jose.VerifyIDTokenHint(ctx, raw, p)
 	if err != nil {
-		return "", err
+		return "", tokenError(err)
 	}
 	sub, _ := claims["sub"].(string)
 	return sub, nil
@@ -94,7 +100,9 @@ func (h *Hints) IDTokenHint(ctx context.Context, raw, clientID string) (string, 
 // the kind (jose.HintSub, HintEmail, HintPhoneNumber, HintOpaque) and value
 // of the user it names. An iss_sub identifier is returned as a sub when
 // its issuer is the issuer of IDTokens or LoginHintTokens (the subjects
-// this deployment knows), else it is unknown_user_id.
+// this deployment knows), else it is unknown_user_id. An expired token is
+// expired_login_hint_token, any other that fails invalid_request (see
+// tokenError).
 func (h *Hints) LoginHintToken(ctx context.Context, raw, clientID string) (kind, value string, err error) {
 	p := h.LoginHintTokens
 	p.ClientID = clientID
@@ -104,11 +112,11 @@ func (h *Hints) LoginHintToken(ctx context.Context, raw, clientID string) (kind,
 	}
 	claims, err := jose.VerifyLoginHintToken(ctx, raw, p)
 	if err != nil {
-		return "", "", err
+		return "", "", tokenError(err)
 	}
 	s, err := jose.HintSubjectID(claims)
 	if err != nil {
-		return "", "", err
+		return "", "", tokenError(err)
 	}
 	if s.Kind == jose.HintIssSub {
 		if s.Issuer == "" || (s.Issuer != h.IDTokens.Issuer && s.Issuer != h.LoginHintTokens.Issuer) {

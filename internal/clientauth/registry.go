@@ -356,7 +356,7 @@ func (r *Registry) assertionAuth(ctx context.Context, form url.Values, endpoint 
 		return nil, false, invalidClient(false, "client_assertion_type %q is not supported (want %s)", clip(typ), jose.ClientAssertionType)
 	}
 	if err != nil {
-		return nil, false, asAuthError(err)
+		return nil, false, asAuthError(tokenError(err))
 	}
 	reg, err := r.verifyAssertion(ctx, form, endpoint, raw, id)
 	return reg, false, err
@@ -377,7 +377,7 @@ func (r *Registry) verifyAssertion(ctx context.Context, form url.Values, endpoin
 	p.ClientID, p.Endpoint, p.KeySet = id, endpoint, ks
 	reg.applyFAPIAssertion(&p) // PS256 and ES256 only for a FAPI client
 	if err := jose.VerifyClientAssertion(ctx, raw, p); err != nil {
-		return nil, asAuthError(err)
+		return nil, asAuthError(tokenError(err))
 	}
 	if reg == nil || reg.keySet == nil {
 		return nil, invalidClient(false, genericFailure) // unreachable: noKeys verifies nothing

@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4/jwt"
-
-	"github.com/cibaproxy/cibaproxy/internal/ciba"
 )
 
 // ClientAssertionType is the client_assertion_type of private_key_jwt
@@ -75,14 +73,16 @@ const DefaultAssertionMaxLifetime = 5 * time.Minute
 // https://www.rfc-editor.org/rfc/rfc7523#section-3
 // https://openid.net/specs/openid-connect-core-1_0.html#ClientAuthentication
 //
-// Every failure is invalid_client (answered 401); a replay check that
-// cannot be made is temporarily_unavailable. Signature failures all get one
+// Failures are ValidationErrors (an expired assertion ErrExpired, a jti
+// already used ErrReplay, a replay check that cannot be made
+// ErrReplayCheck, an unusable policy ErrPolicy, any other ErrInvalid); the
+// caller answers them as invalid_client. Signature failures all get one
 // description, whatever the cause (unknown kid, no keys, keys that cannot be
 // fetched, a bad signature; the cause is in the error's Err for logs), so a
 // caller can verify the assertion of an unknown client with a key set that
 // fails and answer exactly as for a known client.
 func VerifyClientAssertion(ctx context.Context, raw string, p AssertionPolicy) error {
-	c := check{what: "client assertion", code: ciba.CodeInvalidClient, uniform: true}
+	c := check{what: TokenClientAssertion, uniform: true}
 	if p.ClientID == "" || (p.Issuer == "" && p.Endpoint == "") || p.Replay == nil {
 		return c.configError("ClientID, Issuer or Endpoint, and Replay are required")
 	}
@@ -99,14 +99,14 @@ func VerifyClientAssertion(ctx context.Context, raw string, p AssertionPolicy) e
 		return e
 	}
 	if t.std.Issuer != p.ClientID {
-		return c.fail("iss %q is not the client_id %q", clip(t.std.Issuer), p.ClientID)
+		return c.fail("iss", "iss %q is not the client_id %q", clip(t.std.Issuer), p.ClientID)
 	}
 	if t.std.Subject != p.ClientID {
-		return c.fail("sub %q is not the client_id %q", clip(t.std.Subject), p.ClientID)
+		return c.fail("sub", "sub %q is not the client_id %q", clip(t.std.Subject), p.ClientID)
 	}
 	for _, name := range requestParameters {
 		if _, ok := t.claims[name]; ok {
-			return c.fail("claim %q is an authentication request parameter: this JWT is a request object, not a client assertion (RFC 8725 §3.11)", name)
+			return c.fail(name, "claim %q is an authentication request parameter: this JWT is a request object, not a client assertion (RFC 8725 §3.11)", name)
 		}
 	}
 	if e := c.checkAud(t, append([]string{p.Issuer, p.Endpoint}, p.Audiences...)...); e != nil {
@@ -150,7 +150,7 @@ var requestParameters = []string{
 // maxLife (DefaultAssertionMaxLifetime when not positive) after its iat, or
 // its nbf when it has no iat. Without either, exp may be at most maxLife
 // plus the clock skew from now (the client's clock may be ahead).
-func (c check) checkAssertionLifetime(t *token, l limits, maxLife time.Duration) *ciba.Error {
+func (c check) checkAssertionLifetime(t *token, l limits, maxLife time.Duration) *ValidationError {
 	if maxLife <= 0 {
 		maxLife = DefaultAssertionMaxLifetime
 	}
@@ -164,12 +164,12 @@ func (c check) checkAssertionLifetime(t *token, l limits, maxLife time.Duration)
 		from, start = "nbf", t.std.NotBefore.Time()
 	default:
 		if d := exp.Sub(l.now); d > maxLife+l.skew {
-			return c.fail("exp is %s from now and there is no iat, over the limit of %s (plus %s clock skew)", d, maxLife, l.skew)
+			return c.fail("exp", "exp is %s from now and there is no iat, over the limit of %s (plus %s clock skew)", d, maxLife, l.skew)
 		}
 		return nil
 	}
 	if d := exp.Sub(start); d > maxLife {
-		return c.fail("exp is %s after %s, over the limit of %s", d, from, maxLife)
+		return c.fail("exp", "exp is %s after %s, over the limit of %s", d, from, maxLife)
 	}
 	return nil
 }
@@ -178,21 +178,26 @@ func (c check) checkAssertionLifetime(t *token, l limits, maxLife time.Duration)
 // verifying it, so the caller can look up the client whose keys will verify
 // it with VerifyClientAssertion. Nothing else may be concluded from it.
 // The assertion must parse as a compact JWS of an asymmetric algorithm no
-// larger than DefaultMaxSize; failures are invalid_client.
+// larger than DefaultMaxSize; failures are ErrInvalid.
 func AssertionSubject(raw string) (string, error) {
+	c := check{what: TokenClientAssertion}
 	if raw == "" || len(raw) > DefaultMaxSize {
-		return "", ciba.Errorf(ciba.CodeInvalidClient, "client assertion: missing or over %d bytes", DefaultMaxSize)
+		return "", c.fail("", "missing or over %d bytes", DefaultMaxSize)
 	}
 	t, err := jwt.ParseSigned(raw, asymmetricAlgs())
 	if err != nil {
-		return "", &ciba.Error{Code: ciba.CodeInvalidClient, Description: "client assertion: not a JWS in compact serialization with an asymmetric alg", Err: err}
+		e := c.fail("", "not a JWS in compact serialization with an asymmetric alg")
+		e.Err = err
+		return "", e
 	}
 	var std jwt.Claims
 	if err := t.UnsafeClaimsWithoutVerification(&std); err != nil {
-		return "", &ciba.Error{Code: ciba.CodeInvalidClient, Description: "client assertion: the claims are not a valid JWT claims set", Err: err}
+		e := c.fail("", "the claims are not a valid JWT claims set")
+		e.Err = err
+		return "", e
 	}
 	if std.Subject == "" {
-		return "", ciba.Errorf(ciba.CodeInvalidClient, "client assertion: sub is missing")
+		return "", c.fail("sub", "sub is missing")
 	}
 	return std.Subject, nil
 }

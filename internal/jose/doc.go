@@ -8,8 +8,12 @@
 // and cached by go-oidc's RemoteKeySet. This package adds what the
 // specifications ask on top: the allowed algorithms, the claims, their order
 // of checking (cheap checks first, the signature next, the replay record
-// last) and protocol errors (*ciba.Error) whose descriptions say which token,
-// which claim and what was expected, and never carry a secret.
+// last) and errors (*ValidationError) whose descriptions say which token,
+// which claim and what was expected, and never carry a secret. Which
+// protocol error answers each (invalid_request, invalid_client,
+// expired_login_hint_token, ...) is the caller's decision: the package
+// knows JWTs, not the wire codes of RFC 6749 and CIBA, and imports no
+// package of cibaproxy.
 //
 // Every verifier returns the token's claims decoded with json.Number for
 // numbers, so a caller can tell 300 from "300" and from 300.5.

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	gojose "github.com/go-jose/go-jose/v4"
-
-	"github.com/cibaproxy/cibaproxy/internal/ciba"
 )
 
 // The fuzz targets check that the verifiers never panic, answer only
@@ -21,11 +19,16 @@ type acceptAll struct{}
 
 func (acceptAll) Seen(context.Context, string, time.Time) error { return nil }
 
+// wantProtocolError checks that err is a ValidationError for a fault of
+// the token (not of the policy).
 func wantProtocolError(t *testing.T, err error) {
 	t.Helper()
-	var e *ciba.Error
+	var e *ValidationError
 	if !errors.As(err, &e) {
-		t.Fatalf("err = %v (%T), want a *ciba.Error", err, err)
+		t.Fatalf("err = %v (%T), want a *ValidationError", err, err)
+	}
+	if !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrExpired) {
+		t.Fatalf("err = %v, want ErrInvalid or ErrExpired", err)
 	}
 }
 

@@ -16,8 +16,6 @@ import (
 	"time"
 
 	gojose "github.com/go-jose/go-jose/v4"
-
-	"github.com/cibaproxy/cibaproxy/internal/ciba"
 )
 
 // Test keys are generated once per test binary.
@@ -167,23 +165,23 @@ func (m *memReplay) Seen(_ context.Context, key string, until time.Time) error {
 	return nil
 }
 
-// wantError checks that err is a *ciba.Error of code whose description
-// contains each of parts.
-func wantError(t testing.TB, err error, code ciba.ErrorCode, parts ...string) {
+// wantError checks that err is a *ValidationError of kind whose
+// description contains each of parts.
+func wantError(t testing.TB, err error, kind error, parts ...string) {
 	t.Helper()
 	if err == nil {
-		t.Fatalf("err = nil, want %s", code)
+		t.Fatalf("err = nil, want %v", kind)
 	}
-	var e *ciba.Error
+	var e *ValidationError
 	if !errors.As(err, &e) {
-		t.Fatalf("err = %v (%T), want a *ciba.Error", err, err)
+		t.Fatalf("err = %v (%T), want a *ValidationError", err, err)
 	}
-	if e.Code != code {
-		t.Fatalf("code = %s (%v), want %s", e.Code, e, code)
+	if e.Kind != kind || !errors.Is(err, kind) {
+		t.Fatalf("kind = %v (%v), want %v", e.Kind, e, kind)
 	}
 	for _, p := range parts {
-		if !strings.Contains(e.Description, p) {
-			t.Fatalf("description %q does not contain %q", e.Description, p)
+		if !strings.Contains(e.Description(), p) {
+			t.Fatalf("description %q does not contain %q", e.Description(), p)
 		}
 	}
 }

@@ -7,8 +7,6 @@ import (
 	"time"
 
 	gojose "github.com/go-jose/go-jose/v4"
-
-	"github.com/cibaproxy/cibaproxy/internal/ciba"
 )
 
 // HintTokenPolicy is what VerifyLoginHintToken accepts for one client.
@@ -46,12 +44,13 @@ type HintTokenPolicy struct {
 // any, is not that of a request object or a client assertion; iss is the client
 // or a trusted issuer; exp, if present, is not past; nbf, if present, is not
 // in the future; aud, if present, names the Issuer; then the signature. An
-// expired token is expired_login_hint_token (CIBA §13); every other failure
-// is invalid_request.
+// expired token is ErrExpired (which CIBA §13 answers as
+// expired_login_hint_token); every other failure is ErrInvalid, or
+// ErrPolicy for an unusable policy.
 //
 // https://openid.net/specs/openid-client-initiated-backchannel-authentication-core-1_0.html#auth_request
 func VerifyLoginHintToken(ctx context.Context, raw string, p HintTokenPolicy) (map[string]any, error) {
-	c := check{what: "login_hint_token", code: ciba.CodeInvalidRequest}
+	c := check{what: TokenLoginHint}
 	if p.ClientID == "" {
 		return nil, c.configError("ClientID is required")
 	}
@@ -67,26 +66,26 @@ func VerifyLoginHintToken(ctx context.Context, raw string, p HintTokenPolicy) (m
 	// A request object or a client assertion of the client is signed with
 	// the same key; one typed as such is no hint (RFC 8725 §3.11).
 	if typ := t.mediaType(); typ == TypRequestObject || typ == TypClientAssertion {
-		return nil, c.fail("typ %q: this JWT was made for another use (RFC 8725 §3.11)", clip(t.typ))
+		return nil, c.fail("typ", "typ %q: this JWT was made for another use (RFC 8725 §3.11)", clip(t.typ))
 	}
 	var ks KeySet
 	var owner string
 	switch iss := t.std.Issuer; {
 	case iss == "":
-		return nil, c.fail("iss is missing")
+		return nil, c.fail("iss", "iss is missing")
 	case iss == p.ClientID:
 		ks, owner = p.ClientKeys, fmt.Sprintf("client %q", p.ClientID)
 		if ks == nil {
-			return nil, c.fail("client %q has no registered keys to verify it", p.ClientID)
+			return nil, c.fail("iss", "client %q has no registered keys to verify it", p.ClientID)
 		}
 	default:
 		ks, owner = p.TrustedIssuers[iss], fmt.Sprintf("issuer %q", iss)
 		if ks == nil {
-			return nil, c.fail("issuer %q is neither the client nor a trusted issuer", clip(iss))
+			return nil, c.fail("iss", "issuer %q is neither the client nor a trusted issuer", clip(iss))
 		}
 	}
-	if t.std.Expiry != nil && l.now.After(t.std.Expiry.Time().Add(l.skew)) {
-		return nil, ciba.Errorf(ciba.CodeExpiredLoginHintToken, "login_hint_token: expired at %s", stamp(t.std.Expiry.Time()))
+	if e := c.checkExp(t, l, false); e != nil {
+		return nil, e
 	}
 	if e := c.checkNotFuture("nbf", t.std.NotBefore, l, false); e != nil {
 		return nil, e
@@ -124,11 +123,11 @@ type IDTokenHintPolicy struct {
 // and the signature must verify with the Issuer's keys. The token may have
 // expired: it is a hint about a past authentication, not a credential (OIDC
 // Core §3.1.2.1), but its signature is never skipped. Failures are
-// invalid_request.
+// ErrInvalid, or ErrPolicy for an unusable policy.
 //
 // https://openid.net/specs/openid-client-initiated-backchannel-authentication-core-1_0.html#auth_request
 func VerifyIDTokenHint(ctx context.Context, raw string, p IDTokenHintPolicy) (map[string]any, error) {
-	c := check{what: "id_token_hint", code: ciba.CodeInvalidRequest}
+	c := check{what: TokenIDTokenHint}
 	if p.Issuer == "" || p.ClientID == "" || p.KeySet == nil {
 		return nil, c.configError("Issuer, ClientID and KeySet are required")
 	}
@@ -142,16 +141,16 @@ func VerifyIDTokenHint(ctx context.Context, raw string, p IDTokenHintPolicy) (ma
 		return nil, e
 	}
 	if t.std.Issuer != p.Issuer {
-		return nil, c.fail("iss %q is not the issuer %q", clip(t.std.Issuer), p.Issuer)
+		return nil, c.fail("iss", "iss %q is not the issuer %q", clip(t.std.Issuer), p.Issuer)
 	}
 	if !t.std.Audience.Contains(p.ClientID) {
-		return nil, c.fail("aud %s does not contain the client_id %q", clipList(t.std.Audience), p.ClientID)
+		return nil, c.fail("aud", "aud %s does not contain the client_id %q", clipList(t.std.Audience), p.ClientID)
 	}
 	if azp, ok := t.claims["azp"]; ok && azp != p.ClientID {
-		return nil, c.fail("azp %q is not the client_id %q", clip(fmt.Sprint(azp)), p.ClientID)
+		return nil, c.fail("azp", "azp %q is not the client_id %q", clip(fmt.Sprint(azp)), p.ClientID)
 	}
 	if t.std.Subject == "" {
-		return nil, c.fail("sub is missing")
+		return nil, c.fail("sub", "sub is missing")
 	}
 	if e := c.verify(ctx, raw, t, p.KeySet, "", fmt.Sprintf("issuer %q", p.Issuer)); e != nil {
 		return nil, e
@@ -189,36 +188,36 @@ type SubjectID struct {
 // its "sub_id" subject identifier (RFC 9493) when present, else its "sub".
 // Supported formats are email, phone_number (and the draft name "phone",
 // used by the CIBA §7.1 example), opaque and iss_sub. Failures are
-// invalid_request.
+// ErrInvalid errors of a TokenLoginHint.
 //
 // https://www.rfc-editor.org/rfc/rfc9493#section-3
 func HintSubjectID(claims map[string]any) (SubjectID, error) {
-	c := check{what: "login_hint_token", code: ciba.CodeInvalidRequest}
+	c := check{what: TokenLoginHint}
 	raw, ok := claims["sub_id"]
 	if !ok {
 		sub, _ := claims["sub"].(string)
 		if sub == "" {
-			return SubjectID{}, c.fail("names no user: sub_id and sub are missing")
+			return SubjectID{}, c.fail("", "names no user: sub_id and sub are missing")
 		}
 		return SubjectID{Kind: HintSub, Value: sub}, nil
 	}
 	id, ok := raw.(map[string]any)
 	if !ok {
-		return SubjectID{}, c.fail("sub_id is not a JSON object")
+		return SubjectID{}, c.fail("sub_id", "sub_id is not a JSON object")
 	}
 	format, _ := id["format"].(string)
-	member := func(name string) (string, *ciba.Error) {
+	member := func(name string) (string, *ValidationError) {
 		v, _ := id[name].(string)
 		if v == "" {
-			return "", c.fail("sub_id of format %q has no %q", clip(format), name)
+			return "", c.fail("sub_id", "sub_id of format %q has no %q", clip(format), name)
 		}
 		return v, nil
 	}
 	var s SubjectID
-	var e *ciba.Error
+	var e *ValidationError
 	switch format {
 	case "":
-		return SubjectID{}, c.fail("sub_id has no format")
+		return SubjectID{}, c.fail("sub_id", "sub_id has no format")
 	case "email":
 		s.Kind = HintEmail
 		s.Value, e = member("email")
@@ -237,7 +236,7 @@ func HintSubjectID(claims map[string]any) (SubjectID, error) {
 			s.Value, e = member("sub")
 		}
 	default:
-		return SubjectID{}, c.fail("sub_id format %q is not supported (email, phone_number, opaque, iss_sub)", clip(format))
+		return SubjectID{}, c.fail("sub_id", "sub_id format %q is not supported (email, phone_number, opaque, iss_sub)", clip(format))
 	}
 	if e != nil {
 		return SubjectID{}, e
@@ -264,18 +263,18 @@ var unverifiedAlgs = []gojose.SignatureAlgorithm{
 	gojose.PS256, gojose.PS384, gojose.PS512,
 }
 
-// UnverifiedHintName returns whom the id_token_hint or login_hint_token of
-// h names, read WITHOUT verifying the token: the id_token_hint's sub, or
+// UnverifiedHintName returns whom idTokenHint, or else loginHintToken,
+// names, read WITHOUT verifying the token: the id_token_hint's sub, or
 // the login_hint_token's subject identifier (HintSubjectID: the e-mail
 // address, phone number, opaque id or sub). It is "" when the token is not
 // a readable JWS of at most DefaultMaxSize bytes. It serves only to key the
-// per-user limit of a relayed request (ciba.Deps.HintSubject), whose hint
-// the upstream verifies: a forged token can at most use up the allowance of
-// the user it names, as a login_hint naming them can.
-func UnverifiedHintName(h ciba.Hint) string {
-	raw := h.IDTokenHint
+// per-user limit of a relayed request, whose hint the upstream verifies: a
+// forged token can at most use up the allowance of the user it names, as a
+// login_hint naming them can.
+func UnverifiedHintName(idTokenHint, loginHintToken string) string {
+	raw := idTokenHint
 	if raw == "" {
-		raw = h.LoginHintToken
+		raw = loginHintToken
 	}
 	if raw == "" || len(raw) > DefaultMaxSize {
 		return ""
@@ -288,7 +287,7 @@ func UnverifiedHintName(h ciba.Hint) string {
 	if err := json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &claims); err != nil {
 		return ""
 	}
-	if h.IDTokenHint != "" {
+	if idTokenHint != "" {
 		sub, _ := claims["sub"].(string)
 		return sub
 	}

@@ -5,8 +5,6 @@ import (
 	"time"
 
 	gojose "github.com/go-jose/go-jose/v4"
-
-	"github.com/cibaproxy/cibaproxy/internal/ciba"
 )
 
 const trustedIssuer = "https://hub.example.com"
@@ -38,7 +36,7 @@ func TestVerifyLoginHintToken(t *testing.T) {
 		signer signer
 		claims map[string]any
 		policy func(*HintTokenPolicy)
-		code   ciba.ErrorCode
+		kind   error
 		desc   []string
 	}{
 		{name: "a token signed by the requesting client is accepted", signer: rs256(),
@@ -49,27 +47,27 @@ func TestVerifyLoginHintToken(t *testing.T) {
 			claims: map[string]any{"iss": testClient, "sub": "alice", "aud": testIssuer}},
 		{name: "login_hint_token expired → expired_login_hint_token (§13)", signer: rs256(),
 			claims: map[string]any{"iss": testClient, "sub": "alice", "exp": testNow.Add(-time.Hour).Unix()},
-			code:   ciba.CodeExpiredLoginHintToken, desc: []string{"login_hint_token: expired at 2026-03-01T11:00:00Z"}},
+			kind:   ErrExpired, desc: []string{"login_hint_token: expired at 2026-03-01T11:00:00Z"}},
 		{name: "a token from an untrusted issuer is refused", signer: hubSigner(),
 			claims: map[string]any{"iss": "https://evil.example.com", "sub": "alice"},
-			code:   ciba.CodeInvalidRequest, desc: []string{`issuer "https://evil.example.com" is neither the client nor a trusted issuer`}},
+			kind:   ErrInvalid, desc: []string{`issuer "https://evil.example.com" is neither the client nor a trusted issuer`}},
 		{name: "a token without iss is refused", signer: rs256(), claims: map[string]any{"sub": "alice"},
-			code: ciba.CodeInvalidRequest, desc: []string{"iss is missing"}},
+			kind: ErrInvalid, desc: []string{"iss is missing"}},
 		{name: "a token claiming the client as iss but signed by the hub is refused", signer: hubSigner(),
 			claims: map[string]any{"iss": testClient, "sub": "alice"},
-			code:   ciba.CodeInvalidRequest, desc: []string{`no key of client "client-1" has kid "hub"`}},
+			kind:   ErrInvalid, desc: []string{`no key of client "client-1" has kid "hub"`}},
 		{name: "a token claiming the hub as iss but signed by the client is refused", signer: signer{alg: gojose.RS256, key: rsaKey1(), kid: "hub"},
 			claims: map[string]any{"iss": trustedIssuer, "sub": "alice"},
-			code:   ciba.CodeInvalidRequest, desc: []string{`signature does not verify with the keys of issuer "https://hub.example.com"`}},
+			kind:   ErrInvalid, desc: []string{`signature does not verify with the keys of issuer "https://hub.example.com"`}},
 		{name: "a client without keys cannot sign its own hint", signer: rs256(), claims: map[string]any{"iss": testClient, "sub": "alice"},
 			policy: func(p *HintTokenPolicy) { p.ClientKeys = nil },
-			code:   ciba.CodeInvalidRequest, desc: []string{`client "client-1" has no registered keys`}},
+			kind:   ErrInvalid, desc: []string{`client "client-1" has no registered keys`}},
 		{name: "a not yet valid nbf is refused", signer: rs256(), claims: map[string]any{"iss": testClient, "sub": "alice", "nbf": testNow.Add(time.Hour).Unix()},
-			code: ciba.CodeInvalidRequest, desc: []string{"nbf"}},
+			kind: ErrInvalid, desc: []string{"nbf"}},
 		{name: "a token for another audience is refused", signer: rs256(), claims: map[string]any{"iss": testClient, "sub": "alice", "aud": "https://other"},
-			code: ciba.CodeInvalidRequest, desc: []string{"aud"}},
+			kind: ErrInvalid, desc: []string{"aud"}},
 		{name: "alg none is refused", claims: map[string]any{"iss": testClient, "sub": "alice"},
-			code: ciba.CodeInvalidRequest, desc: []string{`alg "none"`}},
+			kind: ErrInvalid, desc: []string{`alg "none"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -82,7 +80,7 @@ func TestVerifyLoginHintToken(t *testing.T) {
 				raw = sign(t, tt.signer, tt.claims)
 			}
 			claims, err := VerifyLoginHintToken(t.Context(), raw, p)
-			if tt.code == "" {
+			if tt.kind == nil {
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -91,7 +89,7 @@ func TestVerifyLoginHintToken(t *testing.T) {
 				}
 				return
 			}
-			wantError(t, err, tt.code, tt.desc...)
+			wantError(t, err, tt.kind, tt.desc...)
 		})
 	}
 }
@@ -121,7 +119,7 @@ func TestHintSubject(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := HintSubjectID(tt.claims)
 			if tt.desc != "" {
-				wantError(t, err, ciba.CodeInvalidRequest, tt.desc)
+				wantError(t, err, ErrInvalid, tt.desc)
 				return
 			}
 			if err != nil || got != tt.want {
@@ -196,7 +194,7 @@ func TestVerifyIDTokenHint(t *testing.T) {
 				}
 				return
 			}
-			wantError(t, err, ciba.CodeInvalidRequest, tt.desc...)
+			wantError(t, err, ErrInvalid, tt.desc...)
 		})
 	}
 }

@@ -16,9 +16,6 @@ import (
 	"time"
 
 	gojose "github.com/go-jose/go-jose/v4"
-
-	"github.com/cibaproxy/cibaproxy/internal/ciba"
-	"github.com/cibaproxy/cibaproxy/internal/store/memory"
 )
 
 func TestNewStaticKeySet(t *testing.T) {
@@ -174,7 +171,7 @@ func TestRemoteKeySet(t *testing.T) {
 		p := requestPolicy(t)
 		p.KeySet = ks
 		_, err = VerifyRequestObject(t.Context(), sign(t, signer{alg: gojose.RS256, key: rsaKey1(), kid: "k3"}, requestClaims()), p)
-		wantError(t, err, ciba.CodeInvalidRequest, `the keys of client "client-1" could not be fetched`)
+		wantError(t, err, ErrInvalid, `the keys of client "client-1" could not be fetched`)
 	})
 	t.Run("a request object verified with a jwks_uri", func(t *testing.T) {
 		srv.set(http.StatusOK, publicJWK(rsaKey1(), "k1"))
@@ -221,106 +218,4 @@ func TestRemoteKeySetThrottle(t *testing.T) {
 			t.Fatalf("err = %v, want ErrKeysUnavailable", err)
 		}
 	})
-}
-
-// putStore is a ciba.Store of which only PutRecord works, with a clock.
-type putStore struct {
-	ciba.Store // nil: any other method panics
-	mu         sync.Mutex
-	now        time.Time
-	records    map[string]time.Time // kind/key → expiry
-	ttls       []time.Duration
-	err        error
-}
-
-func (s *putStore) PutRecord(_ context.Context, kind, key string, _ []byte, ttl time.Duration) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.err != nil {
-		return s.err
-	}
-	s.ttls = append(s.ttls, ttl)
-	k := kind + "/" + key
-	if exp, ok := s.records[k]; ok && (exp.IsZero() || s.now.Before(exp)) {
-		return ciba.ErrExists
-	}
-	var exp time.Time
-	if ttl > 0 {
-		exp = s.now.Add(ttl)
-	}
-	s.records[k] = exp
-	return nil
-}
-
-func TestStoreReplay(t *testing.T) {
-	st := &putStore{now: testNow, records: map[string]time.Time{}}
-	r := NewStoreReplay(st, "jti")
-	r.Now = func() time.Time { return st.now }
-	until := testNow.Add(5 * time.Minute)
-
-	if err := r.Seen(t.Context(), "k", until); err != nil {
-		t.Fatalf("first use: %v", err)
-	}
-	if err := r.Seen(t.Context(), "k", until); !errors.Is(err, ErrReplay) {
-		t.Fatalf("second use: err = %v, want ErrReplay", err)
-	}
-	if st.ttls[0] != 5*time.Minute {
-		t.Fatalf("ttl = %s, want 5m", st.ttls[0])
-	}
-	t.Run("an until in the past still records for a moment, never forever", func(t *testing.T) {
-		if err := r.Seen(t.Context(), "old", testNow.Add(-time.Hour)); err != nil {
-			t.Fatal(err)
-		}
-		if got := st.ttls[len(st.ttls)-1]; got <= 0 {
-			t.Fatalf("ttl = %s: a zero TTL would keep the record forever", got)
-		}
-	})
-	t.Run("after the record expires the key may be used again", func(t *testing.T) {
-		st.now = until.Add(time.Second)
-		if err := r.Seen(t.Context(), "k", st.now.Add(time.Minute)); err != nil {
-			t.Fatal(err)
-		}
-	})
-	t.Run("request objects replayed through the store are refused", func(t *testing.T) {
-		st.now = testNow
-		p := requestPolicy(t)
-		p.Replay = r
-		raw := sign(t, rs256(), requestClaims())
-		if _, err := VerifyRequestObject(t.Context(), raw, p); err != nil {
-			t.Fatal(err)
-		}
-		_, err := VerifyRequestObject(t.Context(), raw, p)
-		wantError(t, err, ciba.CodeInvalidRequest, "was already used")
-	})
-	t.Run("a store that is down answers temporarily_unavailable, not a replay", func(t *testing.T) {
-		st.err = ciba.ErrUnavailable
-		defer func() { st.err = nil }()
-		p := requestPolicy(t)
-		p.Replay = r
-		_, err := VerifyRequestObject(t.Context(), sign(t, rs256(), requestClaims()), p)
-		wantError(t, err, ciba.CodeTemporarilyUnavailable)
-	})
-}
-
-func TestStoreReplayMemoryStore(t *testing.T) {
-	st := memory.New()
-	defer st.Close()
-	r := NewStoreReplay(st, "jti")
-	until := time.Now().Add(time.Minute)
-	var ok atomic.Int32
-	var wg sync.WaitGroup
-	for range 32 {
-		wg.Go(func() {
-			switch err := r.Seen(t.Context(), "same-key", until); {
-			case err == nil:
-				ok.Add(1)
-			case !errors.Is(err, ErrReplay):
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
-	if ok.Load() != 1 {
-		t.Fatalf("%d of 32 concurrent uses of one jti succeeded, want exactly 1", ok.Load())
-	}
 }

@@ -3,8 +3,6 @@ package jose
 import (
 	"testing"
 	"time"
-
-	"github.com/cibaproxy/cibaproxy/internal/ciba"
 )
 
 // TestRequestObjectLifetime: every client's request objects are bounded
@@ -47,7 +45,7 @@ func TestRequestObjectLifetime(t *testing.T) {
 				}
 				return
 			}
-			wantError(t, err, ciba.CodeInvalidRequest, tt.desc...)
+			wantError(t, err, ErrInvalid, tt.desc...)
 		})
 	}
 }
@@ -126,7 +124,7 @@ func TestAssertionLifetime(t *testing.T) {
 				}
 				return
 			}
-			wantError(t, err, ciba.CodeInvalidClient, tt.desc...)
+			wantError(t, err, ErrInvalid, tt.desc...)
 			// A refused assertion does not consume its jti: the same jti
 			// with a lifetime in bounds is accepted afterwards.
 			c["iat"], c["exp"] = testNow.Unix(), testNow.Add(time.Minute).Unix()

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"time"
-
-	"github.com/cibaproxy/cibaproxy/internal/ciba"
 )
 
 // RequestObjectPolicy is what VerifyRequestObject accepts from one client.
@@ -81,11 +79,13 @@ const DefaultRequestObjectMaxLifetime = 60 * time.Minute
 //
 // https://openid.net/specs/openid-client-initiated-backchannel-authentication-core-1_0.html#signed_auth_request
 //
-// Every failure is invalid_request with a description that names the claim
-// and the expected value; a replay check that cannot be made is
-// temporarily_unavailable.
+// Every failure is a ValidationError whose description names the claim and
+// the expected value: an expired request object ErrExpired, a jti already
+// used ErrReplay, a replay check that cannot be made ErrReplayCheck, an
+// unusable policy ErrPolicy, any other ErrInvalid. CIBA §13 answers the
+// client's faults as invalid_request.
 func VerifyRequestObject(ctx context.Context, raw string, p RequestObjectPolicy) (map[string]any, error) {
-	c := check{what: "request object", code: ciba.CodeInvalidRequest}
+	c := check{what: TokenRequestObject}
 	if p.ClientID == "" || p.Issuer == "" || p.Replay == nil {
 		return nil, c.configError("ClientID, Issuer and Replay are required")
 	}
@@ -102,10 +102,10 @@ func VerifyRequestObject(ctx context.Context, raw string, p RequestObjectPolicy)
 		return nil, e
 	}
 	if t.std.Issuer != p.ClientID {
-		return nil, c.fail("iss %q is not the client_id %q", clip(t.std.Issuer), p.ClientID)
+		return nil, c.fail("iss", "iss %q is not the client_id %q", clip(t.std.Issuer), p.ClientID)
 	}
 	if t.std.Subject == p.ClientID {
-		return nil, c.fail("sub must not be the client_id %q: a JWT with iss = sub = client_id is a client assertion, not a request object (RFC 9101 §10.8)", p.ClientID)
+		return nil, c.fail("sub", "sub must not be the client_id %q: a JWT with iss = sub = client_id is a client assertion, not a request object (RFC 9101 §10.8)", p.ClientID)
 	}
 	if e := c.checkAud(t, append([]string{p.Issuer}, p.Audiences...)...); e != nil {
 		return nil, e
@@ -125,10 +125,10 @@ func VerifyRequestObject(ctx context.Context, raw string, p RequestObjectPolicy)
 	}
 	exp, nbf := t.std.Expiry.Time(), t.std.NotBefore.Time()
 	if d := exp.Sub(nbf); d > maxLife {
-		return nil, c.fail("exp is %s after nbf, over the limit of %s", d, maxLife)
+		return nil, c.fail("exp", "exp is %s after nbf, over the limit of %s", d, maxLife)
 	}
 	if nbf.Before(l.now.Add(-maxLife)) {
-		return nil, c.fail("nbf %s is more than %s old", stamp(nbf), maxLife)
+		return nil, c.fail("nbf", "nbf %s is more than %s old", stamp(nbf), maxLife)
 	}
 	if e := c.checkJTI(t); e != nil {
 		return nil, e

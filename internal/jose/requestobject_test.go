@@ -9,8 +9,6 @@ import (
 	"time"
 
 	gojose "github.com/go-jose/go-jose/v4"
-
-	"github.com/cibaproxy/cibaproxy/internal/ciba"
 )
 
 func requestPolicy(t testing.TB) RequestObjectPolicy {
@@ -39,7 +37,7 @@ func TestVerifyRequestObject(t *testing.T) {
 		claims func(map[string]any)       // changes to the valid claims
 		token  func(t *testing.T) string  // a token built otherwise
 		policy func(*RequestObjectPolicy) // changes to the policy
-		code   ciba.ErrorCode             // "" means accepted
+		kind   error                      // nil means accepted
 		desc   []string
 	}{
 		{name: "a request object signed RS256 by a key of the client is accepted (§7.1.1)", signer: rs256()},
@@ -59,84 +57,84 @@ func TestVerifyRequestObject(t *testing.T) {
 			policy: func(p *RequestObjectPolicy) { p.AllowHS256, p.Secret = true, testSecret }},
 
 		{name: "alg none is refused", token: func(t *testing.T) string { return unsigned(t, requestClaims()) },
-			code: ciba.CodeInvalidRequest, desc: []string{`alg "none" is not allowed`}},
+			kind: ErrInvalid, desc: []string{`alg "none" is not allowed`}},
 		{name: "HS256 is refused without the legacy switch (§7.1.1: asymmetric only)", signer: signer{alg: gojose.HS256, key: []byte(testSecret)},
 			policy: func(p *RequestObjectPolicy) { p.Secret = testSecret },
-			code:   ciba.CodeInvalidRequest, desc: []string{`alg "HS256" is not allowed`}},
+			kind:   ErrInvalid, desc: []string{`alg "HS256" is not allowed`}},
 		{name: "HS256 signed with an RS client's public key is refused (alg confusion)", signer: signer{alg: gojose.HS256, key: rsaPubPEM},
-			code: ciba.CodeInvalidRequest, desc: []string{`alg "HS256" is not allowed`}},
+			kind: ErrInvalid, desc: []string{`alg "HS256" is not allowed`}},
 		{name: "HS256 signed with an RS client's public key is refused even with the legacy switch (alg confusion)", signer: signer{alg: gojose.HS256, key: rsaPubDER},
 			policy: func(p *RequestObjectPolicy) { p.AllowHS256, p.Secret = true, testSecret },
-			code:   ciba.CodeInvalidRequest, desc: []string{"signature does not verify"}},
+			kind:   ErrInvalid, desc: []string{"signature does not verify"}},
 		{name: "HS256 with the legacy switch and a wrong secret is refused", signer: signer{alg: gojose.HS256, key: []byte(strings.Repeat("x", 40))},
 			policy: func(p *RequestObjectPolicy) { p.AllowHS256, p.Secret = true, testSecret },
-			code:   ciba.CodeInvalidRequest, desc: []string{"signature does not verify"}},
+			kind:   ErrInvalid, desc: []string{"signature does not verify"}},
 		{name: "an alg other than the registered one is refused", signer: rs256(),
 			policy: func(p *RequestObjectPolicy) { p.Algs = []string{"PS256"} },
-			code:   ciba.CodeInvalidRequest, desc: []string{`alg "RS256" is not allowed (allowed: PS256)`}},
+			kind:   ErrInvalid, desc: []string{`alg "RS256" is not allowed (allowed: PS256)`}},
 		{name: "oversized request object", signer: rs256(), claims: with("binding_message", strings.Repeat("a", 17<<10)),
-			code: ciba.CodeInvalidRequest, desc: []string{"over the limit of 16384"}},
+			kind: ErrInvalid, desc: []string{"over the limit of 16384"}},
 		{name: "empty request object", token: func(*testing.T) string { return "" },
-			code: ciba.CodeInvalidRequest, desc: []string{"is empty"}},
+			kind: ErrInvalid, desc: []string{"is empty"}},
 		{name: "a request object that is not a JWS is refused", token: func(*testing.T) string { return "not.a-jws" },
-			code: ciba.CodeInvalidRequest, desc: []string{"not a JWS in compact serialization"}},
+			kind: ErrInvalid, desc: []string{"not a JWS in compact serialization"}},
 		{name: "claims that are not a JSON object are refused", token: func(t *testing.T) string { return signPayload(t, rs256(), []byte(`["iss"]`)) },
-			code: ciba.CodeInvalidRequest, desc: []string{"not a valid JWT claims set"}},
+			kind: ErrInvalid, desc: []string{"not a valid JWT claims set"}},
 		{name: "duplicate claims are refused", token: func(t *testing.T) string {
 			c := requestClaims()
 			b, _ := json.Marshal(c)
 			dup := strings.Replace(string(b), "{", `{"iss":"attacker",`, 1)
 			return signPayload(t, rs256(), []byte(dup))
-		}, code: ciba.CodeInvalidRequest, desc: []string{"duplicate key"}},
+		}, kind: ErrInvalid, desc: []string{"duplicate key"}},
 		{name: "iss must be the client_id", signer: rs256(), claims: with("iss", "client-2"),
-			code: ciba.CodeInvalidRequest, desc: []string{`iss "client-2" is not the client_id "client-1"`}},
+			kind: ErrInvalid, desc: []string{`iss "client-2" is not the client_id "client-1"`}},
 		{name: "wrong aud", signer: rs256(), claims: with("aud", "https://other.example.com"),
-			code: ciba.CodeInvalidRequest, desc: []string{`aud ["https://other.example.com"] does not contain "https://ciba.example.com" or "https://ciba.example.com/bc-authorize"`}},
+			kind: ErrInvalid, desc: []string{`aud ["https://other.example.com"] does not contain "https://ciba.example.com" or "https://ciba.example.com/bc-authorize"`}},
 		{name: "missing aud", signer: rs256(), claims: without("aud"),
-			code: ciba.CodeInvalidRequest, desc: []string{"aud is missing"}},
+			kind: ErrInvalid, desc: []string{"aud is missing"}},
 		{name: "expired", signer: rs256(), claims: with("exp", testNow.Add(-2*time.Minute).Unix()),
-			code: ciba.CodeInvalidRequest, desc: []string{"expired at 2026-03-01T11:58:00Z"}},
+			kind: ErrExpired, desc: []string{"expired at 2026-03-01T11:58:00Z"}},
 		{name: "missing exp", signer: rs256(), claims: without("exp"),
-			code: ciba.CodeInvalidRequest, desc: []string{"exp is missing"}},
+			kind: ErrInvalid, desc: []string{"exp is missing"}},
 		{name: "exp that is not a number is refused", signer: rs256(), claims: with("exp", "tomorrow"),
-			code: ciba.CodeInvalidRequest, desc: []string{"not a valid JWT claims set"}},
+			kind: ErrInvalid, desc: []string{"not a valid JWT claims set"}},
 		{name: "missing iat", signer: rs256(), claims: without("iat"),
-			code: ciba.CodeInvalidRequest, desc: []string{"iat is missing"}},
+			kind: ErrInvalid, desc: []string{"iat is missing"}},
 		{name: "iat in the future", signer: rs256(), claims: with("iat", testNow.Add(5*time.Minute).Unix()),
-			code: ciba.CodeInvalidRequest, desc: []string{"iat 2026-03-01T12:05:00Z is in the future"}},
+			kind: ErrInvalid, desc: []string{"iat 2026-03-01T12:05:00Z is in the future"}},
 		{name: "missing nbf", signer: rs256(), claims: without("nbf"),
-			code: ciba.CodeInvalidRequest, desc: []string{"nbf is missing"}},
+			kind: ErrInvalid, desc: []string{"nbf is missing"}},
 		{name: "not yet valid nbf", signer: rs256(), claims: with("nbf", testNow.Add(5*time.Minute).Unix()),
-			code: ciba.CodeInvalidRequest, desc: []string{"nbf 2026-03-01T12:05:00Z is in the future"}},
+			kind: ErrInvalid, desc: []string{"nbf 2026-03-01T12:05:00Z is in the future"}},
 		{name: "missing jti", signer: rs256(), claims: without("jti"),
-			code: ciba.CodeInvalidRequest, desc: []string{"jti is missing"}},
+			kind: ErrInvalid, desc: []string{"jti is missing"}},
 		{name: "an overlong jti is refused", signer: rs256(), claims: with("jti", strings.Repeat("j", 300)),
-			code: ciba.CodeInvalidRequest, desc: []string{"jti is 300 characters"}},
+			kind: ErrInvalid, desc: []string{"jti is 300 characters"}},
 		{name: "unknown kid", signer: signer{alg: gojose.RS256, key: rsaKey1(), kid: "rotated-away"},
-			code: ciba.CodeInvalidRequest, desc: []string{`no key of client "client-1" has kid "rotated-away"`}},
+			kind: ErrInvalid, desc: []string{`no key of client "client-1" has kid "rotated-away"`}},
 		{name: "a kid whose key does not fit the alg is refused", signer: signer{alg: gojose.ES256, key: ecKey1(), kid: "rsa1"},
-			code: ciba.CodeInvalidRequest, desc: []string{`has kid "rsa1" for alg ES256`}},
+			kind: ErrInvalid, desc: []string{`has kid "rsa1" for alg ES256`}},
 		{name: "a signature by a key of someone else is refused", signer: signer{alg: gojose.RS256, key: rsaKey2(), kid: "rsa1"},
-			code: ciba.CodeInvalidRequest, desc: []string{`signature does not verify with the keys of client "client-1"`}},
+			kind: ErrInvalid, desc: []string{`signature does not verify with the keys of client "client-1"`}},
 		{name: "a key embedded in the jwk header is not trusted", signer: signer{alg: gojose.RS256, key: rsaKey2(), embedJWK: true},
-			code: ciba.CodeInvalidRequest, desc: []string{"signature does not verify"}},
+			kind: ErrInvalid, desc: []string{"signature does not verify"}},
 		{name: "a client without keys cannot send an RS256 request object", signer: rs256(),
 			policy: func(p *RequestObjectPolicy) { p.KeySet = nil },
-			code:   ciba.CodeInvalidRequest, desc: []string{`client "client-1" has no keys to verify RS256`}},
+			kind:   ErrInvalid, desc: []string{`client "client-1" has no keys to verify RS256`}},
 		{name: "FAPI: exp - nbf over the maximum lifetime is refused", signer: rs256(), claims: with("exp", testNow.Add(61*time.Minute).Unix()),
 			policy: func(p *RequestObjectPolicy) { p.MaxLifetime = time.Hour },
-			code:   ciba.CodeInvalidRequest, desc: []string{"over the limit of 1h0m0s"}},
+			kind:   ErrInvalid, desc: []string{"over the limit of 1h0m0s"}},
 		{name: "FAPI: nbf older than the maximum lifetime is refused even if exp is far", signer: rs256(), claims: func(c map[string]any) {
 			c["nbf"] = testNow.Add(-90 * time.Minute).Unix()
 			c["exp"] = testNow.Add(-30 * time.Minute).Unix()
 		}, policy: func(p *RequestObjectPolicy) { p.MaxLifetime = time.Hour; p.ClockSkew = 2 * time.Hour },
-			code: ciba.CodeInvalidRequest, desc: []string{"is more than 1h0m0s old"}},
+			kind: ErrInvalid, desc: []string{"is more than 1h0m0s old"}},
 		{name: "a policy without Replay is a server error", signer: rs256(),
 			policy: func(p *RequestObjectPolicy) { p.Replay = nil },
-			code:   ciba.CodeServerError},
+			kind:   ErrPolicy},
 		{name: "a policy listing HS256 without the switch is a server error", signer: rs256(),
 			policy: func(p *RequestObjectPolicy) { p.Algs = []string{"HS256"} },
-			code:   ciba.CodeServerError},
+			kind:   ErrPolicy},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -156,7 +154,7 @@ func TestVerifyRequestObject(t *testing.T) {
 			}
 			claims, err := VerifyRequestObject(t.Context(), raw, p)
 			noSecretIn(t, err, testSecret)
-			if tt.code == "" {
+			if tt.kind == nil {
 				if err != nil {
 					t.Fatalf("VerifyRequestObject: %v", err)
 				}
@@ -165,7 +163,7 @@ func TestVerifyRequestObject(t *testing.T) {
 				}
 				return
 			}
-			wantError(t, err, tt.code, tt.desc...)
+			wantError(t, err, tt.kind, tt.desc...)
 		})
 	}
 }
@@ -180,7 +178,7 @@ func TestVerifyRequestObjectReplay(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := VerifyRequestObject(t.Context(), raw, p)
-		wantError(t, err, ciba.CodeInvalidRequest, "jti", "was already used")
+		wantError(t, err, ErrReplay, "jti", "was already used")
 	})
 	t.Run("a jti is per client", func(t *testing.T) {
 		c := requestClaims()

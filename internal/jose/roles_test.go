@@ -6,8 +6,6 @@ import (
 	"time"
 
 	gojose "github.com/go-jose/go-jose/v4"
-
-	"github.com/cibaproxy/cibaproxy/internal/ciba"
 )
 
 // typed is rs256 with a typ header.
@@ -84,7 +82,7 @@ func TestRequestObjectRoleRules(t *testing.T) {
 				}
 				return
 			}
-			wantError(t, err, ciba.CodeInvalidRequest, tt.desc)
+			wantError(t, err, ErrInvalid, tt.desc)
 		})
 	}
 }
@@ -124,7 +122,7 @@ func TestClientAssertionRoleRules(t *testing.T) {
 				}
 				return
 			}
-			wantError(t, err, ciba.CodeInvalidClient, tt.desc)
+			wantError(t, err, ErrInvalid, tt.desc)
 		})
 	}
 }
@@ -148,7 +146,7 @@ func TestARequestObjectIsNeverAnAssertion(t *testing.T) {
 		// parameters still give it away.
 		c2 := requestClaims()
 		c2["sub"] = testClient
-		wantError(t, VerifyClientAssertion(t.Context(), sign(t, rs256(), c2), p), ciba.CodeInvalidClient, "authentication request parameter")
+		wantError(t, VerifyClientAssertion(t.Context(), sign(t, rs256(), c2), p), ErrInvalid, "authentication request parameter")
 	}
 }
 
@@ -163,7 +161,7 @@ func TestLoginHintTokenIsNotARequestObject(t *testing.T) {
 	}
 	for _, typ := range []string{TypRequestObject, TypClientAssertion, "application/" + TypRequestObject} {
 		_, err := VerifyLoginHintToken(t.Context(), sign(t, typed(typ), claims()), hintPolicy(t))
-		wantError(t, err, ciba.CodeInvalidRequest, "made for another use")
+		wantError(t, err, ErrInvalid, "made for another use")
 	}
 }
 

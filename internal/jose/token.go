@@ -12,8 +12,6 @@ import (
 	gojose "github.com/go-jose/go-jose/v4"
 	gojson "github.com/go-jose/go-jose/v4/json"
 	"github.com/go-jose/go-jose/v4/jwt"
-
-	"github.com/cibaproxy/cibaproxy/internal/ciba"
 )
 
 // Defaults of the policies.
@@ -35,26 +33,30 @@ const (
 // FAPI ask a client to be able to use.
 func DefaultAlgs() []string { return []string{"RS256", "PS256", "ES256"} }
 
-// check names the token being verified and the error code of its failures.
+// check names the token being verified and how its failures are told.
 type check struct {
-	what string // "request object", "client assertion", ...
-	code ciba.ErrorCode
+	what string // TokenRequestObject, TokenClientAssertion, ...
 	// uniform gives every signature failure one description, so it does
 	// not tell an unknown kid, a missing key set or a bad signature apart
 	// (client authentication must not reveal which clients exist).
 	uniform bool
 }
 
-// fail returns a protocol error of c whose description starts with c.what.
-func (c check) fail(format string, args ...any) *ciba.Error {
-	return &ciba.Error{Code: c.code, Description: c.what + ": " + fmt.Sprintf(format, args...)}
+// fail returns an ErrInvalid error of c about field ("" for the token as
+// a whole).
+func (c check) fail(field, format string, args ...any) *ValidationError {
+	return &ValidationError{Token: c.what, Kind: ErrInvalid, Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// expired returns the ErrExpired error of c.
+func (c check) expired(format string, args ...any) *ValidationError {
+	return &ValidationError{Token: c.what, Kind: ErrExpired, Field: "exp", Reason: fmt.Sprintf(format, args...)}
 }
 
 // configError reports a policy that cannot be applied: a bug in the
-// caller, answered as server_error.
-func (c check) configError(format string, args ...any) *ciba.Error {
-	return &ciba.Error{Code: ciba.CodeServerError, Description: "internal error",
-		Err: fmt.Errorf("jose: "+c.what+" policy: "+format, args...)}
+// caller (ErrPolicy).
+func (c check) configError(format string, args ...any) *ValidationError {
+	return &ValidationError{Token: c.what, Kind: ErrPolicy, Reason: "policy: " + fmt.Sprintf(format, args...)}
 }
 
 // token is a compact JWS whose claims are decoded but whose signature has
@@ -98,12 +100,12 @@ func newLimits(now func() time.Time, skew time.Duration, maxSize int) limits {
 // of algs, and decodes its claims: registered claims strictly (member names
 // are case-sensitive, duplicate members are refused), all claims with
 // json.Number for numbers.
-func (c check) parse(raw string, l limits, algs []string) (*token, *ciba.Error) {
+func (c check) parse(raw string, l limits, algs []string) (*token, *ValidationError) {
 	if raw == "" {
-		return nil, c.fail("is empty")
+		return nil, c.fail("", "is empty")
 	}
 	if len(raw) > l.maxSize {
-		return nil, c.fail("is %d bytes, over the limit of %d", len(raw), l.maxSize)
+		return nil, c.fail("", "is %d bytes, over the limit of %d", len(raw), l.maxSize)
 	}
 	sigAlgs := make([]gojose.SignatureAlgorithm, len(algs))
 	for i, a := range algs {
@@ -113,16 +115,16 @@ func (c check) parse(raw string, l limits, algs []string) (*token, *ciba.Error) 
 	if err != nil {
 		var ua *gojose.ErrUnexpectedSignatureAlgorithm
 		if errors.As(err, &ua) {
-			e := c.fail("alg %q is not allowed (allowed: %s)", clip(string(ua.Got)), strings.Join(algs, ", "))
+			e := c.fail("alg", "alg %q is not allowed (allowed: %s)", clip(string(ua.Got)), strings.Join(algs, ", "))
 			e.Err = err
 			return nil, e
 		}
-		e := c.fail("is not a JWS in compact serialization")
+		e := c.fail("", "is not a JWS in compact serialization")
 		e.Err = err
 		return nil, e
 	}
 	if len(jws.Signatures) != 1 {
-		return nil, c.fail("must carry exactly one signature")
+		return nil, c.fail("", "must carry exactly one signature")
 	}
 	h := jws.Signatures[0].Header
 	t := &token{jws: jws, alg: h.Algorithm, kid: h.KeyID, payload: jws.UnsafePayloadWithoutVerification()}
@@ -131,14 +133,14 @@ func (c check) parse(raw string, l limits, algs []string) (*token, *ciba.Error) 
 		t.badTyp = !ok
 	}
 	if err := gojson.Unmarshal(t.payload, &t.std); err != nil {
-		e := c.fail("the claims are not a valid JWT claims set (%v)", err)
+		e := c.fail("", "the claims are not a valid JWT claims set (%v)", err)
 		e.Err = err
 		return nil, e
 	}
 	dec := json.NewDecoder(bytes.NewReader(t.payload))
 	dec.UseNumber()
 	if err := dec.Decode(&t.claims); err != nil || t.claims == nil {
-		e := c.fail("the claims are not a JSON object")
+		e := c.fail("", "the claims are not a JSON object")
 		e.Err = err
 		return nil, e
 	}
@@ -149,7 +151,7 @@ func (c check) parse(raw string, l limits, algs []string) (*token, *ciba.Error) 
 // that the verified payload is the one whose claims were checked. owner
 // names the signer in descriptions. With c.uniform, every failure gets the
 // same description (the cause stays in Err, for logs).
-func (c check) verify(ctx context.Context, raw string, t *token, ks KeySet, secret, owner string) *ciba.Error {
+func (c check) verify(ctx context.Context, raw string, t *token, ks KeySet, secret, owner string) *ValidationError {
 	var payload []byte
 	var err error
 	switch {
@@ -170,22 +172,22 @@ func (c check) verify(ctx context.Context, raw string, t *token, ks KeySet, secr
 		}
 		return nil
 	}
-	var e *ciba.Error
+	var e *ValidationError
 	switch {
 	case c.uniform:
-		e = c.fail("the signature does not verify with the keys of %s", owner)
+		e = c.fail("", "the signature does not verify with the keys of %s", owner)
 	case errors.Is(err, errNoKeys):
-		e = c.fail("%s has no keys to verify %s", owner, t.alg)
+		e = c.fail("", "%s has no keys to verify %s", owner, t.alg)
 	case t.alg == string(gojose.HS256) && secret == "":
-		e = c.fail("%s has no secret to verify HS256", owner)
+		e = c.fail("", "%s has no secret to verify HS256", owner)
 	case errors.Is(err, ErrUnknownKey) && t.kid != "":
-		e = c.fail("no key of %s has kid %q for alg %s", owner, clip(t.kid), t.alg)
+		e = c.fail("", "no key of %s has kid %q for alg %s", owner, clip(t.kid), t.alg)
 	case errors.Is(err, ErrUnknownKey):
-		e = c.fail("no key of %s fits alg %s", owner, t.alg)
+		e = c.fail("", "no key of %s fits alg %s", owner, t.alg)
 	case errors.Is(err, ErrKeysUnavailable):
-		e = c.fail("the keys of %s could not be fetched", owner)
+		e = c.fail("", "the keys of %s could not be fetched", owner)
 	default:
-		e = c.fail("the signature does not verify with the keys of %s", owner)
+		e = c.fail("", "the signature does not verify with the keys of %s", owner)
 	}
 	e.Err = err
 	return e
@@ -204,17 +206,17 @@ const (
 // want: a JWT explicitly typed for another role is refused (RFC 8725
 // §3.11). Media types compare case-insensitively and may carry the
 // "application/" prefix (RFC 7515 §4.1.9).
-func (c check) checkTyp(t *token, want string) *ciba.Error {
+func (c check) checkTyp(t *token, want string) *ValidationError {
 	switch {
 	case t.badTyp:
-		return c.fail("the typ header must be a string")
+		return c.fail("typ", "the typ header must be a string")
 	case t.typ == "":
 		return nil
 	}
 	if typ := t.mediaType(); typ == "jwt" || typ == want {
 		return nil
 	}
-	return c.fail("typ %q is not %q (or JWT): this JWT was made for another use (RFC 8725 §3.11)", clip(t.typ), want)
+	return c.fail("typ", "typ %q is not %q (or JWT): this JWT was made for another use (RFC 8725 §3.11)", clip(t.typ), want)
 }
 
 // mediaType is the typ header of t in lower case without "application/"
@@ -227,49 +229,49 @@ func (t *token) mediaType() string {
 var errNoKeys = errors.New("jose: no keys")
 
 // checkJTI checks that t has a usable jti.
-func (c check) checkJTI(t *token) *ciba.Error {
+func (c check) checkJTI(t *token) *ValidationError {
 	switch {
 	case t.std.ID == "":
-		return c.fail("jti is missing")
+		return c.fail("jti", "jti is missing")
 	case len(t.std.ID) > maxJTI:
-		return c.fail("jti is %d characters, over the limit of %d", len(t.std.ID), maxJTI)
+		return c.fail("jti", "jti is %d characters, over the limit of %d", len(t.std.ID), maxJTI)
 	}
 	return nil
 }
 
 // checkExp checks that exp is present (if required) and not past.
-func (c check) checkExp(t *token, l limits, required bool) *ciba.Error {
+func (c check) checkExp(t *token, l limits, required bool) *ValidationError {
 	if t.std.Expiry == nil {
 		if required {
-			return c.fail("exp is missing")
+			return c.fail("exp", "exp is missing")
 		}
 		return nil
 	}
 	if exp := t.std.Expiry.Time(); l.now.After(exp.Add(l.skew)) {
-		return c.fail("expired at %s", stamp(exp))
+		return c.expired("expired at %s", stamp(exp))
 	}
 	return nil
 }
 
 // checkNotFuture checks that the time claim name (iat or nbf) is present
 // (if required) and not later than now plus the skew.
-func (c check) checkNotFuture(name string, d *jwt.NumericDate, l limits, required bool) *ciba.Error {
+func (c check) checkNotFuture(name string, d *jwt.NumericDate, l limits, required bool) *ValidationError {
 	if d == nil {
 		if required {
-			return c.fail("%s is missing", name)
+			return c.fail(name, "%s is missing", name)
 		}
 		return nil
 	}
 	if tm := d.Time(); tm.After(l.now.Add(l.skew)) {
-		return c.fail("%s %s is in the future", name, stamp(tm))
+		return c.fail(name, "%s %s is in the future", name, stamp(tm))
 	}
 	return nil
 }
 
 // checkAud checks that aud contains one of accepted (empty values ignored).
-func (c check) checkAud(t *token, accepted ...string) *ciba.Error {
+func (c check) checkAud(t *token, accepted ...string) *ValidationError {
 	if len(t.std.Audience) == 0 {
-		return c.fail("aud is missing")
+		return c.fail("aud", "aud is missing")
 	}
 	for _, a := range accepted {
 		if a != "" && t.std.Audience.Contains(a) {
@@ -282,7 +284,7 @@ func (c check) checkAud(t *token, accepted ...string) *ciba.Error {
 			want = append(want, fmt.Sprintf("%q", a))
 		}
 	}
-	return c.fail("aud %s does not contain %s", clipList(t.std.Audience), strings.Join(want, " or "))
+	return c.fail("aud", "aud %s does not contain %s", clipList(t.std.Audience), strings.Join(want, " or "))
 }
 
 // maxQuoted is how much of a value taken from a token an error description
@@ -329,7 +331,7 @@ func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 // validAlgs returns the algorithms a policy allows: algs, or DefaultAlgs
 // when empty, each an asymmetric algorithm this package verifies, or HS256
 // when allowHS256 is set.
-func (c check) validAlgs(algs []string, allowHS256 bool) ([]string, *ciba.Error) {
+func (c check) validAlgs(algs []string, allowHS256 bool) ([]string, *ValidationError) {
 	if len(algs) == 0 {
 		algs = DefaultAlgs()
 		if allowHS256 {

@@ -5,8 +5,6 @@ import (
 	"testing"
 
 	gojose "github.com/go-jose/go-jose/v4"
-
-	"github.com/cibaproxy/cibaproxy/internal/ciba"
 )
 
 // TestUnverifiedHintName checks whom a relayed hint names for the per-user
@@ -14,26 +12,27 @@ import (
 // identifier, whatever key signed them (none is checked), and "" for what
 // is not a readable JWS.
 func TestUnverifiedHintName(t *testing.T) {
+	type hint struct{ IDTokenHint, LoginHintToken string }
 	t.Parallel()
 	for _, tc := range []struct {
 		name string
-		h    ciba.Hint
+		h    hint
 		want string
 	}{
-		{"id_token_hint sub", ciba.Hint{IDTokenHint: sign(t, rs256(), map[string]any{"iss": "https://op", "sub": "alice"})}, "alice"},
-		{"id_token_hint signed by anyone", ciba.Hint{IDTokenHint: sign(t, signer{alg: gojose.HS256, key: []byte(testSecret)}, map[string]any{"sub": "alice"})}, "alice"},
-		{"login_hint_token sub", ciba.Hint{LoginHintToken: sign(t, rs256(), map[string]any{"sub": "bob"})}, "bob"},
-		{"login_hint_token e-mail sub_id", ciba.Hint{LoginHintToken: sign(t, rs256(), map[string]any{
+		{"id_token_hint sub", hint{IDTokenHint: sign(t, rs256(), map[string]any{"iss": "https://op", "sub": "alice"})}, "alice"},
+		{"id_token_hint signed by anyone", hint{IDTokenHint: sign(t, signer{alg: gojose.HS256, key: []byte(testSecret)}, map[string]any{"sub": "alice"})}, "alice"},
+		{"login_hint_token sub", hint{LoginHintToken: sign(t, rs256(), map[string]any{"sub": "bob"})}, "bob"},
+		{"login_hint_token e-mail sub_id", hint{LoginHintToken: sign(t, rs256(), map[string]any{
 			"sub_id": map[string]any{"format": "email", "email": "Carol@Example.com"}})}, "Carol@Example.com"},
-		{"login_hint_token phone sub_id", ciba.Hint{LoginHintToken: sign(t, rs256(), map[string]any{
+		{"login_hint_token phone sub_id", hint{LoginHintToken: sign(t, rs256(), map[string]any{
 			"sub_id": map[string]any{"format": "phone_number", "phone_number": "+15550100"}})}, "+15550100"},
-		{"unsigned (alg none) is not read: the relay keys it by the whole token", ciba.Hint{IDTokenHint: unsigned(t, map[string]any{"sub": "alice"})}, ""},
-		{"not a JWS", ciba.Hint{LoginHintToken: "opaque-token"}, ""},
-		{"too large", ciba.Hint{IDTokenHint: strings.Repeat("a", DefaultMaxSize+1)}, ""},
-		{"no hint", ciba.Hint{}, ""},
+		{"unsigned (alg none) is not read: the relay keys it by the whole token", hint{IDTokenHint: unsigned(t, map[string]any{"sub": "alice"})}, ""},
+		{"not a JWS", hint{LoginHintToken: "opaque-token"}, ""},
+		{"too large", hint{IDTokenHint: strings.Repeat("a", DefaultMaxSize+1)}, ""},
+		{"no hint", hint{}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := UnverifiedHintName(tc.h); got != tc.want {
+			if got := UnverifiedHintName(tc.h.IDTokenHint, tc.h.LoginHintToken); got != tc.want {
 				t.Errorf("UnverifiedHintName = %q, want %q", got, tc.want)
 			}
 		})
