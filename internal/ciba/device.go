@@ -388,25 +388,12 @@ func (d *Device) PollCert(ctx context.Context, c *Client, deviceCode, cert strin
 		return nil, s.storeError("get device request", err)
 	}
 	if err := r.CheckCert(cert); err != nil {
-		return nil, deviceWording(err)
+		return nil, err
 	}
-	var body []byte
 	if r.Status != StatusPending || r.Expired(now) {
-		body, err = s.finish(ctx, r, now)
-	} else {
-		body, err = s.paced(ctx, r.ID, r.Interval, now, 0)
+		return s.finish(ctx, r, now) // its errors name the device_code (Kind.idParam)
 	}
-	return body, deviceWording(err)
-}
-
-// deviceWording names the device_code where the shared poll path's error
-// descriptions say auth_req_id.
-func deviceWording(err error) error {
-	var e *Error
-	if err == nil || !errors.As(err, &e) || !strings.Contains(e.Description, "auth_req_id") {
-		return err
-	}
-	c := *e
-	c.Description = strings.ReplaceAll(e.Description, "auth_req_id", "device_code")
-	return &c
+	// Not held (hold 0): the answer is slow_down or authorization_pending,
+	// which name no parameter.
+	return s.paced(ctx, r.ID, r.Interval, now, 0)
 }

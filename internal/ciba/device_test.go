@@ -343,3 +343,98 @@ func TestFormatAndNormalizeUserCode(t *testing.T) {
 		t.Errorf("bits %f", b)
 	}
 }
+
+// TestDeviceErrorsNameTheDeviceCode: every error of the device poll names
+// the device_code where it names the request's ID (RFC 8628 §3.4), and
+// none says auth_req_id, a parameter a device client never sent; the same
+// states polled on the CIBA grant still say auth_req_id.
+func TestDeviceErrorsNameTheDeviceCode(t *testing.T) {
+	ctx := context.Background()
+	alice := ciba.User{Subject: "sub-alice", Display: "alice"}
+	f := newFixture(t, func(c *ciba.Config, dp *ciba.Deps) {
+		withCNFMinter(c, dp)
+		prev := dp.Clients
+		dp.Clients = func(id string) (*ciba.Client, bool) {
+			if id == tvClient.ID {
+				return tvClient, true
+			}
+			return prev(id)
+		}
+	})
+	d := newDevice(t, f, nil)
+	authorize := func(cert string) string {
+		resp, err := d.AuthorizeCert(ctx, tvClient, "openid", cert)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.DeviceCode
+	}
+	approve := func(dc string) {
+		r, err := f.store.GetRequest(ctx, dc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.ApproveAs(ctx, r, alice); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bound := authorize(certA)
+	used := authorize("")
+	approve(used)
+	if _, err := d.Poll(ctx, tvClient, used); err != nil {
+		t.Fatal(err)
+	}
+	denied := authorize("")
+	r, _ := f.store.GetRequest(ctx, denied)
+	if err := d.Deny(ctx, r, "the user denied the request"); err != nil {
+		t.Fatal(err)
+	}
+	pending := authorize("")
+	if _, err := d.Poll(ctx, tvClient, pending); code(err) != ciba.CodeAuthorizationPending {
+		t.Fatalf("first poll: %v", err)
+	}
+
+	for _, tc := range []struct {
+		name, code, cert string
+		want             ciba.ErrorCode
+		names            bool // the description names the request's ID
+	}{
+		{"missing", "", "", ciba.CodeInvalidRequest, true},
+		{"unknown", "nope", "", ciba.CodeInvalidGrant, true},
+		{"bound, no certificate", bound, "", ciba.CodeInvalidGrant, true},
+		{"bound, another certificate", bound, certB, ciba.CodeInvalidGrant, true},
+		{"already used", used, "", ciba.CodeInvalidGrant, true},
+		{"denied", denied, "", ciba.CodeAccessDenied, false},
+		{"too early", pending, "", ciba.CodeSlowDown, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := d.PollCert(ctx, tvClient, tc.code, tc.cert)
+			e := ciba.AsError(err)
+			if err == nil || e.Code != tc.want {
+				t.Fatalf("err = %v, want %s", err, tc.want)
+			}
+			if strings.Contains(e.Description, "auth_req_id") || tc.names && !strings.Contains(e.Description, "device_code") {
+				t.Fatalf("description %q: want the device_code named, never auth_req_id", e.Description)
+			}
+		})
+	}
+	t.Run("expired", func(t *testing.T) {
+		f.clock.Add(time.Hour)
+		_, err := d.Poll(ctx, tvClient, pending)
+		if e := ciba.AsError(err); e.Code != ciba.CodeExpiredToken || e.Description != "the device_code has expired" {
+			t.Fatalf("err = %v, want expired_token naming the device_code", err)
+		}
+	})
+	t.Run("the CIBA grant still says auth_req_id", func(t *testing.T) {
+		id := f.create(t, pollClient)
+		_, err := f.svc.Poll(ctx, pollClient, id)
+		if code(err) != ciba.CodeAuthorizationPending {
+			t.Fatalf("first poll: %v", err)
+		}
+		f.clock.Add(time.Hour)
+		_, err = f.svc.Poll(ctx, pollClient, id)
+		if e := ciba.AsError(err); e.Code != ciba.CodeExpiredToken || e.Description != "the auth_req_id has expired" {
+			t.Fatalf("err = %v, want expired_token naming the auth_req_id", err)
+		}
+	})
+}

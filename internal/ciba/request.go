@@ -36,6 +36,16 @@ const (
 	KindDevice Kind = "device"
 )
 
+// idParam is the parameter that carries the ID of a request of grant k to
+// the token endpoint, as the token endpoint's errors name it: device_code
+// for a device request (RFC 8628 §3.4), else auth_req_id (CIBA §10.1).
+func (k Kind) idParam() string {
+	if k == KindDevice {
+		return "device_code"
+	}
+	return "auth_req_id"
+}
+
 // DeliveryMode is how the client receives the result (CIBA §5).
 type DeliveryMode string
 
@@ -260,31 +270,40 @@ func (r *AuthRequest) Expire(now time.Time) error {
 // presented is that connection's x5t#S256, "" for none (RFC 8705 §3). An
 // unbound request accepts any. It changes nothing, so the holder of the
 // right certificate can still redeem the request.
+// Its error names the request's ID by the parameter of its grant
+// (Kind.idParam).
 func (r *AuthRequest) CheckCert(presented string) error {
-	return checkCert(r.CertThumbprint, presented)
+	return checkCertOf(r.Kind, r.CertThumbprint, presented)
 }
 
-// checkCert is CheckCert for a request bound to the certificate whose
+// checkCert is CheckCert for a CIBA request bound to the certificate whose
 // thumbprint is bound ("" for none).
 func checkCert(bound, presented string) error {
+	return checkCertOf(KindCIBA, bound, presented)
+}
+
+// checkCertOf is CheckCert for a request of grant k bound to the
+// certificate whose thumbprint is bound ("" for none).
+func checkCertOf(k Kind, bound, presented string) error {
 	if bound == "" || bound == presented {
 		return nil
 	}
 	if presented == "" {
-		return tokenError(CodeInvalidGrant, "the auth_req_id is bound to the client certificate it was requested with; present that certificate on this connection (RFC 8705 §3)")
+		return tokenError(CodeInvalidGrant, "the %s is bound to the client certificate it was requested with; present that certificate on this connection (RFC 8705 §3)", k.idParam())
 	}
-	return tokenError(CodeInvalidGrant, "the auth_req_id is bound to another client certificate than the one presented; present the certificate it was requested with (RFC 8705 §3)")
+	return tokenError(CodeInvalidGrant, "the %s is bound to another client certificate than the one presented; present the certificate it was requested with (RFC 8705 §3)", k.idParam())
 }
 
 // Redeem takes the sealed token response out of an approved request and marks
 // it redeemed, so that it is handed out exactly once. It answers the token
-// endpoint's error for every other state (CIBA §11), expiry first.
+// endpoint's error for every other state (CIBA §11, RFC 8628 §3.5), expiry
+// first, naming the ID by the parameter of r's grant (Kind.idParam).
 func (r *AuthRequest) Redeem(now time.Time) ([]byte, error) {
 	if r.Status == StatusRedeemed {
-		return nil, tokenError(CodeInvalidGrant, "the auth_req_id was already used")
+		return nil, tokenError(CodeInvalidGrant, "the %s was already used", r.Kind.idParam())
 	}
 	if r.Expired(now) || r.Status == StatusExpired {
-		return nil, tokenError(CodeExpiredToken, "the auth_req_id has expired")
+		return nil, tokenError(CodeExpiredToken, "the %s has expired", r.Kind.idParam())
 	}
 	switch r.Status {
 	case StatusPending:

@@ -592,7 +592,7 @@ func (s *Service) finish(ctx context.Context, r *AuthRequest, now time.Time) ([]
 			return nil, pe
 		}
 		if errors.Is(err, ErrNotFound) {
-			return nil, tokenError(CodeInvalidGrant, "unknown auth_req_id")
+			return nil, tokenError(CodeInvalidGrant, "unknown %s", r.Kind.idParam())
 		}
 		return nil, s.storeError("redeem request", err)
 	}
