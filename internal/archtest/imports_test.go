@@ -15,6 +15,13 @@ var forbidden = map[string][]string{
 	// jose verifies JWTs and returns its own errors; the wire codes of
 	// RFC 6749 and CIBA are chosen by its callers (clientauth.tokenError).
 	"internal/jose": {"internal/ciba"},
+	// Leaves that serve the domain without knowing it: they declare what
+	// they need, and their callers adapt.
+	"internal/limit":    {"internal/ciba"},
+	"internal/notify":   {"internal/ciba"},
+	"internal/outbound": {"internal/ciba"},
+	"internal/seal":     {"internal/ciba"},
+	"internal/tracing":  {"internal/ciba"},
 }
 
 // TestForbiddenImports fails when a package depends on one it must not
