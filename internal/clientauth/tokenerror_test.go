@@ -86,7 +86,7 @@ func (downStore) PutRecord(context.Context, string, string, []byte, time.Duratio
 // request objects and client assertions answered through a replay store
 // that is down, and a replayed request object.
 func TestTokenErrorThroughTheAdapters(t *testing.T) {
-	reg, err := NewRegistry(newReg(t, Options{Client: ciba.Client{ID: "signed"}, JWKS: clientJWKS(), Methods: []string{MethodPrivateKeyJWT}}))
+	reg, err := NewRegistry(newReg(t, testOpts{Client: ciba.Client{ID: "signed"}, JWKS: clientJWKS(), Methods: []string{MethodPrivateKeyJWT}}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func TestTokenErrorThroughTheAdapters(t *testing.T) {
 		}
 	})
 	t.Run("a client assertion with the replay store down is temporarily_unavailable, no challenge", func(t *testing.T) {
-		r, err := NewRegistry(newReg(t, Options{Client: ciba.Client{ID: "signed"}, JWKS: clientJWKS(), Methods: []string{MethodPrivateKeyJWT}}))
+		r, err := NewRegistry(newReg(t, testOpts{Client: ciba.Client{ID: "signed"}, JWKS: clientJWKS(), Methods: []string{MethodPrivateKeyJWT}}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -122,7 +122,7 @@ func TestTokenErrorThroughTheAdapters(t *testing.T) {
 		}
 	})
 	t.Run("an expired client assertion is invalid_client, 401", func(t *testing.T) {
-		r, err := NewRegistry(newReg(t, Options{Client: ciba.Client{ID: "signed"}, JWKS: clientJWKS(), Methods: []string{MethodPrivateKeyJWT}}))
+		r, err := NewRegistry(newReg(t, testOpts{Client: ciba.Client{ID: "signed"}, JWKS: clientJWKS(), Methods: []string{MethodPrivateKeyJWT}}))
 		if err != nil {
 			t.Fatal(err)
 		}
