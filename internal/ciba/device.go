@@ -379,21 +379,8 @@ func (d *Device) PollCert(ctx context.Context, c *Client, deviceCode, cert strin
 	if !d.Enabled(c) {
 		return nil, tokenError(CodeUnauthorizedClient, "client %q may not use the device authorization grant", c.ID)
 	}
-	now := s.now()
-	r, err := s.d.Store.GetRequest(ctx, deviceCode)
-	if errors.Is(err, ErrNotFound) || err == nil && (r.ClientID != c.ID || r.Kind != KindDevice) {
-		return nil, tokenError(CodeInvalidGrant, "unknown device_code")
-	}
-	if err != nil {
-		return nil, s.storeError("get device request", err)
-	}
-	if err := r.CheckCert(cert); err != nil {
-		return nil, err
-	}
-	if r.Status != StatusPending || r.Expired(now) {
-		return s.finish(ctx, r, now) // its errors name the device_code (Kind.idParam)
-	}
-	// Not held (hold 0): the answer is slow_down or authorization_pending,
-	// which name no parameter.
-	return s.paced(ctx, r.ID, r.Interval, now, 0)
+	// Not held: RFC 8628 clients do not expect long polling. The errors
+	// name the device_code (Kind.idParam).
+	q := PollQuery{ClientID: c.ID, Kind: KindDevice, Cert: cert, Rule: s.paceRule(s.now(), 0)}
+	return s.poll(ctx, c, deviceCode, q)
 }

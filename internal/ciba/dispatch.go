@@ -28,7 +28,7 @@ const (
 	maxBackoff    = time.Minute
 	maxInFlight   = 64
 	sweepInterval = time.Minute
-	// takeoverInterval is how often the dispatcher asks a DueLister store
+	// takeoverInterval is how often the dispatcher asks the store (ListDue)
 	// for deliveries whose lease ran out; takeoverGrace is how long after
 	// the lease ran out it takes them, so that the instance that holds the
 	// lease, which looks at exactly that time, goes first.
@@ -75,19 +75,6 @@ func (f *inflight) end(id string, k deliveryKind) {
 	f.mu.Lock()
 	delete(f.m, inflightKey{id, k})
 	f.mu.Unlock()
-}
-
-// DueLister is implemented by stores shared between instances that index the
-// requests with a pending delivery by their next attempt. An instance that
-// claimed an attempt and died leaves a lease that runs out with nobody to
-// look at it again but the other instances: with a DueLister they find it
-// within seconds (takeoverInterval) rather than at the next full sweep.
-type DueLister interface {
-	// ListDue calls fn, until it returns false, with the ids of requests
-	// that have a pending delivery whose NextAttempt is at or before t. It
-	// may list a bounded number per call, and a request that changed
-	// since; the dispatcher claims each attempt by compare-and-set anyway.
-	ListDue(ctx context.Context, t time.Time, fn func(id string) bool) error
 }
 
 // scheduler is the set of requests the dispatcher must look at, with the
@@ -175,9 +162,11 @@ func (s *Service) Run(ctx context.Context) error {
 	sem := make(chan struct{}, maxInFlight)
 	sweep := time.NewTicker(sweepInterval)
 	defer sweep.Stop()
+	// A store no other process shares lists nothing due (Store.ListDue);
+	// asking it costs nothing, and SoleDispatcher says there is no one
+	// to take over from.
 	var takeover <-chan time.Time
-	due, shared := behind[DueLister](s.d.Store)
-	if shared {
+	if !s.cfg.SoleDispatcher {
 		t := time.NewTicker(takeoverInterval)
 		defer t.Stop()
 		takeover = t.C
@@ -211,7 +200,7 @@ func (s *Service) Run(ctx context.Context) error {
 				s.log.Warn("sweep", slog.Any("error", err))
 			}
 		case <-takeover:
-			s.takeOver(ctx, due)
+			s.takeOver(ctx)
 		}
 	}
 }
@@ -235,16 +224,7 @@ func (s *Service) sweep(ctx context.Context, reclaim bool) error {
 		}
 		return true
 	}
-	var err error
-	if sl, ok := behind[SweepLister](s.d.Store); ok {
-		err = sl.ListSweep(ctx, visit)
-	} else {
-		var v SweepView
-		err = s.d.Store.ListRequests(ctx, func(r *AuthRequest) bool {
-			SweepViewOf(r, &v)
-			return visit(&v)
-		})
-	}
+	err := s.d.Store.ListSweep(ctx, visit)
 	for _, id := range gone {
 		if err := s.d.Store.DeleteRequest(ctx, id); err != nil && !errors.Is(err, ErrNotFound) {
 			s.log.Warn("delete expired request", slog.Any("error", err))
@@ -302,9 +282,9 @@ func (s *Service) sweepAction(v *SweepView, now time.Time) (sweepAct, time.Time)
 // more than takeoverGrace: their instance died or is stuck. A store outage
 // is logged at debug level only, as the next tick tries again and /readyz
 // reports it.
-func (s *Service) takeOver(ctx context.Context, due DueLister) {
+func (s *Service) takeOver(ctx context.Context) {
 	now := s.now()
-	err := due.ListDue(ctx, now.Add(-takeoverGrace), func(id string) bool {
+	err := s.d.Store.ListDue(ctx, now.Add(-takeoverGrace), func(id string) bool {
 		s.sched.add(id, now)
 		return true
 	})

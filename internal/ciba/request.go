@@ -288,6 +288,13 @@ func checkCertOf(k Kind, bound, presented string) error {
 	if bound == "" || bound == presented {
 		return nil
 	}
+	return certMismatch(k, presented)
+}
+
+// certMismatch is the answer to a poll of a request of grant k bound to another
+// certificate than the one presented (presented: its thumbprint, "" for
+// none).
+func certMismatch(k Kind, presented string) error {
 	if presented == "" {
 		return tokenError(CodeInvalidGrant, "the %s is bound to the client certificate it was requested with; present that certificate on this connection (RFC 8705 §3)", k.idParam())
 	}

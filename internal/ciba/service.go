@@ -153,12 +153,6 @@ type Service struct {
 	sched scheduler
 	// errSlowDown is the answer to an early poll, built once.
 	errSlowDown *Error
-	// The store's optional fast paths (store.go), found once behind its
-	// wrappers rather than on every poll; nil when it has none.
-	pacedReader PacedReader
-	pollViewer  PollViewer
-	paceApplier PaceApplier
-	pollCache   PollCache
 	// released is closed by ReleaseHolds: long polls are then answered at
 	// once and no longer held.
 	released    chan struct{}
@@ -209,10 +203,6 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	s.pacedReader, _ = behind[PacedReader](d.Store)
-	s.pollViewer, _ = behind[PollViewer](d.Store)
-	s.paceApplier, _ = behind[PaceApplier](d.Store)
-	s.pollCache, _ = behind[PollCache](d.Store)
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -406,128 +396,67 @@ func (s *Service) PollCert(ctx context.Context, c *Client, authReqID, cert strin
 	if authReqID == "" {
 		return nil, tokenError(CodeInvalidRequest, "auth_req_id is required")
 	}
-	now := s.now()
-	if pc := s.pollCache; pc != nil && c.Mode == ModePoll {
-		// Known here as pending: paced here, without a round trip to the
-		// store, when the store can answer for what is known here. Not
-		// for ping clients: the token request that follows a ping must
-		// see the result the ping announced, which an instance may hear
-		// of a moment after the ping was sent.
-		if v, ok := pc.CachedPoll(authReqID); ok && v.Status == StatusPending && !v.Expired(now) {
-			if err := s.pollable(c, nil, v.ClientID != c.ID || v.Kind != KindCIBA, v.CertThumbprint, cert); err != nil {
-				return nil, err
-			}
-			if slow, answered := pc.PaceCached(authReqID, s.paceRule(now, s.cfg.LongPoll, s.cfg.Interval)); answered {
-				if slow {
-					return nil, s.errSlowDown
-				}
-				return nil, ErrAuthorizationPending
-			}
-		}
-	}
-	if pr := s.pacedReader; pr != nil {
-		// One step (one round trip to a remote store): read and pace.
-		r, slow, err := pr.ReadAndPace(ctx, authReqID, s.paceRule(now, s.cfg.LongPoll, s.cfg.Interval))
-		if err := s.pollable(c, err, err == nil && (r.ClientID != c.ID || r.Kind != KindCIBA), boundTo(r, err), cert); err != nil {
-			return nil, err
-		}
-		if r.Status != StatusPending || r.Expired(now) {
-			return s.finish(ctx, r, now)
-		}
-		return s.afterPace(ctx, authReqID, now, min(s.cfg.LongPoll, r.ExpiresAt.Sub(now)), slow)
-	}
-	if pv := s.pollViewer; pv != nil {
-		// The hot path: a pending request is answered from its poll view,
-		// without reading (or copying) the whole request.
-		v, err := pv.PeekPoll(ctx, authReqID)
-		if err := s.pollable(c, err, err == nil && (v.ClientID != c.ID || v.Kind != KindCIBA), v.CertThumbprint, cert); err != nil {
-			return nil, err
-		}
-		if v.Status == StatusPending && !v.Expired(now) {
-			return s.paced(ctx, authReqID, v.Interval, now, min(s.cfg.LongPoll, v.ExpiresAt.Sub(now)))
-		}
-	}
-	r, err := s.d.Store.GetRequest(ctx, authReqID)
-	if err := s.pollable(c, err, err == nil && (r.ClientID != c.ID || r.Kind != KindCIBA), boundTo(r, err), cert); err != nil {
-		return nil, err
-	}
-	if r.Status != StatusPending || r.Expired(now) {
-		return s.finish(ctx, r, now)
-	}
-	return s.paced(ctx, r.ID, r.Interval, now, min(s.cfg.LongPoll, r.ExpiresAt.Sub(now)))
+	q := PollQuery{ClientID: c.ID, Kind: KindCIBA, Cert: cert, Rule: s.paceRule(s.now(), s.cfg.LongPoll),
+		// A push client may not poll: it is told so once the request is
+		// known to be its own, and its polls are not paced.
+		CheckOnly: c.Mode == ModePush,
+		// Not from an instance's knowledge for ping clients: the token
+		// request that follows a ping must see the result the ping
+		// announced, which an instance may hear of a moment after the
+		// ping was sent.
+		Current: c.Mode != ModePoll}
+	return s.poll(ctx, c, authReqID, q)
 }
 
-// boundTo is the thumbprint of the certificate r is bound to, "" when
-// reading r failed.
-func boundTo(r *AuthRequest, err error) string {
-	if err != nil {
-		return ""
-	}
-	return r.CertThumbprint
+// paceRule is the service's pace rule for a poll at now, held up to hold
+// when on time (the store sets Initial, PollQuery.RuleFor).
+func (s *Service) paceRule(now time.Time, hold time.Duration) PaceRule {
+	return PaceRule{Now: now, Tolerance: s.cfg.PollTolerance, Step: s.cfg.SlowDownStep, Hold: hold}
 }
 
-// pollable turns the outcome of reading a polled request into the poll's
-// answer: nil when client c may poll it over a connection presenting the
-// certificate whose thumbprint is cert, else invalid_grant for an unknown
-// request or one of another client or grant (foreign), the store's
-// failure, invalid_grant for a request bound to another certificate than
-// cert (bound, RFC 8705 §3), or unauthorized_client for a push client.
-func (s *Service) pollable(c *Client, err error, foreign bool, bound, cert string) error {
-	if errors.Is(err, ErrNotFound) || err == nil && foreign {
-		// The same answer for all, so ids of other clients (and device
-		// codes) cannot be probed.
-		return tokenError(CodeInvalidGrant, "unknown auth_req_id")
+// poll answers a poll of request id by client c for every grant that polls
+// (CIBA §11, RFC 8628 §3.5), in one store call (Store.Poll): invalid_grant
+// for an unknown request or one of another client or grant (the same
+// answer for all, so that ids of other clients and device codes cannot be
+// probed) or bound to another certificate (RFC 8705 §3);
+// unauthorized_client for a push client (q.CheckOnly); slow_down when it
+// came before the interval passed or while another poll is held (the
+// interval has grown); the tokens or the error of a request no longer
+// pending; else authorization_pending, after holding the poll up to its
+// hold for the result.
+func (s *Service) poll(ctx context.Context, c *Client, id string, q PollQuery) ([]byte, error) {
+	res, err := s.d.Store.Poll(ctx, id, q)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		res.Outcome = PollUnknown
+	case err != nil:
+		return nil, s.storeError("poll", err)
 	}
-	if err != nil {
-		return s.storeError("get request", err)
+	switch res.Outcome {
+	case PollUnknown:
+		return nil, tokenError(CodeInvalidGrant, "unknown %s", q.Kind.idParam())
+	case PollWrongCert:
+		return nil, certMismatch(q.Kind, q.Cert)
 	}
-	if err := checkCert(bound, cert); err != nil {
-		return err
+	if q.CheckOnly {
+		return nil, tokenError(CodeUnauthorizedClient, "client %q uses push mode; its tokens are delivered to its notification endpoint", c.ID)
 	}
-	if c.Mode == ModePush {
-		return tokenError(CodeUnauthorizedClient, "client %q uses push mode; its tokens are delivered to its notification endpoint", c.ID)
-	}
-	return nil
-}
-
-// paceRule is the service's pace rule for a poll at now.
-func (s *Service) paceRule(now time.Time, hold, initial time.Duration) PaceRule {
-	return PaceRule{Now: now, Tolerance: s.cfg.PollTolerance, Step: s.cfg.SlowDownStep, Hold: hold, Initial: initial}
-}
-
-// paced answers a poll of the pending request id, whose first announced
-// interval is interval, for every grant that polls (CIBA §11, RFC 8628
-// §3.5): slow_down, growing the interval, when it comes before the interval
-// has passed or while another poll is held; otherwise authorization_pending,
-// after holding the poll up to hold for the result.
-func (s *Service) paced(ctx context.Context, id string, interval time.Duration, now time.Time, hold time.Duration) ([]byte, error) {
-	var slow bool
-	var err error
-	rule := s.paceRule(now, hold, interval)
-	if pa := s.paceApplier; pa != nil {
-		slow, err = pa.ApplyPace(ctx, id, rule)
-	} else {
-		_, err = s.d.Store.UpdatePace(ctx, id, func(p *Pace) error {
-			slow = rule.Apply(p)
-			return nil
-		})
-	}
-	if err != nil {
-		return nil, s.storeError("update pace", err)
-	}
-	return s.afterPace(ctx, id, now, hold, slow)
-}
-
-// afterPace answers a paced poll of the pending request id: slow_down when
-// it was early, otherwise authorization_pending after holding it up to hold
-// for the result.
-func (s *Service) afterPace(ctx context.Context, id string, now time.Time, hold time.Duration, slow bool) ([]byte, error) {
-	if slow {
+	switch res.Outcome {
+	case PollDone:
+		return s.finish(ctx, res.Request, q.Rule.Now)
+	case PollSlow:
 		return nil, s.errSlowDown
 	}
-	if hold <= 0 {
+	if res.Hold <= 0 {
 		return nil, ErrAuthorizationPending
 	}
+	return s.held(ctx, id, q.Rule.Now, res.Hold)
+}
+
+// held holds the on-time poll made at now of the pending request id up to
+// hold for its result, releases the hold (PaceRule.Release) and answers
+// the request as it then is.
+func (s *Service) held(ctx context.Context, id string, now time.Time, hold time.Duration) ([]byte, error) {
 	r, err := s.hold(ctx, id, hold)
 	end := s.now()
 	if _, perr := s.d.Store.UpdatePace(context.WithoutCancel(ctx), id, func(p *Pace) error {

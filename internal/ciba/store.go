@@ -60,6 +60,31 @@ type Store interface {
 	// pointer.
 	UpdatePace(ctx context.Context, id string, fn func(*Pace) error) (Pace, error)
 
+	// Poll answers one poll of request id (CIBA §11, RFC 8628 §3.5) in one
+	// step: it reads the request, checks that q's client may poll it
+	// (PollQuery.Check: client, kind, certificate) and only then paces it
+	// by q.Rule (PollQuery.RuleFor), so that a poll of another client's
+	// request, of another grant's or over another certificate changes
+	// nothing. An unknown id is PollUnknown, not an error; an error is the
+	// backend's failure (ErrUnavailable).
+	Poll(ctx context.Context, id string, q PollQuery) (PollResult, error)
+
+	// ListSweep calls fn with what the dispatcher's sweep reads of every
+	// stored request until fn returns false; fn must not keep v or its
+	// strings. Like ListRequests it may or may not see changes made while
+	// it runs, and fn may call the Store.
+	ListSweep(ctx context.Context, fn func(v *SweepView) bool) error
+	// ListDue calls fn, until it returns false, with the ids of requests
+	// that have a pending delivery whose NextAttempt is at or before t, as
+	// far as the backend indexes them for other instances: an instance
+	// that claimed an attempt and died leaves a lease that runs out with
+	// nobody to look at it again but the other instances, which find it
+	// here within seconds rather than at the next full sweep. It may list
+	// a bounded number per call, and a request that changed since (the
+	// dispatcher claims each attempt by compare-and-set anyway). A backend
+	// no other process shares (memory, embedded) lists nothing.
+	ListDue(ctx context.Context, t time.Time, fn func(id string) bool) error
+
 	// Subscribe returns a channel that receives a value after the request
 	// with the given id is changed by UpdateRequest or DeleteRequest (on any
 	// instance sharing the store), and a function to stop listening, which
@@ -98,8 +123,10 @@ type Pace struct {
 	HoldUntil time.Time `json:"hold_until,omitzero"`
 }
 
-// PollView is the part of a request that a poll of a pending request
-// reads: who may poll it, whether it is still pending, and its pace.
+// PollView is the part of a request that a poll reads: who may poll it,
+// whether it is still pending, and its first interval. Backends that can
+// read it without building the whole request (memory, embedded, the Redis
+// poll cache) answer a poll of a pending request without allocating.
 type PollView struct {
 	ClientID  string
 	Kind      Kind
@@ -113,43 +140,6 @@ type PollView struct {
 
 // Expired reports whether the request is past its lifetime at now.
 func (v *PollView) Expired(now time.Time) bool { return !now.Before(v.ExpiresAt) }
-
-// PollViewer is implemented by stores that can read a request's PollView
-// without building the whole request (memory, embedded): the poll of a
-// pending request, the path clients load most, then allocates nothing for
-// the read. An error wraps ErrNotFound when there is no such request.
-type PollViewer interface {
-	PeekPoll(ctx context.Context, id string) (PollView, error)
-}
-
-// PollCache is implemented by remote stores (Redis) that remember, in each
-// instance, the poll view and pace of the pending requests the instance has
-// polled, and hear of every change to them: a poll of a request known here
-// to be pending is paced here, without a round trip, and the pace is shared
-// with the other instances shortly after. What an instance knows lags the
-// store by at most the few moments a change message takes, and the store
-// says when it cannot vouch for that (the change channel down or late):
-// the poll then goes to the store.
-type PollCache interface {
-	// CachedPoll returns the poll view of request id as this instance last
-	// read it; ok is false when it has none. It does no I/O.
-	CachedPoll(id string) (v PollView, ok bool)
-	// PaceCached applies rule to the pace of pending request id as this
-	// instance knows it and reports whether the poll was early
-	// (slow_down), if it can answer for the request; answered is false
-	// when it cannot (nothing known, knowledge not vouched for, or a poll
-	// to hold, rule.Hold > 0, which the store must pace), and nothing is
-	// changed. It does no I/O.
-	PaceCached(id string, rule PaceRule) (slow, answered bool)
-}
-
-// PaceApplier is implemented by stores that apply a PaceRule to a
-// request's pace state themselves (memory, embedded), which spares the
-// poll path the closure UpdatePace would need. Same contract as UpdatePace
-// with rule.Apply as the updater.
-type PaceApplier interface {
-	ApplyPace(ctx context.Context, id string, rule PaceRule) (slow bool, err error)
-}
 
 // SweepView is what the dispatcher's periodic sweep reads of a request to
 // decide whether it needs a look (sweepAction).
@@ -168,24 +158,17 @@ type SweepView struct {
 	HasResult bool
 }
 
-// SweepViewOf sets v to the SweepView of r: what a SweepLister gives for it.
+// SweepViewOf sets v to the SweepView of r: what ListSweep gives for it.
 func SweepViewOf(r *AuthRequest, v *SweepView) {
 	*v = SweepView{ID: r.ID, Mode: r.Mode, Status: r.Status, ExpiresAt: r.ExpiresAt,
 		NoticeDue:   r.UserNotice.Pending() || r.ClientNotice.Pending(),
 		RelayActive: r.Relay.Active(), RelayNextPoll: r.Relay.NextPoll, HasResult: r.Result != nil}
 }
 
-// SweepLister is implemented by stores that can list what the sweep reads
-// of every request without building each request (memory, embedded): with
-// a million pending requests, building them all every minute is seconds of
-// CPU and as much garbage. fn must not keep v or its strings.
-type SweepLister interface {
-	ListSweep(ctx context.Context, fn func(v *SweepView) bool) error
-}
-
 // PaceRule is the pacing decision of one poll (CIBA §7.3, §11; RFC 8628
 // §3.5) as data, so that a remote store can apply it in the round trip that
-// reads the request (PacedReader).
+// reads the request (Store.Poll). It is the one definition of the rule: the
+// Redis backend's Lua is tested against it on generated cases.
 type PaceRule struct {
 	// Now is the time of the poll.
 	Now time.Time
@@ -240,29 +223,100 @@ func (rule PaceRule) Release(p *Pace, end time.Time) {
 	}
 }
 
-// PacedReader is implemented by stores that can read a request and apply a
-// PaceRule to its pace state in one step, where UpdatePace after
-// GetRequest would cost round trips to a remote store (Redis). The rule is
-// applied whatever the request's state; a caller ignores the pace of a
-// request that is not pending. The request may be shared: it must not be
-// modified.
-type PacedReader interface {
-	ReadAndPace(ctx context.Context, id string, rule PaceRule) (r *AuthRequest, slow bool, err error)
+// PollQuery is what a poll asks of Store.Poll: who polls, for which grant,
+// over which certificate, and the pace rule to apply if it may.
+type PollQuery struct {
+	// ClientID is the authenticated client that polls.
+	ClientID string
+	// Kind is the grant polled with: a request of another kind is
+	// PollUnknown.
+	Kind Kind
+	// Cert is the x5t#S256 of the client certificate the connection
+	// presents ("" for none): a request bound to another certificate is
+	// PollWrongCert.
+	Cert string
+	// Rule paces the poll; the backend completes it with PollQuery.RuleFor.
+	Rule PaceRule
+	// CheckOnly asks for the checks and the state only: nothing is paced
+	// and a pending request is PollPending with no hold (a push client's
+	// poll, which is refused whatever the pace).
+	CheckOnly bool
+	// Current asks for the request as the store holds it now, not as this
+	// instance last knew it (a ping client's poll after the ping, which
+	// must see the result the ping announced). Backends without such
+	// knowledge ignore it.
+	Current bool
 }
 
-// behind finds an optional interface T of the store st: st itself, or the
-// store a wrapper (metrics) wraps, found through its Unwrap() Store.
-func behind[T any](st Store) (T, bool) {
-	for range 8 {
-		if t, ok := st.(T); ok {
-			return t, true
-		}
-		w, ok := st.(interface{ Unwrap() Store })
-		if !ok {
-			break
-		}
-		st = w.Unwrap()
+// PollOutcome is what a poll found.
+type PollOutcome uint8
+
+// The outcomes of Store.Poll.
+const (
+	// PollUnknown: no such request, or one of another client or another
+	// grant: one outcome, so that ids cannot be probed. Nothing changed.
+	PollUnknown PollOutcome = iota
+	// PollWrongCert: the request is bound to another client certificate
+	// than PollQuery.Cert (RFC 8705 §3). Nothing changed.
+	PollWrongCert
+	// PollSlow: the request is pending and the poll was early (slow_down);
+	// its interval has grown by the rule's step.
+	PollSlow
+	// PollPending: the request is pending and the poll on time; Hold is
+	// how long to hold it open (0: answer at once).
+	PollPending
+	// PollDone: the request is not pending (decided, redeemed, expired or
+	// past its lifetime); Request is it, to finish or redeem.
+	PollDone
+)
+
+// PollResult is the answer of Store.Poll.
+type PollResult struct {
+	Outcome PollOutcome
+	// Hold is, for PollPending, how long the poll may be held open: the
+	// rule's Hold, cut at the request's expiry.
+	Hold time.Duration
+	// Request is, for PollDone, the request as read. It may be shared:
+	// it must not be modified.
+	Request *AuthRequest
+}
+
+// Check is what a backend decides about a poll from the poll view v of the
+// request, before any pacing: PollUnknown for another client's or kind's
+// request, PollWrongCert for a request bound to another certificate,
+// PollDone for a request that is not pending or is past its lifetime at
+// q.Rule.Now, else PollPending: the poll is to be paced (unless CheckOnly).
+func (q *PollQuery) Check(v *PollView) PollOutcome {
+	switch {
+	case v.ClientID != q.ClientID || v.Kind != q.Kind:
+		return PollUnknown
+	case v.CertThumbprint != "" && v.CertThumbprint != q.Cert:
+		return PollWrongCert
+	case v.Status != StatusPending || v.Expired(q.Rule.Now):
+		return PollDone
 	}
-	var zero T
-	return zero, false
+	return PollPending
+}
+
+// RuleFor is q.Rule completed for the pending request of view v: a request
+// polled for the first time starts at the interval it announced. (The
+// hold in the pace state is the rule's, even past the request's expiry:
+// a poll after the expiry is answered expired_token whatever its pace, and
+// the hold's release clears it; PollResult.Hold is cut at the expiry.)
+func (q *PollQuery) RuleFor(v *PollView) PaceRule {
+	r := q.Rule
+	r.Initial = v.Interval
+	return r
+}
+
+// HoldFor is how long an on-time poll of a request expiring at expires may
+// be held: the rule's Hold, cut at the expiry.
+func (q *PollQuery) HoldFor(expires time.Time) time.Duration {
+	return max(min(q.Rule.Hold, expires.Sub(q.Rule.Now)), 0)
+}
+
+// PollViewOf is the poll view of request r.
+func PollViewOf(r *AuthRequest) PollView {
+	return PollView{ClientID: r.ClientID, Kind: r.Kind, Status: r.Status, ExpiresAt: r.ExpiresAt,
+		Interval: r.Interval, CertThumbprint: r.CertThumbprint}
 }

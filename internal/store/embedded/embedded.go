@@ -386,21 +386,21 @@ func (s *Store) GetRequest(ctx context.Context, id string) (*ciba.AuthRequest, e
 }
 
 // ListSweep lists the sweep's view of every request, from memory
-// (ciba.SweepLister).
+// (ciba.Store.ListSweep).
 func (s *Store) ListSweep(ctx context.Context, fn func(v *ciba.SweepView) bool) error {
 	return s.mem.ListSweep(ctx, fn)
 }
 
-// ApplyPace applies a poll's pace rule in memory (ciba.PaceApplier); pace
-// state is never journaled.
-func (s *Store) ApplyPace(ctx context.Context, id string, rule ciba.PaceRule) (bool, error) {
-	return s.mem.ApplyPace(ctx, id, rule)
+// Poll answers a poll in memory (ciba.Store.Poll); pace state is never
+// written to disk.
+func (s *Store) Poll(ctx context.Context, id string, q ciba.PollQuery) (ciba.PollResult, error) {
+	return s.mem.Poll(ctx, id, q)
 }
 
-// PeekPoll returns what a poll reads of request id (ciba.PollViewer), from
-// memory, without decoding the rest.
-func (s *Store) PeekPoll(ctx context.Context, id string) (ciba.PollView, error) {
-	return s.mem.PeekPoll(ctx, id)
+// ListDue lists nothing: one process opens the store at a time
+// (ciba.Store.ListDue).
+func (s *Store) ListDue(ctx context.Context, t time.Time, fn func(id string) bool) error {
+	return s.mem.ListDue(ctx, t, fn)
 }
 
 // GetRequestByApprovalID returns a copy of the request whose ApprovalID is

@@ -2,7 +2,6 @@ package memory
 
 import (
 	"context"
-	"errors"
 	"math/rand/v2"
 	"reflect"
 	"strings"
@@ -112,31 +111,37 @@ func TestPollViewMatchesTheRequest(t *testing.T) {
 	}
 }
 
-// TestStorePeekPoll: the store's poll view follows updates and deletion.
-func TestStorePeekPoll(t *testing.T) {
+// TestStorePoll: the store's poll follows updates and deletion, and a poll
+// of a pending request, on time or early, allocates nothing.
+func TestStorePoll(t *testing.T) {
 	ctx := context.Background()
 	s := New()
 	r := storetest.NewRequest()
-	if _, err := s.PeekPoll(ctx, r.ID); err == nil {
-		t.Fatal("PeekPoll of an unknown id succeeded")
+	now := time.Now()
+	q := ciba.PollQuery{ClientID: r.ClientID, Kind: r.Kind, Cert: r.CertThumbprint, Rule: ciba.PaceRule{Now: now, Step: 5 * time.Second}}
+	if res, err := s.Poll(ctx, r.ID, q); err != nil || res.Outcome != ciba.PollUnknown {
+		t.Fatalf("Poll of an unknown id = %+v, %v", res, err)
 	}
 	if err := s.CreateRequest(ctx, r); err != nil {
 		t.Fatal(err)
 	}
-	if v, err := s.PeekPoll(ctx, r.ID); err != nil || v.Status != ciba.StatusPending || v.ClientID != r.ClientID {
-		t.Fatalf("PeekPoll = %+v, %v", v, err)
+	if res, err := s.Poll(ctx, r.ID, q); err != nil || res.Outcome != ciba.PollPending {
+		t.Fatalf("Poll = %+v, %v", res, err)
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = s.Poll(ctx, r.ID, q) }); n != 0 {
+		t.Errorf("Poll of a pending request allocates %v times per call, want 0", n)
 	}
 	if _, err := s.UpdateRequest(ctx, r.ID, func(r *ciba.AuthRequest) error { r.Status = ciba.StatusDenied; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if v, _ := s.PeekPoll(ctx, r.ID); v.Status != ciba.StatusDenied {
-		t.Fatalf("PeekPoll after an update: status %q", v.Status)
+	if res, _ := s.Poll(ctx, r.ID, q); res.Outcome != ciba.PollDone || res.Request.Status != ciba.StatusDenied {
+		t.Fatalf("Poll after an update: %+v", res)
 	}
 	if err := s.DeleteRequest(ctx, r.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.PeekPoll(ctx, r.ID); err == nil {
-		t.Fatal("PeekPoll of a deleted request succeeded")
+	if res, err := s.Poll(ctx, r.ID, q); err != nil || res.Outcome != ciba.PollUnknown {
+		t.Fatalf("Poll of a deleted request = %+v, %v", res, err)
 	}
 }
 
@@ -163,37 +168,28 @@ func FuzzDecodeRequest(f *testing.F) {
 	})
 }
 
-// TestApplyPace: ApplyPace is UpdatePace with the rule as updater: the
+// TestPollPaces: Poll applies the rule from the request's interval: the
 // first poll is on time, one right after it is early and grows the
-// interval, an unknown or deleted request is not found.
-func TestApplyPace(t *testing.T) {
+// interval.
+func TestPollPaces(t *testing.T) {
 	ctx := context.Background()
 	s := New()
 	r := storetest.NewRequest()
-	if _, err := s.ApplyPace(ctx, r.ID, ciba.PaceRule{}); !errors.Is(err, ciba.ErrNotFound) {
-		t.Fatalf("ApplyPace of an unknown id: %v", err)
-	}
 	if err := s.CreateRequest(ctx, r); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	rule := ciba.PaceRule{Now: now, Step: 5 * time.Second, Initial: 5 * time.Second}
-	if slow, err := s.ApplyPace(ctx, r.ID, rule); err != nil || slow {
-		t.Fatalf("first poll: slow=%v err=%v", slow, err)
+	q := ciba.PollQuery{ClientID: r.ClientID, Kind: r.Kind, Cert: r.CertThumbprint, Rule: ciba.PaceRule{Now: now, Step: 5 * time.Second}}
+	if res, err := s.Poll(ctx, r.ID, q); err != nil || res.Outcome != ciba.PollPending {
+		t.Fatalf("first poll: %+v, %v", res, err)
 	}
-	rule.Now = now.Add(time.Second)
-	if slow, err := s.ApplyPace(ctx, r.ID, rule); err != nil || !slow {
-		t.Fatalf("early poll: slow=%v err=%v", slow, err)
+	q.Rule.Now = now.Add(time.Second)
+	if res, err := s.Poll(ctx, r.ID, q); err != nil || res.Outcome != ciba.PollSlow {
+		t.Fatalf("early poll: %+v, %v", res, err)
 	}
 	p, err := s.UpdatePace(ctx, r.ID, func(*ciba.Pace) error { return nil })
 	if err != nil || p.Interval != 10*time.Second || !p.NotBefore.Equal(now.Add(11*time.Second)) {
 		t.Fatalf("pace after an early poll: %+v, %v", p, err)
-	}
-	if err := s.DeleteRequest(ctx, r.ID); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.ApplyPace(ctx, r.ID, rule); !errors.Is(err, ciba.ErrNotFound) {
-		t.Fatalf("ApplyPace of a deleted request: %v", err)
 	}
 }
 

@@ -83,7 +83,7 @@ type Store struct {
 	closed      atomic.Bool
 	// paces holds *ciba.Pace scratch values for UpdatePace's updaters (a
 	// long poll's release), so that it allocates none; the poll itself
-	// uses ApplyPace.
+	// paces in Poll.
 	paces sync.Pool
 
 	requests  [shardCount]requestShard
@@ -405,16 +405,51 @@ func (s *Store) GetRequest(_ context.Context, id string) (*ciba.AuthRequest, err
 	return nil, errRequestNotFound
 }
 
-// PeekPoll returns what a poll reads of request id (ciba.PollViewer),
-// without decoding the rest or allocating.
-func (s *Store) PeekPoll(_ context.Context, id string) (ciba.PollView, error) {
+// Poll answers a poll of request id (ciba.Store.Poll) under the request's
+// pace lock: the checks read the encoded request in place and the pace is
+// applied in memory, so a poll of a pending request allocates nothing; only
+// a request no longer pending is decoded. Pace state is never journaled.
+func (s *Store) Poll(_ context.Context, id string, q ciba.PollQuery) (ciba.PollResult, error) {
 	if s.closed.Load() {
-		return ciba.PollView{}, errClosed
+		return ciba.PollResult{}, errClosed
 	}
-	if enc := s.current(id); enc != nil {
-		return pollView(snapshot(enc))
+	e := s.entry(id)
+	if e == nil {
+		return ciba.PollResult{}, nil
 	}
-	return ciba.PollView{}, errRequestNotFound
+	e.paceMu.Lock()
+	// Checked under the pace lock, so a deleted request's state is never
+	// changed after DeleteRequest returned.
+	enc := e.cur.Load()
+	if enc == nil || !is(enc, id) {
+		e.paceMu.Unlock()
+		return ciba.PollResult{}, nil
+	}
+	v, err := pollView(snapshot(enc))
+	if err != nil {
+		e.paceMu.Unlock()
+		return ciba.PollResult{}, fmt.Errorf("memory store: poll: %w", err)
+	}
+	switch out := q.Check(&v); {
+	case out == ciba.PollDone:
+		e.paceMu.Unlock()
+		r, err := decode(enc)
+		if err != nil {
+			return ciba.PollResult{}, fmt.Errorf("memory store: poll: %w", err)
+		}
+		return ciba.PollResult{Outcome: ciba.PollDone, Request: r}, nil
+	case out != ciba.PollPending, q.CheckOnly:
+		e.paceMu.Unlock()
+		return ciba.PollResult{Outcome: out}, nil
+	}
+	p := e.pace.get()
+	slow := q.RuleFor(&v).Apply(&p)
+	e.pace = toPace(p)
+	e.paceMu.Unlock()
+	if slow {
+		return ciba.PollResult{Outcome: ciba.PollSlow}, nil
+	}
+	return ciba.PollResult{Outcome: ciba.PollPending, Hold: q.HoldFor(v.ExpiresAt)}, nil
 }
 
 // GetRequestByApprovalID returns a copy of the request whose ApprovalID is
@@ -540,7 +575,7 @@ func (s *Store) ListRequests(ctx context.Context, fn func(*ciba.AuthRequest) boo
 }
 
 // ListSweep calls fn with the sweep's view of every stored request
-// (ciba.SweepLister) until fn returns false, without building the
+// (ciba.Store.ListSweep) until fn returns false, without building the
 // requests; fn must not keep v or its strings. Like ListRequests, it reads
 // one shard at a time and calls fn without a lock held.
 func (s *Store) ListSweep(ctx context.Context, fn func(v *ciba.SweepView) bool) error {
@@ -617,26 +652,13 @@ func (s *Store) UpdatePace(_ context.Context, id string, fn func(p *ciba.Pace) e
 	return *p, nil
 }
 
-// ApplyPace applies rule to the pace state of request id (ciba.PaceApplier)
-// and reports whether the poll was early; UpdatePace with rule.Apply,
-// without an updater to allocate.
-func (s *Store) ApplyPace(_ context.Context, id string, rule ciba.PaceRule) (slow bool, err error) {
+// ListDue lists nothing: no other process shares this store, so no other
+// dispatcher leaves deliveries to take over (ciba.Store.ListDue).
+func (s *Store) ListDue(context.Context, time.Time, func(id string) bool) error {
 	if s.closed.Load() {
-		return false, errClosed
+		return errClosed
 	}
-	e := s.entry(id)
-	if e == nil {
-		return false, errRequestNotFound
-	}
-	e.paceMu.Lock()
-	defer e.paceMu.Unlock()
-	if enc := e.cur.Load(); enc == nil || !is(enc, id) {
-		return false, errRequestNotFound
-	}
-	p := e.pace.get()
-	slow = rule.Apply(&p)
-	e.pace = toPace(p)
-	return slow, nil
+	return nil
 }
 
 // Subscribe returns a channel that receives a value after every successful

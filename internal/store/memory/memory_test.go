@@ -461,9 +461,9 @@ func TestReusedEntryIsNotTheOldRequest(t *testing.T) {
 	if err := s.CreateRequest(ctx, old); err != nil {
 		t.Fatal(err)
 	}
-	rule := ciba.PaceRule{Now: time.Now(), Initial: 5 * time.Second, Step: 5 * time.Second}
-	if _, err := s.ApplyPace(ctx, old.ID, rule); err != nil {
-		t.Fatal(err)
+	q := ciba.PollQuery{ClientID: old.ClientID, Kind: old.Kind, Cert: old.CertThumbprint, Rule: ciba.PaceRule{Now: time.Now(), Step: 5 * time.Second}}
+	if res, err := s.Poll(ctx, old.ID, q); err != nil || res.Outcome != ciba.PollPending {
+		t.Fatal(res, err)
 	}
 	stale := s.entry(old.ID)
 	if err := s.DeleteRequest(ctx, old.ID); err != nil {
@@ -501,8 +501,8 @@ func TestReusedEntryIsNotTheOldRequest(t *testing.T) {
 	if _, err := s.UpdateRequest(ctx, old.ID, func(*ciba.AuthRequest) error { return nil }); !errors.Is(err, ciba.ErrNotFound) {
 		t.Errorf("UpdateRequest of the deleted id: %v", err)
 	}
-	if _, err := s.ApplyPace(ctx, old.ID, rule); !errors.Is(err, ciba.ErrNotFound) {
-		t.Errorf("ApplyPace of the deleted id: %v", err)
+	if res, err := s.Poll(ctx, old.ID, q); err != nil || res.Outcome != ciba.PollUnknown {
+		t.Errorf("Poll of the deleted id: %+v, %v", res, err)
 	}
 	got, err := s.GetRequest(ctx, next.ID)
 	if err != nil || !storetest.SameRequest(got, next) {
@@ -525,8 +525,9 @@ func TestEntriesAreReusedUnderConcurrency(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				if v, err := s.PeekPoll(ctx, r.ID); err != nil || v.ClientID != r.ClientID {
-					t.Errorf("PeekPoll of a live request: %+v, %v", v, err)
+				q := ciba.PollQuery{ClientID: r.ClientID, Kind: r.Kind, Cert: r.CertThumbprint, Rule: ciba.PaceRule{Now: time.Now()}}
+				if res, err := s.Poll(ctx, r.ID, q); err != nil || res.Outcome != ciba.PollPending {
+					t.Errorf("Poll of a live request: %+v, %v", res, err)
 				}
 				if got, err := s.GetRequest(ctx, r.ID); err != nil || got.ID != r.ID {
 					t.Errorf("GetRequest of a live request: %v, %v", got, err)

@@ -26,10 +26,13 @@ const (
 	pollQueue = 1024
 )
 
+// pollArgs is the number of arguments of the poll script.
+const pollArgs = 8
+
 // pollCall is one poll script call waiting for its pipeline.
 type pollCall struct {
 	key  string
-	args [5]any
+	args [pollArgs]any
 	// res and err are the script's answer, set before done is closed.
 	res  []any
 	err  error
@@ -73,7 +76,7 @@ func newPollBatcher(ctx context.Context, c redis.UniversalClient) *pollBatcher {
 // do runs the poll script on key with args and returns its answer, like
 // pollScript.Run(ctx, c, []string{key}, args...).Slice(). A caller whose
 // ctx ends first gets ctx's error; its call is still made.
-func (b *pollBatcher) do(ctx context.Context, key string, args [5]any) ([]any, error) {
+func (b *pollBatcher) do(ctx context.Context, key string, args [pollArgs]any) ([]any, error) {
 	c := b.pool.get()
 	c.key, c.args = key, args
 	select {

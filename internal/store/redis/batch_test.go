@@ -37,7 +37,7 @@ func TestConcurrentPollsShareRoundTrips(t *testing.T) {
 		slow[i] = make([]bool, pollsEach)
 		for j := range pollsEach {
 			wg.Go(func() {
-				r, s, err := st.ReadAndPace(ctx, id, rule)
+				r, s, err := st.readAndPace(ctx, id, rule)
 				if err != nil {
 					t.Errorf("poll %d of %s: %v", j, id, err)
 					return
@@ -74,14 +74,14 @@ func TestPollAfterScriptCacheFlush(t *testing.T) {
 		t.Fatal(err)
 	}
 	rule := ciba.PaceRule{Now: time.Now(), Initial: time.Second}
-	if _, _, err := st.ReadAndPace(ctx, r.ID, rule); err != nil {
+	if _, _, err := st.readAndPace(ctx, r.ID, rule); err != nil {
 		t.Fatal(err)
 	}
 	if err := rawClient(t, srv.Addr()).ScriptFlush(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
 	rule.Now = rule.Now.Add(time.Minute)
-	if got, slow, err := st.ReadAndPace(ctx, r.ID, rule); err != nil || got.ID != r.ID || slow {
+	if got, slow, err := st.readAndPace(ctx, r.ID, rule); err != nil || got.ID != r.ID || slow {
 		t.Fatalf("poll after SCRIPT FLUSH: %v, slow=%v, %v", got, slow, err)
 	}
 }
@@ -97,13 +97,13 @@ func TestPollCallerGivesUpAndStoreCloses(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, _, err := st.ReadAndPace(ctx, r.ID, ciba.PaceRule{Now: time.Now()}); err == nil {
+	if _, _, err := st.readAndPace(ctx, r.ID, ciba.PaceRule{Now: time.Now()}); err == nil {
 		t.Fatal("a poll with a cancelled context succeeded")
 	}
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := st.ReadAndPace(t.Context(), r.ID, ciba.PaceRule{Now: time.Now()}); !errors.Is(err, ciba.ErrUnavailable) {
+	if _, _, err := st.readAndPace(t.Context(), r.ID, ciba.PaceRule{Now: time.Now()}); !errors.Is(err, ciba.ErrUnavailable) {
 		t.Fatalf("poll after Close: %v, want an error wrapping ErrUnavailable", err)
 	}
 }

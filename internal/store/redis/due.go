@@ -147,3 +147,14 @@ func (s *Store) ListDue(ctx context.Context, t time.Time, fn func(id string) boo
 	}
 	return nil
 }
+
+// ListSweep calls fn with the sweep's view of every stored request
+// (ciba.Store.ListSweep), built from each request as ListRequests reads it:
+// Redis sends the whole request anyway.
+func (s *Store) ListSweep(ctx context.Context, fn func(v *ciba.SweepView) bool) error {
+	var v ciba.SweepView
+	return s.ListRequests(ctx, func(r *ciba.AuthRequest) bool {
+		ciba.SweepViewOf(r, &v)
+		return fn(&v)
+	})
+}

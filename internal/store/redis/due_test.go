@@ -13,9 +13,6 @@ import (
 	"github.com/cibaproxy/cibaproxy/internal/store/storetest"
 )
 
-// Compile-time check that the dispatcher finds the due index.
-var _ ciba.DueLister = (*Store)(nil)
-
 // TestListDue: the due index lists, through any Store on the same Redis,
 // the requests whose pending delivery is due at the time asked, and only
 // them; entries that no longer hold (delivery done, request gone, a later
@@ -148,7 +145,7 @@ func TestReadAndPaceMatchesTheRule(t *testing.T) {
 	if err := st.CreateRequest(ctx, r); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := st.ReadAndPace(ctx, "no-such-id", ciba.PaceRule{Now: time.Now()}); !errors.Is(err, ciba.ErrNotFound) {
+	if _, _, err := st.readAndPace(ctx, "no-such-id", ciba.PaceRule{Now: time.Now()}); !errors.Is(err, ciba.ErrNotFound) {
 		t.Fatalf("ReadAndPace of an unknown id: %v", err)
 	}
 	start := time.UnixMilli(time.Now().UnixMilli())
@@ -162,7 +159,7 @@ func TestReadAndPaceMatchesTheRule(t *testing.T) {
 	for i, p := range polls {
 		rule := ciba.PaceRule{Now: start.Add(time.Duration(p.at) * time.Millisecond), Tolerance: 500 * time.Millisecond,
 			Step: 5 * time.Second, Hold: p.hold, Initial: 5 * time.Second}
-		got, slow, err := st.ReadAndPace(ctx, r.ID, rule)
+		got, slow, err := st.readAndPace(ctx, r.ID, rule)
 		if err != nil {
 			t.Fatal(err)
 		}

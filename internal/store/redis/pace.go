@@ -51,21 +51,33 @@ func decodePace(s string) ciba.Pace {
 	return ciba.Pace{Interval: time.Duration(n[0]) * time.Millisecond, NotBefore: t(n[1]), HoldUntil: t(n[2])}
 }
 
-// pollScript reads a request and applies the pace rule of a poll to it, in
-// one round trip (ciba.PaceRule.Apply, in Lua; keep the two alike).
-// KEYS[1] request key; ARGV now, tolerance, step, hold, initial interval,
-// all in milliseconds. Returns {data, slow (0|1), pace after the poll}, or
-// nil if there is no request.
+// pollScript answers a poll in one round trip (ciba.Store.Poll): it reads
+// the request, checks that the poll's client may poll it (ciba.PollQuery.
+// Check: client, kind, certificate, pending), and only then applies the
+// pace rule (ciba.PaceRule.Apply, in Lua; TestPollScriptFollowsTheRule
+// holds the two alike on generated cases). The request's first interval
+// is the rule's Initial (ciba.PollQuery.RuleFor). Expiry is checked by the
+// caller: the pace of an expired request is never read.
+// KEYS[1] request key; ARGV now, tolerance, step, hold (milliseconds),
+// client id, kind, certificate thumbprint, check only ('1' or '0').
+// Returns {data, slow (0|1), pace after the poll (empty for none), paced
+// (0|1)}, or nil if there is no request.
 var pollScript = redis.NewScript(`
 local v = redis.call('HMGET', KEYS[1], 'd', 'p')
 if v[1] == false then return false end
-local now, tol, step, hold, initial = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local r = cjson.decode(v[1])
+local cert = r.cert_thumbprint or ''
+if r.client_id ~= ARGV[5] or (r.kind or '') ~= ARGV[6] or (cert ~= '' and cert ~= ARGV[7])
+  or r.status ~= 'pending' or ARGV[8] == '1' then
+  return {v[1], 0, v[2] or '', 0}
+end
+local now, tol, step, hold = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local iv, nb, hu = 0, 0, 0
 if v[2] then
   local a, b, c = string.match(v[2], '^(%d+) (%d+) (%d+)$')
   if a then iv, nb, hu = tonumber(a), tonumber(b), tonumber(c) end
 end
-if iv == 0 then iv = initial end
+if iv == 0 then iv = math.floor((tonumber(r.interval) or 0) / 1000000) end
 local slow = 0
 if (hu ~= 0 and now < hu) or (nb ~= 0 and now + tol < nb) then
   slow = 1
@@ -78,67 +90,110 @@ else
 end
 local p = string.format('%d %d %d', iv, nb, hu)
 redis.call('HSET', KEYS[1], 'p', p)
-return {v[1], slow, p}
+return {v[1], slow, p, 1}
 `)
 
-// ReadAndPace reads request id and applies rule to its pace state in one
-// script call (ciba.PacedReader): the poll hot path on Redis. Concurrent
-// polls share round trips (batch.go). A pending request read is remembered
-// with its pace, for the early polls that follow (pollcache.go).
-func (s *Store) ReadAndPace(ctx context.Context, id string, rule ciba.PaceRule) (*ciba.AuthRequest, bool, error) {
+// Poll answers a poll of request id (ciba.Store.Poll). A pending request
+// this instance knows (pollcache.go) is checked and paced here, without a
+// round trip, when the knowledge can answer for it (not q.Current, not a
+// poll to hold); otherwise the poll script checks and paces it in Redis in
+// one round trip, which concurrent polls share (batch.go), and a pending
+// request read is remembered with its pace for the early polls that follow.
+func (s *Store) Poll(ctx context.Context, id string, q ciba.PollQuery) (ciba.PollResult, error) {
+	if s.closed.Load() {
+		return ciba.PollResult{}, errClosed
+	}
+	if s.cache != nil && !q.Current && !q.CheckOnly {
+		if res, ok := s.pollCached(id, &q); ok {
+			return res, nil
+		}
+	}
+	res, _, err := s.pollStore(ctx, id, &q)
+	return res, err
+}
+
+// pollCached answers the poll q of request id from what this instance
+// knows, if it can: ok is false when it cannot (nothing known, the request
+// known as no longer pending, knowledge not vouched for, a poll to hold),
+// and nothing is changed then.
+func (s *Store) pollCached(id string, q *ciba.PollQuery) (ciba.PollResult, bool) {
+	v, ok := s.cache.CachedPoll(id)
+	if !ok {
+		return ciba.PollResult{}, false
+	}
+	switch out := q.Check(&v); out {
+	case ciba.PollUnknown, ciba.PollWrongCert:
+		return ciba.PollResult{Outcome: out}, true
+	case ciba.PollPending:
+	default:
+		return ciba.PollResult{}, false
+	}
+	slow, answered := s.cache.PaceCached(id, q.RuleFor(&v))
+	switch {
+	case !answered:
+		return ciba.PollResult{}, false
+	case slow:
+		return ciba.PollResult{Outcome: ciba.PollSlow}, true
+	}
+	return ciba.PollResult{Outcome: ciba.PollPending}, true
+}
+
+// pollStore answers the poll q of request id with the poll script, and
+// returns the request the script read (nil for none).
+func (s *Store) pollStore(ctx context.Context, id string, q *ciba.PollQuery) (ciba.PollResult, *ciba.AuthRequest, error) {
 	const op = "poll"
 	if err := s.usable(ctx, op); err != nil {
-		return nil, false, err
+		return ciba.PollResult{}, nil, err
 	}
 	var gen uint64
 	if s.cache != nil {
 		gen = s.cache.generation(id)
 	}
 	ms := func(d time.Duration) int64 { return d.Milliseconds() }
+	checkOnly := "0"
+	if q.CheckOnly {
+		checkOnly = "1"
+	}
+	rule := q.Rule
 	res, err := s.polls.do(ctx, s.requestKey(id),
-		[5]any{rule.Now.UnixMilli(), ms(rule.Tolerance), ms(rule.Step), ms(rule.Hold), ms(rule.Initial)})
+		[pollArgs]any{rule.Now.UnixMilli(), ms(rule.Tolerance), ms(rule.Step), ms(rule.Hold), q.ClientID, string(q.Kind), q.Cert, checkOnly})
 	if errors.Is(err, redis.Nil) {
-		return nil, false, errRequestNotFound
+		return ciba.PollResult{}, nil, nil
 	}
 	if err != nil {
-		return nil, false, unavailable(op, err)
+		return ciba.PollResult{}, nil, unavailable(op, err)
 	}
-	if len(res) != 3 {
-		return nil, false, fmt.Errorf("redis store: %s: unexpected answer", op)
+	if len(res) != 4 {
+		return ciba.PollResult{}, nil, fmt.Errorf("redis store: %s: unexpected answer", op)
 	}
 	data, ok := res[0].(string)
 	slow, ok2 := res[1].(int64)
 	pace, ok3 := res[2].(string)
-	if !ok || !ok2 || !ok3 {
-		return nil, false, fmt.Errorf("redis store: %s: unexpected answer", op)
+	paced, ok4 := res[3].(int64)
+	if !ok || !ok2 || !ok3 || !ok4 {
+		return ciba.PollResult{}, nil, fmt.Errorf("redis store: %s: unexpected answer", op)
 	}
 	r, err := decode([]byte(data))
 	if err != nil {
-		return nil, false, err
+		return ciba.PollResult{}, nil, err
 	}
-	if s.cache != nil {
+	v := ciba.PollViewOf(r)
+	out := q.Check(&v)
+	if s.cache != nil && out != ciba.PollUnknown {
 		s.cache.remember(id, gen, r, decodePace(pace), rule.Now)
 	}
-	return r, slow == 1, nil
-}
-
-// Compile-time check: the store offers the poll cache to the service.
-var _ ciba.PollCache = (*Store)(nil)
-
-// CachedPoll implements ciba.PollCache (pollcache.go).
-func (s *Store) CachedPoll(id string) (ciba.PollView, bool) {
-	if s.cache == nil {
-		return ciba.PollView{}, false
+	switch {
+	case out == ciba.PollDone:
+		return ciba.PollResult{Outcome: out, Request: r}, r, nil
+	case out != ciba.PollPending || q.CheckOnly:
+		return ciba.PollResult{Outcome: out}, r, nil
+	case paced != 1:
+		// The script and ciba.PollQuery.Check disagree: a bug.
+		return ciba.PollResult{}, nil, fmt.Errorf("redis store: %s: the poll script did not pace a request the poll may pace", op)
+	case slow == 1:
+		return ciba.PollResult{Outcome: ciba.PollSlow}, r, nil
 	}
-	return s.cache.CachedPoll(id)
-}
-
-// PaceCached implements ciba.PollCache (pollcache.go).
-func (s *Store) PaceCached(id string, rule ciba.PaceRule) (slow, answered bool) {
-	if s.cache == nil {
-		return false, false
-	}
-	return s.cache.PaceCached(id, rule)
+	return ciba.PollResult{Outcome: ciba.PollPending, Hold: q.HoldFor(r.ExpiresAt)}, r, nil
 }
 
 // forget drops what this instance knows of request id, which it is about

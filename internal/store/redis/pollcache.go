@@ -18,7 +18,7 @@ import (
 
 // The poll cache is what this instance knows of the pending requests it has
 // polled: their poll view and pace as the poll script last returned them
-// (ciba.PollCache). A poll of a request known here is paced here, without a
+// (Store.Poll). A poll of a request known here is paced here, without a
 // round trip to Redis, and an interval grown here is merged into Redis by a
 // flusher (within flushEvery, then after spacings that double from
 // shareSpacing), so the other instances see it too.
@@ -266,8 +266,11 @@ func (c *pollCache) generation(id string) uint64 {
 // since gen, the change channel is down, the shard is full, or the id or
 // names do not fit.
 func (c *pollCache) remember(id string, gen uint64, r *ciba.AuthRequest, pace ciba.Pace, now time.Time) {
+	if r.Kind != ciba.KindCIBA {
+		return // never remembered
+	}
 	k, sh := c.key(id)
-	if r.Status != ciba.StatusPending || r.Kind != ciba.KindCIBA || r.Expired(now) {
+	if r.Status != ciba.StatusPending || r.Expired(now) {
 		sh.mu.Lock()
 		sh.gen++
 		sh.remove(k, id)
@@ -351,7 +354,8 @@ func (c *pollCache) fresh(now time.Time) bool {
 	return at != 0 && now.UnixNano()-at <= int64(freshFor)
 }
 
-// CachedPoll implements ciba.PollCache.
+// CachedPoll returns the poll view of request id as this instance last
+// read it; ok is false when it has none. It does no I/O.
 func (c *pollCache) CachedPoll(id string) (ciba.PollView, bool) {
 	if !c.live.Load() {
 		return ciba.PollView{}, false
@@ -368,7 +372,10 @@ func (c *pollCache) CachedPoll(id string) (ciba.PollView, bool) {
 	return c.view(&known), true
 }
 
-// PaceCached implements ciba.PollCache: an early poll is answered
+// PaceCached applies rule to the pace of pending request id as this
+// instance knows it and reports whether the poll was early (slow_down), if
+// it can answer for the request; answered is false when it cannot, and
+// nothing is changed. It does no I/O. An early poll is answered
 // whenever the request is known; an on-time one only if the knowledge is
 // fresh and the poll is not to be held.
 func (c *pollCache) PaceCached(id string, rule ciba.PaceRule) (slow, answered bool) {

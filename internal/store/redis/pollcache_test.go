@@ -53,27 +53,27 @@ func TestEarlyPollsAreAnsweredLocallyAndShared(t *testing.T) {
 	if err := a.CreateRequest(ctx, r); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := a.CachedPoll(r.ID); ok {
+	if _, ok := a.cachedPoll(r.ID); ok {
 		t.Fatal("a request never polled is known")
 	}
 	start := time.UnixMilli(time.Now().UnixMilli())
-	if _, slow, err := a.ReadAndPace(ctx, r.ID, rule(start)); err != nil || slow {
+	if _, slow, err := a.readAndPace(ctx, r.ID, rule(start)); err != nil || slow {
 		t.Fatalf("first poll: slow %v, %v", slow, err)
 	}
-	v, ok := a.CachedPoll(r.ID)
+	v, ok := a.cachedPoll(r.ID)
 	want := ciba.PollView{ClientID: r.ClientID, Kind: r.Kind, Status: r.Status, ExpiresAt: r.ExpiresAt,
 		Interval: r.Interval, CertThumbprint: r.CertThumbprint}
 	if !ok || v.ClientID != want.ClientID || v.Kind != want.Kind || v.Status != want.Status ||
 		!v.ExpiresAt.Equal(want.ExpiresAt) || v.Interval != want.Interval || v.CertThumbprint != want.CertThumbprint {
 		t.Fatalf("CachedPoll after the first poll = %+v, %v; want %+v", v, ok, want)
 	}
-	if _, ok := b.CachedPoll(r.ID); ok {
+	if _, ok := b.cachedPoll(r.ID); ok {
 		t.Fatal("instance b knows a request it never polled")
 	}
 	before := storedPace(t, a, r.ID)
 
 	// Early by a's knowledge: answered here, Redis untouched.
-	if slow, answered := a.PaceCached(r.ID, rule(start.Add(100*time.Millisecond))); !slow || !answered {
+	if slow, answered := a.paceCached(r.ID, rule(start.Add(100*time.Millisecond))); !slow || !answered {
 		t.Fatalf("a poll 100 ms after the first: slow %v, answered %v; want slow_down from the cache", slow, answered)
 	}
 	if got := storedPace(t, a, r.ID); got != before {
@@ -81,7 +81,7 @@ func TestEarlyPollsAreAnsweredLocallyAndShared(t *testing.T) {
 	}
 	// On time an hour later, when the last heartbeat heard is an hour
 	// old by the poll's clock: not for the cache to answer.
-	if _, answered := a.PaceCached(r.ID, rule(start.Add(time.Hour))); answered {
+	if _, answered := a.paceCached(r.ID, rule(start.Add(time.Hour))); answered {
 		t.Fatal("an on-time poll was answered from knowledge not vouched for")
 	}
 	// Without the flush, b would find the poll at +6 s on time (the
@@ -92,7 +92,7 @@ func TestEarlyPollsAreAnsweredLocallyAndShared(t *testing.T) {
 	if got := storedPace(t, a, r.ID); got.Interval != wantPace.Interval || !got.NotBefore.Equal(wantPace.NotBefore) {
 		t.Fatalf("after the flush Redis holds %+v, want %+v", got, wantPace)
 	}
-	if _, slow, err := b.ReadAndPace(ctx, r.ID, rule(start.Add(6*time.Second))); err != nil || !slow {
+	if _, slow, err := b.readAndPace(ctx, r.ID, rule(start.Add(6*time.Second))); err != nil || !slow {
 		t.Fatalf("poll on b at +6 s after the flush: slow %v, %v; want slow_down", slow, err)
 	}
 	// A flush with nothing grown sends nothing and changes nothing.
@@ -111,10 +111,10 @@ func TestPollCacheForgetsChangedRequests(t *testing.T) {
 	prefix := newPrefix()
 	a, b := open(t, srv.Addr(), prefix), open(t, srv.Addr(), prefix)
 	ctx := t.Context()
-	known := func(s *Store, id string) bool { _, ok := s.CachedPoll(id); return ok }
+	known := func(s *Store, id string) bool { _, ok := s.cachedPoll(id); return ok }
 	poll := func(s *Store, id string) {
 		t.Helper()
-		if _, _, err := s.ReadAndPace(ctx, id, rule(time.Now())); err != nil {
+		if _, _, err := s.readAndPace(ctx, id, rule(time.Now())); err != nil {
 			t.Fatal(err)
 		}
 		if !known(s, id) {
@@ -137,7 +137,7 @@ func TestPollCacheForgetsChangedRequests(t *testing.T) {
 	}
 	eventually(t, "instance a forgets a request changed through b", func() bool { return !known(a, r.ID) })
 	// A read of the request no longer pending is not remembered.
-	if _, _, err := a.ReadAndPace(ctx, r.ID, rule(time.Now())); err != nil || known(a, r.ID) {
+	if _, _, err := a.readAndPace(ctx, r.ID, rule(time.Now())); err != nil || known(a, r.ID) {
 		t.Fatalf("a denied request read: %v, known %v", err, known(a, r.ID))
 	}
 
@@ -173,10 +173,10 @@ func TestPollCacheFlushOfADeletedRequest(t *testing.T) {
 	a, r := storeWithRequest(t, redistest.Start(t))
 	ctx := t.Context()
 	now := time.Now()
-	if _, _, err := a.ReadAndPace(ctx, r.ID, rule(now)); err != nil {
+	if _, _, err := a.readAndPace(ctx, r.ID, rule(now)); err != nil {
 		t.Fatal(err)
 	}
-	if slow, answered := a.PaceCached(r.ID, rule(now.Add(time.Millisecond))); !slow || !answered {
+	if slow, answered := a.paceCached(r.ID, rule(now.Add(time.Millisecond))); !slow || !answered {
 		t.Fatal("an early poll was not answered")
 	}
 	// Delete behind the cache's back, as a key expiry would.
@@ -187,7 +187,7 @@ func TestPollCacheFlushOfADeletedRequest(t *testing.T) {
 	if n, err := a.c.Exists(ctx, a.requestKey(r.ID)).Result(); err != nil || n != 0 {
 		t.Fatalf("the flush recreated the deleted request's key: %d, %v", n, err)
 	}
-	if _, ok := a.CachedPoll(r.ID); ok {
+	if _, ok := a.cachedPoll(r.ID); ok {
 		t.Fatal("the deleted request is still known after the flush")
 	}
 }
@@ -199,20 +199,20 @@ func TestPollCacheLearnsNothingWhileChangesMayBeMissed(t *testing.T) {
 	srv := redistest.Start(t, redistest.WithPersistence())
 	a, r := storeWithRequest(t, srv)
 	ctx := t.Context()
-	if _, _, err := a.ReadAndPace(ctx, r.ID, rule(time.Now())); err != nil {
+	if _, _, err := a.readAndPace(ctx, r.ID, rule(time.Now())); err != nil {
 		t.Fatal(err)
 	}
 	srv.Kill()
 	eventually(t, "the request is forgotten when the change channel breaks", func() bool {
-		_, ok := a.CachedPoll(r.ID)
+		_, ok := a.cachedPoll(r.ID)
 		return !ok
 	})
 	srv.Restart()
 	eventually(t, "a poll is remembered again after the change channel is back", func() bool {
-		if _, _, err := a.ReadAndPace(ctx, r.ID, rule(time.Now())); err != nil {
+		if _, _, err := a.readAndPace(ctx, r.ID, rule(time.Now())); err != nil {
 			return false
 		}
-		_, ok := a.CachedPoll(r.ID)
+		_, ok := a.cachedPoll(r.ID)
 		return ok
 	})
 }
@@ -230,13 +230,13 @@ func TestPollCacheOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	if _, _, err := s.ReadAndPace(t.Context(), r.ID, rule(now)); err != nil {
+	if _, _, err := s.readAndPace(t.Context(), r.ID, rule(now)); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := s.CachedPoll(r.ID); ok {
+	if _, ok := s.cachedPoll(r.ID); ok {
 		t.Fatal("the cache knows a request while off")
 	}
-	if _, answered := s.PaceCached(r.ID, rule(now.Add(time.Millisecond))); answered {
+	if _, answered := s.paceCached(r.ID, rule(now.Add(time.Millisecond))); answered {
 		t.Fatal("the cache answers while off")
 	}
 }
@@ -378,25 +378,30 @@ func TestPollCacheKeepsAPaceGrownSinceTheRead(t *testing.T) {
 // grown interval is merged); a poll to be held (long polling) still goes
 // to Redis.
 func TestOnTimePollsAreAnsweredLocallyWhileHeartbeatsAreHeard(t *testing.T) {
-	a, r := storeWithRequest(t, redistest.Start(t))
+	a := open(t, redistest.Start(t).Addr(), newPrefix())
 	ctx := t.Context()
-	eventually(t, "the instance hears its own heartbeat", func() bool { return a.cache.fresh(time.Now()) })
 	// A 10 ms interval, so that the next poll is on time within the test.
+	r := cibaRequest()
+	r.Interval = 10 * time.Millisecond
+	if err := a.CreateRequest(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the instance hears its own heartbeat", func() bool { return a.cache.fresh(time.Now()) })
 	short := func(now time.Time) ciba.PaceRule {
 		return ciba.PaceRule{Now: now, Step: 5 * time.Second, Initial: 10 * time.Millisecond}
 	}
-	if _, slow, err := a.ReadAndPace(ctx, r.ID, short(time.Now())); err != nil || slow {
+	if _, slow, err := a.readAndPace(ctx, r.ID, short(time.Now())); err != nil || slow {
 		t.Fatalf("first poll: slow %v, %v", slow, err)
 	}
 	before := storedPace(t, a, r.ID)
 	time.Sleep(20 * time.Millisecond)
 	held := short(time.Now())
 	held.Hold = time.Second
-	if _, answered := a.PaceCached(r.ID, held); answered {
+	if _, answered := a.paceCached(r.ID, held); answered {
 		t.Fatal("a poll to be held was answered from the cache")
 	}
 	now := time.UnixMilli(time.Now().UnixMilli())
-	if slow, answered := a.PaceCached(r.ID, short(now)); slow || !answered {
+	if slow, answered := a.paceCached(r.ID, short(now)); slow || !answered {
 		t.Fatalf("an on-time poll: slow %v, answered %v; want authorization_pending from the cache", slow, answered)
 	}
 	if got := storedPace(t, a, r.ID); got != before {
@@ -409,7 +414,7 @@ func TestOnTimePollsAreAnsweredLocallyWhileHeartbeatsAreHeard(t *testing.T) {
 	}
 	// The pace set by the on-time poll is the instance's: a poll 1 ms
 	// later is early.
-	if slow, answered := a.PaceCached(r.ID, short(now.Add(time.Millisecond))); !slow || !answered {
+	if slow, answered := a.paceCached(r.ID, short(now.Add(time.Millisecond))); !slow || !answered {
 		t.Fatalf("a poll 1 ms after an on-time one: slow %v, answered %v; want slow_down", slow, answered)
 	}
 }

@@ -119,7 +119,7 @@ type Config struct {
 	// ciba.expired_grace; default DefaultRetention.
 	Retention time.Duration
 	// PollCacheSize is how many pending requests an instance remembers to
-	// pace polls of without a round trip (ciba.PollCache); default
+	// pace polls of without a round trip (pollcache.go); default
 	// DefaultPollCacheSize, negative turns the cache off.
 	PollCacheSize int
 }

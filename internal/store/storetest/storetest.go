@@ -74,6 +74,23 @@ var tests = []struct {
 	{"pace state is kept apart from the request", testPaceApart},
 	{"the store's poll path paces held polls and their release as ciba.PaceRule does", testPaceHeld},
 
+	// Poll.
+	{"Poll of an unknown id is PollUnknown", testPollUnknown},
+	{"Poll paces on-time and early polls as ciba.PaceRule does, from the request's interval", testPollPace},
+	{"an early Poll is PollSlow and grows the interval by the step", testPollSlowGrows},
+	{"a Poll while another is held is PollSlow; an on-time one is held up to the expiry", testPollHeld},
+	{"Poll by another client is PollUnknown and leaves the pace unchanged", testPollForeign},
+	{"Poll for another grant is PollUnknown and leaves the pace unchanged", testPollKind},
+	{"Poll over another certificate is PollWrongCert and leaves the pace unchanged", testPollCert},
+	{"Poll with CheckOnly checks and paces nothing", testPollCheckOnly},
+	{"Poll of an expired or decided request is PollDone with the request", testPollDone},
+	{"of 20 concurrent on-time Polls exactly one is on time", testPollConcurrent},
+	{"Poll of a deleted request is PollUnknown", testPollDeleted},
+
+	// Dispatch views.
+	{"ListSweep visits the sweep view of every request", testListSweep},
+	{"ListDue lists only ids of stored requests", testListDue},
+
 	// Subscriptions.
 	{"Subscribe wakes after UpdateRequest", testSubscribeUpdate},
 	{"Subscribe wakes after DeleteRequest", testSubscribeDelete},
@@ -743,25 +760,16 @@ func testPace(t *testing.T, s ciba.Store) {
 	}
 }
 
-// storePoll paces a poll of request id by rule through the store's own
-// poll path, as the service does: ReadAndPace (Redis: a script applies the
-// rule), ApplyPace (memory, embedded), else UpdatePace with rule.Apply.
-func storePoll(t *testing.T, s ciba.Store, id string, rule ciba.PaceRule) bool {
+// storePoll paces a poll of request r by rule through the store's poll
+// method, as the service does, by r's own client, and returns whether it
+// was early; it fails the test unless the answer is pending or slow.
+func storePoll(t *testing.T, s ciba.Store, r *ciba.AuthRequest, rule ciba.PaceRule) bool {
 	t.Helper()
-	var slow bool
-	var err error
-	switch st := s.(type) {
-	case ciba.PacedReader:
-		_, slow, err = st.ReadAndPace(t.Context(), id, rule)
-	case ciba.PaceApplier:
-		slow, err = st.ApplyPace(t.Context(), id, rule)
-	default:
-		_, err = s.UpdatePace(t.Context(), id, func(p *ciba.Pace) error { slow = rule.Apply(p); return nil })
+	res, err := s.Poll(t.Context(), r.ID, ownQuery(r, rule))
+	if err != nil || res.Outcome != ciba.PollSlow && res.Outcome != ciba.PollPending {
+		t.Fatalf("poll at %v: %+v, %v; want pending or slow", rule.Now, res, err)
 	}
-	if err != nil {
-		t.Fatalf("poll at %v: %v", rule.Now, err)
-	}
-	return slow
+	return res.Outcome == ciba.PollSlow
 }
 
 // testPaceHeld runs sequences of held polls, their release (by UpdatePace
@@ -800,7 +808,7 @@ func testPaceHeld(t *testing.T, s ciba.Store) {
 				continue
 			}
 			want := rule(st.poll).Apply(&local)
-			if got := storePoll(t, s, r.ID, rule(st.poll)); got != want || got != seq.slow[polls] {
+			if got := storePoll(t, s, r, rule(st.poll)); got != want || got != seq.slow[polls] {
 				t.Errorf("%s: poll at +%v: store says slow %v, the rule %v, want %v", seq.name, st.poll, got, want, seq.slow[polls])
 			}
 			polls++
@@ -1235,6 +1243,13 @@ func testClosed(t *testing.T, s ciba.Store) {
 		"UpdatePace": func() error {
 			_, err := s.UpdatePace(ctx, r.ID, func(*ciba.Pace) error { return nil })
 			return err
+		},
+		"Poll": func() error {
+			_, err := s.Poll(ctx, r.ID, ownQuery(r, ciba.PaceRule{Now: time.Now()}))
+			return err
+		},
+		"ListSweep": func() error {
+			return s.ListSweep(ctx, func(*ciba.SweepView) bool { return true })
 		},
 		"PutRecord": func() error { return s.PutRecord(ctx, "jti", "b", nil, time.Hour) },
 		"GetRecord": func() error {
