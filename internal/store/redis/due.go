@@ -90,7 +90,7 @@ func (s *Store) reindex(ctx context.Context, id string, before, after *ciba.Auth
 // first, at most dueBatch of them. Each entry is checked against its
 // request: one that no longer holds is corrected, not given to fn. A request
 // listed may change before fn acts on it; the caller claims the attempt with
-// a compare-and-set anyway. It serves the dispatcher (ciba.DueLister), so
+// a compare-and-set anyway. It serves the dispatcher (ciba.Store.ListDue), so
 // that an instance takes over the deliveries of one that died.
 func (s *Store) ListDue(ctx context.Context, t time.Time, fn func(id string) bool) error {
 	const op = "list due"

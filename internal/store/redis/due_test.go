@@ -133,11 +133,11 @@ func TestListDue(t *testing.T) {
 	}
 }
 
-// TestReadAndPaceMatchesTheRule runs the same sequence of polls through the
+// TestPollScriptMatchesTheRuleInSequence runs the same sequence of polls through the
 // poll script and through ciba.PaceRule.Apply in Go: the answers and the
 // stored pace must agree, so the two implementations of the rule cannot
 // drift apart.
-func TestReadAndPaceMatchesTheRule(t *testing.T) {
+func TestPollScriptMatchesTheRuleInSequence(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := t.Context()
 	st := open(t, srv.Addr(), newPrefix())
@@ -146,7 +146,7 @@ func TestReadAndPaceMatchesTheRule(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, _, err := st.readAndPace(ctx, "no-such-id", ciba.PaceRule{Now: time.Now()}); !errors.Is(err, ciba.ErrNotFound) {
-		t.Fatalf("ReadAndPace of an unknown id: %v", err)
+		t.Fatalf("readAndPace of an unknown id: %v", err)
 	}
 	start := time.UnixMilli(time.Now().UnixMilli())
 	var want ciba.Pace
