@@ -543,3 +543,21 @@ func TestEntriesAreReusedUnderConcurrency(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// BenchmarkPoll measures the poll of a pending request (Store.Poll), on
+// time and early: the hot path of every client's polls.
+func BenchmarkPoll(b *testing.B) {
+	ctx := context.Background()
+	s := New()
+	r := storetest.NewRequest()
+	if err := s.CreateRequest(ctx, r); err != nil {
+		b.Fatal(err)
+	}
+	q := ciba.PollQuery{ClientID: r.ClientID, Kind: r.Kind, Cert: r.CertThumbprint, Rule: ciba.PaceRule{Now: time.Now(), Step: 5 * time.Second}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.Poll(ctx, r.ID, q); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
