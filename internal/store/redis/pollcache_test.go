@@ -490,3 +490,62 @@ func TestPollCacheEntries(t *testing.T) {
 		t.Fatal("an id longer than maxCachedID was remembered")
 	}
 }
+
+// TestPollFromTheCache: Store.Poll answers an early poll of a request this
+// instance knows from its knowledge (Redis keeps the pace it had), checks
+// client, grant and certificate first (a foreign poll paces nothing, here
+// or in Redis), and goes to Redis for a poll that asks for the current
+// state (a ping client's).
+func TestPollFromTheCache(t *testing.T) {
+	a, r := storeWithRequest(t, redistest.Start(t))
+	ctx := t.Context()
+	now := time.UnixMilli(time.Now().UnixMilli())
+	q := ciba.PollQuery{ClientID: r.ClientID, Kind: r.Kind, Cert: r.CertThumbprint, Rule: rule(now)}
+	if res, err := a.Poll(ctx, r.ID, q); err != nil || res.Outcome != ciba.PollPending {
+		t.Fatalf("first poll: %+v, %v", res, err)
+	}
+	if _, ok := a.cachedPoll(r.ID); !ok {
+		t.Fatal("the first poll's request is not remembered")
+	}
+	before := storedPace(t, a, r.ID)
+	known := func() ciba.Pace {
+		k, sh := a.cache.key(r.ID)
+		sh.mu.Lock()
+		defer sh.mu.Unlock()
+		if e := sh.find(k, r.ID); e != nil {
+			return e.pace()
+		}
+		t.Fatal("the request is no longer known")
+		return ciba.Pace{}
+	}
+	knownBefore := known()
+	for _, foreign := range []ciba.PollQuery{
+		{ClientID: "client-2", Kind: r.Kind, Cert: r.CertThumbprint},
+		{ClientID: r.ClientID, Kind: ciba.KindDevice, Cert: r.CertThumbprint},
+		{ClientID: r.ClientID, Kind: r.Kind, Cert: "another"},
+	} {
+		foreign.Rule = rule(now.Add(time.Millisecond))
+		res, err := a.Poll(ctx, r.ID, foreign)
+		if err != nil || res.Outcome != ciba.PollUnknown && res.Outcome != ciba.PollWrongCert {
+			t.Fatalf("foreign poll %+v: %+v, %v", foreign, res, err)
+		}
+	}
+	if got := known(); got != knownBefore {
+		t.Fatalf("foreign polls changed the known pace from %+v to %+v", knownBefore, got)
+	}
+	q.Rule = rule(now.Add(time.Second))
+	if res, err := a.Poll(ctx, r.ID, q); err != nil || res.Outcome != ciba.PollSlow {
+		t.Fatalf("early poll: %+v, %v", res, err)
+	}
+	if got := storedPace(t, a, r.ID); got != before {
+		t.Fatalf("an early poll answered from the cache wrote Redis: %+v, was %+v", got, before)
+	}
+	q.Current = true
+	q.Rule = rule(now.Add(2 * time.Second))
+	if res, err := a.Poll(ctx, r.ID, q); err != nil || res.Outcome != ciba.PollSlow {
+		t.Fatalf("early poll asking for the current state: %+v, %v", res, err)
+	}
+	if got := storedPace(t, a, r.ID); got.Interval != before.Interval+5*time.Second {
+		t.Fatalf("a poll asking for the current state did not pace in Redis: %+v, was %+v", got, before)
+	}
+}
