@@ -150,13 +150,22 @@ func (s *Store) pollStore(ctx context.Context, id string, q *ciba.PollQuery) (ci
 		gen = s.cache.generation(id)
 	}
 	ms := func(d time.Duration) int64 { return d.Milliseconds() }
-	checkOnly := "0"
+	// Constants where they can be, which box without allocating.
+	var kind, cert, checkOnly any = "", "", "0"
+	if q.Kind == ciba.KindDevice {
+		kind = string(ciba.KindDevice)
+	} else if q.Kind != ciba.KindCIBA {
+		kind = string(q.Kind)
+	}
+	if q.Cert != "" {
+		cert = q.Cert
+	}
 	if q.CheckOnly {
 		checkOnly = "1"
 	}
 	rule := q.Rule
 	res, err := s.polls.do(ctx, s.requestKey(id),
-		[pollArgs]any{rule.Now.UnixMilli(), ms(rule.Tolerance), ms(rule.Step), ms(rule.Hold), q.ClientID, string(q.Kind), q.Cert, checkOnly})
+		[pollArgs]any{rule.Now.UnixMilli(), ms(rule.Tolerance), ms(rule.Step), ms(rule.Hold), q.ClientID, kind, cert, checkOnly})
 	if errors.Is(err, redis.Nil) {
 		return ciba.PollResult{}, nil, nil
 	}
