@@ -31,9 +31,9 @@ var (
 // is in doubt: the write may still appear after a restart. After Close,
 // every call fails with ErrUnavailable; Close may be called twice.
 //
-// Poll pacing (UpdatePace) is soft state: it is shared between instances
-// where the backend is shared, but need not survive a crash. It is kept apart
-// so the poll hot path never waits for a disk.
+// Poll pacing (Poll, UpdatePace) is soft state: it is shared between
+// instances where the backend is shared, but need not survive a crash. It
+// is kept apart so the poll hot path never waits for a disk.
 type Store interface {
 	// CreateRequest stores a new request; ErrExists if its ID or ApprovalID
 	// is taken.
