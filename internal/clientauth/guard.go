@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -44,7 +45,8 @@ type GuardOptions struct {
 	Failures limit.Keyed
 	// Key returns the Failures key of the address a request comes from:
 	// the TCP peer or, behind a trusted proxy, the address it forwards
-	// (httpapi.Limits.AddrKey). Nil: the TCP peer's host.
+	// (httpapi.Limits.AddrKey). Nil: the TCP peer's IPv4 address, or its
+	// IPv6 /64 (see peerKey).
 	Key func(*http.Request) string
 	// HashSlots bounds the bcrypt checks run at once; 0 means
 	// DefaultHashSlots.
@@ -220,13 +222,25 @@ func NewGuard(o GuardOptions) *Guard {
 	return g
 }
 
-// peerKey is the TCP peer's host.
+// peerKey is the failure-limit key of the TCP peer: its IPv4 address, or
+// its IPv6 /64. One subscriber usually holds a whole /64 and can send from
+// any address in it, so a key of the full IPv6 address would give it a
+// fresh failure budget for every address it picks. It is the key
+// httpapi.Limits.AddrKey gives behind no proxy.
 func peerKey(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
 	}
-	return host
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	if a = a.Unmap().WithZone(""); a.Is4() {
+		return a.String()
+	}
+	p, _ := a.Prefix(64)
+	return p.String()
 }
 
 // LimitError is a client authentication refused without being checked:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -49,7 +50,7 @@ func guarded(t *testing.T, n int, o GuardOptions) (*Registry, *countingLimit) {
 // basicFrom authenticates with Basic credentials from address addr.
 func basicFrom(t *testing.T, reg *Registry, addr, id, secret string) (*Registration, error) {
 	req := httptest.NewRequest(http.MethodPost, tokenEndpoint, nil)
-	req.RemoteAddr = addr + ":40000"
+	req.RemoteAddr = net.JoinHostPort(addr, "40000")
 	req.Header.Set("Authorization", basicHeader(id, secret))
 	return reg.Authenticate(t.Context(), req, url.Values{}, tokenEndpoint)
 }
@@ -208,6 +209,45 @@ func TestGuardSuccessesCostNothing(t *testing.T) {
 	}
 	if _, err := basicFrom(t, reg, "192.0.2.10", "basic", "wrong"); outcome(t, err) != "limited" {
 		t.Fatalf("second failure: %v", err)
+	}
+}
+
+// TestGuardKeysIPv6By64: without a Key function the failure budget of an
+// IPv6 source is its /64's, as with httpapi.Limits.AddrKey, so a host that
+// rotates through the addresses of its /64 does not get a fresh budget
+// with each; another /64 keeps its own. IPv4 keys by the address.
+func TestGuardKeysIPv6By64(t *testing.T) {
+	reg, _ := guarded(t, 3, GuardOptions{})
+	for i, want := range []string{"invalid_client", "invalid_client", "invalid_client", "limited", "limited"} {
+		addr := fmt.Sprintf("2001:db8:1:2::%x", i+1) // a new address of the same /64 each time
+		if _, err := basicFrom(t, reg, addr, "basic", "wrong"); outcome(t, err) != want {
+			t.Fatalf("failure %d from %s: %v, want %s", i+1, addr, err, want)
+		}
+	}
+	if _, err := basicFrom(t, reg, "2001:db8:1:2:ffff:ffff:ffff:ffff", "basic", plainSecret); outcome(t, err) != "limited" {
+		t.Fatalf("the right secret from another address of the refused /64: %v, want limited", err)
+	}
+	if _, err := basicFrom(t, reg, "2001:db8:1:3::1", "basic", plainSecret); err != nil {
+		t.Fatalf("the next /64: %v", err)
+	}
+	if _, err := basicFrom(t, reg, "2001:db8:1:3::1", "basic", "wrong"); outcome(t, err) != "invalid_client" {
+		t.Fatalf("a failure from the next /64: %v, want its own budget", err)
+	}
+
+	for remote, want := range map[string]string{
+		"192.0.2.1:443":                  "192.0.2.1",
+		"[2001:db8:1:2:3:4:5:6]:443":     "2001:db8:1:2::/64",
+		"[2001:db8:1:2::7]:1":            "2001:db8:1:2::/64",
+		"[fe80::1%eth0]:443":             "fe80::/64",
+		"[::ffff:192.0.2.1]:443":         "192.0.2.1", // IPv4-mapped: the IPv4 address
+		"not an address":                 "not an address",
+		"[2001:db8:ffff:ffff:1::1]:8080": "2001:db8:ffff:ffff::/64",
+	} {
+		req := httptest.NewRequest(http.MethodPost, tokenEndpoint, nil)
+		req.RemoteAddr = remote
+		if got := peerKey(req); got != want {
+			t.Errorf("peerKey(%q) = %q, want %q", remote, got, want)
+		}
 	}
 }
 
