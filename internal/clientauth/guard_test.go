@@ -251,6 +251,68 @@ func TestGuardKeysIPv6By64(t *testing.T) {
 	}
 }
 
+// TestGuardRefusalMemoryFull: with its memory of refusals full of live
+// ones, a Guard neither drops one of them nor grows: a newly drained
+// address is still refused its failures by the limit itself, only not
+// remembered (its right secret is served until its next failure); once
+// the refusals have ended, the next that needs room sweeps them out and
+// is remembered.
+func TestGuardRefusalMemoryFull(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); defer mu.Unlock(); now = now.Add(d) }
+	reg := testRegistry(t)
+	reg.Guard = NewGuard(GuardOptions{Failures: limit.New(limit.Rate{Requests: 1, Per: time.Minute}, 0), Now: clock})
+	m := &reg.Guard.blocked
+	size := func() int { m.mu.RLock(); defer m.mu.RUnlock(); return len(m.addrs) }
+
+	// A live refusal of 192.0.2.40 through the front door, then the rest
+	// of the memory filled with live refusals of other addresses.
+	drain := func(addr string) {
+		t.Helper()
+		for i, want := range []string{"invalid_client", "limited"} {
+			if _, err := basicFrom(t, reg, addr, "basic", "wrong"); outcome(t, err) != want {
+				t.Fatalf("%s failure %d: %v, want %s", addr, i+1, err, want)
+			}
+		}
+	}
+	drain("192.0.2.40")
+	m.mu.Lock()
+	for i := len(m.addrs); i < maxBlocked; i++ {
+		m.addrs["filler-"+strconv.Itoa(i)] = &refused{all: now.Add(30 * time.Second)}
+	}
+	m.n.Store(int32(len(m.addrs)))
+	m.mu.Unlock()
+
+	drain("192.0.2.41") // refused by the limit, not remembered
+	if n := size(); n != maxBlocked {
+		t.Fatalf("a full memory holds %d addresses, want %d", n, maxBlocked)
+	}
+	if _, err := basicFrom(t, reg, "192.0.2.41", "basic", plainSecret); err != nil {
+		t.Fatalf("the right secret of an address refused while the memory was full: %v, want served", err)
+	}
+	if _, err := basicFrom(t, reg, "192.0.2.41", "basic", "wrong"); outcome(t, err) != "limited" {
+		t.Fatalf("its next failure: %v, want limited by the limit itself", err)
+	}
+	if _, err := basicFrom(t, reg, "192.0.2.40", "basic", plainSecret); outcome(t, err) != "limited" {
+		t.Fatalf("a live refusal in a full memory: %v, want still refused", err)
+	}
+
+	// Every refusal has ended: the next one sweeps them out.
+	advance(time.Minute)
+	drain("192.0.2.42")
+	if n := size(); n != 1 {
+		t.Fatalf("after the sweep the memory holds %d addresses, want 1", n)
+	}
+	if _, err := basicFrom(t, reg, "192.0.2.42", "basic", plainSecret); outcome(t, err) != "limited" {
+		t.Fatalf("the right secret of an address refused after the sweep: %v, want limited", err)
+	}
+	if _, err := basicFrom(t, reg, "192.0.2.40", "basic", plainSecret); err != nil {
+		t.Fatalf("an ended refusal: %v", err)
+	}
+}
+
 // TestGuardCountsEveryMethodButNoCredentials: bad client assertions count
 // like wrong secrets; a request without credentials (a client waiting for
 // the challenge) does not.
