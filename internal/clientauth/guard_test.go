@@ -182,33 +182,46 @@ func TestGuardUnknownClientCostsAWrongSecret(t *testing.T) {
 	})
 }
 
-// TestGuardSuccessesCostNothing: a correct plain secret, and a hashed one
-// verified once, never reach the failure limit's store; the first bcrypt
-// success gives its reserved token back.
+// TestGuardSuccessesCostNothing: a success does not consume the failure
+// budget of its address, whatever its method, nor refill it. An address
+// with a budget of 5 failures that mixes 100 successes (a hashed secret
+// whose first check runs bcrypt and reserves a token, then verified ones,
+// and a plain secret) with failures still has exactly 5 failures before it
+// is refused; and the successes never reach the limit's store past that
+// first reservation (the poll path pays no round trip for it).
 func TestGuardSuccessesCostNothing(t *testing.T) {
-	reg, lim := guarded(t, 1, GuardOptions{})
-	if _, err := basicFrom(t, reg, "192.0.2.10", "hashed", hashedSecret); err != nil {
-		t.Fatal(err)
-	}
-	if lim.allows.Load() != 1 || lim.refunds.Load() != 1 {
-		t.Fatalf("the first bcrypt success: %d taken, %d given back; want 1 and 1", lim.allows.Load(), lim.refunds.Load())
-	}
-	for range 50 {
-		for _, c := range [][2]string{{"hashed", hashedSecret}, {"basic", plainSecret}} {
-			if _, err := basicFrom(t, reg, "192.0.2.10", c[0], c[1]); err != nil {
-				t.Fatal(err)
+	const budget = 5
+	reg, lim := guarded(t, budget, GuardOptions{})
+	const addr = "192.0.2.10"
+	succeed := func(n int) {
+		t.Helper()
+		for range n {
+			for _, c := range [][2]string{{"hashed", hashedSecret}, {"basic", plainSecret}} {
+				if _, err := basicFrom(t, reg, addr, c[0], c[1]); err != nil {
+					t.Fatalf("%s with its secret: %v", c[0], err)
+				}
 			}
 		}
 	}
-	if lim.allows.Load() != 1 {
-		t.Fatalf("100 successes asked the limit %d times", lim.allows.Load()-1)
+	fail := func(want string) {
+		t.Helper()
+		if _, err := basicFrom(t, reg, addr, "basic", "wrong"); outcome(t, err) != want {
+			t.Fatalf("a wrong secret: %v, want %s", err, want)
+		}
 	}
-	// The one token is still there: one failure is checked, the next refused.
-	if _, err := basicFrom(t, reg, "192.0.2.10", "basic", "wrong"); outcome(t, err) != "invalid_client" {
-		t.Fatalf("first failure: %v", err)
+	succeed(25)
+	if lim.allows.Load() != 1 || lim.refunds.Load() != 1 {
+		t.Fatalf("50 successes: %d tokens taken, %d given back; want the first bcrypt check's 1 and 1", lim.allows.Load(), lim.refunds.Load())
 	}
-	if _, err := basicFrom(t, reg, "192.0.2.10", "basic", "wrong"); outcome(t, err) != "limited" {
-		t.Fatalf("second failure: %v", err)
+	fail("invalid_client")
+	fail("invalid_client")
+	succeed(25) // in the middle of the failures: neither costs nor refills
+	for range budget - 2 {
+		fail("invalid_client")
+	}
+	fail("limited") // the whole budget, and only it, was there
+	if lim.allows.Load() != 1+budget+1 {
+		t.Fatalf("100 successes and %d failures asked the limit %d times, want %d", budget+1, lim.allows.Load(), 1+budget+1)
 	}
 }
 
