@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/consent"
 	"github.com/cibaproxy/cibaproxy/internal/limit"
 )
 
@@ -75,7 +76,7 @@ type page struct {
 	Client         string
 	User           string
 	Binding        string
-	Scopes         []scopeLine
+	Scopes         []consent.Scope
 	Expires        expiry
 	CSRF           string
 	Error          string

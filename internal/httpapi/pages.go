@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cibaproxy/cibaproxy/internal/consent"
 )
 
 // Pages brands the approval and device pages and every message page that
@@ -35,26 +37,6 @@ type Pages struct {
 	ScopeDescriptions map[string]string
 }
 
-// defaultScopeDescription describes a standard scope (OIDC Core §5.4,
-// §11) to users, unless the operator describes it otherwise; "" for others.
-func defaultScopeDescription(scope string) string {
-	switch scope {
-	case "openid":
-		return "Confirm who you are"
-	case "profile":
-		return "Your name and basic profile"
-	case "email":
-		return "Your email address"
-	case "address":
-		return "Your postal address"
-	case "phone":
-		return "Your phone number"
-	case "offline_access":
-		return "Stay connected when you are not using it"
-	}
-	return ""
-}
-
 // defaultAccent is the accent colour without configuration: a blue with
 // 7:1 contrast to white text.
 const defaultAccent = "#2557a7"
@@ -66,25 +48,11 @@ const (
 	pageBlack = "#000000" // text on a light accent: 4.5:1 or more on any colour
 )
 
-// scopeLine is one scope as the page lists it.
-type scopeLine struct {
-	// Name is the scope as the client sent it.
-	Name string
-	// Description says what the scope gives, or "" when there is none.
-	Description string
-}
-
-// scopes describes the scopes of a request, in the order asked.
-func (p *Pages) scopes(names []string) []scopeLine {
-	out := make([]scopeLine, 0, len(names))
-	for _, s := range names {
-		d, ok := p.ScopeDescriptions[s]
-		if !ok {
-			d = defaultScopeDescription(s)
-		}
-		out = append(out, scopeLine{Name: s, Description: d})
-	}
-	return out
+// scopes describes the scopes of a request, in the order asked: the
+// operator's descriptions, else the built-in ones of the standard scopes
+// (package consent, which the e-mail channel shares).
+func (p *Pages) scopes(names []string) []consent.Scope {
+	return consent.Describe(names, p.ScopeDescriptions)
 }
 
 // expiry is when a request expires, as the page shows it: relative to now
@@ -101,31 +69,11 @@ type expiry struct {
 	ISO string
 }
 
-// expiresAt describes expiry time at as seen at now.
+// expiresAt describes expiry time at as seen at now. The page's script
+// (pageScript) says the same as consent.Relative, and keeps it current.
 func expiresAt(at, now time.Time) expiry {
 	at = at.UTC()
-	e := expiry{In: relative(at.Sub(now)), At: at.Format("15:04 UTC"), ISO: at.Format(time.RFC3339)}
-	if at.Sub(now) >= 12*time.Hour {
-		e.At = at.Format("Mon 2 Jan 15:04 UTC")
-	}
-	return e
-}
-
-// relative says how long d is from now, rounded down: "in 4 minutes".
-// The page's script (pageScript) says the same, and keeps it current.
-func relative(d time.Duration) string {
-	switch m := int(d / time.Minute); {
-	case d <= 0:
-		return "now"
-	case m < 1:
-		return "in less than a minute"
-	case m == 1:
-		return "in 1 minute"
-	case m < 120:
-		return "in " + strconv.Itoa(m) + " minutes"
-	default:
-		return "in " + strconv.Itoa(m/60) + " hours"
-	}
+	return expiry{In: consent.Relative(at.Sub(now)), At: consent.At(at, now), ISO: at.Format(time.RFC3339)}
 }
 
 // brand is what the template needs of Pages.
