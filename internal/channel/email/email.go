@@ -1,6 +1,9 @@
 // Package email is the e-mail authentication channel: it sends the user a
 // plain-text message naming the client, the binding message, the scopes and
-// the expiry, with the link to the approval page.
+// the expiry, with the link to the approval page. It tells the user what
+// the approval page tells them, in the same words (package consent): the
+// operator's service name, what each scope gives, and when the request
+// expires, relative to when the message is sent and in UTC.
 //
 // Messages go to one SMTP submission server (RFC 5321, RFC 6409) over
 // STARTTLS (RFC 3207) or implicit TLS (RFC 8314), authenticated with
@@ -24,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"mime"
 	"mime/quotedprintable"
 	"net"
@@ -38,6 +42,7 @@ import (
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/consent"
 )
 
 // The values of Config.TLS.
@@ -58,14 +63,18 @@ const DefaultSubject = "Approve sign-in to {{.ClientName}}"
 const DefaultTimeout = 30 * time.Second
 
 // defaultBody is the body template used when Config.TemplateFile is empty.
-const defaultBody = `{{.ClientName}} asks you to sign in.
+const defaultBody = `{{with .ServiceName}}{{.}}
+
+{{end}}{{.ClientName}} asks you to sign in.
 {{if .BindingMessage}}
 Check that {{.ClientName}} shows you this message:
 
     {{.BindingMessage}}
 {{end}}
-Access requested: {{join .Scopes ", "}}
-This request expires at {{.ExpiresAt.Format "Mon, 02 Jan 2006 15:04 MST"}}.
+It asks for:
+{{range .Access}}  - {{if .Description}}{{.Description}} ({{.Name}}){{else}}{{.Name}}{{end}}
+{{end}}
+This request expires {{.ExpiresIn}} (at {{.ExpiresAtUTC}}).
 
 To approve or deny it, open:
 
@@ -110,6 +119,13 @@ type Config struct {
 	// answer to the message; DefaultTimeout when zero. A context deadline
 	// that comes earlier wins.
 	Timeout time.Duration
+	// ServiceName is the operator's service ("Acme Bank"), the
+	// configuration's pages.service_name; "" for none.
+	ServiceName string
+	// ScopeDescriptions add to and override the descriptions of the
+	// standard scopes, as on the approval page: the configuration's
+	// pages.scope_descriptions.
+	ScopeDescriptions map[string]string
 	// Recipient returns the bare e-mail address to write to for a request.
 	// When nil, it is the request's login_hint if that is a bare address
 	// ("alice@example.com", no display name), and otherwise an error saying
@@ -128,10 +144,25 @@ type TemplateData struct {
 	// (CIBA §7.1), so the user can tell the request is theirs; empty when
 	// the client sent none.
 	BindingMessage string
+	// ServiceName is the operator's service (Config.ServiceName); may be
+	// empty.
+	ServiceName string
 	// Scopes are the requested scopes; {{join .Scopes " "}} prints them.
 	Scopes []string
+	// Access describes the requested scopes, in the order asked, as the
+	// approval page does: each has the .Name the client sent and the
+	// .Description the user reads ("Your email address"), which is ""
+	// for a scope that has none.
+	Access []consent.Scope
 	// ExpiresAt is when the request expires, in UTC.
 	ExpiresAt time.Time
+	// ExpiresIn is how long the request has left when the message is sent,
+	// rounded down: "in 5 minutes".
+	ExpiresIn string
+	// ExpiresAtUTC is ExpiresAt as the user reads it: "08:05 UTC", with
+	// the day when it is 12 hours or more away. An e-mail cannot know its
+	// reader's time zone, so it says UTC.
+	ExpiresAtUTC string
 	// ApproveURL is the approval page link. It carries the request's
 	// secret approval id: put it in the body only.
 	ApproveURL string
@@ -154,6 +185,10 @@ type Channel struct {
 	timeout   time.Duration
 	recipient func(r *ciba.AuthRequest) (string, error)
 	logger    *slog.Logger
+
+	service string            // Config.ServiceName
+	scopes  map[string]string // Config.ScopeDescriptions
+	now     func() time.Time  // the clock; time.Now
 }
 
 // New checks cfg and returns the channel. logger may be nil; the channel logs
@@ -269,6 +304,9 @@ func New(cfg Config, logger *slog.Logger) (*Channel, error) {
 		timeout:   timeout,
 		recipient: recipient,
 		logger:    logger,
+		service:   cfg.ServiceName,
+		scopes:    maps.Clone(cfg.ScopeDescriptions),
+		now:       time.Now,
 	}, nil
 }
 
@@ -279,8 +317,12 @@ func sampleData() TemplateData {
 		ClientName:     "Example Client",
 		ClientID:       "client-id",
 		BindingMessage: "A1B2",
+		ServiceName:    "Example Service",
 		Scopes:         []string{"openid", "email"},
+		Access:         consent.Describe([]string{"openid", "email"}, nil),
 		ExpiresAt:      time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC),
+		ExpiresIn:      "in 5 minutes",
+		ExpiresAtUTC:   "03:04 UTC",
 		ApproveURL:     "https://example.com/approve/id",
 		LoginHint:      "user@example.com",
 	}
@@ -354,12 +396,17 @@ func (c *Channel) compose(r *ciba.AuthRequest, client *ciba.Client, n ciba.Notic
 	if name == "" {
 		name = client.ID
 	}
+	now := c.now()
 	data := TemplateData{
 		ClientName:     name,
 		ClientID:       r.ClientID,
 		BindingMessage: r.BindingMessage,
+		ServiceName:    c.service,
 		Scopes:         append([]string(nil), r.Scopes...),
+		Access:         consent.Describe(r.Scopes, c.scopes),
 		ExpiresAt:      r.ExpiresAt.UTC(),
+		ExpiresIn:      consent.Relative(r.ExpiresAt.Sub(now)),
+		ExpiresAtUTC:   consent.At(r.ExpiresAt, now),
 		ApproveURL:     n.ApproveURL,
 		LoginHint:      r.LoginHint,
 	}
@@ -386,7 +433,7 @@ func (c *Channel) compose(r *ciba.AuthRequest, client *ciba.Client, n ciba.Notic
 		{"From", c.from.String()},
 		{"To", (&mail.Address{Address: to}).String()},
 		{"Subject", mime.QEncoding.Encode("utf-8", subject.String())},
-		{"Date", time.Now().Format(time.RFC1123Z)},
+		{"Date", now.Format(time.RFC1123Z)},
 		{"Message-ID", "<" + hex.EncodeToString(id[:]) + "@" + domain + ">"},
 		{"MIME-Version", "1.0"},
 		{"Content-Type", "text/plain; charset=utf-8"},

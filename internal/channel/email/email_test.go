@@ -116,7 +116,7 @@ func TestSendOverSTARTTLSWithAuth(t *testing.T) {
 	if id := m.Header.Get("Message-ID"); !strings.HasPrefix(id, "<") || !strings.HasSuffix(id, "@proxy.example.com>") {
 		t.Errorf("Message-ID = %q", id)
 	}
-	for _, want := range []string{"Example Bank", "Code 7Q4X", "openid, email", "Fri, 15 Jan 2027 08:00 UTC"} {
+	for _, want := range []string{"Example Bank", "Code 7Q4X", "Your email address (email)", "(at Fri 15 Jan 08:00 UTC)"} {
 		if !strings.Contains(m.Body, want) {
 			t.Errorf("body lacks %q:\n%s", want, m.Body)
 		}
@@ -144,6 +144,79 @@ func hasLine(body, want string) bool {
 		}
 	}
 	return false
+}
+
+// TestMessageSaysWhatTheApprovalPageSays: the built-in message (subject
+// and plain-text body) names the operator's service (pages.service_name),
+// describes each scope as the approval page does, the operator's own
+// descriptions first (pages.scope_descriptions) and the scope name alone
+// when it has none, and gives the expiry relative to when it is sent,
+// with the time in UTC beside it (the reader's zone is unknown).
+func TestMessageSaysWhatTheApprovalPageSays(t *testing.T) {
+	s, pool := tlsSink(t, false, 0)
+	cfg := config(s, pool, TLSStartTLS)
+	cfg.ServiceName = "Acme Bank"
+	cfg.ScopeDescriptions = map[string]string{"payments": "Make payments from your account", "email": "Your work email address"}
+	ch, _ := newChannel(t, cfg)
+	r := request("alice@example.com")
+	r.Scopes = []string{"openid", "email", "payments", "x-custom"}
+	ch.now = func() time.Time { return r.ExpiresAt.Add(-12*time.Minute - 30*time.Second) }
+	if err := ch.Send(t.Context(), r, bankClient(), notice()); err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.WaitMessage(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := m.Header.Get("Subject"), "Approve sign-in to Example Bank"; got != want {
+		t.Errorf("Subject = %q, want %q", got, want)
+	}
+	want := strings.ReplaceAll(`Acme Bank
+
+Example Bank asks you to sign in.
+
+Check that Example Bank shows you this message:
+
+    Code 7Q4X
+
+It asks for:
+  - Confirm who you are (openid)
+  - Your work email address (email)
+  - Make payments from your account (payments)
+  - x-custom
+
+This request expires in 12 minutes (at 08:00 UTC).
+
+To approve or deny it, open:
+
+`+approveURL+`
+
+If you did not try to sign in to Example Bank, deny the request or ignore
+this message.
+`, "\n", "\r\n")
+	if m.Body != want {
+		t.Errorf("body:\n%s\nwant:\n%s", m.Body, want)
+	}
+
+	// Without pages settings: no service name, the built-in descriptions.
+	s2, pool2 := tlsSink(t, false, 0)
+	plain, _ := newChannel(t, config(s2, pool2, TLSStartTLS))
+	plain.now = func() time.Time { return r.ExpiresAt.Add(-30 * time.Second) }
+	if err := plain.Send(t.Context(), request("alice@example.com"), bankClient(), notice()); err != nil {
+		t.Fatal(err)
+	}
+	m, err = s2.WaitMessage(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(m.Body, "Example Bank asks you to sign in.\r\n") {
+		t.Errorf("body without a service name starts %q", m.Body[:min(len(m.Body), 60)])
+	}
+	for _, line := range []string{"  - Your email address (email)", "This request expires in less than a minute (at 08:00 UTC)."} {
+		if !hasLine(m.Body, line) {
+			t.Errorf("body lacks the line %q:\n%s", line, m.Body)
+		}
+	}
 }
 
 func TestSendOverImplicitTLS(t *testing.T) {
