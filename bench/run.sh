@@ -468,6 +468,28 @@ scenario_sweep
 scenario_heldpolls
 scenario_flows
 
+# Issue #20 items 1-2 (BENCH_PEERS=0 / BENCH_IDPLOAD=0 skip them; BENCH_QUICK=1
+# makes them small): the peers, node-oidc-provider's poll path beside the
+# reference and cibaproxy (bench/peers.sh), and the IdP's load with clients
+# polling it directly or through cibaproxy (bench/idpload). TSV in bench/out/.
+scenario_peers() {
+	log "" && log "== peers: poll path of the reference, cibaproxy and node-oidc-provider (bench/peers.sh)"
+	BENCH_BIN=$TMP BENCH_PEERS_PORT=$((PORT + 40)) BENCH_ROUNDS=$ROUNDS BENCH_DURATION=$DUR bench/peers.sh
+}
+scenario_idpload() {
+	local n=${BENCH_IDPLOAD_N:-1000} d="-delay-min 5s -delay-max 20s"
+	[ "${BENCH_QUICK:-0}" = 1 ] && n=${BENCH_IDPLOAD_N:-200} d="-delay-min 2s -delay-max 6s"
+	log "" && log "== IdP load: $n pending requests, clients polling node-oidc-provider directly or through cibaproxy (bench/idpload)"
+	$GO build -trimpath -o "$TMP/idpload" ./bench/idpload
+	"$TMP/idpload" -cibaproxy "$TMP/cibaproxy" -n "$n" $d -port $((PORT + 50)) -out bench/out/idpload.tsv
+}
+if command -v node >/dev/null && [ -d test/idp/node_modules ]; then
+	[ "${BENCH_PEERS:-1}" = 1 ] && scenario_peers
+	[ "${BENCH_IDPLOAD:-1}" = 1 ] && scenario_idpload
+else
+	log "" && log "== peers and IdP load: skipped (they need node and test/idp/node_modules: cd test/idp && npm ci)"
+fi
+
 log ""
 log "== summary (ranges are min-max over $ROUNDS rounds; a ratio compares cibaproxy with the reference run just before it)"
 awk -F'\t' '

@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# Peers scenario of the cibaproxy benchmark (issue #20 item 1), called by
+# bench/run.sh (BENCH_PEERS=1, the default) or on its own:
+#
+#   bench/peers.sh                 # builds what it needs into a temp dir
+#
+# The CIBA poll path of three servers, with the same wrk script
+# (bench/wrk.lua), wrk -t2 -c64 -d$BENCH_DURATION, in interleaved rounds
+# (ref, cibaproxy, oidc-provider, ref, …):
+#   ref  bench/ref, the bare net/http handler of scenarios 1-2
+#   cib  cibaproxy on bench/bench.yaml (embedded store, long polling off)
+#   op   node-oidc-provider (test/idp/server.mjs, its CIBA feature on, as
+#        the relay tests run it; in-memory store)
+# each polled for one pending auth_req_id of its own by the same client
+# (bench-poll, client_secret_basic). Per run: throughput, p50, p99, the
+# server's CPU per poll (utime+stime from /proc/PID/stat, before and after)
+# and its RSS after the run. Prints the ratios against the targets
+# (cibaproxy >= 5x oidc-provider's throughput, <= 1/5 of its CPU per poll)
+# and appends one TSV line per run to $BENCH_OUT/peers.tsv.
+#
+# Knobs: BENCH_BIN (a directory holding cibaproxy, ref and seed already
+# built; else they are built here), BENCH_ROUNDS (3), BENCH_DURATION (10s),
+# BENCH_WARMUP (5s, one unmeasured run per server first), BENCH_QUICK=1
+# (1 round of 5s, 2s warm-up), BENCH_PEERS_PORT (18120: uses it .. +2),
+# BENCH_OUT (bench/out). Everything listens on 127.0.0.1; every load is
+# bounded by wrk -d; only the processes started here are stopped.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+GO=${GO:-go}
+ROUNDS=${BENCH_ROUNDS:-3}
+DUR=${BENCH_DURATION:-10s}
+WARM=${BENCH_WARMUP:-5s}
+if [ "${BENCH_QUICK:-0}" = 1 ]; then
+	ROUNDS=1
+	DUR=5s
+	WARM=2s
+fi
+PORT=${BENCH_PEERS_PORT:-18120}
+OUT=${BENCH_OUT:-$ROOT/bench/out}
+CIB_ADDR=127.0.0.1:$PORT
+REF_ADDR=127.0.0.1:$((PORT + 1))
+OP_ADDR=127.0.0.1:$((PORT + 2))
+
+command -v wrk >/dev/null || { echo "peers: wrk is not installed" >&2; exit 1; }
+command -v node >/dev/null || { echo "peers: node is not installed" >&2; exit 1; }
+[ -d test/idp/node_modules ] || { echo "peers: test/idp/node_modules is missing: cd test/idp && npm ci" >&2; exit 1; }
+for a in $CIB_ADDR $REF_ADDR $OP_ADDR; do
+	if (exec 3<>"/dev/tcp/${a%:*}/${a#*:}") 2>/dev/null; then
+		echo "peers: $a is already in use; set BENCH_PEERS_PORT to another base port" >&2
+		exit 1
+	fi
+done
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/cibaproxy-peers.XXXXXX")
+PIDS=()
+cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+calc() { awk "BEGIN { printf \"%.3f\", $1 }"; }
+start() {
+	local name=$1
+	shift
+	"$@" >"$TMP/$name.log" 2>&1 &
+	STARTED=$!
+	PIDS+=("$STARTED")
+}
+wait_up() {
+	local i
+	for i in $(seq 300); do
+		curl -s -o /dev/null "http://$1/" && return 0
+		sleep 0.1
+	done
+	echo "peers: nothing answers on $1" >&2
+	exit 1
+}
+# cpu PID: the process's utime+stime, in clock ticks.
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# rss PID: its resident set, KiB.
+rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+TICK=$(getconf CLK_TCK)
+
+BIN=${BENCH_BIN:-}
+if [ -z "$BIN" ]; then
+	BIN=$TMP
+	$GO build -trimpath -o "$BIN/cibaproxy" ./cmd/cibaproxy
+	for t in ref seed; do $GO build -trimpath -o "$BIN/$t" "./bench/$t"; done
+fi
+
+AUTH=$(printf '%s' bench-poll:bench-poll-secret | base64 -w0)
+POLL_PREFIX='grant_type=urn%3Aopenid%3Aparams%3Agrant-type%3Aciba&auth_req_id='
+
+mkdir -p "$TMP/data"
+start cibaproxy env BENCH_ADDR=$CIB_ADDR BENCH_DATA="$TMP/data" BENCH_WEBHOOK= "$BIN/cibaproxy" serve --config bench/bench.yaml
+CIB_PID=$STARTED
+wait_up $CIB_ADDR
+"$BIN/seed" -url "http://$CIB_ADDR" -n 1 -c 1 -out "$TMP/ids-cib.txt" >/dev/null
+start ref "$BIN/ref" -listen $REF_ADDR -ids "$TMP/ids-cib.txt"
+REF_PID=$STARTED
+wait_up $REF_ADDR
+
+# node-oidc-provider: the same client, CIBA poll mode, no data_dir (its
+# store stays in memory: no file rewritten per change).
+cat >"$TMP/op.json" <<EOF
+{"port": ${OP_ADDR#*:}, "issuer": "http://$OP_ADDR",
+ "clients": [{"client_id": "bench-poll", "client_secret": "bench-poll-secret",
+              "grant_types": ["urn:openid:params:grant-type:ciba"], "backchannel_token_delivery_mode": "poll"}],
+ "accounts": [{"account_id": "alice", "email": "alice@example.com"}]}
+EOF
+start op node test/idp/server.mjs "$TMP/op.json"
+OP_PID=$STARTED
+wait_up $OP_ADDR
+OP_ID=$(curl -s -u bench-poll:bench-poll-secret -d scope=openid -d login_hint=alice "http://$OP_ADDR/backchannel" |
+	sed -n 's/.*"auth_req_id":"\([^"]*\)".*/\1/p')
+[ -n "$OP_ID" ] || { echo "peers: oidc-provider gave no auth_req_id" >&2; exit 1; }
+CIB_ID=$(cat "$TMP/ids-cib.txt")
+poll() { curl -s -u bench-poll:bench-poll-secret -d grant_type=urn:openid:params:grant-type:ciba -d "auth_req_id=$2" "http://$1/token"; }
+echo "   first poll, reference:     $(poll $REF_ADDR "$CIB_ID")"
+echo "   first poll, cibaproxy:     $(poll $CIB_ADDR "$CIB_ID")"
+echo "   first poll, oidc-provider: $(poll $OP_ADDR "$OP_ID") ($(node -p 'require("./test/idp/node_modules/oidc-provider/package.json").version' 2>/dev/null || echo '?'), node $(node --version))"
+
+# One unmeasured pass per server first, so that each is measured in its
+# steady state (node's JIT compiler has compiled the poll path).
+for srv in ref:$REF_ADDR:$CIB_ID cib:$CIB_ADDR:$CIB_ID op:$OP_ADDR:$OP_ID; do
+	IFS=: read -r name host port id <<<"$srv"
+	env BENCH_THREADS=2 BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_BODY="$POLL_PREFIX$id" \
+		wrk -t2 -c64 -d"$WARM" -s "$ROOT/bench/wrk.lua" "http://$host:$port" >"$TMP/warm-$name.txt" 2>&1 || { cat "$TMP/warm-$name.txt" >&2; exit 1; }
+	printf '   warm-up %-4s %s (not counted)\n' "$name" "$(grep '^BENCH ' "$TMP/warm-$name.txt" | cut -d' ' -f2-4)"
+done
+
+mkdir -p "$OUT"
+TSV=$OUT/peers.tsv
+printf 'scenario\tserver\tround\trps\tp50_us\tp99_us\trequests\tnon400\terrors\tcpu_s\tcpu_us_per_poll\trss_kib\n' >"$TSV"
+for r in $(seq "$ROUNDS"); do
+	for srv in ref cib op; do
+		case $srv in
+		ref) addr=$REF_ADDR pid=$REF_PID id=$CIB_ID ;;
+		cib) addr=$CIB_ADDR pid=$CIB_PID id=$CIB_ID ;;
+		op) addr=$OP_ADDR pid=$OP_PID id=$OP_ID ;;
+		esac
+		out=$TMP/wrk-$srv-$r.txt
+		c0=$(cpu $pid)
+		env BENCH_THREADS=2 BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_BODY="$POLL_PREFIX$id" \
+			wrk -t2 -c64 -d"$DUR" -s "$ROOT/bench/wrk.lua" "http://$addr" >"$out" 2>&1 || { cat "$out" >&2; exit 1; }
+		c1=$(cpu $pid)
+		line=$(grep '^BENCH ' "$out") || { cat "$out" >&2; exit 1; }
+		# BENCH rps=… p50_us=… p90_us=… p99_us=… max_us=… requests=… non2xx=… errors=…
+		set -- $(sed 's/[a-z0-9_]*=//g' <<<"${line#BENCH }")
+		cpus=$(calc "($c1 - $c0) / $TICK")
+		perpoll=$(calc "1e6 * ($c1 - $c0) / $TICK / ($6 > 0 ? $6 : 1)")
+		printf 'peers\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' $srv "$r" "$1" "$2" "$4" "$6" "$7" "$8" "$cpus" "$perpoll" "$(rss $pid)" >>"$TSV"
+		printf '  round %s  peers %-4s %9.0f req/s  p50 %6.3f ms  p99 %7.2f ms  CPU %6.1f us/poll  RSS %6.1f MiB  (%s requests, %s non-2xx, %s socket errors)\n' \
+			"$r" $srv "$1" "$(calc "$2/1000")" "$(calc "$4/1000")" "$perpoll" "$(calc "$(rss $pid)/1024")" "$6" "$7" "$8"
+	done
+done
+
+echo "   (results: $TSV)"
+echo "   summary (min-max over $ROUNDS rounds; ratios per round, cibaproxy against the oidc-provider run of the same round)"
+awk -F'\t' '
+function fmt(x) { return sprintf(x >= 100 ? "%.0f" : (x >= 10 ? "%.1f" : "%.3f"), x) }
+function range(k) { return fmt(lo[k]) "-" fmt(hi[k]) }
+function upd(k, v) { if (!(k in lo) || v < lo[k]) lo[k] = v; if (!(k in hi) || v > hi[k]) hi[k] = v }
+NR == 1 { next }
+{
+	upd($2 SUBSEP "rps", $4); upd($2 SUBSEP "p50", $5 / 1000); upd($2 SUBSEP "p99", $6 / 1000)
+	upd($2 SUBSEP "cpu", $11); upd($2 SUBSEP "rss", $12 / 1024)
+	v[$2, $3, "rps"] = $4; v[$2, $3, "cpu"] = $11; rounds[$3] = 1
+	if ($9 != 0) bad = bad "  " $2 " round " $3 ": " $9 " socket errors\n"
+	if ($8 != $7) bad = bad "  " $2 " round " $3 ": " ($7 - $8) " answers were not 4xx/5xx\n"
+}
+END {
+	for (r in rounds) if (v["op", r, "rps"] > 0 && v["cib", r, "cpu"] > 0) {
+		upd("tput", v["cib", r, "rps"] / v["op", r, "rps"]); upd("cpur", v["op", r, "cpu"] / v["cib", r, "cpu"])
+		upd("reft", v["ref", r, "rps"] / v["op", r, "rps"])
+	}
+	printf "   %-26s %-16s %-16s %-16s\n", "", "reference", "cibaproxy", "oidc-provider"
+	printf "   %-26s %-16s %-16s %-16s\n", "req/s", range("ref" SUBSEP "rps"), range("cib" SUBSEP "rps"), range("op" SUBSEP "rps")
+	printf "   %-26s %-16s %-16s %-16s\n", "p50 ms", range("ref" SUBSEP "p50"), range("cib" SUBSEP "p50"), range("op" SUBSEP "p50")
+	printf "   %-26s %-16s %-16s %-16s\n", "p99 ms", range("ref" SUBSEP "p99"), range("cib" SUBSEP "p99"), range("op" SUBSEP "p99")
+	printf "   %-26s %-16s %-16s %-16s\n", "server CPU us per poll", range("ref" SUBSEP "cpu"), range("cib" SUBSEP "cpu"), range("op" SUBSEP "cpu")
+	printf "   %-26s %-16s %-16s %-16s\n", "server RSS MiB after run", range("ref" SUBSEP "rss"), range("cib" SUBSEP "rss"), range("op" SUBSEP "rss")
+	printf "   throughput cibaproxy / oidc-provider: %s (target >= 5: %s); reference / oidc-provider: %s\n", range("tput"), verdict(lo["tput"] >= 5, hi["tput"] >= 5), range("reft")
+	printf "   CPU per poll oidc-provider / cibaproxy: %s (target >= 5, i.e. cibaproxy <= 1/5: %s)\n", range("cpur"), verdict(lo["cpur"] >= 5, hi["cpur"] >= 5)
+	if (bad != "") printf "   ANOMALIES:\n%s", bad
+}
+function verdict(all, some) { return all ? "met" : (some ? "met in some rounds" : "NOT met") }
+' "$TSV"
