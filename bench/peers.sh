@@ -5,8 +5,9 @@
 #   bench/peers.sh                 # builds what it needs into a temp dir
 #
 # The CIBA poll path of three servers, with the same wrk script
-# (bench/wrk.lua), wrk -t2 -c64 -d$BENCH_DURATION, in interleaved rounds
-# (ref, cibaproxy, oidc-provider, ref, …):
+# (bench/wrk.lua), in interleaved rounds (ref, cibaproxy, oidc-provider,
+# ref, …), with 64 connections (wrk -t2 -c64 -d$BENCH_DURATION) and then
+# with 1 (wrk -t1 -c1 -d$BENCH_DURATION_C1):
 #   ref  bench/ref, the bare net/http handler of scenarios 1-2
 #   cib  cibaproxy on bench/bench.yaml (embedded store, long polling off)
 #   op   node-oidc-provider (test/idp/server.mjs, its CIBA feature on, as
@@ -16,12 +17,13 @@
 # server's CPU per poll (utime+stime from /proc/PID/stat, before and after)
 # and its RSS after the run. Prints the ratios against the targets
 # (cibaproxy >= 5x oidc-provider's throughput, <= 1/5 of its CPU per poll)
-# and appends one TSV line per run to $BENCH_OUT/peers.tsv.
+# and writes one TSV line per run to $BENCH_OUT/peers.tsv.
 #
 # Knobs: BENCH_BIN (a directory holding cibaproxy, ref and seed already
 # built; else they are built here), BENCH_ROUNDS (3), BENCH_DURATION (10s),
-# BENCH_WARMUP (5s, one unmeasured run per server first), BENCH_QUICK=1
-# (1 round of 5s, 2s warm-up), BENCH_PEERS_PORT (18120: uses it .. +2),
+# BENCH_DURATION_C1 (5s), BENCH_WARMUP (5s, one unmeasured run per server first;
+# node-oidc-provider gets more until it answered BENCH_PEERS_WARM_MIN, 5000), BENCH_QUICK=1
+# (1 round of 5s and 3s, 2s warm-up), BENCH_PEERS_PORT (18120: uses it .. +2),
 # BENCH_OUT (bench/out). Everything listens on 127.0.0.1; every load is
 # bounded by wrk -d; only the processes started here are stopped.
 set -euo pipefail
@@ -31,10 +33,12 @@ ROOT=$PWD
 GO=${GO:-go}
 ROUNDS=${BENCH_ROUNDS:-3}
 DUR=${BENCH_DURATION:-10s}
+DUR1=${BENCH_DURATION_C1:-5s}
 WARM=${BENCH_WARMUP:-5s}
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
 	ROUNDS=1
 	DUR=5s
+	DUR1=3s
 	WARM=2s
 fi
 PORT=${BENCH_PEERS_PORT:-18120}
@@ -126,38 +130,51 @@ echo "   first poll, reference:     $(poll $REF_ADDR "$CIB_ID")"
 echo "   first poll, cibaproxy:     $(poll $CIB_ADDR "$CIB_ID")"
 echo "   first poll, oidc-provider: $(poll $OP_ADDR "$OP_ID") ($(node -p 'require("./test/idp/node_modules/oidc-provider/package.json").version' 2>/dev/null || echo '?'), node $(node --version))"
 
-# One unmeasured pass per server first, so that each is measured in its
-# steady state (node's JIT compiler has compiled the poll path).
+# Unmeasured passes first, so that each server is measured in its steady
+# state: node's JIT compiler needs some thousands of polls before the poll
+# path is compiled (about 2 ms of CPU per poll before, under 1 ms after), so
+# node-oidc-provider gets passes until it has answered WARM_MIN polls (at
+# most 8 passes).
+WARM_MIN=${BENCH_PEERS_WARM_MIN:-5000}
 for srv in ref:$REF_ADDR:$CIB_ID cib:$CIB_ADDR:$CIB_ID op:$OP_ADDR:$OP_ID; do
 	IFS=: read -r name host port id <<<"$srv"
-	env BENCH_THREADS=2 BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_BODY="$POLL_PREFIX$id" \
-		wrk -t2 -c64 -d"$WARM" -s "$ROOT/bench/wrk.lua" "http://$host:$port" >"$TMP/warm-$name.txt" 2>&1 || { cat "$TMP/warm-$name.txt" >&2; exit 1; }
-	printf '   warm-up %-4s %s (not counted)\n' "$name" "$(grep '^BENCH ' "$TMP/warm-$name.txt" | cut -d' ' -f2-4)"
+	done_n=0
+	for pass in $(seq 8); do
+		env BENCH_THREADS=2 BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_BODY="$POLL_PREFIX$id" \
+			wrk -t2 -c64 -d"$WARM" -s "$ROOT/bench/wrk.lua" "http://$host:$port" >"$TMP/warm-$name.txt" 2>&1 || { cat "$TMP/warm-$name.txt" >&2; exit 1; }
+		done_n=$((done_n + $(sed -n 's/^BENCH .*requests=\([0-9]*\).*/\1/p' "$TMP/warm-$name.txt")))
+		[ "$name" != op ] || [ "$done_n" -ge "$WARM_MIN" ] && break
+	done
+	printf '   warm-up %-4s %s passes, %s polls, last %s (not counted)\n' "$name" "$pass" "$done_n" "$(grep '^BENCH ' "$TMP/warm-$name.txt" | cut -d' ' -f2-4)"
 done
 
 mkdir -p "$OUT"
 TSV=$OUT/peers.tsv
-printf 'scenario\tserver\tround\trps\tp50_us\tp99_us\trequests\tnon400\terrors\tcpu_s\tcpu_us_per_poll\trss_kib\n' >"$TSV"
+printf 'scenario\tserver\tround\tconns\trps\tp50_us\tp99_us\trequests\tnon400\terrors\tcpu_s\tcpu_us_per_poll\trss_kib\n' >"$TSV"
 for r in $(seq "$ROUNDS"); do
+	for conns in 64 1; do
 	for srv in ref cib op; do
 		case $srv in
 		ref) addr=$REF_ADDR pid=$REF_PID id=$CIB_ID ;;
 		cib) addr=$CIB_ADDR pid=$CIB_PID id=$CIB_ID ;;
 		op) addr=$OP_ADDR pid=$OP_PID id=$OP_ID ;;
 		esac
-		out=$TMP/wrk-$srv-$r.txt
+		out=$TMP/wrk-$srv-$r-$conns.txt
+		t=2 d=$DUR
+		[ "$conns" = 1 ] && t=1 d=$DUR1
 		c0=$(cpu $pid)
-		env BENCH_THREADS=2 BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_BODY="$POLL_PREFIX$id" \
-			wrk -t2 -c64 -d"$DUR" -s "$ROOT/bench/wrk.lua" "http://$addr" >"$out" 2>&1 || { cat "$out" >&2; exit 1; }
+		env BENCH_THREADS=$t BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_BODY="$POLL_PREFIX$id" \
+			wrk -t$t -c$conns -d"$d" -s "$ROOT/bench/wrk.lua" "http://$addr" >"$out" 2>&1 || { cat "$out" >&2; exit 1; }
 		c1=$(cpu $pid)
 		line=$(grep '^BENCH ' "$out") || { cat "$out" >&2; exit 1; }
 		# BENCH rps=… p50_us=… p90_us=… p99_us=… max_us=… requests=… non2xx=… errors=…
 		set -- $(sed 's/[a-z0-9_]*=//g' <<<"${line#BENCH }")
 		cpus=$(calc "($c1 - $c0) / $TICK")
 		perpoll=$(calc "1e6 * ($c1 - $c0) / $TICK / ($6 > 0 ? $6 : 1)")
-		printf 'peers\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' $srv "$r" "$1" "$2" "$4" "$6" "$7" "$8" "$cpus" "$perpoll" "$(rss $pid)" >>"$TSV"
-		printf '  round %s  peers %-4s %9.0f req/s  p50 %6.3f ms  p99 %7.2f ms  CPU %6.1f us/poll  RSS %6.1f MiB  (%s requests, %s non-2xx, %s socket errors)\n' \
-			"$r" $srv "$1" "$(calc "$2/1000")" "$(calc "$4/1000")" "$perpoll" "$(calc "$(rss $pid)/1024")" "$6" "$7" "$8"
+		printf 'peers\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' $srv "$r" "$conns" "$1" "$2" "$4" "$6" "$7" "$8" "$cpus" "$perpoll" "$(rss $pid)" >>"$TSV"
+		printf '  round %s  peers c%-2s %-4s %9.0f req/s  p50 %6.3f ms  p99 %7.2f ms  CPU %6.1f us/poll  RSS %6.1f MiB  (%s requests, %s non-2xx, %s socket errors)\n' \
+			"$r" "$conns" $srv "$1" "$(calc "$2/1000")" "$(calc "$4/1000")" "$perpoll" "$(calc "$(rss $pid)/1024")" "$6" "$7" "$8"
+	done
 	done
 done
 
@@ -167,27 +184,28 @@ awk -F'\t' '
 function fmt(x) { return sprintf(x >= 100 ? "%.0f" : (x >= 10 ? "%.1f" : "%.3f"), x) }
 function range(k) { return fmt(lo[k]) "-" fmt(hi[k]) }
 function upd(k, v) { if (!(k in lo) || v < lo[k]) lo[k] = v; if (!(k in hi) || v > hi[k]) hi[k] = v }
+function row(name, what, c) { printf "   %-30s %-16s %-16s %-16s\n", name, range("ref" SUBSEP c SUBSEP what), range("cib" SUBSEP c SUBSEP what), range("op" SUBSEP c SUBSEP what) }
 NR == 1 { next }
 {
-	upd($2 SUBSEP "rps", $4); upd($2 SUBSEP "p50", $5 / 1000); upd($2 SUBSEP "p99", $6 / 1000)
-	upd($2 SUBSEP "cpu", $11); upd($2 SUBSEP "rss", $12 / 1024)
-	v[$2, $3, "rps"] = $4; v[$2, $3, "cpu"] = $11; rounds[$3] = 1
-	if ($9 != 0) bad = bad "  " $2 " round " $3 ": " $9 " socket errors\n"
-	if ($8 != $7) bad = bad "  " $2 " round " $3 ": " ($7 - $8) " answers were not 4xx/5xx\n"
+	k = $2 SUBSEP $4
+	upd(k SUBSEP "rps", $5); upd(k SUBSEP "p50", $6 / 1000); upd(k SUBSEP "p99", $7 / 1000)
+	upd(k SUBSEP "cpu", $12); upd(k SUBSEP "rss", $13 / 1024)
+	v[$2, $3, $4, "rps"] = $5; v[$2, $3, $4, "cpu"] = $12; rounds[$3] = 1
+	if ($10 != 0) bad = bad "  " $2 " c" $4 " round " $3 ": " $10 " socket errors\n"
+	if ($9 != $8) bad = bad "  " $2 " c" $4 " round " $3 ": " ($8 - $9) " answers were not 4xx/5xx\n"
 }
 END {
-	for (r in rounds) if (v["op", r, "rps"] > 0 && v["cib", r, "cpu"] > 0) {
-		upd("tput", v["cib", r, "rps"] / v["op", r, "rps"]); upd("cpur", v["op", r, "cpu"] / v["cib", r, "cpu"])
-		upd("reft", v["ref", r, "rps"] / v["op", r, "rps"])
+	for (r in rounds) for (c = 1; c <= 64; c += 63) if (v["op", r, c, "rps"] > 0 && v["cib", r, c, "cpu"] > 0) {
+		upd("tput" c, v["cib", r, c, "rps"] / v["op", r, c, "rps"]); upd("cpur" c, v["op", r, c, "cpu"] / v["cib", r, c, "cpu"])
+		upd("reft" c, v["ref", r, c, "rps"] / v["op", r, c, "rps"])
 	}
-	printf "   %-26s %-16s %-16s %-16s\n", "", "reference", "cibaproxy", "oidc-provider"
-	printf "   %-26s %-16s %-16s %-16s\n", "req/s", range("ref" SUBSEP "rps"), range("cib" SUBSEP "rps"), range("op" SUBSEP "rps")
-	printf "   %-26s %-16s %-16s %-16s\n", "p50 ms", range("ref" SUBSEP "p50"), range("cib" SUBSEP "p50"), range("op" SUBSEP "p50")
-	printf "   %-26s %-16s %-16s %-16s\n", "p99 ms", range("ref" SUBSEP "p99"), range("cib" SUBSEP "p99"), range("op" SUBSEP "p99")
-	printf "   %-26s %-16s %-16s %-16s\n", "server CPU us per poll", range("ref" SUBSEP "cpu"), range("cib" SUBSEP "cpu"), range("op" SUBSEP "cpu")
-	printf "   %-26s %-16s %-16s %-16s\n", "server RSS MiB after run", range("ref" SUBSEP "rss"), range("cib" SUBSEP "rss"), range("op" SUBSEP "rss")
-	printf "   throughput cibaproxy / oidc-provider: %s (target >= 5: %s); reference / oidc-provider: %s\n", range("tput"), verdict(lo["tput"] >= 5, hi["tput"] >= 5), range("reft")
-	printf "   CPU per poll oidc-provider / cibaproxy: %s (target >= 5, i.e. cibaproxy <= 1/5: %s)\n", range("cpur"), verdict(lo["cpur"] >= 5, hi["cpur"] >= 5)
+	printf "   %-30s %-16s %-16s %-16s\n", "", "reference", "cibaproxy", "oidc-provider"
+	row("64 conn: req/s", "rps", 64); row("64 conn: p50 ms", "p50", 64); row("64 conn: p99 ms", "p99", 64)
+	row("64 conn: server CPU us/poll", "cpu", 64); row("64 conn: server RSS MiB", "rss", 64)
+	row("1 conn: req/s", "rps", 1); row("1 conn: p50 ms", "p50", 1); row("1 conn: p99 ms", "p99", 1); row("1 conn: server CPU us/poll", "cpu", 1)
+	printf "   throughput, 64 conn, cibaproxy / oidc-provider: %s (target >= 5: %s); reference / oidc-provider: %s\n", range("tput64"), verdict(lo["tput64"] >= 5, hi["tput64"] >= 5), range("reft64")
+	printf "   CPU per poll, 64 conn, oidc-provider / cibaproxy: %s (target >= 5, i.e. cibaproxy <= 1/5: %s)\n", range("cpur64"), verdict(lo["cpur64"] >= 5, hi["cpur64"] >= 5)
+	printf "   CPU per poll, 1 conn, oidc-provider / cibaproxy: %s; throughput, 1 conn, cibaproxy / oidc-provider: %s\n", range("cpur1"), range("tput1")
 	if (bad != "") printf "   ANOMALIES:\n%s", bad
 }
 function verdict(all, some) { return all ? "met" : (some ? "met in some rounds" : "NOT met") }

@@ -474,7 +474,7 @@ scenario_flows
 # polling it directly or through cibaproxy (bench/idpload). TSV in bench/out/.
 scenario_peers() {
 	log "" && log "== peers: poll path of the reference, cibaproxy and node-oidc-provider (bench/peers.sh)"
-	BENCH_BIN=$TMP BENCH_PEERS_PORT=$((PORT + 40)) BENCH_ROUNDS=$ROUNDS BENCH_DURATION=$DUR bench/peers.sh
+	BENCH_BIN=$TMP BENCH_PEERS_PORT=$((PORT + 40)) BENCH_ROUNDS=$ROUNDS BENCH_DURATION=$DUR BENCH_DURATION_C1=$DUR1 bench/peers.sh
 }
 scenario_idpload() {
 	local n=${BENCH_IDPLOAD_N:-1000} d="-delay-min 5s -delay-max 20s"
