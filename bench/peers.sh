@@ -22,7 +22,8 @@
 # Knobs: BENCH_BIN (a directory holding cibaproxy, ref and seed already
 # built; else they are built here), BENCH_ROUNDS (3), BENCH_DURATION (10s),
 # BENCH_DURATION_C1 (5s), BENCH_WARMUP (5s, one unmeasured run per server first;
-# node-oidc-provider gets more until it answered BENCH_PEERS_WARM_MIN, 5000), BENCH_QUICK=1
+# node-oidc-provider gets 1-connection passes before, until it answered
+# BENCH_PEERS_WARM_MIN, 5000), BENCH_QUICK=1
 # (1 round of 5s and 3s, 2s warm-up), BENCH_PEERS_PORT (18120: uses it .. +2),
 # BENCH_OUT (bench/out). Everything listens on 127.0.0.1; every load is
 # bounded by wrk -d; only the processes started here are stopped.
@@ -131,21 +132,28 @@ echo "   first poll, cibaproxy:     $(poll $CIB_ADDR "$CIB_ID")"
 echo "   first poll, oidc-provider: $(poll $OP_ADDR "$OP_ID") ($(node -p 'require("./test/idp/node_modules/oidc-provider/package.json").version' 2>/dev/null || echo '?'), node $(node --version))"
 
 # Unmeasured passes first, so that each server is measured in its steady
-# state: node's JIT compiler needs some thousands of polls before the poll
-# path is compiled (about 2 ms of CPU per poll before, under 1 ms after), so
-# node-oidc-provider gets passes until it has answered WARM_MIN polls (at
-# most 8 passes).
+# state: one 64-connection pass each; node-oidc-provider first gets
+# 1-connection passes until it has answered WARM_MIN polls (at most 8), as
+# its JIT compiler needs some thousands of polls before the poll path is
+# compiled (a cold node spends several times the CPU per poll), and with 64
+# connections a cold node answers too few of them.
 WARM_MIN=${BENCH_PEERS_WARM_MIN:-5000}
+# warmpass NAME ADDR ID THREADS CONNS: one pass; prints its request count.
+warmpass() {
+	env BENCH_THREADS=$4 BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_BODY="$POLL_PREFIX$3" \
+		wrk -t"$4" -c"$5" -d"$WARM" -s "$ROOT/bench/wrk.lua" "http://$2" >"$TMP/warm-$1.txt" 2>&1 || { cat "$TMP/warm-$1.txt" >&2; exit 1; }
+	sed -n 's/^BENCH .*requests=\([0-9]*\).*/\1/p' "$TMP/warm-$1.txt"
+}
+n=0 pass=0
+while [ "$pass" -lt 8 ] && [ "$n" -lt "$WARM_MIN" ]; do
+	n=$((n + $(warmpass op $OP_ADDR "$OP_ID" 1 1)))
+	pass=$((pass + 1))
+done
+printf '   warm-up op   %s 1-connection passes, %s polls (not counted)\n' "$pass" "$n"
 for srv in ref:$REF_ADDR:$CIB_ID cib:$CIB_ADDR:$CIB_ID op:$OP_ADDR:$OP_ID; do
 	IFS=: read -r name host port id <<<"$srv"
-	done_n=0
-	for pass in $(seq 8); do
-		env BENCH_THREADS=2 BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_BODY="$POLL_PREFIX$id" \
-			wrk -t2 -c64 -d"$WARM" -s "$ROOT/bench/wrk.lua" "http://$host:$port" >"$TMP/warm-$name.txt" 2>&1 || { cat "$TMP/warm-$name.txt" >&2; exit 1; }
-		done_n=$((done_n + $(sed -n 's/^BENCH .*requests=\([0-9]*\).*/\1/p' "$TMP/warm-$name.txt")))
-		[ "$name" != op ] || [ "$done_n" -ge "$WARM_MIN" ] && break
-	done
-	printf '   warm-up %-4s %s passes, %s polls, last %s (not counted)\n' "$name" "$pass" "$done_n" "$(grep '^BENCH ' "$TMP/warm-$name.txt" | cut -d' ' -f2-4)"
+	n=$(warmpass "$name" "$host:$port" "$id" 2 64)
+	printf '   warm-up %-4s %s polls, %s (not counted)\n' "$name" "$n" "$(grep '^BENCH ' "$TMP/warm-$name.txt" | cut -d' ' -f2-4)"
 done
 
 mkdir -p "$OUT"
