@@ -473,7 +473,21 @@ func (e *env) client(ctx context.Context, appr *approver, i int, bad bool, polls
 }
 
 // post sends form with HTTP Basic credentials and decodes the JSON answer.
+// A request that fails before any answer (the server closed the idle
+// keep-alive connection as it was reused: node's keepAliveTimeout is 5 s,
+// the poll interval too) is sent once more, as a client would.
 func (e *env) post(ctx context.Context, target, id, secret string, form url.Values, into any) (int, error) {
+	status, err := e.post1(ctx, target, id, secret, form, into)
+	if errors.Is(err, errNoAnswer) && ctx.Err() == nil {
+		return e.post1(ctx, target, id, secret, form, into)
+	}
+	return status, err
+}
+
+// errNoAnswer marks a request that got no answer at all.
+var errNoAnswer = errors.New("no answer")
+
+func (e *env) post1(ctx context.Context, target, id, secret string, form url.Values, into any) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(form.Encode()))
 	if err != nil {
 		return 0, fmt.Errorf("request: %w", err)
@@ -482,7 +496,7 @@ func (e *env) post(ctx context.Context, target, id, secret string, form url.Valu
 	req.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
 	resp, err := e.hc.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("POST %s: %w", req.URL.Path, err)
+		return 0, fmt.Errorf("POST %s: %w: %w", req.URL.Path, errNoAnswer, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
