@@ -335,6 +335,9 @@ func runMode(ctx context.Context, o options, mode string) (result, error) {
 	if ctx.Err() != nil {
 		return result{}, ctx.Err()
 	}
+	if appr.failed > 0 {
+		fmt.Printf("   %-9s %d approvals failed (the first 3 are printed above)\n", mode, appr.failed)
+	}
 
 	r := result{mode: mode, wall: wall, clientPolls: polls.Load()}
 	var lats []time.Duration
@@ -433,7 +436,10 @@ func (e *env) client(ctx context.Context, appr *approver, i int, bad bool, polls
 	if v, ok := ans["interval"].(float64); ok && v > 0 {
 		interval = time.Duration(v) * time.Second
 	}
-	approvedAt := appr.schedule(ctx, i, time.Now().Add(delay(e.o, i)))
+	// A failed approval ends the client's wait at once.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	approvedAt := appr.schedule(ctx, i, time.Now().Add(delay(e.o, i)), cancel)
 	poll := url.Values{"grant_type": {cibaGrant}, "auth_req_id": {authReqID}}
 	for {
 		wait := interval
@@ -441,14 +447,14 @@ func (e *env) client(ctx context.Context, appr *approver, i int, bad bool, polls
 			wait = e.o.badEvery
 		}
 		if !sleepUntil(ctx, time.Now().Add(wait)) {
-			return outcome{err: fmt.Errorf("client %d: no tokens before the bound: %w", i, ctx.Err())}
+			return outcome{err: fmt.Errorf("client %d: no tokens: %w", i, context.Cause(ctx))}
 		}
 		polls.Add(1)
 		clear(ans)
 		status, err := e.post(ctx, base+"/token", id, secret, poll, &ans)
 		if err != nil {
 			if ctx.Err() != nil {
-				return outcome{err: fmt.Errorf("client %d: no tokens before the bound: %w", i, ctx.Err())}
+				return outcome{err: fmt.Errorf("client %d: no tokens: %w", i, context.Cause(ctx))}
 			}
 			return outcome{err: fmt.Errorf("client %d poll: %w", i, err)}
 		}
@@ -567,11 +573,12 @@ type approver struct {
 	e  *env
 	wg sync.WaitGroup
 
-	mu    sync.Mutex
-	due   map[string]time.Time     // login_hint → when to approve (oidc)
-	links map[string]string        // login_hint → approval link (oidc)
-	done  map[string]time.Time     // login_hint → when approved
-	ready map[string]chan struct{} // login_hint → closed when both due and link are known (oidc)
+	mu     sync.Mutex
+	due    map[string]time.Time     // login_hint → when to approve (oidc)
+	links  map[string]string        // login_hint → approval link (oidc)
+	done   map[string]time.Time     // login_hint → when approved
+	ready  map[string]chan struct{} // login_hint → closed when both due and link are known (oidc)
+	failed int                      // approvals that failed
 }
 
 func newApprover(e *env) *approver {
@@ -580,7 +587,8 @@ func newApprover(e *env) *approver {
 
 // schedule arranges request i's approval at t; the function it returns
 // tells when the approval was done (zero while it was not).
-func (a *approver) schedule(ctx context.Context, i int, t time.Time) func() time.Time {
+// A failed approval is counted, and ends the client's wait through fail.
+func (a *approver) schedule(ctx context.Context, i int, t time.Time, fail context.CancelCauseFunc) func() time.Time {
 	hint := user(i)
 	a.wg.Add(1)
 	go func() {
@@ -601,7 +609,13 @@ func (a *approver) schedule(ctx context.Context, i int, t time.Time) func() time
 		}
 		if err := a.approve(ctx, i, hint); err != nil {
 			if ctx.Err() == nil {
-				fmt.Fprintf(os.Stderr, "idpload: approve %s: %v\n", hint, err)
+				a.mu.Lock()
+				a.failed++
+				if a.failed <= 3 {
+					fmt.Fprintf(os.Stderr, "idpload: approve %s: %.300s\n", hint, strings.Join(strings.Fields(err.Error()), " "))
+				}
+				a.mu.Unlock()
+				fail(fmt.Errorf("the approval failed: %w", err))
 			}
 			return
 		}
