@@ -17,7 +17,9 @@
 # server's CPU per poll (utime+stime from /proc/PID/stat, before and after)
 # and its RSS after the run. Prints the ratios against the targets
 # (cibaproxy >= 5x oidc-provider's throughput, <= 1/5 of its CPU per poll)
-# and writes one TSV line per run to $BENCH_OUT/peers.tsv.
+# and writes one TSV line per run to $BENCH_OUT/raw/peers.tsv and, for
+# the charts (bench/draw), the 64-connection means per server to
+# $BENCH_OUT/peers.tsv.
 #
 # Knobs: BENCH_BIN (a directory holding cibaproxy, ref and seed already
 # built; else they are built here), BENCH_ROUNDS (3), BENCH_DURATION (10s),
@@ -156,8 +158,8 @@ for srv in ref:$REF_ADDR:$CIB_ID cib:$CIB_ADDR:$CIB_ID op:$OP_ADDR:$OP_ID; do
 	printf '   warm-up %-4s %s polls, %s (not counted)\n' "$name" "$n" "$(grep '^BENCH ' "$TMP/warm-$name.txt" | cut -d' ' -f2-4)"
 done
 
-mkdir -p "$OUT"
-TSV=$OUT/peers.tsv
+mkdir -p "$OUT/raw"
+TSV=$OUT/raw/peers.tsv # every run; $OUT/peers.tsv is the chart's summary
 printf 'scenario\tserver\tround\tconns\trps\tp50_us\tp99_us\trequests\tnon400\terrors\tcpu_s\tcpu_us_per_poll\trss_kib\n' >"$TSV"
 for r in $(seq "$ROUNDS"); do
 	for conns in 64 1; do
@@ -186,7 +188,7 @@ for r in $(seq "$ROUNDS"); do
 	done
 done
 
-echo "   (results: $TSV)"
+echo "   (results: $TSV, and $OUT/peers.tsv for the charts)"
 echo "   summary (min-max over $ROUNDS rounds; ratios per round, cibaproxy against the oidc-provider run of the same round)"
 awk -F'\t' '
 function fmt(x) { return sprintf(x >= 100 ? "%.0f" : (x >= 10 ? "%.1f" : "%.3f"), x) }
@@ -198,6 +200,7 @@ NR == 1 { next }
 	k = $2 SUBSEP $4
 	upd(k SUBSEP "rps", $5); upd(k SUBSEP "p50", $6 / 1000); upd(k SUBSEP "p99", $7 / 1000)
 	upd(k SUBSEP "cpu", $12); upd(k SUBSEP "rss", $13 / 1024)
+	cnt[k]++; sum[k, "rps"] += $5; sum[k, "p50"] += $6 / 1000; sum[k, "p99"] += $7 / 1000; sum[k, "cpu"] += $12; sum[k, "rss"] += $13 / 1024
 	v[$2, $3, $4, "rps"] = $5; v[$2, $3, $4, "cpu"] = $12; rounds[$3] = 1
 	if ($10 != 0) bad = bad "  " $2 " c" $4 " round " $3 ": " $10 " socket errors\n"
 	if ($9 != $8) bad = bad "  " $2 " c" $4 " round " $3 ": " ($8 - $9) " answers were not 4xx/5xx\n"
@@ -215,6 +218,15 @@ END {
 	printf "   CPU per poll, 64 conn, oidc-provider / cibaproxy: %s (target >= 5, i.e. cibaproxy <= 1/5: %s)\n", range("cpur64"), verdict(lo["cpur64"] >= 5, hi["cpur64"] >= 5)
 	printf "   CPU per poll, 1 conn, oidc-provider / cibaproxy: %s; throughput, 1 conn, cibaproxy / oidc-provider: %s\n", range("cpur1"), range("tput1")
 	if (bad != "") printf "   ANOMALIES:\n%s", bad
+	# The chart (bench/draw): one row per server, means over the rounds
+	# of the 64-connection runs.
+	chart = out "/peers.tsv"
+	printf "server\tpolls_per_s\tp50_ms\tp99_ms\tcpu_per_poll_us\trss_mib\n" > chart
+	split("ref cib op", srv, " "); split("reference cibaproxy oidc-provider", label, " ")
+	for (i = 1; i <= 3; i++) {
+		k = srv[i] SUBSEP 64
+		printf "%s\t%.1f\t%.3f\t%.3f\t%.1f\t%.1f\n", label[i], sum[k, "rps"] / cnt[k], sum[k, "p50"] / cnt[k], sum[k, "p99"] / cnt[k], sum[k, "cpu"] / cnt[k], sum[k, "rss"] / cnt[k] > chart
+	}
 }
 function verdict(all, some) { return all ? "met" : (some ? "met in some rounds" : "NOT met") }
-' "$TSV"
+' out="$OUT" "$TSV"

@@ -24,8 +24,9 @@
 // For each mode it counts the requests the IdP received (its /__test/counts
 // counter, reset after start-up) and the IdP's CPU time (utime+stime of the
 // node process from /proc/PID/stat), and reports both per approved request
-// and the reduction factor against direct. It appends one TSV line per mode
-// to -out.
+// and the reduction factor against direct. It writes one TSV line per mode
+// to -out (the chart's figures, for bench/draw) and every figure to raw/
+// beside it.
 //
 // Every load is bounded: -n clients, each ending at its token, a final error
 // or -timeout; everything listens on 127.0.0.1 and the processes started here
@@ -180,7 +181,7 @@ func run(ctx context.Context, o options) error {
 	if err := writeTSV(o, results); err != nil {
 		return err
 	}
-	fmt.Printf("   (results: %s)\n", o.out)
+	fmt.Printf("   (results: %s, every figure in %s)\n", o.out, filepath.Join(filepath.Dir(o.out), "raw", filepath.Base(o.out)))
 	summary(results)
 	return nil
 }
@@ -224,17 +225,41 @@ func verdict(f float64) string {
 	return "NOT met"
 }
 
+// writeTSV writes every figure of each mode to raw/NAME beside -out, and
+// the chart's (bench/draw) to -out: per approval, the IdP's requests, its
+// CPU and cibaproxy's, the reduction factors against direct (1 for direct
+// itself) and the approval → tokens latency.
 func writeTSV(o options, results []result) error {
-	var b strings.Builder
-	b.WriteString("scenario\tmode\tn\tbad\tinterval_s\tdelay_min_s\tdelay_max_s\tapproved\tfailed\tclient_polls\tidp_requests\tidp_token_requests\tidp_signin_requests\tidp_cpu_s\tproxy_cpu_s\tidp_requests_per_approval\tidp_cpu_ms_per_approval\tlatency_p50_s\tlatency_p99_s\twall_s\n")
+	var raw, chart strings.Builder
+	raw.WriteString("mode\tn\tbad\tinterval_s\tdelay_min_s\tdelay_max_s\tapproved\tfailed\tclient_polls\tidp_requests\tidp_token_requests\tidp_signin_requests\tidp_cpu_s\tproxy_cpu_s\tidp_requests_per_approval\tidp_cpu_ms_per_approval\tlatency_p50_s\tlatency_p99_s\twall_s\n")
+	chart.WriteString("mode\tidp_requests_per_approval\tidp_cpu_ms\tproxy_cpu_ms\treduction_requests_x\treduction_cpu_x\tlatency_p50_s\tlatency_p99_s\n")
+	var dreq, dcpu float64
+	for _, r := range results {
+		if r.mode == "direct" && r.approved > 0 {
+			dreq, dcpu = float64(r.idpTotal)/float64(r.approved), r.idpCPU/float64(r.approved)
+		}
+	}
 	for _, r := range results {
 		a := float64(max(r.approved, 1))
-		fmt.Fprintf(&b, "idpload\t%s\t%d\t%.2f\t%.0f\t%.1f\t%.1f\t%d\t%d\t%d\t%d\t%d\t%d\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.1f\n",
+		fmt.Fprintf(&raw, "%s\t%d\t%.2f\t%.0f\t%.1f\t%.1f\t%d\t%d\t%d\t%d\t%d\t%d\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.1f\n",
 			r.mode, o.n, o.bad, o.interval.Seconds(), o.delayMin.Seconds(), o.delayMax.Seconds(), r.approved, r.failed,
 			r.clientPolls, r.idpTotal, r.idpToken, r.idpSignIn, r.idpCPU, r.proxyCPU,
 			float64(r.idpTotal)/a, 1000*r.idpCPU/a, r.latP50.Seconds(), r.latP99.Seconds(), r.wall.Seconds())
+		var fr, fc float64
+		if req, cpu := float64(r.idpTotal)/a, r.idpCPU/a; req > 0 && cpu > 0 {
+			fr, fc = dreq/req, dcpu/cpu
+		}
+		fmt.Fprintf(&chart, "%s\t%.3f\t%.3f\t%.3f\t%.2f\t%.2f\t%.3f\t%.3f\n",
+			r.mode, float64(r.idpTotal)/a, 1000*r.idpCPU/a, 1000*r.proxyCPU/a, fr, fc, r.latP50.Seconds(), r.latP99.Seconds())
 	}
-	if err := os.WriteFile(o.out, []byte(b.String()), 0o644); err != nil {
+	rawPath := filepath.Join(filepath.Dir(o.out), "raw", filepath.Base(o.out))
+	if err := os.MkdirAll(filepath.Dir(rawPath), 0o755); err != nil {
+		return fmt.Errorf("results directory: %w", err)
+	}
+	if err := os.WriteFile(rawPath, []byte(raw.String()), 0o644); err != nil {
+		return fmt.Errorf("write results: %w", err)
+	}
+	if err := os.WriteFile(o.out, []byte(chart.String()), 0o644); err != nil {
 		return fmt.Errorf("write results: %w", err)
 	}
 	return nil
