@@ -471,17 +471,18 @@ scenario_flows
 # Issue #20 items 1-2 (BENCH_PEERS=0 / BENCH_IDPLOAD=0 skip them; BENCH_QUICK=1
 # makes them small): the peers, node-oidc-provider's poll path beside the
 # reference and cibaproxy (bench/peers.sh), and the IdP's load with clients
-# polling it directly or through cibaproxy (bench/idpload). TSV in bench/out/.
+# polling it directly or through cibaproxy (bench/idpload). TSV in $OUT
+# (bench/out, for the charts) and $OUT/raw. Ports: BENCH_PORT+40 .. +42, +50 .. +52.
 scenario_peers() {
 	log "" && log "== peers: poll path of the reference, cibaproxy and node-oidc-provider (bench/peers.sh)"
-	BENCH_BIN=$TMP BENCH_PEERS_PORT=$((PORT + 40)) BENCH_ROUNDS=$ROUNDS BENCH_DURATION=$DUR BENCH_DURATION_C1=$DUR1 bench/peers.sh
+	BENCH_BIN=$TMP BENCH_OUT=$OUT BENCH_PEERS_PORT=$((PORT + 40)) BENCH_ROUNDS=$ROUNDS BENCH_DURATION=$DUR BENCH_DURATION_C1=$DUR1 bench/peers.sh
 }
 scenario_idpload() {
 	local n=${BENCH_IDPLOAD_N:-1000} d="-delay-min 5s -delay-max 20s"
 	[ "${BENCH_QUICK:-0}" = 1 ] && n=${BENCH_IDPLOAD_N:-200} d="-delay-min 2s -delay-max 6s"
 	log "" && log "== IdP load: $n pending requests, clients polling node-oidc-provider directly or through cibaproxy (bench/idpload)"
 	$GO build -trimpath -o "$TMP/idpload" ./bench/idpload
-	"$TMP/idpload" -cibaproxy "$TMP/cibaproxy" -n "$n" $d -port $((PORT + 50)) -out bench/out/idpload.tsv
+	"$TMP/idpload" -cibaproxy "$TMP/cibaproxy" -n "$n" $d -port $((PORT + 50)) -out "$OUT/idpload.tsv"
 }
 if command -v node >/dev/null && [ -d test/idp/node_modules ]; then
 	[ "${BENCH_PEERS:-1}" = 1 ] && scenario_peers
