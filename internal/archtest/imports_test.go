@@ -15,6 +15,9 @@ var forbidden = map[string][]string{
 	// jose verifies JWTs and returns its own errors; the wire codes of
 	// RFC 6749 and CIBA are chosen by its callers (clientauth.tokenError).
 	"internal/jose": {"internal/ciba"},
+	// consent words scopes and expiry for the pages and the e-mail; it
+	// knows nothing of requests.
+	"internal/consent": {"internal/ciba"},
 	// Leaves that serve the domain without knowing it: they declare what
 	// they need, and their callers adapt.
 	"internal/limit":    {"internal/ciba"},

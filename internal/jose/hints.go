@@ -64,7 +64,11 @@ func VerifyLoginHintToken(ctx context.Context, raw string, p HintTokenPolicy) (m
 		return nil, e
 	}
 	// A request object or a client assertion of the client is signed with
-	// the same key; one typed as such is no hint (RFC 8725 §3.11).
+	// the same key; one typed as such is no hint (RFC 8725 §3.11). A typ
+	// that is no string types nothing it can be told apart by.
+	if t.badTyp {
+		return nil, c.fail("typ", "the typ header must be a string")
+	}
 	if typ := t.mediaType(); typ == TypRequestObject || typ == TypClientAssertion {
 		return nil, c.fail("typ", "typ %q: this JWT was made for another use (RFC 8725 §3.11)", clip(t.typ))
 	}

@@ -163,6 +163,14 @@ func TestLoginHintTokenIsNotARequestObject(t *testing.T) {
 		_, err := VerifyLoginHintToken(t.Context(), sign(t, typed(typ), claims()), hintPolicy(t))
 		wantError(t, err, ErrInvalid, "made for another use")
 	}
+	// A typ that is not a string is refused, as for every other role,
+	// rather than read as no typ at all.
+	for _, typ := range []any{42, true, []string{TypRequestObject}} {
+		s := rs256()
+		s.headers = map[gojose.HeaderKey]any{gojose.HeaderType: typ}
+		_, err := VerifyLoginHintToken(t.Context(), sign(t, s, claims()), hintPolicy(t))
+		wantError(t, err, ErrInvalid, "typ header must be a string")
+	}
 }
 
 // FuzzRolesAreDisjoint: no claims set and typ header make a JWT that is
