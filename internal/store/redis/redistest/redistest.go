@@ -47,6 +47,10 @@ type options struct {
 	persistent bool
 	args       []string
 	tls        *tlsFiles
+	// conf, when set, is written to the server's directory as redis.conf
+	// and given as the first argument (Sentinel needs a configuration
+	// file it can rewrite).
+	conf string
 }
 
 // tlsFiles are the PEM files of WithTLS.
@@ -82,6 +86,8 @@ type Server struct {
 	dir  string
 	port int
 	args []string
+	// conf is the configuration file given first, if any.
+	conf string
 	// tls, when set, is the client configuration of the readiness check.
 	tls *tls.Config
 
@@ -145,6 +151,12 @@ func Start(t testing.TB, opts ...Option) *Server {
 		}
 	}
 	s.args = append(s.args, o.args...)
+	if o.conf != "" {
+		s.conf = filepath.Join(s.dir, "redis.conf")
+		if err := os.WriteFile(s.conf, []byte(o.conf), 0o600); err != nil {
+			t.Fatalf("redistest: write the configuration file: %v", err)
+		}
+	}
 	t.Cleanup(s.Kill)
 
 	var err error
@@ -188,6 +200,9 @@ func (s *Server) start() error {
 		port = []string{"--port", "0", "--tls-port", strconv.Itoa(s.port)}
 	}
 	args := append(port, s.args...)
+	if s.conf != "" {
+		args = append([]string{s.conf}, args...)
+	}
 	cmd := exec.Command(s.bin, args...)
 	cmd.Dir = s.dir
 	cmd.Stdout, cmd.Stderr = log, log
