@@ -122,6 +122,14 @@ type Config struct {
 	// pace polls of without a round trip (pollcache.go); default
 	// DefaultPollCacheSize, negative turns the cache off.
 	PollCacheSize int
+	// WaitReplicas is how many replicas must confirm each acknowledged
+	// write (WAIT) before it is reported done, so that it survives the
+	// master's death (durable.go); 0 does not wait.
+	WaitReplicas int
+	// WaitTimeout bounds each WAIT; a write too few replicas confirmed by
+	// then is in doubt and reported as ciba.ErrUnavailable. Default
+	// DefaultWaitTimeout. It should be shorter than Timeout.
+	WaitTimeout time.Duration
 }
 
 // Store is the Redis ciba.Store. Open it with Open or NewFromClient; Close
@@ -154,6 +162,10 @@ type Store struct {
 	cacheDone chan struct{}
 	// heartbeat starts this instance's heartbeats (pollcache.go).
 	heartbeat string
+	// waitReplicas and waitTimeout are the WAIT after each acknowledged
+	// write (durable.go).
+	waitReplicas int
+	waitTimeout  time.Duration
 }
 
 // Compile-time check that Store implements the contract.
@@ -203,8 +215,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 }
 
 // NewFromClient returns a Store on a client the caller made and keeps: Close
-// does not close it. Only KeyPrefix, Retention and PollCacheSize of cfg are
-// used. The client
+// does not close it. Only KeyPrefix, Retention, PollCacheSize, WaitReplicas
+// and WaitTimeout of cfg are used. The client
 // should not retry commands itself (MaxRetries -1), see the package doc.
 func NewFromClient(ctx context.Context, c redis.UniversalClient, cfg Config) (*Store, error) {
 	return newStore(ctx, c, cfg, false)
@@ -222,17 +234,28 @@ func newStore(ctx context.Context, c redis.UniversalClient, cfg Config, own bool
 	case retention < 0:
 		return nil, fmt.Errorf("redis store: open: negative retention %v", retention)
 	}
+	waitTimeout := cfg.WaitTimeout
+	switch {
+	case cfg.WaitReplicas < 0:
+		return nil, fmt.Errorf("redis store: open: negative wait replicas %d", cfg.WaitReplicas)
+	case waitTimeout == 0:
+		waitTimeout = DefaultWaitTimeout
+	case waitTimeout < time.Millisecond:
+		return nil, fmt.Errorf("redis store: open: wait timeout %v is under a millisecond", waitTimeout)
+	}
 	s := &Store{
-		c:          c,
-		ownClient:  own,
-		prefix:     prefix,
-		channel:    prefix + "changes",
-		retention:  retention,
-		listenDone: make(chan struct{}),
-		cacheDone:  make(chan struct{}),
-		heartbeat:  newHeartbeatPrefix(),
-		locks:      keyLocks{m: make(map[string]*keyLock)},
-		hub:        hub{m: make(map[string][]chan struct{})},
+		c:            c,
+		ownClient:    own,
+		prefix:       prefix,
+		channel:      prefix + "changes",
+		retention:    retention,
+		waitReplicas: cfg.WaitReplicas,
+		waitTimeout:  waitTimeout,
+		listenDone:   make(chan struct{}),
+		cacheDone:    make(chan struct{}),
+		heartbeat:    newHeartbeatPrefix(),
+		locks:        keyLocks{m: make(map[string]*keyLock)},
+		hub:          hub{m: make(map[string][]chan struct{})},
 	}
 	if err := c.Ping(ctx).Err(); err != nil {
 		return nil, unavailable("open", err)
@@ -335,15 +358,22 @@ func (s *Store) CreateRequest(ctx context.Context, r *ciba.AuthRequest) error {
 	}
 	exp := s.expiry(r, time.Now()).UnixMilli()
 	if r.ApprovalID != "" {
-		err := s.c.Do(ctx, "SET", s.approvalKey(r.ApprovalID), r.ID, "NX", "PXAT", exp).Err()
+		key := s.approvalKey(r.ApprovalID)
+		cmd, werr := s.doDurable(ctx, key, "SET", key, r.ID, "NX", "PXAT", exp)
+		err := cmd.Err()
 		if errors.Is(err, redis.Nil) {
 			return fmt.Errorf("redis store: create request: ApprovalID: %w", ciba.ErrExists)
 		}
 		if err != nil {
 			return unavailable(op+": index ApprovalID", err)
 		}
+		if werr != nil {
+			// The entry may stay and point nowhere; it expires.
+			return inDoubt(op+": index ApprovalID", werr)
+		}
 	}
-	n, err := createScript.Run(ctx, s.c, []string{s.requestKey(r.ID)}, data, r.ApprovalID, exp, writeToken()).Int()
+	cmd, werr := s.runDurable(ctx, createScript, s.requestKey(r.ID), data, r.ApprovalID, exp, writeToken())
+	n, err := cmd.Int()
 	if err != nil {
 		// In doubt: the request may exist, so its index entry stays; if it
 		// does not, the entry points nowhere and expires.
@@ -351,6 +381,9 @@ func (s *Store) CreateRequest(ctx context.Context, r *ciba.AuthRequest) error {
 	}
 	if n == 1 {
 		s.reindex(context.WithoutCancel(ctx), r.ID, nil, r)
+		if werr != nil {
+			return inDoubt(op, werr)
+		}
 		return nil
 	}
 	if r.ApprovalID != "" {
@@ -469,7 +502,8 @@ func (s *Store) UpdateRequest(ctx context.Context, id string, fn func(*ciba.Auth
 			return nil, fmt.Errorf("redis store: %s: %w", op, err)
 		}
 		exp := s.expiry(next, time.Now()).UnixMilli()
-		n, err := updateScript.Run(ctx, s.c, []string{key}, version, enc, exp, writeToken(), s.channel, id).Int()
+		cmd, werr := s.runDurable(ctx, updateScript, key, version, enc, exp, writeToken(), s.channel, id)
+		n, err := cmd.Int()
 		if err != nil {
 			return nil, unavailable(op, err)
 		}
@@ -486,6 +520,9 @@ func (s *Store) UpdateRequest(ctx context.Context, id string, fn func(*ciba.Auth
 			_ = s.c.PExpireAt(ctx, s.approvalKey(next.ApprovalID), time.UnixMilli(exp)).Err()
 		}
 		s.reindex(context.WithoutCancel(ctx), id, cur, next)
+		if werr != nil {
+			return nil, inDoubt(op, werr)
+		}
 		return next, nil
 	}
 	return nil, fmt.Errorf("redis store: %s: %w: %d conflicting writes in a row", op, ciba.ErrUnavailable, maxAttempts)
@@ -704,17 +741,22 @@ func (s *Store) PutRecord(ctx context.Context, kind, key string, value []byte, t
 	if ttl < 0 {
 		return fmt.Errorf("redis store: %s: negative lifetime %v", op, ttl)
 	}
-	args := []any{"SET", s.recordKey(kind, key), value, "NX"}
+	rk := s.recordKey(kind, key)
+	args := []any{"SET", rk, value, "NX"}
 	if ttl > 0 {
 		ms := (ttl + time.Millisecond - 1) / time.Millisecond // at least 1
 		args = append(args, "PX", int64(ms))
 	}
-	err := s.c.Do(ctx, args...).Err()
+	cmd, werr := s.doDurable(ctx, rk, args...)
+	err := cmd.Err()
 	if errors.Is(err, redis.Nil) {
 		return fmt.Errorf("redis store: %s: %w", op, ciba.ErrExists)
 	}
 	if err != nil {
 		return unavailable(op, err)
+	}
+	if werr != nil {
+		return inDoubt(op, werr)
 	}
 	return nil
 }
@@ -742,14 +784,30 @@ func (s *Store) TakeRecord(ctx context.Context, kind, key string) ([]byte, error
 	if err := s.usable(ctx, op); err != nil {
 		return nil, err
 	}
-	v, err := s.c.GetDel(ctx, s.recordKey(kind, key)).Bytes()
+	rk := s.recordKey(kind, key)
+	if s.waitReplicas == 0 {
+		v, err := s.c.GetDel(ctx, rk).Bytes()
+		if errors.Is(err, redis.Nil) {
+			return nil, errRecordNotFound
+		}
+		if err != nil {
+			return nil, unavailable(op, err)
+		}
+		return v, nil
+	}
+	cmd, werr := s.doDurable(ctx, rk, "GETDEL", rk)
+	v, err := cmd.Text()
 	if errors.Is(err, redis.Nil) {
 		return nil, errRecordNotFound
 	}
 	if err != nil {
 		return nil, unavailable(op, err)
 	}
-	return v, nil
+	if werr != nil {
+		// Taken here, but a failover could bring it back: not taken.
+		return nil, inDoubt(op, werr)
+	}
+	return []byte(v), nil
 }
 
 // Close stops the subscription loop and, for a Store made by Open, closes

@@ -150,9 +150,10 @@ func (c *Cluster) MasterOf(ctx context.Context, key string) (*Server, error) {
 	return n, nil
 }
 
-// WaitHealthy waits until every running node reports cluster_state:ok and
-// every slot has a master that answers, and returns how long it waited.
-func (c *Cluster) WaitHealthy(ctx context.Context) time.Duration {
+// WaitFailover waits until a running node serves as master every slot
+// that old served, and every running node reports cluster_state:ok, and
+// returns how long it waited. Call it after killing old, a master.
+func (c *Cluster) WaitFailover(ctx context.Context, old *Server) time.Duration {
 	c.t.Helper()
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, haTimeout)
@@ -162,7 +163,16 @@ func (c *Cluster) WaitHealthy(ctx context.Context) time.Duration {
 			continue
 		}
 		cl := redis.NewClient(&redis.Options{Addr: n.Addr()})
-		waitFor(c.t, ctx, "node "+n.Addr()+" reports cluster_state:ok", func() bool {
+		waitFor(c.t, ctx, "node "+n.Addr()+" to serve the slots of "+old.Addr()+" elsewhere", func() bool {
+			slots, err := cl.ClusterSlots(ctx).Result()
+			if err != nil {
+				return false
+			}
+			for _, sl := range slots {
+				if len(sl.Nodes) == 0 || sl.Nodes[0].Addr == old.Addr() {
+					return false
+				}
+			}
 			info, err := cl.ClusterInfo(ctx).Result()
 			return err == nil && strings.Contains(info, "cluster_state:ok")
 		})

@@ -25,13 +25,12 @@ func TestClusterFailsOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.Kill()
-	var next *Server
-	waitFor(t, ctx, "a new master of k", func() bool {
-		next, err = c.MasterOf(ctx, "k")
-		return err == nil && next != m
-	})
-	took := c.WaitHealthy(ctx)
-	t.Logf("failed over from %s to %s; healthy after %v more", m.Addr(), next.Addr(), took)
+	took := c.WaitFailover(ctx, m)
+	next, err := c.MasterOf(ctx, "k")
+	if err != nil || next == m {
+		t.Fatalf("after the failover, the master of k is %v (%v)", next, err)
+	}
+	t.Logf("failed over from %s to %s in %v", m.Addr(), next.Addr(), took)
 }
 
 func TestSentinelFailsOver(t *testing.T) {
