@@ -307,6 +307,7 @@ func openStore(ctx context.Context, cfg *config.Config) (ciba.Store, error) {
 			SentinelUsername: r.SentinelUsername, SentinelPassword: r.SentinelPassword,
 			DB: r.DB, Timeout: r.Timeout, KeyPrefix: r.KeyPrefix, Retention: cfg.CIBA.ExpiredGrace,
 			PollCacheSize: r.PollCacheSize,
+			WaitReplicas:  r.WaitReplicas, WaitTimeout: r.WaitTimeout,
 		}
 		if r.PollCacheSize == 0 {
 			rc.PollCacheSize = -1 // off; the store's 0 is its default

@@ -54,6 +54,16 @@ type Redis struct {
 	// then paces the request in Redis.
 	PollCacheSize int `yaml:"poll_cache_size"`
 
+	// WaitReplicas is how many replicas must confirm each write cibaproxy
+	// acknowledges to a client (WAIT) before it answers, so that the
+	// write survives a failover; when fewer confirm within WaitTimeout
+	// the client hears temporarily_unavailable. Default 1 with Sentinel
+	// (master_name) or a Cluster, 0 (no wait) for a standalone server.
+	WaitReplicas int `yaml:"wait_replicas"`
+
+	// WaitTimeout bounds each WAIT. Default 500ms; shorter than Timeout.
+	WaitTimeout time.Duration `yaml:"wait_timeout"`
+
 	// TLS configures TLS to Redis; off unless Enabled.
 	TLS RedisTLS `yaml:"tls"`
 }
@@ -76,6 +86,15 @@ type RedisTLS struct {
 
 const defaultRedisPrefix = "cibaproxy:"
 
+// DefaultRedisWaitTimeout is the default of store.redis.wait_timeout.
+const DefaultRedisWaitTimeout = 500 * time.Millisecond
+
+// replicated reports whether r names a topology with replicas that can
+// take over from the master: Sentinel or Cluster.
+func (r *Redis) replicated() bool {
+	return r.MasterName != "" || r.Cluster || len(r.Addrs) > 1
+}
+
 // DefaultPollCacheSize is the default of store.redis.poll_cache_size.
 const DefaultPollCacheSize = 200_000
 
@@ -88,6 +107,12 @@ func (v *validator) redisDefaults(r *Redis) {
 	}
 	if !v.src.set["store.redis.poll_cache_size"] {
 		r.PollCacheSize = DefaultPollCacheSize
+	}
+	if !v.src.set["store.redis.wait_replicas"] && r.replicated() {
+		r.WaitReplicas = 1
+	}
+	if !v.src.set["store.redis.wait_timeout"] {
+		r.WaitTimeout = DefaultRedisWaitTimeout
 	}
 	r.TLS.CAFile = v.resolve(r.TLS.CAFile)
 	r.TLS.CertFile = v.resolve(r.TLS.CertFile)
@@ -115,6 +140,7 @@ func (v *validator) checkRedis(s *Store) {
 	if r.PollCacheSize < 0 {
 		v.fail("store.redis.poll_cache_size", "must not be negative (0 turns the cache off), got %d", r.PollCacheSize)
 	}
+	v.checkRedisWait(r)
 	v.checkRedisTLS(&r.TLS)
 }
 
@@ -150,5 +176,17 @@ func (v *validator) checkRedisTLS(t *RedisTLS) {
 				v.fail(path, "cannot read: %v", err)
 			}
 		}
+	}
+}
+
+// checkRedisWait checks store.redis.wait_replicas and wait_timeout.
+func (v *validator) checkRedisWait(r *Redis) {
+	if r.WaitReplicas < 0 {
+		v.fail("store.redis.wait_replicas", "must not be negative (0 does not wait), got %d", r.WaitReplicas)
+	}
+	if r.WaitTimeout < time.Millisecond {
+		v.fail("store.redis.wait_timeout", "must be at least 1ms, got %s", r.WaitTimeout)
+	} else if r.WaitReplicas > 0 && r.Timeout > 0 && r.WaitTimeout >= r.Timeout {
+		v.fail("store.redis.wait_timeout", "must be shorter than store.redis.timeout (%s), which bounds the read of WAIT's answer, got %s", r.Timeout, r.WaitTimeout)
 	}
 }
