@@ -213,6 +213,12 @@ func build(ctx context.Context, cfg *config.Config, log *slog.Logger) (a *app, e
 			if _, err := st.GetRecord(ctx, "server", "callback-key"); err != nil {
 				return fmt.Errorf("store: %w", err)
 			}
+			if shared != nil {
+				// Redis answers; can it take the writes to acknowledge?
+				if err := shared.Ready(ctx); err != nil {
+					return fmt.Errorf("store: %w", err)
+				}
+			}
 			if up.ready != nil {
 				if err := up.ready(ctx); err != nil {
 					return fmt.Errorf("upstream: %w", err)

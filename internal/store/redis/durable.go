@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -134,4 +135,43 @@ func failedCmd(ctx context.Context, err error) *redis.Cmd {
 // inDoubt wraps the failure of WAIT after a write that was made.
 func inDoubt(op string, err error) error {
 	return fmt.Errorf("redis store: %s: %w: the write may not survive a failover: %w", op, ciba.ErrUnavailable, err)
+}
+
+// Ready reports whether the store can take acknowledged writes: the master
+// (every master of a Cluster) answers and, when the store waits for
+// replicas, has at least that many connected. The error says which master
+// lacks what, for /readyz.
+func (s *Store) Ready(ctx context.Context) error {
+	if s.closed.Load() {
+		return errClosed
+	}
+	check := func(ctx context.Context, c redis.Cmdable) error {
+		info, err := c.Info(ctx, "replication").Result()
+		if err != nil {
+			return unavailable("ready", err)
+		}
+		if s.waitReplicas == 0 {
+			return nil
+		}
+		// Replicas in sync show as "slave<n>:ip=...,state=online,...".
+		n := 0
+		for line := range strings.Lines(info) {
+			if strings.HasPrefix(line, "slave") && strings.Contains(line, ",state=online,") {
+				n++
+			}
+		}
+		if n < s.waitReplicas {
+			return fmt.Errorf("redis store: ready: %w: the master has %d replicas in sync, wait_replicas is %d: acknowledged writes are refused", ciba.ErrUnavailable, n, s.waitReplicas)
+		}
+		return nil
+	}
+	if cc, ok := s.c.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+			if err := check(ctx, c); err != nil {
+				return fmt.Errorf("%s: %w", c.Options().Addr, err)
+			}
+			return nil
+		})
+	}
+	return check(ctx, s.c)
 }

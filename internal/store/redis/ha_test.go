@@ -3,6 +3,9 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"net"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -218,4 +221,69 @@ func TestClusterFailoverLosesNothing(t *testing.T) {
 	c := redistest.StartCluster(t, 3, 1)
 	s := openCfg(t, Config{Addrs: c.Addrs(), KeyPrefix: newPrefix(), Timeout: time.Second, WaitReplicas: 1})
 	failoverLoad(t, s, func() { c.Nodes[0].Kill() }, func() { c.WaitFailover(t.Context(), c.Nodes[0]) })
+}
+
+// TestWaitReplicas: with WaitReplicas 1 and no replica, acknowledged writes
+// fail with ErrUnavailable (in doubt) and Ready says why; once a replica
+// follows the master, they succeed.
+func TestWaitReplicas(t *testing.T) {
+	srv := redistest.Start(t, redistest.WithArgs("--repl-diskless-sync-delay", "0"))
+	prefix := newPrefix()
+	s := openCfg(t, Config{Addrs: []string{srv.Addr()}, KeyPrefix: prefix, WaitReplicas: 1, WaitTimeout: 20 * time.Millisecond})
+	ctx := t.Context()
+	r := storetest.NewRequest()
+	if err := openCfg(t, Config{Addrs: []string{srv.Addr()}, KeyPrefix: prefix}).CreateRequest(ctx, r); err != nil {
+		t.Fatalf("CreateRequest without waiting: %v", err)
+	}
+	if err := s.CreateRequest(ctx, storetest.NewRequest()); !errors.Is(err, ciba.ErrUnavailable) {
+		t.Fatalf("CreateRequest without a replica: %v, want ErrUnavailable", err)
+	}
+	if err := s.PutRecord(ctx, "k", "a", []byte("v"), time.Minute); !errors.Is(err, ciba.ErrUnavailable) {
+		t.Fatalf("PutRecord without a replica: %v, want ErrUnavailable", err)
+	}
+	if _, err := s.TakeRecord(ctx, "k", "a"); !errors.Is(err, ciba.ErrUnavailable) {
+		t.Fatalf("TakeRecord without a replica: %v, want ErrUnavailable", err)
+	}
+	if _, err := s.UpdateRequest(ctx, r.ID, func(*ciba.AuthRequest) error { return nil }); !errors.Is(err, ciba.ErrUnavailable) {
+		t.Fatalf("UpdateRequest without a replica: %v, want ErrUnavailable", err)
+	}
+	if err := s.Ready(ctx); !errors.Is(err, ciba.ErrUnavailable) || !strings.Contains(err.Error(), "0 replicas in sync") {
+		t.Fatalf("Ready without a replica: %v", err)
+	}
+
+	redistest.Start(t, redistest.WithArgs("--replicaof", "127.0.0.1", strconv.Itoa(port(t, srv.Addr()))))
+	deadline := time.Now().Add(20 * time.Second)
+	for s.Ready(ctx) != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("Ready with a replica: %v", s.Ready(ctx))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	r2 := storetest.NewRequest()
+	if err := s.CreateRequest(ctx, r2); err != nil {
+		t.Fatalf("CreateRequest with a replica: %v", err)
+	}
+	if _, err := s.UpdateRequest(ctx, r2.ID, func(*ciba.AuthRequest) error { return nil }); err != nil {
+		t.Fatalf("UpdateRequest with a replica: %v", err)
+	}
+	if err := s.PutRecord(ctx, "k", "b", []byte("v"), time.Minute); err != nil {
+		t.Fatalf("PutRecord with a replica: %v", err)
+	}
+	if v, err := s.TakeRecord(ctx, "k", "b"); err != nil || string(v) != "v" {
+		t.Fatalf("TakeRecord with a replica: %q, %v", v, err)
+	}
+}
+
+// port returns the port of addr.
+func port(t *testing.T, addr string) int {
+	t.Helper()
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -58,6 +58,7 @@ func StartCluster(t testing.TB, masters, replicas int) *Cluster {
 			"--cluster-config-file", "nodes.conf",
 			"--cluster-node-timeout", strconv.Itoa(nodeTimeout),
 			"--cluster-port", strconv.Itoa(bus),
+			"--repl-diskless-sync-delay", "0",
 		)))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), haTimeout)
@@ -200,10 +201,11 @@ type Sentinel struct {
 func StartSentinel(t testing.TB, replicas, sentinels int) *Sentinel {
 	t.Helper()
 	s := &Sentinel{t: t, Name: "cibaproxy-test"}
-	master := Start(t)
+	fast := WithArgs("--repl-diskless-sync-delay", "0")
+	master := Start(t, fast)
 	s.Servers = append(s.Servers, master)
 	for range replicas {
-		s.Servers = append(s.Servers, Start(t, WithArgs("--replicaof", "127.0.0.1", strconv.Itoa(master.port))))
+		s.Servers = append(s.Servers, Start(t, fast, WithArgs("--replicaof", "127.0.0.1", strconv.Itoa(master.port))))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), haTimeout)
 	defer cancel()
