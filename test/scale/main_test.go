@@ -117,7 +117,8 @@ clients:
     backchannel_client_notification_endpoint: "%[5]s"
 `
 
-// cluster is one Redis and the cibaproxy instances sharing it, with the
+// cluster is one Redis (or a Redis Cluster or Sentinel set, then redis is
+// nil) and the cibaproxy instances sharing it, with the
 // webhook receiver (the user's authentication device) and the notification
 // endpoint of the ping and push clients.
 type cluster struct {
@@ -140,9 +141,18 @@ func newCluster(t *testing.T) *cluster {
 // (configTemplate's verbs, in its order).
 func newClusterWith(t *testing.T, template string) *cluster {
 	t.Helper()
+	srv := redistest.Start(t, redistest.WithPersistence())
+	c := newClusterOn(t, template, srv.Addr())
+	c.redis = srv
+	return c
+}
+
+// newClusterOn is newClusterWith on Redis servers the test started: the
+// template's store.redis.addrs are redisAddrs.
+func newClusterOn(t *testing.T, template string, redisAddrs ...string) *cluster {
+	t.Helper()
 	c := &cluster{
 		t:      t,
-		redis:  redistest.Start(t, redistest.WithPersistence()),
 		hook:   testutil.NewWebhook(t),
 		notify: testutil.NewNotifier(t),
 	}
@@ -158,7 +168,9 @@ func newClusterWith(t *testing.T, template string) *cluster {
 	// callback and approval URLs, whichever instance makes them.
 	c.issuer = "http://" + addrs[0]
 	cfg := filepath.Join(t.TempDir(), "cibaproxy.yaml")
-	body := fmt.Sprintf(template, c.issuer, c.redis.Addr(), "scale:", c.hook.URL, c.notify.URL)
+	// Inside the template's ["%[2]s"].
+	addrList := strings.Join(redisAddrs, `", "`)
+	body := fmt.Sprintf(template, c.issuer, addrList, "scale:", c.hook.URL, c.notify.URL)
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}

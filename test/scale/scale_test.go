@@ -44,7 +44,11 @@ func waiting(r *testutil.Response) bool {
 // every instance: the signing key is shared through the store.
 func TestConcurrentPollsAcrossInstances(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t)
+	racingPolls(t, newCluster(t))
+}
+
+// racingPolls is TestConcurrentPollsAcrossInstances on the cluster c.
+func racingPolls(t *testing.T, c *cluster) {
 	req := c.authorize(0, testutil.DemoPoll, "Fifty")
 	m := c.message(req)
 
@@ -149,7 +153,11 @@ func TestSlowDownIsShared(t *testing.T) {
 // then gets its tokens from any instance, once.
 func TestPingOnceAcrossInstances(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t)
+	pingOnce(t, newCluster(t))
+}
+
+// pingOnce is TestPingOnceAcrossInstances on the cluster c.
+func pingOnce(t *testing.T, c *cluster) {
 	req := c.authorize(0, testutil.DemoPing, "Ping")
 	c.answerOn(1, c.message(req), "approved")
 

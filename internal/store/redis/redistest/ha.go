@@ -2,6 +2,7 @@ package redistest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -182,6 +183,44 @@ func (c *Cluster) WaitFailover(ctx context.Context, old *Server) time.Duration {
 	return time.Since(start)
 }
 
+// WaitReplicated waits until every master that serves slots has at least
+// one replica in sync (a failed master restarted with Restart comes back
+// as a replica of the node that took over), and returns how long it
+// waited.
+func (c *Cluster) WaitReplicated(ctx context.Context) time.Duration {
+	c.t.Helper()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, haTimeout)
+	defer cancel()
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs(), MaxRedirects: 8})
+	defer func() { _ = cc.Close() }()
+	waitFor(c.t, ctx, "every master to have a replica in sync", func() bool {
+		cc.ReloadState(ctx)
+		return cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			if onlineReplicas(ctx, m) < 1 {
+				return errors.New("no replica")
+			}
+			return nil
+		}) == nil
+	})
+	return time.Since(start)
+}
+
+// onlineReplicas returns how many replicas in sync the server c has.
+func onlineReplicas(ctx context.Context, c *redis.Client) int {
+	info, err := c.Info(ctx, "replication").Result()
+	if err != nil {
+		return -1
+	}
+	n := 0
+	for _, line := range strings.Split(info, "\n") {
+		if strings.HasPrefix(line, "slave") && strings.Contains(line, ",state=online,") {
+			n++
+		}
+	}
+	return n
+}
+
 // Sentinel is a Redis master, its replicas and the Sentinels that watch
 // them, under the master name Name.
 type Sentinel struct {
@@ -278,8 +317,8 @@ func (s *Sentinel) Master(ctx context.Context) (*Server, error) {
 }
 
 // WaitFailover waits until the Sentinels name a running master other than
-// old, that master answers as master and its replicas are in sync, and
-// returns it with the time waited.
+// old, that master answers as master and every other running server is its
+// replica in sync, and returns it with the time waited.
 func (s *Sentinel) WaitFailover(ctx context.Context, old *Server) (*Server, time.Duration) {
 	s.t.Helper()
 	start := time.Now()
@@ -295,7 +334,16 @@ func (s *Sentinel) WaitFailover(ctx context.Context, old *Server) (*Server, time
 		cl := redis.NewClient(&redis.Options{Addr: m.Addr()})
 		defer func() { _ = cl.Close() }()
 		repl, err := cl.Info(ctx, "replication").Result()
-		return err == nil && strings.Contains(repl, "role:master")
+		if err != nil || !strings.Contains(repl, "role:master") {
+			return false
+		}
+		running := 0
+		for _, srv := range s.Servers {
+			if srv.running() {
+				running++
+			}
+		}
+		return onlineReplicas(ctx, cl) == running-1
 	})
 	return m, time.Since(start)
 }
