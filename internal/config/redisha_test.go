@@ -1,6 +1,7 @@
 package config
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -46,5 +47,27 @@ func TestRedisWaitRules(t *testing.T) {
 		if !found {
 			t.Errorf("%q: problems %v, want %s: %s", tt.redis, ps, tt.path, tt.msg)
 		}
+	}
+}
+
+// TestDeployHAConfigs: the Sentinel and Cluster examples under deploy/
+// load, and name the topology and the wait they document.
+func TestDeployHAConfigs(t *testing.T) {
+	setEnv(t, map[string]string{
+		"CIBAPROXY_ISSUER":         "https://ciba.example.com",
+		"CIBAPROXY_ENCRYPTION_KEY": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+	})
+	for _, tt := range []struct{ file, master string }{
+		{"cibaproxy-sentinel.yaml", "cibaproxy"},
+		{"cibaproxy-cluster.yaml", ""},
+	} {
+		c, err := Load(filepath.Join(deployDir, tt.file))
+		if err != nil {
+			t.Fatalf("deploy/%s: %v", tt.file, err)
+		}
+		r := c.Store.Redis
+		check(t, tt.file+" store.redis.master_name", r.MasterName, tt.master)
+		check(t, tt.file+" store.redis.addrs", len(r.Addrs), 3)
+		check(t, tt.file+" store.redis.wait_replicas", r.WaitReplicas, 1)
 	}
 }
