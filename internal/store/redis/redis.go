@@ -38,7 +38,9 @@
 // of one request made through one Store are also serialized locally, so
 // retries happen only between instances. Any failure to reach Redis is
 // returned wrapping ciba.ErrUnavailable; a write whose reply was lost is in
-// doubt. Open disables the client library's own retries, which could
+// doubt. With Config.WaitReplicas, the writes acknowledged to clients wait
+// for that many replicas, and are in doubt when too few confirm
+// (durable.go). Open disables the client library's own retries, which could
 // otherwise resend a compare-and-set whose reply was lost.
 package redisstore
 
