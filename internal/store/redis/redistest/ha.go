@@ -166,12 +166,25 @@ func (c *Cluster) WaitFailover(ctx context.Context, old *Server) time.Duration {
 		}
 		cl := redis.NewClient(&redis.Options{Addr: n.Addr()})
 		waitFor(c.t, ctx, "node "+n.Addr()+" to serve the slots of "+old.Addr()+" elsewhere", func() bool {
-			slots, err := cl.ClusterSlots(ctx).Result()
+			shards, err := cl.ClusterShards(ctx).Result()
 			if err != nil {
 				return false
 			}
-			for _, sl := range slots {
-				if len(sl.Nodes) == 0 || sl.Nodes[0].Addr == old.Addr() {
+			for _, sh := range shards {
+				if len(sh.Slots) == 0 {
+					continue
+				}
+				served := false
+				for _, n := range sh.Nodes {
+					if n.Role != "master" {
+						continue
+					}
+					if n.Port == int64(old.port) || n.Health != "online" {
+						return false
+					}
+					served = true
+				}
+				if !served {
 					return false
 				}
 			}
