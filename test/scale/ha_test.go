@@ -2,7 +2,11 @@ package scale
 
 import (
 	"context"
+	"io"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -28,9 +32,95 @@ func sentinelTemplate(name string) string {
 func TestClusterInstances(t *testing.T) {
 	t.Parallel()
 	rc := redistest.StartCluster(t, 3, 1)
-	c := newClusterOn(t, configTemplate, rc.Addrs()...)
+	// Plus a device client (appended to clients:, the template's last
+	// section).
+	c := newClusterOn(t, configTemplate+`  - client_id: demo-tv
+    client_name: Demo TV
+    token_endpoint_auth_methods: [none]
+    device_authorization: true
+`, rc.Addrs()...)
 	t.Run("racing polls", func(t *testing.T) { c.t = t; racingPolls(t, c) })
 	t.Run("ping", func(t *testing.T) { c.t = t; pingOnce(t, c) })
+	t.Run("device", func(t *testing.T) { c.t = t; deviceFlow(t, c) })
+}
+
+// deviceGrant is the device flow's grant type (RFC 8628).
+const deviceGrant = "urn:ietf:params:oauth:grant-type:device_code"
+
+// csrfRE finds the CSRF token of a form of the verification page.
+var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// deviceFlow: a device authorization on instance 1, the user code entered
+// and approved on the page of instance 2, the device polling instances 3
+// and 1 in turn: one token response, then invalid_grant.
+func deviceFlow(t *testing.T, c *cluster) {
+	cx := ctx(t)
+	form := url.Values{"client_id": {"demo-tv"}, "scope": {"openid"}}
+	r, err := testutil.PostForm(cx, c.url(0, "/device_authorization"), testutil.Client{}, form)
+	if err != nil || r.Status != http.StatusOK {
+		t.Fatalf("device authorization on instance 1: %v %v", r, err)
+	}
+	dc, uc := r.Str("device_code"), r.Str("user_code")
+
+	jar, _ := cookiejar.New(nil)
+	b := &http.Client{Jar: jar, Timeout: testutil.CallTimeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	page := func(method string, form url.Values) (int, string) {
+		var body io.Reader
+		u := c.url(1, "/device")
+		if form == nil {
+			u += "?user_code=" + url.QueryEscape(uc)
+		} else {
+			body = strings.NewReader(form.Encode())
+		}
+		req, _ := http.NewRequestWithContext(cx, method, u, body)
+		if form != nil {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		resp, err := b.Do(req)
+		if err != nil {
+			t.Fatalf("%s /device on instance 2: %v", method, err)
+		}
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(data)
+	}
+	status, body := page(http.MethodGet, nil)
+	m := csrfRE.FindStringSubmatch(body)
+	if status != http.StatusOK || m == nil {
+		t.Fatalf("GET /device on instance 2: %d\n%s", status, body)
+	}
+	status, body = page(http.MethodPost, url.Values{"csrf": {m[1]}, "user_code": {uc}, "action": {"continue"}})
+	if m = csrfRE.FindStringSubmatch(body); status != http.StatusOK || m == nil {
+		t.Fatalf("the code entered on instance 2: %d\n%s", status, body)
+	}
+	status, body = page(http.MethodPost, url.Values{"csrf": {m[1]}, "user_code": {uc}, "action": {"approve"}, "username": {"alice"}, "password": {"alice-password"}})
+	if status != http.StatusOK || !strings.Contains(body, "approved") {
+		t.Fatalf("approve on instance 2: %d\n%s", status, body)
+	}
+	poll := func(i int) *testutil.Response {
+		f := url.Values{"grant_type": {deviceGrant}, "device_code": {dc}, "client_id": {"demo-tv"}}
+		r, err := testutil.PostForm(cx, c.url(i, "/token"), testutil.Client{}, f)
+		if err != nil {
+			t.Fatalf("device token request on instance %d: %v", i+1, err)
+		}
+		return r
+	}
+	var final *testutil.Response
+	for n := range 20 {
+		r := poll([]int{2, 0}[n%2])
+		if !waiting(r) {
+			final = r
+			break
+		}
+		pause(cx, 1100*time.Millisecond)
+	}
+	if final == nil {
+		t.Fatalf("the device got no final answer")
+	}
+	checkTokens(t, "device tokens", final)
+	pause(cx, 1100*time.Millisecond)
+	checkError(t, "second device redemption (instance 2)", poll(1), http.StatusBadRequest, "invalid_grant")
 }
 
 // TestSentinelFailoverUnderLoad kills the Sentinel master (SIGKILL) under
