@@ -361,7 +361,16 @@ func (s *Store) CreateRequest(ctx context.Context, r *ciba.AuthRequest) error {
 	exp := s.expiry(r, time.Now()).UnixMilli()
 	if r.ApprovalID != "" {
 		key := s.approvalKey(r.ApprovalID)
-		cmd, werr := s.doDurable(ctx, key, "SET", key, r.ID, "NX", "PXAT", exp)
+		var cmd *redis.Cmd
+		var werr error
+		if _, cluster := s.c.(*redis.ClusterClient); cluster {
+			// Another slot, perhaps another master: a WAIT of its own.
+			cmd, werr = s.doDurable(ctx, key, "SET", key, r.ID, "NX", "PXAT", exp)
+		} else {
+			// One master replicates in order: the WAIT after the request
+			// below covers this earlier write too.
+			cmd = s.c.Do(ctx, "SET", key, r.ID, "NX", "PXAT", exp)
+		}
 		err := cmd.Err()
 		if errors.Is(err, redis.Nil) {
 			return fmt.Errorf("redis store: create request: ApprovalID: %w", ciba.ErrExists)
