@@ -252,6 +252,9 @@ func TestWaitReplicas(t *testing.T) {
 	}
 
 	redistest.Start(t, redistest.WithArgs("--replicaof", "127.0.0.1", strconv.Itoa(port(t, srv.Addr()))))
+	// The default timeout from here: a loaded machine may take more than
+	// 20 ms to replicate.
+	s = openCfg(t, Config{Addrs: []string{srv.Addr()}, KeyPrefix: prefix, WaitReplicas: 1})
 	deadline := time.Now().Add(20 * time.Second)
 	for s.Ready(ctx) != nil {
 		if time.Now().After(deadline) {
