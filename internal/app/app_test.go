@@ -1,0 +1,153 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cibaproxy/cibaproxy/internal/channel/webhook"
+	"github.com/cibaproxy/cibaproxy/internal/config"
+)
+
+// notice is one webhook post: the message and its callback token.
+type notice struct {
+	msg   webhook.Message
+	token string
+}
+
+// TestQuickstartFlow builds the instance of examples/quickstart.yaml (its
+// embedded store in a temporary directory, the webhook channel pointed at
+// the test) and serves one flow through its handler: bc-authorize as the
+// poll client, the channel's post, the approval through the callback, and
+// the poll that gets the tokens. The wiring is tested without the binary.
+func TestQuickstartFlow(t *testing.T) {
+	// The webhook: what the user's authentication device would receive.
+	notices := make(chan notice, 4)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var n notice
+		if err := json.NewDecoder(r.Body).Decode(&n.msg); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		n.token = strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		notices <- n
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(hook.Close)
+
+	// The instance's own listener, made first: its address is the issuer.
+	srv := httptest.NewUnstartedServer(nil)
+	t.Cleanup(srv.Close)
+	issuer := "http://" + srv.Listener.Addr().String()
+	t.Setenv("CIBAPROXY_DATA", t.TempDir())
+	t.Setenv("CIBAPROXY_ISSUER", issuer)
+	t.Setenv("CIBAPROXY_WEBHOOK_URL", hook.URL)
+	cfg, err := config.Load("../../examples/quickstart.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(t.Context(), cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := a.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	if a.Telemetry == nil {
+		t.Error("metrics.listen is an address, but there is no telemetry handler")
+	}
+	srv.Config.Handler = a.Handler
+	srv.Start()
+	ctx, cancel := context.WithCancel(t.Context())
+	ran := make(chan error, 1)
+	go func() { ran <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-ran; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("Run: %v", err)
+		}
+	})
+
+	// do sends a request to the instance and decodes its JSON answer.
+	do := func(method, path, contentType, body string, auth func(*http.Request)) (int, map[string]any) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), method, issuer+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", contentType)
+		auth(req)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out map[string]any
+		if len(b) > 0 {
+			if err := json.Unmarshal(b, &out); err != nil {
+				t.Fatalf("%s %s: %d %s: %v", method, path, resp.StatusCode, b, err)
+			}
+		}
+		return resp.StatusCode, out
+	}
+	// post is a form posted by the poll client, with client_secret_basic.
+	post := func(path string, form url.Values) (int, map[string]any) {
+		t.Helper()
+		return do(http.MethodPost, path, "application/x-www-form-urlencoded", form.Encode(),
+			func(r *http.Request) { r.SetBasicAuth("demo-poll", "demo-poll-secret") })
+	}
+
+	code, ack := post("/bc-authorize", url.Values{"scope": {"openid email"}, "login_hint": {"bob"}, "binding_message": {"W-42"}})
+	id, _ := ack["auth_req_id"].(string)
+	if code != http.StatusOK || id == "" {
+		t.Fatalf("bc-authorize: %d %v", code, ack)
+	}
+
+	var n notice
+	select {
+	case n = <-notices:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the webhook was never called")
+	}
+	if n.msg.ClientID != "demo-poll" || n.msg.LoginHint != "bob" || n.msg.BindingMessage != "W-42" || n.token == "" {
+		t.Fatalf("webhook message %+v (token set: %v)", n.msg, n.token != "")
+	}
+	if want := issuer + "/approve/" + n.msg.ID; n.msg.ApproveURL != want {
+		t.Errorf("approve_url %q, want %q", n.msg.ApproveURL, want)
+	}
+	cb, err := url.Parse(n.msg.CallbackURL)
+	if err != nil || !strings.HasPrefix(n.msg.CallbackURL, issuer) {
+		t.Fatalf("callback_url %q", n.msg.CallbackURL)
+	}
+	code, body := do(http.MethodPost, cb.Path, "application/json", `{"status":"approved"}`,
+		func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+n.token) })
+	if code/100 != 2 {
+		t.Fatalf("callback: %d %v", code, body)
+	}
+
+	code, tokens := post("/token", url.Values{"grant_type": {"urn:openid:params:grant-type:ciba"}, "auth_req_id": {id}})
+	if code != http.StatusOK {
+		t.Fatalf("token: %d %v", code, tokens)
+	}
+	for _, k := range []string{"access_token", "id_token"} {
+		if s, _ := tokens[k].(string); s == "" {
+			t.Errorf("token response lacks %s: %v", k, tokens)
+		}
+	}
+	if tokens["token_type"] != "Bearer" {
+		t.Errorf("token_type %v, want Bearer", tokens["token_type"])
+	}
+}
