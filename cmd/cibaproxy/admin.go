@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/admin"
+	"github.com/cibaproxy/cibaproxy/internal/app"
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
 	"github.com/cibaproxy/cibaproxy/internal/config"
 	"github.com/cibaproxy/cibaproxy/internal/store/embedded"
@@ -155,7 +156,7 @@ func openRequests(ctx context.Context, cfg *config.Config) (admin.Requests, func
 	switch cfg.Store.Type {
 	case config.StoreRedis:
 		// Every instance opens the shared store; so does the command.
-		st, err := openStore(ctx, cfg)
+		st, err := app.OpenStore(ctx, cfg)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/admin"
+	"github.com/cibaproxy/cibaproxy/internal/app"
 	"github.com/cibaproxy/cibaproxy/internal/keys"
 )
 
@@ -15,7 +16,7 @@ import (
 // that stops it and removes the file. A socket that cannot be created is
 // logged, not fatal: the server works without it, only the requests commands
 // cannot reach it.
-func startAdmin(dbPath string, a *app, log *slog.Logger) (stop func()) {
+func startAdmin(dbPath string, a *app.App, log *slog.Logger) (stop func()) {
 	path := admin.SocketPath(dbPath)
 	ln, err := admin.Listen(path)
 	if err != nil {
@@ -36,11 +37,11 @@ func startAdmin(dbPath string, a *app, log *slog.Logger) (stop func()) {
 
 // adminMux is the admin API of a: the requests, and the rotation of the
 // signing keys (which the server reads back at once).
-func adminMux(a *app, log *slog.Logger) http.Handler {
+func adminMux(a *app.App, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/", admin.Handler(&admin.Local{Store: a.store, Deny: a.service.Deny}, log))
+	mux.Handle("/", admin.Handler(&admin.Local{Store: a.Store, Deny: a.Service.Deny}, log))
 	mux.Handle("POST /v1/keys/", admin.KeysHandler(func(ctx context.Context, ahead time.Duration) (*keys.Rotation, error) {
-		return a.keys.Rotate(ctx, rotatePolicy(a.cfg, ahead))
+		return a.Keys.Rotate(ctx, app.RotatePolicy(a.Config, ahead))
 	}, log))
 	return mux
 }

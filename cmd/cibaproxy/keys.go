@@ -6,12 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"os"
 	"slices"
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/admin"
+	"github.com/cibaproxy/cibaproxy/internal/app"
 	"github.com/cibaproxy/cibaproxy/internal/config"
 	"github.com/cibaproxy/cibaproxy/internal/keys"
 	"github.com/cibaproxy/cibaproxy/internal/store/embedded"
@@ -19,34 +19,11 @@ import (
 
 // `cibaproxy keys rotate`: a new signing key, published at once, signing
 // after --publish-ahead, the old key published until its tokens expired
-// (see package keys). On the redis store the command writes the new key
+// (see package keys; the policy is app.RotatePolicy). On the redis store the command writes the new key
 // set and every instance reads it within keys.ReloadEvery; on the
 // embedded store the running server does it through its admin socket and
 // reads it at once (or, with no server running, the command writes the
 // file itself).
-
-// rotatePolicy is the rotation of cfg's keys: old keys stay published for
-// the longest lifetime of the tokens they signed; the new key signs with
-// the algorithm of cfg's generated keys (signingAlgs).
-func rotatePolicy(cfg *config.Config, publishAhead time.Duration) keys.RotatePolicy {
-	return keys.RotatePolicy{
-		PublishAhead: publishAhead,
-		Retain:       keys.RetainFor(cfg.Tokens.AccessTokenTTL, cfg.Tokens.IDTokenTTL),
-		Alg:          signingAlgs(cfg).Generate,
-	}
-}
-
-// signingAlgs is the algorithm policy of the issuer's keys: under the
-// global FAPI-CIBA switch, PS256 or ES256 only, generated keys PS256 (FAPI
-// 1.0 Advanced §8.6, docs/fapi.md); else that of earlier versions (RS256
-// generated, a key file's keys as they are). With only per-client
-// profile: fapi-ciba, tokens follow the server's key.
-func signingAlgs(cfg *config.Config) keys.Algs {
-	if cfg.FAPI.CIBA {
-		return keys.FAPIAlgs()
-	}
-	return keys.Algs{}
-}
 
 // cmdKeys runs `cibaproxy keys rotate`.
 func cmdKeys(ctx context.Context, args []string, c cmdIO) error {
@@ -84,7 +61,7 @@ func cmdKeys(ctx context.Context, args []string, c cmdIO) error {
 	if err != nil {
 		return err
 	}
-	if want := signingAlgs(cfg); cfg.FAPI.CIBA && !slices.Contains(want.Allowed, rot.New.Alg) {
+	if want := app.SigningAlgs(cfg); cfg.FAPI.CIBA && !slices.Contains(want.Allowed, rot.New.Alg) {
 		// The running server rotated with its own configuration.
 		return fmt.Errorf("the running server, whose configuration does not have fapi.ciba, added key %s signing %s: stop it and run this command again, which then adds a %s key with this configuration (FAPI 1.0 Advanced §8.6)",
 			rot.New.KeyID, rot.New.Alg, want.Generate)
@@ -106,10 +83,10 @@ func cmdKeys(ctx context.Context, args []string, c cmdIO) error {
 // rotate rotates the keys of cfg's store: through the running server's
 // admin socket for the embedded store, else in the store itself.
 func rotate(ctx context.Context, cfg *config.Config, ahead time.Duration) (*keys.Rotation, error) {
-	p := rotatePolicy(cfg, ahead)
+	p := app.RotatePolicy(cfg, ahead)
 	switch cfg.Store.Type {
 	case config.StoreRedis:
-		st, err := openStore(ctx, cfg)
+		st, err := app.OpenStore(ctx, cfg)
 		if err != nil {
 			return nil, err
 		}
@@ -134,22 +111,4 @@ func rotate(ctx context.Context, cfg *config.Config, ahead time.Duration) (*keys
 		return keys.Rotate(ctx, st, p, time.Now())
 	}
 	return nil, fmt.Errorf("store.type %q: the keys live inside the server process and vanish with it; nothing to rotate", cfg.Store.Type)
-}
-
-// startKeyReload reads a's key set from the store every keys.ReloadEvery,
-// so rotations by other instances or commands are seen, and returns the
-// function that stops it.
-func startKeyReload(ctx context.Context, a *app, log *slog.Logger) (stop func()) {
-	if !a.keys.Rotatable() {
-		return func() {}
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		a.keys.Run(ctx, keys.ReloadEvery, func(err error) {
-			log.Warn("signing keys: reading the key set failed; the keys in force are kept", slog.Any("error", err))
-		})
-	}()
-	return func() { cancel(); <-done }
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/cibaproxy/cibaproxy/internal/app"
 	"github.com/cibaproxy/cibaproxy/internal/config"
 )
 
@@ -32,20 +33,21 @@ import (
 
 // watchReload reloads the clients of a from path on every SIGHUP, until
 // the returned stop is called. listen is the --listen override, or "".
-func watchReload(ctx context.Context, path, listen string, a *app, log *slog.Logger) (stop func()) {
+// cert is the TLS server certificate in force, nil without TLS.
+func watchReload(ctx context.Context, path, listen string, a *app.App, cert *serverCert, log *slog.Logger) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		running := a.cfg // owned by this goroutine from here on
+		running := a.Config // owned by this goroutine from here on
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-hup:
-				cfg, err := a.reloadClients(ctx, running, path, listen, log)
+				cfg, err := reloadClients(ctx, a, cert, running, path, listen, log)
 				if err != nil {
 					log.Error("reload: the clients in force are kept, and the server certificate", slog.Any("error", err))
 					continue
@@ -64,8 +66,9 @@ func watchReload(ctx context.Context, path, listen string, a *app, log *slog.Log
 // reloadClients reads the configuration at path and, if it is valid, puts
 // its clients in force and returns the configuration now running: the
 // settings of running with the new clients. It logs what changed. listen
-// is the --listen override, or "". Calls must not overlap.
-func (a *app) reloadClients(ctx context.Context, running *config.Config, path, listen string, log *slog.Logger) (*config.Config, error) {
+// is the --listen override, or "". The clients go into a, the certificate
+// into cert (nil without TLS). Calls must not overlap.
+func reloadClients(ctx context.Context, a *app.App, cert *serverCert, running *config.Config, path, listen string, log *slog.Logger) (*config.Config, error) {
 	log.Info("reload: reading the configuration", slog.String("config", path))
 	cfg, err := config.Load(path)
 	if err != nil {
@@ -82,8 +85,8 @@ func (a *app) reloadClients(ctx context.Context, running *config.Config, path, l
 	if listen != "" {
 		cfg.Listen = listen
 	}
-	if a.serverCert != nil {
-		switch changed, err := a.serverCert.reload(&cfg.TLS); {
+	if cert != nil {
+		switch changed, err := cert.reload(&cfg.TLS); {
 		case err != nil:
 			log.Error("reload: the server certificate in force is kept", slog.Any("error", err))
 		case changed:
@@ -95,16 +98,11 @@ func (a *app) reloadClients(ctx context.Context, running *config.Config, path, l
 			return nil, fmt.Errorf("upstream %s: %w", running.Upstream.Type, err)
 		}
 	}
-	reg, err := newRegistry(ctx, cfg, a.replay)
-	if err != nil {
+	// The assertion checks (issuer, the upstream's audiences), failure
+	// counts and bcrypt slots stay the running server's.
+	if err := a.ReloadClients(ctx, cfg); err != nil {
 		return nil, err
 	}
-	// The assertion checks stay those of the running server (its issuer
-	// and the upstream's audiences).
-	reg.AssertionPolicy = a.clients.Current().AssertionPolicy
-	// The failure counts and bcrypt slots are the running server's too.
-	reg.Guard = a.clients.Current().Guard
-	a.clients.Swap(reg)
 
 	added, removed, changed := diffClients(running.Clients, cfg.Clients)
 	log.Info("reload: clients reloaded", slog.Int("clients", len(cfg.Clients)),

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,7 +11,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/app"
 	"github.com/cibaproxy/cibaproxy/internal/config"
 	"github.com/cibaproxy/cibaproxy/internal/httpapi"
 )
@@ -35,18 +33,21 @@ func cmdServe(ctx context.Context, args []string, c cmdIO) error {
 		cfg.Listen = listen
 	}
 	log := newLogger(cfg, stderr)
-	a, err := build(ctx, cfg, log)
+	a, err := app.New(ctx, cfg, app.Options{Logger: log, Version: buildVersion()})
 	if err != nil {
 		return err
 	}
-	defer a.close()
+	defer a.Close()
+	// The TLS server certificate in force, replaced on SIGHUP
+	// (tlsreload.go); nil without tls.cert_file.
+	var cert *serverCert
 	if cfg.TLS.Enabled() {
-		a.serverCert = newServerCert(cfg.TLS.Certificate)
+		cert = newServerCert(cfg.TLS.Certificate)
 	}
 	defer func() { // runs once the dispatcher stopped: its last spans go too
 		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if err := a.tracing.Shutdown(flushCtx); err != nil {
+		if err := a.Tracing.Shutdown(flushCtx); err != nil {
 			log.Warn("tracing: flush on shutdown", slog.Any("error", err))
 		}
 	}()
@@ -54,8 +55,7 @@ func cmdServe(ctx context.Context, args []string, c cmdIO) error {
 		// The server holds the database file: operators reach it here.
 		defer startAdmin(cfg.Store.Path, a, log)()
 	}
-	defer watchReload(ctx, path, listen, a, log)()
-	defer startKeyReload(ctx, a, log)()
+	defer watchReload(ctx, path, listen, a, cert, log)()
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -67,7 +67,7 @@ func cmdServe(ctx context.Context, args []string, c cmdIO) error {
 	reqCtx, cancelRequests := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRequests()
 	srv := &http.Server{
-		Handler:           a.handler,
+		Handler:           a.Handler,
 		BaseContext:       func(net.Listener) context.Context { return reqCtx },
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -83,7 +83,7 @@ func cmdServe(ctx context.Context, args []string, c cmdIO) error {
 	// Shutdown closes the listener first, then releases the held long
 	// polls, which answer at once instead of holding the shutdown up: once a
 	// held poll has its answer, a new connection is refused.
-	srv.RegisterOnShutdown(a.service.ReleaseHolds)
+	srv.RegisterOnShutdown(a.Service.ReleaseHolds)
 	serve := srv.Serve
 	if cfg.TLS.Enabled() {
 		// Client certificates are requested, never required, and not
@@ -91,19 +91,19 @@ func cmdServe(ctx context.Context, args []string, c cmdIO) error {
 		// so that self-signed ones reach self_signed_tls_client_auth.
 		// The certificate is replaced on SIGHUP (tlsreload.go).
 		srv.TLSConfig = &tls.Config{
-			GetCertificate: a.serverCert.getCertificate,
+			GetCertificate: cert.getCertificate,
 			ClientAuth:     tls.RequestClientCert,
 			MinVersion:     tls.VersionTLS12,
 		}
 		serve = func(ln net.Listener) error { return srv.ServeTLS(ln, "", "") }
 	}
 	switch {
-	case a.telemetry != nil:
+	case a.Telemetry != nil:
 		mln, err := net.Listen("tcp", cfg.Metrics.Listen)
 		if err != nil {
 			return fmt.Errorf("listen on %s (metrics.listen): %w", cfg.Metrics.Listen, err)
 		}
-		msrv := &http.Server{Handler: a.telemetry, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		msrv := &http.Server{Handler: a.Telemetry, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 			WriteTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 		go func() { _ = msrv.Serve(mln) }()
 		defer msrv.Close()
@@ -115,7 +115,7 @@ func cmdServe(ctx context.Context, args []string, c cmdIO) error {
 	}
 	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
 	dispatched := make(chan error, 1)
-	go func() { dispatched <- a.service.Run(runCtx) }()
+	go func() { dispatched <- a.Run(runCtx) }()
 	served := make(chan error, 1)
 	go func() { served <- serve(ln) }()
 	log.Info("cibaproxy listening", slog.String("addr", ln.Addr().String()), slog.Bool("tls", cfg.TLS.Enabled()), slog.String("issuer", cfg.Issuer),
@@ -154,34 +154,4 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 		h = slog.NewJSONHandler(w, opts)
 	}
 	return slog.New(httpapi.LogHandler(h))
-}
-
-// serverSecret returns the random secret kept in the store under name,
-// creating it on first start. Several instances sharing a store agree on it.
-func serverSecret(ctx context.Context, st ciba.Store, name string, size int) ([]byte, bool, error) {
-	for range 3 {
-		v, err := st.GetRecord(ctx, "server", name)
-		if err == nil {
-			if len(v) != size {
-				return nil, false, fmt.Errorf("server secret %q in the store has %d bytes, want %d", name, len(v), size)
-			}
-			return v, false, nil
-		}
-		if !errors.Is(err, ciba.ErrNotFound) {
-			return nil, false, fmt.Errorf("read server secret %q: %w", name, err)
-		}
-		v = make([]byte, size)
-		if _, err := rand.Read(v); err != nil {
-			return nil, false, fmt.Errorf("generate server secret %q: %w", name, err)
-		}
-		err = st.PutRecord(ctx, "server", name, v, 0)
-		if err == nil {
-			return v, true, nil
-		}
-		if !errors.Is(err, ciba.ErrExists) {
-			return nil, false, fmt.Errorf("store server secret %q: %w", name, err)
-		}
-		// Another instance created it first: read theirs.
-	}
-	return nil, false, fmt.Errorf("server secret %q: could not settle on a value", name)
 }

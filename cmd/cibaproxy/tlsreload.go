@@ -24,7 +24,7 @@ import (
 // whole configuration invalid, so the certificate in force stays and the
 // log names the problem; an expired certificate is refused the same way.
 // The client CAs (tls.client_ca_file) are read by the same config.Load and
-// put in force with the clients (newRegistry). Turning tls on or off needs
+// put in force with the clients (app.App.ReloadClients). Turning tls on or off needs
 // a restart.
 
 // serverCert is the server certificate in force.
