@@ -1,9 +1,9 @@
-// Command memfill measures what a pending request costs in memory. It wires
-// cibaproxy's packages the way cmd/cibaproxy/build.go does (config from
-// bench/bench.yaml, local upstream, client registry, ciba service, HTTP
-// handler), but on the in-memory store, which is also what the embedded
-// store keeps in memory (the embedded store is a memory.Store plus a bbolt
-// journal; bbolt's file is mapped, not on the Go heap). It then creates -n
+// Command memfill measures what a pending request costs in memory. It builds
+// the instance the server runs (internal/app, config from bench/bench.yaml:
+// local upstream, client registry, ciba service, HTTP handler, metrics), but
+// on the in-memory store, which is also what the embedded store keeps in
+// memory (the embedded store is a memory.Store plus a bbolt journal; bbolt's
+// file is mapped, not on the Go heap). It then creates -n
 // requests through the real handler, POST /bc-authorize with HTTP Basic
 // client credentials and a distinct login hint, binding message and scope
 // per request, optionally polls each once (POST /token, which adds its pace
@@ -15,14 +15,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -35,17 +32,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cibaproxy/cibaproxy/internal/app"
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
-	"github.com/cibaproxy/cibaproxy/internal/clientauth"
 	"github.com/cibaproxy/cibaproxy/internal/config"
-	"github.com/cibaproxy/cibaproxy/internal/httpapi"
-	"github.com/cibaproxy/cibaproxy/internal/jose"
-	"github.com/cibaproxy/cibaproxy/internal/keys"
-	"github.com/cibaproxy/cibaproxy/internal/notify"
-	"github.com/cibaproxy/cibaproxy/internal/outbound"
-	"github.com/cibaproxy/cibaproxy/internal/seal"
 	"github.com/cibaproxy/cibaproxy/internal/store/memory"
-	"github.com/cibaproxy/cibaproxy/internal/upstream/local"
 )
 
 const nUsers = 1000
@@ -109,17 +99,22 @@ func run(n int, poll bool, cfgPath string, limit float64, memprofile string) err
 	}
 	// Many users, as a real directory would have; each request names one.
 	hash := cfg.Upstream.Local.Users[0].PasswordHash
-	users := make([]local.User, nUsers)
+	users := make([]config.User, nUsers)
 	for i := range users {
 		name := fmt.Sprintf("user%04d@example.com", i)
-		users[i] = local.User{Username: name, Subject: "sub-" + name, PasswordHash: []byte(hash),
+		users[i] = config.User{Username: name, Subject: "sub-" + name, PasswordHash: hash,
 			Claims: map[string]any{"email": name}}
 	}
+	cfg.Upstream.Local.Users = users
+	// No channel: nobody is told of the requests, which stay pending.
+	cfg.Channels.Webhook.URL = ""
 	st := memory.New()
-	h, err := wire(ctx, cfg, st, users)
+	a, err := app.New(ctx, cfg, app.Options{Store: st})
 	if err != nil {
 		return err
 	}
+	defer a.Close()
+	h := a.Handler
 	cred := "Basic " + basic(cfg.Clients[0].ID, cfg.Clients[0].Secret)
 
 	// Warm up (lazy initialisations), then take the baseline.
@@ -221,71 +216,4 @@ func pollOnce(h http.Handler, cred, id string) error {
 		return fmt.Errorf("token answered %d: %s", rec.Code, got)
 	}
 	return nil
-}
-
-// wire mirrors cmd/cibaproxy/build.go (which is package main and cannot be
-// imported) on the given store, without a channel.
-func wire(ctx context.Context, cfg *config.Config, st ciba.Store, users []local.User) (http.Handler, error) {
-	signer, err := keys.LoadOrCreate(ctx, st, "")
-	if err != nil {
-		return nil, err
-	}
-	ring, err := seal.NewRing(seal.Key{ID: "bench", Secret: bytes.Repeat([]byte{7}, seal.KeySize)})
-	if err != nil {
-		return nil, err
-	}
-	replay := clientauth.NewStoreReplay(st, "jti")
-	var regs []*clientauth.Registration
-	for _, c := range cfg.Clients {
-		reg, err := clientauth.NewRegistration(ctx, c.Checked)
-		if err != nil {
-			return nil, err
-		}
-		regs = append(regs, reg)
-	}
-	registry, err := clientauth.NewRegistry(regs...)
-	if err != nil {
-		return nil, err
-	}
-	registry.AssertionPolicy = jose.AssertionPolicy{Issuer: cfg.Issuer, Replay: replay}
-	auth := &clientauth.Authenticator{Registry: registry, RequestObjects: jose.RequestObjectPolicy{
-		Issuer: cfg.Issuer, Audiences: []string{cfg.Issuer + httpapi.PathBCAuthz}, Replay: replay,
-	}}
-	up, err := local.New(local.Config{
-		Issuer: cfg.Issuer, Users: users,
-		AccessTokenTTL: cfg.Tokens.AccessTokenTTL, IDTokenTTL: cfg.Tokens.IDTokenTTL, RefreshTokenTTL: cfg.Tokens.RefreshTokenTTL,
-		Signer: signer,
-		Hints: &clientauth.Hints{Registry: registry,
-			IDTokens:        jose.IDTokenHintPolicy{Issuer: cfg.Issuer, KeySet: signer.KeySet()},
-			LoginHintTokens: jose.HintTokenPolicy{Issuer: cfg.Issuer}},
-		LeftHash: keys.LeftHash, Store: st,
-	})
-	if err != nil {
-		return nil, err
-	}
-	svc, err := ciba.NewService(ciba.Config{
-		DefaultExpiry: cfg.CIBA.DefaultExpiry, MaxExpiry: cfg.CIBA.MaxExpiry, Interval: cfg.CIBA.Interval,
-		PollTolerance: 500 * time.Millisecond, LongPoll: cfg.CIBA.LongPoll, ExpiredGrace: cfg.CIBA.ExpiredGrace,
-		BindingMessageMax: cfg.CIBA.BindingMessageMax, CallbackURL: cfg.Issuer + httpapi.PathCallback,
-		ApproveURL: func(id string) string { return cfg.Issuer + httpapi.PathApprove + id },
-	}, ciba.Deps{
-		Store: st, Upstream: up, Minter: up, Sealer: ring,
-		Notifier: notify.HTTP{Client: outbound.New(10 * time.Second)},
-		Clients: func(id string) (*ciba.Client, bool) {
-			r, ok := registry.Lookup(id)
-			if !ok {
-				return nil, false
-			}
-			return r.Client(), true
-		},
-		CallbackKey: bytes.Repeat([]byte{9}, 32),
-		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		return nil, err
-	}
-	srv := &httpapi.Server{Issuer: cfg.Issuer, Service: svc, Clients: auth, Refresher: up,
-		Discovery: func(context.Context) (map[string]any, error) { return map[string]any{"issuer": cfg.Issuer}, nil }, JWKS: func() any { return signer.PublicJWKS() },
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	return srv.Handler(), nil
 }
