@@ -247,7 +247,7 @@ func buildCIBA(ctx context.Context, cfg *config.Config, reg registry, m *metrics
 		}
 	}
 	return &upstream{
-		relay:     relay{up: rel},
+		relay:     rel,
 		forwarder: fed,
 		audiences: []string{u.Issuer},
 		discovery: func(ctx context.Context) (map[string]any, error) {
@@ -267,46 +267,4 @@ func buildCIBA(ctx context.Context, cfg *config.Config, reg registry, m *metrics
 			return fed.Ready(ctx)
 		},
 	}, nil
-}
-
-// relay adapts the ciba upstream to the domain's Relay and DeviceRelay.
-type relay struct{ up *cibaup.Upstream }
-
-var _ ciba.DeviceRelay = relay{}
-
-func (r relay) Start(ctx context.Context, c *ciba.Client, p ciba.AuthParams, token string) (ciba.RelayStarted, error) {
-	// p.ClientNotificationToken is the client's own bearer for cibaproxy's
-	// pings: it never goes upstream; token is cibaproxy's for the upstream's.
-	st, err := r.up.Start(ctx, c.ID, cibaup.Params{
-		Scope: p.Scope, LoginHint: p.Hint.LoginHint, LoginHintToken: p.Hint.LoginHintToken, IDTokenHint: p.Hint.IDTokenHint,
-		BindingMessage: p.BindingMessage, UserCode: p.UserCode, ACRValues: p.ACRValues, RequestedExpiry: p.RequestedExpiry,
-		NotificationToken: token,
-	})
-	return ciba.RelayStarted{ID: st.ID, ExpiresIn: st.ExpiresIn, Interval: st.Interval}, err
-}
-
-func (r relay) Poll(ctx context.Context, c *ciba.Client, id string) (ciba.RelayResult, error) {
-	res, err := r.up.Poll(ctx, c.ID, id)
-	return ciba.RelayResult{Tokens: res.Tokens, Pending: res.Pending, SlowDown: res.SlowDown}, err
-}
-
-func (r relay) SupportsPing(clientID string) bool { return r.up.SupportsPing(clientID) }
-
-// StartDevice forwards a device authorization request to the IdP's own
-// device_authorization_endpoint (the relay is a ciba.DeviceRelay).
-func (r relay) StartDevice(ctx context.Context, c *ciba.Client, scope string) (ciba.DeviceRelayStarted, error) {
-	st, err := r.up.StartDevice(ctx, c.ID, scope)
-	if errors.Is(err, cibaup.ErrNoDeviceEndpoint) {
-		return ciba.DeviceRelayStarted{}, &ciba.Error{Code: ciba.CodeServerError, Description: "the identity provider does not offer the device authorization grant", Err: err}
-	}
-	return ciba.DeviceRelayStarted{
-		DeviceCode: st.DeviceCode, UserCode: st.UserCode, VerificationURI: st.VerificationURI,
-		VerificationURIComplete: st.VerificationURIComplete, ExpiresIn: st.ExpiresIn, Interval: st.Interval,
-	}, err
-}
-
-// PollDevice makes one device_code token request at the IdP.
-func (r relay) PollDevice(ctx context.Context, c *ciba.Client, deviceCode string) (ciba.RelayResult, error) {
-	res, err := r.up.PollDevice(ctx, c.ID, deviceCode)
-	return ciba.RelayResult{Tokens: res.Tokens, Pending: res.Pending, SlowDown: res.SlowDown}, err
 }

@@ -75,10 +75,10 @@ func TestDiscoveryIsRetriedLazilyWithBackoff(t *testing.T) {
 	if _, err := u.Metadata(ctx); !errors.Is(err, ciba.ErrUnavailable) {
 		t.Fatalf("Metadata with the IdP down = %v, want ErrUnavailable", err)
 	}
-	if _, err := u.Start(ctx, cibaClient, Params{Scope: "openid", LoginHint: "alice"}); !errors.Is(err, ciba.ErrUnavailable) {
+	if _, err := u.Start(ctx, clientOf(cibaClient), ciba.AuthParams{Scope: "openid", Hint: ciba.Hint{LoginHint: "alice"}}, ""); !errors.Is(err, ciba.ErrUnavailable) {
 		t.Fatalf("Start with the IdP down = %v, want ErrUnavailable", err)
 	}
-	if _, err := u.Poll(ctx, cibaClient, upstreamID); !errors.Is(err, ciba.ErrUnavailable) {
+	if _, err := u.Poll(ctx, clientOf(cibaClient), upstreamID); !errors.Is(err, ciba.ErrUnavailable) {
 		t.Fatalf("Poll with the IdP down = %v, want ErrUnavailable", err)
 	}
 	if len(op.sent()) != 0 {
@@ -99,7 +99,7 @@ func TestDiscoveryIsRetriedLazilyWithBackoff(t *testing.T) {
 	if md, _ := u.Metadata(ctx); md["issuer"] != op.issuer() {
 		t.Fatal("Metadata returned a shared map")
 	}
-	if _, err := u.Start(ctx, cibaClient, Params{Scope: "openid", LoginHint: "alice"}); err != nil {
+	if _, err := u.Start(ctx, clientOf(cibaClient), ciba.AuthParams{Scope: "openid", Hint: ciba.Hint{LoginHint: "alice"}}, ""); err != nil {
 		t.Fatalf("Start after discovery: %v", err)
 	}
 	if !strings.Contains(logs.String(), "cibaup: identity provider not available") || !strings.Contains(logs.String(), "cibaup: identity provider available again") {
@@ -134,24 +134,34 @@ func TestReadyTurnsRedWhenTheIdPGoesAway(t *testing.T) {
 }
 
 // allParams sets every parameter, with characters that need encoding.
-var allParams = Params{
-	Scope:             "openid email profile",
-	LoginHint:         "alice+tag@example.com",
-	LoginHintToken:    "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSJ9.",
-	IDTokenHint:       "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2ln",
-	BindingMessage:    "Code 1234 & café = ok?",
-	UserCode:          "12 34/+",
-	ACRValues:         "urn:mace:incommon:iap:silver urn:acr:2",
-	RequestedExpiry:   "120",
-	NotificationToken: "notify-token-do-not-leak",
+// The client's own client_notification_token is not cibaproxy's for the
+// IdP's pings (notifyToken): it must never go upstream.
+var allParams = ciba.AuthParams{
+	Scope: "openid email profile",
+	Hint: ciba.Hint{
+		LoginHint:      "alice+tag@example.com",
+		LoginHintToken: "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSJ9.",
+		IDTokenHint:    "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2ln",
+	},
+	BindingMessage:          "Code 1234 & café = ok?",
+	UserCode:                "12 34/+",
+	ACRValues:               "urn:mace:incommon:iap:silver urn:acr:2",
+	RequestedExpiry:         "120",
+	ClientNotificationToken: "the-clients-own-bearer-do-not-forward",
 }
+
+// notifyToken is cibaproxy's client_notification_token for the IdP's pings.
+const notifyToken = "notify-token-do-not-leak"
+
+// clientOf is the cibaproxy client id.
+func clientOf(id string) *ciba.Client { return &ciba.Client{ID: id} }
 
 func TestStartSendsTheClientsParametersUnchanged(t *testing.T) {
 	want := url.Values{
 		"scope":            {allParams.Scope},
-		"login_hint":       {allParams.LoginHint},
-		"login_hint_token": {allParams.LoginHintToken},
-		"id_token_hint":    {allParams.IDTokenHint},
+		"login_hint":       {allParams.Hint.LoginHint},
+		"login_hint_token": {allParams.Hint.LoginHintToken},
+		"id_token_hint":    {allParams.Hint.IDTokenHint},
 		"binding_message":  {allParams.BindingMessage},
 		"user_code":        {allParams.UserCode},
 		"acr_values":       {allParams.ACRValues},
@@ -170,35 +180,36 @@ func TestStartSendsTheClientsParametersUnchanged(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		creds     Credentials
-		params    Params
+		params    ciba.AuthParams
+		token     string
 		wantForm  url.Values
 		wantBasic bool
 	}{
 		{"client_secret_basic (the default): credentials in the Authorization header, form-encoded",
-			Credentials{ClientID: idpClient, ClientSecret: idpSecret}, allParams, want, true},
+			Credentials{ClientID: idpClient, ClientSecret: idpSecret}, allParams, notifyToken, want, true},
 		{"client_secret_basic, named",
-			Credentials{ClientID: idpClient, ClientSecret: idpSecret, AuthMethod: AuthMethodBasic}, allParams, want, true},
+			Credentials{ClientID: idpClient, ClientSecret: idpSecret, AuthMethod: AuthMethodBasic}, allParams, notifyToken, want, true},
 		{"client_secret_post: credentials in the form",
-			Credentials{ClientID: idpClient, ClientSecret: idpSecret, AuthMethod: AuthMethodPost}, allParams,
+			Credentials{ClientID: idpClient, ClientSecret: idpSecret, AuthMethod: AuthMethodPost}, allParams, notifyToken,
 			with(url.Values{"client_id": {idpClient}, "client_secret": {idpSecret}}), false},
 		{"a ping client sends client_notification_token",
-			Credentials{ClientID: idpClient, ClientSecret: idpSecret, Ping: true}, allParams,
-			with(url.Values{"client_notification_token": {allParams.NotificationToken}}), true},
+			Credentials{ClientID: idpClient, ClientSecret: idpSecret, Ping: true}, allParams, notifyToken,
+			with(url.Values{"client_notification_token": {notifyToken}}), true},
 		{"parameters the client did not send are not sent",
-			Credentials{ClientID: idpClient, ClientSecret: idpSecret}, Params{Scope: "openid", LoginHint: "alice"},
+			Credentials{ClientID: idpClient, ClientSecret: idpSecret}, ciba.AuthParams{Scope: "openid", Hint: ciba.Hint{LoginHint: "alice"}}, "",
 			url.Values{"scope": {"openid"}, "login_hint": {"alice"}}, true},
 		{"a ping client without a token sends none",
-			Credentials{ClientID: idpClient, ClientSecret: idpSecret, Ping: true}, Params{Scope: "openid", LoginHint: "alice"},
+			Credentials{ClientID: idpClient, ClientSecret: idpSecret, Ping: true}, ciba.AuthParams{Scope: "openid", Hint: ciba.Hint{LoginHint: "alice"}}, "",
 			url.Values{"scope": {"openid"}, "login_hint": {"alice"}}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			op := newTestIdP(t)
 			u, _ := newTestUpstream(t, op, func(c *Config) { c.Clients[cibaClient] = tc.creds })
-			s, err := u.Start(context.Background(), cibaClient, tc.params)
+			s, err := u.Start(context.Background(), clientOf(cibaClient), tc.params, tc.token)
 			if err != nil {
 				t.Fatalf("Start: %v", err)
 			}
-			if s != (Started{ID: upstreamID, ExpiresIn: 120 * time.Second, Interval: 2 * time.Second}) {
+			if s != (ciba.RelayStarted{ID: upstreamID, ExpiresIn: 120 * time.Second, Interval: 2 * time.Second}) {
 				t.Fatalf("Start = %+v", s)
 			}
 			got := op.last()
@@ -242,35 +253,35 @@ func TestStartValidatesTheIdPsAnswer(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		body string
-		want Started // zero: an error wrapping ErrUnavailable
+		want ciba.RelayStarted // zero: an error wrapping ErrUnavailable
 	}{
-		{"interval is optional", `{"auth_req_id":"r1","expires_in":120}`, Started{ID: "r1", ExpiresIn: 120 * time.Second}},
-		{"interval may be null", `{"auth_req_id":"r1","expires_in":120,"interval":null}`, Started{ID: "r1", ExpiresIn: 120 * time.Second}},
-		{"interval may be 0", `{"auth_req_id":"r1","expires_in":120,"interval":0}`, Started{ID: "r1", ExpiresIn: 120 * time.Second}},
-		{"fractions of seconds", `{"auth_req_id":"r1","expires_in":1.5,"interval":0.5}`, Started{ID: "r1", ExpiresIn: 1500 * time.Millisecond, Interval: 500 * time.Millisecond}},
-		{"not JSON", `<html>ok</html>`, Started{}},
-		{"not an object", `["r1",120]`, Started{}},
-		{"no auth_req_id", `{"expires_in":120}`, Started{}},
-		{"an empty auth_req_id", `{"auth_req_id":"","expires_in":120}`, Started{}},
-		{"a numeric auth_req_id", `{"auth_req_id":42,"expires_in":120}`, Started{}},
-		{"no expires_in", `{"auth_req_id":"r1"}`, Started{}},
-		{"expires_in 0", `{"auth_req_id":"r1","expires_in":0}`, Started{}},
-		{"a negative expires_in", `{"auth_req_id":"r1","expires_in":-5}`, Started{}},
-		{"expires_in as a string", `{"auth_req_id":"r1","expires_in":"120"}`, Started{}},
-		{"an absurd expires_in", `{"auth_req_id":"r1","expires_in":1e300}`, Started{}},
-		{"a negative interval", `{"auth_req_id":"r1","expires_in":120,"interval":-1}`, Started{}},
-		{"interval as a string", `{"auth_req_id":"r1","expires_in":120,"interval":"5"}`, Started{}},
+		{"interval is optional", `{"auth_req_id":"r1","expires_in":120}`, ciba.RelayStarted{ID: "r1", ExpiresIn: 120 * time.Second}},
+		{"interval may be null", `{"auth_req_id":"r1","expires_in":120,"interval":null}`, ciba.RelayStarted{ID: "r1", ExpiresIn: 120 * time.Second}},
+		{"interval may be 0", `{"auth_req_id":"r1","expires_in":120,"interval":0}`, ciba.RelayStarted{ID: "r1", ExpiresIn: 120 * time.Second}},
+		{"fractions of seconds", `{"auth_req_id":"r1","expires_in":1.5,"interval":0.5}`, ciba.RelayStarted{ID: "r1", ExpiresIn: 1500 * time.Millisecond, Interval: 500 * time.Millisecond}},
+		{"not JSON", `<html>ok</html>`, ciba.RelayStarted{}},
+		{"not an object", `["r1",120]`, ciba.RelayStarted{}},
+		{"no auth_req_id", `{"expires_in":120}`, ciba.RelayStarted{}},
+		{"an empty auth_req_id", `{"auth_req_id":"","expires_in":120}`, ciba.RelayStarted{}},
+		{"a numeric auth_req_id", `{"auth_req_id":42,"expires_in":120}`, ciba.RelayStarted{}},
+		{"no expires_in", `{"auth_req_id":"r1"}`, ciba.RelayStarted{}},
+		{"expires_in 0", `{"auth_req_id":"r1","expires_in":0}`, ciba.RelayStarted{}},
+		{"a negative expires_in", `{"auth_req_id":"r1","expires_in":-5}`, ciba.RelayStarted{}},
+		{"expires_in as a string", `{"auth_req_id":"r1","expires_in":"120"}`, ciba.RelayStarted{}},
+		{"an absurd expires_in", `{"auth_req_id":"r1","expires_in":1e300}`, ciba.RelayStarted{}},
+		{"a negative interval", `{"auth_req_id":"r1","expires_in":120,"interval":-1}`, ciba.RelayStarted{}},
+		{"interval as a string", `{"auth_req_id":"r1","expires_in":120,"interval":"5"}`, ciba.RelayStarted{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			op.set(func(op *testIdP) { op.backchannel = answer(http.StatusOK, tc.body) })
-			s, err := u.Start(context.Background(), cibaClient, Params{Scope: "openid", LoginHint: "alice"})
-			if tc.want != (Started{}) {
+			s, err := u.Start(context.Background(), clientOf(cibaClient), ciba.AuthParams{Scope: "openid", Hint: ciba.Hint{LoginHint: "alice"}}, "")
+			if tc.want != (ciba.RelayStarted{}) {
 				if err != nil || s != tc.want {
 					t.Fatalf("Start = %+v, %v; want %+v", s, err, tc.want)
 				}
 				return
 			}
-			if !errors.Is(err, ciba.ErrUnavailable) || s != (Started{}) {
+			if !errors.Is(err, ciba.ErrUnavailable) || s != (ciba.RelayStarted{}) {
 				t.Fatalf("Start = %+v, %v; want an error wrapping ErrUnavailable", s, err)
 			}
 			if strings.Contains(err.Error(), "r1") {
@@ -287,7 +298,7 @@ func TestPollSendsTheCIBAGrant(t *testing.T) {
 			u, _ := newTestUpstream(t, op, func(c *Config) {
 				c.Clients[cibaClient] = Credentials{ClientID: idpClient, ClientSecret: idpSecret, AuthMethod: method}
 			})
-			res, err := u.Poll(context.Background(), cibaClient, upstreamID)
+			res, err := u.Poll(context.Background(), clientOf(cibaClient), upstreamID)
 			if err != nil {
 				t.Fatalf("Poll: %v", err)
 			}
@@ -315,26 +326,26 @@ func TestPollResults(t *testing.T) {
 		name   string
 		status int
 		body   string
-		want   Result // zero: an error wrapping ErrUnavailable
+		want   ciba.RelayResult // zero: an error wrapping ErrUnavailable
 	}{
-		{"authorization_pending is pending, not an error (CIBA §11)", 400, `{"error":"authorization_pending","error_description":"wait"}`, Result{Pending: true}},
-		{"slow_down is slow down, not an error (CIBA §11)", 400, `{"error":"slow_down"}`, Result{SlowDown: true}},
-		{"tokens come back unchanged", 200, tokensJSON, Result{Tokens: []byte(tokensJSON)}},
-		{"a token response that is not JSON", 200, `access_token=x&token_type=bearer`, Result{}},
-		{"a token response without access_token", 200, `{"token_type":"Bearer"}`, Result{}},
-		{"a token response with an empty access_token", 200, `{"access_token":"","token_type":"Bearer"}`, Result{}},
-		{"a token response without token_type", 200, `{"access_token":"at"}`, Result{}},
+		{"authorization_pending is pending, not an error (CIBA §11)", 400, `{"error":"authorization_pending","error_description":"wait"}`, ciba.RelayResult{Pending: true}},
+		{"slow_down is slow down, not an error (CIBA §11)", 400, `{"error":"slow_down"}`, ciba.RelayResult{SlowDown: true}},
+		{"tokens come back unchanged", 200, tokensJSON, ciba.RelayResult{Tokens: []byte(tokensJSON)}},
+		{"a token response that is not JSON", 200, `access_token=x&token_type=bearer`, ciba.RelayResult{}},
+		{"a token response without access_token", 200, `{"token_type":"Bearer"}`, ciba.RelayResult{}},
+		{"a token response with an empty access_token", 200, `{"access_token":"","token_type":"Bearer"}`, ciba.RelayResult{}},
+		{"a token response without token_type", 200, `{"access_token":"at"}`, ciba.RelayResult{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			op.set(func(op *testIdP) { op.token = answer(tc.status, tc.body) })
-			res, err := u.Poll(context.Background(), cibaClient, upstreamID)
-			if !reflect.DeepEqual(tc.want, Result{}) {
+			res, err := u.Poll(context.Background(), clientOf(cibaClient), upstreamID)
+			if !reflect.DeepEqual(tc.want, ciba.RelayResult{}) {
 				if err != nil || !reflect.DeepEqual(res, tc.want) {
 					t.Fatalf("Poll = %+v, %v; want %+v", res, err, tc.want)
 				}
 				return
 			}
-			if !errors.Is(err, ciba.ErrUnavailable) || !reflect.DeepEqual(res, Result{}) {
+			if !errors.Is(err, ciba.ErrUnavailable) || !reflect.DeepEqual(res, ciba.RelayResult{}) {
 				t.Fatalf("Poll = %+v, %v; want an error wrapping ErrUnavailable", res, err)
 			}
 			if strings.Contains(err.Error(), upstreamID) || strings.Contains(err.Error(), "idp-at") {
@@ -409,15 +420,15 @@ func TestErrorsOfTheIdP(t *testing.T) {
 		id, token string // quoted in descriptions
 		call      func(t *testing.T) error
 	}{
-		"Start": {"an-auth-req-id-start-cannot-know", allParams.NotificationToken, func(t *testing.T) error {
-			s, err := u.Start(context.Background(), cibaClient, allParams)
+		"Start": {"an-auth-req-id-start-cannot-know", notifyToken, func(t *testing.T) error {
+			s, err := u.Start(context.Background(), clientOf(cibaClient), allParams, notifyToken)
 			if err == nil {
 				t.Errorf("Start = %+v, want an error", s)
 			}
 			return err
 		}},
 		"Poll": {upstreamID, "a-token-poll-cannot-know", func(t *testing.T) error {
-			res, err := u.Poll(context.Background(), cibaClient, upstreamID)
+			res, err := u.Poll(context.Background(), clientOf(cibaClient), upstreamID)
 			if err == nil {
 				t.Errorf("Poll = %+v, want an error", res)
 			}
@@ -474,7 +485,7 @@ func checkErr(t *testing.T, err error, kind errKind, code ciba.ErrorCode) {
 			t.Fatalf("error %v; want a plain error (protocol %v, unavailable %v)", err, isProtocol, isUnavailable)
 		}
 	}
-	for _, secret := range []string{idpSecret, upstreamID, allParams.NotificationToken} {
+	for _, secret := range []string{idpSecret, upstreamID, notifyToken} {
 		if strings.Contains(err.Error(), secret) {
 			t.Fatalf("the error quotes %q: %v", secret, err)
 		}
@@ -508,9 +519,9 @@ func TestAnIdPThatDoesNotAnswerIsUnavailable(t *testing.T) {
 			t.Fatal(err)
 		}
 		op.set(func(op *testIdP) { op.backchannel, op.token = op.hang, op.hang })
-		_, err := u.Start(context.Background(), cibaClient, allParams)
+		_, err := u.Start(context.Background(), clientOf(cibaClient), allParams, notifyToken)
 		checkErr(t, err, unreachable, "")
-		_, err = u.Poll(context.Background(), cibaClient, upstreamID)
+		_, err = u.Poll(context.Background(), clientOf(cibaClient), upstreamID)
 		checkErr(t, err, unreachable, "")
 	})
 	t.Run("a hanging IdP and the caller's context", func(t *testing.T) {
@@ -524,11 +535,11 @@ func TestAnIdPThatDoesNotAnswerIsUnavailable(t *testing.T) {
 		op.set(func(op *testIdP) { op.backchannel, op.token = hang, hang })
 		ctx, cancel := context.WithCancel(context.Background())
 		entered <- cancel
-		_, err := u.Start(ctx, cibaClient, allParams)
+		_, err := u.Start(ctx, clientOf(cibaClient), allParams, notifyToken)
 		checkErr(t, err, unreachable, "")
 		ctx, cancel = context.WithCancel(context.Background())
 		entered <- cancel
-		_, err = u.Poll(ctx, cibaClient, upstreamID)
+		_, err = u.Poll(ctx, clientOf(cibaClient), upstreamID)
 		checkErr(t, err, unreachable, "")
 	})
 	t.Run("connection refused", func(t *testing.T) {
@@ -538,9 +549,9 @@ func TestAnIdPThatDoesNotAnswerIsUnavailable(t *testing.T) {
 			t.Fatal(err)
 		}
 		op.srv.Close()
-		_, err := u.Start(context.Background(), cibaClient, allParams)
+		_, err := u.Start(context.Background(), clientOf(cibaClient), allParams, notifyToken)
 		checkErr(t, err, unreachable, "")
-		_, err = u.Poll(context.Background(), cibaClient, upstreamID)
+		_, err = u.Poll(context.Background(), clientOf(cibaClient), upstreamID)
 		checkErr(t, err, unreachable, "")
 	})
 }
@@ -548,9 +559,9 @@ func TestAnIdPThatDoesNotAnswerIsUnavailable(t *testing.T) {
 func TestAClientWithoutCredentialsIsUnauthorized(t *testing.T) {
 	op := newTestIdP(t)
 	u, _ := newTestUpstream(t, op, nil)
-	_, err := u.Start(context.Background(), "stranger", allParams)
+	_, err := u.Start(context.Background(), clientOf("stranger"), allParams, notifyToken)
 	checkErr(t, err, protocol, ciba.CodeUnauthorizedClient)
-	_, err = u.Poll(context.Background(), "stranger", upstreamID)
+	_, err = u.Poll(context.Background(), clientOf("stranger"), upstreamID)
 	checkErr(t, err, protocol, ciba.CodeUnauthorizedClient)
 	if len(op.sent()) != 0 {
 		t.Fatal("the IdP was called for a client without credentials")
@@ -563,7 +574,7 @@ func TestAClientWithoutCredentialsIsUnauthorized(t *testing.T) {
 func TestPollNeedsAnID(t *testing.T) {
 	op := newTestIdP(t)
 	u, _ := newTestUpstream(t, op, nil)
-	if _, err := u.Poll(context.Background(), cibaClient, ""); err == nil {
+	if _, err := u.Poll(context.Background(), clientOf(cibaClient), ""); err == nil {
 		t.Fatal("Poll with no auth_req_id succeeded")
 	}
 	if len(op.sent()) != 0 {

@@ -7,7 +7,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"time"
+
+	"github.com/cibaproxy/cibaproxy/internal/ciba"
 )
 
 // The device authorization grant (RFC 8628) at the IdP, for cibaproxy's
@@ -25,20 +26,6 @@ const grantDeviceCode = "urn:ietf:params:oauth:grant-type:device_code"
 // ErrNoDeviceEndpoint is returned when the IdP's discovery document lists
 // no device_authorization_endpoint: the IdP does not have the device grant.
 var ErrNoDeviceEndpoint = errors.New("the identity provider's discovery lists no device_authorization_endpoint")
-
-// DeviceStarted is the IdP's device authorization response (RFC 8628 §3.2).
-type DeviceStarted struct {
-	// DeviceCode is the IdP's device_code. Secret: never log it.
-	DeviceCode string
-	// UserCode, VerificationURI and VerificationURIComplete (optional) are
-	// the IdP's, to be shown to the user unchanged.
-	UserCode, VerificationURI, VerificationURIComplete string
-	// ExpiresIn is the lifetime of the device_code.
-	ExpiresIn time.Duration
-	// Interval is the IdP's minimum poll interval; 0 when the IdP sent none
-	// (RFC 8628 §3.2: the client then uses 5 s).
-	Interval time.Duration
-}
 
 // DeviceAuthorizationEndpoint returns the IdP's device_authorization_endpoint
 // (RFC 8628 §4). An IdP without one is ErrNoDeviceEndpoint; one whose
@@ -59,22 +46,27 @@ func (u *Upstream) DeviceAuthorizationEndpoint(ctx context.Context) (string, err
 }
 
 // StartDevice forwards a device authorization request (RFC 8628 §3.1) of
-// cibaproxy client clientID to the IdP's device_authorization_endpoint,
+// cibaproxy client c to the IdP's device_authorization_endpoint,
 // authenticated with the client's credentials there, and validates the
 // answer (§3.2): device_code, user_code and verification_uri non-empty
 // strings, verification_uri_complete absent or a string, expires_in a
 // number of at least 1, interval absent or a non-negative number. An empty
-// scope is not sent. Errors are as for Start; an IdP without the endpoint
-// is ErrNoDeviceEndpoint.
-func (u *Upstream) StartDevice(ctx context.Context, clientID, scope string) (DeviceStarted, error) {
+// scope is not sent. The IdP's user_code and verification URIs are passed
+// to the client unchanged. Errors are as for Start; an IdP without the
+// endpoint is a server_error *ciba.Error wrapping ErrNoDeviceEndpoint.
+func (u *Upstream) StartDevice(ctx context.Context, c *ciba.Client, scope string) (ciba.DeviceRelayStarted, error) {
 	const op = "device authorization"
+	clientID := c.ID
 	creds, err := u.credentials(clientID)
 	if err != nil {
-		return DeviceStarted{}, err
+		return ciba.DeviceRelayStarted{}, err
 	}
 	ep, err := u.DeviceAuthorizationEndpoint(ctx)
+	if errors.Is(err, ErrNoDeviceEndpoint) {
+		return ciba.DeviceRelayStarted{}, &ciba.Error{Code: ciba.CodeServerError, Description: "the identity provider does not offer the device authorization grant", Err: err}
+	}
 	if err != nil {
-		return DeviceStarted{}, err
+		return ciba.DeviceRelayStarted{}, err
 	}
 	form := url.Values{}
 	if scope != "" {
@@ -82,21 +74,21 @@ func (u *Upstream) StartDevice(ctx context.Context, clientID, scope string) (Dev
 	}
 	status, body, err := u.post(ctx, op, clientID, ep, creds, form)
 	if err != nil {
-		return DeviceStarted{}, err
+		return ciba.DeviceRelayStarted{}, err
 	}
 	if status != http.StatusOK {
-		return DeviceStarted{}, refusal(op, clientID, creds, status, body, []string{creds.ClientSecret})
+		return ciba.DeviceRelayStarted{}, refusal(op, clientID, creds, status, body, []string{creds.ClientSecret})
 	}
 	s, err := parseDeviceStarted(body)
 	if err != nil {
-		return DeviceStarted{}, unavailable(fmt.Errorf("cibaup: %s for client %q: the identity provider's answer is not usable: %w", op, clientID, err))
+		return ciba.DeviceRelayStarted{}, unavailable(fmt.Errorf("cibaup: %s for client %q: the identity provider's answer is not usable: %w", op, clientID, err))
 	}
 	return s, nil
 }
 
 // parseDeviceStarted validates an RFC 8628 §3.2 response. Its errors never
 // quote the device_code.
-func parseDeviceStarted(body []byte) (DeviceStarted, error) {
+func parseDeviceStarted(body []byte) (ciba.DeviceRelayStarted, error) {
 	var a struct {
 		DeviceCode  any `json:"device_code"`
 		UserCode    any `json:"user_code"`
@@ -106,9 +98,9 @@ func parseDeviceStarted(body []byte) (DeviceStarted, error) {
 		Interval    any `json:"interval"`
 	}
 	if err := json.Unmarshal(body, &a); err != nil {
-		return DeviceStarted{}, errors.New("not a JSON object")
+		return ciba.DeviceRelayStarted{}, errors.New("not a JSON object")
 	}
-	var s DeviceStarted
+	var s ciba.DeviceRelayStarted
 	for _, f := range []struct {
 		name string
 		v    any
@@ -116,14 +108,14 @@ func parseDeviceStarted(body []byte) (DeviceStarted, error) {
 	}{{"device_code", a.DeviceCode, &s.DeviceCode}, {"user_code", a.UserCode, &s.UserCode}, {"verification_uri", a.URI, &s.VerificationURI}} {
 		str, ok := f.v.(string)
 		if !ok || str == "" {
-			return DeviceStarted{}, fmt.Errorf("%s is not a non-empty string", f.name)
+			return ciba.DeviceRelayStarted{}, fmt.Errorf("%s is not a non-empty string", f.name)
 		}
 		*f.to = str
 	}
 	if a.URIComplete != nil {
 		str, ok := a.URIComplete.(string)
 		if !ok {
-			return DeviceStarted{}, errors.New("verification_uri_complete is not a string")
+			return ciba.DeviceRelayStarted{}, errors.New("verification_uri_complete is not a string")
 		}
 		s.VerificationURIComplete = str
 	}
@@ -131,13 +123,13 @@ func parseDeviceStarted(body []byte) (DeviceStarted, error) {
 	// At least one second: the client is told whole seconds, and a
 	// fraction of a nanosecond would become a zero lifetime.
 	if !ok || !(exp >= 1 && exp <= maxSeconds) {
-		return DeviceStarted{}, errors.New("expires_in is not a number of seconds of at least 1")
+		return ciba.DeviceRelayStarted{}, errors.New("expires_in is not a number of seconds of at least 1")
 	}
 	s.ExpiresIn = seconds(exp)
 	if a.Interval != nil {
 		interval, ok := a.Interval.(float64)
 		if !ok || !(interval >= 0 && interval <= maxSeconds) {
-			return DeviceStarted{}, errors.New("interval is not a non-negative number of seconds")
+			return ciba.DeviceRelayStarted{}, errors.New("interval is not a non-negative number of seconds")
 		}
 		s.Interval = seconds(interval)
 	}
@@ -146,11 +138,11 @@ func parseDeviceStarted(body []byte) (DeviceStarted, error) {
 
 // PollDevice makes one device access token request (RFC 8628 §3.4:
 // grant_type urn:ietf:params:oauth:grant-type:device_code, device_code)
-// with client clientID's credentials at the IdP. Answers map as for Poll:
+// with client c's credentials at the IdP. Answers map as for Poll:
 // tokens, authorization_pending and slow_down (§3.5) are results;
 // access_denied, expired_token and the other codes for the client are
 // *ciba.Error; 5xx, 429, timeouts and unusable answers wrap
 // ciba.ErrUnavailable. No error carries the device_code.
-func (u *Upstream) PollDevice(ctx context.Context, clientID, deviceCode string) (Result, error) {
-	return u.pollToken(ctx, "device token request", clientID, "device_code", url.Values{"grant_type": {grantDeviceCode}, "device_code": {deviceCode}})
+func (u *Upstream) PollDevice(ctx context.Context, c *ciba.Client, deviceCode string) (ciba.RelayResult, error) {
+	return u.pollToken(ctx, "device token request", c.ID, "device_code", url.Values{"grant_type": {grantDeviceCode}, "device_code": {deviceCode}})
 }

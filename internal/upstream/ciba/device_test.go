@@ -88,11 +88,11 @@ func newDeviceUpstream(t *testing.T, op *deviceIdP) *Upstream {
 func TestStartDeviceForwardsAndPassesTheIdPsCodes(t *testing.T) {
 	op := newDeviceIdP(t)
 	u := newDeviceUpstream(t, op)
-	st, err := u.StartDevice(context.Background(), cibaClient, "openid email")
+	st, err := u.StartDevice(context.Background(), clientOf(cibaClient), "openid email")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := DeviceStarted{
+	want := ciba.DeviceRelayStarted{
 		DeviceCode: upstreamDeviceCode, UserCode: "WDJB-MJHT", VerificationURI: "https://idp.example/device",
 		VerificationURIComplete: "https://idp.example/device?user_code=WDJB-MJHT", ExpiresIn: 600 * time.Second, Interval: 7 * time.Second,
 	}
@@ -119,7 +119,7 @@ func TestStartDeviceValidatesTheIdPsAnswer(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			op := newDeviceIdP(t)
 			op.set(func(op *deviceIdP) { op.device = answer(http.StatusOK, body) })
-			_, err := newDeviceUpstream(t, op).StartDevice(context.Background(), cibaClient, "openid")
+			_, err := newDeviceUpstream(t, op).StartDevice(context.Background(), clientOf(cibaClient), "openid")
 			if !errors.Is(err, ciba.ErrUnavailable) {
 				t.Errorf("err = %v, want ErrUnavailable", err)
 			}
@@ -133,13 +133,13 @@ func TestStartDeviceRefusalsMapAsForCIBA(t *testing.T) {
 		op.device = answer(http.StatusBadRequest, `{"error":"invalid_scope","error_description":"no such scope"}`)
 	})
 	u := newDeviceUpstream(t, op)
-	_, err := u.StartDevice(context.Background(), cibaClient, "nope")
+	_, err := u.StartDevice(context.Background(), clientOf(cibaClient), "nope")
 	var ce *ciba.Error
 	if !errors.As(err, &ce) || ce.Code != ciba.CodeInvalidScope || !strings.HasPrefix(ce.Description, "the identity provider answered:") {
 		t.Errorf("err = %v, want invalid_scope from the identity provider", err)
 	}
 	op.set(func(op *deviceIdP) { op.device = answer(http.StatusBadGateway, `oops`) })
-	if _, err := u.StartDevice(context.Background(), cibaClient, "openid"); !errors.Is(err, ciba.ErrUnavailable) {
+	if _, err := u.StartDevice(context.Background(), clientOf(cibaClient), "openid"); !errors.Is(err, ciba.ErrUnavailable) {
 		t.Errorf("502: err = %v, want ErrUnavailable", err)
 	}
 }
@@ -150,7 +150,7 @@ func TestAnIdPWithoutTheDeviceEndpoint(t *testing.T) {
 	if _, err := u.DeviceAuthorizationEndpoint(context.Background()); !errors.Is(err, ErrNoDeviceEndpoint) {
 		t.Errorf("DeviceAuthorizationEndpoint: %v, want ErrNoDeviceEndpoint", err)
 	}
-	if _, err := u.StartDevice(context.Background(), cibaClient, "openid"); !errors.Is(err, ErrNoDeviceEndpoint) {
+	if _, err := u.StartDevice(context.Background(), clientOf(cibaClient), "openid"); !errors.Is(err, ErrNoDeviceEndpoint) {
 		t.Errorf("StartDevice: %v, want ErrNoDeviceEndpoint", err)
 	}
 }
@@ -158,7 +158,7 @@ func TestAnIdPWithoutTheDeviceEndpoint(t *testing.T) {
 func TestPollDeviceSendsTheDeviceCodeGrant(t *testing.T) {
 	op := newDeviceIdP(t)
 	u := newDeviceUpstream(t, op)
-	res, err := u.PollDevice(context.Background(), cibaClient, upstreamDeviceCode)
+	res, err := u.PollDevice(context.Background(), clientOf(cibaClient), upstreamDeviceCode)
 	if err != nil || string(res.Tokens) != tokensJSON {
 		t.Fatalf("PollDevice: %+v %v", res, err)
 	}
@@ -191,7 +191,7 @@ func TestPollDeviceResults(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			op := newDeviceIdP(t)
 			op.set(func(op *deviceIdP) { op.token = answer(tc.status, tc.body) })
-			res, err := newDeviceUpstream(t, op).PollDevice(context.Background(), cibaClient, upstreamDeviceCode)
+			res, err := newDeviceUpstream(t, op).PollDevice(context.Background(), clientOf(cibaClient), upstreamDeviceCode)
 			if err != nil && strings.Contains(err.Error(), upstreamDeviceCode) {
 				t.Errorf("the error quotes the device_code: %v", err)
 			}
@@ -234,7 +234,7 @@ func TestDeviceAgainstNodeOIDCProvider(t *testing.T) {
 	if ep, err := u.DeviceAuthorizationEndpoint(ctx); err != nil || !strings.HasPrefix(ep, p.Issuer()) {
 		t.Fatalf("DeviceAuthorizationEndpoint: %q %v", ep, err)
 	}
-	st, err := u.StartDevice(ctx, "tv", "openid email")
+	st, err := u.StartDevice(ctx, clientOf("tv"), "openid email")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,16 +242,16 @@ func TestDeviceAgainstNodeOIDCProvider(t *testing.T) {
 		!strings.HasPrefix(st.VerificationURIComplete, st.VerificationURI) || st.ExpiresIn <= 0 {
 		t.Fatalf("started: %+v", st)
 	}
-	res, err := u.PollDevice(ctx, "tv", st.DeviceCode)
+	res, err := u.PollDevice(ctx, clientOf("tv"), st.DeviceCode)
 	if err != nil || !res.Pending {
 		t.Fatalf("before approval: %+v %v, want authorization_pending", res, err)
 	}
 	approveDevice(t, ctx, st.VerificationURIComplete, "alice", "alice-pw")
-	res, err = u.PollDevice(ctx, "tv", st.DeviceCode)
+	res, err = u.PollDevice(ctx, clientOf("tv"), st.DeviceCode)
 	if err != nil || res.Tokens == nil {
 		t.Fatalf("after approval: %+v %v, want tokens", res, err)
 	}
-	if _, err := u.PollDevice(ctx, "tv", st.DeviceCode); err == nil {
+	if _, err := u.PollDevice(ctx, clientOf("tv"), st.DeviceCode); err == nil {
 		t.Error("the IdP gave the tokens of a device_code twice")
 	}
 }

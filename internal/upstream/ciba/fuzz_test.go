@@ -43,7 +43,7 @@ func FuzzParseStarted(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		s, err := parseStarted(body)
 		if err != nil {
-			if s != (Started{}) {
+			if s != (ciba.RelayStarted{}) {
 				t.Fatalf("an error (%v) with a result %+v", err, s)
 			}
 			return
@@ -81,7 +81,7 @@ func FuzzParseDeviceStarted(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		s, err := parseDeviceStarted(body)
 		if err != nil {
-			if s != (DeviceStarted{}) {
+			if s != (ciba.DeviceRelayStarted{}) {
 				t.Fatalf("an error (%v) with a result %+v", err, s)
 			}
 			return

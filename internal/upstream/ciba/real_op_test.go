@@ -85,9 +85,9 @@ func TestAgainstNodeOIDCProvider(t *testing.T) {
 		t.Fatalf("SupportsPing(basic) = %v, SupportsPing(ping) = %v; want false, true", u.SupportsPing("basic"), u.SupportsPing("ping"))
 	}
 
-	start := func(t *testing.T, client string, p Params) Started {
+	start := func(t *testing.T, client string, p ciba.AuthParams, token string) ciba.RelayStarted {
 		t.Helper()
-		s, err := u.Start(ctx, client, p)
+		s, err := u.Start(ctx, clientOf(client), p, token)
 		if err != nil {
 			t.Fatalf("Start: %v", err)
 		}
@@ -96,7 +96,7 @@ func TestAgainstNodeOIDCProvider(t *testing.T) {
 		}
 		return s
 	}
-	checkTokens := func(t *testing.T, res Result) {
+	checkTokens := func(t *testing.T, res ciba.RelayResult) {
 		t.Helper()
 		var tr ciba.TokenResponse
 		if err := json.Unmarshal(res.Tokens, &tr); err != nil || tr.AccessToken == "" || tr.IDToken == "" || !strings.EqualFold(tr.TokenType, "bearer") {
@@ -113,8 +113,8 @@ func TestAgainstNodeOIDCProvider(t *testing.T) {
 
 	for _, client := range []string{"basic", "post"} {
 		t.Run("a poll client via "+client+": pending, approved, tokens once", func(t *testing.T) {
-			s := start(t, client, Params{Scope: "openid email", LoginHint: "alice@example.com", BindingMessage: "Code-1234"})
-			if res, err := u.Poll(ctx, client, s.ID); err != nil || !res.Pending {
+			s := start(t, client, ciba.AuthParams{Scope: "openid email", Hint: ciba.Hint{LoginHint: "alice@example.com"}, BindingMessage: "Code-1234"}, "")
+			if res, err := u.Poll(ctx, clientOf(client), s.ID); err != nil || !res.Pending {
 				t.Fatalf("Poll before approval = %+v, %v; want pending", res, err)
 			}
 			pending, err := p.Pending(ctx)
@@ -124,12 +124,12 @@ func TestAgainstNodeOIDCProvider(t *testing.T) {
 			if _, err := p.ApproveCIBA(ctx, s.ID); err != nil {
 				t.Fatalf("ApproveCIBA: %v", err)
 			}
-			res, err := u.Poll(ctx, client, s.ID)
+			res, err := u.Poll(ctx, clientOf(client), s.ID)
 			if err != nil {
 				t.Fatalf("Poll after approval: %v", err)
 			}
 			checkTokens(t, res)
-			_, err = u.Poll(ctx, client, s.ID)
+			_, err = u.Poll(ctx, clientOf(client), s.ID)
 			wantCode(t, err, ciba.CodeInvalidGrant)
 			if strings.Contains(err.Error(), s.ID) {
 				t.Fatalf("the error quotes the auth_req_id: %v", err)
@@ -138,38 +138,38 @@ func TestAgainstNodeOIDCProvider(t *testing.T) {
 	}
 
 	t.Run("a denied request is access_denied", func(t *testing.T) {
-		s := start(t, "basic", Params{Scope: "openid", LoginHint: "bob"})
+		s := start(t, "basic", ciba.AuthParams{Scope: "openid", Hint: ciba.Hint{LoginHint: "bob"}}, "")
 		if _, err := p.DenyCIBA(ctx, s.ID); err != nil {
 			t.Fatalf("DenyCIBA: %v", err)
 		}
-		_, err := u.Poll(ctx, "basic", s.ID)
+		_, err := u.Poll(ctx, clientOf("basic"), s.ID)
 		wantCode(t, err, ciba.CodeAccessDenied)
 	})
 
 	t.Run("the IdP's refusals of the request reach the client", func(t *testing.T) {
 		for _, tc := range []struct {
 			name   string
-			params Params
+			params ciba.AuthParams
 			code   ciba.ErrorCode
 		}{
-			{"an unknown user", Params{Scope: "openid", LoginHint: "nobody@example.com"}, ciba.CodeUnknownUserID},
-			{"a binding message the IdP does not accept", Params{Scope: "openid", LoginHint: "alice", BindingMessage: "Code 1234"}, ciba.CodeInvalidBindingMessage},
-			{"a login_hint_token the IdP does not accept", Params{Scope: "openid", LoginHintToken: "eyJhbGciOiJub25lIn0.e30."}, ciba.CodeInvalidRequest},
-			{"a missing user code", Params{Scope: "openid", LoginHint: "carol"}, ciba.CodeMissingUserCode},
-			{"a wrong user code", Params{Scope: "openid", LoginHint: "carol", UserCode: "1234"}, ciba.CodeInvalidUserCode},
+			{"an unknown user", ciba.AuthParams{Scope: "openid", Hint: ciba.Hint{LoginHint: "nobody@example.com"}}, ciba.CodeUnknownUserID},
+			{"a binding message the IdP does not accept", ciba.AuthParams{Scope: "openid", Hint: ciba.Hint{LoginHint: "alice"}, BindingMessage: "Code 1234"}, ciba.CodeInvalidBindingMessage},
+			{"a login_hint_token the IdP does not accept", ciba.AuthParams{Scope: "openid", Hint: ciba.Hint{LoginHintToken: "eyJhbGciOiJub25lIn0.e30."}}, ciba.CodeInvalidRequest},
+			{"a missing user code", ciba.AuthParams{Scope: "openid", Hint: ciba.Hint{LoginHint: "carol"}}, ciba.CodeMissingUserCode},
+			{"a wrong user code", ciba.AuthParams{Scope: "openid", Hint: ciba.Hint{LoginHint: "carol"}, UserCode: "1234"}, ciba.CodeInvalidUserCode},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				_, err := u.Start(ctx, "basic", tc.params)
+				_, err := u.Start(ctx, clientOf("basic"), tc.params, "")
 				wantCode(t, err, tc.code)
 			})
 		}
-		if _, err := u.Start(ctx, "basic", Params{Scope: "openid", LoginHint: "carol", UserCode: "4711"}); err != nil {
+		if _, err := u.Start(ctx, clientOf("basic"), ciba.AuthParams{Scope: "openid", Hint: ciba.Hint{LoginHint: "carol"}, UserCode: "4711"}, ""); err != nil {
 			t.Fatalf("Start with carol's user code: %v", err)
 		}
 	})
 
 	t.Run("wrong credentials at the IdP are cibaproxy's misconfiguration", func(t *testing.T) {
-		_, err := u.Start(ctx, "wrong", Params{Scope: "openid", LoginHint: "alice"})
+		_, err := u.Start(ctx, clientOf("wrong"), ciba.AuthParams{Scope: "openid", Hint: ciba.Hint{LoginHint: "alice"}}, "")
 		var pe *ciba.Error
 		if err == nil || errors.As(err, &pe) || errors.Is(err, ciba.ErrUnavailable) {
 			t.Fatalf("Start with a wrong secret = %v; want a plain error", err)
@@ -182,7 +182,7 @@ func TestAgainstNodeOIDCProvider(t *testing.T) {
 
 	t.Run("a ping client: the IdP pings once approved, one poll gets the tokens", func(t *testing.T) {
 		const token = "upstream-ping-token-0123456789"
-		s := start(t, "ping", Params{Scope: "openid email", LoginHint: "alice", NotificationToken: token})
+		s := start(t, "ping", ciba.AuthParams{Scope: "openid email", Hint: ciba.Hint{LoginHint: "alice"}}, token)
 		if err := p.ResetCounts(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -196,7 +196,7 @@ func TestAgainstNodeOIDCProvider(t *testing.T) {
 		if len(got) != 1 || got[0].Authorization != "Bearer "+token || got[0].Body["auth_req_id"] != s.ID {
 			t.Fatalf("pings = %+v; want one with the bearer and the auth_req_id", got)
 		}
-		tokens, err := u.Poll(ctx, "ping", s.ID)
+		tokens, err := u.Poll(ctx, clientOf("ping"), s.ID)
 		if err != nil {
 			t.Fatalf("Poll after the ping: %v", err)
 		}

@@ -18,42 +18,9 @@ import (
 // grantCIBA is the grant type of the CIBA token request (CIBA §10.1).
 const grantCIBA = "urn:openid:params:grant-type:ciba"
 
-// Params are the client's backchannel authentication parameters (CIBA
-// §7.1), passed on to the IdP unchanged; empty ones are not sent.
-type Params struct {
-	Scope, LoginHint, LoginHintToken, IDTokenHint, BindingMessage, UserCode, ACRValues string
-	// RequestedExpiry is requested_expiry as the client sent it ("" when
-	// absent).
-	RequestedExpiry string
-	// NotificationToken is the client_notification_token the IdP presents
-	// when it pings cibaproxy. It is sent only for a client whose
-	// Credentials.Ping is set. Secret: never logged.
-	NotificationToken string
-}
-
-// Started is the IdP's successful authentication request acknowledgement
-// (CIBA §7.3).
-type Started struct {
-	// ID is the IdP's auth_req_id. Secret: never log it.
-	ID string
-	// ExpiresIn is the lifetime of the IdP's request.
-	ExpiresIn time.Duration
-	// Interval is the IdP's minimum poll interval; 0 when the IdP sent
-	// none (CIBA §7.3: the client then uses 5 s).
-	Interval time.Duration
-}
-
-// Result is the IdP's answer to one token request (CIBA §11): tokens, or
-// one of the two answers that mean "not yet".
-type Result struct {
-	// Tokens is the IdP's token response body (JSON) when issued,
-	// unchanged.
-	Tokens []byte
-	// Pending: authorization_pending, the user has not answered yet.
-	Pending bool
-	// SlowDown: slow_down, the poll interval must grow by 5 s.
-	SlowDown bool
-}
+// The Upstream is the domain's relay: its requests and answers are
+// ciba.AuthParams, ciba.RelayStarted and ciba.RelayResult.
+var _ ciba.DeviceRelay = (*Upstream)(nil)
 
 // maxSeconds bounds expires_in and interval so they fit a time.Duration
 // with room to spare (about 68 years).
@@ -62,11 +29,16 @@ const maxSeconds = math.MaxInt32
 // maxDescription bounds the IdP's error_description passed to a client.
 const maxDescription = 200
 
-// Start forwards a backchannel authentication request of cibaproxy client
-// clientID to the IdP's backchannel_authentication_endpoint (CIBA §7.1),
+// Start forwards a backchannel authentication request of cibaproxy client c
+// to the IdP's backchannel_authentication_endpoint (CIBA §7.1),
 // authenticated with the client's credentials there, and validates the
 // acknowledgement (§7.3): auth_req_id a non-empty string, expires_in a
-// number of at least 1, interval absent or a non-negative number.
+// number of at least 1, interval absent or a non-negative number. The
+// client's parameters p are passed on unchanged; empty ones are not sent.
+// p.ClientNotificationToken is the client's own bearer for cibaproxy's
+// pings and never goes upstream: notificationToken, cibaproxy's for the
+// IdP's pings, is sent as client_notification_token for a client whose
+// Credentials.Ping is set (secret: never logged).
 //
 // Errors: a client without credentials is unauthorized_client; the IdP's
 // refusal is a *ciba.Error with the IdP's code (see Poll for which codes);
@@ -74,22 +46,23 @@ const maxDescription = 200
 // unusable wraps ciba.ErrUnavailable; the IdP refusing cibaproxy's
 // credentials (invalid_client) is a plain error, cibaproxy's
 // misconfiguration.
-func (u *Upstream) Start(ctx context.Context, clientID string, p Params) (Started, error) {
+func (u *Upstream) Start(ctx context.Context, c *ciba.Client, p ciba.AuthParams, notificationToken string) (ciba.RelayStarted, error) {
 	const op = "backchannel authentication"
+	clientID := c.ID
 	creds, err := u.credentials(clientID)
 	if err != nil {
-		return Started{}, err
+		return ciba.RelayStarted{}, err
 	}
 	idp, err := u.provider(ctx)
 	if err != nil {
-		return Started{}, err
+		return ciba.RelayStarted{}, err
 	}
 	form := url.Values{}
 	for _, kv := range [][2]string{
 		{"scope", p.Scope},
-		{"login_hint", p.LoginHint},
-		{"login_hint_token", p.LoginHintToken},
-		{"id_token_hint", p.IDTokenHint},
+		{"login_hint", p.Hint.LoginHint},
+		{"login_hint_token", p.Hint.LoginHintToken},
+		{"id_token_hint", p.Hint.IDTokenHint},
 		{"binding_message", p.BindingMessage},
 		{"user_code", p.UserCode},
 		{"acr_values", p.ACRValues},
@@ -99,63 +72,63 @@ func (u *Upstream) Start(ctx context.Context, clientID string, p Params) (Starte
 			form.Set(kv[0], kv[1])
 		}
 	}
-	if creds.Ping && p.NotificationToken != "" {
-		form.Set("client_notification_token", p.NotificationToken)
+	if creds.Ping && notificationToken != "" {
+		form.Set("client_notification_token", notificationToken)
 	}
-	hide := []string{creds.ClientSecret, p.NotificationToken}
+	hide := []string{creds.ClientSecret, notificationToken}
 	status, body, err := u.post(ctx, op, clientID, idp.backchannelURL, creds, form)
 	if err != nil {
-		return Started{}, err
+		return ciba.RelayStarted{}, err
 	}
 	if status != http.StatusOK {
-		return Started{}, refusal(op, clientID, creds, status, body, hide)
+		return ciba.RelayStarted{}, refusal(op, clientID, creds, status, body, hide)
 	}
 	s, err := parseStarted(body)
 	if err != nil {
-		return Started{}, unavailable(fmt.Errorf("cibaup: %s for client %q: the identity provider's answer is not usable: %w", op, clientID, err))
+		return ciba.RelayStarted{}, unavailable(fmt.Errorf("cibaup: %s for client %q: the identity provider's answer is not usable: %w", op, clientID, err))
 	}
 	return s, nil
 }
 
 // parseStarted validates a CIBA §7.3 acknowledgement. Its errors never
 // quote the auth_req_id.
-func parseStarted(body []byte) (Started, error) {
+func parseStarted(body []byte) (ciba.RelayStarted, error) {
 	var a struct {
 		ID        any `json:"auth_req_id"`
 		ExpiresIn any `json:"expires_in"`
 		Interval  any `json:"interval"`
 	}
 	if err := json.Unmarshal(body, &a); err != nil {
-		return Started{}, errors.New("not a JSON object")
+		return ciba.RelayStarted{}, errors.New("not a JSON object")
 	}
 	id, ok := a.ID.(string)
 	if !ok || id == "" {
-		return Started{}, errors.New("auth_req_id is not a non-empty string")
+		return ciba.RelayStarted{}, errors.New("auth_req_id is not a non-empty string")
 	}
 	exp, ok := a.ExpiresIn.(float64)
 	// At least one second: the client is told whole seconds, and a
 	// fraction of a nanosecond would become a zero lifetime.
 	if !ok || !(exp >= 1 && exp <= maxSeconds) {
-		return Started{}, errors.New("expires_in is not a number of seconds of at least 1")
+		return ciba.RelayStarted{}, errors.New("expires_in is not a number of seconds of at least 1")
 	}
 	var interval float64
 	if a.Interval != nil {
 		interval, ok = a.Interval.(float64)
 		if !ok || !(interval >= 0 && interval <= maxSeconds) {
-			return Started{}, errors.New("interval is not a non-negative number of seconds")
+			return ciba.RelayStarted{}, errors.New("interval is not a non-negative number of seconds")
 		}
 	}
-	return Started{ID: id, ExpiresIn: seconds(exp), Interval: seconds(interval)}, nil
+	return ciba.RelayStarted{ID: id, ExpiresIn: seconds(exp), Interval: seconds(interval)}, nil
 }
 
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 
 // Poll makes one token request for the IdP's request id (CIBA §10.1:
 // grant_type urn:openid:params:grant-type:ciba, auth_req_id) with client
-// clientID's credentials at the IdP. Tokens come back unchanged in
-// Result.Tokens (a JSON object with access_token and token_type is
-// required); authorization_pending and slow_down (§11) are Result.Pending
-// and Result.SlowDown, not errors.
+// c's credentials at the IdP. Tokens come back unchanged in
+// ciba.RelayResult.Tokens (a JSON object with access_token and token_type
+// is required); authorization_pending and slow_down (§11) are
+// RelayResult.Pending and RelayResult.SlowDown, not errors.
 //
 // Any other OAuth error of the IdP that the client should see — the CIBA
 // §11 and §13 codes and RFC 6749 §5.2's invalid_request, invalid_grant,
@@ -167,47 +140,47 @@ func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Se
 // server_error, temporarily_unavailable, 5xx, 429, timeouts, unreachable
 // IdPs and unusable answers wrap ciba.ErrUnavailable. No error carries the
 // auth_req_id.
-func (u *Upstream) Poll(ctx context.Context, clientID, id string) (Result, error) {
-	return u.pollToken(ctx, "token request", clientID, "auth_req_id", url.Values{"grant_type": {grantCIBA}, "auth_req_id": {id}})
+func (u *Upstream) Poll(ctx context.Context, c *ciba.Client, id string) (ciba.RelayResult, error) {
+	return u.pollToken(ctx, "token request", c.ID, "auth_req_id", url.Values{"grant_type": {grantCIBA}, "auth_req_id": {id}})
 }
 
 // pollToken makes one polling token request (CIBA §10.1 or RFC 8628 §3.4):
 // form carries the grant and the IdP's id of the request under idParam.
 // The answers map as Poll describes; no error carries the id.
-func (u *Upstream) pollToken(ctx context.Context, op, clientID, idParam string, form url.Values) (Result, error) {
+func (u *Upstream) pollToken(ctx context.Context, op, clientID, idParam string, form url.Values) (ciba.RelayResult, error) {
 	creds, err := u.credentials(clientID)
 	if err != nil {
-		return Result{}, err
+		return ciba.RelayResult{}, err
 	}
 	id := form.Get(idParam)
 	if id == "" {
-		return Result{}, fmt.Errorf("cibaup: %s for client %q: no %s", op, clientID, idParam)
+		return ciba.RelayResult{}, fmt.Errorf("cibaup: %s for client %q: no %s", op, clientID, idParam)
 	}
 	idp, err := u.provider(ctx)
 	if err != nil {
-		return Result{}, err
+		return ciba.RelayResult{}, err
 	}
 	status, body, err := u.post(ctx, op, clientID, idp.tokenURL, creds, form)
 	if err != nil {
-		return Result{}, err
+		return ciba.RelayResult{}, err
 	}
 	if status == http.StatusOK {
 		if err := checkTokens(body); err != nil {
-			return Result{}, unavailable(fmt.Errorf("cibaup: %s for client %q: the identity provider's token response is not usable: %w", op, clientID, err))
+			return ciba.RelayResult{}, unavailable(fmt.Errorf("cibaup: %s for client %q: the identity provider's token response is not usable: %w", op, clientID, err))
 		}
-		return Result{Tokens: body}, nil
+		return ciba.RelayResult{Tokens: body}, nil
 	}
 	if status >= 400 && status < 500 && status != http.StatusTooManyRequests {
 		if oe, ok := parseOAuthError(body); ok {
 			switch ciba.ErrorCode(oe.Code) {
 			case ciba.CodeAuthorizationPending:
-				return Result{Pending: true}, nil
+				return ciba.RelayResult{Pending: true}, nil
 			case ciba.CodeSlowDown:
-				return Result{SlowDown: true}, nil
+				return ciba.RelayResult{SlowDown: true}, nil
 			}
 		}
 	}
-	return Result{}, refusal(op, clientID, creds, status, body, []string{creds.ClientSecret, id})
+	return ciba.RelayResult{}, refusal(op, clientID, creds, status, body, []string{creds.ClientSecret, id})
 }
 
 // checkTokens checks that body is a token response (RFC 6749 §5.1). Its
