@@ -5,8 +5,8 @@
 // owns it. That is its one job: every decision lives in those packages, and
 // what the process does around an instance (flags, signals, listeners,
 // reloading the configuration file, the admin socket) lives in
-// cmd/cibaproxy. cmd/cibaproxy, bench/memfill and the tests all build an
-// instance here, so there is one wiring.
+// cmd/cibaproxy. cmd/cibaproxy, bench/memfill and this package's test all
+// build their instance here: there is one wiring.
 package app
 
 import (
@@ -216,7 +216,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	auth.RequestObjects.Audiences = append(auth.RequestObjects.Audiences, up.audiences...)
 	registry.Current().AssertionPolicy.Audiences = up.audiences
 	limits := httpLimits(cfg, newLimit)
-	// One guard for every registry the clients are reloaded into (reload.go).
+	// One guard for every registry the clients are reloaded into (ReloadClients).
 	registry.Current().Guard = clientGuard(cfg, limits, newLimit)
 
 	channel, err := buildChannel(cfg, tr, log)

@@ -13,7 +13,7 @@ import (
 )
 
 // registry is the client registry in force (replaced on reload, see
-// reload.go) with a lookup the ciba service can use.
+// App.ReloadClients) with a lookup the ciba service can use.
 type registry struct{ *clientauth.Live }
 
 // Client returns the domain view of client id.
