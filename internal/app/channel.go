@@ -59,6 +59,8 @@ func buildChannel(cfg *config.Config, tr *tracing.Tracing, log *slog.Logger) (ci
 	ec := email.Config{
 		Host: e.Host, Port: e.Port, TLS: e.TLS, Username: e.Username, Password: e.Password,
 		From: e.From, Subject: e.Subject, TemplateFile: e.TemplateFile, Timeout: e.Timeout,
+		// The message says what the approval page says (pages:).
+		ServiceName: cfg.Pages.ServiceName, ScopeDescriptions: cfg.Pages.ScopeDescriptions,
 	}
 	if e.CAFile != "" {
 		pem, err := os.ReadFile(e.CAFile)
