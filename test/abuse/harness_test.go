@@ -90,11 +90,6 @@ type oidcEnv struct {
 // examples/oidc.yaml pointed at it.
 func startOIDC(t *testing.T, users int) *oidcEnv {
 	t.Helper()
-	addr, err := testutil.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	callback := "http://" + addr + "/approve/callback"
 	accounts := []idp.Account{{ID: "alice", Password: "alice-password", Email: "alice@example.com", EmailVerified: true, PreferredUsername: "alice", Name: "Alice"}}
 	for i := range users {
 		accounts = append(accounts, idp.Account{
@@ -102,20 +97,27 @@ func startOIDC(t *testing.T, users int) *oidcEnv {
 			Email: fmt.Sprintf("user%d@example.com", i), EmailVerified: true, PreferredUsername: fmt.Sprintf("user%d", i),
 		})
 	}
-	op := idp.Start(t, idp.Config{
-		Clients: []idp.Client{
-			{ID: posTerminal.ID, Secret: posTerminal.Secret, RedirectURIs: []string{callback}},
-			{ID: "cibaproxy-callcenter", Secret: "change-me-callcenter-idp", RedirectURIs: []string{callback}},
-		},
-		Accounts: accounts,
-	})
 	e := &env{t: t, hook: testutil.NewWebhook(t), notify: testutil.NewNotifier(t)}
-	e.srv = testutil.Start(t, testutil.Options{
-		Binary: binary, Config: example("oidc.yaml"), Addr: addr, DefaultLimits: true,
-		WebhookURL: e.hook.URL, NotifyURL: e.notify.URL,
-		Env: []string{"OIDC_ISSUER=" + op.Issuer(), "CALLCENTER_NOTIFY_URL=" + e.notify.URL},
+	f := testutil.StartIdPAndProxy(t, testutil.FederationOptions{
+		IdP: func(f *testutil.Federation) idp.Config {
+			return idp.Config{
+				Clients: []idp.Client{
+					{ID: posTerminal.ID, Secret: posTerminal.Secret, RedirectURIs: []string{f.Callback}},
+					{ID: "cibaproxy-callcenter", Secret: "change-me-callcenter-idp", RedirectURIs: []string{f.Callback}},
+				},
+				Accounts: accounts,
+			}
+		},
+		Env: func(f *testutil.Federation) []string {
+			return []string{"OIDC_ISSUER=" + f.IdP.Issuer(), "CALLCENTER_NOTIFY_URL=" + e.notify.URL}
+		},
+		Options: testutil.Options{
+			Binary: binary, Config: example("oidc.yaml"), DefaultLimits: true,
+			WebhookURL: e.hook.URL, NotifyURL: e.notify.URL,
+		},
 	})
-	return &oidcEnv{env: e, idp: op}
+	e.srv = f.Server
+	return &oidcEnv{env: e, idp: f.IdP}
 }
 
 // authorize sends a backchannel authentication request as c.

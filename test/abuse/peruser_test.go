@@ -181,16 +181,24 @@ func TestPerUserLimitRedisPair(t *testing.T) {
 func TestPerUserLimitRelay(t *testing.T) {
 	t.Parallel()
 	teller := testutil.Client{ID: "teller", Secret: "change-me-teller"}
-	op := idp.Start(t, idp.Config{
-		Clients:  []idp.Client{{ID: teller.ID, Secret: teller.Secret, GrantTypes: []string{idp.GrantCIBA}, BackchannelTokenDeliveryMode: "poll"}},
-		Accounts: []idp.Account{{ID: "alice", Email: "alice@example.com", EmailVerified: true}, {ID: "bob", Email: "bob@example.com", EmailVerified: true}},
-	})
 	e := &env{t: t, hook: testutil.NewWebhook(t), notify: testutil.NewNotifier(t)}
-	e.srv = testutil.Start(t, testutil.Options{
-		Binary: binary, Config: example("relay.yaml"), DefaultLimits: true,
-		WebhookURL: e.hook.URL, NotifyURL: e.notify.URL,
-		Env: []string{"IDP_ISSUER=" + op.Issuer(), "KIOSK_NOTIFY_URL=" + e.notify.URL},
+	f := testutil.StartIdPAndProxy(t, testutil.FederationOptions{
+		IdP: func(*testutil.Federation) idp.Config {
+			return idp.Config{
+				Clients:  []idp.Client{{ID: teller.ID, Secret: teller.Secret, GrantTypes: []string{idp.GrantCIBA}, BackchannelTokenDeliveryMode: "poll"}},
+				Accounts: []idp.Account{{ID: "alice", Email: "alice@example.com", EmailVerified: true}, {ID: "bob", Email: "bob@example.com", EmailVerified: true}},
+			}
+		},
+		Env: func(f *testutil.Federation) []string {
+			return []string{"IDP_ISSUER=" + f.IdP.Issuer(), "KIOSK_NOTIFY_URL=" + e.notify.URL}
+		},
+		Options: testutil.Options{
+			Binary: binary, Config: example("relay.yaml"), DefaultLimits: true,
+			WebhookURL: e.hook.URL, NotifyURL: e.notify.URL,
+		},
 	})
+	e.srv = f.Server
+	op := f.IdP
 	hints := []string{"alice@example.com", "ALICE@example.com", "Alice@Example.Com", "alice@EXAMPLE.com"}
 	since := time.Now()
 	tally := peruserBurstOf(t, e, teller, peruserBurst, func(i int) url.Values {

@@ -54,25 +54,24 @@ type env struct {
 // e-mail.
 func startFederation(t *testing.T) *env {
 	t.Helper()
-	addr, err := testutil.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	issuer := "http://" + addr
 	// Registered at the IdP with the same credentials: cibaproxy uses a
 	// client's own credentials there by default.
 	client := testutil.Client{ID: "fed-poll", Secret: "fed-poll-secret"}
-	op := idp.Start(t, idp.Config{
-		Clients: []idp.Client{
-			{ID: client.ID, Secret: client.Secret, RedirectURIs: []string{issuer + "/approve/callback"}},
-		},
-		Accounts: []idp.Account{
-			{ID: "alice", Password: "alice-password", Email: "alice@example.com", EmailVerified: true, PreferredUsername: "alice", Name: "Alice"},
-			{ID: "mallory", Password: "mallory-password", Email: "mallory@example.com", EmailVerified: true, PreferredUsername: "mallory"},
-		},
-	})
 	hook := testutil.NewWebhook(t)
-	cfg := fmt.Sprintf(`issuer: %s
+	f := testutil.StartIdPAndProxy(t, testutil.FederationOptions{
+		IdP: func(f *testutil.Federation) idp.Config {
+			return idp.Config{
+				Clients: []idp.Client{
+					{ID: client.ID, Secret: client.Secret, RedirectURIs: []string{f.Callback}},
+				},
+				Accounts: []idp.Account{
+					{ID: "alice", Password: "alice-password", Email: "alice@example.com", EmailVerified: true, PreferredUsername: "alice", Name: "Alice"},
+					{ID: "mallory", Password: "mallory-password", Email: "mallory@example.com", EmailVerified: true, PreferredUsername: "mallory"},
+				},
+			}
+		},
+		Config: func(f *testutil.Federation) string {
+			return fmt.Sprintf(`issuer: %s
 listen: %s
 store:
   type: memory
@@ -93,13 +92,11 @@ clients:
     client_secret: %s
     token_endpoint_auth_methods: [client_secret_basic]
     backchannel_token_delivery_mode: poll
-`, issuer, addr, op.Issuer(), client.ID, fedPollName, client.Secret)
-	path := filepath.Join(t.TempDir(), "federation.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	srv := testutil.Start(t, testutil.Options{Binary: binary, Config: path, Addr: addr, WebhookURL: hook.URL})
-	return &env{srv: srv, hook: hook, client: client, idp: op}
+`, f.Issuer, f.Addr, f.IdP.Issuer(), client.ID, fedPollName, client.Secret)
+		},
+		Options: testutil.Options{Binary: binary, WebhookURL: hook.URL},
+	})
+	return &env{srv: f.Server, hook: hook, client: client, idp: f.IdP}
 }
 
 // startLocal starts cibaproxy with examples/quickstart.yaml: the local

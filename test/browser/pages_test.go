@@ -268,18 +268,17 @@ func TestBrandedPages(t *testing.T) {
 func TestBrandedFederatedPage(t *testing.T) {
 	browser := startChromium(t)
 	logo := pagesLogoServer(t)
-	addr, err := testutil.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	issuer := "http://" + addr
 	client := testutil.Client{ID: "fed-poll", Secret: "fed-poll-secret"}
-	op := idp.Start(t, idp.Config{
-		Clients:  []idp.Client{{ID: client.ID, Secret: client.Secret, RedirectURIs: []string{issuer + "/approve/callback"}}},
-		Accounts: []idp.Account{{ID: "alice", Password: "alice-password", Email: "alice@example.com", EmailVerified: true}},
-	})
 	hook := testutil.NewWebhook(t)
-	cfg := fmt.Sprintf(`issuer: %s
+	f := testutil.StartIdPAndProxy(t, testutil.FederationOptions{
+		IdP: func(f *testutil.Federation) idp.Config {
+			return idp.Config{
+				Clients:  []idp.Client{{ID: client.ID, Secret: client.Secret, RedirectURIs: []string{f.Callback}}},
+				Accounts: []idp.Account{{ID: "alice", Password: "alice-password", Email: "alice@example.com", EmailVerified: true}},
+			}
+		},
+		Config: func(f *testutil.Federation) string {
+			return fmt.Sprintf(`issuer: %s
 listen: %s
 store:
   type: memory
@@ -300,13 +299,11 @@ clients:
     client_name: %s
     client_secret: %s
     backchannel_token_delivery_mode: poll
-`, issuer, addr, op.Issuer(), pagesService, logo, client.ID, fedPollName, client.Secret)
-	path := filepath.Join(t.TempDir(), "federation.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	srv := testutil.Start(t, testutil.Options{Binary: binary, Config: path, Addr: addr, WebhookURL: hook.URL})
-	e := &env{srv: srv, hook: hook, client: client, idp: op}
+`, f.Issuer, f.Addr, f.IdP.Issuer(), pagesService, logo, client.ID, fedPollName, client.Secret)
+		},
+		Options: testutil.Options{Binary: binary, WebhookURL: hook.URL},
+	})
+	e := &env{srv: f.Server, hook: hook, client: client, idp: f.IdP}
 
 	const width, height = 390, 844
 	req := e.authorize(t, "alice@example.com", "openid email", nil)

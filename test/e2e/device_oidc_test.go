@@ -6,8 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -36,21 +34,20 @@ const (
 // on the oidc upstream with one public device client.
 func startDeviceFederation(t *testing.T) (*testutil.Server, *idp.IdP) {
 	t.Helper()
-	addr, err := testutil.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	issuer := "http://" + addr
-	op := idp.Start(t, idp.Config{
-		Clients: []idp.Client{
-			{ID: fedTVAtIdP, Secret: fedTVAtIdPSecret, RedirectURIs: []string{issuer + "/approve/callback"}},
+	f := testutil.StartIdPAndProxy(t, testutil.FederationOptions{
+		IdP: func(f *testutil.Federation) idp.Config {
+			return idp.Config{
+				Clients: []idp.Client{
+					{ID: fedTVAtIdP, Secret: fedTVAtIdPSecret, RedirectURIs: []string{f.Callback}},
+				},
+				Accounts: []idp.Account{
+					{ID: "alice", Password: "alice-password", Email: "alice@example.com", EmailVerified: true, PreferredUsername: "alice"},
+					{ID: "mallory", Password: "mallory-password", Email: "mallory@example.com", EmailVerified: true, PreferredUsername: "mallory"},
+				},
+			}
 		},
-		Accounts: []idp.Account{
-			{ID: "alice", Password: "alice-password", Email: "alice@example.com", EmailVerified: true, PreferredUsername: "alice"},
-			{ID: "mallory", Password: "mallory-password", Email: "mallory@example.com", EmailVerified: true, PreferredUsername: "mallory"},
-		},
-	})
-	cfg := fmt.Sprintf(`issuer: %s
+		Config: func(f *testutil.Federation) string {
+			return fmt.Sprintf(`issuer: %s
 listen: %s
 store:
   type: embedded
@@ -76,15 +73,11 @@ clients:
       client_secret: %s
 device:
   interval: 1s
-`, issuer, addr, op.Issuer(), fedTV.ID, fedTVAtIdP, fedTVAtIdPSecret)
-	path := filepath.Join(t.TempDir(), "device-oidc.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	srv := testutil.Start(t, testutil.Options{
-		Binary: binary, Config: path, Addr: addr, WebhookURL: testutil.NewWebhook(t).URL,
+`, f.Issuer, f.Addr, f.IdP.Issuer(), fedTV.ID, fedTVAtIdP, fedTVAtIdPSecret)
+		},
+		Options: testutil.Options{Binary: binary, WebhookURL: testutil.NewWebhook(t).URL},
 	})
-	return srv, op
+	return f.Server, f.IdP
 }
 
 // approveAtIdP runs the verification page in a fresh browser: it opens

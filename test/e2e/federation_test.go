@@ -7,8 +7,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -38,24 +36,22 @@ type fedEnv struct {
 // the oidc upstream, matching login_hint against the e-mail.
 func startFederation(t *testing.T) *fedEnv {
 	t.Helper()
-	addr, err := testutil.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	issuer := "http://" + addr
-	callback := issuer + "/approve/callback"
-	op := idp.Start(t, idp.Config{
-		Clients: []idp.Client{
-			{ID: fedPoll.ID, Secret: fedPoll.Secret, RedirectURIs: []string{callback}},
-			{ID: fedPing.ID, Secret: fedPing.Secret, RedirectURIs: []string{callback}},
-		},
-		Accounts: []idp.Account{
-			{ID: "alice", Password: "alice-password", Email: "alice@example.com", EmailVerified: true, PreferredUsername: "alice", Name: "Alice"},
-			{ID: "mallory", Password: "mallory-password", Email: "mallory@example.com", EmailVerified: true, PreferredUsername: "mallory"},
-		},
-	})
 	e := &env{t: t, hook: testutil.NewWebhook(t), notify: testutil.NewNotifier(t)}
-	cfg := fmt.Sprintf(`issuer: %s
+	f := testutil.StartIdPAndProxy(t, testutil.FederationOptions{
+		IdP: func(f *testutil.Federation) idp.Config {
+			return idp.Config{
+				Clients: []idp.Client{
+					{ID: fedPoll.ID, Secret: fedPoll.Secret, RedirectURIs: []string{f.Callback}},
+					{ID: fedPing.ID, Secret: fedPing.Secret, RedirectURIs: []string{f.Callback}},
+				},
+				Accounts: []idp.Account{
+					{ID: "alice", Password: "alice-password", Email: "alice@example.com", EmailVerified: true, PreferredUsername: "alice", Name: "Alice"},
+					{ID: "mallory", Password: "mallory-password", Email: "mallory@example.com", EmailVerified: true, PreferredUsername: "mallory"},
+				},
+			}
+		},
+		Config: func(f *testutil.Federation) string {
+			return fmt.Sprintf(`issuer: %s
 listen: %s
 store:
   type: embedded
@@ -83,15 +79,12 @@ clients:
     client_secret: %s
     backchannel_token_delivery_mode: ping
     backchannel_client_notification_endpoint: ${CIBAPROXY_DEMO_NOTIFY_URL}
-`, issuer, addr, op.Issuer(), fedPoll.ID, fedPoll.Secret, fedPing.ID, fedPing.Secret)
-	path := filepath.Join(t.TempDir(), "federation.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	e.srv = testutil.Start(t, testutil.Options{
-		Binary: binary, Config: path, Addr: addr, WebhookURL: e.hook.URL, NotifyURL: e.notify.URL,
+`, f.Issuer, f.Addr, f.IdP.Issuer(), fedPoll.ID, fedPoll.Secret, fedPing.ID, fedPing.Secret)
+		},
+		Options: testutil.Options{Binary: binary, WebhookURL: e.hook.URL, NotifyURL: e.notify.URL},
 	})
-	return &fedEnv{env: e, idp: op}
+	e.srv = f.Server
+	return &fedEnv{env: e, idp: f.IdP}
 }
 
 // fedAuthorize starts a request for login_hint with a unique binding message.

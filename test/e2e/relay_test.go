@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -39,23 +37,22 @@ type relayEnv struct {
 // it (upstream: ciba), with a file store so a restart keeps requests.
 func startRelay(t *testing.T) *relayEnv {
 	t.Helper()
-	addr, err := testutil.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	issuer := "http://" + addr
-	op := idp.Start(t, idp.Config{
-		Clients: []idp.Client{
-			{ID: relayPoll.ID, Secret: relayPoll.Secret, GrantTypes: []string{idp.GrantCIBA, idp.GrantRefreshToken}, BackchannelTokenDeliveryMode: "poll"},
-			{ID: relayPing.ID, Secret: relayPing.Secret, GrantTypes: []string{idp.GrantCIBA}, BackchannelTokenDeliveryMode: "ping",
-				BackchannelClientNotificationEndpoint: issuer + "/ciba/upstream-ping"},
-			{ID: relayTV.ID, Secret: relayTV.Secret, GrantTypes: []string{idp.GrantDeviceCode}},
-		},
-		Accounts:     []idp.Account{{ID: "alice", Email: "alice@example.com", EmailVerified: true}},
-		CIBAInterval: relayInterval,
-	})
 	e := &env{t: t, notify: testutil.NewNotifier(t)}
-	cfg := fmt.Sprintf(`issuer: %s
+	f := testutil.StartIdPAndProxy(t, testutil.FederationOptions{
+		IdP: func(f *testutil.Federation) idp.Config {
+			return idp.Config{
+				Clients: []idp.Client{
+					{ID: relayPoll.ID, Secret: relayPoll.Secret, GrantTypes: []string{idp.GrantCIBA, idp.GrantRefreshToken}, BackchannelTokenDeliveryMode: "poll"},
+					{ID: relayPing.ID, Secret: relayPing.Secret, GrantTypes: []string{idp.GrantCIBA}, BackchannelTokenDeliveryMode: "ping",
+						BackchannelClientNotificationEndpoint: f.Issuer + "/ciba/upstream-ping"},
+					{ID: relayTV.ID, Secret: relayTV.Secret, GrantTypes: []string{idp.GrantDeviceCode}},
+				},
+				Accounts:     []idp.Account{{ID: "alice", Email: "alice@example.com", EmailVerified: true}},
+				CIBAInterval: relayInterval,
+			}
+		},
+		Config: func(f *testutil.Federation) string {
+			return fmt.Sprintf(`issuer: %s
 listen: %s
 store:
   type: embedded
@@ -85,13 +82,12 @@ clients:
   - client_id: %s
     client_secret: %s
     device_authorization: true
-`, issuer, addr, op.Issuer(), relayPoll.ID, relayPoll.Secret, relayPing.ID, relayPing.Secret, relayTV.ID, relayTV.Secret)
-	path := filepath.Join(t.TempDir(), "relay.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	e.srv = testutil.Start(t, testutil.Options{Binary: binary, Config: path, Addr: addr, NotifyURL: e.notify.URL})
-	return &relayEnv{env: e, idp: op}
+`, f.Issuer, f.Addr, f.IdP.Issuer(), relayPoll.ID, relayPoll.Secret, relayPing.ID, relayPing.Secret, relayTV.ID, relayTV.Secret)
+		},
+		Options: testutil.Options{Binary: binary, NotifyURL: e.notify.URL},
+	})
+	e.srv = f.Server
+	return &relayEnv{env: e, idp: f.IdP}
 }
 
 // relayAuthorize starts a request for alice with a unique binding message.

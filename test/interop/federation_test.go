@@ -14,7 +14,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -56,24 +55,22 @@ type fedEnv struct {
 // interval is cibaproxy's minimum, 1 s, to keep openid-client's waits short.
 func startFederation(t *testing.T) *fedEnv {
 	t.Helper()
-	addr, err := testutil.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	issuer := "http://" + addr
-	callback := issuer + "/approve/callback"
-	op := idp.Start(t, idp.Config{
-		Clients: []idp.Client{
-			{ID: fedPoll.ID, Secret: fedPoll.Secret, RedirectURIs: []string{callback}},
-			{ID: fedPing.ID, Secret: fedPing.Secret, RedirectURIs: []string{callback}},
+	f := &fedEnv{hook: testutil.NewWebhook(t), notify: testutil.NewNotifier(t)}
+	fed := testutil.StartIdPAndProxy(t, testutil.FederationOptions{
+		IdP: func(fed *testutil.Federation) idp.Config {
+			return idp.Config{
+				Clients: []idp.Client{
+					{ID: fedPoll.ID, Secret: fedPoll.Secret, RedirectURIs: []string{fed.Callback}},
+					{ID: fedPing.ID, Secret: fedPing.Secret, RedirectURIs: []string{fed.Callback}},
+				},
+				Accounts: []idp.Account{
+					{ID: "alice", Password: "alice-password", Email: "alice@example.com", EmailVerified: true, PreferredUsername: "alice"},
+					{ID: "mallory", Password: "mallory-password", Email: "mallory@example.com", EmailVerified: true, PreferredUsername: "mallory"},
+				},
+			}
 		},
-		Accounts: []idp.Account{
-			{ID: "alice", Password: "alice-password", Email: "alice@example.com", EmailVerified: true, PreferredUsername: "alice"},
-			{ID: "mallory", Password: "mallory-password", Email: "mallory@example.com", EmailVerified: true, PreferredUsername: "mallory"},
-		},
-	})
-	f := &fedEnv{idp: op, hook: testutil.NewWebhook(t), notify: testutil.NewNotifier(t)}
-	cfg := fmt.Sprintf(`issuer: %s
+		Config: func(fed *testutil.Federation) string {
+			return fmt.Sprintf(`issuer: %s
 listen: %s
 store:
   type: memory
@@ -103,15 +100,12 @@ clients:
     token_endpoint_auth_methods: [client_secret_basic]
     backchannel_token_delivery_mode: ping
     backchannel_client_notification_endpoint: ${CIBAPROXY_DEMO_NOTIFY_URL}
-`, issuer, addr, op.Issuer(), fedPoll.ID, fedPoll.Secret, fedPing.ID, fedPing.Secret)
-	path := filepath.Join(t.TempDir(), "federation.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	f.srv = testutil.Start(t, testutil.Options{
-		Binary: binary, Config: path, Addr: addr, WebhookURL: f.hook.URL, NotifyURL: f.notify.URL,
+`, fed.Issuer, fed.Addr, fed.IdP.Issuer(), fedPoll.ID, fedPoll.Secret, fedPing.ID, fedPing.Secret)
+		},
+		Options: testutil.Options{Binary: binary, WebhookURL: f.hook.URL, NotifyURL: f.notify.URL},
 	})
-	r, err := testutil.Get(fedCtx(t), op.Issuer()+"/.well-known/openid-configuration")
+	f.srv, f.idp = fed.Server, fed.IdP
+	r, err := testutil.Get(fedCtx(t), fed.IdP.Issuer()+"/.well-known/openid-configuration")
 	if err != nil || r.Status != http.StatusOK || r.Str("jwks_uri") == "" {
 		t.Fatalf("the IdP's discovery document: %v %v", r, err)
 	}
