@@ -381,6 +381,6 @@ func (d *Device) PollCert(ctx context.Context, c *Client, deviceCode, cert strin
 	}
 	// Not held: RFC 8628 clients do not expect long polling. The errors
 	// name the device_code (Kind.idParam).
-	q := PollQuery{ClientID: c.ID, Kind: KindDevice, Cert: cert, Rule: s.paceRule(s.now(), 0)}
-	return s.poll(ctx, c, deviceCode, q)
+	q := PollQuery{ClientID: c.ID, Kind: KindDevice, Cert: cert, Rule: s.poller.paceRule(s.now(), 0)}
+	return s.poller.poll(ctx, c, deviceCode, q)
 }

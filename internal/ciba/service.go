@@ -3,7 +3,6 @@ package ciba
 import (
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -13,7 +12,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -145,29 +143,14 @@ type Deps struct {
 // polls, records the user's decision and delivers results. Handlers call it;
 // the state machine itself is in request.go.
 type Service struct {
-	cfg   Config
+	base
 	d     Deps
-	now   func() time.Time
-	log   *slog.Logger
 	kick  chan struct{}
 	sched scheduler
-	// errSlowDown is the answer to an early poll, built once.
-	errSlowDown *Error
-	// released is closed by ReleaseHolds: long polls are then answered at
-	// once and no longer held.
-	released    chan struct{}
-	releaseOnce sync.Once
 	// sending is the set of deliveries this instance is attempting
 	// (dispatch.go): it never runs two attempts of one delivery at once.
 	sending inflight
-}
-
-// ReleaseHolds answers every held long poll at once (authorization_pending,
-// or the result if it just landed) and makes later polls answer without
-// being held, for a shutdown: the other requests in flight finish as usual,
-// with their contexts intact.
-func (s *Service) ReleaseHolds() {
-	s.releaseOnce.Do(func() { close(s.released) })
+	poller  *Poller
 }
 
 // NewService checks the configuration and returns a service. Call Run to
@@ -196,22 +179,22 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	if cfg.ApproveURL == nil {
 		cfg.ApproveURL = func(string) string { return "" }
 	}
-	s := &Service{cfg: cfg, d: d, now: d.Now, log: d.Logger, kick: make(chan struct{}, 1), sched: scheduler{due: map[string]time.Time{}},
-		released: make(chan struct{}), sending: inflight{m: map[inflightKey]struct{}{}},
-		// One shared value: answered to every early poll, read only.
-		errSlowDown: tokenError(CodeSlowDown, "poll at most once every interval; the interval has been increased by %d seconds", cfg.SlowDownStep/time.Second).Shared()}
-	if s.now == nil {
-		s.now = time.Now
+	if d.Now == nil {
+		d.Now = time.Now
 	}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
 	}
-	if s.d.Trace == nil {
-		s.d.Trace = func(context.Context) string { return "" }
+	if d.Trace == nil {
+		d.Trace = func(context.Context) string { return "" }
 	}
-	if s.d.StartSpan == nil {
-		s.d.StartSpan = func(ctx context.Context, _, _ string) (context.Context, func(error)) { return ctx, func(error) {} }
+	if d.StartSpan == nil {
+		d.StartSpan = func(ctx context.Context, _, _ string) (context.Context, func(error)) { return ctx, func(error) {} }
 	}
+	b := base{cfg: cfg, now: d.Now, log: d.Logger, store: d.Store}
+	s := &Service{base: b, d: d, kick: make(chan struct{}, 1), sched: scheduler{due: map[string]time.Time{}},
+		sending: inflight{m: map[inflightKey]struct{}{}},
+		poller:  newPoller(b, d.Sealer)}
 	return s, nil
 }
 
@@ -377,162 +360,6 @@ func (s *Service) Authorize(ctx context.Context, c *Client, p AuthParams) (*Auth
 	}, nil
 }
 
-// Poll answers a token request with grant_type
-// urn:openid:params:grant-type:ciba (CIBA §10.1, §11) from the authenticated
-// client c. It returns the token response JSON exactly once, or an *Error:
-// authorization_pending, slow_down, access_denied, expired_token or
-// invalid_grant. With long polling on, a pending poll is held until the
-// result lands or the hold ends. It is PollCert for a connection without a
-// client certificate.
-func (s *Service) Poll(ctx context.Context, c *Client, authReqID string) ([]byte, error) {
-	return s.PollCert(ctx, c, authReqID, "")
-}
-
-// PollCert is Poll over a connection presenting the client certificate
-// whose x5t#S256 is cert ("" for none): a request bound to a certificate
-// (AuthRequest.CertThumbprint) answers invalid_grant, whatever its state,
-// unless it is the same one (RFC 8705 §3), and stays as it was.
-func (s *Service) PollCert(ctx context.Context, c *Client, authReqID, cert string) ([]byte, error) {
-	if authReqID == "" {
-		return nil, tokenError(CodeInvalidRequest, "auth_req_id is required")
-	}
-	q := PollQuery{ClientID: c.ID, Kind: KindCIBA, Cert: cert, Rule: s.paceRule(s.now(), s.cfg.LongPoll),
-		// A push client may not poll: it is told so once the request is
-		// known to be its own, and its polls are not paced.
-		CheckOnly: c.Mode == ModePush,
-		// Not from an instance's knowledge for ping clients: the token
-		// request that follows a ping must see the result the ping
-		// announced, which an instance may hear of a moment after the
-		// ping was sent.
-		Current: c.Mode != ModePoll}
-	return s.poll(ctx, c, authReqID, q)
-}
-
-// paceRule is the service's pace rule for a poll at now, held up to hold
-// when on time (the store sets Initial, PollQuery.RuleFor).
-func (s *Service) paceRule(now time.Time, hold time.Duration) PaceRule {
-	return PaceRule{Now: now, Tolerance: s.cfg.PollTolerance, Step: s.cfg.SlowDownStep, Hold: hold}
-}
-
-// poll answers a poll of request id by client c for every grant that polls
-// (CIBA §11, RFC 8628 §3.5), in one store call (Store.Poll): invalid_grant
-// for an unknown request or one of another client or grant (the same
-// answer for all, so that ids of other clients and device codes cannot be
-// probed) or bound to another certificate (RFC 8705 §3);
-// unauthorized_client for a push client (q.CheckOnly); slow_down when it
-// came before the interval passed or while another poll is held (the
-// interval has grown); the tokens or the error of a request no longer
-// pending; else authorization_pending, after holding the poll up to its
-// hold for the result.
-func (s *Service) poll(ctx context.Context, c *Client, id string, q PollQuery) ([]byte, error) {
-	res, err := s.d.Store.Poll(ctx, id, q)
-	switch {
-	case errors.Is(err, ErrNotFound):
-		res.Outcome = PollUnknown
-	case err != nil:
-		return nil, s.storeError("poll", err)
-	}
-	switch res.Outcome {
-	case PollUnknown:
-		return nil, tokenError(CodeInvalidGrant, "unknown %s", q.Kind.idParam())
-	case PollWrongCert:
-		return nil, certMismatch(q.Kind, q.Cert)
-	}
-	if q.CheckOnly {
-		return nil, tokenError(CodeUnauthorizedClient, "client %q uses push mode; its tokens are delivered to its notification endpoint", c.ID)
-	}
-	switch res.Outcome {
-	case PollDone:
-		return s.finish(ctx, res.Request, q.Rule.Now)
-	case PollSlow:
-		return nil, s.errSlowDown
-	}
-	if res.Hold <= 0 {
-		return nil, ErrAuthorizationPending
-	}
-	return s.held(ctx, id, q.Rule.Now, res.Hold)
-}
-
-// held holds the on-time poll made at now of the pending request id up to
-// hold for its result, releases the hold (PaceRule.Release) and answers
-// the request as it then is.
-func (s *Service) held(ctx context.Context, id string, now time.Time, hold time.Duration) ([]byte, error) {
-	r, err := s.hold(ctx, id, hold)
-	end := s.now()
-	if _, perr := s.d.Store.UpdatePace(context.WithoutCancel(ctx), id, func(p *Pace) error {
-		PaceRule{Now: now}.Release(p, end)
-		return nil
-	}); perr != nil && !errors.Is(perr, ErrNotFound) {
-		s.log.WarnContext(ctx, "release long poll", slog.Any("error", perr))
-	}
-	if err != nil {
-		return nil, err
-	}
-	return s.finish(ctx, r, end)
-}
-
-// hold waits until request id leaves pending, the hold time ends or ctx is
-// done, and returns the request as it then is.
-func (s *Service) hold(ctx context.Context, id string, d time.Duration) (*AuthRequest, error) {
-	changed, stop := s.d.Store.Subscribe(id)
-	defer stop()
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	for {
-		// Read after subscribing, so no change is missed.
-		r, err := s.d.Store.GetRequest(ctx, id)
-		if errors.Is(err, ErrNotFound) {
-			return nil, tokenError(CodeInvalidGrant, "unknown auth_req_id")
-		}
-		if err != nil {
-			return nil, s.storeError("get request", err)
-		}
-		if r.Status != StatusPending {
-			return r, nil
-		}
-		select {
-		case <-changed:
-		case <-timer.C:
-			return r, nil
-		case <-ctx.Done():
-			return r, nil
-		case <-s.released:
-			return r, nil
-		}
-	}
-}
-
-// finish answers a poll of a request that is not (or no longer) waiting: the
-// tokens, once, for an approved request, else the error of its state.
-func (s *Service) finish(ctx context.Context, r *AuthRequest, now time.Time) ([]byte, error) {
-	if r.Status != StatusApproved || r.Expired(now) {
-		_, err := r.Clone().Redeem(now)
-		return nil, err
-	}
-	var sealed []byte
-	_, err := s.d.Store.UpdateRequest(ctx, r.ID, func(cur *AuthRequest) error {
-		var err error
-		sealed, err = cur.Redeem(now)
-		return err
-	})
-	if err != nil {
-		var pe *Error
-		if errors.As(err, &pe) {
-			return nil, pe
-		}
-		if errors.Is(err, ErrNotFound) {
-			return nil, tokenError(CodeInvalidGrant, "unknown %s", r.Kind.idParam())
-		}
-		return nil, s.storeError("redeem request", err)
-	}
-	plain, err := s.d.Sealer.Open(sealed, []byte(r.ID))
-	if err != nil {
-		return nil, &Error{Code: CodeServerError, Description: "the stored tokens could not be decrypted", Err: err}
-	}
-	s.log.LogAttrs(ctx, slog.LevelInfo, "tokens delivered", slog.String("client_id", r.ClientID), slog.String("mode", string(r.Mode)), slog.String("by", "token endpoint"))
-	return plain, nil
-}
-
 // Approve records the user's approval of request id with the given token
 // response, which is sealed before it is stored. It fails with the request's
 // state error when it is no longer pending.
@@ -658,48 +485,6 @@ func (s *Service) ForApproval(ctx context.Context, approvalID string) (*AuthRequ
 	return r, c, nil
 }
 
-// transitionError maps the error of a state change for its caller.
-func (s *Service) transitionError(op string, err error) error {
-	var pe *Error
-	if errors.As(err, &pe) {
-		return pe
-	}
-	if errors.Is(err, ErrNotFound) {
-		return Errorf(CodeInvalidRequest, "unknown request")
-	}
-	return s.storeError(op, err)
-}
-
-// storeError turns a store failure into temporarily_unavailable and logs it.
-func (s *Service) storeError(op string, err error) error {
-	s.log.Error("store failure", slog.String("op", op), slog.Any("error", err))
-	return &Error{Code: CodeTemporarilyUnavailable, Description: "the request store is unavailable; try again later", Err: err}
-}
-
-// upstreamError passes protocol errors of the upstream through and hides
-// anything else behind server_error.
-func (s *Service) upstreamError(op string, err error) error {
-	var pe *Error
-	if errors.As(err, &pe) {
-		return pe
-	}
-	if errors.Is(err, ErrUnavailable) {
-		s.log.Error("upstream unavailable", slog.String("op", op), slog.Any("error", err))
-		return &Error{Code: CodeTemporarilyUnavailable, Description: "the identity provider is unavailable; try again later", Err: err}
-	}
-	s.log.Error("upstream failure", slog.String("op", op), slog.Any("error", err))
-	return &Error{Code: CodeServerError, Description: "the identity provider failed", Err: err}
-}
-
-// randomID returns n bytes from crypto/rand, base64url-encoded.
-func randomID(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic(fmt.Sprintf("crypto/rand failed: %v", err)) // crypto/rand never fails on supported platforms
-	}
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
 // checkUserCode checks the user_code client c sent for user at the
 // upstream, under Deps.UserCodeFailures: the try is reserved before the
 // check (so tries in parallel are all counted) and kept only when the code
@@ -807,3 +592,21 @@ func (s *Service) grantable(c *Client, scopes []string) ([]string, *Error) {
 	}
 	return slices.DeleteFunc(scopes, func(sc string) bool { return !slices.Contains(s.cfg.Scopes, sc) }), nil
 }
+
+// Poller is the part of the service that answers polls.
+func (s *Service) Poller() *Poller { return s.poller }
+
+// Poll answers a CIBA token request (Poller.Poll).
+func (s *Service) Poll(ctx context.Context, c *Client, authReqID string) ([]byte, error) {
+	return s.poller.PollCert(ctx, c, authReqID, "")
+}
+
+// PollCert answers a CIBA token request over a connection presenting the
+// client certificate cert (Poller.PollCert).
+func (s *Service) PollCert(ctx context.Context, c *Client, authReqID, cert string) ([]byte, error) {
+	return s.poller.PollCert(ctx, c, authReqID, cert)
+}
+
+// ReleaseHolds answers every held long poll at once and holds no more
+// (Poller.ReleaseHolds), for a shutdown.
+func (s *Service) ReleaseHolds() { s.poller.ReleaseHolds() }

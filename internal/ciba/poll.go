@@ -1,0 +1,196 @@
+package ciba
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Poller answers polls: the token requests of CIBA's poll and ping modes
+// (Service.PollCert) and of the device grant (Device.PollCert), each with
+// one store call (Store.Poll), a pending poll held for the result under
+// long polling, and the tokens of an approved request handed out once.
+// Its dependencies: the store and the Sealer that opens the tokens.
+type Poller struct {
+	base
+	sealer Sealer
+	// errSlowDown is the answer to an early poll, built once.
+	errSlowDown *Error
+	// released is closed by ReleaseHolds: long polls are then answered at
+	// once and no longer held.
+	released    chan struct{}
+	releaseOnce sync.Once
+}
+
+// newPoller returns the Poller of the service's settings in b.
+func newPoller(b base, sealer Sealer) *Poller {
+	return &Poller{base: b, sealer: sealer, released: make(chan struct{}),
+		// One shared value: answered to every early poll, read only.
+		errSlowDown: tokenError(CodeSlowDown, "poll at most once every interval; the interval has been increased by %d seconds", b.cfg.SlowDownStep/time.Second).Shared()}
+}
+
+// ReleaseHolds answers every held long poll at once (authorization_pending,
+// or the result if it just landed) and makes later polls answer without
+// being held, for a shutdown: the other requests in flight finish as usual,
+// with their contexts intact.
+func (p *Poller) ReleaseHolds() {
+	p.releaseOnce.Do(func() { close(p.released) })
+}
+
+// Poll answers a token request with grant_type
+// urn:openid:params:grant-type:ciba (CIBA §10.1, §11) from the authenticated
+// client c. It returns the token response JSON exactly once, or an *Error:
+// authorization_pending, slow_down, access_denied, expired_token or
+// invalid_grant. With long polling on, a pending poll is held until the
+// result lands or the hold ends. It is PollCert for a connection without a
+// client certificate.
+func (p *Poller) Poll(ctx context.Context, c *Client, authReqID string) ([]byte, error) {
+	return p.PollCert(ctx, c, authReqID, "")
+}
+
+// PollCert is Poll over a connection presenting the client certificate
+// whose x5t#S256 is cert ("" for none): a request bound to a certificate
+// (AuthRequest.CertThumbprint) answers invalid_grant, whatever its state,
+// unless it is the same one (RFC 8705 §3), and stays as it was.
+func (p *Poller) PollCert(ctx context.Context, c *Client, authReqID, cert string) ([]byte, error) {
+	if authReqID == "" {
+		return nil, tokenError(CodeInvalidRequest, "auth_req_id is required")
+	}
+	q := PollQuery{ClientID: c.ID, Kind: KindCIBA, Cert: cert, Rule: p.paceRule(p.now(), p.cfg.LongPoll),
+		// A push client may not poll: it is told so once the request is
+		// known to be its own, and its polls are not paced.
+		CheckOnly: c.Mode == ModePush,
+		// Not from an instance's knowledge for ping clients: the token
+		// request that follows a ping must see the result the ping
+		// announced, which an instance may hear of a moment after the
+		// ping was sent.
+		Current: c.Mode != ModePoll}
+	return p.poll(ctx, c, authReqID, q)
+}
+
+// paceRule is the service's pace rule for a poll at now, held up to hold
+// when on time (the store sets Initial, PollQuery.RuleFor).
+func (p *Poller) paceRule(now time.Time, hold time.Duration) PaceRule {
+	return PaceRule{Now: now, Tolerance: p.cfg.PollTolerance, Step: p.cfg.SlowDownStep, Hold: hold}
+}
+
+// poll answers a poll of request id by client c for every grant that polls
+// (CIBA §11, RFC 8628 §3.5), in one store call (Store.Poll): invalid_grant
+// for an unknown request or one of another client or grant (the same
+// answer for all, so that ids of other clients and device codes cannot be
+// probed) or bound to another certificate (RFC 8705 §3);
+// unauthorized_client for a push client (q.CheckOnly); slow_down when it
+// came before the interval passed or while another poll is held (the
+// interval has grown); the tokens or the error of a request no longer
+// pending; else authorization_pending, after holding the poll up to its
+// hold for the result.
+func (p *Poller) poll(ctx context.Context, c *Client, id string, q PollQuery) ([]byte, error) {
+	res, err := p.store.Poll(ctx, id, q)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		res.Outcome = PollUnknown
+	case err != nil:
+		return nil, p.storeError("poll", err)
+	}
+	switch res.Outcome {
+	case PollUnknown:
+		return nil, tokenError(CodeInvalidGrant, "unknown %s", q.Kind.idParam())
+	case PollWrongCert:
+		return nil, certMismatch(q.Kind, q.Cert)
+	}
+	if q.CheckOnly {
+		return nil, tokenError(CodeUnauthorizedClient, "client %q uses push mode; its tokens are delivered to its notification endpoint", c.ID)
+	}
+	switch res.Outcome {
+	case PollDone:
+		return p.finish(ctx, res.Request, q.Rule.Now)
+	case PollSlow:
+		return nil, p.errSlowDown
+	}
+	if res.Hold <= 0 {
+		return nil, ErrAuthorizationPending
+	}
+	return p.held(ctx, id, q.Rule.Now, res.Hold)
+}
+
+// held holds the on-time poll made at now of the pending request id up to
+// hold for its result, releases the hold (PaceRule.Release) and answers
+// the request as it then is.
+func (p *Poller) held(ctx context.Context, id string, now time.Time, hold time.Duration) ([]byte, error) {
+	r, err := p.hold(ctx, id, hold)
+	end := p.now()
+	if _, perr := p.store.UpdatePace(context.WithoutCancel(ctx), id, func(pace *Pace) error {
+		PaceRule{Now: now}.Release(pace, end)
+		return nil
+	}); perr != nil && !errors.Is(perr, ErrNotFound) {
+		p.log.WarnContext(ctx, "release long poll", slog.Any("error", perr))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return p.finish(ctx, r, end)
+}
+
+// hold waits until request id leaves pending, the hold time ends or ctx is
+// done, and returns the request as it then is.
+func (p *Poller) hold(ctx context.Context, id string, d time.Duration) (*AuthRequest, error) {
+	changed, stop := p.store.Subscribe(id)
+	defer stop()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		// Read after subscribing, so no change is missed.
+		r, err := p.store.GetRequest(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			return nil, tokenError(CodeInvalidGrant, "unknown auth_req_id")
+		}
+		if err != nil {
+			return nil, p.storeError("get request", err)
+		}
+		if r.Status != StatusPending {
+			return r, nil
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return r, nil
+		case <-ctx.Done():
+			return r, nil
+		case <-p.released:
+			return r, nil
+		}
+	}
+}
+
+// finish answers a poll of a request that is not (or no longer) waiting: the
+// tokens, once, for an approved request, else the error of its state.
+func (p *Poller) finish(ctx context.Context, r *AuthRequest, now time.Time) ([]byte, error) {
+	if r.Status != StatusApproved || r.Expired(now) {
+		_, err := r.Clone().Redeem(now)
+		return nil, err
+	}
+	var sealed []byte
+	_, err := p.store.UpdateRequest(ctx, r.ID, func(cur *AuthRequest) error {
+		var err error
+		sealed, err = cur.Redeem(now)
+		return err
+	})
+	if err != nil {
+		var pe *Error
+		if errors.As(err, &pe) {
+			return nil, pe
+		}
+		if errors.Is(err, ErrNotFound) {
+			return nil, tokenError(CodeInvalidGrant, "unknown %s", r.Kind.idParam())
+		}
+		return nil, p.storeError("redeem request", err)
+	}
+	plain, err := p.sealer.Open(sealed, []byte(r.ID))
+	if err != nil {
+		return nil, &Error{Code: CodeServerError, Description: "the stored tokens could not be decrypted", Err: err}
+	}
+	p.log.LogAttrs(ctx, slog.LevelInfo, "tokens delivered", slog.String("client_id", r.ClientID), slog.String("mode", string(r.Mode)), slog.String("by", "token endpoint"))
+	return plain, nil
+}

@@ -1,0 +1,62 @@
+package ciba
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// base is what every part of the service shares: the protocol settings,
+// the clock, the logger, the store, and the mapping of store and upstream
+// failures to protocol errors. Each part embeds one copy.
+type base struct {
+	cfg   Config
+	now   func() time.Time
+	log   *slog.Logger
+	store Store
+}
+
+// transitionError maps the error of a state change for its caller.
+func (b *base) transitionError(op string, err error) error {
+	var pe *Error
+	if errors.As(err, &pe) {
+		return pe
+	}
+	if errors.Is(err, ErrNotFound) {
+		return Errorf(CodeInvalidRequest, "unknown request")
+	}
+	return b.storeError(op, err)
+}
+
+// storeError turns a store failure into temporarily_unavailable and logs it.
+func (b *base) storeError(op string, err error) error {
+	b.log.Error("store failure", slog.String("op", op), slog.Any("error", err))
+	return &Error{Code: CodeTemporarilyUnavailable, Description: "the request store is unavailable; try again later", Err: err}
+}
+
+// upstreamError passes protocol errors of the upstream through and hides
+// anything else behind server_error.
+func (b *base) upstreamError(op string, err error) error {
+	var pe *Error
+	if errors.As(err, &pe) {
+		return pe
+	}
+	if errors.Is(err, ErrUnavailable) {
+		b.log.Error("upstream unavailable", slog.String("op", op), slog.Any("error", err))
+		return &Error{Code: CodeTemporarilyUnavailable, Description: "the identity provider is unavailable; try again later", Err: err}
+	}
+	b.log.Error("upstream failure", slog.String("op", op), slog.Any("error", err))
+	return &Error{Code: CodeServerError, Description: "the identity provider failed", Err: err}
+}
+
+// randomID returns n bytes from crypto/rand, base64url-encoded.
+func randomID(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("crypto/rand failed: %v", err)) // crypto/rand never fails on supported platforms
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
