@@ -67,7 +67,7 @@ func (d *Device) relayAuthorize(ctx context.Context, dr DeviceRelay, c *Client, 
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "device request relayed",
 		slog.String("client_id", c.ID), slog.Duration("lifetime", lifetime), slog.Duration("upstream_interval", interval))
-	s.schedule(r.ID, r.Relay.NextPoll)
+	s.sched.schedule(r.ID, r.Relay.NextPoll)
 	return &DeviceAuthResponse{
 		DeviceCode:              r.ID,
 		UserCode:                started.UserCode,

@@ -78,10 +78,32 @@ func (f *inflight) end(id string, k deliveryKind) {
 }
 
 // scheduler is the set of requests the dispatcher must look at, with the
-// earliest time each needs a look.
+// earliest time each needs a look. The parts that change a request
+// (Decisions, Relayer, Acceptor) hold it to ask for a look.
 type scheduler struct {
 	mu  sync.Mutex
 	due map[string]time.Time
+	// kick wakes the dispatcher's loop (Dispatcher.Run).
+	kick chan struct{}
+}
+
+// newScheduler returns an empty schedule.
+func newScheduler() *scheduler {
+	return &scheduler{due: map[string]time.Time{}, kick: make(chan struct{}, 1)}
+}
+
+// wake asks the dispatcher to look at its schedule now.
+func (q *scheduler) wake() {
+	select {
+	case q.kick <- struct{}{}:
+	default:
+	}
+}
+
+// schedule asks the dispatcher to look at request id at time at.
+func (q *scheduler) schedule(id string, at time.Time) {
+	q.add(id, at)
+	q.wake()
 }
 
 func (q *scheduler) add(id string, at time.Time) {
@@ -115,20 +137,6 @@ func (q *scheduler) next() (next time.Time) {
 		}
 	}
 	return next
-}
-
-// wake asks the dispatcher to look at its schedule now.
-func (s *Service) wake() {
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
-}
-
-// schedule asks the dispatcher to look at request id at time at.
-func (s *Service) schedule(id string, at time.Time) {
-	s.sched.add(id, at)
-	s.wake()
 }
 
 // Run delivers due messages, records expiries that ping and push clients
@@ -193,7 +201,7 @@ func (s *Service) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-s.kick:
+		case <-s.sched.kick:
 		case <-timer.C:
 		case <-sweep.C:
 			if err := s.sweep(ctx, false); err != nil {
@@ -246,7 +254,7 @@ func (s *Service) sweep(ctx context.Context, reclaim bool) error {
 			s.log.Warn("dispatch: resume delivery", slog.Any("error", err))
 		}
 	}
-	s.wake()
+	s.sched.wake()
 	return err
 }
 
@@ -424,7 +432,7 @@ func (s *Service) attempt(ctx context.Context, id string, k deliveryKind) {
 	if !ok {
 		return
 	}
-	s.schedule(id, k.of(claimed).NextAttempt) // the lease's end: look again should the outcome go unrecorded
+	s.sched.schedule(id, k.of(claimed).NextAttempt) // the lease's end: look again should the outcome go unrecorded
 	s.deliver(ctx, claimed, k, deadline)
 }
 
@@ -527,7 +535,7 @@ func (s *Service) deliver(ctx context.Context, r *AuthRequest, k deliveryKind, d
 			// (attempt) retries then.
 			s.log.Warn("dispatch: record failure", slog.Any("error", uerr))
 		}
-		s.schedule(r.ID, next)
+		s.sched.schedule(r.ID, next)
 		return
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "delivered", attrs...)

@@ -88,7 +88,7 @@ func (s *Service) relay(ctx context.Context, c *Client, p AuthParams, v relayed)
 		slog.String("client_id", c.ID), slog.String("mode", string(c.Mode)),
 		slog.Duration("lifetime", lifetime), slog.Duration("upstream_interval", interval), slog.Bool("upstream_ping", ping))
 	if !ping {
-		s.schedule(r.ID, r.Relay.NextPoll)
+		s.sched.schedule(r.ID, r.Relay.NextPoll)
 	}
 	return &AuthResponse{AuthReqID: r.ID, ExpiresIn: int64(lifetime / time.Second), Interval: int64(s.cfg.Interval / time.Second)}, nil
 }
@@ -147,7 +147,7 @@ func (s *Service) RelayPing(ctx context.Context, bearer, upstreamID string) erro
 		return s.transitionError("upstream ping", err)
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "upstream ping", slog.String("client_id", r.ClientID))
-	s.schedule(r.ID, now)
+	s.sched.schedule(r.ID, now)
 	return nil
 }
 
@@ -184,7 +184,7 @@ func (s *Service) pollUpstream(ctx context.Context, id string, now time.Time) {
 		}
 		return
 	}
-	s.schedule(id, r.Relay.NextPoll) // look again if this worker dies
+	s.sched.schedule(id, r.Relay.NextPoll) // look again if this worker dies
 	ctx, end := s.d.StartSpan(ctx, "relay poll upstream", r.TraceParent)
 	var failed error // an upstream that did not answer, for the span
 	defer func() { end(failed) }()
@@ -280,7 +280,7 @@ func (s *Service) relayAgain(ctx context.Context, id string, now time.Time, slow
 		return
 	}
 	if !r.Relay.NextPoll.IsZero() {
-		s.schedule(id, r.Relay.NextPoll)
+		s.sched.schedule(id, r.Relay.NextPoll)
 	}
 }
 
@@ -304,7 +304,7 @@ func (s *Service) relayExpired(ctx context.Context, id string, now time.Time) {
 		s.log.Warn("relay: expire", slog.Any("error", err))
 		return
 	}
-	s.schedule(id, now)
+	s.sched.schedule(id, now)
 }
 
 // relayFailed ends a relayed request that can no longer get tokens: the

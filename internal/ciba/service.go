@@ -2,16 +2,12 @@ package ciba
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -145,12 +141,12 @@ type Deps struct {
 type Service struct {
 	base
 	d     Deps
-	kick  chan struct{}
-	sched scheduler
+	sched *scheduler
 	// sending is the set of deliveries this instance is attempting
 	// (dispatch.go): it never runs two attempts of one delivery at once.
-	sending inflight
-	poller  *Poller
+	sending   inflight
+	poller    *Poller
+	decisions *Decisions
 }
 
 // NewService checks the configuration and returns a service. Call Run to
@@ -192,9 +188,10 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 		d.StartSpan = func(ctx context.Context, _, _ string) (context.Context, func(error)) { return ctx, func(error) {} }
 	}
 	b := base{cfg: cfg, now: d.Now, log: d.Logger, store: d.Store}
-	s := &Service{base: b, d: d, kick: make(chan struct{}, 1), sched: scheduler{due: map[string]time.Time{}},
+	s := &Service{base: b, d: d, sched: newScheduler(),
 		sending: inflight{m: map[inflightKey]struct{}{}},
 		poller:  newPoller(b, d.Sealer)}
+	s.decisions = &Decisions{base: b, sealer: d.Sealer, minter: d.Minter, clients: d.Clients, callbackKey: d.CallbackKey, sched: s.sched}
 	return s, nil
 }
 
@@ -351,138 +348,13 @@ func (s *Service) Authorize(ctx context.Context, c *Client, p AuthParams) (*Auth
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "auth request created", attrs...)
 	if s.d.Channel != nil || r.Mode != ModePoll {
-		s.schedule(r.ID, now)
+		s.sched.schedule(r.ID, now)
 	}
 	return &AuthResponse{
 		AuthReqID: r.ID,
 		ExpiresIn: int64(lifetime / time.Second),
 		Interval:  int64(s.cfg.Interval / time.Second),
 	}, nil
-}
-
-// Approve records the user's approval of request id with the given token
-// response, which is sealed before it is stored. It fails with the request's
-// state error when it is no longer pending.
-func (s *Service) Approve(ctx context.Context, id string, authTime time.Time, tokens []byte) error {
-	return s.ApproveBy(ctx, id, authTime, tokens, "")
-}
-
-// ApproveBy is Approve recording who approved: a request that named no
-// user (the device flow) takes subject as its subject, in the same
-// compare-and-set. A request that named its user keeps it (the caller
-// checked that the two are the same user).
-func (s *Service) ApproveBy(ctx context.Context, id string, authTime time.Time, tokens []byte, subject string) error {
-	now := s.now()
-	sealed, err := s.d.Sealer.Seal(tokens, []byte(id))
-	if err != nil {
-		return &Error{Code: CodeServerError, Description: "the tokens could not be encrypted", Err: err}
-	}
-	r, err := s.d.Store.UpdateRequest(ctx, id, func(r *AuthRequest) error {
-		if err := r.Approve(now, authTime, sealed); err != nil {
-			return err
-		}
-		if r.Subject == "" {
-			r.Subject = subject
-		}
-		return nil
-	})
-	if err != nil {
-		return s.transitionError("approve", err)
-	}
-	s.log.LogAttrs(ctx, slog.LevelInfo, "auth request approved", slog.String("client_id", r.ClientID), slog.String("subject", r.Subject))
-	s.schedule(id, now)
-	return nil
-}
-
-// Deny records the user's (or the system's) refusal of request id.
-func (s *Service) Deny(ctx context.Context, id, reason string) error {
-	r, err := s.d.Store.UpdateRequest(ctx, id, func(r *AuthRequest) error {
-		return r.Deny(s.now(), reason)
-	})
-	if err != nil {
-		return s.transitionError("deny", err)
-	}
-	s.log.LogAttrs(ctx, slog.LevelInfo, "auth request denied", slog.String("client_id", r.ClientID), slog.String("subject", r.Subject))
-	s.schedule(id, s.now())
-	return nil
-}
-
-// ApproveWithMinter approves request id with tokens from the service's
-// Minter (the local upstream's tokens).
-func (s *Service) ApproveWithMinter(ctx context.Context, r *AuthRequest) error {
-	if s.d.Minter == nil {
-		return Errorf(CodeInvalidRequest, "with this upstream the user approves by signing in at the identity provider through the approval link; the callback can only deny")
-	}
-	if r.Status != StatusPending || r.Expired(s.now()) {
-		return notPending(r)
-	}
-	now := s.now()
-	r = r.Clone()
-	r.AuthTime = now
-	tr, err := s.d.Minter.Mint(ctx, r, now)
-	if err != nil {
-		return &Error{Code: CodeServerError, Description: "tokens could not be issued", Err: err}
-	}
-	body, err := json.Marshal(tr)
-	if err != nil {
-		return &Error{Code: CodeServerError, Description: "tokens could not be encoded", Err: err}
-	}
-	return s.Approve(ctx, r.ID, now, body)
-}
-
-// CallbackToken returns the bearer the authentication-device service
-// presents at POST /ciba/callback for the request with the given approval
-// id. It is derived (HMAC) rather than stored, so that a retried channel
-// message after a restart carries the same token and a store dump holds none.
-func (s *Service) CallbackToken(approvalID string) string {
-	mac := hmac.New(sha256.New, s.d.CallbackKey)
-	mac.Write([]byte("cibaproxy callback\x00"))
-	mac.Write([]byte(approvalID))
-	return approvalID + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
-}
-
-// Callback applies the authentication device's answer (the webhook channel's
-// POST /ciba/callback): approved mints and stores tokens, otherwise the
-// request is denied. A wrong token answers invalid_token; a request that is
-// no longer pending answers its state and changes nothing.
-func (s *Service) Callback(ctx context.Context, token string, approved bool, reason string) error {
-	approvalID, _, ok := strings.Cut(token, ".")
-	if !ok || !hmac.Equal([]byte(s.CallbackToken(approvalID)), []byte(token)) {
-		return Errorf(CodeInvalidToken, "the callback token is not valid")
-	}
-	r, err := s.d.Store.GetRequestByApprovalID(ctx, approvalID)
-	if errors.Is(err, ErrNotFound) {
-		return Errorf(CodeInvalidToken, "the callback token is not valid")
-	}
-	if err != nil {
-		return s.storeError("get request", err)
-	}
-	if approved {
-		return s.ApproveWithMinter(ctx, r)
-	}
-	if reason == "" {
-		reason = "the user denied the request"
-	}
-	return s.Deny(ctx, r.ID, reason)
-}
-
-// ForApproval returns the request behind an approval link and its client,
-// for the approval page. An unknown id, and a request that is no longer
-// pending or has expired, is ErrNotFound-wrapped or a state *Error, so the
-// page can say which.
-func (s *Service) ForApproval(ctx context.Context, approvalID string) (*AuthRequest, *Client, error) {
-	r, err := s.d.Store.GetRequestByApprovalID(ctx, approvalID)
-	if err != nil {
-		return nil, nil, err
-	}
-	c, ok := s.d.Clients(r.ClientID)
-	if !ok {
-		return nil, nil, fmt.Errorf("client %q of request: %w", r.ClientID, ErrNotFound)
-	}
-	if r.Status != StatusPending || r.Expired(s.now()) {
-		return r, c, notPending(r)
-	}
-	return r, c, nil
 }
 
 // checkUserCode checks the user_code client c sent for user at the
@@ -610,3 +482,44 @@ func (s *Service) PollCert(ctx context.Context, c *Client, authReqID, cert strin
 // ReleaseHolds answers every held long poll at once and holds no more
 // (Poller.ReleaseHolds), for a shutdown.
 func (s *Service) ReleaseHolds() { s.poller.ReleaseHolds() }
+
+// Decisions is the part of the service that records the user's decisions.
+func (s *Service) Decisions() *Decisions { return s.decisions }
+
+// Approve records the user's approval of request id (Decisions.Approve).
+func (s *Service) Approve(ctx context.Context, id string, authTime time.Time, tokens []byte) error {
+	return s.decisions.Approve(ctx, id, authTime, tokens)
+}
+
+// ApproveBy is Approve recording who approved (Decisions.ApproveBy).
+func (s *Service) ApproveBy(ctx context.Context, id string, authTime time.Time, tokens []byte, subject string) error {
+	return s.decisions.ApproveBy(ctx, id, authTime, tokens, subject)
+}
+
+// Deny records the refusal of request id (Decisions.Deny).
+func (s *Service) Deny(ctx context.Context, id, reason string) error {
+	return s.decisions.Deny(ctx, id, reason)
+}
+
+// ApproveWithMinter approves request r with tokens from the Minter
+// (Decisions.ApproveWithMinter).
+func (s *Service) ApproveWithMinter(ctx context.Context, r *AuthRequest) error {
+	return s.decisions.ApproveWithMinter(ctx, r)
+}
+
+// CallbackToken returns the callback bearer for an approval id
+// (Decisions.CallbackToken).
+func (s *Service) CallbackToken(approvalID string) string {
+	return s.decisions.CallbackToken(approvalID)
+}
+
+// Callback applies the authentication device's answer (Decisions.Callback).
+func (s *Service) Callback(ctx context.Context, token string, approved bool, reason string) error {
+	return s.decisions.Callback(ctx, token, approved, reason)
+}
+
+// ForApproval returns the request behind an approval link and its client
+// (Decisions.ForApproval).
+func (s *Service) ForApproval(ctx context.Context, approvalID string) (*AuthRequest, *Client, error) {
+	return s.decisions.ForApproval(ctx, approvalID)
+}

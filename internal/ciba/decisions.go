@@ -1,0 +1,156 @@
+package ciba
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// Decisions records the user's decision on a request: approval with
+// tokens (sealed before they are stored), or denial, each a
+// compare-and-set of the request's state, after which the dispatcher is
+// asked to deliver the result; and the callback tokens (HMACs) that let the
+// authentication device's service answer at POST /ciba/callback.
+// Its dependencies: the store, the Sealer, the Minter (nil where tokens come
+// from elsewhere), the client registry, the callback key and the
+// dispatcher's schedule.
+type Decisions struct {
+	base
+	sealer      Sealer
+	minter      Minter
+	clients     func(id string) (*Client, bool)
+	callbackKey []byte
+	sched       *scheduler
+}
+
+// Approve records the user's approval of request id with the given token
+// response, which is sealed before it is stored. It fails with the request's
+// state error when it is no longer pending.
+func (d *Decisions) Approve(ctx context.Context, id string, authTime time.Time, tokens []byte) error {
+	return d.ApproveBy(ctx, id, authTime, tokens, "")
+}
+
+// ApproveBy is Approve recording who approved: a request that named no
+// user (the device flow) takes subject as its subject, in the same
+// compare-and-set. A request that named its user keeps it (the caller
+// checked that the two are the same user).
+func (d *Decisions) ApproveBy(ctx context.Context, id string, authTime time.Time, tokens []byte, subject string) error {
+	now := d.now()
+	sealed, err := d.sealer.Seal(tokens, []byte(id))
+	if err != nil {
+		return &Error{Code: CodeServerError, Description: "the tokens could not be encrypted", Err: err}
+	}
+	r, err := d.store.UpdateRequest(ctx, id, func(r *AuthRequest) error {
+		if err := r.Approve(now, authTime, sealed); err != nil {
+			return err
+		}
+		if r.Subject == "" {
+			r.Subject = subject
+		}
+		return nil
+	})
+	if err != nil {
+		return d.transitionError("approve", err)
+	}
+	d.log.LogAttrs(ctx, slog.LevelInfo, "auth request approved", slog.String("client_id", r.ClientID), slog.String("subject", r.Subject))
+	d.sched.schedule(id, now)
+	return nil
+}
+
+// Deny records the user's (or the system's) refusal of request id.
+func (d *Decisions) Deny(ctx context.Context, id, reason string) error {
+	r, err := d.store.UpdateRequest(ctx, id, func(r *AuthRequest) error {
+		return r.Deny(d.now(), reason)
+	})
+	if err != nil {
+		return d.transitionError("deny", err)
+	}
+	d.log.LogAttrs(ctx, slog.LevelInfo, "auth request denied", slog.String("client_id", r.ClientID), slog.String("subject", r.Subject))
+	d.sched.schedule(id, d.now())
+	return nil
+}
+
+// ApproveWithMinter approves request id with tokens from the service's
+// Minter (the local upstream's tokens).
+func (d *Decisions) ApproveWithMinter(ctx context.Context, r *AuthRequest) error {
+	if d.minter == nil {
+		return Errorf(CodeInvalidRequest, "with this upstream the user approves by signing in at the identity provider through the approval link; the callback can only deny")
+	}
+	if r.Status != StatusPending || r.Expired(d.now()) {
+		return notPending(r)
+	}
+	now := d.now()
+	r = r.Clone()
+	r.AuthTime = now
+	tr, err := d.minter.Mint(ctx, r, now)
+	if err != nil {
+		return &Error{Code: CodeServerError, Description: "tokens could not be issued", Err: err}
+	}
+	body, err := json.Marshal(tr)
+	if err != nil {
+		return &Error{Code: CodeServerError, Description: "tokens could not be encoded", Err: err}
+	}
+	return d.Approve(ctx, r.ID, now, body)
+}
+
+// CallbackToken returns the bearer the authentication-device service
+// presents at POST /ciba/callback for the request with the given approval
+// id. It is derived (HMAC) rather than stored, so that a retried channel
+// message after a restart carries the same token and a store dump holds none.
+func (d *Decisions) CallbackToken(approvalID string) string {
+	mac := hmac.New(sha256.New, d.callbackKey)
+	mac.Write([]byte("cibaproxy callback\x00"))
+	mac.Write([]byte(approvalID))
+	return approvalID + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// Callback applies the authentication device's answer (the webhook channel's
+// POST /ciba/callback): approved mints and stores tokens, otherwise the
+// request is denied. A wrong token answers invalid_token; a request that is
+// no longer pending answers its state and changes nothing.
+func (d *Decisions) Callback(ctx context.Context, token string, approved bool, reason string) error {
+	approvalID, _, ok := strings.Cut(token, ".")
+	if !ok || !hmac.Equal([]byte(d.CallbackToken(approvalID)), []byte(token)) {
+		return Errorf(CodeInvalidToken, "the callback token is not valid")
+	}
+	r, err := d.store.GetRequestByApprovalID(ctx, approvalID)
+	if errors.Is(err, ErrNotFound) {
+		return Errorf(CodeInvalidToken, "the callback token is not valid")
+	}
+	if err != nil {
+		return d.storeError("get request", err)
+	}
+	if approved {
+		return d.ApproveWithMinter(ctx, r)
+	}
+	if reason == "" {
+		reason = "the user denied the request"
+	}
+	return d.Deny(ctx, r.ID, reason)
+}
+
+// ForApproval returns the request behind an approval link and its client,
+// for the approval page. An unknown id, and a request that is no longer
+// pending or has expired, is ErrNotFound-wrapped or a state *Error, so the
+// page can say which.
+func (d *Decisions) ForApproval(ctx context.Context, approvalID string) (*AuthRequest, *Client, error) {
+	r, err := d.store.GetRequestByApprovalID(ctx, approvalID)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, ok := d.clients(r.ClientID)
+	if !ok {
+		return nil, nil, fmt.Errorf("client %q of request: %w", r.ClientID, ErrNotFound)
+	}
+	if r.Status != StatusPending || r.Expired(d.now()) {
+		return r, c, notPending(r)
+	}
+	return r, c, nil
+}
