@@ -72,7 +72,7 @@ func NewDevice(s *Service, cfg DeviceConfig) (*Device, error) {
 	if s == nil {
 		return nil, errors.New("ciba: device grant needs a Service")
 	}
-	if s.d.Relay != nil && s.deviceRelay() == nil {
+	if s.d.Relay != nil && s.relayer.deviceRelay() == nil {
 		return nil, errors.New("ciba: the device grant needs an upstream that relays it (a DeviceRelay)")
 	}
 	if cfg.Expiry == 0 {
@@ -176,7 +176,7 @@ func (d *Device) AuthorizeCert(ctx context.Context, c *Client, scope, cert strin
 	if scopes, e = s.grantable(c, scopes); e != nil {
 		return nil, e
 	}
-	if dr := s.deviceRelay(); dr != nil {
+	if dr := s.relayer.deviceRelay(); dr != nil {
 		return d.relayAuthorize(ctx, dr, c, scope, scopes)
 	}
 	now := s.now()

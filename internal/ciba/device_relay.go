@@ -20,8 +20,8 @@ import (
 
 // deviceRelay returns the service's relay as a DeviceRelay, or nil when
 // the service relays nothing or its relay has no device grant.
-func (s *Service) deviceRelay() DeviceRelay {
-	dr, _ := s.d.Relay.(DeviceRelay)
+func (rl *Relayer) deviceRelay() DeviceRelay {
+	dr, _ := rl.upstream.(DeviceRelay)
 	return dr
 }
 
@@ -85,11 +85,11 @@ var errNoDeviceRelay = errors.New("ciba: the upstream does not relay the device 
 // pollRelayed makes the one upstream token request of relayed request r for
 // its upstream id: the CIBA grant, or the device_code grant for a device
 // request.
-func (s *Service) pollRelayed(ctx context.Context, r *AuthRequest, c *Client, upstreamID string) (RelayResult, error) {
+func (rl *Relayer) pollRelayed(ctx context.Context, r *AuthRequest, c *Client, upstreamID string) (RelayResult, error) {
 	if r.Kind != KindDevice {
-		return s.d.Relay.Poll(ctx, c, upstreamID)
+		return rl.upstream.Poll(ctx, c, upstreamID)
 	}
-	dr := s.deviceRelay()
+	dr := rl.deviceRelay()
 	if dr == nil {
 		return RelayResult{}, errNoDeviceRelay
 	}

@@ -376,7 +376,7 @@ func (s *Service) process(ctx context.Context, id string, spawn func(func())) {
 		if rs.NextPoll.After(now) {
 			later(rs.NextPoll)
 		} else {
-			spawn(func() { s.pollUpstream(ctx, id, now) })
+			spawn(func() { s.relayer.pollUpstream(ctx, id, now) })
 		}
 	}
 	if !r.Expired(now) && (r.Status == StatusPending && r.Mode != ModePoll || r.Status == StatusApproved && r.Result != nil) {

@@ -32,12 +32,33 @@ type relayed struct {
 	token    string
 }
 
+// Relayer runs requests at a CIBA upstream (the ciba upstream) instead of
+// resolving the user here: it forwards each request once (for Acceptor and
+// Device), polls the upstream at its interval under a lease, or once when
+// the upstream pings (RelayPing), and records the upstream's answer through
+// Decisions. Its dependencies: the store, the upstream (Deps.Relay), the
+// Sealer that hides the upstream's ids, the client registry, the callback
+// key (for ping tokens), the Observer, the tracing hooks, Decisions and the
+// dispatcher's schedule.
+type Relayer struct {
+	base
+	upstream    Relay
+	sealer      Sealer
+	clients     func(id string) (*Client, bool)
+	callbackKey []byte
+	observer    Observer
+	trace       func(ctx context.Context) string
+	startSpan   func(ctx context.Context, name, traceParent string) (context.Context, func(err error))
+	decisions   *Decisions
+	sched       *scheduler
+}
+
 // relayAD binds a sealed upstream id to its request.
 func relayAD(id string) []byte { return []byte("relay\x00" + id) }
 
-// relay forwards an authentication request to the upstream and stores its
+// start forwards an authentication request to the upstream and stores its
 // counterpart here.
-func (s *Service) relay(ctx context.Context, c *Client, p AuthParams, v relayed) (*AuthResponse, error) {
+func (rl *Relayer) start(ctx context.Context, c *Client, p AuthParams, v relayed) (*AuthResponse, error) {
 	r := &AuthRequest{
 		ID:                randomID(24),
 		ApprovalID:        randomID(16),
@@ -49,23 +70,23 @@ func (s *Service) relay(ctx context.Context, c *Client, p AuthParams, v relayed)
 		BindingMessage:    p.BindingMessage,
 		NotificationToken: v.token,
 		CreatedAt:         v.now,
-		Interval:          s.cfg.Interval,
+		Interval:          rl.cfg.Interval,
 		Status:            StatusPending,
-		TraceParent:       s.d.Trace(ctx),
+		TraceParent:       rl.trace(ctx),
 	}
-	ping := s.d.Relay.SupportsPing(c.ID)
+	ping := rl.upstream.SupportsPing(c.ID)
 	var pingToken string
 	if ping {
-		pingToken = s.RelayPingToken(r.ApprovalID)
+		pingToken = rl.RelayPingToken(r.ApprovalID)
 	}
-	started, err := s.d.Relay.Start(ctx, c, p, pingToken)
+	started, err := rl.upstream.Start(ctx, c, p, pingToken)
 	if err != nil {
-		return nil, s.upstreamError("relay request", err)
+		return nil, rl.upstreamError("relay request", err)
 	}
 	// Never outlive the upstream's request: its tokens could not be had.
 	lifetime := min(v.lifetime, started.ExpiresIn)
 	if lifetime <= 0 {
-		s.log.Error("relay: the upstream answered a non-positive expires_in", slog.String("client_id", c.ID))
+		rl.log.Error("relay: the upstream answered a non-positive expires_in", slog.String("client_id", c.ID))
 		return nil, &Error{Code: CodeServerError, Description: "the identity provider answered an unusable expires_in"}
 	}
 	r.ExpiresAt = v.now.Add(lifetime)
@@ -73,7 +94,7 @@ func (s *Service) relay(ctx context.Context, c *Client, p AuthParams, v relayed)
 	if interval <= 0 {
 		interval = defaultRelayInterval
 	}
-	sealed, err := s.d.Sealer.Seal([]byte(started.ID), relayAD(r.ID))
+	sealed, err := rl.sealer.Seal([]byte(started.ID), relayAD(r.ID))
 	if err != nil {
 		return nil, &Error{Code: CodeServerError, Description: "the request could not be stored", Err: err}
 	}
@@ -81,24 +102,24 @@ func (s *Service) relay(ctx context.Context, c *Client, p AuthParams, v relayed)
 	if !ping {
 		r.Relay.NextPoll = v.now.Add(interval)
 	}
-	if err := s.d.Store.CreateRequest(ctx, r); err != nil {
-		return nil, s.storeError("create request", err)
+	if err := rl.store.CreateRequest(ctx, r); err != nil {
+		return nil, rl.storeError("create request", err)
 	}
-	s.log.LogAttrs(ctx, slog.LevelInfo, "auth request relayed",
+	rl.log.LogAttrs(ctx, slog.LevelInfo, "auth request relayed",
 		slog.String("client_id", c.ID), slog.String("mode", string(c.Mode)),
 		slog.Duration("lifetime", lifetime), slog.Duration("upstream_interval", interval), slog.Bool("upstream_ping", ping))
 	if !ping {
-		s.sched.schedule(r.ID, r.Relay.NextPoll)
+		rl.sched.schedule(r.ID, r.Relay.NextPoll)
 	}
-	return &AuthResponse{AuthReqID: r.ID, ExpiresIn: int64(lifetime / time.Second), Interval: int64(s.cfg.Interval / time.Second)}, nil
+	return &AuthResponse{AuthReqID: r.ID, ExpiresIn: int64(lifetime / time.Second), Interval: int64(rl.cfg.Interval / time.Second)}, nil
 }
 
 // RelayPingToken is the client_notification_token cibaproxy gives the
 // upstream for the request with this approval id: the bearer of the
 // upstream's ping. Derived (HMAC), like CallbackToken, so it survives
 // restarts and is shared by instances without being stored.
-func (s *Service) RelayPingToken(approvalID string) string {
-	mac := hmac.New(sha256.New, s.d.CallbackKey)
+func (rl *Relayer) RelayPingToken(approvalID string) string {
+	mac := hmac.New(sha256.New, rl.callbackKey)
 	mac.Write([]byte("cibaproxy upstream ping\x00"))
 	mac.Write([]byte(approvalID))
 	return approvalID + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
@@ -108,30 +129,30 @@ func (s *Service) RelayPingToken(approvalID string) string {
 // bearer is the notification token cibaproxy gave it and upstreamID the
 // auth_req_id it sent. The request's upstream poll is scheduled at once. A
 // wrong token or id answers invalid_token and changes nothing.
-func (s *Service) RelayPing(ctx context.Context, bearer, upstreamID string) error {
+func (rl *Relayer) RelayPing(ctx context.Context, bearer, upstreamID string) error {
 	approvalID, _, ok := strings.Cut(bearer, ".")
-	if !ok || !hmac.Equal([]byte(s.RelayPingToken(approvalID)), []byte(bearer)) {
+	if !ok || !hmac.Equal([]byte(rl.RelayPingToken(approvalID)), []byte(bearer)) {
 		return Errorf(CodeInvalidToken, "the notification token is not valid")
 	}
-	r, err := s.d.Store.GetRequestByApprovalID(ctx, approvalID)
+	r, err := rl.store.GetRequestByApprovalID(ctx, approvalID)
 	if errors.Is(err, ErrNotFound) {
 		return Errorf(CodeInvalidToken, "the notification token is not valid")
 	}
 	if err != nil {
-		return s.storeError("get request", err)
+		return rl.storeError("get request", err)
 	}
 	if !r.Relay.Active() {
 		return Errorf(CodeInvalidToken, "the notification token is not valid")
 	}
-	id, err := s.d.Sealer.Open(r.Relay.ID, relayAD(r.ID))
+	id, err := rl.sealer.Open(r.Relay.ID, relayAD(r.ID))
 	if err != nil {
 		return &Error{Code: CodeServerError, Description: "the request could not be read", Err: err}
 	}
 	if subtle.ConstantTimeCompare(id, []byte(upstreamID)) != 1 {
 		return Errorf(CodeInvalidRequest, "auth_req_id is not the one of this notification token")
 	}
-	now := s.now()
-	r, err = s.d.Store.UpdateRequest(ctx, r.ID, func(cur *AuthRequest) error {
+	now := rl.now()
+	r, err = rl.store.UpdateRequest(ctx, r.ID, func(cur *AuthRequest) error {
 		if cur.Status != StatusPending || cur.Expired(now) {
 			return errRelayOver
 		}
@@ -144,10 +165,10 @@ func (s *Service) RelayPing(ctx context.Context, bearer, upstreamID string) erro
 	case errors.Is(err, errRelayOver):
 		return nil // a late or repeated ping: nothing left to fetch
 	case err != nil:
-		return s.transitionError("upstream ping", err)
+		return rl.transitionError("upstream ping", err)
 	}
-	s.log.LogAttrs(ctx, slog.LevelInfo, "upstream ping", slog.String("client_id", r.ClientID))
-	s.sched.schedule(r.ID, now)
+	rl.log.LogAttrs(ctx, slog.LevelInfo, "upstream ping", slog.String("client_id", r.ClientID))
+	rl.sched.schedule(r.ID, now)
 	return nil
 }
 
@@ -167,8 +188,8 @@ const maxRelayError = 200
 // CIBA grant, or the device_code grant for a relayed device request): the
 // claim (a compare-and-set moving NextPoll forward) is the lease that keeps
 // every other worker and instance from polling the upstream meanwhile.
-func (s *Service) pollUpstream(ctx context.Context, id string, now time.Time) {
-	r, err := s.d.Store.UpdateRequest(ctx, id, func(r *AuthRequest) error {
+func (rl *Relayer) pollUpstream(ctx context.Context, id string, now time.Time) {
+	r, err := rl.store.UpdateRequest(ctx, id, func(r *AuthRequest) error {
 		rs := &r.Relay
 		if !rs.Active() || r.Status != StatusPending || r.Expired(now) || rs.NextPoll.IsZero() || rs.NextPoll.After(now) {
 			return errNothingToDo
@@ -179,70 +200,70 @@ func (s *Service) pollUpstream(ctx context.Context, id string, now time.Time) {
 	})
 	if err != nil {
 		if !errors.Is(err, errNothingToDo) && !errors.Is(err, ErrNotFound) {
-			s.log.Warn("relay: claim upstream poll", slog.Any("error", err))
-			s.sched.add(id, now.Add(firstBackoff))
+			rl.log.Warn("relay: claim upstream poll", slog.Any("error", err))
+			rl.sched.add(id, now.Add(firstBackoff))
 		}
 		return
 	}
-	s.sched.schedule(id, r.Relay.NextPoll) // look again if this worker dies
-	ctx, end := s.d.StartSpan(ctx, "relay poll upstream", r.TraceParent)
+	rl.sched.schedule(id, r.Relay.NextPoll) // look again if this worker dies
+	ctx, end := rl.startSpan(ctx, "relay poll upstream", r.TraceParent)
 	var failed error // an upstream that did not answer, for the span
 	defer func() { end(failed) }()
-	client, ok := s.d.Clients(r.ClientID)
+	client, ok := rl.clients(r.ClientID)
 	if !ok {
-		s.relayFailed(ctx, r, now, "the client is no longer registered")
+		rl.relayFailed(ctx, r, now, "the client is no longer registered")
 		return
 	}
-	upstreamID, err := s.d.Sealer.Open(r.Relay.ID, relayAD(r.ID))
+	upstreamID, err := rl.sealer.Open(r.Relay.ID, relayAD(r.ID))
 	if err != nil {
-		s.log.Error("relay: open the upstream id", slog.String("client_id", r.ClientID), slog.Any("error", err))
-		s.relayFailed(ctx, r, now, "the upstream request id could not be decrypted")
+		rl.log.Error("relay: open the upstream id", slog.String("client_id", r.ClientID), slog.Any("error", err))
+		rl.relayFailed(ctx, r, now, "the upstream request id could not be decrypted")
 		return
 	}
-	res, err := s.pollRelayed(ctx, r, client, string(upstreamID))
+	res, err := rl.pollRelayed(ctx, r, client, string(upstreamID))
 	var pe *Error
 	switch {
 	case err == nil && res.Tokens != nil:
-		s.observeRelay("tokens", r.Relay.Polls)
-		if err := s.Approve(ctx, r.ID, s.now(), res.Tokens); err != nil {
-			s.log.Warn("relay: approve", slog.String("client_id", r.ClientID), slog.Any("error", err))
+		rl.observeRelay("tokens", r.Relay.Polls)
+		if err := rl.decisions.Approve(ctx, r.ID, rl.now(), res.Tokens); err != nil {
+			rl.log.Warn("relay: approve", slog.String("client_id", r.ClientID), slog.Any("error", err))
 		}
 	case err == nil:
 		result := "pending"
 		if res.SlowDown {
 			result = "slow_down"
 		}
-		s.observeRelay(result, 0)
-		s.relayAgain(ctx, r.ID, now, res.SlowDown, "")
+		rl.observeRelay(result, 0)
+		rl.relayAgain(ctx, r.ID, now, res.SlowDown, "")
 	case errors.As(err, &pe) && pe.Code == CodeAccessDenied:
-		s.observeRelay("access_denied", r.Relay.Polls)
+		rl.observeRelay("access_denied", r.Relay.Polls)
 		desc := "the user denied the request at the identity provider"
 		if pe.Description != "" {
 			desc = pe.Description
 		}
-		if err := s.Deny(ctx, r.ID, desc); err != nil {
-			s.log.Warn("relay: deny", slog.String("client_id", r.ClientID), slog.Any("error", err))
+		if err := rl.decisions.Deny(ctx, r.ID, desc); err != nil {
+			rl.log.Warn("relay: deny", slog.String("client_id", r.ClientID), slog.Any("error", err))
 		}
 	case errors.As(err, &pe) && pe.Code == CodeExpiredToken:
 		// The upstream's request expired first (clocks apart): so does
 		// this one, and the client hears expired_token.
-		s.observeRelay(string(pe.Code), r.Relay.Polls)
-		s.relayExpired(ctx, r.ID, s.now())
+		rl.observeRelay(string(pe.Code), r.Relay.Polls)
+		rl.relayExpired(ctx, r.ID, rl.now())
 	case errors.As(err, &pe):
 		// invalid_grant and the like: the upstream
 		// request is over without tokens. The client hears why.
-		s.observeRelay(string(pe.Code), r.Relay.Polls)
-		s.relayFailed(ctx, r, now, "the identity provider ended the request: "+string(pe.Code))
+		rl.observeRelay(string(pe.Code), r.Relay.Polls)
+		rl.relayFailed(ctx, r, now, "the identity provider ended the request: "+string(pe.Code))
 	case errors.Is(err, errNoDeviceRelay):
-		s.observeRelay("error", r.Relay.Polls)
-		s.relayFailed(ctx, r, now, "the identity provider no longer relays the device grant")
+		rl.observeRelay("error", r.Relay.Polls)
+		rl.relayFailed(ctx, r, now, "the identity provider no longer relays the device grant")
 	default:
 		// Unreachable, 5xx, timeout: keep the request and try again, so
 		// an upstream outage loses nothing.
-		s.observeRelay("error", 0)
+		rl.observeRelay("error", 0)
 		failed = err
-		s.log.Warn("relay: upstream poll failed", slog.String("client_id", r.ClientID), slog.Int("polls", r.Relay.Polls), slog.Any("error", err))
-		s.relayAgain(ctx, r.ID, now, false, err.Error())
+		rl.log.Warn("relay: upstream poll failed", slog.String("client_id", r.ClientID), slog.Int("polls", r.Relay.Polls), slog.Any("error", err))
+		rl.relayAgain(ctx, r.ID, now, false, err.Error())
 	}
 }
 
@@ -250,14 +271,14 @@ func (s *Service) pollUpstream(ctx context.Context, id string, now time.Time) {
 // (slowDown: the upstream asked for 5 s more) or a failure (problem set).
 // A ping-mode request waits for the next ping instead, unless the poll
 // failed.
-func (s *Service) relayAgain(ctx context.Context, id string, now time.Time, slowDown bool, problem string) {
-	r, err := s.d.Store.UpdateRequest(ctx, id, func(r *AuthRequest) error {
+func (rl *Relayer) relayAgain(ctx context.Context, id string, now time.Time, slowDown bool, problem string) {
+	r, err := rl.store.UpdateRequest(ctx, id, func(r *AuthRequest) error {
 		rs := &r.Relay
 		if r.Status != StatusPending {
 			return errNothingToDo
 		}
 		if slowDown {
-			rs.Interval += s.cfg.SlowDownStep
+			rs.Interval += rl.cfg.SlowDownStep
 		}
 		switch {
 		case problem != "":
@@ -275,19 +296,19 @@ func (s *Service) relayAgain(ctx context.Context, id string, now time.Time, slow
 	})
 	if err != nil {
 		if !errors.Is(err, errNothingToDo) && !errors.Is(err, ErrNotFound) {
-			s.log.Warn("relay: record poll", slog.Any("error", err))
+			rl.log.Warn("relay: record poll", slog.Any("error", err))
 		}
 		return
 	}
 	if !r.Relay.NextPoll.IsZero() {
-		s.sched.schedule(id, r.Relay.NextPoll)
+		rl.sched.schedule(id, r.Relay.NextPoll)
 	}
 }
 
 // relayExpired ends a relayed request whose upstream request expired:
 // its expiry is brought forward to now, and ping and push clients are told.
-func (s *Service) relayExpired(ctx context.Context, id string, now time.Time) {
-	_, err := s.d.Store.UpdateRequest(ctx, id, func(r *AuthRequest) error {
+func (rl *Relayer) relayExpired(ctx context.Context, id string, now time.Time) {
+	_, err := rl.store.UpdateRequest(ctx, id, func(r *AuthRequest) error {
 		if r.Status != StatusPending {
 			return errNothingToDo
 		}
@@ -301,25 +322,25 @@ func (s *Service) relayExpired(ctx context.Context, id string, now time.Time) {
 		return r.Expire(now)
 	})
 	if err != nil && !errors.Is(err, errNothingToDo) && !errors.Is(err, ErrNotFound) {
-		s.log.Warn("relay: expire", slog.Any("error", err))
+		rl.log.Warn("relay: expire", slog.Any("error", err))
 		return
 	}
-	s.sched.schedule(id, now)
+	rl.sched.schedule(id, now)
 }
 
 // relayFailed ends a relayed request that can no longer get tokens: the
 // client is told access_denied with why.
-func (s *Service) relayFailed(ctx context.Context, r *AuthRequest, now time.Time, why string) {
-	s.log.Warn("relay: request ended", slog.String("client_id", r.ClientID), slog.String("reason", why))
-	if err := s.Deny(ctx, r.ID, why); err != nil && !errors.Is(err, ErrNotFound) {
-		s.log.Warn("relay: deny", slog.String("client_id", r.ClientID), slog.Any("error", err))
+func (rl *Relayer) relayFailed(ctx context.Context, r *AuthRequest, now time.Time, why string) {
+	rl.log.Warn("relay: request ended", slog.String("client_id", r.ClientID), slog.String("reason", why))
+	if err := rl.decisions.Deny(ctx, r.ID, why); err != nil && !errors.Is(err, ErrNotFound) {
+		rl.log.Warn("relay: deny", slog.String("client_id", r.ClientID), slog.Any("error", err))
 	}
 }
 
 // observeRelay counts an upstream poll's result and, when the request is
 // done (polls > 0), its number of upstream polls.
-func (s *Service) observeRelay(result string, polls int) {
-	if o, ok := s.d.Observer.(RelayObserver); ok {
+func (rl *Relayer) observeRelay(result string, polls int) {
+	if o, ok := rl.observer.(RelayObserver); ok {
 		o.ObserveRelayPoll(result, polls)
 	}
 }

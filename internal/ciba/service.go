@@ -147,6 +147,7 @@ type Service struct {
 	sending   inflight
 	poller    *Poller
 	decisions *Decisions
+	relayer   *Relayer
 }
 
 // NewService checks the configuration and returns a service. Call Run to
@@ -192,6 +193,8 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 		sending: inflight{m: map[inflightKey]struct{}{}},
 		poller:  newPoller(b, d.Sealer)}
 	s.decisions = &Decisions{base: b, sealer: d.Sealer, minter: d.Minter, clients: d.Clients, callbackKey: d.CallbackKey, sched: s.sched}
+	s.relayer = &Relayer{base: b, upstream: d.Relay, sealer: d.Sealer, clients: d.Clients, callbackKey: d.CallbackKey,
+		observer: d.Observer, trace: d.Trace, startSpan: d.StartSpan, decisions: s.decisions, sched: s.sched}
 	return s, nil
 }
 
@@ -282,7 +285,7 @@ func (s *Service) Authorize(ctx context.Context, c *Client, p AuthParams) (*Auth
 		if e := s.userLimit(ctx, key, now); e != nil {
 			return nil, e
 		}
-		return s.relay(ctx, c, p, relayed{now: now, scopes: scopes, acr: acr, lifetime: lifetime, token: token})
+		return s.relayer.start(ctx, c, p, relayed{now: now, scopes: scopes, acr: acr, lifetime: lifetime, token: token})
 	}
 
 	user, err := s.d.Upstream.ResolveUser(ctx, c, p.Hint)
@@ -522,4 +525,19 @@ func (s *Service) Callback(ctx context.Context, token string, approved bool, rea
 // (Decisions.ForApproval).
 func (s *Service) ForApproval(ctx context.Context, approvalID string) (*AuthRequest, *Client, error) {
 	return s.decisions.ForApproval(ctx, approvalID)
+}
+
+// Relayer is the part of the service that runs requests at a CIBA upstream.
+func (s *Service) Relayer() *Relayer { return s.relayer }
+
+// RelayPingToken is the notification token given to the upstream for an
+// approval id (Relayer.RelayPingToken).
+func (s *Service) RelayPingToken(approvalID string) string {
+	return s.relayer.RelayPingToken(approvalID)
+}
+
+// RelayPing handles the upstream's ping for a relayed request
+// (Relayer.RelayPing).
+func (s *Service) RelayPing(ctx context.Context, bearer, upstreamID string) error {
+	return s.relayer.RelayPing(ctx, bearer, upstreamID)
 }
