@@ -47,6 +47,31 @@ const (
 	doneTries = 4
 )
 
+// Dispatcher delivers notices: the channel's message to the user and the
+// ping or push to the client, each recorded in the request before it is
+// sent and claimed under a lease (see above); it also expires requests that
+// ping and push clients must hear of, removes requests past their grace
+// time, takes over deliveries of instances that died, and starts the
+// Relayer's upstream polls when they are due. Its dependencies: the store,
+// the Channel (nil when none), the Notifier, the client registry, the
+// Sealer (push bodies), the Observer, the tracing hook, the callback
+// tokens, the Relayer and the schedule the other parts add to.
+type Dispatcher struct {
+	base
+	channel       Channel
+	notifier      Notifier
+	clients       func(id string) (*Client, bool)
+	sealer        Sealer
+	observer      Observer
+	startSpan     func(ctx context.Context, name, traceParent string) (context.Context, func(err error))
+	callbackToken func(approvalID string) string
+	relayer       *Relayer
+	sched         *scheduler
+	// sending is the set of deliveries this instance is attempting: it
+	// never runs two attempts of one delivery at once.
+	sending inflight
+}
+
 // inflightKey names one delivery of one request.
 type inflightKey struct {
 	id string
@@ -143,11 +168,11 @@ func (q *scheduler) next() (next time.Time) {
 // must hear of, and removes requests past their grace time, until ctx is
 // done; it then lets the deliveries under way finish, for up to 10 s. It
 // first resumes what the store holds from before a restart.
-func (s *Service) Run(ctx context.Context) error {
+func (dp *Dispatcher) Run(ctx context.Context) error {
 	// With no other dispatcher on the store, no lease found at the start
 	// is live: an attempt claimed before is one a crash cut short, to be
 	// made again now rather than when its lease runs out.
-	if err := s.sweep(ctx, s.cfg.SoleDispatcher); err != nil {
+	if err := dp.sweep(ctx, dp.cfg.SoleDispatcher); err != nil {
 		return err
 	}
 	// The work runs under a context that outlives ctx by up to
@@ -174,7 +199,7 @@ func (s *Service) Run(ctx context.Context) error {
 	// asking it costs nothing, and SoleDispatcher says there is no one
 	// to take over from.
 	var takeover <-chan time.Time
-	if !s.cfg.SoleDispatcher {
+	if !dp.cfg.SoleDispatcher {
 		t := time.NewTicker(takeoverInterval)
 		defer t.Stop()
 		takeover = t.C
@@ -182,8 +207,8 @@ func (s *Service) Run(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		for _, id := range s.sched.take(s.now()) {
-			s.process(work, id, func(f func()) {
+		for _, id := range dp.sched.take(dp.now()) {
+			dp.process(work, id, func(f func()) {
 				sem <- struct{}{}
 				wg.Add(1)
 				go func() {
@@ -194,21 +219,21 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		// Processing schedules the next looks, so ask only now.
 		wait := time.Hour
-		if next := s.sched.next(); !next.IsZero() {
-			wait = max(next.Sub(s.now()), time.Millisecond)
+		if next := dp.sched.next(); !next.IsZero() {
+			wait = max(next.Sub(dp.now()), time.Millisecond)
 		}
 		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-s.sched.kick:
+		case <-dp.sched.kick:
 		case <-timer.C:
 		case <-sweep.C:
-			if err := s.sweep(ctx, false); err != nil {
-				s.log.Warn("sweep", slog.Any("error", err))
+			if err := dp.sweep(ctx, false); err != nil {
+				dp.log.Warn("sweep", slog.Any("error", err))
 			}
 		case <-takeover:
-			s.takeOver(ctx)
+			dp.takeOver(ctx)
 		}
 	}
 }
@@ -217,29 +242,29 @@ func (s *Service) Run(ctx context.Context) error {
 // and deletes requests past their grace time. With reclaim (at the start,
 // Config.SoleDispatcher) every message still to be sent is due at once,
 // whatever lease or backoff its last attempt left.
-func (s *Service) sweep(ctx context.Context, reclaim bool) error {
-	now := s.now()
+func (dp *Dispatcher) sweep(ctx context.Context, reclaim bool) error {
+	now := dp.now()
 	var gone, owed []string
 	visit := func(v *SweepView) bool {
-		switch act, at := s.sweepAction(v, now); act {
+		switch act, at := dp.sweepAction(v, now); act {
 		case sweepDelete:
 			gone = append(gone, strings.Clone(v.ID))
 		case sweepLook:
-			s.sched.add(strings.Clone(v.ID), at)
+			dp.sched.add(strings.Clone(v.ID), at)
 			if reclaim && v.NoticeDue {
 				owed = append(owed, strings.Clone(v.ID))
 			}
 		}
 		return true
 	}
-	err := s.d.Store.ListSweep(ctx, visit)
+	err := dp.store.ListSweep(ctx, visit)
 	for _, id := range gone {
-		if err := s.d.Store.DeleteRequest(ctx, id); err != nil && !errors.Is(err, ErrNotFound) {
-			s.log.Warn("delete expired request", slog.Any("error", err))
+		if err := dp.store.DeleteRequest(ctx, id); err != nil && !errors.Is(err, ErrNotFound) {
+			dp.log.Warn("delete expired request", slog.Any("error", err))
 		}
 	}
 	for _, id := range owed {
-		if _, err := s.d.Store.UpdateRequest(ctx, id, func(r *AuthRequest) error {
+		if _, err := dp.store.UpdateRequest(ctx, id, func(r *AuthRequest) error {
 			changed := false
 			for _, d := range []*Delivery{&r.UserNotice, &r.ClientNotice} {
 				if d.Pending() && d.NextAttempt.After(now) {
@@ -251,10 +276,10 @@ func (s *Service) sweep(ctx context.Context, reclaim bool) error {
 			}
 			return nil
 		}); err != nil && !errors.Is(err, errNothingToDo) && !errors.Is(err, ErrNotFound) {
-			s.log.Warn("dispatch: resume delivery", slog.Any("error", err))
+			dp.log.Warn("dispatch: resume delivery", slog.Any("error", err))
 		}
 	}
-	s.sched.wake()
+	dp.sched.wake()
 	return err
 }
 
@@ -270,9 +295,9 @@ const (
 // sweepAction is what the sweep does with a request at now, and for
 // sweepLook when: a message to send, an upstream poll, an expiry to
 // announce, tokens nobody took to drop.
-func (s *Service) sweepAction(v *SweepView, now time.Time) (sweepAct, time.Time) {
+func (dp *Dispatcher) sweepAction(v *SweepView, now time.Time) (sweepAct, time.Time) {
 	switch {
-	case now.After(v.ExpiresAt.Add(s.cfg.ExpiredGrace)):
+	case now.After(v.ExpiresAt.Add(dp.cfg.ExpiredGrace)):
 		return sweepDelete, time.Time{}
 	case v.NoticeDue:
 		return sweepLook, now
@@ -290,37 +315,37 @@ func (s *Service) sweepAction(v *SweepView, now time.Time) (sweepAct, time.Time)
 // more than takeoverGrace: their instance died or is stuck. A store outage
 // is logged at debug level only, as the next tick tries again and /readyz
 // reports it.
-func (s *Service) takeOver(ctx context.Context) {
-	now := s.now()
-	err := s.d.Store.ListDue(ctx, now.Add(-takeoverGrace), func(id string) bool {
-		s.sched.add(id, now)
+func (dp *Dispatcher) takeOver(ctx context.Context) {
+	now := dp.now()
+	err := dp.store.ListDue(ctx, now.Add(-takeoverGrace), func(id string) bool {
+		dp.sched.add(id, now)
 		return true
 	})
 	switch {
 	case err == nil, ctx.Err() != nil:
 	case errors.Is(err, ErrUnavailable):
-		s.log.Debug("dispatch: list due deliveries", slog.Any("error", err))
+		dp.log.Debug("dispatch: list due deliveries", slog.Any("error", err))
 	default:
-		s.log.Warn("dispatch: list due deliveries", slog.Any("error", err))
+		dp.log.Warn("dispatch: list due deliveries", slog.Any("error", err))
 	}
 }
 
 // process looks at one request: expires it, clears tokens nobody may take
 // any more, claims due deliveries and hands them to spawn, and schedules the
 // next look.
-func (s *Service) process(ctx context.Context, id string, spawn func(func())) {
-	now := s.now()
-	r, err := s.d.Store.GetRequest(ctx, id)
+func (dp *Dispatcher) process(ctx context.Context, id string, spawn func(func())) {
+	now := dp.now()
+	r, err := dp.store.GetRequest(ctx, id)
 	if errors.Is(err, ErrNotFound) {
 		return
 	}
 	if err != nil {
-		s.log.Warn("dispatch: get request", slog.Any("error", err))
-		s.sched.add(id, now.Add(firstBackoff))
+		dp.log.Warn("dispatch: get request", slog.Any("error", err))
+		dp.sched.add(id, now.Add(firstBackoff))
 		return
 	}
 	if r.Status == StatusPending && r.Expired(now) || r.Status == StatusApproved && r.Expired(now) && r.Result != nil {
-		r, err = s.d.Store.UpdateRequest(ctx, id, func(r *AuthRequest) error {
+		r, err = dp.store.UpdateRequest(ctx, id, func(r *AuthRequest) error {
 			if r.Status == StatusApproved && r.Expired(now) {
 				// Tokens never taken: drop them (they must not outlive the request).
 				r.Result = nil
@@ -335,12 +360,12 @@ func (s *Service) process(ctx context.Context, id string, spawn func(func())) {
 			return r.Expire(now)
 		})
 		if errors.Is(err, errNothingToDo) {
-			r, err = s.d.Store.GetRequest(ctx, id)
+			r, err = dp.store.GetRequest(ctx, id)
 		}
 		if err != nil {
 			if !errors.Is(err, ErrNotFound) {
-				s.log.Warn("dispatch: expire", slog.Any("error", err))
-				s.sched.add(id, now.Add(firstBackoff))
+				dp.log.Warn("dispatch: expire", slog.Any("error", err))
+				dp.sched.add(id, now.Add(firstBackoff))
 			}
 			return
 		}
@@ -353,8 +378,8 @@ func (s *Service) process(ctx context.Context, id string, spawn func(func())) {
 	}
 	if r.UserNotice.Pending() {
 		if r.Status != StatusPending || r.Expired(now) {
-			s.finishDelivery(ctx, id, userNotice, "the request is no longer pending")
-		} else if s.d.Channel == nil {
+			dp.finishDelivery(ctx, id, userNotice, "the request is no longer pending")
+		} else if dp.channel == nil {
 			// Created by an instance with a channel, on a store shared with
 			// this one, which has none: the message is the others' to send.
 			// Look again when the request expires, to close the delivery.
@@ -362,28 +387,28 @@ func (s *Service) process(ctx context.Context, id string, spawn func(func())) {
 		} else if at := r.UserNotice.NextAttempt; at.After(now) {
 			later(at)
 		} else {
-			spawn(func() { s.attempt(ctx, id, userNotice) })
+			spawn(func() { dp.attempt(ctx, id, userNotice) })
 		}
 	}
 	if r.ClientNotice.Pending() {
 		if at := r.ClientNotice.NextAttempt; at.After(now) {
 			later(at)
 		} else {
-			spawn(func() { s.attempt(ctx, id, clientNotice) })
+			spawn(func() { dp.attempt(ctx, id, clientNotice) })
 		}
 	}
 	if rs := r.Relay; rs.Active() && r.Status == StatusPending && !r.Expired(now) && !rs.NextPoll.IsZero() {
 		if rs.NextPoll.After(now) {
 			later(rs.NextPoll)
 		} else {
-			spawn(func() { s.relayer.pollUpstream(ctx, id, now) })
+			spawn(func() { dp.relayer.pollUpstream(ctx, id, now) })
 		}
 	}
 	if !r.Expired(now) && (r.Status == StatusPending && r.Mode != ModePoll || r.Status == StatusApproved && r.Result != nil) {
 		later(r.ExpiresAt) // expire it, or drop its tokens, then
 	}
 	if !next.IsZero() {
-		s.sched.add(id, next)
+		dp.sched.add(id, next)
 	}
 }
 
@@ -414,26 +439,26 @@ func (k deliveryKind) String() string {
 // worker, so that claims (each a durable write) of many requests proceed
 // together rather than one at a time in the Run loop; the claim's
 // compare-and-set keeps two workers from sending the same message.
-func (s *Service) attempt(ctx context.Context, id string, k deliveryKind) {
-	if k == userNotice && s.d.Channel == nil {
+func (dp *Dispatcher) attempt(ctx context.Context, id string, k deliveryKind) {
+	if k == userNotice && dp.channel == nil {
 		return // not this instance's to send (process)
 	}
-	if !s.sending.start(id, k) {
+	if !dp.sending.start(id, k) {
 		// Under way here already: that attempt records its outcome and
 		// schedules what follows.
 		return
 	}
-	defer s.sending.end(id, k)
+	defer dp.sending.end(id, k)
 	// The deadline is set before the claim, the lease from the claim's
 	// clock reading after it: the lease outlasts the send by leaseMargin
 	// however long the claim's write took.
-	deadline := time.Now().Add(s.cfg.DeliveryTimeout)
-	claimed, ok := s.claim(ctx, id, k)
+	deadline := time.Now().Add(dp.cfg.DeliveryTimeout)
+	claimed, ok := dp.claim(ctx, id, k)
 	if !ok {
 		return
 	}
-	s.sched.schedule(id, k.of(claimed).NextAttempt) // the lease's end: look again should the outcome go unrecorded
-	s.deliver(ctx, claimed, k, deadline)
+	dp.sched.schedule(id, k.of(claimed).NextAttempt) // the lease's end: look again should the outcome go unrecorded
+	dp.deliver(ctx, claimed, k, deadline)
 }
 
 // claim takes the lease on the next attempt of a delivery, if it is due:
@@ -441,10 +466,10 @@ func (s *Service) attempt(ctx context.Context, id string, k deliveryKind) {
 // Config.DeliveryTimeout plus leaseMargin from now. The clock is read here,
 // not when the request was looked at: a worker that waited for CPU or for
 // the store must not take a lease that has already run out.
-func (s *Service) claim(ctx context.Context, id string, k deliveryKind) (*AuthRequest, bool) {
-	now := s.now()
-	lease := s.cfg.DeliveryTimeout + leaseMargin
-	r, err := s.d.Store.UpdateRequest(ctx, id, func(r *AuthRequest) error {
+func (dp *Dispatcher) claim(ctx context.Context, id string, k deliveryKind) (*AuthRequest, bool) {
+	now := dp.now()
+	lease := dp.cfg.DeliveryTimeout + leaseMargin
+	r, err := dp.store.UpdateRequest(ctx, id, func(r *AuthRequest) error {
 		d := k.of(r)
 		if !d.Pending() || d.NextAttempt.After(now) {
 			return errNothingToDo
@@ -455,8 +480,8 @@ func (s *Service) claim(ctx context.Context, id string, k deliveryKind) (*AuthRe
 	})
 	if err != nil {
 		if !errors.Is(err, errNothingToDo) && !errors.Is(err, ErrNotFound) {
-			s.log.Warn("dispatch: claim", slog.String("delivery", k.String()), slog.Any("error", err))
-			s.sched.add(id, now.Add(firstBackoff))
+			dp.log.Warn("dispatch: claim", slog.String("delivery", k.String()), slog.Any("error", err))
+			dp.sched.add(id, now.Add(firstBackoff))
 		}
 		return nil, false
 	}
@@ -474,46 +499,46 @@ func backoff(n int) time.Duration {
 
 // deliver makes one claimed attempt, cut off at deadline, and records its
 // outcome.
-func (s *Service) deliver(ctx context.Context, r *AuthRequest, k deliveryKind, deadline time.Time) {
+func (dp *Dispatcher) deliver(ctx context.Context, r *AuthRequest, k deliveryKind, deadline time.Time) {
 	kind := string(r.Mode)
 	if k == userNotice {
-		kind = s.d.Channel.Name()
+		kind = dp.channel.Name()
 	}
-	ctx, end := s.d.StartSpan(ctx, "deliver "+kind, r.TraceParent)
+	ctx, end := dp.startSpan(ctx, "deliver "+kind, r.TraceParent)
 	var err error
 	defer func() { end(err) }()
 	attempts := k.of(r).Attempts
-	client, ok := s.d.Clients(r.ClientID)
+	client, ok := dp.clients(r.ClientID)
 	if !ok {
-		s.finishDelivery(ctx, r.ID, k, "the client is no longer registered")
+		dp.finishDelivery(ctx, r.ID, k, "the client is no longer registered")
 		return
 	}
 	send, cancel := context.WithDeadline(ctx, deadline)
 	switch {
 	case k == userNotice:
-		err = s.d.Channel.Send(send, r, client, Notice{
-			ApproveURL:    s.cfg.ApproveURL(r.ApprovalID),
-			CallbackURL:   s.cfg.CallbackURL,
-			CallbackToken: s.CallbackToken(r.ApprovalID),
+		err = dp.channel.Send(send, r, client, Notice{
+			ApproveURL:    dp.cfg.ApproveURL(r.ApprovalID),
+			CallbackURL:   dp.cfg.CallbackURL,
+			CallbackToken: dp.callbackToken(r.ApprovalID),
 		})
 	case r.Mode == ModePing:
-		err = s.d.Notifier.Ping(send, client.NotificationEndpoint, r.NotificationToken, r.ID)
+		err = dp.notifier.Ping(send, client.NotificationEndpoint, r.NotificationToken, r.ID)
 	case r.Mode == ModePush:
 		var body []byte
-		body, err = s.pushBody(r)
+		body, err = dp.pushBody(r)
 		if err == nil {
-			err = s.d.Notifier.Push(send, client.NotificationEndpoint, r.NotificationToken, body)
+			err = dp.notifier.Push(send, client.NotificationEndpoint, r.NotificationToken, body)
 		}
 	}
 	cancel()
-	if s.d.Observer != nil {
-		s.d.Observer.ObserveDelivery(kind, err)
+	if dp.observer != nil {
+		dp.observer.ObserveDelivery(kind, err)
 	}
 	attrs := []slog.Attr{slog.String("delivery", k.String()), slog.String("client_id", r.ClientID), slog.Int("attempt", attempts)}
 	if err != nil {
-		s.log.LogAttrs(ctx, slog.LevelWarn, "delivery failed", append(attrs, slog.Any("error", err))...)
-		next := s.now().Add(backoff(attempts))
-		if _, uerr := s.d.Store.UpdateRequest(ctx, r.ID, func(cur *AuthRequest) error {
+		dp.log.LogAttrs(ctx, slog.LevelWarn, "delivery failed", append(attrs, slog.Any("error", err))...)
+		next := dp.now().Add(backoff(attempts))
+		if _, uerr := dp.store.UpdateRequest(ctx, r.ID, func(cur *AuthRequest) error {
 			d := k.of(cur)
 			if d.Done || d.Attempts != attempts {
 				// Delivered meanwhile, or claimed again after this
@@ -522,7 +547,7 @@ func (s *Service) deliver(ctx context.Context, r *AuthRequest, k deliveryKind, d
 			}
 			d.LastError = err.Error()
 			d.NextAttempt = next // the lease ends: retry after the backoff
-			deadline := cur.ExpiresAt.Add(s.cfg.ExpiredGrace)
+			deadline := cur.ExpiresAt.Add(dp.cfg.ExpiredGrace)
 			if k == clientNotice && cur.Status == StatusApproved || k == userNotice {
 				deadline = cur.ExpiresAt
 			}
@@ -533,18 +558,18 @@ func (s *Service) deliver(ctx context.Context, r *AuthRequest, k deliveryKind, d
 		}); uerr != nil && !errors.Is(uerr, errNothingToDo) && !errors.Is(uerr, ErrNotFound) {
 			// The lease stays until it runs out; the look at its end
 			// (attempt) retries then.
-			s.log.Warn("dispatch: record failure", slog.Any("error", uerr))
+			dp.log.Warn("dispatch: record failure", slog.Any("error", uerr))
 		}
-		s.sched.schedule(r.ID, next)
+		dp.sched.schedule(r.ID, next)
 		return
 	}
-	s.log.LogAttrs(ctx, slog.LevelInfo, "delivered", attrs...)
+	dp.log.LogAttrs(ctx, slog.LevelInfo, "delivered", attrs...)
 	// The receiver has it: record that even when the shutdown's drain ran
 	// out meanwhile, or it would be sent again after the restart. A failed
 	// record is tried again (it is idempotent) while the lease has time.
 	done := context.WithoutCancel(ctx)
 	for try := 1; ; try++ {
-		ferr := s.finishDelivery(done, r.ID, k, "")
+		ferr := dp.finishDelivery(done, r.ID, k, "")
 		if ferr == nil || try == doneTries {
 			break
 		}
@@ -555,8 +580,8 @@ func (s *Service) deliver(ctx context.Context, r *AuthRequest, k deliveryKind, d
 // finishDelivery marks a delivery done; for a push of tokens the request is
 // redeemed at the same time, so the tokens are handed out exactly once. It
 // returns the store's error, nil when the delivery is done (or gone).
-func (s *Service) finishDelivery(ctx context.Context, id string, k deliveryKind, why string) error {
-	_, err := s.d.Store.UpdateRequest(ctx, id, func(r *AuthRequest) error {
+func (dp *Dispatcher) finishDelivery(ctx context.Context, id string, k deliveryKind, why string) error {
+	_, err := dp.store.UpdateRequest(ctx, id, func(r *AuthRequest) error {
 		d := k.of(r)
 		if d.Done {
 			return errNothingToDo
@@ -569,7 +594,7 @@ func (s *Service) finishDelivery(ctx context.Context, id string, k deliveryKind,
 		return nil
 	})
 	if err != nil && !errors.Is(err, errNothingToDo) && !errors.Is(err, ErrNotFound) {
-		s.log.Warn("dispatch: finish delivery", slog.Any("error", err))
+		dp.log.Warn("dispatch: finish delivery", slog.Any("error", err))
 		return err
 	}
 	return nil
@@ -577,9 +602,9 @@ func (s *Service) finishDelivery(ctx context.Context, id string, k deliveryKind,
 
 // pushBody is the push-mode callback body (CIBA §10.3.1, §12): the token
 // response with auth_req_id, or a push error.
-func (s *Service) pushBody(r *AuthRequest) ([]byte, error) {
+func (dp *Dispatcher) pushBody(r *AuthRequest) ([]byte, error) {
 	if r.Status == StatusApproved {
-		plain, err := s.d.Sealer.Open(r.Result, []byte(r.ID))
+		plain, err := dp.sealer.Open(r.Result, []byte(r.ID))
 		if err != nil {
 			return nil, err
 		}

@@ -140,14 +140,12 @@ type Deps struct {
 // the state machine itself is in request.go.
 type Service struct {
 	base
-	d     Deps
-	sched *scheduler
-	// sending is the set of deliveries this instance is attempting
-	// (dispatch.go): it never runs two attempts of one delivery at once.
-	sending   inflight
-	poller    *Poller
-	decisions *Decisions
-	relayer   *Relayer
+	d          Deps
+	sched      *scheduler
+	poller     *Poller
+	decisions  *Decisions
+	relayer    *Relayer
+	dispatcher *Dispatcher
 }
 
 // NewService checks the configuration and returns a service. Call Run to
@@ -190,11 +188,13 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	}
 	b := base{cfg: cfg, now: d.Now, log: d.Logger, store: d.Store}
 	s := &Service{base: b, d: d, sched: newScheduler(),
-		sending: inflight{m: map[inflightKey]struct{}{}},
-		poller:  newPoller(b, d.Sealer)}
+		poller: newPoller(b, d.Sealer)}
 	s.decisions = &Decisions{base: b, sealer: d.Sealer, minter: d.Minter, clients: d.Clients, callbackKey: d.CallbackKey, sched: s.sched}
 	s.relayer = &Relayer{base: b, upstream: d.Relay, sealer: d.Sealer, clients: d.Clients, callbackKey: d.CallbackKey,
 		observer: d.Observer, trace: d.Trace, startSpan: d.StartSpan, decisions: s.decisions, sched: s.sched}
+	s.dispatcher = &Dispatcher{base: b, channel: d.Channel, notifier: d.Notifier, clients: d.Clients, sealer: d.Sealer,
+		observer: d.Observer, startSpan: d.StartSpan, callbackToken: s.decisions.CallbackToken, relayer: s.relayer, sched: s.sched,
+		sending: inflight{m: map[inflightKey]struct{}{}}}
 	return s, nil
 }
 
@@ -541,3 +541,9 @@ func (s *Service) RelayPingToken(approvalID string) string {
 func (s *Service) RelayPing(ctx context.Context, bearer, upstreamID string) error {
 	return s.relayer.RelayPing(ctx, bearer, upstreamID)
 }
+
+// Dispatcher is the part of the service that delivers notices.
+func (s *Service) Dispatcher() *Dispatcher { return s.dispatcher }
+
+// Run delivers due messages until ctx is done (Dispatcher.Run).
+func (s *Service) Run(ctx context.Context) error { return s.dispatcher.Run(ctx) }
