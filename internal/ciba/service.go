@@ -2,12 +2,9 @@ package ciba
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"time"
 )
 
@@ -146,6 +143,7 @@ type Service struct {
 	decisions  *Decisions
 	relayer    *Relayer
 	dispatcher *Dispatcher
+	acceptor   *Acceptor
 }
 
 // NewService checks the configuration and returns a service. Call Run to
@@ -195,277 +193,13 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	s.dispatcher = &Dispatcher{base: b, channel: d.Channel, notifier: d.Notifier, clients: d.Clients, sealer: d.Sealer,
 		observer: d.Observer, startSpan: d.StartSpan, callbackToken: s.decisions.CallbackToken, relayer: s.relayer, sched: s.sched,
 		sending: inflight{m: map[inflightKey]struct{}{}}}
+	s.acceptor = &Acceptor{base: b, upstream: d.Upstream, hasChannel: d.Channel != nil, userLimitFn: d.UserLimit,
+		hintSubject: d.HintSubject, userCodeFailures: d.UserCodeFailures, validator: d.Validator,
+		validationFailOpen: d.ValidationFailOpen, observer: d.Observer, trace: d.Trace, sched: s.sched}
+	if d.Relay != nil {
+		s.acceptor.relayer = s.relayer
+	}
 	return s, nil
-}
-
-// AuthResponse is the successful authentication response (CIBA §7.3).
-type AuthResponse struct {
-	AuthReqID string `json:"auth_req_id"`
-	ExpiresIn int64  `json:"expires_in"`
-	Interval  int64  `json:"interval,omitempty"`
-}
-
-// Authorize validates an authentication request of the authenticated client
-// c (CIBA §7.1, §7.2), stores it durably and starts reaching the user.
-// Errors are *Error values with the codes of CIBA §13.
-func (s *Service) Authorize(ctx context.Context, c *Client, p AuthParams) (*AuthResponse, error) {
-	now := s.now()
-	if !c.Mode.Valid() {
-		return nil, Errorf(CodeUnauthorizedClient, "client %q has no CIBA token delivery mode", c.ID)
-	}
-	if e := checkSizes(p); e != nil {
-		return nil, e
-	}
-	hints := 0
-	for _, h := range []string{p.Hint.LoginHint, p.Hint.LoginHintToken, p.Hint.IDTokenHint} {
-		if h != "" {
-			hints++
-		}
-	}
-	if hints != 1 {
-		return nil, Errorf(CodeInvalidRequest, "exactly one of login_hint, login_hint_token and id_token_hint is required, got %d", hints)
-	}
-	if p.Scope == "" {
-		return nil, Errorf(CodeInvalidRequest, "scope is required")
-	}
-	scopes, e := ParseScope(p.Scope)
-	if e != nil {
-		return nil, e
-	}
-	if !slices.Contains(scopes, "openid") {
-		return nil, Errorf(CodeInvalidScope, "scope must include openid (CIBA §7.1)")
-	}
-	if scopes, e = s.grantable(c, scopes); e != nil {
-		return nil, e
-	}
-	lifetime := s.cfg.DefaultExpiry
-	if p.RequestedExpiry != "" {
-		d, e := parseExpiry(p.RequestedExpiry)
-		if e != nil {
-			return nil, e
-		}
-		lifetime = min(d, s.cfg.MaxExpiry)
-	}
-	var token string
-	if c.Mode != ModePoll {
-		token = p.ClientNotificationToken
-		switch {
-		case token == "":
-			return nil, Errorf(CodeInvalidRequest, "client_notification_token is required for %s clients (CIBA §7.1)", c.Mode)
-		case len(token) > MaxNotificationToken:
-			return nil, Errorf(CodeInvalidRequest, "client_notification_token is longer than %d characters", MaxNotificationToken)
-		case !validBearer(token):
-			return nil, Errorf(CodeInvalidRequest, "client_notification_token does not have the bearer token syntax of RFC 6750 §2.1")
-		}
-	}
-	if p.BindingMessage == "" && c.RequireBindingMessage {
-		return nil, Errorf(CodeInvalidRequest, "client %q must send a binding_message (FAPI-CIBA profile)", c.ID)
-	}
-	if p.BindingMessage != "" {
-		if why := ValidBindingMessage(p.BindingMessage, s.cfg.BindingMessageMax); why != "" {
-			return nil, Errorf(CodeInvalidBindingMessage, "%s", why)
-		}
-	}
-	if c.RequireUserCode && p.UserCode == "" {
-		return nil, Errorf(CodeMissingUserCode, "client %q requires a user_code", c.ID)
-	}
-	acr, e := parseACR(p.ACRValues)
-	if e != nil {
-		return nil, e
-	}
-
-	if s.d.Relay != nil {
-		key, e := s.userKeyFor("", p.Hint)
-		if e != nil {
-			return nil, e
-		}
-		if e := s.validate(ctx, c, p, "", scopes, acr); e != nil {
-			return nil, e
-		}
-		if e := s.userLimit(ctx, key, now); e != nil {
-			return nil, e
-		}
-		return s.relayer.start(ctx, c, p, relayed{now: now, scopes: scopes, acr: acr, lifetime: lifetime, token: token})
-	}
-
-	user, err := s.d.Upstream.ResolveUser(ctx, c, p.Hint)
-	if err != nil {
-		return nil, s.upstreamError("resolve user", err)
-	}
-	// An upstream that cannot check user codes (a federated provider)
-	// leaves the check to the approval page, which asks the user for the
-	// code and compares it with UserCodeHash.
-	if p.UserCode != "" && s.d.Upstream.SupportsUserCode() {
-		if e := s.checkUserCode(ctx, c, user, p.UserCode, now); e != nil {
-			return nil, e
-		}
-	}
-
-	// A login_hint the upstream cannot verify before the user signs in
-	// (the oidc upstream) resolves to no subject: the limit is then the
-	// hint's.
-	key, e := s.userKeyFor(user.Subject, p.Hint)
-	if e != nil {
-		return nil, e
-	}
-	if e := s.validate(ctx, c, p, user.Subject, scopes, acr); e != nil {
-		return nil, e
-	}
-	if e := s.userLimit(ctx, key, now); e != nil {
-		return nil, e
-	}
-	r := &AuthRequest{
-		ID:                randomID(24),
-		ApprovalID:        randomID(16),
-		ClientID:          c.ID,
-		Mode:              c.Mode,
-		Subject:           user.Subject,
-		LoginHint:         user.Display,
-		Scopes:            scopes,
-		ACRValues:         acr,
-		BindingMessage:    p.BindingMessage,
-		NotificationToken: token,
-		CreatedAt:         now,
-		ExpiresAt:         now.Add(lifetime),
-		Interval:          s.cfg.Interval,
-		Status:            StatusPending,
-		TraceParent:       s.d.Trace(ctx),
-		CertThumbprint:    p.CertThumbprint,
-	}
-	if p.UserCode != "" {
-		sum := sha256.Sum256([]byte(p.UserCode))
-		r.UserCodeHash = hex.EncodeToString(sum[:])
-	}
-	if s.d.Channel != nil {
-		r.UserNotice = Delivery{Due: true, NextAttempt: now}
-	}
-	if err := s.d.Store.CreateRequest(ctx, r); err != nil {
-		return nil, s.storeError("create request", err)
-	}
-	attrs := []slog.Attr{slog.String("client_id", c.ID), slog.String("subject", user.Subject),
-		slog.String("mode", string(c.Mode)), slog.Duration("lifetime", lifetime)}
-	if s.d.Channel == nil {
-		// Say why nobody will answer: the approval link reaches the user
-		// only through a channel.
-		attrs = append(attrs, slog.String("user_notice", "none: no channel is configured (channels.webhook or channels.email), so nobody was told of this request"))
-	}
-	s.log.LogAttrs(ctx, slog.LevelInfo, "auth request created", attrs...)
-	if s.d.Channel != nil || r.Mode != ModePoll {
-		s.sched.schedule(r.ID, now)
-	}
-	return &AuthResponse{
-		AuthReqID: r.ID,
-		ExpiresIn: int64(lifetime / time.Second),
-		Interval:  int64(s.cfg.Interval / time.Second),
-	}, nil
-}
-
-// checkUserCode checks the user_code client c sent for user at the
-// upstream, under Deps.UserCodeFailures: the try is reserved before the
-// check (so tries in parallel are all counted) and kept only when the code
-// is wrong. A client locked out for the user is answered access_denied
-// (CIBA §13: the OP denies the request) without the code being checked, so
-// the answer says nothing about the code; invalid_user_code is kept for
-// codes that were checked and are wrong.
-func (s *Service) checkUserCode(ctx context.Context, c *Client, user User, code string, now time.Time) error {
-	settle := func(bool) {}
-	if s.d.UserCodeFailures != nil {
-		ok, wait, st, err := s.d.UserCodeFailures(ctx, c.ID, user.Subject, now)
-		if err != nil {
-			s.log.WarnContext(ctx, "user code failure limit unavailable; check allowed", slog.Any("error", err))
-		}
-		if !ok {
-			s.log.WarnContext(ctx, "too many wrong user codes; request refused without a check",
-				slog.String("client_id", c.ID), slog.String("subject", user.Subject), slog.Duration("retry_after", wait))
-			return Errorf(CodeAccessDenied, "too many wrong user_code values for this user; try again in %d seconds", int64((wait+time.Second-1)/time.Second))
-		}
-		settle = st
-	}
-	err := s.d.Upstream.CheckUserCode(ctx, user, code)
-	var pe *Error
-	wrong := errors.As(err, &pe) && pe.Code == CodeInvalidUserCode
-	settle(wrong)
-	if err != nil {
-		if wrong {
-			s.log.InfoContext(ctx, "wrong user code", slog.String("client_id", c.ID), slog.String("subject", user.Subject))
-		}
-		return s.upstreamError("check user code", err)
-	}
-	return nil
-}
-
-// userKeyFor is the per-user limit key (userKey) of a request for the
-// user with verified subject sub, or, when sub is "", for the user hint h
-// names. A hint that names no one once normalised is invalid_request: one
-// bucket shared by every such request would let one client block
-// everyone's.
-func (s *Service) userKeyFor(sub string, h Hint) (string, *Error) {
-	name := ""
-	if sub == "" {
-		name = s.hintName(h)
-	}
-	key := userKey(sub, name)
-	if key == "" {
-		return "", Errorf(CodeInvalidRequest, "the hint names no user: it is empty once white space and control characters are removed")
-	}
-	return key, nil
-}
-
-// userLimit asks Deps.UserLimit whether one more request for the user of
-// key (userKeyFor) may be accepted, and answers access_denied when not.
-func (s *Service) userLimit(ctx context.Context, key string, now time.Time) *Error {
-	if s.d.UserLimit == nil {
-		return nil
-	}
-	ok, wait, err := s.d.UserLimit(ctx, key, now)
-	if err != nil {
-		s.log.WarnContext(ctx, "per-user limit unavailable; request allowed", slog.Any("error", err))
-		return nil
-	}
-	if ok {
-		return nil
-	}
-	s.log.Warn("too many requests for one user", slog.Duration("retry_after", wait))
-	return Errorf(CodeAccessDenied, "too many authentication requests for this user; try again in %d seconds", int64((wait+time.Second-1)/time.Second))
-}
-
-// hintName is the name of the user a hint names, for the per-user limit of
-// a request whose user has no verified subject yet (a relayed request, a
-// login_hint with the oidc upstream): the login_hint, or whom the
-// id_token_hint or login_hint_token names as Deps.HintSubject reads it
-// unverified (the upstream verifies it). A token it cannot read is its own
-// name: an upstream that accepts it knows a format this service does not.
-func (s *Service) hintName(h Hint) string {
-	if h.LoginHint != "" {
-		return h.LoginHint
-	}
-	if s.d.HintSubject != nil {
-		if name := s.d.HintSubject(h.IDTokenHint, h.LoginHintToken); name != "" {
-			return name
-		}
-	}
-	return h.IDTokenHint + h.LoginHintToken
-}
-
-// grantable is what client c may be granted of the requested scopes: with
-// the client's own list (clients[].scopes) every scope must be on it, else
-// invalid_scope; without one, the service's Config.Scopes, when set, are
-// kept and the others dropped (OIDC Core §3.1.2.1: scope values that are
-// not understood SHOULD be ignored; RFC 6749 §3.3 lets the issuer grant a
-// narrower scope, which the token response's scope then states).
-func (s *Service) grantable(c *Client, scopes []string) ([]string, *Error) {
-	if len(c.Scopes) > 0 {
-		for _, sc := range scopes {
-			if !slices.Contains(c.Scopes, sc) {
-				return nil, Errorf(CodeInvalidScope, "client %q may not request scope %q", c.ID, sc)
-			}
-		}
-		return scopes, nil
-	}
-	if s.cfg.Scopes == nil {
-		return scopes, nil
-	}
-	return slices.DeleteFunc(scopes, func(sc string) bool { return !slices.Contains(s.cfg.Scopes, sc) }), nil
 }
 
 // Poller is the part of the service that answers polls.
@@ -547,3 +281,13 @@ func (s *Service) Dispatcher() *Dispatcher { return s.dispatcher }
 
 // Run delivers due messages until ctx is done (Dispatcher.Run).
 func (s *Service) Run(ctx context.Context) error { return s.dispatcher.Run(ctx) }
+
+// Acceptor is the part of the service that accepts authentication
+// requests.
+func (s *Service) Acceptor() *Acceptor { return s.acceptor }
+
+// Authorize validates and stores an authentication request of client c
+// (Acceptor.Authorize).
+func (s *Service) Authorize(ctx context.Context, c *Client, p AuthParams) (*AuthResponse, error) {
+	return s.acceptor.Authorize(ctx, c, p)
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 )
 
@@ -50,6 +51,27 @@ func (b *base) upstreamError(op string, err error) error {
 	}
 	b.log.Error("upstream failure", slog.String("op", op), slog.Any("error", err))
 	return &Error{Code: CodeServerError, Description: "the identity provider failed", Err: err}
+}
+
+// grantable is what client c may be granted of the requested scopes: with
+// the client's own list (clients[].scopes) every scope must be on it, else
+// invalid_scope; without one, the service's Config.Scopes, when set, are
+// kept and the others dropped (OIDC Core §3.1.2.1: scope values that are
+// not understood SHOULD be ignored; RFC 6749 §3.3 lets the issuer grant a
+// narrower scope, which the token response's scope then states).
+func (b *base) grantable(c *Client, scopes []string) ([]string, *Error) {
+	if len(c.Scopes) > 0 {
+		for _, sc := range scopes {
+			if !slices.Contains(c.Scopes, sc) {
+				return nil, Errorf(CodeInvalidScope, "client %q may not request scope %q", c.ID, sc)
+			}
+		}
+		return scopes, nil
+	}
+	if b.cfg.Scopes == nil {
+		return scopes, nil
+	}
+	return slices.DeleteFunc(scopes, func(sc string) bool { return !slices.Contains(b.cfg.Scopes, sc) }), nil
 }
 
 // randomID returns n bytes from crypto/rand, base64url-encoded.

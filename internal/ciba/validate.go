@@ -46,8 +46,8 @@ const maxDenyReason = 200
 // subject is the resolved user, "" for a relayed request. It returns nil to
 // go on, access_denied when the hook refuses, and, when no verdict could be
 // had, temporarily_unavailable (fail closed) or nil (fail open).
-func (s *Service) validate(ctx context.Context, c *Client, p AuthParams, subject string, scopes, acr []string) *Error {
-	if s.d.Validator == nil || c.SkipValidation {
+func (a *Acceptor) validate(ctx context.Context, c *Client, p AuthParams, subject string, scopes, acr []string) *Error {
+	if a.validator == nil || c.SkipValidation {
 		return nil
 	}
 	o := OriginFrom(ctx)
@@ -69,23 +69,23 @@ func (s *Service) validate(ctx context.Context, c *Client, p AuthParams, subject
 	if p.RequestedExpiry != "" {
 		v.RequestedExpiry, _ = parseExpiry(p.RequestedExpiry) // validated by the caller
 	}
-	verdict, err := s.d.Validator.Validate(ctx, v)
+	verdict, err := a.validator.Validate(ctx, v)
 	switch {
 	case err != nil:
-		s.observeValidation("error")
-		if s.d.ValidationFailOpen {
-			s.log.LogAttrs(ctx, slog.LevelWarn, "validation hook failed; request accepted (validation.fail: open)",
+		a.observeValidation("error")
+		if a.validationFailOpen {
+			a.log.LogAttrs(ctx, slog.LevelWarn, "validation hook failed; request accepted (validation.fail: open)",
 				slog.String("client_id", c.ID), slog.Any("error", err))
 			return nil
 		}
-		s.log.LogAttrs(ctx, slog.LevelWarn, "validation hook failed; request refused (validation.fail: closed)",
+		a.log.LogAttrs(ctx, slog.LevelWarn, "validation hook failed; request refused (validation.fail: closed)",
 			slog.String("client_id", c.ID), slog.Any("error", err))
 		return &Error{Code: CodeTemporarilyUnavailable, Err: err,
 			Description: "the consumption-device validation service is unavailable; try again later"}
 	case !verdict.Allow:
-		s.observeValidation("deny")
+		a.observeValidation("deny")
 		reason := SafeDescriptionMax(verdict.Reason, maxDenyReason)
-		s.log.LogAttrs(ctx, slog.LevelInfo, "auth request refused by the validation hook",
+		a.log.LogAttrs(ctx, slog.LevelInfo, "auth request refused by the validation hook",
 			slog.String("client_id", c.ID), slog.String("reason", reason))
 		desc := "the request was refused by the consumption-device validation policy"
 		if reason != "" {
@@ -93,13 +93,13 @@ func (s *Service) validate(ctx context.Context, c *Client, p AuthParams, subject
 		}
 		return &Error{Code: CodeAccessDenied, Description: desc}
 	}
-	s.observeValidation("allow")
+	a.observeValidation("allow")
 	return nil
 }
 
 // observeValidation counts one outcome of the validation hook.
-func (s *Service) observeValidation(result string) {
-	if o, ok := s.d.Observer.(ValidationObserver); ok {
+func (a *Acceptor) observeValidation(result string) {
+	if o, ok := a.observer.(ValidationObserver); ok {
 		o.ObserveValidation(result)
 	}
 }
