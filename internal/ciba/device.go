@@ -61,10 +61,22 @@ type DeviceConfig struct {
 // limit of the verification page does the rest (RFC 8628 §5.1).
 const minUserCodeBits = 30
 
-// Device is the device authorization grant, on top of a Service.
+// Device is the device authorization grant (RFC 8628), on top of the
+// service's parts: it creates device requests with their user codes (or
+// has the Relayer forward them), finds a request by user code for the
+// verification page, records the decision of the user who signed in
+// there, and answers the device's polls through the Poller. Its
+// dependencies: the store, the Sealer and Minter (tokens on approval), the
+// client registry, and the service's Poller, Decisions and Relayer.
 type Device struct {
-	s   *Service
-	cfg DeviceConfig
+	base
+	cfg       DeviceConfig
+	sealer    Sealer
+	minter    Minter
+	clients   func(id string) (*Client, bool)
+	poller    *Poller
+	decisions *Decisions
+	relayer   *Relayer
 }
 
 // NewDevice checks cfg, fills in its defaults and returns the grant.
@@ -72,7 +84,7 @@ func NewDevice(s *Service, cfg DeviceConfig) (*Device, error) {
 	if s == nil {
 		return nil, errors.New("ciba: device grant needs a Service")
 	}
-	if s.d.Relay != nil && s.relayer.deviceRelay() == nil {
+	if s.relayer.upstream != nil && s.relayer.deviceRelay() == nil {
 		return nil, errors.New("ciba: the device grant needs an upstream that relays it (a DeviceRelay)")
 	}
 	if cfg.Expiry == 0 {
@@ -103,7 +115,8 @@ func NewDevice(s *Service, cfg DeviceConfig) (*Device, error) {
 		return nil, fmt.Errorf("ciba: user codes of %d characters from %d give %.1f bits; at least %d bits and at most 32 characters are needed",
 			cfg.UserCodeLength, len(cfg.UserCodeCharset), bits, minUserCodeBits)
 	}
-	return &Device{s: s, cfg: cfg}, nil
+	return &Device{base: s.base, cfg: cfg, sealer: s.decisions.sealer, minter: s.decisions.minter, clients: s.decisions.clients,
+		poller: s.poller, decisions: s.decisions, relayer: s.relayer}, nil
 }
 
 // UserCodeBits is the entropy of a user code of n characters from charset.
@@ -162,7 +175,6 @@ func (d *Device) Authorize(ctx context.Context, c *Client, scope string) (*Devic
 // records it, its tokens carry it, and PollCert redeems it only with the
 // same certificate. "" binds nothing.
 func (d *Device) AuthorizeCert(ctx context.Context, c *Client, scope, cert string) (*DeviceAuthResponse, error) {
-	s := d.s
 	if !d.Enabled(c) {
 		return nil, Errorf(CodeUnauthorizedClient, "client %q may not use the device authorization grant", c.ID)
 	}
@@ -173,13 +185,13 @@ func (d *Device) AuthorizeCert(ctx context.Context, c *Client, scope, cert strin
 	if e != nil {
 		return nil, e
 	}
-	if scopes, e = s.grantable(c, scopes); e != nil {
+	if scopes, e = d.grantable(c, scopes); e != nil {
 		return nil, e
 	}
-	if dr := s.relayer.deviceRelay(); dr != nil {
-		return d.relayAuthorize(ctx, dr, c, scope, scopes)
+	if dr := d.relayer.deviceRelay(); dr != nil {
+		return d.relayer.startDevice(ctx, dr, c, scope, scopes, d.cfg.Expiry, d.cfg.Interval)
 	}
-	now := s.now()
+	now := d.now()
 	r := &AuthRequest{
 		ID:         randomID(24),
 		ApprovalID: randomID(16),
@@ -196,26 +208,26 @@ func (d *Device) AuthorizeCert(ctx context.Context, c *Client, scope, cert strin
 	}
 	// The record outlives the request's lifetime by the grace period, so
 	// the page can still say "expired" rather than "not valid".
-	ttl := d.cfg.Expiry + s.cfg.ExpiredGrace
+	ttl := d.cfg.Expiry + d.base.cfg.ExpiredGrace
 	var code string
 	for attempt := 0; ; attempt++ {
 		code = d.newUserCode()
-		err := s.d.Store.PutRecord(ctx, UserCodeRecord, code, []byte(r.ID), ttl)
+		err := d.store.PutRecord(ctx, UserCodeRecord, code, []byte(r.ID), ttl)
 		if err == nil {
 			break
 		}
 		if !errors.Is(err, ErrExists) {
-			return nil, s.storeError("put user code", err)
+			return nil, d.storeError("put user code", err)
 		}
 		if attempt == 4 { // 5 collisions in a row: the code space is full
-			s.log.Error("device authorization: no free user code after 5 tries; lengthen device.user_code_length")
+			d.log.Error("device authorization: no free user code after 5 tries; lengthen device.user_code_length")
 			return nil, &Error{Code: CodeTemporarilyUnavailable, Description: "no user code is free; try again later", Err: err}
 		}
 	}
-	if err := s.d.Store.CreateRequest(ctx, r); err != nil {
-		return nil, s.storeError("create device request", err)
+	if err := d.store.CreateRequest(ctx, r); err != nil {
+		return nil, d.storeError("create device request", err)
 	}
-	s.log.LogAttrs(ctx, slog.LevelInfo, "device request created", slog.String("client_id", c.ID), slog.Duration("lifetime", d.cfg.Expiry))
+	d.log.LogAttrs(ctx, slog.LevelInfo, "device request created", slog.String("client_id", c.ID), slog.Duration("lifetime", d.cfg.Expiry))
 	shown := FormatUserCode(code)
 	return &DeviceAuthResponse{
 		DeviceCode:              r.ID,
@@ -278,27 +290,26 @@ func NormalizeUserCode(typed string) string {
 // ErrNotFound-wrapped; a request that is no longer pending returns its state
 // *Error (as ForApproval does), with the request.
 func (d *Device) ForUserCode(ctx context.Context, typed string) (*AuthRequest, *Client, error) {
-	s := d.s
 	code := NormalizeUserCode(typed)
 	if len(code) != d.cfg.UserCodeLength || strings.Trim(code, d.cfg.UserCodeCharset) != "" {
 		return nil, nil, fmt.Errorf("user code of the wrong form: %w", ErrNotFound)
 	}
-	id, err := s.d.Store.GetRecord(ctx, UserCodeRecord, code)
+	id, err := d.store.GetRecord(ctx, UserCodeRecord, code)
 	if err != nil {
 		return nil, nil, fmt.Errorf("user code record: %w", err)
 	}
-	r, err := s.d.Store.GetRequest(ctx, string(id))
+	r, err := d.store.GetRequest(ctx, string(id))
 	if err != nil {
 		return nil, nil, fmt.Errorf("device request: %w", err)
 	}
 	if r.Kind != KindDevice {
 		return nil, nil, fmt.Errorf("user code names a request of another grant: %w", ErrNotFound)
 	}
-	c, ok := s.d.Clients(r.ClientID)
+	c, ok := d.clients(r.ClientID)
 	if !ok {
 		return nil, nil, fmt.Errorf("client %q of device request: %w", r.ClientID, ErrNotFound)
 	}
-	if r.Status != StatusPending || r.Expired(s.now()) {
+	if r.Status != StatusPending || r.Expired(d.now()) {
 		return r, c, notPending(r)
 	}
 	return r, c, nil
@@ -309,14 +320,13 @@ func (d *Device) ForUserCode(ctx context.Context, typed string) (*AuthRequest, *
 // upstream). The user becomes the request's subject in the same
 // compare-and-set that approves it.
 func (d *Device) ApproveAs(ctx context.Context, r *AuthRequest, user User) error {
-	s := d.s
-	if s.d.Minter == nil {
+	if d.minter == nil {
 		return Errorf(CodeInvalidRequest, "with this upstream the user approves by signing in at the identity provider")
 	}
 	if r.Kind != KindDevice {
 		return Errorf(CodeInvalidRequest, "not a device request")
 	}
-	now := s.now()
+	now := d.now()
 	if r.Status != StatusPending || r.Expired(now) {
 		return notPending(r)
 	}
@@ -325,7 +335,7 @@ func (d *Device) ApproveAs(ctx context.Context, r *AuthRequest, user User) error
 	// A device request has no auth_req_id: the ID token must not carry the
 	// device_code in the CIBA claim that the Minter sets from the ID.
 	m.ID = ""
-	tr, err := s.d.Minter.Mint(ctx, m, now)
+	tr, err := d.minter.Mint(ctx, m, now)
 	if err != nil {
 		return &Error{Code: CodeServerError, Description: "tokens could not be issued", Err: err}
 	}
@@ -333,11 +343,11 @@ func (d *Device) ApproveAs(ctx context.Context, r *AuthRequest, user User) error
 	if err != nil {
 		return &Error{Code: CodeServerError, Description: "tokens could not be encoded", Err: err}
 	}
-	sealed, err := s.d.Sealer.Seal(body, []byte(r.ID))
+	sealed, err := d.sealer.Seal(body, []byte(r.ID))
 	if err != nil {
 		return &Error{Code: CodeServerError, Description: "the tokens could not be encrypted", Err: err}
 	}
-	_, err = s.d.Store.UpdateRequest(ctx, r.ID, func(cur *AuthRequest) error {
+	_, err = d.store.UpdateRequest(ctx, r.ID, func(cur *AuthRequest) error {
 		if err := cur.Approve(now, now, sealed); err != nil {
 			return err
 		}
@@ -345,15 +355,15 @@ func (d *Device) ApproveAs(ctx context.Context, r *AuthRequest, user User) error
 		return nil
 	})
 	if err != nil {
-		return s.transitionError("approve device request", err)
+		return d.transitionError("approve device request", err)
 	}
-	s.log.LogAttrs(ctx, slog.LevelInfo, "device request approved", slog.String("client_id", r.ClientID), slog.String("subject", user.Subject))
+	d.log.LogAttrs(ctx, slog.LevelInfo, "device request approved", slog.String("client_id", r.ClientID), slog.String("subject", user.Subject))
 	return nil
 }
 
 // Deny records the user's refusal of device request r.
 func (d *Device) Deny(ctx context.Context, r *AuthRequest, reason string) error {
-	return d.s.Deny(ctx, r.ID, reason)
+	return d.decisions.Deny(ctx, r.ID, reason)
 }
 
 // Poll answers a device access token request (RFC 8628 §3.4, §3.5) of the
@@ -372,7 +382,6 @@ func (d *Device) Poll(ctx context.Context, c *Client, deviceCode string) ([]byte
 // certificate answers invalid_grant unless it is the same one (RFC 8705
 // §3), and stays as it was.
 func (d *Device) PollCert(ctx context.Context, c *Client, deviceCode, cert string) ([]byte, error) {
-	s := d.s
 	if deviceCode == "" {
 		return nil, tokenError(CodeInvalidRequest, "device_code is required")
 	}
@@ -381,6 +390,6 @@ func (d *Device) PollCert(ctx context.Context, c *Client, deviceCode, cert strin
 	}
 	// Not held: RFC 8628 clients do not expect long polling. The errors
 	// name the device_code (Kind.idParam).
-	q := PollQuery{ClientID: c.ID, Kind: KindDevice, Cert: cert, Rule: s.poller.paceRule(s.now(), 0)}
-	return s.poller.poll(ctx, c, deviceCode, q)
+	q := PollQuery{ClientID: c.ID, Kind: KindDevice, Cert: cert, Rule: d.poller.paceRule(d.now(), 0)}
+	return d.poller.poll(ctx, c, deviceCode, q)
 }

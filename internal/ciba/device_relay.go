@@ -25,24 +25,24 @@ func (rl *Relayer) deviceRelay() DeviceRelay {
 	return dr
 }
 
-// relayAuthorize forwards the device authorization request of client c
-// (scopes already checked) to the upstream and stores its counterpart.
-func (d *Device) relayAuthorize(ctx context.Context, dr DeviceRelay, c *Client, scope string, scopes []string) (*DeviceAuthResponse, error) {
-	s := d.s
-	now := s.now()
+// startDevice forwards the device authorization request of client c
+// (scopes already checked) to the upstream and stores its counterpart,
+// with the device grant's expiry and interval (DeviceConfig).
+func (rl *Relayer) startDevice(ctx context.Context, dr DeviceRelay, c *Client, scope string, scopes []string, expiry, interval time.Duration) (*DeviceAuthResponse, error) {
+	now := rl.now()
 	started, err := dr.StartDevice(ctx, c, scope)
 	if err != nil {
-		return nil, s.upstreamError("relay device authorization", err)
+		return nil, rl.upstreamError("relay device authorization", err)
 	}
 	// Never outlive the upstream's device_code: its tokens could not be had.
-	lifetime := min(d.cfg.Expiry, started.ExpiresIn)
+	lifetime := min(expiry, started.ExpiresIn)
 	if lifetime <= 0 || started.UserCode == "" || started.VerificationURI == "" || started.DeviceCode == "" {
-		s.log.Error("relay: the upstream's device authorization response is not usable", slog.String("client_id", c.ID))
+		rl.log.Error("relay: the upstream's device authorization response is not usable", slog.String("client_id", c.ID))
 		return nil, &Error{Code: CodeServerError, Description: "the identity provider answered an unusable device authorization response"}
 	}
-	interval := started.Interval
-	if interval <= 0 {
-		interval = defaultRelayInterval
+	upInterval := started.Interval
+	if upInterval <= 0 {
+		upInterval = defaultRelayInterval
 	}
 	r := &AuthRequest{
 		ID:          randomID(24),
@@ -53,28 +53,28 @@ func (d *Device) relayAuthorize(ctx context.Context, dr DeviceRelay, c *Client, 
 		Scopes:      scopes,
 		CreatedAt:   now,
 		ExpiresAt:   now.Add(lifetime),
-		Interval:    d.cfg.Interval,
+		Interval:    interval,
 		Status:      StatusPending,
-		TraceParent: s.d.Trace(ctx),
+		TraceParent: rl.trace(ctx),
 	}
-	sealed, err := s.d.Sealer.Seal([]byte(started.DeviceCode), relayAD(r.ID))
+	sealed, err := rl.sealer.Seal([]byte(started.DeviceCode), relayAD(r.ID))
 	if err != nil {
 		return nil, &Error{Code: CodeServerError, Description: "the request could not be stored", Err: err}
 	}
-	r.Relay = RelayState{ID: sealed, Interval: interval, NextPoll: now.Add(interval)}
-	if err := s.d.Store.CreateRequest(ctx, r); err != nil {
-		return nil, s.storeError("create device request", err)
+	r.Relay = RelayState{ID: sealed, Interval: upInterval, NextPoll: now.Add(upInterval)}
+	if err := rl.store.CreateRequest(ctx, r); err != nil {
+		return nil, rl.storeError("create device request", err)
 	}
-	s.log.LogAttrs(ctx, slog.LevelInfo, "device request relayed",
-		slog.String("client_id", c.ID), slog.Duration("lifetime", lifetime), slog.Duration("upstream_interval", interval))
-	s.sched.schedule(r.ID, r.Relay.NextPoll)
+	rl.log.LogAttrs(ctx, slog.LevelInfo, "device request relayed",
+		slog.String("client_id", c.ID), slog.Duration("lifetime", lifetime), slog.Duration("upstream_interval", upInterval))
+	rl.sched.schedule(r.ID, r.Relay.NextPoll)
 	return &DeviceAuthResponse{
 		DeviceCode:              r.ID,
 		UserCode:                started.UserCode,
 		VerificationURI:         started.VerificationURI,
 		VerificationURIComplete: started.VerificationURIComplete,
 		ExpiresIn:               int64(lifetime / time.Second),
-		Interval:                int64(d.cfg.Interval / time.Second),
+		Interval:                int64(interval / time.Second),
 	}, nil
 }
 

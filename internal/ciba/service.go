@@ -132,12 +132,25 @@ type Deps struct {
 	Now func() time.Time
 }
 
-// Service is the CIBA domain: it validates and creates requests, answers
-// polls, records the user's decision and delivers results. Handlers call it;
-// the state machine itself is in request.go.
+// Service is the CIBA domain as the HTTP layer and cmd see it: a thin
+// facade over its parts, each with one job and its own dependencies, which
+// it builds from Deps and to which each exported method delegates:
+//
+//   - Acceptor (accept.go, validate.go): validates and creates
+//     authentication requests;
+//   - Poller (poll.go): answers polls (CIBA and the device grant);
+//   - Decisions (decisions.go): records approvals and denials, and makes
+//     callback tokens;
+//   - Dispatcher (dispatch.go): delivers notices, expires and removes
+//     requests, takes over deliveries of dead instances;
+//   - Relayer (relay.go, device_relay.go): runs requests at a CIBA
+//     upstream.
+//
+// The device grant (Device, device.go) is built on the same parts. What
+// the parts share (settings, clock, logger, store, error mapping) is base
+// (shared.go); the state machine itself is in request.go.
 type Service struct {
 	base
-	d          Deps
 	sched      *scheduler
 	poller     *Poller
 	decisions  *Decisions
@@ -185,7 +198,7 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 		d.StartSpan = func(ctx context.Context, _, _ string) (context.Context, func(error)) { return ctx, func(error) {} }
 	}
 	b := base{cfg: cfg, now: d.Now, log: d.Logger, store: d.Store}
-	s := &Service{base: b, d: d, sched: newScheduler(),
+	s := &Service{base: b, sched: newScheduler(),
 		poller: newPoller(b, d.Sealer)}
 	s.decisions = &Decisions{base: b, sealer: d.Sealer, minter: d.Minter, clients: d.Clients, callbackKey: d.CallbackKey, sched: s.sched}
 	s.relayer = &Relayer{base: b, upstream: d.Relay, sealer: d.Sealer, clients: d.Clients, callbackKey: d.CallbackKey,
