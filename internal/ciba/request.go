@@ -276,12 +276,6 @@ func (r *AuthRequest) CheckCert(presented string) error {
 	return checkCertOf(r.Kind, r.CertThumbprint, presented)
 }
 
-// checkCert is CheckCert for a CIBA request bound to the certificate whose
-// thumbprint is bound ("" for none).
-func checkCert(bound, presented string) error {
-	return checkCertOf(KindCIBA, bound, presented)
-}
-
 // checkCertOf is CheckCert for a request of grant k bound to the
 // certificate whose thumbprint is bound ("" for none).
 func checkCertOf(k Kind, bound, presented string) error {
