@@ -34,7 +34,11 @@ func openCfg(t *testing.T, cfg Config) *Store {
 func TestClusterConformance(t *testing.T) {
 	c := redistest.StartCluster(t, 3, 1)
 	storetest.Run(t, func(t *testing.T) ciba.Store {
-		return openCfg(t, Config{Addrs: c.Addrs(), KeyPrefix: newPrefix(), WaitReplicas: 1})
+		// The contract, not the wait's deadline, is under test here (that is
+		// TestWaitReplicas): a replica on a machine short of CPU can take
+		// longer than the default 500 ms to confirm, which would fail a
+		// write the contract expects to succeed.
+		return openCfg(t, Config{Addrs: c.Addrs(), KeyPrefix: newPrefix(), WaitReplicas: 1, WaitTimeout: 5 * time.Second})
 	})
 }
 

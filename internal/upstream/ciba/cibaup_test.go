@@ -514,7 +514,10 @@ func jsonString(s string) string {
 func TestAnIdPThatDoesNotAnswerIsUnavailable(t *testing.T) {
 	t.Run("a hanging IdP and the HTTP client's timeout", func(t *testing.T) {
 		op := newTestIdP(t)
-		u, _ := newTestUpstream(t, op, func(c *Config) { c.HTTPClient = &http.Client{Timeout: 50 * time.Millisecond} })
+		// The timeout also bounds the discovery Ready makes first, which a
+		// machine short of CPU can take more than 50 ms to answer; the
+		// hanging calls below only wait it out.
+		u, _ := newTestUpstream(t, op, func(c *Config) { c.HTTPClient = &http.Client{Timeout: 500 * time.Millisecond} })
 		if err := u.Ready(context.Background()); err != nil {
 			t.Fatal(err)
 		}
