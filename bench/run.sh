@@ -24,16 +24,22 @@
 # Knobs (environment): BENCH_ROUNDS (3), BENCH_DURATION (10s, 64-connection
 # runs), BENCH_DURATION_C1 (5s, 1-connection runs), BENCH_WARMUP (5s, one
 # unmeasured pass over the pending requests per server), BENCH_N (100000),
-# BENCH_MEM_N (1000000, 0 skips), BENCH_PROFILE (1; 0 skips), BENCH_PORT
-# (18080: uses BENCH_PORT .. BENCH_PORT+4), BENCH_KEEP (1 keeps the temp dir).
+# BENCH_MEM_N (1000000, 0 skips), BENCH_PROFILE (1; 0 skips),
+# BENCH_PROFILE_SECONDS (8), BENCH_PING_FLOWS (200), BENCH_CLUSTER (1 when
+# redis-server and redis-cli exist; 0 skips), BENCH_PORT (18080: uses
+# BENCH_PORT .. BENCH_PORT+55, and +10030 .. +10035 for the Cluster bus),
+# BENCH_KEEP (1 keeps the temp dir). BENCH_QUICK=1: small sizes, for a check
+# that the whole benchmark works (under 3 minutes on a quiet 2-CPU machine).
+# Each phase prints "phase NAME: N s" when it ends, and the summary lists
+# them all.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 # BENCH_QUICK=1: small sizes (one round, short runs), for a check that the
 # whole benchmark works; its figures are not results.
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
-	: "${BENCH_ROUNDS:=1}" "${BENCH_DURATION:=3s}" "${BENCH_DURATION_C1:=2s}" "${BENCH_WARMUP:=1s}"
-	: "${BENCH_N:=10000}" "${BENCH_MEM_N:=100000}"
+	: "${BENCH_ROUNDS:=1}" "${BENCH_DURATION:=2s}" "${BENCH_DURATION_C1:=1s}" "${BENCH_WARMUP:=1s}"
+	: "${BENCH_N:=5000}" "${BENCH_MEM_N:=100000}" "${BENCH_PROFILE_SECONDS:=2}" "${BENCH_PING_FLOWS:=50}"
 fi
 ROOT=$PWD
 GO=${GO:-go}
@@ -44,6 +50,10 @@ WARM=${BENCH_WARMUP:-5s}
 N=${BENCH_N:-100000}
 MEM_N=${BENCH_MEM_N:-1000000}
 PROFILE=${BENCH_PROFILE:-1}
+# Seconds of each CPU profile (its wrk run lasts one more) and the
+# approvals timed per scenario-5 run.
+PROF_S=${BENCH_PROFILE_SECONDS:-8}
+PING_FLOWS=${BENCH_PING_FLOWS:-200}
 PORT=${BENCH_PORT:-18080}
 CIB_ADDR=127.0.0.1:$PORT          # cibaproxy, polls (no channel)
 REF_ADDR=127.0.0.1:$((PORT + 1))  # reference handler
@@ -82,6 +92,20 @@ trap 'exit 130' INT TERM
 
 log() { printf '%s\n' "$*"; }
 calc() { awk "BEGIN { printf \"%.3f\", $1 }"; }
+# phase NAME: end the current phase (printing "phase NAME: N s", its wall
+# time, with the CPU seconds this script's finished children used in it)
+# and begin NAME; "phase" with no name only ends the current one.
+PHASE= PHASE_T0=0 PHASE_C0=0 PHASE_LIST=
+childcpu() { awk -v t="$(getconf CLK_TCK)" '{ printf "%.1f", ($16 + $17) / t }' "/proc/$$/stat"; }
+phase() {
+	local now c
+	now=$SECONDS c=$(childcpu)
+	if [ -n "$PHASE" ]; then
+		log "phase $PHASE: $((now - PHASE_T0)) s (at $(date -u +%H:%M:%S); children's CPU $(calc "$c - $PHASE_C0") s; load average $(cut -d' ' -f1 /proc/loadavg))"
+		PHASE_LIST="$PHASE_LIST $PHASE=$((now - PHASE_T0))"
+	fi
+	PHASE=${1:-} PHASE_T0=$now PHASE_C0=$c
+}
 # start NAME CMD...: run CMD in the background, logging to $TMP/NAME.log;
 # its pid is in $STARTED.
 start() {
@@ -156,7 +180,7 @@ warm() {
 
 # pinground SCEN ROUND CONFIG [VAR=VALUE...]: scenario 5 once: a fresh
 # cibaproxy on CONFIG (with the VAR=VALUE environment), one request polled by
-# wrk for 30 s, and bench/pinglat timing 200 approvals to their ping under
+# wrk for at most 30 s, and bench/pinglat timing PING_FLOWS approvals to their ping under
 # that load; appends the result to $RESULTS and prints it.
 pinground() {
 	local scen=$1 r=$2 config=$3 pid wpid line
@@ -169,7 +193,7 @@ pinground() {
 		wrk -t2 -c64 -d30s -s "$ROOT/bench/wrk.lua" "http://$AUTHZ_ADDR" >"$TMP/wrk-$scen-$r.txt" 2>&1 &
 	wpid=$!
 	sleep 1
-	"$TMP/pinglat" -url "http://$AUTHZ_ADDR" -listen $PING_ADDR -n 200 -c 4 >"$TMP/pinglat-$scen-$r.txt" 2>&1 || { cat "$TMP/pinglat-$scen-$r.txt" >&2; exit 1; }
+	"$TMP/pinglat" -url "http://$AUTHZ_ADDR" -listen $PING_ADDR -n "$PING_FLOWS" -c 4 >"$TMP/pinglat-$scen-$r.txt" 2>&1 || { cat "$TMP/pinglat-$scen-$r.txt" >&2; exit 1; }
 	kill $wpid 2>/dev/null || true
 	wait $wpid 2>/dev/null || true
 	line=$(grep '^PINGLAT ' "$TMP/pinglat-$scen-$r.txt")
@@ -185,6 +209,7 @@ log "tools:   $($GO version | cut -d' ' -f3-), $(wrk -v 2>&1 | head -1 | cut -d'
 log "commit:  $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (tree has uncommitted changes)')"
 log "rounds:  $ROUNDS; 64-connection runs wrk -t2 -c64 -d$DUR, 1-connection runs wrk -t1 -c1 -d$DUR1"
 
+phase build
 log ""
 log "== build (go build -trimpath -o $TMP/...)"
 $GO build -trimpath -o "$TMP/cibaproxy" ./cmd/cibaproxy
@@ -200,7 +225,10 @@ fi
 # and the charts: bench/scale.sh.
 source "$ROOT/bench/scale.sh"
 scale_build
+# The Redis Cluster variant of scenarios 1 and 3: bench/cluster.sh.
+source "$ROOT/bench/cluster.sh"
 
+phase setup
 log ""
 log "== setup: cibaproxy (bench/bench.yaml, embedded store in $TMP, long polling off, no channel) on $CIB_ADDR"
 mkdir -p "$TMP/data-poll"
@@ -221,6 +249,7 @@ log "   first poll,  reference: $(poll $REF_ADDR "$ID1")"
 log "   first poll,  cibaproxy: $(poll $CIB_ADDR "$ID1")"
 log "   second poll, cibaproxy: $(poll $CIB_ADDR "$ID1")"
 
+phase scenarios-1-2
 log ""
 log "== scenarios 1 and 2: pending polls, reference (ref) and cibaproxy (cib) alternately"
 warm ref $REF_ADDR "$TMP/ids-n.txt"
@@ -241,6 +270,7 @@ for r in $(seq "$ROUNDS"); do
 done
 stop "$CIB_PID"
 
+phase scenario-3
 log ""
 log "== scenario 3: POST /bc-authorize, webhook channel to a sink answering 204; a fresh cibaproxy per round"
 start sink "$TMP/sink" -listen $SINK_ADDR
@@ -260,14 +290,16 @@ for r in $(seq "$ROUNDS"); do
 	stop "$pid"
 done
 
+phase scenario-5
 log ""
-log "== scenario 5: approval -> ping delivered (bench/pinglat: 200 flows, 4 at a time), under scenario 1's load"
+log "== scenario 5: approval -> ping delivered (bench/pinglat: $PING_FLOWS flows, 4 at a time), under scenario 1's load"
 for r in $(seq "$ROUNDS"); do
 	mkdir -p "$TMP/data-s5-$r"
 	pinground s5 "$r" bench/bench.yaml BENCH_DATA="$TMP/data-s5-$r"
 done
 
 if [ "$REDIS" = 1 ]; then
+	phase redis-1-2-6
 	log ""
 	log "== redis store: scenarios 1 and 2 again with cibaproxy on a local redis-server (AOF, appendfsync everysec), and scenario 6"
 	mkdir -p "$TMP/redis"
@@ -336,6 +368,7 @@ if [ "$REDIS" = 1 ]; then
 		load s6b cib "$r" $CIB2_ADDR 1 32 "$DUR" BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_IDS="$TMP/rids-n.txt"
 		wait $w1
 	done
+	phase redis-3-5
 	log ""
 	log "== scenarios 3 and 5 on Redis: bc-authorize (webhook to the sink) and approval -> ping, a fresh cibaproxy per round"
 	for r in $(seq "$ROUNDS"); do
@@ -352,6 +385,7 @@ if [ "$REDIS" = 1 ]; then
 		# shown instead: where the CPU goes while two instances share the
 		# load, what Redis is asked per poll, and a CPU profile of one
 		# instance (the same server built with bench/profile/pprof.go).
+		phase redis-6-profile
 		log ""
 		log "== scenario 6 profile: two instances on one Redis, 32 connections each, into bench/profiles/"
 		mkdir -p "$PROFILES"
@@ -363,11 +397,11 @@ if [ "$REDIS" = 1 ]; then
 		cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 		busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $5 + $6}' /proc/stat; }
 		a0=$(cpu "$RCIB_PID") b0=$(cpu "$RCIB2_PID") r0=$(cpu "$REDIS_PID") m0=$(busy) c0=$(rcmds)
-		curl -s -o "$TMP/s6.pprof" "http://$PPROF_ADDR/debug/pprof/profile?seconds=8" &
+		curl -s -o "$TMP/s6.pprof" "http://$PPROF_ADDR/debug/pprof/profile?seconds=$PROF_S" &
 		cpid=$!
-		env BENCH_THREADS=1 BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_IDS="$TMP/rids-n.txt" wrk -t1 -c32 -d9s -s "$ROOT/bench/wrk.lua" "http://$CIB_ADDR" >"$TMP/wrk-s6p-a.txt" 2>&1 &
+		env BENCH_THREADS=1 BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_IDS="$TMP/rids-n.txt" wrk -t1 -c32 -d$((PROF_S + 1))s -s "$ROOT/bench/wrk.lua" "http://$CIB_ADDR" >"$TMP/wrk-s6p-a.txt" 2>&1 &
 		w1=$!
-		env BENCH_THREADS=1 BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_IDS="$TMP/rids-n.txt" wrk -t1 -c32 -d9s -s "$ROOT/bench/wrk.lua" "http://$CIB2_ADDR" >"$TMP/wrk-s6p-b.txt" 2>&1
+		env BENCH_THREADS=1 BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_IDS="$TMP/rids-n.txt" wrk -t1 -c32 -d$((PROF_S + 1))s -s "$ROOT/bench/wrk.lua" "http://$CIB2_ADDR" >"$TMP/wrk-s6p-b.txt" 2>&1
 		wait $w1 $cpid
 		a1=$(cpu "$RCIB_PID") b1=$(cpu "$RCIB2_PID") r1=$(cpu "$REDIS_PID") m1=$(busy) c1=$(rcmds)
 		polls=$(($(grep -h '^BENCH ' "$TMP/wrk-s6p-a.txt" "$TMP/wrk-s6p-b.txt" | sed 's/.*requests=\([0-9]*\).*/\1/' | paste -sd+)))
@@ -375,12 +409,12 @@ if [ "$REDIS" = 1 ]; then
 		read -r mb1 mi1 <<<"$m1"
 		total=$((mb1 - mb0 + mi1 - mi0))
 		{
-			echo "# cibaproxy profile: scenario 6, two instances on one Redis, wrk -t1 -c32 -d9s on each, 100000 pending requests"
+			echo "# cibaproxy profile: scenario 6, two instances on one Redis, wrk -t1 -c32 -d$((PROF_S + 1))s on each, $N pending requests"
 			echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown); made by make bench (bench/run.sh)"
 			echo "# wrk, instance A: $(grep '^BENCH ' "$TMP/wrk-s6p-a.txt" | cut -d' ' -f2-3)"
 			echo "# wrk, instance B: $(grep '^BENCH ' "$TMP/wrk-s6p-b.txt" | cut -d' ' -f2-3)"
 			echo
-			echo "## Where the 2 CPUs went during the 9 s (clock ticks; 100 per CPU-second)"
+			echo "## Where the 2 CPUs went during the $((PROF_S + 1)) s (clock ticks; 100 per CPU-second)"
 			echo "machine busy:      $((mb1 - mb0)) of $total ($(calc "100*($mb1 - $mb0)/$total")%)"
 			echo "cibaproxy A:       $((a1 - a0))"
 			echo "cibaproxy B:       $((b1 - b0))"
@@ -402,22 +436,24 @@ if [ "$REDIS" = 1 ]; then
 fi
 
 if [ "$PROFILE" = 1 ]; then
+	phase profiles-1-3
 	log ""
 	log "== CPU profiles of cibaproxy (the same server built with bench/profile/pprof.go), into bench/profiles/"
 	mkdir -p "$PROFILES"
-	# profile NAME DESCRIPTION WRK-ARGS...: 8 s of CPU profile during a 9 s wrk run.
+	# profile NAME DESCRIPTION WRK-ARGS...: PROF_S s of CPU profile during a
+	# wrk run one second longer.
 	profile() {
 		local name=$1 what=$2 addr=$3
 		shift 3
-		curl -s -o "$TMP/$name.pprof" "http://$PPROF_ADDR/debug/pprof/profile?seconds=8" &
+		curl -s -o "$TMP/$name.pprof" "http://$PPROF_ADDR/debug/pprof/profile?seconds=$PROF_S" &
 		local cpid=$!
 		sleep 0.2
-		env "$@" wrk -t2 -c64 -d9s -s "$ROOT/bench/wrk.lua" "http://$addr" >"$TMP/wrk-$name.txt" 2>&1
+		env "$@" wrk -t2 -c64 -d$((PROF_S + 1))s -s "$ROOT/bench/wrk.lua" "http://$addr" >"$TMP/wrk-$name.txt" 2>&1
 		wait $cpid
 		{
 			echo "# cibaproxy CPU profile: $what"
 			echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown); made by make bench (bench/run.sh)"
-			echo "# load: wrk -t2 -c64 -d9s -s bench/wrk.lua (profile: the middle 8 s); wrk and the server share the 2 CPUs"
+			echo "# load: wrk -t2 -c64 -d$((PROF_S + 1))s -s bench/wrk.lua (profile: the middle $PROF_S s); wrk and the server share the 2 CPUs"
 			echo "# wrk: $(grep '^BENCH ' "$TMP/wrk-$name.txt" | cut -d' ' -f2-)"
 			echo
 			echo "## go tool pprof -top -nodecount=30"
@@ -448,6 +484,7 @@ if [ "$PROFILE" = 1 ]; then
 fi
 
 if [ "$MEM_N" != 0 ]; then
+	phase scenario-4-memory
 	log ""
 	log "== scenario 4: memory of $MEM_N pending requests (bench/memfill: the real handler on the in-memory part of the store)"
 	env BENCH_DATA="$TMP" "$TMP/memfill" -n "$MEM_N" -config bench/bench.yaml -memprofile "$TMP/mem.pprof" | sed 's/^/   /' | tee "$TMP/mem.txt" || true
@@ -464,9 +501,16 @@ if [ "$MEM_N" != 0 ]; then
 	fi
 fi
 
+phase sweep
 scenario_sweep
+phase heldpolls
 scenario_heldpolls
+phase flows
 scenario_flows
+if [ "$CLUSTER" = 1 ]; then
+	phase cluster
+	scenario_cluster
+fi
 
 # Issue #20 items 1-2 (BENCH_PEERS=0 / BENCH_IDPLOAD=0 skip them; BENCH_QUICK=1
 # makes them small): the peers, node-oidc-provider's poll path beside the
@@ -485,12 +529,13 @@ scenario_idpload() {
 	"$TMP/idpload" -cibaproxy "$TMP/cibaproxy" -n "$n" $d -port $((PORT + 50)) -out "$OUT/idpload.tsv"
 }
 if command -v node >/dev/null && [ -d test/idp/node_modules ]; then
-	[ "${BENCH_PEERS:-1}" = 1 ] && scenario_peers
-	[ "${BENCH_IDPLOAD:-1}" = 1 ] && scenario_idpload
+	if [ "${BENCH_PEERS:-1}" = 1 ]; then phase peers && scenario_peers; fi
+	if [ "${BENCH_IDPLOAD:-1}" = 1 ]; then phase idpload && scenario_idpload; fi
 else
 	log "" && log "== peers and IdP load: skipped (they need node and test/idp/node_modules: cd test/idp && npm ci)"
 fi
 
+phase summary
 log ""
 log "== summary (ranges are min-max over $ROUNDS rounds; a ratio compares cibaproxy with the reference run just before it)"
 awk -F'\t' '
@@ -506,10 +551,14 @@ $1 == "s6a" || $1 == "s6b" { s6[$3] += $4; upd($1 SUBSEP "cib" SUBSEP "rps", $4)
 	upd($1 SUBSEP $2 SUBSEP "rps", $4); upd($1 SUBSEP $2 SUBSEP "p50", $5 / 1000); upd($1 SUBSEP $2 SUBSEP "p99", $7 / 1000)
 	v[$1, $2, $3, "rps"] = $4; v[$1, $2, $3, "p50"] = $5; v[$1, $2, $3, "p99"] = $7; rounds[$3] = 1
 	if ($11 != 0) bad = bad "  " $1 " " $2 " round " $3 ": " $11 " socket errors\n"
-	if ($1 != "s3" && $1 != "r3" && $10 != $9) bad = bad "  " $1 " " $2 " round " $3 ": " ($9 - $10) " answers were not 400\n"
-	if (($1 == "s3" || $1 == "r3") && $10 != 0) bad = bad "  " $1 " round " $3 ": " $10 " answers were not 2xx\n"
+	if ($1 !~ /^[src]3/ && $10 != $9) bad = bad "  " $1 " " $2 " round " $3 ": " ($9 - $10) " answers were not 400\n"
+	if ($1 ~ /^[src]3/ && $10 != 0) bad = bad "  " $1 " round " $3 ": " $10 " answers were not 2xx\n"
 }
 END {
+	for (r in rounds) for (i = 1; i <= 3; i++) {
+		c = (i == 1) ? "c1c64" : (i == 2 ? "c1c1" : "c3")
+		if ((c "w1", "cib", r, "rps") in v && (c "w0", "cib", r, "rps") in v) upd(c SUBSEP "wr", v[c "w1", "cib", r, "rps"] / v[c "w0", "cib", r, "rps"])
+	}
 	for (r in s6) if (("s6one", "cib", r, "rps") in v) { upd("s6sum", s6[r]); upd("s6r", s6[r] / v["s6one", "cib", r, "rps"]) }
 	for (r in rounds) for (s = 1; s <= 4; s++) {
 		c64 = (s <= 2 ? "s" s : "r" (s - 2)) "c64"; c1 = (s <= 2 ? "s" s : "r" (s - 2)) "c1"
@@ -552,11 +601,23 @@ END {
 			printf "%-34s %-14s %-14s %-13s %s\n", "redis 5 approval->ping p99 ms", "-", range(lo["r5", "cib", "p99"], hi["r5", "cib", "p99"]), "", "<= 50: " verdict(hi["r5", "cib", "p99"] <= 50, lo["r5", "cib", "p99"] <= 50)
 		printf "%-34s %-14s %-14s %-13s %s\n", "6 two instances / one, req/s", range(lo["s6one", "cib", "rps"], hi["s6one", "cib", "rps"]), range(lo["s6sum"], hi["s6sum"]), range(lo["s6r"], hi["s6r"]), ">= 1.6: " verdict(lo["s6r"] >= 1.6, hi["s6r"] >= 1.6) " (2 CPUs shared by both instances, Redis and wrk)"
 	}
+	if (("c3w1", "cib", "rps") in lo) {
+		printf "%-34s %-14s %-14s %-13s %s\n", "cluster", "wait_replicas 0", "wait_replicas 1", "ratio 1/0", ""
+		printf "%-34s %-14s %-14s %-13s %s\n", "cluster 1 one id, 64 conn: req/s", range(lo["c1c64w0", "cib", "rps"], hi["c1c64w0", "cib", "rps"]), range(lo["c1c64w1", "cib", "rps"], hi["c1c64w1", "cib", "rps"]), range(lo["c1c64", "wr"], hi["c1c64", "wr"]), ""
+		printf "%-34s %-14s %-14s\n", "cluster 1 one id, 64 conn: p99 ms", range(lo["c1c64w0", "cib", "p99"], hi["c1c64w0", "cib", "p99"]), range(lo["c1c64w1", "cib", "p99"], hi["c1c64w1", "cib", "p99"])
+		printf "%-34s %-14s %-14s\n", "cluster 1 one id, 1 conn: p50 ms", range(lo["c1c1w0", "cib", "p50"], hi["c1c1w0", "cib", "p50"]), range(lo["c1c1w1", "cib", "p50"], hi["c1c1w1", "cib", "p50"])
+		printf "%-34s %-14s %-14s %-13s %s\n", "cluster 3 bc-authorize: req/s", range(lo["c3w0", "cib", "rps"], hi["c3w0", "cib", "rps"]), range(lo["c3w1", "cib", "rps"], hi["c3w1", "cib", "rps"]), range(lo["c3", "wr"], hi["c3", "wr"]), "(the cost of the durability WAIT; >= 5000 req/s: " verdict(lo["c3w1", "cib", "rps"] >= 5000, hi["c3w1", "cib", "rps"] >= 5000) ")"
+		printf "%-34s %-14s %-14s\n", "cluster 3 bc-authorize: p50 ms", range(lo["c3w0", "cib", "p50"], hi["c3w0", "cib", "p50"]), range(lo["c3w1", "cib", "p50"], hi["c3w1", "cib", "p50"])
+		printf "%-34s %-14s %-14s\n", "cluster 3 bc-authorize: p99 ms", range(lo["c3w0", "cib", "p99"], hi["c3w0", "cib", "p99"]), range(lo["c3w1", "cib", "p99"], hi["c3w1", "cib", "p99"])
+	}
 	if (bad != "") printf "\nANOMALIES:\n%s", bad
 }
 function verdict(all, some) { return all ? "met" : (some ? "met in some rounds" : "NOT met") }
 ' "$RESULTS"
 [ -f "$TMP/mem.txt" ] && grep -E 'bytes per request|objects per request|marking per request' "$TMP/mem.txt" | sed 's/^ *memfill: /4 memory: /'
+phase charts
 draw_charts
+phase
 log ""
+log "phases (s):$PHASE_LIST"
 log "bench: done in ${SECONDS}s"

@@ -192,17 +192,17 @@ scenario_flows() {
 		start cibaproxy-flows-prof env CIBAPROXY_BENCH_PPROF=$SCALE_PPROF BENCH_ADDR=$SCALE_ADDR BENCH_DATA="$TMP/data-flows-prof" BENCH_WEBHOOK="http://$SCALE_HOOK/hook" "$TMP/cibaproxy-pprof" serve --config bench/bench.yaml
 		pid=$STARTED
 		wait_up $SCALE_ADDR
-		curl -s -o "$TMP/flows.pprof" "http://$SCALE_PPROF/debug/pprof/profile?seconds=8" &
+		curl -s -o "$TMP/flows.pprof" "http://$SCALE_PPROF/debug/pprof/profile?seconds=$PROF_S" &
 		local cpid=$!
 		sleep 0.2
-		"$TMP/flows" -url "http://$SCALE_ADDR" -listen $SCALE_HOOK -c 32 -d 9s -label embedded-profiled >"$TMP/flows-prof.txt" 2>&1 || true
+		"$TMP/flows" -url "http://$SCALE_ADDR" -listen $SCALE_HOOK -c 32 -d $((PROF_S + 1))s -label embedded-profiled >"$TMP/flows-prof.txt" 2>&1 || true
 		wait $cpid
 		stop "$pid"
 		local top sign
 		top=$($GO tool pprof -top -cum -nodecount=200 "$TMP/cibaproxy-pprof" "$TMP/flows.pprof" 2>/dev/null)
 		sign=$(awk '/internal\/keys\.\(\*Manager\)\.Sign$/ {print $5; exit}' <<<"$top")
 		{
-			echo "# cibaproxy CPU profile: complete flows (bench/flows -c 32 -d 9s: bc-authorize, webhook, approval, token), embedded store, generated RS256 key"
+			echo "# cibaproxy CPU profile: complete flows (bench/flows -c 32 -d $((PROF_S + 1))s: bc-authorize, webhook, approval, token), embedded store, generated RS256 key"
 			echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown); made by make bench (bench/run.sh, bench/scale.sh)"
 			echo "# $(grep '^FLOWS ' "$TMP/flows-prof.txt")"
 			echo "# signing (keys.(*Manager).Sign, cumulative): ${sign:-?} of cibaproxy's CPU samples"
