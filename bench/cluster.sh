@@ -45,7 +45,7 @@ cluster_free() {
 # every node says cluster_state:ok and every replica's link is up (at most
 # 60 s). The node pids are in CLUSTER_PIDS.
 cluster_up() {
-	local p i ok addrs=()
+	local p i ok info addrs=()
 	CLUSTER_PIDS=()
 	for p in $CLUSTER_PORTS; do
 		mkdir -p "$TMP/cluster/$p"
@@ -57,7 +57,7 @@ cluster_up() {
 	done
 	for p in $CLUSTER_PORTS; do
 		for i in $(seq 100); do
-			redis-cli -p "$p" ping 2>/dev/null | grep -q PONG && break
+			[ "$(redis-cli -p "$p" ping 2>/dev/null)" = PONG ] && break
 			sleep 0.1
 		done
 	done
@@ -68,10 +68,11 @@ cluster_up() {
 	for i in $(seq 600); do
 		ok=1
 		for p in $CLUSTER_PORTS; do
-			redis-cli -p "$p" cluster info 2>/dev/null | grep -q '^cluster_state:ok' || ok=0
-			if redis-cli -p "$p" info replication 2>/dev/null | grep -q '^role:slave'; then
-				redis-cli -p "$p" info replication 2>/dev/null | grep -q '^master_link_status:up' || ok=0
-			fi
+			[[ $(redis-cli -p "$p" cluster info 2>/dev/null) == *cluster_state:ok* ]] || ok=0
+			info=$(redis-cli -p "$p" info replication 2>/dev/null | tr -d '\r') || true
+			case $info in
+			*role:slave*) [[ $info == *master_link_status:up* ]] || ok=0 ;;
+			esac
 		done
 		[ "$ok" = 1 ] && return 0
 		sleep 0.1
@@ -94,8 +95,12 @@ scenario_cluster() {
 	cluster_free || return 1
 	local t0=$SECONDS
 	cluster_up || { cluster_down; return 1; }
-	local masters
-	masters=$(for p in $CLUSTER_PORTS; do redis-cli -p "$p" info replication | grep -q '^role:master' && printf '127.0.0.1:%s ' "$p"; done)
+	local masters= p role
+	for p in $CLUSTER_PORTS; do
+		role=$(redis-cli -p "$p" info replication | tr -d '\r' | sed -n 's/^role://p')
+		[ "$role" = master ] && masters="$masters 127.0.0.1:$p"
+	done
+	masters=${masters# }
 	log "   cluster ready in $((SECONDS - t0)) s; masters: $masters"
 	set -- $masters
 	local seeds=(BENCH_REDIS="$1" BENCH_REDIS2="$2" BENCH_REDIS3="$3")

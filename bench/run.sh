@@ -523,7 +523,7 @@ scenario_peers() {
 }
 scenario_idpload() {
 	local n=${BENCH_IDPLOAD_N:-1000} d="-delay-min 5s -delay-max 20s"
-	[ "${BENCH_QUICK:-0}" = 1 ] && n=${BENCH_IDPLOAD_N:-200} d="-delay-min 2s -delay-max 6s"
+	[ "${BENCH_QUICK:-0}" = 1 ] && n=${BENCH_IDPLOAD_N:-100} d="-delay-min 1s -delay-max 3s -warm 100"
 	log "" && log "== IdP load: $n pending requests, clients polling node-oidc-provider directly or through cibaproxy (bench/idpload)"
 	$GO build -trimpath -o "$TMP/idpload" ./bench/idpload
 	"$TMP/idpload" -cibaproxy "$TMP/cibaproxy" -n "$n" $d -port $((PORT + 50)) -out "$OUT/idpload.tsv"
@@ -602,7 +602,7 @@ END {
 		printf "%-34s %-14s %-14s %-13s %s\n", "6 two instances / one, req/s", range(lo["s6one", "cib", "rps"], hi["s6one", "cib", "rps"]), range(lo["s6sum"], hi["s6sum"]), range(lo["s6r"], hi["s6r"]), ">= 1.6: " verdict(lo["s6r"] >= 1.6, hi["s6r"] >= 1.6) " (2 CPUs shared by both instances, Redis and wrk)"
 	}
 	if (("c3w1", "cib", "rps") in lo) {
-		printf "%-34s %-14s %-14s %-13s %s\n", "cluster", "wait_replicas 0", "wait_replicas 1", "ratio 1/0", ""
+		printf "%-34s %-14s %-14s %-13s %s\n", "cluster (store.redis.wait_replicas)", "0 (no WAIT)", "1 (default)", "ratio 1/0", ""
 		printf "%-34s %-14s %-14s %-13s %s\n", "cluster 1 one id, 64 conn: req/s", range(lo["c1c64w0", "cib", "rps"], hi["c1c64w0", "cib", "rps"]), range(lo["c1c64w1", "cib", "rps"], hi["c1c64w1", "cib", "rps"]), range(lo["c1c64", "wr"], hi["c1c64", "wr"]), ""
 		printf "%-34s %-14s %-14s\n", "cluster 1 one id, 64 conn: p99 ms", range(lo["c1c64w0", "cib", "p99"], hi["c1c64w0", "cib", "p99"]), range(lo["c1c64w1", "cib", "p99"], hi["c1c64w1", "cib", "p99"])
 		printf "%-34s %-14s %-14s\n", "cluster 1 one id, 1 conn: p50 ms", range(lo["c1c1w0", "cib", "p50"], hi["c1c1w0", "cib", "p50"]), range(lo["c1c1w1", "cib", "p50"], hi["c1c1w1", "cib", "p50"])
