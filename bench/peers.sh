@@ -26,7 +26,7 @@
 # BENCH_DURATION_C1 (5s), BENCH_WARMUP (5s, one unmeasured run per server first;
 # node-oidc-provider gets 1-connection passes before, until it answered
 # BENCH_PEERS_WARM_MIN, 5000), BENCH_QUICK=1
-# (defaults of 1 round of 5s and 3s, 2s warm-up, 2000 polls), BENCH_PEERS_PORT (18120: uses it .. +2),
+# (defaults of 1 round of 5s and 3s, 2s warm-up, 1000 polls), BENCH_PEERS_PORT (18120: uses it .. +2),
 # BENCH_OUT (bench/out). Everything listens on 127.0.0.1; every load is
 # bounded by wrk -d; only the processes started here are stopped.
 set -euo pipefail
@@ -43,7 +43,7 @@ if [ "${BENCH_QUICK:-0}" = 1 ]; then
 	DUR=${BENCH_DURATION:-5s}
 	DUR1=${BENCH_DURATION_C1:-3s}
 	WARM=${BENCH_WARMUP:-2s}
-	: "${BENCH_PEERS_WARM_MIN:=2000}"
+	: "${BENCH_PEERS_WARM_MIN:=1000}"
 fi
 PORT=${BENCH_PEERS_PORT:-18120}
 OUT=${BENCH_OUT:-$ROOT/bench/out}

@@ -6,7 +6,7 @@
 # numbers and the ratio ranges against the targets of the performance issue.
 # See BENCHMARKS.md for what each scenario is and for recorded results.
 #
-#   1. pending poll of one auth_req_id: wrk -t2 -c64 -d10s, and -t1 -c1 -d5s
+#   1. pending poll of one auth_req_id: wrk -t2 -c64 -d5s, and -t1 -c1 -d3s
 #   2. pending polls round-robin over BENCH_N (100 000) pending requests
 #   3. POST /bc-authorize (durable write, webhook channel to a 204 sink)
 #   4. memory: 1 000 000 pending requests (bench/memfill)
@@ -21,11 +21,11 @@
 #   of scenario 4 (text summaries in bench/profiles/).
 #
 # Everything listens on 127.0.0.1; every load run is bounded by wrk -d.
-# Knobs (environment): BENCH_ROUNDS (3), BENCH_DURATION (10s, 64-connection
-# runs), BENCH_DURATION_C1 (5s, 1-connection runs), BENCH_WARMUP (5s, one
+# Knobs (environment): BENCH_ROUNDS (3), BENCH_DURATION (5s, 64-connection
+# runs), BENCH_DURATION_C1 (3s, 1-connection runs), BENCH_WARMUP (3s, one
 # unmeasured pass over the pending requests per server), BENCH_N (100000),
 # BENCH_MEM_N (1000000, 0 skips), BENCH_PROFILE (1; 0 skips),
-# BENCH_PROFILE_SECONDS (8), BENCH_PING_FLOWS (200), BENCH_CLUSTER (1 when
+# BENCH_PROFILE_SECONDS (6), BENCH_PING_FLOWS (200), BENCH_CLUSTER (1 when
 # redis-server and redis-cli exist; 0 skips), BENCH_PORT (18080: uses
 # BENCH_PORT .. BENCH_PORT+55, and +10030 .. +10035 for the Cluster bus),
 # BENCH_KEEP (1 keeps the temp dir). BENCH_QUICK=1: small sizes, for a check
@@ -39,20 +39,20 @@ cd "$(dirname "$0")/.."
 # whole benchmark works; its figures are not results.
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
 	: "${BENCH_ROUNDS:=1}" "${BENCH_DURATION:=2s}" "${BENCH_DURATION_C1:=1s}" "${BENCH_WARMUP:=1s}"
-	: "${BENCH_N:=5000}" "${BENCH_MEM_N:=100000}" "${BENCH_PROFILE_SECONDS:=2}" "${BENCH_PING_FLOWS:=50}"
+	: "${BENCH_N:=5000}" "${BENCH_MEM_N:=50000}" "${BENCH_PROFILE_SECONDS:=2}" "${BENCH_PING_FLOWS:=50}"
 fi
 ROOT=$PWD
 GO=${GO:-go}
 ROUNDS=${BENCH_ROUNDS:-3}
-DUR=${BENCH_DURATION:-10s}
-DUR1=${BENCH_DURATION_C1:-5s}
-WARM=${BENCH_WARMUP:-5s}
+DUR=${BENCH_DURATION:-5s}
+DUR1=${BENCH_DURATION_C1:-3s}
+WARM=${BENCH_WARMUP:-3s}
 N=${BENCH_N:-100000}
 MEM_N=${BENCH_MEM_N:-1000000}
 PROFILE=${BENCH_PROFILE:-1}
 # Seconds of each CPU profile (its wrk run lasts one more) and the
 # approvals timed per scenario-5 run.
-PROF_S=${BENCH_PROFILE_SECONDS:-8}
+PROF_S=${BENCH_PROFILE_SECONDS:-6}
 PING_FLOWS=${BENCH_PING_FLOWS:-200}
 PORT=${BENCH_PORT:-18080}
 CIB_ADDR=127.0.0.1:$PORT          # cibaproxy, polls (no channel)
@@ -519,12 +519,17 @@ fi
 # (bench/out, for the charts) and $OUT/raw. Ports: BENCH_PORT+40 .. +42, +50 .. +52.
 scenario_peers() {
 	log "" && log "== peers: poll path of the reference, cibaproxy and node-oidc-provider (bench/peers.sh)"
-	BENCH_BIN=$TMP BENCH_OUT=$OUT BENCH_PEERS_PORT=$((PORT + 40)) BENCH_ROUNDS=$ROUNDS BENCH_DURATION=$DUR BENCH_DURATION_C1=$DUR1 bench/peers.sh
+	BENCH_BIN=$TMP BENCH_OUT=$OUT BENCH_PEERS_PORT=$((PORT + 40)) BENCH_ROUNDS=$ROUNDS BENCH_DURATION=$DUR BENCH_DURATION_C1=$DUR1 BENCH_WARMUP=$WARM bench/peers.sh
 }
 scenario_idpload() {
 	local n=${BENCH_IDPLOAD_N:-1000} d="-delay-min 5s -delay-max 20s"
-	[ "${BENCH_QUICK:-0}" = 1 ] && n=${BENCH_IDPLOAD_N:-100} d="-delay-min 1s -delay-max 3s -warm 100"
+	if [ "${BENCH_QUICK:-0}" = 1 ]; then
+		# The ciba relay in poll mode is the slowest mode (cibaproxy polls
+		# the IdP at the 5 s interval after each approval): quick skips it.
+		n=${BENCH_IDPLOAD_N:-100} d="-delay-min 1s -delay-max 3s -warm 100 -modes ${BENCH_IDPLOAD_MODES:-direct,ciba-ping,oidc}"
+	fi
 	log "" && log "== IdP load: $n pending requests, clients polling node-oidc-provider directly or through cibaproxy (bench/idpload)"
+	[ "${BENCH_QUICK:-0}" = 1 ] && [ -z "${BENCH_IDPLOAD_MODES:-}" ] && log "   BENCH_QUICK: the ciba mode (relay, poll: the slowest) is skipped; a full run has it"
 	$GO build -trimpath -o "$TMP/idpload" ./bench/idpload
 	"$TMP/idpload" -cibaproxy "$TMP/cibaproxy" -n "$n" $d -port $((PORT + 50)) -out "$OUT/idpload.tsv"
 }

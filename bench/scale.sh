@@ -24,21 +24,23 @@
 # Knobs (environment): BENCH_SWEEP ("1 1000 10000 100000"; "" skips),
 # BENCH_SWEEP_DURATION (5s), BENCH_HELD ("10000 50000 100000"; "" skips: a
 # count above what the open-file limit allows is skipped, and the largest
-# count it allows is measured instead), BENCH_FLOWS (1; 0 skips),
-# BENCH_FLOWS_DURATION (10s), BENCH_CHARTS (1; 0 skips), and BENCH_QUICK=1
+# count it allows is measured instead), BENCH_HELD_SAMPLE (200 approvals
+# timed), BENCH_FLOWS (1; 0 skips), BENCH_FLOWS_DURATION (6s), BENCH_CHARTS (1; 0 skips), and BENCH_QUICK=1
 # for small sizes. Ports: BENCH_PORT+20 .. BENCH_PORT+24.
 
 SCALE_QUICK=${BENCH_QUICK:-0}
 if [ "$SCALE_QUICK" = 1 ]; then
 	SWEEP=${BENCH_SWEEP-1 1000 5000}
 	SWEEP_DUR=${BENCH_SWEEP_DURATION:-2s}
-	HELD=${BENCH_HELD-2000 5000}
-	FLOWS_DUR=${BENCH_FLOWS_DURATION:-3s}
+	HELD=${BENCH_HELD-3000}
+	HELD_SAMPLE=${BENCH_HELD_SAMPLE:-100}
+	FLOWS_DUR=${BENCH_FLOWS_DURATION:-2s}
 else
 	SWEEP=${BENCH_SWEEP-1 1000 10000 100000}
 	SWEEP_DUR=${BENCH_SWEEP_DURATION:-5s}
 	HELD=${BENCH_HELD-10000 50000 100000}
-	FLOWS_DUR=${BENCH_FLOWS_DURATION:-10s}
+	HELD_SAMPLE=${BENCH_HELD_SAMPLE:-200}
+	FLOWS_DUR=${BENCH_FLOWS_DURATION:-6s}
 fi
 FLOWS=${BENCH_FLOWS:-1}
 CHARTS=${BENCH_CHARTS:-1}
@@ -100,7 +102,7 @@ scenario_sweep() {
 scenario_heldpolls() {
 	[ -n "$HELD" ] || return 0
 	log ""
-	log "== held polls: N held long polls (long_poll 60s) on one cibaproxy, from 127.0.0.2, 127.0.0.3, ... (bench/heldpolls); 200 approvals timed to their held poll's answer"
+	log "== held polls: N held long polls (long_poll 60s) on one cibaproxy, from 127.0.0.2, 127.0.0.3, ... (bench/heldpolls); $HELD_SAMPLE approvals timed to their held poll's answer"
 	scale_free || return 1
 	rm -f "$OUT/heldpolls.tsv"
 	# Each held poll is an open file in cibaproxy and in the driver: both
@@ -129,7 +131,7 @@ scenario_heldpolls() {
 		local prof=()
 		if [ "$bin" != "$TMP/cibaproxy" ] && [ "$n" = "$last" ]; then prof=(-pprof "http://$SCALE_PPROF" -pprof-out "$TMP/held-$n"); fi
 		"$TMP/heldpolls" -url "http://$SCALE_ADDR" -metrics "http://$SCALE_METRICS/metrics" -listen $SCALE_HOOK \
-			-n "$n" -per-source 10000 -sample 200 -c 4 -tsv "$OUT/heldpolls.tsv" "${prof[@]}" 2>&1 | tee "$TMP/held-$n.txt" | sed 's/^/   /'
+			-n "$n" -per-source 10000 -sample "$HELD_SAMPLE" -c 4 -tsv "$OUT/heldpolls.tsv" "${prof[@]}" 2>&1 | tee "$TMP/held-$n.txt" | sed 's/^/   /'
 		log "   open-file limit of cibaproxy: $(awk '/open files/ {print $4 " (soft), " $5 " (hard)"}' "/proc/$pidx/limits" 2>/dev/null)"
 		stop "$pidx"
 	done
