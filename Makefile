@@ -68,7 +68,8 @@ fuzz:
 	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 # Poll, bc-authorize and memory benchmarks against a bare net/http reference
-# (needs wrk; about 5 minutes; see BENCHMARKS.md and bench/run.sh).
+# (needs wrk; under 15 minutes, BENCH_QUICK=1 under 3; see BENCHMARKS.md and
+# bench/run.sh).
 bench:
 	GO=$(GO) bench/run.sh
 

@@ -40,6 +40,10 @@ cd "$(dirname "$0")/.."
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
 	: "${BENCH_ROUNDS:=1}" "${BENCH_DURATION:=2s}" "${BENCH_DURATION_C1:=1s}" "${BENCH_WARMUP:=1s}"
 	: "${BENCH_N:=5000}" "${BENCH_MEM_N:=50000}" "${BENCH_PROFILE_SECONDS:=2}" "${BENCH_PING_FLOWS:=50}"
+	# The profiles are the slowest part for what a check learns from them,
+	# and they would replace the recorded bench/profiles/*.txt: skipped.
+	QUICK_NOPROF=${BENCH_PROFILE:-}
+	: "${BENCH_PROFILE:=0}"
 fi
 ROOT=$PWD
 GO=${GO:-go}
@@ -208,6 +212,9 @@ log "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2
 log "tools:   $($GO version | cut -d' ' -f3-), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 log "commit:  $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (tree has uncommitted changes)')"
 log "rounds:  $ROUNDS; 64-connection runs wrk -t2 -c64 -d$DUR, 1-connection runs wrk -t1 -c1 -d$DUR1"
+if [ "${BENCH_QUICK:-0}" = 1 ] && [ -z "${QUICK_NOPROF:-}" ]; then
+	log "BENCH_QUICK: the CPU and heap profiles are skipped (BENCH_PROFILE=1 takes them); the IdP load skips its ciba poll mode"
+fi
 
 phase build
 log ""
