@@ -2,7 +2,8 @@
 # The Redis Cluster variant of scenarios 1 and 3 (issue #22), sourced by
 # bench/run.sh, which provides start, stop, wait_up, load, log, calc, $TMP,
 # $ROOT, $PORT, $ROUNDS, $DUR, $DUR1, $AUTH, $POLL_PREFIX, $AUTHZ_BODY,
-# $CIB_ADDR, $AUTHZ_ADDR and $SINK_ADDR (the webhook sink, running).
+# drain_hooks, poll, $CIB_ADDR, $AUTHZ_ADDR and $SINK_ADDR (the webhook
+# sink, running).
 #
 #   scenario_cluster   a Redis Cluster of three masters with one replica each
 #                      (redis-server --cluster-enabled yes, one temp dir per
@@ -106,7 +107,7 @@ scenario_cluster() {
 	local seeds=(BENCH_REDIS="$1" BENCH_REDIS2="$2" BENCH_REDIS3="$3")
 	sed 's/^\(    wait_replicas:\) 1$/\1 0/' bench/bench-cluster.yaml >"$TMP/bench-cluster-w0.yaml"
 	grep -q '^    wait_replicas: 0$' "$TMP/bench-cluster-w0.yaml" || { echo "bench: no wait_replicas line in bench/bench-cluster.yaml" >&2; return 1; }
-	local r w cfg pid id
+	local r w cfg pid id before
 	for r in $(seq "$ROUNDS"); do
 		for w in 1 0; do
 			cfg=bench/bench-cluster.yaml
@@ -126,7 +127,9 @@ scenario_cluster() {
 			start cibaproxy-cluster3-$r-w$w env BENCH_ADDR=$AUTHZ_ADDR BENCH_WEBHOOK="http://$SINK_ADDR/hook" "${seeds[@]}" "$TMP/cibaproxy" serve --config "$cfg"
 			pid=$STARTED
 			wait_up $AUTHZ_ADDR
+			before=$(curl -s "http://$SINK_ADDR/count")
 			load c3w$w cib "$r" $AUTHZ_ADDR 2 64 "$DUR" BENCH_AUTH="$AUTH" BENCH_PATH=/bc-authorize BENCH_BODY="$AUTHZ_BODY"
+			drain_hooks c3w$w "$r" "$before"
 			stop "$pid"
 		done
 	done
