@@ -57,10 +57,15 @@ cluster_up() {
 		addrs+=("127.0.0.1:$p")
 	done
 	for p in $CLUSTER_PORTS; do
-		for i in $(seq 100); do
+		for i in $(seq 300); do
 			[ "$(redis-cli -p "$p" ping 2>/dev/null)" = PONG ] && break
 			sleep 0.1
 		done
+		if [ "$(redis-cli -p "$p" ping 2>/dev/null)" != PONG ]; then
+			echo "bench: the Redis Cluster node on port $p did not answer in 30 s; its log:" >&2
+			tail -20 "$TMP/redis-cluster-$p.log" >&2
+			return 1
+		fi
 	done
 	redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$TMP/cluster-create.txt" 2>&1 || {
 		cat "$TMP/cluster-create.txt" >&2
