@@ -18,6 +18,9 @@ var forbidden = map[string][]string{
 	// consent words scopes and expiry for the pages and the e-mail; it
 	// knows nothing of requests.
 	"internal/consent": {"internal/ciba"},
+	// dpop verifies DPoP proofs and returns its own errors; its replay
+	// record is a store's through an adapter (clientauth.ProofReplay).
+	"internal/dpop": {"internal/ciba"},
 	// Leaves that serve the domain without knowing it: they declare what
 	// they need, and their callers adapt.
 	"internal/limit":    {"internal/ciba"},

@@ -60,3 +60,33 @@ func (r *StoreReplay) Seen(ctx context.Context, key string, until time.Time) err
 		return fmt.Errorf("clientauth: recording %s: %w", key, err)
 	}
 }
+
+// ProofReplay is a dpop.Replay on the records of a store, so a DPoP proof
+// is accepted once across all instances that share the store (RFC 9449
+// §11.1). It records as a StoreReplay does.
+type ProofReplay struct {
+	records *StoreReplay
+}
+
+// NewProofReplay returns a dpop.Replay that records keys with
+// store.PutRecord under the record kind kind (for example "dpop"); now is
+// the verifier's clock (nil means time.Now).
+func NewProofReplay(store Records, kind string, now func() time.Time) ProofReplay {
+	r := NewStoreReplay(store, kind)
+	r.Now = now
+	return ProofReplay{records: r}
+}
+
+// Seen implements dpop.Replay: true for a key already recorded, an error
+// wrapping the store's when the record cannot be made.
+func (p ProofReplay) Seen(ctx context.Context, key string, until time.Time) (bool, error) {
+	err := p.records.Seen(ctx, key, until)
+	switch {
+	case err == nil:
+		return false, nil
+	case errors.Is(err, jose.ErrReplay):
+		return true, nil
+	default:
+		return false, err
+	}
+}
