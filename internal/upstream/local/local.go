@@ -258,6 +258,15 @@ type grant struct {
 	// (RFC 8705 §3.1); "" for unbound tokens. A refresh binds the new
 	// access token to the certificate of the refresh request instead.
 	CertThumbprint string `json:"x5t#S256,omitempty"`
+	// JKT is the thumbprint of the DPoP key the access tokens are bound to
+	// (cnf.jkt, RFC 9449 §6.1); "" for tokens not bound to one. A refresh
+	// binds the new access token to the key of the refresh request's proof.
+	JKT string `json:"jkt,omitempty"`
+	// RefreshJKT is the DPoP key the refresh token itself is bound to: a
+	// public client's (RFC 9449 §5), which no client authentication
+	// protects; "" for a confidential client's, bound to the client by its
+	// authentication.
+	RefreshJKT string `json:"refresh_jkt,omitempty"`
 	// Family names the refresh tokens descended from one grant by
 	// rotation: when a used one comes back, the whole family is revoked
 	// (RFC 9700 §4.14.2), as the server cannot tell the thief from the
@@ -279,17 +288,30 @@ func (u *Upstream) issue(ctx context.Context, g grant, usr *User, authReqID stri
 		"auth_time": g.AuthTime.Unix(),
 		"jti":       random(16),
 	}
+	cnf := map[string]string{}
 	if g.CertThumbprint != "" {
 		// RFC 8705 §3.1: the confirmation method x5t#S256 (RFC 7800 cnf).
-		claims["cnf"] = map[string]string{"x5t#S256": g.CertThumbprint}
+		cnf["x5t#S256"] = g.CertThumbprint
+	}
+	if g.JKT != "" {
+		// RFC 9449 §6.1: the confirmation method jkt.
+		cnf["jkt"] = g.JKT
+	}
+	if len(cnf) > 0 {
+		claims["cnf"] = cnf
 	}
 	at, err := u.cfg.Signer.Sign(claims, "at+jwt")
 	if err != nil {
 		return nil, fmt.Errorf("local: sign access token: %w", err)
 	}
 	// A certificate-bound token is still used as a bearer token (RFC 6750)
-	// over mutual TLS: RFC 8705 defines no token type of its own.
-	tr := &ciba.TokenResponse{AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(u.cfg.AccessTokenTTL / time.Second), Scope: scope}
+	// over mutual TLS: RFC 8705 defines no token type of its own. A
+	// DPoP-bound one is of type DPoP (RFC 9449 §5).
+	tokenType := "Bearer"
+	if g.JKT != "" {
+		tokenType = "DPoP"
+	}
+	tr := &ciba.TokenResponse{AccessToken: at, TokenType: tokenType, ExpiresIn: int64(u.cfg.AccessTokenTTL / time.Second), Scope: scope}
 	alg := u.cfg.Signer.Alg()
 	idt := map[string]any{
 		"iss":       u.cfg.Issuer,
@@ -353,6 +375,22 @@ func (u *Upstream) issue(ctx context.Context, g grant, usr *User, authReqID stri
 // used. Access tokens already issued stay valid until they expire (they
 // are JWTs checked without a call back here).
 func (u *Upstream) Refresh(ctx context.Context, clientID, refreshToken, scope, cert string, now time.Time) (*ciba.TokenResponse, error) {
+	return u.RefreshBound(ctx, clientID, refreshToken, scope, ciba.Binding{Cert: cert}, now)
+}
+
+// RefreshBound is Refresh with the keys the refresh request proved it
+// holds (b): b.Cert as Refresh's cert, and b.JKT, the thumbprint of the
+// request's DPoP proof ("" for none), to which the new access token is
+// bound (cnf.jkt, token_type DPoP; RFC 9449 §5). A refresh token whose
+// access tokens were DPoP-bound is refused without a proof rather than
+// turned into bearer tokens. The refresh tokens of a public client
+// (b.PublicClient) that refreshes with a proof are bound to its key from
+// then on: each later refresh needs a proof of the same key (RFC 9449 §5),
+// so a stolen refresh token is of no use without the private key. A
+// confidential client may refresh with another key (key rotation); its
+// refresh tokens are bound to it by its authentication.
+func (u *Upstream) RefreshBound(ctx context.Context, clientID, refreshToken, scope string, b ciba.Binding, now time.Time) (*ciba.TokenResponse, error) {
+	cert := b.Cert
 	if refreshToken == "" {
 		return nil, tokenErr(ciba.CodeInvalidRequest, "refresh_token is required")
 	}
@@ -404,6 +442,16 @@ func (u *Upstream) Refresh(ctx context.Context, clientID, refreshToken, scope, c
 		return nil, tokenErr(ciba.CodeInvalidGrant, "the refresh token was issued with certificate-bound access tokens; refresh over mutual TLS with the client certificate (RFC 8705 §3)")
 	}
 	g.CertThumbprint = cert
+	switch {
+	case g.RefreshJKT != "" && b.JKT != g.RefreshJKT:
+		return nil, tokenErr(ciba.CodeInvalidGrant, "the refresh token is bound to a DPoP key; refresh with a DPoP proof of that key (RFC 9449 §5)")
+	case g.JKT != "" && b.JKT == "":
+		return nil, tokenErr(ciba.CodeInvalidGrant, "the refresh token was issued with DPoP-bound access tokens; refresh with a DPoP proof (RFC 9449 §5)")
+	}
+	g.JKT = b.JKT
+	if b.PublicClient && b.JKT != "" {
+		g.RefreshJKT = b.JKT
+	}
 	// Marked used only now, and atomically: of two concurrent uses one
 	// wins, and the other is a reuse.
 	switch err := u.cfg.Store.PutRecord(ctx, RecordRefreshUsed, key, []byte(g.Family), u.markTTL()); {
