@@ -126,7 +126,7 @@ func newDeviceClients(cfg *config.Config) deviceClients {
 		}
 		d.enabled[c.ID] = true
 		if c.IsPublic() {
-			d.public[c.ID] = &ciba.Client{ID: c.ID, Name: c.Name, Scopes: c.Scopes}
+			d.public[c.ID] = &ciba.Client{ID: c.ID, Name: c.Name, Scopes: c.Scopes, DPoPBoundAccessTokens: c.DPoPBoundAccessTokens}
 		}
 	}
 	return d

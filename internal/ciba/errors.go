@@ -58,6 +58,12 @@ const (
 	// CodeTemporarilyUnavailable: a dependency is down; try again later
 	// (RFC 6749 §4.1.2.1).
 	CodeTemporarilyUnavailable ErrorCode = "temporarily_unavailable"
+	// CodeInvalidDPoPProof: the DPoP proof is missing where it is
+	// required, repeated, or fails a check of RFC 9449 §4.3 (RFC 9449 §5).
+	CodeInvalidDPoPProof ErrorCode = "invalid_dpop_proof"
+	// CodeUseDPoPNonce: the server requires a nonce in DPoP proofs; the
+	// answer's DPoP-Nonce header gives one (RFC 9449 §8).
+	CodeUseDPoPNonce ErrorCode = "use_dpop_nonce"
 )
 
 // Error is a protocol error: the code and description answered to the client,

@@ -34,6 +34,10 @@ type Client struct {
 	// presenting the same certificate, and its access tokens carry that
 	// certificate's thumbprint (cnf.x5t#S256, RFC 8705 §3.1).
 	CertBoundAccessTokens bool
+	// DPoPBoundAccessTokens is dpop_bound_access_tokens (RFC 9449 §5.2):
+	// every token request of the client must carry a DPoP proof, and its
+	// access tokens are bound to the proof's key (cnf.jkt).
+	DPoPBoundAccessTokens bool
 	// SkipValidation exempts the client's requests from the
 	// consumption-device validation hook (Validator), e.g. an internal
 	// client the operator already trusts.

@@ -78,6 +78,7 @@ func NewRegistration(ctx context.Context, v *clientmeta.Valid) (*Registration, e
 			Scopes:                m.Scopes,
 			SkipValidation:        m.SkipValidation,
 			CertBoundAccessTokens: m.CertBoundAccessTokens,
+			DPoPBoundAccessTokens: m.DPoPBoundAccessTokens,
 		},
 		methods: m.Methods,
 		tlsAuth: TLSClientAuth{SubjectDN: m.TLSSubjectDN, SANDNS: m.TLSSANDNS, SANURI: m.TLSSANURI, SANEmail: m.TLSSANEmail},

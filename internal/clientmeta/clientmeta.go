@@ -114,6 +114,12 @@ type Metadata struct {
 	// by the server. Its conditions are the configuration's rules; it is
 	// carried to the registration.
 	CertBoundAccessTokens bool
+	// DPoPBoundAccessTokens is dpop_bound_access_tokens (RFC 9449 §5.2):
+	// each token request of the client must carry a DPoP proof, and its
+	// access tokens are bound to the proof's key. Push mode cannot have
+	// it (the tokens are sent with no proof); the upstream's part is the
+	// configuration's rule. It is carried to the registration.
+	DPoPBoundAccessTokens bool
 }
 
 // IsPublic reports whether the client is public: its only method is none.
@@ -203,6 +209,7 @@ func Check(m Metadata) (*Valid, Problems) {
 	c.public()
 	c.profile()
 	c.tlsNames()
+	c.dpop()
 	if len(c.problems) > 0 {
 		return nil, c.problems
 	}

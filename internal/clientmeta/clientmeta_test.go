@@ -103,6 +103,9 @@ func TestEachRuleOnce(t *testing.T) {
 			"backchannel_client_notification_endpoint", "must be empty in poll mode"},
 		{"ping needs a notification endpoint", secretClient, func(m *Metadata) { m.DeliveryMode = ModePing },
 			"backchannel_client_notification_endpoint", "required in ping mode"},
+		{"push mode cannot have DPoP-bound access tokens (RFC 9449 §5)", secretClient, func(m *Metadata) {
+			m.DeliveryMode, m.NotificationEndpoint, m.DPoPBoundAccessTokens = ModePush, "https://c.example/cb", true
+		}, "dpop_bound_access_tokens", "not allowed in push mode"},
 		{"the notification endpoint is an http(s) URL", secretClient, func(m *Metadata) {
 			m.DeliveryMode, m.NotificationEndpoint = ModePush, "ftp://c.example/cb"
 		}, "backchannel_client_notification_endpoint", "must be an absolute http or https URL"},

@@ -277,3 +277,12 @@ func (m *Metadata) tlsNames() []string {
 
 // HasOneTLSName reports whether exactly one tls_client_auth_* name is set.
 func (m *Metadata) HasOneTLSName() bool { return len(m.tlsNames()) == 1 }
+
+// dpop: a client with DPoP-bound access tokens proves its key on each
+// token request (RFC 9449 §5.2); in push mode the tokens are sent to it
+// without any request, so no proof binds them.
+func (c *checker) dpop() {
+	if c.m.DPoPBoundAccessTokens && c.m.DeliveryMode == ModePush {
+		c.fail("dpop_bound_access_tokens", "not allowed in push mode, whose tokens are delivered without a token request to carry a DPoP proof (RFC 9449 §5); use poll or ping")
+	}
+}

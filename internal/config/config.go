@@ -548,6 +548,15 @@ type Client struct {
 	// method under the local upstream ([Config.CertBound]).
 	CertBoundAccessTokens bool `yaml:"tls_client_certificate_bound_access_tokens"`
 
+	// DPoPBoundAccessTokens is dpop_bound_access_tokens (RFC 9449 §5.2):
+	// each token request of the client must carry a DPoP proof (a request
+	// without one is refused with invalid_dpop_proof), and its access
+	// tokens are bound to the proof's key (cnf.jkt, token_type DPoP). Needs
+	// the local upstream (tokens from an identity provider cannot be bound
+	// here) and poll or ping (push delivers tokens with no request to carry
+	// a proof). Default false: a client may still send proofs.
+	DPoPBoundAccessTokens bool `yaml:"dpop_bound_access_tokens"`
+
 	// Profile is the security profile the client is held to: empty
 	// (default) or "fapi-ciba" ([ProfileFAPICIBA]), which requires PS256
 	// or ES256 signed requests, private_key_jwt (or mutual TLS), poll or
@@ -588,5 +597,6 @@ func (c *Config) ClientMetadata(cl *Client) clientmeta.Metadata {
 		ServerFAPI:              c.FAPI.CIBA,
 		SkipValidation:          cl.SkipValidation,
 		CertBoundAccessTokens:   c.CertBound(cl),
+		DPoPBoundAccessTokens:   cl.DPoPBoundAccessTokens,
 	}
 }

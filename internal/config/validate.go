@@ -145,6 +145,7 @@ func (v *validator) validate(c *Config) {
 	v.checkClients(c)
 	v.checkFAPI(c)
 	v.checkTLS(c)
+	v.checkDPoP(c)
 	v.checkOutbound(c)
 	v.checkLimits(c)
 	v.checkDevice(c)

@@ -39,7 +39,8 @@ type cbRefresher struct {
 	certs []string
 }
 
-func (f *cbRefresher) Refresh(_ context.Context, _, _, _, cert string, _ time.Time) (*ciba.TokenResponse, error) {
+func (f *cbRefresher) RefreshBound(_ context.Context, _, _, _ string, b ciba.Binding, _ time.Time) (*ciba.TokenResponse, error) {
+	cert := b.Cert
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.certs = append(f.certs, cert)

@@ -123,7 +123,7 @@ func (s *Server) deviceAuthorization(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	client, err := s.deviceClient(ctx, r, form, s.Issuer+PathDeviceAuthorization)
+	client, _, err := s.deviceClient(ctx, r, form, s.Issuer+PathDeviceAuthorization)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -144,15 +144,17 @@ func (s *Server) deviceAuthorization(w http.ResponseWriter, r *http.Request) {
 
 // deviceClient authenticates the client of a device grant request: a
 // public client by its client_id alone when it sends no credentials
-// (RFC 8628 §3.1, RFC 6749 §2.3), anyone else as everywhere.
-func (s *Server) deviceClient(ctx context.Context, r *http.Request, form url.Values, endpoint string) (*ciba.Client, error) {
+// (RFC 8628 §3.1, RFC 6749 §2.3), anyone else as everywhere. public
+// reports which.
+func (s *Server) deviceClient(ctx context.Context, r *http.Request, form url.Values, endpoint string) (c *ciba.Client, public bool, err error) {
 	if s.Device.Public != nil && r.Header.Get("Authorization") == "" &&
 		!form.Has("client_secret") && !form.Has("client_assertion") && !form.Has("client_assertion_type") {
 		if c, ok := s.Device.Public(form.Get("client_id")); ok {
-			return c, nil
+			return c, true, nil
 		}
 	}
-	return s.Clients.Authenticate(ctx, r, form, endpoint)
+	c, err = s.Clients.Authenticate(ctx, r, form, endpoint)
+	return c, false, err
 }
 
 // show is GET /device: the code entry form, prefilled from

@@ -20,7 +20,7 @@ type clientRefresher struct {
 	clients []string
 }
 
-func (f *clientRefresher) Refresh(_ context.Context, clientID, _, _, _ string, _ time.Time) (*ciba.TokenResponse, error) {
+func (f *clientRefresher) RefreshBound(_ context.Context, clientID, _, _ string, _ ciba.Binding, _ time.Time) (*ciba.TokenResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.clients = append(f.clients, clientID)

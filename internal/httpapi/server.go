@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/dpop"
 )
 
 // Endpoint paths, as published in discovery.
@@ -54,11 +55,12 @@ type Authenticator interface {
 
 // Refresher answers the refresh_token grant (the local upstream).
 type Refresher interface {
-	// Refresh redeems refreshToken of client clientID for new tokens,
-	// optionally with a narrower scope. cert is the x5t#S256 of the client
-	// certificate the new access token is bound to (RFC 8705 §3), "" for
-	// an unbound one.
-	Refresh(ctx context.Context, clientID, refreshToken, scope, cert string, now time.Time) (*ciba.TokenResponse, error)
+	// RefreshBound redeems refreshToken of client clientID for new tokens,
+	// optionally with a narrower scope. b holds the keys the new access
+	// token is bound to: the x5t#S256 of the client certificate (RFC 8705
+	// §3) and the thumbprint of the DPoP proof's key (RFC 9449 §5), ""
+	// each for none, and whether the client is public.
+	RefreshBound(ctx context.Context, clientID, refreshToken, scope string, b ciba.Binding, now time.Time) (*ciba.TokenResponse, error)
 }
 
 // TokenForwarder passes token requests of grants other than CIBA to the
@@ -102,6 +104,10 @@ type Server struct {
 	// fits). It is asked only for clients whose access tokens are
 	// certificate-bound; nil: no request has a certificate.
 	ClientCert func(r *http.Request) (string, error)
+	// DPoP verifies the DPoP proofs of token requests (RFC 9449) when the
+	// upstream's tokens can be bound to them (the local upstream); nil: a
+	// DPoP header is ignored and tokens are bearer tokens.
+	DPoP *dpop.Verifier
 	// Observer counts answered requests; nil counts nothing.
 	Observer Observer
 	// Metrics, when set, is served at PathMetrics on the main listener
@@ -355,12 +361,13 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var client *ciba.Client
+	public := false
 	if s.Device != nil && (gt == GrantDeviceCode || gt == "refresh_token") {
 		// A public device client refreshes by its client_id alone, as it
 		// polls: its refresh tokens are rotated and a reused one revokes
 		// its family (RFC 9700 §4.14.2), what a public client's refresh
 		// tokens need. The refresher refuses another client's token.
-		client, err = s.deviceClient(ctx, r, form, s.Issuer+PathToken)
+		client, public, err = s.deviceClient(ctx, r, form, s.Issuer+PathToken)
 	} else {
 		client, err = s.Clients.Authenticate(ctx, r, form, s.Issuer+PathToken)
 	}
@@ -375,6 +382,18 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	cert, err := s.certBinding(r, client)
 	if err != nil {
 		writeError(w, err)
+		return
+	}
+	jkt, err := s.dpopBinding(w, r, client, s.Issuer+PathToken)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if jkt != "" && (gt == GrantCIBA || gt == GrantDeviceCode) {
+		// The tokens of these grants are minted when the user approves,
+		// before any poll: they cannot be bound to the poll's key, and
+		// unbound tokens are not handed to a client that asked for DPoP.
+		writeError(w, ciba.Errorf(ciba.CodeInvalidDPoPProof, "DPoP-bound tokens are not available for grant_type %s yet; send the request without a DPoP header", gt))
 		return
 	}
 	switch gt {
@@ -401,7 +420,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			writeError(w, ciba.Errorf(ciba.CodeUnsupportedGrantType, "the refresh_token grant is not available with this upstream"))
 			return
 		}
-		tr, err := s.Refresher.Refresh(ctx, client.ID, form.Get("refresh_token"), form.Get("scope"), cert, s.Now())
+		tr, err := s.Refresher.RefreshBound(ctx, client.ID, form.Get("refresh_token"), form.Get("scope"), ciba.Binding{Cert: cert, JKT: jkt, PublicClient: public}, s.Now())
 		if err != nil {
 			writeError(w, err)
 			return
