@@ -24,6 +24,7 @@ import (
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
 	"github.com/cibaproxy/cibaproxy/internal/clientauth"
 	"github.com/cibaproxy/cibaproxy/internal/config"
+	"github.com/cibaproxy/cibaproxy/internal/dpop"
 	"github.com/cibaproxy/cibaproxy/internal/httpapi"
 	"github.com/cibaproxy/cibaproxy/internal/jose"
 	"github.com/cibaproxy/cibaproxy/internal/keys"
@@ -304,6 +305,14 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 			return nil
 		},
 		Logger: log,
+	}
+	if up.refresher != nil {
+		// DPoP (RFC 9449): the local issuer binds its tokens to the
+		// proof's key; a proof's jti is recorded in the store, so it is
+		// accepted once across every instance that shares it.
+		if srv.DPoP, err = dpop.NewVerifier(dpop.Config{Replay: clientauth.NewProofReplay(st, "dpop", nil)}); err != nil {
+			return nil, fmt.Errorf("dpop: %w", err)
+		}
 	}
 	if up.relay == nil { // a relayed request is approved at the upstream
 		srv.Approval = &httpapi.Approval{

@@ -1,0 +1,289 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gojose "github.com/go-jose/go-jose/v4"
+
+	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/clientauth"
+	"github.com/cibaproxy/cibaproxy/internal/clientmeta"
+	"github.com/cibaproxy/cibaproxy/internal/dpop"
+	"github.com/cibaproxy/cibaproxy/internal/seal"
+	"github.com/cibaproxy/cibaproxy/internal/store/memory"
+)
+
+const dpopIssuer = "https://ciba.test"
+
+// bindingRefresher records the binding each refresh was asked for.
+type bindingRefresher struct {
+	mu       sync.Mutex
+	bindings []ciba.Binding
+}
+
+func (f *bindingRefresher) RefreshBound(_ context.Context, _, _, _ string, b ciba.Binding, _ time.Time) (*ciba.TokenResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.bindings = append(f.bindings, b)
+	typ := "Bearer"
+	if b.JKT != "" {
+		typ = "DPoP"
+	}
+	return &ciba.TokenResponse{AccessToken: "at|jkt=" + b.JKT, TokenType: typ}, nil
+}
+
+func (f *bindingRefresher) calls() []ciba.Binding {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]ciba.Binding(nil), f.bindings...)
+}
+
+// dpopEnv is a server with clients "bound" (dpop_bound_access_tokens) and
+// "plain", both with a client secret, on a memory store.
+type dpopEnv struct {
+	st  ciba.Store
+	svc *ciba.Service
+	ref *bindingRefresher
+	srv *httptest.Server
+	key *ecdsa.PrivateKey
+}
+
+func newDPoPEnv(t *testing.T, verifier func(ciba.Store) *dpop.Verifier) *dpopEnv {
+	t.Helper()
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	ring, _ := seal.NewRing(seal.Key{ID: "k", Secret: key})
+	st := memory.New()
+	var regs []*clientauth.Registration
+	clients := map[string]*ciba.Client{}
+	for _, m := range []clientmeta.Metadata{
+		{ID: "bound", DeliveryMode: clientmeta.ModePoll, Secret: "secret", DPoPBoundAccessTokens: true},
+		{ID: "plain", DeliveryMode: clientmeta.ModePoll, Secret: "secret"},
+	} {
+		v, problems := clientmeta.Check(m)
+		if problems != nil {
+			t.Fatal(problems)
+		}
+		reg, err := clientauth.NewRegistration(context.Background(), v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		regs = append(regs, reg)
+		clients[m.ID] = reg.Client()
+	}
+	registry, err := clientauth.NewRegistry(regs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := ciba.NewService(ciba.Config{DefaultExpiry: time.Minute, MaxExpiry: time.Minute, Interval: time.Second, BindingMessageMax: 20}, ciba.Deps{
+		Store: st, Upstream: fakeUpstream{}, Minter: cbMinter{}, Sealer: ring, Notifier: nopNotifier{},
+		Clients:     func(id string) (*ciba.Client, bool) { c, ok := clients[id]; return c, ok },
+		CallbackKey: key,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := &bindingRefresher{}
+	s := &Server{
+		Issuer: dpopIssuer, Service: svc, Clients: &clientauth.Authenticator{Registry: registry}, Refresher: ref, Logger: discard(),
+		Discovery: func(context.Context) (map[string]any, error) { return map[string]any{}, nil },
+		JWKS:      func() any { return map[string]any{} },
+	}
+	if verifier != nil {
+		s.DPoP = verifier(st)
+	}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &dpopEnv{st: st, svc: svc, ref: ref, srv: srv, key: k}
+}
+
+// storeVerifier is the verifier cibaproxy runs: jti records in the store.
+func storeVerifier(st ciba.Store) *dpop.Verifier {
+	v, err := dpop.NewVerifier(dpop.Config{Replay: clientauth.NewProofReplay(st, "dpop", nil)})
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// proof returns a DPoP proof of e's key for POST htu, with extra claims.
+func (e *dpopEnv) proof(t *testing.T, htu string, extra map[string]any) string {
+	t.Helper()
+	claims := map[string]any{"jti": rand.Text(), "htm": "POST", "htu": htu, "iat": time.Now().Unix()}
+	for k, v := range extra {
+		claims[k] = v
+	}
+	s, err := gojose.NewSigner(gojose.SigningKey{Algorithm: gojose.ES256, Key: e.key}, (&gojose.SignerOptions{EmbedJWK: true}).WithType("dpop+jwt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, _ := json.Marshal(claims)
+	jws, err := s.Sign(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := jws.CompactSerialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+// post POSTs form to path as client with the given DPoP headers; it
+// returns the status, the DPoP-Nonce header and the JSON body.
+func (e *dpopEnv) post(t *testing.T, path, client string, form url.Values, proofs ...string) (int, string, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, e.srv.URL+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(client, "secret")
+	for _, p := range proofs {
+		req.Header.Add(headerDPoP, p)
+	}
+	resp, err := e.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var body map[string]any
+	_ = json.Unmarshal(raw, &body)
+	return resp.StatusCode, resp.Header.Get(headerDPoPNonce), body
+}
+
+var refreshForm = url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"rt"}}
+
+// The token endpoint's DPoP rules (RFC 9449 §5): one row per rule.
+func TestTokenDPoP(t *testing.T) {
+	tokenURL := dpopIssuer + PathToken
+	refused := func(t *testing.T, e *dpopEnv, status int, body map[string]any, code, desc string) {
+		t.Helper()
+		if status != http.StatusBadRequest || body["error"] != code || !strings.Contains(body["error_description"].(string), desc) {
+			t.Fatalf("got %d %v, want 400 %s mentioning %q", status, body, code, desc)
+		}
+		if n := len(e.ref.calls()); n != 0 {
+			t.Fatalf("the refresh token reached the issuer (%d calls) though the request was refused", n)
+		}
+	}
+
+	t.Run("a refresh with a valid proof is bound to its key", func(t *testing.T) {
+		e := newDPoPEnv(t, storeVerifier)
+		status, nonce, body := e.post(t, PathToken, "plain", refreshForm, e.proof(t, tokenURL, nil))
+		calls := e.ref.calls()
+		if status != http.StatusOK || len(calls) != 1 || calls[0].JKT == "" || calls[0].PublicClient || body["token_type"] != "DPoP" {
+			t.Fatalf("got %d %v, refresher got %+v", status, body, calls)
+		}
+		if nonce != "" {
+			t.Fatalf("DPoP-Nonce %q without nonces configured", nonce)
+		}
+	})
+	t.Run("more than one DPoP header is invalid_dpop_proof", func(t *testing.T) {
+		e := newDPoPEnv(t, storeVerifier)
+		status, _, body := e.post(t, PathToken, "plain", refreshForm, e.proof(t, tokenURL, nil), e.proof(t, tokenURL, nil))
+		refused(t, e, status, body, "invalid_dpop_proof", "exactly one DPoP header")
+	})
+	t.Run("a dpop_bound_access_tokens client without a proof is invalid_dpop_proof", func(t *testing.T) {
+		e := newDPoPEnv(t, storeVerifier)
+		status, _, body := e.post(t, PathToken, "bound", refreshForm)
+		refused(t, e, status, body, "invalid_dpop_proof", "dpop_bound_access_tokens")
+	})
+	t.Run("a proof for another URL is invalid_dpop_proof", func(t *testing.T) {
+		e := newDPoPEnv(t, storeVerifier)
+		status, _, body := e.post(t, PathToken, "bound", refreshForm, e.proof(t, dpopIssuer+PathBCAuthz, nil))
+		refused(t, e, status, body, "invalid_dpop_proof", "htu")
+	})
+	t.Run("a replayed proof is invalid_dpop_proof", func(t *testing.T) {
+		e := newDPoPEnv(t, storeVerifier)
+		p := e.proof(t, tokenURL, nil)
+		if status, _, body := e.post(t, PathToken, "bound", refreshForm, p); status != http.StatusOK {
+			t.Fatalf("first use: %d %v", status, body)
+		}
+		status, _, body := e.post(t, PathToken, "bound", refreshForm, p)
+		if status != http.StatusBadRequest || body["error"] != "invalid_dpop_proof" || len(e.ref.calls()) != 1 {
+			t.Fatalf("replay: %d %v, refresher calls %d", status, body, len(e.ref.calls()))
+		}
+	})
+	t.Run("with server nonces a proof without one is use_dpop_nonce, and the retry with it passes", func(t *testing.T) {
+		e := newDPoPEnv(t, func(st ciba.Store) *dpop.Verifier {
+			v, err := dpop.NewVerifier(dpop.Config{Replay: clientauth.NewProofReplay(st, "dpop", nil), NonceKey: []byte(strings.Repeat("n", 32))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		})
+		status, nonce, body := e.post(t, PathToken, "bound", refreshForm, e.proof(t, tokenURL, nil))
+		if status != http.StatusBadRequest || body["error"] != "use_dpop_nonce" || nonce == "" {
+			t.Fatalf("without a nonce: %d %q %v, want 400 use_dpop_nonce with DPoP-Nonce", status, nonce, body)
+		}
+		status, next, body := e.post(t, PathToken, "bound", refreshForm, e.proof(t, tokenURL, map[string]any{"nonce": nonce}))
+		if status != http.StatusOK || next == "" || len(e.ref.calls()) != 1 {
+			t.Fatalf("with the nonce: %d %q %v", status, next, body)
+		}
+	})
+	t.Run("a CIBA poll with a proof is refused, not answered with unbound tokens, and stays redeemable", func(t *testing.T) {
+		e := newDPoPEnv(t, storeVerifier)
+		status, _, body := e.post(t, PathBCAuthz, "plain", aliceForm)
+		if status != http.StatusOK {
+			t.Fatalf("bc-authorize: %d %v", status, body)
+		}
+		id := body["auth_req_id"].(string)
+		r, err := e.st.GetRequest(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.svc.ApproveWithMinter(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+		poll := url.Values{"grant_type": {GrantCIBA}, "auth_req_id": {id}}
+		status, _, body = e.post(t, PathToken, "plain", poll, e.proof(t, tokenURL, nil))
+		if status != http.StatusBadRequest || body["error"] != "invalid_dpop_proof" {
+			t.Fatalf("poll with a proof: %d %v, want 400 invalid_dpop_proof", status, body)
+		}
+		if status, _, body = e.post(t, PathToken, "plain", poll); status != http.StatusOK {
+			t.Fatalf("poll without a proof: %d %v, want the tokens", status, body)
+		}
+	})
+	t.Run("without a verifier a proof is ignored and the tokens are bearer tokens", func(t *testing.T) {
+		e := newDPoPEnv(t, nil)
+		status, _, body := e.post(t, PathToken, "plain", refreshForm, e.proof(t, tokenURL, nil))
+		calls := e.ref.calls()
+		if status != http.StatusOK || len(calls) != 1 || calls[0].JKT != "" || body["token_type"] != "Bearer" {
+			t.Fatalf("got %d %v, refresher got %+v", status, body, calls)
+		}
+	})
+}
+
+// dpopError maps the verifier's errors to the wire codes.
+func TestDPoPError(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		code ciba.ErrorCode
+	}{
+		{&dpop.Error{Kind: dpop.ErrInvalidProof, Reason: "x"}, ciba.CodeInvalidDPoPProof},
+		{&dpop.Error{Kind: dpop.ErrReplay, Reason: "x"}, ciba.CodeInvalidDPoPProof},
+		{&dpop.Error{Kind: dpop.ErrUseNonce, Reason: "x"}, ciba.CodeUseDPoPNonce},
+		{&dpop.Error{Kind: dpop.ErrReplayCheck, Reason: "x", Err: ciba.ErrUnavailable}, ciba.CodeTemporarilyUnavailable},
+		{&dpop.Error{Kind: dpop.ErrReplayCheck, Reason: "x", Err: errors.New("bug")}, ciba.CodeServerError},
+		{errors.New("other"), ciba.CodeServerError},
+	} {
+		if got := ciba.AsError(dpopError(tt.err)).Code; got != tt.code {
+			t.Errorf("dpopError(%v) = %s, want %s", tt.err, got, tt.code)
+		}
+	}
+}
