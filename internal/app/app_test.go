@@ -2,15 +2,23 @@ package app
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/cibaproxy/cibaproxy/internal/channel/webhook"
 	"github.com/cibaproxy/cibaproxy/internal/config"
@@ -149,5 +157,46 @@ func TestQuickstartFlow(t *testing.T) {
 	}
 	if tokens["token_type"] != "Bearer" {
 		t.Errorf("token_type %v, want Bearer", tokens["token_type"])
+	}
+
+	// DPoP (RFC 9449): discovery lists the proof algorithms, and a refresh
+	// with a proof gets an access token bound to its key.
+	code, doc := do(http.MethodGet, "/.well-known/openid-configuration", "", "", func(*http.Request) {})
+	if algs, _ := doc["dpop_signing_alg_values_supported"].([]any); code != http.StatusOK || !slices.Contains(algs, any("ES256")) {
+		t.Errorf("discovery: %d dpop_signing_alg_values_supported %v", code, doc["dpop_signing_alg_values_supported"])
+	}
+	rt, _ := tokens["refresh_token"].(string)
+	if rt == "" {
+		t.Fatal("no refresh token to refresh with DPoP")
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, (&jose.SignerOptions{EmbedJWK: true}).WithType("dpop+jwt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, _ := json.Marshal(map[string]any{"jti": rand.Text(), "htm": "POST", "htu": issuer + "/token", "iat": time.Now().Unix()})
+	jws, err := signer.Sign(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proof, _ := jws.CompactSerialize()
+	code, bound := do(http.MethodPost, "/token", "application/x-www-form-urlencoded", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}.Encode(),
+		func(r *http.Request) { r.SetBasicAuth("demo-poll", "demo-poll-secret"); r.Header.Set("DPoP", proof) })
+	if code != http.StatusOK || bound["token_type"] != "DPoP" {
+		t.Fatalf("refresh with DPoP: %d %v", code, bound)
+	}
+	at, _ := bound["access_token"].(string)
+	parts := strings.Split(at, ".")
+	claims, err := base64.RawURLEncoding.DecodeString(parts[min(1, len(parts)-1)])
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwk := jose.JSONWebKey{Key: key.Public()}
+	tp, _ := jwk.Thumbprint(crypto.SHA256)
+	if want := `"jkt":"` + base64.RawURLEncoding.EncodeToString(tp) + `"`; !strings.Contains(string(claims), want) {
+		t.Errorf("access token claims %s lack cnf %s", claims, want)
 	}
 }
