@@ -166,6 +166,7 @@ func (a *Acceptor) Authorize(ctx context.Context, c *Client, p AuthParams) (*Aut
 		Status:            StatusPending,
 		TraceParent:       a.trace(ctx),
 		CertThumbprint:    p.CertThumbprint,
+		DPoPJKT:           p.DPoPJKT,
 	}
 	if p.UserCode != "" {
 		sum := sha256.Sum256([]byte(p.UserCode))

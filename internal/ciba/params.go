@@ -25,6 +25,10 @@ type AuthParams struct {
 	// came with (RFC 8705 §3.1), for a client whose access tokens are
 	// certificate-bound; "" otherwise. It is recorded on the request.
 	CertThumbprint string
+	// DPoPJKT is the thumbprint of the DPoP key the request is bound to
+	// (RFC 9449 §10: the key of a DPoP proof sent with the request, or its
+	// dpop_jkt parameter); "" for none. It is recorded on the request.
+	DPoPJKT string
 }
 
 // MaxNotificationToken is the longest client_notification_token accepted

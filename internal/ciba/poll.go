@@ -55,10 +55,20 @@ func (p *Poller) Poll(ctx context.Context, c *Client, authReqID string) ([]byte,
 // (AuthRequest.CertThumbprint) answers invalid_grant, whatever its state,
 // unless it is the same one (RFC 8705 §3), and stays as it was.
 func (p *Poller) PollCert(ctx context.Context, c *Client, authReqID, cert string) ([]byte, error) {
+	return p.PollBound(ctx, c, authReqID, Binding{Cert: cert})
+}
+
+// PollBound is Poll with the keys the token request proved it holds: the
+// client certificate as PollCert's cert, and the DPoP proof's key (b.JKT,
+// "" for none). A request bound to a DPoP key (AuthRequest.DPoPJKT) is
+// redeemed only with a proof of that key, and a proof is refused for a
+// request that is not bound (its tokens are not), each answered with the
+// request left as it was (checkDPoP).
+func (p *Poller) PollBound(ctx context.Context, c *Client, authReqID string, b Binding) ([]byte, error) {
 	if authReqID == "" {
 		return nil, tokenError(CodeInvalidRequest, "auth_req_id is required")
 	}
-	q := PollQuery{ClientID: c.ID, Kind: KindCIBA, Cert: cert, Rule: p.paceRule(p.now(), p.cfg.LongPoll),
+	q := PollQuery{ClientID: c.ID, Kind: KindCIBA, Cert: b.Cert, JKT: b.JKT, Rule: p.paceRule(p.now(), p.cfg.LongPoll),
 		// A push client may not poll: it is told so once the request is
 		// known to be its own, and its polls are not paced.
 		CheckOnly: c.Mode == ModePush,
@@ -105,6 +115,9 @@ func (p *Poller) poll(ctx context.Context, c *Client, id string, q PollQuery) ([
 	}
 	switch res.Outcome {
 	case PollDone:
+		if err := checkDPoP(res.Request, q.JKT); err != nil {
+			return nil, err
+		}
 		return p.finish(ctx, res.Request, q.Rule.Now)
 	case PollSlow:
 		return nil, p.errSlowDown

@@ -137,6 +137,14 @@ type AuthRequest struct {
 	// certificate (RFC 8705 §3), so a stolen auth_req_id is of no use
 	// without the certificate's private key. Not a secret.
 	CertThumbprint string `json:"cert_thumbprint,omitempty"`
+
+	// DPoPJKT is the JWK SHA-256 thumbprint of the DPoP key the request
+	// was bound to at bc-authorize (RFC 9449 §10); "" otherwise. The tokens
+	// minted for the request carry it in cnf.jkt (RFC 9449 §6.1), and they
+	// are handed out only to a token request with a DPoP proof of that
+	// key, so a stolen auth_req_id is of no use without the private key.
+	// Not a secret.
+	DPoPJKT string `json:"dpop_jkt,omitempty"`
 }
 
 // RelayState tracks a request relayed to a CIBA upstream: cibaproxy polls the

@@ -229,6 +229,12 @@ func (s *Service) PollCert(ctx context.Context, c *Client, authReqID, cert strin
 	return s.poller.PollCert(ctx, c, authReqID, cert)
 }
 
+// PollBound answers a CIBA token request with the keys it proved it holds:
+// a client certificate and a DPoP key (Poller.PollBound).
+func (s *Service) PollBound(ctx context.Context, c *Client, authReqID string, b Binding) ([]byte, error) {
+	return s.poller.PollBound(ctx, c, authReqID, b)
+}
+
 // ReleaseHolds answers every held long poll at once and holds no more
 // (Poller.ReleaseHolds), for a shutdown.
 func (s *Service) ReleaseHolds() { s.poller.ReleaseHolds() }

@@ -235,6 +235,10 @@ type PollQuery struct {
 	// presents ("" for none): a request bound to another certificate is
 	// PollWrongCert.
 	Cert string
+	// JKT is the thumbprint of the token request's DPoP proof key ("" for
+	// none). The store does not read it: the service checks it against a
+	// request no longer pending (checkDPoP) before redeeming it.
+	JKT string
 	// Rule paces the poll; the backend completes it with PollQuery.RuleFor.
 	Rule PaceRule
 	// CheckOnly asks for the checks and the state only: nothing is paced

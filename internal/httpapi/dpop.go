@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"net/http"
 
@@ -30,7 +32,7 @@ func (s *Server) dpopBinding(w http.ResponseWriter, r *http.Request, c *ciba.Cli
 	case len(proofs) > 1:
 		return "", ciba.Errorf(ciba.CodeInvalidDPoPProof, "exactly one DPoP header is allowed, got %d (RFC 9449 §4.3)", len(proofs))
 	case len(proofs) == 0 && c.DPoPBoundAccessTokens:
-		return "", ciba.Errorf(ciba.CodeInvalidDPoPProof, "client %q has DPoP-bound access tokens (dpop_bound_access_tokens): send a DPoP proof with each token request (RFC 9449 §5.2)", c.ID)
+		return "", ciba.Errorf(ciba.CodeInvalidDPoPProof, "client %q has DPoP-bound access tokens (dpop_bound_access_tokens): send a DPoP proof with this request (RFC 9449 §5.2; at bc-authorize dpop_jkt will do, §10)", c.ID)
 	case len(proofs) == 0 || s.DPoP == nil && !c.DPoPBoundAccessTokens:
 		return "", nil
 	case s.DPoP == nil:
@@ -65,4 +67,39 @@ func dpopError(err error) error {
 	default:
 		return &ciba.Error{Code: ciba.CodeInvalidDPoPProof, Description: ciba.SafeDescription(e.Description()), Err: err}
 	}
+}
+
+// requestDPoPKey returns the DPoP key a backchannel authentication request
+// of client c is bound to (RFC 9449 §10): the key of its DPoP proof (for
+// the bc-authorize URL), or its dpop_jkt parameter, or "" for none. The
+// CIBA grant's tokens are minted when the user approves, before any poll,
+// so the key must be known here: a client with dpop_bound_access_tokens
+// must give one, and both, when given, must name the same key.
+func (s *Server) requestDPoPKey(w http.ResponseWriter, r *http.Request, c *ciba.Client, param string) (string, error) {
+	if param != "" && !validJKT(param) {
+		return "", ciba.Errorf(ciba.CodeInvalidRequest, "dpop_jkt must be a JWK SHA-256 thumbprint, base64url without padding (RFC 9449 §10)")
+	}
+	if param != "" && s.DPoP == nil {
+		return "", ciba.Errorf(ciba.CodeInvalidRequest, "dpop_jkt is not supported: tokens of this upstream cannot be bound to a DPoP key here")
+	}
+	// A client that must use DPoP may bind with dpop_jkt alone.
+	bound := *c
+	bound.DPoPBoundAccessTokens = c.DPoPBoundAccessTokens && param == ""
+	jkt, err := s.dpopBinding(w, r, &bound, s.Issuer+PathBCAuthz)
+	switch {
+	case err != nil:
+		return "", err
+	case jkt != "" && param != "" && jkt != param:
+		return "", ciba.Errorf(ciba.CodeInvalidDPoPProof, "dpop_jkt names another key than the DPoP proof's (RFC 9449 §10)")
+	case jkt != "":
+		return jkt, nil
+	}
+	return param, nil
+}
+
+// validJKT reports whether s looks like a JWK SHA-256 thumbprint: 32
+// bytes, base64url without padding.
+func validJKT(s string) bool {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	return err == nil && len(b) == sha256.Size
 }

@@ -2,9 +2,11 @@ package httpapi
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -285,5 +287,132 @@ func TestDPoPError(t *testing.T) {
 		if got := ciba.AsError(dpopError(tt.err)).Code; got != tt.code {
 			t.Errorf("dpopError(%v) = %s, want %s", tt.err, got, tt.code)
 		}
+	}
+}
+
+// jktOf is the thumbprint of e's key, as cnf.jkt carries it.
+func (e *dpopEnv) jktOf(t *testing.T) string {
+	t.Helper()
+	jwk := gojose.JSONWebKey{Key: e.key.Public()}
+	tp, err := jwk.Thumbprint(crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(tp)
+}
+
+// The CIBA grant with DPoP (RFC 9449 §10): the key is fixed at
+// bc-authorize, by a proof or by dpop_jkt, and the tokens are handed out
+// only to a poll with a proof of that key.
+func TestCIBADPoP(t *testing.T) {
+	ctx := context.Background()
+	bcURL, tokenURL := dpopIssuer+PathBCAuthz, dpopIssuer+PathToken
+	with := func(extra url.Values) url.Values {
+		f := url.Values{}
+		for k, v := range aliceForm {
+			f[k] = v
+		}
+		for k, v := range extra {
+			f[k] = v
+		}
+		return f
+	}
+	authorize := func(t *testing.T, e *dpopEnv, client string, form url.Values, proofs ...string) *ciba.AuthRequest {
+		t.Helper()
+		status, _, body := e.post(t, PathBCAuthz, client, form, proofs...)
+		if status != http.StatusOK {
+			t.Fatalf("bc-authorize: %d %v", status, body)
+		}
+		r, err := e.st.GetRequest(ctx, body["auth_req_id"].(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.svc.ApproveWithMinter(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	count := func(st ciba.Store) int {
+		n := 0
+		_ = st.ListRequests(ctx, func(*ciba.AuthRequest) bool { n++; return true })
+		return n
+	}
+
+	t.Run("a proof at bc-authorize binds the request; only a proof of that key redeems it", func(t *testing.T) {
+		e := newDPoPEnv(t, storeVerifier)
+		r := authorize(t, e, "bound", aliceForm, e.proof(t, bcURL, nil))
+		if r.DPoPJKT != e.jktOf(t) {
+			t.Fatalf("stored dpop_jkt %q, want %q", r.DPoPJKT, e.jktOf(t))
+		}
+		poll := url.Values{"grant_type": {GrantCIBA}, "auth_req_id": {r.ID}}
+		other := newDPoPEnv(t, nil) // another key
+		other.srv = e.srv
+		if status, _, body := e.post(t, PathToken, "plain", poll, e.proof(t, tokenURL, nil)); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+			t.Fatalf("another client: %d %v, want invalid_grant", status, body)
+		}
+		if status, _, body := other.post(t, PathToken, "bound", poll, other.proof(t, tokenURL, nil)); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+			t.Fatalf("another key: %d %v, want 400 invalid_grant", status, body)
+		}
+		if status, _, body := e.post(t, PathToken, "bound", poll); status != http.StatusBadRequest || body["error"] != "invalid_dpop_proof" {
+			t.Fatalf("no proof from a bound client: %d %v, want 400 invalid_dpop_proof", status, body)
+		}
+		if status, _, body := e.post(t, PathToken, "bound", poll, e.proof(t, tokenURL, nil)); status != http.StatusOK {
+			t.Fatalf("the same key: %d %v, want the tokens", status, body)
+		}
+	})
+	t.Run("dpop_jkt at bc-authorize binds the request without a proof there", func(t *testing.T) {
+		e := newDPoPEnv(t, storeVerifier)
+		r := authorize(t, e, "bound", with(url.Values{"dpop_jkt": {e.jktOf(t)}}))
+		if r.DPoPJKT != e.jktOf(t) {
+			t.Fatalf("stored dpop_jkt %q", r.DPoPJKT)
+		}
+		poll := url.Values{"grant_type": {GrantCIBA}, "auth_req_id": {r.ID}}
+		if status, _, body := e.post(t, PathToken, "plain", poll); status != http.StatusBadRequest {
+			t.Fatalf("poll by another client: %d %v", status, body)
+		}
+		if status, _, body := e.post(t, PathToken, "bound", poll, e.proof(t, tokenURL, nil)); status != http.StatusOK {
+			t.Fatalf("poll with the key: %d %v", status, body)
+		}
+	})
+	t.Run("an unbound client that bound its request must poll with the proof", func(t *testing.T) {
+		e := newDPoPEnv(t, storeVerifier)
+		r := authorize(t, e, "plain", aliceForm, e.proof(t, bcURL, nil))
+		poll := url.Values{"grant_type": {GrantCIBA}, "auth_req_id": {r.ID}}
+		if status, _, body := e.post(t, PathToken, "plain", poll); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+			t.Fatalf("no proof: %d %v, want 400 invalid_grant", status, body)
+		}
+		if status, _, body := e.post(t, PathToken, "plain", poll, e.proof(t, tokenURL, nil)); status != http.StatusOK {
+			t.Fatalf("with the proof: %d %v", status, body)
+		}
+	})
+	for _, tt := range []struct {
+		name   string
+		client string
+		form   func(e *dpopEnv) url.Values
+		proof  func(t *testing.T, e *dpopEnv) []string
+		code   string
+	}{
+		{"a bound client without a proof or dpop_jkt is invalid_dpop_proof", "bound",
+			func(*dpopEnv) url.Values { return aliceForm }, func(*testing.T, *dpopEnv) []string { return nil }, "invalid_dpop_proof"},
+		{"a proof for the token endpoint is not one for bc-authorize", "bound",
+			func(*dpopEnv) url.Values { return aliceForm }, func(t *testing.T, e *dpopEnv) []string { return []string{e.proof(t, tokenURL, nil)} }, "invalid_dpop_proof"},
+		{"dpop_jkt naming another key than the proof's is invalid_dpop_proof", "plain",
+			func(*dpopEnv) url.Values {
+				return with(url.Values{"dpop_jkt": {"NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"}})
+			},
+			func(t *testing.T, e *dpopEnv) []string { return []string{e.proof(t, bcURL, nil)} }, "invalid_dpop_proof"},
+		{"a dpop_jkt that is not a thumbprint is invalid_request", "plain",
+			func(*dpopEnv) url.Values { return with(url.Values{"dpop_jkt": {"short"}}) }, func(*testing.T, *dpopEnv) []string { return nil }, "invalid_request"},
+	} {
+		t.Run(tt.name+", and nothing is stored", func(t *testing.T) {
+			e := newDPoPEnv(t, storeVerifier)
+			status, _, body := e.post(t, PathBCAuthz, tt.client, tt.form(e), tt.proof(t, e)...)
+			if status != http.StatusBadRequest || body["error"] != tt.code {
+				t.Fatalf("got %d %v, want 400 %s", status, body, tt.code)
+			}
+			if n := count(e.st); n != 0 {
+				t.Fatalf("%d requests stored", n)
+			}
+		})
 	}
 }

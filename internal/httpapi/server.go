@@ -244,7 +244,7 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 
 // authParams are the CIBA §7.1 authentication parameters; with a signed
 // request object they must all be inside it.
-var authParams = []string{"scope", "client_notification_token", "acr_values", "login_hint_token", "id_token_hint", "login_hint", "binding_message", "user_code", "requested_expiry"}
+var authParams = []string{"scope", "client_notification_token", "acr_values", "login_hint_token", "id_token_hint", "login_hint", "binding_message", "user_code", "requested_expiry", "dpop_jkt"}
 
 // backchannelAuthorize is the backchannel authentication endpoint (CIBA §7).
 func (s *Server) backchannelAuthorize(w http.ResponseWriter, r *http.Request) {
@@ -293,6 +293,11 @@ func (s *Server) backchannelAuthorize(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	jkt, err := s.requestDPoPKey(w, r, client, get("dpop_jkt"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	// What the consumption-device validation hook is told of the request.
 	ctx = ciba.WithOrigin(ctx, ciba.Origin{Addr: s.Limits.ClientIP(r), RequestID: RequestID(ctx)})
 	resp, err := s.Service.Authorize(ctx, client, ciba.AuthParams{
@@ -308,6 +313,7 @@ func (s *Server) backchannelAuthorize(w http.ResponseWriter, r *http.Request) {
 		ClientNotificationToken: get("client_notification_token"),
 		ACRValues:               get("acr_values"),
 		CertThumbprint:          cert,
+		DPoPJKT:                 jkt,
 	})
 	if err != nil {
 		writeError(w, err)
@@ -389,9 +395,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if jkt != "" && (gt == GrantCIBA || gt == GrantDeviceCode) {
-		// The tokens of these grants are minted when the user approves,
-		// before any poll: they cannot be bound to the poll's key, and
+	if jkt != "" && gt == GrantDeviceCode {
+		// The device grant's tokens are minted when the user approves,
+		// before any poll, and its requests are not bound to a key yet:
 		// unbound tokens are not handed to a client that asked for DPoP.
 		writeError(w, ciba.Errorf(ciba.CodeInvalidDPoPProof, "DPoP-bound tokens are not available for grant_type %s yet; send the request without a DPoP header", gt))
 		return
@@ -409,7 +415,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		}
 		writeJSON(w, http.StatusOK, body)
 	case GrantCIBA:
-		body, err := s.Service.PollCert(ctx, client, form.Get("auth_req_id"), cert)
+		body, err := s.Service.PollBound(ctx, client, form.Get("auth_req_id"), ciba.Binding{Cert: cert, JKT: jkt})
 		if err != nil {
 			writeError(w, err)
 			return

@@ -95,3 +95,23 @@ func TestRefreshDPoPBound(t *testing.T) {
 		}
 	})
 }
+
+// A request bound to a DPoP key at bc-authorize gets a DPoP access token
+// bound to it (RFC 9449 §6.1, §10).
+func TestMintDPoPBound(t *testing.T) {
+	const key1 = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
+	ctx, now := context.Background(), time.Now()
+	u, m, _ := newUpstream(t)
+	tr, err := u.Mint(ctx, &ciba.AuthRequest{ID: "r", ClientID: "c1", Subject: "sub-alice", Scopes: []string{"openid"}, AuthTime: now, DPoPJKT: key1}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := claims(t, m, tr.AccessToken)["cnf"].(map[string]any)
+	if c["jkt"] != key1 || tr.TokenType != "DPoP" {
+		t.Fatalf("cnf %v, token_type %q; want jkt %q, DPoP", c, tr.TokenType, key1)
+	}
+	// Its refresh token is not refreshed into bearer tokens.
+	if _, err := u.RefreshBound(ctx, "c1", tr.RefreshToken, "", ciba.Binding{}, now); ciba.AsError(err).Code != ciba.CodeInvalidGrant {
+		t.Fatalf("refresh without a proof: err = %v, want invalid_grant", err)
+	}
+}

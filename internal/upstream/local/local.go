@@ -239,13 +239,15 @@ var scopeClaims = map[string][]string{
 // carrying the CIBA claims that push mode needs (CIBA §10.3.1), and a
 // refresh token. A request bound to a client certificate
 // (r.CertThumbprint) gets a certificate-bound access token: its cnf claim
-// holds the certificate's x5t#S256 (RFC 8705 §3.1).
+// holds the certificate's x5t#S256 (RFC 8705 §3.1). A request bound to a
+// DPoP key (r.DPoPJKT) gets a DPoP access token (cnf.jkt, token_type DPoP,
+// RFC 9449 §6.1).
 func (u *Upstream) Mint(ctx context.Context, r *ciba.AuthRequest, now time.Time) (*ciba.TokenResponse, error) {
 	usr := u.bySubject[r.Subject]
 	if usr == nil {
 		return nil, fmt.Errorf("local: user %q no longer exists", r.Subject)
 	}
-	return u.issue(ctx, grant{ClientID: r.ClientID, Subject: r.Subject, Scopes: r.Scopes, AuthTime: r.AuthTime, CertThumbprint: r.CertThumbprint, Family: random(16)}, usr, r.ID, now)
+	return u.issue(ctx, grant{ClientID: r.ClientID, Subject: r.Subject, Scopes: r.Scopes, AuthTime: r.AuthTime, CertThumbprint: r.CertThumbprint, JKT: r.DPoPJKT, Family: random(16)}, usr, r.ID, now)
 }
 
 // grant is what a refresh token stands for.
