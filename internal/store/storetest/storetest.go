@@ -65,6 +65,7 @@ var tests = []struct {
 	{"ListRequests stops when fn returns false", testListStops},
 	{"ListRequests is safe while other goroutines write", testListConcurrent},
 	{"the client certificate thumbprint survives create, update, list and redeem", testCertThumbprint},
+	{"the DPoP key thumbprint survives create, update and a poll of the decided request", testDPoPJKT},
 
 	// Pace.
 	{"UpdatePace starts from a zero Pace and keeps the result", testPace},
@@ -1273,5 +1274,35 @@ func testClosed(t *testing.T, s ciba.Store) {
 	}
 	if err := s.Close(); err != nil {
 		t.Errorf("a second Close: %v", err)
+	}
+}
+
+// testDPoPJKT: a request bound to a DPoP key (RFC 9449 §10) stays bound
+// through every change, and the poll that finds it decided reads the key,
+// which the service checks before redeeming.
+func testDPoPJKT(t *testing.T, s ciba.Store) {
+	const jkt = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
+	r := NewRequest()
+	r.DPoPJKT = jkt
+	mustCreate(t, s, r)
+	if got := mustGet(t, s, r.ID).DPoPJKT; got != jkt {
+		t.Fatalf("GetRequest: DPoPJKT = %q, want %q", got, jkt)
+	}
+	now := time.Now().UTC().Round(0)
+	got, err := s.UpdateRequest(t.Context(), r.ID, func(cur *ciba.AuthRequest) error {
+		return cur.Approve(now, now, []byte("sealed"))
+	})
+	if err != nil {
+		t.Fatalf("UpdateRequest: %v", err)
+	}
+	if got.DPoPJKT != jkt {
+		t.Fatalf("UpdateRequest result: DPoPJKT = %q, want %q", got.DPoPJKT, jkt)
+	}
+	res, err := s.Poll(t.Context(), r.ID, ciba.PollQuery{ClientID: r.ClientID, Kind: r.Kind, Cert: r.CertThumbprint, Rule: ciba.PaceRule{Now: now}, Current: true})
+	if err != nil {
+		t.Fatalf("Poll: %v", err)
+	}
+	if res.Outcome != ciba.PollDone || res.Request == nil || res.Request.DPoPJKT != jkt {
+		t.Fatalf("Poll of the approved request: outcome %v, request %+v; want PollDone with DPoPJKT %q", res.Outcome, res.Request, jkt)
 	}
 }
