@@ -5,8 +5,16 @@ package config
 func (v *validator) checkDPoP(c *Config) {
 	for i := range c.Clients {
 		cl := &c.Clients[i]
-		if cl.DPoPBoundAccessTokens && c.Upstream.Type != UpstreamLocal {
-			v.fail(joinKey(joinIndex("clients", i), "dpop_bound_access_tokens"), "not possible with the %s upstream: its access tokens are the identity provider's, which cibaproxy cannot bind to a DPoP key (RFC 9449 §6); have the provider bind them, or remove this setting", c.Upstream.Type)
+		if !cl.DPoPBoundAccessTokens {
+			continue
+		}
+		at := joinKey(joinIndex("clients", i), "dpop_bound_access_tokens")
+		switch {
+		case c.Upstream.Type != UpstreamLocal:
+			v.fail(at, "not possible with the %s upstream: its access tokens are the identity provider's, which cibaproxy cannot bind to a DPoP key (RFC 9449 §6); have the provider bind them, or remove this setting", c.Upstream.Type)
+		case cl.DeviceAuthorization:
+			// Its device_code polls would all be refused.
+			v.fail(at, "not supported with device_authorization yet: the device grant does not bind its tokens to a DPoP key")
 		}
 	}
 }

@@ -19,6 +19,8 @@ func TestDPoPBoundRules(t *testing.T) {
 	}{
 		{"push mode delivers tokens with no request to carry a proof", map[string]string{"clients": clients(poll, push+bound)},
 			"not allowed in push mode"},
+		{"the device grant does not bind to DPoP keys yet", map[string]string{"clients": clients(poll + "device_authorization: true\n" + bound)},
+			"not supported with device_authorization yet"},
 		{"tokens of the oidc upstream cannot be bound here", map[string]string{"upstream": oidc, "clients": clients(poll + bound)},
 			"not possible with the oidc upstream"},
 	} {
