@@ -310,7 +310,15 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		// DPoP (RFC 9449): the local issuer binds its tokens to the
 		// proof's key; a proof's jti is recorded in the store, so it is
 		// accepted once across every instance that shares it.
-		if srv.DPoP, err = dpop.NewVerifier(dpop.Config{Replay: clientauth.NewProofReplay(st, "dpop", nil)}); err != nil {
+		dcfg := dpop.Config{Replay: clientauth.NewProofReplay(st, "dpop", nil)}
+		if cfg.Tokens.DPoPNonce {
+			// Shared through the store, so that every instance accepts
+			// the nonces of the others.
+			if dcfg.NonceKey, _, err = serverSecret(ctx, st, "dpop-nonce-key", 32); err != nil {
+				return nil, err
+			}
+		}
+		if srv.DPoP, err = dpop.NewVerifier(dcfg); err != nil {
 			return nil, fmt.Errorf("dpop: %w", err)
 		}
 	}

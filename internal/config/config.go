@@ -341,6 +341,15 @@ type Tokens struct {
 	// access tokens without the user for this long.
 	RefreshTokenTTL time.Duration `yaml:"refresh_token_ttl"`
 
+	// DPoPNonce makes DPoP proofs carry a server nonce (RFC 9449 §8): a
+	// proof without a valid one is refused with use_dpop_nonce and a
+	// DPoP-Nonce header the client retries with. Nonces are an HMAC over
+	// their time under a key kept in the store, so every instance that
+	// shares the store accepts them; each is good for 5 minutes. It limits
+	// proofs made in advance by someone who had the key for a while.
+	// Default false. The local upstream only.
+	DPoPNonce bool `yaml:"dpop_nonce"`
+
 	// SigningKeyFile is an optional file holding the token signing key: a
 	// PEM RSA (PKCS#1 or PKCS#8, at least 2048 bits) or EC (SEC 1 or
 	// PKCS#8, P-256, P-384 or P-521) private key, or a private JWK. A

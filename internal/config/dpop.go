@@ -3,6 +3,9 @@ package config
 // checkDPoP checks what a client's dpop_bound_access_tokens needs of the
 // server (RFC 9449 §5.2); push mode is clientmeta's rule.
 func (v *validator) checkDPoP(c *Config) {
+	if c.Tokens.DPoPNonce && c.Upstream.Type != UpstreamLocal {
+		v.fail("tokens.dpop_nonce", "has no effect with the %s upstream, whose tokens cibaproxy does not bind to DPoP keys; remove it", c.Upstream.Type)
+	}
 	for i := range c.Clients {
 		cl := &c.Clients[i]
 		if !cl.DPoPBoundAccessTokens {

@@ -35,6 +35,18 @@ func TestDPoPBoundRules(t *testing.T) {
 			}
 		})
 	}
+	t.Run("tokens.dpop_nonce is refused with the oidc upstream, where it would do nothing", func(t *testing.T) {
+		ps := problemsOf(t, doc(map[string]string{"upstream": oidc, "tokens": "tokens:\n  dpop_nonce: true", "clients": clients(poll)}), noEnv)
+		if len(ps) != 1 || ps[0].Path != "tokens.dpop_nonce" || !strings.Contains(ps[0].Message, "no effect with the oidc upstream") {
+			t.Fatalf("problems %v, want one at tokens.dpop_nonce", ps)
+		}
+	})
+	t.Run("tokens.dpop_nonce is read", func(t *testing.T) {
+		c := mustParse(t, doc(map[string]string{"tokens": "tokens:\n  dpop_nonce: true", "clients": clients(poll)}), noEnv)
+		if !c.Tokens.DPoPNonce {
+			t.Fatal("the setting was not read")
+		}
+	})
 	t.Run("a bound poll client of the local upstream is valid and registered bound", func(t *testing.T) {
 		c := mustParse(t, doc(map[string]string{"clients": clients(poll + bound)}), noEnv)
 		if !c.Clients[0].DPoPBoundAccessTokens || !c.Clients[0].Checked.Metadata().DPoPBoundAccessTokens {
