@@ -23,11 +23,12 @@ var forbidden = map[string][]string{
 	"internal/dpop": {"internal/ciba"},
 	// Leaves that serve the domain without knowing it: they declare what
 	// they need, and their callers adapt.
-	"internal/limit":    {"internal/ciba"},
-	"internal/notify":   {"internal/ciba"},
-	"internal/outbound": {"internal/ciba"},
-	"internal/seal":     {"internal/ciba"},
-	"internal/tracing":  {"internal/ciba"},
+	"internal/authzdetails": {"internal/ciba"},
+	"internal/limit":        {"internal/ciba"},
+	"internal/notify":       {"internal/ciba"},
+	"internal/outbound":     {"internal/ciba"},
+	"internal/seal":         {"internal/ciba"},
+	"internal/tracing":      {"internal/ciba"},
 }
 
 // TestForbiddenImports fails when a package depends on one it must not
