@@ -18,7 +18,7 @@ func testRegistry(t *testing.T, lim Limits) *Registry {
 		t.Fatal(err)
 	}
 	r, err := Compile(Schemas{
-		"payment_initiation": doc,
+		"payment_initiation":  doc,
 		"account_information": []byte(`{"type":"object","properties":{"accounts":{"type":"array","maxItems":3}}}`),
 	}, lim)
 	if err != nil {
