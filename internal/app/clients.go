@@ -91,7 +91,7 @@ func discovery(cfg *config.Config, reg registry, up ciba.Upstream) map[string]an
 			return m == clientauth.MethodTLSClientAuth || m == clientauth.MethodSelfSignedTLSClientAuth
 		})
 	}
-	return map[string]any{
+	doc := map[string]any{
 		"issuer":                                cfg.Issuer,
 		"token_endpoint":                        cfg.Issuer + httpapi.PathToken,
 		"backchannel_authentication_endpoint":   cfg.Issuer + httpapi.PathBCAuthz,
@@ -108,6 +108,11 @@ func discovery(cfg *config.Config, reg registry, up ciba.Upstream) map[string]an
 		"claims_supported":                                                []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "name", "email", "email_verified", "preferred_username"},
 		"response_types_supported":                                        []string{},
 	}
+	// RFC 9396 §10: the authorization_details types accepted, when any.
+	if types := cfg.AuthorizationDetails.Registry.Types(); len(types) > 0 {
+		doc["authorization_details_types_supported"] = types
+	}
+	return doc
 }
 
 // deviceClients are the clients of the device authorization grant, from the

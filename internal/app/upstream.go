@@ -140,6 +140,10 @@ func federatedDiscovery(md, own map[string]any) map[string]any {
 		doc[k] = own[k]
 	}
 	doc["backchannel_token_delivery_modes_supported"] = []string{"poll", "ping"}
+	// cibaproxy does not relay authorization_details to a provider yet
+	// (the configuration refuses them with these upstreams): the
+	// provider's types are not accepted at cibaproxy's bc-authorize.
+	delete(doc, "authorization_details_types_supported")
 	// The approval page asks the user to confirm a user_code.
 	doc["backchannel_user_code_parameter_supported"] = true
 	grants := []string{"authorization_code", "refresh_token"}

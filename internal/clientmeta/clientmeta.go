@@ -95,6 +95,14 @@ type Metadata struct {
 	JWKSURI string
 	// Scopes are the scopes the client may request; empty: any.
 	Scopes []string
+	// AuthzDetailsTypes is authorization_details_types: the
+	// authorization_details types (RFC 9396) the client may send; empty:
+	// none.
+	AuthzDetailsTypes []string
+	// ServerAuthzDetailsTypes are the types the server supports (the
+	// configuration's authorization_details.types); each of
+	// AuthzDetailsTypes must be one.
+	ServerAuthzDetailsTypes []string
 	// TLSSubjectDN, TLSSANDNS, TLSSANURI and TLSSANEmail are the
 	// tls_client_auth_* names (RFC 8705 §2.1.2).
 	TLSSubjectDN string
@@ -172,12 +180,18 @@ func (v *Valid) Metadata() Metadata {
 	m := v.m
 	m.Methods = slices.Clone(m.Methods)
 	m.Scopes = slices.Clone(m.Scopes)
+	m.AuthzDetailsTypes = slices.Clone(m.AuthzDetailsTypes)
+	m.ServerAuthzDetailsTypes = slices.Clone(m.ServerAuthzDetailsTypes)
 	m.JWKS = slices.Clone(m.JWKS)
 	return m
 }
 
 // ID is the client_id.
 func (v *Valid) ID() string { return v.m.ID }
+
+// AuthzDetailsTypes are the authorization_details types the client may
+// send; nil when none.
+func (v *Valid) AuthzDetailsTypes() []string { return slices.Clone(v.m.AuthzDetailsTypes) }
 
 // Keys are the public keys of the inline jwks, parsed; nil without jwks.
 func (v *Valid) Keys() []jose.JSONWebKey { return slices.Clone(v.keys) }
@@ -196,6 +210,8 @@ func Check(m Metadata) (*Valid, Problems) {
 		m.Methods = []string{MethodSecretBasic}
 	}
 	m.Scopes = slices.Clone(m.Scopes)
+	m.AuthzDetailsTypes = slices.Clone(m.AuthzDetailsTypes)
+	m.ServerAuthzDetailsTypes = slices.Clone(m.ServerAuthzDetailsTypes)
 	m.JWKS = slices.Clone(m.JWKS)
 	c := checker{m: &m}
 	c.id()
@@ -206,6 +222,7 @@ func Check(m Metadata) (*Valid, Problems) {
 	c.signingAlg(keys)
 	c.hs256()
 	c.scopes()
+	c.authzDetailsTypes()
 	c.public()
 	c.profile()
 	c.tlsNames()

@@ -191,6 +191,48 @@ func (c *checker) scopes() {
 	}
 }
 
+// fieldAuthzTypes is the client's list of authorization_details types.
+const fieldAuthzTypes = "authorization_details_types"
+
+// maxAuthzDetailsType bounds a type name, in bytes.
+const maxAuthzDetailsType = 200
+
+// CheckAuthzDetailsType returns why t cannot be an authorization_details
+// type in the configuration, or "": 1 to 200 printable ASCII characters
+// without spaces, quotes or backslashes (a name or a URI, RFC 9396 §2).
+func CheckAuthzDetailsType(t string) string {
+	if t == "" || len(t) > maxAuthzDetailsType {
+		return fmt.Sprintf("an authorization_details type is 1 to %d characters", maxAuthzDetailsType)
+	}
+	for i := 0; i < len(t); i++ {
+		if c := t[i]; c <= 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			return fmt.Sprintf("authorization_details type %q: use printable ASCII without spaces, quotes or backslashes", t)
+		}
+	}
+	return ""
+}
+
+// authzDetailsTypes: each type valid, listed once, and supported by the
+// server; a public (device-grant-only) client sends none, since it does
+// not use bc-authorize.
+func (c *checker) authzDetailsTypes() {
+	seen := make(map[string]bool)
+	for j, t := range c.m.AuthzDetailsTypes {
+		switch {
+		case CheckAuthzDetailsType(t) != "":
+			c.fail(index(fieldAuthzTypes, j), "%s", CheckAuthzDetailsType(t))
+		case seen[t]:
+			c.fail(index(fieldAuthzTypes, j), "type %q is listed twice", t)
+		case !slices.Contains(c.m.ServerAuthzDetailsTypes, t):
+			c.fail(index(fieldAuthzTypes, j), "type %q is not one of authorization_details.types; configure its schema there first", t)
+		}
+		seen[t] = true
+	}
+	if len(c.m.AuthzDetailsTypes) > 0 && c.m.IsPublic() {
+		c.fail(fieldAuthzTypes, "a public client (token_endpoint_auth_methods: [none]) uses only the device grant, which does not take authorization_details; remove it")
+	}
+}
+
 // public: method none stands alone, and a public client uses the device
 // grant only and has no credentials (RFC 8628 §5.6).
 func (c *checker) public() {

@@ -160,6 +160,11 @@ type Config struct {
 	// Pages brands the approval and device pages (service name, logo,
 	// accent colour) and describes scopes to users.
 	Pages Pages `yaml:"pages"`
+
+	// AuthorizationDetails configures Rich Authorization Requests (RFC
+	// 9396): the authorization_details types accepted, their schemas and
+	// bounds. Off by default.
+	AuthorizationDetails AuthorizationDetails `yaml:"authorization_details"`
 }
 
 // Metrics configures where Prometheus metrics are served. The metrics name
@@ -519,6 +524,12 @@ type Client struct {
 	// pass them on to the provider.
 	Scopes []string `yaml:"scopes"`
 
+	// AuthorizationDetailsTypes are the authorization_details types (RFC
+	// 9396) the client may send at bc-authorize; each must be one of
+	// authorization_details.types. Empty (default): the client may send
+	// none, and a request with authorization_details is refused.
+	AuthorizationDetailsTypes []string `yaml:"authorization_details_types"`
+
 	// Upstream are the client's credentials at the upstream identity
 	// provider (upstream type "oidc"), with which cibaproxy exchanges the
 	// user's authorization code so that the tokens are issued to this
@@ -598,6 +609,8 @@ func (c *Config) ClientMetadata(cl *Client) clientmeta.Metadata {
 		JWKS:                    cl.JWKS,
 		JWKSURI:                 cl.JWKSURI,
 		Scopes:                  cl.Scopes,
+		AuthzDetailsTypes:       cl.AuthorizationDetailsTypes,
+		ServerAuthzDetailsTypes: c.AuthorizationDetails.TypeNames(),
 		TLSSubjectDN:            cl.TLSSubjectDN,
 		TLSSANDNS:               cl.TLSSANDNS,
 		TLSSANURI:               cl.TLSSANURI,

@@ -107,7 +107,7 @@ test.yaml:4: ciba.interval: invalid duration "5 seconds": use a Go duration such
 test.yaml:5: ciba.long_poll: must be between 0 (off) and 1m0s, got 2m0s
 test.yaml:9: upstream.local.users[0].password_hash: required: the bcrypt hash of the user's password
 test.yaml:16: clients[1].backchannel_token_delivery_mode: must be one of poll, ping, push, got "pong"
-test.yaml:17: clients[1].colour: unknown key "colour"; the keys here are allow_hs256_request_object, allowed_networks, backchannel_authentication_request_signing_alg, backchannel_client_notification_endpoint, backchannel_token_delivery_mode, backchannel_user_code_parameter, client_id, client_name, client_secret, client_secret_hash, device_authorization, dpop_bound_access_tokens, jwks, jwks_uri, profile, scopes, skip_validation, tls_client_auth_san_dns, tls_client_auth_san_email, tls_client_auth_san_uri, tls_client_auth_subject_dn, tls_client_certificate_bound_access_tokens, token_endpoint_auth_methods, upstream_credentials`
+test.yaml:17: clients[1].colour: unknown key "colour"; the keys here are allow_hs256_request_object, allowed_networks, authorization_details_types, backchannel_authentication_request_signing_alg, backchannel_client_notification_endpoint, backchannel_token_delivery_mode, backchannel_user_code_parameter, client_id, client_name, client_secret, client_secret_hash, device_authorization, dpop_bound_access_tokens, jwks, jwks_uri, profile, scopes, skip_validation, tls_client_auth_san_dns, tls_client_auth_san_email, tls_client_auth_san_uri, tls_client_auth_subject_dn, tls_client_certificate_bound_access_tokens, token_endpoint_auth_methods, upstream_credentials`
 	if got := ps.Error(); got != want {
 		t.Errorf("got:\n%s\nwant:\n%s", got, want)
 	}

@@ -168,6 +168,11 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		d.integer(n, v, path)
 	case reflect.Float64:
 		d.float(n, v, path)
+	case reflect.Map:
+		if v.Type().Key().Kind() != reflect.String {
+			panic(fmt.Sprintf("config: cannot decode into %s", v.Type()))
+		}
+		d.keyedMap(n, v, path)
 	default:
 		// Only reachable if a field of an unsupported type is added to
 		// the configuration structs.
@@ -344,6 +349,30 @@ func (d *decoder) stringMap(n *yaml.Node, v reflect.Value, path string) {
 		m[p.key.Value] = val.Value
 	}
 	v.Set(reflect.ValueOf(m))
+	d.src.set[path] = true
+}
+
+// keyedMap decodes a mapping whose keys the operator chooses (such as
+// authorization_details.types) into a map from string to any decodable
+// type, each value at the path "path.key".
+func (d *decoder) keyedMap(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.MappingNode {
+		d.col.addBad(d.src, path, n.Line, "expected a mapping (key: value lines), got %s", describe(n))
+		return
+	}
+	m := reflect.MakeMap(v.Type())
+	for _, p := range d.pairs(n, path, make(map[*yaml.Node]bool)) {
+		kp := joinKey(path, p.key.Value)
+		d.src.lines[kp] = p.key.Line
+		val := p.value
+		for val.Kind == yaml.AliasNode && val.Alias != nil {
+			val = val.Alias
+		}
+		e := reflect.New(v.Type().Elem()).Elem()
+		d.decode(val, e, kp)
+		m.SetMapIndex(reflect.ValueOf(p.key.Value).Convert(v.Type().Key()), e)
+	}
+	v.Set(m)
 	d.src.set[path] = true
 }
 

@@ -110,6 +110,7 @@ func (v *validator) defaults(c *Config) {
 	v.limitsDefaults(&c.Limits)
 	v.tlsDefaults(c)
 	v.deviceDefaults(&c.Device)
+	v.authzDetailsDefaults(&c.AuthorizationDetails)
 
 	for i := range c.Clients {
 		cl := &c.Clients[i]
@@ -152,6 +153,7 @@ func (v *validator) validate(c *Config) {
 	v.checkTracing(&c.Tracing)
 	v.checkValidation(c)
 	v.checkPages(&c.Pages)
+	v.checkAuthzDetails(c)
 	switch c.Upstream.Type {
 	case UpstreamOIDC:
 		v.checkOIDC(c)
