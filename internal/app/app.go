@@ -246,6 +246,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		Scopes:            localScopes(cfg),
 		DeliveryTimeout:   deliveryTimeout(cfg),
 		SoleDispatcher:    cfg.Store.Type != config.StoreRedis,
+		AuthzDetails:      cfg.AuthorizationDetails.Registry,
 	}, ciba.Deps{
 		Store:       st,
 		Upstream:    up.Upstream,

@@ -160,25 +160,27 @@ func typeName(t string) string {
 }
 
 // describe picks the first leaf of the validation error tree: the field as
-// a JSON pointer without the leading slash, and the reason, prefixed "does
-// not match the schema:".
+// a JSON pointer without the leading slash, and the reason. The library's
+// messages that would quote the value sent are worded here instead.
 func describe(ve *jsonschema.ValidationError) (field, reason string) {
 	for len(ve.Causes) > 0 {
 		ve = ve.Causes[0]
 	}
 	field = strings.Join(ve.InstanceLocation, "/")
-	var msg string
 	switch k := ve.ErrorKind.(type) {
 	case *kind.Pattern:
-		// The library's message quotes the value; a description does not.
-		msg = "does not match the pattern " + k.Want
+		return field, "does not match the pattern " + bounded(k.Want)
 	case *kind.Format:
-		msg = "is not a valid " + k.Want
+		return field, "is not a valid " + bounded(k.Want)
 	default:
-		msg = ve.ErrorKind.LocalizedString(message.NewPrinter(language.English))
+		return field, "does not match the schema: " + bounded(ve.ErrorKind.LocalizedString(message.NewPrinter(language.English)))
 	}
-	if len(msg) > 160 {
-		msg = msg[:160] + "..."
+}
+
+// bounded shortens a message part to 160 bytes.
+func bounded(s string) string {
+	if len(s) > 160 {
+		return s[:160] + "..."
 	}
-	return field, "does not match the schema: " + msg
+	return s
 }

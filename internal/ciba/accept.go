@@ -108,6 +108,10 @@ func (a *Acceptor) Authorize(ctx context.Context, c *Client, p AuthParams) (*Aut
 	if e != nil {
 		return nil, e
 	}
+	details, e := authorizationDetails(a.cfg.AuthzDetails, c, p.AuthorizationDetails)
+	if e != nil {
+		return nil, e
+	}
 
 	if a.relayer != nil {
 		key, e := a.userKeyFor("", p.Hint)
@@ -167,6 +171,7 @@ func (a *Acceptor) Authorize(ctx context.Context, c *Client, p AuthParams) (*Aut
 		TraceParent:       a.trace(ctx),
 		CertThumbprint:    p.CertThumbprint,
 		DPoPJKT:           p.DPoPJKT,
+		AuthzDetails:      details,
 	}
 	if p.UserCode != "" {
 		sum := sha256.Sum256([]byte(p.UserCode))

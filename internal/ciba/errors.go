@@ -33,6 +33,10 @@ const (
 	// CodeInvalidBindingMessage: the binding_message is too long or has
 	// characters outside the published set (CIBA §13).
 	CodeInvalidBindingMessage ErrorCode = "invalid_binding_message"
+	// CodeInvalidAuthorizationDetails: authorization_details is malformed,
+	// too large, names a type the client may not use, or does not match
+	// its type's schema (RFC 9396 §5).
+	CodeInvalidAuthorizationDetails ErrorCode = "invalid_authorization_details"
 	// CodeInvalidClient: client authentication failed (RFC 6749 §5.2, CIBA §13).
 	// Answered with 401.
 	CodeInvalidClient ErrorCode = "invalid_client"

@@ -1,6 +1,7 @@
 package ciba
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -8,6 +9,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/cibaproxy/cibaproxy/internal/authzdetails"
 )
 
 // AuthParams are the authentication request parameters of CIBA §7.1, as the
@@ -21,6 +24,9 @@ type AuthParams struct {
 	RequestedExpiry         string
 	ClientNotificationToken string
 	ACRValues               string
+	// AuthorizationDetails is authorization_details (RFC 9396) as received:
+	// the form value, or the request object's claim as JSON text.
+	AuthorizationDetails string
 	// CertThumbprint is the x5t#S256 of the client certificate the request
 	// came with (RFC 8705 §3.1), for a client whose access tokens are
 	// certificate-bound; "" otherwise. It is recorded on the request.
@@ -159,6 +165,31 @@ func parseExpiry(s string) (time.Duration, *Error) {
 		return 0, Errorf(CodeInvalidRequest, "requested_expiry must be a positive whole number of seconds, got %q", truncate(s, 32))
 	}
 	return time.Duration(n) * time.Second, nil
+}
+
+// authorizationDetails checks the authorization_details a client sent,
+// value as received ("" for none), against the server's types (reg,
+// Config.AuthzDetails) and the client's (Client.AuthzDetailsTypes), and
+// returns
+// the list in canonical JSON (authzdetails.List.Canonical), "" for none.
+// A refusal is invalid_authorization_details (RFC 9396 §5) whose
+// description names the element and the field.
+func authorizationDetails(reg *authzdetails.Registry, c *Client, value string) (string, *Error) {
+	if value == "" {
+		return "", nil
+	}
+	if reg == nil || len(c.AuthzDetailsTypes) == 0 {
+		return "", Errorf(CodeInvalidAuthorizationDetails, "authorization_details is not accepted for client %q: it may send no authorization_details types", c.ID)
+	}
+	l, err := reg.ParseAndCheck(value, c.AuthzDetailsTypes)
+	if err != nil {
+		var ae *authzdetails.Error
+		if !errors.As(err, &ae) {
+			return "", &Error{Code: CodeServerError, Description: "authorization_details could not be checked", Err: err}
+		}
+		return "", &Error{Code: CodeInvalidAuthorizationDetails, Description: ae.Description(), Err: err}
+	}
+	return string(l.Canonical()), nil
 }
 
 // truncate shortens s for an error description.

@@ -42,6 +42,9 @@ type Client struct {
 	// consumption-device validation hook (Validator), e.g. an internal
 	// client the operator already trusts.
 	SkipValidation bool
+	// AuthzDetailsTypes are the authorization_details types (RFC 9396) the
+	// client may send; empty: none.
+	AuthzDetailsTypes []string
 }
 
 // Hint is the user identification hint of a request (CIBA §7.1): exactly one

@@ -145,6 +145,14 @@ type AuthRequest struct {
 	// key, so a stolen auth_req_id is of no use without the private key.
 	// Not a secret.
 	DPoPJKT string `json:"dpop_jkt,omitempty"`
+
+	// AuthzDetails is the request's authorization_details (RFC 9396) as
+	// checked at bc-authorize, in canonical JSON
+	// (authzdetails.List.Canonical): what the user is asked to approve
+	// and the tokens carry. "" when the client sent none. Kept as a string
+	// so that a store cannot reformat it (its digest is what the user
+	// approved).
+	AuthzDetails string `json:"authorization_details,omitempty"`
 }
 
 // RelayState tracks a request relayed to a CIBA upstream: cibaproxy polls the

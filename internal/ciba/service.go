@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/cibaproxy/cibaproxy/internal/authzdetails"
 )
 
 // Config holds the protocol settings of the service.
@@ -56,6 +58,9 @@ type Config struct {
 	// when the lease runs out. Leave it false for a store that instances
 	// share.
 	SoleDispatcher bool
+	// AuthzDetails are the authorization_details types (RFC 9396) the
+	// server accepts, with their schemas and bounds; nil accepts none.
+	AuthzDetails *authzdetails.Registry
 }
 
 // DefaultDeliveryTimeout is Config.DeliveryTimeout when zero: the

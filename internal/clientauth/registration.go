@@ -79,6 +79,7 @@ func NewRegistration(ctx context.Context, v *clientmeta.Valid) (*Registration, e
 			SkipValidation:        m.SkipValidation,
 			CertBoundAccessTokens: m.CertBoundAccessTokens,
 			DPoPBoundAccessTokens: m.DPoPBoundAccessTokens,
+			AuthzDetailsTypes:     m.AuthzDetailsTypes,
 		},
 		methods: m.Methods,
 		tlsAuth: TLSClientAuth{SubjectDN: m.TLSSubjectDN, SANDNS: m.TLSSANDNS, SANURI: m.TLSSANURI, SANEmail: m.TLSSANEmail},

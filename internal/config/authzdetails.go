@@ -9,7 +9,7 @@ import (
 
 // Bounds of authorization_details.max_bytes and max_count.
 const (
-	maxAuthzDetailsBytes = 64 << 10
+	maxAuthzDetailsBytes = 16 << 10 // the form's bound of one parameter (httpapi)
 	maxAuthzDetailsCount = 100
 )
 
@@ -24,7 +24,7 @@ type AuthorizationDetails struct {
 	Types map[string]AuthorizationDetailsType `yaml:"types"`
 
 	// MaxBytes bounds the parameter as received, in bytes. Default 8192
-	// ([authzdetails.DefaultMaxBytes]); at most 65536.
+	// ([authzdetails.DefaultMaxBytes]); at most 16384 (the largest form parameter accepted).
 	MaxBytes int `yaml:"max_bytes"`
 
 	// MaxCount bounds the number of elements. Default 10

@@ -97,8 +97,8 @@ func TestAuthorizationDetailsRules(t *testing.T) {
 	tests := []struct {
 		name, section, clients, path, msg string
 	}{
-		{"max_bytes at least 64", "authorization_details:\n  max_bytes: 10", "", "authorization_details.max_bytes", "from 64 to 65536"},
-		{"max_bytes at most 64 KiB", "authorization_details:\n  max_bytes: 70000", "", "authorization_details.max_bytes", "from 64 to 65536"},
+		{"max_bytes at least 64", "authorization_details:\n  max_bytes: 10", "", "authorization_details.max_bytes", "from 64 to 16384"},
+		{"max_bytes at most 16 KiB", "authorization_details:\n  max_bytes: 16385", "", "authorization_details.max_bytes", "from 64 to 16384"},
 		{"max_bytes not 0", "authorization_details:\n  max_bytes: 0", "", "authorization_details.max_bytes", "got 0"},
 		{"max_count at least 1", "authorization_details:\n  max_count: 0", "", "authorization_details.max_count", "from 1 to 100"},
 		{"max_count at most 100", "authorization_details:\n  max_count: 101", "", "authorization_details.max_count", "from 1 to 100"},

@@ -60,6 +60,16 @@ func TestClaimGetter(t *testing.T) {
 	if err != nil || get("requested_expiry") != "120" || get("scope") != "openid" || get("user_code") != "" {
 		t.Fatalf("get = %v", err)
 	}
+	// authorization_details: an array is passed on as JSON text, a string
+	// as it is.
+	get, err = claimGetter(map[string]any{"authorization_details": []any{map[string]any{"type": "a", "n": json.Number("1.50")}}})
+	if err != nil || get("authorization_details") != `[{"n":1.50,"type":"a"}]` {
+		t.Fatalf("authorization_details = %q, %v", get("authorization_details"), err)
+	}
+	get, err = claimGetter(map[string]any{"authorization_details": `[{"type":"a"}]`})
+	if err != nil || get("authorization_details") != `[{"type":"a"}]` {
+		t.Fatalf("authorization_details = %q, %v", get("authorization_details"), err)
+	}
 	for name, claims := range map[string]map[string]any{
 		"a numeric scope is refused":        {"scope": json.Number("1")},
 		"an array login_hint is refused":    {"login_hint": []any{"a"}},

@@ -244,7 +244,7 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 
 // authParams are the CIBA §7.1 authentication parameters; with a signed
 // request object they must all be inside it.
-var authParams = []string{"scope", "client_notification_token", "acr_values", "login_hint_token", "id_token_hint", "login_hint", "binding_message", "user_code", "requested_expiry", "dpop_jkt"}
+var authParams = []string{"scope", "client_notification_token", "acr_values", "login_hint_token", "id_token_hint", "login_hint", "binding_message", "user_code", "requested_expiry", "dpop_jkt", "authorization_details"}
 
 // backchannelAuthorize is the backchannel authentication endpoint (CIBA §7).
 func (s *Server) backchannelAuthorize(w http.ResponseWriter, r *http.Request) {
@@ -312,6 +312,7 @@ func (s *Server) backchannelAuthorize(w http.ResponseWriter, r *http.Request) {
 		RequestedExpiry:         get("requested_expiry"),
 		ClientNotificationToken: get("client_notification_token"),
 		ACRValues:               get("acr_values"),
+		AuthorizationDetails:    get("authorization_details"),
 		CertThumbprint:          cert,
 		DPoPJKT:                 jkt,
 	})
@@ -324,12 +325,22 @@ func (s *Server) backchannelAuthorize(w http.ResponseWriter, r *http.Request) {
 
 // claimGetter turns request-object claims into a parameter getter. The
 // parameters are strings, except requested_expiry, which may be a number
-// (CIBA §7.1.1 examples use both).
+// (CIBA §7.1.1 examples use both), and authorization_details, a JSON array
+// (RFC 9396 §3) passed on as JSON text (or a string holding one, as in the
+// form).
 func claimGetter(claims map[string]any) (func(string) string, error) {
 	vals := make(map[string]string, len(authParams))
 	for _, p := range authParams {
 		v, ok := claims[p]
 		if !ok || v == nil {
+			continue
+		}
+		if _, isString := v.(string); p == "authorization_details" && !isString {
+			text, err := json.Marshal(v)
+			if err != nil {
+				return nil, ciba.Errorf(ciba.CodeInvalidAuthorizationDetails, "request object claim authorization_details cannot be read as JSON")
+			}
+			vals[p] = string(text)
 			continue
 		}
 		switch x := v.(type) {

@@ -151,6 +151,9 @@ func NewRequest() *ciba.AuthRequest {
 			Polls: 1, Failures: 2, LastError: "connection refused"},
 		TraceParent:    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 		CertThumbprint: "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2",
+		// Canonical JSON with a number a JSON round trip through float64
+		// would rewrite (123.50): a store keeps it byte for byte.
+		AuthzDetails: `[{"creditorName":"Merchant A","instructedAmount":{"amount":123.50,"currency":"EUR"},"type":"payment_initiation"}]`,
 	}
 }
 
