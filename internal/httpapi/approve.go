@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cibaproxy/cibaproxy/internal/authzdetails"
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
 	"github.com/cibaproxy/cibaproxy/internal/consent"
 	"github.com/cibaproxy/cibaproxy/internal/limit"
@@ -77,6 +78,9 @@ type page struct {
 	User           string
 	Binding        string
 	Scopes         []consent.Scope
+	// Details are the request's authorization_details (RFC 9396), shown
+	// in full so that the user approves exactly them.
+	Details []authzdetails.View
 	Expires        expiry
 	CSRF           string
 	Error          string
@@ -124,7 +128,23 @@ func (a *Approval) form(req *ciba.AuthRequest, client *ciba.Client, cookie, prob
 		Scopes: a.Pages.scopes(req.Scopes), Expires: expiresAt(req.ExpiresAt, time.Now()),
 		CSRF: a.csrf(cookie, req.ApprovalID), Error: problem, Form: true,
 		Federated: a.Federation != nil, UserCode: a.confirmsUserCode(req),
+		Details: detailViews(req.AuthzDetails),
 	}
+}
+
+// detailViews returns the stored authorization_details as the page shows
+// them; nil for none. The list was checked at bc-authorize, so it decodes;
+// if it did not, the page shows one element saying so rather than nothing,
+// and approving stays possible only for what is shown.
+func detailViews(stored string) []authzdetails.View {
+	if stored == "" {
+		return nil
+	}
+	l, err := authzdetails.FromJSON([]byte(stored))
+	if err != nil {
+		return []authzdetails.View{{Type: "(details that cannot be shown)"}}
+	}
+	return l.Views()
 }
 
 // confirmsUserCode reports whether the page asks the user to confirm the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -172,5 +173,66 @@ func TestBCAuthorizeAuthorizationDetailsRefused(t *testing.T) {
 				t.Errorf("error_description %q, want it to contain %q", desc, tc.desc)
 			}
 		})
+	}
+}
+
+// TestApprovalPageShowsAuthorizationDetails: the approval page shows every
+// element of the request's authorization_details: its type, amounts with
+// their currency, actions, locations and every other field, HTML-escaped.
+func TestApprovalPageShowsAuthorizationDetails(t *testing.T) {
+	_, st, srv := approvalServer(t, time.Now)
+	now := time.Now()
+	r := &ciba.AuthRequest{
+		ID: "rar-req", ApprovalID: "rar-approval", ClientID: bank.ID, Mode: ciba.ModePoll, Subject: "alice", LoginHint: "alice",
+		Scopes: []string{"openid"}, CreatedAt: now, ExpiresAt: now.Add(time.Minute), Interval: time.Second, Status: ciba.StatusPending,
+		AuthzDetails: `[{"actions":["initiate"],"creditorAccount":{"iban":"DE02100100109307118603"},"creditorName":"Merchant <A>",` +
+			`"instructedAmount":{"amount":"123.50","currency":"EUR"},"locations":["https://bank.example/pay"],"type":"payment_initiation"},` +
+			`{"type":"account_information","accounts":["DE1","DE2"]}]`,
+	}
+	if err := st.CreateRequest(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(srv.URL + PathApprove + r.ApprovalID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	body := string(b)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d\n%s", resp.StatusCode, body)
+	}
+	for _, want := range []string{
+		`<h2 id="details-heading">To approve</h2>`,
+		`<code>payment_initiation</code>`,
+		`<dt>instructedAmount</dt><dd class="amount"><strong>123.50 EUR</strong></dd>`,
+		`<dt>actions</dt><dd>initiate</dd>`,
+		`<dt>locations</dt><dd>https://bank.example/pay</dd>`,
+		`<dt>creditorAccount.iban</dt><dd>DE02100100109307118603</dd>`,
+		`<dt>creditorName</dt><dd>Merchant &lt;A&gt;</dd>`,
+		`<code>account_information</code>`,
+		`<dt>accounts</dt><dd>DE1, DE2</dd>`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the page does not show %s", want)
+		}
+	}
+	if strings.Contains(body, "Merchant <A>") {
+		t.Error("a value is not HTML-escaped")
+	}
+	// Without details, no section.
+	r2 := *r
+	r2.ID, r2.ApprovalID, r2.AuthzDetails = "plain-req", "plain-approval", ""
+	if err := st.CreateRequest(context.Background(), &r2); err != nil {
+		t.Fatal(err)
+	}
+	resp2, err := http.Get(srv.URL + PathApprove + r2.ApprovalID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp2.Body.Close()
+	b2, _ := io.ReadAll(resp2.Body)
+	if resp2.StatusCode != http.StatusOK || strings.Contains(string(b2), "details-heading") {
+		t.Errorf("status %d; a request without details shows the section", resp2.StatusCode)
 	}
 }

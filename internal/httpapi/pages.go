@@ -248,6 +248,13 @@ h2{font-size:1rem;margin:1.25rem 0 .5rem}
 .scopes li:first-child{border-top:0}
 .scopes code{margin-left:auto;font:.8rem/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;color:#59636e;overflow-wrap:anywhere}
 .scopes li.raw code{margin-left:0;font-size:.95rem;color:inherit}
+.detail{border:1px solid #d8dee4;border-radius:.5rem;padding:.55rem .75rem;margin:0 0 .75rem}
+.detail-type{margin:0 0 .4rem}
+.detail-type code{font:.85rem/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;color:#59636e;overflow-wrap:anywhere}
+.detail dl{display:grid;grid-template-columns:minmax(6rem,auto) 1fr;gap:.25rem .75rem;margin:0}
+.detail dt{color:#59636e;overflow-wrap:anywhere}
+.detail dd{margin:0;overflow-wrap:anywhere}
+.detail .amount{font-size:1.15rem}
 .expiry{color:#59636e;font-size:.9rem}
 .expiry time{white-space:nowrap}
 label{display:block;margin:1rem 0 .3rem;font-weight:600}
@@ -285,7 +292,17 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
 {{else}}<p><strong>{{.Client}}</strong> asks to sign you in{{if .User}} as <strong>{{.User}}</strong>{{end}}.</p>
 {{if .Binding}}<p>Check that this code matches the one shown on the other device:</p>
 <p class="binding" aria-label="Binding message">{{.Binding}}</p>{{end}}
-{{end}}<h2 id="scopes-heading">It asks for</h2>
+{{end}}{{if .Details}}<h2 id="details-heading">To approve</h2>
+{{range .Details}}<section class="detail" aria-labelledby="details-heading">
+<p class="detail-type"><code>{{.Type}}</code></p>
+<dl>
+{{range .Amounts}}<dt>{{.Name}}</dt><dd class="amount"><strong>{{.Amount}} {{.Currency}}</strong></dd>
+{{end}}{{with .Actions}}<dt>actions</dt><dd>{{.}}</dd>
+{{end}}{{with .Locations}}<dt>locations</dt><dd>{{.}}</dd>
+{{end}}{{range .Fields}}<dt>{{.Name}}</dt><dd>{{.Value}}</dd>
+{{end}}</dl>
+</section>
+{{end}}{{end}}<h2 id="scopes-heading">It asks for</h2>
 <ul class="scopes" aria-labelledby="scopes-heading">
 {{range .Scopes}}{{if .Description}}<li><span>{{.Description}}</span> <code>{{.Name}}</code></li>
 {{else}}<li class="raw"><code>{{.Name}}</code></li>
