@@ -81,10 +81,10 @@ type page struct {
 	// Details are the request's authorization_details (RFC 9396), shown
 	// in full so that the user approves exactly them.
 	Details []authzdetails.View
-	Expires        expiry
-	CSRF           string
-	Error          string
-	Form           bool
+	Expires expiry
+	CSRF    string
+	Error   string
+	Form    bool
 	// Federated: Approve continues to the identity provider, no password.
 	Federated bool
 	// UserCode asks for the user_code the client sent, to confirm it.
