@@ -2,6 +2,7 @@ package ciba
 
 import (
 	"context"
+	"encoding/json"
 	"net/netip"
 	"time"
 )
@@ -95,6 +96,9 @@ type TokenResponse struct {
 	RefreshToken string `json:"refresh_token,omitempty"`
 	IDToken      string `json:"id_token,omitempty"`
 	Scope        string `json:"scope,omitempty"`
+	// AuthorizationDetails are the authorization_details granted (RFC
+	// 9396 §7), as JSON; absent when none were requested.
+	AuthorizationDetails json.RawMessage `json:"authorization_details,omitempty"`
 }
 
 // Sealer encrypts token responses at rest between approval and delivery

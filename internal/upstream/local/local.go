@@ -247,7 +247,7 @@ func (u *Upstream) Mint(ctx context.Context, r *ciba.AuthRequest, now time.Time)
 	if usr == nil {
 		return nil, fmt.Errorf("local: user %q no longer exists", r.Subject)
 	}
-	return u.issue(ctx, grant{ClientID: r.ClientID, Subject: r.Subject, Scopes: r.Scopes, AuthTime: r.AuthTime, CertThumbprint: r.CertThumbprint, JKT: r.DPoPJKT, Family: random(16)}, usr, r.ID, now)
+	return u.issue(ctx, grant{ClientID: r.ClientID, Subject: r.Subject, Scopes: r.Scopes, AuthTime: r.AuthTime, CertThumbprint: r.CertThumbprint, JKT: r.DPoPJKT, AuthzDetails: r.AuthzDetails, Family: random(16)}, usr, r.ID, now)
 }
 
 // grant is what a refresh token stands for.
@@ -275,6 +275,10 @@ type grant struct {
 	// client. Records written before families existed have none; their
 	// family is then their own key.
 	Family string `json:"family,omitempty"`
+	// AuthzDetails are the authorization_details (RFC 9396) the user
+	// approved, in canonical JSON; "" for none. Every access token of the
+	// grant carries them, refreshed ones too (RFC 9396 §7, §9.1).
+	AuthzDetails string `json:"authorization_details,omitempty"`
 }
 
 func (u *Upstream) issue(ctx context.Context, g grant, usr *User, authReqID string, now time.Time) (*ciba.TokenResponse, error) {
@@ -302,6 +306,10 @@ func (u *Upstream) issue(ctx context.Context, g grant, usr *User, authReqID stri
 	if len(cnf) > 0 {
 		claims["cnf"] = cnf
 	}
+	if g.AuthzDetails != "" {
+		// RFC 9396 §9.1: the JWT access token carries the details.
+		claims["authorization_details"] = json.RawMessage(g.AuthzDetails)
+	}
 	at, err := u.cfg.Signer.Sign(claims, "at+jwt")
 	if err != nil {
 		return nil, fmt.Errorf("local: sign access token: %w", err)
@@ -314,6 +322,10 @@ func (u *Upstream) issue(ctx context.Context, g grant, usr *User, authReqID stri
 		tokenType = "DPoP"
 	}
 	tr := &ciba.TokenResponse{AccessToken: at, TokenType: tokenType, ExpiresIn: int64(u.cfg.AccessTokenTTL / time.Second), Scope: scope}
+	if g.AuthzDetails != "" {
+		// RFC 9396 §7: the token response says what was granted.
+		tr.AuthorizationDetails = json.RawMessage(g.AuthzDetails)
+	}
 	alg := u.cfg.Signer.Alg()
 	idt := map[string]any{
 		"iss":       u.cfg.Issuer,

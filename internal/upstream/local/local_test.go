@@ -391,3 +391,51 @@ func TestRefreshConcurrentOnce(t *testing.T) {
 		t.Fatalf("%d of %d concurrent refreshes succeeded, want exactly 1", ok, n)
 	}
 }
+
+// TestMintAuthorizationDetails: the details the user approved are in the
+// token response (RFC 9396 §7) and the JWT access token (§9.1), byte for
+// byte, and stay on the tokens of a refresh; a request without details
+// gets none.
+func TestMintAuthorizationDetails(t *testing.T) {
+	u, m, _ := newUpstream(t)
+	ctx := context.Background()
+	now := time.Now()
+	details := `[{"instructedAmount":{"amount":"123.50","currency":"EUR"},"type":"payment_initiation"}]`
+	tr, err := u.Mint(ctx, &ciba.AuthRequest{ID: "r", ClientID: "c1", Subject: "sub-alice", Scopes: []string{"openid"}, AuthTime: now, AuthzDetails: details}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(tr.AuthorizationDetails) != details {
+		t.Errorf("token response authorization_details = %s", tr.AuthorizationDetails)
+	}
+	body, _ := json.Marshal(tr)
+	if !strings.Contains(string(body), `"authorization_details":`+details) {
+		t.Errorf("token response JSON %s", body)
+	}
+	atDetails := func(tok string) string {
+		c := claims(t, m, tok)
+		b, _ := json.Marshal(c["authorization_details"])
+		return string(b)
+	}
+	if got := atDetails(tr.AccessToken); got != details {
+		t.Errorf("access token authorization_details = %s", got)
+	}
+	next, err := u.Refresh(ctx, "c1", tr.RefreshToken, "", "", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(next.AuthorizationDetails) != details || atDetails(next.AccessToken) != details {
+		t.Errorf("refreshed: %s / %s", next.AuthorizationDetails, atDetails(next.AccessToken))
+	}
+	plain, err := u.Mint(ctx, &ciba.AuthRequest{ID: "p", ClientID: "c1", Subject: "sub-alice", Scopes: []string{"openid"}, AuthTime: now}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = json.Marshal(plain)
+	if plain.AuthorizationDetails != nil || strings.Contains(string(body), "authorization_details") {
+		t.Errorf("a request without details: %s", body)
+	}
+	if _, ok := claims(t, m, plain.AccessToken)["authorization_details"]; ok {
+		t.Error("access token without details carries the claim")
+	}
+}
