@@ -2,6 +2,7 @@ package ciba_test
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -97,5 +98,32 @@ func TestAuthorizationDetailsRefused(t *testing.T) {
 				t.Errorf("a refused request was stored")
 			}
 		})
+	}
+}
+
+// TestTokenResponseAuthorizationDetails: the token response writes its
+// authorization_details as they are and leaves the member out when none.
+func TestTokenResponseAuthorizationDetails(t *testing.T) {
+	tr := ciba.TokenResponse{AccessToken: "a", TokenType: "Bearer", AuthorizationDetails: `[{"n":1.50,"type":"t"}]`}
+	b, err := json.Marshal(tr)
+	if err != nil || string(b) != `{"access_token":"a","token_type":"Bearer","authorization_details":[{"n":1.50,"type":"t"}]}` {
+		t.Fatalf("%s %v", b, err)
+	}
+	var back ciba.TokenResponse
+	if err := json.Unmarshal(b, &back); err != nil || back != tr {
+		t.Fatalf("round trip: %+v %v", back, err)
+	}
+	if b, _ := json.Marshal(ciba.TokenResponse{AccessToken: "a"}); strings.Contains(string(b), "authorization_details") {
+		t.Errorf("empty details written: %s", b)
+	}
+	if err := json.Unmarshal([]byte(`{"authorization_details":[}`), &back); err == nil {
+		t.Error("invalid JSON accepted")
+	}
+	var raw ciba.RawJSON
+	if err := raw.UnmarshalJSON([]byte("{")); err == nil {
+		t.Error("RawJSON took invalid JSON")
+	}
+	if b, _ := ciba.RawJSON("").MarshalJSON(); string(b) != "null" {
+		t.Errorf("empty RawJSON = %s", b)
 	}
 }

@@ -3,6 +3,7 @@ package ciba
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/netip"
 	"time"
 )
@@ -98,7 +99,29 @@ type TokenResponse struct {
 	Scope        string `json:"scope,omitempty"`
 	// AuthorizationDetails are the authorization_details granted (RFC
 	// 9396 §7), as JSON; absent when none were requested.
-	AuthorizationDetails json.RawMessage `json:"authorization_details,omitempty"`
+	AuthorizationDetails RawJSON `json:"authorization_details,omitempty"`
+}
+
+// RawJSON is a JSON value kept as its text and written as it is, like
+// json.RawMessage, but a string, so that the structs holding it stay
+// comparable. The empty RawJSON is left out with omitempty.
+type RawJSON string
+
+// MarshalJSON returns the text, or null for the empty RawJSON.
+func (r RawJSON) MarshalJSON() ([]byte, error) {
+	if r == "" {
+		return []byte("null"), nil
+	}
+	return []byte(r), nil
+}
+
+// UnmarshalJSON keeps the value's text.
+func (r *RawJSON) UnmarshalJSON(b []byte) error {
+	if !json.Valid(b) {
+		return errors.New("ciba: RawJSON: not valid JSON")
+	}
+	*r = RawJSON(b)
+	return nil
 }
 
 // Sealer encrypts token responses at rest between approval and delivery

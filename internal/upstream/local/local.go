@@ -324,7 +324,7 @@ func (u *Upstream) issue(ctx context.Context, g grant, usr *User, authReqID stri
 	tr := &ciba.TokenResponse{AccessToken: at, TokenType: tokenType, ExpiresIn: int64(u.cfg.AccessTokenTTL / time.Second), Scope: scope}
 	if g.AuthzDetails != "" {
 		// RFC 9396 §7: the token response says what was granted.
-		tr.AuthorizationDetails = json.RawMessage(g.AuthzDetails)
+		tr.AuthorizationDetails = ciba.RawJSON(g.AuthzDetails)
 	}
 	alg := u.cfg.Signer.Alg()
 	idt := map[string]any{

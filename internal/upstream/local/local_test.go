@@ -432,7 +432,7 @@ func TestMintAuthorizationDetails(t *testing.T) {
 		t.Fatal(err)
 	}
 	body, _ = json.Marshal(plain)
-	if plain.AuthorizationDetails != nil || strings.Contains(string(body), "authorization_details") {
+	if plain.AuthorizationDetails != "" || strings.Contains(string(body), "authorization_details") {
 		t.Errorf("a request without details: %s", body)
 	}
 	if _, ok := claims(t, m, plain.AccessToken)["authorization_details"]; ok {
