@@ -170,8 +170,8 @@ func parseExpiry(s string) (time.Duration, *Error) {
 // authorizationDetails checks the authorization_details a client sent,
 // value as received ("" for none), against the server's types (reg,
 // Config.AuthzDetails) and the client's (Client.AuthzDetailsTypes), and
-// returns
-// the list in canonical JSON (authzdetails.List.Canonical), "" for none.
+// returns the list in canonical JSON (authzdetails.List.Canonical), ""
+// for none.
 // A refusal is invalid_authorization_details (RFC 9396 §5) whose
 // description names the element and the field.
 func authorizationDetails(reg *authzdetails.Registry, c *Client, value string) (string, *Error) {
