@@ -13,11 +13,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log"
 	"net/http"
 	"os"
@@ -86,9 +84,7 @@ func run(base, listen, client, label, tsv string, c int, d time.Duration) error 
 		return fmt.Errorf("no flow completed: %w", firstErr)
 	}
 	slices.Sort(lat)
-	q := func(p float64) float64 {
-		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000
-	}
+	q := func(p float64) float64 { return benchclient.Millis(lat, p) }
 	rate := float64(len(lat)) / elapsed.Seconds()
 	fmt.Printf("FLOWS store=%s c=%d flows=%d failed=%d seconds=%.1f per_s=%.0f p50_ms=%.2f p99_ms=%.2f\n",
 		label, c, len(lat), failed.Load(), elapsed.Seconds(), rate, q(0.5), q(0.99))
@@ -96,16 +92,8 @@ func run(base, listen, client, label, tsv string, c int, d time.Duration) error 
 		log.Printf("flows: first failure: %v", firstErr)
 	}
 	if tsv != "" {
-		_, statErr := os.Stat(tsv)
-		f, err := os.OpenFile(tsv, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-		if err != nil {
-			return err
-		}
-		if statErr != nil {
-			fmt.Fprintln(f, "store\tflows_per_s\tflow_p50_ms\tflow_p99_ms")
-		}
-		fmt.Fprintf(f, "%s\t%.0f\t%.2f\t%.2f\n", label, rate, q(0.5), q(0.99))
-		return f.Close()
+		return benchclient.AppendTSV(tsv, "store\tflows_per_s\tflow_p50_ms\tflow_p99_ms",
+			fmt.Sprintf("%s\t%.0f\t%.2f\t%.2f", label, rate, q(0.5), q(0.99)))
 	}
 	return nil
 }
@@ -126,23 +114,15 @@ func flow(hc *http.Client, rv *benchclient.Receiver, base, id, secret, binding s
 	if err := benchclient.Approve(ctx, hc, h); err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/token", strings.NewReader(benchclient.PollForm(authReqID)))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(id, secret)
-	resp, err := hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("token: %w", err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	var t struct {
 		IDToken string `json:"id_token"`
 	}
-	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &t) != nil {
-		return fmt.Errorf("token: HTTP %d: %.200s", resp.StatusCode, body)
+	status, err := benchclient.PostForm(ctx, hc, base+"/token", id, secret, benchclient.PollValues(authReqID), &t)
+	if err != nil {
+		return fmt.Errorf("token: %w", err)
+	}
+	if status != http.StatusOK {
+		return fmt.Errorf("token: HTTP %d", status)
 	}
 	if strings.Count(t.IDToken, ".") != 2 || strings.HasSuffix(t.IDToken, ".") {
 		return errors.New("token: the answer has no signed id_token")

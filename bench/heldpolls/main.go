@@ -299,13 +299,13 @@ func run(o options) error {
 		return err
 	}
 	slices.Sort(lat)
-	q := func(p float64) float64 { return float64(lat[min(s-1, int(p*float64(s)))].Microseconds()) / 1000 }
+	q := func(p float64) float64 { return benchclient.Millis(lat, p) }
 	per := func(a, b float64) float64 { return (b - a) / float64(o.n) }
 	fmt.Printf("HELD n=%d open_s=%.1f held_s=%.1f early=%d not_granted=%d rss_per_b=%.0f heap_per_b=%.0f stack_per_b=%.0f goroutines_per=%.2f rss_mib=%.0f approvals=%d p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f max_ms=%.2f\n",
 		o.n, openSecs, holdSecs, early, bad.Load(), per(idle.rss, full.rss), per(idle.heap, full.heap), per(idle.stack, full.stack),
 		per(idle.goroutines, full.goroutines), full.rss/(1<<20), s, q(0.5), q(0.9), q(0.99), q(1))
 	if o.tsv != "" {
-		return appendTSV(o.tsv, "held\trss_per_held_kib\theap_per_held_kib\tstack_per_held_kib\tapproval_p50_ms\tapproval_p99_ms",
+		return benchclient.AppendTSV(o.tsv, "held\trss_per_held_kib\theap_per_held_kib\tstack_per_held_kib\tapproval_p50_ms\tapproval_p99_ms",
 			fmt.Sprintf("%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f", o.n, per(idle.rss, full.rss)/1024, per(idle.heap, full.heap)/1024,
 				per(idle.stack, full.stack)/1024, q(0.5), q(0.99)))
 	}
@@ -398,21 +398,6 @@ func closeAll(polls []*held) {
 			h.conn.Close()
 		}
 	}
-}
-
-// appendTSV appends line to the TSV file path, writing header first when
-// the file is new.
-func appendTSV(path, header, line string) error {
-	_, statErr := os.Stat(path)
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	if statErr != nil {
-		fmt.Fprintln(f, header)
-	}
-	fmt.Fprintln(f, line)
-	return f.Close()
 }
 
 func init() { log.SetFlags(0) }

@@ -58,10 +58,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cibaproxy/cibaproxy/bench/internal/benchclient"
 	"github.com/cibaproxy/cibaproxy/test/idp"
 )
-
-const cibaGrant = "urn:openid:params:grant-type:ciba"
 
 // options are the command line.
 type options struct {
@@ -465,7 +464,7 @@ func (e *env) client(ctx context.Context, appr *approver, i int, bad bool, polls
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	approvedAt := appr.schedule(ctx, i, time.Now().Add(delay(e.o, i)), cancel)
-	poll := url.Values{"grant_type": {cibaGrant}, "auth_req_id": {authReqID}}
+	poll := benchclient.PollValues(authReqID)
 	for {
 		wait := interval
 		if bad {
@@ -508,36 +507,11 @@ func (e *env) client(ctx context.Context, appr *approver, i int, bad bool, polls
 // keep-alive connection as it was reused: node's keepAliveTimeout is 5 s,
 // the poll interval too) is sent once more, as a client would.
 func (e *env) post(ctx context.Context, target, id, secret string, form url.Values, into any) (int, error) {
-	status, err := e.post1(ctx, target, id, secret, form, into)
-	if errors.Is(err, errNoAnswer) && ctx.Err() == nil {
-		return e.post1(ctx, target, id, secret, form, into)
+	status, err := benchclient.PostForm(ctx, e.hc, target, id, secret, form, into)
+	if errors.Is(err, benchclient.ErrNoAnswer) && ctx.Err() == nil {
+		return benchclient.PostForm(ctx, e.hc, target, id, secret, form, into)
 	}
 	return status, err
-}
-
-// errNoAnswer marks a request that got no answer at all.
-var errNoAnswer = errors.New("no answer")
-
-func (e *env) post1(ctx context.Context, target, id, secret string, form url.Values, into any) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(form.Encode()))
-	if err != nil {
-		return 0, fmt.Errorf("request: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
-	resp, err := e.hc.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("POST %s: %w: %w", req.URL.Path, errNoAnswer, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return 0, fmt.Errorf("POST %s: read: %w", req.URL.Path, err)
-	}
-	if err := json.Unmarshal(body, into); err != nil {
-		return resp.StatusCode, fmt.Errorf("POST %s: HTTP %d, not JSON: %.200s", req.URL.Path, resp.StatusCode, body)
-	}
-	return resp.StatusCode, nil
 }
 
 // idpCall calls the IdP's test API with a JSON body.
@@ -754,11 +728,7 @@ func (a *approver) signIn(ctx context.Context, i int, link, hint string) error {
 // listen serves the webhook channel's receiver (oidc mode): each message's
 // approval link is kept for its login_hint.
 func (a *approver) listen() (func(), error) {
-	ln, err := net.Listen("tcp", a.e.hookAddr)
-	if err != nil {
-		return nil, fmt.Errorf("webhook receiver: %w", err)
-	}
-	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv, err := benchclient.Serve(a.e.hookAddr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var m struct {
 			LoginHint  string `json:"login_hint"`
 			ApproveURL string `json:"approve_url"`
@@ -774,8 +744,10 @@ func (a *approver) listen() (func(), error) {
 		}
 		a.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
-	})}
-	go func() { _ = srv.Serve(ln) }()
+	}))
+	if err != nil {
+		return nil, err
+	}
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -1025,7 +997,7 @@ func (e *env) warmFlow(ctx context.Context, i int) error {
 	if err != nil || status != http.StatusOK {
 		return fmt.Errorf("backchannel: HTTP %d %v %w", status, ans, err)
 	}
-	poll := url.Values{"grant_type": {cibaGrant}, "auth_req_id": {fmt.Sprint(ans["auth_req_id"])}}
+	poll := benchclient.PollValues(fmt.Sprint(ans["auth_req_id"]))
 	for range 3 {
 		clear(ans)
 		if status, err := e.post(ctx, e.idpURL+"/token", warmClient, warmSecret, poll, &ans); err != nil || ans["error"] != "authorization_pending" {

@@ -10,7 +10,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,7 +17,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -26,6 +24,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cibaproxy/cibaproxy/bench/internal/benchclient"
 )
 
 func main() {
@@ -42,76 +42,68 @@ func main() {
 	}
 }
 
-// receiver holds the webhook messages and pings that arrived, by binding
-// message and by auth_req_id.
-type receiver struct {
-	mu     sync.Mutex
-	hooks  map[string]hook          // binding message → message
-	pinged map[string]time.Time     // auth_req_id → arrival
-	wait   map[string]chan struct{} // key → closed on arrival
-	errs   []string
+// pings holds the pings that arrived, by auth_req_id; the webhook messages
+// are benchclient's Receiver's.
+type pings struct {
+	mu   sync.Mutex
+	at   map[string]time.Time     // auth_req_id → arrival
+	wait map[string]chan struct{} // auth_req_id → closed on arrival
+	errs []string
 }
 
-type hook struct{ callbackURL, token string }
-
-func (rv *receiver) signal(key string) {
-	if ch, ok := rv.wait[key]; ok {
-		close(ch)
-		delete(rv.wait, key)
-	}
-}
-
-func (rv *receiver) waiter(key string) <-chan struct{} {
-	rv.mu.Lock()
-	defer rv.mu.Unlock()
-	_, hooked := rv.hooks[key]
-	_, pinged := rv.pinged[key]
+// waiter is closed when the ping for authReqID has arrived.
+func (p *pings) waiter(authReqID string) <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	ch := make(chan struct{})
-	if hooked || pinged {
+	if _, ok := p.at[authReqID]; ok {
 		close(ch)
 		return ch
 	}
-	rv.wait[key] = ch
+	p.wait[authReqID] = ch
 	return ch
 }
 
-func (rv *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (p *pings) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	at := time.Now()
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	var m struct {
-		AuthReqID      string `json:"auth_req_id"`
-		BindingMessage string `json:"binding_message"`
-		CallbackURL    string `json:"callback_url"`
+		AuthReqID string `json:"auth_req_id"`
 	}
 	if err := json.Unmarshal(body, &m); err != nil {
 		http.Error(w, "bad body", http.StatusBadRequest)
 		return
 	}
-	rv.mu.Lock()
-	defer rv.mu.Unlock()
-	switch r.URL.Path {
-	case "/hook":
-		rv.hooks[m.BindingMessage] = hook{callbackURL: m.CallbackURL, token: strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")}
-		rv.signal(m.BindingMessage)
-	case "/notify":
-		if _, dup := rv.pinged[m.AuthReqID]; dup {
-			rv.errs = append(rv.errs, "a second ping for one request")
-		}
-		rv.pinged[m.AuthReqID] = at
-		rv.signal(m.AuthReqID)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, dup := p.at[m.AuthReqID]; dup {
+		p.errs = append(p.errs, "a second ping for one request")
+	}
+	p.at[m.AuthReqID] = at
+	if ch, ok := p.wait[m.AuthReqID]; ok {
+		close(ch)
+		delete(p.wait, m.AuthReqID)
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
 func run(base, listen, client string, n, c int, timeout time.Duration) error {
 	id, secret, _ := strings.Cut(client, ":")
-	rv := &receiver{hooks: map[string]hook{}, pinged: map[string]time.Time{}, wait: map[string]chan struct{}{}}
-	ln, err := net.Listen("tcp", listen)
+	rv := benchclient.NewReceiver()
+	pg := &pings{at: map[string]time.Time{}, wait: map[string]chan struct{}{}}
+	srv, err := benchclient.Serve(listen, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/hook":
+			rv.ServeHTTP(w, r)
+		case "/notify":
+			pg.ServeHTTP(w, r)
+		default:
+			w.WriteHeader(http.StatusNoContent)
+		}
+	}))
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: rv, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
 
 	hc := &http.Client{Timeout: timeout}
@@ -125,7 +117,7 @@ func run(base, listen, client string, n, c int, timeout time.Duration) error {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			d, err := flow(hc, rv, base, id, secret, fmt.Sprintf("Lat %06d", i), timeout)
+			d, err := flow(hc, rv, pg, base, id, secret, fmt.Sprintf("Lat %06d", i), timeout)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -141,67 +133,42 @@ func run(base, listen, client string, n, c int, timeout time.Duration) error {
 	if firstErr != nil {
 		return firstErr
 	}
-	if len(rv.errs) > 0 {
-		return errors.New(rv.errs[0])
+	if len(pg.errs) > 0 {
+		return errors.New(pg.errs[0])
 	}
 	slices.Sort(lat)
-	q := func(p float64) float64 {
-		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000
-	}
+	q := func(p float64) float64 { return benchclient.Millis(lat, p) }
 	fmt.Printf("PINGLAT flows=%d p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f max_ms=%.2f\n", len(lat), q(0.50), q(0.90), q(0.99), q(1))
 	return nil
 }
 
 // flow runs one request: create, wait for its webhook, approve, wait for
 // its ping; it returns the time from the approval's answer to the ping.
-func flow(hc *http.Client, rv *receiver, base, id, secret, binding string, timeout time.Duration) (time.Duration, error) {
+func flow(hc *http.Client, rv *benchclient.Receiver, pg *pings, base, id, secret, binding string, timeout time.Duration) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	form := url.Values{"scope": {"openid"}, "login_hint": {"alice"}, "binding_message": {binding}, "client_notification_token": {"bench-note-" + strings.ReplaceAll(binding, " ", "")}}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/bc-authorize", strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(id, secret)
-	resp, err := hc.Do(req)
+	authReqID, err := benchclient.AuthorizeForm(ctx, hc, base, id, secret, form)
 	if err != nil {
 		return 0, err
 	}
-	var a struct {
-		AuthReqID string `json:"auth_req_id"`
-	}
-	err = json.NewDecoder(resp.Body).Decode(&a)
-	resp.Body.Close()
-	if err != nil || resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("bc-authorize: HTTP %d %v", resp.StatusCode, err)
-	}
-	select {
-	case <-rv.waiter(binding):
-	case <-ctx.Done():
-		return 0, fmt.Errorf("no webhook message for %q", binding)
-	}
-	rv.mu.Lock()
-	h := rv.hooks[binding]
-	rv.mu.Unlock()
-	cb, _ := http.NewRequestWithContext(ctx, http.MethodPost, h.callbackURL, bytes.NewReader([]byte(`{"status":"approved"}`)))
-	cb.Header.Set("Content-Type", "application/json")
-	cb.Header.Set("Authorization", "Bearer "+h.token)
-	pinged := rv.waiter(a.AuthReqID)
-	resp, err = hc.Do(cb)
+	h, err := rv.Take(ctx, binding)
 	if err != nil {
 		return 0, err
 	}
-	resp.Body.Close()
+	pinged := pg.waiter(authReqID)
+	if err := benchclient.Approve(ctx, hc, h); err != nil {
+		return 0, err
+	}
 	approved := time.Now()
-	if resp.StatusCode != http.StatusNoContent {
-		return 0, fmt.Errorf("callback: HTTP %d", resp.StatusCode)
-	}
 	select {
 	case <-pinged:
 	case <-ctx.Done():
 		return 0, fmt.Errorf("no ping for the approved request %q", binding)
 	}
-	rv.mu.Lock()
-	at := rv.pinged[a.AuthReqID]
-	rv.mu.Unlock()
+	pg.mu.Lock()
+	at := pg.at[authReqID]
+	pg.mu.Unlock()
 	// The ping can land before the callback's answer is read: count that
 	// as no delay rather than a negative one.
 	return max(at.Sub(approved), 0), nil

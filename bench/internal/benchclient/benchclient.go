@@ -1,18 +1,21 @@
 // Package benchclient is what the benchmark commands share to drive whole
 // CIBA flows against cibaproxy's local upstream: a webhook receiver that
 // learns each request's callback (keyed by its binding message), the
-// bc-authorize call, and the approval at the callback endpoint.
+// bc-authorize call, the approval at the callback endpoint, a client's form
+// POST, and the figures and TSV lines they print.
 package benchclient
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -35,20 +38,42 @@ type Receiver struct {
 	srv   *http.Server
 }
 
-// Listen starts a Receiver on addr; Close stops it.
-func Listen(addr string) (*Receiver, error) {
+// Serve serves h on addr until the server it returns is closed or shut
+// down; the error is the listen's.
+func Serve(addr string, h http.Handler) (*http.Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("webhook receiver: %w", err)
 	}
-	rv := &Receiver{hooks: map[string]Hook{}, wait: map[string]chan struct{}{}}
-	rv.srv = &http.Server{Handler: rv, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = rv.srv.Serve(ln) }()
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return srv, nil
+}
+
+// NewReceiver returns a Receiver that is not listening, for a caller that
+// serves it itself (beside handlers of its own); Close does nothing.
+func NewReceiver() *Receiver {
+	return &Receiver{hooks: map[string]Hook{}, wait: map[string]chan struct{}{}}
+}
+
+// Listen starts a Receiver on addr; Close stops it.
+func Listen(addr string) (*Receiver, error) {
+	rv := NewReceiver()
+	srv, err := Serve(addr, rv)
+	if err != nil {
+		return nil, err
+	}
+	rv.srv = srv
 	return rv, nil
 }
 
-// Close stops the receiver.
-func (rv *Receiver) Close() error { return rv.srv.Close() }
+// Close stops the receiver that Listen started.
+func (rv *Receiver) Close() error {
+	if rv.srv == nil {
+		return nil
+	}
+	return rv.srv.Close()
+}
 
 // Count is the number of webhook messages received.
 func (rv *Receiver) Count() int {
@@ -112,26 +137,54 @@ func (rv *Receiver) Take(ctx context.Context, binding string) (Hook, error) {
 // Authorize creates a request with POST /bc-authorize for client
 // id:secret (client_secret_basic) and returns its auth_req_id.
 func Authorize(ctx context.Context, hc *http.Client, base, id, secret, binding string) (string, error) {
-	form := url.Values{"scope": {"openid email"}, "login_hint": {"alice"}, "binding_message": {binding}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/bc-authorize", strings.NewReader(form.Encode()))
+	return AuthorizeForm(ctx, hc, base, id, secret, url.Values{"scope": {"openid email"}, "login_hint": {"alice"}, "binding_message": {binding}})
+}
+
+// AuthorizeForm is Authorize with the request's parameters in form.
+func AuthorizeForm(ctx context.Context, hc *http.Client, base, id, secret string, form url.Values) (string, error) {
+	var a struct {
+		AuthReqID        string `json:"auth_req_id"`
+		Error            string `json:"error"`
+		ErrorDescription string `json:"error_description"`
+	}
+	status, err := PostForm(ctx, hc, base+"/bc-authorize", id, secret, form, &a)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("bc-authorize: %w", err)
+	}
+	if status != http.StatusOK || a.AuthReqID == "" {
+		return "", fmt.Errorf("bc-authorize: HTTP %d: %s %s", status, a.Error, a.ErrorDescription)
+	}
+	return a.AuthReqID, nil
+}
+
+// ErrNoAnswer marks a request that got no answer at all (the connection
+// failed or closed before one came).
+var ErrNoAnswer = errors.New("no answer")
+
+// PostForm sends form to target as client id:secret (client_secret_basic,
+// each part form-encoded as RFC 6749 §2.3.1 says), decodes the JSON answer
+// into into and returns the HTTP status. An error wraps ErrNoAnswer when
+// no answer came.
+func PostForm(ctx context.Context, hc *http.Client, target, id, secret string, form url.Values, into any) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(form.Encode()))
+	if err != nil {
+		return 0, fmt.Errorf("request: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
 	resp, err := hc.Do(req)
 	if err != nil {
-		return "", fmt.Errorf("bc-authorize: %w", err)
+		return 0, fmt.Errorf("POST %s: %w: %w", req.URL.Path, ErrNoAnswer, err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	var a struct {
-		AuthReqID string `json:"auth_req_id"`
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return 0, fmt.Errorf("POST %s: read: %w", req.URL.Path, err)
 	}
-	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &a) != nil || a.AuthReqID == "" {
-		return "", fmt.Errorf("bc-authorize: HTTP %d: %s", resp.StatusCode, body)
+	if err := json.Unmarshal(body, into); err != nil {
+		return resp.StatusCode, fmt.Errorf("POST %s: HTTP %d, not JSON: %.200s", req.URL.Path, resp.StatusCode, body)
 	}
-	return a.AuthReqID, nil
+	return resp.StatusCode, nil
 }
 
 // Approve approves a request at its callback, as the local upstream's
@@ -156,6 +209,33 @@ func Approve(ctx context.Context, hc *http.Client, h Hook) error {
 }
 
 // PollForm is the body of a CIBA token request for authReqID.
-func PollForm(authReqID string) string {
-	return url.Values{"grant_type": {"urn:openid:params:grant-type:ciba"}, "auth_req_id": {authReqID}}.Encode()
+func PollForm(authReqID string) string { return PollValues(authReqID).Encode() }
+
+// PollValues are the parameters of a CIBA token request for authReqID.
+func PollValues(authReqID string) url.Values {
+	return url.Values{"grant_type": {"urn:openid:params:grant-type:ciba"}, "auth_req_id": {authReqID}}
+}
+
+// Millis is the p-quantile (0 to 1) of sorted, in milliseconds: the
+// element at p·len, the last one for p = 1. sorted must not be empty.
+func Millis(sorted []time.Duration, p float64) float64 {
+	return float64(sorted[min(len(sorted)-1, int(p*float64(len(sorted))))].Microseconds()) / 1000
+}
+
+// AppendTSV appends line to the TSV file path, writing header first when
+// the file is new.
+func AppendTSV(path, header, line string) error {
+	_, statErr := os.Stat(path)
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("results: %w", err)
+	}
+	if statErr != nil {
+		fmt.Fprintln(f, header)
+	}
+	fmt.Fprintln(f, line)
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("results: %w", err)
+	}
+	return nil
 }
