@@ -170,20 +170,40 @@ func openRequests(ctx context.Context, cfg *config.Config) (admin.Requests, func
 // openEmbedded asks the server on the admin socket of the database at path,
 // or, when none answers, opens the file itself (the server is stopped).
 func openEmbedded(ctx context.Context, path string) (admin.Requests, func(), error) {
-	sock := admin.SocketPath(path)
-	c := admin.NewClient(sock)
+	c, st, err := serverOrFile(ctx, path, "no server with this configuration has run here",
+		"is the server running as another user, or without the admin socket (see its log)?")
+	if err != nil {
+		return nil, nil, err
+	}
+	if c != nil {
+		return c, func() {}, nil
+	}
+	return &admin.Local{Store: st}, func() { _ = st.Close() }, nil
+}
+
+// serverOrFile is what the operator commands act on for the embedded
+// database at path: the running server's admin client when one answers on
+// its socket, else the database file itself, opened (the server is
+// stopped); exactly one of the two is set. noFile says why there is no
+// database file, hint what to check when no server answers and the file is
+// locked.
+func serverOrFile(ctx context.Context, path, noFile, hint string) (*admin.Client, *embedded.Store, error) {
+	c := admin.NewClient(admin.SocketPath(path))
 	pctx, cancel := context.WithTimeout(ctx, adminPingTimeout)
 	perr := c.Ping(pctx)
 	cancel()
 	if perr == nil {
-		return c, func() {}, nil
+		return c, nil, nil
 	}
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, fmt.Errorf("no database at %s (store.path): no server with this configuration has run here", path)
+		return nil, nil, fmt.Errorf("no database at %s (store.path): %s", path, noFile)
 	}
 	st, err := embedded.Open(ctx, path, embedded.WithLockTimeout(adminLockTimeout))
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w; and no server answers on its admin socket (%w): is the server running as another user, or without the admin socket (see its log)?", err, perr)
+		if hint != "" {
+			return nil, nil, fmt.Errorf("%w; and no server answers on its admin socket (%w): %s", err, perr, hint)
+		}
+		return nil, nil, fmt.Errorf("%w; and no server answers on its admin socket (%w)", err, perr)
 	}
-	return &admin.Local{Store: st}, func() { _ = st.Close() }, nil
+	return nil, st, nil
 }

@@ -2,11 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
-	"os"
 	"slices"
 	"time"
 
@@ -14,7 +11,6 @@ import (
 	"github.com/cibaproxy/cibaproxy/internal/app"
 	"github.com/cibaproxy/cibaproxy/internal/config"
 	"github.com/cibaproxy/cibaproxy/internal/keys"
-	"github.com/cibaproxy/cibaproxy/internal/store/embedded"
 )
 
 // `cibaproxy keys rotate`: a new signing key, published at once, signing
@@ -93,19 +89,12 @@ func rotate(ctx context.Context, cfg *config.Config, ahead time.Duration) (*keys
 		defer st.Close()
 		return keys.Rotate(ctx, st, p, time.Now())
 	case config.StoreEmbedded:
-		c := admin.NewClient(admin.SocketPath(cfg.Store.Path))
-		pctx, cancel := context.WithTimeout(ctx, adminPingTimeout)
-		perr := c.Ping(pctx)
-		cancel()
-		if perr == nil {
-			return c.RotateKeys(ctx, ahead)
-		}
-		if _, err := os.Stat(cfg.Store.Path); errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("no database at %s (store.path): start the server once first", cfg.Store.Path)
-		}
-		st, err := embedded.Open(ctx, cfg.Store.Path, embedded.WithLockTimeout(adminLockTimeout))
+		c, st, err := serverOrFile(ctx, cfg.Store.Path, "start the server once first", "")
 		if err != nil {
-			return nil, fmt.Errorf("%w; and no server answers on its admin socket (%w)", err, perr)
+			return nil, err
+		}
+		if c != nil {
+			return c.RotateKeys(ctx, ahead)
 		}
 		defer st.Close()
 		return keys.Rotate(ctx, st, p, time.Now())
