@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
 	"github.com/cibaproxy/cibaproxy/internal/clientauth"
@@ -90,23 +91,14 @@ func buildLocal(cfg *config.Config, st ciba.Store, signer *keys.Live, reg regist
 
 func buildOIDC(ctx context.Context, cfg *config.Config, reg registry, m *metrics.Metrics, tr *tracing.Tracing, log *slog.Logger) (*upstream, error) {
 	o := cfg.Upstream.OIDC
-	creds := make(map[string]oidcup.Credentials, len(cfg.Clients))
-	for _, c := range cfg.Clients {
-		cr := c.Credentials()
-		creds[c.ID] = oidcup.Credentials{ClientID: cr.ClientID, ClientSecret: cr.ClientSecret, AuthMethod: cr.AuthMethod}
-	}
 	up, err := oidcup.New(ctx, oidcup.Config{
 		Issuer:      o.Issuer,
 		RedirectURL: cfg.Issuer + httpapi.PathApproveCallback,
-		Clients:     creds,
+		Clients:     oidcCredentials(cfg),
 		MatchClaims: o.MatchClaims,
 		Prompt:      o.Prompt,
-		HTTPClient: &http.Client{
-			Timeout:       o.Timeout,
-			Transport:     tr.Transport("oidc", m.Transport("oidc", nil)),
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-		Logger: log,
+		HTTPClient:  upstreamHTTP("oidc", o.Timeout, m, tr),
+		Logger:      log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("oidc upstream: %w", err)
@@ -125,6 +117,28 @@ func buildOIDC(ctx context.Context, cfg *config.Config, reg registry, m *metrics
 		},
 		ready: up.Ready,
 	}, nil
+}
+
+// upstreamHTTP is the client of the calls to the identity provider of kind
+// (its name in traces and metrics): each bounded by timeout, traced and
+// counted, and never following a redirect.
+func upstreamHTTP(kind string, timeout time.Duration, m *metrics.Metrics, tr *tracing.Tracing) *http.Client {
+	return &http.Client{
+		Timeout:       timeout,
+		Transport:     tr.Transport(kind, m.Transport(kind, nil)),
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// oidcCredentials are each client's credentials at the identity provider,
+// for its authorization code flow and its other grants.
+func oidcCredentials(cfg *config.Config) map[string]oidcup.Credentials {
+	creds := make(map[string]oidcup.Credentials, len(cfg.Clients))
+	for _, c := range cfg.Clients {
+		cr := c.Credentials()
+		creds[c.ID] = oidcup.Credentials{ClientID: cr.ClientID, ClientSecret: cr.ClientSecret, AuthMethod: cr.AuthMethod}
+	}
+	return creds
 }
 
 // federatedDiscovery is the provider's metadata with cibaproxy's token
@@ -214,29 +228,20 @@ func (f *federation) Issuer() string { return f.issuer }
 
 func buildCIBA(ctx context.Context, cfg *config.Config, reg registry, m *metrics.Metrics, tr *tracing.Tracing, log *slog.Logger) (*upstream, error) {
 	u := cfg.Upstream.CIBA
-	hc := func(kind string) *http.Client {
-		return &http.Client{
-			Timeout:       u.Timeout,
-			Transport:     tr.Transport(kind, m.Transport(kind, nil)),
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		}
-	}
 	relayCreds := make(map[string]cibaup.Credentials, len(cfg.Clients))
-	fedCreds := make(map[string]oidcup.Credentials, len(cfg.Clients))
 	for _, c := range cfg.Clients {
 		cr := c.Credentials()
 		relayCreds[c.ID] = cibaup.Credentials{ClientID: cr.ClientID, ClientSecret: cr.ClientSecret, AuthMethod: cr.AuthMethod, Ping: cr.Ping}
-		fedCreds[c.ID] = oidcup.Credentials{ClientID: cr.ClientID, ClientSecret: cr.ClientSecret, AuthMethod: cr.AuthMethod}
 	}
-	rel, err := cibaup.New(ctx, cibaup.Config{Issuer: u.Issuer, Clients: relayCreds, HTTPClient: hc("ciba"), Logger: log})
+	rel, err := cibaup.New(ctx, cibaup.Config{Issuer: u.Issuer, Clients: relayCreds, HTTPClient: upstreamHTTP("ciba", u.Timeout, m, tr), Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("ciba upstream: %w", err)
 	}
 	// The provider's other grants (refresh_token) pass through, as with
 	// the oidc upstream, which also serves its metadata.
 	fed, err := oidcup.New(ctx, oidcup.Config{
-		Issuer: u.Issuer, RedirectURL: cfg.Issuer + httpapi.PathApproveCallback, Clients: fedCreds,
-		HTTPClient: hc("oidc"), Logger: log,
+		Issuer: u.Issuer, RedirectURL: cfg.Issuer + httpapi.PathApproveCallback, Clients: oidcCredentials(cfg),
+		HTTPClient: upstreamHTTP("oidc", u.Timeout, m, tr), Logger: log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ciba upstream: %w", err)
