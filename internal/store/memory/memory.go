@@ -831,6 +831,25 @@ func (s *Store) lookupRecord(sh *recordShard, k recordKey) *recordEntry {
 	return e
 }
 
+// liveRecord returns the entry of k locked when it is live and has not
+// expired, else nil (unlinking an expired one).
+func (s *Store) liveRecord(sh *recordShard, k recordKey) *recordEntry {
+	e := s.lookupRecord(sh, k)
+	if e == nil {
+		return nil
+	}
+	if !e.live {
+		e.mu.Unlock()
+		return nil
+	}
+	if expired(e.expiresAt, time.Now()) {
+		unlinkRecord(sh, k, e)
+		e.mu.Unlock()
+		return nil
+	}
+	return e
+}
+
 // GetRecord returns a copy of the record stored under kind and key; an error
 // wrapping ciba.ErrNotFound if there is none or it expired.
 func (s *Store) GetRecord(_ context.Context, kind, key string) ([]byte, error) {
@@ -839,18 +858,11 @@ func (s *Store) GetRecord(_ context.Context, kind, key string) ([]byte, error) {
 	}
 	k := recordKey{kind, key}
 	sh := s.recordShard(k)
-	e := s.lookupRecord(sh, k)
+	e := s.liveRecord(sh, k)
 	if e == nil {
 		return nil, errRecordNotFound
 	}
 	defer e.mu.Unlock()
-	if !e.live {
-		return nil, errRecordNotFound
-	}
-	if expired(e.expiresAt, time.Now()) {
-		unlinkRecord(sh, k, e)
-		return nil, errRecordNotFound
-	}
 	return bytes.Clone(e.value), nil
 }
 
@@ -863,18 +875,11 @@ func (s *Store) TakeRecord(ctx context.Context, kind, key string) ([]byte, error
 	}
 	k := recordKey{kind, key}
 	sh := s.recordShard(k)
-	e := s.lookupRecord(sh, k)
+	e := s.liveRecord(sh, k)
 	if e == nil {
 		return nil, errRecordNotFound
 	}
 	defer e.mu.Unlock()
-	if !e.live {
-		return nil, errRecordNotFound
-	}
-	if expired(e.expiresAt, time.Now()) {
-		unlinkRecord(sh, k, e)
-		return nil, errRecordNotFound
-	}
 	if s.journal != nil {
 		if err := s.journal.DeleteRecord(ctx, kind, key); err != nil {
 			return nil, journalError("take record", err)
