@@ -17,7 +17,7 @@ const (
 )
 
 // dpopBinding verifies the DPoP proof of request r of client c to the
-// endpoint at url (RFC 9449 §4.3, §5) and returns the thumbprint of its key
+// endpoint at path of the issuer (RFC 9449 §4.3, §5) and returns the thumbprint of its key
 // (cnf.jkt), or "" when the request carries no proof and c need not send
 // one. A request with more than one DPoP header is refused, as is one
 // without a proof from a client with dpop_bound_access_tokens (RFC 9449
@@ -26,7 +26,7 @@ const (
 // are of type Bearer. When server nonces are on, w gets a fresh DPoP-Nonce
 // whatever the outcome, so the client's next proof can carry it (RFC 9449
 // §8.2).
-func (s *Server) dpopBinding(w http.ResponseWriter, r *http.Request, c *ciba.Client, url string) (string, error) {
+func (s *Server) dpopBinding(w http.ResponseWriter, r *http.Request, c *ciba.Client, path string) (string, error) {
 	proofs := r.Header.Values(headerDPoP)
 	switch {
 	case len(proofs) > 1:
@@ -38,7 +38,9 @@ func (s *Server) dpopBinding(w http.ResponseWriter, r *http.Request, c *ciba.Cli
 	case s.DPoP == nil:
 		return "", &ciba.Error{Code: ciba.CodeServerError, Description: "internal error", Err: errors.New("httpapi: a client with DPoP-bound access tokens but no DPoP verifier")}
 	}
-	p, err := s.DPoP.Verify(r.Context(), proofs[0], dpop.Request{Method: r.Method, URL: url})
+	// The URL is built only here: the poll path without a proof allocates
+	// nothing for DPoP.
+	p, err := s.DPoP.Verify(r.Context(), proofs[0], dpop.Request{Method: r.Method, URL: s.Issuer + path})
 	if n := s.DPoP.NewNonce(); n != "" {
 		w.Header().Set(headerDPoPNonce, n)
 	}
@@ -85,7 +87,7 @@ func (s *Server) requestDPoPKey(w http.ResponseWriter, r *http.Request, c *ciba.
 	// A client that must use DPoP may bind with dpop_jkt alone.
 	bound := *c
 	bound.DPoPBoundAccessTokens = c.DPoPBoundAccessTokens && param == ""
-	jkt, err := s.dpopBinding(w, r, &bound, s.Issuer+PathBCAuthz)
+	jkt, err := s.dpopBinding(w, r, &bound, PathBCAuthz)
 	switch {
 	case err != nil:
 		return "", err

@@ -401,7 +401,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	jkt, err := s.dpopBinding(w, r, client, s.Issuer+PathToken)
+	jkt, err := s.dpopBinding(w, r, client, PathToken)
 	if err != nil {
 		writeError(w, err)
 		return
