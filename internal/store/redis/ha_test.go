@@ -256,9 +256,11 @@ func TestWaitReplicas(t *testing.T) {
 	}
 
 	redistest.Start(t, redistest.WithArgs("--replicaof", "127.0.0.1", strconv.Itoa(port(t, srv.Addr()))))
-	// The default timeout from here: a loaded machine may take more than
-	// 20 ms to replicate.
-	s = openCfg(t, Config{Addrs: []string{srv.Addr()}, KeyPrefix: prefix, WaitReplicas: 1})
+	// A long timeout from here: what is under test is that writes succeed
+	// once a replica follows (the deadline was tested above), and under a
+	// full parallel test run the replica's first acknowledgement has taken
+	// more than the default 500 ms.
+	s = openCfg(t, Config{Addrs: []string{srv.Addr()}, KeyPrefix: prefix, WaitReplicas: 1, WaitTimeout: 5 * time.Second})
 	deadline := time.Now().Add(20 * time.Second)
 	for s.Ready(ctx) != nil {
 		if time.Now().After(deadline) {
