@@ -169,6 +169,11 @@ func (e *Error) HTTPStatus() int {
 // AsError returns err as a protocol error. Anything that is not already one
 // becomes server_error, so internal details never reach a client.
 func AsError(err error) *Error {
+	// Most errors are an *Error as they are (authorization_pending on every
+	// pending poll): answered without errors.As, whose target escapes.
+	if e, ok := err.(*Error); ok && e != nil {
+		return e
+	}
 	var e *Error
 	if errors.As(err, &e) {
 		return e
