@@ -139,4 +139,23 @@ scenario_cluster() {
 		done
 	done
 	cluster_down
+	cluster_tsv
+}
+
+# cluster_tsv writes $OUT/cluster.tsv from $RESULTS, one row per round and
+# wait_replicas setting, for bench/draw's chart of what the durability WAIT
+# costs (throughput by run, and p99 by run).
+cluster_tsv() {
+	local f=$OUT/cluster.tsv r w c64 c1 c3
+	printf 'run\tpolls_64c_per_s\tpolls_1c_per_s\tbc_authorize_per_s\tpolls_64c_p99_ms\tbc_authorize_p99_ms\n' >"$f"
+	for r in $(seq "$ROUNDS"); do
+		for w in 1 0; do
+			c64=$(awk -F'\t' -v s="c1c64w$w" -v r="$r" '$1==s && $3==r {print $4 "\t" $7}' "$RESULTS")
+			c1=$(awk -F'\t' -v s="c1c1w$w" -v r="$r" '$1==s && $3==r {print $4}' "$RESULTS")
+			c3=$(awk -F'\t' -v s="c3w$w" -v r="$r" '$1==s && $3==r {print $4 "\t" $7}' "$RESULTS")
+			[ -n "$c64" ] && [ -n "$c1" ] && [ -n "$c3" ] || continue
+			printf 'wait %s r%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$r" "${c64%%$'\t'*}" "$c1" "${c3%%$'\t'*}" \
+				"$(calc "${c64#*$'\t'}/1000")" "$(calc "${c3#*$'\t'}/1000")" >>"$f"
+		done
+	done
 }
