@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"crypto/tls"
 	"flag"
 	"fmt"
@@ -103,9 +104,19 @@ func cmdServe(ctx context.Context, args []string, c cmdIO) error {
 		if err != nil {
 			return fmt.Errorf("listen on %s (metrics.listen): %w", cfg.Metrics.Listen, err)
 		}
+		// The metrics listener answers scrapes and probes: small requests,
+		// so its headers are bounded and idle connections closed like the
+		// main listener's.
 		msrv := &http.Server{Handler: a.Telemetry, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-			WriteTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-		go func() { _ = msrv.Serve(mln) }()
+			WriteTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10, IdleTimeout: 2 * time.Minute,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		go func() {
+			// A metrics listener that stops serving takes the health
+			// probes with it: say so rather than go on without them.
+			if err := msrv.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics listener stopped serving: /metrics, /healthz and /readyz no longer answer", slog.Any("error", err))
+			}
+		}()
 		defer msrv.Close()
 		log.Info("metrics, healthz and readyz listening", slog.String("addr", mln.Addr().String()))
 	case cfg.Metrics.Listen == config.MetricsOnMain:
