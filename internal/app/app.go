@@ -281,6 +281,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		Service:    svc,
 		Clients:    tracedClients{auth},
 		Refresher:  up.refresher,
+		Tokens:     up.tokens,
 		Forwarder:  up.forwarder,
 		RelayPings: up.relay != nil,
 		Limits:     limits,
@@ -376,7 +377,8 @@ var routes = []string{
 	"GET " + httpapi.PathMetrics, "POST " + httpapi.PathBCAuthz, "POST " + httpapi.PathToken, "POST " + httpapi.PathCallback,
 	"POST " + httpapi.PathUpstreamPing, "GET " + httpapi.PathApprove + "{id}", "POST " + httpapi.PathApprove + "{id}",
 	"GET " + httpapi.PathApproveCallback, "POST " + httpapi.PathDeviceAuthorization, "GET " + httpapi.PathDevice,
-	"POST " + httpapi.PathDevice,
+	"POST " + httpapi.PathDevice, "POST " + httpapi.PathIntrospect, "POST " + httpapi.PathRevoke,
+	"GET " + httpapi.PathUserinfo, "POST " + httpapi.PathUserinfo,
 }
 
 // tracedClients records the authenticated client on the request's span.

@@ -29,8 +29,10 @@ import (
 // upstream is what one upstream kind contributes to the server.
 type upstream struct {
 	ciba.Upstream
-	minter     ciba.Minter
-	refresher  httpapi.Refresher
+	minter    ciba.Minter
+	refresher httpapi.Refresher
+	// tokens serves introspection, revocation and userinfo (local).
+	tokens     httpapi.TokenServices
 	passwords  httpapi.Passwords
 	federation httpapi.Federation
 	forwarder  httpapi.TokenForwarder
@@ -70,7 +72,7 @@ func buildLocal(cfg *config.Config, st ciba.Store, signer *keys.Live, reg regist
 		return nil, err
 	}
 	return &upstream{
-		Upstream: up, minter: up, refresher: up, passwords: up,
+		Upstream: up, minter: up, refresher: up, passwords: up, tokens: up,
 		// Built per call: the clients (and so the algs) may be reloaded.
 		discovery: func(context.Context) (map[string]any, error) {
 			doc := discovery(cfg, reg, up)
@@ -84,9 +86,24 @@ func buildLocal(cfg *config.Config, st ciba.Store, signer *keys.Live, reg regist
 			doc["id_token_signing_alg_values_supported"] = signer.Algs()
 			// The scopes granted to a client without its own list.
 			doc["scopes_supported"] = localScopes(cfg)
+			tokenServices(doc, cfg)
 			return doc, nil
 		},
 	}, nil
+}
+
+// tokenServices lists the local issuer's introspection (RFC 7662 §4,
+// RFC 8414 §2), revocation (RFC 7009 §3, RFC 8414 §2) and userinfo (OIDC
+// Discovery §3) endpoints in doc; the first two take the token endpoint's
+// client authentication methods.
+func tokenServices(doc map[string]any, cfg *config.Config) {
+	doc["introspection_endpoint"] = cfg.Issuer + httpapi.PathIntrospect
+	doc["revocation_endpoint"] = cfg.Issuer + httpapi.PathRevoke
+	doc["userinfo_endpoint"] = cfg.Issuer + httpapi.PathUserinfo
+	for _, name := range []string{"introspection_endpoint", "revocation_endpoint"} {
+		doc[name+"_auth_methods_supported"] = doc["token_endpoint_auth_methods_supported"]
+		doc[name+"_auth_signing_alg_values_supported"] = doc["token_endpoint_auth_signing_alg_values_supported"]
+	}
 }
 
 func buildOIDC(ctx context.Context, cfg *config.Config, reg registry, m *metrics.Metrics, tr *tracing.Tracing, log *slog.Logger) (*upstream, error) {

@@ -157,6 +157,8 @@ func (e *Error) HTTPStatus() int {
 		return http.StatusUnauthorized // RFC 6749 §5.2, CIBA §13, RFC 6750 §3.1
 	case CodeAccessDenied:
 		return http.StatusForbidden // CIBA §13
+	case CodeInsufficientScope:
+		return http.StatusForbidden // RFC 6750 §3.1
 	case CodeServerError:
 		return http.StatusInternalServerError
 	case CodeTemporarilyUnavailable:
@@ -184,6 +186,11 @@ func AsError(err error) *Error {
 // CodeInvalidToken: the bearer presented at the callback endpoint is wrong
 // (RFC 6750 §3.1). Answered with 401.
 const CodeInvalidToken ErrorCode = "invalid_token"
+
+// CodeInsufficientScope: the access token presented at a resource (the
+// userinfo endpoint) lacks the scope it needs (RFC 6750 §3.1). Answered
+// with 403.
+const CodeInsufficientScope ErrorCode = "insufficient_scope"
 
 // SafeDescription makes s fit for an error_description, which RFC 6749
 // §5.2 limits to printable ASCII without '"' and '\' (%x20-21 / %x23-5B /

@@ -47,6 +47,9 @@ type Client struct {
 	// AuthzDetailsTypes are the authorization_details types (RFC 9396) the
 	// client may send; empty: none.
 	AuthzDetailsTypes []string
+	// Introspection lets the client call the token introspection endpoint
+	// (RFC 7662): a resource server that checks the local issuer's tokens.
+	Introspection bool
 }
 
 // Hint is the user identification hint of a request (CIBA §7.1): exactly one

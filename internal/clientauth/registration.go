@@ -80,6 +80,7 @@ func NewRegistration(ctx context.Context, v *clientmeta.Valid) (*Registration, e
 			CertBoundAccessTokens: m.CertBoundAccessTokens,
 			DPoPBoundAccessTokens: m.DPoPBoundAccessTokens,
 			AuthzDetailsTypes:     m.AuthzDetailsTypes,
+			Introspection:         m.Introspection,
 		},
 		methods: m.Methods,
 		tlsAuth: TLSClientAuth{SubjectDN: m.TLSSubjectDN, SANDNS: m.TLSSANDNS, SANURI: m.TLSSANURI, SANEmail: m.TLSSANEmail},

@@ -128,6 +128,11 @@ type Metadata struct {
 	// it (the tokens are sent with no proof); the upstream's part is the
 	// configuration's rule. It is carried to the registration.
 	DPoPBoundAccessTokens bool
+	// Introspection is introspection: the client may call the token
+	// introspection endpoint (RFC 7662), as a resource server does. A
+	// client that only introspects needs no delivery mode; a public client
+	// cannot have it. The upstream's part is the configuration's rule.
+	Introspection bool
 }
 
 // IsPublic reports whether the client is public: its only method is none.
@@ -227,6 +232,7 @@ func Check(m Metadata) (*Valid, Problems) {
 	c.profile()
 	c.tlsNames()
 	c.dpop()
+	c.introspection()
 	if len(c.problems) > 0 {
 		return nil, c.problems
 	}

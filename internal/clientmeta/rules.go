@@ -82,8 +82,9 @@ func (c *checker) delivery() {
 	m := c.m
 	switch m.DeliveryMode {
 	case "":
-		// A public client is device-only: see public.
-		if !m.DeviceAuthorization && !m.IsPublic() {
+		// A public client is device-only: see public. A resource server
+		// that only introspects tokens needs no mode.
+		if !m.DeviceAuthorization && !m.IsPublic() && !m.Introspection {
 			c.fail(fieldMode, "required: poll, ping or push (CIBA Core §4)")
 		}
 	case ModePoll:
@@ -326,5 +327,13 @@ func (m *Metadata) HasOneTLSName() bool { return len(m.tlsNames()) == 1 }
 func (c *checker) dpop() {
 	if c.m.DPoPBoundAccessTokens && c.m.DeliveryMode == ModePush {
 		c.fail("dpop_bound_access_tokens", "not allowed in push mode, whose tokens are delivered without a token request to carry a DPoP proof (RFC 9449 §5); use poll or ping")
+	}
+}
+
+// introspection: the token introspection endpoint is for authenticated
+// callers (RFC 7662 §2.1), which a public client is not.
+func (c *checker) introspection() {
+	if c.m.Introspection && c.m.IsPublic() {
+		c.fail("introspection", "not allowed for a public client (token_endpoint_auth_methods: [none]): the introspection endpoint needs an authenticated caller (RFC 7662 §2.1)")
 	}
 }

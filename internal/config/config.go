@@ -577,6 +577,14 @@ type Client struct {
 	// a proof). Default false: a client may still send proofs.
 	DPoPBoundAccessTokens bool `yaml:"dpop_bound_access_tokens"`
 
+	// Introspection lets the client call the token introspection endpoint
+	// (RFC 7662, /introspect) to check the local issuer's access and
+	// refresh tokens: set it for a resource server, which is configured as
+	// a client with credentials. A client that only introspects needs no
+	// backchannel_token_delivery_mode. Needs the local upstream; not for a
+	// public client. Default false.
+	Introspection bool `yaml:"introspection"`
+
 	// Profile is the security profile the client is held to: empty
 	// (default) or "fapi-ciba" ([ProfileFAPICIBA]), which requires PS256
 	// or ES256 signed requests, private_key_jwt (or mutual TLS), poll or
@@ -620,5 +628,6 @@ func (c *Config) ClientMetadata(cl *Client) clientmeta.Metadata {
 		SkipValidation:          cl.SkipValidation,
 		CertBoundAccessTokens:   c.CertBound(cl),
 		DPoPBoundAccessTokens:   cl.DPoPBoundAccessTokens,
+		Introspection:           cl.Introspection,
 	}
 }

@@ -21,3 +21,17 @@ func (v *validator) checkDPoP(c *Config) {
 		}
 	}
 }
+
+// checkIntrospection checks that clients with introspection have tokens to
+// introspect: the local issuer's (RFC 7662); the other upstreams' tokens
+// are the identity provider's, which has its own endpoint.
+func (v *validator) checkIntrospection(c *Config) {
+	if c.Upstream.Type == UpstreamLocal {
+		return
+	}
+	for i := range c.Clients {
+		if c.Clients[i].Introspection {
+			v.fail(joinKey(joinIndex("clients", i), "introspection"), "not possible with the %s upstream: its tokens are the identity provider's; introspect them at its own endpoint, or remove this setting", c.Upstream.Type)
+		}
+	}
+}

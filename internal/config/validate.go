@@ -147,6 +147,7 @@ func (v *validator) validate(c *Config) {
 	v.checkFAPI(c)
 	v.checkTLS(c)
 	v.checkDPoP(c)
+	v.checkIntrospection(c)
 	v.checkOutbound(c)
 	v.checkLimits(c)
 	v.checkDevice(c)

@@ -82,6 +82,9 @@ type Server struct {
 	Clients Authenticator
 	// Refresher answers refresh_token grants; nil disables the grant.
 	Refresher Refresher
+	// Tokens serves introspection, revocation and userinfo (PathIntrospect,
+	// PathRevoke, PathUserinfo) for the local issuer; nil: not served.
+	Tokens TokenServices
 	// Forwarder, when set, receives every token request whose grant is
 	// not CIBA, unauthenticated here (the provider authenticates it).
 	Forwarder TokenForwarder
@@ -164,6 +167,14 @@ func (s *Server) Handler() http.Handler {
 	if s.RelayPings {
 		mux.HandleFunc("POST "+PathUpstreamPing, s.upstreamPing)
 	}
+	allowed := map[string]string{
+		PathBCAuthz: "POST", PathToken: "POST", PathCallback: "POST",
+		PathDiscovery: "GET, HEAD", PathJWKS: "GET, HEAD", PathHealth: "GET, HEAD", PathReady: "GET, HEAD",
+	}
+	if s.Tokens != nil {
+		s.registerTokens(mux)
+		allowed[PathIntrospect], allowed[PathRevoke], allowed[PathUserinfo] = "POST", "POST", "GET, HEAD, POST"
+	}
 	if s.Approval != nil {
 		if s.Approval.Logger == nil {
 			s.Approval.Logger = s.Logger
@@ -179,10 +190,7 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle("GET "+PathMetrics, s.Metrics)
 	}
 	mux.HandleFunc("GET "+PathReady, s.ready)
-	for path, allow := range map[string]string{
-		PathBCAuthz: "POST", PathToken: "POST", PathCallback: "POST",
-		PathDiscovery: "GET, HEAD", PathJWKS: "GET, HEAD", PathHealth: "GET, HEAD", PathReady: "GET, HEAD",
-	} {
+	for path, allow := range allowed {
 		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", allow)
 			writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "invalid_request", "error_description": r.Method + " is not allowed here; use " + allow})

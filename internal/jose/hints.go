@@ -69,7 +69,7 @@ func VerifyLoginHintToken(ctx context.Context, raw string, p HintTokenPolicy) (m
 	if t.badTyp {
 		return nil, c.fail("typ", "the typ header must be a string")
 	}
-	if typ := t.mediaType(); typ == TypRequestObject || typ == TypClientAssertion {
+	if otherRole(t.mediaType()) {
 		return nil, c.fail("typ", "typ %q: this JWT was made for another use (RFC 8725 §3.11)", clip(t.typ))
 	}
 	var ks KeySet
@@ -144,6 +144,14 @@ func VerifyIDTokenHint(ctx context.Context, raw string, p IDTokenHintPolicy) (ma
 	if e != nil {
 		return nil, e
 	}
+	// An access token (or another JWT typed for a role) of the issuer is
+	// no ID token, whatever its claims (RFC 8725 §3.11).
+	if t.badTyp {
+		return nil, c.fail("typ", "the typ header must be a string")
+	}
+	if otherRole(t.mediaType()) {
+		return nil, c.fail("typ", "typ %q: this JWT was made for another use than an ID token (RFC 8725 §3.11)", clip(t.typ))
+	}
 	if t.std.Issuer != p.Issuer {
 		return nil, c.fail("iss", "iss %q is not the issuer %q", clip(t.std.Issuer), p.Issuer)
 	}
@@ -160,6 +168,19 @@ func VerifyIDTokenHint(ctx context.Context, raw string, p IDTokenHintPolicy) (ma
 		return nil, e
 	}
 	return t.claims, nil
+}
+
+// otherRole reports whether typ, a media type as token.mediaType gives it,
+// is the explicit type of a JWT made for a role that is neither an ID
+// token nor a login_hint_token: a request object, a client assertion, an
+// access token (RFC 9068), a DPoP proof (RFC 9449), a logout token (OIDC
+// Back-Channel Logout) or a signed introspection response (RFC 9701).
+func otherRole(typ string) bool {
+	switch typ {
+	case TypRequestObject, TypClientAssertion, TypAccessToken, "dpop+jwt", "logout+jwt", "token-introspection+jwt":
+		return true
+	}
+	return false
 }
 
 // Kinds of user identifier HintSubject returns.

@@ -328,14 +328,16 @@ func algFor(key any, want, rsaDefault string) (string, error) {
 
 // Sign returns claims as a compact JWS signed with the first key, with the
 // kid and the given typ header ("JWT" for ID tokens, "at+jwt" for access
-// tokens, RFC 9068 §2.1; empty for none). claims is anything that marshals
-// to a JSON object.
+// tokens, RFC 9068 §2.1). claims is anything that marshals to a JSON
+// object. typ is required: every JWT the issuer signs names its role
+// explicitly (RFC 8725 §3.11), so none can be replayed in another.
 func (m *Manager) Sign(claims any, typ string) (string, error) {
+	if typ == "" {
+		return "", errors.New("keys: signing: a typ header is required (RFC 8725 §3.11)")
+	}
 	k := m.keys[0]
 	opts := &gojose.SignerOptions{}
-	if typ != "" {
-		opts.WithType(gojose.ContentType(typ))
-	}
+	opts.WithType(gojose.ContentType(typ))
 	s, err := gojose.NewSigner(gojose.SigningKey{Algorithm: gojose.SignatureAlgorithm(k.Algorithm), Key: k}, opts)
 	if err != nil {
 		return "", fmt.Errorf("keys: %w", err)

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/jose"
 )
 
 // User is one local user.
@@ -46,6 +47,10 @@ type Signer interface {
 	Sign(claims any, typ string) (string, error)
 	// Alg is the JWS algorithm Sign uses; it selects the at_hash hash.
 	Alg() string
+	// KeySet verifies what Sign signed, with every key still published:
+	// the access tokens presented to introspection, revocation and
+	// userinfo.
+	KeySet() jose.KeySet
 }
 
 // HintVerifier checks the signed hints of CIBA §7.1 (package jose).
@@ -94,6 +99,14 @@ const (
 	RecordRefreshUsed = "refresh_used"
 	// RecordRefreshRevoked marks a revoked family, keyed by its id.
 	RecordRefreshRevoked = "refresh_revoked"
+	// RecordAccessFamily names the refresh token family of an access
+	// token issued with a refresh token, keyed by the access token's jti,
+	// kept until the access token expires: a revoked family revokes its
+	// access tokens too (RFC 7009 §2.1, RFC 9700 §4.14.2).
+	RecordAccessFamily = "access_family"
+	// RecordAccessRevoked marks a revoked access token (RFC 7009), keyed
+	// by its jti, kept until it expires.
+	RecordAccessRevoked = "access_revoked"
 )
 
 // revokedMargin is how much longer than a refresh token's lifetime a
@@ -279,6 +292,11 @@ type grant struct {
 	// approved, in canonical JSON; "" for none. Every access token of the
 	// grant carries them, refreshed ones too (RFC 9396 §7, §9.1).
 	AuthzDetails string `json:"authorization_details,omitempty"`
+	// IssuedAt and ExpiresAt are when the refresh token holding the grant
+	// was issued and when it expires, for introspection (RFC 7662 §2.2);
+	// zero in records written before they were kept.
+	IssuedAt  time.Time `json:"iat,omitzero"`
+	ExpiresAt time.Time `json:"exp,omitzero"`
 }
 
 func (u *Upstream) issue(ctx context.Context, g grant, usr *User, authReqID string, now time.Time) (*ciba.TokenResponse, error) {
@@ -291,9 +309,13 @@ func (u *Upstream) issue(ctx context.Context, g grant, usr *User, authReqID stri
 		"scope":     scope,
 		"iat":       now.Unix(),
 		"exp":       now.Add(u.cfg.AccessTokenTTL).Unix(),
-		"auth_time": g.AuthTime.Unix(),
-		"jti":       random(16),
 	}
+	if !g.AuthTime.IsZero() {
+		// RFC 9068 §2.2.1: when the user authenticated, where known.
+		claims["auth_time"] = g.AuthTime.Unix()
+	}
+	jti := random(16)
+	claims["jti"] = jti
 	cnf := map[string]string{}
 	if g.CertThumbprint != "" {
 		// RFC 8705 §3.1: the confirmation method x5t#S256 (RFC 7800 cnf).
@@ -310,7 +332,7 @@ func (u *Upstream) issue(ctx context.Context, g grant, usr *User, authReqID stri
 		// RFC 9396 §9.1: the JWT access token carries the details.
 		claims["authorization_details"] = json.RawMessage(g.AuthzDetails)
 	}
-	at, err := u.cfg.Signer.Sign(claims, "at+jwt")
+	at, err := u.cfg.Signer.Sign(claims, jose.TypAccessToken)
 	if err != nil {
 		return nil, fmt.Errorf("local: sign access token: %w", err)
 	}
@@ -328,13 +350,15 @@ func (u *Upstream) issue(ctx context.Context, g grant, usr *User, authReqID stri
 	}
 	alg := u.cfg.Signer.Alg()
 	idt := map[string]any{
-		"iss":       u.cfg.Issuer,
-		"sub":       g.Subject,
-		"aud":       g.ClientID,
-		"iat":       now.Unix(),
-		"exp":       now.Add(u.cfg.IDTokenTTL).Unix(),
-		"auth_time": g.AuthTime.Unix(),
-		"at_hash":   u.cfg.LeftHash(alg, at),
+		"iss":     u.cfg.Issuer,
+		"sub":     g.Subject,
+		"aud":     g.ClientID,
+		"iat":     now.Unix(),
+		"exp":     now.Add(u.cfg.IDTokenTTL).Unix(),
+		"at_hash": u.cfg.LeftHash(alg, at),
+	}
+	if !g.AuthTime.IsZero() {
+		idt["auth_time"] = g.AuthTime.Unix()
 	}
 	if authReqID != "" {
 		idt["urn:openid:params:jwt:claim:auth_req_id"] = authReqID
@@ -351,6 +375,7 @@ func (u *Upstream) issue(ctx context.Context, g grant, usr *User, authReqID stri
 	}
 	if u.cfg.RefreshTokenTTL > 0 {
 		rt := random(32)
+		g.IssuedAt, g.ExpiresAt = now.Truncate(time.Second), now.Add(u.cfg.RefreshTokenTTL).Truncate(time.Second)
 		rec, err := json.Marshal(g)
 		if err != nil {
 			return nil, fmt.Errorf("local: encode grant: %w", err)
@@ -358,11 +383,16 @@ func (u *Upstream) issue(ctx context.Context, g grant, usr *User, authReqID stri
 		if err := u.cfg.Store.PutRecord(ctx, RecordRefresh, digest(rt), rec, u.cfg.RefreshTokenTTL); err != nil {
 			return nil, fmt.Errorf("local: store refresh token: %w", err)
 		}
+		// The access token joins the family, so that revoking the family
+		// revokes it too.
+		if err := u.cfg.Store.PutRecord(ctx, RecordAccessFamily, jti, []byte(g.Family), u.cfg.AccessTokenTTL+revokedMargin); err != nil {
+			return nil, fmt.Errorf("local: store access token family: %w", err)
+		}
 		tr.RefreshToken = rt
 		idt["urn:openid:params:jwt:claim:rt_hash"] = u.cfg.LeftHash(alg, rt)
 	}
 	if slices.Contains(g.Scopes, "openid") {
-		if tr.IDToken, err = u.cfg.Signer.Sign(idt, "JWT"); err != nil {
+		if tr.IDToken, err = u.cfg.Signer.Sign(idt, jose.TypIDToken); err != nil {
 			return nil, fmt.Errorf("local: sign ID token: %w", err)
 		}
 	}
@@ -498,13 +528,22 @@ func (u *Upstream) markTTL() time.Duration {
 // revokeFamily revokes refresh token family fam of client clientID, whose
 // used token came back, and returns the refusal of that use.
 func (u *Upstream) revokeFamily(ctx context.Context, clientID, fam string) error {
-	err := u.cfg.Store.PutRecord(ctx, RecordRefreshRevoked, fam, nil, u.markTTL()+revokedMargin)
-	if err != nil && !errors.Is(err, ciba.ErrExists) {
-		return storeDown("revoke refresh token family", err)
+	if err := u.markFamilyRevoked(ctx, fam); err != nil {
+		return err
 	}
 	u.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "a used refresh token came back: its family is revoked (RFC 9700 §4.14.2)",
 		slog.String("client_id", clientID))
 	return errRefreshRevoked()
+}
+
+// markFamilyRevoked marks refresh token family fam revoked, for as long as
+// one of its refresh or access tokens may still be presented.
+func (u *Upstream) markFamilyRevoked(ctx context.Context, fam string) error {
+	err := u.cfg.Store.PutRecord(ctx, RecordRefreshRevoked, fam, nil, max(u.markTTL(), u.cfg.AccessTokenTTL)+revokedMargin)
+	if err != nil && !errors.Is(err, ciba.ErrExists) {
+		return storeDown("revoke refresh token family", err)
+	}
+	return nil
 }
 
 // errRefreshUnknown refuses an unknown, expired or another client's
