@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -198,5 +199,26 @@ func TestQuickstartFlow(t *testing.T) {
 	tp, _ := jwk.Thumbprint(crypto.SHA256)
 	if want := `"jkt":"` + base64.RawURLEncoding.EncodeToString(tp) + `"`; !strings.Contains(string(claims), want) {
 		t.Errorf("access token claims %s lack cnf %s", claims, want)
+	}
+
+	// The token services (RFC 7662, RFC 7009, OIDC Core §5.3) are in
+	// discovery, and userinfo takes the DPoP-bound token with a proof.
+	for _, k := range []string{"introspection_endpoint", "revocation_endpoint", "userinfo_endpoint"} {
+		if u, _ := doc[k].(string); !strings.HasPrefix(u, issuer+"/") {
+			t.Errorf("discovery %s = %v", k, doc[k])
+		}
+	}
+	if m, _ := doc["revocation_endpoint_auth_methods_supported"].([]any); !slices.Contains(m, any("client_secret_basic")) {
+		t.Errorf("discovery revocation_endpoint_auth_methods_supported = %v", doc["revocation_endpoint_auth_methods_supported"])
+	}
+	sum := sha256.Sum256([]byte(at))
+	payload, _ = json.Marshal(map[string]any{"jti": rand.Text(), "htm": "GET", "htu": issuer + "/userinfo", "iat": time.Now().Unix(), "ath": base64.RawURLEncoding.EncodeToString(sum[:])})
+	if jws, err = signer.Sign(payload); err != nil {
+		t.Fatal(err)
+	}
+	proof, _ = jws.CompactSerialize()
+	code, info := do(http.MethodGet, "/userinfo", "", "", func(r *http.Request) { r.Header.Set("Authorization", "DPoP "+at); r.Header.Set("DPoP", proof) })
+	if code != http.StatusOK || info["email"] != "bob@example.com" {
+		t.Errorf("userinfo with the DPoP-bound token: %d %v", code, info)
 	}
 }
