@@ -333,8 +333,9 @@ type CIBA struct {
 // Tokens configures the tokens cibaproxy issues and the keys it uses.
 type Tokens struct {
 	// AccessTokenTTL is the lifetime of access tokens. Default 10m; must
-	// be positive. Access tokens are bearer JWTs that cannot be revoked,
-	// so keep it short.
+	// be positive. Access tokens are JWTs: a revoked one is inactive at
+	// introspection and userinfo, but a resource server that validates
+	// it alone accepts it until it expires, so keep it short.
 	AccessTokenTTL time.Duration `yaml:"access_token_ttl"`
 
 	// IDTokenTTL is the lifetime of ID tokens. Default 10m; must be
