@@ -176,6 +176,11 @@ func withDevice(next func(context.Context) (map[string]any, error), cfg *config.
 		out["grant_types_supported"] = appendName(out["grant_types_supported"], httpapi.GrantDeviceCode)
 		if len(d.public) > 0 {
 			out["token_endpoint_auth_methods_supported"] = appendName(out["token_endpoint_auth_methods_supported"], config.AuthNone)
+			// A public client revokes its tokens by its client_id, as it
+			// refreshes (RFC 7009 §2.1).
+			if _, ok := out["revocation_endpoint"]; ok {
+				out["revocation_endpoint_auth_methods_supported"] = appendName(out["revocation_endpoint_auth_methods_supported"], config.AuthNone)
+			}
 		}
 		return out, nil
 	}

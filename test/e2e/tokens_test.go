@@ -93,3 +93,31 @@ func TestConcurrentRefreshBurst(t *testing.T) {
 		t.Fatalf("userinfo with a revoked access token: %s, want 401 with a challenge", r)
 	}
 }
+
+// TestPublicDeviceClientRevokes: a public device client revokes its
+// refresh token by its client_id alone, as it refreshes (RFC 7009 §2.1),
+// and the token no longer refreshes; discovery says "none" is accepted at
+// the revocation endpoint.
+func TestPublicDeviceClientRevokes(t *testing.T) {
+	t.Parallel()
+	srv := startDevice(t)
+	tv := testutil.Client{ID: "demo-tv"}
+	dc, uc := deviceStart(t, srv, tv, "openid")
+	p := newPage(t, srv)
+	_, _, csrf := p.enter(uc)
+	if s, b := p.decide(uc, csrf, "approve", "alice", "alice-password"); s != 200 {
+		t.Fatalf("approve: %d\n%s", s, b)
+	}
+	rt := checkTokens(t, "device tokens", pollUntil(t, srv, tv, dc)).Str("refresh_token")
+	if r := post(t, srv, "/revoke", testutil.Client{}, url.Values{"token": {rt}, "client_id": {"demo-tv"}}); r.Status != http.StatusOK {
+		t.Fatalf("revoke by client_id: %s", r)
+	}
+	checkError(t, "the revoked refresh token", post(t, srv, "/token", testutil.Client{}, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {"demo-tv"}}), 400, "invalid_grant")
+	r, err := testutil.Get(ctx(t), srv.URL+"/.well-known/openid-configuration")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := r.JSON["revocation_endpoint_auth_methods_supported"].([]any); len(m) == 0 || m[len(m)-1] != "none" {
+		t.Errorf("revocation_endpoint_auth_methods_supported = %v, want none among them", r.JSON["revocation_endpoint_auth_methods_supported"])
+	}
+}
