@@ -111,6 +111,7 @@ var tests = []struct {
 	{"expired records are absent, and PutRecord over one succeeds", testRecordExpiry},
 	{"GetRecord returns a copy and PutRecord keeps a copy", testRecordCopies},
 	{"an empty record value is stored", testRecordEmpty},
+	{"token revocation marks: one of 20 concurrent revokers writes the mark, which every read then sees", testRevocationMarks},
 
 	// Context and Close.
 	{"a write with a cancelled context fails and changes nothing", testCancelledContext},
@@ -1179,6 +1180,44 @@ func testRecordEmpty(t *testing.T, s ciba.Store) {
 		t.Fatalf("GetRecord = %q, %v; want an empty value", got, err)
 	}
 	wantErr(t, "PutRecord over an empty record", s.PutRecord(t.Context(), "jti", "a", nil, time.Hour), ciba.ErrExists)
+}
+
+// testRevocationMarks is the pattern token revocation (package local)
+// relies on: a mark with an empty value and a lifetime of a day or more,
+// written by concurrent revokers of which exactly one creates it and the
+// others find it (ErrExists, no error to them), and marks of other kinds
+// under the same key kept apart (a token's family and its own revocation
+// share its jti).
+func testRevocationMarks(t *testing.T, s ciba.Store) {
+	ctx := t.Context()
+	const revokers = 20
+	var created atomic.Int32
+	var wg sync.WaitGroup
+	for range revokers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			switch err := s.PutRecord(ctx, "refresh_revoked", "fam", nil, 24*time.Hour+5*time.Minute); {
+			case err == nil:
+				created.Add(1)
+			case !errors.Is(err, ciba.ErrExists):
+				t.Errorf("PutRecord of a revocation mark: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := created.Load(); n != 1 {
+		t.Fatalf("%d of %d concurrent revokers created the mark, want exactly 1", n, revokers)
+	}
+	if v, err := s.GetRecord(ctx, "refresh_revoked", "fam"); err != nil || len(v) != 0 {
+		t.Fatalf("GetRecord of the mark = %q, %v; want an empty value", v, err)
+	}
+	if err := s.PutRecord(ctx, "access_family", "jti-1", []byte("fam"), 15*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.GetRecord(ctx, "access_revoked", "jti-1")
+	wantErr(t, "the revocation of a token that only has a family", err, ciba.ErrNotFound)
+	wantRecord(t, s, "access_family", "jti-1", "fam")
 }
 
 func testCancelledContext(t *testing.T, s ciba.Store) {

@@ -1,14 +1,20 @@
 package local_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/keys"
+	"github.com/cibaproxy/cibaproxy/internal/store/embedded"
 	"github.com/cibaproxy/cibaproxy/internal/upstream/local"
 )
 
@@ -175,5 +181,63 @@ func TestConcurrentRefreshRevokesFamily(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRevocationSurvivesRestart: on the embedded store a revocation is
+// durable: after a restart the revoked access token and the revoked
+// family are still inactive.
+func TestRevocationSurvivesRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "store.db")
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func() (*local.Upstream, func()) {
+		s, err := embedded.Open(t.Context(), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := keys.New(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := local.New(local.Config{
+			Issuer:         issuer,
+			Users:          []local.User{{Username: "alice", Subject: "sub-alice", PasswordHash: hash(t, "pw")}},
+			AccessTokenTTL: 10 * time.Minute, IDTokenTTL: 5 * time.Minute, RefreshTokenTTL: time.Hour,
+			Signer: m, Hints: hints{}, LeftHash: keys.LeftHash, Store: s,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u, func() { _ = s.Close() }
+	}
+	u, closeStore := open()
+	ctx, now := t.Context(), time.Now()
+	mint := func() *ciba.TokenResponse {
+		tr, err := u.Mint(ctx, &ciba.AuthRequest{ID: "r", ClientID: "c1", Subject: "sub-alice", Scopes: []string{"openid"}, AuthTime: now}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr
+	}
+	a, b := mint(), mint()
+	if err := u.Revoke(ctx, "c1", a.AccessToken, "", now); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Revoke(ctx, "c1", b.RefreshToken, "", now); err != nil {
+		t.Fatal(err)
+	}
+	closeStore()
+	u, closeStore = open()
+	defer closeStore()
+	for what, tok := range map[string]string{"revoked access token": a.AccessToken, "revoked family's refresh token": b.RefreshToken, "revoked family's access token": b.AccessToken} {
+		if info, err := u.Introspect(ctx, tok, "", now); err != nil || info != nil {
+			t.Errorf("after a restart the %s is active: %v %v", what, info, err)
+		}
+	}
+	if info, _ := u.Introspect(ctx, a.RefreshToken, "", now); info == nil {
+		t.Error("after a restart a refresh token that was not revoked is inactive")
 	}
 }
