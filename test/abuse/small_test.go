@@ -52,6 +52,18 @@ func smallRefresh(t *testing.T, e *env, rt string) *testutil.Response {
 	return smallToken(t, e, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
 }
 
+// smallUserinfo GETs /userinfo of e with access token at as a bearer token.
+func smallUserinfo(t *testing.T, e *env, at string) *testutil.Response {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx(t), http.MethodGet, e.url("/userinfo"), nil)
+	req.Header.Set("Authorization", "Bearer "+at)
+	r, err := testutil.Do(req)
+	if err != nil {
+		t.Fatalf("GET /userinfo: %v", err)
+	}
+	return r
+}
+
 // TestCallbackRepeatedMembersAreRefused: the authentication device's
 // answer {"status":"denied","status":"approved"} was read by a parser that
 // keeps the last copy and approved. A parallel burst of such answers (and
@@ -167,7 +179,7 @@ func TestRefreshReuseRevokesTheFamily(t *testing.T) {
 
 		burst := smallApproved(t, a, "rt 3").Str("refresh_token")
 		var mu sync.Mutex
-		var won []string
+		var won, wonAT []string
 		var wg sync.WaitGroup
 		for i := range 20 {
 			wg.Go(func() {
@@ -181,6 +193,7 @@ func TestRefreshReuseRevokesTheFamily(t *testing.T) {
 				switch {
 				case r.Status == http.StatusOK:
 					won = append(won, r.Str("refresh_token"))
+					wonAT = append(wonAT, r.Str("access_token"))
 				case r.Str("error") != "invalid_grant":
 					t.Errorf("a losing refresh: %s, want invalid_grant", r)
 				}
@@ -192,6 +205,26 @@ func TestRefreshReuseRevokesTheFamily(t *testing.T) {
 		}
 		if r := smallRefresh(t, b, won[0]); r.Str("error") != "invalid_grant" {
 			t.Fatalf("the burst winner's refresh token: %s, want invalid_grant (its family saw reuses)", r)
+		}
+		// The family's access tokens are revoked with it (issue #18):
+		// userinfo refuses the winner's on either instance.
+		for _, e := range []*env{a, b} {
+			if r := smallUserinfo(t, e, wonAT[0]); r.Status != http.StatusUnauthorized {
+				t.Fatalf("userinfo with the burst winner's access token: %s, want 401 (its family is revoked)", r)
+			}
+		}
+		// A refresh token revoked at /revoke (RFC 7009) on one instance
+		// no longer refreshes on the other.
+		revoked := smallApproved(t, a, "rt 4")
+		r, err := testutil.PostForm(ctx(t), a.url("/revoke"), demoPoll, url.Values{"token": {revoked.Str("refresh_token")}})
+		if err != nil || r.Status != http.StatusOK {
+			t.Fatalf("revoke: %v %v", r, err)
+		}
+		if r := smallRefresh(t, b, revoked.Str("refresh_token")); r.Str("error") != "invalid_grant" {
+			t.Fatalf("a revoked refresh token: %s, want invalid_grant", r)
+		}
+		if r := smallUserinfo(t, b, revoked.Str("access_token")); r.Status != http.StatusUnauthorized {
+			t.Fatalf("userinfo with the revoked family's access token: %s, want 401", r)
 		}
 	}
 	t.Run("quickstart", func(t *testing.T) {
