@@ -2,7 +2,9 @@
 // Provider. Users come from the configuration (bcrypt password and user-code
 // hashes); tokens are JWTs signed with the issuer's own key; refresh tokens
 // are opaque, stored hashed, rotated on use, and a reused one revokes its
-// family (RFC 9700 §4.14.2).
+// family (RFC 9700 §4.14.2). It also answers token introspection (RFC
+// 7662), revocation (RFC 7009) and userinfo (OIDC Core §5.3) for its
+// tokens (tokens.go).
 package local
 
 import (
@@ -416,8 +418,9 @@ func (u *Upstream) issue(ctx context.Context, g grant, usr *User, authReqID stri
 //
 // A refused request leaves the refresh token as it was, so the client can
 // still use it: it is read and checked first, and marked used only to be
-// used. Access tokens already issued stay valid until they expire (they
-// are JWTs checked without a call back here).
+// used. The access tokens of a revoked family are inactive at
+// introspection and userinfo; a resource server that checks the JWTs
+// alone accepts them until they expire.
 func (u *Upstream) Refresh(ctx context.Context, clientID, refreshToken, scope, cert string, now time.Time) (*ciba.TokenResponse, error) {
 	return u.RefreshBound(ctx, clientID, refreshToken, scope, ciba.Binding{Cert: cert}, now)
 }
