@@ -49,7 +49,7 @@ var stores = []struct {
 }
 
 // upstreamOn is newUpstream on store st.
-func upstreamOn(t *testing.T, st ciba.Store) *local.Upstream {
+func upstreamOn(t testing.TB, st ciba.Store) *local.Upstream {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

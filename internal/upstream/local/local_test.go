@@ -36,7 +36,7 @@ func (hints) LoginHintToken(_ context.Context, raw, _ string) (string, string, e
 	return kind, value, nil
 }
 
-func hash(t *testing.T, s string) []byte {
+func hash(t testing.TB, s string) []byte {
 	h, err := bcrypt.GenerateFromPassword([]byte(s), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
