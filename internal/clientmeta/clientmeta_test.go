@@ -58,9 +58,16 @@ func privateJWKS(t *testing.T) json.RawMessage {
 	return raw
 }
 
+// resourceServer is a client that only introspects tokens: it needs no
+// delivery mode.
+func resourceServer() Metadata {
+	return Metadata{ID: "rs", Secret: "s1", Introspection: true}
+}
+
 func TestValidClients(t *testing.T) {
 	for name, m := range map[string]Metadata{
 		"secret": secretClient(), "keys": keysClient(), "fapi": fapiClient(), "public": publicClient(), "tls": tlsClient(),
+		"resource server": resourceServer(),
 	} {
 		if _, problems := Check(m); problems != nil {
 			t.Errorf("%s: %v", name, problems)
@@ -106,6 +113,8 @@ func TestEachRuleOnce(t *testing.T) {
 		{"push mode cannot have DPoP-bound access tokens (RFC 9449 §5)", secretClient, func(m *Metadata) {
 			m.DeliveryMode, m.NotificationEndpoint, m.DPoPBoundAccessTokens = ModePush, "https://c.example/cb", true
 		}, "dpop_bound_access_tokens", "not allowed in push mode"},
+		{"a public client cannot introspect (RFC 7662 §2.1)", publicClient, func(m *Metadata) { m.Introspection = true },
+			"introspection", "not allowed for a public client"},
 		{"the notification endpoint is an http(s) URL", secretClient, func(m *Metadata) {
 			m.DeliveryMode, m.NotificationEndpoint = ModePush, "ftp://c.example/cb"
 		}, "backchannel_client_notification_endpoint", "must be an absolute http or https URL"},
