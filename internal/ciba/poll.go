@@ -109,6 +109,8 @@ func (p *Poller) poll(ctx context.Context, c *Client, id string, q PollQuery) ([
 		return nil, tokenError(CodeInvalidGrant, "unknown %s", q.Kind.idParam())
 	case PollWrongCert:
 		return nil, certMismatch(q.Kind, q.Cert)
+	case PollWrongKey, PollUnboundKey:
+		return nil, keyMismatch(q.Kind, res.Outcome, q.JKT)
 	}
 	if q.CheckOnly {
 		return nil, tokenError(CodeUnauthorizedClient, "client %q uses push mode; its tokens are delivered to its notification endpoint", c.ID)
@@ -125,13 +127,14 @@ func (p *Poller) poll(ctx context.Context, c *Client, id string, q PollQuery) ([
 	if res.Hold <= 0 {
 		return nil, ErrAuthorizationPending
 	}
-	return p.held(ctx, id, q.Rule.Now, res.Hold)
+	return p.held(ctx, id, q.JKT, q.Rule.Now, res.Hold)
 }
 
-// held holds the on-time poll made at now of the pending request id up to
-// hold for its result, releases the hold (PaceRule.Release) and answers
-// the request as it then is.
-func (p *Poller) held(ctx context.Context, id string, now time.Time, hold time.Duration) ([]byte, error) {
+// held holds the on-time poll made at now with a proof of DPoP key jkt
+// ("" for none) of the pending request id up to hold for its result,
+// releases the hold (PaceRule.Release) and answers the request as it then
+// is.
+func (p *Poller) held(ctx context.Context, id, jkt string, now time.Time, hold time.Duration) ([]byte, error) {
 	r, err := p.hold(ctx, id, hold)
 	end := p.now()
 	if _, perr := p.store.UpdatePace(context.WithoutCancel(ctx), id, func(pace *Pace) error {
@@ -141,6 +144,12 @@ func (p *Poller) held(ctx context.Context, id string, now time.Time, hold time.D
 		p.log.WarnContext(ctx, "release long poll", slog.Any("error", perr))
 	}
 	if err != nil {
+		return nil, err
+	}
+	// The store checked the key before the hold, and a request's key
+	// never changes; checked again all the same, as the tokens are handed
+	// out next.
+	if err := checkDPoP(r, jkt); err != nil {
 		return nil, err
 	}
 	return p.finish(ctx, r, end)

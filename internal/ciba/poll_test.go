@@ -82,6 +82,8 @@ func TestPollQueries(t *testing.T) {
 	}{
 		{ciba.PollResult{Outcome: ciba.PollUnknown}, ciba.CodeInvalidGrant},
 		{ciba.PollResult{Outcome: ciba.PollWrongCert}, ciba.CodeInvalidGrant},
+		{ciba.PollResult{Outcome: ciba.PollWrongKey}, ciba.CodeInvalidGrant},
+		{ciba.PollResult{Outcome: ciba.PollUnboundKey}, ciba.CodeInvalidDPoPProof},
 		{ciba.PollResult{Outcome: ciba.PollSlow}, ciba.CodeSlowDown},
 		{ciba.PollResult{Outcome: ciba.PollPending}, ciba.CodeAuthorizationPending},
 		{ciba.PollResult{Outcome: ciba.PollDone, Request: &ciba.AuthRequest{ID: "x", Status: ciba.StatusDenied, ExpiresAt: f.clock.Now().Add(time.Minute)}}, ciba.CodeAccessDenied},

@@ -136,6 +136,8 @@ type PollView struct {
 	Interval time.Duration
 	// CertThumbprint is AuthRequest.CertThumbprint.
 	CertThumbprint string
+	// DPoPJKT is AuthRequest.DPoPJKT.
+	DPoPJKT string
 }
 
 // Expired reports whether the request is past its lifetime at now.
@@ -236,8 +238,9 @@ type PollQuery struct {
 	// PollWrongCert.
 	Cert string
 	// JKT is the thumbprint of the token request's DPoP proof key ("" for
-	// none). The store does not read it: the service checks it against a
-	// request no longer pending (checkDPoP) before redeeming it.
+	// none): a request bound to another key, or to none when a proof was
+	// sent, is PollWrongKey or PollUnboundKey, whatever its state (RFC 9449
+	// §10).
 	JKT string
 	// Rule paces the poll; the backend completes it with PollQuery.RuleFor.
 	Rule PaceRule
@@ -263,6 +266,12 @@ const (
 	// PollWrongCert: the request is bound to another client certificate
 	// than PollQuery.Cert (RFC 8705 §3). Nothing changed.
 	PollWrongCert
+	// PollWrongKey: the request is bound to a DPoP key (RFC 9449 §10) and
+	// the poll carried no proof or a proof of another key. Nothing changed.
+	PollWrongKey
+	// PollUnboundKey: the poll carried a DPoP proof but the request is not
+	// bound to a DPoP key, so its tokens are not. Nothing changed.
+	PollUnboundKey
 	// PollSlow: the request is pending and the poll was early (slow_down);
 	// its interval has grown by the rule's step.
 	PollSlow
@@ -288,7 +297,8 @@ type PollResult struct {
 // Check is what a backend decides about a poll from the poll view v of the
 // request, before any pacing: PollUnknown for another client's or kind's
 // request, PollWrongCert for a request bound to another certificate,
-// PollDone for a request that is not pending or is past its lifetime at
+// PollWrongKey or PollUnboundKey for a poll whose DPoP key is not the
+// request's (q.JKT, AuthRequest.DPoPJKT), PollDone for a request that is not pending or is past its lifetime at
 // q.Rule.Now, else PollPending: the poll is to be paced (unless CheckOnly).
 func (q *PollQuery) Check(v *PollView) PollOutcome {
 	switch {
@@ -296,6 +306,10 @@ func (q *PollQuery) Check(v *PollView) PollOutcome {
 		return PollUnknown
 	case v.CertThumbprint != "" && v.CertThumbprint != q.Cert:
 		return PollWrongCert
+	case v.DPoPJKT != q.JKT && v.DPoPJKT != "":
+		return PollWrongKey
+	case v.DPoPJKT != q.JKT:
+		return PollUnboundKey
 	case v.Status != StatusPending || v.Expired(q.Rule.Now):
 		return PollDone
 	}
@@ -322,5 +336,5 @@ func (q *PollQuery) HoldFor(expires time.Time) time.Duration {
 // PollViewOf is the poll view of request r.
 func PollViewOf(r *AuthRequest) PollView {
 	return PollView{ClientID: r.ClientID, Kind: r.Kind, Status: r.Status, ExpiresAt: r.ExpiresAt,
-		Interval: r.Interval, CertThumbprint: r.CertThumbprint}
+		Interval: r.Interval, CertThumbprint: r.CertThumbprint, DPoPJKT: r.DPoPJKT}
 }

@@ -81,6 +81,7 @@ func appendRequest(b []byte, r *ciba.AuthRequest) []byte {
 	b = appendString(b, string(r.Kind))
 	b = appendString(b, string(r.Status))
 	b = appendString(b, r.CertThumbprint)
+	b = appendString(b, r.DPoPJKT)
 	// The rest, in declaration order.
 	b = appendString(b, string(r.Mode))
 	b = appendString(b, r.Subject)
@@ -105,7 +106,6 @@ func appendRequest(b []byte, r *ciba.AuthRequest) []byte {
 	b = binary.AppendVarint(b, int64(r.Relay.Failures))
 	b = appendString(b, r.Relay.LastError)
 	b = appendString(b, r.TraceParent)
-	b = appendString(b, r.DPoPJKT)
 	b = appendString(b, r.AuthzDetails)
 	return b
 }
@@ -124,6 +124,7 @@ func decodeRequest(s string) (*ciba.AuthRequest, error) {
 	r.Kind = ciba.Kind(d.string())
 	r.Status = ciba.Status(d.string())
 	r.CertThumbprint = d.string()
+	r.DPoPJKT = d.string()
 	r.Mode = ciba.DeliveryMode(d.string())
 	r.Subject = d.string()
 	r.LoginHint = d.string()
@@ -147,7 +148,6 @@ func decodeRequest(s string) (*ciba.AuthRequest, error) {
 	r.Relay.Failures = int(d.varint())
 	r.Relay.LastError = d.string()
 	r.TraceParent = d.string()
-	r.DPoPJKT = d.string()
 	r.AuthzDetails = d.string()
 	if d.bad || d.i != len(d.s) {
 		return nil, errCorrupt
@@ -169,6 +169,7 @@ func pollView(s string) (ciba.PollView, error) {
 		Status:    ciba.Status(d.string()),
 		// Read last: a keyed field's value is evaluated in order.
 		CertThumbprint: d.string(),
+		DPoPJKT:        d.string(),
 	}
 	if d.bad {
 		return ciba.PollView{}, errCorrupt
@@ -199,6 +200,7 @@ func sweepView(s string, v *ciba.SweepView) error {
 	d.string() // Kind
 	v.Status = ciba.Status(d.string())
 	d.string() // CertThumbprint
+	d.string() // DPoPJKT
 	v.Mode = ciba.DeliveryMode(d.string())
 	d.string() // Subject
 	d.string() // LoginHint

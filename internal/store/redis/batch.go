@@ -27,7 +27,7 @@ const (
 )
 
 // pollArgs is the number of arguments of the poll script.
-const pollArgs = 8
+const pollArgs = 9
 
 // pollCall is one poll script call waiting for its pipeline.
 type pollCall struct {

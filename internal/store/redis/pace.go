@@ -59,7 +59,8 @@ func decodePace(s string) ciba.Pace {
 // is the rule's Initial (ciba.PollQuery.RuleFor). Expiry is checked by the
 // caller: the pace of an expired request is never read.
 // KEYS[1] request key; ARGV now, tolerance, step, hold (milliseconds),
-// client id, kind, certificate thumbprint, check only ('1' or '0').
+// client id, kind, certificate thumbprint, check only ('1' or '0'), DPoP
+// key thumbprint.
 // Returns {data, slow (0|1), pace after the poll (empty for none), paced
 // (0|1)}, or nil if there is no request.
 var pollScript = redis.NewScript(`
@@ -68,7 +69,7 @@ if v[1] == false then return false end
 local r = cjson.decode(v[1])
 local cert = r.cert_thumbprint or ''
 if r.client_id ~= ARGV[5] or (r.kind or '') ~= ARGV[6] or (cert ~= '' and cert ~= ARGV[7])
-  or r.status ~= 'pending' or ARGV[8] == '1' then
+  or (r.dpop_jkt or '') ~= ARGV[9] or r.status ~= 'pending' or ARGV[8] == '1' then
   return {v[1], 0, v[2] or '', 0}
 end
 local now, tol, step, hold = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -122,7 +123,7 @@ func (s *Store) pollCached(id string, q *ciba.PollQuery) (ciba.PollResult, bool)
 		return ciba.PollResult{}, false
 	}
 	switch out := q.Check(&v); out {
-	case ciba.PollUnknown, ciba.PollWrongCert:
+	case ciba.PollUnknown, ciba.PollWrongCert, ciba.PollWrongKey, ciba.PollUnboundKey:
 		return ciba.PollResult{Outcome: out}, true
 	case ciba.PollPending:
 	default:
@@ -151,7 +152,7 @@ func (s *Store) pollStore(ctx context.Context, id string, q *ciba.PollQuery) (ci
 	}
 	ms := func(d time.Duration) int64 { return d.Milliseconds() }
 	// Constants where they can be, which box without allocating.
-	var kind, cert, checkOnly any = "", "", "0"
+	var kind, cert, checkOnly, jkt any = "", "", "0", ""
 	if q.Kind == ciba.KindDevice {
 		kind = string(ciba.KindDevice)
 	} else if q.Kind != ciba.KindCIBA {
@@ -163,9 +164,12 @@ func (s *Store) pollStore(ctx context.Context, id string, q *ciba.PollQuery) (ci
 	if q.CheckOnly {
 		checkOnly = "1"
 	}
+	if q.JKT != "" {
+		jkt = q.JKT
+	}
 	rule := q.Rule
 	res, err := s.polls.do(ctx, s.requestKey(id),
-		[pollArgs]any{rule.Now.UnixMilli(), ms(rule.Tolerance), ms(rule.Step), ms(rule.Hold), q.ClientID, kind, cert, checkOnly})
+		[pollArgs]any{rule.Now.UnixMilli(), ms(rule.Tolerance), ms(rule.Step), ms(rule.Hold), q.ClientID, kind, cert, checkOnly, jkt})
 	if errors.Is(err, redis.Nil) {
 		return ciba.PollResult{}, nil, nil
 	}

@@ -266,8 +266,10 @@ func (c *pollCache) generation(id string) uint64 {
 // since gen, the change channel is down, the shard is full, or the id or
 // names do not fit.
 func (c *pollCache) remember(id string, gen uint64, r *ciba.AuthRequest, pace ciba.Pace, now time.Time) {
-	if r.Kind != ciba.KindCIBA {
-		return // never remembered
+	if r.Kind != ciba.KindCIBA || r.DPoPJKT != "" {
+		// Never remembered: a request bound to a DPoP key is rare, and
+		// its key would not fit the names (cached.view has none).
+		return
 	}
 	k, sh := c.key(id)
 	if r.Status != ciba.StatusPending || r.Expired(now) {

@@ -14,7 +14,7 @@ import (
 // back is the one the poll left: an instance's own knowledge of a shared
 // store (the Redis poll cache) shares a grown interval later.
 func ownQuery(r *ciba.AuthRequest, rule ciba.PaceRule) ciba.PollQuery {
-	return ciba.PollQuery{ClientID: r.ClientID, Kind: r.Kind, Cert: r.CertThumbprint, Rule: rule, Current: true}
+	return ciba.PollQuery{ClientID: r.ClientID, Kind: r.Kind, Cert: r.CertThumbprint, JKT: r.DPoPJKT, Rule: rule, Current: true}
 }
 
 // pollRule is a pace rule at now with a 5 s step, no tolerance and no hold.
@@ -189,6 +189,42 @@ func testPollCert(t *testing.T, s ciba.Store) {
 	q := ownQuery(u, pollRule(time.Now()))
 	q.Cert = "any"
 	wantOutcome(t, "poll of an unbound request over a certificate", mustPoll(t, s, u.ID, q), ciba.PollPending)
+}
+
+func testPollKey(t *testing.T, s ciba.Store) {
+	const key = "dpop-key-thumbprint"
+	for _, kind := range []ciba.Kind{ciba.KindCIBA, ciba.KindDevice} {
+		for _, presented := range []string{"", "another-key"} {
+			r := NewRequest()
+			r.Kind, r.CertThumbprint, r.DPoPJKT = kind, "", key
+			mustCreate(t, s, r)
+			q := ownQuery(r, ciba.PaceRule{})
+			q.JKT = presented
+			testForeign(t, s, r, q, ciba.PollWrongKey)
+			// Decided, it is still refused, and not handed out.
+			if _, err := s.UpdateRequest(t.Context(), r.ID, func(r *ciba.AuthRequest) error {
+				now := time.Now()
+				return r.Approve(now, now, []byte("sealed"))
+			}); err != nil {
+				t.Fatal(err)
+			}
+			q.Rule = pollRule(time.Now())
+			res := mustPoll(t, s, r.ID, q)
+			wantOutcome(t, "poll of the approved request with the wrong key", res, ciba.PollWrongKey)
+			if res.Request != nil {
+				t.Fatal("a poll with the wrong key returned the request")
+			}
+			res = mustPoll(t, s, r.ID, ownQuery(r, pollRule(time.Now())))
+			wantOutcome(t, "poll of the approved request with its key", res, ciba.PollDone)
+		}
+		// An unbound request polled with a proof: its tokens are not bound.
+		u := NewRequest()
+		u.Kind, u.CertThumbprint, u.DPoPJKT = kind, "", ""
+		mustCreate(t, s, u)
+		q := ownQuery(u, ciba.PaceRule{})
+		q.JKT = key
+		testForeign(t, s, u, q, ciba.PollUnboundKey)
+	}
 }
 
 func testPollCheckOnly(t *testing.T, s ciba.Store) {

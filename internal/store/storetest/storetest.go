@@ -83,6 +83,7 @@ var tests = []struct {
 	{"Poll by another client is PollUnknown and leaves the pace unchanged", testPollForeign},
 	{"Poll for another grant is PollUnknown and leaves the pace unchanged", testPollKind},
 	{"Poll over another certificate is PollWrongCert and leaves the pace unchanged", testPollCert},
+	{"Poll with another DPoP key or none is PollWrongKey, pending or decided, and leaves the pace unchanged; a key for an unbound request is PollUnboundKey (RFC 9449 §10)", testPollKey},
 	{"Poll with CheckOnly checks and paces nothing", testPollCheckOnly},
 	{"Poll of an expired or decided request is PollDone with the request", testPollDone},
 	{"of 20 concurrent on-time Polls exactly one is on time", testPollConcurrent},
@@ -1320,8 +1321,8 @@ func testClosed(t *testing.T, s ciba.Store) {
 }
 
 // testDPoPJKT: a request bound to a DPoP key (RFC 9449 §10) stays bound
-// through every change, and the poll that finds it decided reads the key,
-// which the service checks before redeeming.
+// through every change, and the poll with a proof of that key that finds
+// it decided returns it with its key.
 func testDPoPJKT(t *testing.T, s ciba.Store) {
 	const jkt = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
 	r := NewRequest()
@@ -1340,7 +1341,7 @@ func testDPoPJKT(t *testing.T, s ciba.Store) {
 	if got.DPoPJKT != jkt {
 		t.Fatalf("UpdateRequest result: DPoPJKT = %q, want %q", got.DPoPJKT, jkt)
 	}
-	res, err := s.Poll(t.Context(), r.ID, ciba.PollQuery{ClientID: r.ClientID, Kind: r.Kind, Cert: r.CertThumbprint, Rule: ciba.PaceRule{Now: now}, Current: true})
+	res, err := s.Poll(t.Context(), r.ID, ciba.PollQuery{ClientID: r.ClientID, Kind: r.Kind, Cert: r.CertThumbprint, JKT: jkt, Rule: ciba.PaceRule{Now: now}, Current: true})
 	if err != nil {
 		t.Fatalf("Poll: %v", err)
 	}
