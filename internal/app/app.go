@@ -312,7 +312,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		// DPoP (RFC 9449): the local issuer binds its tokens to the
 		// proof's key; a proof's jti is recorded in the store, so it is
 		// accepted once across every instance that shares it.
-		dcfg := dpop.Config{Replay: clientauth.NewProofReplay(st, "dpop", nil)}
+		dcfg := dpop.Config{Replay: clientauth.NewProofReplay(st, "dpop", nil), Algs: cfg.Tokens.DPoPAlgs, Window: cfg.Tokens.DPoPWindow}
 		if cfg.Tokens.DPoPNonce {
 			// Shared through the store, so that every instance accepts
 			// the nonces of the others.

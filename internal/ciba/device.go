@@ -175,6 +175,19 @@ func (d *Device) Authorize(ctx context.Context, c *Client, scope string) (*Devic
 // records it, its tokens carry it, and PollCert redeems it only with the
 // same certificate. "" binds nothing.
 func (d *Device) AuthorizeCert(ctx context.Context, c *Client, scope, cert string) (*DeviceAuthResponse, error) {
+	return d.AuthorizeBound(ctx, c, scope, Binding{Cert: cert})
+}
+
+// AuthorizeBound is AuthorizeCert with every key the request is bound to:
+// b.Cert as AuthorizeCert's cert, and b.JKT, the DPoP key of the device
+// authorization request's proof or dpop_jkt (RFC 9449 §10): the tokens,
+// minted when the user approves, carry it in cnf.jkt, and PollBound hands
+// them out only to a poll with a proof of that key, so a device_code read
+// off the device is of no use without its private key. b.PublicClient
+// marks a client that authenticated by its client_id alone, whose refresh
+// tokens are then bound to the DPoP key too (RFC 9449 §5). A relaying
+// upstream cannot bind its tokens: a DPoP key is refused there.
+func (d *Device) AuthorizeBound(ctx context.Context, c *Client, scope string, b Binding) (*DeviceAuthResponse, error) {
 	if !d.Enabled(c) {
 		return nil, Errorf(CodeUnauthorizedClient, "client %q may not use the device authorization grant", c.ID)
 	}
@@ -189,6 +202,9 @@ func (d *Device) AuthorizeCert(ctx context.Context, c *Client, scope, cert strin
 		return nil, e
 	}
 	if dr := d.relayer.deviceRelay(); dr != nil {
+		if b.JKT != "" {
+			return nil, Errorf(CodeInvalidDPoPProof, "DPoP-bound tokens are not available here: the identity provider issues them")
+		}
 		return d.relayer.startDevice(ctx, dr, c, scope, scopes, d.cfg.Expiry, d.cfg.Interval)
 	}
 	now := d.now()
@@ -204,7 +220,9 @@ func (d *Device) AuthorizeCert(ctx context.Context, c *Client, scope, cert strin
 		Interval:   d.cfg.Interval,
 		Status:     StatusPending,
 
-		CertThumbprint: cert,
+		CertThumbprint: b.Cert,
+		DPoPJKT:        b.JKT,
+		PublicClient:   b.PublicClient,
 	}
 	// The record outlives the request's lifetime by the grace period, so
 	// the page can still say "expired" rather than "not valid".
@@ -382,6 +400,16 @@ func (d *Device) Poll(ctx context.Context, c *Client, deviceCode string) ([]byte
 // certificate answers invalid_grant unless it is the same one (RFC 8705
 // §3), and stays as it was.
 func (d *Device) PollCert(ctx context.Context, c *Client, deviceCode, cert string) ([]byte, error) {
+	return d.PollBound(ctx, c, deviceCode, Binding{Cert: cert})
+}
+
+// PollBound is PollCert with the keys the token request proved it holds:
+// b.Cert as PollCert's cert, and b.JKT the DPoP proof's key ("" for
+// none). A device request bound to a DPoP key (AuthRequest.DPoPJKT)
+// answers invalid_grant, pending or not, to a poll without a proof of that
+// key, and one that is not bound answers invalid_dpop_proof to a poll with
+// a proof (keyMismatch); either stays as it was.
+func (d *Device) PollBound(ctx context.Context, c *Client, deviceCode string, b Binding) ([]byte, error) {
 	if deviceCode == "" {
 		return nil, tokenError(CodeInvalidRequest, "device_code is required")
 	}
@@ -390,6 +418,6 @@ func (d *Device) PollCert(ctx context.Context, c *Client, deviceCode, cert strin
 	}
 	// Not held: RFC 8628 clients do not expect long polling. The errors
 	// name the device_code (Kind.idParam).
-	q := PollQuery{ClientID: c.ID, Kind: KindDevice, Cert: cert, Rule: d.poller.paceRule(d.now(), 0)}
+	q := PollQuery{ClientID: c.ID, Kind: KindDevice, Cert: b.Cert, JKT: b.JKT, Rule: d.poller.paceRule(d.now(), 0)}
 	return d.poller.poll(ctx, c, deviceCode, q)
 }

@@ -139,12 +139,19 @@ type AuthRequest struct {
 	CertThumbprint string `json:"cert_thumbprint,omitempty"`
 
 	// DPoPJKT is the JWK SHA-256 thumbprint of the DPoP key the request
-	// was bound to at bc-authorize (RFC 9449 §10); "" otherwise. The tokens
+	// was bound to at bc-authorize or device authorization (RFC 9449 §10);
+	// "" otherwise. The tokens
 	// minted for the request carry it in cnf.jkt (RFC 9449 §6.1), and they
 	// are handed out only to a token request with a DPoP proof of that
 	// key, so a stolen auth_req_id is of no use without the private key.
 	// Not a secret.
 	DPoPJKT string `json:"dpop_jkt,omitempty"`
+
+	// PublicClient is set for a device request of a public client, which
+	// authenticated by its client_id alone (RFC 8628 §3.1): with a DPoP
+	// key (DPoPJKT), its refresh tokens are bound to the key as well,
+	// since no client authentication protects them (RFC 9449 §5).
+	PublicClient bool `json:"public_client,omitempty"`
 
 	// AuthzDetails is the request's authorization_details (RFC 9396) as
 	// checked at bc-authorize, in canonical JSON

@@ -114,6 +114,10 @@ type Metadata struct {
 	// ServerFAPI puts the client under FAPI-CIBA whatever its Profile (the
 	// server's fapi.ciba switch).
 	ServerFAPI bool
+	// SenderConstrained makes a FAPI-CIBA client need sender-constrained
+	// access tokens: CertBoundAccessTokens or DPoPBoundAccessTokens (the
+	// server's fapi.sender_constrained_tokens).
+	SenderConstrained bool
 	// SkipValidation exempts the client's requests from the validation
 	// hook. No rule applies; it is carried to the registration.
 	SkipValidation bool

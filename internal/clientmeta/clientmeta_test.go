@@ -179,6 +179,9 @@ func TestEachRuleOnce(t *testing.T) {
 		{"FAPI-CIBA: private_key_jwt or mutual TLS", fapiClient, func(m *Metadata) {
 			m.Methods, m.Secret = []string{MethodSecretPost}, "s1"
 		}, "token_endpoint_auth_methods[0]", `"client_secret_post" is not allowed under the FAPI-CIBA profile`},
+		{"FAPI-CIBA: sender-constrained access tokens when the server asks (mTLS or DPoP)", fapiClient, func(m *Metadata) {
+			m.SenderConstrained = true
+		}, "dpop_bound_access_tokens", "requires sender-constrained access tokens"},
 		{"FAPI-CIBA: no push", fapiClient, func(m *Metadata) {
 			m.DeliveryMode, m.NotificationEndpoint = ModePush, "https://c.example/cb"
 		}, "backchannel_token_delivery_mode", "push is not allowed under the FAPI-CIBA profile"},

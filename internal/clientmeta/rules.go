@@ -258,7 +258,9 @@ func (c *checker) public() {
 // profile: the profile is known, and a FAPI-CIBA client sends requests
 // signed with PS256 or ES256 (FAPI-CIBA §5.2.2, FAPI 1.0 Advanced §8.6),
 // authenticates with private_key_jwt or mutual TLS (FAPI 1.0 Advanced
-// §5.2.2-14) and does not use push (FAPI-CIBA §5.2.2). A client secret,
+// §5.2.2-14), does not use push (FAPI-CIBA §5.2.2) and, when the server
+// asks (Metadata.SenderConstrained), has sender-constrained access tokens
+// (mutual TLS or DPoP; FAPI 1.0 Advanced §5.2.2-5). A client secret,
 // or the HS256 switch, is refused by the rules every client follows.
 func (c *checker) profile() {
 	m := c.m
@@ -283,6 +285,9 @@ func (c *checker) profile() {
 	}
 	if m.DeliveryMode == ModePush {
 		c.fail(fieldMode, "push is not allowed under the FAPI-CIBA profile (FAPI-CIBA §5.2.2); use poll or ping")
+	}
+	if m.SenderConstrained && !m.CertBoundAccessTokens && !m.DPoPBoundAccessTokens {
+		c.fail("dpop_bound_access_tokens", "the server requires sender-constrained access tokens of FAPI-CIBA clients (fapi.sender_constrained_tokens; FAPI 1.0 Advanced §5.2.2-5): set dpop_bound_access_tokens: true, or tls_client_certificate_bound_access_tokens: true, or authenticate with tls_client_auth or self_signed_tls_client_auth")
 	}
 }
 

@@ -356,6 +356,19 @@ type Tokens struct {
 	// Default false. The local upstream only.
 	DPoPNonce bool `yaml:"dpop_nonce"`
 
+	// DPoPAlgs are the signature algorithms DPoP proofs may use (RFC 9449
+	// §4.2), listed in discovery as dpop_signing_alg_values_supported.
+	// Default: every asymmetric JWS algorithm (ES256, ES384, ES512, PS256,
+	// PS384, PS512, RS256, RS384, RS512, EdDSA); "none" and the HS*
+	// algorithms are never allowed. The local upstream only.
+	DPoPAlgs []string `yaml:"dpop_algs"`
+
+	// DPoPWindow is how far a DPoP proof's iat may be from the server's
+	// clock, either way (RFC 9449 §11.1): a proof is accepted for at most
+	// twice this long, and its jti is remembered that long. Default 60s;
+	// between 5s and 5m. The local upstream only.
+	DPoPWindow time.Duration `yaml:"dpop_window"`
+
 	// SigningKeyFile is an optional file holding the token signing key: a
 	// PEM RSA (PKCS#1 or PKCS#8, at least 2048 bits) or EC (SEC 1 or
 	// PKCS#8, P-256, P-384 or P-521) private key, or a private JWK. A
@@ -626,6 +639,7 @@ func (c *Config) ClientMetadata(cl *Client) clientmeta.Metadata {
 		TLSSANEmail:             cl.TLSSANEmail,
 		Profile:                 cl.Profile,
 		ServerFAPI:              c.FAPI.CIBA,
+		SenderConstrained:       c.FAPI.SenderConstrainedTokens,
 		SkipValidation:          cl.SkipValidation,
 		CertBoundAccessTokens:   c.CertBound(cl),
 		DPoPBoundAccessTokens:   cl.DPoPBoundAccessTokens,

@@ -22,6 +22,15 @@ type FAPI struct {
 	// profile: fapi-ciba, and makes the discovery document advertise only
 	// what the profile allows. Default false.
 	CIBA bool `yaml:"ciba"`
+	// SenderConstrainedTokens makes every FAPI-CIBA client (fapi.ciba or
+	// profile: fapi-ciba) have sender-constrained access tokens (FAPI 1.0
+	// Advanced §5.2.2-5; FAPI 2.0 Security Profile §5.3.2.1): bound to its
+	// certificate (mutual TLS authentication, or
+	// tls_client_certificate_bound_access_tokens) or to a DPoP key
+	// (dpop_bound_access_tokens). A FAPI client with neither is refused.
+	// Default false. The local upstream only: the others' tokens are the
+	// identity provider's, which cibaproxy cannot bind.
+	SenderConstrainedTokens bool `yaml:"sender_constrained_tokens"`
 }
 
 // FAPIAlgs are the JWS algorithms FAPI allows (FAPI 1.0 Advanced §8.6):
@@ -58,6 +67,9 @@ func (c *Config) IsFAPI(cl *Client) bool {
 // checkFAPI checks the server's signing key under fapi.ciba. The FAPI-CIBA
 // rules of each client are clientmeta's (see checkClient).
 func (v *validator) checkFAPI(c *Config) {
+	if c.FAPI.SenderConstrainedTokens && c.Upstream.Type != UpstreamLocal {
+		v.fail("fapi.sender_constrained_tokens", "not possible with the %s upstream: its access tokens are the identity provider's, which cibaproxy cannot bind to a certificate or a DPoP key; have the provider bind them, or remove this setting", c.Upstream.Type)
+	}
 	if !c.FAPI.CIBA || c.Tokens.SigningKey == nil {
 		return
 	}

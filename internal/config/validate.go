@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/clientmeta"
+	"github.com/cibaproxy/cibaproxy/internal/dpop"
 )
 
 // Defaults of the settings that have one.
@@ -103,6 +104,7 @@ func (v *validator) defaults(c *Config) {
 	dur(&c.Tokens.AccessTokenTTL, "tokens.access_token_ttl", defaultAccessTokenTTL)
 	dur(&c.Tokens.IDTokenTTL, "tokens.id_token_ttl", defaultIDTokenTTL)
 	dur(&c.Tokens.RefreshTokenTTL, "tokens.refresh_token_ttl", defaultRefreshTokenTTL)
+	dur(&c.Tokens.DPoPWindow, "tokens.dpop_window", dpop.DefaultWindow)
 	c.Tokens.SigningKeyFile = v.resolve(c.Tokens.SigningKeyFile)
 
 	dur(&c.Channels.Webhook.Timeout, "channels.webhook.timeout", defaultWebhookTimeout)

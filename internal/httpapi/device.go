@@ -115,7 +115,10 @@ func (d *Device) register(mux *http.ServeMux, s *Server) {
 
 // deviceAuthorization is the device authorization endpoint (RFC 8628 §3.1,
 // §3.2): the client authenticates as at the token endpoint (or, public,
-// sends its client_id) and gets a device_code and a user_code.
+// sends its client_id) and gets a device_code and a user_code. A DPoP
+// proof (for this endpoint's URL) or dpop_jkt binds the request to a DPoP
+// key as at bc-authorize (RFC 9449 §10): the tokens are minted at
+// approval, before any poll, so the key must be known here.
 func (s *Server) deviceAuthorization(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	form, err := parseForm(w, r)
@@ -123,7 +126,7 @@ func (s *Server) deviceAuthorization(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	client, _, err := s.deviceClient(ctx, r, form, s.Issuer+PathDeviceAuthorization)
+	client, public, err := s.deviceClient(ctx, r, form, s.Issuer+PathDeviceAuthorization)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -134,7 +137,12 @@ func (s *Server) deviceAuthorization(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	resp, err := s.Device.Grant.AuthorizeCert(ctx, client, form.Get("scope"), cert)
+	jkt, err := s.requestDPoPKey(w, r, client, form.Get("dpop_jkt"), PathDeviceAuthorization)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	resp, err := s.Device.Grant.AuthorizeBound(ctx, client, form.Get("scope"), ciba.Binding{Cert: cert, JKT: jkt, PublicClient: public})
 	if err != nil {
 		writeError(w, err)
 		return

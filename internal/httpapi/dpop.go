@@ -77,7 +77,7 @@ func dpopError(err error) error {
 // CIBA grant's tokens are minted when the user approves, before any poll,
 // so the key must be known here: a client with dpop_bound_access_tokens
 // must give one, and both, when given, must name the same key.
-func (s *Server) requestDPoPKey(w http.ResponseWriter, r *http.Request, c *ciba.Client, param string) (string, error) {
+func (s *Server) requestDPoPKey(w http.ResponseWriter, r *http.Request, c *ciba.Client, param, path string) (string, error) {
 	if param != "" && !validJKT(param) {
 		return "", ciba.Errorf(ciba.CodeInvalidRequest, "dpop_jkt must be a JWK SHA-256 thumbprint, base64url without padding (RFC 9449 §10)")
 	}
@@ -87,7 +87,7 @@ func (s *Server) requestDPoPKey(w http.ResponseWriter, r *http.Request, c *ciba.
 	// A client that must use DPoP may bind with dpop_jkt alone.
 	bound := *c
 	bound.DPoPBoundAccessTokens = c.DPoPBoundAccessTokens && param == ""
-	jkt, err := s.dpopBinding(w, r, &bound, PathBCAuthz)
+	jkt, err := s.dpopBinding(w, r, &bound, path)
 	switch {
 	case err != nil:
 		return "", err

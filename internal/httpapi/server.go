@@ -301,7 +301,7 @@ func (s *Server) backchannelAuthorize(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	jkt, err := s.requestDPoPKey(w, r, client, get("dpop_jkt"))
+	jkt, err := s.requestDPoPKey(w, r, client, get("dpop_jkt"), PathBCAuthz)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -414,20 +414,13 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if jkt != "" && gt == GrantDeviceCode {
-		// The device grant's tokens are minted when the user approves,
-		// before any poll, and its requests are not bound to a key yet:
-		// unbound tokens are not handed to a client that asked for DPoP.
-		writeError(w, ciba.Errorf(ciba.CodeInvalidDPoPProof, "DPoP-bound tokens are not available for grant_type %s yet; send the request without a DPoP header", gt))
-		return
-	}
 	switch gt {
 	case GrantDeviceCode:
 		if s.Device == nil {
 			writeError(w, ciba.Errorf(ciba.CodeUnsupportedGrantType, "the device_code grant is not enabled"))
 			return
 		}
-		body, err := s.Device.Grant.PollCert(ctx, client, form.Get("device_code"), cert)
+		body, err := s.Device.Grant.PollBound(ctx, client, form.Get("device_code"), ciba.Binding{Cert: cert, JKT: jkt})
 		if err != nil {
 			writeError(w, err)
 			return

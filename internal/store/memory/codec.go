@@ -107,6 +107,7 @@ func appendRequest(b []byte, r *ciba.AuthRequest) []byte {
 	b = appendString(b, r.Relay.LastError)
 	b = appendString(b, r.TraceParent)
 	b = appendString(b, r.AuthzDetails)
+	b = appendBool(b, r.PublicClient)
 	return b
 }
 
@@ -149,6 +150,7 @@ func decodeRequest(s string) (*ciba.AuthRequest, error) {
 	r.Relay.LastError = d.string()
 	r.TraceParent = d.string()
 	r.AuthzDetails = d.string()
+	r.PublicClient = d.bool()
 	if d.bad || d.i != len(d.s) {
 		return nil, errCorrupt
 	}

@@ -256,13 +256,20 @@ var scopeClaims = map[string][]string{
 // (r.CertThumbprint) gets a certificate-bound access token: its cnf claim
 // holds the certificate's x5t#S256 (RFC 8705 §3.1). A request bound to a
 // DPoP key (r.DPoPJKT) gets a DPoP access token (cnf.jkt, token_type DPoP,
-// RFC 9449 §6.1).
+// RFC 9449 §6.1), and, for a public client (r.PublicClient), a refresh
+// token bound to the key too (RFC 9449 §5).
 func (u *Upstream) Mint(ctx context.Context, r *ciba.AuthRequest, now time.Time) (*ciba.TokenResponse, error) {
 	usr := u.bySubject[r.Subject]
 	if usr == nil {
 		return nil, fmt.Errorf("local: user %q no longer exists", r.Subject)
 	}
-	return u.issue(ctx, grant{ClientID: r.ClientID, Subject: r.Subject, Scopes: r.Scopes, AuthTime: r.AuthTime, CertThumbprint: r.CertThumbprint, JKT: r.DPoPJKT, AuthzDetails: r.AuthzDetails, Family: random(16)}, usr, r.ID, now)
+	g := grant{ClientID: r.ClientID, Subject: r.Subject, Scopes: r.Scopes, AuthTime: r.AuthTime, CertThumbprint: r.CertThumbprint, JKT: r.DPoPJKT, AuthzDetails: r.AuthzDetails, Family: random(16)}
+	if r.PublicClient {
+		// RFC 9449 §5: a public client's refresh tokens are bound to its
+		// DPoP key from the first one on.
+		g.RefreshJKT = r.DPoPJKT
+	}
+	return u.issue(ctx, g, usr, r.ID, now)
 }
 
 // grant is what a refresh token stands for.
