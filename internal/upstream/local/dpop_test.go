@@ -115,3 +115,61 @@ func TestMintDPoPBound(t *testing.T) {
 		t.Fatalf("refresh without a proof: err = %v, want invalid_grant", err)
 	}
 }
+
+// TestDPoPRefreshOnEveryStore: the DPoP rules of refresh (RFC 9449 §5)
+// live on the Store's records, so they hold on every backend, Redis
+// included: a public client's refresh token minted for a DPoP-bound device
+// request is bound to the key from the first, a refresh with another key
+// or no proof is refused and leaves it usable, and a DPoP-bound grant is
+// never refreshed into bearer tokens.
+func TestDPoPRefreshOnEveryStore(t *testing.T) {
+	const (
+		key1 = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
+		key2 = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+	)
+	for _, s := range stores {
+		t.Run(s.name, func(t *testing.T) {
+			ctx, now := t.Context(), time.Now()
+			u := upstreamOn(t, s.open(t))
+			pub := ciba.Binding{JKT: key1, PublicClient: true}
+			tr, err := u.Mint(ctx, &ciba.AuthRequest{ID: "d", Kind: ciba.KindDevice, ClientID: "cli", Subject: "sub-alice", Scopes: []string{"openid"}, AuthTime: now, DPoPJKT: key1, PublicClient: true}, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tr.TokenType != "DPoP" {
+				t.Fatalf("token_type %q, want DPoP", tr.TokenType)
+			}
+			wantInvalidGrant(t, "the first refresh token with another key", func() error {
+				_, err := u.RefreshBound(ctx, "cli", tr.RefreshToken, "", ciba.Binding{JKT: key2, PublicClient: true}, now)
+				return err
+			}())
+			wantInvalidGrant(t, "the first refresh token without a proof", func() error {
+				_, err := u.RefreshBound(ctx, "cli", tr.RefreshToken, "", ciba.Binding{PublicClient: true}, now)
+				return err
+			}())
+			next, err := u.RefreshBound(ctx, "cli", tr.RefreshToken, "", pub, now)
+			if err != nil {
+				t.Fatalf("the key after refusals: %v", err)
+			}
+			if next.TokenType != "DPoP" {
+				t.Fatalf("refreshed token_type %q, want DPoP", next.TokenType)
+			}
+			wantInvalidGrant(t, "the rotated refresh token with another key", func() error {
+				_, err := u.RefreshBound(ctx, "cli", next.RefreshToken, "", ciba.Binding{JKT: key2, PublicClient: true}, now)
+				return err
+			}())
+			if _, err := u.RefreshBound(ctx, "cli", next.RefreshToken, "", pub, now); err != nil {
+				t.Fatalf("the rotated refresh token with the key: %v", err)
+			}
+			// A confidential client's DPoP-bound grant: no bearer tokens.
+			c, err := u.Mint(ctx, &ciba.AuthRequest{ID: "r", ClientID: "c1", Subject: "sub-alice", Scopes: []string{"openid"}, AuthTime: now, DPoPJKT: key1}, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantInvalidGrant(t, "a DPoP-bound grant refreshed without a proof", func() error {
+				_, err := u.RefreshBound(ctx, "c1", c.RefreshToken, "", ciba.Binding{}, now)
+				return err
+			}())
+		})
+	}
+}
