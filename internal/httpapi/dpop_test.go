@@ -65,10 +65,15 @@ type dpopEnv struct {
 
 func newDPoPEnv(t *testing.T, verifier func(ciba.Store) *dpop.Verifier) *dpopEnv {
 	t.Helper()
+	return newDPoPEnvOn(t, memory.New(), verifier)
+}
+
+// newDPoPEnvOn is newDPoPEnv on store st.
+func newDPoPEnvOn(t *testing.T, st ciba.Store, verifier func(ciba.Store) *dpop.Verifier) *dpopEnv {
+	t.Helper()
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	ring, _ := seal.NewRing(seal.Key{ID: "k", Secret: key})
-	st := memory.New()
 	var regs []*clientauth.Registration
 	clients := map[string]*ciba.Client{}
 	for _, m := range []clientmeta.Metadata{
