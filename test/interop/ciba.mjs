@@ -4,6 +4,12 @@
 //
 //   node ciba.mjs poll ISSUER CLIENT_ID SECRET LOGIN_HINT
 //   node ciba.mjs ping ISSUER CLIENT_ID SECRET LOGIN_HINT NOTIFY_PORT
+//   node ciba.mjs poll-dpop ISSUER CLIENT_ID SECRET LOGIN_HINT
+//
+// poll-dpop is poll with DPoP (RFC 9449) through openid-client's own
+// support (getDPoPHandle): its backchannel authentication request carries
+// no proof, so the request is bound with dpop_jkt (RFC 9449 §10), the
+// thumbprint of the handle's key; the poll and the refresh send proofs.
 //
 // The user's approval is the Go test's business (its webhook receiver approves
 // every request). The script prints one JSON line, {"ok":true,...} or
@@ -14,7 +20,7 @@
 
 import * as client from 'openid-client';
 import { createServer } from 'node:http';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { describe, finish, report } from './common.mjs';
 
 const GRANT_CIBA = 'urn:openid:params:grant-type:ciba';
@@ -22,7 +28,17 @@ const GRANT_CIBA = 'urn:openid:params:grant-type:ciba';
 const DEADLINE_MS = 60_000;
 
 function usage() {
-  return 'usage: node ciba.mjs poll|ping ISSUER CLIENT_ID SECRET LOGIN_HINT [NOTIFY_PORT]';
+  return 'usage: node ciba.mjs poll|ping|poll-dpop ISSUER CLIENT_ID SECRET LOGIN_HINT [NOTIFY_PORT]';
+}
+
+// jwkThumbprint is the RFC 7638 SHA-256 thumbprint of an EC public key,
+// base64url: the dpop_jkt of RFC 9449 §10.
+async function jwkThumbprint(publicKey) {
+  const jwk = await crypto.subtle.exportKey('jwk', publicKey);
+  if (jwk.kty !== 'EC') throw new Error(`unexpected DPoP key type ${jwk.kty}`);
+  // The required members, in lexicographic order, no whitespace.
+  const canonical = JSON.stringify({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y });
+  return createHash('sha256').update(canonical).digest('base64url');
 }
 
 // Starts the client notification endpoint (CIBA §10.2). It resolves
@@ -103,7 +119,7 @@ async function notificationEndpoint(port, token) {
 
 async function main() {
   const [mode, issuer, clientId, secret, loginHint, notifyPort] = process.argv.slice(2);
-  if (!['poll', 'ping'].includes(mode) || !issuer || !clientId || !secret || !loginHint) {
+  if (!['poll', 'ping', 'poll-dpop'].includes(mode) || !issuer || !clientId || !secret || !loginHint) {
     throw new Error(usage());
   }
   if (mode === 'ping' && !notifyPort) {
@@ -126,6 +142,28 @@ async function main() {
 
   const params = { scope: 'openid email', login_hint: loginHint, binding_message: 'Code 1234' };
   let tokens;
+  if (mode === 'poll-dpop') {
+    if (!meta.dpop_signing_alg_values_supported?.includes('ES256')) {
+      throw new Error('discovery does not list ES256 in dpop_signing_alg_values_supported');
+    }
+    const keyPair = await client.randomDPoPKeyPair('ES256');
+    const DPoP = client.getDPoPHandle(config, keyPair);
+    const jkt = await jwkThumbprint(keyPair.publicKey);
+    const response = await client.initiateBackchannelAuthentication(config, { ...params, dpop_jkt: jkt });
+    tokens = await client.pollBackchannelAuthenticationGrant(config, response, undefined, { signal, DPoP });
+    const result = report(mode, tokens, response.auth_req_id, { jkt });
+    if (!tokens.refresh_token) throw new Error('no refresh_token to refresh with DPoP');
+    const refreshed = await client.refreshTokenGrant(config, tokens.refresh_token, undefined, { DPoP });
+    result.refresh = {
+      ok: typeof refreshed.access_token === 'string' && refreshed.access_token !== tokens.access_token,
+      rotated: typeof refreshed.refresh_token === 'string' && refreshed.refresh_token !== tokens.refresh_token,
+      sub: refreshed.claims()?.sub,
+      token_type: refreshed.token_type,
+      access_token: refreshed.access_token,
+    };
+    result.access_token = tokens.access_token;
+    return result;
+  }
   if (mode === 'poll') {
     const response = await client.initiateBackchannelAuthentication(config, params);
     tokens = await client.pollBackchannelAuthenticationGrant(config, response, undefined, { signal });

@@ -7,6 +7,7 @@ package interop
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -86,10 +87,16 @@ type result struct {
 	HasAccessToken  bool           `json:"has_access_token"`
 	HasRefreshToken bool           `json:"has_refresh_token"`
 	Pings           int            `json:"pings"`
-	Refresh         *struct {
-		OK      bool   `json:"ok"`
-		Rotated bool   `json:"rotated"`
-		Sub     string `json:"sub"`
+	// JKT and AccessToken are poll-dpop's: the thumbprint of the DPoP key
+	// and the access token of the poll.
+	JKT         string `json:"jkt"`
+	AccessToken string `json:"access_token"`
+	Refresh     *struct {
+		OK          bool   `json:"ok"`
+		Rotated     bool   `json:"rotated"`
+		Sub         string `json:"sub"`
+		TokenType   string `json:"token_type"`
+		AccessToken string `json:"access_token"`
 	} `json:"refresh"`
 	Error      string `json:"error"`
 	Code       string `json:"code"`
@@ -143,6 +150,30 @@ func checkAlice(t *testing.T, r result, issuer, clientID string) {
 	}
 }
 
+// cnfJKT returns the cnf.jkt claim of JWT access token at, read without
+// checking the signature (openid-client checked the response; the test
+// only reads what the token is bound to).
+func cnfJKT(t *testing.T, at string) string {
+	t.Helper()
+	parts := strings.Split(at, ".")
+	if len(parts) != 3 {
+		t.Fatalf("the access token is not a JWT: %d parts", len(parts))
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatalf("access token payload: %v", err)
+	}
+	var c struct {
+		Cnf struct {
+			JKT string `json:"jkt"`
+		} `json:"cnf"`
+	}
+	if err := json.Unmarshal(payload, &c); err != nil {
+		t.Fatalf("access token claims: %v", err)
+	}
+	return c.Cnf.JKT
+}
+
 // TestOpenIDClient runs openid-client's CIBA flows (poll with
 // client_secret_post and client_secret_basic, ping) against one cibaproxy
 // whose webhook channel approves every request.
@@ -178,6 +209,26 @@ func TestOpenIDClient(t *testing.T) {
 				t.Errorf("refreshed ID token sub = %q, want alice", r.Refresh.Sub)
 			default:
 				t.Logf("openid-client refreshTokenGrant: %+v", *r.Refresh)
+			}
+		})
+		t.Run("poll/dpop", func(t *testing.T) {
+			t.Parallel()
+			// openid-client's DPoP support (getDPoPHandle): the request is
+			// bound with dpop_jkt, the poll and the refresh carry proofs,
+			// and both access tokens are DPoP tokens bound to its key.
+			c := testutil.DemoPoll
+			r := runClient(t, nil, "poll-dpop", srv.URL, c.ID, c.Secret, "alice")
+			if r.Sub != "alice" || !strings.EqualFold(r.TokenType, "dpop") {
+				t.Fatalf("poll: sub %q token_type %q, want alice and DPoP", r.Sub, r.TokenType)
+			}
+			if got := cnfJKT(t, r.AccessToken); got != r.JKT || got == "" {
+				t.Errorf("access token cnf.jkt = %q, want the key's thumbprint %q", got, r.JKT)
+			}
+			if r.Refresh == nil || !r.Refresh.OK || !r.Refresh.Rotated || !strings.EqualFold(r.Refresh.TokenType, "dpop") {
+				t.Fatalf("refresh with DPoP: %+v, want a new DPoP access token and a rotated refresh token", r.Refresh)
+			}
+			if got := cnfJKT(t, r.Refresh.AccessToken); got != r.JKT {
+				t.Errorf("refreshed access token cnf.jkt = %q, want %q", got, r.JKT)
 			}
 		})
 		t.Run("poll/client_secret_basic", func(t *testing.T) {
