@@ -79,8 +79,13 @@ func buildLocal(cfg *config.Config, st ciba.Store, signer *keys.Live, reg regist
 			// RFC 8705 §3.3: this issuer binds access tokens to client
 			// certificates, when one can reach it.
 			doc["tls_client_certificate_bound_access_tokens"] = cfg.MTLS()
-			// RFC 9449 §5.1: the algorithms of the DPoP proofs accepted.
-			doc["dpop_signing_alg_values_supported"] = dpop.DefaultAlgs()
+			// RFC 9449 §5.1: the algorithms of the DPoP proofs accepted
+			// (tokens.dpop_algs, the verifier's list).
+			algs := cfg.Tokens.DPoPAlgs
+			if algs == nil {
+				algs = dpop.DefaultAlgs()
+			}
+			doc["dpop_signing_alg_values_supported"] = algs
 			// What the issuer's keys really sign with: one algorithm, two
 			// while a rotation switches (FAPI 1.0 Advanced §8.6).
 			doc["id_token_signing_alg_values_supported"] = signer.Algs()
