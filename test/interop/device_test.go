@@ -50,9 +50,16 @@ type shown struct {
 // final result line is returned.
 func runDevice(t *testing.T, approve func(shown), args ...string) result {
 	t.Helper()
+	return runDeviceEnv(t, nil, approve, args...)
+}
+
+// runDeviceEnv is runDevice with env added to the script's environment.
+func runDeviceEnv(t *testing.T, env []string, approve func(shown), args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "node", append([]string{"device.mjs"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
@@ -169,4 +176,16 @@ func TestOpenIDClientDevice(t *testing.T) {
 			}
 		})
 	}
+	// openid-client's DPoP support on the device grant, public client:
+	// the device request is bound with dpop_jkt, the poll and the refresh
+	// carry proofs, and the tokens are DPoP tokens bound to its key.
+	t.Run("public client with DPoP", func(t *testing.T) {
+		r := runDeviceEnv(t, []string{"DEVICE_DPOP=1"}, func(s shown) { approveOverHTTP(t, s) }, srv.URL, "demo-tv")
+		if r.Sub != "alice" || !strings.EqualFold(r.TokenType, "dpop") || r.JKT == "" || cnfJKT(t, r.AccessToken) != r.JKT {
+			t.Fatalf("device tokens: sub %q token_type %q cnf.jkt %q, want alice, DPoP, %q", r.Sub, r.TokenType, cnfJKT(t, r.AccessToken), r.JKT)
+		}
+		if r.Refresh == nil || !r.Refresh.OK || !r.Refresh.Rotated || !strings.EqualFold(r.Refresh.TokenType, "dpop") || cnfJKT(t, r.Refresh.AccessToken) != r.JKT {
+			t.Fatalf("refresh with DPoP: %+v, want a DPoP access token bound to %q", r.Refresh, r.JKT)
+		}
+	})
 }
