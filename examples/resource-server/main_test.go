@@ -201,7 +201,9 @@ func TestResourceServer(t *testing.T) {
 		{"a proof for another method", "DPoP", func() string { return at },
 			func() string { return alice.proof(t, url, at, map[string]any{"htm": "POST"}) }, "invalid_dpop_proof"},
 		{"a stale proof", "DPoP", func() string { return at },
-			func() string { return alice.proof(t, url, at, map[string]any{"iat": time.Now().Add(-time.Hour).Unix()}) }, "invalid_dpop_proof"},
+			func() string {
+				return alice.proof(t, url, at, map[string]any{"iat": time.Now().Add(-time.Hour).Unix()})
+			}, "invalid_dpop_proof"},
 		{"a proof made for another access token (ath)", "DPoP", func() string { return at },
 			func() string { return alice.proof(t, url, "another-token", nil) }, "invalid_dpop_proof"},
 		{"a proof without ath", "DPoP", func() string { return at },

@@ -186,7 +186,7 @@ func (v *Verifier) key(ctx context.Context, kid string) (*jose.JSONWebKey, error
 // presented with access token token, and returns its key's thumbprint, its
 // jti and its iat.
 func (v *Verifier) proof(raw, method, target, token string, now time.Time) (jkt, jti string, iat time.Time, err error) {
-	jws, err := jose.ParseSigned(raw, v.ProofAlgs)
+	jws, err := jose.ParseSignedCompact(raw, v.ProofAlgs)
 	if err != nil || len(jws.Signatures) != 1 {
 		return "", "", time.Time{}, invalidProof("not a JWS with one signature by an accepted asymmetric algorithm")
 	}

@@ -118,7 +118,7 @@ func TestFAPISenderConstrained(t *testing.T) {
 		}
 	})
 	t.Run("a FAPI client with DPoP-bound tokens is valid", func(t *testing.T) {
-		mustParse(t, doc(map[string]string{"clients": clients(fapi+"dpop_bound_access_tokens: true\n")})+on, noEnv)
+		mustParse(t, doc(map[string]string{"clients": clients(fapi + "dpop_bound_access_tokens: true\n")})+on, noEnv)
 	})
 	t.Run("without the switch, an unbound FAPI client is valid as before", func(t *testing.T) {
 		mustParse(t, doc(map[string]string{"clients": clients(fapi)}), noEnv)
