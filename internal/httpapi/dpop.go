@@ -22,8 +22,8 @@ const (
 // one. A request with more than one DPoP header is refused, as is one
 // without a proof from a client with dpop_bound_access_tokens (RFC 9449
 // §5.2). Without a verifier (s.DPoP nil: the upstream's tokens cannot be
-// bound here) a proof is ignored, as before DPoP existed, and the tokens
-// are of type Bearer. When server nonces are on, w gets a fresh DPoP-Nonce
+// bound here) a proof is refused (invalid_dpop_proof), so that a client
+// that asked for DPoP is not handed bearer tokens. When server nonces are on, w gets a fresh DPoP-Nonce
 // whatever the outcome, so the client's next proof can carry it (RFC 9449
 // §8.2).
 func (s *Server) dpopBinding(w http.ResponseWriter, r *http.Request, c *ciba.Client, path string) (string, error) {
@@ -33,10 +33,14 @@ func (s *Server) dpopBinding(w http.ResponseWriter, r *http.Request, c *ciba.Cli
 		return "", ciba.Errorf(ciba.CodeInvalidDPoPProof, "exactly one DPoP header is allowed, got %d (RFC 9449 §4.3)", len(proofs))
 	case len(proofs) == 0 && c.DPoPBoundAccessTokens:
 		return "", ciba.Errorf(ciba.CodeInvalidDPoPProof, "client %q has DPoP-bound access tokens (dpop_bound_access_tokens): send a DPoP proof with this request (RFC 9449 §5.2; at bc-authorize dpop_jkt will do, §10)", c.ID)
-	case len(proofs) == 0 || s.DPoP == nil && !c.DPoPBoundAccessTokens:
+	case len(proofs) == 0:
 		return "", nil
-	case s.DPoP == nil:
+	case s.DPoP == nil && c.DPoPBoundAccessTokens:
 		return "", &ciba.Error{Code: ciba.CodeServerError, Description: "internal error", Err: errors.New("httpapi: a client with DPoP-bound access tokens but no DPoP verifier")}
+	case s.DPoP == nil:
+		// The upstream's tokens cannot be bound here: refused rather than
+		// answered with bearer tokens the client did not ask for.
+		return "", ciba.Errorf(ciba.CodeInvalidDPoPProof, "DPoP-bound tokens are not available here: the identity provider issues the tokens, and cibaproxy cannot bind them to a DPoP key; send the request without a DPoP header")
 	}
 	// The URL is built only here: the poll path without a proof allocates
 	// nothing for DPoP.

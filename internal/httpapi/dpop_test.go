@@ -266,12 +266,16 @@ func TestTokenDPoP(t *testing.T) {
 			t.Fatalf("poll without a proof: %d %v, want the tokens", status, body)
 		}
 	})
-	t.Run("without a verifier a proof is ignored and the tokens are bearer tokens", func(t *testing.T) {
+	t.Run("without a verifier (tokens cibaproxy cannot bind) a proof is invalid_dpop_proof, not answered with bearer tokens", func(t *testing.T) {
 		e := newDPoPEnv(t, nil)
 		status, _, body := e.post(t, PathToken, "plain", refreshForm, e.proof(t, tokenURL, nil))
-		calls := e.ref.calls()
-		if status != http.StatusOK || len(calls) != 1 || calls[0].JKT != "" || body["token_type"] != "Bearer" {
-			t.Fatalf("got %d %v, refresher got %+v", status, body, calls)
+		refused(t, e, status, body, "invalid_dpop_proof", "cannot bind")
+		status, _, body = e.post(t, PathBCAuthz, "plain", aliceForm, e.proof(t, dpopIssuer+PathBCAuthz, nil))
+		if status != http.StatusBadRequest || body["error"] != "invalid_dpop_proof" {
+			t.Fatalf("bc-authorize with a proof: %d %v, want invalid_dpop_proof", status, body)
+		}
+		if status, _, body := e.post(t, PathToken, "plain", refreshForm); status != http.StatusOK || body["token_type"] != "Bearer" {
+			t.Fatalf("without a proof: %d %v, want bearer tokens", status, body)
 		}
 	})
 }

@@ -109,7 +109,8 @@ type Server struct {
 	ClientCert func(r *http.Request) (string, error)
 	// DPoP verifies the DPoP proofs of token requests (RFC 9449) when the
 	// upstream's tokens can be bound to them (the local upstream); nil: a
-	// DPoP header is ignored and tokens are bearer tokens.
+	// request with a DPoP header that cibaproxy answers itself is refused
+	// (grants forwarded to the identity provider keep their header).
 	DPoP *dpop.Verifier
 	// Observer counts answered requests; nil counts nothing.
 	Observer Observer
