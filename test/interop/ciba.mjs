@@ -162,6 +162,11 @@ async function main() {
       access_token: refreshed.access_token,
     };
     result.access_token = tokens.access_token;
+    // Userinfo (OIDC Core §5.3) with the refreshed DPoP-bound access
+    // token: openid-client sends the DPoP scheme and a proof with ath, and
+    // checks that the answer's sub is the ID token's.
+    const info = await client.fetchUserInfo(config, refreshed.access_token, tokens.claims().sub, { DPoP });
+    result.userinfo = { sub: info.sub, email: info.email };
     return result;
   }
   if (mode === 'poll') {

@@ -98,6 +98,12 @@ type result struct {
 		TokenType   string `json:"token_type"`
 		AccessToken string `json:"access_token"`
 	} `json:"refresh"`
+	// Userinfo is poll-dpop's: what openid-client's fetchUserInfo got with
+	// the DPoP-bound access token.
+	Userinfo *struct {
+		Sub   string `json:"sub"`
+		Email string `json:"email"`
+	} `json:"userinfo"`
 	Error      string `json:"error"`
 	Code       string `json:"code"`
 	OAuthError string `json:"error_description"`
@@ -229,6 +235,10 @@ func TestOpenIDClient(t *testing.T) {
 			}
 			if got := cnfJKT(t, r.Refresh.AccessToken); got != r.JKT {
 				t.Errorf("refreshed access token cnf.jkt = %q, want %q", got, r.JKT)
+			}
+			// The scope was "openid email": userinfo releases the e-mail.
+			if r.Userinfo == nil || r.Userinfo.Sub != "alice" || r.Userinfo.Email == "" {
+				t.Errorf("userinfo with the DPoP-bound token: %+v, want alice's sub and e-mail", r.Userinfo)
 			}
 		})
 		t.Run("poll/client_secret_basic", func(t *testing.T) {
