@@ -79,6 +79,8 @@ func newDPoPEnvOn(t *testing.T, st ciba.Store, verifier func(ciba.Store) *dpop.V
 	for _, m := range []clientmeta.Metadata{
 		{ID: "bound", DeliveryMode: clientmeta.ModePoll, Secret: "secret", DPoPBoundAccessTokens: true},
 		{ID: "plain", DeliveryMode: clientmeta.ModePoll, Secret: "secret"},
+		{ID: "pingbound", DeliveryMode: clientmeta.ModePing, Secret: "secret", DPoPBoundAccessTokens: true,
+			NotificationEndpoint: "https://ping.example/cb"},
 	} {
 		v, problems := clientmeta.Check(m)
 		if problems != nil {
@@ -423,5 +425,49 @@ func TestCIBADPoP(t *testing.T) {
 				t.Fatalf("%d requests stored", n)
 			}
 		})
+	}
+}
+
+// TestCIBADPoPPing: in ping mode (CIBA §10.2) the token request that follows
+// the ping is held to the same DPoP binding as a poll: the request is bound
+// at bc-authorize, and only a proof of that key redeems it; another key is
+// invalid_grant and no proof invalid_dpop_proof, each leaving the tokens
+// for the key holder, who gets them once.
+func TestCIBADPoPPing(t *testing.T) {
+	ctx := context.Background()
+	e := newDPoPEnv(t, storeVerifier)
+	bcURL, tokenURL := dpopIssuer+PathBCAuthz, dpopIssuer+PathToken
+	form := url.Values{"client_notification_token": {"8d67dc78-7faa-4d41-aabd-67707b374255"}}
+	for k, v := range aliceForm {
+		form[k] = v
+	}
+	status, _, body := e.post(t, PathBCAuthz, "pingbound", form, e.proof(t, bcURL, nil))
+	if status != http.StatusOK {
+		t.Fatalf("bc-authorize: %d %v", status, body)
+	}
+	r, err := e.st.GetRequest(ctx, body["auth_req_id"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Mode != ciba.ModePing || r.DPoPJKT != e.jktOf(t) {
+		t.Fatalf("stored mode %q dpop_jkt %q, want ping and %q", r.Mode, r.DPoPJKT, e.jktOf(t))
+	}
+	if err := e.svc.ApproveWithMinter(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	grant := url.Values{"grant_type": {GrantCIBA}, "auth_req_id": {r.ID}}
+	other := newDPoPEnv(t, nil) // another key, same server
+	other.srv = e.srv
+	if status, _, body := other.post(t, PathToken, "pingbound", grant, other.proof(t, tokenURL, nil)); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+		t.Fatalf("another key: %d %v, want 400 invalid_grant", status, body)
+	}
+	if status, _, body := e.post(t, PathToken, "pingbound", grant); status != http.StatusBadRequest || body["error"] != "invalid_dpop_proof" {
+		t.Fatalf("no proof: %d %v, want 400 invalid_dpop_proof", status, body)
+	}
+	if status, _, body := e.post(t, PathToken, "pingbound", grant, e.proof(t, tokenURL, nil)); status != http.StatusOK || body["access_token"] == nil {
+		t.Fatalf("the same key: %d %v, want the tokens", status, body)
+	}
+	if status, _, body := e.post(t, PathToken, "pingbound", grant, e.proof(t, tokenURL, nil)); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+		t.Fatalf("a second redemption: %d %v, want 400 invalid_grant", status, body)
 	}
 }
