@@ -140,6 +140,16 @@ type Delivery struct {
 	Attempts    int       `json:"attempts"`
 	NextAttempt time.Time `json:"next_attempt,omitzero"`
 	LastError   string    `json:"last_error,omitempty"`
+	// Tries are the latest sends through each channel (ciba.Try).
+	Tries []Try `json:"tries,omitempty"`
+}
+
+// Try is one send of the user's message through one channel (ciba.Try).
+type Try struct {
+	At      time.Time `json:"at"`
+	Channel string    `json:"channel"`
+	Outcome string    `json:"outcome"`
+	Error   string    `json:"error,omitempty"`
 }
 
 // Relay is the state of a relayed request (ciba.RelayState) without the
@@ -197,7 +207,11 @@ func View(r *ciba.AuthRequest, now time.Time) Request {
 }
 
 func delivery(d ciba.Delivery) Delivery {
-	return Delivery{Due: d.Due, Done: d.Done, Attempts: d.Attempts, NextAttempt: d.NextAttempt, LastError: redactURLs(d.LastError)}
+	v := Delivery{Due: d.Due, Done: d.Done, Attempts: d.Attempts, NextAttempt: d.NextAttempt, LastError: redactURLs(d.LastError)}
+	for _, t := range d.Tries {
+		v.Tries = append(v.Tries, Try{At: t.At, Channel: t.Channel, Outcome: t.Outcome, Error: redactURLs(t.Error)})
+	}
+	return v
 }
 
 // urlPattern matches the URLs that delivery errors quote.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -210,10 +211,10 @@ func TestShow(t *testing.T) {
 				t.Errorf("client notice next attempt %v, want %v", r.ClientNotice.NextAttempt, want.NextAttempt)
 			}
 			r.ClientNotice.NextAttempt = want.NextAttempt
-			if r.ClientNotice != want {
+			if !reflect.DeepEqual(r.ClientNotice, want) {
 				t.Errorf("client notice %+v, want %+v", r.ClientNotice, want)
 			}
-			if r.ChannelNotice != (Delivery{Due: true, Done: true, Attempts: 1}) {
+			if !reflect.DeepEqual(r.ChannelNotice, Delivery{Due: true, Done: true, Attempts: 1}) {
 				t.Errorf("channel notice %+v", r.ChannelNotice)
 			}
 		})
@@ -330,7 +331,7 @@ func TestCancel(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if after.Status != before.Status || after.DenyReason != before.DenyReason || after.ClientNotice != before.ClientNotice {
+				if after.Status != before.Status || after.DenyReason != before.DenyReason || !reflect.DeepEqual(after.ClientNotice, before.ClientNotice) {
 					t.Errorf("the request changed: %+v → %+v", before, after)
 				}
 			})

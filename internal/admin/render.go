@@ -95,6 +95,13 @@ func WriteRequest(w io.Writer, r *Request, full bool) error {
 	}
 	line("tokens_held", yesNo(r.TokensHeld))
 	line("channel_notice", deliveryText(r.ChannelNotice))
+	for _, t := range r.ChannelNotice.Tries {
+		s := at(t.At) + " " + clean(t.Channel) + " " + clean(t.Outcome)
+		if t.Error != "" {
+			s += ": " + clean(t.Error)
+		}
+		line("  channel_try", s)
+	}
 	line("client_notice", deliveryText(r.ClientNotice))
 	if rl := r.Relay; rl != nil {
 		s := fmt.Sprintf("%d polls, %d failures, interval %s", rl.Polls, rl.Failures,

@@ -53,12 +53,14 @@ const (
 // ping and push clients must hear of, removes requests past their grace
 // time, takes over deliveries of instances that died, and starts the
 // Relayer's upstream polls when they are due. Its dependencies: the store,
-// the Channel (nil when none), the Notifier, the client registry, the
+// the Channels in their order (none when none), the Notifier, the client registry, the
 // Sealer (push bodies), the Observer, the tracing hook, the callback
 // tokens, the Relayer and the schedule the other parts add to.
 type Dispatcher struct {
 	base
-	channel       Channel
+	// channels are tried in order for the user's message (Channel); none
+	// when no channel is configured.
+	channels      []Channel
 	notifier      Notifier
 	clients       func(id string) (*Client, bool)
 	sealer        Sealer
@@ -379,7 +381,7 @@ func (dp *Dispatcher) process(ctx context.Context, id string, spawn func(func())
 	if r.UserNotice.Pending() {
 		if r.Status != StatusPending || r.Expired(now) {
 			dp.finishDelivery(ctx, id, userNotice, "the request is no longer pending")
-		} else if dp.channel == nil {
+		} else if len(dp.channels) == 0 {
 			// Created by an instance with a channel, on a store shared with
 			// this one, which has none: the message is the others' to send.
 			// Look again when the request expires, to close the delivery.
@@ -440,7 +442,7 @@ func (k deliveryKind) String() string {
 // together rather than one at a time in the Run loop; the claim's
 // compare-and-set keeps two workers from sending the same message.
 func (dp *Dispatcher) attempt(ctx context.Context, id string, k deliveryKind) {
-	if k == userNotice && dp.channel == nil {
+	if k == userNotice && len(dp.channels) == 0 {
 		return // not this instance's to send (process)
 	}
 	if !dp.sending.start(id, k) {
@@ -502,7 +504,10 @@ func backoff(n int) time.Duration {
 func (dp *Dispatcher) deliver(ctx context.Context, r *AuthRequest, k deliveryKind, deadline time.Time) {
 	kind := string(r.Mode)
 	if k == userNotice {
-		kind = dp.channel.Name()
+		kind = "channel"
+		if len(dp.channels) == 1 {
+			kind = dp.channels[0].Name()
+		}
 	}
 	ctx, end := dp.startSpan(ctx, "deliver "+kind, r.TraceParent)
 	var err error
@@ -514,13 +519,10 @@ func (dp *Dispatcher) deliver(ctx context.Context, r *AuthRequest, k deliveryKin
 		return
 	}
 	send, cancel := context.WithDeadline(ctx, deadline)
+	var tries []Try
 	switch {
 	case k == userNotice:
-		err = dp.channel.Send(send, r, client, Notice{
-			ApproveURL:    dp.cfg.ApproveURL(r.ApprovalID),
-			CallbackURL:   dp.cfg.CallbackURL,
-			CallbackToken: dp.callbackToken(r.ApprovalID),
-		})
+		tries, err = dp.sendChannels(send, r, client)
 	case r.Mode == ModePing:
 		err = dp.notifier.Ping(send, client.NotificationEndpoint, r.NotificationToken, r.ID)
 	case r.Mode == ModePush:
@@ -531,7 +533,7 @@ func (dp *Dispatcher) deliver(ctx context.Context, r *AuthRequest, k deliveryKin
 		}
 	}
 	cancel()
-	if dp.observer != nil {
+	if dp.observer != nil && k != userNotice {
 		dp.observer.ObserveDelivery(kind, err)
 	}
 	attrs := []slog.Attr{slog.String("delivery", k.String()), slog.String("client_id", r.ClientID), slog.Int("attempt", attempts)}
@@ -546,6 +548,7 @@ func (dp *Dispatcher) deliver(ctx context.Context, r *AuthRequest, k deliveryKin
 				return errNothingToDo
 			}
 			d.LastError = err.Error()
+			d.addTries(tries)
 			d.NextAttempt = next // the lease ends: retry after the backoff
 			deadline := cur.ExpiresAt.Add(dp.cfg.ExpiredGrace)
 			if k == clientNotice && cur.Status == StatusApproved || k == userNotice {
@@ -569,7 +572,7 @@ func (dp *Dispatcher) deliver(ctx context.Context, r *AuthRequest, k deliveryKin
 	// record is tried again (it is idempotent) while the lease has time.
 	done := context.WithoutCancel(ctx)
 	for try := 1; ; try++ {
-		ferr := dp.finishDelivery(done, r.ID, k, "")
+		ferr := dp.finishDelivery(done, r.ID, k, "", tries...)
 		if ferr == nil || try == doneTries {
 			break
 		}
@@ -577,16 +580,65 @@ func (dp *Dispatcher) deliver(ctx context.Context, r *AuthRequest, k deliveryKin
 	}
 }
 
+// sendChannels sends the user's message through the first channel that
+// takes it (Channel): a channel that cannot reach the user, or fails for
+// good, hands over to the next; any other failure ends the attempt. It
+// returns a Try per channel it asked, and nil once one took the message;
+// otherwise the error of the last channel asked, or a summary when every
+// channel was passed over.
+func (dp *Dispatcher) sendChannels(ctx context.Context, r *AuthRequest, client *Client) ([]Try, error) {
+	n := Notice{
+		ApproveURL:    dp.cfg.ApproveURL(r.ApprovalID),
+		CallbackURL:   dp.cfg.CallbackURL,
+		CallbackToken: dp.callbackToken(r.ApprovalID),
+	}
+	tries := make([]Try, 0, len(dp.channels))
+	var passed []string
+	for _, ch := range dp.channels {
+		err := ch.Send(ctx, r, client, n)
+		t := Try{At: dp.now(), Channel: ch.Name(), Outcome: "delivered"}
+		var perm *PermanentError
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrUnreachable):
+			t.Outcome = "unreachable"
+		case errors.As(err, &perm):
+			t.Outcome = "permanent"
+		default:
+			t.Outcome = "failed"
+		}
+		if err != nil {
+			t.Error = err.Error()
+		}
+		tries = append(tries, t)
+		if t.Outcome != "unreachable" && dp.observer != nil {
+			dp.observer.ObserveDelivery(ch.Name(), err)
+		}
+		if err == nil {
+			return tries, nil
+		}
+		if t.Outcome == "failed" || len(dp.channels) == 1 {
+			return tries, err
+		}
+		passed = append(passed, ch.Name()+": "+err.Error())
+		if ctx.Err() != nil {
+			return tries, err
+		}
+	}
+	return tries, errors.New("no channel took the message (" + strings.Join(passed, "; ") + ")")
+}
+
 // finishDelivery marks a delivery done; for a push of tokens the request is
 // redeemed at the same time, so the tokens are handed out exactly once. It
 // returns the store's error, nil when the delivery is done (or gone).
-func (dp *Dispatcher) finishDelivery(ctx context.Context, id string, k deliveryKind, why string) error {
+func (dp *Dispatcher) finishDelivery(ctx context.Context, id string, k deliveryKind, why string, tries ...Try) error {
 	_, err := dp.store.UpdateRequest(ctx, id, func(r *AuthRequest) error {
 		d := k.of(r)
 		if d.Done {
 			return errNothingToDo
 		}
 		d.Done, d.LastError = true, why
+		d.addTries(tries)
 		if k == clientNotice && r.Mode == ModePush && r.Status == StatusApproved && why == "" {
 			r.Status = StatusRedeemed
 			r.Result = nil

@@ -136,15 +136,44 @@ type Sealer interface {
 }
 
 // Channel reaches the user's authentication device for a new request
-// (webhook, e-mail). Send must be idempotent enough to be retried: it is
-// called again after a failure or a restart until it succeeds or the request
-// expires.
+// (Web Push, e-mail, webhook). Send must be idempotent enough to be
+// retried: it is called again after a failure or a restart until it
+// succeeds or the request expires.
+//
+// Several channels may be configured, in order: the dispatcher sends
+// through the first, and goes on to the next when Send's error wraps
+// ErrUnreachable (this channel has no way to reach this user: no push
+// subscription, no e-mail address) or is Permanent (sending again through
+// this channel will not help: the push service forgot the subscription,
+// the mail server refused the address). Any other error ends the attempt,
+// which is made again, from the first channel, after a backoff.
 type Channel interface {
 	// Name is the channel's name in logs and metrics.
 	Name() string
 	// Send tells the user about request r. approveURL is the approval page
 	// link; callbackToken is the per-request bearer for POST /ciba/callback.
 	Send(ctx context.Context, r *AuthRequest, client *Client, n Notice) error
+}
+
+// ErrUnreachable is wrapped by a Channel's error when the channel has no
+// way to reach the request's user: the next channel is tried.
+var ErrUnreachable = errors.New("the channel cannot reach this user")
+
+// PermanentError marks a Channel's failure that sending again through the
+// same channel will not get over: the next channel is tried.
+type PermanentError struct{ Err error }
+
+func (e *PermanentError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the failure.
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// Permanent marks err as a PermanentError; nil stays nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &PermanentError{Err: err}
 }
 
 // Validator is the consumption-device validation hook (the seed's step 3):

@@ -1,6 +1,7 @@
 package ciba
 
 import (
+	"slices"
 	"time"
 )
 
@@ -202,6 +203,38 @@ type Delivery struct {
 	NextAttempt time.Time `json:"next_attempt,omitzero"`
 	// LastError is the last failure, for operators. No secrets.
 	LastError string `json:"last_error,omitempty"`
+	// Tries are the latest sends through each channel, oldest first, at
+	// most MaxTries: which channel was tried, when, and how it went. Only
+	// the user's message has them (one entry per channel tried in an
+	// attempt, so a fallback shows as several entries).
+	Tries []Try `json:"tries,omitempty"`
+}
+
+// MaxTries bounds Delivery.Tries: older entries are dropped.
+const MaxTries = 16
+
+// Try is one send of the user's message through one channel.
+type Try struct {
+	// At is when the send ended.
+	At time.Time `json:"at"`
+	// Channel is the channel's name (webpush, email, webhook).
+	Channel string `json:"channel"`
+	// Error is why it failed; empty when the channel accepted the message.
+	// No secrets.
+	Error string `json:"error,omitempty"`
+	// Outcome is "delivered", "unreachable" (the channel has no way to
+	// reach this user: skipped), "permanent" (a failure the same channel
+	// will not get over: the next one is tried) or "failed" (retried
+	// later).
+	Outcome string `json:"outcome"`
+}
+
+// addTries appends tries to d.Tries, keeping the last MaxTries.
+func (d *Delivery) addTries(tries []Try) {
+	d.Tries = append(d.Tries, tries...)
+	if n := len(d.Tries); n > MaxTries {
+		d.Tries = append([]Try(nil), d.Tries[n-MaxTries:]...)
+	}
 }
 
 // Pending reports whether the message still has to be sent.
@@ -222,6 +255,8 @@ func (r *AuthRequest) Clone() *AuthRequest {
 	if r.Relay.ID != nil {
 		c.Relay.ID = append([]byte(nil), r.Relay.ID...)
 	}
+	c.UserNotice.Tries = slices.Clone(r.UserNotice.Tries)
+	c.ClientNotice.Tries = slices.Clone(r.ClientNotice.Tries)
 	return &c
 }
 

@@ -76,7 +76,10 @@ type Deps struct {
 	Minter Minter
 	Sealer Sealer
 	// Channel reaches the user; nil when no channel is configured.
-	Channel  Channel
+	Channel Channel
+	// Channels, when set, are the channels in the order they are tried
+	// (Channel interface); Channel, if also set, goes first.
+	Channels []Channel
 	Notifier Notifier
 	// Clients looks up a registered client by id (for deliveries).
 	Clients func(id string) (*Client, bool)
@@ -208,10 +211,15 @@ func NewService(cfg Config, d Deps) (*Service, error) {
 	s.decisions = &Decisions{base: b, sealer: d.Sealer, minter: d.Minter, clients: d.Clients, callbackKey: d.CallbackKey, sched: s.sched}
 	s.relayer = &Relayer{base: b, upstream: d.Relay, sealer: d.Sealer, clients: d.Clients, callbackKey: d.CallbackKey,
 		observer: d.Observer, trace: d.Trace, startSpan: d.StartSpan, decisions: s.decisions, sched: s.sched}
-	s.dispatcher = &Dispatcher{base: b, channel: d.Channel, notifier: d.Notifier, clients: d.Clients, sealer: d.Sealer,
+	var channels []Channel
+	if d.Channel != nil {
+		channels = append(channels, d.Channel)
+	}
+	channels = append(channels, d.Channels...)
+	s.dispatcher = &Dispatcher{base: b, channels: channels, notifier: d.Notifier, clients: d.Clients, sealer: d.Sealer,
 		observer: d.Observer, startSpan: d.StartSpan, callbackToken: s.decisions.CallbackToken, relayer: s.relayer, sched: s.sched,
 		sending: inflight{m: map[inflightKey]struct{}{}}}
-	s.acceptor = &Acceptor{base: b, upstream: d.Upstream, hasChannel: d.Channel != nil, userLimitFn: d.UserLimit,
+	s.acceptor = &Acceptor{base: b, upstream: d.Upstream, hasChannel: len(channels) > 0, userLimitFn: d.UserLimit,
 		hintSubject: d.HintSubject, userCodeFailures: d.UserCodeFailures, validator: d.Validator,
 		validationFailOpen: d.ValidationFailOpen, observer: d.Observer, trace: d.Trace, sched: s.sched}
 	if d.Relay != nil {

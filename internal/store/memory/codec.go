@@ -216,9 +216,8 @@ func sweepView(s string, v *ciba.SweepView) error {
 	d.time()   // AuthTime
 	d.string() // DenyReason
 	v.HasResult = d.string() != ""
-	user := d.delivery()
-	client := d.delivery()
-	v.NoticeDue = user.Pending() || client.Pending()
+	v.NoticeDue = d.deliveryPending()
+	v.NoticeDue = d.deliveryPending() || v.NoticeDue
 	v.RelayActive = d.string() != ""
 	d.varint() // Relay.Interval
 	d.bool()   // Relay.Ping
@@ -270,7 +269,15 @@ func appendDelivery(b []byte, d ciba.Delivery) []byte {
 	b = appendBool(b, d.Done)
 	b = binary.AppendVarint(b, int64(d.Attempts))
 	b = appendTime(b, d.NextAttempt)
-	return appendString(b, d.LastError)
+	b = appendString(b, d.LastError)
+	b = binary.AppendUvarint(b, uint64(len(d.Tries)))
+	for _, t := range d.Tries {
+		b = appendTime(b, t.At)
+		b = appendString(b, t.Channel)
+		b = appendString(b, t.Error)
+		b = appendString(b, t.Outcome)
+	}
+	return b
 }
 
 // maxUnix bounds the seconds of a decoded time, far beyond any real one and
@@ -383,12 +390,45 @@ func (d *decoder) time() time.Time {
 	return time.Unix(sec, int64(nsec)).UTC()
 }
 
+// deliveryPending reads a delivery without allocating and reports whether
+// it is pending (ciba.Delivery.Pending).
+func (d *decoder) deliveryPending() bool {
+	due, done := d.bool(), d.bool()
+	d.varint()
+	d.time()
+	d.string()
+	n := d.uvarint()
+	if n > ciba.MaxTries*4 {
+		d.bad = true
+		return false
+	}
+	for range n {
+		d.time()
+		d.string()
+		d.string()
+		d.string()
+	}
+	return due && !done
+}
+
 func (d *decoder) delivery() ciba.Delivery {
-	return ciba.Delivery{
+	v := ciba.Delivery{
 		Due:         d.bool(),
 		Done:        d.bool(),
 		Attempts:    int(d.varint()),
 		NextAttempt: d.time(),
 		LastError:   d.string(),
 	}
+	n := d.uvarint()
+	if n > ciba.MaxTries*4 || n > uint64(len(d.s)-d.i) {
+		d.bad = true
+		return v
+	}
+	if n > 0 {
+		v.Tries = make([]ciba.Try, n)
+		for i := range v.Tries {
+			v.Tries[i] = ciba.Try{At: d.time(), Channel: d.string(), Error: d.string(), Outcome: d.string()}
+		}
+	}
+	return v
 }
