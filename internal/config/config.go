@@ -419,11 +419,22 @@ type EncryptionKey struct {
 // Channels configures how cibaproxy reaches the user's authentication
 // device (DESIGN.md, "Authentication channels").
 type Channels struct {
+	// Order lists the channels that are on, in the order they are tried
+	// for each request: the first that can reach the user is used (Web
+	// Push when the user has subscribed a browser, e-mail when the user
+	// has an address, the webhook always), the next on a permanent
+	// failure. Names: webpush, email, webhook; each configured channel
+	// must be listed once. Default: the configured ones in that order.
+	Order []string `yaml:"order"`
+
 	// Webhook configures the webhook channel.
 	Webhook Webhook `yaml:"webhook"`
 
-	// Email configures the e-mail channel. At most one channel is on.
+	// Email configures the e-mail channel.
 	Email Email `yaml:"email"`
+
+	// WebPush configures the Web Push channel.
+	WebPush WebPush `yaml:"webpush"`
 }
 
 // Webhook configures the webhook authentication channel: cibaproxy POSTs

@@ -80,12 +80,9 @@ func (v *validator) emailDefaults(e *Email) {
 	e.CAFile = v.resolve(e.CAFile)
 }
 
-func (v *validator) checkEmail(e *Email, webhook bool) {
+func (v *validator) checkEmail(e *Email) {
 	if e.Host == "" {
 		return
-	}
-	if webhook {
-		v.fail("channels.email.host", "only one channel can be on: set channels.webhook.url or channels.email.host, not both")
 	}
 	if e.Port < 1 || e.Port > 65535 {
 		v.fail("channels.email.port", "must be a port from 1 to 65535, got %d", e.Port)
