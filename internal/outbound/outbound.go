@@ -112,16 +112,27 @@ func Redact(u string) string {
 // wraps *RefusedError, plain http without the policy's consent
 // ErrPlainHTTP.
 func (c *Client) PostJSON(ctx context.Context, rawURL, bearer string, body []byte) error {
+	h := http.Header{"Content-Type": {"application/json"}}
+	if bearer != "" {
+		h.Set("Authorization", "Bearer "+bearer)
+	}
+	return c.Post(ctx, rawURL, h, body)
+}
+
+// Post POSTs body with the given header fields and returns nil for any 2xx
+// answer, like PostJSON: it reads at most 64 KiB of the answer, and an
+// error never holds the header's values nor the URL's query. A non-2xx
+// answer is a *StatusError.
+func (c *Client) Post(ctx context.Context, rawURL string, header http.Header, body []byte) error {
 	shown := Redact(rawURL)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, rawURL, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("outbound: bad URL %s", shown)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "cibaproxy")
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
+	for k, v := range header {
+		req.Header[k] = v
 	}
+	req.Header.Set("User-Agent", "cibaproxy")
 	resp, err := c.http.Do(req)
 	if err != nil {
 		// *url.Error repeats the whole URL; keep only its cause.

@@ -103,6 +103,9 @@ var tests = []struct {
 
 	// Records.
 	{"PutRecord then GetRecord returns the value", testRecord},
+	{"Web Push: the VAPID key is made on first use and the same for every later load", testVAPIDKey},
+	{"Web Push: subscriptions are kept per user, replaced by endpoint, bounded, removed", testSubscriptions},
+	{"Web Push: concurrent subscriptions of one user are all kept", testSubscriptionsConcurrent},
 	{"PutRecord of a present unexpired key is ErrExists and keeps the first value", testRecordExists},
 	{"records are namespaced by kind", testRecordKinds},
 	{"GetRecord and TakeRecord of an unknown key are ErrNotFound", testRecordUnknown},
