@@ -1,8 +1,8 @@
 package webpush
 
 import (
-	"crypto/ecdh"
 	"context"
+	"crypto/ecdh"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
