@@ -54,6 +54,9 @@ type Approval struct {
 	// Pages brands the pages (service name, logo, accent colour) and
 	// describes scopes; the zero value is a plain page.
 	Pages Pages
+	// Push, when set, offers notifications on this device after an
+	// approval (the Web Push channel, webapp.go).
+	Push *WebPush
 
 	// limits are the server's, for the password lockout (checkPassword);
 	// now is its clock. Set by Server.Handler.
@@ -69,6 +72,7 @@ func (a *Approval) register(mux *http.ServeMux) {
 	if a.Federation != nil {
 		mux.HandleFunc("GET "+PathApproveCallback, a.loginCallback)
 	}
+	a.registerApp(mux)
 }
 
 // page is what the template shows.
@@ -98,6 +102,8 @@ type page struct {
 	Entry bool
 	// Brand is the operator's branding (render sets it).
 	Brand brand
+	// Push offers notifications on this device (after an approval).
+	Push *pushOffer
 }
 
 func (a *Approval) show(w http.ResponseWriter, r *http.Request) {
@@ -210,7 +216,8 @@ func (a *Approval) answer(w http.ResponseWriter, r *http.Request) {
 		}
 		err = a.Service.ApproveWithMinter(r.Context(), req)
 		if err == nil {
-			a.render(w, http.StatusOK, page{Title: "Approved", Message: "You approved the sign-in to " + client.Name + ". You can close this page."})
+			a.render(w, http.StatusOK, page{Title: "Approved", Message: "You approved the sign-in to " + client.Name + ". You can close this page.",
+				Push: a.Push.offer(r.Context(), req.Subject, a.Logger)})
 			return
 		}
 	default:
@@ -323,7 +330,7 @@ func (a *Approval) render(w http.ResponseWriter, status int, p page) {
 		}
 	}
 	p.Brand = a.Pages.brand()
-	h.Set("Content-Security-Policy", p.Brand.csp(formAction))
+	h.Set("Content-Security-Policy", p.Brand.cspWith(formAction, p.Push != nil))
 	h.Set("Referrer-Policy", "no-referrer")
 	w.WriteHeader(status)
 	if err := pageTemplate.Execute(w, p); err != nil {

@@ -139,12 +139,26 @@ func logoOrigin(u string) string {
 // style sheet and script (by their hashes), the logo's origin for images,
 // and forms posted to formAction.
 func (b *brand) csp(formAction string) string {
+	return b.cspWith(formAction, false)
+}
+
+// cspWith is csp, and with push the "Approved" page's script that
+// registers the service worker and posts the subscription: its hash,
+// worker-src and connect-src 'self'. Every page may link the web app's
+// manifest (manifest-src 'self').
+func (b *brand) cspWith(formAction string, push bool) string {
 	img := ""
 	if b.logoOrigin != "" {
 		img = "; img-src " + b.logoOrigin
 	}
-	return "default-src 'none'; style-src '" + hashSource(string(b.Style)) + "'; script-src '" + pageScriptHash + "'" + img +
-		"; form-action " + formAction + "; frame-ancestors 'none'; base-uri 'none'"
+	script := "'" + pageScriptHash + "'"
+	extra := ""
+	if push {
+		script += " '" + pushScriptHash + "'"
+		extra = "; worker-src 'self'; connect-src 'self'"
+	}
+	return "default-src 'none'; style-src '" + hashSource(string(b.Style)) + "'; script-src " + script + img +
+		"; manifest-src 'self'" + extra + "; form-action " + formAction + "; frame-ancestors 'none'; base-uri 'none'"
 }
 
 // hashSource is the CSP hash source of an inline script or style.
@@ -279,6 +293,7 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
 <title>{{.Title}}{{with .Brand.Name}} · {{.}}{{end}}</title>
+<link rel="manifest" href="/manifest.webmanifest">
 <style>{{.Brand.Style}}</style>
 </head>
 <body>
@@ -338,7 +353,13 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
 </form>
 {{else}}
 <p>{{.Message}}</p>
-{{end}}
+{{with .Push}}<div id="push" data-token="{{.Token}}" data-key="{{.Key}}" hidden>
+<p class="note">Get the next sign-in requests as notifications on this device.</p>
+<div class="actions"><button type="button" id="push-on" class="primary">Notify me on this device</button></div>
+<p id="push-status" role="status"></p>
+</div>
+<script>` + pushScript + `</script>
+{{end}}{{end}}
 </main>
 </body>
 </html>

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/outbound"
@@ -71,7 +73,7 @@ func (s *Sender) Send(ctx context.Context, sub Subscription, payload []byte, ttl
 	if s.Urgency != "" {
 		h.Set("Urgency", s.Urgency)
 	}
-	err = s.Client.Post(ctx, sub.Endpoint, h, body)
+	err = hidePath(s.Client.Post(ctx, sub.Endpoint, h, body), sub.Endpoint)
 	var se *outbound.StatusError
 	if errors.As(err, &se) {
 		switch se.Status {
@@ -82,4 +84,32 @@ func (s *Sender) Send(ctx context.Context, sub Subscription, payload []byte, ttl
 		}
 	}
 	return err
+}
+
+// pathHidden is an error whose message names the push service's origin
+// but not the endpoint's path, which is the subscription's capability (a
+// secret of the browser's); it unwraps to the original.
+type pathHidden struct {
+	msg string
+	err error
+}
+
+func (e *pathHidden) Error() string { return e.msg }
+func (e *pathHidden) Unwrap() error { return e.err }
+
+// hidePath removes the path of endpoint from err's message.
+func hidePath(err error, endpoint string) error {
+	if err == nil {
+		return nil
+	}
+	u, perr := url.Parse(endpoint)
+	if perr != nil {
+		return &pathHidden{msg: "webpush: the push endpoint failed", err: err}
+	}
+	origin := u.Scheme + "://" + u.Host
+	msg := strings.ReplaceAll(err.Error(), outbound.Redact(endpoint), origin+"/…")
+	if p := u.EscapedPath(); len(p) > 1 {
+		msg = strings.ReplaceAll(msg, p, "/…")
+	}
+	return &pathHidden{msg: msg, err: err}
 }
