@@ -220,11 +220,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	// One guard for every registry the clients are reloaded into (ReloadClients).
 	registry.Current().Guard = clientGuard(cfg, limits, newLimit)
 
-	channel, err := buildChannel(cfg, tr, log)
+	chans, err := buildChannels(ctx, cfg, st, tr, log)
 	if err != nil {
 		return nil, err
 	}
-	if channel == nil && cfg.Upstream.Type != config.UpstreamCIBA && hasCIBAClients(cfg) {
+	if len(chans.list) == 0 && cfg.Upstream.Type != config.UpstreamCIBA && hasCIBAClients(cfg) {
 		log.Warn("no channel configured (channels.webhook.url or channels.email): nobody is told of a new CIBA request, so nobody can approve one and each request expires; " +
 			"configure one (docs/webhook.md, docs/email.md), or for the quick start set CIBAPROXY_WEBHOOK_URL or run make run")
 	}
@@ -253,7 +253,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		Relay:       up.relay,
 		Minter:      up.minter,
 		Sealer:      ring,
-		Channel:     channel,
+		Channels:    chans.list,
 		Notifier:    notify.HTTP{Client: out},
 		Clients:     devices.lookup(registry.Client),
 		CallbackKey: callbackKey,
@@ -327,7 +327,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	if up.relay == nil { // a relayed request is approved at the upstream
 		srv.Approval = &httpapi.Approval{
 			Service: svc, Passwords: up.passwords, Federation: up.federation, Logins: st, Key: csrfKey,
-			Secure: strings.HasPrefix(cfg.Issuer, "https://"),
+			Secure: strings.HasPrefix(cfg.Issuer, "https://"), Push: chans.webPush,
 			Pages: httpapi.Pages{
 				ServiceName: cfg.Pages.ServiceName, LogoURL: cfg.Pages.LogoURL,
 				AccentColor: cfg.Pages.AccentColor, ScopeDescriptions: cfg.Pages.ScopeDescriptions,

@@ -1,20 +1,24 @@
 package app
 
 import (
+	"context"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/mail"
+	"net/url"
 	"os"
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/channel/email"
 	"github.com/cibaproxy/cibaproxy/internal/channel/webhook"
+	pushchannel "github.com/cibaproxy/cibaproxy/internal/channel/webpush"
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
 	"github.com/cibaproxy/cibaproxy/internal/config"
+	"github.com/cibaproxy/cibaproxy/internal/httpapi"
 	"github.com/cibaproxy/cibaproxy/internal/outbound"
 	"github.com/cibaproxy/cibaproxy/internal/tracing"
+	"github.com/cibaproxy/cibaproxy/internal/webpush"
 )
 
 // hasCIBAClients reports whether a client of cfg uses CIBA (not only the
@@ -31,31 +35,86 @@ func hasCIBAClients(cfg *config.Config) bool {
 // notifyTimeout bounds one ping or push to a client.
 const notifyTimeout = 10 * time.Second
 
-// deliveryTimeout bounds one delivery attempt: the longest of the
-// notifier's and the channel's own timeouts, so the dispatcher's lease on
-// an attempt outlasts whichever send it makes.
+// deliveryTimeout bounds one delivery attempt: the notifier's timeout, or
+// the channels' own timeouts added up (an attempt may go through each of
+// them in turn), whichever is longer, so the dispatcher's lease on an
+// attempt outlasts whatever sends it makes.
 func deliveryTimeout(cfg *config.Config) time.Duration {
-	d := notifyTimeout
-	switch {
-	case cfg.Channels.Webhook.URL != "":
-		d = max(d, cfg.Channels.Webhook.Timeout)
-	case cfg.Channels.Email.Host != "":
-		d = max(d, cfg.Channels.Email.Timeout)
+	var sum time.Duration
+	for _, n := range cfg.Channels.Order {
+		switch n {
+		case config.ChannelWebhook:
+			sum += cfg.Channels.Webhook.Timeout
+		case config.ChannelEmail:
+			sum += cfg.Channels.Email.Timeout
+		case config.ChannelWebPush:
+			// One POST per subscribed browser, one after the other.
+			sum += cfg.Channels.WebPush.Timeout * time.Duration(cfg.Channels.WebPush.MaxSubscriptionsPerUser)
+		}
 	}
-	return d
+	return max(notifyTimeout, sum)
 }
 
-// buildChannel returns the configured authentication channel, or nil.
-func buildChannel(cfg *config.Config, tr *tracing.Tracing, log *slog.Logger) (ciba.Channel, error) {
-	if cfg.Channels.Webhook.URL != "" {
-		out := outbound.New(cfg.Channels.Webhook.Timeout)
-		out.HTTPClient().Transport = tr.Transport("webhook", out.HTTPClient().Transport)
-		return webhook.New(cfg.Channels.Webhook.URL, out), nil
+// channels are the configured authentication channels in their order,
+// and the Web Push parts the approval pages need (nil when it is off).
+type channels struct {
+	list    []ciba.Channel
+	webPush *httpapi.WebPush
+}
+
+// buildChannels returns the configured authentication channels in the
+// order of channels.order.
+func buildChannels(ctx context.Context, cfg *config.Config, st ciba.Store, tr *tracing.Tracing, log *slog.Logger) (channels, error) {
+	var out channels
+	for _, n := range cfg.Channels.Order {
+		var ch ciba.Channel
+		var err error
+		switch n {
+		case config.ChannelWebhook:
+			o := outbound.New(cfg.Channels.Webhook.Timeout)
+			o.HTTPClient().Transport = tr.Transport("webhook", o.HTTPClient().Transport)
+			ch = webhook.New(cfg.Channels.Webhook.URL, o)
+		case config.ChannelEmail:
+			ch, err = buildEmail(cfg, log)
+		case config.ChannelWebPush:
+			ch, out.webPush, err = buildWebPush(ctx, cfg, st, tr, log)
+		}
+		if err != nil {
+			return channels{}, err
+		}
+		out.list = append(out.list, ch)
 	}
+	return out, nil
+}
+
+// buildWebPush returns the Web Push channel: the VAPID key from the store
+// (made on first use), the subscriptions there, push services reached
+// under the outbound policy (a browser chose them).
+func buildWebPush(ctx context.Context, cfg *config.Config, st ciba.Store, tr *tracing.Tracing, log *slog.Logger) (ciba.Channel, *httpapi.WebPush, error) {
+	w := cfg.Channels.WebPush
+	vapid, err := webpush.LoadVAPID(ctx, st)
+	if err != nil {
+		return nil, nil, fmt.Errorf("web push channel: %w", err)
+	}
+	o := outbound.New(w.Timeout, outbound.Guard(cfg.Outbound.Policy()))
+	o.HTTPClient().Transport = tr.Transport("webpush", o.HTTPClient().Transport)
+	subs := &webpush.Subscriptions{Records: st, Max: w.MaxSubscriptionsPerUser}
+	ch := &pushchannel.Channel{
+		Subscriptions: subs,
+		Sender:        &webpush.Sender{Client: o, VAPID: vapid, Subject: w.Subject, Urgency: w.Urgency},
+		TTL:           w.TTL,
+		Logger:        log,
+	}
+	u, err := url.Parse(cfg.Issuer)
+	if err != nil {
+		return nil, nil, fmt.Errorf("web push channel: issuer: %w", err)
+	}
+	return ch, &httpapi.WebPush{PublicKey: vapid.PublicKey(), Subscriptions: subs, Records: st, Origin: u.Scheme + "://" + u.Host}, nil
+}
+
+// buildEmail returns the e-mail channel.
+func buildEmail(cfg *config.Config, log *slog.Logger) (ciba.Channel, error) {
 	e := cfg.Channels.Email
-	if e.Host == "" {
-		return nil, nil
-	}
 	ec := email.Config{
 		Host: e.Host, Port: e.Port, TLS: e.TLS, Username: e.Username, Password: e.Password,
 		From: e.From, Subject: e.Subject, TemplateFile: e.TemplateFile, Timeout: e.Timeout,
@@ -88,7 +147,7 @@ func buildChannel(cfg *config.Config, tr *tracing.Tracing, log *slog.Logger) (ci
 			if a, err := mail.ParseAddress(r.LoginHint); err == nil && a.Name == "" {
 				return a.Address, nil
 			}
-			return "", errors.New("the user has no email claim and the login_hint is not an e-mail address")
+			return "", fmt.Errorf("%w: the user has no email claim and the login_hint is not an e-mail address", ciba.ErrUnreachable)
 		}
 	}
 	ch, err := email.New(ec, log)

@@ -27,7 +27,7 @@ func TestEmailSaysWhatThePagesSay(t *testing.T) {
 	cfg.Channels.Email.TemplateFile = "" // the built-in message
 	cfg.Pages.ServiceName = "Acme Bank"
 	cfg.Pages.ScopeDescriptions = map[string]string{"payments": "Make payments from your account"}
-	ch, err := buildChannel(cfg, nil, slog.New(slog.DiscardHandler))
+	ch, err := buildEmail(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

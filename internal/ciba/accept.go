@@ -188,7 +188,7 @@ func (a *Acceptor) Authorize(ctx context.Context, c *Client, p AuthParams) (*Aut
 	if !a.hasChannel {
 		// Say why nobody will answer: the approval link reaches the user
 		// only through a channel.
-		attrs = append(attrs, slog.String("user_notice", "none: no channel is configured (channels.webhook or channels.email), so nobody was told of this request"))
+		attrs = append(attrs, slog.String("user_notice", "none: no channel is configured (channels.webpush, channels.email or channels.webhook), so nobody was told of this request"))
 	}
 	a.log.LogAttrs(ctx, slog.LevelInfo, "auth request created", attrs...)
 	if a.hasChannel || r.Mode != ModePoll {

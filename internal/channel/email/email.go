@@ -34,6 +34,7 @@ import (
 	"net/mail"
 	"net/netip"
 	"net/smtp"
+	"net/textproto"
 	"os"
 	"strconv"
 	"strings"
@@ -353,7 +354,7 @@ func loginHintAddress(r *ciba.AuthRequest) (string, error) {
 	if a, err := mail.ParseAddress(r.LoginHint); err == nil && a.Name == "" && a.Address == r.LoginHint {
 		return a.Address, nil
 	}
-	return "", errors.New("the request names no e-mail address: its login_hint is not a bare e-mail address")
+	return "", fmt.Errorf("%w: the request names no e-mail address: its login_hint is not a bare e-mail address", ciba.ErrUnreachable)
 }
 
 // Name implements ciba.Channel.
@@ -480,6 +481,12 @@ func (c *Channel) deliver(ctx context.Context, rcpt string, msg []byte) error {
 		}
 		if hasCtxDeadline && errors.Is(err, os.ErrDeadlineExceeded) {
 			return fmt.Errorf("email: %s %s: %w", step, c.addr, context.DeadlineExceeded)
+		}
+		var reply *textproto.Error
+		if errors.As(err, &reply) && reply.Code >= 500 && (step == "mail" || step == "rcpt" || step == "data") {
+			// A permanent refusal of this message (RFC 5321 §4.2.1):
+			// sending it again will not help; the next channel may.
+			return ciba.Permanent(fmt.Errorf("email: %s %s: %w", step, c.addr, err))
 		}
 		return fmt.Errorf("email: %s %s: %w", step, c.addr, err)
 	}
