@@ -136,8 +136,9 @@ func logoOrigin(u string) string {
 }
 
 // csp is the pages' Content-Security-Policy: nothing but the page's own
-// style sheet and script (by their hashes), the logo's origin for images,
-// and forms posted to formAction.
+// style sheet and script (by their hashes), images from the origin (the
+// web app's icons) and the logo's origin, the web app's manifest, and
+// forms posted to formAction.
 func (b *brand) csp(formAction string) string {
 	return b.cspWith(formAction, false)
 }
@@ -147,9 +148,11 @@ func (b *brand) csp(formAction string) string {
 // worker-src and connect-src 'self'. Every page may link the web app's
 // manifest (manifest-src 'self').
 func (b *brand) cspWith(formAction string, push bool) string {
-	img := ""
+	// The origin's own images are the web app's icons, which the browser
+	// loads under the page's CSP.
+	img := "; img-src 'self'"
 	if b.logoOrigin != "" {
-		img = "; img-src " + b.logoOrigin
+		img += " " + b.logoOrigin
 	}
 	script := "'" + pageScriptHash + "'"
 	extra := ""
