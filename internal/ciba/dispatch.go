@@ -611,7 +611,7 @@ func (dp *Dispatcher) sendChannels(ctx context.Context, r *AuthRequest, client *
 			t.Error = err.Error()
 		}
 		tries = append(tries, t)
-		if t.Outcome != "unreachable" && dp.observer != nil {
+		if dp.observer != nil && (t.Outcome != "unreachable" || len(dp.channels) == 1) {
 			dp.observer.ObserveDelivery(ch.Name(), err)
 		}
 		if err == nil {

@@ -1,0 +1,171 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"image/png"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/cibaproxy/cibaproxy/internal/store/memory"
+	"github.com/cibaproxy/cibaproxy/internal/webpush"
+)
+
+// subscriptions records Add.
+type subscriptions struct {
+	mu  sync.Mutex
+	got map[string][]webpush.Subscription
+}
+
+func (s *subscriptions) Add(_ context.Context, user string, sub webpush.Subscription) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.got[user] = append(s.got[user], sub)
+	return nil
+}
+
+func webAppServer(t *testing.T) (*Approval, *subscriptions, *httptest.Server) {
+	subs := &subscriptions{got: map[string][]webpush.Subscription{}}
+	a := &Approval{Logger: discard(), Push: &WebPush{PublicKey: "BKEY", Subscriptions: subs, Records: memory.New(), Origin: "https://ciba.example"}}
+	mux := http.NewServeMux()
+	a.registerApp(mux)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return a, subs, srv
+}
+
+func subscriptionJSON() string {
+	k, _ := ecdh.P256().GenerateKey(rand.Reader)
+	return `{"endpoint":"https://push.example/x","keys":{"p256dh":"` + base64.RawURLEncoding.EncodeToString(k.PublicKey().Bytes()) +
+		`","auth":"AAAAAAAAAAAAAAAAAAAAAA"}}`
+}
+
+// TestSubscribeTakesTheApprovedPagesTokenOnce: a token the Approved page
+// carried subscribes the browser for the user who approved, once; a
+// made-up token, a second use, another origin, a form body or a bad
+// subscription are refused with an RFC 6749-style error.
+func TestSubscribeTakesTheApprovedPagesTokenOnce(t *testing.T) {
+	a, subs, srv := webAppServer(t)
+	offer := a.Push.offer(t.Context(), "sub-alice", discard())
+	if offer == nil || offer.Key != "BKEY" {
+		t.Fatalf("offer: %+v", offer)
+	}
+	post := func(ctype, origin, body string) (int, map[string]string) {
+		req, _ := http.NewRequest("POST", srv.URL+PathSubscribe, strings.NewReader(body))
+		req.Header.Set("Content-Type", ctype)
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]string
+		_ = json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+	body := func(tok, sub string) string { return `{"token":"` + tok + `","subscription":` + sub + `}` }
+	for _, c := range []struct {
+		name, ctype, origin, body, code string
+	}{
+		{"another origin", "application/json", "https://evil.example", body(offer.Token, subscriptionJSON()), "invalid_request"},
+		{"a form body", "application/x-www-form-urlencoded", "", "token=" + offer.Token, "invalid_request"},
+		{"not a subscription", "application/json", "", body(offer.Token, `{"endpoint":"https://push.example/x"}`), "invalid_request"},
+		{"a made-up token", "application/json", "", body("made-up", subscriptionJSON()), "invalid_grant"},
+	} {
+		if status, m := post(c.ctype, c.origin, c.body); status != http.StatusBadRequest || m["error"] != c.code {
+			t.Errorf("%s: %d %v, want 400 %s", c.name, status, m, c.code)
+		}
+	}
+	if status, m := post("application/json", "https://ciba.example", body(offer.Token, subscriptionJSON())); status != http.StatusCreated {
+		t.Fatalf("subscribe: %d %v", status, m)
+	}
+	if len(subs.got["sub-alice"]) != 1 {
+		t.Fatalf("subscriptions: %+v", subs.got)
+	}
+	if status, m := post("application/json", "", body(offer.Token, subscriptionJSON())); status != http.StatusBadRequest || m["error"] != "invalid_grant" {
+		t.Fatalf("the token used again: %d %v", status, m)
+	}
+}
+
+// TestApprovedPageOffersNotificationsUnderItsCSP: the Approved page with a
+// push offer carries the token and key, and its CSP allows exactly its
+// script (by hash), the worker and the post to the origin.
+func TestApprovedPageOffersNotificationsUnderItsCSP(t *testing.T) {
+	a := &Approval{Logger: discard()}
+	rec := httptest.NewRecorder()
+	a.render(rec, http.StatusOK, page{Title: "Approved", Message: "ok", Push: &pushOffer{Token: "tok", Key: "key"}})
+	body, csp := rec.Body.String(), rec.Header().Get("Content-Security-Policy")
+	if !strings.Contains(body, `id="push" data-token="tok" data-key="key" hidden`) {
+		t.Fatalf("no offer in the page:\n%s", body)
+	}
+	scripts := regexp.MustCompile(`(?s)<script>(.*?)</script>`).FindAllStringSubmatch(body, -1)
+	if len(scripts) != 1 {
+		t.Fatalf("%d scripts, want the push script", len(scripts))
+	}
+	sum := sha256.Sum256([]byte(scripts[0][1]))
+	for _, want := range []string{"'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'", "worker-src 'self'", "connect-src 'self'", "manifest-src 'self'"} {
+		if !strings.Contains(csp, want) {
+			t.Errorf("CSP %q lacks %s", csp, want)
+		}
+	}
+	if strings.Contains(csp, "unsafe") {
+		t.Errorf("CSP %q", csp)
+	}
+	// Without an offer: no push script, no worker or connect sources.
+	rec = httptest.NewRecorder()
+	a.render(rec, http.StatusOK, page{Title: "Approved", Message: "ok"})
+	if csp := rec.Header().Get("Content-Security-Policy"); strings.Contains(csp, "worker-src") || strings.Contains(csp, "connect-src") || strings.Contains(rec.Body.String(), `id="push"`) {
+		t.Errorf("a page without an offer: CSP %q", csp)
+	}
+}
+
+// TestWebAppFiles: the manifest names the start page and PNG icons that
+// exist, and the service worker may control the whole origin.
+func TestWebAppFiles(t *testing.T) {
+	_, _, srv := webAppServer(t)
+	get := func(path string) (*http.Response, []byte) {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, b
+	}
+	resp, b := get(PathManifest)
+	var m struct {
+		StartURL string `json:"start_url"`
+		Icons    []struct{ Src, Sizes string }
+	}
+	if resp.Header.Get("Content-Type") != "application/manifest+json" || json.Unmarshal(b, &m) != nil || m.StartURL != PathApp || len(m.Icons) != 2 {
+		t.Fatalf("manifest: %s %s", resp.Header.Get("Content-Type"), b)
+	}
+	for _, ic := range m.Icons {
+		resp, b := get(ic.Src)
+		img, err := png.Decode(bytes.NewReader(b))
+		if resp.StatusCode != 200 || err != nil || ic.Sizes != fmt.Sprintf("%dx%d", img.Bounds().Dx(), img.Bounds().Dy()) {
+			t.Errorf("icon %s (%s): %d %v", ic.Src, ic.Sizes, resp.StatusCode, err)
+		}
+	}
+	resp, b = get(PathServiceWorker)
+	if resp.Header.Get("Service-Worker-Allowed") != "/" || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/javascript") ||
+		!strings.Contains(string(b), `addEventListener("push"`) || !strings.Contains(string(b), "/approve/") {
+		t.Fatalf("service worker: %v\n%s", resp.Header, b)
+	}
+	if resp, _ := get(PathApp); resp.StatusCode != 200 {
+		t.Fatalf("start page: %d", resp.StatusCode)
+	}
+}
