@@ -48,8 +48,8 @@ func deliveryTimeout(cfg *config.Config) time.Duration {
 		case config.ChannelEmail:
 			sum += cfg.Channels.Email.Timeout
 		case config.ChannelWebPush:
-			// One POST per subscribed browser, one after the other.
-			sum += cfg.Channels.WebPush.Timeout * time.Duration(cfg.Channels.WebPush.MaxSubscriptionsPerUser)
+			// One POST per subscribed browser, all at once.
+			sum += cfg.Channels.WebPush.Timeout
 		}
 	}
 	return max(notifyTimeout, sum)
@@ -109,7 +109,8 @@ func buildWebPush(ctx context.Context, cfg *config.Config, st ciba.Store, tr *tr
 	if err != nil {
 		return nil, nil, fmt.Errorf("web push channel: issuer: %w", err)
 	}
-	return ch, &httpapi.WebPush{PublicKey: vapid.PublicKey(), Subscriptions: subs, Records: st, Origin: u.Scheme + "://" + u.Host}, nil
+	return ch, &httpapi.WebPush{PublicKey: vapid.PublicKey(), Subscriptions: subs, Records: st, Origin: u.Scheme + "://" + u.Host,
+		Policy: cfg.Outbound.Policy()}, nil
 }
 
 // buildEmail returns the e-mail channel.

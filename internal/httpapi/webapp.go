@@ -13,10 +13,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"strings"
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/outbound"
 	"github.com/cibaproxy/cibaproxy/internal/webpush"
 )
 
@@ -52,6 +55,29 @@ type WebPush struct {
 	// Origin is the issuer's origin: a subscription posted from another
 	// origin is refused.
 	Origin string
+	// Policy is the outbound policy pushes are sent under: an endpoint it
+	// would refuse (plain http, a special-use IP literal) is refused when
+	// posted, rather than on every push. Host names are checked when
+	// connecting.
+	Policy outbound.Policy
+}
+
+// checkEndpoint refuses what Policy would refuse of endpoint by its URL
+// alone.
+func (wp *WebPush) checkEndpoint(endpoint string) error {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return err
+	}
+	if u.Scheme != "https" && !wp.Policy.AllowHTTP {
+		return errors.New("endpoint: must be https")
+	}
+	if a, err := netip.ParseAddr(strings.Trim(u.Hostname(), "[]")); err == nil {
+		if err := wp.Policy.Check(a); err != nil {
+			return errors.New("endpoint: a special-use address push services do not have")
+		}
+	}
+	return nil
 }
 
 // SubscribeTokenTTL is how long the "Approved" page's subscription token
@@ -112,6 +138,9 @@ func (wp *WebPush) subscribe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sub, err := webpush.ParseSubscription(in.Subscription)
+	if err == nil {
+		err = wp.checkEndpoint(sub.Endpoint)
+	}
 	if err != nil {
 		writeError(w, ciba.Errorf(ciba.CodeInvalidRequest, "subscription: %s", err.Error()))
 		return

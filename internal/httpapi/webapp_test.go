@@ -84,6 +84,9 @@ func TestSubscribeTakesTheApprovedPagesTokenOnce(t *testing.T) {
 		{"a form body", "application/x-www-form-urlencoded", "", "token=" + offer.Token, "invalid_request"},
 		{"not a subscription", "application/json", "", body(offer.Token, `{"endpoint":"https://push.example/x"}`), "invalid_request"},
 		{"a made-up token", "application/json", "", body("made-up", subscriptionJSON()), "invalid_grant"},
+		{"a plain http endpoint", "application/json", "", body(offer.Token, strings.Replace(subscriptionJSON(), "https://push.example", "http://push.example", 1)), "invalid_request"},
+		{"a loopback endpoint", "application/json", "", body(offer.Token, strings.Replace(subscriptionJSON(), "https://push.example", "https://127.0.0.1:8443", 1)), "invalid_request"},
+		{"a metadata endpoint", "application/json", "", body(offer.Token, strings.Replace(subscriptionJSON(), "https://push.example", "https://[::ffff:169.254.169.254]", 1)), "invalid_request"},
 	} {
 		if status, m := post(c.ctype, c.origin, c.body); status != http.StatusBadRequest || m["error"] != c.code {
 			t.Errorf("%s: %d %v, want 400 %s", c.name, status, m, c.code)

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -76,16 +77,22 @@ func (c *Channel) Send(ctx context.Context, r *ciba.AuthRequest, client *ciba.Cl
 		now = c.Now
 	}
 	ttl := min(c.TTL, r.ExpiresAt.Sub(now()))
+	// Every browser at once, so that one attempt takes one push's time.
+	errs := make([]error, len(subs))
+	var wg sync.WaitGroup
+	for i, sub := range subs {
+		wg.Go(func() { errs[i] = c.Sender.Send(ctx, sub, payload, ttl) })
+	}
+	wg.Wait()
 	var retry, refused error
 	delivered := 0
-	for _, s := range subs {
-		err := c.Sender.Send(ctx, s, payload, ttl)
+	for i, err := range errs {
 		switch {
 		case err == nil:
 			delivered++
 		case errors.Is(err, webpush.ErrGone):
 			refused = err
-			if rerr := c.Subscriptions.Remove(ctx, r.Subject, s.Endpoint); rerr != nil {
+			if rerr := c.Subscriptions.Remove(ctx, r.Subject, subs[i].Endpoint); rerr != nil {
 				c.Logger.WarnContext(ctx, "webpush: remove a gone subscription", slog.Any("error", rerr))
 			} else {
 				c.Logger.InfoContext(ctx, "webpush: subscription removed: the push service says it is gone",
