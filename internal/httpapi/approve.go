@@ -330,7 +330,7 @@ func (a *Approval) render(w http.ResponseWriter, status int, p page) {
 		}
 	}
 	p.Brand = a.Pages.brand()
-	h.Set("Content-Security-Policy", p.Brand.cspWith(formAction, p.Push != nil))
+	h.Set("Content-Security-Policy", p.Brand.csp(formAction, p.Push != nil))
 	h.Set("Referrer-Policy", "no-referrer")
 	w.WriteHeader(status)
 	if err := pageTemplate.Execute(w, p); err != nil {

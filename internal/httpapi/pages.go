@@ -139,15 +139,11 @@ func logoOrigin(u string) string {
 // style sheet and script (by their hashes), images from the origin (the
 // web app's icons) and the logo's origin, the web app's manifest, and
 // forms posted to formAction.
-func (b *brand) csp(formAction string) string {
-	return b.cspWith(formAction, false)
-}
-
-// cspWith is csp, and with push the "Approved" page's script that
-// registers the service worker and posts the subscription: its hash,
-// worker-src and connect-src 'self'. Every page may link the web app's
-// manifest (manifest-src 'self').
-func (b *brand) cspWith(formAction string, push bool) string {
+//
+// With push, it also allows the "Approved" page's script that registers
+// the service worker and posts the subscription: its hash, worker-src and
+// connect-src 'self'.
+func (b *brand) csp(formAction string, push bool) string {
 	// The origin's own images are the web app's icons, which the browser
 	// loads under the page's CSP.
 	img := "; img-src 'self'"
