@@ -52,7 +52,9 @@ const (
 	// StopTimeout bounds a graceful stop before the process is killed.
 	StopTimeout = 10 * time.Second
 	// startAttempts bounds the retries of a first start whose free port was
-	// taken by someone else between the check and node's listen.
+	// taken between the check and node's listen by a process that does not
+	// reserve its ports (testport.Free reserves them against the other
+	// test binaries).
 	startAttempts = 3
 )
 
@@ -222,7 +224,8 @@ func requireNode(t testing.TB, dir string) {
 }
 
 // freePort returns a TCP port on 127.0.0.1 for the node process
-// (testport.Free: below the ephemeral range, never twice in a binary).
+// (testport.Free: below the ephemeral range, never twice in a binary,
+// reserved against the other test binaries; kept through Restart).
 func freePort() (int, error) { return testport.Free() }
 
 // start runs one node process and waits for "ready <issuer>".

@@ -89,7 +89,8 @@ func MustBuild() (bin string, cleanup func()) {
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago, for a
 // process the test starts later (testport.Free: below the ephemeral range,
-// never twice in one test binary).
+// never twice in one test binary, reserved against the other test binaries
+// until this one exits).
 func FreePort() (int, error) { return testport.Free() }
 
 // FreeAddr is FreePort as "127.0.0.1:PORT".

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -53,6 +54,10 @@ type Options struct {
 	// client TLS configuration trusting the server's certificate: the
 	// issuer and URL become https://ADDR and /healthz is polled with it.
 	TLS *tls.Config
+
+	// freeAddr chooses the addresses Start is to choose; FreeAddr unless a
+	// test of this package sets it.
+	freeAddr func() (string, error)
 }
 
 // Server is one cibaproxy process (and its successors after Restart) that
@@ -82,9 +87,20 @@ type Server struct {
 	starts   int
 }
 
+// startAttempts bounds the starts of Start on fresh ports when the server
+// could not bind a port Start chose for it (see startFresh).
+const startAttempts = 4
+
 // Start runs cibaproxy serve with o and waits until /healthz answers 200.
 // The process is stopped when the test ends, and its stderr is logged if
 // the test failed.
+//
+// The listen and metrics addresses Start chooses (o.Addr empty, and the
+// metrics address always) come from testport.Free, which reserves them
+// against every other test process of this module. A program outside the
+// tests may still bind one before the server does: when the server exits
+// with "address already in use" on an address Start chose, it is started
+// again on fresh ones, up to startAttempts times in all.
 func Start(t testing.TB, o Options) *Server {
 	t.Helper()
 	if o.Binary == "" {
@@ -93,24 +109,58 @@ func Start(t testing.TB, o Options) *Server {
 	if o.Config == "" {
 		o.Config = QuickstartConfig()
 	}
-	if o.Addr == "" {
-		addr, err := FreeAddr()
-		if err != nil {
-			t.Fatalf("free port: %v", err)
-		}
-		o.Addr = addr
+	if o.freeAddr == nil {
+		o.freeAddr = FreeAddr
 	}
+	chooseAddr := o.Addr == ""
 	if o.DataDir == "" {
 		o.DataDir = t.TempDir()
 	}
-	maddr, err := FreeAddr()
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	s := &Server{t: t, opts: o, URL: o.scheme() + "://" + o.Addr, Addr: o.Addr, DataDir: o.DataDir, MetricsURL: "http://" + maddr}
+	s := &Server{t: t, opts: o, DataDir: o.DataDir}
 	t.Cleanup(s.cleanup)
-	s.start()
-	return s
+	for attempt := 1; ; attempt++ {
+		if chooseAddr {
+			addr, err := o.freeAddr()
+			if err != nil {
+				t.Fatalf("free port: %v", err)
+			}
+			s.opts.Addr = addr
+		}
+		maddr, err := o.freeAddr()
+		if err != nil {
+			t.Fatalf("free port: %v", err)
+		}
+		s.Addr, s.URL, s.MetricsURL = s.opts.Addr, s.opts.scheme()+"://"+s.opts.Addr, "http://"+maddr
+		chosen := []string{maddr}
+		if chooseAddr {
+			chosen = append(chosen, s.Addr)
+		}
+		mark := len(s.Logs())
+		err = s.start()
+		if err == nil {
+			return s
+		}
+		if attempt == startAttempts || !boundElsewhere(s.Logs()[mark:], chosen) {
+			t.Fatalf("cibaproxy did not become ready: %v\n%s", err, s.Logs())
+		}
+		fmt.Fprintf(&s.logs, "----- an address was taken before cibaproxy bound it; starting again on fresh ports\n")
+	}
+}
+
+// boundElsewhere reports whether logs (of one start that failed) say that
+// one of addrs was already in use.
+func boundElsewhere(logs string, addrs []string) bool {
+	for _, line := range strings.Split(logs, "\n") {
+		if !strings.Contains(line, "address already in use") {
+			continue
+		}
+		for _, a := range addrs {
+			if strings.Contains(line, a) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (s *Server) env() []string {
@@ -135,12 +185,13 @@ func (s *Server) env() []string {
 	return append(env, s.opts.Env...)
 }
 
-func (s *Server) start() {
-	s.t.Helper()
+// start runs one process and waits until /healthz answers 200; an error
+// says why it did not (the process's stderr is in s.logs).
+func (s *Server) start() error {
 	s.mu.Lock()
 	if s.cmd != nil {
 		s.mu.Unlock()
-		s.t.Fatal("testutil: cibaproxy is already running")
+		return errors.New("cibaproxy is already running")
 	}
 	s.starts++
 	fmt.Fprintf(&s.logs, "----- cibaproxy start #%d: serve --config %s --listen %s (data %s)\n", s.starts, s.opts.Config, s.Addr, s.DataDir)
@@ -151,7 +202,7 @@ func (s *Server) start() {
 	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		s.mu.Unlock()
-		s.t.Fatalf("start cibaproxy: %v", err)
+		return fmt.Errorf("start cibaproxy: %w", err)
 	}
 	done := make(chan struct{})
 	s.cmd, s.done, s.waitErr, s.stopping = cmd, done, nil, false
@@ -167,7 +218,24 @@ func (s *Server) start() {
 	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
 	defer cancel()
 	if err := s.waitHealthy(ctx, done); err != nil {
-		s.t.Fatalf("cibaproxy did not become ready: %v\n%s", err, s.Logs())
+		s.mu.Lock()
+		exited := s.cmd == cmd && isClosed(done)
+		if exited {
+			s.cmd = nil // it is gone: a next start may run
+		}
+		s.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// isClosed reports whether ch is closed.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -266,7 +334,9 @@ func (s *Server) end(graceful bool) {
 // after Kill or Stop, and waits until it is ready.
 func (s *Server) Restart() {
 	s.t.Helper()
-	s.start()
+	if err := s.start(); err != nil {
+		s.t.Fatalf("cibaproxy did not become ready: %v\n%s", err, s.Logs())
+	}
 }
 
 // Logs returns everything the server processes wrote so far.

@@ -36,7 +36,9 @@ const (
 	stopTimeout  = 10 * time.Second
 	pollEvery    = 10 * time.Millisecond
 	// startTries bounds the attempts to start on a fresh free port, in case
-	// another process took the port between our probe and the server's bind.
+	// a process that does not reserve its ports (testport.Free reserves
+	// them against the other test binaries) took the port between the
+	// probe and the server's bind.
 	startTries = 3
 )
 
@@ -51,6 +53,9 @@ type options struct {
 	// and given as the first argument (Sentinel needs a configuration
 	// file it can rewrite).
 	conf string
+	// freePort chooses the port; testport.Free unless a test of this
+	// package sets it.
+	freePort func() (int, error)
 }
 
 // tlsFiles are the PEM files of WithTLS.
@@ -124,7 +129,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 		}
 		t.Fatal("redistest: no redis-server on PATH, and CI is set: CI must install it")
 	}
-	var o options
+	o := options{freePort: freePort}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -161,7 +166,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 
 	var err error
 	for range startTries {
-		s.port, err = freePort()
+		s.port, err = o.freePort()
 		if err != nil {
 			t.Fatalf("redistest: %v", err)
 		}
@@ -173,7 +178,8 @@ func Start(t testing.TB, opts ...Option) *Server {
 	return nil
 }
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago and
+// is reserved for this test binary (testport.Free).
 func freePort() (int, error) { return testport.Free() }
 
 // Addr returns the server's host:port.

@@ -2,6 +2,7 @@ package redistest
 
 import (
 	"errors"
+	"net"
 	"runtime"
 	"sync"
 	"testing"
@@ -88,5 +89,35 @@ func TestStopKillRestart(t *testing.T) {
 		if err := c.Ping(ctx).Err(); err != nil {
 			t.Fatalf("PING after stop and restart: %v", err)
 		}
+	}
+}
+
+// TestStartRetriesATakenPort: when a program that does not reserve its
+// ports binds the port Start chose before redis-server does, the server
+// fails to start and Start tries again on a fresh port.
+func TestStartRetriesATakenPort(t *testing.T) {
+	occupied, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer occupied.Close()
+	taken := occupied.Addr().(*net.TCPAddr).Port
+	calls := 0
+	s := Start(t, func(o *options) {
+		o.freePort = func() (int, error) {
+			calls++
+			if calls == 1 {
+				return taken, nil
+			}
+			return freePort()
+		}
+	})
+	if s.port == taken || calls != 2 {
+		t.Fatalf("the server runs on port %d after %d choices; want a second, fresh one (not %d)", s.port, calls, taken)
+	}
+	c := redis.NewClient(&redis.Options{Addr: s.Addr()})
+	defer func() { _ = c.Close() }()
+	if err := c.Ping(t.Context()).Err(); err != nil {
+		t.Fatalf("PING: %v", err)
 	}
 }
