@@ -32,6 +32,7 @@ func openCfg(t *testing.T, cfg Config) *Store {
 // due index and ListRequests span the masters, and the change channel
 // reaches a store whose pub/sub connection is on another node.
 func TestClusterConformance(t *testing.T) {
+	t.Parallel() // see TestClusterFailoverLosesNothing
 	c := redistest.StartCluster(t, 3, 1)
 	storetest.Run(t, func(t *testing.T) ciba.Store {
 		// The contract, not the wait's deadline, is under test here (that is
@@ -205,6 +206,7 @@ func failoverLoad(t *testing.T, s *Store, kill, recovered func()) {
 // WaitReplicas 1: the store follows the new master without a restart, and
 // every acknowledged write survives.
 func TestSentinelFailoverLosesNothing(t *testing.T) {
+	t.Parallel() // see TestClusterFailoverLosesNothing
 	sn := redistest.StartSentinel(t, 2, 3)
 	s := openCfg(t, Config{Addrs: sn.Addrs(), MasterName: sn.Name, KeyPrefix: newPrefix(),
 		Timeout: time.Second, WaitReplicas: 1})
@@ -221,7 +223,14 @@ func TestSentinelFailoverLosesNothing(t *testing.T) {
 
 // TestClusterFailoverLosesNothing kills a master of a Redis Cluster under
 // the same load.
+//
+// The three tests of a topology run in parallel with one another, after
+// the package's other tests (go test runs parallel tests once the
+// sequential ones are done): each has servers, ports and a key prefix of
+// its own, and most of their time is spent waiting on a failover or on
+// the topology to form, not on the CPU.
 func TestClusterFailoverLosesNothing(t *testing.T) {
+	t.Parallel()
 	c := redistest.StartCluster(t, 3, 1)
 	s := openCfg(t, Config{Addrs: c.Addrs(), KeyPrefix: newPrefix(), Timeout: time.Second, WaitReplicas: 1})
 	failoverLoad(t, s, func() { c.Nodes[0].Kill() }, func() { c.WaitFailover(t.Context(), c.Nodes[0]) })
