@@ -65,29 +65,34 @@ interop-deps:
 	cd test/interop && npm ci --no-audit --no-fund
 	cd test/idp && npm ci --no-audit --no-fund
 
-# make test: go vet first (it compiles the race-enabled dependency graph
-# the tests and the server need, and fails fast), then go test in the
-# foreground and, side by side with it, staticcheck, the gofmt check and
-# the fuzz pass ($(BACKGROUND)) under nice -n 19. The packages under test/
-# spend most of their time waiting on the servers they start (expiries,
-# retry backoffs, long polls), which leaves the cores idle; the niced
-# checks and fuzzing take that idle time and yield the cores to the tests
-# whenever these want them (CFS gives a nice-19 task about 1.5 % of a core
-# against a nice-0 one), so the timing of the tests is not disturbed. Their
-# output is printed after go test's; make test fails if any of them fails.
-BACKGROUND ?= staticcheck gofmt-check fuzz
+# make test: the race-enabled server first (it compiles most of the
+# dependency graph, go-redis and the OTLP exporter's gRPC included, which
+# the packages under test/ need before they can start), then go test in
+# the foreground and, side by side with it, the gofmt check, go vet,
+# staticcheck and the fuzz pass ($(BACKGROUND)) under nice -n 19.
+# The packages under test/ spend most of their time waiting on the servers
+# they start (expiries, retry backoffs, long polls), which leaves the cores
+# idle: the niced checks and fuzzing take that idle time and yield the
+# cores to the tests whenever these want them (CFS gives a nice-19 task
+# about 1.5 % of a core against a nice-0 one), so the tests' timing is not
+# disturbed. go vet finds in the build cache what the server's build and go
+# test compiled (the same -race packages), so the graph is still compiled
+# once. The background output is printed after go test's, and make test
+# fails if any of it failed. `make vet` runs the checks alone, in the
+# foreground.
+BACKGROUND ?= gofmt-check vet-go staticcheck fuzz
 BG_LOG := bin/background.log
 # Not $(MAKE) in the recipe: make -n would run such a line, go test included.
 BG_MAKE = $(MAKE)
 
-test: vet-go interop-deps
+test: interop-deps
 	$(GO) build -race -o $(RACE_BIN) ./cmd/cibaproxy
 	@mkdir -p bin; rm -f $(BG_LOG)
-	@( nice -n 19 $(BG_MAKE) --no-print-directory $(BACKGROUND) >$(BG_LOG) 2>&1; echo "exit $$?" >>$(BG_LOG) ) & bg=$$!; \
+	@( nice -n 19 $(BG_MAKE) -k --no-print-directory $(BACKGROUND) >$(BG_LOG) 2>&1; echo "exit $$?" >>$(BG_LOG) ) & bg=$$!; \
 	echo "$(BACKGROUND) run niced in the background (log: $(BG_LOG))"; \
 	echo "CIBAPROXY_TEST_BIN=$(CURDIR)/$(RACE_BIN) $(GO) test -race -vet=off -count=1 -p $(TEST_P) $(SLOW_PKGS) $(TEST_PKGS)"; \
 	CIBAPROXY_TEST_BIN=$(CURDIR)/$(RACE_BIN) $(GO) test -race -vet=off -count=1 -p $(TEST_P) $(SLOW_PKGS) $(TEST_PKGS); rc=$$?; \
-	wait $$bg; echo "----- $(BACKGROUND) (niced, beside go test):"; cat $(BG_LOG); \
+	wait $$bg; echo "----- $(BACKGROUND), niced beside go test:"; cat $(BG_LOG); \
 	[ "$$(tail -n 1 $(BG_LOG))" = "exit 0" ] || { echo "make test: $(BACKGROUND) failed"; rc=1; }; \
 	exit $$rc
 
