@@ -1,8 +1,8 @@
 # cibaproxy — the commands a newcomer needs.
 #   make run    build and start the quick start (local upstream, embedded store, demo clients);
 #               PORT=8081 DEMO_PORT=9091 METRICS_PORT=9465 when 8080, 9090 or 9464 is taken
-#   make test   everything CI runs: vet, staticcheck, gofmt, the whole suite with -race, a short fuzz of every parser
-#               (about 6 minutes from a cold build cache on 2 cores: see test/README.md, "Time")
+#   make test   everything CI runs: the whole suite with -race and, niced beside it, gofmt, vet, staticcheck and
+#               a short fuzz of every parser (times: test/README.md, "Time")
 #   make test-quick  the unit tests with -race and -short (no browser, no IdP, no built binary)
 #   make fuzz   fuzz every parser longer (FUZZTIME=5m make fuzz)
 
