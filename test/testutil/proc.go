@@ -143,6 +143,12 @@ func Start(t testing.TB, o Options) *Server {
 		if attempt == startAttempts || !boundElsewhere(s.Logs()[mark:], chosen) {
 			t.Fatalf("cibaproxy did not become ready: %v\n%s", err, s.Logs())
 		}
+		s.mu.Lock()
+		running := s.cmd != nil
+		s.mu.Unlock()
+		if running { // it said so but did not exit: end it before the next start
+			s.end(false)
+		}
 		fmt.Fprintf(&s.logs, "----- an address was taken before cibaproxy bound it; starting again on fresh ports\n")
 	}
 }
