@@ -16,6 +16,7 @@ package admin
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -131,6 +132,15 @@ type Request struct {
 	ClientNotice  Delivery `json:"client_notice"`
 	// Relay is set for a request relayed to a CIBA upstream.
 	Relay *Relay `json:"relay,omitempty"`
+
+	// AuthorizationDetails are the request's authorization_details (RFC
+	// 9396) as stored, canonical JSON; DetailsDigest their digest; and
+	// ApprovedDetails the digest recorded with the approval (what the
+	// user approved), "" until then or when the approval was made
+	// elsewhere (a relayed request).
+	AuthorizationDetails json.RawMessage `json:"authorization_details,omitempty"`
+	DetailsDigest        string          `json:"authorization_details_digest,omitempty"`
+	ApprovedDetails      string          `json:"approved_details_digest,omitempty"`
 }
 
 // Delivery is the state of an outbound message (ciba.Delivery).
@@ -193,6 +203,11 @@ func View(r *ciba.AuthRequest, now time.Time) Request {
 	if v.Scopes == nil {
 		v.Scopes = []string{}
 	}
+	if r.AuthzDetails != "" && json.Valid([]byte(r.AuthzDetails)) {
+		v.AuthorizationDetails = json.RawMessage(r.AuthzDetails)
+		v.DetailsDigest = r.DetailsDigest()
+	}
+	v.ApprovedDetails = r.ApprovedDetails
 	if r.Relay.Active() {
 		v.Relay = &Relay{
 			IntervalSeconds: r.Relay.Interval.Seconds(),

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cibaproxy/cibaproxy/internal/authzdetails"
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
 	"github.com/cibaproxy/cibaproxy/internal/config"
 	"github.com/cibaproxy/cibaproxy/internal/store/memory"
@@ -45,6 +46,9 @@ func secrets() []string {
 	// approvalID is the prefix of every fixture's approval id.
 	return append(out, notificationToken, userCodeHash, approvalID, "PATH-SECRET", "QUERY-SECRET")
 }
+
+// fixtureDetails are the approved fixture's authorization_details.
+const fixtureDetails = `[{"creditorName":"ACME","instructedAmount":{"amount":"50.00","currency":"EUR"},"type":"payment_initiation"}]`
 
 // fixture is a store holding one request in each state.
 type fixture struct {
@@ -97,6 +101,8 @@ func newFixture(t *testing.T) *fixture {
 	add("approved", "demo-push", ciba.ModePush, 3*time.Minute, func(r *ciba.AuthRequest) {
 		r.Status, r.DecidedAt, r.AuthTime, r.Result = ciba.StatusApproved, now.Add(-time.Minute), now.Add(-time.Minute), sealedBlob
 		r.ClientNotice = ciba.Delivery{Due: true, Attempts: 3, NextAttempt: now.Add(time.Minute), LastError: notifyError}
+		r.AuthzDetails = fixtureDetails
+		r.ApprovedDetails = r.DetailsDigest()
 	})
 	add("denied", "demo-poll", ciba.ModePoll, 4*time.Minute, func(r *ciba.AuthRequest) {
 		r.Status, r.DecidedAt, r.DenyReason = ciba.StatusDenied, now.Add(-time.Minute), "the user denied the request"
@@ -216,6 +222,25 @@ func TestShow(t *testing.T) {
 			}
 			if !reflect.DeepEqual(r.ChannelNotice, Delivery{Due: true, Done: true, Attempts: 1}) {
 				t.Errorf("channel notice %+v", r.ChannelNotice)
+			}
+		})
+		t.Run("the authorization_details and the digest the user approved are shown", func(t *testing.T) {
+			r, err := reqs.Show(t.Context(), f.ids["approved"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := authzdetails.DigestOf([]byte(fixtureDetails))
+			if string(r.AuthorizationDetails) != fixtureDetails || r.DetailsDigest != want || r.ApprovedDetails != want {
+				t.Errorf("details %s, digest %q, approved %q; want %s, %q twice", r.AuthorizationDetails, r.DetailsDigest, r.ApprovedDetails, fixtureDetails, want)
+			}
+			var out bytes.Buffer
+			if err := WriteRequest(&out, r, false); err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range []string{"authorization_details", "ACME", "approved_details", want} {
+				if !strings.Contains(out.String(), s) {
+					t.Errorf("requests show output lacks %q:\n%s", s, out.String())
+				}
 			}
 		})
 		t.Run("a pending request past its expiry shows expired, stored pending", func(t *testing.T) {

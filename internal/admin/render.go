@@ -69,6 +69,13 @@ func WriteRequest(w io.Writer, r *Request, full bool) error {
 	if r.BindingMessage != "" {
 		line("binding_message", strconv.Quote(r.BindingMessage))
 	}
+	if len(r.AuthorizationDetails) > 0 {
+		line("authorization_details", clean(string(r.AuthorizationDetails)))
+		line("details_digest", r.DetailsDigest)
+	}
+	if r.ApprovedDetails != "" {
+		line("approved_details", r.ApprovedDetails)
+	}
 	line("user_code", yesNo(r.UserCode))
 	state := string(r.State)
 	if r.Status != r.State {

@@ -96,7 +96,14 @@ func (l List) Canonical() []byte {
 // Digest returns the SHA-256 of l's canonical form, base64url without
 // padding: what a decision records as "the details the user approved".
 func (l List) Digest() string {
-	sum := sha256.Sum256(l.Canonical())
+	return DigestOf(l.Canonical())
+}
+
+// DigestOf returns the SHA-256 of canonical, a list's canonical JSON as
+// Canonical wrote it (and a store kept it), base64url without padding:
+// List.Digest without decoding the list again.
+func DigestOf(canonical []byte) string {
+	sum := sha256.Sum256(canonical)
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 

@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/cibaproxy/cibaproxy/internal/authzdetails"
 )
 
 // Decisions records the user's decision on a request: approval with
@@ -42,14 +44,28 @@ func (d *Decisions) Approve(ctx context.Context, id string, authTime time.Time, 
 // compare-and-set. A request that named its user keeps it (the caller
 // checked that the two are the same user).
 func (d *Decisions) ApproveBy(ctx context.Context, id string, authTime time.Time, tokens []byte, subject string) error {
+	return d.approve(ctx, id, authTime, tokens, subject, nil)
+}
+
+// approve is ApproveBy; a non-nil approved is the digest of the
+// authorization_details the user approved (AuthRequest.ApprovedDetails),
+// recorded in the same compare-and-set, which refuses it unless it is the
+// digest of the stored request's details.
+func (d *Decisions) approve(ctx context.Context, id string, authTime time.Time, tokens []byte, subject string, approved *string) error {
 	now := d.now()
 	sealed, err := d.sealer.Seal(tokens, []byte(id))
 	if err != nil {
 		return &Error{Code: CodeServerError, Description: "the tokens could not be encrypted", Err: err}
 	}
 	r, err := d.store.UpdateRequest(ctx, id, func(r *AuthRequest) error {
+		if approved != nil && *approved != r.DetailsDigest() {
+			return detailsChanged()
+		}
 		if err := r.Approve(now, authTime, sealed); err != nil {
 			return err
+		}
+		if approved != nil {
+			r.ApprovedDetails = *approved
 		}
 		if r.Subject == "" {
 			r.Subject = subject
@@ -59,9 +75,24 @@ func (d *Decisions) ApproveBy(ctx context.Context, id string, authTime time.Time
 	if err != nil {
 		return d.transitionError("approve", err)
 	}
-	d.log.LogAttrs(ctx, slog.LevelInfo, "auth request approved", slog.String("client_id", r.ClientID), slog.String("subject", r.Subject))
+	attrs := []slog.Attr{slog.String("client_id", r.ClientID), slog.String("subject", r.Subject)}
+	if r.ApprovedDetails != "" {
+		attrs = append(attrs, slog.String("authorization_details_digest", r.ApprovedDetails))
+	}
+	d.log.LogAttrs(ctx, slog.LevelInfo, "auth request approved", attrs...)
 	d.sched.schedule(id, now)
 	return nil
+}
+
+// ErrDetailsChanged is wrapped by the invalid_request that refuses an
+// approval of other authorization_details than the request's: the page or
+// device showed a list that is not (or no longer) the one the tokens would
+// carry.
+var ErrDetailsChanged = errors.New("the authorization details approved are not the request's")
+
+// detailsChanged is the refusal of an approval of other details.
+func detailsChanged() *Error {
+	return &Error{Code: CodeInvalidRequest, Description: "the authorization details approved are not the request's; show the request again", Err: ErrDetailsChanged}
 }
 
 // Deny records the user's (or the system's) refusal of request id.
@@ -78,13 +109,28 @@ func (d *Decisions) Deny(ctx context.Context, id, reason string) error {
 }
 
 // ApproveWithMinter approves request id with tokens from the service's
-// Minter (the local upstream's tokens).
+// Minter (the local upstream's tokens), the user having been shown the
+// request's authorization_details as stored.
 func (d *Decisions) ApproveWithMinter(ctx context.Context, r *AuthRequest) error {
+	return d.ApproveShown(ctx, r, r.DetailsDigest())
+}
+
+// ApproveShown approves request r with tokens from the service's Minter,
+// recording shown, the digest of the authorization_details the user was
+// shown and approved (authzdetails.DigestOf; "" for none), with the
+// decision (AuthRequest.ApprovedDetails). It refuses (invalid_request) a
+// digest that is not the request's, and it refuses to store tokens that do
+// not carry exactly the approved list (server_error): the token carries
+// what the user approved, or there is no token.
+func (d *Decisions) ApproveShown(ctx context.Context, r *AuthRequest, shown string) error {
 	if d.minter == nil {
 		return Errorf(CodeInvalidRequest, "with this upstream the user approves by signing in at the identity provider through the approval link; the callback can only deny")
 	}
 	if r.Status != StatusPending || r.Expired(d.now()) {
 		return notPending(r)
+	}
+	if shown != r.DetailsDigest() {
+		return detailsChanged()
 	}
 	now := d.now()
 	r = r.Clone()
@@ -93,11 +139,34 @@ func (d *Decisions) ApproveWithMinter(ctx context.Context, r *AuthRequest) error
 	if err != nil {
 		return &Error{Code: CodeServerError, Description: "tokens could not be issued", Err: err}
 	}
+	if err := carriesApproved(tr, shown); err != nil {
+		return &Error{Code: CodeServerError, Description: "tokens could not be issued", Err: err}
+	}
 	body, err := json.Marshal(tr)
 	if err != nil {
 		return &Error{Code: CodeServerError, Description: "tokens could not be encoded", Err: err}
 	}
-	return d.Approve(ctx, r.ID, now, body)
+	return d.approve(ctx, r.ID, now, body, "", &shown)
+}
+
+// carriesApproved checks that the token response carries exactly the
+// authorization_details whose digest the user approved ("" for none),
+// compared in canonical form.
+func carriesApproved(tr *TokenResponse, approved string) error {
+	var got string
+	if tr.AuthorizationDetails != "" {
+		l, err := authzdetails.FromJSON([]byte(tr.AuthorizationDetails))
+		if err != nil {
+			return fmt.Errorf("minted authorization_details: %w", err)
+		}
+		if len(l) > 0 {
+			got = l.Digest()
+		}
+	}
+	if got != approved {
+		return fmt.Errorf("the minted tokens carry authorization_details of digest %q, not the approved %q", got, approved)
+	}
+	return nil
 }
 
 // CallbackToken returns the bearer the authentication-device service
@@ -113,9 +182,14 @@ func (d *Decisions) CallbackToken(approvalID string) string {
 
 // Callback applies the authentication device's answer (the webhook channel's
 // POST /ciba/callback): approved mints and stores tokens, otherwise the
-// request is denied. A wrong token answers invalid_token; a request that is
-// no longer pending answers its state and changes nothing.
-func (d *Decisions) Callback(ctx context.Context, token string, approved bool, reason string) error {
+// request is denied. shown is the digest of the authorization_details the
+// device showed and the user approved, as the channel's message gave it
+// (authorization_details_digest); "" when the answer names none, which
+// approves the request's details as the message carried them. A wrong
+// token answers invalid_token; a request that is no longer pending answers
+// its state and changes nothing; a digest that is not the request's
+// answers invalid_request and changes nothing.
+func (d *Decisions) Callback(ctx context.Context, token string, approved bool, reason, shown string) error {
 	approvalID, _, ok := strings.Cut(token, ".")
 	if !ok || !hmac.Equal([]byte(d.CallbackToken(approvalID)), []byte(token)) {
 		return Errorf(CodeInvalidToken, "the callback token is not valid")
@@ -128,7 +202,10 @@ func (d *Decisions) Callback(ctx context.Context, token string, approved bool, r
 		return d.storeError("get request", err)
 	}
 	if approved {
-		return d.ApproveWithMinter(ctx, r)
+		if shown == "" {
+			shown = r.DetailsDigest()
+		}
+		return d.ApproveShown(ctx, r, shown)
 	}
 	if reason == "" {
 		reason = "the user denied the request"

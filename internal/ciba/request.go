@@ -3,6 +3,8 @@ package ciba
 import (
 	"slices"
 	"time"
+
+	"github.com/cibaproxy/cibaproxy/internal/authzdetails"
 )
 
 // Status is the state of an authentication request. The only transitions are
@@ -161,6 +163,26 @@ type AuthRequest struct {
 	// so that a store cannot reformat it (its digest is what the user
 	// approved).
 	AuthzDetails string `json:"authorization_details,omitempty"`
+
+	// ApprovedDetails is the digest (authzdetails.DigestOf: SHA-256 of the
+	// canonical JSON, base64url) of the authorization_details the user
+	// approved, recorded with the decision in the same compare-and-set:
+	// the approval page posts the digest of the list it showed, and the
+	// approval is refused unless it is the digest of AuthzDetails, and the
+	// tokens minted for it carry exactly that list. "" when the request
+	// has no details or was not approved here (a relayed request is
+	// approved at the upstream).
+	ApprovedDetails string `json:"approved_details_digest,omitempty"`
+}
+
+// DetailsDigest returns the digest of the request's authorization_details
+// (authzdetails.DigestOf of the stored canonical JSON); "" when it has
+// none.
+func (r *AuthRequest) DetailsDigest() string {
+	if r.AuthzDetails == "" {
+		return ""
+	}
+	return authzdetails.DigestOf([]byte(r.AuthzDetails))
 }
 
 // RelayState tracks a request relayed to a CIBA upstream: cibaproxy polls the

@@ -276,6 +276,13 @@ func (s *Service) ApproveWithMinter(ctx context.Context, r *AuthRequest) error {
 	return s.decisions.ApproveWithMinter(ctx, r)
 }
 
+// ApproveShown approves request r with tokens from the Minter, recording
+// the digest of the authorization_details the user was shown
+// (Decisions.ApproveShown).
+func (s *Service) ApproveShown(ctx context.Context, r *AuthRequest, shown string) error {
+	return s.decisions.ApproveShown(ctx, r, shown)
+}
+
 // CallbackToken returns the callback bearer for an approval id
 // (Decisions.CallbackToken).
 func (s *Service) CallbackToken(approvalID string) string {
@@ -283,8 +290,8 @@ func (s *Service) CallbackToken(approvalID string) string {
 }
 
 // Callback applies the authentication device's answer (Decisions.Callback).
-func (s *Service) Callback(ctx context.Context, token string, approved bool, reason string) error {
-	return s.decisions.Callback(ctx, token, approved, reason)
+func (s *Service) Callback(ctx context.Context, token string, approved bool, reason, shown string) error {
+	return s.decisions.Callback(ctx, token, approved, reason, shown)
 }
 
 // ForApproval returns the request behind an approval link and its client

@@ -179,7 +179,7 @@ func (f *fixture) approve(t *testing.T, id string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.svc.Callback(context.Background(), f.svc.CallbackToken(r.ApprovalID), true, ""); err != nil {
+	if err := f.svc.Callback(context.Background(), f.svc.CallbackToken(r.ApprovalID), true, "", ""); err != nil {
 		t.Fatalf("approve: %v", err)
 	}
 }
@@ -333,7 +333,7 @@ func TestPollStates(t *testing.T) {
 		f := newFixture(t, nil)
 		id := f.create(t, pollClient)
 		r, _ := f.store.GetRequest(ctx, id)
-		if err := f.svc.Callback(ctx, f.svc.CallbackToken(r.ApprovalID), false, ""); err != nil {
+		if err := f.svc.Callback(ctx, f.svc.CallbackToken(r.ApprovalID), false, "", ""); err != nil {
 			t.Fatal(err)
 		}
 		_, err := f.svc.Poll(ctx, pollClient, id)
@@ -451,7 +451,7 @@ func TestLongPoll(t *testing.T) {
 			t.Fatalf("overlapping poll: %v", err)
 		}
 		r, _ := f.store.GetRequest(ctx, id)
-		if err := f.svc.Callback(ctx, f.svc.CallbackToken(r.ApprovalID), false, "no"); err != nil {
+		if err := f.svc.Callback(ctx, f.svc.CallbackToken(r.ApprovalID), false, "no", ""); err != nil {
 			t.Fatal(err)
 		}
 		if err := <-done; code(err) != ciba.CodeAccessDenied {
@@ -528,7 +528,7 @@ func TestCallback(t *testing.T) {
 		"the auth_req_id as a token": id,
 	} {
 		t.Run(name+" is invalid_token and changes nothing", func(t *testing.T) {
-			if err := f.svc.Callback(ctx, bad, true, ""); code(err) != ciba.CodeInvalidToken {
+			if err := f.svc.Callback(ctx, bad, true, "", ""); code(err) != ciba.CodeInvalidToken {
 				t.Fatalf("got %v", err)
 			}
 			if got, _ := f.store.GetRequest(ctx, id); got.Status != ciba.StatusPending {
@@ -537,12 +537,12 @@ func TestCallback(t *testing.T) {
 		})
 	}
 	t.Run("the right token approves", func(t *testing.T) {
-		if err := f.svc.Callback(ctx, tok, true, ""); err != nil {
+		if err := f.svc.Callback(ctx, tok, true, "", ""); err != nil {
 			t.Fatal(err)
 		}
 	})
 	t.Run("a replayed callback changes nothing", func(t *testing.T) {
-		if err := f.svc.Callback(ctx, tok, false, ""); err == nil {
+		if err := f.svc.Callback(ctx, tok, false, "", ""); err == nil {
 			t.Fatal("replayed deny accepted")
 		}
 		if got, _ := f.store.GetRequest(ctx, id); got.Status != ciba.StatusApproved {
@@ -553,7 +553,7 @@ func TestCallback(t *testing.T) {
 		id2 := f.create(t, pollClient)
 		r2, _ := f.store.GetRequest(ctx, id2)
 		f.clock.Add(6 * time.Minute)
-		if err := f.svc.Callback(ctx, f.svc.CallbackToken(r2.ApprovalID), true, ""); code(err) != ciba.CodeExpiredToken {
+		if err := f.svc.Callback(ctx, f.svc.CallbackToken(r2.ApprovalID), true, "", ""); code(err) != ciba.CodeExpiredToken {
 			t.Fatalf("got %v", err)
 		}
 	})
@@ -631,7 +631,7 @@ func TestDelivery(t *testing.T) {
 		f.run(t)
 		id := f.create(t, pushClient)
 		r, _ := f.store.GetRequest(ctx, id)
-		f.svc.Callback(ctx, f.svc.CallbackToken(r.ApprovalID), false, "")
+		f.svc.Callback(ctx, f.svc.CallbackToken(r.ApprovalID), false, "", "")
 		c := wait(t, f.note.got)
 		if !strings.Contains(string(c.body), `"error":"access_denied"`) || !strings.Contains(string(c.body), id) {
 			t.Fatalf("push error = %s", c.body)
@@ -675,7 +675,7 @@ func TestDelivery(t *testing.T) {
 		if n.ApproveURL != "https://proxy.example/approve/"+r.ApprovalID || strings.Contains(n.ApproveURL, id) {
 			t.Fatalf("approve URL %q", n.ApproveURL)
 		}
-		if err := f.svc.Callback(ctx, n.CallbackToken, true, ""); err != nil {
+		if err := f.svc.Callback(ctx, n.CallbackToken, true, "", ""); err != nil {
 			t.Fatal(err)
 		}
 		for r.UserNotice.Pending() {

@@ -109,8 +109,10 @@ func TestParseCallback(t *testing.T) {
 		{`{}`, false},
 		{`not json`, false},
 		{`{"status":"denied","reason":"` + strings.Repeat("x", 201) + `"}`, false},
+		{`{"status":"approved","authorization_details_digest":"` + strings.Repeat("A", 43) + `"}`, true},
+		{`{"status":"approved","authorization_details_digest":"` + strings.Repeat("A", 65) + `"}`, false},
 	} {
-		if _, _, err := parseCallback([]byte(tt.body)); (err == nil) != tt.ok {
+		if _, err := parseCallback([]byte(tt.body)); (err == nil) != tt.ok {
 			t.Errorf("parseCallback(%.40s) err = %v", tt.body, err)
 		}
 	}
@@ -142,9 +144,9 @@ func FuzzParseCallback(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		status, _, err := parseCallback(body)
-		if err == nil && status != "approved" && status != "denied" {
-			t.Fatalf("accepted status %q", status)
+		cb, err := parseCallback(body)
+		if err == nil && cb.Status != "approved" && cb.Status != "denied" {
+			t.Fatalf("accepted status %q", cb.Status)
 		}
 	})
 }

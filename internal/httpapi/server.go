@@ -515,12 +515,12 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		writeError(w, ciba.Errorf(ciba.CodeInvalidRequest, "the body could not be read or is larger than %d bytes", maxCallback))
 		return
 	}
-	status, reason, err := parseCallback(body)
+	cb, err := parseCallback(body)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	if err := s.Service.Callback(r.Context(), token, status == "approved", reason); err != nil {
+	if err := s.Service.Callback(r.Context(), token, cb.Status == "approved", cb.Reason, cb.DetailsDigest); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -559,29 +559,43 @@ func (s *Server) upstreamPing(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// parseCallback decodes a callback body: {"status":"approved"|"denied"}
-// with an optional "reason" for a denial. A member given twice is refused
-// (decodeBody): the answer must not depend on which copy a parser keeps.
-func parseCallback(body []byte) (status, reason string, err error) {
+// callbackBody is the callback's body: {"status":"approved"|"denied"}, an
+// optional "reason" for a denial, and an optional
+// "authorization_details_digest", the digest of the authorization_details
+// the device showed (the channel's message carries it).
+type callbackBody struct {
+	Status        string
+	Reason        string
+	DetailsDigest string
+}
+
+// parseCallback decodes a callback body (callbackBody). A member given
+// twice is refused (decodeBody): the answer must not depend on which copy
+// a parser keeps.
+func parseCallback(body []byte) (callbackBody, error) {
 	var cb struct {
-		Status *string `json:"status"`
-		Reason string  `json:"reason"`
+		Status        *string `json:"status"`
+		Reason        string  `json:"reason"`
+		DetailsDigest string  `json:"authorization_details_digest"`
 	}
 	if e := decodeBody(body, &cb, `{"status":"approved"}`); e != nil {
-		return "", "", e
+		return callbackBody{}, e
 	}
 	if cb.Status == nil {
-		return "", "", ciba.Errorf(ciba.CodeInvalidRequest, "status is required: \"approved\" or \"denied\"")
+		return callbackBody{}, ciba.Errorf(ciba.CodeInvalidRequest, "status is required: \"approved\" or \"denied\"")
 	}
 	switch *cb.Status {
 	case "approved", "denied":
 	default:
-		return "", "", ciba.Errorf(ciba.CodeInvalidRequest, "status must be \"approved\" or \"denied\", got %q", truncate(*cb.Status, 32))
+		return callbackBody{}, ciba.Errorf(ciba.CodeInvalidRequest, "status must be \"approved\" or \"denied\", got %q", truncate(*cb.Status, 32))
 	}
 	if len(cb.Reason) > 200 {
-		return "", "", ciba.Errorf(ciba.CodeInvalidRequest, "reason is longer than 200 characters")
+		return callbackBody{}, ciba.Errorf(ciba.CodeInvalidRequest, "reason is longer than 200 characters")
 	}
-	return *cb.Status, cb.Reason, nil
+	if len(cb.DetailsDigest) > 64 {
+		return callbackBody{}, ciba.Errorf(ciba.CodeInvalidRequest, "authorization_details_digest is longer than 64 characters")
+	}
+	return callbackBody{Status: *cb.Status, Reason: cb.Reason, DetailsDigest: cb.DetailsDigest}, nil
 }
 
 func truncate(s string, n int) string {

@@ -33,7 +33,8 @@ func TestParseCallbackRefusesRepeatedMembers(t *testing.T) {
 		{name: "trailing data is refused", body: `{"status":"approved"} {"status":"denied"}`, desc: "must be a JSON object"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			status, _, err := parseCallback([]byte(tt.body))
+			cb, err := parseCallback([]byte(tt.body))
+			status := cb.Status
 			if tt.desc == "" {
 				if err != nil || status != tt.status {
 					t.Fatalf("parseCallback = %q, %v; want %q", status, err, tt.status)

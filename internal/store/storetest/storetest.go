@@ -66,6 +66,7 @@ var tests = []struct {
 	{"ListRequests is safe while other goroutines write", testListConcurrent},
 	{"the client certificate thumbprint survives create, update, list and redeem", testCertThumbprint},
 	{"the DPoP key thumbprint survives create, update and a poll of the decided request", testDPoPJKT},
+	{"the approved authorization_details digest is recorded with the decision and kept byte for byte with the details", testApprovedDetails},
 
 	// Pace.
 	{"UpdatePace starts from a zero Pace and keeps the result", testPace},
@@ -1350,5 +1351,58 @@ func testDPoPJKT(t *testing.T, s ciba.Store) {
 	}
 	if res.Outcome != ciba.PollDone || res.Request == nil || res.Request.DPoPJKT != jkt {
 		t.Fatalf("Poll of the approved request: outcome %v, request %+v; want PollDone with DPoPJKT %q", res.Outcome, res.Request, jkt)
+	}
+}
+
+// testApprovedDetails: the digest of the authorization_details the user
+// approved (AuthRequest.ApprovedDetails) is written in the compare-and-set
+// that records the decision, and it and the details themselves come back
+// byte for byte from every read: get, list and the poll that finds the
+// request decided.
+func testApprovedDetails(t *testing.T, s ciba.Store) {
+	r := NewRequest()
+	if r.AuthzDetails == "" {
+		t.Fatal("NewRequest has no authorization_details")
+	}
+	mustCreate(t, s, r)
+	if got := mustGet(t, s, r.ID); got.AuthzDetails != r.AuthzDetails || got.ApprovedDetails != "" {
+		t.Fatalf("GetRequest of the pending request: details %q, approved %q; want %q and none", got.AuthzDetails, got.ApprovedDetails, r.AuthzDetails)
+	}
+	digest := r.DetailsDigest()
+	now := time.Now().UTC().Round(0)
+	got, err := s.UpdateRequest(t.Context(), r.ID, func(cur *ciba.AuthRequest) error {
+		if err := cur.Approve(now, now, []byte("sealed")); err != nil {
+			return err
+		}
+		cur.ApprovedDetails = cur.DetailsDigest()
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("UpdateRequest: %v", err)
+	}
+	if got.ApprovedDetails != digest || got.AuthzDetails != r.AuthzDetails {
+		t.Fatalf("UpdateRequest result: approved %q, details %q; want %q, %q", got.ApprovedDetails, got.AuthzDetails, digest, r.AuthzDetails)
+	}
+	if got := mustGet(t, s, r.ID); got.ApprovedDetails != digest || got.DetailsDigest() != digest {
+		t.Fatalf("GetRequest: approved %q, details digest %q; want %q", got.ApprovedDetails, got.DetailsDigest(), digest)
+	}
+	seen := false
+	if err := s.ListRequests(t.Context(), func(l *ciba.AuthRequest) bool {
+		if l.ID == r.ID {
+			seen = l.ApprovedDetails == digest && l.AuthzDetails == r.AuthzDetails
+		}
+		return true
+	}); err != nil {
+		t.Fatalf("ListRequests: %v", err)
+	}
+	if !seen {
+		t.Fatal("ListRequests did not give the request with its details and approved digest")
+	}
+	res, err := s.Poll(t.Context(), r.ID, ciba.PollQuery{ClientID: r.ClientID, Kind: r.Kind, Cert: r.CertThumbprint, Rule: ciba.PaceRule{Now: now}, Current: true})
+	if err != nil {
+		t.Fatalf("Poll: %v", err)
+	}
+	if res.Outcome != ciba.PollDone || res.Request == nil || res.Request.ApprovedDetails != digest || res.Request.AuthzDetails != r.AuthzDetails {
+		t.Fatalf("Poll of the approved request: outcome %v, request %+v; want PollDone with approved digest %q", res.Outcome, res.Request, digest)
 	}
 }
