@@ -141,6 +141,9 @@ type Request struct {
 	AuthorizationDetails json.RawMessage `json:"authorization_details,omitempty"`
 	DetailsDigest        string          `json:"authorization_details_digest,omitempty"`
 	ApprovedDetails      string          `json:"approved_details_digest,omitempty"`
+	// Actor is the delegate client acting for the user (acts_for_user),
+	// named in the access token's act claim.
+	Actor string `json:"actor,omitempty"`
 }
 
 // Delivery is the state of an outbound message (ciba.Delivery).
@@ -208,6 +211,7 @@ func View(r *ciba.AuthRequest, now time.Time) Request {
 		v.DetailsDigest = r.DetailsDigest()
 	}
 	v.ApprovedDetails = r.ApprovedDetails
+	v.Actor = r.Actor
 	if r.Relay.Active() {
 		v.Relay = &Relay{
 			IntervalSeconds: r.Relay.Interval.Seconds(),

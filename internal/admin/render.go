@@ -76,6 +76,9 @@ func WriteRequest(w io.Writer, r *Request, full bool) error {
 	if r.ApprovedDetails != "" {
 		line("approved_details", r.ApprovedDetails)
 	}
+	if r.Actor != "" {
+		line("acting_client", clean(r.Actor))
+	}
 	line("user_code", yesNo(r.UserCode))
 	state := string(r.State)
 	if r.Status != r.State {

@@ -173,6 +173,9 @@ func (a *Acceptor) Authorize(ctx context.Context, c *Client, p AuthParams) (*Aut
 		DPoPJKT:           p.DPoPJKT,
 		AuthzDetails:      details,
 	}
+	if c.ActsForUser {
+		r.Actor = c.ID
+	}
 	if p.UserCode != "" {
 		sum := sha256.Sum256([]byte(p.UserCode))
 		r.UserCodeHash = hex.EncodeToString(sum[:])

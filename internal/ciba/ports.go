@@ -50,6 +50,11 @@ type Client struct {
 	// Introspection lets the client call the token introspection endpoint
 	// (RFC 7662): a resource server that checks the local issuer's tokens.
 	Introspection bool
+	// ActsForUser marks a delegate (an agent acting for the user): its
+	// requests record it as the actor (AuthRequest.Actor), the user is
+	// told "<client> acting on your behalf asks to …", and its access
+	// tokens carry act (RFC 8693 §4.1).
+	ActsForUser bool
 }
 
 // Hint is the user identification hint of a request (CIBA §7.1): exactly one

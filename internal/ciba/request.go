@@ -173,6 +173,12 @@ type AuthRequest struct {
 	// has no details or was not approved here (a relayed request is
 	// approved at the upstream).
 	ApprovedDetails string `json:"approved_details_digest,omitempty"`
+
+	// Actor is the client_id of a delegate client (Client.ActsForUser)
+	// acting for the user, recorded at bc-authorize so that what the user
+	// is told and what the tokens say come from the same request: the
+	// access token names it in act (RFC 8693 §4.1). "" otherwise.
+	Actor string `json:"actor,omitempty"`
 }
 
 // DetailsDigest returns the digest of the request's authorization_details

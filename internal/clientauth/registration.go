@@ -81,6 +81,7 @@ func NewRegistration(ctx context.Context, v *clientmeta.Valid) (*Registration, e
 			DPoPBoundAccessTokens: m.DPoPBoundAccessTokens,
 			AuthzDetailsTypes:     m.AuthzDetailsTypes,
 			Introspection:         m.Introspection,
+			ActsForUser:           m.ActsForUser,
 		},
 		methods: m.Methods,
 		tlsAuth: TLSClientAuth{SubjectDN: m.TLSSubjectDN, SANDNS: m.TLSSANDNS, SANURI: m.TLSSANURI, SANEmail: m.TLSSANEmail},

@@ -121,6 +121,15 @@ type Metadata struct {
 	// SkipValidation exempts the client's requests from the validation
 	// hook. No rule applies; it is carried to the registration.
 	SkipValidation bool
+	// ActsForUser is acts_for_user: the client is a delegate (an agent)
+	// acting on the user's behalf; its access tokens name it in an act
+	// claim (RFC 8693 §4.1) and the user is told so. A client that
+	// authenticates only (not a public one).
+	ActsForUser bool
+	// ServerActsForUser reports whether the server's token issuer can
+	// name the actor in the tokens it issues (the local upstream); when
+	// not, ActsForUser is refused rather than dropped.
+	ServerActsForUser bool
 	// CertBoundAccessTokens is whether the client's access tokens are
 	// bound to its certificate (RFC 8705 §3), as in force: set, or implied
 	// by the server. Its conditions are the configuration's rules; it is
@@ -232,6 +241,7 @@ func Check(m Metadata) (*Valid, Problems) {
 	c.hs256()
 	c.scopes()
 	c.authzDetailsTypes()
+	c.actsForUser()
 	c.public()
 	c.profile()
 	c.tlsNames()

@@ -234,6 +234,24 @@ func (c *checker) authzDetailsTypes() {
 	}
 }
 
+// fieldActsForUser is the name of the delegate switch.
+const fieldActsForUser = "acts_for_user"
+
+// actsForUser: a delegate is named in the tokens as the actor (RFC 8693
+// §4.1), so it must be a client that authenticates, and the tokens must
+// come from an issuer that can name it.
+func (c *checker) actsForUser() {
+	if !c.m.ActsForUser {
+		return
+	}
+	if c.m.IsPublic() {
+		c.fail(fieldActsForUser, "a public client (token_endpoint_auth_methods: [none]) cannot be named as the actor in tokens: it does not authenticate; remove it")
+	}
+	if !c.m.ServerActsForUser {
+		c.fail(fieldActsForUser, "works with the local upstream only: the identity provider issues the tokens of the other upstreams and would not name the client as the actor")
+	}
+}
+
 // public: method none stands alone, and a public client uses the device
 // grant only and has no credentials (RFC 8628 §5.6).
 func (c *checker) public() {

@@ -541,6 +541,14 @@ type Client struct {
 	// Default false: with a hook configured, every request is sent to it.
 	SkipValidation bool `yaml:"skip_validation"`
 
+	// ActsForUser marks the client as a delegate: software (an AI agent,
+	// say) acting on the user's behalf. The approval page, the webhook and
+	// the e-mail tell the user "<client name> acting on your behalf asks
+	// to …", and its access tokens carry an act claim naming it
+	// ({"act":{"sub":"<client_id>"}}, RFC 8693 §4.1). Local upstream
+	// only; not for a public client. Default false.
+	ActsForUser bool `yaml:"acts_for_user"`
+
 	// Scopes are the scopes the client may request; another is refused
 	// with invalid_scope. When set it must include "openid", which every
 	// CIBA request carries (CIBA Core §7.1). Empty (default): any scope
@@ -652,6 +660,8 @@ func (c *Config) ClientMetadata(cl *Client) clientmeta.Metadata {
 		ServerFAPI:              c.FAPI.CIBA,
 		SenderConstrained:       c.FAPI.SenderConstrainedTokens,
 		SkipValidation:          cl.SkipValidation,
+		ActsForUser:             cl.ActsForUser,
+		ServerActsForUser:       c.Upstream.Type == UpstreamLocal,
 		CertBoundAccessTokens:   c.CertBound(cl),
 		DPoPBoundAccessTokens:   cl.DPoPBoundAccessTokens,
 		Introspection:           cl.Introspection,

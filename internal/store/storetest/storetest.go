@@ -160,6 +160,7 @@ func NewRequest() *ciba.AuthRequest {
 		// Canonical JSON with a number a JSON round trip through float64
 		// would rewrite (123.50): a store keeps it byte for byte.
 		AuthzDetails: `[{"creditorName":"Merchant A","instructedAmount":{"amount":123.50,"currency":"EUR"},"type":"payment_initiation"}]`,
+		Actor:        "client-1",
 	}
 }
 

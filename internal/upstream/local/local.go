@@ -263,7 +263,7 @@ func (u *Upstream) Mint(ctx context.Context, r *ciba.AuthRequest, now time.Time)
 	if usr == nil {
 		return nil, fmt.Errorf("local: user %q no longer exists", r.Subject)
 	}
-	g := grant{ClientID: r.ClientID, Subject: r.Subject, Scopes: r.Scopes, AuthTime: r.AuthTime, CertThumbprint: r.CertThumbprint, JKT: r.DPoPJKT, AuthzDetails: r.AuthzDetails, Family: random(16)}
+	g := grant{ClientID: r.ClientID, Subject: r.Subject, Scopes: r.Scopes, AuthTime: r.AuthTime, CertThumbprint: r.CertThumbprint, JKT: r.DPoPJKT, AuthzDetails: r.AuthzDetails, Actor: r.Actor, Family: random(16)}
 	if r.PublicClient {
 		// RFC 9449 §5: a public client's refresh tokens are bound to its
 		// DPoP key from the first one on.
@@ -306,6 +306,11 @@ type grant struct {
 	// zero in records written before they were kept.
 	IssuedAt  time.Time `json:"iat,omitzero"`
 	ExpiresAt time.Time `json:"exp,omitzero"`
+	// Actor is the client_id of the delegate acting for the user
+	// (AuthRequest.Actor); "" for none. Every access token of the grant
+	// names it in act (RFC 8693 §4.1), refreshed ones too: the user
+	// approved that client acting for them.
+	Actor string `json:"actor,omitempty"`
 }
 
 func (u *Upstream) issue(ctx context.Context, g grant, usr *User, authReqID string, now time.Time) (*ciba.TokenResponse, error) {
@@ -340,6 +345,12 @@ func (u *Upstream) issue(ctx context.Context, g grant, usr *User, authReqID stri
 	if g.AuthzDetails != "" {
 		// RFC 9396 §9.1: the JWT access token carries the details.
 		claims["authorization_details"] = json.RawMessage(g.AuthzDetails)
+	}
+	if g.Actor != "" {
+		// RFC 8693 §4.1: the party acting for the subject. The ID token
+		// does not carry it: it tells the client (its audience) who the
+		// user is, and the client is the actor itself.
+		claims["act"] = map[string]string{"sub": g.Actor}
 	}
 	at, err := u.cfg.Signer.Sign(claims, jose.TypAccessToken)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -437,5 +438,41 @@ func TestMintAuthorizationDetails(t *testing.T) {
 	}
 	if _, ok := claims(t, m, plain.AccessToken)["authorization_details"]; ok {
 		t.Error("access token without details carries the claim")
+	}
+}
+
+// TestMintActor: a request of a delegate client (AuthRequest.Actor) gets
+// an access token whose act claim names the client (RFC 8693 §4.1), kept
+// on refresh; the ID token has none (its audience is the actor itself);
+// a request of an ordinary client has no act claim.
+func TestMintActor(t *testing.T) {
+	u, m, _ := newUpstream(t)
+	ctx := context.Background()
+	now := time.Now()
+	tr, err := u.Mint(ctx, &ciba.AuthRequest{ID: "r", ClientID: "agent", Subject: "sub-alice", Scopes: []string{"openid"}, AuthTime: now, Actor: "agent"}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	act := func(tok string) any { return claims(t, m, tok)["act"] }
+	want := map[string]any{"sub": "agent"}
+	if got := act(tr.AccessToken); !reflect.DeepEqual(got, want) {
+		t.Errorf("access token act = %#v, want %#v", got, want)
+	}
+	if got, ok := claims(t, m, tr.IDToken)["act"]; ok {
+		t.Errorf("ID token act = %#v, want none", got)
+	}
+	next, err := u.Refresh(ctx, "agent", tr.RefreshToken, "", "", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := act(next.AccessToken); !reflect.DeepEqual(got, want) {
+		t.Errorf("refreshed access token act = %#v, want %#v", got, want)
+	}
+	plain, err := u.Mint(ctx, &ciba.AuthRequest{ID: "p", ClientID: "c1", Subject: "sub-alice", Scopes: []string{"openid"}, AuthTime: now}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := claims(t, m, plain.AccessToken)["act"]; ok {
+		t.Errorf("an ordinary client's access token has act %#v", got)
 	}
 }
