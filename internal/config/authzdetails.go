@@ -34,6 +34,10 @@ type AuthorizationDetails struct {
 	// Registry holds the types with their compiled schemas. Set by
 	// [Load]; nil without types.
 	Registry *authzdetails.Registry `yaml:"-"`
+
+	// Templates holds the types' approval-page templates, parsed and
+	// tried. Set by [Load]; nil when no type has one.
+	Templates *authzdetails.Templates `yaml:"-"`
 }
 
 // AuthorizationDetailsType is one supported authorization_details type.
@@ -44,6 +48,17 @@ type AuthorizationDetailsType struct {
 	// may use $ref only within itself: cibaproxy fetches no other
 	// document. It is compiled once, at start.
 	SchemaFile string `yaml:"schema_file"`
+
+	// Template is an html/template file that renders one element of this
+	// type on the approval page, in place of the default rendering (a
+	// definition list of every member); the page still offers every
+	// member under "All details". It is executed with the element as
+	// .Type, .Actions, .Locations, .Amounts (.Name, .Amount, .Currency),
+	// .Fields (.Name, .Value) and the element itself as .Value
+	// ({{.Value.creditorName}}). html/template escapes every value for
+	// its context. Optional; relative to the configuration file; parsed
+	// and tried once at start.
+	Template string `yaml:"template"`
 }
 
 // TypeNames returns the configured types in order.
@@ -67,6 +82,9 @@ func (v *validator) authzDetailsDefaults(a *AuthorizationDetails) {
 	}
 	for t, spec := range a.Types {
 		spec.SchemaFile = v.resolve(spec.SchemaFile)
+		if spec.Template != "" {
+			spec.Template = v.resolve(spec.Template)
+		}
 		a.Types[t] = spec
 	}
 }
@@ -117,6 +135,7 @@ func (v *validator) checkAuthzDetails(c *Config) {
 		}
 		docs[t] = data
 	}
+	v.checkAuthzTemplates(a)
 	if !ok || len(docs) == 0 {
 		return
 	}
@@ -126,4 +145,49 @@ func (v *validator) checkAuthzDetails(c *Config) {
 		return
 	}
 	a.Registry = r
+}
+
+// maxTemplateBytes bounds a type's template file.
+const maxTemplateBytes = 64 << 10
+
+// checkAuthzTemplates reads and parses the types' templates, and sets
+// a.Templates when every one parsed.
+func (v *validator) checkAuthzTemplates(a *AuthorizationDetails) {
+	const at = "authorization_details.types"
+	texts := map[string][]byte{}
+	ok := true
+	for _, t := range a.TypeNames() {
+		file := a.Types[t].Template
+		if file == "" {
+			continue
+		}
+		p := joinKey(joinKey(at, t), "template")
+		data, err := readRegularFile(file)
+		switch {
+		case err != nil:
+			v.fail(p, "cannot read the template: %v", err)
+			ok = false
+			continue
+		case len(data) > maxTemplateBytes:
+			v.fail(p, "is %d bytes; at most %d are allowed", len(data), maxTemplateBytes)
+			ok = false
+			continue
+		}
+		// Parse each alone so a failure names its file.
+		if _, err := authzdetails.ParseTemplates(map[string][]byte{t: data}); err != nil {
+			v.fail(p, "%v", err)
+			ok = false
+			continue
+		}
+		texts[t] = data
+	}
+	if !ok || len(texts) == 0 {
+		return
+	}
+	tpls, err := authzdetails.ParseTemplates(texts)
+	if err != nil {
+		v.fail(at, "%v", err)
+		return
+	}
+	a.Templates = tpls
 }
