@@ -332,6 +332,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 				ServiceName: cfg.Pages.ServiceName, LogoURL: cfg.Pages.LogoURL,
 				AccentColor: cfg.Pages.AccentColor, ScopeDescriptions: cfg.Pages.ScopeDescriptions,
 			},
+			DetailTemplates: cfg.AuthorizationDetails.Templates,
 		}
 	}
 	// The device grant: verified on cibaproxy's page (local, oidc), or

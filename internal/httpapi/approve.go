@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"html/template"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -57,6 +58,10 @@ type Approval struct {
 	// Push, when set, offers notifications on this device after an
 	// approval (the Web Push channel, webapp.go).
 	Push *WebPush
+	// DetailTemplates are the operator's templates of some
+	// authorization_details types (authorization_details.types[].template);
+	// nil: every element gets the default rendering.
+	DetailTemplates *authzdetails.Templates
 
 	// limits are the server's, for the password lockout (checkPassword);
 	// now is its clock. Set by Server.Handler.
@@ -83,8 +88,14 @@ type page struct {
 	Binding        string
 	Scopes         []consent.Scope
 	// Details are the request's authorization_details (RFC 9396), shown
-	// in full so that the user approves exactly them.
-	Details []authzdetails.View
+	// in full so that the user approves exactly them; DetailsDigest is
+	// their digest, which the form posts back so that the approval
+	// records what was shown (ciba.Decisions.ApproveShown).
+	Details       []detailBlock
+	DetailsDigest string
+	// ActsFor says the client is a delegate acting for the user
+	// (acts_for_user): "<client> acting on your behalf asks to …".
+	ActsFor bool
 	Expires expiry
 	CSRF    string
 	Error   string
@@ -134,23 +145,46 @@ func (a *Approval) form(req *ciba.AuthRequest, client *ciba.Client, cookie, prob
 		Scopes: a.Pages.scopes(req.Scopes), Expires: expiresAt(req.ExpiresAt, time.Now()),
 		CSRF: a.csrf(cookie, req.ApprovalID), Error: problem, Form: true,
 		Federated: a.Federation != nil, UserCode: a.confirmsUserCode(req),
-		Details: detailViews(req.AuthzDetails),
+		Details: a.detailBlocks(req.AuthzDetails), DetailsDigest: req.DetailsDigest(),
+		ActsFor: req.Actor != "",
 	}
 }
 
-// detailViews returns the stored authorization_details as the page shows
+// detailBlock is one authorization_details element as the page shows it:
+// the default rendering (View), and HTML when the operator's template of
+// its type rendered it, in which case the default rendering follows
+// under "All details".
+type detailBlock struct {
+	authzdetails.View
+	HTML template.HTML
+}
+
+// detailBlocks returns the stored authorization_details as the page shows
 // them; nil for none. The list was checked at bc-authorize, so it decodes;
 // if it did not, the page shows one element saying so rather than nothing,
-// and approving stays possible only for what is shown.
-func detailViews(stored string) []authzdetails.View {
+// and approving stays possible only for what is shown. An operator
+// template that fails on an element leaves it the default rendering.
+func (a *Approval) detailBlocks(stored string) []detailBlock {
 	if stored == "" {
 		return nil
 	}
 	l, err := authzdetails.FromJSON([]byte(stored))
 	if err != nil {
-		return []authzdetails.View{{Type: "(details that cannot be shown)"}}
+		return []detailBlock{{View: authzdetails.View{Type: "(details that cannot be shown)"}}}
 	}
-	return l.Views()
+	out := make([]detailBlock, 0, len(l))
+	for _, d := range l {
+		b := detailBlock{View: d.View()}
+		html, ok, err := a.DetailTemplates.Render(d)
+		switch {
+		case err != nil:
+			a.Logger.Warn("approval page: authorization_details template failed; the default rendering is shown", slog.String("type", d.Type()), slog.Any("error", err))
+		case ok:
+			b.HTML = html
+		}
+		out = append(out, b)
+	}
+	return out
 }
 
 // confirmsUserCode reports whether the page asks the user to confirm the
@@ -200,6 +234,10 @@ func (a *Approval) answer(w http.ResponseWriter, r *http.Request) {
 			a.render(w, http.StatusUnauthorized, a.form(req, client, cookie, "The code is not the one given to "+client.Name+"."))
 			return
 		}
+		if r.PostFormValue("details_digest") != req.DetailsDigest() {
+			a.detailsChanged(w, req)
+			return
+		}
 		if a.Federation != nil {
 			a.startLogin(w, r, req)
 			return
@@ -214,7 +252,11 @@ func (a *Approval) answer(w http.ResponseWriter, r *http.Request) {
 			a.render(w, http.StatusUnauthorized, a.form(req, client, cookie, "The password is not right."))
 			return
 		}
-		err = a.Service.ApproveWithMinter(r.Context(), req)
+		err = a.Service.ApproveShown(r.Context(), req, r.PostFormValue("details_digest"))
+		if errors.Is(err, ciba.ErrDetailsChanged) {
+			a.detailsChanged(w, req)
+			return
+		}
 		if err == nil {
 			a.render(w, http.StatusOK, page{Title: "Approved", Message: "You approved the sign-in to " + client.Name + ". You can close this page.",
 				Push: a.Push.offer(r.Context(), req.Subject, a.Logger)})
@@ -275,6 +317,15 @@ func (a *Approval) lockedOut(w http.ResponseWriter, wait time.Duration) {
 	a.render(w, http.StatusTooManyRequests, page{Title: "Too many attempts",
 		Message: "Too many wrong passwords were typed for this account, so it cannot approve sign-ins with a password for now. Wait " +
 			waitText(wait) + ", then try again."})
+}
+
+// detailsChanged answers an approval whose form carried the digest of
+// other authorization_details than the request's: what the user saw is not
+// what the tokens would carry, so nothing is approved.
+func (a *Approval) detailsChanged(w http.ResponseWriter, req *ciba.AuthRequest) {
+	a.Logger.Warn("approval page: the approved authorization_details are not the request's; not approved", slog.String("client_id", req.ClientID))
+	a.render(w, http.StatusConflict, page{Title: "Not approved",
+		Message: "The details you approved are not those of this request, so nothing was approved. Open the link again to see the request."})
 }
 
 // waitText says d for a person: "a minute", "12 minutes".

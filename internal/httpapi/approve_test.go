@@ -27,7 +27,8 @@ func (fakeUpstream) ResolveUser(_ context.Context, _ *ciba.Client, h ciba.Hint) 
 func (fakeUpstream) CheckUserCode(context.Context, ciba.User, string) error { return nil }
 func (fakeUpstream) SupportsUserCode() bool                                 { return false }
 func (fakeUpstream) Mint(_ context.Context, r *ciba.AuthRequest, _ time.Time) (*ciba.TokenResponse, error) {
-	return &ciba.TokenResponse{AccessToken: "at", TokenType: "Bearer"}, nil
+	// Like the local issuer, the tokens carry the request's details.
+	return &ciba.TokenResponse{AccessToken: "at", TokenType: "Bearer", AuthorizationDetails: ciba.RawJSON(r.AuthzDetails)}, nil
 }
 func (fakeUpstream) CheckPassword(user, pw string) (string, bool) {
 	return "sub-" + user, pw == user+"-password"

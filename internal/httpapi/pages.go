@@ -268,6 +268,8 @@ h2{font-size:1rem;margin:1.25rem 0 .5rem}
 .detail dt{color:#59636e;overflow-wrap:anywhere}
 .detail dd{margin:0;overflow-wrap:anywhere}
 .detail .amount{font-size:1.15rem}
+.detail details{margin-top:.5rem}
+.detail summary{cursor:pointer;color:#59636e}
 .expiry{color:#59636e;font-size:.9rem}
 .expiry time{white-space:nowrap}
 label{display:block;margin:1rem 0 .3rem;font-weight:600}
@@ -303,19 +305,19 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
 {{if .Device}}<p><strong>{{.Client}}</strong> asks to sign in to your account{{with .Brand.Name}} at {{.}}{{end}}.</p>
 {{if .Binding}}<p>Check that this code matches the one shown on your device:</p>
 <p class="binding" aria-label="The code shown on your device">{{.Binding}}</p>{{end}}
+{{else if .ActsFor}}<p><strong>{{.Client}}</strong> acting on your behalf asks to {{if .Details}}do what is listed below{{else}}use your account{{end}}{{if .User}} as <strong>{{.User}}</strong>{{end}}.</p>
+{{if .Binding}}<p>Check that this code matches the one shown on the other device:</p>
+<p class="binding" aria-label="Binding message">{{.Binding}}</p>{{end}}
 {{else}}<p><strong>{{.Client}}</strong> asks to sign you in{{if .User}} as <strong>{{.User}}</strong>{{end}}.</p>
 {{if .Binding}}<p>Check that this code matches the one shown on the other device:</p>
 <p class="binding" aria-label="Binding message">{{.Binding}}</p>{{end}}
 {{end}}{{if .Details}}<h2 id="details-heading">To approve</h2>
-{{range .Details}}<section class="detail" aria-labelledby="details-heading">
+{{range .Details}}<section class="detail" aria-labelledby="details-heading" data-type="{{.Type}}">
 <p class="detail-type"><code>{{.Type}}</code></p>
-<dl>
-{{range .Amounts}}<dt>{{.Name}}</dt><dd class="amount"><strong>{{.Amount}} {{.Currency}}</strong></dd>
-{{end}}{{with .Actions}}<dt>actions</dt><dd>{{.}}</dd>
-{{end}}{{with .Locations}}<dt>locations</dt><dd>{{.}}</dd>
-{{end}}{{range .Fields}}<dt>{{.Name}}</dt><dd>{{.Value}}</dd>
-{{end}}</dl>
-</section>
+{{if .HTML}}<div class="detail-custom">{{.HTML}}</div>
+<details><summary>All details</summary>
+{{template "detail-list" .View}}</details>
+{{else}}{{template "detail-list" .View}}{{end}}</section>
 {{end}}{{end}}<h2 id="scopes-heading">It asks for</h2>
 <ul class="scopes" aria-labelledby="scopes-heading">
 {{range .Scopes}}{{if .Description}}<li><span>{{.Description}}</span> <code>{{.Name}}</code></li>
@@ -325,7 +327,8 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
 {{if .Error}}<p class="error" role="alert">{{.Error}}</p>{{end}}
 <form method="post">
 <input type="hidden" name="csrf" value="{{.CSRF}}">
-{{if .Device}}<input type="hidden" name="user_code" value="{{.DeviceCode}}">
+{{with .DetailsDigest}}<input type="hidden" name="details_digest" value="{{.}}">
+{{end}}{{if .Device}}<input type="hidden" name="user_code" value="{{.DeviceCode}}">
 {{end}}{{if .UserCode}}<label for="user_code">The code you gave {{.Client}} (needed to approve)</label>
 <input type="text" id="user_code" name="user_code" autocomplete="one-time-code" spellcheck="false">
 {{end}}{{if .Federated}}<p class="note">Approve takes you to your identity provider to sign in{{if .User}} as <strong>{{.User}}</strong>{{end}}.</p>
@@ -362,4 +365,10 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
 </main>
 </body>
 </html>
-`))
+{{define "detail-list"}}<dl>
+{{range .Amounts}}<dt>{{.Name}}</dt><dd class="amount"><strong>{{.Amount}} {{.Currency}}</strong></dd>
+{{end}}{{with .Actions}}<dt>actions</dt><dd>{{.}}</dd>
+{{end}}{{with .Locations}}<dt>locations</dt><dd>{{.}}</dd>
+{{end}}{{range .Fields}}<dt>{{.Name}}</dt><dd>{{.Value}}</dd>
+{{end}}</dl>
+{{end}}`))
