@@ -1,6 +1,8 @@
 package config
 
 import (
+	"github.com/cibaproxy/cibaproxy/internal/authzdetails"
+
 	"bytes"
 	"errors"
 	"io"
@@ -295,6 +297,19 @@ func TestEmailTemplate(t *testing.T) {
 	}
 	if strings.Contains(b.String(), "shows this code") {
 		t.Errorf("without a binding message the body still asks to check one:\n%s", b.String())
+	}
+
+	// A delegate's request with authorization_details lists them.
+	data.ActsForUser, data.DetailsText = true, "1. payment_initiation\n   instructedAmount: 50.00 EUR\n"
+	data.Details = []authzdetails.View{{Type: "payment_initiation"}}
+	b.Reset()
+	if err := tmpl.Execute(&b, data); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Bank app, acting on your behalf, asks you to sign in as alice.", "You are asked to approve:\n\n1. payment_initiation\n   instructedAmount: 50.00 EUR\n"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("body lacks %q:\n%s", want, b.String())
+		}
 	}
 }
 

@@ -83,3 +83,19 @@ func At(at, now time.Time) string {
 	}
 	return at.Format("15:04 UTC")
 }
+
+// Asks is the sentence that opens what a user is told: who asks, and for
+// what. A delegate client (acts_for_user) is named as acting on the
+// user's behalf: "Shopping Agent acting on your behalf asks to do what is
+// listed below."; details says the request lists authorization_details.
+func Asks(client string, actsFor, details bool) string {
+	switch {
+	case actsFor && details:
+		return client + " acting on your behalf asks to do what is listed below."
+	case actsFor:
+		return client + " acting on your behalf asks to use your account."
+	case details:
+		return client + " asks you to sign in and approve what is listed below."
+	}
+	return client + " asks you to sign in."
+}

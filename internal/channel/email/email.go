@@ -42,6 +42,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/cibaproxy/cibaproxy/internal/authzdetails"
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
 	"github.com/cibaproxy/cibaproxy/internal/consent"
 )
@@ -66,12 +67,15 @@ const DefaultTimeout = 30 * time.Second
 // defaultBody is the body template used when Config.TemplateFile is empty.
 const defaultBody = `{{with .ServiceName}}{{.}}
 
-{{end}}{{.ClientName}} asks you to sign in.
+{{end}}{{.Asks}}
 {{if .BindingMessage}}
 Check that {{.ClientName}} shows you this message:
 
     {{.BindingMessage}}
-{{end}}
+{{end}}{{if .Details}}
+To approve:
+
+{{.DetailsText}}{{end}}
 It asks for:
 {{range .Access}}  - {{if .Description}}{{.Description}} ({{.Name}}){{else}}{{.Name}}{{end}}
 {{end}}
@@ -169,6 +173,22 @@ type TemplateData struct {
 	ApproveURL string
 	// LoginHint is the hint the client named the user with.
 	LoginHint string
+	// ActsForUser says the client is a delegate acting on the user's
+	// behalf (acts_for_user).
+	ActsForUser bool
+	// Asks is the opening sentence, as the approval page says it:
+	// "Example Client asks you to sign in.", or for a delegate "Example
+	// Client acting on your behalf asks to …" (consent.Asks).
+	Asks string
+	// Details are the request's authorization_details (RFC 9396) as the
+	// approval page shows them: each with .Type, .Actions, .Locations,
+	// .Amounts (.Name, .Amount, .Currency) and .Fields (.Name, .Value);
+	// nil for none. DetailsText is all of them as readable plain text,
+	// one member per line (authzdetails.List.Text), and DetailsDigest
+	// their digest, which the approval records.
+	Details       []authzdetails.View
+	DetailsText   string
+	DetailsDigest string
 }
 
 // Channel sends authentication requests by e-mail. It is safe for
@@ -326,6 +346,11 @@ func sampleData() TemplateData {
 		ExpiresAtUTC:   "03:04 UTC",
 		ApproveURL:     "https://example.com/approve/id",
 		LoginHint:      "user@example.com",
+		ActsForUser:    true,
+		Asks:           consent.Asks("Example Client", true, true),
+		Details:        []authzdetails.View{{Type: "payment_initiation", Amounts: []authzdetails.Amount{{Name: "instructedAmount", Amount: "50.00", Currency: "EUR"}}, Fields: []authzdetails.Field{{Name: "creditorName", Value: "ACME"}}}},
+		DetailsText:    "1. payment_initiation\n   instructedAmount: 50.00 EUR\n   creditorName: ACME\n",
+		DetailsDigest:  "v6sfxhNUSO1lXf0AkBf4rfh6IRNJfXW9LSoR6lHqcx8",
 	}
 }
 
@@ -410,7 +435,16 @@ func (c *Channel) compose(r *ciba.AuthRequest, client *ciba.Client, n ciba.Notic
 		ExpiresAtUTC:   consent.At(r.ExpiresAt, now),
 		ApproveURL:     n.ApproveURL,
 		LoginHint:      r.LoginHint,
+		ActsForUser:    r.Actor != "",
 	}
+	if r.AuthzDetails != "" {
+		l, err := authzdetails.FromJSON([]byte(r.AuthzDetails))
+		if err != nil {
+			return nil, fmt.Errorf("email: authorization_details: %w", err)
+		}
+		data.Details, data.DetailsText, data.DetailsDigest = l.Views(), l.Text(), r.DetailsDigest()
+	}
+	data.Asks = consent.Asks(name, data.ActsForUser, data.Details != nil)
 	var subject strings.Builder
 	if err := c.subject.Execute(&subject, data); err != nil {
 		return nil, fmt.Errorf("email: subject template: %w", err)

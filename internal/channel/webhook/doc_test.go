@@ -93,6 +93,7 @@ func TestTheDocumentedMessageIsWhatIsSent(t *testing.T) {
 	full := sent(t, &ciba.AuthRequest{
 		ID: "auth-req-id", ApprovalID: "appr-1", ClientID: "c1", Subject: "sub-alice", LoginHint: "alice",
 		Scopes: []string{"openid"}, BindingMessage: "Code 1234", ACRValues: []string{"urn:example:mfa"}, ExpiresAt: time.Unix(1_800_000_000, 0),
+		Actor: "c1", AuthzDetails: `[{"type":"payment_initiation"}]`,
 	}, ciba.Notice{ApproveURL: "https://p/approve/appr-1", CallbackURL: "https://p/ciba/callback", CallbackToken: "cb"})
 	var got []string
 	for k := range full {

@@ -12,7 +12,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cibaproxy/cibaproxy/internal/authzdetails"
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/consent"
 	"github.com/cibaproxy/cibaproxy/internal/outbound"
 )
 
@@ -44,6 +46,22 @@ type Message struct {
 	ApproveURL string `json:"approve_url,omitempty"`
 	// CallbackURL is where to POST {"status":"approved"|"denied"}.
 	CallbackURL string `json:"callback_url,omitempty"`
+	// ActsForUser is set when the client is a delegate acting on the
+	// user's behalf (acts_for_user); the device should say so.
+	ActsForUser bool `json:"acts_for_user,omitempty"`
+	// AuthorizationDetails are the request's authorization_details (RFC
+	// 9396) as checked and stored, canonical JSON: what the user must be
+	// shown in full before approving. Absent when none.
+	AuthorizationDetails json.RawMessage `json:"authorization_details,omitempty"`
+	// AuthorizationDetailsDigest is their digest. The callback may send
+	// it back as authorization_details_digest to state what the device
+	// showed; an approval with another digest is refused.
+	AuthorizationDetailsDigest string `json:"authorization_details_digest,omitempty"`
+	// Text is what to tell the user, as plain text in the approval page's
+	// words: who asks ("<client> acting on your behalf asks to …" for a
+	// delegate), the binding message and every detail, one member per
+	// line, amounts with their currency.
+	Text string `json:"text"`
 }
 
 // Name implements ciba.Channel.
@@ -51,7 +69,25 @@ func (c *Channel) Name() string { return "webhook" }
 
 // Send implements ciba.Channel.
 func (c *Channel) Send(ctx context.Context, r *ciba.AuthRequest, client *ciba.Client, n ciba.Notice) error {
-	body, err := json.Marshal(Message{
+	name := client.Name
+	if name == "" {
+		name = client.ID
+	}
+	var details authzdetails.List
+	if r.AuthzDetails != "" {
+		var err error
+		if details, err = authzdetails.FromJSON([]byte(r.AuthzDetails)); err != nil {
+			return fmt.Errorf("webhook: authorization_details: %w", err)
+		}
+	}
+	text := consent.Asks(name, r.Actor != "", len(details) > 0) + "\n"
+	if r.BindingMessage != "" {
+		text += "Check that " + name + " shows: " + r.BindingMessage + "\n"
+	}
+	if len(details) > 0 {
+		text += "\n" + details.Text()
+	}
+	msg := Message{
 		ID:             r.ApprovalID,
 		ClientID:       r.ClientID,
 		ClientName:     client.Name,
@@ -63,7 +99,14 @@ func (c *Channel) Send(ctx context.Context, r *ciba.AuthRequest, client *ciba.Cl
 		ExpiresAt:      r.ExpiresAt.UTC(),
 		ApproveURL:     n.ApproveURL,
 		CallbackURL:    n.CallbackURL,
-	})
+		ActsForUser:    r.Actor != "",
+		Text:           text,
+	}
+	if len(details) > 0 {
+		msg.AuthorizationDetails = json.RawMessage(r.AuthzDetails)
+		msg.AuthorizationDetailsDigest = r.DetailsDigest()
+	}
+	body, err := json.Marshal(msg)
 	if err != nil {
 		return fmt.Errorf("webhook: encode: %w", err)
 	}
