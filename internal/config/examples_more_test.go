@@ -1,8 +1,6 @@
 package config
 
 import (
-	"github.com/cibaproxy/cibaproxy/internal/authzdetails"
-
 	"bytes"
 	"errors"
 	"io"
@@ -17,6 +15,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/cibaproxy/cibaproxy/internal/authzdetails"
 	"github.com/cibaproxy/cibaproxy/internal/channel/email"
 )
 
