@@ -11,9 +11,9 @@ import (
 // its amounts with their currency, actions, locations and every other
 // member, one per line:
 //
-//	1. payment_initiation
-//	   instructedAmount: 50.00 EUR
-//	   creditorName: ACME
+//  1. payment_initiation
+//     instructedAmount: 50.00 EUR
+//     creditorName: ACME
 //
 // Control characters in what the client sent (line breaks above all) are
 // shown as spaces, so a value cannot fake a line of its own.
