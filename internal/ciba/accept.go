@@ -118,7 +118,7 @@ func (a *Acceptor) Authorize(ctx context.Context, c *Client, p AuthParams) (*Aut
 		if e != nil {
 			return nil, e
 		}
-		if e := a.validate(ctx, c, p, "", scopes, acr); e != nil {
+		if e := a.validate(ctx, c, p, "", scopes, acr, details); e != nil {
 			return nil, e
 		}
 		if e := a.userLimit(ctx, key, now); e != nil {
@@ -147,7 +147,7 @@ func (a *Acceptor) Authorize(ctx context.Context, c *Client, p AuthParams) (*Aut
 	if e != nil {
 		return nil, e
 	}
-	if e := a.validate(ctx, c, p, user.Subject, scopes, acr); e != nil {
+	if e := a.validate(ctx, c, p, user.Subject, scopes, acr, details); e != nil {
 		return nil, e
 	}
 	if e := a.userLimit(ctx, key, now); e != nil {

@@ -3,11 +3,13 @@ package ciba_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/authzdetails"
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/validate"
 )
 
 // detailsMinter mints tokens that carry the request's details, as the
@@ -104,4 +106,36 @@ func TestApproveShown(t *testing.T) {
 			t.Errorf("approved %q, want %q", got.ApprovedDetails, r.DetailsDigest())
 		}
 	})
+}
+
+// TestValidationHookSeesTheDetails: the validation hook is told the
+// checked authorization_details and that the client acts for the user, so
+// that a policy can refuse an amount.
+func TestValidationHookSeesTheDetails(t *testing.T) {
+	hook := newPolicyHook(t, func(m validate.Message) (int, string) {
+		if strings.Contains(string(m.AuthorizationDetails), `"amount":"5000.00"`) {
+			return 200, `{"allow":false,"reason":"too much"}`
+		}
+		return 200, `{"allow":true}`
+	})
+	r, err := authzdetails.Compile(authzdetails.Schemas{"payment_initiation": []byte(paySchema)}, authzdetails.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, func(c *ciba.Config, d *ciba.Deps) { c.AuthzDetails, d.Validator = r, hook.hook })
+	ctx := context.Background()
+	if _, err := f.svc.Authorize(ctx, agentClient, ciba.AuthParams{Scope: "openid", Hint: ciba.Hint{LoginHint: "alice"}, AuthorizationDetails: shownPayment}); err != nil {
+		t.Fatal(err)
+	}
+	big := strings.Replace(shownPayment, "50.00", "5000.00", 1)
+	if _, err := f.svc.Authorize(ctx, agentClient, ciba.AuthParams{Scope: "openid", Hint: ciba.Hint{LoginHint: "alice"}, AuthorizationDetails: big}); ciba.AsError(err).Code != ciba.CodeAccessDenied {
+		t.Errorf("a payment the policy refuses: %v, want access_denied", err)
+	}
+	seen := hook.seen()
+	if len(seen) != 2 || !seen[0].ActsForUser {
+		t.Fatalf("calls %+v", seen)
+	}
+	if want := `[{"instructedAmount":{"amount":"50.00","currency":"EUR"},"type":"payment_initiation"}]`; string(seen[0].AuthorizationDetails) != want {
+		t.Errorf("the hook was told %s, want %s", seen[0].AuthorizationDetails, want)
+	}
 }

@@ -221,6 +221,12 @@ type Validation struct {
 	BindingMessage    string
 	// RequestedExpiry is the client's requested_expiry; 0 when absent.
 	RequestedExpiry time.Duration
+	// AuthzDetails are the request's authorization_details (RFC 9396) as
+	// checked, canonical JSON; "" for none. The hook sees what the user
+	// will be asked to approve.
+	AuthzDetails string
+	// ActsForUser is set for a delegate client (Client.ActsForUser).
+	ActsForUser bool
 }
 
 // Verdict is the validation hook's answer.

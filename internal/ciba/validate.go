@@ -45,8 +45,10 @@ const maxDenyReason = 200
 // passed every other check and is about to be stored (the seed's step 3).
 // subject is the resolved user, "" for a relayed request. It returns nil to
 // go on, access_denied when the hook refuses, and, when no verdict could be
-// had, temporarily_unavailable (fail closed) or nil (fail open).
-func (a *Acceptor) validate(ctx context.Context, c *Client, p AuthParams, subject string, scopes, acr []string) *Error {
+// had, temporarily_unavailable (fail closed) or nil (fail open). details
+// are the request's authorization_details as checked, canonical JSON ("" for
+// none).
+func (a *Acceptor) validate(ctx context.Context, c *Client, p AuthParams, subject string, scopes, acr []string, details string) *Error {
 	if a.validator == nil || c.SkipValidation {
 		return nil
 	}
@@ -54,6 +56,7 @@ func (a *Acceptor) validate(ctx context.Context, c *Client, p AuthParams, subjec
 	v := Validation{
 		RequestID: o.RequestID, ClientID: c.ID, ClientAddr: o.Addr, Subject: subject,
 		Scopes: scopes, ACRValues: acr, BindingMessage: p.BindingMessage,
+		AuthzDetails: details, ActsForUser: c.ActsForUser,
 	}
 	switch {
 	case p.Hint.LoginHint != "":

@@ -107,6 +107,13 @@ type Message struct {
 	BindingMessage string `json:"binding_message,omitempty"`
 	// RequestedExpiry is the client's requested_expiry in seconds.
 	RequestedExpiry int64 `json:"requested_expiry,omitempty"`
+	// AuthorizationDetails are the request's authorization_details (RFC
+	// 9396), checked against their types' schemas, canonical JSON. A
+	// string type (ciba.RawJSON), so that Message stays comparable.
+	AuthorizationDetails ciba.RawJSON `json:"authorization_details,omitempty"`
+	// ActsForUser is set when the client is a delegate acting for the
+	// user (acts_for_user).
+	ActsForUser bool `json:"acts_for_user,omitempty"`
 }
 
 // NewMessage is the body sent for v.
@@ -120,6 +127,10 @@ func NewMessage(v ciba.Validation) Message {
 	if v.ClientAddr.IsValid() {
 		m.ClientIP = v.ClientAddr.String()
 	}
+	if v.AuthzDetails != "" {
+		m.AuthorizationDetails = ciba.RawJSON(v.AuthzDetails)
+	}
+	m.ActsForUser = v.ActsForUser
 	return m
 }
 
