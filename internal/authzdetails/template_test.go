@@ -1,6 +1,7 @@
 package authzdetails
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -59,4 +60,30 @@ func TestTemplates(t *testing.T) {
 			t.Errorf("Render = %v, %v; want true and an error", ok, err)
 		}
 	})
+}
+
+// TestExampleTemplate renders examples/templates/payment_initiation.html
+// with the example of RFC 9396 §2.
+func TestExampleTemplate(t *testing.T) {
+	text, err := os.ReadFile("../../examples/templates/payment_initiation.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpls, err := ParseTemplates(map[string][]byte{"payment_initiation": text})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := Parse(`[{"type":"payment_initiation","actions":["initiate"],"instructedAmount":{"currency":"EUR","amount":"123.50"},
+	 "creditorName":"Merchant A","creditorAccount":{"iban":"DE02100100109307118603"},"remittanceInformationUnstructured":"Ref Number Merchant"}]`, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	html, ok, err := tpls.Render(l[0])
+	if err != nil || !ok {
+		t.Fatalf("Render = %v, %v", ok, err)
+	}
+	want := "<p>Pay <strong>123.50 EUR</strong> to <strong>Merchant A</strong> (account DE02100100109307118603).</p>\n<p>Reference: Ref Number Merchant</p>\n"
+	if string(html) != want {
+		t.Errorf("got\n%q\nwant\n%q", html, want)
+	}
 }
