@@ -468,6 +468,17 @@ func TestMintActor(t *testing.T) {
 	if got := act(next.AccessToken); !reflect.DeepEqual(got, want) {
 		t.Errorf("refreshed access token act = %#v, want %#v", got, want)
 	}
+	// Introspection (RFC 8693 §4.1 allows act there) of both kinds.
+	for name, tok := range map[string]string{"access": next.AccessToken, "refresh": next.RefreshToken} {
+		info, err := u.Introspect(ctx, tok, "", now)
+		if err != nil || info == nil {
+			t.Fatalf("introspect the %s token: %v, %v", name, info, err)
+		}
+		b, _ := json.Marshal(info["act"])
+		if string(b) != `{"sub":"agent"}` {
+			t.Errorf("introspection of the %s token: act = %s", name, b)
+		}
+	}
 	plain, err := u.Mint(ctx, &ciba.AuthRequest{ID: "p", ClientID: "c1", Subject: "sub-alice", Scopes: []string{"openid"}, AuthTime: now}, now)
 	if err != nil {
 		t.Fatal(err)

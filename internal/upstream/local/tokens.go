@@ -114,11 +114,11 @@ func (u *Upstream) refreshGrant(ctx context.Context, raw string) (*grant, error)
 // store's failure (temporarily_unavailable).
 //
 // An access token's answer holds its JWT claims (iss, sub, aud, exp, iat,
-// jti, client_id, scope, auth_time, cnf, authorization_details), its
+// jti, client_id, scope, auth_time, cnf, authorization_details, act), its
 // token_type (Bearer, or DPoP for one bound to a DPoP key, RFC 9449 §6.2)
 // and the user's username. A refresh token's holds client_id, sub, scope,
-// iat and exp where known, its cnf when it is bound to a DPoP key, and
-// authorization_details.
+// iat and exp where known, its cnf when it is bound to a DPoP key,
+// authorization_details, and act for a delegate's grant (RFC 8693 §4.1).
 func (u *Upstream) Introspect(ctx context.Context, token, hint string, now time.Time) (map[string]any, error) {
 	if token == "" {
 		return nil, nil
@@ -173,6 +173,10 @@ func (u *Upstream) Introspect(ctx context.Context, token, hint string, now time.
 	}
 	if g.AuthzDetails != "" {
 		out["authorization_details"] = json.RawMessage(g.AuthzDetails)
+	}
+	if g.Actor != "" {
+		// RFC 8693 §4.1: act in an introspection response too.
+		out["act"] = map[string]string{"sub": g.Actor}
 	}
 	return out, nil
 }
