@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/upstream/idp"
 )
 
 // fakeRelay is a CIBA upstream: Start hands out ids, Poll answers from a
@@ -148,6 +149,9 @@ func TestRelay(t *testing.T) {
 		}{
 			{ciba.Errorf(ciba.CodeUnknownUserID, "the identity provider answered: no such user"), ciba.CodeUnknownUserID},
 			{fmt.Errorf("dial: %w", ciba.ErrUnavailable), ciba.CodeTemporarilyUnavailable},
+			// The mark of the leaf internal/upstream/idp, which does not
+			// import ciba, is mapped here all the same.
+			{idp.Unavailable(errors.New("dial tcp: connection refused")), ciba.CodeTemporarilyUnavailable},
 			{errors.New("invalid_client at the IdP"), ciba.CodeServerError},
 		} {
 			f := relayFixture(t, &fakeRelay{startErr: tt.err, script: []pollAnswer{pending}})

@@ -2,19 +2,22 @@ package ciba
 
 import (
 	"context"
-	"errors"
 	"time"
+
+	"github.com/cibaproxy/cibaproxy/internal/fault"
 )
 
 // Store errors. Backends wrap them with context; callers test with errors.Is.
+// They are the failures of internal/fault, which leaves that must not import
+// this package (keys, upstream/idp) share.
 var (
 	// ErrNotFound: no record with that key (never existed, or collected).
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = fault.ErrNotFound
 	// ErrExists: Create found a record with the same key.
-	ErrExists = errors.New("already exists")
+	ErrExists = fault.ErrExists
 	// ErrUnavailable: the backend cannot be reached; the caller answers
 	// temporarily_unavailable and changes nothing.
-	ErrUnavailable = errors.New("store unavailable")
+	ErrUnavailable = fault.ErrUnavailable
 )
 
 // Store keeps authentication requests and the few other records cibaproxy

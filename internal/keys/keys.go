@@ -27,11 +27,12 @@ import (
 	"hash"
 	"os"
 	"strings"
+	"time"
 
 	gojose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
-	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/fault"
 	"github.com/cibaproxy/cibaproxy/internal/jose"
 )
 
@@ -66,14 +67,23 @@ func New(keys ...crypto.Signer) (*Manager, error) {
 	return fromJWKs(jwks, Algs{})
 }
 
+// Records is the part of a store the keys are kept in (a ciba.Store is
+// one): GetRecord answers an error wrapping fault.ErrNotFound for a key
+// never stored, PutRecord one wrapping fault.ErrExists for a key already
+// stored.
+type Records interface {
+	GetRecord(ctx context.Context, kind, key string) ([]byte, error)
+	PutRecord(ctx context.Context, kind, key string, value []byte, ttl time.Duration) error
+}
+
 // LoadOrCreate returns the issuer's keys. With file set, the keys are read
 // from it: PEM blocks (PKCS#1 "RSA PRIVATE KEY", PKCS#8 "PRIVATE KEY", SEC1
 // "EC PRIVATE KEY"; the first block signs) or a private JWK or JWK Set. Else
 // the key kept in store under RecordKind/RecordKey is used, and if there is
 // none an RSA 2048 key is generated and stored; if another instance stored
-// one first (ciba.ErrExists), that one is used. Note that the stored key is
+// one first (fault.ErrExists), that one is used. Note that the stored key is
 // a plain private JWK: protect the store accordingly.
-func LoadOrCreate(ctx context.Context, store ciba.Store, file string) (*Manager, error) {
+func LoadOrCreate(ctx context.Context, store Records, file string) (*Manager, error) {
 	return loadOrCreate(ctx, store, file, Algs{})
 }
 
@@ -81,7 +91,7 @@ func LoadOrCreate(ctx context.Context, store ciba.Store, file string) (*Manager,
 // generated for algs.Generate, and an RSA key of the file without an alg
 // of its own gets algs' default (see Algs). The algorithms are not checked
 // against algs.Allowed here: see Open.
-func loadOrCreate(ctx context.Context, store ciba.Store, file string, algs Algs) (*Manager, error) {
+func loadOrCreate(ctx context.Context, store Records, file string, algs Algs) (*Manager, error) {
 	if file != "" {
 		b, err := os.ReadFile(file)
 		if err != nil {
@@ -97,7 +107,7 @@ func loadOrCreate(ctx context.Context, store ciba.Store, file string, algs Algs)
 		return nil, errors.New("keys: neither a key file nor a store")
 	}
 	b, err := store.GetRecord(ctx, RecordKind, RecordKey)
-	if errors.Is(err, ciba.ErrNotFound) {
+	if errors.Is(err, fault.ErrNotFound) {
 		b, err = create(ctx, store, algs.Generate)
 	}
 	if err != nil {
@@ -112,7 +122,7 @@ func loadOrCreate(ctx context.Context, store ciba.Store, file string, algs Algs)
 
 // create generates a key of alg (see generate) and stores it; if another
 // instance stored one in the meantime, it returns that one.
-func create(ctx context.Context, store ciba.Store, alg string) ([]byte, error) {
+func create(ctx context.Context, store Records, alg string) ([]byte, error) {
 	k, err := generate(alg)
 	if err != nil {
 		return nil, err
@@ -124,7 +134,7 @@ func create(ctx context.Context, store ciba.Store, alg string) ([]byte, error) {
 	switch err := store.PutRecord(ctx, RecordKind, RecordKey, b, 0); {
 	case err == nil:
 		return b, nil
-	case errors.Is(err, ciba.ErrExists):
+	case errors.Is(err, fault.ErrExists):
 		return store.GetRecord(ctx, RecordKind, RecordKey)
 	default:
 		return nil, err

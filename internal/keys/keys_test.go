@@ -22,7 +22,7 @@ import (
 
 	gojose "github.com/go-jose/go-jose/v4"
 
-	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/fault"
 )
 
 var (
@@ -206,12 +206,11 @@ func TestParse(t *testing.T) {
 	}
 }
 
-// recordStore is a ciba.Store of which only the records work.
+// recordStore is a Records kept in memory.
 type recordStore struct {
-	ciba.Store // nil: any other method panics
-	mu         sync.Mutex
-	records    map[string][]byte
-	puts       int
+	mu      sync.Mutex
+	records map[string][]byte
+	puts    int
 	// beforePut runs before PutRecord stores, to simulate another instance
 	// that stores first.
 	beforePut func()
@@ -228,7 +227,7 @@ func (s *recordStore) GetRecord(_ context.Context, kind, key string) ([]byte, er
 	}
 	b, ok := s.records[kind+"/"+key]
 	if !ok {
-		return nil, ciba.ErrNotFound
+		return nil, fault.ErrNotFound
 	}
 	return b, nil
 }
@@ -243,7 +242,7 @@ func (s *recordStore) PutRecord(_ context.Context, kind, key string, value []byt
 		return errors.New("the signing key must be stored without expiry")
 	}
 	if _, ok := s.records[kind+"/"+key]; ok {
-		return ciba.ErrExists
+		return fault.ErrExists
 	}
 	s.puts++
 	s.records[kind+"/"+key] = value
@@ -287,8 +286,8 @@ func TestLoadOrCreate(t *testing.T) {
 	})
 	t.Run("a store that is down is an error", func(t *testing.T) {
 		st := newStore()
-		st.err = ciba.ErrUnavailable
-		if _, err := LoadOrCreate(ctx, st, ""); !errors.Is(err, ciba.ErrUnavailable) {
+		st.err = fault.ErrUnavailable
+		if _, err := LoadOrCreate(ctx, st, ""); !errors.Is(err, fault.ErrUnavailable) {
 			t.Fatalf("err = %v", err)
 		}
 	})

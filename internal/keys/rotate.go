@@ -15,7 +15,7 @@ import (
 
 	gojose "github.com/go-jose/go-jose/v4"
 
-	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/fault"
 	"github.com/cibaproxy/cibaproxy/internal/jose"
 )
 
@@ -134,7 +134,7 @@ var ErrRotationRace = errors.New("keys: another rotation was written at the same
 // and signing from now+p.PublishAhead; the keys signing until then stay
 // published p.Retain longer. Keys whose time has passed are dropped.
 // Running instances pick the change up on their next reload.
-func Rotate(ctx context.Context, st ciba.Store, p RotatePolicy, now time.Time) (*Rotation, error) {
+func Rotate(ctx context.Context, st Records, p RotatePolicy, now time.Time) (*Rotation, error) {
 	if p.PublishAhead < MinPublishAhead {
 		return nil, fmt.Errorf("keys: a new key must be published at least %v before it signs (JWKS caches), not %v", MinPublishAhead, p.PublishAhead)
 	}
@@ -171,7 +171,7 @@ func Rotate(ctx context.Context, st ciba.Store, p RotatePolicy, now time.Time) (
 		return nil, fmt.Errorf("keys: encode key set: %w", err)
 	}
 	switch err := st.PutRecord(ctx, RecordKind, RecordSetPrefix+strconv.Itoa(gen+1), b, 0); {
-	case errors.Is(err, ciba.ErrExists):
+	case errors.Is(err, fault.ErrExists):
 		return nil, ErrRotationRace
 	case err != nil:
 		return nil, fmt.Errorf("keys: store key set generation %d: %w", gen+1, err)
@@ -191,10 +191,10 @@ func Rotate(ctx context.Context, st ciba.Store, p RotatePolicy, now time.Time) (
 // latest returns the newest key set generation in st after generation
 // from (whose set is cur), reading generation 0 when cur is nil. It
 // returns a nil set when the store holds no key.
-func latest(ctx context.Context, st ciba.Store, from int, cur *set) (int, *set, error) {
+func latest(ctx context.Context, st Records, from int, cur *set) (int, *set, error) {
 	if cur == nil {
 		b, err := st.GetRecord(ctx, RecordKind, RecordKey)
-		if errors.Is(err, ciba.ErrNotFound) {
+		if errors.Is(err, fault.ErrNotFound) {
 			return 0, nil, nil
 		}
 		if err != nil {
@@ -208,7 +208,7 @@ func latest(ctx context.Context, st ciba.Store, from int, cur *set) (int, *set, 
 	}
 	for {
 		b, err := st.GetRecord(ctx, RecordKind, RecordSetPrefix+strconv.Itoa(from+1))
-		if errors.Is(err, ciba.ErrNotFound) {
+		if errors.Is(err, fault.ErrNotFound) {
 			return from, cur, nil
 		}
 		if err != nil {
@@ -260,7 +260,7 @@ func checkSet(s *set, algs Algs) error {
 // as their times pass. It signs for the local upstream and serves
 // jwks_uri. A Live is safe for concurrent use.
 type Live struct {
-	store ciba.Store // nil: the keys of a file, which never change
+	store Records // nil: the keys of a file, which never change
 	now   func() time.Time
 	algs  Algs
 
@@ -286,7 +286,7 @@ type view struct {
 // algorithm: the error tells the operator what to do. A key set whose key
 // in force is retiring in favour of an allowed one is accepted; Algs then
 // lists both algorithms until the switch.
-func Open(ctx context.Context, store ciba.Store, file string, now func() time.Time, algs Algs) (*Live, error) {
+func Open(ctx context.Context, store Records, file string, now func() time.Time, algs Algs) (*Live, error) {
 	if now == nil {
 		now = time.Now
 	}

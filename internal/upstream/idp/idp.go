@@ -25,7 +25,7 @@ import (
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
 
-	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/fault"
 )
 
 // Discovery retry backoff: the first retry may happen after RetryMin after a
@@ -49,12 +49,12 @@ type Config[P any] struct {
 	// Issuer is the IdP's issuer URL; it is named in logs and errors.
 	Issuer string
 	// Discover loads the IdP's discovery document. Every error it returns
-	// should wrap ciba.ErrUnavailable (see Unavailable): the Loader returns
+	// should wrap fault.ErrUnavailable (see Unavailable): the Loader returns
 	// it unchanged, and again to every caller until the backoff allows the
 	// next attempt.
 	Discover func(ctx context.Context) (*P, error)
 	// Probe checks that a loaded IdP still answers; Ready calls it at most
-	// once per ReadyProbeEvery. Its errors should wrap ciba.ErrUnavailable.
+	// once per ReadyProbeEvery. Its errors should wrap fault.ErrUnavailable.
 	Probe func(ctx context.Context, p *P) error
 	// Loaded, when set, is called once with the IdP when discovery
 	// succeeds, after the success is logged and before the IdP is
@@ -115,7 +115,7 @@ func (l *Loader[P]) Loaded() *P { return l.p.Load() }
 // Get returns the discovered IdP, running discovery when it has not
 // succeeded yet and the backoff allows. Within the backoff it returns the
 // last attempt's error; while ctx ends before another caller's attempt has
-// finished, an error wrapping ciba.ErrUnavailable and ctx's error.
+// finished, an error wrapping fault.ErrUnavailable and ctx's error.
 func (l *Loader[P]) Get(ctx context.Context) (*P, error) {
 	if p := l.p.Load(); p != nil {
 		return p, nil
@@ -185,7 +185,7 @@ func (l *Loader[P]) Ready(ctx context.Context) error {
 
 // Fetch loads issuer's discovery document (OIDC Discovery §4) with
 // go-oidc, calling it with client; go-oidc checks that the document names
-// issuer exactly. Every error wraps ciba.ErrUnavailable and starts with
+// issuer exactly. Every error wraps fault.ErrUnavailable and starts with
 // prefix; an issuer mismatch also wraps *gooidc.IssuerMismatchError (see
 // IssuerMismatch), other causes are quoted shortened (they may quote the
 // answer's body).
@@ -249,15 +249,16 @@ func DefaultHTTPClient() *http.Client {
 }
 
 // Unavailable marks err as the IdP being unreachable: errors.Is matches the
-// result with ciba.ErrUnavailable, so the caller retries or answers
-// temporarily_unavailable, while its message stays err's.
+// result with fault.ErrUnavailable (which is ciba.ErrUnavailable), so the
+// caller retries or answers temporarily_unavailable, while its message
+// stays err's.
 func Unavailable(err error) error { return &unavailableError{err: err} }
 
 // unavailableError is what Unavailable returns.
 type unavailableError struct{ err error }
 
 func (e *unavailableError) Error() string   { return e.err.Error() }
-func (e *unavailableError) Unwrap() []error { return []error{e.err, ciba.ErrUnavailable} }
+func (e *unavailableError) Unwrap() []error { return []error{e.err, fault.ErrUnavailable} }
 
 // Shorten bounds a message that may quote an answer's body to 300 bytes.
 func Shorten(s string) string {

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/fault"
 	"github.com/cibaproxy/cibaproxy/internal/upstream/idp/idptest"
 )
 
@@ -96,7 +96,7 @@ type doc struct {
 }
 
 // get fetches url and fails unless it answers 200; errors wrap
-// ciba.ErrUnavailable, as the upstreams' do.
+// fault.ErrUnavailable, as the upstreams' do.
 func get(ctx context.Context, c *http.Client, url string, v any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -151,17 +151,17 @@ func TestDiscoveryIsLazyAndRetriedWithBackoff(t *testing.T) {
 		t.Fatal("New called the identity provider")
 	}
 
-	if _, err := l.Get(ctx); !errors.Is(err, ciba.ErrUnavailable) {
+	if _, err := l.Get(ctx); !errors.Is(err, fault.ErrUnavailable) {
 		t.Fatalf("Get with the IdP down = %v, want ErrUnavailable", err)
 	}
-	if err := l.Ready(ctx); !errors.Is(err, ciba.ErrUnavailable) {
+	if err := l.Ready(ctx); !errors.Is(err, fault.ErrUnavailable) {
 		t.Fatalf("Ready with the IdP down = %v, want ErrUnavailable", err)
 	}
 	if l.Loaded() != nil {
 		t.Fatal("Loaded is set before discovery succeeded")
 	}
 	op.set(func(op *testIdP) { op.discoveryDown = false })
-	if _, err := l.Get(ctx); !errors.Is(err, ciba.ErrUnavailable) || !strings.Contains(err.Error(), "HTTP 503") {
+	if _, err := l.Get(ctx); !errors.Is(err, fault.ErrUnavailable) || !strings.Contains(err.Error(), "HTTP 503") {
 		t.Fatalf("Get within the backoff = %v, want the last error", err)
 	}
 	if d, _ := op.hits(); d != 1 {
@@ -209,7 +209,7 @@ func TestTheBackoffGrowsAndIsBounded(t *testing.T) {
 	op.set(func(op *testIdP) { op.discoveryDown = true })
 	l, clk := newTestLoader(t, op, nil)
 	for i := 1; i < 10; i++ {
-		if _, err := l.Get(context.Background()); !errors.Is(err, ciba.ErrUnavailable) {
+		if _, err := l.Get(context.Background()); !errors.Is(err, fault.ErrUnavailable) {
 			t.Fatalf("Get = %v", err)
 		}
 		wait := l.nextTry.Sub(clk.Now())
@@ -230,7 +230,7 @@ func TestConcurrentCallersShareOneDiscoveryAttempt(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 20 {
 		wg.Go(func() {
-			if err := l.Ready(context.Background()); !errors.Is(err, ciba.ErrUnavailable) {
+			if err := l.Ready(context.Background()); !errors.Is(err, fault.ErrUnavailable) {
 				t.Errorf("Ready = %v, want ErrUnavailable", err)
 			}
 		})
@@ -263,7 +263,7 @@ func TestAWaitingCallerGivesUpWithItsContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	_, err := l.Get(ctx)
-	if !errors.Is(err, ciba.ErrUnavailable) || !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "test: waiting for discovery of "+op.srv.URL) {
+	if !errors.Is(err, fault.ErrUnavailable) || !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "test: waiting for discovery of "+op.srv.URL) {
 		t.Fatalf("Get with an ended context while another attempt runs = %v", err)
 	}
 	close(hold)
@@ -299,11 +299,11 @@ func TestReadyProbesAtMostOncePerPeriod(t *testing.T) {
 				t.Fatal("Ready called the IdP within the probe period")
 			}
 			clk.Advance(ReadyProbeEvery)
-			if err := l.Ready(ctx); !errors.Is(err, ciba.ErrUnavailable) {
+			if err := l.Ready(ctx); !errors.Is(err, fault.ErrUnavailable) {
 				t.Fatalf("Ready with the IdP gone = %v, want ErrUnavailable", err)
 			}
 			op.set(func(op *testIdP) { op.probeDown = false })
-			if err := l.Ready(ctx); !errors.Is(err, ciba.ErrUnavailable) {
+			if err := l.Ready(ctx); !errors.Is(err, fault.ErrUnavailable) {
 				t.Fatalf("Ready within the probe period = %v, want the last failure", err)
 			}
 			clk.Advance(ReadyProbeEvery)
@@ -388,7 +388,7 @@ func TestAbsURL(t *testing.T) {
 func TestUnavailableKeepsTheCauseAndItsMessage(t *testing.T) {
 	cause := fmt.Errorf("test: fetch: %w", context.DeadlineExceeded)
 	err := Unavailable(cause)
-	if !errors.Is(err, ciba.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) || err.Error() != cause.Error() {
+	if !errors.Is(err, fault.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) || err.Error() != cause.Error() {
 		t.Fatalf("Unavailable(%v) = %v", cause, err)
 	}
 }
@@ -421,7 +421,7 @@ func TestFetch(t *testing.T) {
 
 	op.set(func(op *testIdP) { op.issuer = op.srv.URL + "/" })
 	_, err = Fetch(ctx, "test", c, op.srv.URL)
-	if !errors.Is(err, ciba.ErrUnavailable) || !strings.HasPrefix(err.Error(), "test: discovery of "+op.srv.URL+": ") {
+	if !errors.Is(err, fault.ErrUnavailable) || !strings.HasPrefix(err.Error(), "test: discovery of "+op.srv.URL+": ") {
 		t.Fatalf("Fetch with another issuer = %v, want an unavailable error", err)
 	}
 	want := fmt.Sprintf("test: issuer %q: the identity provider calls itself %q; set issuer to exactly that", op.srv.URL, op.srv.URL+"/")
@@ -431,7 +431,7 @@ func TestFetch(t *testing.T) {
 
 	op.set(func(op *testIdP) { op.issuer, op.discoveryDown = "", true })
 	_, err = Fetch(ctx, "test", c, op.srv.URL)
-	if !errors.Is(err, ciba.ErrUnavailable) || IssuerMismatch("test", err) != nil {
+	if !errors.Is(err, fault.ErrUnavailable) || IssuerMismatch("test", err) != nil {
 		t.Fatalf("Fetch with the IdP down = %v, want an unavailable error that is no mismatch", err)
 	}
 
@@ -439,7 +439,7 @@ func TestFetch(t *testing.T) {
 	op.set(func(op *testIdP) { op.discoveryDown, op.body = false, strings.Repeat("b", 1000) })
 	_, err = Fetch(ctx, "test", c, op.srv.URL)
 	prefix := "test: discovery of " + op.srv.URL + ": "
-	if !errors.Is(err, ciba.ErrUnavailable) || !strings.HasSuffix(err.Error(), "bbb...") || len(err.Error()) != len(prefix)+303 {
+	if !errors.Is(err, fault.ErrUnavailable) || !strings.HasSuffix(err.Error(), "bbb...") || len(err.Error()) != len(prefix)+303 {
 		t.Fatalf("Fetch with a long error body = %q (%d bytes), want a shortened unavailable error", err, len(err.Error()))
 	}
 }
