@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # The Redis Cluster variant of scenarios 1 and 3 (issue #22), sourced by
-# bench/run.sh, which provides start, stop, wait_up, load, log, calc, $TMP,
-# $ROOT, $PORT, $ROUNDS, $DUR, $DUR1, $AUTH, $POLL_PREFIX, $AUTHZ_BODY,
+# bench/run.sh, which provides ports_free, start, stop, wait_up, log, calc
+# (from bench/lib.sh), load, $TMP, $ROOT, $PORT, $ROUNDS, $DUR, $DUR1, $AUTH, $POLL_PREFIX, $AUTHZ_BODY,
 # drain_hooks, poll, $CIB_ADDR, $AUTHZ_ADDR and $SINK_ADDR (the webhook
 # sink, running).
 #
@@ -31,15 +31,9 @@ CLUSTER_PORTS=$(seq $((PORT + 30)) $((PORT + 35)))
 
 # cluster_free checks that the nodes' ports and bus ports are free.
 cluster_free() {
-	local p a
-	for p in $CLUSTER_PORTS; do
-		for a in 127.0.0.1:$p 127.0.0.1:$((p + 10000)); do
-			if (exec 3<>"/dev/tcp/${a%:*}/${a#*:}") 2>/dev/null; then
-				echo "bench: $a is already in use; set BENCH_PORT to another base port" >&2
-				return 1
-			fi
-		done
-	done
+	local p addrs=()
+	for p in $CLUSTER_PORTS; do addrs+=(127.0.0.1:$p 127.0.0.1:$((p + 10000))); done
+	ports_free BENCH_PORT "${addrs[@]}"
 }
 
 # cluster_up starts the six nodes, creates the Cluster and waits until

@@ -32,6 +32,9 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+BENCH_WHO=peers
+# log, calc, ports_free, make_tmp, start, stop, wait_up, cpu, rss.
+source bench/lib.sh
 ROOT=$PWD
 GO=${GO:-go}
 ROUNDS=${BENCH_ROUNDS:-3}
@@ -54,45 +57,8 @@ OP_ADDR=127.0.0.1:$((PORT + 2))
 command -v wrk >/dev/null || { echo "peers: wrk is not installed" >&2; exit 1; }
 command -v node >/dev/null || { echo "peers: node is not installed" >&2; exit 1; }
 [ -d test/idp/node_modules ] || { echo "peers: test/idp/node_modules is missing: cd test/idp && npm ci" >&2; exit 1; }
-for a in $CIB_ADDR $REF_ADDR $OP_ADDR; do
-	if (exec 3<>"/dev/tcp/${a%:*}/${a#*:}") 2>/dev/null; then
-		echo "peers: $a is already in use; set BENCH_PEERS_PORT to another base port" >&2
-		exit 1
-	fi
-done
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/cibaproxy-peers.XXXXXX")
-PIDS=()
-cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-calc() { awk "BEGIN { printf \"%.3f\", $1 }"; }
-start() {
-	local name=$1
-	shift
-	"$@" >"$TMP/$name.log" 2>&1 &
-	STARTED=$!
-	PIDS+=("$STARTED")
-}
-wait_up() {
-	local i
-	for i in $(seq 300); do
-		curl -s -o /dev/null "http://$1/" && return 0
-		sleep 0.1
-	done
-	echo "peers: nothing answers on $1" >&2
-	exit 1
-}
-# cpu PID: the process's utime+stime, in clock ticks.
-cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-# rss PID: its resident set, KiB.
-rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+ports_free BENCH_PEERS_PORT $CIB_ADDR $REF_ADDR $OP_ADDR
+make_tmp peers 0
 TICK=$(getconf CLK_TCK)
 
 BIN=${BENCH_BIN:-}
@@ -108,11 +74,11 @@ POLL_PREFIX='grant_type=urn%3Aopenid%3Aparams%3Agrant-type%3Aciba&auth_req_id='
 mkdir -p "$TMP/data"
 start cibaproxy env BENCH_ADDR=$CIB_ADDR BENCH_DATA="$TMP/data" BENCH_WEBHOOK= "$BIN/cibaproxy" serve --config bench/bench.yaml
 CIB_PID=$STARTED
-wait_up $CIB_ADDR
+wait_up $CIB_ADDR 30
 "$BIN/seed" -url "http://$CIB_ADDR" -n 1 -c 1 -out "$TMP/ids-cib.txt" >/dev/null
 start ref "$BIN/ref" -listen $REF_ADDR -ids "$TMP/ids-cib.txt"
 REF_PID=$STARTED
-wait_up $REF_ADDR
+wait_up $REF_ADDR 30
 
 # node-oidc-provider: the same client, CIBA poll mode, no data_dir (its
 # store stays in memory: no file rewritten per change).
@@ -124,7 +90,7 @@ cat >"$TMP/op.json" <<EOF
 EOF
 start op node test/idp/server.mjs "$TMP/op.json"
 OP_PID=$STARTED
-wait_up $OP_ADDR
+wait_up $OP_ADDR 30
 OP_ID=$(curl -s -u bench-poll:bench-poll-secret -d scope=openid -d login_hint=alice "http://$OP_ADDR/backchannel" |
 	sed -n 's/.*"auth_req_id":"\([^"]*\)".*/\1/p')
 [ -n "$OP_ID" ] || { echo "peers: oidc-provider gave no auth_req_id" >&2; exit 1; }

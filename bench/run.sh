@@ -35,6 +35,9 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+BENCH_WHO=bench
+# log, calc, ports_free, make_tmp, start, stop, wait_up, cpu, rss.
+source bench/lib.sh
 # BENCH_QUICK=1: small sizes (one round, short runs), for a check that the
 # whole benchmark works; its figures are not results.
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
@@ -72,30 +75,9 @@ command -v redis-server >/dev/null || REDIS=0
 PROFILES=$ROOT/bench/profiles
 
 command -v wrk >/dev/null || { echo "bench: wrk is not installed (Debian: apt-get install wrk)" >&2; exit 1; }
-for a in $CIB_ADDR $REF_ADDR $SINK_ADDR $AUTHZ_ADDR $PPROF_ADDR $PING_ADDR $REDIS_ADDR $CIB2_ADDR; do
-	if (exec 3<>"/dev/tcp/${a%:*}/${a#*:}") 2>/dev/null; then
-		echo "bench: $a is already in use; set BENCH_PORT to another base port" >&2
-		exit 1
-	fi
-done
+ports_free BENCH_PORT $CIB_ADDR $REF_ADDR $SINK_ADDR $AUTHZ_ADDR $PPROF_ADDR $PING_ADDR $REDIS_ADDR $CIB2_ADDR
+make_tmp bench "${BENCH_KEEP:-0}"
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/cibaproxy-bench.XXXXXX")
-PIDS=()
-cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do
-		kill "$p" 2>/dev/null || true
-	done
-	for p in "${PIDS[@]}"; do
-		wait "$p" 2>/dev/null || true
-	done
-	if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "bench: kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { printf '%s\n' "$*"; }
-calc() { awk "BEGIN { printf \"%.3f\", $1 }"; }
 # phase NAME: end the current phase (printing "phase NAME: N s", its wall
 # time, with the CPU seconds this script's finished children used in it)
 # and begin NAME; "phase" with no name only ends the current one.
@@ -109,33 +91,6 @@ phase() {
 		PHASE_LIST="$PHASE_LIST $PHASE=$((now - PHASE_T0))"
 	fi
 	PHASE=${1:-} PHASE_T0=$now PHASE_C0=$c
-}
-# start NAME CMD...: run CMD in the background, logging to $TMP/NAME.log;
-# its pid is in $STARTED.
-start() {
-	local name=$1
-	shift
-	"$@" >"$TMP/$name.log" 2>&1 &
-	STARTED=$!
-	PIDS+=("$STARTED")
-}
-# stop PID: end a process this script started, and wait for it.
-stop() {
-	kill "$1" 2>/dev/null || true
-	wait "$1" 2>/dev/null || true
-	local p keep=()
-	for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-	PIDS=("${keep[@]}")
-}
-# wait_up ADDR: wait until something answers HTTP at ADDR (at most 10 s).
-wait_up() {
-	local i
-	for i in $(seq 100); do
-		curl -s -o /dev/null "http://$1/" && return 0
-		sleep 0.1
-	done
-	echo "bench: nothing answers on $1" >&2
-	exit 1
 }
 
 AUTH=$(printf '%s' bench-poll:bench-poll-secret | base64 -w0)
@@ -419,7 +374,6 @@ if [ "$REDIS" = 1 ]; then
 		RCIB_PID=$STARTED
 		wait_up $CIB_ADDR
 		warm "cib on redis (profiled)" $CIB_ADDR "$TMP/rids-n.txt"
-		cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 		busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $5 + $6}' /proc/stat; }
 		a0=$(cpu "$RCIB_PID") b0=$(cpu "$RCIB2_PID") r0=$(cpu "$REDIS_PID") m0=$(busy) c0=$(rcmds)
 		curl -s -o "$TMP/s6.pprof" "http://$PPROF_ADDR/debug/pprof/profile?seconds=$PROF_S" &

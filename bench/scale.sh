@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # The scale scenarios of the benchmark (issue #20 items 3-5), sourced by
-# bench/run.sh, which provides start, stop, wait_up, log, calc, $TMP, $ROOT,
-# $GO, $PORT, $PROFILE, $PROFILES, $AUTH and $POLL_PREFIX. Each scenario
+# bench/run.sh, which provides (from bench/lib.sh) ports_free, start, stop,
+# wait_up, log, calc, and $TMP, $ROOT, $GO, $PORT, $PROFILE, $PROFILES, $AUTH and $POLL_PREFIX. Each scenario
 # writes its results, a header line and tab-separated rows, into
 # bench/out/NAME.tsv (replaced each run), from which draw_charts draws
 # bench/charts/*.svg, with whatever other TSV files the other scenarios left
@@ -59,13 +59,7 @@ scale_build() {
 	[ -x "$TMP/seed" ] || $GO build -trimpath -o "$TMP/seed" ./bench/seed
 }
 scale_free() {
-	local a
-	for a in $SCALE_ADDR $SCALE_METRICS $SCALE_HOOK $SCALE_PPROF $SCALE_REDIS; do
-		if (exec 3<>"/dev/tcp/${a%:*}/${a#*:}") 2>/dev/null; then
-			echo "bench: $a is already in use; set BENCH_PORT to another base port" >&2
-			return 1
-		fi
-	done
+	ports_free BENCH_PORT $SCALE_ADDR $SCALE_METRICS $SCALE_HOOK $SCALE_PPROF $SCALE_REDIS || return 1
 	mkdir -p "$OUT"
 }
 
