@@ -70,7 +70,7 @@ const minUserCodeBits = 30
 // client registry, and the service's Poller, Decisions and Relayer.
 type Device struct {
 	base
-	cfg       DeviceConfig
+	grant     DeviceConfig // the device grant's settings; base.cfg holds the service's
 	sealer    Sealer
 	minter    Minter
 	clients   func(id string) (*Client, bool)
@@ -115,7 +115,7 @@ func NewDevice(s *Service, cfg DeviceConfig) (*Device, error) {
 		return nil, fmt.Errorf("ciba: user codes of %d characters from %d give %.1f bits; at least %d bits and at most 32 characters are needed",
 			cfg.UserCodeLength, len(cfg.UserCodeCharset), bits, minUserCodeBits)
 	}
-	return &Device{base: s.base, cfg: cfg, sealer: s.decisions.sealer, minter: s.decisions.minter, clients: s.decisions.clients,
+	return &Device{base: s.base, grant: cfg, sealer: s.decisions.sealer, minter: s.decisions.minter, clients: s.decisions.clients,
 		poller: s.poller, decisions: s.decisions, relayer: s.relayer}, nil
 }
 
@@ -158,7 +158,7 @@ type DeviceAuthResponse struct {
 }
 
 // Enabled reports whether client c may use the device grant.
-func (d *Device) Enabled(c *Client) bool { return c != nil && d.cfg.Enabled(c.ID) }
+func (d *Device) Enabled(c *Client) bool { return c != nil && d.grant.Enabled(c.ID) }
 
 // Authorize answers a device authorization request (RFC 8628 §3.1, §3.2) of
 // the authenticated client c: it stores a pending request with a fresh user
@@ -205,28 +205,16 @@ func (d *Device) AuthorizeBound(ctx context.Context, c *Client, scope string, b 
 		if b.JKT != "" {
 			return nil, Errorf(CodeInvalidDPoPProof, "DPoP-bound tokens are not available here: the identity provider issues them")
 		}
-		return d.relayer.startDevice(ctx, dr, c, scope, scopes, d.cfg.Expiry, d.cfg.Interval)
+		return d.relayer.startDevice(ctx, dr, c, scope, scopes, d.grant.Expiry, d.grant.Interval)
 	}
 	now := d.now()
-	r := &AuthRequest{
-		ID:         randomID(24),
-		ApprovalID: randomID(16),
-		ClientID:   c.ID,
-		Mode:       ModePoll,
-		Kind:       KindDevice,
-		Scopes:     scopes,
-		CreatedAt:  now,
-		ExpiresAt:  now.Add(d.cfg.Expiry),
-		Interval:   d.cfg.Interval,
-		Status:     StatusPending,
-
-		CertThumbprint: b.Cert,
-		DPoPJKT:        b.JKT,
-		PublicClient:   b.PublicClient,
-	}
+	r := newDeviceRequest(c, scopes, now, d.grant.Expiry, d.grant.Interval)
+	r.CertThumbprint = b.Cert
+	r.DPoPJKT = b.JKT
+	r.PublicClient = b.PublicClient
 	// The record outlives the request's lifetime by the grace period, so
 	// the page can still say "expired" rather than "not valid".
-	ttl := d.cfg.Expiry + d.base.cfg.ExpiredGrace
+	ttl := d.grant.Expiry + d.cfg.ExpiredGrace
 	var code string
 	for attempt := 0; ; attempt++ {
 		code = d.newUserCode()
@@ -245,31 +233,31 @@ func (d *Device) AuthorizeBound(ctx context.Context, c *Client, scope string, b 
 	if err := d.store.CreateRequest(ctx, r); err != nil {
 		return nil, d.storeError("create device request", err)
 	}
-	d.log.LogAttrs(ctx, slog.LevelInfo, "device request created", slog.String("client_id", c.ID), slog.Duration("lifetime", d.cfg.Expiry))
+	d.log.LogAttrs(ctx, slog.LevelInfo, "device request created", slog.String("client_id", c.ID), slog.Duration("lifetime", d.grant.Expiry))
 	shown := FormatUserCode(code)
 	return &DeviceAuthResponse{
 		DeviceCode:              r.ID,
 		UserCode:                shown,
-		VerificationURI:         d.cfg.VerificationURI,
-		VerificationURIComplete: d.cfg.VerificationURI + "?user_code=" + shown,
-		ExpiresIn:               int64(d.cfg.Expiry / time.Second),
-		Interval:                int64(d.cfg.Interval / time.Second),
+		VerificationURI:         d.grant.VerificationURI,
+		VerificationURIComplete: d.grant.VerificationURI + "?user_code=" + shown,
+		ExpiresIn:               int64(d.grant.Expiry / time.Second),
+		Interval:                int64(d.grant.Interval / time.Second),
 	}, nil
 }
 
 // newUserCode returns a uniformly random user code (rejection sampling, so
 // no character is likelier than another).
 func (d *Device) newUserCode() string {
-	cs := d.cfg.UserCodeCharset
+	cs := d.grant.UserCodeCharset
 	limit := 256 - 256%len(cs)
-	out := make([]byte, 0, d.cfg.UserCodeLength)
-	buf := make([]byte, 2*d.cfg.UserCodeLength)
-	for len(out) < d.cfg.UserCodeLength {
+	out := make([]byte, 0, d.grant.UserCodeLength)
+	buf := make([]byte, 2*d.grant.UserCodeLength)
+	for len(out) < d.grant.UserCodeLength {
 		if _, err := rand.Read(buf); err != nil {
 			panic(fmt.Sprintf("crypto/rand failed: %v", err)) // never on supported platforms
 		}
 		for _, b := range buf {
-			if int(b) < limit && len(out) < d.cfg.UserCodeLength {
+			if int(b) < limit && len(out) < d.grant.UserCodeLength {
 				out = append(out, cs[int(b)%len(cs)])
 			}
 		}
@@ -309,7 +297,7 @@ func NormalizeUserCode(typed string) string {
 // *Error (as ForApproval does), with the request.
 func (d *Device) ForUserCode(ctx context.Context, typed string) (*AuthRequest, *Client, error) {
 	code := NormalizeUserCode(typed)
-	if len(code) != d.cfg.UserCodeLength || strings.Trim(code, d.cfg.UserCodeCharset) != "" {
+	if len(code) != d.grant.UserCodeLength || strings.Trim(code, d.grant.UserCodeCharset) != "" {
 		return nil, nil, fmt.Errorf("user code of the wrong form: %w", ErrNotFound)
 	}
 	id, err := d.store.GetRecord(ctx, UserCodeRecord, code)
@@ -420,4 +408,22 @@ func (d *Device) PollBound(ctx context.Context, c *Client, deviceCode string, b 
 	// name the device_code (Kind.idParam).
 	q := PollQuery{ClientID: c.ID, Kind: KindDevice, Cert: b.Cert, JKT: b.JKT, Rule: d.poller.paceRule(d.now(), 0)}
 	return d.poller.poll(ctx, c, deviceCode, q)
+}
+
+// newDeviceRequest returns a new pending device grant request of client c
+// for scopes, created at now, living for lifetime and polled every
+// interval, with fresh random ids.
+func newDeviceRequest(c *Client, scopes []string, now time.Time, lifetime, interval time.Duration) *AuthRequest {
+	return &AuthRequest{
+		ID:         randomID(24),
+		ApprovalID: randomID(16),
+		ClientID:   c.ID,
+		Mode:       ModePoll,
+		Kind:       KindDevice,
+		Scopes:     scopes,
+		CreatedAt:  now,
+		ExpiresAt:  now.Add(lifetime),
+		Interval:   interval,
+		Status:     StatusPending,
+	}
 }

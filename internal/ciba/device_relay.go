@@ -44,19 +44,8 @@ func (rl *Relayer) startDevice(ctx context.Context, dr DeviceRelay, c *Client, s
 	if upInterval <= 0 {
 		upInterval = defaultRelayInterval
 	}
-	r := &AuthRequest{
-		ID:          randomID(24),
-		ApprovalID:  randomID(16),
-		ClientID:    c.ID,
-		Mode:        ModePoll,
-		Kind:        KindDevice,
-		Scopes:      scopes,
-		CreatedAt:   now,
-		ExpiresAt:   now.Add(lifetime),
-		Interval:    interval,
-		Status:      StatusPending,
-		TraceParent: rl.trace(ctx),
-	}
+	r := newDeviceRequest(c, scopes, now, lifetime, interval)
+	r.TraceParent = rl.trace(ctx)
 	sealed, err := rl.sealer.Seal([]byte(started.DeviceCode), relayAD(r.ID))
 	if err != nil {
 		return nil, &Error{Code: CodeServerError, Description: "the request could not be stored", Err: err}

@@ -304,33 +304,34 @@ func notPending(r *AuthRequest) *Error {
 
 // Approve moves a pending request to approved with its sealed token response.
 func (r *AuthRequest) Approve(now, authTime time.Time, sealed []byte) error {
-	if r.Status != StatusPending {
-		return notPending(r)
+	if err := r.decide(now, StatusApproved); err != nil {
+		return err
 	}
-	if r.Expired(now) {
-		return Errorf(CodeExpiredToken, "the request has expired")
-	}
-	r.Status = StatusApproved
-	r.DecidedAt = now
 	r.AuthTime = authTime
 	r.Result = sealed
-	if r.Mode != ModePoll {
-		r.ClientNotice = Delivery{Due: true, NextAttempt: now}
-	}
 	return nil
 }
 
 // Deny moves a pending request to denied.
 func (r *AuthRequest) Deny(now time.Time, reason string) error {
+	if err := r.decide(now, StatusDenied); err != nil {
+		return err
+	}
+	r.DenyReason = reason
+	return nil
+}
+
+// decide moves a pending request that has not expired to the decision
+// status at now, and makes its client's notice due unless it polls.
+func (r *AuthRequest) decide(now time.Time, status Status) error {
 	if r.Status != StatusPending {
 		return notPending(r)
 	}
 	if r.Expired(now) {
 		return Errorf(CodeExpiredToken, "the request has expired")
 	}
-	r.Status = StatusDenied
+	r.Status = status
 	r.DecidedAt = now
-	r.DenyReason = reason
 	if r.Mode != ModePoll {
 		r.ClientNotice = Delivery{Due: true, NextAttempt: now}
 	}
