@@ -413,16 +413,8 @@ func (s *Store) Poll(_ context.Context, id string, q ciba.PollQuery) (ciba.PollR
 	if s.closed.Load() {
 		return ciba.PollResult{}, errClosed
 	}
-	e := s.entry(id)
+	e, enc := s.lockPace(id)
 	if e == nil {
-		return ciba.PollResult{}, nil
-	}
-	e.paceMu.Lock()
-	// Checked under the pace lock, so a deleted request's state is never
-	// changed after DeleteRequest returned.
-	enc := e.cur.Load()
-	if enc == nil || !is(enc, id) {
-		e.paceMu.Unlock()
 		return ciba.PollResult{}, nil
 	}
 	v, err := pollView(snapshot(enc))
@@ -450,6 +442,24 @@ func (s *Store) Poll(_ context.Context, id string, q ciba.PollQuery) (ciba.PollR
 		return ciba.PollResult{Outcome: ciba.PollSlow}, nil
 	}
 	return ciba.PollResult{Outcome: ciba.PollPending, Hold: q.HoldFor(v.ExpiresAt)}, nil
+}
+
+// lockPace returns the entry of request id with its pace lock held, and the
+// request's current encoding; nil and no lock held when there is no such
+// request. The request is looked for under the pace lock, so a deleted
+// request's pace is never changed after DeleteRequest returned.
+func (s *Store) lockPace(id string) (*requestEntry, *byte) {
+	e := s.entry(id)
+	if e == nil {
+		return nil, nil
+	}
+	e.paceMu.Lock()
+	enc := e.cur.Load()
+	if enc == nil || !is(enc, id) {
+		e.paceMu.Unlock()
+		return nil, nil
+	}
+	return e, enc
 }
 
 // GetRequestByApprovalID returns a copy of the request whose ApprovalID is
@@ -631,17 +641,11 @@ func (s *Store) UpdatePace(_ context.Context, id string, fn func(p *ciba.Pace) e
 	if s.closed.Load() {
 		return ciba.Pace{}, errClosed
 	}
-	e := s.entry(id)
+	e, _ := s.lockPace(id)
 	if e == nil {
 		return ciba.Pace{}, errRequestNotFound
 	}
-	e.paceMu.Lock()
 	defer e.paceMu.Unlock()
-	// Checked under the pace lock, so a deleted request's state is never
-	// changed after DeleteRequest returned.
-	if enc := e.cur.Load(); enc == nil || !is(enc, id) {
-		return ciba.Pace{}, errRequestNotFound
-	}
 	p := s.paces.Get().(*ciba.Pace)
 	defer s.paces.Put(p)
 	*p = e.pace.get()

@@ -464,65 +464,47 @@ func (s *Store) GetRequestByApprovalID(ctx context.Context, id string) (*ciba.Au
 // written). The stored result is returned; the caller may modify it.
 func (s *Store) UpdateRequest(ctx context.Context, id string, fn func(*ciba.AuthRequest) error) (*ciba.AuthRequest, error) {
 	const op = "update request"
-	if err := s.usable(ctx, op); err != nil {
-		return nil, err
-	}
-	unlock, err := s.locks.lock(ctx, "r"+id)
-	if err != nil {
-		return nil, fmt.Errorf("redis store: %s: %w", op, err)
-	}
-	defer unlock()
-	// Forget before and after the write: a poll read in between may not
-	// be remembered (the cache's generation), and the change message
-	// reaches the other instances.
-	s.forget(id)
-	defer s.forget(id)
-	key := s.requestKey(id)
-	for attempt := range maxAttempts {
-		if attempt > 0 {
-			if err := backoff(ctx, attempt); err != nil {
-				return nil, fmt.Errorf("redis store: %s: %w", op, err)
-			}
-		}
+	var out *ciba.AuthRequest
+	err := s.compareAndSet(ctx, op, "r"+id, id, func(key string) (bool, error) {
 		vals, err := s.c.HMGet(ctx, key, "v", "d", "x").Result()
 		if err != nil {
-			return nil, unavailable(op, err)
+			return false, unavailable(op, err)
 		}
 		version, ok1 := vals[0].(string)
 		data, ok2 := vals[1].(string)
 		oldExp, _ := vals[2].(string)
 		if !ok1 || !ok2 {
-			return nil, errRequestNotFound
+			return false, errRequestNotFound
 		}
 		cur, err := decode([]byte(data))
 		if err != nil {
-			return nil, err
+			return false, err
 		}
 		next := cur.Clone()
 		if err := fn(next); err != nil {
-			return nil, err
+			return false, err
 		}
 		if next.ID != cur.ID || next.ApprovalID != cur.ApprovalID {
-			return nil, errImmutableID
+			return false, errImmutableID
 		}
 		enc, err := json.Marshal(next)
 		if err != nil {
-			return nil, fmt.Errorf("redis store: %s: encode: %w", op, err)
+			return false, fmt.Errorf("redis store: %s: encode: %w", op, err)
 		}
 		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("redis store: %s: %w", op, err)
+			return false, fmt.Errorf("redis store: %s: %w", op, err)
 		}
 		exp := s.expiry(next, time.Now()).UnixMilli()
 		cmd, werr := s.runDurable(ctx, updateScript, key, version, enc, exp, writeToken(), s.channel, id)
 		n, err := cmd.Int()
 		if err != nil {
-			return nil, unavailable(op, err)
+			return false, unavailable(op, err)
 		}
 		switch n {
 		case -1:
-			return nil, errRequestNotFound
+			return false, errRequestNotFound
 		case 0:
-			continue
+			return false, nil
 		}
 		if old, _ := strconv.ParseInt(oldExp, 10, 64); exp > old && next.ApprovalID != "" {
 			// Keep the index as long as the request. Best effort: the
@@ -532,11 +514,47 @@ func (s *Store) UpdateRequest(ctx context.Context, id string, fn func(*ciba.Auth
 		}
 		s.reindex(context.WithoutCancel(ctx), id, cur, next)
 		if werr != nil {
-			return nil, inDoubt(op, werr)
+			return false, inDoubt(op, werr)
 		}
-		return next, nil
+		out = next
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("redis store: %s: %w: %d conflicting writes in a row", op, ciba.ErrUnavailable, maxAttempts)
+	return out, nil
+}
+
+// compareAndSet runs attempt, one compare-and-set of request id's hash
+// (whose key it is given), until attempt reports it done or fails, backing
+// off between attempts; after maxAttempts conflicts it fails with
+// ciba.ErrUnavailable. It holds this instance's lock lockName throughout,
+// and the poll cache forgets id before and after the write: a poll read in
+// between may not be remembered (the cache's generation), and the change
+// message reaches the other instances.
+func (s *Store) compareAndSet(ctx context.Context, op, lockName, id string, attempt func(key string) (done bool, err error)) error {
+	if err := s.usable(ctx, op); err != nil {
+		return err
+	}
+	unlock, err := s.locks.lock(ctx, lockName)
+	if err != nil {
+		return fmt.Errorf("redis store: %s: %w", op, err)
+	}
+	defer unlock()
+	s.forget(id)
+	defer s.forget(id)
+	key := s.requestKey(id)
+	for n := range maxAttempts {
+		if n > 0 {
+			if err := backoff(ctx, n); err != nil {
+				return fmt.Errorf("redis store: %s: %w", op, err)
+			}
+		}
+		if done, err := attempt(key); done || err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("redis store: %s: %w: %d conflicting writes in a row", op, ciba.ErrUnavailable, maxAttempts)
 }
 
 // backoff waits a random time that grows with attempt, or until ctx is done.
@@ -683,50 +701,37 @@ func globEscape(s string) string {
 // an error nothing is written and that error is returned as is.
 func (s *Store) UpdatePace(ctx context.Context, id string, fn func(p *ciba.Pace) error) (ciba.Pace, error) {
 	const op = "update pace"
-	if err := s.usable(ctx, op); err != nil {
-		return ciba.Pace{}, err
-	}
-	unlock, err := s.locks.lock(ctx, "p"+id)
-	if err != nil {
-		return ciba.Pace{}, fmt.Errorf("redis store: %s: %w", op, err)
-	}
-	defer unlock()
-	// Forget before and after the write: a poll read in between may not
-	// be remembered (the cache's generation), and the change message
-	// reaches the other instances.
-	s.forget(id)
-	defer s.forget(id)
-	key := s.requestKey(id)
-	for attempt := range maxAttempts {
-		if attempt > 0 {
-			if err := backoff(ctx, attempt); err != nil {
-				return ciba.Pace{}, fmt.Errorf("redis store: %s: %w", op, err)
-			}
-		}
+	var out ciba.Pace
+	err := s.compareAndSet(ctx, op, "p"+id, id, func(key string) (bool, error) {
 		vals, err := s.c.HMGet(ctx, key, "v", "p").Result()
 		if err != nil {
-			return ciba.Pace{}, unavailable(op, err)
+			return false, unavailable(op, err)
 		}
 		if _, ok := vals[0].(string); !ok {
-			return ciba.Pace{}, errRequestNotFound
+			return false, errRequestNotFound
 		}
 		old, _ := vals[1].(string)
 		p := decodePace(old)
 		if err := fn(&p); err != nil {
-			return ciba.Pace{}, err
+			return false, err
 		}
 		n, err := paceScript.Run(ctx, s.c, []string{key}, old, encodePace(p)).Int()
 		if err != nil {
-			return ciba.Pace{}, unavailable(op, err)
+			return false, unavailable(op, err)
 		}
 		switch n {
 		case -1:
-			return ciba.Pace{}, errRequestNotFound
+			return false, errRequestNotFound
 		case 1:
-			return p, nil
+			out = p
+			return true, nil
 		}
+		return false, nil
+	})
+	if err != nil {
+		return ciba.Pace{}, err
 	}
-	return ciba.Pace{}, fmt.Errorf("redis store: %s: %w: %d conflicting writes in a row", op, ciba.ErrUnavailable, maxAttempts)
+	return out, nil
 }
 
 // checkKind rejects kinds the other backends could not keep apart from the
