@@ -222,6 +222,28 @@ cat "$TMP/ids-1.txt" "$TMP/ids-n.txt" >"$TMP/ids-all.txt"
 start ref "$TMP/ref" -listen $REF_ADDR -ids "$TMP/ids-all.txt"
 REF_PID=$STARTED
 wait_up $REF_ADDR
+# pollround ROUND P ID IDS [HOOK]: one round of scenarios 1 and 2 (P=s) or
+# of their Redis variant (P=r): pending polls of ID, then round-robin over
+# the ids in the file IDS, with 64 connections and with 1, each run on the
+# reference and then on cibaproxy. HOOK, when given, is called as
+# "HOOK begin|end SCEN SERVER ROUND" around each run.
+pollround() {
+	local r=$1 p=$2 id=$3 ids=$4 hook=${5:-} s srv addr
+	for s in ${p}1c64 ${p}1c1 ${p}2c64 ${p}2c1; do
+		for srv in ref cib; do
+			addr=$REF_ADDR
+			[ $srv = cib ] && addr=$CIB_ADDR
+			[ -z "$hook" ] || "$hook" begin $s $srv "$r"
+			case $s in
+			?1c64) load $s $srv "$r" $addr 2 64 "$DUR" BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_BODY="$POLL_PREFIX$id" ;;
+			?1c1) load $s $srv "$r" $addr 1 1 "$DUR1" BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_BODY="$POLL_PREFIX$id" ;;
+			?2c64) load $s $srv "$r" $addr 2 64 "$DUR" BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_IDS="$ids" ;;
+			?2c1) load $s $srv "$r" $addr 1 1 "$DUR1" BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_IDS="$ids" ;;
+			esac
+			[ -z "$hook" ] || "$hook" end $s $srv "$r"
+		done
+	done
+}
 poll() { curl -s -u bench-poll:bench-poll-secret -d grant_type=urn:openid:params:grant-type:ciba -d "auth_req_id=$2" "http://$1/token"; }
 log "   first poll,  reference: $(poll $REF_ADDR "$ID1")"
 log "   first poll,  cibaproxy: $(poll $CIB_ADDR "$ID1")"
@@ -233,18 +255,7 @@ log "== scenarios 1 and 2: pending polls, reference (ref) and cibaproxy (cib) al
 warm ref $REF_ADDR "$TMP/ids-n.txt"
 warm cib $CIB_ADDR "$TMP/ids-n.txt"
 for r in $(seq "$ROUNDS"); do
-	for s in s1c64 s1c1 s2c64 s2c1; do
-		for srv in ref cib; do
-			addr=$REF_ADDR
-			[ $srv = cib ] && addr=$CIB_ADDR
-			case $s in
-			s1c64) load $s $srv "$r" $addr 2 64 "$DUR" BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_BODY="$POLL_PREFIX$ID1" ;;
-			s1c1) load $s $srv "$r" $addr 1 1 "$DUR1" BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_BODY="$POLL_PREFIX$ID1" ;;
-			s2c64) load $s $srv "$r" $addr 2 64 "$DUR" BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_IDS="$TMP/ids-n.txt" ;;
-			s2c1) load $s $srv "$r" $addr 1 1 "$DUR1" BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_IDS="$TMP/ids-n.txt" ;;
-			esac
-		done
-	done
+	pollround "$r" s "$ID1" "$TMP/ids-n.txt"
 done
 stop "$CIB_PID"
 
@@ -318,26 +329,23 @@ if [ "$REDIS" = 1 ]; then
 	# redis-cli): their difference over a run, per poll answered, is how
 	# much of the polling reaches Redis at all.
 	rcmds() { command -v redis-cli >/dev/null && redis-cli -h "${REDIS_ADDR%:*}" -p "${REDIS_ADDR#*:}" info stats 2>/dev/null | awk -F: '/^total_commands_processed:/ { print $2 + 0 }'; }
+	# rcmdrun begin|end SCEN SERVER ROUND: around each run of pollround,
+	# print and record the Redis commands per poll answered of cibaproxy's.
+	rcmdrun() {
+		case $1 in
+		begin) c0=$(rcmds) ;;
+		end)
+			c1=$(rcmds)
+			if [ "$3" = cib ] && [ -n "$c0" ] && [ -n "$c1" ]; then
+				polls=$(awk -F'\t' -v s="$2" -v r="$4" '$1==s && $2=="cib" && $3==r {print $9}' "$RESULTS")
+				printf '           Redis commands during the run: %s, %s per poll answered\n' $((c1 - c0)) "$(calc "($c1 - $c0)/$polls")"
+				printf 'rcmd\t%s\t%s\t%s\n' "$2" "$4" "$(calc "($c1 - $c0)/$polls")" >>"$RESULTS"
+			fi
+			;;
+		esac
+	}
 	for r in $(seq "$ROUNDS"); do
-		for s in r1c64 r1c1 r2c64 r2c1; do
-			for srv in ref cib; do
-				addr=$REF_ADDR
-				[ $srv = cib ] && addr=$CIB_ADDR
-				c0=$(rcmds)
-				case $s in
-				r1c64) load $s $srv "$r" $addr 2 64 "$DUR" BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_BODY="$POLL_PREFIX$RID1" ;;
-				r1c1) load $s $srv "$r" $addr 1 1 "$DUR1" BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_BODY="$POLL_PREFIX$RID1" ;;
-				r2c64) load $s $srv "$r" $addr 2 64 "$DUR" BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_IDS="$TMP/rids-n.txt" ;;
-				r2c1) load $s $srv "$r" $addr 1 1 "$DUR1" BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_IDS="$TMP/rids-n.txt" ;;
-				esac
-				c1=$(rcmds)
-				if [ $srv = cib ] && [ -n "$c0" ] && [ -n "$c1" ]; then
-					polls=$(awk -F'\t' -v s=$s -v r="$r" '$1==s && $2=="cib" && $3==r {print $9}' "$RESULTS")
-					printf '           Redis commands during the run: %s, %s per poll answered\n' $((c1 - c0)) "$(calc "($c1 - $c0)/$polls")"
-					printf 'rcmd\t%s\t%s\t%s\n' $s "$r" "$(calc "($c1 - $c0)/$polls")" >>"$RESULTS"
-				fi
-			done
-		done
+		pollround "$r" r "$RID1" "$TMP/rids-n.txt" rcmdrun
 		# Scenario 6: the same 64 connections split over two instances
 		# (two wrk, one per instance), against all 64 on one instance.
 		load s6one cib "$r" $CIB_ADDR 2 64 "$DUR" BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_IDS="$TMP/rids-n.txt"
