@@ -322,7 +322,7 @@ func (r *AuthRequest) Deny(now time.Time, reason string) error {
 }
 
 // decide moves a pending request that has not expired to the decision
-// status at now, and makes its client's notice due unless it polls.
+// status at now (settle).
 func (r *AuthRequest) decide(now time.Time, status Status) error {
 	if r.Status != StatusPending {
 		return notPending(r)
@@ -330,12 +330,18 @@ func (r *AuthRequest) decide(now time.Time, status Status) error {
 	if r.Expired(now) {
 		return Errorf(CodeExpiredToken, "the request has expired")
 	}
+	r.settle(now, status)
+	return nil
+}
+
+// settle ends a pending request in status at now and makes its client's
+// notice due unless it polls.
+func (r *AuthRequest) settle(now time.Time, status Status) {
 	r.Status = status
 	r.DecidedAt = now
 	if r.Mode != ModePoll {
 		r.ClientNotice = Delivery{Due: true, NextAttempt: now}
 	}
-	return nil
 }
 
 // Expire records the expiry of a pending request, so that a ping or push
@@ -344,11 +350,7 @@ func (r *AuthRequest) Expire(now time.Time) error {
 	if r.Status != StatusPending || !r.Expired(now) {
 		return Errorf(CodeInvalidRequest, "the request is not pending past its expiry")
 	}
-	r.Status = StatusExpired
-	r.DecidedAt = now
-	if r.Mode != ModePoll {
-		r.ClientNotice = Delivery{Due: true, NextAttempt: now}
-	}
+	r.settle(now, StatusExpired)
 	return nil
 }
 

@@ -19,13 +19,13 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/store/wakeup"
 )
 
 // shardCount is the number of shards of each map; a power of two.
@@ -212,9 +212,8 @@ type approvalShard struct {
 
 // subShard holds the subscribers of the requests of one request shard.
 type subShard struct {
-	mu sync.Mutex
-	m  map[string][]chan struct{}
-	_  [64]byte
+	wakeup.Hub
+	_ [64]byte
 }
 
 // recordKey is the namespaced key of a record.
@@ -253,7 +252,6 @@ func New(opts ...Option) *Store {
 	for i := range shardCount {
 		s.requests[i].m = make(map[key]*requestEntry)
 		s.approvals[i].m = make(map[key]*requestEntry)
-		s.subs[i].m = make(map[string][]chan struct{})
 		s.records[i].m = make(map[recordKey]*recordEntry)
 	}
 	return s
@@ -320,19 +318,26 @@ func (s *Store) CreateRequest(ctx context.Context, r *ciba.AuthRequest) error {
 	if err := s.usable(ctx); err != nil {
 		return fmt.Errorf("memory store: create request: %w", err)
 	}
+	return s.insert(ctx, "create request", r, true)
+}
+
+// insert stores a copy of r in a new entry, journaling it first when
+// journal is set and the store has a journal; op names the operation in
+// errors. An error wraps ciba.ErrExists if r's ID or ApprovalID is taken.
+func (s *Store) insert(ctx context.Context, op string, r *ciba.AuthRequest, journal bool) error {
 	if r == nil || r.ID == "" {
-		return errors.New("memory store: create request: the request has no ID")
+		return fmt.Errorf("memory store: %s: the request has no ID", op)
 	}
 	enc := snapshotOf(r)
 	e, err := s.reserve(r.ID, r.ApprovalID)
 	if err != nil {
-		return fmt.Errorf("memory store: create request: %w", err)
+		return fmt.Errorf("memory store: %s: %w", op, err)
 	}
-	if s.journal != nil {
+	if journal && s.journal != nil {
 		if err := s.journal.PutRequest(ctx, r); err != nil {
 			s.unlink(e, r.ID, r.ApprovalID)
 			e.mu.Unlock()
-			return journalError("create request", err)
+			return journalError(op, err)
 		}
 	}
 	e.cur.Store(enc)
@@ -671,41 +676,12 @@ func (s *Store) ListDue(context.Context, time.Time, func(id string) bool) error 
 // value: changes made while the subscriber is not reading coalesce, and a
 // slow subscriber never blocks a writer. The channel is never closed.
 func (s *Store) Subscribe(id string) (<-chan struct{}, func()) {
-	ch := make(chan struct{}, 1)
-	ss := &s.subs[s.shard(id)]
-	ss.mu.Lock()
-	ss.m[id] = append(ss.m[id], ch)
-	ss.mu.Unlock()
-	var once sync.Once
-	return ch, func() {
-		once.Do(func() {
-			ss.mu.Lock()
-			defer ss.mu.Unlock()
-			list := ss.m[id]
-			if j := slices.Index(list, ch); j >= 0 {
-				list = slices.Delete(list, j, j+1)
-			}
-			if len(list) == 0 {
-				delete(ss.m, id)
-			} else {
-				ss.m[id] = list
-			}
-		})
-	}
+	return s.subs[s.shard(id)].Subscribe(id)
 }
 
-// wake makes a non-blocking send to every subscriber of request id.
-func (s *Store) wake(i int, id string) {
-	ss := &s.subs[i]
-	ss.mu.Lock()
-	for _, ch := range ss.m[id] {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
-	ss.mu.Unlock()
-}
+// wake makes a non-blocking send to every subscriber of request id, of
+// shard i.
+func (s *Store) wake(i int, id string) { s.subs[i].Wake(id) }
 
 // checkRecordKey rejects kinds that a backend could not keep apart from the
 // key: the embedded store joins them with a NUL byte.
@@ -906,17 +882,7 @@ func (s *Store) Close() error {
 // ciba.ErrExists if its ID or ApprovalID is taken. It is for backends that
 // preload their durable state at open, before the Store is shared.
 func (s *Store) Load(r *ciba.AuthRequest) error {
-	if r == nil || r.ID == "" {
-		return errors.New("memory store: load request: the request has no ID")
-	}
-	enc := snapshotOf(r)
-	e, err := s.reserve(r.ID, r.ApprovalID)
-	if err != nil {
-		return fmt.Errorf("memory store: load request: %w", err)
-	}
-	e.cur.Store(enc)
-	e.mu.Unlock()
-	return nil
+	return s.insert(context.Background(), "load request", r, false)
 }
 
 // LoadRecord adds a copy of a record to memory without journaling it; a zero

@@ -327,7 +327,7 @@ func TestSubscribeCancelReleases(t *testing.T) {
 		cancel()
 	}
 	for i := range s.subs {
-		if n := len(s.subs[i].m); n != 0 {
+		if n := s.subs[i].Len(); n != 0 {
 			t.Fatalf("shard %d keeps %d subscription lists after every cancel", i, n)
 		}
 	}

@@ -4,70 +4,10 @@ import (
 	"context"
 	"errors"
 	"net"
-	"slices"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
-
-// hub fans the change messages of the one shared pub/sub connection out to
-// the local subscribers.
-type hub struct {
-	mu sync.Mutex
-	m  map[string][]chan struct{}
-}
-
-// add registers ch for request id.
-func (h *hub) add(id string, ch chan struct{}) {
-	h.mu.Lock()
-	h.m[id] = append(h.m[id], ch)
-	h.mu.Unlock()
-}
-
-// remove unregisters ch for request id, if registered.
-func (h *hub) remove(id string, ch chan struct{}) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	list := h.m[id]
-	if i := slices.Index(list, ch); i >= 0 {
-		list = slices.Delete(list, i, i+1)
-	}
-	if len(list) == 0 {
-		delete(h.m, id)
-	} else {
-		h.m[id] = list
-	}
-}
-
-// wake makes a non-blocking send to every subscriber of request id.
-func (h *hub) wake(id string) {
-	h.mu.Lock()
-	for _, ch := range h.m[id] {
-		notify(ch)
-	}
-	h.mu.Unlock()
-}
-
-// wakeAll wakes every subscriber: after the connection was lost, changes may
-// have been missed, and a spurious wake-up only costs a read.
-func (h *hub) wakeAll() {
-	h.mu.Lock()
-	for _, list := range h.m {
-		for _, ch := range list {
-			notify(ch)
-		}
-	}
-	h.mu.Unlock()
-}
-
-// notify sends to ch unless it already holds a value.
-func notify(ch chan struct{}) {
-	select {
-	case ch <- struct{}{}:
-	default:
-	}
-}
 
 // Subscribe returns a channel that receives a value after request id is
 // changed by UpdateRequest or DeleteRequest through any Store on the same
@@ -78,13 +18,10 @@ func notify(ch chan struct{}) {
 // lost and re-established, every subscriber is woken once, since changes
 // made meanwhile were not heard. After Close the channel never fires.
 func (s *Store) Subscribe(id string) (<-chan struct{}, func()) {
-	ch := make(chan struct{}, 1)
 	if s.closed.Load() {
-		return ch, func() {}
+		return make(chan struct{}, 1), func() {}
 	}
-	s.hub.add(id, ch)
-	var once sync.Once
-	return ch, func() { once.Do(func() { s.hub.remove(id, ch) }) }
+	return s.hub.Subscribe(id)
 }
 
 // subscribe opens a pub/sub connection on the change channel and waits
@@ -120,11 +57,11 @@ func (s *Store) listen(ctx context.Context, ps *redis.PubSub) {
 					continue
 				}
 				s.forget(m.Payload)
-				s.hub.wake(m.Payload)
+				s.hub.Wake(m.Payload)
 			case *redis.Subscription:
 				if m.Kind == "subscribe" {
 					s.setCacheLive(true)
-					s.hub.wakeAll()
+					s.hub.WakeAll()
 				}
 			}
 			continue

@@ -62,6 +62,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/store/wakeup"
 )
 
 // Defaults and limits.
@@ -148,7 +149,7 @@ type Store struct {
 	closeErr  error
 
 	locks keyLocks
-	hub   hub
+	hub   wakeup.Hub // fans the change messages heard out to the subscribers here
 	// stop ends the pub/sub loop; listenDone is closed when it returned.
 	stop       context.CancelFunc
 	listenDone chan struct{}
@@ -257,7 +258,6 @@ func newStore(ctx context.Context, c redis.UniversalClient, cfg Config, own bool
 		cacheDone:    make(chan struct{}),
 		heartbeat:    newHeartbeatPrefix(),
 		locks:        keyLocks{m: make(map[string]*keyLock)},
-		hub:          hub{m: make(map[string][]chan struct{})},
 	}
 	if err := c.Ping(ctx).Err(); err != nil {
 		return nil, unavailable("open", err)
