@@ -533,6 +533,21 @@ log "== summary (ranges are min-max over $ROUNDS rounds; a ratio compares cibapr
 awk -F'\t' '
 function fmt(x) { return sprintf(x >= 100 ? "%.0f" : (x >= 10 ? "%.1f" : "%.3f"), x) }
 function range(a, b) { return fmt(a) "-" fmt(b) }
+# pollrows(P, PREFIX): the summary rows of scenarios 1 and 2 (P "s") or of
+# their Redis variant (P "r"), named with PREFIX.
+function pollrows(p, prefix,    s, name, c64, c1) {
+	for (s = 1; s <= 2; s++) {
+		name = prefix ((s == 1) ? "1 one id" : "2 round-robin")
+		c64 = p s "c64"; c1 = p s "c1"
+		printf "%-34s %-14s %-14s %-13s %s\n", name ", 64 conn: req/s", range(lo[c64, "ref", "rps"], hi[c64, "ref", "rps"]), range(lo[c64, "cib", "rps"], hi[c64, "cib", "rps"]), range(lo[c64, "tput"], hi[c64, "tput"]), ">= 0.80: " verdict(lo[c64, "tput"] >= 0.80, hi[c64, "tput"] >= 0.80)
+		printf "%-34s %-14s %-14s %-13s %s\n", name ", 64 conn: p99 ms", range(lo[c64, "ref", "p99"], hi[c64, "ref", "p99"]), range(lo[c64, "cib", "p99"], hi[c64, "cib", "p99"]), range(lo[c64, "p99r"], hi[c64, "p99r"]), "<= 1.5: " verdict(hi[c64, "p99r"] <= 1.5, lo[c64, "p99r"] <= 1.5)
+		printf "%-34s %-14s %-14s %-13s %s\n", name ", 1 conn: p50 ms", range(lo[c1, "ref", "p50"], hi[c1, "ref", "p50"]), range(lo[c1, "cib", "p50"], hi[c1, "cib", "p50"]), range(lo[c1, "p50r"], hi[c1, "p50r"]), "<= 2: " verdict(hi[c1, "p50r"] <= 2, lo[c1, "p50r"] <= 2)
+		if (p == "s")
+			printf "%-34s %-14s %-14s\n", name ", 1 conn: req/s", range(lo[c1, "ref", "rps"], hi[c1, "ref", "rps"]), range(lo[c1, "cib", "rps"], hi[c1, "cib", "rps"])
+		if (("rcmd", c64) in lo)
+			printf "%-34s %-14s %-14s\n", name ", Redis commands/poll", "-", range(lo["rcmd", c64], hi["rcmd", c64])
+	}
+}
 function upd(key, v) { if (!(key in lo) || v < lo[key]) lo[key] = v; if (!(key in hi) || v > hi[key]) hi[key] = v }
 $1 == "s3hook" { upd("hook", $4); next }
 $1 == "rcmd" { upd("rcmd" SUBSEP $2, $4); next }
@@ -561,14 +576,7 @@ END {
 		if ((c1, "ref", r, "p50") in v) upd(c1 SUBSEP "p50r", v[c1, "cib", r, "p50"] / v[c1, "ref", r, "p50"])
 	}
 	printf "%-34s %-14s %-14s %-13s %s\n", "scenario", "reference", "cibaproxy", "ratio", "target"
-	for (s = 1; s <= 2; s++) {
-		name = (s == 1) ? "1 one id" : "2 round-robin"
-		c64 = "s" s "c64"; c1 = "s" s "c1"
-		printf "%-34s %-14s %-14s %-13s %s\n", name ", 64 conn: req/s", range(lo[c64, "ref", "rps"], hi[c64, "ref", "rps"]), range(lo[c64, "cib", "rps"], hi[c64, "cib", "rps"]), range(lo[c64, "tput"], hi[c64, "tput"]), ">= 0.80: " verdict(lo[c64, "tput"] >= 0.80, hi[c64, "tput"] >= 0.80)
-		printf "%-34s %-14s %-14s %-13s %s\n", name ", 64 conn: p99 ms", range(lo[c64, "ref", "p99"], hi[c64, "ref", "p99"]), range(lo[c64, "cib", "p99"], hi[c64, "cib", "p99"]), range(lo[c64, "p99r"], hi[c64, "p99r"]), "<= 1.5: " verdict(hi[c64, "p99r"] <= 1.5, lo[c64, "p99r"] <= 1.5)
-		printf "%-34s %-14s %-14s %-13s %s\n", name ", 1 conn: p50 ms", range(lo[c1, "ref", "p50"], hi[c1, "ref", "p50"]), range(lo[c1, "cib", "p50"], hi[c1, "cib", "p50"]), range(lo[c1, "p50r"], hi[c1, "p50r"]), "<= 2: " verdict(hi[c1, "p50r"] <= 2, lo[c1, "p50r"] <= 2)
-		printf "%-34s %-14s %-14s\n", name ", 1 conn: req/s", range(lo[c1, "ref", "rps"], hi[c1, "ref", "rps"]), range(lo[c1, "cib", "rps"], hi[c1, "cib", "rps"])
-	}
+	pollrows("s", "")
 	printf "%-34s %-14s %-14s %-13s %s\n", "3 bc-authorize, 64 conn: req/s", "-", range(lo["s3", "cib", "rps"], hi["s3", "cib", "rps"]), "", ">= 5000: " verdict(lo["s3", "cib", "rps"] >= 5000, hi["s3", "cib", "rps"] >= 5000)
 	printf "%-34s %-14s %-14s\n", "3 bc-authorize, 64 conn: p50 ms", "-", range(lo["s3", "cib", "p50"], hi["s3", "cib", "p50"])
 	printf "%-34s %-14s %-14s\n", "3 bc-authorize, 64 conn: p99 ms", "-", range(lo["s3", "cib", "p99"], hi["s3", "cib", "p99"])
@@ -576,15 +584,7 @@ END {
 	if (("s5", "cib", "p99") in lo)
 		printf "%-34s %-14s %-14s %-13s %s\n", "5 approval->ping p99 ms (loaded)", "-", range(lo["s5", "cib", "p99"], hi["s5", "cib", "p99"]), "", "<= 50: " verdict(hi["s5", "cib", "p99"] <= 50, lo["s5", "cib", "p99"] <= 50)
 	if (("r1c64", "cib", "rps") in lo) {
-		for (s = 1; s <= 2; s++) {
-			name = (s == 1) ? "redis 1 one id" : "redis 2 round-robin"
-			c64 = "r" s "c64"; c1 = "r" s "c1"
-			printf "%-34s %-14s %-14s %-13s %s\n", name ", 64 conn: req/s", range(lo[c64, "ref", "rps"], hi[c64, "ref", "rps"]), range(lo[c64, "cib", "rps"], hi[c64, "cib", "rps"]), range(lo[c64, "tput"], hi[c64, "tput"]), ">= 0.80: " verdict(lo[c64, "tput"] >= 0.80, hi[c64, "tput"] >= 0.80)
-			printf "%-34s %-14s %-14s %-13s %s\n", name ", 64 conn: p99 ms", range(lo[c64, "ref", "p99"], hi[c64, "ref", "p99"]), range(lo[c64, "cib", "p99"], hi[c64, "cib", "p99"]), range(lo[c64, "p99r"], hi[c64, "p99r"]), "<= 1.5: " verdict(hi[c64, "p99r"] <= 1.5, lo[c64, "p99r"] <= 1.5)
-			printf "%-34s %-14s %-14s %-13s %s\n", name ", 1 conn: p50 ms", range(lo[c1, "ref", "p50"], hi[c1, "ref", "p50"]), range(lo[c1, "cib", "p50"], hi[c1, "cib", "p50"]), range(lo[c1, "p50r"], hi[c1, "p50r"]), "<= 2: " verdict(hi[c1, "p50r"] <= 2, lo[c1, "p50r"] <= 2)
-			if (("rcmd", c64) in lo)
-				printf "%-34s %-14s %-14s\n", name ", Redis commands/poll", "-", range(lo["rcmd", c64], hi["rcmd", c64])
-		}
+		pollrows("r", "redis ")
 		if (("r3", "cib", "rps") in lo)
 			printf "%-34s %-14s %-14s %-13s %s\n", "redis 3 bc-authorize, 64 conn: req/s", "-", range(lo["r3", "cib", "rps"], hi["r3", "cib", "rps"]), "", ">= 5000: " verdict(lo["r3", "cib", "rps"] >= 5000, hi["r3", "cib", "rps"] >= 5000)
 		if ("r4" in lo)

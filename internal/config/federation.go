@@ -101,11 +101,7 @@ func (v *validator) oidcDefaults(c *Config) {
 // checkOIDC checks the oidc upstream and what it asks of the clients.
 func (v *validator) checkOIDC(c *Config) {
 	o := &c.Upstream.OIDC
-	if o.Issuer == "" {
-		v.fail("upstream.oidc.issuer", "required: the identity provider's issuer URL, e.g. https://idp.example.com/realms/main")
-	} else if msg := checkIssuer(o.Issuer); msg != "" {
-		v.fail("upstream.oidc.issuer", "%s", msg)
-	}
+	v.checkUpstreamIssuer("upstream.oidc.issuer", o.Issuer, "identity provider")
 	seen := make(map[string]bool)
 	for i, m := range o.MatchClaims {
 		p := joinIndex("upstream.oidc.match_claims", i)
@@ -128,11 +124,7 @@ func (v *validator) checkOIDC(c *Config) {
 // checkCIBAUpstream checks the ciba upstream and what it asks of the clients.
 func (v *validator) checkCIBAUpstream(c *Config) {
 	u := &c.Upstream.CIBA
-	if u.Issuer == "" {
-		v.fail("upstream.ciba.issuer", "required: the CIBA-capable identity provider's issuer URL, e.g. https://idp.example.com/realms/main")
-	} else if msg := checkIssuer(u.Issuer); msg != "" {
-		v.fail("upstream.ciba.issuer", "%s", msg)
-	}
+	v.checkUpstreamIssuer("upstream.ciba.issuer", u.Issuer, "CIBA-capable identity provider")
 	if u.Timeout <= 0 {
 		v.fail("upstream.ciba.timeout", "must be positive, got %s", u.Timeout)
 	}
@@ -143,6 +135,16 @@ func (v *validator) checkCIBAUpstream(c *Config) {
 		v.fail("channels.email.host", "not used with the ciba upstream, which reaches the user itself; remove it")
 	}
 	v.checkUpstreamClients(c, UpstreamCIBA)
+}
+
+// checkUpstreamIssuer checks the issuer of a federating upstream, at path
+// (what names its identity provider in the message).
+func (v *validator) checkUpstreamIssuer(path, issuer, what string) {
+	if issuer == "" {
+		v.fail(path, "required: the %s's issuer URL, e.g. https://idp.example.com/realms/main", what)
+	} else if msg := checkIssuer(issuer); msg != "" {
+		v.fail(path, "%s", msg)
+	}
 }
 
 // checkUpstreamClients checks what a federating upstream (kind) asks of

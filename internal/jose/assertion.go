@@ -86,12 +86,8 @@ func VerifyClientAssertion(ctx context.Context, raw string, p AssertionPolicy) e
 	if p.ClientID == "" || (p.Issuer == "" && p.Endpoint == "") || p.Replay == nil {
 		return c.configError("ClientID, Issuer or Endpoint, and Replay are required")
 	}
-	algs, e := c.validAlgs(p.Algs, false)
-	if e != nil {
-		return e
-	}
 	l := newLimits(p.Now, p.ClockSkew, p.MaxSize)
-	t, e := c.parse(raw, l, algs)
+	t, e := c.open(raw, p.Algs, false, l)
 	if e != nil {
 		return e
 	}

@@ -54,12 +54,8 @@ func VerifyLoginHintToken(ctx context.Context, raw string, p HintTokenPolicy) (m
 	if p.ClientID == "" {
 		return nil, c.configError("ClientID is required")
 	}
-	algs, e := c.validAlgs(p.Algs, false)
-	if e != nil {
-		return nil, e
-	}
 	l := newLimits(p.Now, p.ClockSkew, p.MaxSize)
-	t, e := c.parse(raw, l, algs)
+	t, e := c.open(raw, p.Algs, false, l)
 	if e != nil {
 		return nil, e
 	}
@@ -135,12 +131,8 @@ func VerifyIDTokenHint(ctx context.Context, raw string, p IDTokenHintPolicy) (ma
 	if p.Issuer == "" || p.ClientID == "" || p.KeySet == nil {
 		return nil, c.configError("Issuer, ClientID and KeySet are required")
 	}
-	algs, e := c.validAlgs(p.Algs, false)
-	if e != nil {
-		return nil, e
-	}
 	l := newLimits(nil, 0, p.MaxSize)
-	t, e := c.parse(raw, l, algs)
+	t, e := c.open(raw, p.Algs, false, l)
 	if e != nil {
 		return nil, e
 	}

@@ -89,12 +89,8 @@ func VerifyRequestObject(ctx context.Context, raw string, p RequestObjectPolicy)
 	if p.ClientID == "" || p.Issuer == "" || p.Replay == nil {
 		return nil, c.configError("ClientID, Issuer and Replay are required")
 	}
-	algs, e := c.validAlgs(p.Algs, p.AllowHS256)
-	if e != nil {
-		return nil, e
-	}
 	l := newLimits(p.Now, p.ClockSkew, p.MaxSize)
-	t, e := c.parse(raw, l, algs)
+	t, e := c.open(raw, p.Algs, p.AllowHS256, l)
 	if e != nil {
 		return nil, e
 	}

@@ -96,6 +96,17 @@ func newLimits(now func() time.Time, skew time.Duration, maxSize int) limits {
 	return l
 }
 
+// open is the first step of every verification: it checks the policy's
+// algorithms (validAlgs) and parses raw as a JWS signed with one of them
+// under l (parse).
+func (c check) open(raw string, algs []string, allowHS256 bool, l limits) (*token, *ValidationError) {
+	valid, e := c.validAlgs(algs, allowHS256)
+	if e != nil {
+		return nil, e
+	}
+	return c.parse(raw, l, valid)
+}
+
 // parse checks the size of raw, parses it as a compact JWS whose alg is one
 // of algs, and decodes its claims: registered claims strictly (member names
 // are case-sensitive, duplicate members are refused), all claims with
