@@ -74,98 +74,6 @@ type Dispatcher struct {
 	sending inflight
 }
 
-// inflightKey names one delivery of one request.
-type inflightKey struct {
-	id string
-	k  deliveryKind
-}
-
-// inflight is the set of deliveries an instance is attempting.
-type inflight struct {
-	mu sync.Mutex
-	m  map[inflightKey]struct{}
-}
-
-// start adds the delivery and reports whether it was not there already.
-func (f *inflight) start(id string, k deliveryKind) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if _, ok := f.m[inflightKey{id, k}]; ok {
-		return false
-	}
-	f.m[inflightKey{id, k}] = struct{}{}
-	return true
-}
-
-// end removes the delivery.
-func (f *inflight) end(id string, k deliveryKind) {
-	f.mu.Lock()
-	delete(f.m, inflightKey{id, k})
-	f.mu.Unlock()
-}
-
-// scheduler is the set of requests the dispatcher must look at, with the
-// earliest time each needs a look. The parts that change a request
-// (Decisions, Relayer, Acceptor) hold it to ask for a look.
-type scheduler struct {
-	mu  sync.Mutex
-	due map[string]time.Time
-	// kick wakes the dispatcher's loop (Dispatcher.Run).
-	kick chan struct{}
-}
-
-// newScheduler returns an empty schedule.
-func newScheduler() *scheduler {
-	return &scheduler{due: map[string]time.Time{}, kick: make(chan struct{}, 1)}
-}
-
-// wake asks the dispatcher to look at its schedule now.
-func (q *scheduler) wake() {
-	select {
-	case q.kick <- struct{}{}:
-	default:
-	}
-}
-
-// schedule asks the dispatcher to look at request id at time at.
-func (q *scheduler) schedule(id string, at time.Time) {
-	q.add(id, at)
-	q.wake()
-}
-
-func (q *scheduler) add(id string, at time.Time) {
-	q.mu.Lock()
-	if cur, ok := q.due[id]; !ok || at.Before(cur) {
-		q.due[id] = at
-	}
-	q.mu.Unlock()
-}
-
-// take removes and returns the ids due at now.
-func (q *scheduler) take(now time.Time) (ids []string) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	for id, at := range q.due {
-		if !at.After(now) {
-			ids = append(ids, id)
-			delete(q.due, id)
-		}
-	}
-	return ids
-}
-
-// next returns the earliest scheduled time, zero when nothing is scheduled.
-func (q *scheduler) next() (next time.Time) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	for _, at := range q.due {
-		if next.IsZero() || at.Before(next) {
-			next = at
-		}
-	}
-	return next
-}
-
 // Run delivers due messages, records expiries that ping and push clients
 // must hear of, and removes requests past their grace time, until ctx is
 // done; it then lets the deliveries under way finish, for up to 10 s. It
@@ -415,27 +323,6 @@ func (dp *Dispatcher) process(ctx context.Context, id string, spawn func(func())
 }
 
 var errNothingToDo = errors.New("nothing to do")
-
-type deliveryKind int
-
-const (
-	userNotice deliveryKind = iota
-	clientNotice
-)
-
-func (k deliveryKind) of(r *AuthRequest) *Delivery {
-	if k == userNotice {
-		return &r.UserNotice
-	}
-	return &r.ClientNotice
-}
-
-func (k deliveryKind) String() string {
-	if k == userNotice {
-		return "channel"
-	}
-	return "client notification"
-}
 
 // attempt claims one attempt of a delivery and makes it. It runs in a
 // worker, so that claims (each a durable write) of many requests proceed
