@@ -11,27 +11,17 @@ package app
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
-	"github.com/cibaproxy/cibaproxy/internal/clientauth"
 	"github.com/cibaproxy/cibaproxy/internal/config"
-	"github.com/cibaproxy/cibaproxy/internal/dpop"
 	"github.com/cibaproxy/cibaproxy/internal/httpapi"
 	"github.com/cibaproxy/cibaproxy/internal/jose"
 	"github.com/cibaproxy/cibaproxy/internal/keys"
-	"github.com/cibaproxy/cibaproxy/internal/metrics"
-	"github.com/cibaproxy/cibaproxy/internal/notify"
-	"github.com/cibaproxy/cibaproxy/internal/outbound"
-	redisstore "github.com/cibaproxy/cibaproxy/internal/store/redis"
 	"github.com/cibaproxy/cibaproxy/internal/tracing"
 )
 
@@ -124,250 +114,26 @@ func (a *App) ReloadClients(ctx context.Context, cfg *config.Config) error {
 
 // New builds the instance cfg describes; cfg must have been validated
 // (config.Load). Stores, keys and secrets generated on first start are
-// kept in the store. On error nothing is left open.
+// kept in the store. On error nothing is left open. The steps, in order,
+// are the methods of builder (build.go).
 func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err error) {
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	b := newBuilder(cfg, opts)
+	if err := b.openStore(ctx); err != nil {
+		return nil, err
 	}
-	now := opts.Now
-	if now == nil {
-		now = time.Now
-	}
-	m := metrics.New()
-	st := opts.Store
-	if st == nil {
-		if st, err = OpenStore(ctx, cfg); err != nil {
+	defer func() {
+		if err != nil {
+			b.release(ctx)
+		}
+	}()
+	for _, step := range []func(context.Context) error{
+		b.openTracing, b.loadSecrets, b.buildClients, b.buildUpstream, b.buildService, b.buildServer,
+	} {
+		if err := step(ctx); err != nil {
 			return nil, err
 		}
 	}
-	// With Redis the abuse limits are shared by all instances.
-	shared, _ := st.(*redisstore.Store)
-	newLimit := limitMaker(cfg, shared, m, log)
-	st = m.Store(st)
-	m.WatchRequests(st, now, 15*time.Second)
-	defer func() {
-		if err != nil {
-			_ = st.Close()
-		}
-	}()
-	tr, err := tracing.New(ctx, tracing.Config{
-		Endpoint: cfg.Tracing.OTLPEndpoint, Insecure: cfg.Tracing.Insecure, SampleRatio: cfg.Tracing.SampleRatio,
-		ServiceVersion: opts.Version, Logger: log,
-	})
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if err != nil {
-			_ = tr.Shutdown(context.WithoutCancel(ctx))
-		}
-	}()
-
-	signer, err := keys.Open(ctx, st, cfg.Tokens.SigningKeyFile, nil, SigningAlgs(cfg))
-	if err != nil {
-		return nil, fmt.Errorf("signing key: %w", err)
-	}
-	if algs := signer.Algs(); cfg.FAPI.CIBA && !slices.Contains(keys.FAPIAlgs().Allowed, algs[0]) {
-		// Switching to FAPI: the key in force was rotated out, but signs
-		// until its successor takes over (keys.Open).
-		log.Warn("fapi.ciba: tokens are signed with the previous key's algorithm until the key of the last `keys rotate` starts signing",
-			slog.String("alg", algs[0]), slog.String("next_alg", algs[len(algs)-1]))
-	}
-	ring, err := sealRing(ctx, cfg, st, log)
-	if err != nil {
-		return nil, err
-	}
-	callbackKey, _, err := serverSecret(ctx, st, "callback-key", 32)
-	if err != nil {
-		return nil, err
-	}
-	csrfKey, _, err := serverSecret(ctx, st, "csrf-key", 32)
-	if err != nil {
-		return nil, err
-	}
-
-	replay := clientauth.NewStoreReplay(st, "jti")
-	// Calls to URLs clients chose (notification endpoints, jwks_uri) are
-	// held to the outbound policy against server-side request forgery.
-	out := outbound.New(notifyTimeout, outbound.Guard(cfg.Outbound.Policy()))
-	out.HTTPClient().Transport = tr.Transport("notify", out.HTTPClient().Transport)
-	registry, err := buildClients(ctx, cfg, replay)
-	if err != nil {
-		return nil, err
-	}
-	auth := &clientauth.Authenticator{Registry: registry.Live, RequestObjects: jose.RequestObjectPolicy{
-		Issuer:    cfg.Issuer,
-		Audiences: []string{cfg.Issuer + httpapi.PathBCAuthz},
-		Replay:    replay,
-	}}
-
-	var up *upstream
-	switch cfg.Upstream.Type {
-	case config.UpstreamOIDC:
-		up, err = buildOIDC(ctx, cfg, registry, m, tr, log)
-	case config.UpstreamCIBA:
-		up, err = buildCIBA(ctx, cfg, registry, m, tr, log)
-	default:
-		up, err = buildLocal(cfg, st, signer, registry, log)
-	}
-	if err != nil {
-		return nil, err
-	}
-	auth.RequestObjects.Audiences = append(auth.RequestObjects.Audiences, up.audiences...)
-	registry.Current().AssertionPolicy.Audiences = up.audiences
-	limits := httpLimits(cfg, newLimit)
-	// One guard for every registry the clients are reloaded into (ReloadClients).
-	registry.Current().Guard = clientGuard(cfg, limits, newLimit)
-
-	chans, err := buildChannels(ctx, cfg, st, tr, log)
-	if err != nil {
-		return nil, err
-	}
-	if len(chans.list) == 0 && cfg.Upstream.Type != config.UpstreamCIBA && hasCIBAClients(cfg) {
-		log.Warn("no channel configured (channels.webhook.url or channels.email): nobody is told of a new CIBA request, so nobody can approve one and each request expires; " +
-			"configure one (docs/webhook.md, docs/email.md), or for the quick start set CIBAPROXY_WEBHOOK_URL or run make run")
-	}
-	validator, err := buildValidator(cfg, tr)
-	if err != nil {
-		return nil, fmt.Errorf("validation hook: %w", err)
-	}
-	devices := newDeviceClients(cfg)
-	svc, err := ciba.NewService(ciba.Config{
-		DefaultExpiry:     cfg.CIBA.DefaultExpiry,
-		MaxExpiry:         cfg.CIBA.MaxExpiry,
-		Interval:          cfg.CIBA.Interval,
-		PollTolerance:     500 * time.Millisecond,
-		LongPoll:          cfg.CIBA.LongPoll,
-		ExpiredGrace:      cfg.CIBA.ExpiredGrace,
-		BindingMessageMax: cfg.CIBA.BindingMessageMax,
-		CallbackURL:       cfg.Issuer + httpapi.PathCallback,
-		ApproveURL:        func(id string) string { return cfg.Issuer + httpapi.PathApprove + id },
-		Scopes:            localScopes(cfg),
-		DeliveryTimeout:   deliveryTimeout(cfg),
-		SoleDispatcher:    cfg.Store.Type != config.StoreRedis,
-		AuthzDetails:      cfg.AuthorizationDetails.Registry,
-	}, ciba.Deps{
-		Store:       st,
-		Upstream:    up.Upstream,
-		Relay:       up.relay,
-		Minter:      up.minter,
-		Sealer:      ring,
-		Channels:    chans.list,
-		Notifier:    notify.HTTP{Client: out},
-		Clients:     devices.lookup(registry.Client),
-		CallbackKey: callbackKey,
-		Logger:      log,
-		Observer:    m,
-		UserLimit:   userLimit(cfg, newLimit),
-		HintSubject: jose.UnverifiedHintName,
-		Validator:   validator,
-		Now:         opts.Now,
-		Trace:       tr.TraceParent,
-		StartSpan:   tr.StartSpan,
-
-		// user_code guessing at bc-authorize (limits.user_code_failures_*).
-		UserCodeFailures: userCodeFailures(cfg, newLimit),
-
-		// validation.fail: open accepts a request the hook gives no verdict on.
-		ValidationFailOpen: cfg.Validation.FailOpen(),
-	})
-	if err != nil {
-		return nil, err
-	}
-
-	srv := &httpapi.Server{
-		Issuer:     cfg.Issuer,
-		Service:    svc,
-		Clients:    tracedClients{auth},
-		Refresher:  up.refresher,
-		Tokens:     up.tokens,
-		Forwarder:  up.forwarder,
-		RelayPings: up.relay != nil,
-		Limits:     limits,
-		ClientCert: auth.CertThumbprint,
-		Discovery:  up.discovery,
-		Observer:   m,
-		JWKS:       func() any { return signer.PublicJWKS() },
-		Ready: func(ctx context.Context) error {
-			if _, err := st.GetRecord(ctx, "server", "callback-key"); err != nil {
-				return fmt.Errorf("store: %w", err)
-			}
-			if shared != nil {
-				// Redis answers; can it take the writes to acknowledge?
-				if err := shared.Ready(ctx); err != nil {
-					return fmt.Errorf("store: %w", err)
-				}
-			}
-			if up.ready != nil {
-				if err := up.ready(ctx); err != nil {
-					return fmt.Errorf("upstream: %w", err)
-				}
-			}
-			return nil
-		},
-		Logger: log,
-	}
-	if up.refresher != nil {
-		// DPoP (RFC 9449): the local issuer binds its tokens to the
-		// proof's key; a proof's jti is recorded in the store, so it is
-		// accepted once across every instance that shares it.
-		dcfg := dpop.Config{Replay: clientauth.NewProofReplay(st, "dpop", nil), Algs: cfg.Tokens.DPoPAlgs, Window: cfg.Tokens.DPoPWindow}
-		if cfg.Tokens.DPoPNonce {
-			// Shared through the store, so that every instance accepts
-			// the nonces of the others.
-			if dcfg.NonceKey, _, err = serverSecret(ctx, st, "dpop-nonce-key", 32); err != nil {
-				return nil, err
-			}
-		}
-		if srv.DPoP, err = dpop.NewVerifier(dcfg); err != nil {
-			return nil, fmt.Errorf("dpop: %w", err)
-		}
-	}
-	if up.relay == nil { // a relayed request is approved at the upstream
-		srv.Approval = &httpapi.Approval{
-			Service: svc, Passwords: up.passwords, Federation: up.federation, Logins: st, Key: csrfKey,
-			Secure: strings.HasPrefix(cfg.Issuer, "https://"), Push: chans.webPush,
-			Pages: httpapi.Pages{
-				ServiceName: cfg.Pages.ServiceName, LogoURL: cfg.Pages.LogoURL,
-				AccentColor: cfg.Pages.AccentColor, ScopeDescriptions: cfg.Pages.ScopeDescriptions,
-			},
-			DetailTemplates: cfg.AuthorizationDetails.Templates,
-		}
-	}
-	// The device grant: verified on cibaproxy's page (local, oidc), or
-	// relayed to the IdP's own device endpoint (ciba), with no page here.
-	if cfg.DeviceEnabled() && (srv.Approval != nil || up.relay != nil) {
-		grant, err := ciba.NewDevice(svc, ciba.DeviceConfig{
-			Expiry: cfg.Device.Expiry, Interval: cfg.Device.Interval,
-			UserCodeCharset: cfg.Device.UserCodeCharset, UserCodeLength: cfg.Device.UserCodeLength,
-			VerificationURI: cfg.Issuer + httpapi.PathDevice, Enabled: devices.Enabled,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("device grant: %w", err)
-		}
-		srv.Device = &httpapi.Device{
-			Grant: grant, Approval: srv.Approval, Public: devices.Public,
-			PerIP: cfg.Device.AttemptsPerIP, Global: cfg.Device.Attempts,
-			NewLimiter: newLimit,
-		}
-		if lim := srv.Limits; lim != nil {
-			// Behind a trusted proxy, count the user's address, not the proxy's.
-			srv.Device.ClientIP = func(r *http.Request) string { return lim.ClientIP(r).String() }
-		}
-		srv.Discovery = withDevice(srv.Discovery, cfg, devices)
-	}
-	a = &App{Config: cfg, Service: svc, Store: st, Keys: signer, Tracing: tr, log: log, clients: registry, replay: replay}
-	switch cfg.Metrics.Listen {
-	case config.MetricsOnMain:
-		srv.Metrics = m.Handler()
-	case "":
-		// Not served: see config.Metrics.
-	default:
-		a.Telemetry = srv.TelemetryHandler(m.Handler())
-	}
-	a.Handler = tr.Handler(srv.Handler(), tracing.Routes(routes...))
-	return a, nil
+	return b.app(), nil
 }
 
 // routes are the patterns httpapi serves, naming the server spans
