@@ -15,6 +15,8 @@ var forbidden = map[string][]string{
 	// jose verifies JWTs and returns its own errors; the wire codes of
 	// RFC 6749 and CIBA are chosen by its callers (clientauth.tokenError).
 	"internal/jose": {"internal/ciba"},
+	// josetest signs the JWTs of the tests of jose, dpop and clientauth.
+	"internal/jose/josetest": {"internal/ciba"},
 	// consent words scopes and expiry for the pages and the e-mail; it
 	// knows nothing of requests.
 	"internal/consent": {"internal/ciba"},

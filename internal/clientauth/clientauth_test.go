@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
 	"github.com/cibaproxy/cibaproxy/internal/jose"
+	"github.com/cibaproxy/cibaproxy/internal/jose/josetest"
 )
 
 const (
@@ -125,20 +125,7 @@ func assertion(t testing.TB, key *rsa.PrivateKey, id, aud string, change func(ma
 	if change != nil {
 		change(c)
 	}
-	b, _ := json.Marshal(c)
-	s, err := gojose.NewSigner(gojose.SigningKey{Algorithm: gojose.RS256, Key: gojose.JSONWebKey{Key: key, KeyID: "k1"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jws, err := s.Sign(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := jws.CompactSerialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return josetest.SignClaims(t, gojose.SigningKey{Algorithm: gojose.RS256, Key: gojose.JSONWebKey{Key: key, KeyID: "k1"}}, nil, c)
 }
 
 func assertionForm(raw string) url.Values {

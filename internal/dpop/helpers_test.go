@@ -14,6 +14,8 @@ import (
 	"time"
 
 	gojose "github.com/go-jose/go-jose/v4"
+
+	"github.com/cibaproxy/cibaproxy/internal/jose/josetest"
 )
 
 // testNow is the fixed clock of the tests.
@@ -140,23 +142,7 @@ func (p proof) sign(t testing.TB) string {
 	for k, v := range p.headers {
 		opts.ExtraHeaders[k] = v
 	}
-	s, err := gojose.NewSigner(gojose.SigningKey{Algorithm: p.alg, Key: p.key}, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload, err := json.Marshal(p.claims)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jws, err := s.Sign(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := jws.CompactSerialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return josetest.SignClaims(t, gojose.SigningKey{Algorithm: p.alg, Key: p.key}, opts, p.claims)
 }
 
 // unsigned returns an alg "none" JWT with a jwk header and claims.

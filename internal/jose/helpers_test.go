@@ -16,6 +16,8 @@ import (
 	"time"
 
 	gojose "github.com/go-jose/go-jose/v4"
+
+	"github.com/cibaproxy/cibaproxy/internal/jose/josetest"
 )
 
 // Test keys are generated once per test binary.
@@ -90,29 +92,23 @@ func signPayload(t testing.TB, s signer, payload []byte) string {
 	for k, v := range s.headers {
 		opts.WithHeader(k, v)
 	}
-	sg, err := gojose.NewSigner(gojose.SigningKey{Algorithm: s.alg, Key: key}, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jws, err := sg.Sign(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := jws.CompactSerialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return josetest.Sign(t, gojose.SigningKey{Algorithm: s.alg, Key: key}, opts, payload)
 }
 
 // sign signs claims as a compact JWS.
 func sign(t testing.TB, s signer, claims map[string]any) string {
 	t.Helper()
-	b, err := json.Marshal(claims)
+	return signPayload(t, s, mustJSON(t, claims))
+}
+
+// mustJSON is v as JSON.
+func mustJSON(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return signPayload(t, s, b)
+	return b
 }
 
 // unsigned returns an "alg":"none" token of claims (RFC 7519 §6).

@@ -3,7 +3,6 @@ package abuse
 import (
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"net/http"
 	"net/url"
 	"os"
@@ -13,6 +12,7 @@ import (
 
 	gojose "github.com/go-jose/go-jose/v4"
 
+	"github.com/cibaproxy/cibaproxy/internal/jose/josetest"
 	"github.com/cibaproxy/cibaproxy/test/testutil"
 )
 
@@ -41,10 +41,6 @@ func jwtrolesSign(t *testing.T, typ string, claims map[string]any) string {
 	if typ != "" {
 		opts = opts.WithType(gojose.ContentType(typ))
 	}
-	s, err := gojose.NewSigner(gojose.SigningKey{Algorithm: gojose.SignatureAlgorithm(k.Algorithm), Key: k}, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
 	id := make([]byte, 16)
 	_, _ = rand.Read(id)
 	now := time.Now()
@@ -52,19 +48,7 @@ func jwtrolesSign(t *testing.T, typ string, claims map[string]any) string {
 	for k, v := range claims {
 		c[k] = v
 	}
-	b, err := json.Marshal(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jws, err := s.Sign(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := jws.CompactSerialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return josetest.SignClaims(t, gojose.SigningKey{Algorithm: gojose.SignatureAlgorithm(k.Algorithm), Key: k}, opts, c)
 }
 
 // TestJWTRoles: a JWT demo-poll signed as a request object does not
