@@ -1,9 +1,6 @@
 package config
 
-import (
-	"strings"
-	"testing"
-)
+import "testing"
 
 // tls_client_certificate_bound_access_tokens (RFC 8705 §3.4): one row per
 // rule, each breaking only that rule.
@@ -25,15 +22,7 @@ func TestCertBoundRules(t *testing.T) {
 			"not supported for a public client"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			data := doc(tt.over)
-			ps := problemsOf(t, data, noEnv)
-			if len(ps) != 1 {
-				t.Fatalf("got %d problems, want 1:\n%v", len(ps), ps)
-			}
-			p := ps[0]
-			if !strings.HasSuffix(p.Path, ".tls_client_certificate_bound_access_tokens") || !strings.Contains(p.Message, tt.msg) || p.Line <= 0 {
-				t.Fatalf("problem %q, want one at tls_client_certificate_bound_access_tokens with a line, containing %q", p, tt.msg)
-			}
+			oneProblemAt(t, doc(tt.over), "tls_client_certificate_bound_access_tokens", tt.msg)
 		})
 	}
 

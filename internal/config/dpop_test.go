@@ -26,14 +26,7 @@ func TestDPoPBoundRules(t *testing.T) {
 			"not possible with the oidc upstream"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			ps := problemsOf(t, doc(tt.over), noEnv)
-			if len(ps) != 1 {
-				t.Fatalf("got %d problems, want 1:\n%v", len(ps), ps)
-			}
-			p := ps[0]
-			if !strings.HasSuffix(p.Path, ".dpop_bound_access_tokens") || !strings.Contains(p.Message, tt.msg) || p.Line <= 0 {
-				t.Fatalf("problem %q, want one at dpop_bound_access_tokens with a line, containing %q", p, tt.msg)
-			}
+			oneProblemAt(t, doc(tt.over), "dpop_bound_access_tokens", tt.msg)
 		})
 	}
 	t.Run("tokens.dpop_nonce is refused with the oidc upstream, where it would do nothing", func(t *testing.T) {

@@ -135,3 +135,17 @@ func problemsOf(t *testing.T, data string, lookup lookupFunc) Problems {
 	}
 	return ps
 }
+
+// oneProblemAt fails t unless data has exactly one problem, at a client's
+// key, with a line, and saying msg.
+func oneProblemAt(t *testing.T, data, key, msg string) {
+	t.Helper()
+	ps := problemsOf(t, data, noEnv)
+	if len(ps) != 1 {
+		t.Fatalf("got %d problems, want 1:\n%v", len(ps), ps)
+	}
+	p := ps[0]
+	if !strings.HasSuffix(p.Path, "."+key) || !strings.Contains(p.Message, msg) || p.Line <= 0 {
+		t.Fatalf("problem %q, want one at %s with a line, containing %q", p, key, msg)
+	}
+}

@@ -26,6 +26,44 @@ import (
 	"github.com/cibaproxy/cibaproxy/internal/store/memory"
 )
 
+// boundService registers the clients of metas (validated by clientmeta)
+// and returns a ciba service on st that mints with cbMinter, and the
+// clients' registry: the setup of the tests of bound tokens (mTLS here,
+// DPoP in dpop_test.go).
+func boundService(t *testing.T, st ciba.Store, metas ...clientmeta.Metadata) (*ciba.Service, *clientauth.Registry) {
+	t.Helper()
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	ring, _ := seal.NewRing(seal.Key{ID: "k", Secret: key})
+	var regs []*clientauth.Registration
+	clients := map[string]*ciba.Client{}
+	for _, m := range metas {
+		v, problems := clientmeta.Check(m)
+		if problems != nil {
+			t.Fatal(problems)
+		}
+		reg, err := clientauth.NewRegistration(context.Background(), v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		regs = append(regs, reg)
+		clients[m.ID] = reg.Client()
+	}
+	registry, err := clientauth.NewRegistry(regs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := ciba.NewService(ciba.Config{DefaultExpiry: time.Minute, MaxExpiry: time.Minute, Interval: time.Second, BindingMessageMax: 20}, ciba.Deps{
+		Store: st, Upstream: fakeUpstream{}, Minter: cbMinter{}, Sealer: ring, Notifier: nopNotifier{},
+		Clients:     func(id string) (*ciba.Client, bool) { c, ok := clients[id]; return c, ok },
+		CallbackKey: key,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc, registry
+}
+
 // cbMinter mints an access token naming the thumbprint it is bound to.
 type cbMinter struct{}
 
@@ -73,40 +111,10 @@ func selfSigned(t *testing.T, cn string) tls.Certificate {
 // client secret, so a certificate is only what their tokens are bound to.
 func certBoundServer(t *testing.T) (ciba.Store, *ciba.Service, *cbRefresher, *httptest.Server) {
 	t.Helper()
-	key := make([]byte, 32)
-	_, _ = rand.Read(key)
-	ring, _ := seal.NewRing(seal.Key{ID: "k", Secret: key})
 	st := memory.New()
-	var regs []*clientauth.Registration
-	clients := map[string]*ciba.Client{}
-	for _, bound := range []bool{true, false} {
-		m := clientmeta.Metadata{ID: "plain", DeliveryMode: clientmeta.ModePoll, Secret: "secret", CertBoundAccessTokens: bound}
-		if bound {
-			m.ID = "bound"
-		}
-		v, problems := clientmeta.Check(m)
-		if problems != nil {
-			t.Fatal(problems)
-		}
-		reg, err := clientauth.NewRegistration(context.Background(), v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		regs = append(regs, reg)
-		clients[m.ID] = reg.Client()
-	}
-	registry, err := clientauth.NewRegistry(regs...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := ciba.NewService(ciba.Config{DefaultExpiry: time.Minute, MaxExpiry: time.Minute, Interval: time.Second, BindingMessageMax: 20}, ciba.Deps{
-		Store: st, Upstream: fakeUpstream{}, Minter: cbMinter{}, Sealer: ring, Notifier: nopNotifier{},
-		Clients:     func(id string) (*ciba.Client, bool) { c, ok := clients[id]; return c, ok },
-		CallbackKey: key,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc, registry := boundService(t, st,
+		clientmeta.Metadata{ID: "bound", DeliveryMode: clientmeta.ModePoll, Secret: "secret", CertBoundAccessTokens: true},
+		clientmeta.Metadata{ID: "plain", DeliveryMode: clientmeta.ModePoll, Secret: "secret"})
 	auth := &clientauth.Authenticator{Registry: registry}
 	ref := &cbRefresher{}
 	s := &Server{

@@ -24,7 +24,6 @@ import (
 	"github.com/cibaproxy/cibaproxy/internal/clientauth"
 	"github.com/cibaproxy/cibaproxy/internal/clientmeta"
 	"github.com/cibaproxy/cibaproxy/internal/dpop"
-	"github.com/cibaproxy/cibaproxy/internal/seal"
 	"github.com/cibaproxy/cibaproxy/internal/store/memory"
 )
 
@@ -71,40 +70,11 @@ func newDPoPEnv(t *testing.T, verifier func(ciba.Store) *dpop.Verifier) *dpopEnv
 // newDPoPEnvOn is newDPoPEnv on store st.
 func newDPoPEnvOn(t *testing.T, st ciba.Store, verifier func(ciba.Store) *dpop.Verifier) *dpopEnv {
 	t.Helper()
-	key := make([]byte, 32)
-	_, _ = rand.Read(key)
-	ring, _ := seal.NewRing(seal.Key{ID: "k", Secret: key})
-	var regs []*clientauth.Registration
-	clients := map[string]*ciba.Client{}
-	for _, m := range []clientmeta.Metadata{
-		{ID: "bound", DeliveryMode: clientmeta.ModePoll, Secret: "secret", DPoPBoundAccessTokens: true},
-		{ID: "plain", DeliveryMode: clientmeta.ModePoll, Secret: "secret"},
-		{ID: "pingbound", DeliveryMode: clientmeta.ModePing, Secret: "secret", DPoPBoundAccessTokens: true,
-			NotificationEndpoint: "https://ping.example/cb"},
-	} {
-		v, problems := clientmeta.Check(m)
-		if problems != nil {
-			t.Fatal(problems)
-		}
-		reg, err := clientauth.NewRegistration(context.Background(), v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		regs = append(regs, reg)
-		clients[m.ID] = reg.Client()
-	}
-	registry, err := clientauth.NewRegistry(regs...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := ciba.NewService(ciba.Config{DefaultExpiry: time.Minute, MaxExpiry: time.Minute, Interval: time.Second, BindingMessageMax: 20}, ciba.Deps{
-		Store: st, Upstream: fakeUpstream{}, Minter: cbMinter{}, Sealer: ring, Notifier: nopNotifier{},
-		Clients:     func(id string) (*ciba.Client, bool) { c, ok := clients[id]; return c, ok },
-		CallbackKey: key,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc, registry := boundService(t, st,
+		clientmeta.Metadata{ID: "bound", DeliveryMode: clientmeta.ModePoll, Secret: "secret", DPoPBoundAccessTokens: true},
+		clientmeta.Metadata{ID: "plain", DeliveryMode: clientmeta.ModePoll, Secret: "secret"},
+		clientmeta.Metadata{ID: "pingbound", DeliveryMode: clientmeta.ModePing, Secret: "secret", DPoPBoundAccessTokens: true,
+			NotificationEndpoint: "https://ping.example/cb"})
 	ref := &bindingRefresher{}
 	s := &Server{
 		Issuer: dpopIssuer, Service: svc, Clients: &clientauth.Authenticator{Registry: registry}, Refresher: ref, Logger: discard(),
