@@ -811,23 +811,26 @@ func (s *Store) lookupRecord(sh *recordShard, k recordKey) *recordEntry {
 	return e
 }
 
-// liveRecord returns the entry of k locked when it is live and has not
-// expired, else nil (unlinking an expired one).
-func (s *Store) liveRecord(sh *recordShard, k recordKey) *recordEntry {
+// liveRecord returns the entry of the record under kind and key, locked,
+// when it is live and has not expired, else nil (unlinking an expired
+// one); and the record's key and shard.
+func (s *Store) liveRecord(kind, key string) (*recordEntry, recordKey, *recordShard) {
+	k := recordKey{kind, key}
+	sh := s.recordShard(k)
 	e := s.lookupRecord(sh, k)
 	if e == nil {
-		return nil
+		return nil, k, sh
 	}
 	if !e.live {
 		e.mu.Unlock()
-		return nil
+		return nil, k, sh
 	}
 	if expired(e.expiresAt, time.Now()) {
 		unlinkRecord(sh, k, e)
 		e.mu.Unlock()
-		return nil
+		return nil, k, sh
 	}
-	return e
+	return e, k, sh
 }
 
 // GetRecord returns a copy of the record stored under kind and key; an error
@@ -836,9 +839,7 @@ func (s *Store) GetRecord(_ context.Context, kind, key string) ([]byte, error) {
 	if s.closed.Load() {
 		return nil, errClosed
 	}
-	k := recordKey{kind, key}
-	sh := s.recordShard(k)
-	e := s.liveRecord(sh, k)
+	e, _, _ := s.liveRecord(kind, key)
 	if e == nil {
 		return nil, errRecordNotFound
 	}
@@ -853,9 +854,7 @@ func (s *Store) TakeRecord(ctx context.Context, kind, key string) ([]byte, error
 	if err := s.usable(ctx); err != nil {
 		return nil, fmt.Errorf("memory store: take record: %w", err)
 	}
-	k := recordKey{kind, key}
-	sh := s.recordShard(k)
-	e := s.liveRecord(sh, k)
+	e, k, sh := s.liveRecord(kind, key)
 	if e == nil {
 		return nil, errRecordNotFound
 	}
