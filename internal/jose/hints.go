@@ -235,30 +235,38 @@ func HintSubjectID(claims map[string]any) (SubjectID, error) {
 	switch format {
 	case "":
 		return SubjectID{}, c.fail("sub_id", "sub_id has no format")
-	case "email":
-		s.Kind = HintEmail
-		s.Value, e = member("email")
-	case "phone_number":
-		s.Kind = HintPhoneNumber
-		s.Value, e = member("phone_number")
-	case "phone":
-		s.Kind = HintPhoneNumber
-		s.Value, e = member("phone")
-	case "opaque":
-		s.Kind = HintOpaque
-		s.Value, e = member("id")
 	case "iss_sub":
 		s.Kind = HintIssSub
 		if s.Issuer, e = member("iss"); e == nil {
 			s.Value, e = member("sub")
 		}
 	default:
-		return SubjectID{}, c.fail("sub_id", "sub_id format %q is not supported (email, phone_number, opaque, iss_sub)", clip(format))
+		kind, name, ok := oneMemberFormat(format)
+		if !ok {
+			return SubjectID{}, c.fail("sub_id", "sub_id format %q is not supported (email, phone_number, opaque, iss_sub)", clip(format))
+		}
+		s.Kind = kind
+		s.Value, e = member(name)
 	}
 	if e != nil {
 		return SubjectID{}, e
 	}
 	return s, nil
+}
+
+// oneMemberFormat returns the hint kind of a sub_id format whose value is
+// one member (RFC 9493 §3), and that member's name; false for any other.
+// "phone" is the name drafts gave phone_number.
+func oneMemberFormat(format string) (kind, member string, ok bool) {
+	switch format {
+	case "email":
+		return HintEmail, "email", true
+	case "phone_number", "phone":
+		return HintPhoneNumber, format, true
+	case "opaque":
+		return HintOpaque, "id", true
+	}
+	return "", "", false
 }
 
 // HintSubject is HintSubjectID as kind and value. For kind HintIssSub the
