@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/cibaproxy/cibaproxy/internal/testport"
+	"github.com/cibaproxy/cibaproxy/internal/testproc"
 	"io"
 	"net"
 	"net/http"
@@ -32,7 +33,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -142,7 +142,7 @@ type IdP struct {
 	dataDir    string
 	http       *http.Client
 
-	logs lockedBuffer
+	logs testproc.Logs
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -331,25 +331,12 @@ func (p *IdP) end(graceful bool) {
 	if cmd == nil {
 		return
 	}
-	if graceful {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		timer := time.NewTimer(StopTimeout)
-		select {
-		case <-done:
-		case <-timer.C:
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		timer.Stop()
-	} else {
-		_ = cmd.Process.Kill()
-		<-done
-	}
+	testproc.End(cmd, done, graceful, StopTimeout)
 	p.mu.Lock()
 	err := p.waitErr
 	p.cmd = nil
 	p.mu.Unlock()
-	fmt.Fprintf(&p.logs, "----- idp stopped (%s): %v\n", map[bool]string{true: "SIGTERM", false: "SIGKILL"}[graceful], err)
+	testproc.Stopped(&p.logs, "idp", graceful, err)
 }
 
 func (p *IdP) cleanup() {
@@ -483,23 +470,4 @@ func (p *IdP) call(ctx context.Context, method, path string, in any, want int, o
 		}
 	}
 	return nil
-}
-
-// lockedBuffer is a bytes.Buffer safe for the process's writers and the
-// test's readers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -1,7 +1,6 @@
 package testutil
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -11,9 +10,10 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cibaproxy/cibaproxy/internal/testproc"
 )
 
 // Bounds of the waits around the server process.
@@ -77,7 +77,7 @@ type Server struct {
 	// port, so parallel servers do not meet on the examples' default.
 	MetricsURL string
 
-	logs lockedBuffer
+	logs testproc.Logs
 
 	mu       sync.Mutex
 	cmd      *exec.Cmd
@@ -313,24 +313,14 @@ func (s *Server) end(graceful bool) {
 	s.stopping = true
 	s.mu.Unlock()
 
-	if graceful {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(StopTimeout):
-			s.t.Errorf("cibaproxy did not exit within %v of SIGTERM; killing it", StopTimeout)
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	} else {
-		_ = cmd.Process.Kill()
-		<-done
+	if testproc.End(cmd, done, graceful, StopTimeout) {
+		s.t.Errorf("cibaproxy did not exit within %v of SIGTERM; killed it", StopTimeout)
 	}
 	s.mu.Lock()
 	err := s.waitErr
 	s.cmd = nil
 	s.mu.Unlock()
-	fmt.Fprintf(&s.logs, "----- cibaproxy stopped (%s): %v\n", map[bool]string{true: "SIGTERM", false: "SIGKILL"}[graceful], err)
+	testproc.Stopped(&s.logs, "cibaproxy", graceful, err)
 	if graceful && err != nil {
 		s.t.Errorf("cibaproxy did not exit cleanly after SIGTERM: %v", err)
 	}
@@ -360,23 +350,4 @@ func (s *Server) cleanup() {
 	if s.t.Failed() || os.Getenv(EnvLogs) != "" {
 		s.t.Logf("cibaproxy stderr:\n%s", logs)
 	}
-}
-
-// lockedBuffer is a bytes.Buffer safe for the process's writers and the
-// test's readers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
