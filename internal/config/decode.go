@@ -199,8 +199,7 @@ func (d *decoder) special(n *yaml.Node, v reflect.Value, path string) bool {
 }
 
 func (d *decoder) str(n *yaml.Node, v reflect.Value, path string) {
-	if n.Kind != yaml.ScalarNode {
-		d.col.addBad(d.src, path, n.Line, "expected a string, got %s", describe(n))
+	if !d.is(n, yaml.ScalarNode, path, "a string") {
 		return
 	}
 	v.SetString(n.Value)
@@ -254,11 +253,7 @@ func (d *decoder) float(n *yaml.Node, v reflect.Value, path string) {
 // scalar checks that n is a non-empty scalar for a typed (non-string)
 // value. An empty string, as left by "${UNSET}", counts as absent.
 func (d *decoder) scalar(n *yaml.Node, path, want string) bool {
-	if n.Kind != yaml.ScalarNode {
-		d.col.addBad(d.src, path, n.Line, "expected %s, got %s", want, describe(n))
-		return false
-	}
-	return n.Value != ""
+	return d.is(n, yaml.ScalarNode, path, want) && n.Value != ""
 }
 
 func (d *decoder) duration(n *yaml.Node, v reflect.Value, path string) {
@@ -314,8 +309,7 @@ func (d *decoder) rawJSON(n *yaml.Node, v reflect.Value, path string) {
 // anyMap decodes free-form values (claims) with yaml.v3's own decoder,
 // which guards against alias bombs itself.
 func (d *decoder) anyMap(n *yaml.Node, v reflect.Value, path string) {
-	if n.Kind != yaml.MappingNode {
-		d.col.addBad(d.src, path, n.Line, "expected a mapping, got %s", describe(n))
+	if !d.is(n, yaml.MappingNode, path, "a mapping") {
 		return
 	}
 	m := make(map[string]any)
@@ -330,23 +324,16 @@ func (d *decoder) anyMap(n *yaml.Node, v reflect.Value, path string) {
 // stringMap decodes a mapping of strings to strings (scope descriptions);
 // each key gets its own path and line, for the problems about it.
 func (d *decoder) stringMap(n *yaml.Node, v reflect.Value, path string) {
-	if n.Kind != yaml.MappingNode {
-		d.col.addBad(d.src, path, n.Line, "expected a mapping (key: value lines), got %s", describe(n))
+	if !d.is(n, yaml.MappingNode, path, "a mapping (key: value lines)") {
 		return
 	}
 	m := make(map[string]string)
-	for _, p := range d.pairs(n, path, make(map[*yaml.Node]bool)) {
-		kp := joinKey(path, p.key.Value)
-		d.src.lines[kp] = p.key.Line
-		val := p.value
-		for val.Kind == yaml.AliasNode && val.Alias != nil {
-			val = val.Alias
-		}
-		if val.Kind != yaml.ScalarNode || isNull(val) {
-			d.col.addBad(d.src, kp, p.key.Line, "expected a string, got %s", describe(val))
+	for _, e := range d.entries(n, path) {
+		if e.value.Kind != yaml.ScalarNode || isNull(e.value) {
+			d.col.addBad(d.src, e.path, e.line, "expected a string, got %s", describe(e.value))
 			continue
 		}
-		m[p.key.Value] = val.Value
+		m[e.key] = e.value.Value
 	}
 	v.Set(reflect.ValueOf(m))
 	d.src.set[path] = true
@@ -356,29 +343,21 @@ func (d *decoder) stringMap(n *yaml.Node, v reflect.Value, path string) {
 // authorization_details.types) into a map from string to any decodable
 // type, each value at the path "path.key".
 func (d *decoder) keyedMap(n *yaml.Node, v reflect.Value, path string) {
-	if n.Kind != yaml.MappingNode {
-		d.col.addBad(d.src, path, n.Line, "expected a mapping (key: value lines), got %s", describe(n))
+	if !d.is(n, yaml.MappingNode, path, "a mapping (key: value lines)") {
 		return
 	}
 	m := reflect.MakeMap(v.Type())
-	for _, p := range d.pairs(n, path, make(map[*yaml.Node]bool)) {
-		kp := joinKey(path, p.key.Value)
-		d.src.lines[kp] = p.key.Line
-		val := p.value
-		for val.Kind == yaml.AliasNode && val.Alias != nil {
-			val = val.Alias
-		}
-		e := reflect.New(v.Type().Elem()).Elem()
-		d.decode(val, e, kp)
-		m.SetMapIndex(reflect.ValueOf(p.key.Value).Convert(v.Type().Key()), e)
+	for _, e := range d.entries(n, path) {
+		elem := reflect.New(v.Type().Elem()).Elem()
+		d.decode(e.value, elem, e.path)
+		m.SetMapIndex(reflect.ValueOf(e.key).Convert(v.Type().Key()), elem)
 	}
 	v.Set(m)
 	d.src.set[path] = true
 }
 
 func (d *decoder) sequence(n *yaml.Node, v reflect.Value, path string) {
-	if n.Kind != yaml.SequenceNode {
-		d.col.addBad(d.src, path, n.Line, "expected a list, got %s", describe(n))
+	if !d.is(n, yaml.SequenceNode, path, "a list") {
 		return
 	}
 	s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
@@ -393,12 +372,45 @@ func (d *decoder) sequence(n *yaml.Node, v reflect.Value, path string) {
 
 type pair struct{ key, value *yaml.Node }
 
+// is reports whether n is of kind k; if not, it records the problem
+// "expected what, got ..." at path.
+func (d *decoder) is(n *yaml.Node, k yaml.Kind, path, what string) bool {
+	if n.Kind != k {
+		d.col.addBad(d.src, path, n.Line, "expected %s, got %s", what, describe(n))
+		return false
+	}
+	return true
+}
+
+// entry is one key of a mapping whose keys the operator chooses: the key,
+// its path and line, and its value with aliases resolved.
+type entry struct {
+	key, path string
+	line      int
+	value     *yaml.Node
+}
+
+// entries returns the entries of mapping n at path, recording the line of
+// each key.
+func (d *decoder) entries(n *yaml.Node, path string) []entry {
+	var out []entry
+	for _, p := range d.pairs(n, path, make(map[*yaml.Node]bool)) {
+		kp := joinKey(path, p.key.Value)
+		d.src.lines[kp] = p.key.Line
+		val := p.value
+		for val.Kind == yaml.AliasNode && val.Alias != nil {
+			val = val.Alias
+		}
+		out = append(out, entry{key: p.key.Value, path: kp, line: p.key.Line, value: val})
+	}
+	return out
+}
+
 // mapping decodes a mapping into a struct, by the fields' yaml tags.
 // Unknown keys are errors: a misspelt key would otherwise be a setting
 // silently left at its default.
 func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
-	if n.Kind != yaml.MappingNode {
-		d.col.addBad(d.src, path, n.Line, "expected a mapping (key: value lines), got %s", describe(n))
+	if !d.is(n, yaml.MappingNode, path, "a mapping (key: value lines)") {
 		return
 	}
 	fields := yamlFields(v.Type())
