@@ -62,11 +62,8 @@ func VerifyLoginHintToken(ctx context.Context, raw string, p HintTokenPolicy) (m
 	// A request object or a client assertion of the client is signed with
 	// the same key; one typed as such is no hint (RFC 8725 §3.11). A typ
 	// that is no string types nothing it can be told apart by.
-	if t.badTyp {
-		return nil, c.fail("typ", "the typ header must be a string")
-	}
-	if otherRole(t.mediaType()) {
-		return nil, c.fail("typ", "typ %q: this JWT was made for another use (RFC 8725 §3.11)", clip(t.typ))
+	if e := c.ownRole(t, ""); e != nil {
+		return nil, e
 	}
 	var ks KeySet
 	var owner string
@@ -138,11 +135,8 @@ func VerifyIDTokenHint(ctx context.Context, raw string, p IDTokenHintPolicy) (ma
 	}
 	// An access token (or another JWT typed for a role) of the issuer is
 	// no ID token, whatever its claims (RFC 8725 §3.11).
-	if t.badTyp {
-		return nil, c.fail("typ", "the typ header must be a string")
-	}
-	if otherRole(t.mediaType()) {
-		return nil, c.fail("typ", "typ %q: this JWT was made for another use than an ID token (RFC 8725 §3.11)", clip(t.typ))
+	if e := c.ownRole(t, " than an ID token"); e != nil {
+		return nil, e
 	}
 	if t.std.Issuer != p.Issuer {
 		return nil, c.fail("iss", "iss %q is not the issuer %q", clip(t.std.Issuer), p.Issuer)
@@ -160,6 +154,19 @@ func VerifyIDTokenHint(ctx context.Context, raw string, p IDTokenHintPolicy) (ma
 		return nil, e
 	}
 	return t.claims, nil
+}
+
+// ownRole refuses a token whose typ header is not a string or names
+// another role of JWT (otherRole): it was made for another use (RFC 8725
+// §3.11); than, when not empty, names this use in the message.
+func (c check) ownRole(t *token, than string) *ValidationError {
+	if t.badTyp {
+		return c.fail("typ", "the typ header must be a string")
+	}
+	if otherRole(t.mediaType()) {
+		return c.fail("typ", "typ %q: this JWT was made for another use%s (RFC 8725 §3.11)", clip(t.typ), than)
+	}
+	return nil
 }
 
 // otherRole reports whether typ, a media type as token.mediaType gives it,
