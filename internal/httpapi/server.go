@@ -255,20 +255,31 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 // request object they must all be inside it.
 var authParams = []string{"scope", "client_notification_token", "acr_values", "login_hint_token", "id_token_hint", "login_hint", "binding_message", "user_code", "requested_expiry", "dpop_jkt", "authorization_details"}
 
-// backchannelAuthorize is the backchannel authentication endpoint (CIBA §7).
-func (s *Server) backchannelAuthorize(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
+// formClient parses the form of r and authenticates its client for the
+// endpoint at path (below the issuer); on failure it writes the error and
+// returns false.
+func (s *Server) formClient(w http.ResponseWriter, r *http.Request, path string) (url.Values, *ciba.Client, bool) {
 	form, err := parseForm(w, r)
 	if err != nil {
 		writeError(w, err)
-		return
+		return nil, nil, false
 	}
-	client, err := s.Clients.Authenticate(ctx, r, form, s.Issuer+PathBCAuthz)
+	client, err := s.Clients.Authenticate(r.Context(), r, form, s.Issuer+path)
 	if err != nil {
 		writeError(w, err)
-		return
+		return nil, nil, false
 	}
 	noteClient(w, client.ID)
+	return form, client, true
+}
+
+// backchannelAuthorize is the backchannel authentication endpoint (CIBA §7).
+func (s *Server) backchannelAuthorize(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	form, client, ok := s.formClient(w, r, PathBCAuthz)
+	if !ok {
+		return
+	}
 	if !s.admitBCAuthorize(w, r, client) {
 		return
 	}

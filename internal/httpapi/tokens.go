@@ -63,17 +63,10 @@ func errNoIntrospection(id string) error {
 // (RFC 7662 §2.2).
 func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	form, err := parseForm(w, r)
-	if err != nil {
-		writeError(w, err)
+	form, client, ok := s.formClient(w, r, PathIntrospect)
+	if !ok {
 		return
 	}
-	client, err := s.Clients.Authenticate(ctx, r, form, s.Issuer+PathIntrospect)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	noteClient(w, client.ID)
 	if !client.Introspection {
 		writeError(w, errNoIntrospection(client.ID))
 		return
