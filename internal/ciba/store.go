@@ -107,6 +107,14 @@ type Store interface {
 	// TakeRecord returns and deletes a record atomically: two callers never
 	// both get it.
 	TakeRecord(ctx context.Context, kind, key string) ([]byte, error)
+	// SwapRecord replaces the record under kind and key by new if it holds
+	// old, atomically: the compare-and-set of records (two callers that
+	// read the same old value never both swap). A nil old means absent
+	// (or expired); a nil new deletes the record. What SwapRecord writes
+	// has no lifetime. It reports whether it swapped: a record that holds
+	// another value is (false, nil), and nothing changed.
+	// It backs records that change in place (passkey credentials).
+	SwapRecord(ctx context.Context, kind, key string, old, new []byte) (bool, error)
 
 	// Close releases the backend.
 	Close() error

@@ -112,6 +112,13 @@ func (s *store) TakeRecord(ctx context.Context, kind, key string) ([]byte, error
 	return v, err
 }
 
+func (s *store) SwapRecord(ctx context.Context, kind, key string, old, new []byte) (bool, error) {
+	start := time.Now()
+	ok, err := s.Store.SwapRecord(ctx, kind, key, old, new)
+	s.done("swap_record", start, err)
+	return ok, err
+}
+
 // Poll times the poll (the path clients load most): two clock reads and
 // one observation, no allocation.
 func (s *store) Poll(ctx context.Context, id string, q ciba.PollQuery) (ciba.PollResult, error) {

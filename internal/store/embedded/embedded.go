@@ -455,6 +455,11 @@ func (s *Store) TakeRecord(ctx context.Context, kind, key string) ([]byte, error
 	return s.mem.TakeRecord(ctx, kind, key)
 }
 
+// SwapRecord replaces a record durably if it holds old (ciba.Store.SwapRecord).
+func (s *Store) SwapRecord(ctx context.Context, kind, key string, old, new []byte) (bool, error) {
+	return s.mem.SwapRecord(ctx, kind, key, old, new)
+}
+
 // Close makes later calls fail with an error wrapping ciba.ErrUnavailable,
 // waits for a running sweep and closes the file. It may be called more than
 // once.

@@ -438,3 +438,38 @@ func BenchmarkCreateRequest(b *testing.B) {
 		})
 	}
 }
+
+func TestSwappedRecordsSurviveReopen(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "store.db")
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []struct{ key, old, new string }{{"alice", "", "one"}, {"alice", "one", "two"}, {"bob", "", "gone"}} {
+		var old []byte
+		if step.old != "" {
+			old = []byte(step.old)
+		}
+		if ok, err := s.SwapRecord(ctx, "passkeys", step.key, old, []byte(step.new)); !ok || err != nil {
+			t.Fatalf("SwapRecord(%s → %s) = %v, %v", step.old, step.new, ok, err)
+		}
+	}
+	if ok, err := s.SwapRecord(ctx, "passkeys", "bob", []byte("gone"), nil); !ok || err != nil {
+		t.Fatalf("SwapRecord(gone → nil) = %v, %v", ok, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if v, err := s.GetRecord(ctx, "passkeys", "alice"); err != nil || string(v) != "two" {
+		t.Fatalf("after reopen alice = %q, %v; want two", v, err)
+	}
+	if _, err := s.GetRecord(ctx, "passkeys", "bob"); !errors.Is(err, ciba.ErrNotFound) {
+		t.Fatalf("after reopen bob: %v, want ErrNotFound", err)
+	}
+}

@@ -869,6 +869,62 @@ func (s *Store) TakeRecord(ctx context.Context, kind, key string) ([]byte, error
 	return v, nil
 }
 
+// SwapRecord replaces the record under kind and key by a copy of new if it
+// holds old (nil: absent or expired); a nil new deletes it. What it writes
+// has no lifetime (ciba.Store.SwapRecord).
+func (s *Store) SwapRecord(ctx context.Context, kind, key string, old, new []byte) (bool, error) {
+	if err := s.usable(ctx); err != nil {
+		return false, fmt.Errorf("memory store: swap record: %w", err)
+	}
+	if err := checkRecordKey(kind); err != nil {
+		return false, fmt.Errorf("memory store: swap record: %w", err)
+	}
+	k := recordKey{kind, key}
+	sh := s.recordShard(k)
+	e, sweep := s.lockRecord(sh, k)
+	defer func() {
+		if sweep {
+			s.sweepRecords(sh)
+		}
+	}()
+	present := e.live && !expired(e.expiresAt, time.Now())
+	if present != (old != nil) || present && !bytes.Equal(e.value, old) {
+		if !e.live {
+			unlinkRecord(sh, k, e)
+		}
+		e.mu.Unlock()
+		return false, nil
+	}
+	if new == nil {
+		if s.journal != nil {
+			if err := s.journal.DeleteRecord(ctx, kind, key); err != nil {
+				if !e.live {
+					unlinkRecord(sh, k, e)
+				}
+				e.mu.Unlock()
+				return false, journalError("swap record", err)
+			}
+		}
+		unlinkRecord(sh, k, e)
+		e.mu.Unlock()
+		return true, nil
+	}
+	if s.journal != nil {
+		if err := s.journal.PutRecord(ctx, kind, key, new, time.Time{}); err != nil {
+			if !e.live {
+				unlinkRecord(sh, k, e)
+			}
+			e.mu.Unlock()
+			return false, journalError("swap record", err)
+		}
+	}
+	e.value = bytes.Clone(new)
+	e.expiresAt = time.Time{}
+	e.live = true
+	e.mu.Unlock()
+	return true, nil
+}
+
 // Close makes every later call fail with an error wrapping
 // ciba.ErrUnavailable. It does not close the journal, which belongs to the
 // caller. It may be called more than once.

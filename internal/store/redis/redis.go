@@ -826,6 +826,35 @@ func (s *Store) TakeRecord(ctx context.Context, kind, key string) ([]byte, error
 	return []byte(v), nil
 }
 
+// SwapRecord replaces the record under kind and key by new if it holds old
+// (nil: absent or expired), in one script; a nil new deletes it. What it
+// writes has no lifetime (ciba.Store.SwapRecord).
+func (s *Store) SwapRecord(ctx context.Context, kind, key string, old, new []byte) (bool, error) {
+	const op = "swap record"
+	if err := s.usable(ctx, op); err != nil {
+		return false, err
+	}
+	if err := checkKind(kind); err != nil {
+		return false, fmt.Errorf("redis store: %s: %w", op, err)
+	}
+	flag := func(b []byte) string {
+		if b == nil {
+			return "0"
+		}
+		return "1"
+	}
+	rk := s.recordKey(kind, key)
+	cmd, werr := s.runDurable(ctx, swapScript, rk, flag(old), old, flag(new), new)
+	n, err := cmd.Int64()
+	if err != nil {
+		return false, unavailable(op, err)
+	}
+	if werr != nil {
+		return false, inDoubt(op, werr)
+	}
+	return n == 1, nil
+}
+
 // Close stops the subscription loop and, for a Store made by Open, closes
 // the client. Every later call fails with an error wrapping
 // ciba.ErrUnavailable. It may be called more than once.

@@ -72,6 +72,19 @@ redis.call('HSET', KEYS[1], 'p', ARGV[2])
 return 1
 `)
 
+	// swapScript replaces a record if it holds the value given: the
+	// compare-and-set of records (Store.SwapRecord).
+	// KEYS[1] record key; ARGV had old ('1' or '0'), old, has new, new.
+	// Returns 1 if swapped, 0 if the record holds another value.
+	swapScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if ARGV[1] == '0' then
+  if cur ~= false then return 0 end
+elseif cur ~= ARGV[2] then return 0 end
+if ARGV[3] == '0' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[4]) end
+return 1
+`)
+
 	// unindexScript deletes an ApprovalID index key if it still names the
 	// request. KEYS[1] index key; ARGV id. Returns the number deleted.
 	unindexScript = redis.NewScript(`

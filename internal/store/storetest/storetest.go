@@ -117,6 +117,9 @@ var tests = []struct {
 	{"GetRecord returns a copy and PutRecord keeps a copy", testRecordCopies},
 	{"an empty record value is stored", testRecordEmpty},
 	{"token revocation marks: one of 20 concurrent revokers writes the mark, which every read then sees", testRevocationMarks},
+	{"SwapRecord creates, replaces and deletes only over the value it was given", testSwap},
+	{"SwapRecord lets exactly one of 50 concurrent swappers of the same value win", testSwapConcurrent},
+	{"SwapRecord counts an expired record as absent and writes without lifetime", testSwapExpired},
 
 	// Context and Close.
 	{"a write with a cancelled context fails and changes nothing", testCancelledContext},
