@@ -44,14 +44,16 @@ func (d *Decisions) Approve(ctx context.Context, id string, authTime time.Time, 
 // compare-and-set. A request that named its user keeps it (the caller
 // checked that the two are the same user).
 func (d *Decisions) ApproveBy(ctx context.Context, id string, authTime time.Time, tokens []byte, subject string) error {
-	return d.approve(ctx, id, authTime, tokens, subject, nil)
+	return d.approve(ctx, id, authTime, tokens, subject, nil, "")
 }
 
 // approve is ApproveBy; a non-nil approved is the digest of the
 // authorization_details the user approved (AuthRequest.ApprovedDetails),
 // recorded in the same compare-and-set, which refuses it unless it is the
 // digest of the stored request's details.
-func (d *Decisions) approve(ctx context.Context, id string, authTime time.Time, tokens []byte, subject string, approved *string) error {
+// record, if not empty, is the signed approval record kept with the
+// decision (AuthRequest.ApprovalRecord).
+func (d *Decisions) approve(ctx context.Context, id string, authTime time.Time, tokens []byte, subject string, approved *string, record string) error {
 	now := d.now()
 	sealed, err := d.sealer.Seal(tokens, []byte(id))
 	if err != nil {
@@ -70,6 +72,7 @@ func (d *Decisions) approve(ctx context.Context, id string, authTime time.Time, 
 		if r.Subject == "" {
 			r.Subject = subject
 		}
+		r.ApprovalRecord = record
 		return nil
 	})
 	if err != nil {
@@ -123,6 +126,14 @@ func (d *Decisions) ApproveWithMinter(ctx context.Context, r *AuthRequest) error
 // not carry exactly the approved list (server_error): the token carries
 // what the user approved, or there is no token.
 func (d *Decisions) ApproveShown(ctx context.Context, r *AuthRequest, shown string) error {
+	return d.ApproveWithRecord(ctx, r, shown, nil)
+}
+
+// ApproveWithRecord is ApproveShown keeping a signed approval record with
+// the decision (AuthRequest.ApprovalRecord), in the same compare-and-set:
+// record is called with the approval time and returns the record; its
+// error approves nothing.
+func (d *Decisions) ApproveWithRecord(ctx context.Context, r *AuthRequest, shown string, record func(at time.Time) (string, error)) error {
 	if d.minter == nil {
 		return Errorf(CodeInvalidRequest, "with this upstream the user approves by signing in at the identity provider through the approval link; the callback can only deny")
 	}
@@ -146,7 +157,13 @@ func (d *Decisions) ApproveShown(ctx context.Context, r *AuthRequest, shown stri
 	if err != nil {
 		return &Error{Code: CodeServerError, Description: "tokens could not be encoded", Err: err}
 	}
-	return d.approve(ctx, r.ID, now, body, "", &shown)
+	rec := ""
+	if record != nil {
+		if rec, err = record(now); err != nil {
+			return &Error{Code: CodeServerError, Description: "the approval record could not be signed", Err: err}
+		}
+	}
+	return d.approve(ctx, r.ID, now, body, "", &shown, rec)
 }
 
 // carriesApproved checks that the token response carries exactly the

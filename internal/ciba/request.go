@@ -179,6 +179,13 @@ type AuthRequest struct {
 	// is told and what the tokens say come from the same request: the
 	// access token names it in act (RFC 8693 §4.1). "" otherwise.
 	Actor string `json:"actor,omitempty"`
+
+	// ApprovalRecord is the signed approval record of a request approved
+	// with a passkey: a JWS, signed with cibaproxy's signing key, saying
+	// who approved what, when and with which credential (package passkey).
+	// Written in the same compare-and-set as the approval; "" for other
+	// approvals. Not a secret.
+	ApprovalRecord string `json:"approval_record,omitempty"`
 }
 
 // DetailsDigest returns the digest of the request's authorization_details

@@ -46,7 +46,7 @@ func encodeRequest(r *ciba.AuthRequest) string {
 func sizeHint(r *ciba.AuthRequest) int {
 	return 64 + len(r.ID) + len(r.ApprovalID) + len(r.ClientID) + len(r.Subject) + len(r.LoginHint) +
 		len(r.BindingMessage) + len(r.UserCodeHash) + len(r.NotificationToken) + len(r.Result) + len(r.TraceParent) +
-		len(r.Relay.ID) + len(r.CertThumbprint) + len(r.DPoPJKT) + len(r.AuthzDetails) + len(r.ApprovedDetails) + len(r.Actor) + 16*(len(r.Scopes)+len(r.ACRValues))
+		len(r.Relay.ID) + len(r.CertThumbprint) + len(r.DPoPJKT) + len(r.AuthzDetails) + len(r.ApprovedDetails) + len(r.Actor) + len(r.ApprovalRecord) + 16*(len(r.Scopes)+len(r.ACRValues))
 }
 
 // snapshotOf returns r as the store keeps it: one allocation holding the
@@ -110,6 +110,7 @@ func appendRequest(b []byte, r *ciba.AuthRequest) []byte {
 	b = appendBool(b, r.PublicClient)
 	b = appendString(b, r.ApprovedDetails)
 	b = appendString(b, r.Actor)
+	b = appendString(b, r.ApprovalRecord)
 	return b
 }
 
@@ -155,6 +156,7 @@ func decodeRequest(s string) (*ciba.AuthRequest, error) {
 	r.PublicClient = d.bool()
 	r.ApprovedDetails = d.string()
 	r.Actor = d.string()
+	r.ApprovalRecord = d.string()
 	if d.bad || d.i != len(d.s) {
 		return nil, errCorrupt
 	}

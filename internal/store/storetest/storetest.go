@@ -162,8 +162,9 @@ func NewRequest() *ciba.AuthRequest {
 		CertThumbprint: "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2",
 		// Canonical JSON with a number a JSON round trip through float64
 		// would rewrite (123.50): a store keeps it byte for byte.
-		AuthzDetails: `[{"creditorName":"Merchant A","instructedAmount":{"amount":123.50,"currency":"EUR"},"type":"payment_initiation"}]`,
-		Actor:        "client-1",
+		AuthzDetails:   `[{"creditorName":"Merchant A","instructedAmount":{"amount":123.50,"currency":"EUR"},"type":"payment_initiation"}]`,
+		Actor:          "client-1",
+		ApprovalRecord: "eyJhbGciOiJFUzI1NiJ9.e30.c2ln",
 	}
 }
 
