@@ -165,6 +165,11 @@ type Config struct {
 	// 9396): the authorization_details types accepted, their schemas and
 	// bounds. Off by default.
 	AuthorizationDetails AuthorizationDetails `yaml:"authorization_details"`
+
+	// Approval says how users of the local upstream approve on the
+	// approval and device pages: with a password, a passkey (WebAuthn)
+	// or either (docs/passkeys.md).
+	Approval Approval `yaml:"approval"`
 }
 
 // Metrics configures where Prometheus metrics are served. The metrics name
@@ -292,6 +297,10 @@ type User struct {
 	// released by scope. They must be representable as JSON and must not
 	// set a claim cibaproxy sets itself (iss, sub, aud, exp …).
 	Claims map[string]any `yaml:"claims"`
+
+	// ApprovalMethod overrides approval.method for this user: "passkey",
+	// "password" or "either". Empty: approval.method.
+	ApprovalMethod string `yaml:"approval_method"`
 }
 
 // CIBA holds the protocol settings of backchannel authentication

@@ -196,7 +196,7 @@ func TestUsersFile(t *testing.T) {
 	users := filepath.Join(dir, "users.yaml")
 	want := users + `:1: upstream.local.users_file[0].username: duplicate username "alice" (also upstream.local.users[0])
 ` + users + `:4: upstream.local.users_file[1].password_hash: not a bcrypt hash: expected 60 characters like "$2a$10$…" (make one with ` + "`printf %s 'secret' | cibaproxy hash-secret`" + `)
-` + users + `:5: upstream.local.users_file[1].shoe_size: unknown key "shoe_size"; the keys here are claims, password_hash, subject, user_code_hash, username`
+` + users + `:5: upstream.local.users_file[1].shoe_size: unknown key "shoe_size"; the keys here are approval_method, claims, password_hash, subject, user_code_hash, username`
 	if ps.Error() != want {
 		t.Errorf("got:\n%s\nwant:\n%s", ps.Error(), want)
 	}

@@ -115,6 +115,7 @@ func (v *validator) defaults(c *Config) {
 	v.tlsDefaults(c)
 	v.deviceDefaults(&c.Device)
 	v.authzDetailsDefaults(&c.AuthorizationDetails)
+	v.approvalDefaults(&c.Approval)
 
 	for i := range c.Clients {
 		cl := &c.Clients[i]
@@ -161,6 +162,7 @@ func (v *validator) validate(c *Config) {
 	v.checkValidation(c)
 	v.checkPages(&c.Pages)
 	v.checkAuthzDetails(c)
+	v.checkApproval(c)
 	switch c.Upstream.Type {
 	case UpstreamOIDC:
 		v.checkOIDC(c)
