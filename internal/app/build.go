@@ -273,6 +273,9 @@ func (b *builder) buildServer(ctx context.Context) error {
 			},
 			DetailTemplates: cfg.AuthorizationDetails.Templates,
 		}
+		if cfg.Upstream.Type == config.UpstreamLocal {
+			b.srv.Approval.Passkeys = Passkeys(cfg, b.st, b.signer, b.log)
+		}
 	}
 	// The device grant: verified on cibaproxy's page (local, oidc), or
 	// relayed to the IdP's own device endpoint (ciba), with no page here.

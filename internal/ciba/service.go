@@ -283,6 +283,13 @@ func (s *Service) ApproveShown(ctx context.Context, r *AuthRequest, shown string
 	return s.decisions.ApproveShown(ctx, r, shown)
 }
 
+// ApproveWithRecord approves request r with the Minter's tokens, the user
+// having been shown the details of digest shown, keeping a signed approval
+// record with the decision (Decisions.ApproveWithRecord).
+func (s *Service) ApproveWithRecord(ctx context.Context, r *AuthRequest, shown string, record func(at time.Time) (string, error)) error {
+	return s.decisions.ApproveWithRecord(ctx, r, shown, record)
+}
+
 // CallbackToken returns the callback bearer for an approval id
 // (Decisions.CallbackToken).
 func (s *Service) CallbackToken(approvalID string) string {

@@ -62,6 +62,9 @@ type Approval struct {
 	// authorization_details types (authorization_details.types[].template);
 	// nil: every element gets the default rendering.
 	DetailTemplates *authzdetails.Templates
+	// Passkeys, with the local upstream, lets users enrol passkeys and
+	// approve with them (passkey.go); nil: passwords only.
+	Passkeys *Passkeys
 
 	// limits are the server's, for the password lockout (checkPassword);
 	// now is its clock. Set by Server.Handler.
@@ -78,6 +81,10 @@ func (a *Approval) register(mux *http.ServeMux) {
 		mux.HandleFunc("GET "+PathApproveCallback, a.loginCallback)
 	}
 	a.registerApp(mux)
+	if a.Passkeys != nil {
+		mux.HandleFunc("GET "+PathEnroll+"{token}", a.enrolShow)
+		mux.HandleFunc("POST "+PathEnroll+"{token}", a.enrolAnswer)
+	}
 }
 
 // page is what the template shows.
@@ -111,6 +118,16 @@ type page struct {
 	DeviceCode string
 	// Entry asks for a user code (the device grant's first step).
 	Entry bool
+	// Passkey offers approval with a passkey, whose request options
+	// (JSON) are PasskeyOptions; NoPassword leaves the password out.
+	// Note explains why neither is offered.
+	Passkey        bool
+	PasskeyOptions string
+	NoPassword     bool
+	Note           string
+	// Enrol is the passkey enrolment page (creation options in
+	// PasskeyOptions).
+	Enrol bool
 	// Brand is the operator's branding (render sets it).
 	Brand brand
 	// Push offers notifications on this device (after an approval).
@@ -136,7 +153,12 @@ func (a *Approval) show(w http.ResponseWriter, r *http.Request) {
 			Secure: a.Secure, SameSite: http.SameSiteStrictMode, MaxAge: 3600,
 		})
 	}
-	a.render(w, http.StatusOK, a.form(req, client, cookie, ""))
+	o, err := a.offerFor(r.Context(), req)
+	if err != nil {
+		a.closed(w, err)
+		return
+	}
+	a.render(w, http.StatusOK, o.apply(a.form(req, client, cookie, "")))
 }
 
 func (a *Approval) form(req *ciba.AuthRequest, client *ciba.Client, cookie, problem string) page {
@@ -211,7 +233,8 @@ func (a *Approval) answer(w http.ResponseWriter, r *http.Request) {
 		a.closed(w, err)
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
+	// Room for a passkey assertion (a few kB of JSON).
+	r.Body = http.MaxBytesReader(w, r.Body, 32<<10)
 	if err := r.ParseForm(); err != nil {
 		a.render(w, http.StatusBadRequest, page{Title: "Bad request", Message: "The form could not be read."})
 		return
@@ -242,6 +265,23 @@ func (a *Approval) answer(w http.ResponseWriter, r *http.Request) {
 			a.startLogin(w, r, req)
 			return
 		}
+		o, err := a.offerFor(r.Context(), req)
+		if err != nil {
+			a.closed(w, err)
+			return
+		}
+		if r.PostFormValue("assertion") != "" {
+			if !o.passkey {
+				a.render(w, http.StatusBadRequest, o.apply(a.form(req, client, cookie, "This account does not approve with a passkey here.")))
+				return
+			}
+			a.approveWithPasskey(w, r, req, client, cookie, o)
+			return
+		}
+		if !o.password {
+			a.render(w, http.StatusUnauthorized, o.apply(a.form(req, client, cookie, "This account approves with a passkey, not a password.")))
+			return
+		}
 		sub, ok, wait := a.checkPassword(r, req.LoginHint, r.PostFormValue("password"))
 		if wait > 0 {
 			a.lockedOut(w, wait)
@@ -249,7 +289,7 @@ func (a *Approval) answer(w http.ResponseWriter, r *http.Request) {
 		}
 		if !ok || sub != req.Subject {
 			a.Logger.Info("approval page: wrong password", slog.String("client_id", req.ClientID), slog.String("subject", req.Subject))
-			a.render(w, http.StatusUnauthorized, a.form(req, client, cookie, "The password is not right."))
+			a.render(w, http.StatusUnauthorized, o.apply(a.form(req, client, cookie, "The password is not right.")))
 			return
 		}
 		err = a.Service.ApproveShown(r.Context(), req, r.PostFormValue("details_digest"))
@@ -282,6 +322,19 @@ func (a *Approval) answer(w http.ResponseWriter, r *http.Request) {
 // string a form carries), so a username that does not exist is locked out
 // the same way and the answer tells nothing about which ones do.
 func (a *Approval) checkPassword(r *http.Request, username, password string) (sub string, ok bool, wait time.Duration) {
+	ok, wait = a.underLockout(r, username, func() bool {
+		sub, ok = a.Passwords.CheckPassword(username, password)
+		return ok
+	})
+	return sub, ok, wait
+}
+
+// underLockout runs check, a password or passkey check for username, under
+// the lockout that checkPassword describes: a failed check (false) counts
+// as a wrong try for the username, whichever way the user tried. When
+// the lockout holds, check is not run and wait (> 0) is how long until a
+// try is back.
+func (a *Approval) underLockout(r *http.Request, username string, check func() bool) (ok bool, wait time.Duration) {
 	settle := func(bool) {}
 	if l := a.limits; l != nil && (l.PasswordFailuresPerUser != nil || l.PasswordFailuresPerUserIP != nil) {
 		user := userKey(username)
@@ -295,12 +348,12 @@ func (a *Approval) checkPassword(r *http.Request, username, password string) (su
 		}
 		if !allowed {
 			a.Logger.WarnContext(r.Context(), "password locked out after too many wrong tries; not checked", slog.Duration("retry_after", wait))
-			return "", false, max(wait, time.Second)
+			return false, max(wait, time.Second)
 		}
 	}
-	sub, ok = a.Passwords.CheckPassword(username, password)
+	ok = check()
 	settle(!ok)
-	return sub, ok, 0
+	return ok, 0
 }
 
 // userKey is the limiter key of a username: a hash, so that a key is
@@ -315,7 +368,7 @@ func userKey(username string) string {
 func (a *Approval) lockedOut(w http.ResponseWriter, wait time.Duration) {
 	retryAfter(w, wait)
 	a.render(w, http.StatusTooManyRequests, page{Title: "Too many attempts",
-		Message: "Too many wrong passwords were typed for this account, so it cannot approve sign-ins with a password for now. Wait " +
+		Message: "Too many wrong passwords (or passkey attempts that failed) were tried for this account, so it cannot approve sign-ins for now. Wait " +
 			waitText(wait) + ", then try again."})
 }
 

@@ -150,7 +150,7 @@ func (b *brand) csp(formAction string, push bool) string {
 	if b.logoOrigin != "" {
 		img += " " + b.logoOrigin
 	}
-	script := "'" + pageScriptHash + "'"
+	script := "'" + pageScriptHash + "' '" + passkeyScriptHash + "'"
 	extra := ""
 	if push {
 		script += " '" + pushScriptHash + "'"
@@ -239,6 +239,48 @@ const pageScript = `(function () {
 
 // pageScriptHash is pageScript's CSP hash source.
 var pageScriptHash = hashSource(pageScript)
+
+// passkeyScript runs the WebAuthn ceremony of the page's #passkey button:
+// with data-mode "get" an assertion (approval page), with "create" a
+// registration (enrolment page), over the options in data-options (the
+// server's JSON). It puts the credential's JSON in the form's hidden
+// field (#assertion or #credential) and submits the form; the server
+// verifies it. Inline, allowed by its hash in the CSP: it must stay byte
+// for byte what the template holds.
+const passkeyScript = `(function () {
+  var b = document.getElementById("passkey");
+  if (!b) return;
+  var status = document.getElementById("passkey-status");
+  var create = b.getAttribute("data-mode") === "create";
+  var out = document.getElementById(create ? "credential" : "assertion");
+  b.addEventListener("click", function () {
+    var P = window.PublicKeyCredential;
+    if (!P || !P.parseRequestOptionsFromJSON) {
+      status.textContent = "This browser cannot use passkeys.";
+      return;
+    }
+    var opts = JSON.parse(b.getAttribute("data-options"));
+    var p = create ? navigator.credentials.create({publicKey: P.parseCreationOptionsFromJSON(opts)})
+      : navigator.credentials.get({publicKey: P.parseRequestOptionsFromJSON(opts)});
+    b.disabled = true;
+    status.textContent = create ? "Follow your device to create the passkey…" : "Follow your device to use your passkey…";
+    p.then(function (cred) {
+      out.value = JSON.stringify(cred.toJSON());
+      if (!create) {
+        var a = document.createElement("input");
+        a.type = "hidden"; a.name = "action"; a.value = "approve";
+        out.form.appendChild(a);
+      }
+      out.form.submit();
+    }).catch(function (e) {
+      b.disabled = false;
+      status.textContent = "The passkey was not used (" + e.name + "). Try again.";
+    });
+  });
+})();`
+
+// passkeyScriptHash is passkeyScript's CSP hash source.
+var passkeyScriptHash = hashSource(passkeyScript)
 
 // pageStyle is the pages' style sheet. The accent colours are custom
 // properties, set on :root in front of it (brand.Style).
@@ -336,14 +378,31 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
 <input type="text" id="username" name="username" autocomplete="username" spellcheck="false" autocapitalize="none">
 <label for="password">Your password</label>
 <input type="password" id="password" name="password" autocomplete="current-password">
-{{else}}<label for="password">Password for {{.User}} (needed to approve)</label>
+{{else if not .NoPassword}}<label for="password">Password for {{.User}} (needed to approve)</label>
 <input type="password" id="password" name="password" autocomplete="current-password">
+{{end}}{{if .Passkey}}<input type="hidden" id="assertion" name="assertion" value="">
+<p class="note" id="passkey-status" role="status">{{if .NoPassword}}Approve with the passkey of {{.User}}: your device asks you to unlock it.{{else}}Or approve with your passkey instead of the password.{{end}}</p>
+{{end}}{{with .Note}}<p class="note">{{.}}</p>
 {{end}}<div class="actions">
-<button type="submit" name="action" value="approve" class="primary">Approve</button>
-<button type="submit" name="action" value="deny">Deny</button>
+{{if .Passkey}}<button type="button" id="passkey" class="primary" data-mode="get" data-options="{{.PasskeyOptions}}">Approve with passkey</button>
+{{end}}{{if not .NoPassword}}<button type="submit" name="action" value="approve" class="primary">Approve</button>
+{{end}}<button type="submit" name="action" value="deny">Deny</button>
 </div>
 </form>
 <script>` + pageScript + `</script>
+{{if .Passkey}}<script>` + passkeyScript + `</script>
+{{end}}
+{{else if .Enrol}}
+<p>Create a passkey for <strong>{{.User}}</strong>{{with .Brand.Name}} at {{.}}{{end}}, to approve sign-ins with it. Your device asks you to unlock it with your fingerprint, face or PIN.</p>
+<p class="expiry">This link works once and expires <span data-until="{{.Expires.ISO}}">{{.Expires.In}}</span>, at <time datetime="{{.Expires.ISO}}" data-local>{{.Expires.At}}</time>.</p>
+{{if .Error}}<p class="error" role="alert">{{.Error}}</p>{{end}}
+<form method="post">
+<input type="hidden" id="credential" name="credential" value="">
+<p class="note" id="passkey-status" role="status"></p>
+<div class="actions"><button type="button" id="passkey" class="primary" data-mode="create" data-options="{{.PasskeyOptions}}">Create a passkey</button></div>
+</form>
+<script>` + pageScript + `</script>
+<script>` + passkeyScript + `</script>
 {{else if .Entry}}
 <p>Enter the code shown on your device{{with .Brand.Name}} to connect it to {{.}}{{end}}.</p>
 {{if .Error}}<p class="error" role="alert">{{.Error}}</p>{{end}}

@@ -1,0 +1,211 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/passkey"
+)
+
+// PathEnroll is the passkey enrolment page; the one-time token of a link
+// from `cibaproxy users enroll` follows it.
+const PathEnroll = "/passkeys/enroll/"
+
+// Approval methods of a user (Passkeys.Method).
+const (
+	MethodEither   = "either"
+	MethodPasskey  = "passkey"
+	MethodPassword = "password"
+)
+
+// Passkeys lets the users of the local upstream enrol passkeys through
+// one-time links and approve requests with them on the approval page.
+// The assertion's challenge is passkey.Challenge of the request, so an
+// assertion made for one request approves no other. Wrong assertions count
+// against the same lockout as wrong passwords (Approval.underLockout).
+type Passkeys struct {
+	RP          *passkey.RP
+	Credentials *passkey.Credentials
+	Enrolments  *passkey.Enrolments
+	// Method returns the approval method of the user with the given
+	// subject: MethodEither, MethodPasskey or MethodPassword.
+	Method func(subject string) string
+	// Signer signs the approval record (cibaproxy's signing keys);
+	// Issuer is its iss.
+	Signer passkey.Signer
+	Issuer string
+}
+
+// offer is what the approval page offers a user: a passkey (with the
+// request options), a password, or neither (passkey required, none
+// enrolled).
+type offer struct {
+	passkey, password bool
+	options           string
+	creds             []passkey.Credential
+}
+
+// offerFor decides what the page offers for request req. A store failure
+// is an error: the page must not fall back to the password silently.
+func (a *Approval) offerFor(ctx context.Context, req *ciba.AuthRequest) (offer, error) {
+	pk := a.Passkeys
+	if pk == nil {
+		return offer{password: true}, nil
+	}
+	method := pk.Method(req.Subject)
+	if method == MethodPassword {
+		return offer{password: true}, nil
+	}
+	creds, err := pk.Credentials.List(ctx, req.Subject)
+	if err != nil {
+		return offer{}, err
+	}
+	if len(creds) == 0 {
+		return offer{password: method == MethodEither}, nil
+	}
+	opts, err := pk.RP.AssertOptions(req.Subject, req.LoginHint, creds, passkey.Challenge(req))
+	if err != nil {
+		return offer{}, err
+	}
+	return offer{passkey: true, password: method == MethodEither, options: string(opts), creds: creds}, nil
+}
+
+// apply sets the passkey parts of the approval form p.
+func (o offer) apply(p page) page {
+	p.Passkey, p.PasskeyOptions, p.NoPassword = o.passkey, o.options, !o.password
+	if !o.passkey && !o.password {
+		p.Note = "This account approves with a passkey only, and has none yet. Ask your administrator for a passkey enrolment link."
+	}
+	return p
+}
+
+// approveWithPasskey checks the assertion the form carries for request
+// req, under the lockout, and approves the request with a signed approval
+// record. It answers the page itself.
+func (a *Approval) approveWithPasskey(w http.ResponseWriter, r *http.Request, req *ciba.AuthRequest, client *ciba.Client, cookie string, o offer) {
+	ctx := r.Context()
+	pk := a.Passkeys
+	var cred []byte
+	ok, wait := a.underLockout(r, req.LoginHint, func() bool {
+		c, err := pk.RP.FinishAssert(req.Subject, req.LoginHint, o.creds, passkey.Challenge(req), []byte(r.PostFormValue("assertion")))
+		if err != nil {
+			a.Logger.InfoContext(ctx, "approval page: passkey assertion refused", slog.String("client_id", req.ClientID),
+				slog.String("subject", req.Subject), slog.Any("error", err))
+			return false
+		}
+		now := time.Now()
+		if err := pk.Credentials.Used(ctx, req.Subject, c, now); err != nil {
+			a.Logger.InfoContext(ctx, "approval page: passkey not usable", slog.String("subject", req.Subject), slog.Any("error", err))
+			return false
+		}
+		cred = c.ID
+		return true
+	})
+	if wait > 0 {
+		a.lockedOut(w, wait)
+		return
+	}
+	if !ok {
+		a.render(w, http.StatusUnauthorized, o.apply(a.form(req, client, cookie, "The passkey did not confirm this request. Try again.")))
+		return
+	}
+	err := a.Service.ApproveWithRecord(ctx, req, r.PostFormValue("details_digest"), func(at time.Time) (string, error) {
+		return pk.Signer.Sign(passkey.NewRecord(pk.Issuer, req, cred, at), passkey.RecordType)
+	})
+	if errors.Is(err, ciba.ErrDetailsChanged) {
+		a.detailsChanged(w, req)
+		return
+	}
+	if err != nil {
+		a.closed(w, err)
+		return
+	}
+	a.render(w, http.StatusOK, page{Title: "Approved", Message: "You approved the sign-in to " + client.Name + " with your passkey. You can close this page."})
+}
+
+// enrolShow is GET PathEnroll{token}: the page that creates a passkey.
+func (a *Approval) enrolShow(w http.ResponseWriter, r *http.Request) {
+	a.enrolPage(w, r, http.StatusOK, "")
+}
+
+// enrolPage renders the enrolment form of the link in r, or the page
+// saying it is not valid.
+func (a *Approval) enrolPage(w http.ResponseWriter, r *http.Request, status int, problem string) {
+	pk := a.Passkeys
+	token := r.PathValue("token")
+	en, err := pk.Enrolments.Peek(r.Context(), token)
+	if err != nil {
+		a.enrolClosed(w, err)
+		return
+	}
+	have, err := pk.Credentials.List(r.Context(), en.Subject)
+	if err != nil {
+		a.enrolClosed(w, err)
+		return
+	}
+	opts, err := pk.RP.EnrolOptions(en.Subject, en.Username, token, have)
+	if err != nil {
+		a.enrolClosed(w, err)
+		return
+	}
+	a.render(w, status, page{Title: "Add a passkey", Enrol: true, User: en.Username, PasskeyOptions: string(opts),
+		Expires: expiresAt(en.Expires, time.Now()), Error: problem})
+}
+
+// enrolAnswer is POST PathEnroll{token}: the browser's new credential.
+// It is verified before the link is used up, so a failed try leaves the
+// link for the next; the link is then taken (single use, atomically in the
+// store) before the credential is kept.
+func (a *Approval) enrolAnswer(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	pk := a.Passkeys
+	token := r.PathValue("token")
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		a.render(w, http.StatusBadRequest, page{Title: "Bad request", Message: "The form could not be read."})
+		return
+	}
+	en, err := pk.Enrolments.Peek(ctx, token)
+	if err != nil {
+		a.enrolClosed(w, err)
+		return
+	}
+	have, err := pk.Credentials.List(ctx, en.Subject)
+	if err != nil {
+		a.enrolClosed(w, err)
+		return
+	}
+	c, err := pk.RP.FinishEnrol(en.Subject, en.Username, token, have, []byte(r.PostFormValue("credential")))
+	if err != nil {
+		a.Logger.InfoContext(ctx, "passkey enrolment refused", slog.String("subject", en.Subject), slog.Any("error", err))
+		a.enrolPage(w, r, http.StatusBadRequest, "The passkey could not be checked (it must be unlocked with your fingerprint, face or PIN). Try again.")
+		return
+	}
+	if _, err := pk.Enrolments.Take(ctx, token); err != nil {
+		a.enrolClosed(w, err)
+		return
+	}
+	if err := pk.Credentials.Add(ctx, en.Subject, passkey.Credential{WebAuthn: *c, Created: time.Now().UTC()}); err != nil {
+		a.enrolClosed(w, err)
+		return
+	}
+	a.Logger.InfoContext(ctx, "passkey enrolled", slog.String("subject", en.Subject), slog.String("credential_id", (&passkey.Credential{WebAuthn: *c}).ID()))
+	a.render(w, http.StatusOK, page{Title: "Passkey added", Message: "Your passkey is ready: use it to approve sign-ins as " + en.Username + ". You can close this page."})
+}
+
+// enrolClosed answers an enrolment link that cannot be used.
+func (a *Approval) enrolClosed(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, passkey.ErrNotFound):
+		a.render(w, http.StatusGone, page{Title: "Link not valid", Message: "This enrolment link is not valid: it has expired or was already used. Ask your administrator for a new one."})
+	case errors.Is(err, passkey.ErrTooMany):
+		a.render(w, http.StatusConflict, page{Title: "Too many passkeys", Message: "This account has the most passkeys allowed. Ask your administrator to remove one first."})
+	default:
+		a.Logger.Error("passkey enrolment page", slog.Any("error", err))
+		a.render(w, http.StatusServiceUnavailable, page{Title: "Try again", Message: "Something went wrong on our side. Try again in a moment."})
+	}
+}
