@@ -35,11 +35,13 @@ func startAdmin(dbPath string, a *app.App, log *slog.Logger) (stop func()) {
 	return func() { _ = srv.Close(); _ = ln.Close() }
 }
 
-// adminMux is the admin API of a: the requests, and the rotation of the
-// signing keys (which the server reads back at once).
+// adminMux is the admin API of a: the requests, the users' passkeys, and
+// the rotation of the signing keys (which the server reads back at once).
 func adminMux(a *app.App, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", admin.Handler(&admin.Local{Store: a.Store, Deny: a.Service.Deny}, log))
+	mux.Handle("/v1/users", admin.UsersHandler(&admin.LocalUsers{Store: a.Store, Config: a.Config}, log))
+	mux.Handle("/v1/users/", admin.UsersHandler(&admin.LocalUsers{Store: a.Store, Config: a.Config}, log))
 	mux.Handle("POST /v1/keys/", admin.KeysHandler(func(ctx context.Context, ahead time.Duration) (*keys.Rotation, error) {
 		return a.Keys.Rotate(ctx, app.RotatePolicy(a.Config, ahead))
 	}, log))

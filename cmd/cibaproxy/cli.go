@@ -35,6 +35,11 @@ var commands = []command{
 	{"requests cancel", "ID --config FILE [--json]", "deny a pending request (\"cancelled by an operator\"); ping and push clients\n" +
 		"are told. ID is its auth_req_id or a unique prefix of 8 or more characters"},
 	{"clients list", "--config FILE [--json]", "list the configured clients, without secrets"},
+	{"users list", "--config FILE [--json]", "list the local upstream's users: approval method and passkeys"},
+	{"users enroll", "USER --config FILE [--json]", "print a one-time link with which USER adds a passkey (docs/passkeys.md); it\n" +
+		"expires after approval.passkeys.enrollment_ttl (default 24h)"},
+	{"users passkeys remove", "USER ID --config FILE", "remove USER's passkey whose id starts with ID (8 or more characters, as\n" +
+		"users list shows it)"},
 	{"keys rotate", "--config FILE [--publish-ahead DURATION] [--json]", "a new signing key: published now, signing after --publish-ahead; the old one\n" +
 		"stays published until its tokens have expired"},
 	{"version", "", "print the version"},
@@ -77,6 +82,13 @@ func usage() string {
 // commandName is the longest command name args start with ("requests
 // show"), or args[0] when none is known.
 func commandName(args []string) string {
+	if len(args) > 2 {
+		for _, c := range commands {
+			if c.name == args[0]+" "+args[1]+" "+args[2] {
+				return c.name
+			}
+		}
+	}
 	if len(args) > 1 {
 		for _, c := range commands {
 			if c.name == args[0]+" "+args[1] {

@@ -69,6 +69,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdRequests(ctx, args[1:], c)
 	case "clients":
 		err = cmdClients(args[1:], c)
+	case "users":
+		err = cmdUsers(ctx, args[1:], c)
 	case "keys":
 		err = cmdKeys(ctx, args[1:], c)
 	case "hash-secret":

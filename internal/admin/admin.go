@@ -144,6 +144,9 @@ type Request struct {
 	// Actor is the delegate client acting for the user (acts_for_user),
 	// named in the access token's act claim.
 	Actor string `json:"actor,omitempty"`
+	// Approval is the signed approval record of a request approved with
+	// a passkey (ciba.AuthRequest.ApprovalRecord).
+	Approval *ApprovalRecord `json:"approval_record,omitempty"`
 }
 
 // Delivery is the state of an outbound message (ciba.Delivery).
@@ -212,6 +215,9 @@ func View(r *ciba.AuthRequest, now time.Time) Request {
 	}
 	v.ApprovedDetails = r.ApprovedDetails
 	v.Actor = r.Actor
+	if r.ApprovalRecord != "" {
+		v.Approval = approvalRecord(r.ApprovalRecord)
+	}
 	if r.Relay.Active() {
 		v.Relay = &Relay{
 			IntervalSeconds: r.Relay.Interval.Seconds(),

@@ -127,6 +127,19 @@ func WriteRequest(w io.Writer, r *Request, full bool) error {
 		}
 		line("relay", s)
 	}
+	if a := r.Approval; a != nil {
+		if a.Claims == nil {
+			line("approval_record", "present, but it does not decode")
+		} else {
+			c := a.Claims
+			line("approved_with", "passkey "+clean(c.CredentialID)+" (user verified: "+yesNo(c.UserVerified)+")")
+			line("approved_by", clean(c.Subject)+" at "+at(time.Unix(c.ApprovedAt, 0)))
+			if c.DetailsDigest != "" {
+				line("approved_details", "sha256 "+clean(c.DetailsDigest))
+			}
+			line("approval_record", "signed by key "+clean(a.KeyID)+" ("+clean(a.Alg)+"), "+strconv.Itoa(len(a.JWS))+" bytes; --json shows it")
+		}
+	}
 	return writeErr(tw.Flush())
 }
 

@@ -144,6 +144,7 @@ var errorCodes = []struct {
 	status int
 }{
 	{ErrNotFound, "not_found", http.StatusNotFound},
+	{ErrNoUser, "not_found", http.StatusNotFound},
 	{ErrAmbiguous, "ambiguous", http.StatusConflict},
 	{ErrNotPending, "not_pending", http.StatusConflict},
 	{ErrBadRequest, "bad_request", http.StatusBadRequest},

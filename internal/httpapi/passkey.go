@@ -13,7 +13,7 @@ import (
 
 // PathEnroll is the passkey enrolment page; the one-time token of a link
 // from `cibaproxy users enroll` follows it.
-const PathEnroll = "/passkeys/enroll/"
+const PathEnroll = passkey.EnrolPath
 
 // Approval methods of a user (Passkeys.Method).
 const (

@@ -32,6 +32,10 @@ const (
 	kindEnrolment = "passkey-enrolment"
 )
 
+// EnrolPath is the path of the enrolment page; the link's token follows
+// it.
+const EnrolPath = "/passkeys/enroll/"
+
 // MaxCredentials is how many passkeys one user may have.
 const MaxCredentials = 10
 
