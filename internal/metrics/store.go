@@ -16,7 +16,7 @@ import (
 // updater are answers, not failures.
 func (m *Metrics) Store(st ciba.Store) ciba.Store {
 	s := &store{Store: st, m: m, ops: make(map[string]storeOp)}
-	for _, op := range []string{"create", "get", "get_by_approval_id", "update", "delete", "list", "update_pace", "poll", "list_sweep", "list_due", "put_record", "get_record", "take_record"} {
+	for _, op := range []string{"create", "get", "get_by_approval_id", "update", "delete", "list", "update_pace", "poll", "list_sweep", "list_due", "put_record", "get_record", "take_record", "swap_record"} {
 		s.ops[op] = storeOp{dur: m.storeDur.WithLabelValues(op), errs: m.storeErrors.WithLabelValues(op)}
 	}
 	return s
