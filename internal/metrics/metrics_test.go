@@ -15,6 +15,7 @@ import (
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
 	"github.com/cibaproxy/cibaproxy/internal/store/memory"
+	"github.com/cibaproxy/cibaproxy/internal/store/storetest"
 )
 
 // scrape returns the exposition text of m.
@@ -155,4 +156,11 @@ func TestTheDashboardUsesOnlyExistingMetrics(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestStoreConformance: the timed store is a ciba.Store like any other,
+// every operation of the contract included.
+func TestStoreConformance(t *testing.T) {
+	m := New()
+	storetest.Run(t, func(*testing.T) ciba.Store { return m.Store(memory.New()) })
 }
