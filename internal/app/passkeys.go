@@ -15,6 +15,8 @@ import (
 // (an issuer on an IP address), which is logged unless no user needs it.
 func Passkeys(cfg *config.Config, st ciba.Store, signer passkey.Signer, log *slog.Logger) *httpapi.Passkeys {
 	methods := make(map[string]string, len(cfg.Upstream.Local.Users))
+	type account struct{ subject, username string }
+	handles := make(map[string]account, len(cfg.Upstream.Local.Users))
 	wanted := cfg.Approval.Method != config.ApprovalPassword
 	for _, u := range cfg.Upstream.Local.Users {
 		sub := u.Subject
@@ -22,6 +24,7 @@ func Passkeys(cfg *config.Config, st ciba.Store, signer passkey.Signer, log *slo
 			sub = u.Username
 		}
 		methods[sub] = cfg.MethodFor(u.Username)
+		handles[string(passkey.UserHandle(sub))] = account{sub, u.Username}
 		wanted = wanted || methods[sub] != config.ApprovalPassword
 	}
 	if !wanted {
@@ -41,6 +44,10 @@ func Passkeys(cfg *config.Config, st ciba.Store, signer passkey.Signer, log *slo
 			return cfg.Approval.Method
 		},
 		Signer: signer, Issuer: cfg.Issuer,
+		Lookup: func(handle []byte) (string, string, bool) {
+			a, ok := handles[string(handle)]
+			return a.subject, a.username, ok
+		},
 	}
 }
 

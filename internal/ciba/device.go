@@ -326,6 +326,14 @@ func (d *Device) ForUserCode(ctx context.Context, typed string) (*AuthRequest, *
 // upstream). The user becomes the request's subject in the same
 // compare-and-set that approves it.
 func (d *Device) ApproveAs(ctx context.Context, r *AuthRequest, user User) error {
+	return d.ApproveAsWithRecord(ctx, r, user, nil)
+}
+
+// ApproveAsWithRecord is ApproveAs keeping a signed approval record with
+// the decision (AuthRequest.ApprovalRecord), in the same compare-and-set:
+// record is called with the request as approved (subject set) and the
+// approval time; its error approves nothing.
+func (d *Device) ApproveAsWithRecord(ctx context.Context, r *AuthRequest, user User, record func(r *AuthRequest, at time.Time) (string, error)) error {
 	if d.minter == nil {
 		return Errorf(CodeInvalidRequest, "with this upstream the user approves by signing in at the identity provider")
 	}
@@ -353,11 +361,20 @@ func (d *Device) ApproveAs(ctx context.Context, r *AuthRequest, user User) error
 	if err != nil {
 		return &Error{Code: CodeServerError, Description: "the tokens could not be encrypted", Err: err}
 	}
+	rec := ""
+	if record != nil {
+		signed := r.Clone()
+		signed.Subject, signed.LoginHint = user.Subject, user.Display
+		if rec, err = record(signed, now); err != nil {
+			return &Error{Code: CodeServerError, Description: "the approval record could not be signed", Err: err}
+		}
+	}
 	_, err = d.store.UpdateRequest(ctx, r.ID, func(cur *AuthRequest) error {
 		if err := cur.Approve(now, now, sealed); err != nil {
 			return err
 		}
 		cur.Subject, cur.LoginHint = user.Subject, user.Display
+		cur.ApprovalRecord = rec
 		return nil
 	})
 	if err != nil {

@@ -188,7 +188,7 @@ func (d *Device) form(req *ciba.AuthRequest, client *ciba.Client, cookie, code, 
 	p.CSRF = d.Approval.csrf(cookie, "device\x00"+req.ApprovalID)
 	p.Binding = code // shown for the user to compare with the device's screen
 	p.Device, p.DeviceCode = true, code
-	return p
+	return d.Approval.deviceOffer(req, p)
 }
 
 // cookie returns the browser's CSRF cookie for the page, setting a new one
@@ -221,7 +221,8 @@ func deviceCookieValue(r *http.Request) string {
 func (d *Device) answer(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	a := d.Approval
-	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
+	// Room for a passkey assertion (a few kB of JSON).
+	r.Body = http.MaxBytesReader(w, r.Body, 32<<10)
 	if err := r.ParseForm(); err != nil {
 		a.render(w, http.StatusBadRequest, page{Title: "Bad request", Message: "The form could not be read."})
 		return
@@ -288,6 +289,23 @@ func (d *Device) answer(w http.ResponseWriter, r *http.Request) {
 			a.startLogin(w, r, req)
 			return
 		}
+		if r.PostFormValue("assertion") != "" && a.Passkeys != nil && a.Passkeys.Lookup != nil {
+			user, cred, ok, wait := a.deviceAssertion(r, req)
+			if wait > 0 {
+				a.lockedOut(w, wait)
+				return
+			}
+			if !ok {
+				a.render(w, http.StatusUnauthorized, d.form(req, client, cookie, code, "The passkey did not confirm this request. Try again."))
+				return
+			}
+			if err := d.Grant.ApproveAsWithRecord(ctx, req, user, a.Passkeys.record(cred)); err != nil {
+				d.closed(w, err)
+				return
+			}
+			a.render(w, http.StatusOK, page{Title: "Approved", Message: "You approved the sign-in of " + client.Name + " with your passkey. Return to your device: it continues by itself."})
+			return
+		}
 		username := r.PostFormValue("username")
 		sub, ok, wait := a.checkPassword(r, username, r.PostFormValue("password"))
 		if wait > 0 {
@@ -297,6 +315,11 @@ func (d *Device) answer(w http.ResponseWriter, r *http.Request) {
 		if !ok {
 			a.Logger.Info("device page: wrong username or password", slog.String("client_id", req.ClientID))
 			a.render(w, http.StatusUnauthorized, d.form(req, client, cookie, code, "The username or password is not right."))
+			return
+		}
+		if a.Passkeys != nil && a.Passkeys.Method(sub) == MethodPasskey {
+			a.Logger.Info("device page: a password for a passkey-only user", slog.String("client_id", req.ClientID), slog.String("subject", sub))
+			a.render(w, http.StatusUnauthorized, d.form(req, client, cookie, code, "This account approves with a passkey, not a password."))
 			return
 		}
 		if err := d.Grant.ApproveAs(ctx, req, ciba.User{Subject: sub, Display: username}); err != nil {

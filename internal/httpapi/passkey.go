@@ -2,6 +2,9 @@ package httpapi
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
+	"strings"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -38,6 +41,79 @@ type Passkeys struct {
 	// Issuer is its iss.
 	Signer passkey.Signer
 	Issuer string
+	// Lookup returns the user whose user handle (passkey.UserHandle) a
+	// discoverable assertion returned, for the device page, where the
+	// user is not named before they approve; nil: the device page offers
+	// no passkey.
+	Lookup func(handle []byte) (subject, username string, ok bool)
+}
+
+// errNoAccount is a user handle that names no user who may use a passkey.
+var errNoAccount = errors.New("no user with this passkey may approve with one")
+
+// deviceOffer sets the passkey parts of the device page's approval form
+// p for device request req: a discoverable assertion, since the user is
+// known only once they answer. The password stays offered; which one a
+// user may use is checked when they answer.
+func (a *Approval) deviceOffer(req *ciba.AuthRequest, p page) page {
+	pk := a.Passkeys
+	if pk == nil || pk.Lookup == nil {
+		return p
+	}
+	opts, err := pk.RP.DiscoverOptions(passkey.Challenge(req))
+	if err != nil {
+		a.Logger.Warn("device page: passkey options", slog.Any("error", err))
+		return p
+	}
+	p.Passkey, p.PasskeyOptions = true, string(opts)
+	return p
+}
+
+// deviceAssertion checks the discoverable assertion the device form
+// carries for request req, under the lockout of the username its user
+// handle names, and returns that user. ok false with wait 0 is a refusal.
+func (a *Approval) deviceAssertion(r *http.Request, req *ciba.AuthRequest) (user ciba.User, cred []byte, ok bool, wait time.Duration) {
+	ctx := r.Context()
+	pk := a.Passkeys
+	body := []byte(r.PostFormValue("assertion"))
+	// The lockout's key: the username the user handle names, or the
+	// handle itself, so that guesses at unknown handles are limited too.
+	key := "passkey handle " + passkeyHandle(body)
+	if sub, name, found := pk.Lookup(userHandleOf(body)); found && pk.Method(sub) != MethodPassword {
+		key = name
+	}
+	ok, wait = a.underLockout(r, key, func() bool {
+		acct, c, err := pk.RP.FinishDiscover(func(handle []byte) (passkey.Account, error) {
+			sub, name, found := pk.Lookup(handle)
+			if !found || pk.Method(sub) == MethodPassword {
+				return passkey.Account{}, errNoAccount
+			}
+			creds, err := pk.Credentials.List(ctx, sub)
+			if err != nil {
+				return passkey.Account{}, err
+			}
+			return passkey.Account{Subject: sub, Name: name, Creds: creds}, nil
+		}, passkey.Challenge(req), body)
+		if err != nil {
+			a.Logger.InfoContext(ctx, "device page: passkey assertion refused", slog.String("client_id", req.ClientID), slog.Any("error", err))
+			return false
+		}
+		if err := pk.Credentials.Used(ctx, acct.Subject, c, time.Now()); err != nil {
+			a.Logger.InfoContext(ctx, "device page: passkey not usable", slog.String("subject", acct.Subject), slog.Any("error", err))
+			return false
+		}
+		user, cred = ciba.User{Subject: acct.Subject, Display: acct.Name}, c.ID
+		return true
+	})
+	return user, cred, ok, wait
+}
+
+// record returns the signer of the approval record of a request approved
+// with credential cred.
+func (pk *Passkeys) record(cred []byte) func(r *ciba.AuthRequest, at time.Time) (string, error) {
+	return func(r *ciba.AuthRequest, at time.Time) (string, error) {
+		return pk.Signer.Sign(passkey.NewRecord(pk.Issuer, r, cred, at), passkey.RecordType)
+	}
 }
 
 // offer is what the approval page offers a user: a passkey (with the
@@ -208,4 +284,29 @@ func (a *Approval) enrolClosed(w http.ResponseWriter, err error) {
 		a.Logger.Error("passkey enrolment page", slog.Any("error", err))
 		a.render(w, http.StatusServiceUnavailable, page{Title: "Try again", Message: "Something went wrong on our side. Try again in a moment."})
 	}
+}
+
+// userHandleOf returns the user handle an assertion's JSON carries (nil
+// if none): read before the assertion is verified, only to pick the key
+// of the lockout and the user to verify it for.
+func userHandleOf(body []byte) []byte {
+	var v struct {
+		Response struct {
+			UserHandle string `json:"userHandle"`
+		} `json:"response"`
+	}
+	if json.Unmarshal(body, &v) != nil {
+		return nil
+	}
+	h, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(v.Response.UserHandle, "="))
+	if err != nil {
+		return nil
+	}
+	return h
+}
+
+// passkeyHandle is a short stand-in for an assertion's user handle, for
+// the lockout key of a handle that names nobody.
+func passkeyHandle(body []byte) string {
+	return base64.RawURLEncoding.EncodeToString(userHandleOf(body))
 }

@@ -88,10 +88,14 @@ func newUser(subject, name string, list []Credential) *user {
 	return u
 }
 
-// WebAuthnID is the user handle: a hash of the subject (stable, 32 bytes,
-// and not the subject itself).
-func (u *user) WebAuthnID() []byte {
-	sum := sha256.Sum256([]byte("cibaproxy user handle\x00" + u.subject))
+// WebAuthnID is the user handle (UserHandle).
+func (u *user) WebAuthnID() []byte { return UserHandle(u.subject) }
+
+// UserHandle is the WebAuthn user handle of the user with the given
+// subject: a hash of it (stable, 32 bytes, and not the subject itself),
+// which a discoverable assertion returns.
+func UserHandle(subject string) []byte {
+	sum := sha256.Sum256([]byte("cibaproxy user handle\x00" + subject))
 	return sum[:]
 }
 func (u *user) WebAuthnName() string                       { return u.name }
@@ -197,6 +201,54 @@ func (rp *RP) FinishAssert(subject, name string, have []Credential, challenge, b
 		return nil, fmt.Errorf("%w: the sign count did not go forward (a cloned authenticator?)", ErrRefused)
 	}
 	return c, nil
+}
+
+// Account is a user as a discoverable assertion finds them.
+type Account struct {
+	Subject, Name string
+	Creds         []Credential
+}
+
+// DiscoverOptions returns the JSON of request options over challenge that
+// name no user: the authenticator offers its discoverable passkeys for
+// this relying party (the device page, where the user is not known yet).
+func (rp *RP) DiscoverOptions(challenge []byte) ([]byte, error) {
+	a, _, err := rp.w.BeginDiscoverableLogin(webauthn.WithChallenge(challenge), webauthn.WithUserVerification(protocol.VerificationRequired))
+	if err != nil {
+		return nil, fmt.Errorf("passkey: assertion options: %w", err)
+	}
+	return json.Marshal(a.Response)
+}
+
+// FinishDiscover verifies a discoverable assertion over challenge, with
+// the checks of FinishAssert, for the account lookup finds by the user
+// handle the authenticator returned; it returns that account and the
+// credential with its new sign count.
+func (rp *RP) FinishDiscover(lookup func(handle []byte) (Account, error), challenge, body []byte) (Account, *webauthn.Credential, error) {
+	_, session, err := rp.w.BeginDiscoverableLogin(webauthn.WithChallenge(challenge), webauthn.WithUserVerification(protocol.VerificationRequired))
+	if err != nil {
+		return Account{}, nil, fmt.Errorf("passkey: assertion options: %w", err)
+	}
+	parsed, err := protocol.ParseCredentialRequestResponseBytes(body)
+	if err != nil {
+		return Account{}, nil, fmt.Errorf("%w: %w", ErrRefused, err)
+	}
+	var acct Account
+	_, c, err := rp.w.ValidatePasskeyLogin(func(_, handle []byte) (webauthn.User, error) {
+		a, err := lookup(handle)
+		if err != nil {
+			return nil, err
+		}
+		acct = a
+		return newUser(a.Subject, a.Name, a.Creds), nil
+	}, *session, parsed)
+	if err != nil {
+		return Account{}, nil, fmt.Errorf("%w: %w", ErrRefused, err)
+	}
+	if c.Authenticator.CloneWarning {
+		return Account{}, nil, fmt.Errorf("%w: the sign count did not go forward (a cloned authenticator?)", ErrRefused)
+	}
+	return acct, c, nil
 }
 
 // hashString is the hex SHA-256 of s.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"strings"
@@ -207,6 +208,42 @@ func TestPasskeys(t *testing.T) {
 			t.Fatalf("A's assertion on A: %d\n%s", status, phone.textNoFatal())
 		}
 		mustTokens(t, "poll A", e.poll(t, reqA))
+	})
+
+	t.Run("the device page approves with the passkey too", func(t *testing.T) {
+		resp, err := http.PostForm(e.srv.URL+"/device_authorization", url.Values{"client_id": {"demo-device"}, "scope": {"openid"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var da struct {
+			DeviceCode string `json:"device_code"`
+			URI        string `json:"verification_uri_complete"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&da)
+		resp.Body.Close()
+		if err != nil || da.URI == "" {
+			t.Fatalf("device authorization: %v %+v", err, da)
+		}
+		if status := phone.open(da.URI); status != http.StatusOK {
+			t.Fatalf("device page: %d", status)
+		}
+		if status := phone.click(`button[value=continue]`); status != http.StatusOK {
+			t.Fatalf("continue: %d\n%s", status, phone.textNoFatal())
+		}
+		if status := phone.click("#passkey"); status != http.StatusOK {
+			t.Fatalf("approve with the passkey: %d\n%s", status, phone.textNoFatal())
+		}
+		phone.mustShow("after the passkey", "You approved the sign-in of Demo device with your passkey")
+		resp, err = http.PostForm(e.srv.URL+"/token", url.Values{"client_id": {"demo-device"}, "grant_type": {"urn:ietf:params:oauth:grant-type:device_code"}, "device_code": {da.DeviceCode}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tok map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&tok)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || tok["id_token"] == nil {
+			t.Fatalf("device token: %d %v", resp.StatusCode, tok)
+		}
 	})
 
 	t.Run("an assertion without user verification is refused", func(t *testing.T) {
