@@ -48,6 +48,12 @@ Next, in another terminal:
      curl -s -u demo-poll:demo-poll-secret -d grant_type=urn:openid:params:grant-type:ciba \\
           -d auth_req_id=AUTH_REQ_ID $CIBAPROXY_ISSUER/token
 alice can be asked ${CIBAPROXY_REQUESTS_PER_USER:-10} times per 10 minutes (CIBAPROXY_REQUESTS_PER_USER raises it).
+
+Passkeys (docs/passkeys.md): WebAuthn needs a domain name, so start with
+  CIBAPROXY_ISSUER=http://localhost:$port make run
+then enrol alice's passkey with the one-time link this prints (open it in a browser):
+  $bin users enroll alice --config examples/quickstart.yaml
+and approve step 1's next request with "Approve with passkey" on the approval page.
 See README.md for ping, push, the device flow and signed requests.
 
 EOT

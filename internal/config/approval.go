@@ -111,7 +111,7 @@ func (v *validator) checkApproval(c *Config) {
 		needs = needs || u.ApprovalMethod == ApprovalPasskey
 	}
 	if needs && net.ParseIP(host) != nil {
-		v.fail("approval.method", "passkeys need a domain name, but the issuer's host %s is an IP address: browsers bind passkeys to domain names only (on this machine, use http://localhost:PORT as the issuer), or set approval.passkeys.rp_id", host)
+		v.fail("approval.method", "passkeys need a domain name, but the issuer's host %s is an IP address: browsers bind passkeys to domain names only (on this machine, use http://localhost:PORT as the issuer)", host)
 	}
 }
 
