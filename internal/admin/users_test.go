@@ -1,6 +1,8 @@
 package admin
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -9,9 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cibaproxy/cibaproxy/internal/ciba"
 	"github.com/cibaproxy/cibaproxy/internal/config"
 	"github.com/cibaproxy/cibaproxy/internal/passkey"
 	"github.com/cibaproxy/cibaproxy/internal/store/memory"
+	"github.com/cibaproxy/cibaproxy/internal/store/storetest"
 )
 
 func usersConfig(issuer string) *config.Config {
@@ -107,4 +111,31 @@ func TestListUsersAndRemovePasskey(t *testing.T) {
 			t.Fatalf("%d passkeys left, want 1", len(left))
 		}
 	})
+}
+
+func TestShowPrintsTheApprovalRecord(t *testing.T) {
+	rec := passkey.NewRecord("https://ciba.example.com", &ciba.AuthRequest{ID: "req-1", ClientID: "shop", Subject: "alice",
+		Scopes: []string{"openid"}, BindingMessage: "W4SCT"}, []byte("credential-id"), now)
+	payload, _ := json.Marshal(rec)
+	jws := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"ES256","kid":"k1","typ":"cibaproxy-approval+jwt"}`)) + "." +
+		base64.RawURLEncoding.EncodeToString(payload) + ".c2ln"
+	r := storetest.NewRequest()
+	r.ApprovalRecord = jws
+	v := View(r, now)
+	if v.Approval == nil || v.Approval.JWS != jws || v.Approval.KeyID != "k1" || v.Approval.Claims == nil || v.Approval.Claims.AuthReqID != "req-1" {
+		t.Fatalf("view %+v", v.Approval)
+	}
+	var b strings.Builder
+	if err := WriteRequest(&b, &v, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"approved_with", "passkey " + base64.RawURLEncoding.EncodeToString([]byte("credential-id")), "user verified: yes", "approved_by", "signed by key k1 (ES256)"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("requests show lacks %q:\n%s", want, b.String())
+		}
+	}
+	var js strings.Builder
+	if err := WriteJSON(&js, v); err != nil || !strings.Contains(js.String(), `"jws": "`+jws) {
+		t.Fatalf("--json lacks the JWS: %v\n%s", err, js.String())
+	}
 }
