@@ -23,7 +23,7 @@ const (
 // Defaults and bounds of the passkey settings.
 const (
 	defaultEnrollmentTTL = 24 * time.Hour
-	minEnrollmentTTL     = time.Minute
+	minEnrollmentTTL     = 10 * time.Second
 	maxEnrollmentTTL     = 30 * 24 * time.Hour
 )
 
@@ -51,7 +51,7 @@ type Passkeys struct {
 	RPID string `yaml:"rp_id"`
 
 	// EnrollmentTTL is how long a link from `cibaproxy users enroll`
-	// stays valid: default 24h, 1m to 720h. Each link is single use.
+	// stays valid: default 24h, 10s to 720h. Each link is single use.
 	EnrollmentTTL time.Duration `yaml:"enrollment_ttl"`
 }
 

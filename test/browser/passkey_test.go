@@ -8,8 +8,10 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/webauthn"
@@ -24,6 +26,9 @@ import (
 type passkeyEnv struct {
 	*env
 	issuer string
+	// config is the server's configuration file; the quick start's when
+	// empty.
+	config string
 }
 
 func startPasskeys(t *testing.T) *passkeyEnv {
@@ -44,7 +49,11 @@ func startPasskeys(t *testing.T) *passkeyEnv {
 // its admin socket) and returns its stdout.
 func (e *passkeyEnv) cli(t *testing.T, args ...string) string {
 	t.Helper()
-	cmd := exec.CommandContext(ctx(t), binary, append(args, "--config", testutil.QuickstartConfig())...)
+	cfg := e.config
+	if cfg == "" {
+		cfg = testutil.QuickstartConfig()
+	}
+	cmd := exec.CommandContext(ctx(t), binary, append(args, "--config", cfg)...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "CIBAPROXY_") {
 			cmd.Env = append(cmd.Env, kv)
@@ -268,5 +277,58 @@ func (e *passkeyEnv) mustBePending(t *testing.T, req request) {
 	t.Helper()
 	if out := e.cli(t, "requests", "show", req.AuthReqID); !strings.Contains(out, "state            pending") && !strings.Contains(out, "pending\n") {
 		t.Fatalf("the request is no longer pending:\n%s", out)
+	}
+}
+
+func TestPasskeyEnrolmentLinkExpires(t *testing.T) {
+	browser := startChromium(t)
+	base, err := os.ReadFile(testutil.QuickstartConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "short-links.yaml")
+	if err := os.WriteFile(cfg, append(base, "\napproval:\n  passkeys:\n    enrollment_ttl: 10s\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr, err := testutil.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := strings.Cut(addr, ":")
+	e := &passkeyEnv{issuer: "http://localhost:" + port, config: cfg}
+	srv := testutil.Start(t, testutil.Options{Binary: binary, Config: cfg, Addr: addr, Env: []string{"CIBAPROXY_ISSUER=" + e.issuer}})
+	e.env = &env{srv: srv}
+	link := e.enrolLink(t, "alice")
+	b := newTab(t, browser)
+	authenticator(t, b, true)
+	if status := b.open(link); status != http.StatusOK {
+		t.Fatalf("the fresh link: %d", status)
+	}
+	// Wait for the link's 10 s to pass: asked over plain HTTP until it
+	// answers 410, within waitTimeout.
+	waitGone(t, strings.Replace(link, e.issuer, srv.URL, 1))
+	if status := b.open(link); status != http.StatusGone {
+		t.Fatalf("the expired link: %d, want 410", status)
+	}
+	b.mustShow("the expired link", "expired or was already used")
+	if out := e.cli(t, "users", "list", "--json"); !strings.Contains(out, `"passkeys": []`) {
+		t.Fatalf("a passkey appeared:\n%s", out)
+	}
+}
+
+// waitGone asks for link until it answers 410 Gone, within waitTimeout.
+func waitGone(t *testing.T, link string) {
+	t.Helper()
+	c := ctx(t)
+	for {
+		r, err := testutil.Get(c, link)
+		if err == nil && r.Status == http.StatusGone {
+			return
+		}
+		select {
+		case <-c.Done():
+			t.Fatalf("%s did not expire within %v: %v %v", link, waitTimeout, r, err)
+		case <-time.After(250 * time.Millisecond): // the poll's period, not a wait for an outcome
+		}
 	}
 }
