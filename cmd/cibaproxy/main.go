@@ -11,6 +11,9 @@
 //	cibaproxy requests show ID --config FILE [--json] [--full]
 //	cibaproxy requests cancel ID --config FILE [--json]
 //	cibaproxy clients list --config FILE [--json]
+//	cibaproxy users list --config FILE [--json]
+//	cibaproxy users enroll USER --config FILE [--json]
+//	cibaproxy users passkeys remove USER ID --config FILE
 //	cibaproxy keys rotate --config FILE [--publish-ahead DURATION] [--json]
 //	cibaproxy version
 //	cibaproxy help [COMMAND]

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"time"
@@ -49,6 +50,9 @@ func cmdUsers(ctx context.Context, args []string, c cmdIO) error {
 	p, err := c.parseArgs(name, args[1:], define)
 	if err != nil {
 		return err
+	}
+	if path == "" {
+		return usageError{errors.New("--config FILE is required"), name}
 	}
 	if pos = p; len(pos) != want {
 		switch want {

@@ -255,7 +255,7 @@ func TestPasskeyEnrolmentAndApproval(t *testing.T) {
 		if r.Status != ciba.StatusApproved || r.ApprovalRecord == "" {
 			t.Fatalf("request %s, record %q", r.Status, r.ApprovalRecord)
 		}
-		jws, err := gojose.ParseSigned(r.ApprovalRecord, []gojose.SignatureAlgorithm{gojose.ES256})
+		jws, err := gojose.ParseSignedCompact(r.ApprovalRecord, []gojose.SignatureAlgorithm{gojose.ES256})
 		if err != nil {
 			t.Fatal(err)
 		}
