@@ -200,7 +200,8 @@ func (a *Approval) approveWithPasskey(w http.ResponseWriter, r *http.Request, re
 		a.closed(w, err)
 		return
 	}
-	a.render(w, http.StatusOK, page{Title: "Approved", Message: "You approved the sign-in to " + client.Name + " with your passkey. You can close this page."})
+	a.render(w, http.StatusOK, page{Title: "Approved", Message: "You approved the sign-in to " + client.Name + " with your passkey. You can close this page.",
+		Push: a.Push.offer(ctx, req.Subject, a.Logger)})
 }
 
 // enrolShow is GET PathEnroll{token}: the page that creates a passkey.
