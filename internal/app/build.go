@@ -210,6 +210,8 @@ func (b *builder) buildService(ctx context.Context) (err error) {
 		DeliveryTimeout:   deliveryTimeout(cfg),
 		SoleDispatcher:    cfg.Store.Type != config.StoreRedis,
 		AuthzDetails:      cfg.AuthorizationDetails.Registry,
+		Issuer:            cfg.Issuer,
+		LoginHintIssuers:  cfg.CIBA.LoginHintIssuers,
 	}, ciba.Deps{
 		Store:       b.st,
 		Upstream:    b.up.Upstream,
@@ -255,8 +257,12 @@ func (b *builder) buildServer(ctx context.Context) error {
 		Discovery:  up.discovery,
 		Observer:   b.m,
 		JWKS:       func() any { return b.signer.PublicJWKS() },
-		Ready:      b.ready,
-		Logger:     b.log,
+		// Auth0-style clients post token requests to /oauth/token and
+		// wait what Retry-After says after a slow_down.
+		TokenAliases:  cfg.HTTP.TokenAliases,
+		SlowDownRetry: cfg.CIBA.Interval + 5*time.Second,
+		Ready:         b.ready,
+		Logger:        b.log,
 	}
 	if up.refresher != nil {
 		if err := b.buildDPoP(ctx); err != nil {

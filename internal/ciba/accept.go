@@ -51,6 +51,13 @@ func (a *Acceptor) Authorize(ctx context.Context, c *Client, p AuthParams) (*Aut
 	if e := checkSizes(p); e != nil {
 		return nil, e
 	}
+	if p.Hint.LoginHint != "" {
+		h, e := plainLoginHint(p.Hint.LoginHint, a.cfg.Issuer, a.cfg.LoginHintIssuers)
+		if e != nil {
+			return nil, e
+		}
+		p.Hint.LoginHint = h
+	}
 	hints := 0
 	for _, h := range []string{p.Hint.LoginHint, p.Hint.LoginHintToken, p.Hint.IDTokenHint} {
 		if h != "" {
@@ -112,8 +119,22 @@ func (a *Acceptor) Authorize(ctx context.Context, c *Client, p AuthParams) (*Aut
 	if e != nil {
 		return nil, e
 	}
+	resources, e := targets(c, p.Resources, p.Audience)
+	if e != nil {
+		return nil, e
+	}
+	if details != "" {
+		if dc, ok := a.upstream.(DetailsChecker); ok {
+			if err := dc.CheckAuthzDetails(ctx, c, details); err != nil {
+				return nil, a.upstreamError("check authorization_details", err)
+			}
+		}
+	}
 
 	if a.relayer != nil {
+		// The upstream gets the details as checked here, and the targets
+		// without repeats.
+		p.AuthorizationDetails = details
 		key, e := a.userKeyFor("", p.Hint)
 		if e != nil {
 			return nil, e
@@ -172,6 +193,7 @@ func (a *Acceptor) Authorize(ctx context.Context, c *Client, p AuthParams) (*Aut
 		CertThumbprint:    p.CertThumbprint,
 		DPoPJKT:           p.DPoPJKT,
 		AuthzDetails:      details,
+		Resources:         resources,
 	}
 	if c.ActsForUser {
 		r.Actor = c.ID

@@ -37,6 +37,10 @@ const (
 	// too large, names a type the client may not use, or does not match
 	// its type's schema (RFC 9396 §5).
 	CodeInvalidAuthorizationDetails ErrorCode = "invalid_authorization_details"
+	// CodeInvalidTarget: a resource or audience is not one the client may
+	// ask for, or a resource is not an absolute URI without a fragment
+	// (RFC 8707 §2).
+	CodeInvalidTarget ErrorCode = "invalid_target"
 	// CodeInvalidClient: client authentication failed (RFC 6749 §5.2, CIBA §13).
 	// Answered with 401.
 	CodeInvalidClient ErrorCode = "invalid_client"

@@ -27,6 +27,12 @@ type AuthParams struct {
 	// AuthorizationDetails is authorization_details (RFC 9396) as received:
 	// the form value, or the request object's claim as JSON text.
 	AuthorizationDetails string
+	// Resources are the resource parameters (RFC 8707 §2), repeatable,
+	// each an absolute URI without a fragment.
+	Resources []string
+	// Audience is the audience parameter Auth0-style clients send: like a
+	// resource, but any string the client's list holds; "" for none.
+	Audience string
 	// CertThumbprint is the x5t#S256 of the client certificate the request
 	// came with (RFC 8705 §3.1), for a client whose access tokens are
 	// certificate-bound; "" otherwise. It is recorded on the request.

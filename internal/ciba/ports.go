@@ -55,6 +55,9 @@ type Client struct {
 	// told "<client> acting on your behalf asks to …", and its access
 	// tokens carry act (RFC 8693 §4.1).
 	ActsForUser bool
+	// Resources are the resource indicators (RFC 8707) and audiences the
+	// client may ask for with resource or audience; empty: none.
+	Resources []string
 }
 
 // Hint is the user identification hint of a request (CIBA §7.1): exactly one
@@ -89,6 +92,18 @@ type Upstream interface {
 	// SupportsUserCode reports whether CheckUserCode can verify codes; it is
 	// published as backchannel_user_code_parameter_supported.
 	SupportsUserCode() bool
+}
+
+// DetailsChecker is implemented by an upstream that must itself carry a
+// request's authorization_details (RFC 9396) to the provider (the oidc
+// upstream): it refuses at bc-authorize details the provider cannot take,
+// rather than let them be dropped.
+type DetailsChecker interface {
+	// CheckAuthzDetails returns an *Error (invalid_authorization_details)
+	// when the provider cannot be sent details (canonical JSON) for
+	// client c; an error wrapping ErrUnavailable when that cannot be
+	// known now.
+	CheckAuthzDetails(ctx context.Context, c *Client, details string) error
 }
 
 // Minter issues tokens for an approved request; the local upstream has one.

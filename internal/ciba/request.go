@@ -186,6 +186,10 @@ type AuthRequest struct {
 	// Written in the same compare-and-set as the approval; "" for other
 	// approvals. Not a secret.
 	ApprovalRecord string `json:"approval_record,omitempty"`
+	// Resources are the resource indicators (RFC 8707) and audience the
+	// client asked for, checked against its list: the access token's aud.
+	// Nil for none (the token's audience is then the issuer's default).
+	Resources []string `json:"resources,omitempty"`
 }
 
 // DetailsDigest returns the digest of the request's authorization_details

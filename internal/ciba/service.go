@@ -61,6 +61,12 @@ type Config struct {
 	// AuthzDetails are the authorization_details types (RFC 9396) the
 	// server accepts, with their schemas and bounds; nil accepts none.
 	AuthzDetails *authzdetails.Registry
+	// Issuer is the issuer identifier: a JSON login_hint of the iss_sub
+	// format (target.go) is accepted when its iss is this one.
+	Issuer string
+	// LoginHintIssuers are the other issuers whose iss_sub login_hints are
+	// accepted (the sub is then taken as the user's subject here too).
+	LoginHintIssuers []string
 }
 
 // DefaultDeliveryTimeout is Config.DeliveryTimeout when zero: the

@@ -82,6 +82,7 @@ func NewRegistration(ctx context.Context, v *clientmeta.Valid) (*Registration, e
 			AuthzDetailsTypes:     m.AuthzDetailsTypes,
 			Introspection:         m.Introspection,
 			ActsForUser:           m.ActsForUser,
+			Resources:             m.Resources,
 		},
 		methods: m.Methods,
 		tlsAuth: TLSClientAuth{SubjectDN: m.TLSSubjectDN, SANDNS: m.TLSSANDNS, SANURI: m.TLSSANURI, SANEmail: m.TLSSANEmail},

@@ -103,6 +103,9 @@ type Metadata struct {
 	// configuration's authorization_details.types); each of
 	// AuthzDetailsTypes must be one.
 	ServerAuthzDetailsTypes []string
+	// Resources are the resource indicators (RFC 8707) and audiences the
+	// client may ask for; empty: none.
+	Resources []string
 	// TLSSubjectDN, TLSSANDNS, TLSSANURI and TLSSANEmail are the
 	// tls_client_auth_* names (RFC 8705 §2.1.2).
 	TLSSubjectDN string
@@ -200,6 +203,7 @@ func (v *Valid) Metadata() Metadata {
 	m.Scopes = slices.Clone(m.Scopes)
 	m.AuthzDetailsTypes = slices.Clone(m.AuthzDetailsTypes)
 	m.ServerAuthzDetailsTypes = slices.Clone(m.ServerAuthzDetailsTypes)
+	m.Resources = slices.Clone(m.Resources)
 	m.JWKS = slices.Clone(m.JWKS)
 	return m
 }
@@ -230,6 +234,7 @@ func Check(m Metadata) (*Valid, Problems) {
 	m.Scopes = slices.Clone(m.Scopes)
 	m.AuthzDetailsTypes = slices.Clone(m.AuthzDetailsTypes)
 	m.ServerAuthzDetailsTypes = slices.Clone(m.ServerAuthzDetailsTypes)
+	m.Resources = slices.Clone(m.Resources)
 	m.JWKS = slices.Clone(m.JWKS)
 	c := checker{m: &m}
 	c.id()
@@ -242,6 +247,7 @@ func Check(m Metadata) (*Valid, Problems) {
 	c.scopes()
 	c.authzDetailsTypes()
 	c.actsForUser()
+	c.resources()
 	c.public()
 	c.profile()
 	c.tlsNames()

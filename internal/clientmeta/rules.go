@@ -360,3 +360,33 @@ func (c *checker) introspection() {
 		c.fail("introspection", "not allowed for a public client (token_endpoint_auth_methods: [none]): the introspection endpoint needs an authenticated caller (RFC 7662 §2.1)")
 	}
 }
+
+// maxResource bounds one entry of resources, in bytes (ciba.MaxResourceLength).
+const maxResource = 2048
+
+// resources: each entry a value a client could send as resource or
+// audience, listed once; a public (device-grant-only) client sends none.
+// An entry that looks like a URI (it has a scheme) must be a resource
+// indicator: absolute, without a fragment (RFC 8707 §2); others can only
+// be sent as audience.
+func (c *checker) resources() {
+	seen := make(map[string]bool)
+	for j, r := range c.m.Resources {
+		bad := r == "" || len(r) > maxResource
+		for i := 0; i < len(r) && !bad; i++ {
+			bad = r[i] <= 0x20 || r[i] >= 0x7f || r[i] == '"' || r[i] == '\\'
+		}
+		switch {
+		case bad:
+			c.fail(index("resources", j), "an entry is 1 to %d printable ASCII characters without spaces, quotes or backslashes", maxResource)
+		case strings.Contains(r, "#"):
+			c.fail(index("resources", j), "%q has a fragment, which a resource indicator must not have (RFC 8707 §2)", r)
+		case seen[r]:
+			c.fail(index("resources", j), "%q is listed twice", r)
+		}
+		seen[r] = true
+	}
+	if len(c.m.Resources) > 0 && c.m.IsPublic() {
+		c.fail("resources", "a public client (token_endpoint_auth_methods: [none]) uses only the device grant, which does not take resource or audience; remove it")
+	}
+}

@@ -94,12 +94,10 @@ func (v *validator) authzDetailsDefaults(a *AuthorizationDetails) {
 func (v *validator) checkAuthzDetails(c *Config) {
 	const at = "authorization_details"
 	a := &c.AuthorizationDetails
-	if len(a.Types) > 0 && c.Upstream.Type != UpstreamLocal {
-		// Relaying them to the provider is not built yet; accepting them
-		// would drop them silently.
-		v.fail(at+".types", "works with the local upstream only for now; the %s upstream would not pass authorization_details on to the provider", c.Upstream.Type)
-		return
-	}
+	// Every upstream carries them: the local issuer into its tokens, the
+	// ciba upstream to the provider's bc-authorize, the oidc upstream into
+	// the provider's authorization request (refused at bc-authorize when
+	// the provider's discovery does not list the type).
 	if a.MaxBytes < 64 || a.MaxBytes > maxAuthzDetailsBytes {
 		v.fail(at+".max_bytes", "must be from 64 to %d bytes, got %d", maxAuthzDetailsBytes, a.MaxBytes)
 	}

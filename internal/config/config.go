@@ -100,6 +100,9 @@ type Config struct {
 	// the network.
 	Listen string `yaml:"listen"`
 
+	// HTTP holds settings of the HTTP endpoints beyond the listener.
+	HTTP HTTP `yaml:"http"`
+
 	// Log configures logging.
 	Log Log `yaml:"log"`
 
@@ -337,6 +340,23 @@ type CIBA struct {
 	// characters (CIBA Core §7.1 asks that it be short enough to show on
 	// the authentication device). Default 64; between 1 and 256.
 	BindingMessageMax int `yaml:"binding_message_max"`
+
+	// LoginHintIssuers are issuers, besides cibaproxy's own, whose
+	// iss_sub login_hints are accepted: a login_hint
+	// {"format":"iss_sub","iss":"<issuer>","sub":"<subject>"} (what
+	// Auth0-style clients send) names the user by sub when iss is the
+	// issuer or one of these (a trailing slash either way makes no
+	// difference); any other iss is invalid_request. Empty by default.
+	LoginHintIssuers []string `yaml:"login_hint_issuers"`
+}
+
+// HTTP holds settings of the HTTP endpoints.
+type HTTP struct {
+	// TokenAliases are more paths the token endpoint answers at, each an
+	// absolute path such as /oauth/token (where Auth0-style clients send
+	// their token requests, whatever discovery says). Discovery still
+	// names /token. Empty by default.
+	TokenAliases []string `yaml:"token_aliases"`
 }
 
 // Tokens configures the tokens cibaproxy issues and the keys it uses.
@@ -572,6 +592,14 @@ type Client struct {
 	// none, and a request with authorization_details is refused.
 	AuthorizationDetailsTypes []string `yaml:"authorization_details_types"`
 
+	// Resources are the resource indicators (RFC 8707, the resource
+	// parameter: absolute URIs without a fragment) and audiences (the
+	// audience parameter of Auth0-style clients) the client may ask for
+	// at bc-authorize; another value is invalid_target. With the local
+	// upstream they become the access token's aud. Empty (default): the
+	// client may send neither.
+	Resources []string `yaml:"resources"`
+
 	// Upstream are the client's credentials at the upstream identity
 	// provider (upstream type "oidc"), with which cibaproxy exchanges the
 	// user's authorization code so that the tokens are issued to this
@@ -660,6 +688,7 @@ func (c *Config) ClientMetadata(cl *Client) clientmeta.Metadata {
 		JWKSURI:                 cl.JWKSURI,
 		Scopes:                  cl.Scopes,
 		AuthzDetailsTypes:       cl.AuthorizationDetailsTypes,
+		Resources:               cl.Resources,
 		ServerAuthzDetailsTypes: c.AuthorizationDetails.TypeNames(),
 		TLSSubjectDN:            cl.TLSSubjectDN,
 		TLSSANDNS:               cl.TLSSANDNS,

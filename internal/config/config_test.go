@@ -10,6 +10,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -29,7 +30,7 @@ func TestDefaults(t *testing.T) {
 		},
 		Tokens: Tokens{AccessTokenTTL: 10 * time.Minute, IDTokenTTL: 10 * time.Minute, RefreshTokenTTL: 24 * time.Hour},
 	}
-	if c.Issuer != want.Issuer || c.Listen != want.Listen || c.Log != want.Log || c.Store.Type != want.Store.Type || c.Store.Path != want.Store.Path || c.CIBA != want.CIBA {
+	if c.Issuer != want.Issuer || c.Listen != want.Listen || c.Log != want.Log || c.Store.Type != want.Store.Type || c.Store.Path != want.Store.Path || !reflect.DeepEqual(c.CIBA, want.CIBA) {
 		t.Errorf("got %+v %+v %+v %+v %+v\nwant %+v %+v %+v %+v %+v",
 			c.Issuer, c.Listen, c.Log, c.Store, c.CIBA, want.Issuer, want.Listen, want.Log, want.Store, want.CIBA)
 	}
@@ -107,7 +108,7 @@ test.yaml:4: ciba.interval: invalid duration "5 seconds": use a Go duration such
 test.yaml:5: ciba.long_poll: must be between 0 (off) and 1m0s, got 2m0s
 test.yaml:9: upstream.local.users[0].password_hash: required: the bcrypt hash of the user's password
 test.yaml:16: clients[1].backchannel_token_delivery_mode: must be one of poll, ping, push, got "pong"
-test.yaml:17: clients[1].colour: unknown key "colour"; the keys here are acts_for_user, allow_hs256_request_object, allowed_networks, authorization_details_types, backchannel_authentication_request_signing_alg, backchannel_client_notification_endpoint, backchannel_token_delivery_mode, backchannel_user_code_parameter, client_id, client_name, client_secret, client_secret_hash, device_authorization, dpop_bound_access_tokens, introspection, jwks, jwks_uri, profile, scopes, skip_validation, tls_client_auth_san_dns, tls_client_auth_san_email, tls_client_auth_san_uri, tls_client_auth_subject_dn, tls_client_certificate_bound_access_tokens, token_endpoint_auth_methods, upstream_credentials`
+test.yaml:17: clients[1].colour: unknown key "colour"; the keys here are acts_for_user, allow_hs256_request_object, allowed_networks, authorization_details_types, backchannel_authentication_request_signing_alg, backchannel_client_notification_endpoint, backchannel_token_delivery_mode, backchannel_user_code_parameter, client_id, client_name, client_secret, client_secret_hash, device_authorization, dpop_bound_access_tokens, introspection, jwks, jwks_uri, profile, resources, scopes, skip_validation, tls_client_auth_san_dns, tls_client_auth_san_email, tls_client_auth_san_uri, tls_client_auth_subject_dn, tls_client_certificate_bound_access_tokens, token_endpoint_auth_methods, upstream_credentials`
 	if got := ps.Error(); got != want {
 		t.Errorf("got:\n%s\nwant:\n%s", got, want)
 	}

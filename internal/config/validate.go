@@ -145,6 +145,8 @@ func (v *validator) validate(c *Config) {
 	v.checkStore(&c.Store)
 	v.checkUpstream(&c.Upstream)
 	v.checkCIBA(&c.CIBA)
+	v.checkLoginHintIssuers(&c.CIBA)
+	v.checkHTTP(&c.HTTP)
 	v.checkTokens(&c.Tokens)
 	v.checkWebhook(&c.Channels.Webhook)
 	v.checkEmail(&c.Channels.Email)
@@ -355,6 +357,33 @@ func checkSubject(s string) string {
 		}
 	}
 	return ""
+}
+
+// checkHTTP checks http: each token alias an absolute path of its own,
+// none an endpoint's path already.
+func (v *validator) checkHTTP(h *HTTP) {
+	taken := []string{"/token", "/bc-authorize", "/jwks", "/.well-known/openid-configuration", "/ciba/callback", "/ciba/upstream-ping", "/healthz", "/readyz", "/metrics", "/device_authorization", "/device", "/approve/"}
+	for i, a := range h.TokenAliases {
+		p := fmt.Sprintf("http.token_aliases[%d]", i)
+		u, err := url.Parse(a)
+		switch {
+		case err != nil || !strings.HasPrefix(a, "/") || strings.HasPrefix(a, "//") || u.RawQuery != "" || u.Fragment != "" || u.Path != a || strings.ContainsAny(a, "{} \t") || strings.HasSuffix(a, "/"):
+			v.fail(p, "must be an absolute path such as /oauth/token (no query, braces, spaces or trailing slash), got %q", a)
+		case slices.Contains(taken, a) || slices.Contains(h.TokenAliases[:i], a):
+			v.fail(p, "%q is already an endpoint's path or listed before", a)
+		}
+	}
+}
+
+// checkLoginHintIssuers checks ciba.login_hint_issuers: absolute https
+// (or http) URLs.
+func (v *validator) checkLoginHintIssuers(c *CIBA) {
+	for i, iss := range c.LoginHintIssuers {
+		u, err := url.Parse(iss)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			v.fail(fmt.Sprintf("ciba.login_hint_issuers[%d]", i), "must be an issuer URL such as https://tenant.example.com/, got %q", iss)
+		}
+	}
 }
 
 func (v *validator) checkCIBA(c *CIBA) {

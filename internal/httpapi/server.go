@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -125,6 +126,18 @@ type Server struct {
 	Logger *slog.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// TokenAliases are more paths the token endpoint answers at (such as
+	// /oauth/token, where Auth0-style clients post their token requests);
+	// discovery names PathToken only.
+	TokenAliases []string
+	// SlowDownRetry is the Retry-After answered with a poll's slow_down:
+	// the announced interval plus the step it grew by (Auth0-style
+	// clients wait what Retry-After says); 0 sends none.
+	SlowDownRetry time.Duration
+
+	// slowDownValue is SlowDownRetry's header value, built once by
+	// Handler so that the slow_down answer allocates nothing more for it.
+	slowDownValue []string
 }
 
 // Handler returns the HTTP handler of all endpoints.
@@ -134,6 +147,9 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.Logger == nil {
 		s.Logger = slog.New(slog.DiscardHandler)
+	}
+	if s.SlowDownRetry > 0 {
+		s.slowDownValue = []string{strconv.FormatInt(max(int64((s.SlowDownRetry+time.Second-1)/time.Second), 1), 10)}
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+PathDiscovery, func(w http.ResponseWriter, r *http.Request) {
@@ -164,6 +180,9 @@ func (s *Server) Handler() http.Handler {
 	})
 	mux.HandleFunc("POST "+PathBCAuthz, s.backchannelAuthorize)
 	mux.HandleFunc("POST "+PathToken, s.token)
+	for _, alias := range s.TokenAliases {
+		mux.HandleFunc("POST "+alias, s.token)
+	}
 	mux.HandleFunc("POST "+PathCallback, s.callback)
 	if s.RelayPings {
 		mux.HandleFunc("POST "+PathUpstreamPing, s.upstreamPing)
@@ -253,7 +272,7 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 
 // authParams are the CIBA §7.1 authentication parameters; with a signed
 // request object they must all be inside it.
-var authParams = []string{"scope", "client_notification_token", "acr_values", "login_hint_token", "id_token_hint", "login_hint", "binding_message", "user_code", "requested_expiry", "dpop_jkt", "authorization_details"}
+var authParams = []string{"scope", "client_notification_token", "acr_values", "login_hint_token", "id_token_hint", "login_hint", "binding_message", "user_code", "requested_expiry", "dpop_jkt", "authorization_details", "resource", "audience"}
 
 // formClient parses the form of r and authenticates its client for the
 // endpoint at path (below the issuer); on failure it writes the error and
@@ -288,6 +307,7 @@ func (s *Server) backchannelAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	get := form.Get
+	resources := form["resource"]
 	if raw := form.Get("request"); raw != "" {
 		for _, p := range authParams {
 			if form.Has(p) {
@@ -301,6 +321,10 @@ func (s *Server) backchannelAuthorize(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if get, err = claimGetter(claims); err != nil {
+			writeError(w, err)
+			return
+		}
+		if resources, err = claimResources(claims["resource"]); err != nil {
 			writeError(w, err)
 			return
 		}
@@ -333,6 +357,8 @@ func (s *Server) backchannelAuthorize(w http.ResponseWriter, r *http.Request) {
 		ClientNotificationToken: get("client_notification_token"),
 		ACRValues:               get("acr_values"),
 		AuthorizationDetails:    get("authorization_details"),
+		Resources:               resources,
+		Audience:                get("audience"),
 		CertThumbprint:          cert,
 		DPoPJKT:                 jkt,
 	})
@@ -352,7 +378,7 @@ func claimGetter(claims map[string]any) (func(string) string, error) {
 	vals := make(map[string]string, len(authParams))
 	for _, p := range authParams {
 		v, ok := claims[p]
-		if !ok || v == nil {
+		if !ok || v == nil || p == "resource" {
 			continue
 		}
 		if _, isString := v.(string); p == "authorization_details" && !isString {
@@ -381,6 +407,37 @@ func claimGetter(claims map[string]any) (func(string) string, error) {
 		}
 	}
 	return func(k string) string { return vals[k] }, nil
+}
+
+// tokenPath is the path of a token request: PathToken, or the alias
+// (Server.TokenAliases) it came to.
+func (s *Server) tokenPath(r *http.Request) string {
+	if r.URL.Path != PathToken && slices.Contains(s.TokenAliases, r.URL.Path) {
+		return r.URL.Path
+	}
+	return PathToken
+}
+
+// claimResources reads a request object's resource claim (RFC 8707 §2):
+// absent, one string, or an array of strings.
+func claimResources(v any) ([]string, error) {
+	switch x := v.(type) {
+	case nil:
+		return nil, nil
+	case string:
+		return []string{x}, nil
+	case []any:
+		out := make([]string, 0, len(x))
+		for _, e := range x {
+			s, ok := e.(string)
+			if !ok {
+				return nil, ciba.Errorf(ciba.CodeInvalidRequest, "request object claim resource must be a string or an array of strings")
+			}
+			out = append(out, s)
+		}
+		return out, nil
+	}
+	return nil, ciba.Errorf(ciba.CodeInvalidRequest, "request object claim resource must be a string or an array of strings")
 }
 
 // token is the token endpoint: the CIBA grant (CIBA §10.1, §11) and, where
@@ -421,7 +478,8 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	jkt, err := s.dpopBinding(w, r, client, PathToken)
+	// A DPoP proof names the URL the client called: PathToken or an alias.
+	jkt, err := s.dpopBinding(w, r, client, s.tokenPath(r))
 	if err != nil {
 		writeError(w, err)
 		return
@@ -441,6 +499,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	case GrantCIBA:
 		body, err := s.Service.PollBound(ctx, client, form.Get("auth_req_id"), ciba.Binding{Cert: cert, JKT: jkt})
 		if err != nil {
+			if s.slowDownValue != nil && ciba.AsError(err).Code == ciba.CodeSlowDown {
+				w.Header()["Retry-After"] = s.slowDownValue
+			}
 			writeError(w, err)
 			return
 		}

@@ -46,7 +46,7 @@ func encodeRequest(r *ciba.AuthRequest) string {
 func sizeHint(r *ciba.AuthRequest) int {
 	return 64 + len(r.ID) + len(r.ApprovalID) + len(r.ClientID) + len(r.Subject) + len(r.LoginHint) +
 		len(r.BindingMessage) + len(r.UserCodeHash) + len(r.NotificationToken) + len(r.Result) + len(r.TraceParent) +
-		len(r.Relay.ID) + len(r.CertThumbprint) + len(r.DPoPJKT) + len(r.AuthzDetails) + len(r.ApprovedDetails) + len(r.Actor) + len(r.ApprovalRecord) + 16*(len(r.Scopes)+len(r.ACRValues))
+		len(r.Relay.ID) + len(r.CertThumbprint) + len(r.DPoPJKT) + len(r.AuthzDetails) + len(r.ApprovedDetails) + len(r.Actor) + len(r.ApprovalRecord) + 16*(len(r.Scopes)+len(r.ACRValues)+len(r.Resources))
 }
 
 // snapshotOf returns r as the store keeps it: one allocation holding the
@@ -111,6 +111,7 @@ func appendRequest(b []byte, r *ciba.AuthRequest) []byte {
 	b = appendString(b, r.ApprovedDetails)
 	b = appendString(b, r.Actor)
 	b = appendString(b, r.ApprovalRecord)
+	b = appendList(b, r.Resources)
 	return b
 }
 
@@ -157,6 +158,7 @@ func decodeRequest(s string) (*ciba.AuthRequest, error) {
 	r.ApprovedDetails = d.string()
 	r.Actor = d.string()
 	r.ApprovalRecord = d.string()
+	r.Resources = d.list()
 	if d.bad || d.i != len(d.s) {
 		return nil, errCorrupt
 	}

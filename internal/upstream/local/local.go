@@ -263,7 +263,7 @@ func (u *Upstream) Mint(ctx context.Context, r *ciba.AuthRequest, now time.Time)
 	if usr == nil {
 		return nil, fmt.Errorf("local: user %q no longer exists", r.Subject)
 	}
-	g := grant{ClientID: r.ClientID, Subject: r.Subject, Scopes: r.Scopes, AuthTime: r.AuthTime, CertThumbprint: r.CertThumbprint, JKT: r.DPoPJKT, AuthzDetails: r.AuthzDetails, Actor: r.Actor, Family: random(16)}
+	g := grant{ClientID: r.ClientID, Subject: r.Subject, Scopes: r.Scopes, AuthTime: r.AuthTime, CertThumbprint: r.CertThumbprint, JKT: r.DPoPJKT, AuthzDetails: r.AuthzDetails, Actor: r.Actor, Resources: r.Resources, Family: random(16)}
 	if r.PublicClient {
 		// RFC 9449 §5: a public client's refresh tokens are bound to its
 		// DPoP key from the first one on.
@@ -311,6 +311,22 @@ type grant struct {
 	// names it in act (RFC 8693 §4.1), refreshed ones too: the user
 	// approved that client acting for them.
 	Actor string `json:"actor,omitempty"`
+	// Resources are the resource indicators (RFC 8707) and audience the
+	// client asked for: the access tokens' aud, refreshed ones too; none:
+	// the issuer.
+	Resources []string `json:"resources,omitempty"`
+}
+
+// audience is the access token's aud of g: its resources (one as a
+// string, several as an array, RFC 7519 §4.1.3), else the issuer.
+func (g *grant) audience(issuer string) any {
+	switch len(g.Resources) {
+	case 0:
+		return issuer
+	case 1:
+		return g.Resources[0]
+	}
+	return g.Resources
 }
 
 func (u *Upstream) issue(ctx context.Context, g grant, usr *User, authReqID string, now time.Time) (*ciba.TokenResponse, error) {
@@ -318,7 +334,7 @@ func (u *Upstream) issue(ctx context.Context, g grant, usr *User, authReqID stri
 	claims := map[string]any{
 		"iss":       u.cfg.Issuer,
 		"sub":       g.Subject,
-		"aud":       u.cfg.Issuer,
+		"aud":       g.audience(u.cfg.Issuer),
 		"client_id": g.ClientID,
 		"scope":     scope,
 		"iat":       now.Unix(),
