@@ -76,6 +76,11 @@ type Config struct {
 	// which tells clients to poll every 5 seconds (CIBA Core §7.3). The IdP
 	// does not enforce it (it never answers slow_down).
 	CIBAInterval int `json:"ciba_interval,omitempty"`
+	// RARTypes, when set, turns on node-oidc-provider's Rich Authorization
+	// Requests (RFC 9396) for these authorization_details types: any
+	// detail of one is accepted (at bc-authorize too), granted as asked
+	// and carried into the access token and the token response.
+	RARTypes []string `json:"rar_types,omitempty"`
 }
 
 // Client is one registered client, in the names of RFC 7591 client metadata.
@@ -381,6 +386,11 @@ type PendingRequest struct {
 	Scope          string `json:"scope"`
 	BindingMessage string `json:"binding_message,omitempty"`
 	LoginHint      string `json:"login_hint,omitempty"`
+	// AuthorizationDetails are the request's authorization_details as the
+	// IdP keeps them (RFC 9396), when Config.RARTypes is set.
+	AuthorizationDetails json.RawMessage `json:"authorization_details,omitempty"`
+	// Resource is the request's resource parameter as received, if any.
+	Resource any `json:"resource,omitempty"`
 	// ExpiresAt is the expiry in seconds since the epoch.
 	ExpiresAt int64 `json:"expires_at"`
 }

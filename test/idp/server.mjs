@@ -227,6 +227,7 @@ function clientMetadata(c) {
     token_endpoint_auth_method: c.token_endpoint_auth_method || (c.client_secret ? 'client_secret_basic' : 'none'),
   };
   if (c.client_secret) m.client_secret = c.client_secret;
+  if (cfg.rar_types?.length) m.authorization_details_types = cfg.rar_types;
   if (c.id_token_signed_response_alg) m.id_token_signed_response_alg = c.id_token_signed_response_alg;
   if (c.post_logout_redirect_uris) m.post_logout_redirect_uris = c.post_logout_redirect_uris;
   if (grantTypes.includes(CIBA_GRANT)) {
@@ -326,6 +327,24 @@ const provider = new Provider(cfg.issuer, {
       },
       // The request is stored by the adapter; /__test/ciba/pending lists it.
       async triggerAuthenticationDevice() {},
+    },
+    // Rich Authorization Requests (RFC 9396), on when the test lists types
+    // (rar_types): any detail of a listed type is accepted, granted as
+    // requested and carried into the access token and the token response.
+    richAuthorizationRequests: {
+      enabled: (cfg.rar_types ?? []).length > 0,
+      types: Object.fromEntries((cfg.rar_types ?? []).map((t) => [t, { validate() {} }])),
+      authorizationDetailsForGrantSource: (_ctx, source) => source.rar,
+      authorizationDetailsForAccessToken: (_ctx, _token, source) => source?.rar,
+      authorizationDetailsForIntrospection: (_ctx, token) => token.rar,
+    },
+    // node-oidc-provider requires a resource indicator with RAR: the
+    // request's resource (RFC 8707), else https://api.example.test/.
+    resourceIndicators: {
+      enabled: (cfg.rar_types ?? []).length > 0,
+      defaultResource: (_ctx, _client, oneOf) => oneOf ?? 'https://api.example.test/',
+      useGrantedResource: () => true,
+      getResourceServerInfo: (_ctx, resource) => ({ scope: 'api', audience: resource, accessTokenFormat: 'opaque' }),
     },
   },
   // Test-only: no SSRF protection, so pings reach loopback notification endpoints.
@@ -443,6 +462,8 @@ function pendingRequests() {
       scope: p.scope,
       binding_message: p.params?.binding_message,
       login_hint: p.params?.login_hint,
+      authorization_details: p.params?.authorization_details ? JSON.parse(p.params.authorization_details) : undefined,
+      resource: p.params?.resource,
       expires_at: p.exp,
     });
   }
@@ -481,9 +502,19 @@ async function resolveCIBA(ctx, approve) {
     const request = await provider.BackchannelAuthenticationRequest.find(p.auth_req_id);
     if (!request) continue;
     let result;
+    let rar;
     if (approve) {
       result = new provider.Grant({ accountId: request.accountId, clientId: request.clientId });
       result.addOIDCScope(request.scope);
+      if (request.resource) {
+        for (const r of [request.resource].flat()) result.addResourceScope(r, 'api');
+      }
+      // node-oidc-provider checks authorization_details at its
+      // backchannel endpoint but keeps them in the request's params only;
+      // the approval grants them as asked, so the tokens carry them.
+      if (request.params?.authorization_details) {
+        rar = JSON.parse(request.params.authorization_details);
+      }
       const claims = request.claims ?? {};
       result.addOIDCClaims([...Object.keys(claims.id_token ?? {}), ...Object.keys(claims.userinfo ?? {})]);
       await result.save();
@@ -491,7 +522,7 @@ async function resolveCIBA(ctx, approve) {
       result = new errors.AccessDenied('end-user denied the authentication request');
     }
     try {
-      await provider.backchannelResult(request, result, { authTime: Math.floor(Date.now() / 1000) });
+      await provider.backchannelResult(request, result, { authTime: Math.floor(Date.now() / 1000), rar });
     } catch (err) {
       // The result is saved before the ping; only the notification failed.
       pingErrors.push(`${p.client_id}: ${err.message}`);

@@ -34,7 +34,9 @@ const maxDescription = 200
 // authenticated with the client's credentials there, and validates the
 // acknowledgement (§7.3): auth_req_id a non-empty string, expires_in a
 // number of at least 1, interval absent or a non-negative number. The
-// client's parameters p are passed on unchanged; empty ones are not sent.
+// client's parameters p are passed on unchanged (authorization_details as
+// checked at bc-authorize, resource and audience too); empty ones are not
+// sent.
 // p.ClientNotificationToken is the client's own bearer for cibaproxy's
 // pings and never goes upstream: notificationToken, cibaproxy's for the
 // IdP's pings, is sent as client_notification_token for a client whose
@@ -67,10 +69,17 @@ func (u *Upstream) Start(ctx context.Context, c *ciba.Client, p ciba.AuthParams,
 		{"user_code", p.UserCode},
 		{"acr_values", p.ACRValues},
 		{"requested_expiry", p.RequestedExpiry},
+		// As checked at bc-authorize (RFC 9396): the IdP's token
+		// response says what it granted, passed on unchanged.
+		{"authorization_details", p.AuthorizationDetails},
+		{"audience", p.Audience},
 	} {
 		if kv[1] != "" {
 			form.Set(kv[0], kv[1])
 		}
+	}
+	for _, r := range p.Resources {
+		form.Add("resource", r)
 	}
 	if creds.Ping && notificationToken != "" {
 		form.Set("client_notification_token", notificationToken)
@@ -287,13 +296,16 @@ func refusal(op, clientID string, creds Credentials, status int, body []byte, hi
 
 // forClient reports whether an IdP's error code is passed to the client:
 // the codes of CIBA §11 and §13 and of RFC 6749 §5.2 that describe the
-// client's request or the user's answer, and transaction_failed (§12).
+// client's request or the user's answer, transaction_failed (§12), and
+// the refusals of what the request carries: invalid_authorization_details
+// (RFC 9396 §5) and invalid_target (RFC 8707 §2).
 func forClient(code ciba.ErrorCode) bool {
 	switch code {
 	case ciba.CodeInvalidRequest, ciba.CodeInvalidScope, ciba.CodeExpiredLoginHintToken,
 		ciba.CodeUnknownUserID, ciba.CodeUnauthorizedClient, ciba.CodeMissingUserCode,
 		ciba.CodeInvalidUserCode, ciba.CodeInvalidBindingMessage, ciba.CodeAccessDenied,
-		ciba.CodeExpiredToken, ciba.CodeInvalidGrant, ciba.CodeTransactionFailed:
+		ciba.CodeExpiredToken, ciba.CodeInvalidGrant, ciba.CodeTransactionFailed,
+		ciba.CodeInvalidAuthorizationDetails, ciba.CodeInvalidTarget:
 		return true
 	}
 	return false
