@@ -208,7 +208,7 @@ type federation struct {
 
 func (f *federation) LoginURL(ctx context.Context, r *ciba.AuthRequest, l httpapi.Login) (string, error) {
 	return f.up.AuthCodeURL(ctx, r.ClientID, oidcup.Login{State: l.State, Nonce: l.Nonce, CodeVerifier: l.Verifier},
-		oidcup.AuthParams{Scopes: r.Scopes, LoginHint: r.LoginHint, ACRValues: r.ACRValues})
+		oidcup.AuthParams{Scopes: r.Scopes, LoginHint: r.LoginHint, ACRValues: r.ACRValues, AuthzDetails: r.AuthzDetails, Resources: r.Resources})
 }
 
 // Complete exchanges the code at the provider. A CIBA request must be

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -65,6 +66,13 @@ type AuthParams struct {
 	LoginHint string
 	// ACRValues, sent as acr_values (OIDC Core §3.1.2.1).
 	ACRValues []string
+	// AuthzDetails, sent as authorization_details (RFC 9396 §2): the
+	// request's details in canonical JSON, "" for none. Their types were
+	// checked at bc-authorize against the IdP's discovery
+	// (CheckAuthzDetails).
+	AuthzDetails string
+	// Resources, sent as resource parameters (RFC 8707 §2).
+	Resources []string
 }
 
 // AuthCodeURL returns the IdP's authorization URL for a sign-in approving a
@@ -95,6 +103,9 @@ func (u *Upstream) AuthCodeURL(ctx context.Context, clientID string, l Login, p 
 	if len(p.ACRValues) > 0 {
 		opts = append(opts, oauth2.SetAuthURLParam("acr_values", strings.Join(p.ACRValues, " ")))
 	}
+	if p.AuthzDetails != "" {
+		opts = append(opts, oauth2.SetAuthURLParam("authorization_details", p.AuthzDetails))
+	}
 	// OIDC Core §11: a request for offline_access must ask for consent,
 	// or providers issue no refresh token.
 	var prompt []string
@@ -107,7 +118,21 @@ func (u *Upstream) AuthCodeURL(ctx context.Context, clientID string, l Login, p 
 	if len(prompt) > 0 {
 		opts = append(opts, oauth2.SetAuthURLParam("prompt", strings.Join(prompt, " ")))
 	}
-	return u.oauth2Config(idp, creds, scopes).AuthCodeURL(l.State, opts...), nil
+	authURL := u.oauth2Config(idp, creds, scopes).AuthCodeURL(l.State, opts...)
+	if len(p.Resources) == 0 {
+		return authURL, nil
+	}
+	// resource repeats (RFC 8707 §2), which SetAuthURLParam cannot say.
+	parsed, err := url.Parse(authURL)
+	if err != nil {
+		return "", fmt.Errorf("oidc: the authorization URL: %w", err)
+	}
+	q := parsed.Query()
+	for _, r := range p.Resources {
+		q.Add("resource", r)
+	}
+	parsed.RawQuery = q.Encode()
+	return parsed.String(), nil
 }
 
 func (u *Upstream) oauth2Config(idp *provider, creds Credentials, scopes []string) *oauth2.Config {
@@ -279,6 +304,8 @@ func (u *Upstream) ExchangeUser(ctx context.Context, clientID, code string, l Lo
 			RefreshToken: tok.RefreshToken,
 			IDToken:      rawIDToken,
 			Scope:        extraString(tok, "scope"),
+			// RFC 9396 §7: what the IdP granted, passed on as it said.
+			AuthorizationDetails: extraJSON(tok, "authorization_details"),
 		},
 		AuthTime: authTime,
 		Subject:  idt.Subject,
@@ -360,4 +387,18 @@ func expiresIn(tok *oauth2.Token) int64 {
 func extraString(tok *oauth2.Token, name string) string {
 	s, _ := tok.Extra(name).(string)
 	return s
+}
+
+// extraJSON is the token response member name as JSON text when it is an
+// array (authorization_details, RFC 9396 §7), "" otherwise.
+func extraJSON(tok *oauth2.Token, name string) ciba.RawJSON {
+	v, ok := tok.Extra(name).([]any)
+	if !ok {
+		return ""
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return ""
+	}
+	return ciba.RawJSON(b)
 }

@@ -104,6 +104,8 @@ type provider struct {
 	jwksURI  string
 	algs     []string
 	raw      []byte // the discovery document as the IdP served it
+	// authzTypes is authorization_details_types_supported (RFC 9396 §10).
+	authzTypes []string
 }
 
 // New validates cfg and returns the upstream. It attempts discovery with
@@ -222,6 +224,8 @@ func (u *Upstream) discover(ctx context.Context) (*provider, error) {
 	var meta struct {
 		JWKSURI string   `json:"jwks_uri"`
 		Algs    []string `json:"id_token_signing_alg_values_supported"`
+		// AuthzTypes: RFC 9396 §10.
+		AuthzTypes []string `json:"authorization_details_types_supported"`
 	}
 	if err := gp.Claims(&meta); err != nil {
 		return nil, unavailable(fmt.Errorf("oidc: discovery of %s: %w", u.cfg.Issuer, err))
@@ -242,9 +246,10 @@ func (u *Upstream) discover(ctx context.Context) (*provider, error) {
 		keys: newKeySet(func() *gooidc.RemoteKeySet {
 			return gooidc.NewRemoteKeySet(gooidc.ClientContext(context.Background(), u.http), meta.JWKSURI)
 		}, u.now),
-		jwksURI: meta.JWKSURI,
-		algs:    supportedAlgs(meta.Algs),
-		raw:     rawClaims(gp),
+		jwksURI:    meta.JWKSURI,
+		algs:       supportedAlgs(meta.Algs),
+		raw:        rawClaims(gp),
+		authzTypes: meta.AuthzTypes,
 	}, nil
 }
 

@@ -30,6 +30,7 @@ type testOP struct {
 	jwksDown       bool // the JWKS answers 503
 	jwksHits       int
 	issuerOverride string // the issuer the discovery document claims
+	authzTypes     []string // authorization_details_types_supported; nil: absent
 	key            *ecdsa.PrivateKey
 	kid            string
 	published      []jose.JSONWebKey
@@ -61,7 +62,7 @@ func (op *testOP) issuer() string { return op.srv.URL }
 
 func (op *testOP) discovery(w http.ResponseWriter, _ *http.Request) {
 	op.mu.Lock()
-	down, iss := op.discoveryDown, op.issuerOverride
+	down, iss, authzTypes := op.discoveryDown, op.issuerOverride, op.authzTypes
 	op.mu.Unlock()
 	if down {
 		http.Error(w, "maintenance", http.StatusServiceUnavailable)
@@ -70,7 +71,7 @@ func (op *testOP) discovery(w http.ResponseWriter, _ *http.Request) {
 	if iss == "" {
 		iss = op.issuer()
 	}
-	idptest.WriteJSON(w, http.StatusOK, map[string]any{
+	doc := map[string]any{
 		"issuer":                                iss,
 		"authorization_endpoint":                op.issuer() + "/authorize",
 		"token_endpoint":                        op.issuer() + "/token",
@@ -79,7 +80,11 @@ func (op *testOP) discovery(w http.ResponseWriter, _ *http.Request) {
 		"subject_types_supported":               []string{"public"},
 		"id_token_signing_alg_values_supported": []string{"ES256"},
 		"code_challenge_methods_supported":      []string{"S256"},
-	})
+	}
+	if authzTypes != nil {
+		doc["authorization_details_types_supported"] = authzTypes
+	}
+	idptest.WriteJSON(w, http.StatusOK, doc)
 }
 
 func (op *testOP) jwks(w http.ResponseWriter, _ *http.Request) {
