@@ -19,6 +19,14 @@ const paySchema = `{"type":"object","required":["type","instructedAmount"],"prop
 
 func authzFixture(t *testing.T) *fixture {
 	t.Helper()
+	r := authzRegistry(t)
+	return newFixture(t, func(c *ciba.Config, _ *ciba.Deps) { c.AuthzDetails = r })
+}
+
+// authzRegistry accepts payment_initiation (paySchema) and
+// account_information details.
+func authzRegistry(t *testing.T) *authzdetails.Registry {
+	t.Helper()
 	r, err := authzdetails.Compile(authzdetails.Schemas{
 		"payment_initiation":  []byte(paySchema),
 		"account_information": []byte(`{}`),
@@ -26,7 +34,7 @@ func authzFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newFixture(t, func(c *ciba.Config, _ *ciba.Deps) { c.AuthzDetails = r })
+	return r
 }
 
 // TestAuthorizationDetailsStored: accepted details are stored on the

@@ -487,3 +487,42 @@ func TestMintActor(t *testing.T) {
 		t.Errorf("an ordinary client's access token has act %#v", got)
 	}
 }
+
+// TestMintAudience: the resources a request asked for are the access
+// token's aud (one as a string, several as an array), refreshed tokens'
+// too; without any, aud is the issuer.
+func TestMintAudience(t *testing.T) {
+	u, m, _ := newUpstream(t)
+	ctx := context.Background()
+	now := time.Now()
+	for _, tc := range []struct {
+		name      string
+		resources []string
+		want      string
+	}{
+		{"none", nil, `"` + issuer + `"`},
+		{"one", []string{"https://api.example/"}, `"https://api.example/"`},
+		{"several", []string{"https://api.example/", "my-api"}, `["https://api.example/","my-api"]`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr, err := u.Mint(ctx, &ciba.AuthRequest{ID: "r", ClientID: "c1", Subject: "sub-alice", Scopes: []string{"openid"}, AuthTime: now, Resources: tc.resources}, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			aud := func(tok string) string {
+				b, _ := json.Marshal(claims(t, m, tok)["aud"])
+				return string(b)
+			}
+			if got := aud(tr.AccessToken); got != tc.want {
+				t.Errorf("access token aud = %s, want %s", got, tc.want)
+			}
+			next, err := u.Refresh(ctx, "c1", tr.RefreshToken, "", "", now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := aud(next.AccessToken); got != tc.want {
+				t.Errorf("refreshed access token aud = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
