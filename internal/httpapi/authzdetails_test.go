@@ -29,8 +29,11 @@ func (rarAuth) Authenticate(_ context.Context, r *http.Request, _ url.Values, _ 
 		return nil, ciba.Errorf(ciba.CodeInvalidClient, "no client")
 	}
 	c := &ciba.Client{ID: id, Name: id, Mode: ciba.ModePoll}
-	if id == "pay" {
+	switch id {
+	case "pay":
 		c.AuthzDetailsTypes = []string{"payment_initiation"}
+	case "res":
+		c.Resources = []string{"https://api.example/", "https://pay.example/", "my-api"}
 	}
 	return c, nil
 }
@@ -55,6 +58,12 @@ const rarPaySchema = `{"type":"object","required":["type","instructedAmount","cr
 // rarServer runs the handler with payment_initiation configured.
 func rarServer(t *testing.T) (ciba.Store, *httptest.Server) {
 	t.Helper()
+	return rarServerWith(t, nil)
+}
+
+// rarServerWith is rarServer with the Server changed by mod first.
+func rarServerWith(t *testing.T, mod func(*Server)) (ciba.Store, *httptest.Server) {
+	t.Helper()
 	reg, err := authzdetails.Compile(authzdetails.Schemas{"payment_initiation": []byte(rarPaySchema), "other": []byte(`{}`)},
 		authzdetails.Limits{MaxBytes: 2048, MaxCount: 2})
 	if err != nil {
@@ -77,6 +86,9 @@ func rarServer(t *testing.T) (ciba.Store, *httptest.Server) {
 		Approval:  &Approval{Service: svc, Passwords: fakeUpstream{}, Key: key, Logger: discard()},
 		Discovery: func(context.Context) (map[string]any, error) { return map[string]any{}, nil },
 		JWKS:      func() any { return map[string]any{} },
+	}
+	if mod != nil {
+		mod(s)
 	}
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)

@@ -42,7 +42,8 @@ func paramBound(k string) int {
 // checkParams refuses a form with more than maxParams parameters, a name
 // longer than maxParamName, a parameter given more than once or a value
 // over its bound, naming the parameter (but not a name over its bound) and
-// the bound. One pass over the form.
+// the bound. resource alone may repeat (RFC 8707 §2), up to
+// ciba.MaxResources times. One pass over the form.
 func checkParams(form map[string][]string) error {
 	if len(form) > maxParams {
 		return ciba.Errorf(ciba.CodeInvalidRequest, "the form has %d parameters; at most %d are allowed", len(form), maxParams)
@@ -52,10 +53,17 @@ func checkParams(form map[string][]string) error {
 			return ciba.Errorf(ciba.CodeInvalidRequest, "a parameter name is %d bytes; at most %d are allowed", len(k), maxParamName)
 		}
 		if len(vs) > 1 {
-			return ciba.Errorf(ciba.CodeInvalidRequest, "parameter %q is repeated", k)
+			if k != "resource" {
+				return ciba.Errorf(ciba.CodeInvalidRequest, "parameter %q is repeated", k)
+			}
+			if len(vs) > ciba.MaxResources {
+				return ciba.Errorf(ciba.CodeInvalidRequest, "parameter resource is given %d times; at most %d are allowed", len(vs), ciba.MaxResources)
+			}
 		}
-		if limit := paramBound(k); len(vs) == 1 && len(vs[0]) > limit {
-			return ciba.Errorf(ciba.CodeInvalidRequest, "parameter %q is %d bytes; at most %d are allowed", k, len(vs[0]), limit)
+		for _, v := range vs {
+			if limit := paramBound(k); len(v) > limit {
+				return ciba.Errorf(ciba.CodeInvalidRequest, "parameter %q is %d bytes; at most %d are allowed", k, len(v), limit)
+			}
 		}
 	}
 	return nil
