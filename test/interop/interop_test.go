@@ -52,11 +52,18 @@ var (
 )
 
 // installDeps runs npm ci (npm install without a lockfile) once when
-// node_modules lacks openid-client.
+// node_modules lacks one of the clients: openid-client, auth0 or
+// @auth0/ai.
 func installDeps(t *testing.T) {
 	t.Helper()
 	npmOnce.Do(func() {
-		if _, err := os.Stat(filepath.Join("node_modules", "openid-client", "package.json")); err == nil {
+		have := true
+		for _, pkg := range []string{"openid-client", "auth0", filepath.Join("@auth0", "ai")} {
+			if _, err := os.Stat(filepath.Join("node_modules", pkg, "package.json")); err != nil {
+				have = false
+			}
+		}
+		if have {
 			return
 		}
 		args := []string{"install", "--no-audit", "--no-fund"}
