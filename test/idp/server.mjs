@@ -334,7 +334,8 @@ const provider = new Provider(cfg.issuer, {
     richAuthorizationRequests: {
       enabled: (cfg.rar_types ?? []).length > 0,
       types: Object.fromEntries((cfg.rar_types ?? []).map((t) => [t, { validate() {} }])),
-      authorizationDetailsForGrantSource: (_ctx, source) => source.rar,
+      authorizationDetailsForGrantSource: (ctx, source) => source.rar
+        ?? (ctx.oidc.params?.authorization_details ? JSON.parse(ctx.oidc.params.authorization_details) : undefined),
       authorizationDetailsForAccessToken: (_ctx, _token, source) => source?.rar,
       authorizationDetailsForIntrospection: (_ctx, token) => token.rar,
     },
