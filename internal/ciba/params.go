@@ -1,6 +1,7 @@
 package ciba
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -207,4 +208,27 @@ func truncate(s string, n int) string {
 		n--
 	}
 	return s[:n] + "…"
+}
+
+// CheckProviderDetailTypes is the refusal of authorization_details
+// (canonical JSON, as checked at bc-authorize) that would go to an identity
+// provider whose discovery lists the types in supported
+// (authorization_details_types_supported, RFC 9396 §10): nil when it lists
+// every type, else invalid_authorization_details naming the first type it
+// does not. The upstreams that pass details on use it, so that details are
+// refused rather than dropped by a provider that ignores them.
+func CheckProviderDetailTypes(details string, supported []string) *Error {
+	var list []struct {
+		Type string `json:"type"`
+	}
+	if err := json.Unmarshal([]byte(details), &list); err != nil {
+		return &Error{Code: CodeInvalidAuthorizationDetails, Description: "authorization_details could not be read", Err: err}
+	}
+	for _, d := range list {
+		if !slices.Contains(supported, d.Type) {
+			return Errorf(CodeInvalidAuthorizationDetails,
+				"authorization_details type %q cannot be passed to the identity provider: its discovery does not list it in authorization_details_types_supported; the request is refused rather than sent without it", truncate(d.Type, 100))
+		}
+	}
+	return nil
 }

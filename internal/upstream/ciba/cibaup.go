@@ -112,6 +112,9 @@ type provider struct {
 	// document lacks it (then the credentials' Ping is trusted).
 	modes []string
 	raw   []byte // the discovery document as the IdP served it
+	// authzTypes is authorization_details_types_supported (RFC 9396 §10):
+	// requests with details of another type are refused, not relayed.
+	authzTypes []string
 }
 
 // errNotCIBA marks a discovery document without the CIBA endpoints.
@@ -253,6 +256,7 @@ func (u *Upstream) discover(ctx context.Context) (*provider, error) {
 		Token       string   `json:"token_endpoint"`
 		Backchannel string   `json:"backchannel_authentication_endpoint"`
 		Modes       []string `json:"backchannel_token_delivery_modes_supported"`
+		AuthzTypes  []string `json:"authorization_details_types_supported"`
 	}
 	if err := gp.Claims(&meta); err != nil {
 		return nil, unavailable(fmt.Errorf("cibaup: discovery of %s: %w", u.cfg.Issuer, err))
@@ -270,6 +274,7 @@ func (u *Upstream) discover(ctx context.Context) (*provider, error) {
 		tokenURL:       meta.Token,
 		modes:          meta.Modes,
 		raw:            raw,
+		authzTypes:     meta.AuthzTypes,
 	}, nil
 }
 

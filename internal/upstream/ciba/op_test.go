@@ -24,6 +24,7 @@ type testIdP struct {
 	noBackchannel  bool   // the document has no backchannel_authentication_endpoint
 	issuerOverride string // the issuer the discovery document claims
 	modes          []string
+	authzTypes     []string // authorization_details_types_supported; nil: absent
 	discoveryHits  int
 	backchannel    http.HandlerFunc // nil: a fixed acknowledgement
 	token          http.HandlerFunc // nil: a fixed token response
@@ -68,7 +69,7 @@ func (op *testIdP) issuer() string { return op.srv.URL }
 func (op *testIdP) discovery(w http.ResponseWriter, _ *http.Request) {
 	op.mu.Lock()
 	op.discoveryHits++
-	down, iss, noBC, modes := op.discoveryDown, op.issuerOverride, op.noBackchannel, op.modes
+	down, iss, noBC, modes, authzTypes := op.discoveryDown, op.issuerOverride, op.noBackchannel, op.modes, op.authzTypes
 	op.mu.Unlock()
 	if down {
 		http.Error(w, "maintenance", http.StatusServiceUnavailable)
@@ -87,6 +88,9 @@ func (op *testIdP) discovery(w http.ResponseWriter, _ *http.Request) {
 	}
 	if modes != nil {
 		doc["backchannel_token_delivery_modes_supported"] = modes
+	}
+	if authzTypes != nil {
+		doc["authorization_details_types_supported"] = authzTypes
 	}
 	if noBC {
 		delete(doc, "backchannel_authentication_endpoint")

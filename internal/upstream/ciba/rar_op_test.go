@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,11 +16,12 @@ import (
 // authorization_details (RFC 9396) to a real CIBA identity provider
 // (node-oidc-provider, test/idp): the IdP keeps the details with its
 // request, and its token response's authorization_details come back
-// unchanged. node-oidc-provider's Rich Authorization Requests feature
-// checks details at its backchannel authentication endpoint (its type
+// unchanged. A type the IdP's discovery does not list in
+// authorization_details_types_supported is refused before anything is sent
+// (the IdP would drop it). node-oidc-provider's Rich Authorization
+// Requests feature checks details at its backchannel authentication endpoint (its type
 // list, per client) but does not carry them into the CIBA grant's tokens
-// by itself: test/idp's approval grants them as asked. A type the IdP does not support is its refusal,
-// invalid_authorization_details, passed on to the client. The resource
+// by itself: test/idp's approval grants them as asked. The resource
 // indicator (RFC 8707) is relayed too (node-oidc-provider requires one
 // with details).
 func TestRelaysAuthorizationDetailsToNodeOIDCProvider(t *testing.T) {
@@ -75,12 +77,15 @@ func TestRelaysAuthorizationDetailsToNodeOIDCProvider(t *testing.T) {
 		}
 	})
 
-	t.Run("a type the IdP does not support is its invalid_authorization_details", func(t *testing.T) {
+	t.Run("a type the IdP's discovery does not list is refused, not sent", func(t *testing.T) {
 		_, err := u.Start(ctx, clientOf("rar"), ciba.AuthParams{Scope: "openid", Hint: ciba.Hint{LoginHint: "alice@example.com"},
 			AuthorizationDetails: `[{"type":"account_information"}]`}, "")
 		var pe *ciba.Error
-		if !errors.As(err, &pe) || pe.Code != ciba.CodeInvalidAuthorizationDetails {
-			t.Fatalf("Start = %v; want the IdP's invalid_authorization_details", err)
+		if !errors.As(err, &pe) || pe.Code != ciba.CodeInvalidAuthorizationDetails || !strings.Contains(pe.Description, `"account_information"`) {
+			t.Fatalf("Start = %v; want invalid_authorization_details naming the type", err)
+		}
+		if pending, err := p.Pending(ctx); err != nil || len(pending) != 0 {
+			t.Fatalf("pending at the IdP = %+v, %v; want none", pending, err)
 		}
 	})
 }
@@ -95,4 +100,46 @@ func sameJSON(t *testing.T, got json.RawMessage, want string) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)
+}
+
+// TestStartRelaysDetailsAndTargets: details go to the IdP's bc-authorize
+// as received (checked and canonical by then), each resource and the
+// audience too; details of a type the IdP's discovery does not list, or
+// with no list at all, are invalid_authorization_details and nothing is
+// sent.
+func TestStartRelaysDetailsAndTargets(t *testing.T) {
+	const details = `[{"amount":"5","type":"payment_initiation"}]`
+	p := ciba.AuthParams{Scope: "openid", Hint: ciba.Hint{LoginHint: "alice"}, AuthorizationDetails: details,
+		Resources: []string{"https://a.example/", "https://b.example/"}, Audience: "my-api"}
+	t.Run("listed", func(t *testing.T) {
+		op := newTestIdP(t)
+		op.authzTypes = []string{"payment_initiation"}
+		u, _ := newTestUpstream(t, op, nil)
+		if _, err := u.Start(context.Background(), clientOf(cibaClient), p, ""); err != nil {
+			t.Fatalf("Start: %v", err)
+		}
+		got := op.last().Form
+		if got.Get("authorization_details") != details || got.Get("audience") != "my-api" ||
+			strings.Join(got["resource"], " ") != "https://a.example/ https://b.example/" {
+			t.Fatalf("form sent: %v", got)
+		}
+	})
+	for name, types := range map[string][]string{"another type": {"account_information"}, "no list": nil} {
+		t.Run(name, func(t *testing.T) {
+			op := newTestIdP(t)
+			op.authzTypes = types
+			u, _ := newTestUpstream(t, op, nil)
+			_, err := u.Start(context.Background(), clientOf(cibaClient), p, "")
+			var pe *ciba.Error
+			if !errors.As(err, &pe) || pe.Code != ciba.CodeInvalidAuthorizationDetails || !strings.Contains(pe.Description, "authorization_details_types_supported") {
+				t.Fatalf("Start = %v; want invalid_authorization_details", err)
+			}
+			op.mu.Lock()
+			n := len(op.requests)
+			op.mu.Unlock()
+			if n != 0 {
+				t.Fatalf("%d requests reached the IdP", n)
+			}
+		})
+	}
 }

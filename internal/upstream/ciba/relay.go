@@ -42,6 +42,10 @@ const maxDescription = 200
 // IdP's pings, is sent as client_notification_token for a client whose
 // Credentials.Ping is set (secret: never logged).
 //
+// Details of a type the IdP's discovery does not list in
+// authorization_details_types_supported are invalid_authorization_details
+// (ciba.CheckProviderDetailTypes), not sent.
+//
 // Errors: a client without credentials is unauthorized_client; the IdP's
 // refusal is a *ciba.Error with the IdP's code (see Poll for which codes);
 // an IdP that cannot be reached, fails (5xx, 429) or answers something
@@ -58,6 +62,12 @@ func (u *Upstream) Start(ctx context.Context, c *ciba.Client, p ciba.AuthParams,
 	idp, err := u.provider(ctx)
 	if err != nil {
 		return ciba.RelayStarted{}, err
+	}
+	if p.AuthorizationDetails != "" {
+		// An IdP that does not know them would drop them.
+		if e := ciba.CheckProviderDetailTypes(p.AuthorizationDetails, idp.authzTypes); e != nil {
+			return ciba.RelayStarted{}, e
+		}
 	}
 	form := url.Values{}
 	for _, kv := range [][2]string{

@@ -29,7 +29,7 @@ type testOP struct {
 	discoveryDown  bool // discovery answers 503
 	jwksDown       bool // the JWKS answers 503
 	jwksHits       int
-	issuerOverride string // the issuer the discovery document claims
+	issuerOverride string   // the issuer the discovery document claims
 	authzTypes     []string // authorization_details_types_supported; nil: absent
 	key            *ecdsa.PrivateKey
 	kid            string
