@@ -87,7 +87,9 @@ func benchPoll(b *testing.B, advance time.Duration) {
 		}
 	}
 	srv := &Server{Issuer: "https://ciba.example", Service: svc, Clients: basicAuth{}, Observer: nopObserver{}, Logger: discard(),
-		Discovery: func(context.Context) (map[string]any, error) { return nil, nil }}
+		Discovery: func(context.Context) (map[string]any, error) { return nil, nil },
+		// As the app sets it: slow_down answers carry Retry-After.
+		SlowDownRetry: 6 * time.Second}
 	h := srv.Handler()
 	body := "grant_type=" + url.QueryEscape(GrantCIBA) + "&auth_req_id=" + id
 	w := &discardWriter{h: http.Header{}}
@@ -108,6 +110,10 @@ func benchPoll(b *testing.B, advance time.Duration) {
 		}
 	}
 	b.StopTimer()
+	// The first poll is on time: with b.N > 1 the last was slow_down.
+	if advance == 0 && b.N > 1 && w.h.Get("Retry-After") != "6" {
+		b.Fatalf("slow_down answered Retry-After %q, want 6", w.h.Get("Retry-After"))
+	}
 	// One more poll in the same conditions answers what the loop measured.
 	clock.add(advance)
 	wantCode := ciba.CodeSlowDown
