@@ -132,8 +132,8 @@ func (a *Acceptor) Authorize(ctx context.Context, c *Client, p AuthParams) (*Aut
 	}
 
 	if a.relayer != nil {
-		// The upstream gets the details as checked here, and the targets
-		// without repeats.
+		// The upstream gets the details as checked here (canonical), and
+		// resource and audience as sent, checked above.
 		p.AuthorizationDetails = details
 		key, e := a.userKeyFor("", p.Hint)
 		if e != nil {

@@ -365,10 +365,11 @@ func (c *checker) introspection() {
 const maxResource = 2048
 
 // resources: each entry a value a client could send as resource or
-// audience, listed once; a public (device-grant-only) client sends none.
-// An entry that looks like a URI (it has a scheme) must be a resource
-// indicator: absolute, without a fragment (RFC 8707 §2); others can only
-// be sent as audience.
+// audience (printable ASCII without spaces, quotes, backslashes or a
+// fragment, which no resource indicator has, RFC 8707 §2), listed once; a
+// public (device-grant-only) client sends none. Whether an entry is an
+// absolute URI is checked per request: one that is not can only be sent
+// as audience.
 func (c *checker) resources() {
 	seen := make(map[string]bool)
 	for j, r := range c.m.Resources {
