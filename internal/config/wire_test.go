@@ -31,6 +31,8 @@ func TestAuth0WireSettingsRefused(t *testing.T) {
 		{"relative alias", "limits", "http:\n  token_aliases: [oauth/token]", "http.token_aliases[0]", "must be an absolute path"},
 		{"alias with a query", "limits", "http:\n  token_aliases: [\"/oauth/token?x=1\"]", "http.token_aliases[0]", "must be an absolute path"},
 		{"alias of an endpoint", "limits", "http:\n  token_aliases: [/bc-authorize]", "http.token_aliases[0]", "already an endpoint's path"},
+		{"alias of introspection", "limits", "http:\n  token_aliases: [/introspect]", "http.token_aliases[0]", "already an endpoint's path"},
+		{"alias under the approval pages", "limits", "http:\n  token_aliases: [/approve/token]", "http.token_aliases[0]", "already an endpoint's path"},
 		{"alias twice", "limits", "http:\n  token_aliases: [/oauth/token, /oauth/token]", "http.token_aliases[1]", "listed before"},
 		{"issuer not a URL", "ciba", "ciba:\n  login_hint_issuers: [tenant.idp.example]", "ciba.login_hint_issuers[0]", "must be an issuer URL"},
 		{"resource with a fragment", "clients", clients("client_id: c1\nclient_secret: s1\nbackchannel_token_delivery_mode: poll\nresources: [\"https://api.example/#x\"]"),
