@@ -146,7 +146,7 @@ clients:
 // two authorization_details as a JSON string, an audience and
 // requested_expiry as a string, polls /oauth/token, and gets tokens whose
 // authorization_details are exactly those sent and whose access token is
-// for the audience. An audience the client may not ask for is refused
+// for the audience (and the issuer, whose userinfo takes it). An audience the client may not ask for is refused
 // with invalid_target, as the package reports it.
 func TestAuth0Clients(t *testing.T) {
 	t.Parallel()
@@ -215,8 +215,9 @@ func TestAuth0Clients(t *testing.T) {
 			if !sameJSON(atDetails, agentDetails) {
 				t.Errorf("access token authorization_details = %s; want those sent", atDetails)
 			}
-			if r.AccessClaims["aud"] != agentAudience || r.AccessClaims["sub"] != "alice" || r.AccessClaims["iss"] != srv.URL {
-				t.Errorf("access token aud %v, sub %v, iss %v; want %s, alice, %s", r.AccessClaims["aud"], r.AccessClaims["sub"], r.AccessClaims["iss"], agentAudience, srv.URL)
+			if aud, _ := json.Marshal(r.AccessClaims["aud"]); string(aud) != `["`+agentAudience+`","`+srv.URL+`"]` ||
+				r.AccessClaims["sub"] != "alice" || r.AccessClaims["iss"] != srv.URL {
+				t.Errorf("access token aud %s, sub %v, iss %v; want [%s, the issuer], alice, %s", aud, r.AccessClaims["sub"], r.AccessClaims["iss"], agentAudience, srv.URL)
 			}
 		})
 	}

@@ -317,16 +317,20 @@ type grant struct {
 	Resources []string `json:"resources,omitempty"`
 }
 
-// audience is the access token's aud of g: its resources (one as a
-// string, several as an array, RFC 7519 §4.1.3), else the issuer.
+// audience is the access token's aud of g: the issuer alone, or the
+// resources followed by the issuer (RFC 7519 §4.1.3 allows several). The
+// issuer stays in it because its own endpoints (userinfo, introspection)
+// take the token too, as Auth0 adds its userinfo audience to an API's
+// token.
 func (g *grant) audience(issuer string) any {
-	switch len(g.Resources) {
-	case 0:
+	if len(g.Resources) == 0 {
 		return issuer
-	case 1:
-		return g.Resources[0]
 	}
-	return g.Resources
+	aud := slices.Clone(g.Resources)
+	if !slices.Contains(aud, issuer) {
+		aud = append(aud, issuer)
+	}
+	return aud
 }
 
 func (u *Upstream) issue(ctx context.Context, g grant, usr *User, authReqID string, now time.Time) (*ciba.TokenResponse, error) {

@@ -489,8 +489,9 @@ func TestMintActor(t *testing.T) {
 }
 
 // TestMintAudience: the resources a request asked for are the access
-// token's aud (one as a string, several as an array), refreshed tokens'
-// too; without any, aud is the issuer.
+// token's aud, followed by the issuer (whose userinfo and introspection
+// take the token too), refreshed tokens' too; without any, aud is the
+// issuer alone.
 func TestMintAudience(t *testing.T) {
 	u, m, _ := newUpstream(t)
 	ctx := context.Background()
@@ -501,8 +502,9 @@ func TestMintAudience(t *testing.T) {
 		want      string
 	}{
 		{"none", nil, `"` + issuer + `"`},
-		{"one", []string{"https://api.example/"}, `"https://api.example/"`},
-		{"several", []string{"https://api.example/", "my-api"}, `["https://api.example/","my-api"]`},
+		{"one", []string{"https://api.example/"}, `["https://api.example/","` + issuer + `"]`},
+		{"several", []string{"https://api.example/", "my-api"}, `["https://api.example/","my-api","` + issuer + `"]`},
+		{"the issuer among them", []string{issuer, "my-api"}, `["` + issuer + `","my-api"]`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tr, err := u.Mint(ctx, &ciba.AuthRequest{ID: "r", ClientID: "c1", Subject: "sub-alice", Scopes: []string{"openid"}, AuthTime: now, Resources: tc.resources}, now)
@@ -515,6 +517,12 @@ func TestMintAudience(t *testing.T) {
 			}
 			if got := aud(tr.AccessToken); got != tc.want {
 				t.Errorf("access token aud = %s, want %s", got, tc.want)
+			}
+			if info, err := u.Introspect(ctx, tr.AccessToken, "", now); err != nil || info == nil || info["active"] != true {
+				t.Errorf("introspection = %v, %v; want the token active", info, err)
+			}
+			if _, _, err := u.UserInfo(ctx, tr.AccessToken, now); err != nil {
+				t.Errorf("userinfo refused the token: %v", err)
 			}
 			next, err := u.Refresh(ctx, "c1", tr.RefreshToken, "", "", now)
 			if err != nil {
