@@ -363,14 +363,15 @@ func checkSubject(s string) string {
 // none an endpoint's path already (nor under the approval pages' /approve/).
 func (v *validator) checkHTTP(h *HTTP) {
 	taken := []string{"/token", "/bc-authorize", "/jwks", "/.well-known/openid-configuration", "/ciba/callback", "/ciba/upstream-ping",
-		"/healthz", "/readyz", "/metrics", "/device_authorization", "/device", "/introspect", "/revoke", "/userinfo"}
+		"/healthz", "/readyz", "/metrics", "/device_authorization", "/device", "/introspect", "/revoke", "/userinfo",
+		"/manifest.webmanifest", "/sw.js", "/app", "/webpush/subscribe"}
 	for i, a := range h.TokenAliases {
 		p := fmt.Sprintf("http.token_aliases[%d]", i)
 		u, err := url.Parse(a)
 		switch {
 		case err != nil || !strings.HasPrefix(a, "/") || strings.HasPrefix(a, "//") || u.RawQuery != "" || u.Fragment != "" || u.Path != a || strings.ContainsAny(a, "{} \t") || strings.HasSuffix(a, "/"):
 			v.fail(p, "must be an absolute path such as /oauth/token (no query, braces, spaces or trailing slash), got %q", a)
-		case slices.Contains(taken, a) || strings.HasPrefix(a, "/approve/") || slices.Contains(h.TokenAliases[:i], a):
+		case slices.Contains(taken, a) || strings.HasPrefix(a, "/approve/") || strings.HasPrefix(a, "/app-icon-") || slices.Contains(h.TokenAliases[:i], a):
 			v.fail(p, "%q is already an endpoint's path or listed before", a)
 		}
 	}
