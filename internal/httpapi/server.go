@@ -262,12 +262,26 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				s.Logger.Error("handler panic", slog.String("path", r.URL.Path), slog.Any("panic", v))
+				// The route's pattern, not the path: paths carry secrets
+				// (approval ids, enrolment tokens) that no log line may hold.
+				s.Logger.Error("handler panic", slog.String("route", routeOf(r)), slog.Any("panic", v))
 				writeError(w, &ciba.Error{Code: ciba.CodeServerError, Description: "internal error"})
 			}
 		}()
 		next.ServeHTTP(w, r)
 	})
+}
+
+// routeOf is the pattern of the route that matched r ("/approve/{id}"),
+// without its method, or "unmatched".
+func routeOf(r *http.Request) string {
+	if r.Pattern == "" {
+		return "unmatched"
+	}
+	if _, path, ok := strings.Cut(r.Pattern, " "); ok {
+		return path
+	}
+	return r.Pattern
 }
 
 // authParams are the CIBA §7.1 authentication parameters; with a signed
