@@ -106,6 +106,10 @@ func (f *fedEnv) fedAuthorize(c testutil.Client, loginHint, scope string) reques
 
 var csrfInput = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
+// digestInput is the approval form's hidden digest of the
+// authorization_details it shows, posted back as a browser does.
+var digestInput = regexp.MustCompile(`name="details_digest" value="([^"]+)"`)
+
 // browser is the user's phone: a cookie jar that does not follow redirects
 // by itself, so each hop can be checked.
 type browser struct {
@@ -149,7 +153,11 @@ func (b *browser) approve(approveURL string) string {
 	if resp.StatusCode != 200 || m == nil {
 		b.t.Fatalf("approval page: %d\n%s", resp.StatusCode, page)
 	}
-	resp, page = b.do("POST", approveURL, url.Values{"csrf": {m[1]}, "action": {"approve"}})
+	form := url.Values{"csrf": {m[1]}, "action": {"approve"}}
+	if d := digestInput.FindStringSubmatch(page); d != nil {
+		form.Set("details_digest", d[1])
+	}
+	resp, page = b.do("POST", approveURL, form)
 	if resp.StatusCode != http.StatusSeeOther {
 		b.t.Fatalf("Approve: %d, want 303 to the provider\n%s", resp.StatusCode, page)
 	}
