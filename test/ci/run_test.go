@@ -147,12 +147,12 @@ func TestCheckOnly(t *testing.T) {
 		{
 			name:   "Debian 12's node 18",
 			change: map[string]*string{"node": str("echo v18.19.0")},
-			want:   ".ci/run: node: v18.19.0 is older than 20.18.0 and apt offers nodejs 18.19.0; install Node.js 20.18.0 or newer (with npm) yourself and put it on PATH",
+			want:   ".ci/run: node: v18.19.0 is older than 20.19.0 and apt offers nodejs 18.19.0; install Node.js 20.19.0 or newer (with npm) yourself and put it on PATH",
 		},
 		{
 			name:   "node 20 without URL.parse",
 			change: map[string]*string{"node": str("echo v20.11.1")},
-			want:   ".ci/run: node: v20.11.1 is older than 20.18.0 and apt offers nodejs 18.19.0",
+			want:   ".ci/run: node: v20.11.1 is older than 20.19.0 and apt offers nodejs 18.19.0",
 		},
 		{
 			name:   "no node",
@@ -164,7 +164,7 @@ func TestCheckOnly(t *testing.T) {
 			change: map[string]*string{"node": nil, "apt-cache": str(`case "$2" in
   nodejs) echo "  Candidate: 22.12.0+dfsg-1" ;;
 esac`)},
-			want: ".ci/run: node: not found; install nodejs 20.18.0 or newer",
+			want: ".ci/run: node: not found; install nodejs 20.19.0 or newer",
 		},
 		{
 			name:   "no npm",
@@ -291,8 +291,8 @@ if [ "$1" = install ]; then printf '#!%s\necho gcc\n' >%q; %q +x %q; fi`,
 		t.Parallel()
 		m := newMachine(t, map[string]*string{"node": str("echo v18.19.0")})
 		code, out := m.run()
-		if code != 1 || !strings.Contains(out, ".ci/run: node: v18.19.0 is older than 20.18.0 and apt offers nodejs 18.19.0; install Node.js 20.18.0 or newer") {
-			t.Errorf("exit %d, output:\n%s\nwant exit 1 and the line naming Node.js 20.18.0", code, out)
+		if code != 1 || !strings.Contains(out, ".ci/run: node: v18.19.0 is older than 20.19.0 and apt offers nodejs 18.19.0; install Node.js 20.19.0 or newer") {
+			t.Errorf("exit %d, output:\n%s\nwant exit 1 and the line naming Node.js 20.19.0", code, out)
 		}
 		if got, want := m.logged(), "apt-get update -qq\n"; got != want {
 			t.Errorf("apt-get and make were asked:\n%s\nwant only:\n%s", got, want)
