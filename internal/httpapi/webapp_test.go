@@ -172,3 +172,49 @@ func TestWebAppFiles(t *testing.T) {
 		t.Fatalf("start page: %d", resp.StatusCode)
 	}
 }
+
+// TestSubscribeTokenBurstSubscribesOnce: one Approved page's token posted
+// by 20 browsers at once (a copied page, a replaying attacker) subscribes
+// exactly one of them; the others are invalid_grant.
+func TestSubscribeTokenBurstSubscribesOnce(t *testing.T) {
+	a, subs, srv := webAppServer(t)
+	offer := a.Push.offer(t.Context(), "sub-alice", discard())
+	if offer == nil {
+		t.Fatal("no offer")
+	}
+	const n = 20
+	codes := make(chan string, n)
+	var wg sync.WaitGroup
+	for range n {
+		body := `{"token":"` + offer.Token + `","subscription":` + subscriptionJSON() + `}`
+		wg.Go(func() {
+			resp, err := http.Post(srv.URL+PathSubscribe, "application/json", strings.NewReader(body))
+			if err != nil {
+				codes <- err.Error()
+				return
+			}
+			defer resp.Body.Close()
+			var m map[string]string
+			_ = json.NewDecoder(resp.Body).Decode(&m)
+			if resp.StatusCode == http.StatusCreated {
+				codes <- "created"
+				return
+			}
+			codes <- m["error"]
+		})
+	}
+	wg.Wait()
+	close(codes)
+	got := map[string]int{}
+	for c := range codes {
+		got[c]++
+	}
+	if got["created"] != 1 || got["invalid_grant"] != n-1 {
+		t.Fatalf("answers %v, want 1 created and %d invalid_grant", got, n-1)
+	}
+	subs.mu.Lock()
+	defer subs.mu.Unlock()
+	if len(subs.got["sub-alice"]) != 1 {
+		t.Fatalf("%d subscriptions stored, want 1", len(subs.got["sub-alice"]))
+	}
+}
