@@ -43,7 +43,7 @@ func Passkeys(cfg *config.Config, st ciba.Store, signer passkey.Signer, log *slo
 			}
 			return cfg.Approval.Method
 		},
-		Signer: signer, Issuer: cfg.Issuer,
+		Signer: signer, Issuer: cfg.Issuer, SelfEnroll: cfg.Approval.Passkeys.SelfEnrollment,
 		Lookup: func(handle []byte) (string, string, bool) {
 			a, ok := handles[string(handle)]
 			return a.subject, a.username, ok

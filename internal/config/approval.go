@@ -53,6 +53,16 @@ type Passkeys struct {
 	// EnrollmentTTL is how long a link from `cibaproxy users enroll`
 	// stays valid: default 24h, 10s to 720h. Each link is single use.
 	EnrollmentTTL time.Duration `yaml:"enrollment_ttl"`
+
+	// SelfEnrollment lets a user add a passkey themselves, right after
+	// approving a request with their password on the approval page or the
+	// device page: the "Approved" page offers "Add a passkey for next
+	// time", through a one-time enrolment of a few minutes bound to that
+	// browser and that approval. Only for users whose approval method is
+	// "either" (a user who must use a passkey cannot approve with a
+	// password; one who must use a password has no use for a passkey).
+	// Default false: only `cibaproxy users enroll` issues enrolments.
+	SelfEnrollment bool `yaml:"self_enrollment"`
 }
 
 func (v *validator) approvalDefaults(a *Approval) {
@@ -88,6 +98,9 @@ func (v *validator) checkApproval(c *Config) {
 		v.fail("approval.passkeys.enrollment_ttl", "must be between %v and %v, got %v", minEnrollmentTTL, maxEnrollmentTTL, ttl)
 	}
 	if c.Upstream.Type != UpstreamLocal {
+		if a.Passkeys.SelfEnrollment {
+			v.fail("approval.passkeys.self_enrollment", "applies to the local upstream only: with upstream.type %s the user signs in at the identity provider", c.Upstream.Type)
+		}
 		if v.src.set["approval.method"] && a.Method != ApprovalEither || hasUserMethods(c.Upstream.Local.Users) {
 			v.fail("approval.method", "applies to the local upstream only: with upstream.type %s the user signs in at the identity provider", c.Upstream.Type)
 		}

@@ -56,3 +56,18 @@ func TestApprovalProblems(t *testing.T) {
 		}
 	})
 }
+
+func TestSelfEnrollment(t *testing.T) {
+	if c := mustParse(t, doc(nil), noEnv); c.Approval.Passkeys.SelfEnrollment {
+		t.Fatal("self_enrollment is on by default, want off")
+	}
+	c := mustParse(t, doc(nil)+"approval:\n  passkeys:\n    self_enrollment: true\n", noEnv)
+	if !c.Approval.Passkeys.SelfEnrollment {
+		t.Fatal("self_enrollment: true not read")
+	}
+	oidc := map[string]string{"upstream": "upstream:\n  type: oidc\n  oidc:\n    issuer: https://idp.example.com"}
+	ps := problemsOf(t, doc(oidc)+"approval:\n  passkeys:\n    self_enrollment: true\n", noEnv)
+	if want := "approval.passkeys.self_enrollment: applies to the local upstream only"; !strings.Contains(ps.Error(), want) {
+		t.Fatalf("problems:\n%v\nwant one containing %q", ps, want)
+	}
+}

@@ -84,6 +84,7 @@ func (a *Approval) register(mux *http.ServeMux) {
 	if a.Passkeys != nil {
 		mux.HandleFunc("GET "+PathEnroll+"{token}", a.enrolShow)
 		mux.HandleFunc("POST "+PathEnroll+"{token}", a.enrolAnswer)
+		mux.HandleFunc("POST "+PathApprove+"{id}"+pathSelfEnrol, a.selfEnrolApproval)
 	}
 }
 
@@ -132,6 +133,9 @@ type page struct {
 	Brand brand
 	// Push offers notifications on this device (after an approval).
 	Push *pushOffer
+	// SelfEnrol offers to add a passkey (after a password approval,
+	// selfenrol.go).
+	SelfEnrol *selfEnrolOffer
 }
 
 func (a *Approval) show(w http.ResponseWriter, r *http.Request) {
@@ -299,7 +303,8 @@ func (a *Approval) answer(w http.ResponseWriter, r *http.Request) {
 		}
 		if err == nil {
 			a.render(w, http.StatusOK, page{Title: "Approved", Message: "You approved the sign-in to " + client.Name + ". You can close this page.",
-				Push: a.Push.offer(r.Context(), req.Subject, a.Logger)})
+				Push:      a.Push.offer(r.Context(), req.Subject, a.Logger),
+				SelfEnrol: a.selfEnrolOffer(r.Context(), req.Subject, req.LoginHint, approvalSelfBinding(cookie, id), PathApprove+id+pathSelfEnrol)})
 			return
 		}
 	default:

@@ -237,6 +237,12 @@ func (d *Device) answer(w http.ResponseWriter, r *http.Request) {
 		a.render(w, http.StatusForbidden, deviceFormExpired)
 		return
 	}
+	if action == actionAddPasskey {
+		// The "Approved" page's offer to add a passkey (selfenrol.go):
+		// it names no user code, the offer's enrolment names the user.
+		a.selfEnrolAnswer(w, r, deviceSelfBinding(cookie), PathDevice)
+		return
+	}
 	if action == "continue" && !hmac.Equal([]byte(r.PostFormValue("csrf")), []byte(a.csrf(cookie, "device"))) {
 		a.render(w, http.StatusForbidden, deviceFormExpired)
 		return
@@ -326,7 +332,8 @@ func (d *Device) answer(w http.ResponseWriter, r *http.Request) {
 			d.closed(w, err)
 			return
 		}
-		a.render(w, http.StatusOK, page{Title: "Approved", Message: "You approved the sign-in of " + client.Name + ". Return to your device: it continues by itself."})
+		a.render(w, http.StatusOK, page{Title: "Approved", Message: "You approved the sign-in of " + client.Name + ". Return to your device: it continues by itself.",
+			SelfEnrol: a.selfEnrolOffer(ctx, sub, username, deviceSelfBinding(cookie), PathDevice)})
 	default:
 		a.render(w, http.StatusBadRequest, page{Title: "Bad request", Message: "Choose Approve or Deny."})
 	}

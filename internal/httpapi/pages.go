@@ -420,6 +420,16 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
 <p id="push-status" role="status"></p>
 </div>
 <script>` + pushScript + `</script>
+{{end}}{{with .SelfEnrol}}<form method="post" action="{{.Action}}" id="self-enrol">
+<input type="hidden" name="action" value="add-passkey">
+<input type="hidden" name="enrolment" value="{{.Token}}">
+<input type="hidden" id="credential" name="credential" value="">
+<p class="note">Next time, approve with a passkey instead of your password: your device unlocks it with your fingerprint, face or PIN. This offer works once, in the next few minutes, in this browser.</p>
+{{with $.Error}}<p class="error" role="alert">{{.}}</p>
+{{end}}<p class="note" id="passkey-status" role="status"></p>
+<div class="actions"><button type="button" id="passkey" class="primary" data-mode="create" data-options="{{.Options}}">Add a passkey for next time</button></div>
+</form>
+<script>` + passkeyScript + `</script>
 {{end}}{{end}}
 </main>
 </body>

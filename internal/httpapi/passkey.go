@@ -46,6 +46,9 @@ type Passkeys struct {
 	// user is not named before they approve; nil: the device page offers
 	// no passkey.
 	Lookup func(handle []byte) (subject, username string, ok bool)
+	// SelfEnroll lets a user add a passkey right after approving with
+	// their password (approval.passkeys.self_enrollment, selfenrol.go).
+	SelfEnroll bool
 }
 
 // errNoAccount is a user handle that names no user who may use a passkey.
@@ -214,7 +217,7 @@ func (a *Approval) enrolShow(w http.ResponseWriter, r *http.Request) {
 func (a *Approval) enrolPage(w http.ResponseWriter, r *http.Request, status int, problem string) {
 	pk := a.Passkeys
 	token := r.PathValue("token")
-	en, err := pk.Enrolments.Peek(r.Context(), token)
+	en, err := pk.peekLink(r.Context(), token)
 	if err != nil {
 		a.enrolClosed(w, err)
 		return
@@ -246,7 +249,7 @@ func (a *Approval) enrolAnswer(w http.ResponseWriter, r *http.Request) {
 		a.render(w, http.StatusBadRequest, page{Title: "Bad request", Message: "The form could not be read."})
 		return
 	}
-	en, err := pk.Enrolments.Peek(ctx, token)
+	en, err := pk.peekLink(ctx, token)
 	if err != nil {
 		a.enrolClosed(w, err)
 		return
@@ -272,6 +275,17 @@ func (a *Approval) enrolAnswer(w http.ResponseWriter, r *http.Request) {
 	}
 	a.Logger.InfoContext(ctx, "passkey enrolled", slog.String("subject", en.Subject), slog.String("credential_id", (&passkey.Credential{WebAuthn: *c}).ID()))
 	a.render(w, http.StatusOK, page{Title: "Passkey added", Message: "Your passkey is ready: use it to approve sign-ins as " + en.Username + ". You can close this page."})
+}
+
+// peekLink returns the enrolment of a link's token; ErrNotFound for a
+// self-service enrolment's (bound: it is used on the page that offered it,
+// never as a link).
+func (pk *Passkeys) peekLink(ctx context.Context, token string) (passkey.Enrolment, error) {
+	en, err := pk.Enrolments.Peek(ctx, token)
+	if err == nil && en.Binding != "" {
+		return passkey.Enrolment{}, passkey.ErrNotFound
+	}
+	return en, err
 }
 
 // enrolClosed answers an enrolment link that cannot be used.

@@ -210,6 +210,13 @@ type Enrolment struct {
 	Subject  string    `json:"sub"`
 	Username string    `json:"username"`
 	Expires  time.Time `json:"exp"`
+	// Binding, when set, ties a self-service enrolment (one a user is
+	// offered after a password approval) to the page and browser that
+	// were offered it: a digest the caller computes (IssueBound), which
+	// the answer must reproduce. A bound enrolment is no link: the
+	// enrolment page of `cibaproxy users enroll` refuses it. Empty for
+	// links.
+	Binding string `json:"binding,omitempty"`
 }
 
 // Enrolments issues and redeems one-time enrolment links. The store holds
@@ -229,15 +236,23 @@ func (e *Enrolments) now() time.Time {
 	return time.Now()
 }
 
-// Issue returns a new token for the user, valid for ttl.
+// Issue returns a new token for the user, valid for ttl: an enrolment
+// link's.
 func (e *Enrolments) Issue(ctx context.Context, subject, username string, ttl time.Duration) (token string, en Enrolment, err error) {
+	return e.IssueBound(ctx, subject, username, "", ttl)
+}
+
+// IssueBound returns a new token for the user, valid for ttl, whose
+// enrolment carries binding (Enrolment.Binding; "" for a link). It is
+// single use and stored like a link's.
+func (e *Enrolments) IssueBound(ctx context.Context, subject, username, binding string, ttl time.Duration) (token string, en Enrolment, err error) {
 	if ttl <= 0 {
 		return "", en, fmt.Errorf("passkey: enrolment lifetime %v is not positive", ttl)
 	}
 	b := make([]byte, 32)
 	_, _ = rand.Read(b) // never fails (crypto/rand)
 	token = base64.RawURLEncoding.EncodeToString(b)
-	en = Enrolment{Subject: subject, Username: username, Expires: e.now().Add(ttl).UTC().Truncate(time.Second)}
+	en = Enrolment{Subject: subject, Username: username, Expires: e.now().Add(ttl).UTC().Truncate(time.Second), Binding: binding}
 	v, err := json.Marshal(en)
 	if err != nil {
 		return "", en, fmt.Errorf("passkey: encode the enrolment: %w", err)
