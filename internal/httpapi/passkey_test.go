@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"html"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -50,6 +51,13 @@ type pkEnv struct {
 
 func newPKEnv(t *testing.T, l *Limits) *pkEnv {
 	t.Helper()
+	return newPKEnvWith(t, l, nil, discard())
+}
+
+// newPKEnvWith is newPKEnv with the ciba service's per-user request limit
+// (nil: none) and the server's logger.
+func newPKEnvWith(t *testing.T, l *Limits, userLimit func(context.Context, string, time.Time) (bool, time.Duration, error), log *slog.Logger) *pkEnv {
+	t.Helper()
 	e := &pkEnv{t: t, methods: map[string]string{}, clock: time.Now()}
 	now := func() time.Time { return e.clock }
 	key := make([]byte, 32)
@@ -58,7 +66,7 @@ func newPKEnv(t *testing.T, l *Limits) *pkEnv {
 	e.st = memory.New()
 	svc, err := ciba.NewService(ciba.Config{DefaultExpiry: time.Minute, MaxExpiry: time.Minute, Interval: time.Second, BindingMessageMax: 20},
 		ciba.Deps{Store: e.st, Upstream: fakeUpstream{}, Minter: fakeUpstream{}, Sealer: ring, Notifier: nopNotifier{},
-			Clients: func(string) (*ciba.Client, bool) { return bank, true }, CallbackKey: key, Now: now})
+			Clients: func(string) (*ciba.Client, bool) { return bank, true }, CallbackKey: key, Now: now, UserLimit: userLimit})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,8 +91,8 @@ func newPKEnv(t *testing.T, l *Limits) *pkEnv {
 		l = &Limits{}
 	}
 	s := &Server{
-		Issuer: pkOrigin, Service: svc, Clients: limAuth{}, Limits: l, Now: now, Logger: discard(),
-		Approval:  &Approval{Service: svc, Passwords: fakeUpstream{}, Key: key, Logger: discard(), Passkeys: e.pk},
+		Issuer: pkOrigin, Service: svc, Clients: limAuth{}, Limits: l, Now: now, Logger: log,
+		Approval:  &Approval{Service: svc, Passwords: fakeUpstream{}, Key: key, Logger: log, Passkeys: e.pk},
 		Discovery: func(context.Context) (map[string]any, error) { return map[string]any{}, nil },
 		JWKS:      func() any { return map[string]any{} },
 	}
