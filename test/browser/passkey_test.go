@@ -33,6 +33,24 @@ type passkeyEnv struct {
 
 func startPasskeys(t *testing.T) *passkeyEnv {
 	t.Helper()
+	return startPasskeysWith(t, "")
+}
+
+// startPasskeysWith is startPasskeys with extra YAML appended to the quick
+// start's configuration ("" for none).
+func startPasskeysWith(t *testing.T, extra string) *passkeyEnv {
+	t.Helper()
+	cfg := ""
+	if extra != "" {
+		base, err := os.ReadFile(testutil.QuickstartConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg = filepath.Join(t.TempDir(), "cibaproxy.yaml")
+		if err := os.WriteFile(cfg, append(base, "\n"+extra...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	addr, err := testutil.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
@@ -40,9 +58,13 @@ func startPasskeys(t *testing.T) *passkeyEnv {
 	_, port, _ := strings.Cut(addr, ":")
 	issuer := "http://localhost:" + port
 	hook := testutil.NewWebhook(t)
-	srv := testutil.Start(t, testutil.Options{Binary: binary, Config: testutil.QuickstartConfig(), WebhookURL: hook.URL,
+	file := cfg
+	if file == "" {
+		file = testutil.QuickstartConfig()
+	}
+	srv := testutil.Start(t, testutil.Options{Binary: binary, Config: file, WebhookURL: hook.URL,
 		Addr: addr, Env: []string{"CIBAPROXY_ISSUER=" + issuer}})
-	return &passkeyEnv{env: &env{srv: srv, hook: hook, client: testutil.DemoPoll}, issuer: issuer}
+	return &passkeyEnv{env: &env{srv: srv, hook: hook, client: testutil.DemoPoll}, issuer: issuer, config: cfg}
 }
 
 // cli runs a cibaproxy command against the running server's store (through
@@ -331,4 +353,51 @@ func waitGone(t *testing.T, link string) {
 		case <-time.After(250 * time.Millisecond): // the poll's period, not a wait for an outcome
 		}
 	}
+}
+
+// TestPasskeySelfEnrolment: with approval.passkeys.self_enrollment on, a
+// user who approves with the password is offered a passkey on the
+// "Approved" page; the virtual authenticator registers it, and the next
+// request is approved with it.
+func TestPasskeySelfEnrolment(t *testing.T) {
+	browser := startChromium(t)
+	e := startPasskeysWith(t, "approval:\n  passkeys:\n    self_enrollment: true\n")
+	phone := newTab(t, browser)
+	authenticator(t, phone, true)
+
+	req := e.authorize(t, "alice", "openid email", nil)
+	if status := phone.open(req.ApproveURL); status != http.StatusOK {
+		t.Fatalf("approval page: %d", status)
+	}
+	phone.mustShow("approval page", "Password for alice")
+	if strings.Contains(phone.text(), "Add a passkey") {
+		t.Fatal("the approval page offers a passkey before any approval")
+	}
+	phone.do("type the password", chromedp.SendKeys(chromedp.CSS(passwordInput), "alice-password"))
+	if status := phone.click(approveButton); status != http.StatusOK {
+		t.Fatalf("Approve: %d\n%s", status, phone.textNoFatal())
+	}
+	phone.mustShow("after Approve", "You approved the sign-in to Demo poll client", "Add a passkey for next time")
+	mustTokens(t, "poll after the password approval", e.poll(t, req))
+	if status := phone.click("#passkey"); status != http.StatusOK {
+		t.Fatalf("add a passkey: %d\n%s", status, phone.textNoFatal())
+	}
+	phone.mustShow("after adding the passkey", "Your passkey is ready")
+	if out := e.cli(t, "users", "list"); !strings.Contains(out, "passkey ") {
+		t.Fatalf("users list after the self-service enrolment:\n%s", out)
+	}
+
+	next := e.authorize(t, "alice", "openid", nil)
+	if status := phone.open(next.ApproveURL); status != http.StatusOK {
+		t.Fatalf("approval page: %d", status)
+	}
+	phone.mustShow("the next approval page", "Approve with passkey")
+	if status := phone.click("#passkey"); status != http.StatusOK {
+		t.Fatalf("approve with the passkey: %d\n%s", status, phone.textNoFatal())
+	}
+	phone.mustShow("after the passkey", "You approved the sign-in to Demo poll client with your passkey")
+	if strings.Contains(phone.text(), "Add a passkey") {
+		t.Fatal("a passkey approval offers to add a passkey")
+	}
+	mustTokens(t, "poll after the passkey approval", e.poll(t, next))
 }
