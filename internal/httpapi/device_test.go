@@ -63,6 +63,8 @@ type deviceEnv struct {
 	st    ciba.Store
 	clock *testClock
 	idp   *fakeIdP
+	// approval is the pages' Approval, for a test to add Passkeys.
+	approval *Approval
 }
 
 func newDeviceEnv(t *testing.T, federated bool) *deviceEnv {
@@ -94,6 +96,7 @@ func newDeviceEnv(t *testing.T, federated bool) *deviceEnv {
 		t.Fatal(err)
 	}
 	approval := &Approval{Service: svc, Passwords: fakeUpstream{}, Key: key, Logger: discard()}
+	e.approval = approval
 	if federated {
 		e.idp = &fakeIdP{logins: map[string]Login{}}
 		approval.Passwords, approval.Federation, approval.Logins = nil, e.idp, e.st

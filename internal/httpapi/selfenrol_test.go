@@ -17,6 +17,7 @@ import (
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
 	"github.com/cibaproxy/cibaproxy/internal/config"
 	"github.com/cibaproxy/cibaproxy/internal/limit"
+	"github.com/cibaproxy/cibaproxy/internal/passkey"
 	"github.com/cibaproxy/cibaproxy/internal/passkey/passkeytest"
 )
 
@@ -450,5 +451,45 @@ func TestPasskeySelfEnrolmentOff(t *testing.T) {
 	}
 	if n := e.passkeys("sub-alice"); n != 0 {
 		t.Fatalf("alice has %d passkeys, want 0", n)
+	}
+}
+
+// TestPasskeySelfEnrolmentOnTheDevicePage: a password approval on the
+// device page offers a passkey too, posted back to the device page; it
+// registers once, and only from the browser that approved.
+func TestPasskeySelfEnrolmentOnTheDevicePage(t *testing.T) {
+	e := newDeviceEnv(t, false)
+	rp, err := passkey.NewRP(pkOrigin, "", "Test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.approval.Passkeys = &Passkeys{RP: rp, Credentials: &passkey.Credentials{Records: e.st}, Enrolments: &passkey.Enrolments{Records: e.st, Now: e.clock.Now},
+		Method: func(string) string { return MethodEither }, SelfEnroll: true}
+	_, uc := e.start(t, "tv", url.Values{"scope": {"openid"}})
+	c := browser()
+	_, _, csrf := e.enter(t, c, uc)
+	status, body, _ := e.page(t, c, http.MethodPost, "", url.Values{"csrf": {csrf}, "user_code": {uc}, "action": {"approve"}, "username": {"alice"}, "password": {"alice-password"}})
+	if status != http.StatusOK || !strings.Contains(body, "You approved") {
+		t.Fatalf("password approval: %d\n%s", status, body)
+	}
+	o := offerOf(t, body)
+	if o.action != PathDevice {
+		t.Fatalf("the offer posts to %q, want %q", o.action, PathDevice)
+	}
+	cred, _ := passkeytest.New(pkOrigin).Create(o.options)
+	form := url.Values{"action": {actionAddPasskey}, "enrolment": {o.token}, "credential": {string(cred)}}
+	other := browser()
+	e.page(t, other, http.MethodGet, "", nil) // a device page cookie of its own
+	if status, body, _ := e.page(t, other, http.MethodPost, "", form); status != http.StatusForbidden || !strings.Contains(body, "belongs to another sign-in") {
+		t.Fatalf("the offer from another browser: %d, want 403\n%s", status, body)
+	}
+	if status, body, _ := e.page(t, c, http.MethodPost, "", form); status != http.StatusOK || !strings.Contains(body, "Passkey added") {
+		t.Fatalf("add the passkey: %d\n%s", status, body)
+	}
+	if status, _, _ := e.page(t, c, http.MethodPost, "", form); status != http.StatusGone {
+		t.Fatalf("the offer replayed: %d, want 410", status)
+	}
+	if list, _ := e.approval.Passkeys.Credentials.List(t.Context(), "sub-alice"); len(list) != 1 {
+		t.Fatalf("alice has %d passkeys, want 1", len(list))
 	}
 }
