@@ -190,12 +190,17 @@ func TestPasskeySelfEnrolment(t *testing.T) {
 		noOffer(t, "a passkey approval", body)
 	})
 
-	t.Run("no offer on a page opened, a denial, or with method password or passkey", func(t *testing.T) {
+	t.Run("no offer on a page opened, a wrong password, a denial, or with method password or passkey", func(t *testing.T) {
 		b := e.browser("")
 		id := e.requestFor("alice", "Code SE03")
 		csrf, page := b.open(id)
 		noOffer(t, "the approval page", page)
-		status, body := b.post(PathApprove+id, url.Values{"csrf": {csrf}, "action": {"deny"}})
+		status, body := b.post(PathApprove+id, url.Values{"csrf": {csrf}, "action": {"approve"}, "password": {"guess"}})
+		if status != http.StatusUnauthorized {
+			t.Fatalf("a wrong password: %d, want 401", status)
+		}
+		noOffer(t, "a wrong password", body)
+		status, body = b.post(PathApprove+id, url.Values{"csrf": {csrf}, "action": {"deny"}})
 		if status != http.StatusOK || !strings.Contains(body, "You denied") {
 			t.Fatalf("deny: %d", status)
 		}
