@@ -47,6 +47,17 @@ func (d *Decisions) ApproveBy(ctx context.Context, id string, authTime time.Time
 	return d.approve(ctx, id, authTime, tokens, subject, nil, "")
 }
 
+// ApproveByShown is ApproveBy for tokens obtained elsewhere (a sign-in at
+// a federated identity provider) after the user was shown the request's
+// authorization_details of digest shown (authzdetails.DigestOf; "" for
+// none): the digest is recorded with the decision
+// (AuthRequest.ApprovedDetails) in the same compare-and-set, which
+// refuses it (invalid_request wrapping ErrDetailsChanged, nothing
+// changed) unless it is the digest of the stored request's details.
+func (d *Decisions) ApproveByShown(ctx context.Context, id string, authTime time.Time, tokens []byte, subject, shown string) error {
+	return d.approve(ctx, id, authTime, tokens, subject, &shown, "")
+}
+
 // approve is ApproveBy; a non-nil approved is the digest of the
 // authorization_details the user approved (AuthRequest.ApprovedDetails),
 // recorded in the same compare-and-set, which refuses it unless it is the

@@ -77,6 +77,10 @@ type Device struct {
 	poller    *Poller
 	decisions *Decisions
 	relayer   *Relayer
+	// upstream is the service's (Deps.Upstream): a DetailsChecker among
+	// them (the oidc upstream) checks authorization_details here as at
+	// bc-authorize.
+	upstream Upstream
 }
 
 // NewDevice checks cfg, fills in its defaults and returns the grant.
@@ -116,7 +120,7 @@ func NewDevice(s *Service, cfg DeviceConfig) (*Device, error) {
 			cfg.UserCodeLength, len(cfg.UserCodeCharset), bits, minUserCodeBits)
 	}
 	return &Device{base: s.base, grant: cfg, sealer: s.decisions.sealer, minter: s.decisions.minter, clients: s.decisions.clients,
-		poller: s.poller, decisions: s.decisions, relayer: s.relayer}, nil
+		poller: s.poller, decisions: s.decisions, relayer: s.relayer, upstream: s.acceptor.upstream}, nil
 }
 
 // UserCodeBits is the entropy of a user code of n characters from charset.
@@ -188,9 +192,42 @@ func (d *Device) AuthorizeCert(ctx context.Context, c *Client, scope, cert strin
 // tokens are then bound to the DPoP key too (RFC 9449 §5). A relaying
 // upstream cannot bind its tokens: a DPoP key is refused there.
 func (d *Device) AuthorizeBound(ctx context.Context, c *Client, scope string, b Binding) (*DeviceAuthResponse, error) {
+	return d.AuthorizeParams(ctx, c, DeviceParams{Scope: scope}, b)
+}
+
+// DeviceParams are the parameters of a device authorization request
+// (RFC 8628 §3.1) as the client sent them; the grant checks them.
+type DeviceParams struct {
+	// Scope is the scope parameter; "" asks for "openid".
+	Scope string
+	// AuthorizationDetails is authorization_details (RFC 9396 §3, which
+	// allows it at the device authorization endpoint) as received: checked
+	// exactly as at bc-authorize (the client's types, each type's JSON
+	// Schema, the size and count bounds), stored in canonical JSON, shown
+	// on the device page and carried by the tokens. "" for none.
+	AuthorizationDetails string
+	// Resources are the resource parameters (RFC 8707 §2) and Audience
+	// the audience parameter, checked against the client's list as at
+	// bc-authorize: the access token's aud.
+	Resources []string
+	Audience  string
+}
+
+// AuthorizeParams is AuthorizeBound with the request's other parameters
+// (DeviceParams): authorization_details and resource indicators are
+// checked by the same code as at bc-authorize, and refused with its
+// errors (invalid_authorization_details naming the element and field,
+// invalid_target). With the oidc upstream the details' types must be ones
+// the identity provider's discovery lists (DetailsChecker), since they go
+// to it with the user's sign-in; a relaying upstream takes neither
+// details nor resources on the device grant, and they are refused rather
+// than dropped. A delegate client (Client.ActsForUser) is recorded as the
+// request's Actor.
+func (d *Device) AuthorizeParams(ctx context.Context, c *Client, p DeviceParams, b Binding) (*DeviceAuthResponse, error) {
 	if !d.Enabled(c) {
 		return nil, Errorf(CodeUnauthorizedClient, "client %q may not use the device authorization grant", c.ID)
 	}
+	scope := p.Scope
 	if scope == "" {
 		scope = "openid"
 	}
@@ -201,17 +238,43 @@ func (d *Device) AuthorizeBound(ctx context.Context, c *Client, scope string, b 
 	if scopes, e = d.grantable(c, scopes); e != nil {
 		return nil, e
 	}
+	details, e := authorizationDetails(d.cfg.AuthzDetails, c, p.AuthorizationDetails)
+	if e != nil {
+		return nil, e
+	}
+	resources, e := targets(c, p.Resources, p.Audience)
+	if e != nil {
+		return nil, e
+	}
 	if dr := d.relayer.deviceRelay(); dr != nil {
 		if b.JKT != "" {
 			return nil, Errorf(CodeInvalidDPoPProof, "DPoP-bound tokens are not available here: the identity provider issues them")
 		}
+		if details != "" {
+			return nil, Errorf(CodeInvalidAuthorizationDetails, "authorization_details cannot be passed on with the device grant, which the identity provider runs here; the request is refused rather than sent without them")
+		}
+		if len(resources) > 0 {
+			return nil, Errorf(CodeInvalidTarget, "resource and audience cannot be passed on with the device grant, which the identity provider runs here; the request is refused rather than sent without them")
+		}
 		return d.relayer.startDevice(ctx, dr, c, scope, scopes, d.grant.Expiry, d.grant.Interval)
+	}
+	if details != "" {
+		if dc, ok := d.upstream.(DetailsChecker); ok {
+			if err := dc.CheckAuthzDetails(ctx, c, details); err != nil {
+				return nil, d.upstreamError("check authorization_details", err)
+			}
+		}
 	}
 	now := d.now()
 	r := newDeviceRequest(c, scopes, now, d.grant.Expiry, d.grant.Interval)
 	r.CertThumbprint = b.Cert
 	r.DPoPJKT = b.JKT
 	r.PublicClient = b.PublicClient
+	r.AuthzDetails = details
+	r.Resources = resources
+	if c.ActsForUser {
+		r.Actor = c.ID
+	}
 	// The record outlives the request's lifetime by the grace period, so
 	// the page can still say "expired" rather than "not valid".
 	ttl := d.grant.Expiry + d.cfg.ExpiredGrace
@@ -334,6 +397,18 @@ func (d *Device) ApproveAs(ctx context.Context, r *AuthRequest, user User) error
 // record is called with the request as approved (subject set) and the
 // approval time; its error approves nothing.
 func (d *Device) ApproveAsWithRecord(ctx context.Context, r *AuthRequest, user User, record func(r *AuthRequest, at time.Time) (string, error)) error {
+	return d.ApproveAsShown(ctx, r, user, r.DetailsDigest(), record)
+}
+
+// ApproveAsShown is ApproveAsWithRecord for a user who was shown the
+// request's authorization_details of digest shown (authzdetails.DigestOf;
+// "" for none) on the device page, as Decisions.ApproveShown is for the
+// approval page: a digest that is not the request's is refused
+// (invalid_request wrapping ErrDetailsChanged) and nothing changes; the
+// tokens must carry exactly the approved list (else server_error, nothing
+// stored); and the digest is recorded with the decision
+// (AuthRequest.ApprovedDetails), in the compare-and-set that approves.
+func (d *Device) ApproveAsShown(ctx context.Context, r *AuthRequest, user User, shown string, record func(r *AuthRequest, at time.Time) (string, error)) error {
 	if d.minter == nil {
 		return Errorf(CodeInvalidRequest, "with this upstream the user approves by signing in at the identity provider")
 	}
@@ -344,6 +419,9 @@ func (d *Device) ApproveAsWithRecord(ctx context.Context, r *AuthRequest, user U
 	if r.Status != StatusPending || r.Expired(now) {
 		return notPending(r)
 	}
+	if shown != r.DetailsDigest() {
+		return detailsChanged()
+	}
 	m := r.Clone()
 	m.Subject, m.LoginHint, m.AuthTime = user.Subject, user.Display, now
 	// A device request has no auth_req_id: the ID token must not carry the
@@ -351,6 +429,9 @@ func (d *Device) ApproveAsWithRecord(ctx context.Context, r *AuthRequest, user U
 	m.ID = ""
 	tr, err := d.minter.Mint(ctx, m, now)
 	if err != nil {
+		return &Error{Code: CodeServerError, Description: "tokens could not be issued", Err: err}
+	}
+	if err := carriesApproved(tr, shown); err != nil {
 		return &Error{Code: CodeServerError, Description: "tokens could not be issued", Err: err}
 	}
 	body, err := json.Marshal(tr)
@@ -370,17 +451,25 @@ func (d *Device) ApproveAsWithRecord(ctx context.Context, r *AuthRequest, user U
 		}
 	}
 	_, err = d.store.UpdateRequest(ctx, r.ID, func(cur *AuthRequest) error {
+		if shown != cur.DetailsDigest() {
+			return detailsChanged()
+		}
 		if err := cur.Approve(now, now, sealed); err != nil {
 			return err
 		}
 		cur.Subject, cur.LoginHint = user.Subject, user.Display
+		cur.ApprovedDetails = shown
 		cur.ApprovalRecord = rec
 		return nil
 	})
 	if err != nil {
 		return d.transitionError("approve device request", err)
 	}
-	d.log.LogAttrs(ctx, slog.LevelInfo, "device request approved", slog.String("client_id", r.ClientID), slog.String("subject", user.Subject))
+	attrs := []slog.Attr{slog.String("client_id", r.ClientID), slog.String("subject", user.Subject)}
+	if shown != "" {
+		attrs = append(attrs, slog.String("authorization_details_digest", shown))
+	}
+	d.log.LogAttrs(ctx, slog.LevelInfo, "device request approved", attrs...)
 	return nil
 }
 

@@ -271,6 +271,12 @@ func (s *Service) ApproveBy(ctx context.Context, id string, authTime time.Time, 
 	return s.decisions.ApproveBy(ctx, id, authTime, tokens, subject)
 }
 
+// ApproveByShown is ApproveBy recording the digest of the
+// authorization_details the user was shown (Decisions.ApproveByShown).
+func (s *Service) ApproveByShown(ctx context.Context, id string, authTime time.Time, tokens []byte, subject, shown string) error {
+	return s.decisions.ApproveByShown(ctx, id, authTime, tokens, subject, shown)
+}
+
 // Deny records the refusal of request id (Decisions.Deny).
 func (s *Service) Deny(ctx context.Context, id, reason string) error {
 	return s.decisions.Deny(ctx, id, reason)

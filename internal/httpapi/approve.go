@@ -266,7 +266,7 @@ func (a *Approval) answer(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if a.Federation != nil {
-			a.startLogin(w, r, req)
+			a.startLogin(w, r, req, r.PostFormValue("details_digest"))
 			return
 		}
 		o, err := a.offerFor(r.Context(), req)

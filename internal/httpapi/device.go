@@ -142,7 +142,14 @@ func (s *Server) deviceAuthorization(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	resp, err := s.Device.Grant.AuthorizeBound(ctx, client, form.Get("scope"), ciba.Binding{Cert: cert, JKT: jkt, PublicClient: public})
+	// authorization_details (RFC 9396 §3), resource (RFC 8707) and
+	// audience are taken as at bc-authorize and checked by the same code.
+	resp, err := s.Device.Grant.AuthorizeParams(ctx, client, ciba.DeviceParams{
+		Scope:                form.Get("scope"),
+		AuthorizationDetails: form.Get("authorization_details"),
+		Resources:            form["resource"],
+		Audience:             form.Get("audience"),
+	}, ciba.Binding{Cert: cert, JKT: jkt, PublicClient: public})
 	if err != nil {
 		writeError(w, err)
 		return
@@ -291,8 +298,15 @@ func (d *Device) answer(w http.ResponseWriter, r *http.Request) {
 		}
 		a.render(w, http.StatusOK, page{Title: "Denied", Message: "You denied the sign-in of " + client.Name + ". You can close this page."})
 	case "approve":
+		// The digest of the authorization_details the form showed: the
+		// approval records it, and is refused unless it is the request's.
+		shown := r.PostFormValue("details_digest")
+		if shown != req.DetailsDigest() {
+			d.detailsChanged(w, req)
+			return
+		}
 		if a.Federation != nil {
-			a.startLogin(w, r, req)
+			a.startLogin(w, r, req, shown)
 			return
 		}
 		if r.PostFormValue("assertion") != "" && a.Passkeys != nil && a.Passkeys.Lookup != nil {
@@ -305,7 +319,7 @@ func (d *Device) answer(w http.ResponseWriter, r *http.Request) {
 				a.render(w, http.StatusUnauthorized, d.form(req, client, cookie, code, "The passkey did not confirm this request. Try again."))
 				return
 			}
-			if err := d.Grant.ApproveAsWithRecord(ctx, req, user, a.Passkeys.record(cred)); err != nil {
+			if err := d.Grant.ApproveAsShown(ctx, req, user, shown, a.Passkeys.record(cred)); err != nil {
 				d.closed(w, err)
 				return
 			}
@@ -328,7 +342,7 @@ func (d *Device) answer(w http.ResponseWriter, r *http.Request) {
 			a.render(w, http.StatusUnauthorized, d.form(req, client, cookie, code, "This account approves with a passkey, not a password."))
 			return
 		}
-		if err := d.Grant.ApproveAs(ctx, req, ciba.User{Subject: sub, Display: username}); err != nil {
+		if err := d.Grant.ApproveAsShown(ctx, req, ciba.User{Subject: sub, Display: username}, shown, nil); err != nil {
 			d.closed(w, err)
 			return
 		}
@@ -339,11 +353,22 @@ func (d *Device) answer(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// detailsChanged answers an approval whose form carried the digest of
+// other authorization_details than the request's: nothing is approved.
+func (d *Device) detailsChanged(w http.ResponseWriter, req *ciba.AuthRequest) {
+	d.Approval.Logger.Warn("device page: the approved authorization_details are not the request's; not approved", slog.String("client_id", req.ClientID))
+	d.Approval.render(w, http.StatusConflict, page{Title: "Not approved",
+		Message: "The details you approved are not those of this request, so nothing was approved. Enter the code again to see the request."})
+}
+
 // closed answers a code whose request can no longer be answered.
 func (d *Device) closed(w http.ResponseWriter, err error) {
 	var pe *ciba.Error
 	a := d.Approval
 	switch {
+	case errors.Is(err, ciba.ErrDetailsChanged):
+		a.render(w, http.StatusConflict, page{Title: "Not approved",
+			Message: "The details you approved are not those of this request, so nothing was approved. Enter the code again to see the request."})
 	case errors.As(err, &pe) && pe.Code == ciba.CodeExpiredToken:
 		a.render(w, http.StatusGone, page{Title: "Expired", Message: "This code has expired. Start again on your device to get a new one."})
 	case errors.As(err, &pe) && (pe.Code == ciba.CodeInvalidRequest || pe.Code == ciba.CodeAccessDenied):

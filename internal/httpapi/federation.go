@@ -71,6 +71,12 @@ type Login struct {
 	// Browser is the SHA-256 of the login cookie of the browser that
 	// started the sign-in, so a callback in another browser is refused.
 	Browser []byte `json:"browser"`
+	// DetailsDigest is the digest of the authorization_details the page
+	// showed and the user approved before signing in ("" for none),
+	// recorded with the decision when the sign-in completes
+	// (ciba.Service.ApproveByShown). Nil in a sign-in kept by a version
+	// that did not record it: the decision then records none.
+	DetailsDigest *string `json:"details_digest,omitempty"`
 }
 
 // Records is the part of the store that keeps sign-ins in progress.
@@ -93,8 +99,10 @@ func random(n int) string {
 }
 
 // startLogin keeps a new sign-in for req and sends the browser to the
-// provider.
-func (a *Approval) startLogin(w http.ResponseWriter, r *http.Request, req *ciba.AuthRequest) {
+// provider. shown is the digest of the authorization_details the page
+// showed (checked against the request's by the caller), kept with the
+// sign-in and recorded with the decision.
+func (a *Approval) startLogin(w http.ResponseWriter, r *http.Request, req *ciba.AuthRequest, shown string) {
 	ctx := r.Context()
 	browser := loginValue(r)
 	if browser == "" {
@@ -107,7 +115,7 @@ func (a *Approval) startLogin(w http.ResponseWriter, r *http.Request, req *ciba.
 		})
 	}
 	sum := sha256.Sum256([]byte(browser))
-	l := Login{State: random(32), Nonce: random(32), Verifier: random(32), ApprovalID: req.ApprovalID, Browser: sum[:]}
+	l := Login{State: random(32), Nonce: random(32), Verifier: random(32), ApprovalID: req.ApprovalID, Browser: sum[:], DetailsDigest: &shown}
 	target, err := a.Federation.LoginURL(ctx, req, l)
 	if err != nil {
 		a.upstreamFailed(w, "start sign-in", err)
@@ -202,7 +210,16 @@ func (a *Approval) loginCallback(w http.ResponseWriter, r *http.Request) {
 		a.upstreamFailed(w, "complete sign-in", err)
 		return
 	}
-	if err := a.Service.ApproveBy(ctx, req.ID, done.AuthTime, done.Tokens, done.Subject); err != nil {
+	if l.DetailsDigest != nil {
+		err = a.Service.ApproveByShown(ctx, req.ID, done.AuthTime, done.Tokens, done.Subject, *l.DetailsDigest)
+	} else {
+		err = a.Service.ApproveBy(ctx, req.ID, done.AuthTime, done.Tokens, done.Subject)
+	}
+	if errors.Is(err, ciba.ErrDetailsChanged) {
+		a.detailsChanged(w, req)
+		return
+	}
+	if err != nil {
 		a.closed(w, err)
 		return
 	}

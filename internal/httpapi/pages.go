@@ -344,7 +344,8 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
 {{if or .Brand.Name .Brand.Logo}}<header class="brand">{{with .Brand.Logo}}<img src="{{.}}" alt=""{{if not $.Brand.Name}} aria-hidden="true"{{end}}>{{end}}{{with .Brand.Name}}<span>{{.}}</span>{{end}}</header>
 {{end}}<h1>{{.Title}}</h1>
 {{if .Form}}
-{{if .Device}}<p><strong>{{.Client}}</strong> asks to sign in to your account{{with .Brand.Name}} at {{.}}{{end}}.</p>
+{{if .Device}}{{if .ActsFor}}<p><strong>{{.Client}}</strong> acting on your behalf asks to {{if .Details}}do what is listed below{{else}}use your account{{end}}{{with .Brand.Name}} at {{.}}{{end}}.</p>
+{{else}}<p><strong>{{.Client}}</strong> asks to sign in to your account{{with .Brand.Name}} at {{.}}{{end}}.</p>{{end}}
 {{if .Binding}}<p>Check that this code matches the one shown on your device:</p>
 <p class="binding" aria-label="The code shown on your device">{{.Binding}}</p>{{end}}
 {{else if .ActsFor}}<p><strong>{{.Client}}</strong> acting on your behalf asks to {{if .Details}}do what is listed below{{else}}use your account{{end}}{{if .User}} as <strong>{{.User}}</strong>{{end}}.</p>
