@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cibaproxy/cibaproxy/internal/authzdetails"
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
 	"github.com/cibaproxy/cibaproxy/internal/seal"
 	"github.com/cibaproxy/cibaproxy/internal/store/memory"
@@ -69,13 +70,56 @@ type deviceEnv struct {
 
 func newDeviceEnv(t *testing.T, federated bool) *deviceEnv {
 	t.Helper()
+	return newDeviceEnvWith(t, deviceOpts{federated: federated})
+}
+
+// deviceOpts are what newDeviceEnvWith sets up besides newDeviceEnv's.
+type deviceOpts struct {
+	federated bool
+	// upstream replaces fakeUpstream{} as the service's Upstream.
+	upstream ciba.Upstream
+	// details are the authorization_details types (Config.AuthzDetails).
+	details *authzdetails.Registry
+	// templates are the operator's templates of the device page.
+	templates *authzdetails.Templates
+	// clients are more clients, each with the device grant, that
+	// authenticate with Basic id:id-secret.
+	clients []*ciba.Client
+}
+
+// extraAuth authenticates the clients of deviceOpts.clients, and
+// otherwise as deviceAuth.
+type extraAuth map[string]*ciba.Client
+
+func (x extraAuth) Authenticate(ctx context.Context, r *http.Request, form url.Values, endpoint string) (*ciba.Client, error) {
+	if id, secret, ok := r.BasicAuth(); ok && x[id] != nil && secret == id+"-secret" {
+		return x[id], nil
+	}
+	return deviceAuth{}.Authenticate(ctx, r, form, endpoint)
+}
+func (extraAuth) RequestObject(context.Context, *ciba.Client, string) (map[string]any, error) {
+	return nil, nil
+}
+func (extraAuth) RequiresSignedRequest(*ciba.Client) bool { return false }
+
+func newDeviceEnvWith(t *testing.T, o deviceOpts) *deviceEnv {
+	t.Helper()
+	federated := o.federated
 	e := &deviceEnv{st: memory.New(), clock: &testClock{t: time.Now()}}
 	key := make([]byte, 32)
 	rand.Read(key)
 	ring, _ := seal.NewRing(seal.Key{ID: "k", Secret: key})
 	clients := map[string]*ciba.Client{tv.ID: tv, cli.ID: cli, noDevice.ID: noDevice}
+	extra := extraAuth{}
+	for _, c := range o.clients {
+		clients[c.ID], extra[c.ID] = c, c
+	}
+	var up ciba.Upstream = fakeUpstream{}
+	if o.upstream != nil {
+		up = o.upstream
+	}
 	deps := ciba.Deps{
-		Store: e.st, Upstream: fakeUpstream{}, Minter: fakeUpstream{}, Sealer: ring, Notifier: nopNotifier{},
+		Store: e.st, Upstream: up, Minter: fakeUpstream{}, Sealer: ring, Notifier: nopNotifier{},
 		Clients: func(id string) (*ciba.Client, bool) { c, ok := clients[id]; return c, ok }, CallbackKey: key, Now: e.clock.Now,
 	}
 	if federated {
@@ -83,26 +127,26 @@ func newDeviceEnv(t *testing.T, federated bool) *deviceEnv {
 	}
 	svc, err := ciba.NewService(ciba.Config{
 		DefaultExpiry: time.Minute, MaxExpiry: time.Minute, Interval: time.Second, BindingMessageMax: 20,
-		ExpiredGrace: time.Hour,
+		ExpiredGrace: time.Hour, AuthzDetails: o.details,
 	}, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
 	grant, err := ciba.NewDevice(svc, ciba.DeviceConfig{
 		VerificationURI: "http://op.test/device",
-		Enabled:         func(id string) bool { return id == tv.ID || id == cli.ID },
+		Enabled:         func(id string) bool { return id == tv.ID || id == cli.ID || extra[id] != nil },
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	approval := &Approval{Service: svc, Passwords: fakeUpstream{}, Key: key, Logger: discard()}
+	approval := &Approval{Service: svc, Passwords: fakeUpstream{}, Key: key, Logger: discard(), DetailTemplates: o.templates}
 	e.approval = approval
 	if federated {
 		e.idp = &fakeIdP{logins: map[string]Login{}}
 		approval.Passwords, approval.Federation, approval.Logins = nil, e.idp, e.st
 	}
 	s := &Server{
-		Issuer: "http://op.test", Service: svc, Clients: deviceAuth{}, Approval: approval, Logger: discard(), Now: e.clock.Now,
+		Issuer: "http://op.test", Service: svc, Clients: extra, Approval: approval, Logger: discard(), Now: e.clock.Now,
 		Device: &Device{
 			Grant: grant, Approval: approval, PerIP: 5, Global: 8, Now: e.clock.Now,
 			ClientIP: func(r *http.Request) string {

@@ -1,0 +1,422 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cibaproxy/cibaproxy/internal/authzdetails"
+	"github.com/cibaproxy/cibaproxy/internal/ciba"
+)
+
+// Device grant clients that may send authorization_details: "payer" (an
+// ordinary client, payment_initiation and a type the server lacks),
+// "helper" (a delegate, acts_for_user) and "plain" (no types).
+var (
+	payer = &ciba.Client{ID: "payer", Name: "Pay Terminal", AuthzDetailsTypes: []string{"payment_initiation", "gone"},
+		Resources: []string{"https://api.example/", "my-api"}}
+	helper  = &ciba.Client{ID: "helper", Name: "Travel Helper", AuthzDetailsTypes: []string{"payment_initiation"}, ActsForUser: true}
+	plainTV = &ciba.Client{ID: "plain", Name: "Plain TV"}
+)
+
+// rarRegistry is rarServerWith's: payment_initiation (rarPaySchema) and
+// "other", at most 2 elements of at most 2048 bytes.
+func rarRegistry(t *testing.T) *authzdetails.Registry {
+	t.Helper()
+	reg, err := authzdetails.Compile(authzdetails.Schemas{"payment_initiation": []byte(rarPaySchema), "other": []byte(`{}`)},
+		authzdetails.Limits{MaxBytes: 2048, MaxCount: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
+// newDeviceRAREnv is a device grant environment with payer, helper and
+// plainTV and the details types of rarRegistry.
+func newDeviceRAREnv(t *testing.T, o deviceOpts) *deviceEnv {
+	t.Helper()
+	o.details = rarRegistry(t)
+	o.clients = append(o.clients, payer, helper, plainTV)
+	return newDeviceEnvWith(t, o)
+}
+
+// rarPayment2 is a second payment: two elements in one list.
+const rarPayment2 = `{"type":"payment_initiation","instructedAmount":{"currency":"USD","amount":"7.25"},"creditorName":"Hotel Seeblick"}`
+
+// TestDeviceAuthorizationDetailsRefused: every refusal of
+// authorization_details, resource and audience at the device authorization
+// endpoint is the one bc-authorize gives (the same checks), a 400 JSON
+// error whose description names the element and field; nothing is
+// created.
+func TestDeviceAuthorizationDetailsRefused(t *testing.T) {
+	e := newDeviceRAREnv(t, deviceOpts{})
+	form := func(details string) url.Values { return url.Values{"scope": {"openid"}, "authorization_details": {details}} }
+	for _, tc := range []struct {
+		name, client string
+		form         url.Values
+		code, desc   string
+	}{
+		{"a client without types", "plain", form("[" + rarPayment + "]"), "invalid_authorization_details", "not accepted for client 'plain': it may send no authorization_details types"},
+		{"a client without the device grant's types (tv)", "tv", form("[" + rarPayment + "]"), "invalid_authorization_details", "not accepted for client 'tv'"},
+		{"bad JSON", "payer", form("[{"), "invalid_authorization_details", "authorization_details is not valid JSON"},
+		{"an object, not an array", "payer", form(rarPayment), "invalid_authorization_details", "must be a JSON array"},
+		{"an unknown type", "payer", form(`[{"type":"nope"}]`), "invalid_authorization_details", "authorization_details[0].type 'nope' is not allowed for this client"},
+		{"a type the server does not support", "payer", form(`[{"type":"gone"}]`), "invalid_authorization_details", "authorization_details[0].type 'gone' is not supported by this server"},
+		{"a type not allowed for the client", "payer", form("[" + rarPayment + `,{"type":"other"}]`), "invalid_authorization_details", "authorization_details[1].type 'other' is not allowed for this client"},
+		{"an element without type", "payer", form(`[{"creditorName":"x"}]`), "invalid_authorization_details", "authorization_details[0].type is missing"},
+		{"a schema violation", "payer", form(strings.Replace("["+rarPayment+"]", `"EUR"`, `"euro"`, 1)), "invalid_authorization_details", "authorization_details[0].instructedAmount/currency does not match the pattern"},
+		{"a missing required field", "payer", form(strings.Replace("["+rarPayment+"]", `,"creditorName":"ACME"`, "", 1)), "invalid_authorization_details", "authorization_details[0] does not match the schema: missing property 'creditorName'"},
+		{"too many elements", "payer", form("[" + rarPayment + "," + rarPayment + "," + rarPayment + "]"), "invalid_authorization_details", "has 3 elements; at most 2"},
+		{"too many bytes", "payer", form("[" + rarPayment + strings.Repeat(" ", 2048) + "]"), "invalid_authorization_details", "at most 2048 are allowed"},
+		{"a resource not on the client's list", "payer", url.Values{"resource": {"https://other.example/"}}, "invalid_target", "is not one client 'payer' may ask for"},
+		{"an audience not on the client's list", "payer", url.Values{"audience": {"their-api"}}, "invalid_target", "is not one client 'payer' may ask for"},
+		{"a resource for a client without a list", "tv", url.Values{"resource": {"https://api.example/"}}, "invalid_target", "its resources list is empty"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, m := e.call(t, PathDeviceAuthorization, tc.client, tc.form)
+			if status != http.StatusBadRequest || m["error"] != tc.code {
+				t.Fatalf("%d %v, want 400 %s", status, m, tc.code)
+			}
+			if desc, _ := m["error_description"].(string); !strings.Contains(desc, tc.desc) {
+				t.Errorf("error_description %q, want it to contain %q", desc, tc.desc)
+			}
+		})
+	}
+	n := 0
+	if err := e.st.ListRequests(context.Background(), func(*ciba.AuthRequest) bool { n++; return true }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("%d requests stored after refusals, want 0", n)
+	}
+}
+
+// TestDeviceAuthorizationDetailsStored: the details (a JSON array, or a
+// JSON string of one, as Auth0-style clients send) are stored in canonical
+// form with the device request, with the resources and audience asked for
+// and, for a delegate, the actor.
+func TestDeviceAuthorizationDetailsStored(t *testing.T) {
+	e := newDeviceRAREnv(t, deviceOpts{})
+	for name, form := range map[string]url.Values{
+		"array":       {"authorization_details": {"[" + rarPayment + "]"}, "resource": {"https://api.example/"}, "audience": {"my-api"}},
+		"JSON string": {"authorization_details": {mustJSON(t, "["+rarPayment+"]")}, "resource": {"https://api.example/"}, "audience": {"my-api"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dc, _ := e.start(t, "payer", form)
+			r, err := e.st.GetRequest(context.Background(), dc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.AuthzDetails != rarCanonical || strings.Join(r.Resources, " ") != "https://api.example/ my-api" || r.Actor != "" {
+				t.Errorf("stored details %s resources %v actor %q; want %s, [https://api.example/ my-api], none", r.AuthzDetails, r.Resources, r.Actor, rarCanonical)
+			}
+		})
+	}
+	t.Run("a delegate is recorded as the actor", func(t *testing.T) {
+		dc, _ := e.start(t, "helper", url.Values{"authorization_details": {"[" + rarPayment + "]"}})
+		r, _ := e.st.GetRequest(context.Background(), dc)
+		if r.Actor != helper.ID || r.AuthzDetails != rarCanonical {
+			t.Errorf("actor %q details %s", r.Actor, r.AuthzDetails)
+		}
+	})
+	t.Run("without details nothing is stored", func(t *testing.T) {
+		dc, _ := e.start(t, "payer", nil)
+		r, _ := e.st.GetRequest(context.Background(), dc)
+		if r.AuthzDetails != "" || r.Resources != nil {
+			t.Errorf("details %q resources %v", r.AuthzDetails, r.Resources)
+		}
+	})
+}
+
+// TestDevicePageShowsAndRecordsDetails: after the code is entered, the
+// device page shows every detail as the approval page does (amounts with
+// their currency, the creditor, the delegate's wording, the operator's
+// template with "All details" under it) and posts their digest. An
+// approval with another digest approves nothing (409); one with the shown
+// digest records it with the decision, and the device's tokens carry
+// exactly that list.
+func TestDevicePageShowsAndRecordsDetails(t *testing.T) {
+	tpls, err := authzdetails.ParseTemplates(map[string][]byte{
+		"payment_initiation": []byte(`<p class="pay">Pay {{range .Amounts}}{{.Amount}} {{.Currency}}{{end}} to {{.Value.creditorName}}</p>`),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newDeviceRAREnv(t, deviceOpts{templates: tpls})
+	list := "[" + rarPayment + "," + rarPayment2 + "]"
+	dc, uc := e.start(t, "helper", url.Values{"scope": {"openid"}, "authorization_details": {list}})
+	stored, _ := e.st.GetRequest(context.Background(), dc)
+	digest := stored.DetailsDigest()
+
+	c := browser()
+	status, body, csrf := e.enter(t, c, uc)
+	if status != http.StatusOK || csrf == "" {
+		t.Fatalf("continue: %d\n%s", status, body)
+	}
+	for _, want := range []string{
+		"<strong>Travel Helper</strong> acting on your behalf asks to do what is listed below",
+		`<h2 id="details-heading">To approve</h2>`,
+		`<p class="pay">Pay 50.00 EUR to ACME</p>`,
+		`<p class="pay">Pay 7.25 USD to Hotel Seeblick</p>`,
+		"<summary>All details</summary>",
+		`<dt>instructedAmount</dt><dd class="amount"><strong>50.00 EUR</strong></dd>`,
+		`<dt>creditorName</dt><dd>ACME</dd>`,
+		`<dt>creditorName</dt><dd>Hotel Seeblick</dd>`,
+		`name="details_digest" value="` + digest + `"`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the device page does not show %s", want)
+		}
+	}
+	if m := digestField.FindStringSubmatch(body); m == nil || m[1] != digest {
+		t.Fatalf("digest field %v, want %s", m, digest)
+	}
+	approve := func(shown string) (int, string) {
+		form := url.Values{"csrf": {csrf}, "user_code": {uc}, "action": {"approve"}, "username": {"alice"}, "password": {"alice-password"}}
+		if shown != "" {
+			form.Set("details_digest", shown)
+		}
+		s, b, _ := e.page(t, c, http.MethodPost, "", form)
+		return s, b
+	}
+	for name, shown := range map[string]string{
+		"another list's digest": authzdetails.DigestOf([]byte(rarCanonical)),
+		"no digest":             "",
+	} {
+		if s, b := approve(shown); s != http.StatusConflict || !strings.Contains(b, "nothing was approved") {
+			t.Fatalf("approve with %s: %d, want 409\n%s", name, s, b)
+		}
+		if r, _ := e.st.GetRequest(context.Background(), dc); r.Status != ciba.StatusPending || r.ApprovedDetails != "" {
+			t.Fatalf("after approving with %s: status %s, approved %q; want pending, none", name, r.Status, r.ApprovedDetails)
+		}
+	}
+	if s, b := approve(digest); s != http.StatusOK || !strings.Contains(b, "You approved") {
+		t.Fatalf("approve: %d\n%s", s, b)
+	}
+	r, _ := e.st.GetRequest(context.Background(), dc)
+	if r.Status != ciba.StatusApproved || r.ApprovedDetails != digest || r.Subject != "sub-alice" {
+		t.Fatalf("stored status %s approved %q subject %q; want approved, %s, sub-alice", r.Status, r.ApprovedDetails, r.Subject, digest)
+	}
+	e.clock.Add(time.Minute)
+	status, m := e.poll(t, "helper", dc, nil)
+	if status != http.StatusOK {
+		t.Fatalf("poll: %d %v", status, m)
+	}
+	got, _ := json.Marshal(m["authorization_details"])
+	l, err := authzdetails.FromJSON(got)
+	if err != nil || l.Digest() != digest {
+		t.Errorf("token response authorization_details %s, want the approved list (digest %s)", got, digest)
+	}
+}
+
+// TestDevicePageWithoutDetails: a device request without details shows
+// no details section and posts no digest, and approves as before; an
+// ordinary client is not announced as acting for the user.
+func TestDevicePageWithoutDetails(t *testing.T) {
+	e := newDeviceRAREnv(t, deviceOpts{})
+	dc, uc := e.start(t, "payer", nil)
+	c := browser()
+	status, body, csrf := e.enter(t, c, uc)
+	if status != http.StatusOK || strings.Contains(body, "details-heading") || strings.Contains(body, "details_digest") ||
+		strings.Contains(body, "acting on your behalf") || !strings.Contains(body, "<strong>Pay Terminal</strong> asks to sign in to your account") {
+		t.Fatalf("continue: %d\n%s", status, body)
+	}
+	s, b, _ := e.page(t, c, http.MethodPost, "", url.Values{"csrf": {csrf}, "user_code": {uc}, "action": {"approve"}, "username": {"alice"}, "password": {"alice-password"}})
+	if s != http.StatusOK {
+		t.Fatalf("approve: %d\n%s", s, b)
+	}
+	if r, _ := e.st.GetRequest(context.Background(), dc); r.Status != ciba.StatusApproved || r.ApprovedDetails != "" {
+		t.Fatalf("status %s approved %q", r.Status, r.ApprovedDetails)
+	}
+}
+
+// TestDeviceFederatedApprovalRecordsDigest: with a federated sign-in the
+// device page checks the posted digest before sending the browser to the
+// provider (a wrong one goes nowhere), and the digest is recorded with
+// the decision when the sign-in completes.
+func TestDeviceFederatedApprovalRecordsDigest(t *testing.T) {
+	e := newDeviceRAREnv(t, deviceOpts{federated: true})
+	dc, uc := e.start(t, "payer", url.Values{"authorization_details": {"[" + rarPayment + "]"}})
+	stored, _ := e.st.GetRequest(context.Background(), dc)
+	digest := stored.DetailsDigest()
+	c := browser()
+	s, body, csrf := e.enter(t, c, uc)
+	if s != http.StatusOK || !strings.Contains(body, `<dt>creditorName</dt><dd>ACME</dd>`) {
+		t.Fatalf("federated form: %d\n%s", s, body)
+	}
+	post := func(shown string) (int, *http.Response) {
+		s, _, resp := e.page(t, c, http.MethodPost, "", url.Values{"csrf": {csrf}, "user_code": {uc}, "action": {"approve"}, "details_digest": {shown}})
+		return s, resp
+	}
+	if s, resp := post("not-the-digest"); s != http.StatusConflict || resp.Header.Get("Location") != "" {
+		t.Fatalf("approve with a wrong digest: %d to %q, want 409 and no redirect", s, resp.Header.Get("Location"))
+	}
+	s, resp := post(digest)
+	loc := resp.Header.Get("Location")
+	if s != http.StatusSeeOther || !strings.HasPrefix(loc, "https://idp.test/authorize?") {
+		t.Fatalf("approve: %d to %q", s, loc)
+	}
+	u, _ := url.Parse(loc)
+	cb, err := c.Get(e.srv.URL + PathApproveCallback + "?code=good&state=" + url.QueryEscape(u.Query().Get("state")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(cb.Body)
+	cb.Body.Close()
+	if cb.StatusCode != http.StatusOK || !strings.Contains(string(b), "approved") {
+		t.Fatalf("callback: %d\n%s", cb.StatusCode, b)
+	}
+	r, _ := e.st.GetRequest(context.Background(), dc)
+	if r.Status != ciba.StatusApproved || r.ApprovedDetails != digest || r.Subject != "idp-sub-alice" {
+		t.Fatalf("stored status %s approved %q subject %q; want approved, %s, idp-sub-alice", r.Status, r.ApprovedDetails, r.Subject, digest)
+	}
+}
+
+// refusingUpstream is fakeUpstream as the oidc upstream is to
+// authorization_details (ciba.DetailsChecker): its provider lists only
+// "other".
+type refusingUpstream struct{ fakeUpstream }
+
+func (refusingUpstream) CheckAuthzDetails(_ context.Context, _ *ciba.Client, details string) error {
+	if e := ciba.CheckProviderDetailTypes(details, []string{"other"}); e != nil {
+		return e
+	}
+	return nil
+}
+
+// TestDeviceDetailsTheProviderCannotTake: with an upstream that carries
+// the details to its provider (the oidc upstream), the device
+// authorization endpoint refuses a type the provider's discovery does not
+// list, as bc-authorize does, rather than dropping it.
+func TestDeviceDetailsTheProviderCannotTake(t *testing.T) {
+	e := newDeviceRAREnv(t, deviceOpts{federated: true, upstream: refusingUpstream{}})
+	status, m := e.call(t, PathDeviceAuthorization, "payer", url.Values{"authorization_details": {"[" + rarPayment + "]"}})
+	desc, _ := m["error_description"].(string)
+	if status != http.StatusBadRequest || m["error"] != "invalid_authorization_details" ||
+		!strings.Contains(desc, "type 'payment_initiation' cannot be passed to the identity provider") {
+		t.Fatalf("%d %v", status, m)
+	}
+	if status, m := e.call(t, PathDeviceAuthorization, "payer", nil); status != http.StatusOK {
+		t.Fatalf("without details: %d %v", status, m)
+	}
+}
+
+// TestFederatedApprovalRecordsDigest: an oidc-federated CIBA approval
+// records the digest of the details the approval page showed with the
+// decision, as the local path does (issue 17): the page checks it before
+// sending the browser to the provider, keeps it with the sign-in, and
+// the callback records it in the compare-and-set that approves.
+func TestFederatedApprovalRecordsDigest(t *testing.T) {
+	e := newDeviceRAREnv(t, deviceOpts{federated: true})
+	ctx := context.Background()
+	now := e.clock.Now()
+	r := &ciba.AuthRequest{
+		ID: "fed-rar-req", ApprovalID: "fed-rar-approval", ClientID: payer.ID, Mode: ciba.ModePoll, Kind: ciba.KindCIBA,
+		Subject: "alice", LoginHint: "alice", Scopes: []string{"openid"}, CreatedAt: now, ExpiresAt: now.Add(time.Minute),
+		Interval: time.Second, Status: ciba.StatusPending, AuthzDetails: rarCanonical,
+	}
+	if err := e.st.CreateRequest(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	c := browser()
+	get, err := c.Get(e.srv.URL + PathApprove + r.ApprovalID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(get.Body)
+	get.Body.Close()
+	csrf, shown := csrfField.FindStringSubmatch(string(b)), digestField.FindStringSubmatch(string(b))
+	if get.StatusCode != http.StatusOK || csrf == nil || shown == nil || shown[1] != r.DetailsDigest() {
+		t.Fatalf("approval page: %d, digest %v\n%s", get.StatusCode, shown, b)
+	}
+	post := func(digest string) *http.Response {
+		resp, err := c.PostForm(e.srv.URL+PathApprove+r.ApprovalID, url.Values{"csrf": {csrf[1]}, "action": {"approve"}, "details_digest": {digest}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := post("not-the-digest"); resp.StatusCode != http.StatusConflict || resp.Header.Get("Location") != "" {
+		t.Fatalf("a wrong digest: %d to %q, want 409 and no redirect", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	resp := post(shown[1])
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	if resp.StatusCode != http.StatusSeeOther || loc == nil || loc.Host != "idp.test" {
+		t.Fatalf("approve: %d to %v", resp.StatusCode, loc)
+	}
+	cb, err := c.Get(e.srv.URL + PathApproveCallback + "?code=good&state=" + url.QueryEscape(loc.Query().Get("state")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb.Body.Close()
+	if cb.StatusCode != http.StatusOK {
+		t.Fatalf("callback: %d", cb.StatusCode)
+	}
+	got, _ := e.st.GetRequest(ctx, r.ID)
+	if got.Status != ciba.StatusApproved || got.ApprovedDetails != r.DetailsDigest() {
+		t.Fatalf("status %s approved %q; want approved, %q", got.Status, got.ApprovedDetails, r.DetailsDigest())
+	}
+}
+
+// TestFederatedCallbackRefusesAnotherDigest: a sign-in whose kept digest
+// is not the request's (the details changed under it) approves nothing;
+// one kept by a version that recorded no digest approves as before.
+func TestFederatedCallbackRefusesAnotherDigest(t *testing.T) {
+	e := newDeviceRAREnv(t, deviceOpts{federated: true})
+	ctx := context.Background()
+	now := e.clock.Now()
+	for _, tc := range []struct {
+		name   string
+		digest *string
+		status int
+		want   ciba.Status
+	}{
+		{"another digest", ptr(authzdetails.DigestOf([]byte(`[]`))), http.StatusConflict, ciba.StatusPending},
+		{"no digest kept (an older sign-in)", nil, http.StatusOK, ciba.StatusApproved},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := "req-" + strings.ReplaceAll(tc.name, " ", "-")
+			r := &ciba.AuthRequest{
+				ID: id, ApprovalID: id + "-approval", ClientID: payer.ID, Mode: ciba.ModePoll, Kind: ciba.KindCIBA,
+				Subject: "alice", LoginHint: "alice", Scopes: []string{"openid"}, CreatedAt: now, ExpiresAt: now.Add(time.Minute),
+				Interval: time.Second, Status: ciba.StatusPending, AuthzDetails: rarCanonical,
+			}
+			if err := e.st.CreateRequest(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+			cookie := strings.Repeat("b", 43)
+			sum := sha256Sum(cookie)
+			l := Login{State: "state-" + id, Nonce: "n", Verifier: "v", ApprovalID: r.ApprovalID, Browser: sum, DetailsDigest: tc.digest}
+			e.idp.logins[l.State] = l
+			raw, _ := json.Marshal(l)
+			if err := e.st.PutRecord(ctx, loginKind, l.State, raw, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			req, _ := http.NewRequest(http.MethodGet, e.srv.URL+PathApproveCallback+"?code=good&state="+l.State, nil)
+			req.AddCookie(&http.Cookie{Name: loginCookie, Value: cookie})
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			got, _ := e.st.GetRequest(ctx, id)
+			if resp.StatusCode != tc.status || got.Status != tc.want || got.ApprovedDetails != "" {
+				t.Fatalf("callback %d, status %s, approved %q; want %d, %s, none", resp.StatusCode, got.Status, got.ApprovedDetails, tc.status, tc.want)
+			}
+		})
+	}
+}
+
+func ptr(s string) *string { return &s }
+
+func sha256Sum(s string) []byte {
+	sum := sha256.Sum256([]byte(s))
+	return sum[:]
+}
