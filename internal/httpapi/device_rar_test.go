@@ -56,7 +56,9 @@ const rarPayment2 = `{"type":"payment_initiation","instructedAmount":{"currency"
 // created.
 func TestDeviceAuthorizationDetailsRefused(t *testing.T) {
 	e := newDeviceRAREnv(t, deviceOpts{})
-	form := func(details string) url.Values { return url.Values{"scope": {"openid"}, "authorization_details": {details}} }
+	form := func(details string) url.Values {
+		return url.Values{"scope": {"openid"}, "authorization_details": {details}}
+	}
 	for _, tc := range []struct {
 		name, client string
 		form         url.Values
