@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -67,6 +68,7 @@ var tests = []struct {
 	{"the client certificate thumbprint survives create, update, list and redeem", testCertThumbprint},
 	{"the DPoP key thumbprint survives create, update and a poll of the decided request", testDPoPJKT},
 	{"the approved authorization_details digest is recorded with the decision and kept byte for byte with the details", testApprovedDetails},
+	{"a device request's authorization_details, resources, actor and approved digest survive create, the approving update, list and poll", testDeviceDetails},
 
 	// Pace.
 	{"UpdatePace starts from a zero Pace and keeps the result", testPace},
@@ -1409,5 +1411,66 @@ func testApprovedDetails(t *testing.T, s ciba.Store) {
 	}
 	if res.Outcome != ciba.PollDone || res.Request == nil || res.Request.ApprovedDetails != digest || res.Request.AuthzDetails != r.AuthzDetails {
 		t.Fatalf("Poll of the approved request: outcome %v, request %+v; want PollDone with approved digest %q", res.Outcome, res.Request, digest)
+	}
+}
+
+// testDeviceDetails: a device grant request (RFC 8628) carries
+// authorization_details (RFC 9396 §3), resource indicators and, for a
+// delegate, its actor from the device authorization request, and names its
+// user only when approved: the approving compare-and-set sets the subject
+// and the approved digest together. Every read gives all of it back
+// exactly.
+func testDeviceDetails(t *testing.T, s ciba.Store) {
+	r := NewRequest()
+	r.Kind, r.Subject, r.LoginHint, r.BindingMessage, r.UserCodeHash, r.NotificationToken = ciba.KindDevice, "", "", "", "", ""
+	r.Relay = ciba.RelayState{}
+	r.AuthzDetails = `[{"creditorName":"ACME","instructedAmount":{"amount":"50.00","currency":"EUR"},"type":"payment_initiation"},` +
+		`{"actions":["read_balances"],"locations":["https://bank.example/accounts"],"type":"account_information"}]`
+	r.Resources = []string{"https://api.example/", "my-api"}
+	r.Actor, r.PublicClient = "client-1", true
+	mustCreate(t, s, r)
+	if got := mustGet(t, s, r.ID); !SameRequest(got, r) {
+		t.Fatalf("GetRequest of the pending device request:\n got %+v\nwant %+v", got, r)
+	}
+	digest := r.DetailsDigest()
+	now := time.Now().UTC().Round(0)
+	want := r.Clone()
+	got, err := s.UpdateRequest(t.Context(), r.ID, func(cur *ciba.AuthRequest) error {
+		if err := cur.Approve(now, now, []byte("sealed")); err != nil {
+			return err
+		}
+		cur.Subject, cur.LoginHint = "alice", "alice"
+		cur.ApprovedDetails = cur.DetailsDigest()
+		*want = *cur.Clone()
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("UpdateRequest: %v", err)
+	}
+	if got.ApprovedDetails != digest || !SameRequest(got, want) {
+		t.Fatalf("UpdateRequest result:\n got %+v\nwant %+v", got, want)
+	}
+	if got := mustGet(t, s, r.ID); !SameRequest(got, want) || got.DetailsDigest() != digest {
+		t.Fatalf("GetRequest of the approved device request:\n got %+v\nwant %+v", got, want)
+	}
+	seen := false
+	if err := s.ListRequests(t.Context(), func(l *ciba.AuthRequest) bool {
+		if l.ID == r.ID {
+			seen = SameRequest(l, want)
+		}
+		return true
+	}); err != nil {
+		t.Fatalf("ListRequests: %v", err)
+	}
+	if !seen {
+		t.Fatal("ListRequests did not give the device request as approved")
+	}
+	res, err := s.Poll(t.Context(), r.ID, ciba.PollQuery{ClientID: r.ClientID, Kind: ciba.KindDevice, Cert: r.CertThumbprint, Rule: ciba.PaceRule{Now: now}, Current: true})
+	if err != nil {
+		t.Fatalf("Poll: %v", err)
+	}
+	if res.Outcome != ciba.PollDone || res.Request == nil || res.Request.ApprovedDetails != digest || res.Request.AuthzDetails != r.AuthzDetails ||
+		strings.Join(res.Request.Resources, " ") != "https://api.example/ my-api" || res.Request.Actor != r.Actor {
+		t.Fatalf("Poll of the approved device request: outcome %v, request %+v", res.Outcome, res.Request)
 	}
 }
