@@ -30,6 +30,9 @@ var (
 type fedEnv struct {
 	*env
 	idp *idp.IdP
+	// op runs the operator's commands against the server; set by the
+	// starters that write a config file of their own.
+	op operator
 }
 
 // startFederation starts the IdP with alice and mallory and cibaproxy on
