@@ -6,9 +6,13 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"math/rand/v2"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
@@ -73,96 +77,205 @@ func decodeKey(s string) ([]byte, error) {
 	return base64.URLEncoding.DecodeString(s)
 }
 
+// DefaultMax is how many subscriptions one user keeps when
+// Subscriptions.Max is not set (channels.webpush.max_subscriptions_per_user's
+// default); MaxLimit is the most Max may be. Whoever can subscribe for a
+// user (one fresh approval per subscription) can thus never grow that
+// user's record past MaxLimit entries of at most ~2.3 KiB each.
+const (
+	DefaultMax = 5
+	MaxLimit   = 100
+)
+
+// swapTries bounds the compare-and-set loop of one change against
+// concurrent changes of the same user's list; between tries the change
+// waits a short random time (backoffStep), growing with the tries, so a
+// burst of writers spreads out instead of colliding again.
+const (
+	swapTries   = 32
+	backoffStep = 500 * time.Microsecond
+)
+
+// Errors of Subscriptions.
+var (
+	// ErrNotFound: the user has no subscription with the given id.
+	ErrNotFound = errors.New("webpush: no such subscription")
+	// ErrConflict: the user's list kept changing under a change
+	// (swapTries compare-and-sets lost in a row); trying again later
+	// may succeed.
+	ErrConflict = errors.New("webpush: the subscriptions changed concurrently; try again")
+)
+
+// ID is the short id of the subscription as operators see it: 12 hex
+// digits of a hash of the endpoint, which reveals nothing of the
+// endpoint's path (the browser's capability).
+func (s *Subscription) ID() string {
+	sum := sha256.Sum256([]byte("cibaproxy webpush subscription\x00" + s.Endpoint))
+	return hex.EncodeToString(sum[:6])
+}
+
+// Host is the host (and port) of the push service of the subscription,
+// without the endpoint's path.
+func (s *Subscription) Host() string {
+	if u, err := url.Parse(s.Endpoint); err == nil {
+		return u.Host
+	}
+	return ""
+}
+
 // Subscriptions keeps each user's subscriptions in the store's records,
-// under the user's subject, newest last, at most Max.
-//
-// The records API has no compare-and-set on a value, so a change takes
-// the user's list and puts the changed list back; a concurrent change
-// that put a list meanwhile (ErrExists) is merged and put again. A crash
-// between the take and the put loses that user's list (the user
-// subscribes again), and a message sent in that instant finds none and
-// falls to the next channel.
+// one record per user (under the user's subject), newest last, at most
+// Max. Every change is a compare-and-set of that record (SwapRecord),
+// tried again when another change came first: concurrent subscriptions
+// of one user, and a subscription racing the removal of another, are
+// all kept, on every backend, and no change ever leaves the record
+// absent in between.
 type Subscriptions struct {
 	Records Records
-	// Max bounds the subscriptions of one user: the oldest go.
+	// Max bounds the subscriptions of one user (the oldest go to make
+	// room); 0 is DefaultMax, and more than MaxLimit is MaxLimit.
 	Max int
+}
+
+// max is the bound in force.
+func (s *Subscriptions) max() int {
+	switch {
+	case s.Max <= 0:
+		return DefaultMax
+	case s.Max > MaxLimit:
+		return MaxLimit
+	}
+	return s.Max
 }
 
 // List returns user's subscriptions, none when they have none.
 func (s *Subscriptions) List(ctx context.Context, user string) ([]Subscription, error) {
-	b, err := s.Records.GetRecord(ctx, SubscriptionsKind, user)
-	if errors.Is(err, ciba.ErrNotFound) {
-		return nil, nil
-	}
+	l, _, err := s.read(ctx, user)
 	if err != nil {
-		return nil, fmt.Errorf("webpush: subscriptions: %w", err)
-	}
-	var l []Subscription
-	if err := json.Unmarshal(b, &l); err != nil {
-		return nil, fmt.Errorf("webpush: subscriptions of a user: %w", err)
+		return nil, err
 	}
 	return l, nil
 }
 
-// Add stores sub for user, replacing one with the same endpoint.
+// read returns user's list and the record it was read from (nil: none).
+func (s *Subscriptions) read(ctx context.Context, user string) ([]Subscription, []byte, error) {
+	b, err := s.Records.GetRecord(ctx, SubscriptionsKind, user)
+	if errors.Is(err, ciba.ErrNotFound) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("webpush: subscriptions: %w", err)
+	}
+	var l []Subscription
+	if err := json.Unmarshal(b, &l); err != nil {
+		return nil, b, fmt.Errorf("webpush: subscriptions of a user: %w", err)
+	}
+	return l, b, nil
+}
+
+// Add stores sub for user, replacing one with the same endpoint; past
+// Max the oldest subscriptions go.
 func (s *Subscriptions) Add(ctx context.Context, user string, sub Subscription) error {
-	return s.change(ctx, user, func(l []Subscription) []Subscription {
+	return s.change(ctx, user, func(l []Subscription) ([]Subscription, error) {
 		l = slices.DeleteFunc(l, func(x Subscription) bool { return x.Endpoint == sub.Endpoint })
 		l = append(l, sub)
-		if n := max(s.Max, 1); len(l) > n {
+		if n := s.max(); len(l) > n {
 			l = l[len(l)-n:]
 		}
-		return l
+		return l, nil
 	})
 }
 
 // Remove forgets user's subscription at endpoint (the push service
-// answered 404 or 410: it is gone).
+// answered 404 or 410: it is gone). An endpoint the user does not have is
+// no error.
 func (s *Subscriptions) Remove(ctx context.Context, user, endpoint string) error {
-	return s.change(ctx, user, func(l []Subscription) []Subscription {
-		return slices.DeleteFunc(l, func(x Subscription) bool { return x.Endpoint == endpoint })
+	return s.change(ctx, user, func(l []Subscription) ([]Subscription, error) {
+		return slices.DeleteFunc(l, func(x Subscription) bool { return x.Endpoint == endpoint }), nil
 	})
 }
 
-// change applies fn to user's list: take it, put fn's result back, and
-// on a concurrent put merge with what was put and try again.
-func (s *Subscriptions) change(ctx context.Context, user string, fn func([]Subscription) []Subscription) error {
-	var mine []Subscription
-	for range 8 {
-		b, err := s.Records.TakeRecord(ctx, SubscriptionsKind, user)
-		var cur []Subscription
-		switch {
-		case errors.Is(err, ciba.ErrNotFound):
-		case err != nil:
-			return fmt.Errorf("webpush: subscriptions: %w", err)
-		default:
-			if err := json.Unmarshal(b, &cur); err != nil {
-				cur = nil // unreadable: start again
+// minIDPrefix is the shortest id prefix RemoveID takes.
+const minIDPrefix = 8
+
+// RemoveID forgets user's subscription whose ID starts with prefix (8 or
+// more characters of it) and returns it; ErrNotFound when none or more
+// than one does.
+func (s *Subscriptions) RemoveID(ctx context.Context, user, prefix string) (Subscription, error) {
+	var removed Subscription
+	if len(prefix) < minIDPrefix {
+		return removed, fmt.Errorf("%w: give at least %d characters of the subscription id", ErrNotFound, minIDPrefix)
+	}
+	err := s.change(ctx, user, func(l []Subscription) ([]Subscription, error) {
+		at := -1
+		for i := range l {
+			if strings.HasPrefix(l[i].ID(), prefix) {
+				if at >= 0 {
+					return nil, fmt.Errorf("%w: %q names more than one subscription; give more of the id", ErrNotFound, prefix)
+				}
+				at = i
 			}
 		}
-		// What an earlier round put and lost to another writer is
-		// merged back.
-		for _, x := range mine {
-			if !slices.ContainsFunc(cur, func(y Subscription) bool { return y.Endpoint == x.Endpoint }) {
-				cur = append(cur, x)
+		if at < 0 {
+			return nil, fmt.Errorf("%w: the user has no subscription %q", ErrNotFound, prefix)
+		}
+		removed = l[at]
+		return slices.Delete(l, at, at+1), nil
+	})
+	return removed, err
+}
+
+// RemoveAll forgets every subscription of user and returns how many
+// there were.
+func (s *Subscriptions) RemoveAll(ctx context.Context, user string) (int, error) {
+	n := 0
+	err := s.change(ctx, user, func(l []Subscription) ([]Subscription, error) {
+		n = len(l)
+		return nil, nil
+	})
+	return n, err
+}
+
+// change applies fn to user's list and stores the result by
+// compare-and-set over the record it read, trying again (with a short
+// random wait) when the record changed meanwhile; an empty result deletes
+// the record. An unreadable record is replaced as if empty.
+func (s *Subscriptions) change(ctx context.Context, user string, fn func([]Subscription) ([]Subscription, error)) error {
+	for try := range swapTries {
+		if try > 0 {
+			wait := time.Duration(rand.Int64N(int64(backoffStep) * int64(min(try, 16))))
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return fmt.Errorf("webpush: subscriptions: %w", ctx.Err())
+			case <-t.C:
 			}
 		}
-		next := fn(cur)
-		if len(next) == 0 {
+		cur, raw, err := s.read(ctx, user)
+		if err != nil && raw == nil {
+			return err
+		}
+		next, err := fn(cur)
+		if err != nil {
+			return err
+		}
+		var b []byte
+		if len(next) > 0 {
+			if b, err = json.Marshal(next); err != nil {
+				return fmt.Errorf("webpush: subscriptions: %w", err)
+			}
+		}
+		if raw == nil && b == nil {
 			return nil
 		}
-		b, err = json.Marshal(next)
+		ok, err := s.Records.SwapRecord(ctx, SubscriptionsKind, user, raw, b)
 		if err != nil {
 			return fmt.Errorf("webpush: subscriptions: %w", err)
 		}
-		switch err := s.Records.PutRecord(ctx, SubscriptionsKind, user, b, 0); {
-		case err == nil:
+		if ok {
 			return nil
-		case errors.Is(err, ciba.ErrExists):
-			mine = next
-		default:
-			return fmt.Errorf("webpush: subscriptions: %w", err)
 		}
 	}
-	return errors.New("webpush: subscriptions: too many concurrent changes")
+	return ErrConflict
 }

@@ -23,7 +23,7 @@ import (
 type Records interface {
 	PutRecord(ctx context.Context, kind, key string, value []byte, ttl time.Duration) error
 	GetRecord(ctx context.Context, kind, key string) ([]byte, error)
-	TakeRecord(ctx context.Context, kind, key string) ([]byte, error)
+	SwapRecord(ctx context.Context, kind, key string, old, new []byte) (bool, error)
 }
 
 // Record kinds and keys of this package.
