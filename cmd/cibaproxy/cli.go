@@ -40,6 +40,10 @@ var commands = []command{
 		"expires after approval.passkeys.enrollment_ttl (default 24h)"},
 	{"users passkeys remove", "USER ID --config FILE", "remove USER's passkey whose id starts with ID (8 or more characters, as\n" +
 		"users list shows it)"},
+	{"users webpush list", "USER --config FILE [--json]", "list USER's Web Push subscriptions (docs/webpush.md): short id, push\n" +
+		"service host, when the browser subscribed; never the endpoint's path or the keys"},
+	{"users webpush remove", "USER ID|--all --config FILE", "remove USER's Web Push subscription whose id starts with ID (8 or more\n" +
+		"characters, as users webpush list shows it), or with --all every one of them"},
 	{"keys rotate", "--config FILE [--publish-ahead DURATION] [--json]", "a new signing key: published now, signing after --publish-ahead; the old one\n" +
 		"stays published until its tokens have expired"},
 	{"version", "", "print the version"},

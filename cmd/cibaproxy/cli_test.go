@@ -23,12 +23,16 @@ func runCLI(t *testing.T, stdin string, args ...string) (int, string, string) {
 	return code, stdout.String(), stderr.String()
 }
 
-// helpNames is every command, subcommand and group of subcommands.
+// helpNames is every command, subcommand and group of subcommands, the
+// nested groups too ("users", "users webpush", "users webpush list").
 func helpNames() []string {
 	var names []string
 	for _, c := range commands {
-		if group, _, ok := strings.Cut(c.name, " "); ok && !slices.Contains(names, group) {
-			names = append(names, group)
+		words := strings.Fields(c.name)
+		for n := 1; n < len(words); n++ {
+			if group := strings.Join(words[:n], " "); !slices.Contains(names, group) {
+				names = append(names, group)
+			}
 		}
 		names = append(names, c.name)
 	}

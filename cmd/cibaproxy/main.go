@@ -14,6 +14,8 @@
 //	cibaproxy users list --config FILE [--json]
 //	cibaproxy users enroll USER --config FILE [--json]
 //	cibaproxy users passkeys remove USER ID --config FILE
+//	cibaproxy users webpush list USER --config FILE [--json]
+//	cibaproxy users webpush remove USER ID|--all --config FILE
 //	cibaproxy keys rotate --config FILE [--publish-ahead DURATION] [--json]
 //	cibaproxy version
 //	cibaproxy help [COMMAND]

@@ -18,7 +18,7 @@ import (
 )
 
 // The users of the local upstream and their passkeys, for `cibaproxy users
-// enroll|list|passkeys remove`. On the admin socket:
+// enroll|list|passkeys remove` (their Web Push subscriptions: webpush.go). On the admin socket:
 //
 //	GET  /v1/users                              {"users": [UserInfo…]}
 //	POST /v1/users/{name}/enroll                Enrolment
@@ -39,6 +39,15 @@ type Users interface {
 	// RemovePasskey removes the user's passkey whose id starts with id
 	// (8 characters at least) and returns its whole id.
 	RemovePasskey(ctx context.Context, username, id string) (string, error)
+	// ListWebPush returns the user's Web Push subscriptions, without
+	// their endpoints or keys.
+	ListWebPush(ctx context.Context, username string) ([]WebPushInfo, error)
+	// RemoveWebPush removes the user's subscription whose short id starts
+	// with id (8 characters at least) and returns it.
+	RemoveWebPush(ctx context.Context, username, id string) (WebPushInfo, error)
+	// RemoveAllWebPush removes every subscription of the user and returns
+	// how many there were.
+	RemoveAllWebPush(ctx context.Context, username string) (int, error)
 }
 
 // UserInfo is one local user as `users list` shows them.
@@ -184,6 +193,7 @@ func UsersHandler(users Users, log *slog.Logger) http.Handler {
 		}
 		answer(w, removedBody{Removed: id}, err)
 	})
+	webPushRoutes(mux, users, log)
 	return mux
 }
 
