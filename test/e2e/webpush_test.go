@@ -2,69 +2,27 @@ package e2e
 
 import (
 	"bytes"
-	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	gojose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
-	"github.com/cibaproxy/cibaproxy/internal/webpush"
+	"github.com/cibaproxy/cibaproxy/internal/webpush/webpushtest"
 	"github.com/cibaproxy/cibaproxy/test/smtpsink"
 	"github.com/cibaproxy/cibaproxy/test/testutil"
 )
-
-// pushService is a local stand-in for a browser's push service (RFC 8030):
-// it keeps every message posted to it and answers with Status.
-type pushService struct {
-	*httptest.Server
-	status atomic.Int32
-	got    chan pushMessage
-}
-
-type pushMessage struct {
-	path   string
-	header http.Header
-	body   []byte
-}
-
-func newPushService(t *testing.T) *pushService {
-	p := &pushService{got: make(chan pushMessage, 16)}
-	p.status.Store(http.StatusCreated)
-	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		p.got <- pushMessage{r.URL.Path, r.Header.Clone(), b}
-		w.WriteHeader(int(p.status.Load()))
-	}))
-	t.Cleanup(p.Close)
-	return p
-}
-
-func (p *pushService) wait(t *testing.T) pushMessage {
-	t.Helper()
-	select {
-	case m := <-p.got:
-		return m
-	case <-ctx(t).Done():
-		t.Fatal("the push service got no message")
-		return pushMessage{}
-	}
-}
 
 // pushConfig is the quick start with the three channels in the order
 // webpush, email, webhook, the push service on loopback allowed by the
@@ -126,11 +84,12 @@ func tries(t *testing.T, op operator, authReqID string) string {
 // browser subscribes with the page's one-time token, and the next request
 // goes to the push service, encrypted for the browser's keys and signed
 // with the server's VAPID key; a 410 removes the subscription and the
-// e-mail takes over in the same attempt. Each send is in `requests show`.
+// e-mail takes over in the same attempt. Each send is in `requests show`,
+// and the subscription in `users webpush list`.
 func TestChannelOrderAndWebPush(t *testing.T) {
 	t.Parallel()
 	sink := smtpsink.Start(t, smtpsink.Options{})
-	push := newPushService(t)
+	push := webpushtest.New(t)
 	hook := testutil.NewWebhook(t)
 	path := pushConfig(t, sink)
 	srv := testutil.Start(t, testutil.Options{Binary: binary, Config: path, WebhookURL: hook.URL})
@@ -204,12 +163,10 @@ func TestChannelOrderAndWebPush(t *testing.T) {
 		t.Errorf("the Approved page's CSP does not let its script register the worker and post: %s", csp)
 	}
 
-	// The browser's subscription (its keys are the test's).
-	uaKey, _ := ecdh.P256().GenerateKey(rand.Reader)
-	auth := make([]byte, 16)
-	_, _ = rand.Read(auth)
-	subscription := map[string]any{"endpoint": push.URL + "/push/alice-phone", "keys": map[string]string{
-		"p256dh": base64.RawURLEncoding.EncodeToString(uaKey.PublicKey().Bytes()), "auth": base64.RawURLEncoding.EncodeToString(auth)}}
+	// The browser's subscription (its keys are the push service
+	// stand-in's, which decrypts what it gets).
+	phone, _ := push.Subscribe(t, "/push/alice-phone")
+	subscription := phone.Object()
 	post := func(token, origin string) *http.Response {
 		t.Helper()
 		body, _ := json.Marshal(map[string]any{"token": token, "subscription": subscription})
@@ -235,15 +192,24 @@ func TestChannelOrderAndWebPush(t *testing.T) {
 	if r := post(offer[1], srv.URL); r.StatusCode != http.StatusBadRequest {
 		t.Fatalf("the token used again: %d, want 400", r.StatusCode)
 	}
+	// The operator sees the browser through the running server's admin
+	// socket, by its push service's host, never by its endpoint's path.
+	host := strings.TrimPrefix(push.URL, "http://")
+	if out := op.mustCLI(t, "users", "webpush", "list", "alice"); !strings.Contains(out, host) || strings.Contains(out, "alice-phone") {
+		t.Fatalf("users webpush list alice, want the push service %s and no endpoint path:\n%s", host, out)
+	}
 
 	// The next request for alice is a push notification.
 	second := ask("alice", "Second")
-	m := push.wait(t)
-	if m.path != "/push/alice-phone" || m.header.Get("Content-Encoding") != "aes128gcm" || m.header.Get("Ttl") == "" || m.header.Get("Urgency") != "high" {
-		t.Fatalf("push message: %s %v", m.path, m.header)
+	m, err := push.Wait(ctx(t))
+	if err != nil {
+		t.Fatal(err)
 	}
-	checkVAPID(t, m.header.Get("Authorization"), push.URL, offer[2])
-	plain, err := webpush.Decrypt(m.body, uaKey, auth)
+	if m.Path != "/push/alice-phone" || m.Header.Get("Content-Encoding") != "aes128gcm" || m.Header.Get("Ttl") == "" || m.Header.Get("Urgency") != "high" {
+		t.Fatalf("push message: %s %v", m.Path, m.Header)
+	}
+	checkVAPID(t, m.Header.Get("Authorization"), push.URL, offer[2])
+	plain, err := m.Plain, m.DecryptErr
 	if err != nil {
 		t.Fatalf("the browser cannot decrypt the notification: %v", err)
 	}
@@ -266,18 +232,18 @@ func TestChannelOrderAndWebPush(t *testing.T) {
 
 	// The push service says the subscription is gone: it is removed and
 	// the e-mail goes out in the same attempt.
-	push.status.Store(http.StatusGone)
+	push.SetStatus(http.StatusGone)
 	third := ask("alice", "Third")
-	push.wait(t)
+	if _, err := push.Wait(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
 	mail("alice@example.com", third.Binding)
 	waitTries(third.AuthReqID, "webpush:permanent email:delivered")
 	fourth := ask("alice", "Fourth")
 	mail("alice@example.com", fourth.Binding)
 	waitTries(fourth.AuthReqID, "webpush:unreachable email:delivered")
-	select {
-	case m := <-push.got:
-		t.Fatalf("a removed subscription got a message: %s", m.path)
-	default:
+	if m, ok := push.Pending(); ok {
+		t.Fatalf("a removed subscription got a message: %s", m.Path)
 	}
 
 	logs := srv.Logs()

@@ -1,65 +1,47 @@
 package webpush_test
 
 import (
-	"crypto/ecdh"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"net/netip"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/channel/webpush"
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
-	"github.com/cibaproxy/cibaproxy/internal/outbound"
 	"github.com/cibaproxy/cibaproxy/internal/store/memory"
 	protocol "github.com/cibaproxy/cibaproxy/internal/webpush"
+	"github.com/cibaproxy/cibaproxy/internal/webpush/webpushtest"
 )
 
 type fixture struct {
-	ch     *webpush.Channel
-	subs   *protocol.Subscriptions
-	status atomic.Int32
-	bodies chan []byte
-	srv    *httptest.Server
+	ch   *webpush.Channel
+	subs *protocol.Subscriptions
+	ps   *webpushtest.Service
 }
 
 func newFixture(t *testing.T) *fixture {
-	f := &fixture{bodies: make(chan []byte, 8)}
-	f.status.Store(http.StatusCreated)
-	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		f.bodies <- b
-		w.WriteHeader(int(f.status.Load()))
-	}))
-	t.Cleanup(f.srv.Close)
+	f := &fixture{ps: webpushtest.New(t)}
 	st := memory.New()
 	vapid, err := protocol.LoadVAPID(t.Context(), st)
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := outbound.New(5*time.Second, outbound.Guard(outbound.Policy{AllowHTTP: true, AllowNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}))
 	f.subs = &protocol.Subscriptions{Records: st, Max: 5}
-	f.ch = &webpush.Channel{Subscriptions: f.subs, Sender: &protocol.Sender{Client: client, VAPID: vapid, Subject: "mailto:a@b.example"},
+	f.ch = &webpush.Channel{Subscriptions: f.subs, Sender: &protocol.Sender{Client: webpushtest.Client(), VAPID: vapid, Subject: "mailto:a@b.example"},
 		TTL: time.Minute, Logger: slog.New(slog.DiscardHandler)}
 	return f
 }
 
-// subscribe adds a browser of alice's and returns its private key and auth.
-func (f *fixture) subscribe(t *testing.T, path string) (*ecdh.PrivateKey, []byte) {
-	k, _ := ecdh.P256().GenerateKey(rand.Reader)
-	auth := make([]byte, 16)
-	_, _ = rand.Read(auth)
-	if err := f.subs.Add(t.Context(), "alice", protocol.Subscription{Endpoint: f.srv.URL + path, P256DH: k.PublicKey().Bytes(), Auth: auth}); err != nil {
+// subscribe adds a browser of alice's with the endpoint at path.
+func (f *fixture) subscribe(t *testing.T, path string) {
+	_, sub := f.ps.Subscribe(t, path)
+	if err := f.subs.Add(t.Context(), "alice", sub); err != nil {
 		t.Fatal(err)
 	}
-	return k, auth
 }
 
 var (
@@ -81,11 +63,12 @@ func TestNoSubscriptionIsUnreachable(t *testing.T) {
 // the callback bearer.
 func TestNotificationSaysWhoAsksAndLinksToThePage(t *testing.T) {
 	f := newFixture(t)
-	k, auth := f.subscribe(t, "/p/1")
+	f.subscribe(t, "/p/1")
 	if err := f.ch.Send(t.Context(), req, client, notice); err != nil {
 		t.Fatal(err)
 	}
-	plain, err := protocol.Decrypt(<-f.bodies, k, auth)
+	m := f.ps.MustWait(t, 10*time.Second)
+	plain, err := m.Plain, m.DecryptErr
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +90,7 @@ func TestNotificationSaysWhoAsksAndLinksToThePage(t *testing.T) {
 func TestGoneSubscriptionIsRemovedAndPermanent(t *testing.T) {
 	f := newFixture(t)
 	f.subscribe(t, "/p/1")
-	f.status.Store(http.StatusGone)
+	f.ps.SetStatus(http.StatusGone)
 	err := f.ch.Send(t.Context(), req, client, notice)
 	var perm *ciba.PermanentError
 	if !errors.As(err, &perm) {
@@ -128,7 +111,7 @@ func TestGoneSubscriptionIsRemovedAndPermanent(t *testing.T) {
 func TestPushServiceDownIsRetried(t *testing.T) {
 	f := newFixture(t)
 	f.subscribe(t, "/p/1")
-	f.status.Store(http.StatusServiceUnavailable)
+	f.ps.SetStatus(http.StatusServiceUnavailable)
 	err := f.ch.Send(t.Context(), req, client, notice)
 	var perm *ciba.PermanentError
 	if err == nil || errors.As(err, &perm) || errors.Is(err, ciba.ErrUnreachable) {
@@ -136,5 +119,35 @@ func TestPushServiceDownIsRetried(t *testing.T) {
 	}
 	if l, _ := f.subs.List(t.Context(), "alice"); len(l) != 1 {
 		t.Fatalf("a 503 removed the subscription: %+v", l)
+	}
+}
+
+// TestSubscribeRacingAGoneRemovalIsKept: while a send removes a browser
+// the push service says is gone, another browser subscribes; the new one
+// is kept, the gone one is not.
+func TestSubscribeRacingAGoneRemovalIsKept(t *testing.T) {
+	for round := range 10 {
+		f := newFixture(t)
+		f.subscribe(t, "/p/old")
+		f.ps.SetPathStatus("/p/old", http.StatusGone)
+		_, fresh := f.ps.Subscribe(t, "/p/new")
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			<-start
+			_ = f.ch.Send(t.Context(), req, client, notice) // 410, or delivered to the new one too
+		})
+		wg.Go(func() {
+			<-start
+			if err := f.subs.Add(t.Context(), "alice", fresh); err != nil {
+				t.Errorf("Add: %v", err)
+			}
+		})
+		close(start)
+		wg.Wait()
+		l, err := f.subs.List(t.Context(), "alice")
+		if err != nil || len(l) != 1 || l[0].Endpoint != fresh.Endpoint {
+			t.Fatalf("round %d: after a subscribe racing a 410 removal: %+v, %v; want only the new subscription", round, l, err)
+		}
 	}
 }
