@@ -2,18 +2,11 @@ package browser
 
 import (
 	"context"
-	"crypto/ecdh"
-	"crypto/rand"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,7 +16,7 @@ import (
 	"github.com/chromedp/cdproto/serviceworker"
 	"github.com/chromedp/chromedp"
 
-	"github.com/cibaproxy/cibaproxy/internal/webpush"
+	"github.com/cibaproxy/cibaproxy/internal/webpush/webpushtest"
 	"github.com/cibaproxy/cibaproxy/test/testutil"
 )
 
@@ -43,18 +36,7 @@ import (
 // is made and its outcome logged.
 func TestWebPushInChromium(t *testing.T) {
 	chrome := startChromium(t)
-	var mu sync.Mutex
-	var pushed [][]byte
-	got := make(chan struct{}, 4)
-	stand := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		mu.Lock()
-		pushed = append(pushed, b)
-		mu.Unlock()
-		got <- struct{}{}
-		w.WriteHeader(http.StatusCreated)
-	}))
-	defer stand.Close()
+	stand := webpushtest.New(t) // decrypts what it gets with the subscription's keys
 
 	quick, err := os.ReadFile(testutil.QuickstartConfig())
 	if err != nil {
@@ -139,11 +121,8 @@ func TestWebPushInChromium(t *testing.T) {
 	}
 
 	// The page posts a subscription with its token (the test's keys).
-	uaKey, _ := ecdh.P256().GenerateKey(rand.Reader)
-	auth := make([]byte, 16)
-	_, _ = rand.Read(auth)
-	sub, _ := json.Marshal(map[string]any{"endpoint": stand.URL + "/push/phone", "keys": map[string]string{
-		"p256dh": base64.RawURLEncoding.EncodeToString(uaKey.PublicKey().Bytes()), "auth": base64.RawURLEncoding.EncodeToString(auth)}})
+	phone, _ := stand.Subscribe(t, "/push/phone")
+	sub := phone.JSON()
 	post := fmt.Sprintf(`fetch("/webpush/subscribe", {method: "POST", headers: {"Content-Type": "application/json"},
 		body: JSON.stringify({token: document.getElementById("push").getAttribute("data-token"), subscription: %s})}).then(r => r.status)`, sub)
 	code, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](post, chromedp.EvalAwaitPromise))
@@ -157,15 +136,8 @@ func TestWebPushInChromium(t *testing.T) {
 	}
 
 	next := e.authorizeNoHook(t, "alice")
-	select {
-	case <-got:
-	case <-time.After(waitTimeout):
-		t.Fatal("the push service stand-in got no notification")
-	}
-	mu.Lock()
-	body := pushed[0]
-	mu.Unlock()
-	plain, err := webpush.Decrypt(body, uaKey, auth)
+	pushed := stand.MustWait(t, waitTimeout)
+	plain, err := pushed.Plain, pushed.DecryptErr
 	if err != nil || !strings.Contains(string(plain), next) {
 		t.Fatalf("notification: %q %v", plain, err)
 	}
