@@ -137,8 +137,8 @@ type Subscriptions struct {
 	Max int
 }
 
-// max is the bound in force.
-func (s *Subscriptions) max() int {
+// limit is the bound in force.
+func (s *Subscriptions) limit() int {
 	switch {
 	case s.Max <= 0:
 		return DefaultMax
@@ -179,7 +179,7 @@ func (s *Subscriptions) Add(ctx context.Context, user string, sub Subscription) 
 	return s.change(ctx, user, func(l []Subscription) ([]Subscription, error) {
 		l = slices.DeleteFunc(l, func(x Subscription) bool { return x.Endpoint == sub.Endpoint })
 		l = append(l, sub)
-		if n := s.max(); len(l) > n {
+		if n := s.limit(); len(l) > n {
 			l = l[len(l)-n:]
 		}
 		return l, nil
