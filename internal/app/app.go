@@ -30,8 +30,9 @@ import (
 type Options struct {
 	// Logger receives the instance's logs; nil discards them.
 	Logger *slog.Logger
-	// Now is the clock of the ciba service and of the request counts in
-	// the metrics; time.Now when nil.
+	// Now is the clock of the ciba service, of the HTTP endpoints (their
+	// per-client limits among them) and of the request counts in the
+	// metrics; time.Now when nil.
 	Now func() time.Time
 	// Version is the version reported in the traces' service.version.
 	Version string

@@ -263,6 +263,7 @@ func (b *builder) buildServer(ctx context.Context) error {
 		SlowDownRetry: cfg.CIBA.Interval + 5*time.Second,
 		Ready:         b.ready,
 		Logger:        b.log,
+		Now:           b.opts.Now,
 	}
 	if up.refresher != nil {
 		if err := b.buildDPoP(ctx); err != nil {

@@ -69,6 +69,7 @@ func httpLimits(cfg *config.Config, newLimit func(string, limit.Rate) limit.Keye
 	return &httpapi.Limits{
 		BCAuthorize:      newLimit("bc_authorize_per_client", rate(l.BCAuthorizePerClient)),
 		Token:            limit.New(rate(l.TokenPerClient), l.MaxKeys),
+		Introspect:       newLimit("introspect_per_client", rate(l.IntrospectPerClient)),
 		ApprovalFailures: newLimit("approval_failures_per_ip", rate(l.ApprovalFailuresPerIP)),
 		CallbackFailures: newLimit("callback_failures_per_ip", rate(l.CallbackFailuresPerIP)),
 		ClientNetworks:   l.ClientNetworks,

@@ -25,6 +25,16 @@ type Limits struct {
 	// per 1m.
 	TokenPerClient Rate `yaml:"token_per_client"`
 
+	// IntrospectPerClient bounds each client's token introspection
+	// requests (RFC 7662, local upstream), counted once the client is
+	// authenticated: a resource server whose secret leaked, or that loops
+	// on an error, cannot hammer the endpoint, and guessing tokens there is
+	// bounded. Over it: HTTP 429 with Retry-After and {"error":"slow_down"}.
+	// Default 1200 per 1m; raise it for a resource server that
+	// introspects every call without caching the answers. (Revocation is
+	// counted in TokenPerClient, as a token request.)
+	IntrospectPerClient Rate `yaml:"introspect_per_client"`
+
 	// RequestsPerUser bounds the requests accepted for one user, from all
 	// clients together, so no client can flood a user's authentication
 	// device ("push bombing", MFA fatigue). Over it: access_denied with a
@@ -137,6 +147,7 @@ type Rate struct {
 var (
 	defaultBCAuthorizePerClient  = Rate{Requests: 1200, Per: time.Minute}
 	defaultTokenPerClient        = Rate{Requests: 12000, Per: time.Minute}
+	defaultIntrospectPerClient   = Rate{Requests: 1200, Per: time.Minute}
 	defaultRequestsPerUser       = Rate{Requests: 10, Per: 10 * time.Minute}
 	defaultApprovalFailuresPerIP = Rate{Requests: 30, Per: 10 * time.Minute}
 	defaultCallbackFailuresPerIP = Rate{Requests: 60, Per: time.Minute}
@@ -167,6 +178,7 @@ func (v *validator) limitsDefaults(l *Limits) {
 	}
 	rate(&l.BCAuthorizePerClient, "limits.bc_authorize_per_client", defaultBCAuthorizePerClient)
 	rate(&l.TokenPerClient, "limits.token_per_client", defaultTokenPerClient)
+	rate(&l.IntrospectPerClient, "limits.introspect_per_client", defaultIntrospectPerClient)
 	rate(&l.RequestsPerUser, "limits.requests_per_user", defaultRequestsPerUser)
 	rate(&l.ApprovalFailuresPerIP, "limits.approval_failures_per_ip", defaultApprovalFailuresPerIP)
 	rate(&l.CallbackFailuresPerIP, "limits.callback_failures_per_ip", defaultCallbackFailuresPerIP)
@@ -199,6 +211,7 @@ func (v *validator) checkRates(l *Limits) {
 	for path, r := range map[string]Rate{
 		"limits.bc_authorize_per_client":     l.BCAuthorizePerClient,
 		"limits.token_per_client":            l.TokenPerClient,
+		"limits.introspect_per_client":       l.IntrospectPerClient,
 		"limits.requests_per_user":           l.RequestsPerUser,
 		"limits.approval_failures_per_ip":    l.ApprovalFailuresPerIP,
 		"limits.callback_failures_per_ip":    l.CallbackFailuresPerIP,

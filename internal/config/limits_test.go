@@ -12,6 +12,7 @@ func TestLimitsDefaults(t *testing.T) {
 	for name, got := range map[string]Rate{
 		"bc_authorize_per_client":     l.BCAuthorizePerClient,
 		"token_per_client":            l.TokenPerClient,
+		"introspect_per_client":       l.IntrospectPerClient,
 		"requests_per_user":           l.RequestsPerUser,
 		"approval_failures_per_ip":    l.ApprovalFailuresPerIP,
 		"callback_failures_per_ip":    l.CallbackFailuresPerIP,
@@ -23,6 +24,9 @@ func TestLimitsDefaults(t *testing.T) {
 	}
 	if l.RequestsPerUser != (Rate{Requests: 10, Per: 10 * time.Minute}) {
 		t.Errorf("requests_per_user = %+v, want 10 per 10m", l.RequestsPerUser)
+	}
+	if l.IntrospectPerClient != (Rate{Requests: 1200, Per: time.Minute}) {
+		t.Errorf("introspect_per_client = %+v, want 1200 per 1m", l.IntrospectPerClient)
 	}
 	if l.ClientAuthFailuresPerIP != (Rate{Requests: 20, Per: time.Minute}) {
 		t.Errorf("client_auth_failures_per_ip = %+v, want 20 per 1m", l.ClientAuthFailuresPerIP)

@@ -28,6 +28,11 @@ type Limits struct {
 	// slow_down (CIBA Core §11), with Retry-After. It is in memory, per
 	// instance: the poll path pays no round trip for it.
 	Token *limit.Limiter
+	// Introspect limits each client's token introspection requests (RFC
+	// 7662), once it is authenticated; over it the client gets HTTP 429
+	// with Retry-After and {"error":"slow_down"}, as at bc-authorize.
+	// Revocation is counted in Token.
+	Introspect limit.Keyed
 	// ApprovalFailures counts the failed (4xx) answers of the approval
 	// pages per client address; once it is used up the address gets HTTP
 	// 429 there until it refills.
@@ -150,18 +155,36 @@ func (s *Server) admitBCAuthorize(w http.ResponseWriter, r *http.Request, c *cib
 			return false
 		}
 	}
-	if l.BCAuthorize == nil {
+	return s.admitClient(w, r, l.BCAuthorize, "bc_authorize_per_client", c.ID, "backchannel authentication requests")
+}
+
+// admitIntrospect applies the per-client rate to an introspection request
+// of the authenticated client c.
+func (s *Server) admitIntrospect(w http.ResponseWriter, r *http.Request, c *ciba.Client) bool {
+	if s.Limits == nil {
 		return true
 	}
-	ok, wait, err := l.BCAuthorize.Allow(r.Context(), c.ID, s.Now())
+	return s.admitClient(w, r, s.Limits.Introspect, "introspect_per_client", c.ID, "introspection requests")
+}
+
+// admitClient takes a token of the per-client limit lim (named name in
+// the logs; nil is no limit) for client id. Over it the client is answered
+// HTTP 429 with Retry-After and slow_down, the description saying too
+// many what, and false is returned. A decision lim cannot make allows the
+// request.
+func (s *Server) admitClient(w http.ResponseWriter, r *http.Request, lim limit.Keyed, name, id, what string) bool {
+	if lim == nil {
+		return true
+	}
+	ok, wait, err := lim.Allow(r.Context(), id, s.Now())
 	if err != nil {
-		s.limitUnavailable(r.Context(), "bc_authorize_per_client", err)
+		s.limitUnavailable(r.Context(), name, err)
 		return true
 	}
 	if !ok {
 		retryAfter(w, wait)
 		writeError(w, &ciba.Error{Code: ciba.CodeSlowDown, Status: http.StatusTooManyRequests,
-			Description: "too many backchannel authentication requests from client " + c.ID + "; retry after the time in Retry-After"})
+			Description: "too many " + what + " from client " + id + "; retry after the time in Retry-After"})
 		return false
 	}
 	return true

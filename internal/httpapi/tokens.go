@@ -64,7 +64,7 @@ func errNoIntrospection(id string) error {
 func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	form, client, ok := s.formClient(w, r, PathIntrospect)
-	if !ok {
+	if !ok || !s.admitIntrospect(w, r, client) {
 		return
 	}
 	if !client.Introspection {
