@@ -469,3 +469,30 @@ func TestUserinfoDPoPNonce(t *testing.T) {
 }
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// TestTokenTypeHintAtTheEndpoints: at /introspect and /revoke every
+// token_type_hint, the right one, the wrong one and one of no type this
+// server knows, finds the token (RFC 7662 §2.1, RFC 7009 §2.1): an unknown
+// hint is no error at either, and revocation never answers
+// unsupported_token_type, as both kinds of token can be revoked
+// (RFC 7009 §2.2.1).
+func TestTokenTypeHintAtTheEndpoints(t *testing.T) {
+	e := newTokEnv(t, nil)
+	for _, hint := range []string{"access_token", "refresh_token", "id_token", "bogus"} {
+		tr := e.mint(t, "openid", "", time.Now())
+		for what, tok := range map[string]string{"access": tr.AccessToken, "refresh": tr.RefreshToken} {
+			a := e.do(t, "POST", PathIntrospect, "rs", url.Values{"token": {tok}, "token_type_hint": {hint}}, nil)
+			wantStatus(t, "introspect the "+what+" token with hint "+hint, a, 200, "")
+			if a.body["active"] != true || a.body["client_id"] != "app" {
+				t.Errorf("introspect the %s token with hint %s: %s, want active", what, hint, a.raw)
+			}
+		}
+		for what, tok := range map[string]string{"access": tr.AccessToken, "refresh": tr.RefreshToken} {
+			wantStatus(t, "revoke the "+what+" token with hint "+hint,
+				e.do(t, "POST", PathRevoke, "app", url.Values{"token": {tok}, "token_type_hint": {hint}}, nil), 200, "")
+			wantInactive(t, "the "+what+" token revoked with hint "+hint, e.introspect(t, tok))
+		}
+		wantStatus(t, "revoke an ID token with hint "+hint,
+			e.do(t, "POST", PathRevoke, "app", url.Values{"token": {tr.IDToken}, "token_type_hint": {hint}}, nil), 200, "")
+	}
+}

@@ -35,6 +35,44 @@ func (u *Upstream) accessPolicy(now time.Time) jose.AccessTokenPolicy {
 // issuer's access tokens are JWTs, its refresh tokens are not.
 func looksLikeJWT(token string) bool { return strings.Count(token, ".") == 2 }
 
+// tokenKind is a kind of token the issuer answers introspection and
+// revocation for.
+type tokenKind int
+
+const (
+	kindAccess  tokenKind = iota // an RFC 9068 JWT
+	kindRefresh                  // an opaque random string (base64url, no dot)
+)
+
+// holds reports whether token can be of kind k at all, by its shape alone:
+// the lookup of a kind that cannot hold it is known to fail, and is not
+// made (no signature check, no store read).
+func (k tokenKind) holds(token string) bool { return looksLikeJWT(token) == (k == kindAccess) }
+
+// searchOrder is the order in which introspection and revocation look a
+// token up for token_type_hint hint: the hinted kind first, then the
+// other, since a token not found as the hinted kind must be searched for
+// among every kind the server supports (RFC 7662 §2.1, RFC 7009 §2.1).
+// No hint, or a value this issuer does not know ("id_token", a typo), is
+// no error and orders nothing: access tokens first.
+func searchOrder(hint string) [2]tokenKind {
+	if hint == HintRefreshToken {
+		return [2]tokenKind{kindRefresh, kindAccess}
+	}
+	return [2]tokenKind{kindAccess, kindRefresh}
+}
+
+// kindOf is the kind token is looked up as for hint: the hinted kind if
+// it can hold the token, else the other. The two kinds' shapes share no
+// string, so the search across both ends there.
+func kindOf(token, hint string) tokenKind {
+	order := searchOrder(hint)
+	if order[0].holds(token) {
+		return order[0]
+	}
+	return order[1]
+}
+
 // access verifies access token raw and checks that it is still active:
 // neither revoked by its jti nor of a revoked refresh token family, and
 // its user still exists. It returns errInactive for a token that is not,
@@ -108,7 +146,8 @@ func (u *Upstream) refreshGrant(ctx context.Context, raw string) (*grant, error)
 
 // Introspect answers token introspection (RFC 7662 §2.2) of token, an
 // access or refresh token of this issuer, with hint the caller's
-// token_type_hint ("" or an unknown value: none). An active token gets its
+// token_type_hint: the hinted kind is looked up first, then the other
+// (searchOrder); "" or an unknown value is no error. An active token gets its
 // claims with "active": true; any other, whatever the reason, nil (the
 // caller answers {"active": false} and nothing else). An error is the
 // store's failure (temporarily_unavailable).
@@ -123,10 +162,7 @@ func (u *Upstream) Introspect(ctx context.Context, token, hint string, now time.
 	if token == "" {
 		return nil, nil
 	}
-	// The hint orders the search (RFC 7662 §2.1); the shape decides it,
-	// as the two kinds never look alike.
-	_ = hint
-	if looksLikeJWT(token) {
+	if kindOf(token, hint) == kindAccess {
 		at, err := u.access(ctx, token, now)
 		if errors.Is(err, errInactive) {
 			return nil, nil
@@ -146,6 +182,11 @@ func (u *Upstream) Introspect(ctx context.Context, token, hint string, now time.
 		out["username"] = u.bySubject[at.Subject].Username
 		return out, nil
 	}
+	return u.introspectRefresh(ctx, token)
+}
+
+// introspectRefresh is Introspect of refresh token token.
+func (u *Upstream) introspectRefresh(ctx context.Context, token string) (map[string]any, error) {
 	g, err := u.refreshGrant(ctx, token)
 	if errors.Is(err, errInactive) {
 		return nil, nil
@@ -190,7 +231,11 @@ func errNotOwner() error {
 }
 
 // Revoke answers token revocation (RFC 7009 §2) of token by client
-// clientID, with hint the token_type_hint ("" or an unknown value: none).
+// clientID, with hint the token_type_hint, used as Introspect uses it: ""
+// or an unknown value is no error. Every kind of token a client holds as a
+// credential can be revoked, so unsupported_token_type (RFC 7009 §2.2.1)
+// is never the answer: not for a hint of another type, nor for a token
+// of none (an ID token), which is unknown here (200, §2.2).
 // A refresh token revokes its whole family (the refresh tokens rotated
 // from one grant, and the access tokens issued with them), as a reused
 // one does (RFC 9700 §4.14.2); an access token is revoked by its jti until
@@ -202,8 +247,7 @@ func (u *Upstream) Revoke(ctx context.Context, clientID, token, hint string, now
 	if token == "" {
 		return nil
 	}
-	_ = hint // see Introspect
-	if looksLikeJWT(token) {
+	if kindOf(token, hint) == kindAccess {
 		at, err := jose.VerifyAccessToken(ctx, token, u.accessPolicy(now))
 		if errors.Is(err, jose.ErrPolicy) {
 			return &ciba.Error{Code: ciba.CodeServerError, Description: "internal error", Err: err}
