@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -15,8 +14,6 @@ import (
 	gojose "github.com/go-jose/go-jose/v4"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
-	"github.com/cibaproxy/cibaproxy/internal/clientauth"
-	"github.com/cibaproxy/cibaproxy/internal/dpop"
 	"github.com/cibaproxy/cibaproxy/internal/store/memory"
 	redisstore "github.com/cibaproxy/cibaproxy/internal/store/redis"
 	"github.com/cibaproxy/cibaproxy/internal/store/redis/redistest"
@@ -53,17 +50,7 @@ func (e *dpopEnv) publicJWK(t *testing.T) map[string]any {
 // signedWithType is e.proof with another typ header.
 func (e *dpopEnv) signedWithType(t *testing.T, typ, htu string) string {
 	t.Helper()
-	s, err := gojose.NewSigner(gojose.SigningKey{Algorithm: gojose.ES256, Key: e.key}, (&gojose.SignerOptions{EmbedJWK: true}).WithType(gojose.ContentType(typ)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload, _ := json.Marshal(map[string]any{"jti": "typ-" + typ, "htm": "POST", "htu": htu, "iat": time.Now().Unix()})
-	jws, err := s.Sign(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := jws.CompactSerialize()
-	return raw
+	return signProof(t, e.key, typ, map[string]any{"jti": "typ-" + typ, "htm": "POST", "htu": htu, "iat": time.Now().Unix()})
 }
 
 // TestDPoPRulesOnEveryStore: every DPoP rule of RFC 9449 at the token
@@ -134,20 +121,9 @@ func TestDPoPRulesOnEveryStore(t *testing.T) {
 			return refresh(t, e)
 		}, "invalid_dpop_proof", "dpop_bound_access_tokens"},
 		{"a bound request is not redeemed with another key (§10)", func(t *testing.T, e *dpopEnv) (int, map[string]any) {
-			status, _, body := e.post(t, PathBCAuthz, "bound", aliceForm, e.proof(t, bcURL, nil))
-			if status != http.StatusOK {
-				t.Fatalf("bc-authorize: %d %v", status, body)
-			}
-			id := body["auth_req_id"].(string)
-			r, err := e.st.GetRequest(context.Background(), id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := e.svc.ApproveWithMinter(context.Background(), r); err != nil {
-				t.Fatal(err)
-			}
+			id := e.approved(t, "bound", aliceForm, e.proof(t, bcURL, nil)).ID
 			thief := e.withKey(t)
-			status, _, body = thief.post(t, PathToken, "bound", url.Values{"grant_type": {GrantCIBA}, "auth_req_id": {id}}, thief.proof(t, tokenURL, nil))
+			status, _, body := thief.post(t, PathToken, "bound", url.Values{"grant_type": {GrantCIBA}, "auth_req_id": {id}}, thief.proof(t, tokenURL, nil))
 			return status, body
 		}, "invalid_grant", "another DPoP key"},
 	}
@@ -165,13 +141,7 @@ func TestDPoPRulesOnEveryStore(t *testing.T) {
 				})
 			}
 			t.Run("nonce round trip: use_dpop_nonce with DPoP-Nonce, then the retry with it passes (§8)", func(t *testing.T) {
-				e := newDPoPEnvOn(t, st, func(st ciba.Store) *dpop.Verifier {
-					v, err := dpop.NewVerifier(dpop.Config{Replay: clientauth.NewProofReplay(st, "dpop", nil), NonceKey: []byte(strings.Repeat("n", 32))})
-					if err != nil {
-						t.Fatal(err)
-					}
-					return v
-				})
+				e := newDPoPEnvOn(t, st, nonceVerifier(t, []byte(strings.Repeat("n", 32))))
 				status, nonce, body := e.post(t, PathToken, "bound", refreshForm, e.proof(t, tokenURL, nil))
 				if status != http.StatusBadRequest || body["error"] != "use_dpop_nonce" || nonce == "" {
 					t.Fatalf("without a nonce: %d %q %v", status, nonce, body)

@@ -2,11 +2,9 @@ package httpapi
 
 import (
 	"context"
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -17,8 +15,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	gojose "github.com/go-jose/go-jose/v4"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
 	"github.com/cibaproxy/cibaproxy/internal/clientauth"
@@ -93,36 +89,10 @@ func newDPoPEnvOn(t *testing.T, st ciba.Store, verifier func(ciba.Store) *dpop.V
 	return &dpopEnv{st: st, svc: svc, ref: ref, srv: srv, key: k}
 }
 
-// storeVerifier is the verifier cibaproxy runs: jti records in the store.
-func storeVerifier(st ciba.Store) *dpop.Verifier {
-	v, err := dpop.NewVerifier(dpop.Config{Replay: clientauth.NewProofReplay(st, "dpop", nil)})
-	if err != nil {
-		panic(err)
-	}
-	return v
-}
-
 // proof returns a DPoP proof of e's key for POST htu, with extra claims.
 func (e *dpopEnv) proof(t *testing.T, htu string, extra map[string]any) string {
 	t.Helper()
-	claims := map[string]any{"jti": rand.Text(), "htm": "POST", "htu": htu, "iat": time.Now().Unix()}
-	for k, v := range extra {
-		claims[k] = v
-	}
-	s, err := gojose.NewSigner(gojose.SigningKey{Algorithm: gojose.ES256, Key: e.key}, (&gojose.SignerOptions{EmbedJWK: true}).WithType("dpop+jwt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload, _ := json.Marshal(claims)
-	jws, err := s.Sign(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := jws.CompactSerialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return raw
+	return dpopProof(t, e.key, "POST", htu, extra)
 }
 
 // post POSTs form to path as client with the given DPoP headers; it
@@ -199,13 +169,7 @@ func TestTokenDPoP(t *testing.T) {
 		}
 	})
 	t.Run("with server nonces a proof without one is use_dpop_nonce, and the retry with it passes", func(t *testing.T) {
-		e := newDPoPEnv(t, func(st ciba.Store) *dpop.Verifier {
-			v, err := dpop.NewVerifier(dpop.Config{Replay: clientauth.NewProofReplay(st, "dpop", nil), NonceKey: []byte(strings.Repeat("n", 32))})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return v
-		})
+		e := newDPoPEnv(t, nonceVerifier(t, []byte(strings.Repeat("n", 32))))
 		status, nonce, body := e.post(t, PathToken, "bound", refreshForm, e.proof(t, tokenURL, nil))
 		if status != http.StatusBadRequest || body["error"] != "use_dpop_nonce" || nonce == "" {
 			t.Fatalf("without a nonce: %d %q %v, want 400 use_dpop_nonce with DPoP-Nonce", status, nonce, body)
@@ -217,20 +181,8 @@ func TestTokenDPoP(t *testing.T) {
 	})
 	t.Run("a CIBA poll with a proof is refused, not answered with unbound tokens, and stays redeemable", func(t *testing.T) {
 		e := newDPoPEnv(t, storeVerifier)
-		status, _, body := e.post(t, PathBCAuthz, "plain", aliceForm)
-		if status != http.StatusOK {
-			t.Fatalf("bc-authorize: %d %v", status, body)
-		}
-		id := body["auth_req_id"].(string)
-		r, err := e.st.GetRequest(context.Background(), id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := e.svc.ApproveWithMinter(context.Background(), r); err != nil {
-			t.Fatal(err)
-		}
-		poll := url.Values{"grant_type": {GrantCIBA}, "auth_req_id": {id}}
-		status, _, body = e.post(t, PathToken, "plain", poll, e.proof(t, tokenURL, nil))
+		poll := url.Values{"grant_type": {GrantCIBA}, "auth_req_id": {e.approved(t, "plain", aliceForm).ID}}
+		status, _, body := e.post(t, PathToken, "plain", poll, e.proof(t, tokenURL, nil))
 		if status != http.StatusBadRequest || body["error"] != "invalid_dpop_proof" {
 			t.Fatalf("poll with a proof: %d %v, want 400 invalid_dpop_proof", status, body)
 		}
@@ -271,16 +223,27 @@ func TestDPoPError(t *testing.T) {
 	}
 }
 
-// jktOf is the thumbprint of e's key, as cnf.jkt carries it.
-func (e *dpopEnv) jktOf(t *testing.T) string {
+// approved sends a backchannel authentication request of client with
+// form and DPoP proofs, and approves it as the user would, with tokens
+// minted: the stored request is returned.
+func (e *dpopEnv) approved(t *testing.T, client string, form url.Values, proofs ...string) *ciba.AuthRequest {
 	t.Helper()
-	jwk := gojose.JSONWebKey{Key: e.key.Public()}
-	tp, err := jwk.Thumbprint(crypto.SHA256)
+	status, _, body := e.post(t, PathBCAuthz, client, form, proofs...)
+	if status != http.StatusOK {
+		t.Fatalf("bc-authorize: %d %v", status, body)
+	}
+	r, err := e.st.GetRequest(t.Context(), body["auth_req_id"].(string))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return base64.RawURLEncoding.EncodeToString(tp)
+	if err := e.svc.ApproveWithMinter(t.Context(), r); err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
+
+// jktOf is the thumbprint of e's key, as cnf.jkt carries it.
+func (e *dpopEnv) jktOf(t *testing.T) string { return keyJKT(t, e.key) }
 
 // The CIBA grant with DPoP (RFC 9449 §10): the key is fixed at
 // bc-authorize, by a proof or by dpop_jkt, and the tokens are handed out
@@ -298,21 +261,6 @@ func TestCIBADPoP(t *testing.T) {
 		}
 		return f
 	}
-	authorize := func(t *testing.T, e *dpopEnv, client string, form url.Values, proofs ...string) *ciba.AuthRequest {
-		t.Helper()
-		status, _, body := e.post(t, PathBCAuthz, client, form, proofs...)
-		if status != http.StatusOK {
-			t.Fatalf("bc-authorize: %d %v", status, body)
-		}
-		r, err := e.st.GetRequest(ctx, body["auth_req_id"].(string))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := e.svc.ApproveWithMinter(ctx, r); err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
 	count := func(st ciba.Store) int {
 		n := 0
 		_ = st.ListRequests(ctx, func(*ciba.AuthRequest) bool { n++; return true })
@@ -321,7 +269,7 @@ func TestCIBADPoP(t *testing.T) {
 
 	t.Run("a proof at bc-authorize binds the request; only a proof of that key redeems it", func(t *testing.T) {
 		e := newDPoPEnv(t, storeVerifier)
-		r := authorize(t, e, "bound", aliceForm, e.proof(t, bcURL, nil))
+		r := e.approved(t, "bound", aliceForm, e.proof(t, bcURL, nil))
 		if r.DPoPJKT != e.jktOf(t) {
 			t.Fatalf("stored dpop_jkt %q, want %q", r.DPoPJKT, e.jktOf(t))
 		}
@@ -343,7 +291,7 @@ func TestCIBADPoP(t *testing.T) {
 	})
 	t.Run("dpop_jkt at bc-authorize binds the request without a proof there", func(t *testing.T) {
 		e := newDPoPEnv(t, storeVerifier)
-		r := authorize(t, e, "bound", with(url.Values{"dpop_jkt": {e.jktOf(t)}}))
+		r := e.approved(t, "bound", with(url.Values{"dpop_jkt": {e.jktOf(t)}}))
 		if r.DPoPJKT != e.jktOf(t) {
 			t.Fatalf("stored dpop_jkt %q", r.DPoPJKT)
 		}
@@ -357,7 +305,7 @@ func TestCIBADPoP(t *testing.T) {
 	})
 	t.Run("an unbound client that bound its request must poll with the proof", func(t *testing.T) {
 		e := newDPoPEnv(t, storeVerifier)
-		r := authorize(t, e, "plain", aliceForm, e.proof(t, bcURL, nil))
+		r := e.approved(t, "plain", aliceForm, e.proof(t, bcURL, nil))
 		poll := url.Values{"grant_type": {GrantCIBA}, "auth_req_id": {r.ID}}
 		if status, _, body := e.post(t, PathToken, "plain", poll); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
 			t.Fatalf("no proof: %d %v, want 400 invalid_grant", status, body)
@@ -404,26 +352,15 @@ func TestCIBADPoP(t *testing.T) {
 // invalid_grant and no proof invalid_dpop_proof, each leaving the tokens
 // for the key holder, who gets them once.
 func TestCIBADPoPPing(t *testing.T) {
-	ctx := context.Background()
 	e := newDPoPEnv(t, storeVerifier)
 	bcURL, tokenURL := dpopIssuer+PathBCAuthz, dpopIssuer+PathToken
 	form := url.Values{"client_notification_token": {"8d67dc78-7faa-4d41-aabd-67707b374255"}}
 	for k, v := range aliceForm {
 		form[k] = v
 	}
-	status, _, body := e.post(t, PathBCAuthz, "pingbound", form, e.proof(t, bcURL, nil))
-	if status != http.StatusOK {
-		t.Fatalf("bc-authorize: %d %v", status, body)
-	}
-	r, err := e.st.GetRequest(ctx, body["auth_req_id"].(string))
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := e.approved(t, "pingbound", form, e.proof(t, bcURL, nil))
 	if r.Mode != ciba.ModePing || r.DPoPJKT != e.jktOf(t) {
 		t.Fatalf("stored mode %q dpop_jkt %q, want ping and %q", r.Mode, r.DPoPJKT, e.jktOf(t))
-	}
-	if err := e.svc.ApproveWithMinter(ctx, r); err != nil {
-		t.Fatal(err)
 	}
 	grant := url.Values{"grant_type": {GrantCIBA}, "auth_req_id": {r.ID}}
 	other := newDPoPEnv(t, nil) // another key, same server

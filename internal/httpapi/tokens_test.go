@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -16,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	gojose "github.com/go-jose/go-jose/v4"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
@@ -116,14 +114,7 @@ func (e *tokEnv) mint(t *testing.T, scope, jkt string, at time.Time) *ciba.Token
 }
 
 // jkt is the thumbprint of e's DPoP key.
-func (e *tokEnv) jkt(t *testing.T) string {
-	t.Helper()
-	tp, err := (&gojose.JSONWebKey{Key: e.key.Public()}).Thumbprint(crypto.SHA256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b64(tp)
-}
+func (e *tokEnv) jkt(t *testing.T) string { return keyJKT(t, e.key) }
 
 // answer is one HTTP answer.
 type answer struct {
@@ -375,26 +366,6 @@ func TestUserinfoBearer(t *testing.T) {
 	challenge("a revoked token", e.do(t, "GET", PathUserinfo, "", nil, bearer), 401, `Bearer error="invalid_token"`)
 }
 
-// dpopProof is a DPoP proof of key k for method and htu, with extra claims.
-func dpopProof(t *testing.T, k *ecdsa.PrivateKey, method, htu string, extra map[string]any) string {
-	t.Helper()
-	claims := map[string]any{"jti": rand.Text(), "htm": method, "htu": htu, "iat": time.Now().Unix()}
-	for name, v := range extra {
-		claims[name] = v
-	}
-	s, err := gojose.NewSigner(gojose.SigningKey{Algorithm: gojose.ES256, Key: k}, (&gojose.SignerOptions{EmbedJWK: true}).WithType("dpop+jwt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload, _ := json.Marshal(claims)
-	jws, err := s.Sign(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := jws.CompactSerialize()
-	return raw
-}
-
 // TestUserinfoDPoP: userinfo with a DPoP-bound token (RFC 9449 §7): the
 // DPoP scheme, a proof of the bound key with ath, and each refusal.
 func TestUserinfoDPoP(t *testing.T) {
@@ -444,15 +415,9 @@ func TestUserinfoDPoP(t *testing.T) {
 // answered 401 use_dpop_nonce with a DPoP-Nonce, and the retry with it
 // succeeds (RFC 9449 §9).
 func TestUserinfoDPoPNonce(t *testing.T) {
-	e := newTokEnv(t, func(st ciba.Store) *dpop.Verifier {
-		key := make([]byte, 32)
-		_, _ = rand.Read(key)
-		v, err := dpop.NewVerifier(dpop.Config{Replay: clientauth.NewProofReplay(st, "dpop", nil), NonceKey: key})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v
-	})
+	nonceKey := make([]byte, 32)
+	_, _ = rand.Read(nonceKey)
+	e := newTokEnv(t, nonceVerifier(t, nonceKey))
 	tr := e.mint(t, "openid", e.jkt(t), time.Now())
 	htu, ath := tokIssuer+PathUserinfo, dpop.AccessTokenHash(tr.AccessToken)
 	call := func(proof string) answer {
