@@ -2,75 +2,17 @@ package local_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"errors"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
-	"github.com/cibaproxy/cibaproxy/internal/keys"
-	"github.com/cibaproxy/cibaproxy/internal/store/embedded"
 	"github.com/cibaproxy/cibaproxy/internal/store/memory"
-	redisstore "github.com/cibaproxy/cibaproxy/internal/store/redis"
-	"github.com/cibaproxy/cibaproxy/internal/store/redis/redistest"
-	"github.com/cibaproxy/cibaproxy/internal/upstream/local"
 )
 
-// stores opens each store backend for the refresh family tests: the rule
-// lives in the local upstream, on the Store's record operations, so it
-// must hold on every backend.
-var stores = []struct {
-	name string
-	open func(t *testing.T) ciba.Store
-}{
-	{"memory", func(t *testing.T) ciba.Store { return memory.New() }},
-	{"embedded", func(t *testing.T) ciba.Store {
-		s, err := embedded.Open(t.Context(), filepath.Join(t.TempDir(), "store.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = s.Close() })
-		return s
-	}},
-	{"redis", func(t *testing.T) ciba.Store {
-		srv := redistest.Start(t)
-		s, err := redisstore.Open(t.Context(), redisstore.Config{Addrs: []string{srv.Addr()}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = s.Close() })
-		return s
-	}},
-}
-
-// upstreamOn is newUpstream on store st.
-func upstreamOn(t testing.TB, st ciba.Store) *local.Upstream {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := keys.New(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, err := local.New(local.Config{
-		Issuer:         issuer,
-		Users:          []local.User{{Username: "alice", Subject: "sub-alice", PasswordHash: hash(t, "pw")}},
-		AccessTokenTTL: 10 * time.Minute, IDTokenTTL: 5 * time.Minute, RefreshTokenTTL: time.Hour,
-		Signer: m, Hints: hints{}, LeftHash: keys.LeftHash, Store: st,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
-}
-
+// wantInvalidGrant fails t unless err is invalid_grant with HTTP 400.
 func wantInvalidGrant(t *testing.T, what string, err error) {
 	t.Helper()
 	if e := ciba.AsError(err); err == nil || e.Code != ciba.CodeInvalidGrant || e.HTTPStatus() != 400 {
@@ -90,13 +32,7 @@ func TestRefreshReuseRevokesTheFamily(t *testing.T) {
 			u := upstreamOn(t, b.open(t))
 			ctx := t.Context()
 			now := time.Now()
-			mint := func() *ciba.TokenResponse {
-				tr, err := u.Mint(ctx, &ciba.AuthRequest{ID: "r", ClientID: "c1", Subject: "sub-alice", Scopes: []string{"openid"}, AuthTime: now}, now)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return tr
-			}
+			mint := func() *ciba.TokenResponse { return mintAlice(t, u, now) }
 			first := mint()
 			other := mint() // another grant of the same client and user: another family
 			second, err := u.Refresh(ctx, "c1", first.RefreshToken, "", "", now)
@@ -135,11 +71,8 @@ func TestRefreshRefusalsRevokeNothing(t *testing.T) {
 	u := upstreamOn(t, memory.New())
 	ctx := t.Context()
 	now := time.Now()
-	tr, err := u.Mint(ctx, &ciba.AuthRequest{ID: "r", ClientID: "c1", Subject: "sub-alice", Scopes: []string{"openid"}, AuthTime: now}, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = u.Refresh(ctx, "c2", tr.RefreshToken, "", "", now)
+	tr := mintAlice(t, u, now)
+	_, err := u.Refresh(ctx, "c2", tr.RefreshToken, "", "", now)
 	wantInvalidGrant(t, "another client's refresh token", err)
 	if _, err := u.Refresh(ctx, "c1", tr.RefreshToken, "openid email", "", now); ciba.AsError(err).Code != ciba.CodeInvalidScope {
 		t.Fatalf("wider scope: err = %v", err)
@@ -159,10 +92,7 @@ func TestRefreshConcurrentReuse(t *testing.T) {
 			u := upstreamOn(t, b.open(t))
 			ctx := t.Context()
 			now := time.Now()
-			tr, err := u.Mint(ctx, &ciba.AuthRequest{ID: "r", ClientID: "c1", Subject: "sub-alice", Scopes: []string{"openid"}, AuthTime: now}, now)
-			if err != nil {
-				t.Fatal(err)
-			}
+			tr := mintAlice(t, u, now)
 			const n = 8
 			var wg sync.WaitGroup
 			var mu sync.Mutex
@@ -185,7 +115,7 @@ func TestRefreshConcurrentReuse(t *testing.T) {
 			if len(won) != 1 {
 				t.Fatalf("%d of %d concurrent refreshes got tokens, want 1", len(won), n)
 			}
-			_, err = u.Refresh(ctx, "c1", won[0].RefreshToken, "", "", now)
+			_, err := u.Refresh(ctx, "c1", won[0].RefreshToken, "", "", now)
 			wantInvalidGrant(t, "the winner's refresh token after the reuses", err)
 		})
 	}

@@ -21,10 +21,7 @@ var hintValues = []string{"", local.HintAccessToken, local.HintRefreshToken, "id
 func TestIntrospectEveryHint(t *testing.T) {
 	u := upstreamOn(t, memory.New())
 	ctx, now := t.Context(), time.Now()
-	tr, err := u.Mint(ctx, &ciba.AuthRequest{ID: "r", ClientID: "c1", Subject: "sub-alice", Scopes: []string{"openid"}, AuthTime: now}, now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr := mintAlice(t, u, now)
 	for _, hint := range hintValues {
 		at, err := u.Introspect(ctx, tr.AccessToken, hint, now)
 		if err != nil || at == nil || at["active"] != true || at["token_type"] != "Bearer" || at["jti"] == nil {
@@ -53,13 +50,6 @@ func TestRevokeEveryHint(t *testing.T) {
 		t.Run("hint="+hint, func(t *testing.T) {
 			u := upstreamOn(t, memory.New())
 			ctx, now := t.Context(), time.Now()
-			mint := func(id string) *ciba.TokenResponse {
-				tr, err := u.Mint(ctx, &ciba.AuthRequest{ID: id, ClientID: "c1", Subject: "sub-alice", Scopes: []string{"openid"}, AuthTime: now}, now)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return tr
-			}
 			active := func(tok string) bool {
 				info, err := u.Introspect(ctx, tok, "", now)
 				if err != nil {
@@ -67,7 +57,7 @@ func TestRevokeEveryHint(t *testing.T) {
 				}
 				return info != nil
 			}
-			a, b := mint("a"), mint("b")
+			a, b := mintAlice(t, u, now), mintAlice(t, u, now)
 			for _, tok := range []string{"unknown", "a.b.c", a.IDToken} {
 				if err := u.Revoke(ctx, "c1", tok, hint, now); err != nil {
 					t.Errorf("revoke %.12s…: %v, want no error", tok, err)

@@ -1,17 +1,12 @@
 package local_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/cibaproxy/cibaproxy/internal/ciba"
 	"github.com/cibaproxy/cibaproxy/internal/keys"
-	"github.com/cibaproxy/cibaproxy/internal/upstream/local"
 )
 
 // failingSigner is a keys.Manager whose Sign fails for tokens of type
@@ -40,29 +35,10 @@ func TestRefreshIssueFailureKeepsTheToken(t *testing.T) {
 	for _, b := range stores {
 		for _, typ := range []string{"at+jwt", "JWT"} {
 			t.Run(b.name+"/"+typ, func(t *testing.T) {
-				k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-				if err != nil {
-					t.Fatal(err)
-				}
-				m, err := keys.New(k)
-				if err != nil {
-					t.Fatal(err)
-				}
-				signer := &failingSigner{Manager: m, failTyp: typ}
-				u, err := local.New(local.Config{
-					Issuer:         issuer,
-					Users:          []local.User{{Username: "alice", Subject: "sub-alice", PasswordHash: hash(t, "pw")}},
-					AccessTokenTTL: 10 * time.Minute, IDTokenTTL: 5 * time.Minute, RefreshTokenTTL: time.Hour,
-					Signer: signer, Hints: hints{}, LeftHash: keys.LeftHash, Store: b.open(t),
-				})
-				if err != nil {
-					t.Fatal(err)
-				}
+				signer := &failingSigner{Manager: newSigner(t), failTyp: typ}
+				u := aliceIssuer(t, signer, b.open(t))
 				ctx, now := t.Context(), time.Now()
-				first, err := u.Mint(ctx, &ciba.AuthRequest{ID: "r", ClientID: "c1", Subject: "sub-alice", Scopes: []string{"openid"}, AuthTime: now}, now)
-				if err != nil {
-					t.Fatal(err)
-				}
+				first := mintAlice(t, u, now)
 
 				signer.fail.Store(true)
 				if tr, err := u.Refresh(ctx, "c1", first.RefreshToken, "", "", now); err == nil {

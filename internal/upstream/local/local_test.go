@@ -2,9 +2,6 @@ package local_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/json"
 	"reflect"
 	"strings"
@@ -47,14 +44,7 @@ func hash(t testing.TB, s string) []byte {
 
 func newUpstream(t *testing.T) (*local.Upstream, *keys.Manager, ciba.Store) {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := keys.New(k)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newSigner(t)
 	st := memory.New()
 	u, err := local.New(local.Config{
 		Issuer: issuer,
@@ -366,10 +356,7 @@ func TestRefreshConcurrentOnce(t *testing.T) {
 	u, _, _ := newUpstream(t)
 	ctx := context.Background()
 	now := time.Now()
-	tr, err := u.Mint(ctx, &ciba.AuthRequest{ID: "r", ClientID: "c1", Subject: "sub-alice", Scopes: []string{"openid"}, AuthTime: now}, now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr := mintAlice(t, u, now)
 	const n = 10
 	errs := make(chan error, n)
 	for range n {

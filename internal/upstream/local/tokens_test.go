@@ -1,9 +1,6 @@
 package local_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"path/filepath"
@@ -13,7 +10,6 @@ import (
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
-	"github.com/cibaproxy/cibaproxy/internal/keys"
 	"github.com/cibaproxy/cibaproxy/internal/store/embedded"
 	"github.com/cibaproxy/cibaproxy/internal/upstream/local"
 )
@@ -79,13 +75,7 @@ func TestRevocationOnEveryStore(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			u := upstreamOn(t, b.open(t))
 			ctx, now := t.Context(), time.Now()
-			mint := func() *ciba.TokenResponse {
-				tr, err := u.Mint(ctx, &ciba.AuthRequest{ID: "r", ClientID: "c1", Subject: "sub-alice", Scopes: []string{"openid"}, AuthTime: now}, now)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return tr
-			}
+			mint := func() *ciba.TokenResponse { return mintAlice(t, u, now) }
 			active := func(tok string) bool {
 				info, err := u.Introspect(ctx, tok, "", now)
 				if err != nil {
@@ -148,10 +138,7 @@ func TestConcurrentRefreshRevokesFamily(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			u := upstreamOn(t, b.open(t))
 			ctx, now := t.Context(), time.Now()
-			tr, err := u.Mint(ctx, &ciba.AuthRequest{ID: "r", ClientID: "c1", Subject: "sub-alice", Scopes: []string{"openid"}, AuthTime: now}, now)
-			if err != nil {
-				t.Fatal(err)
-			}
+			tr := mintAlice(t, u, now)
 			const n = 8
 			var wg sync.WaitGroup
 			results := make([]*ciba.TokenResponse, n)
@@ -189,39 +176,17 @@ func TestConcurrentRefreshRevokesFamily(t *testing.T) {
 // family are still inactive.
 func TestRevocationSurvivesRestart(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "store.db")
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer := newSigner(t) // the same key before and after the restart
 	open := func() (*local.Upstream, func()) {
 		s, err := embedded.Open(t.Context(), path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		m, err := keys.New(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		u, err := local.New(local.Config{
-			Issuer:         issuer,
-			Users:          []local.User{{Username: "alice", Subject: "sub-alice", PasswordHash: hash(t, "pw")}},
-			AccessTokenTTL: 10 * time.Minute, IDTokenTTL: 5 * time.Minute, RefreshTokenTTL: time.Hour,
-			Signer: m, Hints: hints{}, LeftHash: keys.LeftHash, Store: s,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return u, func() { _ = s.Close() }
+		return aliceIssuer(t, signer, s), func() { _ = s.Close() }
 	}
 	u, closeStore := open()
 	ctx, now := t.Context(), time.Now()
-	mint := func() *ciba.TokenResponse {
-		tr, err := u.Mint(ctx, &ciba.AuthRequest{ID: "r", ClientID: "c1", Subject: "sub-alice", Scopes: []string{"openid"}, AuthTime: now}, now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tr
-	}
+	mint := func() *ciba.TokenResponse { return mintAlice(t, u, now) }
 	a, b := mint(), mint()
 	if err := u.Revoke(ctx, "c1", a.AccessToken, "", now); err != nil {
 		t.Fatal(err)
