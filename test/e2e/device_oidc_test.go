@@ -47,23 +47,7 @@ func startDeviceFederation(t *testing.T) (*testutil.Server, *idp.IdP) {
 			}
 		},
 		Config: func(f *testutil.Federation) string {
-			return fmt.Sprintf(`issuer: %s
-listen: %s
-store:
-  type: embedded
-  path: ${CIBAPROXY_DATA}/cibaproxy.db
-upstream:
-  type: oidc
-  oidc:
-    issuer: %s
-    match_claims: [email]
-channels:
-  webhook:
-    url: ${CIBAPROXY_WEBHOOK_URL}
-outbound:
-  allow_http: true
-  allow_networks: [127.0.0.0/8]
-clients:
+			return f.OIDCProxyConfig([]string{"email"}, fmt.Sprintf(`clients:
   - client_id: %s
     client_name: Federated TV
     token_endpoint_auth_methods: [none]
@@ -73,7 +57,7 @@ clients:
       client_secret: %s
 device:
   interval: 1s
-`, f.Issuer, f.Addr, f.IdP.Issuer(), fedTV.ID, fedTVAtIdP, fedTVAtIdPSecret)
+`, fedTV.ID, fedTVAtIdP, fedTVAtIdPSecret))
 		},
 		Options: testutil.Options{Binary: binary, WebhookURL: testutil.NewWebhook(t).URL},
 	})

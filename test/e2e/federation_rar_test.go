@@ -56,23 +56,7 @@ func startFederationRAR(t *testing.T, rarTypes []string) *fedEnv {
 // fedRARConfig is startFederationRAR's cibaproxy configuration: fed-rar
 // may send payment_initiation details, with CIBA and the device grant.
 func fedRARConfig(f *testutil.Federation, schema string) string {
-	return fmt.Sprintf(`issuer: %s
-listen: %s
-store:
-  type: embedded
-  path: ${CIBAPROXY_DATA}/cibaproxy.db
-upstream:
-  type: oidc
-  oidc:
-    issuer: %s
-    match_claims: [email]
-channels:
-  webhook:
-    url: ${CIBAPROXY_WEBHOOK_URL}
-outbound:
-  allow_http: true
-  allow_networks: [127.0.0.0/8]
-authorization_details:
+	return f.OIDCProxyConfig([]string{"email"}, fmt.Sprintf(`authorization_details:
   types:
     payment_initiation:
       schema_file: %s
@@ -85,7 +69,7 @@ clients:
     resources: [https://api.example.test/]
 device:
   interval: 1s
-`, f.Issuer, f.Addr, f.IdP.Issuer(), schema, fedRAR.ID, fedRAR.Secret)
+`, schema, fedRAR.ID, fedRAR.Secret))
 }
 
 // TestFederationAuthorizationDetails: with the oidc upstream, details go to

@@ -54,23 +54,7 @@ func startFederation(t *testing.T) *fedEnv {
 			}
 		},
 		Config: func(f *testutil.Federation) string {
-			return fmt.Sprintf(`issuer: %s
-listen: %s
-store:
-  type: embedded
-  path: ${CIBAPROXY_DATA}/cibaproxy.db
-upstream:
-  type: oidc
-  oidc:
-    issuer: %s
-    match_claims: [email, preferred_username]
-channels:
-  webhook:
-    url: ${CIBAPROXY_WEBHOOK_URL}
-outbound:
-  allow_http: true
-  allow_networks: [127.0.0.0/8]
-limits:
+			return f.OIDCProxyConfig([]string{"email", "preferred_username"}, fmt.Sprintf(`limits:
   requests_per_user:
     requests: 100000
 clients:
@@ -82,7 +66,7 @@ clients:
     client_secret: %s
     backchannel_token_delivery_mode: ping
     backchannel_client_notification_endpoint: ${CIBAPROXY_DEMO_NOTIFY_URL}
-`, f.Issuer, f.Addr, f.IdP.Issuer(), fedPoll.ID, fedPoll.Secret, fedPing.ID, fedPing.Secret)
+`, fedPoll.ID, fedPoll.Secret, fedPing.ID, fedPing.Secret))
 		},
 		Options: testutil.Options{Binary: binary, WebhookURL: e.hook.URL, NotifyURL: e.notify.URL},
 	})

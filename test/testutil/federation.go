@@ -1,8 +1,10 @@
 package testutil
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cibaproxy/cibaproxy/test/idp"
@@ -73,4 +75,32 @@ func StartIdPAndProxy(t testing.TB, o FederationOptions) *Federation {
 	}
 	f.Server = Start(t, opts)
 	return f
+}
+
+// OIDCProxyConfig is the configuration file (YAML) of a cibaproxy on the
+// oidc upstream in front of f's provider, for FederationOptions.Config:
+// f's issuer and address, the embedded store in ${CIBAPROXY_DATA}, the
+// webhook channel at ${CIBAPROXY_WEBHOOK_URL}, outbound calls allowed over
+// plain http to loopback (the provider), and login_hint matched against
+// the provider's claims matchClaims (e.g. email). rest is the remainder,
+// appended as it is: the clients, and any other top-level section
+// (limits, device, authorization_details).
+func (f *Federation) OIDCProxyConfig(matchClaims []string, rest string) string {
+	return fmt.Sprintf(`issuer: %s
+listen: %s
+store:
+  type: embedded
+  path: ${CIBAPROXY_DATA}/cibaproxy.db
+upstream:
+  type: oidc
+  oidc:
+    issuer: %s
+    match_claims: [%s]
+channels:
+  webhook:
+    url: ${CIBAPROXY_WEBHOOK_URL}
+outbound:
+  allow_http: true
+  allow_networks: [127.0.0.0/8]
+`, f.Issuer, f.Addr, f.IdP.Issuer(), strings.Join(matchClaims, ", ")) + rest
 }
