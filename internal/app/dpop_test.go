@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -21,24 +20,11 @@ import (
 // TestDPoPSettingsApplied: tokens.dpop_algs is what discovery lists and
 // what the verifier accepts, and tokens.dpop_window bounds iat.
 func TestDPoPSettingsApplied(t *testing.T) {
-	srv := httptest.NewUnstartedServer(nil)
-	t.Cleanup(srv.Close)
-	issuer := "http://" + srv.Listener.Addr().String()
-	t.Setenv("CIBAPROXY_DATA", t.TempDir())
-	t.Setenv("CIBAPROXY_ISSUER", issuer)
-	t.Setenv("CIBAPROXY_WEBHOOK_URL", "http://127.0.0.1:9/hook")
-	cfg, err := config.Load("../../examples/quickstart.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Tokens.DPoPAlgs, cfg.Tokens.DPoPWindow = []string{"ES384"}, 10*time.Second
-	a, err := New(t.Context(), cfg, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = a.Close() })
-	srv.Config.Handler = a.Handler
-	srv.Start()
+	issuer := startInstance(t, func() *config.Config {
+		cfg := quickstart(t)
+		cfg.Tokens.DPoPAlgs, cfg.Tokens.DPoPWindow = []string{"ES384"}, 10*time.Second
+		return cfg
+	}, Options{})
 
 	resp, err := http.Get(issuer + "/.well-known/openid-configuration")
 	if err != nil {
