@@ -22,6 +22,7 @@ import (
 	"github.com/cibaproxy/cibaproxy/internal/metrics"
 	"github.com/cibaproxy/cibaproxy/internal/tracing"
 	cibaup "github.com/cibaproxy/cibaproxy/internal/upstream/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/upstream/idp"
 	"github.com/cibaproxy/cibaproxy/internal/upstream/local"
 	oidcup "github.com/cibaproxy/cibaproxy/internal/upstream/oidc"
 )
@@ -154,11 +155,11 @@ func upstreamHTTP(kind string, timeout time.Duration, m *metrics.Metrics, tr *tr
 
 // oidcCredentials are each client's credentials at the identity provider,
 // for its authorization code flow and its other grants.
-func oidcCredentials(cfg *config.Config) map[string]oidcup.Credentials {
-	creds := make(map[string]oidcup.Credentials, len(cfg.Clients))
+func oidcCredentials(cfg *config.Config) map[string]idp.Credentials {
+	creds := make(map[string]idp.Credentials, len(cfg.Clients))
 	for _, c := range cfg.Clients {
 		cr := c.Credentials()
-		creds[c.ID] = oidcup.Credentials{ClientID: cr.ClientID, ClientSecret: cr.ClientSecret, AuthMethod: cr.AuthMethod}
+		creds[c.ID] = idp.Credentials{ClientID: cr.ClientID, ClientSecret: cr.ClientSecret, AuthMethod: cr.AuthMethod}
 	}
 	return creds
 }
@@ -253,7 +254,10 @@ func buildCIBA(ctx context.Context, cfg *config.Config, reg registry, m *metrics
 	relayCreds := make(map[string]cibaup.Credentials, len(cfg.Clients))
 	for _, c := range cfg.Clients {
 		cr := c.Credentials()
-		relayCreds[c.ID] = cibaup.Credentials{ClientID: cr.ClientID, ClientSecret: cr.ClientSecret, AuthMethod: cr.AuthMethod, Ping: cr.Ping}
+		relayCreds[c.ID] = cibaup.Credentials{
+			Credentials: idp.Credentials{ClientID: cr.ClientID, ClientSecret: cr.ClientSecret, AuthMethod: cr.AuthMethod},
+			Ping:        cr.Ping,
+		}
 	}
 	rel, err := cibaup.New(ctx, cibaup.Config{Issuer: u.Issuer, Clients: relayCreds, HTTPClient: upstreamHTTP("ciba", u.Timeout, m, tr), Logger: log})
 	if err != nil {

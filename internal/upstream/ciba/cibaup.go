@@ -32,16 +32,6 @@ import (
 	"github.com/cibaproxy/cibaproxy/internal/upstream/idp"
 )
 
-// Client authentication methods at the IdP (RFC 6749 §2.3.1, OIDC Core §9).
-const (
-	// AuthMethodBasic sends the credentials in an HTTP Basic header; the
-	// default.
-	AuthMethodBasic = "client_secret_basic"
-	// AuthMethodPost sends them as the form parameters client_id and
-	// client_secret.
-	AuthMethodPost = "client_secret_post"
-)
-
 // Token delivery modes of CIBA Core §5 that this upstream uses with the IdP
 // (push would hand tokens to cibaproxy unasked; it is not supported).
 const (
@@ -70,14 +60,10 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Credentials are one client's credentials at the IdP.
+// Credentials are one client's credentials at the IdP, and how it is
+// registered there.
 type Credentials struct {
-	// ClientID is the client's client_id at the IdP.
-	ClientID string
-	// ClientSecret is its secret there. Secret: never logged.
-	ClientSecret string
-	// AuthMethod is AuthMethodBasic (default, when empty) or AuthMethodPost.
-	AuthMethod string
+	idp.Credentials
 	// Ping says the client is registered at the IdP with
 	// backchannel_token_delivery_mode=ping and with cibaproxy's upstream
 	// ping endpoint as its backchannel_client_notification_endpoint
@@ -145,6 +131,7 @@ func newUpstream(ctx context.Context, cfg Config, now func() time.Time) (*Upstre
 		Issuer:          cfg.Issuer,
 		Discover:        u.discover,
 		Probe:           func(ctx context.Context, p *provider) error { return u.probe(ctx, p.discoveryURL) },
+		Document:        func(p *provider) []byte { return p.raw },
 		Loaded:          u.warnModes,
 		DiscoveryProbes: true,
 		Logger:          u.log,
@@ -166,20 +153,7 @@ func validate(cfg Config) error {
 	if err := absURL("issuer", cfg.Issuer); err != nil {
 		return err
 	}
-	if len(cfg.Clients) == 0 {
-		return errors.New("cibaup: no client has credentials at the identity provider")
-	}
-	for id, c := range cfg.Clients {
-		if c.ClientID == "" || c.ClientSecret == "" {
-			return fmt.Errorf("cibaup: client %q: the client_id and client_secret at the identity provider are required", id)
-		}
-		switch c.AuthMethod {
-		case "", AuthMethodBasic, AuthMethodPost:
-		default:
-			return fmt.Errorf("cibaup: client %q: auth method %q is not supported (%s or %s)", id, c.AuthMethod, AuthMethodBasic, AuthMethodPost)
-		}
-	}
-	return nil
+	return idp.CheckClients("cibaup", cfg.Clients)
 }
 
 func absURL(what, s string) error { return idp.AbsURL("cibaup", what, s) }
@@ -216,11 +190,7 @@ func (u *Upstream) probe(ctx context.Context, discoveryURL string) error {
 // Metadata returns the IdP's discovery document as a JSON object, a fresh
 // copy on every call. Error as for Ready.
 func (u *Upstream) Metadata(ctx context.Context) (map[string]any, error) {
-	p, err := u.provider(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return idp.Document("cibaup", u.cfg.Issuer, p.raw)
+	return u.idp.Metadata(ctx)
 }
 
 // SupportsPing reports whether the IdP pings cibaproxy for clientID's

@@ -20,14 +20,18 @@ import (
 func TestConfigIsValidated(t *testing.T) {
 	op := newTestIdP(t)
 	for name, edit := range map[string]func(*Config){
-		"issuer is required":               func(c *Config) { c.Issuer = "" },
-		"issuer must be http(s)":           func(c *Config) { c.Issuer = "ftp://idp.example" },
-		"issuer has no query":              func(c *Config) { c.Issuer += "?x=1" },
-		"a client is required":             func(c *Config) { c.Clients = nil },
-		"a client needs its IdP secret":    func(c *Config) { c.Clients[cibaClient] = Credentials{ClientID: idpClient} },
-		"a client needs its IdP client_id": func(c *Config) { c.Clients[cibaClient] = Credentials{ClientSecret: idpSecret} },
+		"issuer is required":     func(c *Config) { c.Issuer = "" },
+		"issuer must be http(s)": func(c *Config) { c.Issuer = "ftp://idp.example" },
+		"issuer has no query":    func(c *Config) { c.Issuer += "?x=1" },
+		"a client is required":   func(c *Config) { c.Clients = nil },
+		"a client needs its IdP secret": func(c *Config) {
+			c.Clients[cibaClient] = Credentials{Credentials: idp.Credentials{ClientID: idpClient}}
+		},
+		"a client needs its IdP client_id": func(c *Config) {
+			c.Clients[cibaClient] = Credentials{Credentials: idp.Credentials{ClientSecret: idpSecret}}
+		},
 		"auth method is basic, post or none": func(c *Config) {
-			c.Clients[cibaClient] = Credentials{ClientID: idpClient, ClientSecret: idpSecret, AuthMethod: "private_key_jwt"}
+			c.Clients[cibaClient] = Credentials{Credentials: idp.Credentials{ClientID: idpClient, ClientSecret: idpSecret, AuthMethod: "private_key_jwt"}}
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -186,20 +190,20 @@ func TestStartSendsTheClientsParametersUnchanged(t *testing.T) {
 		wantBasic bool
 	}{
 		{"client_secret_basic (the default): credentials in the Authorization header, form-encoded",
-			Credentials{ClientID: idpClient, ClientSecret: idpSecret}, allParams, notifyToken, want, true},
+			Credentials{Credentials: idp.Credentials{ClientID: idpClient, ClientSecret: idpSecret}}, allParams, notifyToken, want, true},
 		{"client_secret_basic, named",
-			Credentials{ClientID: idpClient, ClientSecret: idpSecret, AuthMethod: AuthMethodBasic}, allParams, notifyToken, want, true},
+			Credentials{Credentials: idp.Credentials{ClientID: idpClient, ClientSecret: idpSecret, AuthMethod: idp.AuthMethodBasic}}, allParams, notifyToken, want, true},
 		{"client_secret_post: credentials in the form",
-			Credentials{ClientID: idpClient, ClientSecret: idpSecret, AuthMethod: AuthMethodPost}, allParams, notifyToken,
+			Credentials{Credentials: idp.Credentials{ClientID: idpClient, ClientSecret: idpSecret, AuthMethod: idp.AuthMethodPost}}, allParams, notifyToken,
 			with(url.Values{"client_id": {idpClient}, "client_secret": {idpSecret}}), false},
 		{"a ping client sends client_notification_token",
-			Credentials{ClientID: idpClient, ClientSecret: idpSecret, Ping: true}, allParams, notifyToken,
+			Credentials{Credentials: idp.Credentials{ClientID: idpClient, ClientSecret: idpSecret}, Ping: true}, allParams, notifyToken,
 			with(url.Values{"client_notification_token": {notifyToken}}), true},
 		{"parameters the client did not send are not sent",
-			Credentials{ClientID: idpClient, ClientSecret: idpSecret}, ciba.AuthParams{Scope: "openid", Hint: ciba.Hint{LoginHint: "alice"}}, "",
+			Credentials{Credentials: idp.Credentials{ClientID: idpClient, ClientSecret: idpSecret}}, ciba.AuthParams{Scope: "openid", Hint: ciba.Hint{LoginHint: "alice"}}, "",
 			url.Values{"scope": {"openid"}, "login_hint": {"alice"}}, true},
 		{"a ping client without a token sends none",
-			Credentials{ClientID: idpClient, ClientSecret: idpSecret, Ping: true}, ciba.AuthParams{Scope: "openid", Hint: ciba.Hint{LoginHint: "alice"}}, "",
+			Credentials{Credentials: idp.Credentials{ClientID: idpClient, ClientSecret: idpSecret}, Ping: true}, ciba.AuthParams{Scope: "openid", Hint: ciba.Hint{LoginHint: "alice"}}, "",
 			url.Values{"scope": {"openid"}, "login_hint": {"alice"}}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -292,11 +296,11 @@ func TestStartValidatesTheIdPsAnswer(t *testing.T) {
 }
 
 func TestPollSendsTheCIBAGrant(t *testing.T) {
-	for _, method := range []string{AuthMethodBasic, AuthMethodPost} {
+	for _, method := range []string{idp.AuthMethodBasic, idp.AuthMethodPost} {
 		t.Run(method, func(t *testing.T) {
 			op := newTestIdP(t)
 			u, _ := newTestUpstream(t, op, func(c *Config) {
-				c.Clients[cibaClient] = Credentials{ClientID: idpClient, ClientSecret: idpSecret, AuthMethod: method}
+				c.Clients[cibaClient] = Credentials{Credentials: idp.Credentials{ClientID: idpClient, ClientSecret: idpSecret, AuthMethod: method}}
 			})
 			res, err := u.Poll(context.Background(), clientOf(cibaClient), upstreamID)
 			if err != nil {
@@ -307,14 +311,14 @@ func TestPollSendsTheCIBAGrant(t *testing.T) {
 			}
 			got := op.last()
 			want := url.Values{"grant_type": {"urn:openid:params:grant-type:ciba"}, "auth_req_id": {upstreamID}}
-			if method == AuthMethodPost {
+			if method == idp.AuthMethodPost {
 				want.Set("client_id", idpClient)
 				want.Set("client_secret", idpSecret)
 			}
 			if got.Path != "/token" || !reflect.DeepEqual(got.Form, want) {
 				t.Fatalf("Poll sent %s %v; want /token %v", got.Path, got.Form, want)
 			}
-			checkClientAuth(t, got, method == AuthMethodBasic)
+			checkClientAuth(t, got, method == idp.AuthMethodBasic)
 		})
 	}
 }
@@ -414,7 +418,7 @@ func TestErrorsOfTheIdP(t *testing.T) {
 
 	op := newTestIdP(t)
 	u, _ := newTestUpstream(t, op, func(c *Config) {
-		c.Clients[cibaClient] = Credentials{ClientID: idpClient, ClientSecret: idpSecret, Ping: true}
+		c.Clients[cibaClient] = Credentials{Credentials: idp.Credentials{ClientID: idpClient, ClientSecret: idpSecret}, Ping: true}
 	})
 	calls := map[string]struct {
 		id, token string // quoted in descriptions
@@ -604,7 +608,7 @@ func TestSupportsPing(t *testing.T) {
 			op.set(func(op *testIdP) { op.modes, op.discoveryDown = tc.modes, tc.down })
 			var logs bytes.Buffer
 			u, _ := newTestUpstream(t, op, func(c *Config) {
-				c.Clients[cibaClient] = Credentials{ClientID: idpClient, ClientSecret: idpSecret, Ping: tc.ping}
+				c.Clients[cibaClient] = Credentials{Credentials: idp.Credentials{ClientID: idpClient, ClientSecret: idpSecret}, Ping: tc.ping}
 				c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 			})
 			if got := u.SupportsPing(cibaClient); got != tc.want {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	upidp "github.com/cibaproxy/cibaproxy/internal/upstream/idp"
 	"github.com/cibaproxy/cibaproxy/internal/upstream/idp/idptest"
 	"github.com/cibaproxy/cibaproxy/test/idp"
 )
@@ -77,7 +78,7 @@ func newDeviceUpstream(t *testing.T, op *deviceIdP) *Upstream {
 	t.Helper()
 	u, err := New(context.Background(), Config{
 		Issuer:  op.srv.URL,
-		Clients: map[string]Credentials{cibaClient: {ClientID: idpClient, ClientSecret: idpSecret}},
+		Clients: map[string]Credentials{cibaClient: {Credentials: upidp.Credentials{ClientID: idpClient, ClientSecret: idpSecret}}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -227,7 +228,7 @@ func TestDeviceAgainstNodeOIDCProvider(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	u, err := New(ctx, Config{Issuer: p.Issuer(), Clients: map[string]Credentials{"tv": {ClientID: "relay-device", ClientSecret: secret}}})
+	u, err := New(ctx, Config{Issuer: p.Issuer(), Clients: map[string]Credentials{"tv": {Credentials: upidp.Credentials{ClientID: "relay-device", ClientSecret: secret}}}})
 	if err != nil {
 		t.Fatal(err)
 	}

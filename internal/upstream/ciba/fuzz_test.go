@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/upstream/idp"
 )
 
 // The parsers of the identity provider's answers: an IdP is a trusted
@@ -157,7 +158,7 @@ func FuzzRefusal(f *testing.F) {
 		if oe, ok := parseOAuthError(body); ok && oe.Code == "" {
 			t.Fatal("accepted an error without a code")
 		}
-		creds := Credentials{ClientID: "cibaproxy-at-idp", ClientSecret: secret}
+		creds := Credentials{Credentials: idp.Credentials{ClientID: "cibaproxy-at-idp", ClientSecret: secret}}
 		err := refusal("token request", "client-1", creds, status, body, []string{secret, id})
 		if err == nil {
 			t.Fatal("refusal returned no error")

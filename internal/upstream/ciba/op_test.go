@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/cibaproxy/cibaproxy/internal/upstream/idp"
 	"github.com/cibaproxy/cibaproxy/internal/upstream/idp/idptest"
 )
 
@@ -172,7 +173,7 @@ func answer(status int, body string) http.HandlerFunc {
 func testConfig(op *testIdP) Config {
 	return Config{
 		Issuer:  op.issuer(),
-		Clients: map[string]Credentials{cibaClient: {ClientID: idpClient, ClientSecret: idpSecret}},
+		Clients: map[string]Credentials{cibaClient: {Credentials: idp.Credentials{ClientID: idpClient, ClientSecret: idpSecret}}},
 	}
 }
 

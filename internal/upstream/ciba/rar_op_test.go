@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	upidp "github.com/cibaproxy/cibaproxy/internal/upstream/idp"
 	"github.com/cibaproxy/cibaproxy/test/idp"
 )
 
@@ -36,7 +37,7 @@ func TestRelaysAuthorizationDetailsToNodeOIDCProvider(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	u, err := New(ctx, Config{Issuer: p.Issuer(), Clients: map[string]Credentials{"rar": {ClientID: "relay-rar", ClientSecret: secret}}})
+	u, err := New(ctx, Config{Issuer: p.Issuer(), Clients: map[string]Credentials{"rar": {Credentials: upidp.Credentials{ClientID: "relay-rar", ClientSecret: secret}}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	upidp "github.com/cibaproxy/cibaproxy/internal/upstream/idp"
 	"github.com/cibaproxy/cibaproxy/test/idp"
 )
 
@@ -50,7 +51,7 @@ func TestAgainstNodeOIDCProvider(t *testing.T) {
 		Clients: []idp.Client{
 			{ID: "relay-basic", Secret: basicSecret, GrantTypes: []string{idp.GrantCIBA}, BackchannelTokenDeliveryMode: "poll"},
 			{ID: "relay-post", Secret: postSecret, GrantTypes: []string{idp.GrantCIBA}, BackchannelTokenDeliveryMode: "poll",
-				TokenEndpointAuthMethod: AuthMethodPost},
+				TokenEndpointAuthMethod: upidp.AuthMethodPost},
 			{ID: "relay-ping", Secret: pingSecret, GrantTypes: []string{idp.GrantCIBA}, BackchannelTokenDeliveryMode: "ping",
 				BackchannelClientNotificationEndpoint: notify.URL + "/upstream/ping"},
 		},
@@ -66,10 +67,10 @@ func TestAgainstNodeOIDCProvider(t *testing.T) {
 	u, err := New(ctx, Config{
 		Issuer: p.Issuer(),
 		Clients: map[string]Credentials{
-			"basic": {ClientID: "relay-basic", ClientSecret: basicSecret},
-			"post":  {ClientID: "relay-post", ClientSecret: postSecret, AuthMethod: AuthMethodPost},
-			"ping":  {ClientID: "relay-ping", ClientSecret: pingSecret, Ping: true},
-			"wrong": {ClientID: "relay-basic", ClientSecret: "not-the-secret"},
+			"basic": {Credentials: upidp.Credentials{ClientID: "relay-basic", ClientSecret: basicSecret}},
+			"post":  {Credentials: upidp.Credentials{ClientID: "relay-post", ClientSecret: postSecret, AuthMethod: upidp.AuthMethodPost}},
+			"ping":  {Credentials: upidp.Credentials{ClientID: "relay-ping", ClientSecret: pingSecret}, Ping: true},
+			"wrong": {Credentials: upidp.Credentials{ClientID: "relay-basic", ClientSecret: "not-the-secret"}},
 		},
 	})
 	if err != nil {

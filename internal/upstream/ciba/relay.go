@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/upstream/idp"
 )
 
 // grantCIBA is the grant type of the CIBA token request (CIBA §10.1).
@@ -224,7 +225,7 @@ func checkTokens(body []byte) error {
 // (RFC 6749 §2.3.1) and returns the answer's status and body (at most
 // maxBody bytes). Failing to get an answer wraps ciba.ErrUnavailable.
 func (u *Upstream) post(ctx context.Context, op, clientID, endpoint string, creds Credentials, form url.Values) (int, []byte, error) {
-	if creds.AuthMethod == AuthMethodPost {
+	if creds.AuthMethod == idp.AuthMethodPost {
 		form.Set("client_id", creds.ClientID)
 		form.Set("client_secret", creds.ClientSecret)
 	}
@@ -235,7 +236,7 @@ func (u *Upstream) post(ctx context.Context, op, clientID, endpoint string, cred
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "cibaproxy")
-	if creds.AuthMethod != AuthMethodPost {
+	if creds.AuthMethod != idp.AuthMethodPost {
 		// RFC 6749 §2.3.1: both are form-urlencoded before Basic encoding.
 		req.SetBasicAuth(url.QueryEscape(creds.ClientID), url.QueryEscape(creds.ClientSecret))
 	}

@@ -3,9 +3,10 @@
 // backoff while the IdP cannot be reached, and a readiness probe spaced out
 // in time once it has been loaded (Loader). It also fetches and decodes
 // the document with go-oidc's issuer check (Fetch, IssuerMismatch,
-// Document), and holds the URL check of the upstreams' configurations, the
-// error mark of an unreachable IdP (Unavailable) and their default HTTP
-// client.
+// Document, Loader.Metadata), and holds the URL check of the upstreams'
+// configurations, the error mark of an unreachable IdP (Unavailable), their
+// default HTTP client, and the clients' credentials at the IdP with their
+// check (Credentials, CheckClients).
 //
 // What the discovery document must hold, and what the readiness probe
 // fetches, differ between upstreams: the caller supplies both as functions.
@@ -60,6 +61,9 @@ type Config[P any] struct {
 	// succeeds, after the success is logged and before the IdP is
 	// published to other callers (e.g. to log warnings about it).
 	Loaded func(p *P)
+	// Document returns the discovery document as the IdP served it; it is
+	// required by Metadata.
+	Document func(p *P) []byte
 	// DiscoveryProbes says a successful discovery counts as a readiness
 	// probe: the next probe waits ReadyProbeEvery from it. Otherwise the
 	// first Ready after discovery probes at once.
@@ -181,6 +185,17 @@ func (l *Loader[P]) Ready(ctx context.Context) error {
 		l.probedAt = now
 	}
 	return l.probeErr
+}
+
+// Metadata returns the IdP's discovery document (Config.Document) as a
+// JSON object, a fresh copy on every call, loading the IdP first as Get
+// does; its errors are Get's.
+func (l *Loader[P]) Metadata(ctx context.Context) (map[string]any, error) {
+	p, err := l.Get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return Document(l.cfg.Prefix, l.cfg.Issuer, l.cfg.Document(p))
 }
 
 // Fetch loads issuer's discovery document (OIDC Discovery §4) with

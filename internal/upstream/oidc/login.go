@@ -19,6 +19,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/upstream/idp"
 )
 
 // ErrWrongUser is wrapped by Exchange when the user who signed in at the
@@ -135,10 +136,10 @@ func (u *Upstream) AuthCodeURL(ctx context.Context, clientID string, l Login, p 
 	return parsed.String(), nil
 }
 
-func (u *Upstream) oauth2Config(idp *provider, creds Credentials, scopes []string) *oauth2.Config {
-	ep := idp.endpoint
+func (u *Upstream) oauth2Config(p *provider, creds idp.Credentials, scopes []string) *oauth2.Config {
+	ep := p.endpoint
 	ep.AuthStyle = oauth2.AuthStyleInHeader
-	if creds.AuthMethod == AuthMethodPost {
+	if creds.AuthMethod == idp.AuthMethodPost {
 		ep.AuthStyle = oauth2.AuthStyleInParams
 	}
 	return &oauth2.Config{

@@ -29,15 +29,6 @@ import (
 	"github.com/cibaproxy/cibaproxy/internal/upstream/idp"
 )
 
-// Client authentication methods at the IdP's token endpoint (OIDC Core §9).
-const (
-	// AuthMethodBasic sends the credentials in an HTTP Basic header
-	// (RFC 6749 §2.3.1); the default.
-	AuthMethodBasic = "client_secret_basic"
-	// AuthMethodPost sends them as form parameters (RFC 6749 §2.3.1).
-	AuthMethodPost = "client_secret_post"
-)
-
 // Config configures the oidc upstream.
 type Config struct {
 	// Issuer is the IdP's issuer URL, exactly as its discovery document
@@ -51,7 +42,7 @@ type Config struct {
 	// Clients maps a cibaproxy client_id to that client's credentials at
 	// the IdP. The tokens the IdP issues are the client's own (aud = its
 	// IdP client_id); a client missing here cannot use this upstream.
-	Clients map[string]Credentials
+	Clients map[string]idp.Credentials
 	// MatchClaims are the ID-token claims compared with a login_hint, in
 	// order; the first equal one accepts the user. "email" is compared
 	// case-insensitively and only when email_verified is not false.
@@ -68,16 +59,6 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Credentials are one client's credentials at the IdP.
-type Credentials struct {
-	// ClientID is the client's client_id at the IdP.
-	ClientID string
-	// ClientSecret is its secret there. Secret: never logged.
-	ClientSecret string
-	// AuthMethod is AuthMethodBasic (default, when empty) or AuthMethodPost.
-	AuthMethod string
-}
-
 // maxBody bounds what is read of an IdP answer (JWKS probe, forwarded
 // token responses).
 const maxBody = 1 << 20
@@ -89,7 +70,7 @@ type Upstream struct {
 	cfg     Config
 	http    *http.Client
 	now     func() time.Time
-	clients map[string]Credentials
+	clients map[string]idp.Credentials
 
 	// idp loads the discovery document and key set on use, with a
 	// backoff, and probes the keys for Ready.
@@ -129,6 +110,7 @@ func newUpstream(ctx context.Context, cfg Config, now func() time.Time) (*Upstre
 		Issuer:   cfg.Issuer,
 		Discover: u.discover,
 		Probe:    func(ctx context.Context, p *provider) error { return u.probeKeys(ctx, p.jwksURI) },
+		Document: func(p *provider) []byte { return p.raw },
 		// The keys fetched by discovery do not count as a probe: the
 		// first Ready after discovery fetches them again.
 		DiscoveryProbes: false,
@@ -151,18 +133,8 @@ func validate(cfg *Config) error {
 	if err := absURL("redirect URL", cfg.RedirectURL); err != nil {
 		return err
 	}
-	if len(cfg.Clients) == 0 {
-		return errors.New("oidc: no client has credentials at the identity provider")
-	}
-	for id, c := range cfg.Clients {
-		if c.ClientID == "" || c.ClientSecret == "" {
-			return fmt.Errorf("oidc: client %q: the client_id and client_secret at the identity provider are required", id)
-		}
-		switch c.AuthMethod {
-		case "", AuthMethodBasic, AuthMethodPost:
-		default:
-			return fmt.Errorf("oidc: client %q: auth method %q is not supported (%s or %s)", id, c.AuthMethod, AuthMethodBasic, AuthMethodPost)
-		}
+	if err := idp.CheckClients("oidc", cfg.Clients); err != nil {
+		return err
 	}
 	if len(cfg.MatchClaims) == 0 {
 		cfg.MatchClaims = []string{"sub"}
@@ -193,11 +165,7 @@ func (u *Upstream) Ready(ctx context.Context) error { return u.idp.Ready(ctx) }
 // copy on every call (cibaproxy's own discovery is built from it in this
 // mode). Error as for Ready.
 func (u *Upstream) Metadata(ctx context.Context) (map[string]any, error) {
-	p, err := u.provider(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return idp.Document("oidc", p.issuer, p.raw)
+	return u.idp.Metadata(ctx)
 }
 
 // AuthorizationEndpoint is the IdP's authorization_endpoint, or "" while
@@ -306,10 +274,10 @@ func supportedAlgs(advertised []string) []string {
 }
 
 // credentials returns the IdP credentials of cibaproxy client clientID.
-func (u *Upstream) credentials(clientID string) (Credentials, error) {
+func (u *Upstream) credentials(clientID string) (idp.Credentials, error) {
 	c, ok := u.clients[clientID]
 	if !ok {
-		return Credentials{}, ciba.Errorf(ciba.CodeUnauthorizedClient, "the client has no credentials at the identity provider")
+		return idp.Credentials{}, ciba.Errorf(ciba.CodeUnauthorizedClient, "the client has no credentials at the identity provider")
 	}
 	return c, nil
 }

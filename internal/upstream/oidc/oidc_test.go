@@ -29,10 +29,10 @@ func TestConfigIsValidated(t *testing.T) {
 		"issuer must be http(s)":        func(c *Config) { c.Issuer = "ftp://idp.example" },
 		"redirect URL must be absolute": func(c *Config) { c.RedirectURL = "/approve/callback" },
 		"a client is required":          func(c *Config) { c.Clients = nil },
-		"a client needs its IdP secret": func(c *Config) { c.Clients[cibaClient] = Credentials{ClientID: idpClient} },
-		"a client needs its IdP id":     func(c *Config) { c.Clients[cibaClient] = Credentials{ClientSecret: idpSecret} },
+		"a client needs its IdP secret": func(c *Config) { c.Clients[cibaClient] = idp.Credentials{ClientID: idpClient} },
+		"a client needs its IdP id":     func(c *Config) { c.Clients[cibaClient] = idp.Credentials{ClientSecret: idpSecret} },
 		"auth method must be basic/post": func(c *Config) {
-			c.Clients[cibaClient] = Credentials{ClientID: idpClient, ClientSecret: idpSecret, AuthMethod: "private_key_jwt"}
+			c.Clients[cibaClient] = idp.Credentials{ClientID: idpClient, ClientSecret: idpSecret, AuthMethod: "private_key_jwt"}
 		},
 		"prompt must be login or empty":   func(c *Config) { c.Prompt = "consent" },
 		"match claims must not be empty ": func(c *Config) { c.MatchClaims = []string{""} },
@@ -317,11 +317,11 @@ func testLogin() Login {
 }
 
 func TestExchangeReturnsTheIdPsTokens(t *testing.T) {
-	for _, method := range []string{"", AuthMethodBasic, AuthMethodPost} {
+	for _, method := range []string{"", idp.AuthMethodBasic, idp.AuthMethodPost} {
 		t.Run("auth method "+method, func(t *testing.T) {
 			op := newTestOP(t)
 			u, _ := newTestUpstream(t, op, func(c *Config) {
-				c.Clients[cibaClient] = Credentials{ClientID: idpClient, ClientSecret: idpSecret, AuthMethod: method}
+				c.Clients[cibaClient] = idp.Credentials{ClientID: idpClient, ClientSecret: idpSecret, AuthMethod: method}
 			})
 			authTime := time.Now().Add(-time.Minute).Truncate(time.Second)
 			idt := op.idToken(map[string]any{"email": "alice@example.com", "auth_time": authTime.Unix()})
@@ -353,7 +353,7 @@ func TestExchangeReturnsTheIdPsTokens(t *testing.T) {
 				}
 			}
 			user, pass, basic := (&http.Request{Header: req.Header}).BasicAuth()
-			if method == AuthMethodPost {
+			if method == idp.AuthMethodPost {
 				if basic || req.Form.Get("client_id") != idpClient || req.Form.Get("client_secret") != idpSecret {
 					t.Errorf("client_secret_post: basic=%v client_id=%q", basic, req.Form.Get("client_id"))
 				}
@@ -672,7 +672,7 @@ func TestDiscoveryHonoursTheContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	cfg := Config{Issuer: "http://" + ln.Addr().String(), RedirectURL: "https://ciba.example/cb",
-		Clients: map[string]Credentials{cibaClient: {ClientID: idpClient, ClientSecret: idpSecret}}}
+		Clients: map[string]idp.Credentials{cibaClient: {ClientID: idpClient, ClientSecret: idpSecret}}}
 	u, err := New(ctx, cfg)
 	if err != nil {
 		t.Fatalf("New with an unanswering IdP: %v", err)

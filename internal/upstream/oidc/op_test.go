@@ -15,6 +15,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/cibaproxy/cibaproxy/internal/upstream/idp"
 	"github.com/cibaproxy/cibaproxy/internal/upstream/idp/idptest"
 )
 
@@ -227,7 +228,7 @@ func testConfig(op *testOP) Config {
 	return Config{
 		Issuer:      op.issuer(),
 		RedirectURL: "https://ciba.example/approve/callback",
-		Clients:     map[string]Credentials{cibaClient: {ClientID: idpClient, ClientSecret: idpSecret}},
+		Clients:     map[string]idp.Credentials{cibaClient: {ClientID: idpClient, ClientSecret: idpSecret}},
 		MatchClaims: []string{"email", "preferred_username", "sub"},
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	upidp "github.com/cibaproxy/cibaproxy/internal/upstream/idp"
 	"github.com/cibaproxy/cibaproxy/test/idp"
 )
 
@@ -23,7 +24,7 @@ func TestAgainstNodeOIDCProvider(t *testing.T) {
 		Clients: []idp.Client{
 			{ID: "web-basic", Secret: "basic-secret-do-not-leak", RedirectURIs: []string{redirect}},
 			{ID: "web-post", Secret: "post-secret-do-not-leak", RedirectURIs: []string{redirect},
-				TokenEndpointAuthMethod: AuthMethodPost, IDTokenSignedResponseAlg: "ES256"},
+				TokenEndpointAuthMethod: upidp.AuthMethodPost, IDTokenSignedResponseAlg: "ES256"},
 		},
 		Accounts: []idp.Account{
 			{ID: "alice", Password: "alice-pw", Email: "alice@example.com", EmailVerified: true, PreferredUsername: "alice"},
@@ -35,9 +36,9 @@ func TestAgainstNodeOIDCProvider(t *testing.T) {
 	u, err := New(ctx, Config{
 		Issuer:      p.Issuer(),
 		RedirectURL: redirect,
-		Clients: map[string]Credentials{
+		Clients: map[string]upidp.Credentials{
 			"basic": {ClientID: "web-basic", ClientSecret: "basic-secret-do-not-leak"},
-			"post":  {ClientID: "web-post", ClientSecret: "post-secret-do-not-leak", AuthMethod: AuthMethodPost},
+			"post":  {ClientID: "web-post", ClientSecret: "post-secret-do-not-leak", AuthMethod: upidp.AuthMethodPost},
 		},
 		MatchClaims: []string{"email", "sub"},
 		Prompt:      "login",

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/upstream/idp"
 )
 
 // ResolveUser implements ciba.Upstream (CIBA §7.1). Which user a login_hint
@@ -33,7 +34,7 @@ func (u *Upstream) ResolveUser(ctx context.Context, c *ciba.Client, h ciba.Hint)
 	}
 }
 
-func (u *Upstream) resolveIDTokenHint(ctx context.Context, creds Credentials, raw string) (ciba.User, error) {
+func (u *Upstream) resolveIDTokenHint(ctx context.Context, creds idp.Credentials, raw string) (ciba.User, error) {
 	p, err := u.provider(ctx)
 	if err != nil {
 		return ciba.User{}, err
