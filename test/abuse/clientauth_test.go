@@ -27,16 +27,17 @@ const (
 
 // clientauthFrom is an HTTP client whose connections come from source
 // address ip (a loopback address: the whole of 127.0.0.0/8 is local), so a
-// test can play several client addresses.
+// test can play several client addresses. Its bound is burstTimeout: the
+// wrong secrets of a burst that are checked wait for bcrypt.
 func clientauthFrom(ip string) *http.Client {
-	return &http.Client{Timeout: 30 * time.Second, Transport: testutil.TransportFrom(ip, clientauthBurst)}
+	return &http.Client{Timeout: burstTimeout, Transport: testutil.TransportFrom(ip, clientauthBurst)}
 }
 
 // clientauthPost POSTs form to endpoint as c with client_secret_basic,
 // from hc, with the extra headers h.
 func clientauthPost(t *testing.T, hc *http.Client, endpoint string, c testutil.Client, form url.Values, h http.Header) *testutil.Response {
 	t.Helper()
-	req, err := http.NewRequestWithContext(ctx(t), http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(burstCtx(t), http.MethodPost, endpoint, strings.NewReader(form.Encode()))
 	if err != nil {
 		t.Fatal(err)
 	}

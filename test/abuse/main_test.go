@@ -35,6 +35,25 @@ func TestMain(m *testing.M) {
 // waitTimeout bounds every wait of a test for something a server sends.
 const waitTimeout = 60 * time.Second
 
+// burstTimeout bounds one request of a burst: many requests sent at once,
+// a few of which run a bcrypt check (a client secret, password or user
+// code). It is longer than waitTimeout because the checked requests of a
+// burst run side by side, and on a machine at a load of 25 to 30 one bcrypt
+// check in the race-enabled server took 20 s; and longer than the server's
+// own write window (ciba.long_poll + 30 s: 50 s with the quick start), so
+// the test never gives up on an answer the server would still send. It is
+// testutil.HTTP's bound. It bounds a hang, not a speed: the bursts' tests
+// count answers by kind, never time one.
+const burstTimeout = 90 * time.Second
+
+// burstCtx is a context bounded by burstTimeout, cancelled when the test
+// ends, for the requests of a burst.
+func burstCtx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), burstTimeout)
+	t.Cleanup(cancel)
+	return c
+}
+
 // ctx is a context bounded by waitTimeout, cancelled when the test ends.
 func ctx(t *testing.T) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), waitTimeout)

@@ -53,7 +53,7 @@ func pagesNewBrowser(t *testing.T, src string) *pagesBrowser {
 	tr.IdleConnTimeout = 30 * time.Second
 	t.Cleanup(tr.CloseIdleConnections)
 	return &pagesBrowser{t: t, c: &http.Client{
-		Jar: jar, Transport: tr, Timeout: waitTimeout, // bcrypt under -race on a loaded machine is slow
+		Jar: jar, Transport: tr, Timeout: burstTimeout, // bursts of bcrypt checks under -race on a loaded machine are slow
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}
 }
@@ -65,7 +65,7 @@ func (b *pagesBrowser) do(target string, form url.Values) (int, string) {
 	if form != nil {
 		method, body = http.MethodPost, strings.NewReader(form.Encode())
 	}
-	req, err := http.NewRequestWithContext(ctx(b.t), method, target, body)
+	req, err := http.NewRequestWithContext(burstCtx(b.t), method, target, body)
 	if err != nil {
 		b.t.Fatal(err)
 	}

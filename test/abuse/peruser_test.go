@@ -70,7 +70,7 @@ func peruserBurstOf(t *testing.T, e *env, c testutil.Client, n int, form func(i 
 		go func() {
 			defer wg.Done()
 			<-start
-			r, err := testutil.PostForm(ctx(t), e.url("/bc-authorize"), c, form(i))
+			r, err := testutil.PostForm(burstCtx(t), e.url("/bc-authorize"), c, form(i))
 			if err != nil {
 				t.Errorf("bc-authorize %d: %v", i, err)
 				return

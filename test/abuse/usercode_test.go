@@ -28,7 +28,8 @@ func pagesCodeTry(e *env, c testutil.Client, code string) string {
 	if c.ID != demoPoll.ID {
 		form.Set("client_notification_token", "pages-notification-token") // ping and push need one
 	}
-	r, err := testutil.PostForm(ctx(e.t), e.url("/bc-authorize"), c, form)
+	// A burst's request: it may wait for its bcrypt check (burstTimeout).
+	r, err := testutil.PostForm(burstCtx(e.t), e.url("/bc-authorize"), c, form)
 	if err != nil {
 		e.t.Errorf("bc-authorize: %v", err)
 		return "no answer"
