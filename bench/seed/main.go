@@ -4,6 +4,18 @@
 // request is a durable write (fsync) in the embedded store.
 //
 //	go run ./bench/seed -url http://127.0.0.1:18080 -n 100000 -c 64 -out ids.txt
+//
+// With -config instead of -url (benchmark only: the pending-count sweep's
+// million requests), it seeds the embedded store file of that
+// configuration while no server has it open: it builds the instance the
+// server runs (internal/app, the same store file, handler and ciba
+// service) in this process and sends each POST /bc-authorize to its handler
+// directly, without a network, many at a time so that the store's batched
+// commits share their fsyncs. The requests on disk are those the server
+// would have written; a server started on the file afterwards loads them
+// as after a restart. -out is then appended to, not replaced.
+//
+//	BENCH_DATA=/tmp/d go run ./bench/seed -config bench/bench.yaml -n 1000000 -c 512 -out ids.txt
 package main
 
 import (
@@ -31,8 +43,15 @@ func main() {
 	secret := flag.String("secret", "bench-poll-secret", "client secret (client_secret_basic)")
 	hint := flag.String("login-hint", "alice", "login_hint")
 	timeout := flag.Duration("timeout", 5*time.Minute, "give up after this long")
+	cfgPath := flag.String("config", "", "seed the embedded store of this configuration in-process (no server may run on it) instead of -url")
 	flag.Parse()
-	if err := run(*base, *n, *c, *out, *client, *secret, *hint, *timeout); err != nil {
+	var err error
+	if *cfgPath != "" {
+		err = runDirect(*cfgPath, *n, *c, *out, *client, *secret, *hint, *timeout)
+	} else {
+		err = run(*base, *n, *c, *out, *client, *secret, *hint, *timeout)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "seed:", err)
 		os.Exit(1)
 	}
@@ -42,6 +61,24 @@ func run(base string, n, c int, out, client, secret, hint string, timeout time.D
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: c, MaxConnsPerHost: c}}
+	send := func(ctx context.Context, i int) (string, error) {
+		return authorize(ctx, hc, base, client, secret, hint, i)
+	}
+	ids, elapsed, err := fill(ctx, cancel, n, c, send)
+	if err != nil {
+		return err
+	}
+	if err := writeIDs(out, ids, os.O_TRUNC); err != nil {
+		return err
+	}
+	fmt.Printf("seed: %d pending requests in %.2fs (%.0f/s, %d concurrent) -> %s\n",
+		n, elapsed.Seconds(), float64(n)/elapsed.Seconds(), c, out)
+	return nil
+}
+
+// fill calls send for 0 .. n-1, c at a time, and returns the auth_req_ids
+// in that order; the first error cancels the rest.
+func fill(ctx context.Context, cancel context.CancelFunc, n, c int, send func(context.Context, int) (string, error)) ([]string, time.Duration, error) {
 	ids := make([]string, n)
 	var next atomic.Int64
 	var firstErr error
@@ -57,7 +94,7 @@ func run(base string, n, c int, out, client, secret, hint string, timeout time.D
 				if i >= n || ctx.Err() != nil {
 					return
 				}
-				id, err := authorize(ctx, hc, base, client, secret, hint, i)
+				id, err := send(ctx, i)
 				if err != nil {
 					errOnce.Do(func() { firstErr = err; cancel() })
 					return
@@ -69,14 +106,20 @@ func run(base string, n, c int, out, client, secret, hint string, timeout time.D
 	wg.Wait()
 	elapsed := time.Since(start)
 	if firstErr != nil {
-		return firstErr
+		return nil, elapsed, firstErr
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("after %s: %w", elapsed.Round(time.Millisecond), err)
+		return nil, elapsed, fmt.Errorf("after %s: %w", elapsed.Round(time.Millisecond), err)
 	}
-	f, err := os.Create(out)
+	return ids, elapsed, nil
+}
+
+// writeIDs writes ids to the file out, one per line; flag is os.O_TRUNC
+// to replace it or os.O_APPEND to add to it.
+func writeIDs(out string, ids []string, flag int) error {
+	f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|flag, 0o644)
 	if err != nil {
-		return err
+		return fmt.Errorf("open %s: %w", out, err)
 	}
 	bw := bufio.NewWriter(f)
 	for _, id := range ids {
@@ -84,13 +127,12 @@ func run(base string, n, c int, out, client, secret, hint string, timeout time.D
 		_ = bw.WriteByte('\n')
 	}
 	if err := bw.Flush(); err != nil {
-		return err
+		_ = f.Close()
+		return fmt.Errorf("write %s: %w", out, err)
 	}
 	if err := f.Close(); err != nil {
-		return err
+		return fmt.Errorf("close %s: %w", out, err)
 	}
-	fmt.Printf("seed: %d pending requests in %.2fs (%.0f/s, %d concurrent) -> %s\n",
-		n, elapsed.Seconds(), float64(n)/elapsed.Seconds(), c, out)
 	return nil
 }
 
