@@ -118,9 +118,11 @@ fuzz:
 
 # Poll, bc-authorize and memory benchmarks against a bare net/http reference
 # (needs wrk; under 15 minutes, BENCH_QUICK=1 under 3; see BENCHMARKS.md and
-# bench/run.sh).
+# bench/run.sh). The last line says how long it took. BENCH_PHASES runs only
+# those phases (bench/run.sh PHASE...).
 bench:
-	GO=$(GO) bench/run.sh
+	@t0=$$(date +%s); GO=$(GO) bench/run.sh $(BENCH_PHASES); rc=$$?; \
+	echo "make bench took $$(($$(date +%s) - t0)) s"; exit $$rc
 
 clean:
 	rm -rf bin data

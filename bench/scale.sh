@@ -1,16 +1,20 @@
 # shellcheck shell=bash
 # The scale scenarios of the benchmark (issue #20 items 3-5), sourced by
 # bench/run.sh, which provides (from bench/lib.sh) ports_free, start, stop,
-# wait_up, log, calc, and $TMP, $ROOT, $GO, $PORT, $PROFILE, $PROFILES, $AUTH and $POLL_PREFIX. Each scenario
+# wait_up, log, calc, rss, and poll, $TMP, $ROOT, $GO, $PORT, $PROFILE, $PROFILES, $AUTH and $POLL_PREFIX. Each scenario
 # writes its results, a header line and tab-separated rows, into
 # bench/out/NAME.tsv (replaced each run), from which draw_charts draws
 # bench/charts/*.svg, with whatever other TSV files the other scenarios left
 # in bench/out.
 #
-#   scenario_sweep      poll throughput and p99 by pending count: one
-#                       cibaproxy, seeded up to each count of BENCH_SWEEP in
-#                       turn, round-robin polls over all of them (wrk -t2
-#                       -c64 -d$BENCH_SWEEP_DURATION) -> bench/out/sweep.tsv
+#   scenario_sweep      poll throughput, p99 and the server's RSS by pending
+#                       count: one embedded store file, seeded up to each
+#                       count of BENCH_SWEEP in turn (bench/seed -config: the
+#                       server's handler in-process, written straight to the
+#                       file, as HTTP seeding of a million takes minutes), a
+#                       cibaproxy started on it per count, round-robin polls
+#                       over all of them (wrk -t2 -c64 -d$BENCH_SWEEP_DURATION)
+#                       -> bench/out/sweep.tsv
 #   scenario_heldpolls  N held long polls on one instance for each N of
 #                       BENCH_HELD (bench/heldpolls): memory per held poll
 #                       and approval -> held poll answered, p99
@@ -21,7 +25,7 @@
 #                       on Redis -> bench/out/flows.tsv
 #   draw_charts         bench/draw: bench/out/*.tsv -> bench/charts/*.svg
 #
-# Knobs (environment): BENCH_SWEEP ("1 1000 10000 100000"; "" skips),
+# Knobs (environment): BENCH_SWEEP ("1 1000 10000 100000 1000000"; "" skips),
 # BENCH_SWEEP_DURATION (5s), BENCH_HELD ("10000 50000 100000"; "" skips: a
 # count above what the open-file limit allows is skipped, and the largest
 # count it allows is measured instead), BENCH_HELD_SAMPLE (200 approvals
@@ -36,7 +40,7 @@ if [ "$SCALE_QUICK" = 1 ]; then
 	HELD_SAMPLE=${BENCH_HELD_SAMPLE:-100}
 	FLOWS_DUR=${BENCH_FLOWS_DURATION:-2s}
 else
-	SWEEP=${BENCH_SWEEP-1 1000 10000 100000}
+	SWEEP=${BENCH_SWEEP-1 1000 10000 100000 1000000}
 	SWEEP_DUR=${BENCH_SWEEP_DURATION:-5s}
 	HELD=${BENCH_HELD-10000 50000 100000}
 	HELD_SAMPLE=${BENCH_HELD_SAMPLE:-200}
@@ -55,8 +59,7 @@ SCALE_REDIS=127.0.0.1:$((PORT + 24))   # redis-server for the Redis flows
 # scenarios' ports are free.
 scale_build() {
 	local t
-	for t in heldpolls flows; do $GO build -trimpath -o "$TMP/$t" "./bench/$t"; done
-	[ -x "$TMP/seed" ] || $GO build -trimpath -o "$TMP/seed" ./bench/seed
+	for t in heldpolls flows seed; do [ -x "$TMP/$t" ] || $GO build -trimpath -o "$TMP/$t" "./bench/$t"; done
 }
 scale_free() {
 	ports_free BENCH_PORT $SCALE_ADDR $SCALE_METRICS $SCALE_HOOK $SCALE_PPROF $SCALE_REDIS || return 1
@@ -66,31 +69,46 @@ scale_free() {
 scenario_sweep() {
 	[ -n "$SWEEP" ] || return 0
 	log ""
-	log "== sweep: pending polls round-robin over 1 .. $(echo $SWEEP | awk '{print $NF}') pending requests (one cibaproxy, seeded up to each count in turn; wrk -t2 -c64 -d$SWEEP_DUR)"
+	log "== sweep: pending polls round-robin over 1 .. $(echo $SWEEP | awk '{print $NF}') pending requests (wrk -t2 -c64 -d$SWEEP_DUR)"
+	log "   one embedded store file, seeded up to each count in turn by bench/seed -config (the server's bc-authorize handler in-process,"
+	log "   written in sorted transactions: no server runs meanwhile), then cibaproxy started on it (it loads every request, as after a restart)"
 	scale_free || return 1
 	rm -f "$OUT/sweep.tsv"
 	mkdir -p "$TMP/data-sweep"
-	start cibaproxy-sweep env BENCH_ADDR=$SCALE_ADDR BENCH_DATA="$TMP/data-sweep" BENCH_WEBHOOK= "$TMP/cibaproxy" serve --config bench/bench.yaml
-	local pid=$STARTED have=0 k line out
-	wait_up $SCALE_ADDR
+	local pid have=0 k line out t0 up rss0= rss first last
 	: >"$TMP/sweep-ids.txt"
-	printf 'pending\treq_per_s\tp50_ms\tp99_ms\n' >"$OUT/sweep.tsv"
+	printf 'pending\treq_per_s\tp50_ms\tp99_ms\trss_mib\n' >"$OUT/sweep.tsv"
 	for k in $SWEEP; do
 		if [ "$k" -gt "$have" ]; then
-			"$TMP/seed" -url "http://$SCALE_ADDR" -n $((k - have)) -c 64 -out "$TMP/sweep-part.txt" -timeout 5m >/dev/null
-			cat "$TMP/sweep-part.txt" >>"$TMP/sweep-ids.txt"
+			BENCH_DATA="$TMP/data-sweep" "$TMP/seed" -config bench/bench.yaml -n $((k - have)) -c 4 -out "$TMP/sweep-ids.txt" -timeout 5m | sed 's/^/   /'
 			have=$k
 		fi
+		t0=$(date +%s.%N)
+		start cibaproxy-sweep-$k env BENCH_ADDR=$SCALE_ADDR BENCH_DATA="$TMP/data-sweep" BENCH_WEBHOOK= "$TMP/cibaproxy" serve --config bench/bench.yaml
+		pid=$STARTED
+		wait_up $SCALE_ADDR 120
+		up=$(calc "$(date +%s.%N) - $t0")
+		# Every seeded request must be there: an unknown id answers 400
+		# as a pending one does, so wrk's counts would not tell.
+		first=$(head -1 "$TMP/sweep-ids.txt") last=$(tail -1 "$TMP/sweep-ids.txt")
+		for id in "$first" "$last"; do
+			[ "$(poll $SCALE_ADDR "$id")" = '{"error":"authorization_pending"}' ] || { log "sweep: $id is not pending after the restart: $(poll $SCALE_ADDR "$id")"; stop "$pid"; return 1; }
+		done
 		out=$TMP/wrk-sweep-$k.txt
 		env BENCH_THREADS=2 BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_IDS="$TMP/sweep-ids.txt" \
 			wrk -t2 -c64 -d"$SWEEP_DUR" -s "$ROOT/bench/wrk.lua" "http://$SCALE_ADDR" >"$out" 2>&1 || { cat "$out" >&2; stop "$pid"; return 1; }
-		line=$(grep '^BENCH ' "$out") || { cat "$out" >&2; stop "$pid"; return 1; }
+		rss=$(rss "$pid")
+		stop "$pid"
+		line=$(grep '^BENCH ' "$out") || { cat "$out" >&2; return 1; }
 		# BENCH rps=… p50_us=… p90_us=… p99_us=… …
 		set -- $(sed 's/[a-z0-9_]*=//g' <<<"${line#BENCH }")
-		printf '%s\t%s\t%s\t%s\n' "$k" "$1" "$(calc "$2/1000")" "$(calc "$4/1000")" >>"$OUT/sweep.tsv"
-		printf '  %8s pending  %9.0f req/s  p50 %6.3f ms  p99 %6.2f ms\n' "$k" "$1" "$(calc "$2/1000")" "$(calc "$4/1000")"
+		printf '%s\t%s\t%s\t%s\t%s\n' "$k" "$1" "$(calc "$2/1000")" "$(calc "$4/1000")" "$(calc "$rss/1024")" >>"$OUT/sweep.tsv"
+		[ -n "$rss0" ] || rss0=$rss
+		printf '  %8s pending  %9.0f req/s  p50 %6.3f ms  p99 %6.2f ms  RSS %7.1f MiB%s  (up in %.1f s; %s polls, %s not 400, %s socket errors)\n' \
+			"$k" "$1" "$(calc "$2/1000")" "$(calc "$4/1000")" "$(calc "$rss/1024")" \
+			"$([ "$k" -gt 1 ] && printf ', %.0f bytes per pending request over the first point' "$(calc "1024 * ($rss - $rss0) / ($k - 1)")")" \
+			"$up" "$6" "$(($6 - $7))" "$8"
 	done
-	stop "$pid"
 }
 
 scenario_heldpolls() {
