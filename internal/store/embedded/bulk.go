@@ -16,8 +16,9 @@ import (
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
 )
 
-// bulkChunk is how many keys one transaction of Bulk.WriteFile puts.
-const bulkChunk = 50_000
+// bulkChunk is how many keys one transaction of Bulk.WriteFile puts (a
+// variable for the tests).
+var bulkChunk = 50_000
 
 // Bulk is a memory.Journal that keeps every write in memory, for WriteFile
 // to put into a store file afterwards in a few large transactions with the
