@@ -578,9 +578,14 @@ fi
 # reference and cibaproxy (bench/peers.sh), and the IdP's load with clients
 # polling it directly or through cibaproxy (bench/idpload). TSV in $OUT
 # (bench/out, for the charts) and $OUT/raw. Ports: BENCH_PORT+40 .. +42, +50 .. +52.
+# Two rounds (BENCH_PEERS_ROUNDS; the other phases' BENCH_ROUNDS with
+# BENCH_QUICK): the quiet 3-round run of 2026-12-07 gave ratios within
+# 6.4-6.8x and 5.8-6.2x, a spread a third round does not change.
+PEERS_ROUNDS=${BENCH_PEERS_ROUNDS:-$ROUNDS}
+[ -n "${BENCH_PEERS_ROUNDS:-}" ] || [ "${BENCH_QUICK:-0}" = 1 ] || [ -n "${BENCH_ROUNDS:-}" ] || PEERS_ROUNDS=2
 scenario_peers() {
 	log "" && log "== peers: poll path of the reference, cibaproxy and node-oidc-provider (bench/peers.sh)"
-	BENCH_BIN=$TMP BENCH_OUT=$OUT BENCH_PEERS_PORT=$((PORT + 40)) BENCH_ROUNDS=$ROUNDS BENCH_DURATION=$DUR BENCH_DURATION_C1=$DUR1 BENCH_WARMUP=$WARM bench/peers.sh
+	BENCH_BIN=$TMP BENCH_OUT=$OUT BENCH_PEERS_PORT=$((PORT + 40)) BENCH_ROUNDS=$PEERS_ROUNDS BENCH_DURATION=$DUR BENCH_DURATION_C1=$DUR1 BENCH_WARMUP=$WARM bench/peers.sh
 }
 scenario_idpload() {
 	local n=${BENCH_IDPLOAD_N:-1000} d="-delay-min 5s -delay-max 20s"

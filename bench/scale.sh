@@ -26,10 +26,10 @@
 #   draw_charts         bench/draw: bench/out/*.tsv -> bench/charts/*.svg
 #
 # Knobs (environment): BENCH_SWEEP ("1 1000 10000 100000 1000000"; "" skips),
-# BENCH_SWEEP_DURATION (5s), BENCH_HELD ("10000 50000 100000"; "" skips: a
+# BENCH_SWEEP_DURATION (4s), BENCH_HELD ("10000 50000 100000"; "" skips: a
 # count above what the open-file limit allows is skipped, and the largest
 # count it allows is measured instead), BENCH_HELD_SAMPLE (200 approvals
-# timed), BENCH_FLOWS (1; 0 skips), BENCH_FLOWS_DURATION (6s), BENCH_CHARTS (1; 0 skips), and BENCH_QUICK=1
+# timed), BENCH_FLOWS (1; 0 skips), BENCH_FLOWS_DURATION (4s; 6s until 2026-12-07), BENCH_CHARTS (1; 0 skips), and BENCH_QUICK=1
 # for small sizes. Ports: BENCH_PORT+20 .. BENCH_PORT+24.
 
 SCALE_QUICK=${BENCH_QUICK:-0}
@@ -41,10 +41,10 @@ if [ "$SCALE_QUICK" = 1 ]; then
 	FLOWS_DUR=${BENCH_FLOWS_DURATION:-2s}
 else
 	SWEEP=${BENCH_SWEEP-1 1000 10000 100000 1000000}
-	SWEEP_DUR=${BENCH_SWEEP_DURATION:-5s}
+	SWEEP_DUR=${BENCH_SWEEP_DURATION:-4s}
 	HELD=${BENCH_HELD-10000 50000 100000}
 	HELD_SAMPLE=${BENCH_HELD_SAMPLE:-200}
-	FLOWS_DUR=${BENCH_FLOWS_DURATION:-6s}
+	FLOWS_DUR=${BENCH_FLOWS_DURATION:-4s}
 fi
 FLOWS=${BENCH_FLOWS:-1}
 CHARTS=${BENCH_CHARTS:-1}
