@@ -237,6 +237,10 @@ scenario_flows() {
 draw_charts() {
 	[ "$CHARTS" = 1 ] || return 0
 	log ""
-	log "== charts: bench/out/*.tsv -> bench/charts/*.svg (bench/draw, gonum/plot)"
-	(cd "$ROOT/bench/draw" && $GO run . -in "$OUT" -out "$ROOT/bench/charts") | sed 's/^/   /'
+	# A BENCH_QUICK run's figures are no results: its charts go beside
+	# its TSV files, not over the recorded bench/charts.
+	local charts=$ROOT/bench/charts
+	[ "$SCALE_QUICK" = 1 ] && charts=$OUT/charts
+	log "== charts: bench/out/*.tsv -> ${charts#"$ROOT"/}/*.svg (bench/draw, gonum/plot)"
+	(cd "$ROOT/bench/draw" && $GO run . -in "$OUT" -out "$charts") | sed 's/^/   /'
 }
