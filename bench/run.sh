@@ -39,10 +39,20 @@
 # BENCH_PROFILE_SECONDS (6), BENCH_PING_FLOWS (200), BENCH_CLUSTER (1 when
 # redis-server and redis-cli exist; 0 skips), BENCH_PORT (18080: uses
 # BENCH_PORT .. BENCH_PORT+55, and +10030 .. +10035 for the Cluster bus),
-# BENCH_KEEP (1 keeps the temp dir). BENCH_QUICK=1: small sizes, for a check
-# that the whole benchmark works (under 3 minutes on a quiet 2-CPU machine).
-# Each phase prints "phase NAME: N s" when it ends, and the summary lists
-# them all.
+# BENCH_KEEP (1 keeps the temp dir), BENCH_PEERS_ROUNDS (2; BENCH_ROUNDS
+# when that is set). BENCH_QUICK=1: small sizes, for a check that the whole
+# benchmark works (under 3 minutes on a quiet 2-CPU machine; its charts go
+# to bench/out/charts). Each phase prints "phase NAME: N s" when it ends,
+# and the summary lists them all; make bench then prints "make bench took
+# N s".
+#
+# Where the time of a quiet full run goes (2026-12-07, 990 s before the
+# changes of that day, about 740 s estimated after): scenarios 1-2 ~85 s,
+# Redis 1-2-6 ~130 s, IdP load ~115 s, the sweep to 1 000 000 ~60 s,
+# Cluster ~70 s, peers ~50 s; the rest under 45 s each. Waits that measured
+# nothing were removed (webhook drains after the Redis and Cluster
+# bc-authorize runs, a second identical scenario-6 baseline run, a second
+# seeding of the profiled server).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
