@@ -105,6 +105,10 @@ ports_free BENCH_PORT $CIB_ADDR $REF_ADDR $SINK_ADDR $AUTHZ_ADDR $PPROF_ADDR $PI
 # one of them: an argument selects the phase of its name and those whose
 # names begin with it and "-".
 WANT=("$@")
+PHASES="scenarios-1-2 scenario-3 scenario-5 redis-1-2-6 redis-6-profile redis-3-5 profiles-1-3 scenario-4-memory sweep heldpolls flows cluster peers idpload"
+for a in "${WANT[@]}"; do
+	grep -qE "(^| )$a(-[^ ]*)?( |$)" <<<"$PHASES" || { echo "bench: no phase $a (phases: $PHASES)" >&2; exit 2; }
+done
 want() {
 	local a
 	[ "${#WANT[@]}" = 0 ] && return 0
