@@ -183,7 +183,7 @@ warm() {
 # wrk for at most 30 s, and bench/pinglat timing PING_FLOWS approvals to their ping under
 # that load; appends the result to $RESULTS and prints it.
 pinground() {
-	local scen=$1 r=$2 config=$3 pid wpid line
+	local scen=$1 r=$2 config=$3 pid wpid line i
 	shift 3
 	start cibaproxy-$scen-$r env BENCH_ADDR=$AUTHZ_ADDR BENCH_WEBHOOK="http://$PING_ADDR/hook" BENCH_NOTIFY="http://$PING_ADDR/notify" "$@" "$TMP/cibaproxy" serve --config "$config"
 	pid=$STARTED
@@ -192,7 +192,16 @@ pinground() {
 	env BENCH_THREADS=2 BENCH_AUTH="$AUTH" BENCH_PATH=/token BENCH_BODY="$POLL_PREFIX$(cat "$TMP/ids-$scen-$r.txt")" \
 		wrk -t2 -c64 -d30s -s "$ROOT/bench/wrk.lua" "http://$AUTHZ_ADDR" >"$TMP/wrk-$scen-$r.txt" 2>&1 &
 	wpid=$!
-	sleep 1
+	# The approvals are timed under that load: wait until wrk's 64
+	# connections are up (at most 5 s; without ss, 1 s).
+	if command -v ss >/dev/null; then
+		for i in $(seq 250); do
+			[ "$(ss -Htn state established "( dport = :${AUTHZ_ADDR#*:} )" | wc -l)" -ge 64 ] && break
+			sleep 0.02
+		done
+	else
+		sleep 1
+	fi
 	"$TMP/pinglat" -url "http://$AUTHZ_ADDR" -listen $PING_ADDR -n "$PING_FLOWS" -c 4 >"$TMP/pinglat-$scen-$r.txt" 2>&1 || { cat "$TMP/pinglat-$scen-$r.txt" >&2; exit 1; }
 	kill $wpid 2>/dev/null || true
 	wait $wpid 2>/dev/null || true
