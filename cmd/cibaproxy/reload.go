@@ -19,11 +19,15 @@ import (
 // Reloading the clients without a restart. On SIGHUP the server reads its
 // configuration file again and validates all of it (config.Load). If the
 // file is valid, the clients it lists replace the ones in force at once:
-// requests under way finish with the clients they started with. The TLS
-// server certificate and the client CAs are read again too (tlsreload.go).
-// Nothing else is applied: a changed setting outside clients and tls is
-// logged as needing a restart. If the file is not valid, every problem is
-// logged and the clients and certificate in force stay.
+// requests under way finish with the clients they started with. The
+// authorization_details types are put in force with them, their schema
+// files compiled and their templates parsed again by config.Load: all of
+// them at once, or, when one file fails, none (the file is named in the
+// problem logged). The TLS server certificate and the client CAs are read
+// again too (tlsreload.go). Nothing else is applied: a changed setting
+// outside clients, authorization_details and tls is logged as needing a
+// restart. If the file is not valid, every problem is logged and the
+// clients, types and certificate in force stay.
 //
 // With the oidc and ciba upstreams each client also has credentials at the
 // upstream, which the upstream takes at start only: a reload that adds or
@@ -49,7 +53,7 @@ func watchReload(ctx context.Context, path, listen string, a *app.App, cert *ser
 			case <-hup:
 				cfg, err := reloadClients(ctx, a, cert, running, path, listen, log)
 				if err != nil {
-					log.Error("reload: the clients in force are kept, and the server certificate", slog.Any("error", err))
+					log.Error("reload: the clients in force are kept, and the authorization_details types and server certificate", slog.Any("error", err))
 					continue
 				}
 				running = cfg
@@ -108,6 +112,10 @@ func reloadClients(ctx context.Context, a *app.App, cert *serverCert, running *c
 	log.Info("reload: clients reloaded", slog.Int("clients", len(cfg.Clients)),
 		slog.String("added", strings.Join(added, ",")), slog.String("removed", strings.Join(removed, ",")),
 		slog.String("changed", strings.Join(changed, ",")))
+	if types := cfg.AuthorizationDetails.TypeNames(); len(types) > 0 || len(running.AuthorizationDetails.Types) > 0 {
+		log.Info("reload: authorization_details types reloaded, schemas compiled and templates parsed again",
+			slog.String("types", strings.Join(types, ",")))
+	}
 	after := cfg
 	if running.TLS.Enabled() == cfg.TLS.Enabled() {
 		// The server certificate and the client CAs were put in force
@@ -117,13 +125,14 @@ func reloadClients(ctx context.Context, a *app.App, cert *serverCert, running *c
 		after = &c
 	}
 	if diff := changedSettings(running, after); len(diff) > 0 {
-		log.Warn("reload: only the clients are reloaded; restart to apply the other changed settings",
+		log.Warn("reload: only the clients, authorization_details and tls are reloaded; restart to apply the other changed settings",
 			slog.String("settings", strings.Join(diff, ",")))
 	}
-	// Later reloads compare with the clients now in force; the other
-	// settings in force are still those of the start.
+	// Later reloads compare with the clients and types now in force; the
+	// other settings in force are still those of the start.
 	next := *running
 	next.Clients = cfg.Clients
+	next.AuthorizationDetails = cfg.AuthorizationDetails
 	return &next, nil
 }
 
@@ -186,14 +195,15 @@ func diffClients(before, after []config.Client) (added, removed, changed []strin
 }
 
 // changedSettings returns the YAML names of the top-level settings other
-// than clients that differ between before and after.
+// than clients and authorization_details (both reloaded) that differ
+// between before and after.
 func changedSettings(before, after *config.Config) []string {
 	vb, va := reflect.ValueOf(before).Elem(), reflect.ValueOf(after).Elem()
 	var out []string
 	for i := range vb.NumField() {
 		f := vb.Type().Field(i)
 		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if name == "" || name == "-" || name == "clients" {
+		if name == "" || name == "-" || name == "clients" || name == "authorization_details" {
 			continue
 		}
 		if !reflect.DeepEqual(vb.Field(i).Interface(), va.Field(i).Interface()) {

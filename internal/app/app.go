@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cibaproxy/cibaproxy/internal/authzdetails"
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
 	"github.com/cibaproxy/cibaproxy/internal/config"
 	"github.com/cibaproxy/cibaproxy/internal/httpapi"
@@ -97,11 +98,15 @@ func (a *App) Run(ctx context.Context) error {
 }
 
 // ReloadClients puts in force the clients of cfg, a configuration
-// config.Load has validated: requests under way finish with the clients
-// they started with. The TLS client CAs and mtls_proxy of cfg come with
-// them; the assertion checks (issuer, the upstream's audiences), the
-// failure counts and the bcrypt slots stay the running instance's. Nothing
-// else of cfg is applied. Calls must not overlap.
+// config.Load has validated, and its authorization_details types (their
+// schemas, bounds and templates, which Load compiled and parsed): requests
+// under way finish with the clients they started with, a bc-authorize
+// checks its details against the types in force when it began, and an
+// approval page renders with the templates in force when it began. The TLS
+// client CAs and mtls_proxy of cfg come with them; the assertion checks
+// (issuer, the upstream's audiences), the failure counts and the bcrypt
+// slots stay the running instance's. Nothing else of cfg is applied. On
+// error nothing is. Calls must not overlap.
 func (a *App) ReloadClients(ctx context.Context, cfg *config.Config) error {
 	reg, err := newRegistry(ctx, cfg, a.replay)
 	if err != nil {
@@ -109,6 +114,9 @@ func (a *App) ReloadClients(ctx context.Context, cfg *config.Config) error {
 	}
 	reg.AssertionPolicy = a.clients.Current().AssertionPolicy
 	reg.Guard = a.clients.Current().Guard
+	// The types first: a client the reload allows a new type sends it
+	// once the type is in force.
+	a.clients.details.Store(authzdetails.Set{Registry: cfg.AuthorizationDetails.Registry, Templates: cfg.AuthorizationDetails.Templates})
 	a.clients.Swap(reg)
 	return nil
 }

@@ -19,7 +19,7 @@ func TestDiscoveryAuthzDetailsTypes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := registry{clientauth.NewLive(cr)}
+	reg := registry{Live: clientauth.NewLive(cr)}
 	cfg := &config.Config{Issuer: "https://ciba.example.com"}
 	if _, ok := discovery(cfg, reg, nil)["authorization_details_types_supported"]; ok {
 		t.Error("listed without types")
@@ -28,12 +28,12 @@ func TestDiscoveryAuthzDetailsTypes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.AuthorizationDetails.Registry = r
+	reg.details = authzdetails.NewLive(authzdetails.Set{Registry: r})
 	got, _ := discovery(cfg, reg, nil)["authorization_details_types_supported"].([]string)
 	if !slices.Equal(got, []string{"a", "b"}) {
 		t.Errorf("authorization_details_types_supported = %v", got)
 	}
-	fed := federatedDiscovery(map[string]any{"authorization_details_types_supported": []any{"x"}}, discovery(&config.Config{}, reg, nil))
+	fed := federatedDiscovery(map[string]any{"authorization_details_types_supported": []any{"x"}}, discovery(&config.Config{}, registry{Live: reg.Live}, nil))
 	if _, ok := fed["authorization_details_types_supported"]; ok {
 		t.Error("the provider's types are advertised")
 	}

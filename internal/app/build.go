@@ -209,7 +209,7 @@ func (b *builder) buildService(ctx context.Context) (err error) {
 		Scopes:            localScopes(cfg),
 		DeliveryTimeout:   deliveryTimeout(cfg),
 		SoleDispatcher:    cfg.Store.Type != config.StoreRedis,
-		AuthzDetails:      cfg.AuthorizationDetails.Registry,
+		AuthzDetails:      b.registry.details,
 		Issuer:            cfg.Issuer,
 		LoginHintIssuers:  cfg.CIBA.LoginHintIssuers,
 	}, ciba.Deps{
@@ -278,7 +278,7 @@ func (b *builder) buildServer(ctx context.Context) error {
 				ServiceName: cfg.Pages.ServiceName, LogoURL: cfg.Pages.LogoURL,
 				AccentColor: cfg.Pages.AccentColor, ScopeDescriptions: cfg.Pages.ScopeDescriptions,
 			},
-			DetailTemplates: cfg.AuthorizationDetails.Templates,
+			DetailTemplates: b.registry.details,
 		}
 		if cfg.Upstream.Type == config.UpstreamLocal {
 			b.srv.Approval.Passkeys = Passkeys(cfg, b.st, b.signer, b.log)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/cibaproxy/cibaproxy/internal/authzdetails"
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
 	"github.com/cibaproxy/cibaproxy/internal/clientauth"
 	"github.com/cibaproxy/cibaproxy/internal/config"
@@ -13,8 +14,12 @@ import (
 )
 
 // registry is the client registry in force (replaced on reload, see
-// App.ReloadClients) with a lookup the ciba service can use.
-type registry struct{ *clientauth.Live }
+// App.ReloadClients) with a lookup the ciba service can use, and the
+// authorization_details types in force (replaced by the same reload).
+type registry struct {
+	*clientauth.Live
+	details *authzdetails.Live
+}
 
 // Client returns the domain view of client id.
 func (r registry) Client(id string) (*ciba.Client, bool) {
@@ -31,7 +36,8 @@ func buildClients(ctx context.Context, cfg *config.Config, replay jose.Replay) (
 	if err != nil {
 		return registry{}, err
 	}
-	return registry{clientauth.NewLive(r)}, nil
+	details := authzdetails.NewLive(authzdetails.Set{Registry: cfg.AuthorizationDetails.Registry, Templates: cfg.AuthorizationDetails.Templates})
+	return registry{Live: clientauth.NewLive(r), details: details}, nil
 }
 
 // newRegistry turns the config's clients into registrations.
@@ -108,8 +114,9 @@ func discovery(cfg *config.Config, reg registry, up ciba.Upstream) map[string]an
 		"claims_supported":                                                []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "name", "email", "email_verified", "preferred_username"},
 		"response_types_supported":                                        []string{},
 	}
-	// RFC 9396 §10: the authorization_details types accepted, when any.
-	if types := cfg.AuthorizationDetails.Registry.Types(); len(types) > 0 {
+	// RFC 9396 §10: the authorization_details types accepted, when any
+	// (those in force: a reload may change them).
+	if types := reg.details.Registry().Types(); len(types) > 0 {
 		doc["authorization_details_types_supported"] = types
 	}
 	return doc

@@ -87,3 +87,32 @@ func TestExampleTemplate(t *testing.T) {
 		t.Errorf("got\n%q\nwant\n%q", html, want)
 	}
 }
+
+// TestLive: a Live gives the Set last stored, the registry and the
+// templates together; a nil one holds none.
+func TestLive(t *testing.T) {
+	var none *Live
+	if none.Registry() != nil || none.Templates() != nil || none.Registry().Supports("a") {
+		t.Error("a nil Live holds something")
+	}
+	r1, err := Compile(Schemas{"a": []byte(`{}`)}, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := Compile(Schemas{"b": []byte(`{}`)}, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpl, err := ParseTemplates(map[string][]byte{"b": []byte(`<p>{{.Type}}</p>`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := NewLive(Set{Registry: r1})
+	if !l.Registry().Supports("a") || l.Templates().Has("b") {
+		t.Fatalf("the first set is not in force")
+	}
+	l.Store(Set{Registry: r2, Templates: tpl})
+	if s := l.Load(); s.Registry.Supports("a") || !s.Registry.Supports("b") || !s.Templates.Has("b") {
+		t.Errorf("the second set is not in force whole")
+	}
+}

@@ -115,7 +115,7 @@ func (a *Acceptor) Authorize(ctx context.Context, c *Client, p AuthParams) (*Aut
 	if e != nil {
 		return nil, e
 	}
-	details, e := authorizationDetails(a.cfg.AuthzDetails, c, p.AuthorizationDetails)
+	details, e := authorizationDetails(a.cfg.AuthzDetails.Registry(), c, p.AuthorizationDetails)
 	if e != nil {
 		return nil, e
 	}

@@ -35,7 +35,9 @@ func shownFixture(t *testing.T, m ciba.Minter) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newFixture(t, func(c *ciba.Config, d *ciba.Deps) { c.AuthzDetails, d.Minter = r, m })
+	return newFixture(t, func(c *ciba.Config, d *ciba.Deps) {
+		c.AuthzDetails, d.Minter = authzdetails.NewLive(authzdetails.Set{Registry: r}), m
+	})
 }
 
 // TestApproveShown: "what the user approved is recorded with the
@@ -122,7 +124,9 @@ func TestValidationHookSeesTheDetails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := newFixture(t, func(c *ciba.Config, d *ciba.Deps) { c.AuthzDetails, d.Validator = r, hook.hook })
+	f := newFixture(t, func(c *ciba.Config, d *ciba.Deps) {
+		c.AuthzDetails, d.Validator = authzdetails.NewLive(authzdetails.Set{Registry: r}), hook.hook
+	})
 	ctx := context.Background()
 	if _, err := f.svc.Authorize(ctx, agentClient, ciba.AuthParams{Scope: "openid", Hint: ciba.Hint{LoginHint: "alice"}, AuthorizationDetails: shownPayment}); err != nil {
 		t.Fatal(err)

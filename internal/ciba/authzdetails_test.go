@@ -20,7 +20,9 @@ const paySchema = `{"type":"object","required":["type","instructedAmount"],"prop
 func authzFixture(t *testing.T) *fixture {
 	t.Helper()
 	r := authzRegistry(t)
-	return newFixture(t, func(c *ciba.Config, _ *ciba.Deps) { c.AuthzDetails = r })
+	return newFixture(t, func(c *ciba.Config, _ *ciba.Deps) {
+		c.AuthzDetails = authzdetails.NewLive(authzdetails.Set{Registry: r})
+	})
 }
 
 // authzRegistry accepts payment_initiation (paySchema) and

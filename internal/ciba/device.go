@@ -238,7 +238,7 @@ func (d *Device) AuthorizeParams(ctx context.Context, c *Client, p DeviceParams,
 	if scopes, e = d.grantable(c, scopes); e != nil {
 		return nil, e
 	}
-	details, e := authorizationDetails(d.cfg.AuthzDetails, c, p.AuthorizationDetails)
+	details, e := authorizationDetails(d.cfg.AuthzDetails.Registry(), c, p.AuthorizationDetails)
 	if e != nil {
 		return nil, e
 	}

@@ -23,7 +23,7 @@ func deviceRARFixture(t *testing.T, m ciba.Minter, mod func(*ciba.Config, *ciba.
 		t.Fatal(err)
 	}
 	f := newFixture(t, func(c *ciba.Config, d *ciba.Deps) {
-		c.AuthzDetails, d.Minter = reg, m
+		c.AuthzDetails, d.Minter = authzdetails.NewLive(authzdetails.Set{Registry: reg}), m
 		prev := d.Clients
 		d.Clients = func(id string) (*ciba.Client, bool) {
 			if id == tvAgent.ID {

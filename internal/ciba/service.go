@@ -59,8 +59,10 @@ type Config struct {
 	// share.
 	SoleDispatcher bool
 	// AuthzDetails are the authorization_details types (RFC 9396) the
-	// server accepts, with their schemas and bounds; nil accepts none.
-	AuthzDetails *authzdetails.Registry
+	// server accepts, with their schemas and bounds, as in force now (a
+	// reload replaces them): each bc-authorize checks its list against
+	// the registry in force when it starts. nil accepts none.
+	AuthzDetails *authzdetails.Live
 	// Issuer is the issuer identifier: a JSON login_hint of the iss_sub
 	// format (target.go) is accepted when its iss is this one.
 	Issuer string

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cibaproxy/cibaproxy/internal/authzdetails"
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
 )
 
@@ -140,7 +141,7 @@ func (checkingUpstream) CheckAuthzDetails(context.Context, *ciba.Client, string)
 // asked at bc-authorize, and its refusal is the answer; nothing is stored.
 func TestUpstreamRefusesDetails(t *testing.T) {
 	f := newFixture(t, func(c *ciba.Config, d *ciba.Deps) {
-		c.AuthzDetails = authzRegistry(t)
+		c.AuthzDetails = authzdetails.NewLive(authzdetails.Set{Registry: authzRegistry(t)})
 		d.Upstream = checkingUpstream{}
 	})
 	_, err := f.svc.Authorize(context.Background(), payClient, ciba.AuthParams{Scope: "openid", Hint: ciba.Hint{LoginHint: "alice"},

@@ -46,7 +46,8 @@ type AuthorizationDetailsType struct {
 	// otherwise) every element of this type must match, type member
 	// included. Required. Relative to the configuration file. The schema
 	// may use $ref only within itself: cibaproxy fetches no other
-	// document. It is compiled once, at start.
+	// document. It is compiled at start and again on each reload
+	// (SIGHUP).
 	SchemaFile string `yaml:"schema_file"`
 
 	// Template is an html/template file that renders one element of this
@@ -57,7 +58,7 @@ type AuthorizationDetailsType struct {
 	// .Fields (.Name, .Value) and the element itself as .Value
 	// ({{.Value.creditorName}}). html/template escapes every value for
 	// its context. Optional; relative to the configuration file; parsed
-	// and tried once at start.
+	// and tried at start and again on each reload (SIGHUP).
 	Template string `yaml:"template"`
 }
 
@@ -127,7 +128,7 @@ func (v *validator) checkAuthzDetails(c *Config) {
 		}
 		// Compile each schema alone so a failure names its file.
 		if _, err := authzdetails.Compile(authzdetails.Schemas{t: data}, authzdetails.Limits{}); err != nil {
-			v.fail(joinKey(tp, "schema_file"), "%v", err)
+			v.fail(joinKey(tp, "schema_file"), "%s: %v", file, err)
 			ok = false
 			continue
 		}
@@ -173,7 +174,7 @@ func (v *validator) checkAuthzTemplates(a *AuthorizationDetails) {
 		}
 		// Parse each alone so a failure names its file.
 		if _, err := authzdetails.ParseTemplates(map[string][]byte{t: data}); err != nil {
-			v.fail(p, "%v", err)
+			v.fail(p, "%s: %v", file, err)
 			ok = false
 			continue
 		}

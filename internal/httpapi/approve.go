@@ -58,10 +58,12 @@ type Approval struct {
 	// Push, when set, offers notifications on this device after an
 	// approval (the Web Push channel, webapp.go).
 	Push *WebPush
-	// DetailTemplates are the operator's templates of some
-	// authorization_details types (authorization_details.types[].template);
-	// nil: every element gets the default rendering.
-	DetailTemplates *authzdetails.Templates
+	// DetailTemplates holds the operator's templates of some
+	// authorization_details types (authorization_details.types[].template)
+	// as in force now (a reload replaces them): a page is rendered with
+	// the templates in force when it starts. nil, or no templates: every
+	// element gets the default rendering.
+	DetailTemplates *authzdetails.Live
 	// Passkeys, with the local upstream, lets users enrol passkeys and
 	// approve with them (passkey.go); nil: passwords only.
 	Passkeys *Passkeys
@@ -198,10 +200,11 @@ func (a *Approval) detailBlocks(stored string) []detailBlock {
 	if err != nil {
 		return []detailBlock{{View: authzdetails.View{Type: "(details that cannot be shown)"}}}
 	}
+	tpls := a.DetailTemplates.Templates() // one set for the whole page
 	out := make([]detailBlock, 0, len(l))
 	for _, d := range l {
 		b := detailBlock{View: d.View()}
-		html, ok, err := a.DetailTemplates.Render(d)
+		html, ok, err := tpls.Render(d)
 		switch {
 		case err != nil:
 			a.Logger.Warn("approval page: authorization_details template failed; the default rendering is shown", slog.String("type", d.Type()), slog.Any("error", err))

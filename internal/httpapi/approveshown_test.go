@@ -37,7 +37,7 @@ func shownServer(t *testing.T, tpls *authzdetails.Templates) (*ciba.Service, cib
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	(&Approval{Service: svc, Passwords: fakeUpstream{}, Key: key, Logger: discard(), DetailTemplates: tpls}).register(mux)
+	(&Approval{Service: svc, Passwords: fakeUpstream{}, Key: key, Logger: discard(), DetailTemplates: authzdetails.NewLive(authzdetails.Set{Templates: tpls})}).register(mux)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return svc, st, srv

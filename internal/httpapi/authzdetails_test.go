@@ -74,7 +74,7 @@ func rarServerWith(t *testing.T, mod func(*Server)) (ciba.Store, *httptest.Serve
 	ring, _ := seal.NewRing(seal.Key{ID: "k", Secret: key})
 	st := memory.New()
 	now := func() time.Time { return limNow }
-	svc, err := ciba.NewService(ciba.Config{DefaultExpiry: time.Minute, MaxExpiry: time.Minute, Interval: time.Second, BindingMessageMax: 20, AuthzDetails: reg},
+	svc, err := ciba.NewService(ciba.Config{DefaultExpiry: time.Minute, MaxExpiry: time.Minute, Interval: time.Second, BindingMessageMax: 20, AuthzDetails: authzdetails.NewLive(authzdetails.Set{Registry: reg})},
 		ciba.Deps{Store: st, Upstream: fakeUpstream{}, Minter: fakeUpstream{}, Sealer: ring, Notifier: nopNotifier{},
 			Clients:     func(id string) (*ciba.Client, bool) { return &ciba.Client{ID: id, Mode: ciba.ModePoll}, true },
 			CallbackKey: key, Now: now})

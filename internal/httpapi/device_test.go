@@ -127,7 +127,7 @@ func newDeviceEnvWith(t *testing.T, o deviceOpts) *deviceEnv {
 	}
 	svc, err := ciba.NewService(ciba.Config{
 		DefaultExpiry: time.Minute, MaxExpiry: time.Minute, Interval: time.Second, BindingMessageMax: 20,
-		ExpiredGrace: time.Hour, AuthzDetails: o.details,
+		ExpiredGrace: time.Hour, AuthzDetails: authzdetails.NewLive(authzdetails.Set{Registry: o.details}),
 	}, deps)
 	if err != nil {
 		t.Fatal(err)
@@ -139,7 +139,7 @@ func newDeviceEnvWith(t *testing.T, o deviceOpts) *deviceEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	approval := &Approval{Service: svc, Passwords: fakeUpstream{}, Key: key, Logger: discard(), DetailTemplates: o.templates}
+	approval := &Approval{Service: svc, Passwords: fakeUpstream{}, Key: key, Logger: discard(), DetailTemplates: authzdetails.NewLive(authzdetails.Set{Templates: o.templates})}
 	e.approval = approval
 	if federated {
 		e.idp = &fakeIdP{logins: map[string]Login{}}
