@@ -257,13 +257,12 @@ func (b *builder) buildServer(ctx context.Context) error {
 		Discovery:  up.discovery,
 		Observer:   b.m,
 		JWKS:       func() any { return b.signer.PublicJWKS() },
-		// Auth0-style clients post token requests to /oauth/token and
-		// wait what Retry-After says after a slow_down.
-		TokenAliases:  cfg.HTTP.TokenAliases,
-		SlowDownRetry: cfg.CIBA.Interval + 5*time.Second,
-		Ready:         b.ready,
-		Logger:        b.log,
-		Now:           b.opts.Now,
+		// Auth0-style clients post token requests to /oauth/token (and
+		// wait what Retry-After says after a slow_down).
+		TokenAliases: cfg.HTTP.TokenAliases,
+		Ready:        b.ready,
+		Logger:       b.log,
+		Now:          b.opts.Now,
 	}
 	if up.refresher != nil {
 		if err := b.buildDPoP(ctx); err != nil {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"time"
 )
 
 // ErrorCode is an OAuth 2.0 / CIBA error code as it appears in the "error"
@@ -84,6 +86,9 @@ type Error struct {
 	Status int
 	// Err is the underlying cause, for logs only; never sent to the client.
 	Err error
+	// RetryAfter is, for a poll's slow_down, the client's interval now:
+	// how long it must wait before it polls again. Zero for other errors.
+	RetryAfter time.Duration
 
 	// json is the encoded answer, built once by Shared for errors answered
 	// often. It is used only while it still matches Code and Description,
@@ -96,14 +101,37 @@ type errorJSON struct {
 	code ErrorCode
 	desc string
 	body []byte
+	// after is the RetryAfter the header value retryAfter says, nil
+	// when it is zero.
+	after      time.Duration
+	retryAfter []string
 }
 
 // Shared builds e's JSON answer once, for an error value that is answered
 // again and again (authorization_pending, slow_down) and never modified
 // after: JSON then returns the same bytes without encoding. It returns e.
 func (e *Error) Shared() *Error {
-	e.json = &errorJSON{code: e.Code, desc: e.Description, body: e.encode()}
+	e.json = &errorJSON{code: e.Code, desc: e.Description, body: e.encode(), after: e.RetryAfter, retryAfter: e.retryAfterValue()}
 	return e
+}
+
+// RetryAfterHeader returns the value of the Retry-After header (RFC 9110
+// §10.2.3) that says RetryAfter in whole seconds, rounded up and at least
+// 1; nil when RetryAfter is zero. A Shared error returns the same slice
+// each time without allocating: the caller must not modify it.
+func (e *Error) RetryAfterHeader() []string {
+	if j := e.json; j != nil && j.after == e.RetryAfter {
+		return j.retryAfter
+	}
+	return e.retryAfterValue()
+}
+
+// retryAfterValue builds RetryAfterHeader's value.
+func (e *Error) retryAfterValue() []string {
+	if e.RetryAfter <= 0 {
+		return nil
+	}
+	return []string{strconv.FormatInt(max(int64((e.RetryAfter+time.Second-1)/time.Second), 1), 10)}
 }
 
 // JSON returns the RFC 6749 §5.2 body {"error","error_description"} of e.

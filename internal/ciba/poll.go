@@ -3,8 +3,10 @@ package ciba
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -16,8 +18,8 @@ import (
 type Poller struct {
 	base
 	sealer Sealer
-	// errSlowDown is the answer to an early poll, built once.
-	errSlowDown *Error
+	// slowDowns are the answers to early polls, one per interval.
+	slowDowns slowDowns
 	// released is closed by ReleaseHolds: long polls are then answered at
 	// once and no longer held.
 	released    chan struct{}
@@ -27,8 +29,35 @@ type Poller struct {
 // newPoller returns the Poller of the service's settings in b.
 func newPoller(b base, sealer Sealer) *Poller {
 	return &Poller{base: b, sealer: sealer, released: make(chan struct{}),
-		// One shared value: answered to every early poll, read only.
-		errSlowDown: tokenError(CodeSlowDown, "poll at most once every interval; the interval has been increased by %d seconds", b.cfg.SlowDownStep/time.Second).Shared()}
+		slowDowns: slowDowns{description: fmt.Sprintf("poll at most once every interval; the interval has been increased by %d seconds", b.cfg.SlowDownStep/time.Second)}}
+}
+
+// maxRetryAfter is the longest wait a slow_down's RetryAfter says, in
+// seconds: a longer interval (a client that ignored hundreds of slow_downs)
+// is said as this, and the client that comes back early then is slowed
+// down again. It bounds the answers slowDowns keeps.
+const maxRetryAfter = 3600
+
+// slowDowns are the slow_down answers, one shared value per interval in
+// whole seconds, each built at its first use and read only after: the
+// answer to an early poll allocates nothing, its Retry-After included.
+type slowDowns struct {
+	description string
+	byInterval  [maxRetryAfter + 1]atomic.Pointer[Error]
+}
+
+// get returns the slow_down answer of a client whose interval is now
+// interval.
+func (s *slowDowns) get(interval time.Duration) *Error {
+	secs := min(max(int64((interval+time.Second-1)/time.Second), 1), maxRetryAfter)
+	if e := s.byInterval[secs].Load(); e != nil {
+		return e
+	}
+	e := tokenError(CodeSlowDown, "%s", s.description)
+	e.RetryAfter = time.Duration(secs) * time.Second
+	// Two first uses at once build equal values: either may stay.
+	s.byInterval[secs].Store(e.Shared())
+	return e
 }
 
 // ReleaseHolds answers every held long poll at once (authorization_pending,
@@ -122,7 +151,7 @@ func (p *Poller) poll(ctx context.Context, c *Client, id string, q PollQuery) ([
 		}
 		return p.finish(ctx, res.Request, q.Rule.Now)
 	case PollSlow:
-		return nil, p.errSlowDown
+		return nil, p.slowDowns.get(res.Interval)
 	}
 	if res.Hold <= 0 {
 		return nil, ErrAuthorizationPending

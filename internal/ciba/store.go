@@ -303,6 +303,10 @@ type PollResult struct {
 	// Request is, for PollDone, the request as read. It may be shared:
 	// it must not be modified.
 	Request *AuthRequest
+	// Interval is, for PollSlow, the request's interval once grown
+	// (Pace.Interval after PaceRule.Apply): how long the client must now
+	// wait before it polls again.
+	Interval time.Duration
 }
 
 // Check is what a backend decides about a poll from the poll view v of the

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -87,9 +88,7 @@ func benchPoll(b *testing.B, advance time.Duration) {
 		}
 	}
 	srv := &Server{Issuer: "https://ciba.example", Service: svc, Clients: basicAuth{}, Observer: nopObserver{}, Logger: discard(),
-		Discovery: func(context.Context) (map[string]any, error) { return nil, nil },
-		// As the app sets it: slow_down answers carry Retry-After.
-		SlowDownRetry: 6 * time.Second}
+		Discovery: func(context.Context) (map[string]any, error) { return nil, nil }}
 	h := srv.Handler()
 	body := "grant_type=" + url.QueryEscape(GrantCIBA) + "&auth_req_id=" + id
 	w := &discardWriter{h: http.Header{}}
@@ -110,9 +109,10 @@ func benchPoll(b *testing.B, advance time.Duration) {
 		}
 	}
 	b.StopTimer()
-	// The first poll is on time: with b.N > 1 the last was slow_down.
-	if advance == 0 && b.N > 1 && w.h.Get("Retry-After") != "6" {
-		b.Fatalf("slow_down answered Retry-After %q, want 6", w.h.Get("Retry-After"))
+	// The first poll is on time: with b.N > 1 the last was slow_down,
+	// and Retry-After says the interval grown by each, at most an hour.
+	if want := strconv.Itoa(min(1+5*(b.N-1), 3600)); advance == 0 && b.N > 1 && w.h.Get("Retry-After") != want {
+		b.Fatalf("slow_down answered Retry-After %q, want %s", w.h.Get("Retry-After"), want)
 	}
 	// One more poll in the same conditions answers what the loop measured.
 	clock.add(advance)

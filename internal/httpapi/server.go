@@ -130,14 +130,6 @@ type Server struct {
 	// /oauth/token, where Auth0-style clients post their token requests);
 	// discovery names PathToken only.
 	TokenAliases []string
-	// SlowDownRetry is the Retry-After answered with a poll's slow_down:
-	// the announced interval plus the step it grew by (Auth0-style
-	// clients wait what Retry-After says); 0 sends none.
-	SlowDownRetry time.Duration
-
-	// slowDownValue is SlowDownRetry's header value, built once by
-	// Handler so that the slow_down answer allocates nothing more for it.
-	slowDownValue []string
 }
 
 // Handler returns the HTTP handler of all endpoints.
@@ -147,9 +139,6 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.Logger == nil {
 		s.Logger = slog.New(slog.DiscardHandler)
-	}
-	if s.SlowDownRetry > 0 {
-		s.slowDownValue = []string{strconv.FormatInt(max(int64((s.SlowDownRetry+time.Second-1)/time.Second), 1), 10)}
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+PathDiscovery, func(w http.ResponseWriter, r *http.Request) {
@@ -513,8 +502,13 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	case GrantCIBA:
 		body, err := s.Service.PollBound(ctx, client, form.Get("auth_req_id"), ciba.Binding{Cert: cert, JKT: jkt})
 		if err != nil {
-			if s.slowDownValue != nil && ciba.AsError(err).Code == ciba.CodeSlowDown {
-				w.Header()["Retry-After"] = s.slowDownValue
+			// A slow_down says the client's interval now in Retry-After
+			// (Auth0-style clients wait what it says); the value is the
+			// shared error's, allocated once.
+			if e := ciba.AsError(err); e.Code == ciba.CodeSlowDown {
+				if v := e.RetryAfterHeader(); v != nil {
+					w.Header()["Retry-After"] = v
+				}
 			}
 			writeError(w, err)
 			return

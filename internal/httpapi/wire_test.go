@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestBCAuthorizeResources: repeated resource parameters and audience, in
@@ -73,11 +72,10 @@ func TestBCAuthorizeResources(t *testing.T) {
 // TestTokenAliasAndSlowDownRetryAfter: the token endpoint answers at a
 // configured alias (Auth0-style clients post to /oauth/token) as at /token,
 // a path that is no alias is not found, and a poll's slow_down carries
-// Retry-After (the interval plus the slow_down step).
+// Retry-After (the interval as grown by the slow_down step: 1 + 5 s).
 func TestTokenAliasAndSlowDownRetryAfter(t *testing.T) {
 	_, srv := rarServerWith(t, func(s *Server) {
 		s.TokenAliases = []string{"/oauth/token"}
-		s.SlowDownRetry = 6 * time.Second
 	})
 	a := limPost(t, srv, PathBCAuthz, "res", aliceForm, nil)
 	id, _ := a.body["auth_req_id"].(string)

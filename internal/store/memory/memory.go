@@ -444,7 +444,7 @@ func (s *Store) Poll(_ context.Context, id string, q ciba.PollQuery) (ciba.PollR
 	e.pace = toPace(p)
 	e.paceMu.Unlock()
 	if slow {
-		return ciba.PollResult{Outcome: ciba.PollSlow}, nil
+		return ciba.PollResult{Outcome: ciba.PollSlow, Interval: p.Interval}, nil
 	}
 	return ciba.PollResult{Outcome: ciba.PollPending, Hold: q.HoldFor(v.ExpiresAt)}, nil
 }

@@ -51,6 +51,21 @@ func decodePace(s string) ciba.Pace {
 	return ciba.Pace{Interval: time.Duration(n[0]) * time.Millisecond, NotBefore: t(n[1]), HoldUntil: t(n[2])}
 }
 
+// paceInterval returns the interval of a pace as the poll script returns
+// it ("interval next-due hold-until", milliseconds), reading only its first
+// field, without allocating; 0 when it does not parse.
+func paceInterval(s string) time.Duration {
+	var ms int64
+	for i := 0; i < len(s) && s[i] != ' '; i++ {
+		c := s[i]
+		if c < '0' || c > '9' || ms > (1<<62)/10/int64(time.Millisecond) {
+			return 0
+		}
+		ms = ms*10 + int64(c-'0')
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
 // pollScript answers a poll in one round trip (ciba.Store.Poll): it reads
 // the request, checks that the poll's client may poll it (ciba.PollQuery.
 // Check: client, kind, certificate, pending), and only then applies the
@@ -129,12 +144,12 @@ func (s *Store) pollCached(id string, q *ciba.PollQuery) (ciba.PollResult, bool)
 	default:
 		return ciba.PollResult{}, false
 	}
-	slow, answered := s.cache.PaceCached(id, q.RuleFor(&v))
+	slow, answered, interval := s.cache.PaceCached(id, q.RuleFor(&v))
 	switch {
 	case !answered:
 		return ciba.PollResult{}, false
 	case slow:
-		return ciba.PollResult{Outcome: ciba.PollSlow}, true
+		return ciba.PollResult{Outcome: ciba.PollSlow, Interval: interval}, true
 	}
 	return ciba.PollResult{Outcome: ciba.PollPending}, true
 }
@@ -204,7 +219,7 @@ func (s *Store) pollStore(ctx context.Context, id string, q *ciba.PollQuery) (ci
 		// The script and ciba.PollQuery.Check disagree: a bug.
 		return ciba.PollResult{}, nil, fmt.Errorf("redis store: %s: the poll script did not pace a request the poll may pace", op)
 	case slow == 1:
-		return ciba.PollResult{Outcome: ciba.PollSlow}, r, nil
+		return ciba.PollResult{Outcome: ciba.PollSlow, Interval: paceInterval(pace)}, r, nil
 	}
 	return ciba.PollResult{Outcome: ciba.PollPending, Hold: q.HoldFor(r.ExpiresAt)}, r, nil
 }

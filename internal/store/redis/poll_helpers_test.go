@@ -41,5 +41,6 @@ func (s *Store) paceCached(id string, rule ciba.PaceRule) (slow, answered bool) 
 	if s.cache == nil {
 		return false, false
 	}
-	return s.cache.PaceCached(id, rule)
+	slow, answered, _ = s.cache.PaceCached(id, rule)
+	return slow, answered
 }

@@ -376,32 +376,32 @@ func (c *pollCache) CachedPoll(id string) (ciba.PollView, bool) {
 
 // PaceCached applies rule to the pace of pending request id as this
 // instance knows it and reports whether the poll was early (slow_down), if
-// it can answer for the request; answered is false when it cannot, and
-// nothing is changed. It does no I/O. An early poll is answered
-// whenever the request is known; an on-time one only if the knowledge is
-// fresh and the poll is not to be held.
-func (c *pollCache) PaceCached(id string, rule ciba.PaceRule) (slow, answered bool) {
+// it can answer for the request, with the interval after the poll; answered
+// is false when it cannot, and nothing is changed. It does no I/O. An early
+// poll is answered whenever the request is known; an on-time one only if
+// the knowledge is fresh and the poll is not to be held.
+func (c *pollCache) PaceCached(id string, rule ciba.PaceRule) (slow, answered bool, interval time.Duration) {
 	if !c.live.Load() {
-		return false, false
+		return false, false, 0
 	}
 	k, sh := c.key(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	e := sh.find(k, id)
 	if e == nil {
-		return false, false
+		return false, false, 0
 	}
 	p := e.pace()
 	slow = rule.Apply(&p)
 	if !slow && (rule.Hold > 0 || !c.fresh(rule.Now)) {
-		return false, false
+		return false, false, 0
 	}
 	// Only a grown interval is shared: an on-time poll's next due time
 	// matters to the other instances only if the client moves to them
 	// early, and they then pace it by what they know.
 	e.setPace(p)
 	e.dirty = e.dirty || slow
-	return slow, true
+	return slow, true, p.Interval
 }
 
 // grown is a pace set here, to be merged into Redis.

@@ -338,7 +338,7 @@ func TestPollCacheKeepsAPaceGrownSinceTheRead(t *testing.T) {
 	now := time.UnixMilli(time.Now().UnixMilli())
 	first := ciba.Pace{Interval: 5 * time.Second, NotBefore: now.Add(5 * time.Second)}
 	c.remember("x", c.generation("x"), pending("x", now), first, now)
-	if slow, answered := c.PaceCached("x", rule(now.Add(time.Second))); !slow || !answered {
+	if slow, answered, _ := c.PaceCached("x", rule(now.Add(time.Second))); !slow || !answered {
 		t.Fatal("not early")
 	}
 	c.remember("x", c.generation("x"), pending("x", now), first, now) // a read sent before the early poll
@@ -351,7 +351,7 @@ func TestPollCacheKeepsAPaceGrownSinceTheRead(t *testing.T) {
 	}
 	// Grown again: shared shareSpacing (10 s) after the first merge, not
 	// before.
-	if slow, answered := c.PaceCached("x", rule(now.Add(2*time.Second))); !slow || !answered {
+	if slow, answered, _ := c.PaceCached("x", rule(now.Add(2*time.Second))); !slow || !answered {
 		t.Fatal("not early")
 	}
 	if early := c.takeDirty(nil, now.Add(9*time.Second)); len(early) != 0 {
@@ -361,7 +361,7 @@ func TestPollCacheKeepsAPaceGrownSinceTheRead(t *testing.T) {
 		t.Fatalf("a pace due 10 s after the first merge: %+v", due)
 	}
 	// The spacing doubles: the next merge 20 s after this one.
-	if slow, answered := c.PaceCached("x", rule(now.Add(11*time.Second))); !slow || !answered {
+	if slow, answered, _ := c.PaceCached("x", rule(now.Add(11*time.Second))); !slow || !answered {
 		t.Fatal("not early")
 	}
 	if early := c.takeDirty(nil, now.Add(29*time.Second)); len(early) != 0 {

@@ -109,6 +109,16 @@ func testPollSlowGrows(t *testing.T, s ciba.Store) {
 	if p := paceOf(t, s, r.ID); p.Interval != r.Interval+5*time.Second {
 		t.Fatalf("interval after slow_down %v, want %v", p.Interval, r.Interval+5*time.Second)
 	}
+	// The result says the interval now (the slow_down's Retry-After),
+	// grown again by a second early poll.
+	if res.Interval != r.Interval+5*time.Second {
+		t.Errorf("PollResult.Interval after slow_down %v, want %v", res.Interval, r.Interval+5*time.Second)
+	}
+	res = mustPoll(t, s, r.ID, ownQuery(r, pollRule(now.Add(2*time.Second))))
+	wantOutcome(t, "second early poll", res, ciba.PollSlow)
+	if res.Interval != r.Interval+10*time.Second {
+		t.Errorf("PollResult.Interval after a second slow_down %v, want %v", res.Interval, r.Interval+10*time.Second)
+	}
 }
 
 func testPollHeld(t *testing.T, s ciba.Store) {
