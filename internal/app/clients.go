@@ -60,9 +60,23 @@ func newRegistry(ctx context.Context, cfg *config.Config, replay jose.Replay) (*
 	if err != nil {
 		return nil, err
 	}
-	r.AssertionPolicy = jose.AssertionPolicy{Issuer: cfg.Issuer, Replay: replay}
+	r.AssertionPolicy = jose.AssertionPolicy{Issuer: cfg.Issuer, Replay: replay, EndpointAliases: tokenAliasURLs(cfg)}
 	r.MTLS = clientauth.MTLS{ClientCAs: cfg.TLS.ClientCAs, ProxyHeader: cfg.MTLSProxy.Header, TrustedProxies: cfg.MTLSProxy.Proxies}
 	return r, nil
+}
+
+// tokenAliasURLs maps the token endpoint's URL to the URLs of its aliases
+// (http.token_aliases): a client assertion posted to an alias may name it
+// as its aud (RFC 7523 §3). nil without aliases.
+func tokenAliasURLs(cfg *config.Config) map[string][]string {
+	if len(cfg.HTTP.TokenAliases) == 0 {
+		return nil
+	}
+	urls := make([]string, 0, len(cfg.HTTP.TokenAliases))
+	for _, a := range cfg.HTTP.TokenAliases {
+		urls = append(urls, cfg.Issuer+a)
+	}
+	return map[string][]string{cfg.Issuer + httpapi.PathToken: urls}
 }
 
 // discovery is the OpenID Provider metadata (OIDC Discovery §3, RFC 8414,

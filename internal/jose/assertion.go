@@ -3,6 +3,7 @@ package jose
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -18,11 +19,17 @@ type AssertionPolicy struct {
 	ClientID string
 	// Issuer is cibaproxy's issuer identifier. CIBA §7.1 makes it an
 	// acceptable aud at both the token and the backchannel authentication
-	// endpoint.
+	// endpoint; it is accepted with or without a trailing slash, whichever
+	// way Issuer is written (Auth0-style clients send "https://<host>/").
 	Issuer string
 	// Endpoint is the URL of the endpoint being called, the aud RFC 7523
-	// §3 names; also accepted.
+	// §3 names; also accepted, exactly.
 	Endpoint string
+	// EndpointAliases are, by endpoint URL, the other URLs the same
+	// endpoint answers at (the token endpoint's http.token_aliases, such as
+	// https://<host>/oauth/token): accepted exactly, as Endpoint is, when
+	// Endpoint is their key.
+	EndpointAliases map[string][]string
 	// Audiences are further accepted aud values, such as the upstream
 	// provider's issuer, which discovery publishes as the issuer when
 	// cibaproxy federates.
@@ -55,6 +62,26 @@ type AssertionPolicy struct {
 // seconds by default (its per-client "max expiration"), SMART Backend
 // Services 5 minutes; 5 minutes leaves room for clocks that differ.
 const DefaultAssertionMaxLifetime = 5 * time.Minute
+
+// audiences returns the aud values an assertion may carry under p: the
+// issuer, with and without its trailing slash, the endpoint and its
+// aliases, and the further audiences.
+func (p *AssertionPolicy) audiences() []string {
+	out := make([]string, 0, 3+len(p.EndpointAliases[p.Endpoint])+len(p.Audiences))
+	if p.Issuer != "" {
+		out = append(out, p.Issuer)
+		if other, ok := strings.CutSuffix(p.Issuer, "/"); ok {
+			out = append(out, other)
+		} else {
+			out = append(out, p.Issuer+"/")
+		}
+	}
+	out = append(out, p.Endpoint)
+	if p.Endpoint != "" {
+		out = append(out, p.EndpointAliases[p.Endpoint]...)
+	}
+	return append(out, p.Audiences...)
+}
 
 // VerifyClientAssertion authenticates a client by a JWT it signed
 // (private_key_jwt): iss and sub are the client_id, aud contains the issuer
@@ -105,7 +132,7 @@ func VerifyClientAssertion(ctx context.Context, raw string, p AssertionPolicy) e
 			return c.fail(name, "claim %q is an authentication request parameter: this JWT is a request object, not a client assertion (RFC 8725 §3.11)", name)
 		}
 	}
-	if e := c.checkAud(t, append([]string{p.Issuer, p.Endpoint}, p.Audiences...)...); e != nil {
+	if e := c.checkAud(t, p.audiences()...); e != nil {
 		return e
 	}
 	if e := c.checkExp(t, l, true); e != nil {

@@ -120,3 +120,46 @@ func TestAssertionSubject(t *testing.T) {
 		}
 	}
 }
+
+// TestClientAssertionIssuerAudience: the issuer is an acceptable aud with
+// or without a trailing slash, whichever way cibaproxy's issuer is written
+// (Auth0-style clients sign aud "https://<host>/"); the endpoint URL and,
+// at the token endpoint, its aliases are accepted as written (RFC 7523 §3);
+// another host, another path, or an alias at another endpoint is refused.
+func TestClientAssertionIssuerAudience(t *testing.T) {
+	const alias = testIssuer + "/oauth/token"
+	aliases := map[string][]string{testTokenEndpoint: {alias}}
+	for _, tt := range []struct {
+		name, issuer, endpoint, aud string
+		ok                          bool
+	}{
+		{"issuer without slash, aud without", testIssuer, testTokenEndpoint, testIssuer, true},
+		{"issuer without slash, aud with", testIssuer, testTokenEndpoint, testIssuer + "/", true},
+		{"issuer with slash, aud without", testIssuer + "/", testTokenEndpoint, testIssuer, true},
+		{"issuer with slash, aud with", testIssuer + "/", testTokenEndpoint, testIssuer + "/", true},
+		{"issuer with a path, aud with a slash", testIssuer + "/tenant", testIssuer + "/tenant/token", testIssuer + "/tenant/", true},
+		{"the token endpoint URL", testIssuer + "/", testTokenEndpoint, testTokenEndpoint, true},
+		{"a token endpoint alias at the token endpoint", testIssuer, testTokenEndpoint, alias, true},
+		{"a token endpoint alias at bc-authorize", testIssuer, testEndpoint, alias, false},
+		{"the token endpoint URL with a slash added", testIssuer, testTokenEndpoint, testTokenEndpoint + "/", false},
+		{"another host", testIssuer, testTokenEndpoint, "https://ciba.example.org/", false},
+		{"a host that extends the issuer's", testIssuer, testTokenEndpoint, testIssuer + ".evil.example/", false},
+		{"another path", testIssuer, testTokenEndpoint, testIssuer + "/other/", false},
+		{"two slashes", testIssuer, testTokenEndpoint, testIssuer + "//", false},
+		{"a parent of the issuer's path", testIssuer + "/tenant", testIssuer + "/tenant/token", testIssuer + "/", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := assertionPolicy(t)
+			p.Issuer, p.Endpoint, p.EndpointAliases = tt.issuer, tt.endpoint, aliases
+			c := assertionClaims()
+			c["aud"] = tt.aud
+			err := VerifyClientAssertion(t.Context(), sign(t, rs256(), c), p)
+			switch {
+			case tt.ok && err != nil:
+				t.Fatalf("aud %q refused: %v", tt.aud, err)
+			case !tt.ok:
+				wantError(t, err, ErrInvalid, "aud ")
+			}
+		})
+	}
+}

@@ -7,6 +7,7 @@
 //   node auth0.mjs backchannel DOMAIN CLIENT_ID SECRET USER_ID DETAILS_JSON AUDIENCE
 //   node auth0.mjs ai          DOMAIN CLIENT_ID SECRET USER_ID DETAILS_JSON AUDIENCE
 //   node auth0.mjs refused     DOMAIN CLIENT_ID SECRET USER_ID DETAILS_JSON AUDIENCE
+//   node auth0.mjs jwt         DOMAIN CLIENT_ID -      USER_ID DETAILS_JSON AUDIENCE
 //
 // DOMAIN is host:port: both packages always speak https:// to it, so the
 // Go test serves TLS with a test CA that NODE_EXTRA_CA_CERTS makes Node
@@ -14,7 +15,10 @@
 // "sub":USER_ID}, authorization_details as a JSON string and
 // requested_expiry as a string, and post the token request to /oauth/token.
 // "refused" asks for AUDIENCE, which the client may not have, and reports
-// the error the package raised. The script prints one JSON line and exits
+// the error the package raised. "jwt" is "backchannel" with private_key_jwt:
+// the client authenticates with the PKCS #8 PEM key in CLIENT_ASSERTION_KEY,
+// the package signing assertions whose aud is "https://DOMAIN/" (the issuer
+// with a trailing slash). The script prints one JSON line and exits
 // non-zero on failure.
 //
 // auth0 7 moved AuthenticationClient to auth0/legacy (auth0 4.x);
@@ -51,8 +55,16 @@ function result(tokens, extra = {}) {
   };
 }
 
+// credentials are the client's: its secret, or in "jwt" mode its
+// assertion signing key.
+function credentials() {
+  if (mode !== 'jwt') return { clientSecret };
+  if (!process.env.CLIENT_ASSERTION_KEY) throw new Error('jwt mode needs CLIENT_ASSERTION_KEY');
+  return { clientAssertionSigningKey: process.env.CLIENT_ASSERTION_KEY, clientAssertionSigningAlg: 'RS256' };
+}
+
 async function backchannel() {
-  const auth = new AuthenticationClient({ domain, clientId, clientSecret, telemetry: false });
+  const auth = new AuthenticationClient({ domain, clientId, ...credentials(), telemetry: false });
   const started = await auth.backchannel.authorize({
     userId,
     scope: 'openid email',
@@ -121,7 +133,7 @@ async function refused() {
 
 const timer = setTimeout(() => finish({ ok: false, error: 'deadline passed' }, 1), DEADLINE_MS + 10_000);
 try {
-  const run = { backchannel, ai, refused }[mode];
+  const run = { backchannel, ai, refused, jwt: backchannel }[mode];
   if (!run) throw new Error(`unknown mode ${mode}`);
   const r = await run();
   clearTimeout(timer);

@@ -6,9 +6,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"math/big"
@@ -96,10 +98,35 @@ func testCA(t *testing.T, dir string) (caFile, certFile, keyFile string, roots *
 	return caFile, certFile, keyFile, roots
 }
 
+// assertionKey makes the RSA key of the private_key_jwt agent: its private
+// key as PKCS #8 PEM, as the auth0 package takes it, and its public key as
+// a JWKS in JSON (which YAML reads as it is).
+func assertionKey(t *testing.T) (privatePEM, jwks string) {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b64 := base64.RawURLEncoding.EncodeToString
+	pub, err := json.Marshal(map[string]any{"keys": []map[string]string{{
+		"kty": "RSA", "kid": "agent-jwt-1", "alg": "RS256", "use": "sig",
+		"n": b64(key.N.Bytes()), "e": b64(big.NewInt(int64(key.E)).Bytes()),
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})), string(pub)
+}
+
 // auth0Config writes the quick start configuration with HTTPS, the token
-// alias Auth0-style clients post to, payment_initiation details and one
-// agent client allowed agentAudience.
-func auth0Config(t *testing.T, dir, certFile, keyFile string) string {
+// alias Auth0-style clients post to, payment_initiation details, one agent
+// client allowed agentAudience, and the same with private_key_jwt and the
+// public keys jwks.
+func auth0Config(t *testing.T, dir, certFile, keyFile, jwks string) string {
 	t.Helper()
 	base, err := os.ReadFile(testutil.QuickstartConfig())
 	if err != nil {
@@ -131,6 +158,13 @@ clients:
     backchannel_token_delivery_mode: poll
     authorization_details_types: [payment_initiation]
     resources: [` + agentAudience + `]
+  - client_id: agent-jwt
+    client_name: Payments agent with keys
+    token_endpoint_auth_methods: [private_key_jwt]
+    jwks: ` + jwks + `
+    backchannel_token_delivery_mode: poll
+    authorization_details_types: [payment_initiation]
+    resources: [` + agentAudience + `]
 `
 	path := filepath.Join(dir, "auth0.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
@@ -147,7 +181,9 @@ clients:
 // requested_expiry as a string, polls /oauth/token, and gets tokens whose
 // authorization_details are exactly those sent and whose access token is
 // for the audience (and the issuer, whose userinfo takes it). An audience the client may not ask for is refused
-// with invalid_target, as the package reports it.
+// with invalid_target, as the package reports it. With private_key_jwt
+// ("jwt"), the auth0 package's assertions, whose aud is the issuer with a
+// trailing slash, authenticate the client at bc-authorize and /oauth/token.
 func TestAuth0Clients(t *testing.T) {
 	t.Parallel()
 	requireNode(t)
@@ -155,9 +191,10 @@ func TestAuth0Clients(t *testing.T) {
 
 	dir := t.TempDir()
 	caFile, certFile, keyFile, roots := testCA(t, dir)
+	privatePEM, jwks := assertionKey(t)
 	hook := testutil.NewWebhook(t)
 	srv := testutil.Start(t, testutil.Options{
-		Binary: binary, Config: auth0Config(t, dir, certFile, keyFile), WebhookURL: hook.URL,
+		Binary: binary, Config: auth0Config(t, dir, certFile, keyFile, jwks), WebhookURL: hook.URL,
 		TLS: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
 	})
 	domain := strings.TrimPrefix(srv.URL, "https://")
@@ -168,8 +205,12 @@ func TestAuth0Clients(t *testing.T) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, "node", "auth0.mjs", mode, domain, "agent", "agent-secret-for-the-interop-test-only", "alice", agentDetails, audience)
-		cmd.Env = append(os.Environ(), "NODE_EXTRA_CA_CERTS="+caFile)
+		client, secret := "agent", "agent-secret-for-the-interop-test-only"
+		if mode == "jwt" {
+			client, secret = "agent-jwt", "-"
+		}
+		cmd := exec.CommandContext(ctx, "node", "auth0.mjs", mode, domain, client, secret, "alice", agentDetails, audience)
+		cmd.Env = append(os.Environ(), "NODE_EXTRA_CA_CERTS="+caFile, "CLIENT_ASSERTION_KEY="+privatePEM)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		if err := cmd.Start(); err != nil {
@@ -202,7 +243,7 @@ func TestAuth0Clients(t *testing.T) {
 		return r
 	}
 
-	for _, mode := range []string{"backchannel", "ai"} {
+	for _, mode := range []string{"backchannel", "ai", "jwt"} {
 		t.Run(mode, func(t *testing.T) {
 			r := run(t, mode, agentAudience, true)
 			if !strings.EqualFold(r.TokenType, "bearer") || r.AccessToken == "" || r.IDToken == "" {
