@@ -61,6 +61,11 @@ func cmdDemoDevice(ctx context.Context, args []string, c cmdIO) error {
 		}
 		say("\n[device] %s asks %s to approve (scope %q, %s, expires %s)\n",
 			m.ClientName, m.LoginHint, m.Scope, binding, m.ExpiresAt.Local().Format(time.TimeOnly))
+		if m.ActsForUser || len(m.AuthorizationDetails) > 0 {
+			// What a real device must show before the user approves: the
+			// delegate wording and every authorization_details member.
+			say("[device] it shows the user:\n%s", indentText(m.Text, "    "))
+		}
 		if auto != "" {
 			go func() {
 				time.Sleep(time.Second)
@@ -104,6 +109,16 @@ func cmdDemoDevice(ctx context.Context, args []string, c cmdIO) error {
 		return err
 	}
 	return nil
+}
+
+// indentText prefixes every line of text with prefix and ends it with a
+// newline.
+func indentText(text, prefix string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
+		b.WriteString(prefix + l + "\n")
+	}
+	return b.String()
 }
 
 // tokenAlgs are the algorithms the demo device decodes tokens of.

@@ -111,7 +111,9 @@ func TestServeWithoutAChannelSaysSo(t *testing.T) {
 }
 
 // TestDemoDeviceShows: the demo device leaves out an absent binding
-// message, and shows the claims of pushed tokens, never the tokens.
+// message, shows a delegate's request and its authorization_details as the
+// webhook's text words them, and shows the claims of pushed tokens, never
+// the tokens.
 func TestDemoDeviceShows(t *testing.T) {
 	out, _ := startCommand(t, "demo-device", "--listen", "127.0.0.1:0")
 	base := waitMatch(t, out, regexp.MustCompile(`listening on (http://127\.0\.0\.1:\d+)`))[1]
@@ -134,6 +136,15 @@ func TestDemoDeviceShows(t *testing.T) {
 	if strings.Contains(line, "binding message") && !strings.Contains(line, "no binding message") {
 		t.Errorf("the device shows an absent binding message: %q", line)
 	}
+
+	// A delegate's request with authorization_details: the device shows
+	// what the user is asked, every member, as the webhook's text says it.
+	msg, _ = json.Marshal(webhook.Message{ClientName: "Travel Agent", LoginHint: "bob", Scope: "openid",
+		ExpiresAt: time.Now().Add(time.Minute), CallbackURL: "http://127.0.0.1:1/ciba/callback", ActsForUser: true,
+		AuthorizationDetails: json.RawMessage(`[{"creditorName":"ACME Flights","type":"payment_initiation"}]`),
+		Text:                 "Travel Agent acting on your behalf asks to do what is listed below.\n1. payment_initiation\n   creditorName: ACME Flights\n"})
+	post("/webhook", msg)
+	waitMatch(t, out, regexp.MustCompile(`\[device\] it shows the user:\n    Travel Agent acting on your behalf asks to do what is listed below\.\n    1\. payment_initiation\n       creditorName: ACME Flights\n`))
 
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
