@@ -60,7 +60,13 @@ func (c *checker) secret() {
 	case m.UsesSecret() && m.Secret != "" && m.SecretHash != "":
 		c.fail("client_secret_hash", "set client_secret or client_secret_hash, not both")
 	case m.UsesSecret() && m.Secret == "" && m.SecretHash == "":
-		c.fail("client_secret", "required by client_secret_basic and client_secret_post: set client_secret or client_secret_hash")
+		var by []string
+		for _, meth := range m.Methods {
+			if meth == MethodSecretBasic || meth == MethodSecretPost {
+				by = append(by, meth)
+			}
+		}
+		c.fail("client_secret", "required by %s: set client_secret or client_secret_hash", strings.Join(by, " and "))
 	case !m.UsesSecret():
 		if m.Secret != "" && !m.AllowHS256RequestObject {
 			c.fail("client_secret", unused)
