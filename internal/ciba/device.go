@@ -225,7 +225,7 @@ type DeviceParams struct {
 // request's Actor.
 func (d *Device) AuthorizeParams(ctx context.Context, c *Client, p DeviceParams, b Binding) (*DeviceAuthResponse, error) {
 	if !d.Enabled(c) {
-		return nil, Errorf(CodeUnauthorizedClient, "client %q may not use the device authorization grant", c.ID)
+		return nil, Errorf(CodeUnauthorizedClient, "client %q may not use the device authorization grant (its configuration lacks device_authorization: true)", c.ID)
 	}
 	scope := p.Scope
 	if scope == "" {
@@ -508,7 +508,7 @@ func (d *Device) PollBound(ctx context.Context, c *Client, deviceCode string, b 
 		return nil, tokenError(CodeInvalidRequest, "device_code is required")
 	}
 	if !d.Enabled(c) {
-		return nil, tokenError(CodeUnauthorizedClient, "client %q may not use the device authorization grant", c.ID)
+		return nil, tokenError(CodeUnauthorizedClient, "client %q may not use the device authorization grant (its configuration lacks device_authorization: true)", c.ID)
 	}
 	// Not held: RFC 8628 clients do not expect long polling. The errors
 	// name the device_code (Kind.idParam).

@@ -99,6 +99,12 @@ func TestDeviceAuthorizeErrors(t *testing.T) {
 			}
 		})
 	}
+	t.Run("unauthorized_client names the setting that is missing", func(t *testing.T) {
+		_, err := d.Authorize(context.Background(), notDevice, "openid")
+		if err == nil || !strings.Contains(err.Error(), "lacks device_authorization: true") {
+			t.Fatalf("got %v, want the missing device_authorization: true named", err)
+		}
+	})
 	t.Run("scope is optional (RFC 8628 §3.1): openid by default", func(t *testing.T) {
 		resp, err := d.Authorize(context.Background(), tvClient, "")
 		if err != nil {
