@@ -619,3 +619,12 @@ func TestRedactURLs(t *testing.T) {
 		}
 	}
 }
+
+// TestDeliveryTextCountsAttempts: one attempt is "1 attempt", others plural.
+func TestDeliveryTextCountsAttempts(t *testing.T) {
+	for n, want := range map[int]string{1: "done, 1 attempt", 2: "done, 2 attempts"} {
+		if got := deliveryText(Delivery{Due: true, Done: true, Attempts: n}); got != want {
+			t.Errorf("%d attempts: %q, want %q", n, got, want)
+		}
+	}
+}

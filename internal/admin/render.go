@@ -154,7 +154,11 @@ func deliveryText(d Delivery) string {
 	default:
 		s = "pending"
 	}
-	s += fmt.Sprintf(", %d attempts", d.Attempts)
+	if d.Attempts == 1 {
+		s += ", 1 attempt"
+	} else {
+		s += fmt.Sprintf(", %d attempts", d.Attempts)
+	}
 	if !d.Done && !d.NextAttempt.IsZero() {
 		s += ", next " + at(d.NextAttempt)
 	}
