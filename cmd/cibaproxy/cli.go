@@ -149,6 +149,9 @@ func (c cmdIO) group(name string, args []string) (string, error) {
 		}
 	}
 	want := "want " + strings.Join(subs, ", ")
+	if hint, ok := groupHints[name]; ok {
+		want += " (" + hint + ")"
+	}
 	if len(args) == 0 {
 		return "", usageError{errors.New(want), name}
 	}
@@ -162,7 +165,16 @@ func (c cmdIO) group(name string, args []string) (string, error) {
 			return args[0], nil
 		}
 	}
+	if strings.HasPrefix(args[0], "-") {
+		return "", usageError{fmt.Errorf("the subcommand comes before %s: %s", args[0], want), name}
+	}
 	return "", usageError{fmt.Errorf("unknown subcommand %q: %s", args[0], want), name}
+}
+
+// groupHints point a user who looks for a subcommand a group lacks to the
+// command that does it.
+var groupHints = map[string]string{
+	"users passkeys": "users list shows each user's passkeys",
 }
 
 // flags parses the flags of the command name, which takes no positional

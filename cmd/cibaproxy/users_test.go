@@ -158,6 +158,8 @@ func TestUsersWebPushWrongCommandLines(t *testing.T) {
 		say, usage string
 	}{
 		{[]string{"users", "webpush"}, "want list, remove", "usage: cibaproxy users webpush list USER"},
+		{[]string{"users", "webpush", "--config", "x.yaml"}, "the subcommand comes before --config: want list, remove", "usage: cibaproxy users webpush list USER"},
+		{[]string{"users", "passkeys", "alice", "--config", "x.yaml"}, `unknown subcommand "alice": want remove (users list shows each user's passkeys)`, "usage: cibaproxy users passkeys remove USER ID"},
 		{[]string{"users", "webpush", "frob"}, `unknown subcommand "frob"`, "cibaproxy users webpush remove USER"},
 		{[]string{"users", "webpush", "list", "--config", "x.yaml"}, "want one USER", "usage: cibaproxy users webpush list USER"},
 		{[]string{"users", "webpush", "list", "alice", "--all", "--config", "x.yaml"}, "unknown flag --all", "usage: cibaproxy users webpush list"},
