@@ -103,6 +103,9 @@ func exitCode(err error, name string, stderr io.Writer) int {
 	case err == nil, errors.Is(err, errHelpShown):
 		return 0
 	case errors.As(err, &ue):
+		if ue.cmd != "" {
+			name = ue.cmd // "users passkeys", not "users"
+		}
 		fmt.Fprintf(stderr, "cibaproxy %s: %v\n%s", name, err, usageLine(ue.cmd))
 		fmt.Fprintf(stderr, "(cibaproxy %s --help says more)\n", ue.cmd)
 		return 2

@@ -159,7 +159,7 @@ func TestUsersWebPushWrongCommandLines(t *testing.T) {
 	}{
 		{[]string{"users", "webpush"}, "want list, remove", "usage: cibaproxy users webpush list USER"},
 		{[]string{"users", "webpush", "--config", "x.yaml"}, "the subcommand comes before --config: want list, remove", "usage: cibaproxy users webpush list USER"},
-		{[]string{"users", "passkeys", "alice", "--config", "x.yaml"}, `unknown subcommand "alice": want remove (users list shows each user's passkeys)`, "usage: cibaproxy users passkeys remove USER ID"},
+		{[]string{"users", "passkeys", "alice", "--config", "x.yaml"}, `cibaproxy users passkeys: unknown subcommand "alice": want remove (users list shows each user's passkeys)`, "usage: cibaproxy users passkeys remove USER ID"},
 		{[]string{"users", "webpush", "frob"}, `unknown subcommand "frob"`, "cibaproxy users webpush remove USER"},
 		{[]string{"users", "webpush", "list", "--config", "x.yaml"}, "want one USER", "usage: cibaproxy users webpush list USER"},
 		{[]string{"users", "webpush", "list", "alice", "--all", "--config", "x.yaml"}, "unknown flag --all", "usage: cibaproxy users webpush list"},
