@@ -99,8 +99,11 @@ type Request struct {
 	// ID is the auth_req_id.
 	ID       string `json:"auth_req_id"`
 	ClientID string `json:"client_id"`
-	Mode     string `json:"mode"`
-	Subject  string `json:"subject"`
+	// Kind is "device" for a device authorization request (RFC 8628, its
+	// ID the device_code), empty for a CIBA one.
+	Kind    string `json:"kind,omitempty"`
+	Mode    string `json:"mode"`
+	Subject string `json:"subject"`
 	// LoginHint is the user as the client named them, for display.
 	LoginHint      string   `json:"login_hint,omitempty"`
 	Scopes         []string `json:"scopes"`
@@ -186,6 +189,7 @@ func View(r *ciba.AuthRequest, now time.Time) Request {
 	v := Request{
 		ID:              r.ID,
 		ClientID:        r.ClientID,
+		Kind:            string(r.Kind),
 		Mode:            string(r.Mode),
 		Subject:         r.Subject,
 		LoginHint:       r.LoginHint,

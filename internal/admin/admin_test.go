@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -626,5 +627,25 @@ func TestDeliveryTextCountsAttempts(t *testing.T) {
 		if got := deliveryText(Delivery{Due: true, Done: true, Attempts: n}); got != want {
 			t.Errorf("%d attempts: %q, want %q", n, got, want)
 		}
+	}
+}
+
+// TestDeviceRequestShownAsDevice: a device authorization request is shown
+// with mode "device", in the list and alone, and its kind in the JSON view.
+func TestDeviceRequestShownAsDevice(t *testing.T) {
+	v := View(&ciba.AuthRequest{ID: "device-code-0123456789", ClientID: "tv", Kind: ciba.KindDevice, Mode: ciba.ModePoll,
+		Status: ciba.StatusPending, CreatedAt: now, ExpiresAt: now.Add(time.Minute)}, now)
+	if v.Kind != "device" {
+		t.Errorf("kind %q, want device", v.Kind)
+	}
+	var list, one strings.Builder
+	if err := WriteList(&list, []Request{v}, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteRequest(&one, &v, false); err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`tv\s+-?\s*device\s+pending`).MatchString(list.String()) || !regexp.MustCompile(`(?m)^mode\s+device$`).MatchString(one.String()) {
+		t.Errorf("list:\n%s\nshow:\n%s", list.String(), one.String())
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"text/tabwriter"
 	"time"
 	"unicode"
+
+	"github.com/cibaproxy/cibaproxy/internal/ciba"
 )
 
 // Output of the commands: tables for people, JSON for scripts. The table
@@ -45,10 +47,19 @@ func WriteList(w io.Writer, list []Request, full bool) error {
 	fmt.Fprintln(tw, "AUTH_REQ_ID\tCLIENT\tUSER\tMODE\tSTATE\tAGE\tEXPIRES_IN")
 	for _, r := range list {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			id(r.ID, full), clean(r.ClientID), clean(user(r)), clean(r.Mode), r.State,
+			id(r.ID, full), clean(r.ClientID), clean(user(r)), clean(mode(&r)), r.State,
 			since(r.Now, r.CreatedAt), until(r.Now, r.ExpiresAt))
 	}
 	return writeErr(tw.Flush())
+}
+
+// mode is the request's delivery mode, or "device" for a device
+// authorization request: its client polls, but it is no CIBA request.
+func mode(r *Request) string {
+	if r.Kind == string(ciba.KindDevice) {
+		return "device"
+	}
+	return r.Mode
 }
 
 // WriteRequest writes one request, a field per line.
@@ -57,7 +68,7 @@ func WriteRequest(w io.Writer, r *Request, full bool) error {
 	line := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
 	line("auth_req_id", id(r.ID, full))
 	line("client", clean(r.ClientID))
-	line("mode", clean(r.Mode))
+	line("mode", clean(mode(r)))
 	line("subject", clean(r.Subject))
 	if r.LoginHint != "" {
 		line("login_hint", clean(r.LoginHint))
