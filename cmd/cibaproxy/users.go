@@ -126,6 +126,11 @@ func cmdUsers(ctx context.Context, args []string, c cmdIO) error {
 		if asJSON {
 			return admin.WriteJSON(out, admin.WebPushJSON(list))
 		}
+		if len(list) == 0 {
+			// Not a bare table header: say so, and how one is made.
+			_, err := fmt.Fprintf(out, "%s has no Web Push subscriptions (a browser subscribes from the Approved page after a password approval: docs/webpush.md)\n", pos[0])
+			return err
+		}
 		return admin.WriteWebPush(out, list)
 	case "webpush remove":
 		if all {
