@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -217,5 +218,66 @@ func TestReadmePerUserLimit(t *testing.T) {
 		if r := c.Limits.RequestsPerUser; r.Requests != tc.want || r.Per != 10*time.Minute {
 			t.Errorf("with %v the quick start allows %d per %v, want %d per 10m as the README says", tc.env, r.Requests, r.Per, tc.want)
 		}
+	}
+}
+
+// docInlineRE finds inline code of a flow mapping under one key, as the
+// README writes a setting in a sentence: `approval: {passkeys: {…}}`.
+var docInlineRE = regexp.MustCompile("`([a-z_]+): (\\{[^`\\n]*\\})`")
+
+// TestDocInlineSettingsPassCheckConfig: a setting the README or a doc
+// writes inline, under a top-level key of the configuration, passes
+// check-config merged into the quick start, as a reader adds it.
+func TestDocInlineSettingsPassCheckConfig(t *testing.T) {
+	root := filepath.Join("..", "..")
+	files, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append([]string{filepath.Join(root, "README.md")}, files...)
+	topLevel := make(map[string]bool)
+	ct := reflect.TypeFor[Config]()
+	for i := range ct.NumField() {
+		if name, _, _ := strings.Cut(ct.Field(i).Tag.Get("yaml"), ","); name != "" {
+			topLevel[name] = true
+		}
+	}
+	baseData, err := os.ReadFile(filepath.Join(root, "examples", "quickstart.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range docInlineRE.FindAllStringSubmatch(string(data), -1) {
+			if !topLevel[m[1]] {
+				continue // a claim or a nested setting, not a top-level one
+			}
+			where := filepath.Base(f) + ": `" + m[1] + ": " + m[2] + "`"
+			var doc yaml.Node
+			if err := yaml.Unmarshal([]byte(m[1]+": "+m[2]), &doc); err != nil {
+				t.Errorf("%s: not YAML: %v", where, err)
+				continue
+			}
+			var base yaml.Node
+			if err := yaml.Unmarshal(baseData, &base); err != nil {
+				t.Fatal(err)
+			}
+			mergeYAML(base.Content[0], doc.Content[0])
+			merged, err := yaml.Marshal(&base)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checked++
+			if _, err := parse(merged, filepath.Join(root, "examples", "snippet.yaml"), func(string) (string, bool) { return "", false }); err != nil {
+				t.Errorf("%s fails check-config merged into the quick start:\n%v", where, err)
+			}
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no inline setting found; README.md's approval: {passkeys: {self_enrollment: true}} was one")
 	}
 }
