@@ -64,6 +64,7 @@ pids+=($!)
 status=0
 wait -n || status=$?
 if ((status != 0 && status != 130)); then
-	echo "quickstart: stopped (exit $status). If a port is in use: make run PORT=8081 DEMO_PORT=9091 METRICS_PORT=9465" >&2
+	echo "quickstart: stopped (exit $status). If a port is in use: make run PORT=8081 DEMO_PORT=9091 METRICS_PORT=9465;" >&2
+	echo "            if $CIBAPROXY_DATA is locked by another quick start: stop it, or CIBAPROXY_DATA=./data2 make run …" >&2
 fi
 exit "$status"

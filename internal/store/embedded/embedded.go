@@ -110,7 +110,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.lockTimeout})
 	if errors.Is(err, berrors.ErrTimeout) {
-		return nil, fmt.Errorf("embedded store: %s is locked by another process", path)
+		return nil, fmt.Errorf("embedded store: %s is locked by another process (one process per file: stop the other cibaproxy serve, or give this one its own store.path)", path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("embedded store: open %s: %w", path, err)

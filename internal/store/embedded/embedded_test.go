@@ -61,7 +61,7 @@ func TestOpenLockedFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "store.db")
 	open(t, path)
 	_, err := Open(t.Context(), path, WithLockTimeout(50*time.Millisecond))
-	if err == nil || !strings.Contains(err.Error(), path+" is locked by another process") {
+	if err == nil || !strings.Contains(err.Error(), path+" is locked by another process (one process per file: stop the other cibaproxy serve, or give this one its own store.path)") {
 		t.Fatalf("a second Open: got %v, want an error saying the file is locked", err)
 	}
 }
