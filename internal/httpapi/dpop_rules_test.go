@@ -15,9 +15,14 @@ import (
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
 	"github.com/cibaproxy/cibaproxy/internal/store/memory"
-	redisstore "github.com/cibaproxy/cibaproxy/internal/store/redis"
-	"github.com/cibaproxy/cibaproxy/internal/store/redis/redistest"
 )
+
+// dpopBackend is a store TestDPoPRulesOnEveryStore runs on: open returns a
+// fresh one.
+type dpopBackend struct {
+	name string
+	open func(t *testing.T) ciba.Store
+}
 
 // rawProof is a compact JWS with the given protected header and claims,
 // signed with HMAC-SHA256 under macKey when header's alg is HS256, and
@@ -58,21 +63,9 @@ func (e *dpopEnv) signedWithType(t *testing.T, typ, htu string) string {
 // records and the request's key live in the store).
 func TestDPoPRulesOnEveryStore(t *testing.T) {
 	tokenURL, bcURL := dpopIssuer+PathToken, dpopIssuer+PathBCAuthz
-	backends := []struct {
-		name string
-		open func(t *testing.T) ciba.Store
-	}{
+	backends := append([]dpopBackend{
 		{"memory", func(*testing.T) ciba.Store { return memory.New() }},
-		{"redis", func(t *testing.T) ciba.Store {
-			srv := redistest.Start(t)
-			s, err := redisstore.Open(t.Context(), redisstore.Config{Addrs: []string{srv.Addr()}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = s.Close() })
-			return s
-		}},
-	}
+	}, redisDPoPBackends()...)
 	type row struct {
 		name string
 		// send makes the request and returns its answer.

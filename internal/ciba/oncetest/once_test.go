@@ -1,4 +1,4 @@
-package ciba_test
+package oncetest_test
 
 import (
 	"context"
@@ -129,7 +129,6 @@ func onceInstances(t *testing.T, stores []ciba.Store, recv *onceReceiver) []*fix
 			d.Store, d.Channel, d.Notifier = st, recv, recv
 			d.CallbackKey, d.Sealer, d.Now = key, ring, time.Now
 		})
-		fs[i].store = st
 		fs[i].run(t)
 	}
 	return fs
@@ -295,7 +294,6 @@ func TestDeliveryLeaseOfACrashResumedAtStart(t *testing.T) {
 		c.SoleDispatcher = true
 		d.Store, d.Channel, d.Notifier, d.Now = st, recv, recv, time.Now
 	})
-	f.store = st
 	id := f.create(t, pingClient)
 	f.approve(t, id)
 	// As a crashed process left it: both attempts claimed, an hour's lease.
