@@ -5,7 +5,7 @@
 #               beside it, gofmt, vet, staticcheck and a short fuzz of the parsers a change touched
 #               (times: test/README.md, "Time")
 #   make test-quick  the unit tests with -race and -short (no browser, no IdP, no built binary)
-#   make fuzz   fuzz every parser longer (FUZZTIME=5m make fuzz)
+#   make fuzz   fuzz every parser (FUZZTIME each, 3s; FUZZTIME=5m make fuzz)
 
 GO       ?= go
 BIN      := bin/cibaproxy
