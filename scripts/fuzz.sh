@@ -37,7 +37,7 @@ cachedir=$(go env GOCACHE)/fuzz
 # whose files changed since base ($1); a file under a package's testdata/
 # counts for that package.
 changed() {
-  { git diff --name-only "$1" -- && git ls-files --others --exclude-standard; } |
+  { git diff --no-renames --name-only "$1" -- && git ls-files --others --exclude-standard; } |
     awk '{ if (sub(/\/testdata\/.*/, "")) print; else { sub(/\/[^\/]*$/, ""); print } }' | sort -u
 }
 
