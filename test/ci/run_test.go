@@ -1,7 +1,8 @@
 // Package ci tests .ci/run, the CI entry point, against fake tools: its
 // prerequisite checks name what is missing or too old and what to install,
 // it installs with apt-get only what Debian's candidate can fix, and it runs
-// make test once everything is there.
+// make test once everything is there. fuzz_test.go tests scripts/fuzz.sh's
+// choice of the packages make test's fuzz smoke run fuzzes.
 //
 // Every tool .ci/run looks at (go, gcc, node, npm, redis-server, chromium,
 // make, git, apt-get, apt-cache, id) is a small shell script in a temporary
