@@ -37,9 +37,9 @@ CHECKFLAGS := -race
 # building its own in every package).
 RACE_BIN := bin/cibaproxy-race
 # The race-enabled server and the test binaries are linked without DWARF
-# (-w): about a fifth less link CPU (test/e2e's binary 4.5 → 3.5 CPU
-# seconds; make test links about 60), and nothing reads it there: panics and
-# the race detector's reports symbolise from the binary's own tables.
+# (-w): an eighth less link CPU (the 48 test binaries 61 → 54 CPU seconds,
+# busy machine), and nothing reads it there: panics and the race
+# detector's reports symbolise from the binary's own tables.
 TEST_LDFLAGS ?= -w
 # The three longest packages first: go test starts packages in the order
 # given, and in ./...'s order test/abuse (the longest, its bursts of 120
