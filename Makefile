@@ -14,7 +14,7 @@ FUZZTIME ?= 3s
 # of the packages whose own files differ from FUZZ_BASE (their merge base
 # with HEAD; uncommitted and untracked files count), every target when
 # FUZZ_BASE names no commit. A fuzzed package costs an instrumented build of
-# its whole dependency graph, shared with nothing else (about 250 CPU
+# its whole dependency graph, shared with nothing else (250–330 CPU
 # seconds from a cold cache for all ten): on a clean main it fuzzes nothing.
 # Every target's seed corpus runs in go test regardless; make fuzz fuzzes
 # every target (FUZZTIME each).
@@ -102,7 +102,7 @@ interop-deps:
 # backoffs, long polls) and yields the cores to the foreground whenever it
 # wants them (CFS gives a nice-19 task about 1.5 % of a core against a
 # nice-0 one), so the tests' timing is not disturbed. staticcheck's own
-# build (plain, about 135 CPU seconds cold) shares nothing with the race
+# build (plain, 135–160 CPU seconds cold) shares nothing with the race
 # build, so it starts at once rather than after the server. They run side by
 # side (make -j, each one's output kept together), as the fuzz pass is
 # bound by its time per target as much as by the CPU. go vet finds in the
