@@ -13,8 +13,8 @@
 # instrumentation, which instruments its whole dependency graph, standard
 # library included, and shares nothing with the race-enabled build: about
 # 210 CPU seconds from a cold build cache for the ten fuzzed packages
-# (test/README.md, "Time"). The
-# smoke run of make test pays it only for the packages a change touched.
+# (test/README.md, "Time"). The smoke run of make test pays it only for the
+# packages a change touched.
 #
 # With KEEP_CORPUS=1 the inputs the fuzzer found interesting are copied from
 # Go's cache into the package's testdata/fuzz/TARGET/, to be committed: every
