@@ -28,8 +28,8 @@ fuzztime=${FUZZTIME:-5s}
 # a go test -fuzz per target would link the binary again each time. It is
 # built with the build tag "fuzzing", which leaves out the test files that
 # only plain tests need and that would drag a heavy dependency into the
-# instrumented build (internal/httpapi's Redis run of its DPoP rules:
-# go-redis); the binary runs nothing but the fuzz targets. -vet=off: go
+# instrumented build (internal/httpapi's Redis runs of its tests on every
+# store: go-redis); the binary runs nothing but the fuzz targets. -vet=off: go
 # test's own vet pass would analyse the whole graph for each package (about
 # a seventh of the build's CPU), and make test and make vet run go vet.
 bindir=$(mktemp -d)

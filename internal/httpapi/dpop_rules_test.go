@@ -12,17 +12,7 @@ import (
 	"time"
 
 	gojose "github.com/go-jose/go-jose/v4"
-
-	"github.com/cibaproxy/cibaproxy/internal/ciba"
-	"github.com/cibaproxy/cibaproxy/internal/store/memory"
 )
-
-// dpopBackend is a store TestDPoPRulesOnEveryStore runs on: open returns a
-// fresh one.
-type dpopBackend struct {
-	name string
-	open func(t *testing.T) ciba.Store
-}
 
 // rawProof is a compact JWS with the given protected header and claims,
 // signed with HMAC-SHA256 under macKey when header's alg is HS256, and
@@ -63,9 +53,7 @@ func (e *dpopEnv) signedWithType(t *testing.T, typ, htu string) string {
 // records and the request's key live in the store).
 func TestDPoPRulesOnEveryStore(t *testing.T) {
 	tokenURL, bcURL := dpopIssuer+PathToken, dpopIssuer+PathBCAuthz
-	backends := append([]dpopBackend{
-		{"memory", func(*testing.T) ciba.Store { return memory.New() }},
-	}, redisDPoPBackends()...)
+	backends := testStores()
 	type row struct {
 		name string
 		// send makes the request and returns its answer.

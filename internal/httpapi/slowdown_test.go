@@ -13,9 +13,6 @@ import (
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
 	"github.com/cibaproxy/cibaproxy/internal/seal"
-	"github.com/cibaproxy/cibaproxy/internal/store/memory"
-	redisstore "github.com/cibaproxy/cibaproxy/internal/store/redis"
-	"github.com/cibaproxy/cibaproxy/internal/store/redis/redistest"
 )
 
 // TestSlowDownRetryAfterGrows: each slow_down's Retry-After says the
@@ -25,21 +22,7 @@ import (
 // store and on Redis (whose instance answers early polls from what it
 // knows, and otherwise through its poll script).
 func TestSlowDownRetryAfterGrows(t *testing.T) {
-	for _, b := range []struct {
-		name string
-		open func(t *testing.T) ciba.Store
-	}{
-		{"memory", func(*testing.T) ciba.Store { return memory.New() }},
-		{"redis", func(t *testing.T) ciba.Store {
-			srv := redistest.Start(t)
-			s, err := redisstore.Open(t.Context(), redisstore.Config{Addrs: []string{srv.Addr()}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = s.Close() })
-			return s
-		}},
-	} {
+	for _, b := range testStores() {
 		t.Run(b.name, func(t *testing.T) {
 			clock := &benchClock{t: time.Now()}
 			key := make([]byte, 32)

@@ -10,13 +10,13 @@ import (
 	"github.com/cibaproxy/cibaproxy/internal/store/redis/redistest"
 )
 
-// redisDPoPBackends is the Redis store, on a redis-server of its own, for
-// TestDPoPRulesOnEveryStore. The build scripts/fuzz.sh makes (-tags
-// fuzzing, which runs no test but the fuzz targets) has
-// dpop_rules_fuzzing_test.go's instead: httpapi's binary with the fuzzing
+// redisBackends is the Redis store, on a redis-server of its own, for the
+// tests that run on every store (testStores). The build scripts/fuzz.sh
+// makes (-tags fuzzing, which runs no test but the fuzz targets) has
+// stores_fuzzing_test.go's instead: httpapi's binary with the fuzzing
 // instrumentation then compiles neither the Redis store nor go-redis.
-func redisDPoPBackends() []dpopBackend {
-	return []dpopBackend{{"redis", func(t *testing.T) ciba.Store {
+func redisBackends() []storeBackend {
+	return []storeBackend{{"redis", func(t *testing.T) ciba.Store {
 		srv := redistest.Start(t)
 		s, err := redisstore.Open(t.Context(), redisstore.Config{Addrs: []string{srv.Addr()}})
 		if err != nil {
