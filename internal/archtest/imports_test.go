@@ -59,10 +59,11 @@ func TestForbiddenImports(t *testing.T) {
 }
 
 // listDeps returns the import paths of pkg's dependencies, its tests'
-// included, and of pkg itself.
-func listDeps(t *testing.T, pkg string) []string {
+// included, and of pkg itself; flags go to go list (-tags).
+func listDeps(t *testing.T, pkg string, flags ...string) []string {
 	t.Helper()
-	out, err := exec.CommandContext(t.Context(), "go", "list", "-deps", "-test", "-f", "{{.ImportPath}}", pkg).Output()
+	args := append(append([]string{"list"}, flags...), "-deps", "-test", "-f", "{{.ImportPath}}", pkg)
+	out, err := exec.CommandContext(t.Context(), "go", args...).Output()
 	if err != nil {
 		var stderr string
 		if ee, ok := err.(*exec.ExitError); ok {
