@@ -81,6 +81,9 @@ type Device struct {
 	// them (the oidc upstream) checks authorization_details here as at
 	// bc-authorize.
 	upstream Upstream
+	// acceptor is the service's: its validation hook judges a request
+	// that carries authorization_details (Acceptor.validateDevice).
+	acceptor *Acceptor
 }
 
 // NewDevice checks cfg, fills in its defaults and returns the grant.
@@ -120,7 +123,7 @@ func NewDevice(s *Service, cfg DeviceConfig) (*Device, error) {
 			cfg.UserCodeLength, len(cfg.UserCodeCharset), bits, minUserCodeBits)
 	}
 	return &Device{base: s.base, grant: cfg, sealer: s.decisions.sealer, minter: s.decisions.minter, clients: s.decisions.clients,
-		poller: s.poller, decisions: s.decisions, relayer: s.relayer, upstream: s.acceptor.upstream}, nil
+		poller: s.poller, decisions: s.decisions, relayer: s.relayer, upstream: s.acceptor.upstream, acceptor: s.acceptor}, nil
 }
 
 // UserCodeBits is the entropy of a user code of n characters from charset.
@@ -221,8 +224,9 @@ type DeviceParams struct {
 // the identity provider's discovery lists (DetailsChecker), since they go
 // to it with the user's sign-in; a relaying upstream takes neither
 // details nor resources on the device grant, and they are refused rather
-// than dropped. A delegate client (Client.ActsForUser) is recorded as the
-// request's Actor.
+// than dropped. A request with details is judged by the validation hook
+// as at bc-authorize (Acceptor.validateDevice). A delegate client
+// (Client.ActsForUser) is recorded as the request's Actor.
 func (d *Device) AuthorizeParams(ctx context.Context, c *Client, p DeviceParams, b Binding) (*DeviceAuthResponse, error) {
 	if !d.Enabled(c) {
 		return nil, Errorf(CodeUnauthorizedClient, "client %q may not use the device authorization grant (its configuration lacks device_authorization: true)", c.ID)
@@ -264,6 +268,9 @@ func (d *Device) AuthorizeParams(ctx context.Context, c *Client, p DeviceParams,
 				return nil, d.upstreamError("check authorization_details", err)
 			}
 		}
+	}
+	if e := d.acceptor.validateDevice(ctx, c, scopes, details); e != nil {
+		return nil, e
 	}
 	now := d.now()
 	r := newDeviceRequest(c, scopes, now, d.grant.Expiry, d.grant.Interval)

@@ -3,11 +3,14 @@ package ciba_test
 import (
 	"context"
 	"errors"
+	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/authzdetails"
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/validate"
 )
 
 // tvAgent is a delegate device client that may send payment_initiation
@@ -151,5 +154,71 @@ func TestDeviceRelayRefusesDetails(t *testing.T) {
 	}
 	if _, err := d.AuthorizeParams(ctx, tvAgent, ciba.DeviceParams{}, ciba.Binding{}); err != nil {
 		t.Errorf("without details: %v", err)
+	}
+}
+
+// TestDeviceDetailsAskTheValidationHook: authorization_details sent at
+// /device_authorization are judged by the validation hook exactly as at
+// bc-authorize, so a policy on them ("no payments above 1000 EUR") cannot
+// be bypassed through the device grant: a refusal is access_denied with
+// the hook's reason and nothing is stored; the hook is told the details,
+// the delegate, the origin and that the request is a device grant's (no
+// hint, no subject); a device request without details is not asked about,
+// as before, and neither is a client with skip_validation.
+func TestDeviceDetailsAskTheValidationHook(t *testing.T) {
+	origin := ciba.Origin{Addr: netip.MustParseAddr("203.0.113.9"), RequestID: "rid-dev"}
+	ctx := ciba.WithOrigin(context.Background(), origin)
+	hook := newPolicyHook(t, func(m validate.Message) (int, string) {
+		if strings.Contains(string(m.AuthorizationDetails), `"amount":"50.00"`) {
+			return 200, `{"allow":false,"reason":"no payments from this device"}`
+		}
+		return 200, `{"allow":true}`
+	})
+	f, d := deviceRARFixture(t, detailsMinter{}, func(_ *ciba.Config, deps *ciba.Deps) { deps.Validator = hook.hook })
+
+	_, err := d.AuthorizeParams(ctx, tvAgent, ciba.DeviceParams{AuthorizationDetails: shownPayment}, ciba.Binding{})
+	if e := ciba.AsError(err); e.Code != ciba.CodeAccessDenied || !strings.Contains(e.Description, "no payments from this device") {
+		t.Fatalf("device details the hook refuses: %v; want access_denied with its reason", err)
+	}
+	if n := storedRequests(t, f.store); n != 0 {
+		t.Fatalf("%d requests stored after a refusal, want none", n)
+	}
+	calls := hook.seen()
+	if len(calls) != 1 {
+		t.Fatalf("the hook was called %d times, want once", len(calls))
+	}
+	m := calls[0]
+	if m.Grant != ciba.GrantDevice || m.HintType != "" || m.Subject != "" || m.ClientID != tvAgent.ID || !m.ActsForUser ||
+		m.ClientIP != "203.0.113.9" || m.RequestID != "rid-dev" || m.Scope != "openid" || string(m.AuthorizationDetails) == "" {
+		t.Errorf("the hook was told %+v", m)
+	}
+
+	small := `[{"type":"payment_initiation","instructedAmount":{"currency":"EUR","amount":"20.00"}}]`
+	if _, err := d.AuthorizeParams(ctx, tvAgent, ciba.DeviceParams{AuthorizationDetails: small}, ciba.Binding{}); err != nil {
+		t.Fatalf("device details the hook allows: %v", err)
+	}
+	if _, err := d.AuthorizeParams(ctx, tvAgent, ciba.DeviceParams{}, ciba.Binding{}); err != nil {
+		t.Fatalf("a device request without details: %v", err)
+	}
+	if n := len(hook.seen()); n != 2 {
+		t.Errorf("the hook was called %d times, want 2 (a device request without details is not asked about)", n)
+	}
+	skip := *tvAgent
+	skip.SkipValidation = true
+	f2, d2 := deviceRARFixture(t, detailsMinter{}, func(_ *ciba.Config, deps *ciba.Deps) {
+		deps.Validator = hook.hook
+		prev := deps.Clients
+		deps.Clients = func(id string) (*ciba.Client, bool) {
+			if id == skip.ID {
+				return &skip, true
+			}
+			return prev(id)
+		}
+	})
+	if _, err := d2.AuthorizeParams(ctx, &skip, ciba.DeviceParams{AuthorizationDetails: shownPayment}, ciba.Binding{}); err != nil {
+		t.Fatalf("a skip_validation client: %v", err)
+	}
+	if n := len(hook.seen()); n != 2 || storedRequests(t, f2.store) != 1 {
+		t.Errorf("skip_validation: the hook was called %d times in all, want 2", n)
 	}
 }

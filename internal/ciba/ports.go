@@ -223,8 +223,11 @@ type Validation struct {
 	// proxies, the one they forward); invalid when unknown.
 	ClientAddr netip.Addr
 	// HintType names the hint the client used: login_hint,
-	// login_hint_token or id_token_hint.
+	// login_hint_token or id_token_hint; "" for a device request.
 	HintType string
+	// Grant is GrantDevice for a device authorization request (RFC 8628),
+	// which names no user; "" for a backchannel authentication request.
+	Grant string
 	// Subject is the user the hint resolved to; "" when the request is
 	// relayed to a CIBA upstream, which resolves it itself.
 	Subject string
@@ -243,6 +246,9 @@ type Validation struct {
 	// ActsForUser is set for a delegate client (Client.ActsForUser).
 	ActsForUser bool
 }
+
+// GrantDevice is Validation.Grant of a device authorization request.
+const GrantDevice = "device_authorization"
 
 // Verdict is the validation hook's answer.
 type Verdict struct {

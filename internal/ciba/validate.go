@@ -72,6 +72,31 @@ func (a *Acceptor) validate(ctx context.Context, c *Client, p AuthParams, subjec
 	if p.RequestedExpiry != "" {
 		v.RequestedExpiry, _ = parseExpiry(p.RequestedExpiry) // validated by the caller
 	}
+	return a.judge(ctx, c, v)
+}
+
+// validateDevice asks the validation hook about a device authorization
+// request (RFC 8628 §3.1) of client c that carries authorization_details
+// (details, canonical JSON) and passed every other check: the hook judges
+// the details there as at bc-authorize, so that a policy on them ("no
+// payments above 1000 EUR") cannot be bypassed through the device grant.
+// The request names no user: v.Grant is GrantDevice, with no hint and no
+// subject. A device request without details is not asked about (nothing
+// for a consumption-device policy to judge). Answers as validate.
+func (a *Acceptor) validateDevice(ctx context.Context, c *Client, scopes []string, details string) *Error {
+	if details == "" || a.validator == nil || c.SkipValidation {
+		return nil
+	}
+	o := OriginFrom(ctx)
+	return a.judge(ctx, c, Validation{
+		RequestID: o.RequestID, ClientID: c.ID, ClientAddr: o.Addr, Grant: GrantDevice,
+		Scopes: scopes, AuthzDetails: details, ActsForUser: c.ActsForUser,
+	})
+}
+
+// judge sends v to the validation hook and turns its verdict into
+// validate's answer.
+func (a *Acceptor) judge(ctx context.Context, c *Client, v Validation) *Error {
 	verdict, err := a.validator.Validate(ctx, v)
 	switch {
 	case err != nil:

@@ -143,7 +143,9 @@ func (s *Server) deviceAuthorization(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// authorization_details (RFC 9396 §3), resource (RFC 8707) and
-	// audience are taken as at bc-authorize and checked by the same code.
+	// audience are taken as at bc-authorize and checked by the same code;
+	// the validation hook judges details as there, told the same origin.
+	ctx = ciba.WithOrigin(ctx, ciba.Origin{Addr: s.Limits.ClientIP(r), RequestID: RequestID(ctx)})
 	resp, err := s.Device.Grant.AuthorizeParams(ctx, client, ciba.DeviceParams{
 		Scope:                form.Get("scope"),
 		AuthorizationDetails: form.Get("authorization_details"),

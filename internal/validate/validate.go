@@ -96,8 +96,12 @@ type Message struct {
 	ClientID  string `json:"client_id"`
 	// ClientIP is the consumption device's address.
 	ClientIP string `json:"client_ip,omitempty"`
-	// HintType is login_hint, login_hint_token or id_token_hint.
-	HintType string `json:"hint_type"`
+	// HintType is login_hint, login_hint_token or id_token_hint; absent
+	// for a device authorization request, which names no user.
+	HintType string `json:"hint_type,omitempty"`
+	// Grant is "device_authorization" for a device authorization request
+	// (RFC 8628); absent for a backchannel authentication request.
+	Grant string `json:"grant,omitempty"`
 	// Subject is the resolved user; absent for a relayed request.
 	Subject string `json:"subject,omitempty"`
 	// LoginHint is sent only when there is no Subject.
@@ -119,7 +123,7 @@ type Message struct {
 // NewMessage is the body sent for v.
 func NewMessage(v ciba.Validation) Message {
 	m := Message{
-		RequestID: v.RequestID, ClientID: v.ClientID, HintType: v.HintType,
+		RequestID: v.RequestID, ClientID: v.ClientID, HintType: v.HintType, Grant: v.Grant,
 		Subject: v.Subject, LoginHint: v.LoginHint, Scope: strings.Join(v.Scopes, " "),
 		ACRValues: strings.Join(v.ACRValues, " "), BindingMessage: v.BindingMessage,
 		RequestedExpiry: int64(v.RequestedExpiry / time.Second),
