@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -421,4 +422,48 @@ func ptr(s string) *string { return &s }
 func sha256Sum(s string) []byte {
 	sum := sha256.Sum256([]byte(s))
 	return sum[:]
+}
+
+// refusingHook is a validation hook that refuses every request and keeps
+// what it was told.
+type refusingHook struct {
+	mu   sync.Mutex
+	seen []ciba.Validation
+}
+
+func (h *refusingHook) Validate(_ context.Context, v ciba.Validation) (ciba.Verdict, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.seen = append(h.seen, v)
+	return ciba.Verdict{Allow: false, Reason: "no payments from this device"}, nil
+}
+
+// TestDeviceAuthorizationDetailsAskTheHook: at /device_authorization a
+// request with authorization_details is judged by the validation hook, as
+// at bc-authorize, told the client's address: a refusal is a 403 JSON
+// access_denied with the hook's reason and creates nothing; a request
+// without details is not asked about.
+func TestDeviceAuthorizationDetailsAskTheHook(t *testing.T) {
+	hook := &refusingHook{}
+	e := newDeviceRAREnv(t, deviceOpts{validator: hook})
+	status, m := e.call(t, PathDeviceAuthorization, "payer", url.Values{"scope": {"openid"}, "authorization_details": {"[" + rarPayment + "]"}})
+	if desc, _ := m["error_description"].(string); status != http.StatusForbidden || m["error"] != "access_denied" || !strings.Contains(desc, "no payments from this device") {
+		t.Fatalf("%d %v, want 403 access_denied with the hook's reason", status, m)
+	}
+	hook.mu.Lock()
+	seen := append([]ciba.Validation(nil), hook.seen...)
+	hook.mu.Unlock()
+	if len(seen) != 1 || seen[0].Grant != ciba.GrantDevice || seen[0].AuthzDetails != rarCanonical || seen[0].ClientAddr.String() != "127.0.0.1" {
+		t.Fatalf("the hook was told %+v", seen)
+	}
+	if _, uc := e.start(t, "payer", url.Values{"scope": {"openid"}}); uc == "" {
+		t.Fatal("a device request without details was not created")
+	}
+	n := 0
+	if err := e.st.ListRequests(context.Background(), func(*ciba.AuthRequest) bool { n++; return true }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || len(hook.seen) != 1 {
+		t.Errorf("%d requests stored, the hook asked %d times; want 1 and 1", n, len(hook.seen))
+	}
 }

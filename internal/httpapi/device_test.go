@@ -85,6 +85,8 @@ type deviceOpts struct {
 	// clients are more clients, each with the device grant, that
 	// authenticate with Basic id:id-secret.
 	clients []*ciba.Client
+	// validator is the service's validation hook (Deps.Validator).
+	validator ciba.Validator
 }
 
 // extraAuth authenticates the clients of deviceOpts.clients, and
@@ -121,6 +123,7 @@ func newDeviceEnvWith(t *testing.T, o deviceOpts) *deviceEnv {
 	deps := ciba.Deps{
 		Store: e.st, Upstream: up, Minter: fakeUpstream{}, Sealer: ring, Notifier: nopNotifier{},
 		Clients: func(id string) (*ciba.Client, bool) { c, ok := clients[id]; return c, ok }, CallbackKey: key, Now: e.clock.Now,
+		Validator: o.validator,
 	}
 	if federated {
 		deps.Minter = nil
