@@ -305,9 +305,12 @@ func (a *Approval) answer(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if err == nil {
+			self := a.selfEnrolOffer(r.Context(), req.Subject, req.LoginHint, approvalSelfBinding(cookie, id), PathApprove+id+pathSelfEnrol)
+			if self != nil {
+				a.keepCookie(w, csrfCookie, cookie, PathApprove)
+			}
 			a.render(w, http.StatusOK, page{Title: "Approved", Message: "You approved the sign-in to " + client.Name + ". You can close this page.",
-				Push:      a.Push.offer(r.Context(), req.Subject, a.Logger),
-				SelfEnrol: a.selfEnrolOffer(r.Context(), req.Subject, req.LoginHint, approvalSelfBinding(cookie, id), PathApprove+id+pathSelfEnrol)})
+				Push: a.Push.offer(r.Context(), req.Subject, a.Logger), SelfEnrol: self})
 			return
 		}
 	default:

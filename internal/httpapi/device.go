@@ -348,8 +348,12 @@ func (d *Device) answer(w http.ResponseWriter, r *http.Request) {
 			d.closed(w, err)
 			return
 		}
+		self := a.selfEnrolOffer(ctx, sub, username, deviceSelfBinding(cookie), PathDevice)
+		if self != nil {
+			a.keepCookie(w, deviceCookie, cookie, PathDevice)
+		}
 		a.render(w, http.StatusOK, page{Title: "Approved", Message: "You approved the sign-in of " + client.Name + ". Return to your device: it continues by itself.",
-			SelfEnrol: a.selfEnrolOffer(ctx, sub, username, deviceSelfBinding(cookie), PathDevice)})
+			SelfEnrol: self})
 	default:
 		a.render(w, http.StatusBadRequest, page{Title: "Bad request", Message: "Choose Approve or Deny."})
 	}

@@ -96,6 +96,18 @@ func (a *Approval) selfEnrolOffer(ctx context.Context, subject, username, bindin
 	return &selfEnrolOffer{Action: action, Token: token, Options: string(opts)}
 }
 
+// keepCookie sets the page's CSRF cookie (name, value, path) again with
+// its full lifetime when an offer is made: the offer is bound to it, and
+// a cookie set up to an hour earlier (by an earlier page) would otherwise
+// expire while the offer still runs, which would then be refused as
+// another browser's.
+func (a *Approval) keepCookie(w http.ResponseWriter, name, value, path string) {
+	http.SetCookie(w, &http.Cookie{
+		Name: name, Value: value, Path: path, HttpOnly: true,
+		Secure: a.Secure, SameSite: http.SameSiteStrictMode, MaxAge: 3600,
+	})
+}
+
 // selfEnrolApproval is POST PathApprove{id}/passkey: the new passkey from
 // the approval page's "Approved" page.
 func (a *Approval) selfEnrolApproval(w http.ResponseWriter, r *http.Request) {

@@ -498,3 +498,61 @@ func TestPasskeySelfEnrolmentOnTheDevicePage(t *testing.T) {
 		t.Fatalf("alice has %d passkeys, want 1", len(list))
 	}
 }
+
+// TestPasskeySelfEnrolmentRenewsThePageCookie: an offer is bound to the
+// page's cookie, so the Approved page that makes one sets that cookie
+// again for its full hour: a cookie set by an earlier page would otherwise
+// expire within the offer's ten minutes, and the offer be refused as
+// another browser's. On the approval page and on the device page.
+func TestPasskeySelfEnrolmentRenewsThePageCookie(t *testing.T) {
+	jarValue := func(t *testing.T, c *http.Client, base, path, name string) string {
+		t.Helper()
+		u, _ := url.Parse(base + path)
+		for _, k := range c.Jar.Cookies(u) {
+			if k.Name == name {
+				return k.Value
+			}
+		}
+		t.Fatalf("the browser has no %s cookie", name)
+		return ""
+	}
+	renewed := func(t *testing.T, resp *http.Response, body, name, value string) {
+		t.Helper()
+		offerOf(t, body)
+		for _, k := range resp.Cookies() {
+			if k.Name == name && k.Value == value && k.MaxAge >= int(SelfEnrolTTL/time.Second) && k.HttpOnly && k.SameSite == http.SameSiteStrictMode {
+				return
+			}
+		}
+		t.Fatalf("the Approved page with an offer does not renew the %s cookie: Set-Cookie %q", name, resp.Header.Values("Set-Cookie"))
+	}
+	t.Run("approval page", func(t *testing.T) {
+		e, _ := newSelfEnv(t)
+		b := e.browser("")
+		id := e.requestFor("alice", "Code RC01")
+		csrf, _ := b.open(id)
+		cookie := jarValue(t, b.c, e.srv.URL, PathApprove, csrfCookie)
+		resp, err := b.c.PostForm(e.srv.URL+PathApprove+id, url.Values{"csrf": {csrf}, "action": {"approve"}, "password": {"alice-password"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		renewed(t, resp, string(body), csrfCookie, cookie)
+	})
+	t.Run("device page", func(t *testing.T) {
+		e := newDeviceEnv(t, false)
+		rp, err := passkey.NewRP(pkOrigin, "", "Test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.approval.Passkeys = &Passkeys{RP: rp, Credentials: &passkey.Credentials{Records: e.st}, Enrolments: &passkey.Enrolments{Records: e.st, Now: e.clock.Now},
+			Method: func(string) string { return MethodEither }, SelfEnroll: true}
+		_, uc := e.start(t, "tv", url.Values{"scope": {"openid"}})
+		c := browser()
+		_, _, csrf := e.enter(t, c, uc)
+		cookie := jarValue(t, c, e.srv.URL, PathDevice, deviceCookie)
+		_, body, resp := e.page(t, c, http.MethodPost, "", url.Values{"csrf": {csrf}, "user_code": {uc}, "action": {"approve"}, "username": {"alice"}, "password": {"alice-password"}})
+		renewed(t, resp, body, deviceCookie, cookie)
+	})
+}
