@@ -385,11 +385,17 @@ func (a *Approval) lockedOut(w http.ResponseWriter, wait time.Duration) {
 
 // detailsChanged answers an approval whose form carried the digest of
 // other authorization_details than the request's: what the user saw is not
-// what the tokens would carry, so nothing is approved.
+// what the tokens would carry, so nothing is approved. A device request
+// (answered here at the federated sign-in's callback) has no link to open
+// again: its user enters the code again.
 func (a *Approval) detailsChanged(w http.ResponseWriter, req *ciba.AuthRequest) {
 	a.Logger.Warn("approval page: the approved authorization_details are not the request's; not approved", slog.String("client_id", req.ClientID))
+	again := "Open the link again to see the request."
+	if req.Kind == ciba.KindDevice {
+		again = "Enter the code again to see the request."
+	}
 	a.render(w, http.StatusConflict, page{Title: "Not approved",
-		Message: "The details you approved are not those of this request, so nothing was approved. Open the link again to see the request."})
+		Message: "The details you approved are not those of this request, so nothing was approved. " + again})
 }
 
 // waitText says d for a person: "a minute", "12 minutes".

@@ -467,3 +467,39 @@ func TestDeviceAuthorizationDetailsAskTheHook(t *testing.T) {
 		t.Errorf("%d requests stored, the hook asked %d times; want 1 and 1", n, len(hook.seen))
 	}
 }
+
+// TestDeviceFederatedCallbackRefusesAnotherDigest: a federated sign-in of
+// a device request whose kept digest is no longer the request's approves
+// nothing (409), and tells the user to enter the code again: a device
+// request has no approval link to open.
+func TestDeviceFederatedCallbackRefusesAnotherDigest(t *testing.T) {
+	e := newDeviceRAREnv(t, deviceOpts{federated: true})
+	ctx := context.Background()
+	dc, _ := e.start(t, "payer", url.Values{"authorization_details": {"[" + rarPayment + "]"}})
+	r, err := e.st.GetRequest(ctx, dc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cookie := strings.Repeat("c", 43)
+	l := Login{State: "state-device-changed", Nonce: "n", Verifier: "v", ApprovalID: r.ApprovalID, Browser: sha256Sum(cookie),
+		DetailsDigest: ptr(authzdetails.DigestOf([]byte(`[]`)))}
+	e.idp.logins[l.State] = l
+	raw, _ := json.Marshal(l)
+	if err := e.st.PutRecord(ctx, loginKind, l.State, raw, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, e.srv.URL+PathApproveCallback+"?code=good&state="+l.State, nil)
+	req.AddCookie(&http.Cookie{Name: loginCookie, Value: cookie})
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if got, _ := e.st.GetRequest(ctx, dc); resp.StatusCode != http.StatusConflict || got.Status != ciba.StatusPending {
+		t.Fatalf("callback %d, status %s; want 409, pending", resp.StatusCode, got.Status)
+	}
+	if !strings.Contains(string(body), "Enter the code again") || strings.Contains(string(body), "Open the link again") {
+		t.Errorf("the device user is not told to enter the code again:\n%s", body)
+	}
+}
