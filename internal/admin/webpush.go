@@ -27,8 +27,12 @@ import (
 // WebPushInfo is one Web Push subscription as operators see it: its short
 // id, the push service's host, and when the browser subscribed.
 type WebPushInfo struct {
-	ID      string    `json:"id"`
-	Host    string    `json:"push_service"`
+	// ID is the short id (webpush.Subscription.ID): 12 hex digits of a
+	// hash of the endpoint.
+	ID string `json:"id"`
+	// Host is the push service's host, without the endpoint's path.
+	Host string `json:"push_service"`
+	// Created is when the browser subscribed.
 	Created time.Time `json:"created"`
 }
 

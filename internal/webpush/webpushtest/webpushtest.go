@@ -65,9 +65,12 @@ type Message struct {
 // Browser is the browser's side of one subscription: the private key and
 // the auth secret the push messages are encrypted for.
 type Browser struct {
+	// Endpoint is the subscription's push resource URL at the service.
 	Endpoint string
-	Key      *ecdh.PrivateKey
-	Auth     []byte
+	// Key is the browser's P-256 private key (p256dh's).
+	Key *ecdh.PrivateKey
+	// Auth is the browser's 16-byte auth secret.
+	Auth []byte
 }
 
 // New starts a service; the test's cleanup stops it.
