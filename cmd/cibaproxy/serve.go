@@ -85,6 +85,14 @@ func cmdServe(ctx context.Context, args []string, c cmdIO) error {
 	// polls, which answer at once instead of holding the shutdown up: once a
 	// held poll has its answer, a new connection is refused.
 	srv.RegisterOnShutdown(a.Service.ReleaseHolds)
+	if a.Parking != nil {
+		// Parked long polls go back to srv once answered (keep-alive);
+		// on shutdown they are answered at once, their connections
+		// closed after the answer.
+		a.Parking.WriteTimeout = srv.WriteTimeout
+		srv.RegisterOnShutdown(a.Parking.Release)
+		go func() { _ = a.Parking.Serve(srv) }()
+	}
 	serve := srv.Serve
 	if cfg.TLS.Enabled() {
 		// Client certificates are requested, never required, and not
@@ -148,6 +156,11 @@ func cmdServe(ctx context.Context, args []string, c cmdIO) error {
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		log.Warn("shutdown", slog.Any("error", err))
+	}
+	if a.Parking != nil {
+		if err := a.Parking.Wait(shutdownCtx); err != nil {
+			log.Warn("shutdown: parked long polls not all answered", slog.Any("error", err))
+		}
 	}
 	cancelRun()
 	<-dispatched

@@ -56,6 +56,11 @@ type App struct {
 	// Handler serves the OpenID endpoints, the approval and device pages,
 	// health and readiness, and /metrics with metrics.listen: main.
 	Handler http.Handler
+	// Parking holds the long polls of Handler with their connections
+	// parked (httpapi.Parking) when long polling is on; nil otherwise. The
+	// server serving Handler must also run Parking.Serve, Release it on
+	// shutdown and Wait for it after.
+	Parking *httpapi.Parking
 	// Telemetry serves /metrics, /healthz and /readyz, for a listener of
 	// their own (metrics.listen an address); nil otherwise.
 	Telemetry http.Handler

@@ -353,6 +353,10 @@ func (b *builder) buildDevice() error {
 	return nil
 }
 
+// MaxParked bounds the long polls held with their connections parked
+// (httpapi.Parking); more are held on net/http's goroutines.
+const MaxParked = 200_000
+
 // app is the instance built: its handlers, with /metrics where the
 // configuration puts it.
 func (b *builder) app() *App {
@@ -365,6 +369,11 @@ func (b *builder) app() *App {
 		// Not served: see config.Metrics.
 	default:
 		a.Telemetry = b.srv.TelemetryHandler(b.m.Handler())
+	}
+	if b.cfg.CIBA.LongPoll > 0 {
+		// The write timeout is the one cmd/cibaproxy gives its server.
+		b.srv.Parking = httpapi.NewParking(MaxParked, b.cfg.CIBA.LongPoll+30*time.Second)
+		a.Parking = b.srv.Parking
 	}
 	a.Handler = b.tr.Handler(b.srv.Handler(), tracing.Routes(routes...))
 	return a

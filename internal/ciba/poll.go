@@ -94,8 +94,20 @@ func (p *Poller) PollCert(ctx context.Context, c *Client, authReqID, cert string
 // request that is not bound (its tokens are not), each answered with the
 // request left as it was (checkDPoP).
 func (p *Poller) PollBound(ctx context.Context, c *Client, authReqID string, b Binding) ([]byte, error) {
+	body, h, err := p.PollBoundHold(ctx, c, authReqID, b)
+	if h != nil {
+		return h.Wait(ctx)
+	}
+	return body, err
+}
+
+// PollBoundHold is PollBound for a caller that holds the poll itself: a
+// poll to be held is returned as a *Hold (with no body and no error) which
+// the caller must end, with Wait, Answer or Abandon; any other poll is
+// answered as PollBound answers it.
+func (p *Poller) PollBoundHold(ctx context.Context, c *Client, authReqID string, b Binding) ([]byte, *Hold, error) {
 	if authReqID == "" {
-		return nil, tokenError(CodeInvalidRequest, "auth_req_id is required")
+		return nil, nil, tokenError(CodeInvalidRequest, "auth_req_id is required")
 	}
 	q := PollQuery{ClientID: c.ID, Kind: KindCIBA, Cert: b.Cert, JKT: b.JKT, Rule: p.paceRule(p.now(), p.cfg.LongPoll),
 		// A push client may not poll: it is told so once the request is
@@ -106,7 +118,7 @@ func (p *Poller) PollBound(ctx context.Context, c *Client, authReqID string, b B
 		// announced, which an instance may hear of a moment after the
 		// ping was sent.
 		Current: c.Mode != ModePoll}
-	return p.poll(ctx, c, authReqID, q)
+	return p.pollHold(ctx, c, authReqID, q)
 }
 
 // paceRule is the service's pace rule for a poll at now, held up to hold
@@ -126,37 +138,142 @@ func (p *Poller) paceRule(now time.Time, hold time.Duration) PaceRule {
 // pending; else authorization_pending, after holding the poll up to its
 // hold for the result.
 func (p *Poller) poll(ctx context.Context, c *Client, id string, q PollQuery) ([]byte, error) {
+	body, h, err := p.pollHold(ctx, c, id, q)
+	if h != nil {
+		return h.Wait(ctx)
+	}
+	return body, err
+}
+
+// pollHold is poll, returning the poll to hold as a *Hold instead of
+// holding it.
+func (p *Poller) pollHold(ctx context.Context, c *Client, id string, q PollQuery) ([]byte, *Hold, error) {
 	res, err := p.store.Poll(ctx, id, q)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		res.Outcome = PollUnknown
 	case err != nil:
-		return nil, p.storeError("poll", err)
+		return nil, nil, p.storeError("poll", err)
 	}
 	switch res.Outcome {
 	case PollUnknown:
-		return nil, tokenError(CodeInvalidGrant, "unknown %s", q.Kind.idParam())
+		return nil, nil, tokenError(CodeInvalidGrant, "unknown %s", q.Kind.idParam())
 	case PollWrongCert:
-		return nil, certMismatch(q.Kind, q.Cert)
+		return nil, nil, certMismatch(q.Kind, q.Cert)
 	case PollWrongKey, PollUnboundKey:
-		return nil, keyMismatch(q.Kind, res.Outcome, q.JKT)
+		return nil, nil, keyMismatch(q.Kind, res.Outcome, q.JKT)
 	}
 	if q.CheckOnly {
-		return nil, tokenError(CodeUnauthorizedClient, "client %q uses push mode; its tokens are delivered to its notification endpoint", c.ID)
+		return nil, nil, tokenError(CodeUnauthorizedClient, "client %q uses push mode; its tokens are delivered to its notification endpoint", c.ID)
 	}
 	switch res.Outcome {
 	case PollDone:
 		if err := checkDPoP(res.Request, q.JKT); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return p.finish(ctx, res.Request, q.Rule.Now)
+		body, err := p.finish(ctx, res.Request, q.Rule.Now)
+		return body, nil, err
 	case PollSlow:
-		return nil, p.slowDowns.get(res.Interval)
+		return nil, nil, p.slowDowns.get(res.Interval)
 	}
 	if res.Hold <= 0 {
-		return nil, ErrAuthorizationPending
+		return nil, nil, ErrAuthorizationPending
 	}
-	return p.held(ctx, id, q.JKT, q.Rule.Now, res.Hold)
+	return nil, &Hold{p: p, id: id, jkt: q.JKT, now: q.Rule.Now, d: res.Hold}, nil
+}
+
+// Hold is an on-time poll of a pending request, to be held up to its
+// hold time for the result (long polling). Its owner ends it once: with
+// Wait, which holds it on the calling goroutine, or, holding it by other
+// means (Watch, a timer), with Answer, or with Abandon when its client
+// has gone. Until then the request's pace counts the poll as held.
+type Hold struct {
+	p       *Poller
+	id, jkt string
+	now     time.Time
+	d       time.Duration
+}
+
+// Duration is how long the poll may be held.
+func (h *Hold) Duration() time.Duration { return h.d }
+
+// Wait holds the poll on the calling goroutine until the result lands, the
+// hold time ends, ctx is done or the holds are released, and answers it.
+func (h *Hold) Wait(ctx context.Context) ([]byte, error) {
+	return h.p.held(ctx, h.id, h.jkt, h.now, h.d)
+}
+
+// FuncSubscriber is a Store that can call a function on each change of a
+// request instead of sending on a channel (wakeup.Hub.SubscribeFunc): what
+// Hold.Watch needs. f must return at once.
+type FuncSubscriber interface {
+	SubscribeFunc(id string, f func()) (stop func())
+}
+
+// Watch calls wake after each change of the request until stop is
+// called; wake runs on the store's goroutine and must return at once. ok
+// is false when the store cannot call back (the caller then uses Wait).
+// Watch before reading the request with Pending, so no change is missed.
+func (h *Hold) Watch(wake func()) (stop func(), ok bool) {
+	fs, ok := h.p.store.(FuncSubscriber)
+	if !ok {
+		return nil, false
+	}
+	return fs.SubscribeFunc(h.id, wake), true
+}
+
+// CanWatch reports whether Watch works with the store.
+func (h *Hold) CanWatch() bool {
+	_, ok := h.p.store.(FuncSubscriber)
+	return ok
+}
+
+// Released is closed when the holds are released (Poller.ReleaseHolds):
+// a held poll is then answered at once.
+func (h *Hold) Released() <-chan struct{} { return h.p.released }
+
+// Pending reports whether the request is still pending, so the poll
+// stays held; false (or an error) means it is to be answered now.
+func (h *Hold) Pending(ctx context.Context) (bool, error) {
+	r, err := h.p.store.GetRequest(ctx, h.id)
+	if err != nil {
+		return false, err
+	}
+	return r.Status == StatusPending, nil
+}
+
+// Answer ends the hold and answers the poll with the request as it now is,
+// as Wait does once its hold ends: the tokens, once, for an approved
+// request; else its error (authorization_pending while pending).
+func (h *Hold) Answer(ctx context.Context) ([]byte, error) {
+	r, err := h.p.store.GetRequest(ctx, h.id)
+	h.release(ctx)
+	if errors.Is(err, ErrNotFound) {
+		return nil, tokenError(CodeInvalidGrant, "unknown auth_req_id")
+	}
+	if err != nil {
+		return nil, h.p.storeError("get request", err)
+	}
+	if err := checkDPoP(r, h.jkt); err != nil {
+		return nil, err
+	}
+	return h.p.finish(ctx, r, h.p.now())
+}
+
+// Abandon ends the hold of a poll whose client has gone: the pace is
+// released and nothing is handed out, so the tokens of an approved request
+// stay for the client's next poll.
+func (h *Hold) Abandon(ctx context.Context) { h.release(ctx) }
+
+// release releases the hold in the request's pace (PaceRule.Release).
+func (h *Hold) release(ctx context.Context) {
+	end := h.p.now()
+	if _, perr := h.p.store.UpdatePace(context.WithoutCancel(ctx), h.id, func(pace *Pace) error {
+		PaceRule{Now: h.now}.Release(pace, end)
+		return nil
+	}); perr != nil && !errors.Is(perr, ErrNotFound) {
+		h.p.log.WarnContext(ctx, "release long poll", slog.Any("error", perr))
+	}
 }
 
 // held holds the on-time poll made at now with a proof of DPoP key jkt

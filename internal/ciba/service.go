@@ -256,6 +256,12 @@ func (s *Service) PollBound(ctx context.Context, c *Client, authReqID string, b 
 	return s.poller.PollBound(ctx, c, authReqID, b)
 }
 
+// PollBoundHold is PollBound returning a poll to be held as a *Hold for
+// the caller to hold (Poller.PollBoundHold).
+func (s *Service) PollBoundHold(ctx context.Context, c *Client, authReqID string, b Binding) ([]byte, *Hold, error) {
+	return s.poller.PollBoundHold(ctx, c, authReqID, b)
+}
+
 // ReleaseHolds answers every held long poll at once and holds no more
 // (Poller.ReleaseHolds), for a shutdown.
 func (s *Service) ReleaseHolds() { s.poller.ReleaseHolds() }

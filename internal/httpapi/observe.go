@@ -35,6 +35,28 @@ type exchange struct {
 	status int
 	client string
 	result ciba.ErrorCode
+	start  time.Time
+	// hijacked is set when the handler took the connection to answer
+	// later (Parking): the answer is reported then, not here.
+	hijacked bool
+}
+
+// observed is what the access log and the metrics need of a request
+// besides its answer.
+type observed struct {
+	start            time.Time
+	id, client       string
+	method, endpoint string
+}
+
+// observed returns what x and r tell of the request, for an answer
+// reported later (report).
+func (x *exchange) observed(r *http.Request) observed {
+	endpoint := "other"
+	if _, path, ok := strings.Cut(r.Pattern, " "); ok && path != "/" {
+		endpoint = path
+	}
+	return observed{start: x.start, id: x.id, client: x.client, method: r.Method, endpoint: endpoint}
 }
 
 func (x *exchange) WriteHeader(code int) {
@@ -94,44 +116,48 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			id = ids.next()
 		}
 		w.Header()[HeaderRequestID] = []string{id}
-		x := &exchange{ResponseWriter: w, id: id}
+		x := &exchange{ResponseWriter: w, id: id, start: start}
 		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
 		next.ServeHTTP(x, r)
-
-		d := time.Since(start)
-		endpoint := "other"
-		if _, path, ok := strings.Cut(r.Pattern, " "); ok && path != "/" {
-			endpoint = path
+		if x.hijacked {
+			return
 		}
-		client := x.client
-		if client == "" {
-			client = "-"
-		}
-		status := x.status
-		if status == 0 {
-			status = http.StatusOK
-		}
-		result := string(x.result)
-		if result == "" {
-			result = "ok"
-			if status >= 400 {
-				result = strconv.Itoa(status)
-			}
-		}
-		if s.Observer != nil {
-			s.Observer.ObserveRequest(endpoint, client, result, d)
-		}
-		level := slog.LevelInfo
-		if quiet(endpoint, x.result) {
-			level = slog.LevelDebug
-		}
-		if s.Logger.Enabled(r.Context(), level) {
-			s.Logger.LogAttrs(r.Context(), level, "request",
-				slog.String("method", r.Method), slog.String("endpoint", endpoint),
-				slog.Int("status", status), slog.String("result", result),
-				slog.String("client_id", client), slog.Duration("duration", d))
-		}
+		s.report(r.Context(), x.observed(r), x)
 	})
+}
+
+// report logs one line for the answered request o and tells the Observer;
+// x holds its answer.
+func (s *Server) report(ctx context.Context, o observed, x *exchange) {
+	d := time.Since(o.start)
+	client := x.client
+	if client == "" {
+		client = "-"
+	}
+	status := x.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	result := string(x.result)
+	if result == "" {
+		result = "ok"
+		if status >= 400 {
+			result = strconv.Itoa(status)
+		}
+	}
+	if s.Observer != nil {
+		s.Observer.ObserveRequest(o.endpoint, client, result, d)
+	}
+	level := slog.LevelInfo
+	if quiet(o.endpoint, x.result) {
+		level = slog.LevelDebug
+	}
+	if s.Logger.Enabled(ctx, level) {
+		s.Logger.LogAttrs(ctx, level, "request",
+			slog.String("method", o.method), slog.String("endpoint", o.endpoint),
+			slog.Int("status", status), slog.String("result", result),
+			slog.String("client_id", client), slog.Duration("duration", d))
+	}
 }
 
 // requestIDs generates request ids: a random prefix drawn once per handler

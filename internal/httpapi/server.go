@@ -130,6 +130,9 @@ type Server struct {
 	// /oauth/token, where Auth0-style clients post their token requests);
 	// discovery names PathToken only.
 	TokenAliases []string
+	// Parking, when set, holds long polls with their connections parked
+	// instead of on net/http's goroutines (park.go); nil holds them there.
+	Parking *Parking
 }
 
 // Handler returns the HTTP handler of all endpoints.
@@ -500,20 +503,14 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		}
 		writeJSON(w, http.StatusOK, body)
 	case GrantCIBA:
-		body, err := s.Service.PollBound(ctx, client, form.Get("auth_req_id"), ciba.Binding{Cert: cert, JKT: jkt})
-		if err != nil {
-			// A slow_down says the client's interval now in Retry-After
-			// (Auth0-style clients wait what it says); the value is the
-			// shared error's, allocated once.
-			if e := ciba.AsError(err); e.Code == ciba.CodeSlowDown {
-				if v := e.RetryAfterHeader(); v != nil {
-					w.Header()["Retry-After"] = v
-				}
+		body, hold, err := s.Service.PollBoundHold(ctx, client, form.Get("auth_req_id"), ciba.Binding{Cert: cert, JKT: jkt})
+		if hold != nil {
+			if s.park(w, r, hold) {
+				return
 			}
-			writeError(w, err)
-			return
+			body, err = hold.Wait(ctx)
 		}
-		writeJSON(w, http.StatusOK, body)
+		s.writePoll(w, body, err)
 	case "refresh_token":
 		if s.Refresher == nil {
 			writeError(w, ciba.Errorf(ciba.CodeUnsupportedGrantType, "the refresh_token grant is not available with this upstream"))

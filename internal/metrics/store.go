@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -140,4 +141,27 @@ func (s *store) ListDue(ctx context.Context, t time.Time, fn func(string) bool) 
 	err := s.Store.ListDue(ctx, t, fn)
 	s.done("list_due", start, err)
 	return err
+}
+
+// SubscribeFunc passes a function subscription through
+// (ciba.FuncSubscriber); for a store without one, a goroutine forwards the
+// channel's wake-ups to f.
+func (s *store) SubscribeFunc(id string, f func()) func() {
+	if fs, ok := s.Store.(ciba.FuncSubscriber); ok {
+		return fs.SubscribeFunc(id, f)
+	}
+	ch, stop := s.Store.Subscribe(id)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-ch:
+				f()
+			case <-done:
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { stop(); close(done) }) }
 }

@@ -473,3 +473,9 @@ func (s *Store) Close() error {
 	})
 	return s.closeErr
 }
+
+// SubscribeFunc calls f after the request is changed or deleted until the
+// returned function stops it (memory.Store.SubscribeFunc).
+func (s *Store) SubscribeFunc(id string, f func()) func() {
+	return s.mem.SubscribeFunc(id, f)
+}

@@ -960,3 +960,10 @@ func (s *Store) LoadRecord(kind, key string, value []byte, expiresAt time.Time) 
 	e.live = true
 	return nil
 }
+
+// SubscribeFunc calls f after every successful UpdateRequest or
+// DeleteRequest of request id until the returned function stops it
+// (wakeup.Hub.SubscribeFunc: f must return at once).
+func (s *Store) SubscribeFunc(id string, f func()) func() {
+	return s.subs[s.shard(id)].SubscribeFunc(id, f)
+}

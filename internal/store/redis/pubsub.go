@@ -117,3 +117,13 @@ func (s *Store) setCacheLive(live bool) {
 		s.cache.setLive(live)
 	}
 }
+
+// SubscribeFunc is Subscribe with a function called on each change instead
+// of a channel (wakeup.Hub.SubscribeFunc: f must return at once). After
+// Close it is never called.
+func (s *Store) SubscribeFunc(id string, f func()) func() {
+	if s.closed.Load() {
+		return func() {}
+	}
+	return s.hub.SubscribeFunc(id, f)
+}

@@ -12,7 +12,22 @@ import (
 // Hub is safe for concurrent use.
 type Hub struct {
 	mu sync.Mutex
-	m  map[string][]chan struct{}
+	m  map[string][]*subscriber
+}
+
+// subscriber is one subscription: a channel, or a function to call.
+type subscriber struct {
+	ch chan struct{}
+	f  func()
+}
+
+// wake notifies s: a non-blocking send, or a call of its function.
+func (s *subscriber) wake() {
+	if s.f != nil {
+		s.f()
+		return
+	}
+	notify(s.ch)
 }
 
 // Subscribe returns a channel that receives a value after each Wake of id
@@ -21,23 +36,41 @@ type Hub struct {
 // not reading coalesce, and a slow subscriber never blocks a waker. The
 // channel is never closed.
 func (h *Hub) Subscribe(id string) (<-chan struct{}, func()) {
-	ch := make(chan struct{}, 1)
-	h.mu.Lock()
-	if h.m == nil {
-		h.m = make(map[string][]chan struct{})
-	}
-	h.m[id] = append(h.m[id], ch)
-	h.mu.Unlock()
+	sub := &subscriber{ch: make(chan struct{}, 1)}
+	h.add(id, sub)
 	var once sync.Once
-	return ch, func() { once.Do(func() { h.remove(id, ch) }) }
+	return sub.ch, func() { once.Do(func() { h.remove(id, sub) }) }
 }
 
-// remove unregisters ch for request id, if registered.
-func (h *Hub) remove(id string, ch chan struct{}) {
+// SubscribeFunc calls f after each Wake of id (or WakeAll) until the
+// returned function, which may be called more than once, stops it. f runs
+// on the waker's goroutine with the Hub locked: it must return at once,
+// without blocking and without calling the Hub (start a goroutine for any
+// work). It costs no goroutine and no channel while nothing happens, for
+// subscribers that wait in large numbers (parked long polls).
+func (h *Hub) SubscribeFunc(id string, f func()) func() {
+	sub := &subscriber{f: f}
+	h.add(id, sub)
+	var once sync.Once
+	return func() { once.Do(func() { h.remove(id, sub) }) }
+}
+
+// add registers sub for request id.
+func (h *Hub) add(id string, sub *subscriber) {
+	h.mu.Lock()
+	if h.m == nil {
+		h.m = make(map[string][]*subscriber)
+	}
+	h.m[id] = append(h.m[id], sub)
+	h.mu.Unlock()
+}
+
+// remove unregisters sub for request id, if registered.
+func (h *Hub) remove(id string, sub *subscriber) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	list := h.m[id]
-	if i := slices.Index(list, ch); i >= 0 {
+	if i := slices.Index(list, sub); i >= 0 {
 		list = slices.Delete(list, i, i+1)
 	}
 	if len(list) == 0 {
@@ -50,8 +83,8 @@ func (h *Hub) remove(id string, ch chan struct{}) {
 // Wake makes a non-blocking send to every subscriber of request id.
 func (h *Hub) Wake(id string) {
 	h.mu.Lock()
-	for _, ch := range h.m[id] {
-		notify(ch)
+	for _, sub := range h.m[id] {
+		sub.wake()
 	}
 	h.mu.Unlock()
 }
@@ -60,8 +93,8 @@ func (h *Hub) Wake(id string) {
 func (h *Hub) WakeAll() {
 	h.mu.Lock()
 	for _, list := range h.m {
-		for _, ch := range list {
-			notify(ch)
+		for _, sub := range list {
+			sub.wake()
 		}
 	}
 	h.mu.Unlock()
