@@ -141,7 +141,7 @@ func (h *held) read(deadline time.Time) {
 }
 
 // snapshot is what the server's metrics say of its memory.
-type snapshot struct{ rss, heap, stack, goroutines float64 }
+type snapshot struct{ rss, heap, stack, goroutines, parked float64 }
 
 func readMetrics(ctx context.Context, hc *http.Client, u string) (snapshot, error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
@@ -171,6 +171,8 @@ func readMetrics(ctx context.Context, hc *http.Client, u string) (snapshot, erro
 			s.stack = f
 		case "go_goroutines":
 			s.goroutines = f
+		case "cibaproxy_parked_polls":
+			s.parked = f
 		}
 	}
 	if s.rss == 0 || s.goroutines == 0 {
@@ -255,8 +257,8 @@ func run(o options) error {
 		return err
 	}
 	early := answeredEarly.Load()
-	log.Printf("heldpolls: %d polls opened in %.1f s, %d answered before any approval; server goroutines %.0f -> %.0f",
-		o.n, openSecs, early, idle.goroutines, full.goroutines)
+	log.Printf("heldpolls: %d polls opened in %.1f s, %d answered before any approval; server goroutines %.0f -> %.0f, parked polls %.0f",
+		o.n, openSecs, early, idle.goroutines, full.goroutines, full.parked)
 
 	if o.pprof != "" {
 		for _, p := range [][2]string{{"/debug/pprof/heap?gc=1", ".heap.pprof"}, {"/debug/pprof/goroutine?debug=1", ".goroutine.txt"}} {
@@ -345,7 +347,9 @@ func settle(ctx context.Context, hc *http.Client, u string, want float64) (snaps
 		if err != nil {
 			return s, err
 		}
-		if s.goroutines >= want && s.goroutines == last.goroutines {
+		// Held: one goroutine more per poll held by net/http, or the
+		// poll parked (cibaproxy_parked_polls), once it stops changing.
+		if s.goroutines+s.parked >= want && s.goroutines == last.goroutines && s.parked == last.parked {
 			stable++
 			if stable >= 3 {
 				return s, nil

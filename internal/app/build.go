@@ -374,6 +374,7 @@ func (b *builder) app() *App {
 		// The write timeout is the one cmd/cibaproxy gives its server.
 		b.srv.Parking = httpapi.NewParking(MaxParked, b.cfg.CIBA.LongPoll+30*time.Second)
 		a.Parking = b.srv.Parking
+		b.m.ParkedPolls(a.Parking.Len)
 	}
 	a.Handler = b.tr.Handler(b.srv.Handler(), tracing.Routes(routes...))
 	return a

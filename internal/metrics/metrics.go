@@ -252,3 +252,12 @@ func (t roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	t.m.upstream.WithLabelValues(t.kind, result).Inc()
 	return resp, err
 }
+
+// ParkedPolls exports n, the count of long polls held with their
+// connections parked (httpapi.Parking), as cibaproxy_parked_polls.
+func (m *Metrics) ParkedPolls(n func() int) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "parked_polls",
+		Help: "Long polls held with their connections parked, outside net/http (no goroutine each).",
+	}, func() float64 { return float64(n()) }))
+}
