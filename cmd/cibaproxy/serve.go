@@ -89,7 +89,7 @@ func cmdServe(ctx context.Context, args []string, c cmdIO) error {
 		// Parked long polls go back to srv once answered (keep-alive);
 		// on shutdown they are answered at once, their connections
 		// closed after the answer.
-		a.Parking.WriteTimeout = srv.WriteTimeout
+		a.Parking.WriteTimeout, a.Parking.IdleTimeout = srv.WriteTimeout, srv.IdleTimeout
 		srv.RegisterOnShutdown(a.Parking.Release)
 		go func() { _ = a.Parking.Serve(srv) }()
 	}

@@ -43,6 +43,11 @@ type Parking struct {
 	// be written by the request's start plus this (0: no limit), as
 	// net/http bounds every answer.
 	WriteTimeout time.Duration
+	// IdleTimeout is the http.Server's idle timeout (its IdleTimeout, or
+	// ReadTimeout when that is 0): how long a connection given back waits
+	// for its next request, as a kept-alive one waits (0: no stretch, the
+	// header timeout of a new connection applies).
+	IdleTimeout time.Duration
 
 	ln      *connQueue
 	serving atomic.Bool
@@ -336,8 +341,8 @@ func (e *parkedPoll) answer(body []byte, err error) {
 	default:
 		_ = e.conn.SetDeadline(time.Time{})
 		var c net.Conn = e.conn
-		if len(e.pipelined) > 0 {
-			c = &prefixConn{Conn: e.conn, prefix: e.pipelined}
+		if !isTLS(c) {
+			c = &returnedConn{Conn: e.conn, prefix: e.pipelined, idle: e.pk.IdleTimeout}
 		}
 		if !e.pk.ln.put(c) {
 			_ = c.Close()
@@ -422,20 +427,38 @@ func isTLS(c net.Conn) bool {
 	return ok
 }
 
-// prefixConn is a connection whose first bytes were read ahead: they are
-// read again first.
-type prefixConn struct {
+// returnedConn is a plain connection given back to net/http, which serves
+// it as a new one. Its first bytes may have been read ahead (pipelining):
+// they are read again first. And the first read deadline net/http sets,
+// the header timeout of a new connection, is stretched to the idle timeout
+// a kept-alive connection has for its next request, so a client that
+// waits its poll interval before polling again on the connection finds it
+// open, as without parking. (A TLS connection cannot be wrapped: net/http
+// must see the *tls.Conn; it gets the header timeout.)
+type returnedConn struct {
 	net.Conn
-	prefix []byte
+	prefix    []byte
+	idle      time.Duration
+	stretched bool
 }
 
-func (c *prefixConn) Read(b []byte) (int, error) {
+func (c *returnedConn) Read(b []byte) (int, error) {
 	if len(c.prefix) > 0 {
 		n := copy(b, c.prefix)
 		c.prefix = c.prefix[n:]
 		return n, nil
 	}
 	return c.Conn.Read(b)
+}
+
+func (c *returnedConn) SetReadDeadline(t time.Time) error {
+	if !c.stretched && !t.IsZero() {
+		c.stretched = true
+		if idle := time.Now().Add(c.idle); len(c.prefix) == 0 && idle.After(t) {
+			t = idle
+		}
+	}
+	return c.Conn.SetReadDeadline(t)
 }
 
 // connQueue is a net.Listener whose connections are those put to it: the

@@ -61,6 +61,12 @@ func newParkFixture(t *testing.T, hold time.Duration, parking, tlsOn, h2 bool) *
 	}
 	ts := httptest.NewUnstartedServer(srv.Handler())
 	ts.Config.WriteTimeout = time.Minute
+	// A new connection must send its request at once, a kept-alive one
+	// may wait: a connection given back by the Parking is kept alive.
+	ts.Config.ReadHeaderTimeout, ts.Config.IdleTimeout = 300*time.Millisecond, time.Minute
+	if parking {
+		f.pk.IdleTimeout = time.Minute
+	}
 	if parking {
 		ts.Config.RegisterOnShutdown(f.pk.Release)
 		go func() { _ = f.pk.Serve(ts.Config) }()
@@ -261,7 +267,8 @@ func TestParkedPollAnsweredAtHoldEnd(t *testing.T) {
 		if !parking {
 			continue
 		}
-		// After the interval, the next poll on the same connection.
+		// After the interval (longer than the header timeout of a new
+		// connection), the next poll on the same connection.
 		time.Sleep(time.Second)
 		c.send(t, pollRequest(id))
 		waitFor(t, "the second poll to be parked", func() bool { return f.pk.Len() == 1 })
