@@ -1,6 +1,9 @@
 package wakeup
 
-import "testing"
+import (
+	"sync/atomic"
+	"testing"
+)
 
 func TestHub(t *testing.T) {
 	var h Hub
@@ -40,5 +43,25 @@ func TestHub(t *testing.T) {
 	case <-c:
 	default:
 		t.Fatal("WakeAll did not wake r2's subscriber")
+	}
+}
+
+// TestSubscribeFunc: a function subscriber is called on each Wake of its
+// id and on WakeAll, not for other ids, and no longer once stopped.
+func TestSubscribeFunc(t *testing.T) {
+	var h Hub
+	var calls atomic.Int32
+	stop := h.SubscribeFunc("a", func() { calls.Add(1) })
+	h.Wake("b")
+	h.Wake("a")
+	h.WakeAll()
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("called %d times, want 2", n)
+	}
+	stop()
+	stop()
+	h.Wake("a")
+	if n := calls.Load(); n != 2 || h.Len() != 0 {
+		t.Fatalf("called %d times after stop (want 2), %d ids subscribed", n, h.Len())
 	}
 }
