@@ -31,15 +31,17 @@ const HeaderRequestID = "X-Request-Id"
 // and the metrics need: it is the ResponseWriter they write to.
 type exchange struct {
 	http.ResponseWriter
-	id     string
+	// status is the status answered; statusHijacked when the handler took
+	// the connection to answer later (Parking), which reports it then.
 	status int
 	client string
 	result ciba.ErrorCode
 	start  time.Time
-	// hijacked is set when the handler took the connection to answer
-	// later (Parking): the answer is reported then, not here.
-	hijacked bool
 }
+
+// statusHijacked is exchange.status for a request answered later, on a
+// connection taken from net/http.
+const statusHijacked = -1
 
 // observed is what the access log and the metrics need of a request
 // besides its answer.
@@ -56,7 +58,7 @@ func (x *exchange) observed(r *http.Request) observed {
 	if _, path, ok := strings.Cut(r.Pattern, " "); ok && path != "/" {
 		endpoint = path
 	}
-	return observed{start: x.start, id: x.id, client: x.client, method: r.Method, endpoint: endpoint}
+	return observed{start: x.start, client: x.client, method: r.Method, endpoint: endpoint}
 }
 
 func (x *exchange) WriteHeader(code int) {
@@ -116,10 +118,10 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			id = ids.next()
 		}
 		w.Header()[HeaderRequestID] = []string{id}
-		x := &exchange{ResponseWriter: w, id: id, start: start}
+		x := &exchange{ResponseWriter: w, start: start}
 		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
 		next.ServeHTTP(x, r)
-		if x.hijacked {
+		if x.status == statusHijacked {
 			return
 		}
 		s.report(r.Context(), x.observed(r), x)

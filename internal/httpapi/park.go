@@ -208,7 +208,7 @@ func (s *Server) park(w http.ResponseWriter, r *http.Request, h *ciba.Hold) bool
 		pk.active.Done()
 		return false
 	}
-	x.hijacked = true
+	x.status = statusHijacked
 	e := &parkedPoll{s: s, pk: pk, conn: conn, hold: h, ctx: context.WithoutCancel(r.Context()), header: header, obs: x.observed(r)}
 	if pk.WriteTimeout > 0 {
 		// Hijack cleared the deadline net/http had set at the request's
@@ -323,7 +323,7 @@ func (e *parkedPoll) finish() {
 func (e *parkedPoll) answer(body []byte, err error) {
 	defer e.pk.active.Done()
 	rec := &recorder{header: e.header}
-	x := &exchange{ResponseWriter: rec, id: e.obs.id, client: e.obs.client}
+	x := &exchange{ResponseWriter: rec, client: e.obs.client}
 	e.s.writePoll(x, body, err)
 	closing := e.pk.isClosing()
 	tlsPipelined := len(e.pipelined) > 0 && isTLS(e.conn)
