@@ -46,9 +46,8 @@ const statusHijacked = -1
 // observed is what the access log and the metrics need of a request
 // besides its answer.
 type observed struct {
-	start            time.Time
-	id, client       string
-	method, endpoint string
+	start                    time.Time
+	client, method, endpoint string
 }
 
 // observed returns what x and r tell of the request, for an answer
