@@ -76,9 +76,14 @@ func (p *Parking) Serve(srv *http.Server) error {
 // Release answers every parked poll at once (authorization_pending, or the
 // result if it just landed) and closes its connection after the answer;
 // later polls are not parked. It is for a shutdown: register it with
-// http.Server.RegisterOnShutdown, and call Wait after Shutdown.
+// http.Server.RegisterOnShutdown, and call Wait after Shutdown. Calls
+// after the first do nothing.
 func (p *Parking) Release() {
 	p.mu.Lock()
+	if p.closing {
+		p.mu.Unlock()
+		return
+	}
 	p.closing = true
 	list := make([]*parkedPoll, 0, len(p.parked))
 	for e := range p.parked {
@@ -90,9 +95,11 @@ func (p *Parking) Release() {
 	}
 }
 
-// Wait waits until every poll taken from net/http has been answered, or
-// ctx is done.
+// Wait releases the parked polls (Release, if not done yet) and waits
+// until every poll taken from net/http has been answered, or ctx is done.
 func (p *Parking) Wait(ctx context.Context) error {
+	// Released first: no poll is taken once Wait waits.
+	p.Release()
 	done := make(chan struct{})
 	go func() { p.active.Wait(); close(done) }()
 	select {

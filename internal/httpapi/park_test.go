@@ -295,11 +295,10 @@ func TestParkedPollClientClosed(t *testing.T) {
 	waitFor(t, "the poll to be parked", func() bool { return f.pk.Len() == 1 })
 	c.Close()
 	f.approve(t, id)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := f.pk.Wait(ctx); err != nil {
-		t.Fatal("the parked poll of the closed connection was not ended")
-	}
+	waitFor(t, "the parked poll of the closed connection to end", func() bool {
+		p, err := f.st.UpdatePace(context.Background(), id, func(*ciba.Pace) error { return nil })
+		return f.pk.Len() == 0 && err == nil && p.HoldUntil.IsZero()
+	})
 	time.Sleep(time.Second) // the interval
 	c2 := dialRaw(t, f)
 	c2.send(t, pollRequest(id))
