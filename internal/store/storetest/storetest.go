@@ -103,6 +103,7 @@ var tests = []struct {
 	{"Subscribe does not wake for another request or a failed update", testSubscribeNoWake},
 	{"a cancelled subscription is not woken, and cancelling twice is harmless", testSubscribeCancel},
 	{"a subscriber that does not read never blocks UpdateRequest", testSubscribeSlowReader},
+	{"SubscribeFunc calls its function after UpdateRequest, not once stopped", testSubscribeFunc},
 
 	// Records.
 	{"PutRecord then GetRecord returns the value", testRecord},
@@ -1476,4 +1477,41 @@ func testDeviceDetails(t *testing.T, s ciba.Store) {
 		strings.Join(res.Request.Resources, " ") != "https://api.example/ my-api" || res.Request.Actor != r.Actor {
 		t.Fatalf("Poll of the approved device request: outcome %v, request %+v", res.Outcome, res.Request)
 	}
+}
+
+// testSubscribeFunc: a store that offers function subscriptions
+// (ciba.FuncSubscriber, which parked long polls use) calls the function
+// after an UpdateRequest of the request, and not after it is stopped.
+func testSubscribeFunc(t *testing.T, s ciba.Store) {
+	fs, ok := s.(ciba.FuncSubscriber)
+	if !ok {
+		t.Skip("the store offers no function subscriptions")
+	}
+	r := NewRequest()
+	mustCreate(t, s, r)
+	woken := make(chan struct{}, 16)
+	stop := fs.SubscribeFunc(r.ID, func() {
+		select {
+		case woken <- struct{}{}:
+		default:
+		}
+	})
+	if _, err := s.UpdateRequest(t.Context(), r.ID, func(cur *ciba.AuthRequest) error {
+		cur.Interval = 9 * time.Second
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitWake(t, woken, "after UpdateRequest")
+	stop()
+	stop()
+	for len(woken) > 0 {
+		<-woken
+	}
+	if _, err := s.UpdateRequest(t.Context(), r.ID, func(cur *ciba.AuthRequest) error {
+		return cur.Deny(time.Now(), "no")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	noWake(t, woken, "after stop")
 }
