@@ -194,6 +194,9 @@ type Hold struct {
 	d       time.Duration
 }
 
+// RequestID is the id of the request polled.
+func (h *Hold) RequestID() string { return h.id }
+
 // Duration is how long the poll may be held.
 func (h *Hold) Duration() time.Duration { return h.d }
 

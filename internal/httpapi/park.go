@@ -23,9 +23,11 @@ import (
 // function subscription to the request's changes: no goroutine per held
 // poll. When the request leaves pending, the hold ends or the holds are
 // released (shutdown), the answer is written to the connection, byte for
-// byte what net/http would have written but for the Date, and the
-// connection goes back to net/http through Listener, which the same
-// http.Server serves, for the client's next request (keep-alive).
+// byte what net/http would have written but for the Date, and a plain
+// connection goes back to net/http through Serve's listener, which the
+// same http.Server serves, for the client's next request (keep-alive); a
+// TLS connection is closed after the answer (Connection: close), see
+// answer.
 //
 // A client that closes its connection while parked is noticed when its
 // poll is answered: the connection is then found closed before the
@@ -53,6 +55,9 @@ type Parking struct {
 	serving atomic.Bool
 	mu      sync.Mutex
 	parked  map[*parkedPoll]struct{}
+	// byID is the parked poll of each request id, for reclaim.
+	byID    map[string]*parkedPoll
+	count   atomic.Int64 // len(parked), read without the lock
 	closing bool
 	// active counts the polls taken from net/http and not yet answered.
 	active sync.WaitGroup
@@ -61,7 +66,7 @@ type Parking struct {
 // NewParking returns a Parking of at most max parked polls for a server
 // whose WriteTimeout is writeTimeout.
 func NewParking(max int, writeTimeout time.Duration) *Parking {
-	return &Parking{Max: max, WriteTimeout: writeTimeout, ln: newConnQueue(), parked: make(map[*parkedPoll]struct{})}
+	return &Parking{Max: max, WriteTimeout: writeTimeout, ln: newConnQueue(), parked: make(map[*parkedPoll]struct{}), byID: make(map[string]*parkedPoll)}
 }
 
 // Serve serves the connections of answered parked polls on srv, the server
@@ -141,6 +146,8 @@ func (p *Parking) add(e *parkedPoll) bool {
 		return false
 	}
 	p.parked[e] = struct{}{}
+	p.byID[e.hold.RequestID()] = e
+	p.count.Store(int64(len(p.parked)))
 	return true
 }
 
@@ -148,7 +155,28 @@ func (p *Parking) add(e *parkedPoll) bool {
 func (p *Parking) remove(e *parkedPoll) {
 	p.mu.Lock()
 	delete(p.parked, e)
+	if id := e.hold.RequestID(); p.byID[id] == e {
+		delete(p.byID, id)
+	}
+	p.count.Store(int64(len(p.parked)))
 	p.mu.Unlock()
+}
+
+// reclaim ends the parked poll of request id if its client has closed its
+// connection, before a new poll of id is paced: the hold is released as
+// net/http's path released it when the client went away, so a client that
+// reconnects is not answered slow_down for the gone poll's hold. It costs
+// an atomic load while nothing is parked, and a map lookup otherwise.
+func (p *Parking) reclaim(id string) {
+	if p == nil || p.count.Load() == 0 {
+		return
+	}
+	p.mu.Lock()
+	e := p.byID[id]
+	p.mu.Unlock()
+	if e != nil && peerClosed(e.conn) {
+		e.end()
+	}
 }
 
 // isClosing reports whether the Parking is releasing its polls.
@@ -333,8 +361,13 @@ func (e *parkedPoll) answer(body []byte, err error) {
 	x := &exchange{ResponseWriter: rec, client: e.obs.client}
 	e.s.writePoll(x, body, err)
 	closing := e.pk.isClosing()
-	tlsPipelined := len(e.pipelined) > 0 && isTLS(e.conn)
-	out := appendResponse(nil, x.status, rec.header, rec.body.Bytes(), time.Now(), closing || tlsPipelined)
+	// A TLS connection is closed after the answer: net/http would serve
+	// it as a new connection, whose next request must come within the
+	// header timeout, not the idle timeout a kept-alive one has (a
+	// *tls.Conn cannot be wrapped to stretch it, returnedConn), and a
+	// client waiting its interval would find it closed under its request.
+	tlsConn := isTLS(e.conn)
+	out := appendResponse(nil, x.status, rec.header, rec.body.Bytes(), time.Now(), closing || tlsConn)
 	_, werr := e.conn.Write(out)
 	e.s.report(e.ctx, e.obs, x)
 	switch {
@@ -343,14 +376,11 @@ func (e *parkedPoll) answer(body []byte, err error) {
 		if body != nil {
 			e.s.Logger.WarnContext(e.ctx, "held poll: the answer with the tokens could not be written", slog.Any("error", werr))
 		}
-	case closing || tlsPipelined:
+	case closing || tlsConn:
 		_ = e.conn.Close()
 	default:
 		_ = e.conn.SetDeadline(time.Time{})
-		var c net.Conn = e.conn
-		if !isTLS(c) {
-			c = &returnedConn{Conn: e.conn, prefix: e.pipelined, idle: e.pk.IdleTimeout}
-		}
+		c := &returnedConn{Conn: e.conn, prefix: e.pipelined, idle: e.pk.IdleTimeout}
 		if !e.pk.ln.put(c) {
 			_ = c.Close()
 		}
@@ -441,7 +471,7 @@ func isTLS(c net.Conn) bool {
 // a kept-alive connection has for its next request, so a client that
 // waits its poll interval before polling again on the connection finds it
 // open, as without parking. (A TLS connection cannot be wrapped: net/http
-// must see the *tls.Conn; it gets the header timeout.)
+// must see the *tls.Conn; it is closed after the answer instead.)
 type returnedConn struct {
 	net.Conn
 	prefix    []byte

@@ -503,6 +503,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		}
 		writeJSON(w, http.StatusOK, body)
 	case GrantCIBA:
+		s.Parking.reclaim(form.Get("auth_req_id"))
 		body, hold, err := s.Service.PollBoundHold(ctx, client, form.Get("auth_req_id"), ciba.Binding{Cert: cert, JKT: jkt})
 		if hold != nil {
 			if s.park(w, r, hold) {
