@@ -91,7 +91,6 @@ func cmdServe(ctx context.Context, args []string, c cmdIO) error {
 		// closed after the answer.
 		a.Parking.WriteTimeout, a.Parking.IdleTimeout = srv.WriteTimeout, srv.IdleTimeout
 		srv.RegisterOnShutdown(a.Parking.Release)
-		go func() { _ = a.Parking.Serve(srv) }()
 	}
 	serve := srv.Serve
 	if cfg.TLS.Enabled() {
@@ -105,6 +104,11 @@ func cmdServe(ctx context.Context, args []string, c cmdIO) error {
 			MinVersion:     tls.VersionTLS12,
 		}
 		serve = func(ln net.Listener) error { return srv.ServeTLS(ln, "", "") }
+	}
+	if a.Parking != nil {
+		// Started once srv is fully configured (TLSConfig above): Serve
+		// reads it.
+		go func() { _ = a.Parking.Serve(srv) }()
 	}
 	switch {
 	case a.Telemetry != nil:
