@@ -39,7 +39,8 @@
 # BENCH_PROFILE_SECONDS (6), BENCH_PING_FLOWS (200), BENCH_CLUSTER (1 when
 # redis-server and redis-cli exist; 0 skips), BENCH_PORT (18080: uses
 # BENCH_PORT .. BENCH_PORT+55, and +10030 .. +10035 for the Cluster bus),
-# BENCH_KEEP (1 keeps the temp dir), BENCH_PEERS_ROUNDS (2; BENCH_ROUNDS
+# BENCH_CIBAPROXY (a cibaproxy binary to run instead of this tree's: an
+# A/B against another commit's build, same scripts), BENCH_KEEP (1 keeps the temp dir), BENCH_PEERS_ROUNDS (2; BENCH_ROUNDS
 # when that is set). BENCH_QUICK=1: small sizes, for a check that the whole
 # benchmark works (under 3 minutes on a quiet 2-CPU machine; its charts go
 # to bench/out/charts). Each phase prints "phase NAME: N s" when it ends,
@@ -228,6 +229,10 @@ log "== build (go build -trimpath -o $TMP/...)"
 # parallel.
 $GO build -trimpath -o "$TMP/" ./cmd/cibaproxy ./bench/ref ./bench/seed ./bench/sink ./bench/memfill ./bench/pinglat \
 	./bench/heldpolls ./bench/flows ./bench/idpload
+if [ -n "${BENCH_CIBAPROXY:-}" ]; then
+	log "BENCH_CIBAPROXY: running $BENCH_CIBAPROXY as cibaproxy, not this tree's build"
+	cp "$BENCH_CIBAPROXY" "$TMP/cibaproxy"
+fi
 if [ "$PROFILE" = 1 ]; then
 	# The profiled binary is the real server plus net/http/pprof on its own
 	# loopback listener, added at build time by an overlay (bench/profile).
