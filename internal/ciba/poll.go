@@ -249,42 +249,18 @@ func (h *Hold) Pending(ctx context.Context) (bool, error) {
 // as Wait does once its hold ends: the tokens, once, for an approved
 // request; else its error (authorization_pending while pending).
 func (h *Hold) Answer(ctx context.Context) ([]byte, error) {
-	r, err := h.p.store.GetRequest(ctx, h.id)
-	h.release(ctx)
-	if errors.Is(err, ErrNotFound) {
-		return nil, tokenError(CodeInvalidGrant, "unknown auth_req_id")
-	}
-	if err != nil {
-		return nil, h.p.storeError("get request", err)
-	}
-	if err := checkDPoP(r, h.jkt); err != nil {
-		return nil, err
-	}
-	return h.p.finish(ctx, r, h.p.now())
+	r, err := h.p.current(ctx, h.id)
+	return h.p.endHold(ctx, h.id, h.jkt, h.now, r, err)
 }
 
 // Abandon ends the hold of a poll whose client has gone: the pace is
 // released and nothing is handed out, so the tokens of an approved request
 // stay for the client's next poll.
-func (h *Hold) Abandon(ctx context.Context) { h.release(ctx) }
+func (h *Hold) Abandon(ctx context.Context) { h.p.releaseHold(ctx, h.id, h.now) }
 
-// release releases the hold in the request's pace (PaceRule.Release).
-func (h *Hold) release(ctx context.Context) {
-	end := h.p.now()
-	if _, perr := h.p.store.UpdatePace(context.WithoutCancel(ctx), h.id, func(pace *Pace) error {
-		PaceRule{Now: h.now}.Release(pace, end)
-		return nil
-	}); perr != nil && !errors.Is(perr, ErrNotFound) {
-		h.p.log.WarnContext(ctx, "release long poll", slog.Any("error", perr))
-	}
-}
-
-// held holds the on-time poll made at now with a proof of DPoP key jkt
-// ("" for none) of the pending request id up to hold for its result,
-// releases the hold (PaceRule.Release) and answers the request as it then
-// is.
-func (p *Poller) held(ctx context.Context, id, jkt string, now time.Time, hold time.Duration) ([]byte, error) {
-	r, err := p.hold(ctx, id, hold)
+// releaseHold releases the hold of a poll made at now in request id's pace
+// (PaceRule.Release) and returns the time it ended.
+func (p *Poller) releaseHold(ctx context.Context, id string, now time.Time) time.Time {
 	end := p.now()
 	if _, perr := p.store.UpdatePace(context.WithoutCancel(ctx), id, func(pace *Pace) error {
 		PaceRule{Now: now}.Release(pace, end)
@@ -292,6 +268,14 @@ func (p *Poller) held(ctx context.Context, id, jkt string, now time.Time, hold t
 	}); perr != nil && !errors.Is(perr, ErrNotFound) {
 		p.log.WarnContext(ctx, "release long poll", slog.Any("error", perr))
 	}
+	return end
+}
+
+// endHold ends the hold of a poll made at now with key jkt, whose request
+// was read as r (or err), and answers it: the tokens, once, for an
+// approved request; else the error of its state.
+func (p *Poller) endHold(ctx context.Context, id, jkt string, now time.Time, r *AuthRequest, err error) ([]byte, error) {
+	end := p.releaseHold(ctx, id, now)
 	if err != nil {
 		return nil, err
 	}
@@ -304,6 +288,28 @@ func (p *Poller) held(ctx context.Context, id, jkt string, now time.Time, hold t
 	return p.finish(ctx, r, end)
 }
 
+// current reads request id as a held poll answers it: an unknown one is
+// invalid_grant.
+func (p *Poller) current(ctx context.Context, id string) (*AuthRequest, error) {
+	r, err := p.store.GetRequest(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil, tokenError(CodeInvalidGrant, "unknown auth_req_id")
+	}
+	if err != nil {
+		return nil, p.storeError("get request", err)
+	}
+	return r, nil
+}
+
+// held holds the on-time poll made at now with a proof of DPoP key jkt
+// ("" for none) of the pending request id up to hold for its result,
+// releases the hold (PaceRule.Release) and answers the request as it then
+// is.
+func (p *Poller) held(ctx context.Context, id, jkt string, now time.Time, hold time.Duration) ([]byte, error) {
+	r, err := p.hold(ctx, id, hold)
+	return p.endHold(ctx, id, jkt, now, r, err)
+}
+
 // hold waits until request id leaves pending, the hold time ends or ctx is
 // done, and returns the request as it then is.
 func (p *Poller) hold(ctx context.Context, id string, d time.Duration) (*AuthRequest, error) {
@@ -313,12 +319,9 @@ func (p *Poller) hold(ctx context.Context, id string, d time.Duration) (*AuthReq
 	defer timer.Stop()
 	for {
 		// Read after subscribing, so no change is missed.
-		r, err := p.store.GetRequest(ctx, id)
-		if errors.Is(err, ErrNotFound) {
-			return nil, tokenError(CodeInvalidGrant, "unknown auth_req_id")
-		}
+		r, err := p.current(ctx, id)
 		if err != nil {
-			return nil, p.storeError("get request", err)
+			return nil, err
 		}
 		if r.Status != StatusPending {
 			return r, nil
