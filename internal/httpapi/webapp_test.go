@@ -218,3 +218,56 @@ func TestSubscribeTokenBurstSubscribesOnce(t *testing.T) {
 		t.Fatalf("%d subscriptions stored, want 1", len(subs.got["sub-alice"]))
 	}
 }
+
+// TestSubscribeRefusesMalformedBodies: bodies that are not JSON, carry
+// members of the wrong type, a non-https endpoint or more than 8 KiB each
+// get 400 invalid_request as RFC 6749-style JSON, store nothing, and leave
+// the token unspent, so the page's retry with a good body still subscribes.
+func TestSubscribeRefusesMalformedBodies(t *testing.T) {
+	a, subs, srv := webAppServer(t)
+	offer := a.Push.offer(t.Context(), "sub-alice", discard())
+	if offer == nil {
+		t.Fatal("no offer")
+	}
+	good := subscriptionJSON()
+	for _, c := range []struct{ name, body string }{
+		{"not JSON", `token=` + offer.Token},
+		{"truncated JSON", `{"token":"` + offer.Token + `","subscription":`},
+		{"a JSON array", `["` + offer.Token + `"]`},
+		{"a number token", `{"token":42,"subscription":` + good + `}`},
+		{"an object subscription member", `{"token":"` + offer.Token + `","subscription":"` + strings.ReplaceAll(good, `"`, `\"`) + `"}`},
+		{"a number endpoint", `{"token":"` + offer.Token + `","subscription":{"endpoint":7,"keys":{"p256dh":"x","auth":"y"}}}`},
+		{"a string keys member", `{"token":"` + offer.Token + `","subscription":{"endpoint":"https://push.example/x","keys":"k"}}`},
+		{"no token", `{"subscription":` + good + `}`},
+		{"no subscription", `{"token":"` + offer.Token + `"}`},
+		{"an ftp endpoint", `{"token":"` + offer.Token + `","subscription":` + strings.Replace(good, "https://", "ftp://", 1) + `}`},
+		{"a relative endpoint", `{"token":"` + offer.Token + `","subscription":` + strings.Replace(good, "https://push.example/x", "/x", 1) + `}`},
+		{"over 8 KiB", `{"token":"` + offer.Token + `","subscription":` + good + `,"pad":"` + strings.Repeat("a", 9<<10) + `"}`},
+	} {
+		resp, err := http.Post(srv.URL+PathSubscribe, "application/json", strings.NewReader(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]string
+		derr := json.NewDecoder(resp.Body).Decode(&m)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || derr != nil || m["error"] != "invalid_request" || m["error_description"] == "" ||
+			!strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+			t.Errorf("%s: %d %q %v (decode %v), want 400 application/json invalid_request with a description", c.name, resp.StatusCode, resp.Header.Get("Content-Type"), m, derr)
+		}
+	}
+	subs.mu.Lock()
+	n := len(subs.got)
+	subs.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("malformed bodies stored subscriptions: %+v", subs.got)
+	}
+	resp, err := http.Post(srv.URL+PathSubscribe, "application/json", strings.NewReader(`{"token":"`+offer.Token+`","subscription":`+good+`}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated || len(subs.got["sub-alice"]) != 1 {
+		t.Fatalf("the good retry: %d, stored %+v; a malformed body must not spend the token", resp.StatusCode, subs.got)
+	}
+}
