@@ -503,3 +503,39 @@ func TestDeviceFederatedCallbackRefusesAnotherDigest(t *testing.T) {
 		t.Errorf("the device user is not told to enter the code again:\n%s", body)
 	}
 }
+
+// TestDeviceTooManyResources: more than ciba.MaxResources resource and
+// audience values together at the device authorization endpoint are a 400
+// invalid_request (too many values is a malformed request, not a value
+// the client may not ask for: RFC 8707's invalid_target names one value),
+// whether or not each value is on the client's list; nothing is created.
+func TestDeviceTooManyResources(t *testing.T) {
+	e := newDeviceRAREnv(t, deviceOpts{})
+	onList := make([]string, ciba.MaxResources+1)
+	for i := range onList {
+		onList[i] = "https://api.example/"
+	}
+	for _, tc := range []struct {
+		name string
+		form url.Values
+	}{
+		{"11 resources", url.Values{"resource": onList}},
+		{"10 resources and an audience", url.Values{"resource": onList[:ciba.MaxResources], "audience": {"my-api"}}},
+		{"11 resources with authorization_details", url.Values{"resource": onList, "authorization_details": {"[" + rarPayment + "]"}}},
+	} {
+		status, m := e.call(t, PathDeviceAuthorization, "payer", tc.form)
+		if status != http.StatusBadRequest || m["error"] != "invalid_request" {
+			t.Errorf("%s: %d %v, want 400 invalid_request", tc.name, status, m)
+		}
+		if desc, _ := m["error_description"].(string); !strings.Contains(desc, "at most 10") {
+			t.Errorf("%s: error_description %q", tc.name, desc)
+		}
+	}
+	n := 0
+	if err := e.st.ListRequests(context.Background(), func(*ciba.AuthRequest) bool { n++; return true }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("%d requests stored after refusals, want 0", n)
+	}
+}
