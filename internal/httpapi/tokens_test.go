@@ -7,11 +7,14 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +25,7 @@ import (
 	"github.com/cibaproxy/cibaproxy/internal/clientmeta"
 	"github.com/cibaproxy/cibaproxy/internal/dpop"
 	"github.com/cibaproxy/cibaproxy/internal/keys"
+	"github.com/cibaproxy/cibaproxy/internal/limit"
 	"github.com/cibaproxy/cibaproxy/internal/store/memory"
 	"github.com/cibaproxy/cibaproxy/internal/upstream/local"
 )
@@ -38,6 +42,13 @@ type tokEnv struct {
 }
 
 func newTokEnv(t *testing.T, dcfg func(ciba.Store) *dpop.Verifier) *tokEnv {
+	t.Helper()
+	return newTokEnvWith(t, dcfg, func(*Server) {})
+}
+
+// newTokEnvWith is newTokEnv with the Server changed by set before it
+// serves (limits, a clock).
+func newTokEnvWith(t *testing.T, dcfg func(ciba.Store) *dpop.Verifier, set func(*Server)) *tokEnv {
 	t.Helper()
 	st := memory.New()
 	sk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -86,6 +97,7 @@ func newTokEnv(t *testing.T, dcfg func(ciba.Store) *dpop.Verifier) *tokEnv {
 		dcfg = storeVerifier
 	}
 	s.DPoP = dcfg(st)
+	set(s)
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -459,5 +471,57 @@ func TestTokenTypeHintAtTheEndpoints(t *testing.T) {
 		}
 		wantStatus(t, "revoke an ID token with hint "+hint,
 			e.do(t, "POST", PathRevoke, "app", url.Values{"token": {tr.IDToken}, "token_type_hint": {hint}}, nil), 200, "")
+	}
+}
+
+// TestRevokeBurstOverTokenPerClientIsSlowDown: /revoke with a
+// token_type_hint counts in limits.token_per_client at its shipped default
+// (12000 per minute, examples/quickstart.yaml leaves it so): a burst of
+// 12050 from one client on a stopped clock gets exactly 12000 answers and
+// 50 RFC 6749 JSON slow_down refusals (400, as at /token: CIBA Core §11)
+// with Retry-After; another client is not held by it.
+func TestRevokeBurstOverTokenPerClientIsSlowDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("12050 requests")
+	}
+	def := limit.Rate{Requests: 12000, Per: time.Minute} // config's defaultTokenPerClient
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	e := newTokEnvWith(t, nil, func(s *Server) {
+		s.Limits = &Limits{Token: limit.New(def, 0)}
+		s.Now = func() time.Time { return now }
+	})
+	const extra = 50
+	var ok, slow, other atomic.Int64
+	var firstOther atomic.Value
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for i := range jobs {
+				hint := []string{"access_token", "refresh_token", "bogus"}[i%3]
+				a := e.do(t, "POST", PathRevoke, "app", url.Values{"token": {"not-a-token"}, "token_type_hint": {hint}}, nil)
+				switch {
+				case a.status == http.StatusOK:
+					ok.Add(1)
+				case a.status == http.StatusBadRequest && a.body["error"] == "slow_down" && a.header.Get("Retry-After") != "" &&
+					strings.HasPrefix(a.header.Get("Content-Type"), "application/json"):
+					slow.Add(1)
+				default:
+					other.Add(1)
+					firstOther.CompareAndSwap(nil, fmt.Sprintf("%d %v %s", a.status, a.header, a.raw))
+				}
+			}
+		})
+	}
+	for i := range def.Requests + extra {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	if ok.Load() != int64(def.Requests) || slow.Load() != extra || other.Load() != 0 {
+		t.Fatalf("%d revoked, %d slow_down, %d other (first: %v); want %d, %d, 0", ok.Load(), slow.Load(), other.Load(), firstOther.Load(), def.Requests, extra)
+	}
+	if a := e.do(t, "POST", PathRevoke, "other", url.Values{"token": {"not-a-token"}, "token_type_hint": {"refresh_token"}}, nil); a.status != http.StatusOK {
+		t.Fatalf("another client is held by app's limit: %d %s", a.status, a.raw)
 	}
 }
