@@ -539,3 +539,70 @@ func TestDeviceTooManyResources(t *testing.T) {
 		t.Errorf("%d requests stored after refusals, want 0", n)
 	}
 }
+
+// TestDeviceAuthorizationDetailsBurst: 50 device authorization requests
+// with authorization_details from one client at once are each answered
+// as one alone would be: a 200 with their own device and user codes, each
+// stored with the canonical details, or else an RFC 6749 JSON error. (The
+// endpoint has no per-client rate of its own, with or without details:
+// none refuses here.)
+func TestDeviceAuthorizationDetailsBurst(t *testing.T) {
+	e := newDeviceRAREnv(t, deviceOpts{})
+	const n = 50
+	type answer struct {
+		status int
+		ctype  string
+		m      map[string]any
+		err    error
+	}
+	answers := make(chan answer, n)
+	form := url.Values{"scope": {"openid"}, "authorization_details": {"[" + rarPayment + "]"}}.Encode()
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			req, _ := http.NewRequest(http.MethodPost, e.srv.URL+PathDeviceAuthorization, strings.NewReader(form))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.SetBasicAuth("payer", "payer-secret")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				answers <- answer{err: err}
+				return
+			}
+			defer resp.Body.Close()
+			a := answer{status: resp.StatusCode, ctype: resp.Header.Get("Content-Type")}
+			a.err = json.NewDecoder(resp.Body).Decode(&a.m)
+			answers <- a
+		})
+	}
+	wg.Wait()
+	close(answers)
+	codes := map[string]bool{}
+	var ok []string
+	for a := range answers {
+		if a.err != nil || !strings.HasPrefix(a.ctype, "application/json") {
+			t.Fatalf("an answer that is not JSON: %d %q %v", a.status, a.ctype, a.err)
+		}
+		if a.status != http.StatusOK {
+			if code, _ := a.m["error"].(string); code == "" || (a.status != http.StatusBadRequest && a.status != http.StatusTooManyRequests) {
+				t.Errorf("a refusal that is not an RFC 6749 error: %d %v", a.status, a.m)
+			}
+			continue
+		}
+		dc, _ := a.m["device_code"].(string)
+		uc, _ := a.m["user_code"].(string)
+		if dc == "" || uc == "" || codes[dc] || codes["u:"+uc] {
+			t.Fatalf("codes missing or shared: %v", a.m)
+		}
+		codes[dc], codes["u:"+uc] = true, true
+		ok = append(ok, dc)
+	}
+	if len(ok) != n {
+		t.Errorf("%d of %d accepted, want all: the endpoint has no per-client limit", len(ok), n)
+	}
+	for _, dc := range ok {
+		r, err := e.st.GetRequest(context.Background(), dc)
+		if err != nil || r.AuthzDetails != rarCanonical {
+			t.Fatalf("request %s: %v %+v, want the canonical details", dc, err, r)
+		}
+	}
+}
