@@ -132,6 +132,11 @@ func (s *Server) deviceAuthorization(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	noteClient(w, client.ID)
+	// Each device authorization stores a pending request, as a
+	// bc-authorize does: both count in the client's one bucket.
+	if s.Limits != nil && !s.admitClient(w, r, s.Limits.BCAuthorize, "bc_authorize_per_client", client.ID, "requests that start an authentication") {
+		return
+	}
 	cert, err := s.certBinding(r, client)
 	if err != nil {
 		writeError(w, err)
