@@ -260,21 +260,7 @@ func TestDeviceFederatedApprovalRecordsDigest(t *testing.T) {
 	if s, resp := post("not-the-digest"); s != http.StatusConflict || resp.Header.Get("Location") != "" {
 		t.Fatalf("approve with a wrong digest: %d to %q, want 409 and no redirect", s, resp.Header.Get("Location"))
 	}
-	s, resp := post(digest)
-	loc := resp.Header.Get("Location")
-	if s != http.StatusSeeOther || !strings.HasPrefix(loc, "https://idp.test/authorize?") {
-		t.Fatalf("approve: %d to %q", s, loc)
-	}
-	u, _ := url.Parse(loc)
-	cb, err := c.Get(e.srv.URL + PathApproveCallback + "?code=good&state=" + url.QueryEscape(u.Query().Get("state")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(cb.Body)
-	cb.Body.Close()
-	if cb.StatusCode != http.StatusOK || !strings.Contains(string(b), "approved") {
-		t.Fatalf("callback: %d\n%s", cb.StatusCode, b)
-	}
+	e.approveFederated(t, c, url.Values{"csrf": {csrf}, "user_code": {uc}, "action": {"approve"}, "details_digest": {digest}})
 	r, _ := e.st.GetRequest(context.Background(), dc)
 	if r.Status != ciba.StatusApproved || r.ApprovedDetails != digest || r.Subject != "idp-sub-alice" {
 		t.Fatalf("stored status %s approved %q subject %q; want approved, %s, idp-sub-alice", r.Status, r.ApprovedDetails, r.Subject, digest)
@@ -394,30 +380,38 @@ func TestFederatedCallbackRefusesAnotherDigest(t *testing.T) {
 			if err := e.st.CreateRequest(ctx, r); err != nil {
 				t.Fatal(err)
 			}
-			cookie := strings.Repeat("b", 43)
-			sum := sha256Sum(cookie)
-			l := Login{State: "state-" + id, Nonce: "n", Verifier: "v", ApprovalID: r.ApprovalID, Browser: sum, DetailsDigest: tc.digest}
-			e.idp.logins[l.State] = l
-			raw, _ := json.Marshal(l)
-			if err := e.st.PutRecord(ctx, loginKind, l.State, raw, time.Minute); err != nil {
-				t.Fatal(err)
-			}
-			req, _ := http.NewRequest(http.MethodGet, e.srv.URL+PathApproveCallback+"?code=good&state="+l.State, nil)
-			req.AddCookie(&http.Cookie{Name: loginCookie, Value: cookie})
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
+			status, _ := e.callbackWithLogin(t, "state-"+id, r.ApprovalID, strings.Repeat("b", 43), tc.digest)
 			got, _ := e.st.GetRequest(ctx, id)
-			if resp.StatusCode != tc.status || got.Status != tc.want || got.ApprovedDetails != "" {
-				t.Fatalf("callback %d, status %s, approved %q; want %d, %s, none", resp.StatusCode, got.Status, got.ApprovedDetails, tc.status, tc.want)
+			if status != tc.status || got.Status != tc.want || got.ApprovedDetails != "" {
+				t.Fatalf("callback %d, status %s, approved %q; want %d, %s, none", status, got.Status, got.ApprovedDetails, tc.status, tc.want)
 			}
 		})
 	}
 }
 
 func ptr(s string) *string { return &s }
+
+// callbackWithLogin keeps a federated sign-in (state) for the request
+// approvalID, bound to the browser cookie and to digest, then calls the
+// approval callback with that cookie and returns its status and body.
+func (e *deviceEnv) callbackWithLogin(t *testing.T, state, approvalID, cookie string, digest *string) (int, string) {
+	t.Helper()
+	l := Login{State: state, Nonce: "n", Verifier: "v", ApprovalID: approvalID, Browser: sha256Sum(cookie), DetailsDigest: digest}
+	e.idp.logins[l.State] = l
+	raw, _ := json.Marshal(l)
+	if err := e.st.PutRecord(context.Background(), loginKind, l.State, raw, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, e.srv.URL+PathApproveCallback+"?code=good&state="+l.State, nil)
+	req.AddCookie(&http.Cookie{Name: loginCookie, Value: cookie})
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, string(body)
+}
 
 func sha256Sum(s string) []byte {
 	sum := sha256.Sum256([]byte(s))
@@ -480,26 +474,12 @@ func TestDeviceFederatedCallbackRefusesAnotherDigest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cookie := strings.Repeat("c", 43)
-	l := Login{State: "state-device-changed", Nonce: "n", Verifier: "v", ApprovalID: r.ApprovalID, Browser: sha256Sum(cookie),
-		DetailsDigest: ptr(authzdetails.DigestOf([]byte(`[]`)))}
-	e.idp.logins[l.State] = l
-	raw, _ := json.Marshal(l)
-	if err := e.st.PutRecord(ctx, loginKind, l.State, raw, time.Minute); err != nil {
-		t.Fatal(err)
+	status, body := e.callbackWithLogin(t, "state-device-changed", r.ApprovalID, strings.Repeat("c", 43),
+		ptr(authzdetails.DigestOf([]byte(`[]`))))
+	if got, _ := e.st.GetRequest(ctx, dc); status != http.StatusConflict || got.Status != ciba.StatusPending {
+		t.Fatalf("callback %d, status %s; want 409, pending", status, got.Status)
 	}
-	req, _ := http.NewRequest(http.MethodGet, e.srv.URL+PathApproveCallback+"?code=good&state="+l.State, nil)
-	req.AddCookie(&http.Cookie{Name: loginCookie, Value: cookie})
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if got, _ := e.st.GetRequest(ctx, dc); resp.StatusCode != http.StatusConflict || got.Status != ciba.StatusPending {
-		t.Fatalf("callback %d, status %s; want 409, pending", resp.StatusCode, got.Status)
-	}
-	if !strings.Contains(string(body), "Enter the code again") || strings.Contains(string(body), "Open the link again") {
+	if !strings.Contains(body, "Enter the code again") || strings.Contains(body, "Open the link again") {
 		t.Errorf("the device user is not told to enter the code again:\n%s", body)
 	}
 }

@@ -246,6 +246,28 @@ func TestDeviceAuthorizationEndpoint(t *testing.T) {
 }
 
 // browser is a cookie-keeping client that does not follow redirects.
+// approveFederated posts the approval form on the device page, which must
+// send the browser c to the identity provider, and then completes the
+// provider's callback in c, which must say approved.
+func (e *deviceEnv) approveFederated(t *testing.T, c *http.Client, form url.Values) {
+	t.Helper()
+	s, _, resp := e.page(t, c, http.MethodPost, "", form)
+	loc := resp.Header.Get("Location")
+	if s != http.StatusSeeOther || !strings.HasPrefix(loc, "https://idp.test/authorize?") {
+		t.Fatalf("approve: %d to %q", s, loc)
+	}
+	u, _ := url.Parse(loc)
+	cb, err := c.Get(e.srv.URL + PathApproveCallback + "?code=good&state=" + url.QueryEscape(u.Query().Get("state")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(cb.Body)
+	cb.Body.Close()
+	if cb.StatusCode != http.StatusOK || !strings.Contains(string(b), "approved") {
+		t.Fatalf("callback: %d\n%s", cb.StatusCode, b)
+	}
+}
+
 func browser() *http.Client {
 	jar, _ := cookiejar.New(nil)
 	return &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -470,21 +492,7 @@ func TestDeviceFederatedApproval(t *testing.T) {
 	if s != 200 || !strings.Contains(body, "identity provider") || strings.Contains(body, `name="password"`) {
 		t.Fatalf("federated form: %d\n%s", s, body)
 	}
-	s, _, resp := e.page(t, c, http.MethodPost, "", url.Values{"csrf": {csrf}, "user_code": {uc}, "action": {"approve"}})
-	loc := resp.Header.Get("Location")
-	if s != http.StatusSeeOther || !strings.HasPrefix(loc, "https://idp.test/authorize?") {
-		t.Fatalf("approve: %d to %q", s, loc)
-	}
-	u, _ := url.Parse(loc)
-	cb, err := c.Get(e.srv.URL + PathApproveCallback + "?code=good&state=" + url.QueryEscape(u.Query().Get("state")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(cb.Body)
-	cb.Body.Close()
-	if cb.StatusCode != 200 || !strings.Contains(string(b), "approved") {
-		t.Fatalf("callback: %d\n%s", cb.StatusCode, b)
-	}
+	e.approveFederated(t, c, url.Values{"csrf": {csrf}, "user_code": {uc}, "action": {"approve"}})
 	e.clock.Add(time.Minute)
 	if status, m := e.poll(t, "tv", dc, nil); status != 200 || m["access_token"] != "idp-at" {
 		t.Fatalf("the IdP's tokens: %d %v", status, m)
