@@ -317,40 +317,48 @@ func TestPasskeyEnrolmentAndApproval(t *testing.T) {
 		}
 	})
 
-	t.Run("method passkey: no password field, and the right password approves nothing", func(t *testing.T) {
-		e.methods["sub-alice"] = MethodPasskey
-		defer delete(e.methods, "sub-alice")
-		authReq, id := e.request("Code DDDD")
-		b := e.browser("")
-		csrf, body := b.open(id)
-		if strings.Contains(body, `id="password"`) || !strings.Contains(body, "Approve with passkey") {
-			t.Fatalf("method passkey page:\n%s", body)
-		}
-		if status, _ := b.post(PathApprove+id, url.Values{"csrf": {csrf}, "action": {"approve"}, "password": {"alice-password"}}); status != http.StatusUnauthorized {
-			t.Fatalf("password under method passkey: %d, want 401", status)
-		}
-		if !e.pending(authReq) {
-			t.Fatal("the password approved under method passkey")
-		}
-	})
-
-	t.Run("method password: the page offers no passkey, and an assertion is refused", func(t *testing.T) {
-		e.methods["sub-alice"] = MethodPassword
-		defer delete(e.methods, "sub-alice")
-		authReq, id := e.request("Code EEEE")
-		b := e.browser("")
-		csrf, body := b.open(id)
-		if strings.Contains(body, "Approve with passkey") || !strings.Contains(body, `id="password"`) {
-			t.Fatalf("method password page:\n%s", body)
-		}
-		assertion, _ := a.Assert("ciba.test", "AAAAAAAAAAAAAAAAAAAAAA")
-		if status, _ := b.post(PathApprove+id, url.Values{"csrf": {csrf}, "action": {"approve"}, "assertion": {string(assertion)}}); status != http.StatusBadRequest {
-			t.Fatalf("assertion under method password: %d, want 400", status)
-		}
-		if !e.pending(authReq) {
-			t.Fatal("decided")
-		}
-	})
+	for _, tc := range []struct {
+		name, code      string
+		method          string
+		absent, present string // on the approval page
+		field           string // the proof the method does not take
+		value           func() string
+		status          int
+		what, decided   string // the failure messages
+	}{
+		{
+			name: "method passkey: no password field, and the right password approves nothing", code: "Code DDDD",
+			method: MethodPasskey, absent: `id="password"`, present: "Approve with passkey",
+			field: "password", value: func() string { return "alice-password" }, status: http.StatusUnauthorized,
+			what: "password under method passkey", decided: "the password approved under method passkey",
+		},
+		{
+			name: "method password: the page offers no passkey, and an assertion is refused", code: "Code EEEE",
+			method: MethodPassword, absent: "Approve with passkey", present: `id="password"`,
+			field: "assertion", value: func() string {
+				assertion, _ := a.Assert("ciba.test", "AAAAAAAAAAAAAAAAAAAAAA")
+				return string(assertion)
+			}, status: http.StatusBadRequest,
+			what: "assertion under method password", decided: "decided",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e.methods["sub-alice"] = tc.method
+			defer delete(e.methods, "sub-alice")
+			authReq, id := e.request(tc.code)
+			b := e.browser("")
+			csrf, body := b.open(id)
+			if strings.Contains(body, tc.absent) || !strings.Contains(body, tc.present) {
+				t.Fatalf("method %s page:\n%s", tc.method, body)
+			}
+			if status, _ := b.post(PathApprove+id, url.Values{"csrf": {csrf}, "action": {"approve"}, tc.field: {tc.value()}}); status != tc.status {
+				t.Fatalf("%s: %d, want %d", tc.what, status, tc.status)
+			}
+			if !e.pending(authReq) {
+				t.Fatal(tc.decided)
+			}
+		})
+	}
 
 	t.Run("method passkey without a passkey: the page says to enrol, only Deny", func(t *testing.T) {
 		e.methods["sub-bob"] = MethodPasskey
