@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/ciba/cibatest"
 	"github.com/cibaproxy/cibaproxy/internal/seal"
 	"github.com/cibaproxy/cibaproxy/internal/store/memory"
 )
@@ -162,26 +163,12 @@ func code(err error) ciba.ErrorCode {
 
 func (f *fixture) create(t *testing.T, c *ciba.Client, mods ...func(*ciba.AuthParams)) string {
 	t.Helper()
-	p := ciba.AuthParams{Scope: "openid", Hint: ciba.Hint{LoginHint: "alice"}, ClientNotificationToken: "note-token"}
-	for _, m := range mods {
-		m(&p)
-	}
-	resp, err := f.svc.Authorize(context.Background(), c, p)
-	if err != nil {
-		t.Fatalf("Authorize: %v", err)
-	}
-	return resp.AuthReqID
+	return cibatest.Create(t, f.svc, c, mods...)
 }
 
 func (f *fixture) approve(t *testing.T, id string) {
 	t.Helper()
-	r, err := f.store.GetRequest(context.Background(), id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.svc.Callback(context.Background(), f.svc.CallbackToken(r.ApprovalID), true, "", ""); err != nil {
-		t.Fatalf("approve: %v", err)
-	}
+	cibatest.Approve(t, f.svc, f.store, id)
 }
 
 func TestAuthorizeErrors(t *testing.T) {

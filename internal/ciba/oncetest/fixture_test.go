@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/ciba/cibatest"
 	"github.com/cibaproxy/cibaproxy/internal/seal"
 	"github.com/cibaproxy/cibaproxy/internal/store/memory"
 )
@@ -78,24 +79,13 @@ func newFixture(t testing.TB, mod func(*ciba.Config, *ciba.Deps)) *fixture {
 // create starts a request of alice's for client c and returns its id.
 func (f *fixture) create(t *testing.T, c *ciba.Client) string {
 	t.Helper()
-	p := ciba.AuthParams{Scope: "openid", Hint: ciba.Hint{LoginHint: "alice"}, ClientNotificationToken: "note-token"}
-	resp, err := f.svc.Authorize(context.Background(), c, p)
-	if err != nil {
-		t.Fatalf("Authorize: %v", err)
-	}
-	return resp.AuthReqID
+	return cibatest.Create(t, f.svc, c)
 }
 
 // approve approves request id, as the user's callback does.
 func (f *fixture) approve(t *testing.T, id string) {
 	t.Helper()
-	r, err := f.store.GetRequest(context.Background(), id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.svc.Callback(context.Background(), f.svc.CallbackToken(r.ApprovalID), true, "", ""); err != nil {
-		t.Fatalf("approve: %v", err)
-	}
+	cibatest.Approve(t, f.svc, f.store, id)
 }
 
 // run starts the dispatcher and stops it at the end of the test.
