@@ -282,17 +282,45 @@ func (c *cluster) message(req request) testutil.Message {
 // sent to instance i) and expects 204.
 func (c *cluster) answerOn(i int, m testutil.Message, status string) {
 	c.t.Helper()
+	r := c.callbackOn(ctx(c.t), i, m, status)
+	if r.Status != http.StatusNoContent {
+		c.t.Fatalf("callback %q on instance %d: got %s, want 204", status, i+1, r)
+	}
+}
+
+// callbackOn posts the answer status for the webhook message m to instance
+// i and returns its response (a transport error as a Response of status 0
+// with the error as its body).
+func (c *cluster) callbackOn(cx context.Context, i int, m testutil.Message, status string) *testutil.Response {
+	c.t.Helper()
 	u, err := url.Parse(m.CallbackURL)
 	if err != nil || !strings.HasPrefix(m.CallbackURL, c.issuer+"/") {
 		c.t.Fatalf("webhook callback_url %q is not a URL under the issuer %s", m.CallbackURL, c.issuer)
 	}
 	u.Host = strings.TrimPrefix(c.nodes[i].URL, "http://")
-	r, err := testutil.CallbackWith(ctx(c.t), u.String(), m.Token, status)
+	r, err := testutil.CallbackWith(cx, u.String(), m.Token, status)
 	if err != nil {
-		c.t.Fatalf("POST %s: %v", u, err)
+		return &testutil.Response{Body: []byte(err.Error())}
 	}
-	if r.Status != http.StatusNoContent {
-		c.t.Fatalf("callback %q on instance %d: got %s, want 204", status, i+1, r)
+	return r
+}
+
+// retryUnavailable calls do again while it answers 503 (the store is
+// unavailable), as a client does with temporarily_unavailable, every 200 ms
+// for at most 5 s, and returns the last answer.
+func retryUnavailable(cx context.Context, do func() *testutil.Response) *testutil.Response {
+	cx, cancel := context.WithTimeout(cx, 5*time.Second)
+	defer cancel()
+	for {
+		r := do()
+		if r.Status != http.StatusServiceUnavailable {
+			return r
+		}
+		select {
+		case <-cx.Done():
+			return r
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 }
 

@@ -350,9 +350,20 @@ func TestRedisRestart(t *testing.T) {
 			return err == nil && r.Status == http.StatusOK
 		})
 	}
+	// For about a second after Redis is back, an instance whose /readyz
+	// already said 200 can still answer 503 temporarily_unavailable: once
+	// PoolSize dials have failed, go-redis fails every new dial at once
+	// until its probe, one a second, gets through (seen under load: a
+	// callback 0.5 s after /readyz). A client retries
+	// temporarily_unavailable; the answers and polls here do too, for at
+	// most 5 s each.
 	for k, req := range acked {
-		c.answerOn(k%instances, c.message(req), "approved")
-		r := c.token(cx, (k+1)%instances, req)
+		m := c.message(req)
+		r := retryUnavailable(cx, func() *testutil.Response { return c.callbackOn(cx, k%instances, m, "approved") })
+		if r.Status != http.StatusNoContent {
+			t.Fatalf("callback on instance %d after the outage: got %s, want 204", k%instances+1, r)
+		}
+		r = retryUnavailable(cx, func() *testutil.Response { return c.token(cx, (k+1)%instances, req) })
 		checkTokens(t, "token of a request acknowledged before the outage", r)
 	}
 	// And new requests work as before.
