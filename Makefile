@@ -30,7 +30,8 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 # go test -bench on this machine), which made the bcrypt-bound suites (the
 # password and user-code lockouts of test/abuse: 254 s → 75 s) the longest
 # part of make test. Every other package, ours and the dependencies, is
-# instrumented. test/testutil's BuildBinary passes the same flags.
+# instrumented. test/testutil's BuildBinary passes the same flags
+# (RaceBuildFlags; test/ci TestRaceFlagsMatchMakefile keeps them so).
 RACEFLAGS := -race -gcflags=golang.org/x/crypto/blowfish=-race=false
 # vet and staticcheck type-check against the compiled dependencies; built
 # with -race, those are the very packages the race-enabled tests and server
@@ -51,14 +52,14 @@ RACE_BIN := bin/cibaproxy-race
 # busy machine), and nothing reads it there: panics and the race
 # detector's reports symbolise from the binary's own tables.
 TEST_LDFLAGS ?= -w
-# The three longest packages first: go test starts packages in the order
-# given, and in ./...'s order test/abuse (the longest, its bursts of 120
-# requests) came after every package under internal/ and started late.
-# e2e and scale spend most of their time waiting on the servers
-# they start; a running package holds one of go test's -p slots, so -p 4
-# leaves one slot to compile and run the rest on the 2 cores of a small
-# machine.
-SLOW_PKGS ?= ./test/e2e ./test/scale ./test/abuse
+# The four longest packages first (go test starts packages in the order
+# given): in ./...'s order test/browser, now as long as test/abuse, came
+# after every package under internal/ and, started last, ended a cold run
+# 100 s after the others. They spend much of their time waiting on the
+# servers and the browser they start; a running package holds one of go
+# test's -p slots, and the packages under internal/ take the slots the
+# shorter two free.
+SLOW_PKGS ?= ./test/browser ./test/abuse ./test/scale ./test/e2e
 TEST_PKGS ?= ./...
 TEST_P   ?= 4
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -105,7 +106,8 @@ interop-deps:
 # first, in the background under nice -n 19; then, in the foreground, the
 # race-enabled server (it compiles most of the dependency graph, go-redis
 # and the OTLP exporter's gRPC included, which the packages under test/
-# need before they can start) and go test.
+# need before they can start), with npm ci of test/interop and test/idp
+# (interop-deps) beside it, and go test once both are done.
 # The niced work takes the time the foreground leaves the cores idle (the
 # server's link, the few packages on the compile's critical path, the
 # packages under test/ waiting on the servers they start: expiries, retry
@@ -122,18 +124,26 @@ interop-deps:
 # the checks alone, in the foreground.
 BACKGROUND ?= gofmt-check vet-go staticcheck fuzz-smoke
 BG_LOG := bin/background.log
+# npm ci of test/interop and test/idp (interop-deps) runs beside the race
+# build, which needs none of it; go test starts once both are done.
+NPM_LOG := bin/npm.log
 # Not $(MAKE) in the recipe: make -n would run such a line, go test included.
 BG_MAKE = $(MAKE)
 
-test: interop-deps
-	@mkdir -p bin; rm -f $(BG_LOG)
-	@( nice -n 19 $(BG_MAKE) -k -j 4 --output-sync=target --no-print-directory FUZZTIME=$(TEST_FUZZTIME) $(BACKGROUND) >$(BG_LOG) 2>&1; echo "exit $$?" >>$(BG_LOG) ) & bg=$$!; \
-	echo "$(BACKGROUND) run niced in the background (log: $(BG_LOG))"; \
+test:
+	@mkdir -p bin; rm -f $(BG_LOG) $(NPM_LOG)
+	@( $(BG_MAKE) --no-print-directory interop-deps >$(NPM_LOG) 2>&1; echo "exit $$?" >>$(NPM_LOG) ) & npm=$$!; \
+	( nice -n 19 $(BG_MAKE) -k -j 4 --output-sync=target --no-print-directory FUZZTIME=$(TEST_FUZZTIME) $(BACKGROUND) >$(BG_LOG) 2>&1; echo "exit $$?" >>$(BG_LOG) ) & bg=$$!; \
+	echo "interop-deps (npm ci) beside the race build (log: $(NPM_LOG)); $(BACKGROUND) run niced in the background (log: $(BG_LOG))"; \
 	echo "$(GO) build $(RACEFLAGS) '-ldflags=$(TEST_LDFLAGS)' -o $(RACE_BIN) ./cmd/cibaproxy"; \
-	if $(GO) build $(RACEFLAGS) '-ldflags=$(TEST_LDFLAGS)' -o $(RACE_BIN) ./cmd/cibaproxy; then \
+	if $(GO) build $(RACEFLAGS) '-ldflags=$(TEST_LDFLAGS)' -o $(RACE_BIN) ./cmd/cibaproxy; then built=true; else built=false; fi; \
+	wait $$npm; cat $(NPM_LOG); \
+	if ! $$built; then rc=1; echo "make test: the race-enabled server did not build; go test not run"; \
+	elif [ "$$(tail -n 1 $(NPM_LOG))" != "exit 0" ]; then rc=1; echo "make test: npm ci failed (above); go test not run"; \
+	else \
 	  echo "CIBAPROXY_TEST_BIN=$(CURDIR)/$(RACE_BIN) $(GO) test $(RACEFLAGS) '-ldflags=$(TEST_LDFLAGS)' -vet=off -count=1 -p $(TEST_P) $(SLOW_PKGS) $(TEST_PKGS)"; \
 	  CIBAPROXY_TEST_BIN=$(CURDIR)/$(RACE_BIN) $(GO) test $(RACEFLAGS) '-ldflags=$(TEST_LDFLAGS)' -vet=off -count=1 -p $(TEST_P) $(SLOW_PKGS) $(TEST_PKGS); rc=$$?; \
-	else rc=1; echo "make test: the race-enabled server did not build; go test not run"; fi; \
+	fi; \
 	wait $$bg; echo "----- $(BACKGROUND), niced beside go test:"; cat $(BG_LOG); \
 	[ "$$(tail -n 1 $(BG_LOG))" = "exit 0" ] || { echo "make test: $(BACKGROUND) failed"; rc=1; }; \
 	exit $$rc

@@ -37,6 +37,13 @@ func QuickstartConfig() string {
 	return filepath.Join(RepoRoot(), "examples", "quickstart.yaml")
 }
 
+// RaceBuildFlags are the go build flags of a race-enabled server, make
+// test's RACEFLAGS (test/ci TestRaceFlagsMatchMakefile keeps the two the
+// same): everything instrumented but bcrypt's cipher, which shares no
+// memory between goroutines and, instrumented, made every bcrypt check 16
+// times slower.
+var RaceBuildFlags = []string{"-race", "-gcflags=golang.org/x/crypto/blowfish=-race=false"}
+
 // BuildBinary builds ./cmd/cibaproxy into dir and returns its path. When the
 // tests run with the race detector the server is built with it too, so a data
 // race in the server shows up in its stderr (and Server.Stop fails the test).
@@ -51,10 +58,7 @@ func BuildBinary(dir string) (string, error) {
 	}
 	args := []string{"build", "-o", out}
 	if RaceEnabled {
-		// make test's flags (the Makefile's RACEFLAGS): bcrypt's cipher
-		// without the race instrumentation, which made every bcrypt check
-		// 16 times slower and shares no memory to check.
-		args = append(args, "-race", "-gcflags=golang.org/x/crypto/blowfish=-race=false")
+		args = append(args, RaceBuildFlags...)
 	}
 	args = append(args, "./cmd/cibaproxy")
 	// A bound on a hung build, not a speed check: a cold race build on a
