@@ -106,8 +106,9 @@ interop-deps:
 # first, in the background under nice -n 19; then, in the foreground, the
 # race-enabled server (it compiles most of the dependency graph, go-redis
 # and the OTLP exporter's gRPC included, which the packages under test/
-# need before they can start), with npm ci of test/interop and test/idp
-# (interop-deps) beside it, and go test once both are done.
+# need before they can start) and go test. npm ci (interop-deps) runs
+# first, alone: go vet's, staticcheck's and the fuzz run's ./... walk
+# test/interop/node_modules, which npm ci deletes and fills again.
 # The niced work takes the time the foreground leaves the cores idle (the
 # server's link, the few packages on the compile's critical path, the
 # packages under test/ waiting on the servers they start: expiries, retry
@@ -124,26 +125,18 @@ interop-deps:
 # the checks alone, in the foreground.
 BACKGROUND ?= gofmt-check vet-go staticcheck fuzz-smoke
 BG_LOG := bin/background.log
-# npm ci of test/interop and test/idp (interop-deps) runs beside the race
-# build, which needs none of it; go test starts once both are done.
-NPM_LOG := bin/npm.log
 # Not $(MAKE) in the recipe: make -n would run such a line, go test included.
 BG_MAKE = $(MAKE)
 
-test:
-	@mkdir -p bin; rm -f $(BG_LOG) $(NPM_LOG)
-	@( $(BG_MAKE) --no-print-directory interop-deps >$(NPM_LOG) 2>&1; echo "exit $$?" >>$(NPM_LOG) ) & npm=$$!; \
-	( nice -n 19 $(BG_MAKE) -k -j 4 --output-sync=target --no-print-directory FUZZTIME=$(TEST_FUZZTIME) $(BACKGROUND) >$(BG_LOG) 2>&1; echo "exit $$?" >>$(BG_LOG) ) & bg=$$!; \
-	echo "interop-deps (npm ci) beside the race build (log: $(NPM_LOG)); $(BACKGROUND) run niced in the background (log: $(BG_LOG))"; \
+test: interop-deps
+	@mkdir -p bin; rm -f $(BG_LOG)
+	@( nice -n 19 $(BG_MAKE) -k -j 4 --output-sync=target --no-print-directory FUZZTIME=$(TEST_FUZZTIME) $(BACKGROUND) >$(BG_LOG) 2>&1; echo "exit $$?" >>$(BG_LOG) ) & bg=$$!; \
+	echo "$(BACKGROUND) run niced in the background (log: $(BG_LOG))"; \
 	echo "$(GO) build $(RACEFLAGS) '-ldflags=$(TEST_LDFLAGS)' -o $(RACE_BIN) ./cmd/cibaproxy"; \
-	if $(GO) build $(RACEFLAGS) '-ldflags=$(TEST_LDFLAGS)' -o $(RACE_BIN) ./cmd/cibaproxy; then built=true; else built=false; fi; \
-	wait $$npm; cat $(NPM_LOG); \
-	if ! $$built; then rc=1; echo "make test: the race-enabled server did not build; go test not run"; \
-	elif [ "$$(tail -n 1 $(NPM_LOG))" != "exit 0" ]; then rc=1; echo "make test: npm ci failed (above); go test not run"; \
-	else \
+	if $(GO) build $(RACEFLAGS) '-ldflags=$(TEST_LDFLAGS)' -o $(RACE_BIN) ./cmd/cibaproxy; then \
 	  echo "CIBAPROXY_TEST_BIN=$(CURDIR)/$(RACE_BIN) $(GO) test $(RACEFLAGS) '-ldflags=$(TEST_LDFLAGS)' -vet=off -count=1 -p $(TEST_P) $(SLOW_PKGS) $(TEST_PKGS)"; \
 	  CIBAPROXY_TEST_BIN=$(CURDIR)/$(RACE_BIN) $(GO) test $(RACEFLAGS) '-ldflags=$(TEST_LDFLAGS)' -vet=off -count=1 -p $(TEST_P) $(SLOW_PKGS) $(TEST_PKGS); rc=$$?; \
-	fi; \
+	else rc=1; echo "make test: the race-enabled server did not build; go test not run"; fi; \
 	wait $$bg; echo "----- $(BACKGROUND), niced beside go test:"; cat $(BG_LOG); \
 	[ "$$(tail -n 1 $(BG_LOG))" = "exit 0" ] || { echo "make test: $(BACKGROUND) failed"; rc=1; }; \
 	exit $$rc
