@@ -21,13 +21,16 @@ import (
 // embedded store through the running server's admin socket (or the file,
 // the server stopped).
 
-// userGroups are the groups of subcommands under users.
-var userGroups = []string{"passkeys", "webpush"}
+// isUserGroup reports whether name is a group of subcommands under users
+// (users passkeys …, users webpush …) rather than a subcommand.
+func isUserGroup(name string) bool {
+	return name == "passkeys" || name == "webpush"
+}
 
 // cmdUsers runs `cibaproxy users …`.
 func cmdUsers(ctx context.Context, args []string, c cmdIO) error {
 	var sub string
-	if len(args) > 0 && slices.Contains(userGroups, args[0]) {
+	if len(args) > 0 && isUserGroup(args[0]) {
 		s, err := c.group("users "+args[0], args[1:])
 		if err != nil {
 			return err
