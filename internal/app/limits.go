@@ -67,14 +67,15 @@ func limitMaker(cfg *config.Config, rs *redisstore.Store, m *metrics.Metrics, lo
 func httpLimits(cfg *config.Config, newLimit func(string, limit.Rate) limit.Keyed) *httpapi.Limits {
 	l := cfg.Limits
 	return &httpapi.Limits{
-		BCAuthorize:      newLimit("bc_authorize_per_client", rate(l.BCAuthorizePerClient)),
-		Token:            limit.New(rate(l.TokenPerClient), l.MaxKeys),
-		Introspect:       newLimit("introspect_per_client", rate(l.IntrospectPerClient)),
-		ApprovalFailures: newLimit("approval_failures_per_ip", rate(l.ApprovalFailuresPerIP)),
-		CallbackFailures: newLimit("callback_failures_per_ip", rate(l.CallbackFailuresPerIP)),
-		ClientNetworks:   l.ClientNetworks,
-		TrustedProxies:   l.Proxies,
-		ClientIPHeader:   l.ClientIPHeader,
+		BCAuthorize:         newLimit("bc_authorize_per_client", rate(l.BCAuthorizePerClient)),
+		DeviceAuthorization: newLimit("device_authorization_per_ip", rate(l.DeviceAuthorizationPerIP)),
+		Token:               limit.New(rate(l.TokenPerClient), l.MaxKeys),
+		Introspect:          newLimit("introspect_per_client", rate(l.IntrospectPerClient)),
+		ApprovalFailures:    newLimit("approval_failures_per_ip", rate(l.ApprovalFailuresPerIP)),
+		CallbackFailures:    newLimit("callback_failures_per_ip", rate(l.CallbackFailuresPerIP)),
+		ClientNetworks:      l.ClientNetworks,
+		TrustedProxies:      l.Proxies,
+		ClientIPHeader:      l.ClientIPHeader,
 
 		// The password lockout of the approval and device pages.
 		PasswordFailuresPerUser:   newLimit("password_failures_per_user", rate(l.PasswordFailuresPerUser)),

@@ -25,6 +25,20 @@ type Limits struct {
 	// per 1m.
 	TokenPerClient Rate `yaml:"token_per_client"`
 
+	// DeviceAuthorizationPerIP is the share of BCAuthorizePerClient one
+	// client address (an IPv6 /64) may use at the device authorization
+	// endpoint for one public client (token_endpoint_auth_method none),
+	// whose client_id is no secret: it is counted first, and an address
+	// that used up its share takes nothing more from the client's bucket,
+	// so whoever knows the client_id cannot, from one address, keep the
+	// client's real devices from starting a flow. Over it: HTTP 429 with
+	// Retry-After and {"error":"slow_down"}. Confidential clients are not
+	// counted in it. Default 30 per 1m: the few devices of a household or
+	// an office behind one NAT start a flow each when switched on and a
+	// new one when a code expires, far below it; one address takes at
+	// most 2.5% of the default BCAuthorizePerClient.
+	DeviceAuthorizationPerIP Rate `yaml:"device_authorization_per_ip"`
+
 	// IntrospectPerClient bounds each client's token introspection
 	// requests (RFC 7662, local upstream), counted once the client is
 	// authenticated: a resource server whose secret leaked, or that loops
@@ -145,12 +159,15 @@ type Rate struct {
 
 // Default limits.
 var (
-	defaultBCAuthorizePerClient  = Rate{Requests: 1200, Per: time.Minute}
-	defaultTokenPerClient        = Rate{Requests: 12000, Per: time.Minute}
-	defaultIntrospectPerClient   = Rate{Requests: 1200, Per: time.Minute}
-	defaultRequestsPerUser       = Rate{Requests: 10, Per: 10 * time.Minute}
-	defaultApprovalFailuresPerIP = Rate{Requests: 30, Per: 10 * time.Minute}
-	defaultCallbackFailuresPerIP = Rate{Requests: 60, Per: time.Minute}
+	defaultBCAuthorizePerClient = Rate{Requests: 1200, Per: time.Minute}
+	defaultTokenPerClient       = Rate{Requests: 12000, Per: time.Minute}
+	// A household's or an office's few devices start a flow now and then;
+	// one address gets 2.5% of the default bc_authorize_per_client.
+	defaultDeviceAuthorizationPerIP = Rate{Requests: 30, Per: time.Minute}
+	defaultIntrospectPerClient      = Rate{Requests: 1200, Per: time.Minute}
+	defaultRequestsPerUser          = Rate{Requests: 10, Per: 10 * time.Minute}
+	defaultApprovalFailuresPerIP    = Rate{Requests: 30, Per: 10 * time.Minute}
+	defaultCallbackFailuresPerIP    = Rate{Requests: 60, Per: time.Minute}
 	// A client fails authentication only when misconfigured; 20 leaves it
 	// room to retry, and bounds an address to 20 bcrypt checks a minute.
 	defaultClientAuthFailuresPerIP = Rate{Requests: 20, Per: time.Minute}
@@ -178,6 +195,7 @@ func (v *validator) limitsDefaults(l *Limits) {
 	}
 	rate(&l.BCAuthorizePerClient, "limits.bc_authorize_per_client", defaultBCAuthorizePerClient)
 	rate(&l.TokenPerClient, "limits.token_per_client", defaultTokenPerClient)
+	rate(&l.DeviceAuthorizationPerIP, "limits.device_authorization_per_ip", defaultDeviceAuthorizationPerIP)
 	rate(&l.IntrospectPerClient, "limits.introspect_per_client", defaultIntrospectPerClient)
 	rate(&l.RequestsPerUser, "limits.requests_per_user", defaultRequestsPerUser)
 	rate(&l.ApprovalFailuresPerIP, "limits.approval_failures_per_ip", defaultApprovalFailuresPerIP)
@@ -211,6 +229,7 @@ func (v *validator) checkRates(l *Limits) {
 	for path, r := range map[string]Rate{
 		"limits.bc_authorize_per_client":     l.BCAuthorizePerClient,
 		"limits.token_per_client":            l.TokenPerClient,
+		"limits.device_authorization_per_ip": l.DeviceAuthorizationPerIP,
 		"limits.introspect_per_client":       l.IntrospectPerClient,
 		"limits.requests_per_user":           l.RequestsPerUser,
 		"limits.approval_failures_per_ip":    l.ApprovalFailuresPerIP,

@@ -133,8 +133,9 @@ func (s *Server) deviceAuthorization(w http.ResponseWriter, r *http.Request) {
 	}
 	noteClient(w, client.ID)
 	// Each device authorization stores a pending request, as a
-	// bc-authorize does: both count in the client's one bucket.
-	if s.Limits != nil && !s.admitClient(w, r, s.Limits.BCAuthorize, "bc_authorize_per_client", client.ID, "requests that start an authentication") {
+	// bc-authorize does: both count in the client's one bucket, of which
+	// one address may use only its share for a public client.
+	if !s.admitDeviceAuthorization(w, r, client, public) {
 		return
 	}
 	cert, err := s.certBinding(r, client)

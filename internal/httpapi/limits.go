@@ -24,6 +24,13 @@ type Limits struct {
 	// requests; over it the client gets HTTP 429 with Retry-After and
 	// {"error":"slow_down"} (CIBA has no code for it).
 	BCAuthorize limit.Keyed
+	// DeviceAuthorization limits, per public client and client address,
+	// the device authorizations (RFC 8628 §3.1) of public clients, whose
+	// client_id is no secret: it is one address's share of the client's
+	// BCAuthorize bucket, taken first (see admitDeviceAuthorization). Over
+	// it the address gets HTTP 429 with Retry-After and
+	// {"error":"slow_down"}; the client's bucket is not touched.
+	DeviceAuthorization limit.Keyed
 	// Token limits each client's token requests; over it the client gets
 	// slow_down (CIBA Core §11), with Retry-After. It is in memory, per
 	// instance: the poll path pays no round trip for it.
@@ -156,6 +163,40 @@ func (s *Server) admitBCAuthorize(w http.ResponseWriter, r *http.Request, c *cib
 		}
 	}
 	return s.admitClient(w, r, l.BCAuthorize, "bc_authorize_per_client", c.ID, "backchannel authentication requests")
+}
+
+// admitDeviceAuthorization applies the per-client rate to a device
+// authorization of client c, and, when c is public (it authenticated with
+// its client_id alone, which anyone may know), the per-address share of
+// it first: a token is reserved in the bucket of c and the client address
+// (an IPv6 /64), then one taken from c's. An address whose share is used
+// up is refused without touching c's bucket, so it cannot use up the
+// client's budget alone; a request c's bucket refuses gives the address's
+// token back. It answers and returns false when the request must not go
+// on.
+func (s *Server) admitDeviceAuthorization(w http.ResponseWriter, r *http.Request, c *ciba.Client, public bool) bool {
+	l := s.Limits
+	if l == nil {
+		return true
+	}
+	const what = "requests that start an authentication"
+	if !public || l.DeviceAuthorization == nil {
+		return s.admitClient(w, r, l.BCAuthorize, "bc_authorize_per_client", c.ID, what)
+	}
+	// A client id has no NUL: the pair cannot be confused with another.
+	ok, wait, settle, err := limit.Reserve(r.Context(), l.DeviceAuthorization, c.ID+"\x00"+l.AddrKey(r), s.Now)
+	if err != nil {
+		s.limitUnavailable(r.Context(), "device_authorization_per_ip", err)
+	}
+	if !ok {
+		retryAfter(w, wait)
+		writeError(w, &ciba.Error{Code: ciba.CodeSlowDown, Status: http.StatusTooManyRequests,
+			Description: "too many " + what + " for client " + c.ID + " from this address; retry after the time in Retry-After"})
+		return false
+	}
+	admitted := s.admitClient(w, r, l.BCAuthorize, "bc_authorize_per_client", c.ID, what)
+	settle(admitted)
+	return admitted
 }
 
 // admitIntrospect applies the per-client rate to an introspection request
