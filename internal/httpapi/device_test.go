@@ -87,6 +87,8 @@ type deviceOpts struct {
 	clients []*ciba.Client
 	// validator is the service's validation hook (Deps.Validator).
 	validator ciba.Validator
+	// limits are the server's abuse limits (Server.Limits); nil: none.
+	limits *Limits
 }
 
 // extraAuth authenticates the clients of deviceOpts.clients, and
@@ -149,7 +151,7 @@ func newDeviceEnvWith(t *testing.T, o deviceOpts) *deviceEnv {
 		approval.Passwords, approval.Federation, approval.Logins = nil, e.idp, e.st
 	}
 	s := &Server{
-		Issuer: "http://op.test", Service: svc, Clients: extra, Approval: approval, Logger: discard(), Now: e.clock.Now,
+		Issuer: "http://op.test", Service: svc, Clients: extra, Approval: approval, Logger: discard(), Now: e.clock.Now, Limits: o.limits,
 		Device: &Device{
 			Grant: grant, Approval: approval, PerIP: 5, Global: 8, Now: e.clock.Now,
 			ClientIP: func(r *http.Request) string {
