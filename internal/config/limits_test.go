@@ -12,6 +12,7 @@ func TestLimitsDefaults(t *testing.T) {
 	for name, got := range map[string]Rate{
 		"bc_authorize_per_client":     l.BCAuthorizePerClient,
 		"token_per_client":            l.TokenPerClient,
+		"device_authorization_per_ip": l.DeviceAuthorizationPerIP,
 		"introspect_per_client":       l.IntrospectPerClient,
 		"requests_per_user":           l.RequestsPerUser,
 		"approval_failures_per_ip":    l.ApprovalFailuresPerIP,
@@ -27,6 +28,9 @@ func TestLimitsDefaults(t *testing.T) {
 	}
 	if l.IntrospectPerClient != (Rate{Requests: 1200, Per: time.Minute}) {
 		t.Errorf("introspect_per_client = %+v, want 1200 per 1m", l.IntrospectPerClient)
+	}
+	if l.DeviceAuthorizationPerIP != (Rate{Requests: 30, Per: time.Minute}) {
+		t.Errorf("device_authorization_per_ip = %+v, want 30 per 1m", l.DeviceAuthorizationPerIP)
 	}
 	if l.ClientAuthFailuresPerIP != (Rate{Requests: 20, Per: time.Minute}) {
 		t.Errorf("client_auth_failures_per_ip = %+v, want 20 per 1m", l.ClientAuthFailuresPerIP)

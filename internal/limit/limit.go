@@ -15,8 +15,8 @@
 // A Limiter's buckets are per process. Behind a load balancer that spreads
 // requests over N cibaproxy instances, a key could take up to N times its
 // rate. With the Redis store, cibaproxy therefore keeps the buckets of the
-// bc-authorize, introspection, per-user, approval-page, callback and device
-// user-code limits in Redis (redisstore.Limiter: the same rule, in one Lua script per
+// bc-authorize, device authorization per address, introspection, per-user,
+// approval-page, callback and device user-code limits in Redis (redisstore.Limiter: the same rule, in one Lua script per
 // decision), so that a limit means what it says whatever the number of
 // instances. The /token per-client limit stays a Limiter per instance: it
 // is on the poll hot path, which must not pay a second round trip; polling
