@@ -23,6 +23,7 @@ import (
 	"github.com/cibaproxy/cibaproxy/internal/httpapi"
 	"github.com/cibaproxy/cibaproxy/internal/jose"
 	"github.com/cibaproxy/cibaproxy/internal/keys"
+	"github.com/cibaproxy/cibaproxy/internal/limit"
 	"github.com/cibaproxy/cibaproxy/internal/tracing"
 )
 
@@ -70,6 +71,10 @@ type App struct {
 	Keys *keys.Live
 	// Tracing exports spans; Shutdown flushes them.
 	Tracing *tracing.Tracing
+	// HashSlots bound the bcrypt checks run at once, of client secrets,
+	// passwords and user codes alike (hashSlots); their counts (Runs,
+	// Peak, Busy) are the tests' view of that bound.
+	HashSlots *limit.Slots
 
 	log *slog.Logger
 	// clients and replay are what ReloadClients needs.

@@ -51,8 +51,9 @@ type builder struct {
 	registry registry
 	auth     *clientauth.Authenticator
 	// buildUpstream
-	up     *upstream
-	limits *httpapi.Limits
+	up        *upstream
+	limits    *httpapi.Limits
+	hashSlots *limit.Slots
 	// buildService
 	chans   channels
 	devices deviceClients
@@ -161,13 +162,14 @@ func (b *builder) buildClients(ctx context.Context) (err error) {
 // client guard.
 func (b *builder) buildUpstream(ctx context.Context) (err error) {
 	cfg := b.cfg
+	b.hashSlots = hashSlots()
 	switch cfg.Upstream.Type {
 	case config.UpstreamOIDC:
 		b.up, err = buildOIDC(ctx, cfg, b.registry, b.m, b.tr, b.log)
 	case config.UpstreamCIBA:
 		b.up, err = buildCIBA(ctx, cfg, b.registry, b.m, b.tr, b.log)
 	default:
-		b.up, err = buildLocal(cfg, b.st, b.signer, b.registry, b.log)
+		b.up, err = buildLocal(cfg, b.st, b.signer, b.registry, b.hashSlots, b.log)
 	}
 	if err != nil {
 		return err
@@ -176,7 +178,7 @@ func (b *builder) buildUpstream(ctx context.Context) (err error) {
 	b.registry.Current().AssertionPolicy.Audiences = b.up.audiences
 	b.limits = httpLimits(cfg, b.newLimit)
 	// One guard for every registry the clients are reloaded into (ReloadClients).
-	b.registry.Current().Guard = clientGuard(cfg, b.limits, b.newLimit)
+	b.registry.Current().Guard = clientGuard(cfg, b.limits, b.hashSlots, b.newLimit)
 	return nil
 }
 
@@ -360,7 +362,7 @@ const MaxParked = 200_000
 // app is the instance built: its handlers, with /metrics where the
 // configuration puts it.
 func (b *builder) app() *App {
-	a := &App{Config: b.cfg, Service: b.svc, Store: b.st, Keys: b.signer, Tracing: b.tr, log: b.log,
+	a := &App{Config: b.cfg, Service: b.svc, Store: b.st, Keys: b.signer, Tracing: b.tr, HashSlots: b.hashSlots, log: b.log,
 		clients: b.registry, replay: b.replay}
 	switch b.cfg.Metrics.Listen {
 	case config.MetricsOnMain:

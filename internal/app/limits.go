@@ -83,14 +83,42 @@ func httpLimits(cfg *config.Config, newLimit func(string, limit.Rate) limit.Keye
 	}
 }
 
+// hashSlots are the slots every bcrypt check of an instance runs in: the
+// client secrets' (clientGuard), the passwords' of the approval and
+// device pages and the user codes' at bc-authorize (the local upstream),
+// clientauth.DefaultHashSlots of them (half the processors) waited for at
+// most clientauth.DefaultHashWait (1 s).
+//
+// One pool for all, not one per kind: the bound is there to keep half the
+// processors for the requests that need no bcrypt (polls, token requests
+// of verified clients), and pools per kind would each take their half, so
+// a flood of wrong passwords together with one of wrong secrets would take
+// them all again. The price is that one kind's flood makes the others
+// wait too; each kind's failures are limited on their own (per address,
+// per user, per client and user), so a flood needs many addresses or
+// users.
+//
+// A request runs its checks one after the other, never holding a slot
+// while it waits for another, so one pool cannot deadlock. Each check
+// waits at most the 1 s for its slot and then runs alone on a core (about
+// 60 ms at cost 10), so a handler is answered within a few seconds —
+// well under the server's WriteTimeout (ciba.long_poll + 30 s, cmd
+// serve), which would otherwise cut it and leave the client an EOF. A
+// check that gets no slot is answered busy (503, Retry-After) and counts
+// as no failure anywhere.
+func hashSlots() *limit.Slots {
+	return limit.NewSlots(clientauth.DefaultHashSlots(), clientauth.DefaultHashWait)
+}
+
 // clientGuard is the failed client authentication limit of cfg, per
 // address as limits tells it (trusted proxies), made by newLimit (shared in
-// Redis with the Redis store), with the bcrypt checks bounded at their
-// defaults (clientauth.DefaultHashSlots, DefaultHashWait).
-func clientGuard(cfg *config.Config, limits *httpapi.Limits, newLimit func(string, limit.Rate) limit.Keyed) *clientauth.Guard {
+// Redis with the Redis store), with the bcrypt checks run in slots
+// (hashSlots).
+func clientGuard(cfg *config.Config, limits *httpapi.Limits, slots *limit.Slots, newLimit func(string, limit.Rate) limit.Keyed) *clientauth.Guard {
 	return clientauth.NewGuard(clientauth.GuardOptions{
 		Failures: newLimit("client_auth_failures_per_ip", rate(cfg.Limits.ClientAuthFailuresPerIP)),
 		Key:      limits.AddrKey,
+		Slots:    slots,
 	})
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/cibaproxy/cibaproxy/internal/httpapi"
 	"github.com/cibaproxy/cibaproxy/internal/jose"
 	"github.com/cibaproxy/cibaproxy/internal/keys"
+	"github.com/cibaproxy/cibaproxy/internal/limit"
 	"github.com/cibaproxy/cibaproxy/internal/metrics"
 	"github.com/cibaproxy/cibaproxy/internal/tracing"
 	cibaup "github.com/cibaproxy/cibaproxy/internal/upstream/ciba"
@@ -45,7 +46,7 @@ type upstream struct {
 	ready     func(ctx context.Context) error
 }
 
-func buildLocal(cfg *config.Config, st ciba.Store, signer *keys.Live, reg registry, log *slog.Logger) (*upstream, error) {
+func buildLocal(cfg *config.Config, st ciba.Store, signer *keys.Live, reg registry, slots *limit.Slots, log *slog.Logger) (*upstream, error) {
 	users := make([]local.User, 0, len(cfg.Upstream.Local.Users))
 	for _, u := range cfg.Upstream.Local.Users {
 		users = append(users, local.User{
@@ -67,6 +68,7 @@ func buildLocal(cfg *config.Config, st ciba.Store, signer *keys.Live, reg regist
 		},
 		LeftHash: keys.LeftHash,
 		Store:    st,
+		Slots:    slots,
 		Logger:   log,
 	})
 	if err != nil {

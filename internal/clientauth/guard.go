@@ -48,11 +48,16 @@ type GuardOptions struct {
 	// (httpapi.Limits.AddrKey). Nil: the TCP peer's IPv4 address, or its
 	// IPv6 /64 (see peerKey).
 	Key func(*http.Request) string
-	// HashSlots bounds the bcrypt checks run at once; 0 means
-	// DefaultHashSlots.
+	// Slots are the slots the bcrypt checks run in, when they are shared
+	// with other bcrypt checks (the app shares one pool with the password
+	// and user-code checks of the local upstream). Nil: the Guard's own,
+	// of HashSlots and HashWait.
+	Slots *limit.Slots
+	// HashSlots bounds the bcrypt checks run at once, without Slots; 0
+	// means DefaultHashSlots.
 	HashSlots int
-	// HashWait bounds how long a check waits for a slot; 0 means
-	// DefaultHashWait.
+	// HashWait bounds how long a check waits for a slot, without Slots; 0
+	// means DefaultHashWait.
 	HashWait time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -85,8 +90,7 @@ type Guard struct {
 	failures limit.Keyed
 	key      func(*http.Request) string
 	now      func() time.Time
-	slots    chan struct{}
-	wait     time.Duration
+	slots    *limit.Slots
 
 	blocked refusals
 	hashes  atomic.Int64 // bcrypt checks run, dummy ones included
@@ -204,21 +208,23 @@ func (m *refusals) add(at *attempt, now time.Time, wait time.Duration) {
 
 // NewGuard returns a Guard of o.
 func NewGuard(o GuardOptions) *Guard {
-	g := &Guard{failures: o.Failures, key: o.Key, now: o.Now, wait: o.HashWait}
+	g := &Guard{failures: o.Failures, key: o.Key, now: o.Now, slots: o.Slots}
 	if g.key == nil {
 		g.key = peerKey
 	}
 	if g.now == nil {
 		g.now = time.Now
 	}
-	if g.wait <= 0 {
-		g.wait = DefaultHashWait
+	if g.slots == nil {
+		n, wait := o.HashSlots, o.HashWait
+		if n <= 0 {
+			n = DefaultHashSlots()
+		}
+		if wait <= 0 {
+			wait = DefaultHashWait
+		}
+		g.slots = limit.NewSlots(n, wait)
 	}
-	n := o.HashSlots
-	if n <= 0 {
-		n = DefaultHashSlots()
-	}
-	g.slots = make(chan struct{}, n)
 	return g
 }
 
@@ -343,31 +349,26 @@ func (g *Guard) charge(ctx context.Context, at *attempt, failure error) error {
 	return tooManyFailures(wait)
 }
 
-// hash runs check, a bcrypt comparison, in one of the slots, waiting at
-// most the Guard's wait for one; errBusy when none came free, ctx's error
+// hash runs check, a bcrypt comparison, in one of the slots (limit.Slots),
+// waiting at most their wait for one; errBusy when none came free, ctx's error
 // when it ends first. A nil Guard runs check at once.
 func (g *Guard) hash(ctx context.Context, check func()) error {
 	if g == nil {
 		check()
 		return nil
 	}
-	select {
-	case g.slots <- struct{}{}: // a free slot: no timer
+	err := g.slots.Run(ctx, func() {
+		g.hashes.Add(1)
+		check()
+	})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, limit.ErrBusy):
+		return errBusy
 	default:
-		t := time.NewTimer(g.wait)
-		defer t.Stop()
-		select {
-		case g.slots <- struct{}{}:
-		case <-t.C:
-			return errBusy
-		case <-ctx.Done():
-			return &ciba.Error{Code: ciba.CodeTemporarilyUnavailable, Description: "the request was cancelled", Err: ctx.Err()}
-		}
+		return &ciba.Error{Code: ciba.CodeTemporarilyUnavailable, Description: "the request was cancelled", Err: err}
 	}
-	defer func() { <-g.slots }()
-	g.hashes.Add(1)
-	check()
-	return nil
 }
 
 // Hashes is the number of bcrypt checks run so far, those of unknown

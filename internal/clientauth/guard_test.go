@@ -18,6 +18,7 @@ import (
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
 	"github.com/cibaproxy/cibaproxy/internal/limit"
+	"github.com/cibaproxy/cibaproxy/internal/limit/limittest"
 )
 
 // countingLimit is a limit.Keyed that counts the calls made to it.
@@ -466,7 +467,7 @@ func TestGuardSprayingClientIDsRefusesTheAddress(t *testing.T) {
 // check, and gives its failure token back.
 func TestGuardCancelledWhileWaitingForASlotIsNotAFailure(t *testing.T) {
 	reg, lim := guarded(t, 1, GuardOptions{HashSlots: 1, HashWait: time.Minute})
-	reg.Guard.slots <- struct{}{} // the one slot is taken
+	release := limittest.HoldSlots(t, reg.Guard.slots) // the one slot is taken
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	req := httptest.NewRequestWithContext(ctx, http.MethodPost, tokenEndpoint, nil)
@@ -479,7 +480,7 @@ func TestGuardCancelledWhileWaitingForASlotIsNotAFailure(t *testing.T) {
 	if reg.Guard.Hashes() != 0 || lim.refunds.Load() != 1 {
 		t.Fatalf("%d bcrypt checks, %d tokens given back; want 0 and 1", reg.Guard.Hashes(), lim.refunds.Load())
 	}
-	<-reg.Guard.slots
+	release()
 	// The token is back: the next wrong secret is checked, not refused.
 	if _, err := basicFrom(t, reg, "192.0.2.30", "hashed", "wrong"); outcome(t, err) != "invalid_client" {
 		t.Fatalf("after the cancelled request: %v", err)

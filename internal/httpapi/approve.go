@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -26,8 +27,11 @@ const PathApprove = "/approve/"
 
 // Passwords checks a user's password (the local upstream).
 type Passwords interface {
-	// CheckPassword returns the subject of username when password is right.
-	CheckPassword(username, password string) (subject string, ok bool)
+	// CheckPassword returns the subject of username when password is
+	// right. An error means the password was not checked (no bcrypt slot
+	// came free in time, limit.ErrBusy, or ctx ended): the page answers
+	// busy, and the try is not counted as a wrong one.
+	CheckPassword(ctx context.Context, username, password string) (subject string, ok bool, err error)
 }
 
 // Approval serves the approval page: the user sees who asks, the binding
@@ -289,9 +293,13 @@ func (a *Approval) answer(w http.ResponseWriter, r *http.Request) {
 			a.render(w, http.StatusUnauthorized, o.apply(a.form(req, client, cookie, "This account approves with a passkey, not a password.")))
 			return
 		}
-		sub, ok, wait := a.checkPassword(r, req.LoginHint, r.PostFormValue("password"))
+		sub, ok, wait, err := a.checkPassword(r, req.LoginHint, r.PostFormValue("password"))
 		if wait > 0 {
 			a.lockedOut(w, wait)
+			return
+		}
+		if err != nil {
+			a.busy(w, r, err)
 			return
 		}
 		if !ok || sub != req.Subject {
@@ -328,16 +336,20 @@ func (a *Approval) answer(w http.ResponseWriter, r *http.Request) {
 // parallel are all counted. When either bucket is empty the password is
 // not checked and wait (> 0) is how long until a try is back: the page
 // answers lockedOut, the same for the right password and a wrong one.
+// When the password could not be checked (err: every bcrypt slot stayed
+// busy, see local.Config.Slots) the reserved tries are given back and the
+// page answers busy: a refusal of ours is no wrong try.
 //
 // The key is the username as given to CheckPassword (a hash of it: any
 // string a form carries), so a username that does not exist is locked out
 // the same way and the answer tells nothing about which ones do.
-func (a *Approval) checkPassword(r *http.Request, username, password string) (sub string, ok bool, wait time.Duration) {
-	ok, wait = a.underLockout(r, username, func() bool {
-		sub, ok = a.Passwords.CheckPassword(username, password)
-		return ok
+func (a *Approval) checkPassword(r *http.Request, username, password string) (sub string, ok bool, wait time.Duration, err error) {
+	ok, wait, err = a.underLockoutErr(r, username, func() (bool, error) {
+		var err error
+		sub, ok, err = a.Passwords.CheckPassword(r.Context(), username, password)
+		return ok, err
 	})
-	return sub, ok, wait
+	return sub, ok, wait, err
 }
 
 // underLockout runs check, a password or passkey check for username, under
@@ -346,6 +358,14 @@ func (a *Approval) checkPassword(r *http.Request, username, password string) (su
 // the lockout holds, check is not run and wait (> 0) is how long until a
 // try is back.
 func (a *Approval) underLockout(r *http.Request, username string, check func() bool) (ok bool, wait time.Duration) {
+	ok, wait, _ = a.underLockoutErr(r, username, func() (bool, error) { return check(), nil })
+	return ok, wait
+}
+
+// underLockoutErr is underLockout with a check that may fail to be made
+// (an error: no bcrypt slot came free in time): such a check counts
+// nothing (its reserved tries are given back) and its error is returned.
+func (a *Approval) underLockoutErr(r *http.Request, username string, check func() (bool, error)) (ok bool, wait time.Duration, err error) {
 	settle := func(bool) {}
 	if l := a.limits; l != nil && (l.PasswordFailuresPerUser != nil || l.PasswordFailuresPerUserIP != nil) {
 		user := userKey(username)
@@ -359,12 +379,12 @@ func (a *Approval) underLockout(r *http.Request, username string, check func() b
 		}
 		if !allowed {
 			a.Logger.WarnContext(r.Context(), "password locked out after too many wrong tries; not checked", slog.Duration("retry_after", wait))
-			return false, max(wait, time.Second)
+			return false, max(wait, time.Second), nil
 		}
 	}
-	ok = check()
-	settle(!ok)
-	return ok, 0
+	ok, err = check()
+	settle(err == nil && !ok)
+	return ok, 0, err
 }
 
 // userKey is the limiter key of a username: a hash, so that a key is
@@ -381,6 +401,21 @@ func (a *Approval) lockedOut(w http.ResponseWriter, wait time.Duration) {
 	a.render(w, http.StatusTooManyRequests, page{Title: "Too many attempts",
 		Message: "Too many wrong passwords (or passkey attempts that failed) were tried for this account, so it cannot approve sign-ins for now. Wait " +
 			waitText(wait) + ", then try again."})
+}
+
+// busyWait is the Retry-After of the busy page, as the client-secret and
+// user-code checks answer when their bcrypt slots are busy.
+const busyWait = time.Second
+
+// busy answers a password that was not checked because no bcrypt slot came
+// free in time (err from Passwords.CheckPassword): HTTP 503, which neither
+// the lockout nor the failures per address count, so the same password
+// typed again is checked as if this try had not been.
+func (a *Approval) busy(w http.ResponseWriter, r *http.Request, err error) {
+	a.Logger.WarnContext(r.Context(), "password not checked: the service is busy", slog.Any("error", err))
+	retryAfter(w, busyWait)
+	a.render(w, http.StatusServiceUnavailable, page{Title: "Busy",
+		Message: "The service is busy right now, so your password was not checked (this did not count as a wrong try). Wait a moment, then try again."})
 }
 
 // detailsChanged answers an approval whose form carried the digest of

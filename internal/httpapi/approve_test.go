@@ -30,8 +30,8 @@ func (fakeUpstream) Mint(_ context.Context, r *ciba.AuthRequest, _ time.Time) (*
 	// Like the local issuer, the tokens carry the request's details.
 	return &ciba.TokenResponse{AccessToken: "at", TokenType: "Bearer", AuthorizationDetails: ciba.RawJSON(r.AuthzDetails)}, nil
 }
-func (fakeUpstream) CheckPassword(user, pw string) (string, bool) {
-	return "sub-" + user, pw == user+"-password"
+func (fakeUpstream) CheckPassword(_ context.Context, user, pw string) (string, bool, error) {
+	return "sub-" + user, pw == user+"-password", nil
 }
 
 type nopNotifier struct{}

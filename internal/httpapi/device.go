@@ -335,9 +335,13 @@ func (d *Device) answer(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		username := r.PostFormValue("username")
-		sub, ok, wait := a.checkPassword(r, username, r.PostFormValue("password"))
+		sub, ok, wait, err := a.checkPassword(r, username, r.PostFormValue("password"))
 		if wait > 0 {
 			a.lockedOut(w, wait)
+			return
+		}
+		if err != nil {
+			a.busy(w, r, err)
 			return
 		}
 		if !ok {

@@ -88,13 +88,16 @@ type challenger interface{ Challenge() string }
 func writeError(w http.ResponseWriter, err error) {
 	e := ciba.AsError(err)
 	noteResult(w, e.Code)
-	// A refusal by a limit (clientauth.LimitError) carries its Retry-After;
-	// it is only ever a 429 or a 503, so the poll path's
-	// authorization_pending (400) pays no errors.As for it.
+	// A refusal by a limit (clientauth.LimitError, or a protocol error
+	// with its RetryAfter set: a user_code check whose bcrypt slots were
+	// busy) carries its Retry-After; it is only ever a 429 or a 503, so
+	// the poll path's authorization_pending (400) pays no errors.As for it.
 	if st := e.HTTPStatus(); st == http.StatusTooManyRequests || st == http.StatusServiceUnavailable {
 		var ra interface{ RetryAfter() time.Duration }
 		if errors.As(err, &ra) {
 			retryAfter(w, ra.RetryAfter())
+		} else if v := e.RetryAfterHeader(); v != nil {
+			w.Header()["Retry-After"] = v
 		}
 	}
 	if e.Code == ciba.CodeInvalidClient || e.Code == ciba.CodeInvalidToken {

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
 	"github.com/cibaproxy/cibaproxy/internal/jose"
+	"github.com/cibaproxy/cibaproxy/internal/limit"
 )
 
 // User is one local user.
@@ -78,6 +80,12 @@ type Config struct {
 	// LeftHash computes at_hash / rt_hash for the signer's alg.
 	LeftHash func(alg, value string) string
 	Store    ciba.Store
+	// Slots bound the bcrypt checks of passwords and user codes run at
+	// once (shared with the client secrets' checks, see app); a check
+	// that gets no slot within their wait is not run: CheckPassword
+	// returns limit.ErrBusy, CheckUserCode temporarily_unavailable. Nil:
+	// no bound.
+	Slots *limit.Slots
 	// Logger receives the warning that a used refresh token came back
 	// (its family is revoked); nil discards it.
 	Logger *slog.Logger
@@ -218,28 +226,68 @@ func (u *Upstream) find(hint string) *User {
 	return u.byEmail[strings.ToLower(hint)]
 }
 
-// CheckUserCode implements ciba.Upstream.
-func (u *Upstream) CheckUserCode(_ context.Context, user ciba.User, code string) error {
+// CheckUserCode implements ciba.Upstream. The bcrypt check runs in one of
+// Config.Slots: when none comes free in time the code is not checked and
+// the answer is temporarily_unavailable (HTTP 503, Retry-After), which the
+// caller does not count as a wrong code.
+func (u *Upstream) CheckUserCode(ctx context.Context, user ciba.User, code string) error {
 	usr := u.bySubject[user.Subject]
-	if usr == nil || len(usr.UserCodeHash) == 0 || bcrypt.CompareHashAndPassword(usr.UserCodeHash, []byte(code)) != nil {
-		return ciba.Errorf(ciba.CodeInvalidUserCode, "the user_code is not valid for this user")
+	if usr == nil || len(usr.UserCodeHash) == 0 {
+		return errWrongUserCode()
+	}
+	var wrong bool
+	if err := u.cfg.Slots.Run(ctx, func() {
+		wrong = bcrypt.CompareHashAndPassword(usr.UserCodeHash, []byte(code)) != nil
+	}); err != nil {
+		return busy("user_code", err)
+	}
+	if wrong {
+		return errWrongUserCode()
 	}
 	return nil
+}
+
+func errWrongUserCode() error {
+	return ciba.Errorf(ciba.CodeInvalidUserCode, "the user_code is not valid for this user")
+}
+
+// busy is the answer to a check that got no slot (err from limit.Slots.Run):
+// temporarily_unavailable with the Retry-After the client-secret checks
+// answer with (clientauth), or the end of the request's context.
+func busy(what string, err error) error {
+	if errors.Is(err, limit.ErrBusy) {
+		return &ciba.Error{Code: ciba.CodeTemporarilyUnavailable, Status: http.StatusServiceUnavailable, RetryAfter: time.Second, Err: err,
+			Description: "the " + what + " check is busy; retry after the time in Retry-After"}
+	}
+	return &ciba.Error{Code: ciba.CodeTemporarilyUnavailable, Description: "the request was cancelled", Err: err}
 }
 
 // SupportsUserCode implements ciba.Upstream: local users may have codes.
 func (u *Upstream) SupportsUserCode() bool { return true }
 
-// CheckPassword verifies a user's password (for the approval page) and
-// returns the user's subject.
-func (u *Upstream) CheckPassword(username, password string) (string, bool) {
+// CheckPassword verifies a user's password (for the approval and device
+// pages) and returns the user's subject. The bcrypt check runs in one of
+// Config.Slots; when none comes free in time (or ctx ends first) the
+// password is not checked and err is limit.ErrBusy (or wraps ctx's error):
+// the caller must not count it as a wrong password.
+func (u *Upstream) CheckPassword(ctx context.Context, username, password string) (sub string, ok bool, err error) {
 	usr := u.byName[username]
-	if usr == nil {
-		// Spend the same time as for a known user, so usernames cannot be probed.
-		_ = bcrypt.CompareHashAndPassword(u.dummyHash, []byte(password))
-		return "", false
+	hash := u.dummyHash
+	if usr != nil {
+		hash = usr.PasswordHash
 	}
-	return usr.Subject, bcrypt.CompareHashAndPassword(usr.PasswordHash, []byte(password)) == nil
+	// An unknown username is checked against the dummy hash, so that it
+	// costs the same time (and the same slot) as a known one: usernames
+	// cannot be probed.
+	if err := u.cfg.Slots.Run(ctx, func() {
+		ok = bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil
+	}); err != nil {
+		return "", false, fmt.Errorf("local: password check: %w", err)
+	}
+	if usr == nil {
+		return "", false, nil
+	}
+	return usr.Subject, ok, nil
 }
 
 // scopeClaims are the standard claims each scope releases (OIDC Core §5.4).

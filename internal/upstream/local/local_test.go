@@ -111,13 +111,13 @@ func TestCheckUserCodeAndPassword(t *testing.T) {
 			t.Errorf("%s: err = %v, want invalid_user_code", name, err)
 		}
 	}
-	if sub, ok := u.CheckPassword("alice", "pw"); !ok || sub != "sub-alice" {
+	if sub, ok, _ := u.CheckPassword(t.Context(), "alice", "pw"); !ok || sub != "sub-alice" {
 		t.Errorf("right password refused")
 	}
-	if _, ok := u.CheckPassword("alice", "nope"); ok {
+	if _, ok, _ := u.CheckPassword(t.Context(), "alice", "nope"); ok {
 		t.Errorf("wrong password accepted")
 	}
-	if _, ok := u.CheckPassword("ghost", "pw"); ok {
+	if _, ok, _ := u.CheckPassword(t.Context(), "ghost", "pw"); ok {
 		t.Errorf("unknown user accepted")
 	}
 }
