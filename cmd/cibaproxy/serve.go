@@ -77,6 +77,9 @@ func cmdServe(ctx context.Context, args []string, c cmdIO) error {
 		// each connection make the server parse a megabyte of them.
 		MaxHeaderBytes: 64 << 10,
 		// Long polls are held up to ciba.long_poll; leave room for them.
+		// Every other handler must answer well within it: one that runs
+		// bcrypt waits at most 1 s for a slot (app's hashSlots), else
+		// answers busy.
 		WriteTimeout: cfg.CIBA.LongPoll + 30*time.Second,
 		IdleTimeout:  2 * time.Minute,
 		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),

@@ -65,8 +65,9 @@ type GuardOptions struct {
 
 // Guard bounds what failed client authentication may cost, whoever sends
 // it: the failures of each client address are limited (Failures), and the
-// bcrypt checks of secrets run at most HashSlots at a time, so wrong
-// secrets cannot take the processors from everyone else. A Registry uses
+// bcrypt checks of secrets run in a bounded number of slots (Slots, which
+// the app shares with the password and user-code checks; or HashSlots), so
+// wrong secrets cannot take the processors from everyone else. A Registry uses
 // it when its Guard field is set; one Guard serves every registry the
 // clients are reloaded into, so its counts survive a reload. A Guard is
 // safe for concurrent use.
