@@ -58,8 +58,30 @@ func pagesNewBrowser(t *testing.T, src string) *pagesBrowser {
 	}}
 }
 
+// pagesBusyTries bounds the tries of one password that the server
+// answers busy (pagesBrowser.do).
+const pagesBusyTries = 100
+
 // do sends a GET (form nil) or a form POST and returns the status and body.
+// A password the server did not check because every bcrypt slot stayed
+// busy (503, the busy page: it counts as no try) is sent again, as a user
+// told to try again would, so that every try of a burst ends checked or
+// refused by a limit however loaded the machine; each new try waits at
+// most the server's slot wait (1 s) before its answer, so this is no busy
+// loop.
 func (b *pagesBrowser) do(target string, form url.Values) (int, string) {
+	b.t.Helper()
+	for range pagesBusyTries - 1 {
+		status, body := b.doOnce(target, form)
+		if status != http.StatusServiceUnavailable || !strings.Contains(body, "is busy right now") {
+			return status, body
+		}
+	}
+	return b.doOnce(target, form)
+}
+
+// doOnce is one request of do.
+func (b *pagesBrowser) doOnce(target string, form url.Values) (int, string) {
 	b.t.Helper()
 	method, body := http.MethodGet, io.Reader(nil)
 	if form != nil {
