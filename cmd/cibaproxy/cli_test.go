@@ -143,8 +143,8 @@ func TestWrongCommandLines(t *testing.T) {
 	}
 }
 
-// TestCheckConfigOutput: a good file is summed up with the right plural;
-// a bad one is listed one problem per line, each as FILE:LINE: PATH:
+// TestCheckConfigOutput: a good file is summed up with the right plural,
+// its warnings one line each on standard error; a bad one is listed one problem per line, each as FILE:LINE: PATH:
 // MESSAGE, then one line with the command's prefix and the count.
 func TestCheckConfigOutput(t *testing.T) {
 	dir := t.TempDir()
@@ -156,6 +156,12 @@ func TestCheckConfigOutput(t *testing.T) {
 	}
 	if code, stdout, stderr := runCLI(t, "", "check-config", "--config", good); code != 0 || !strings.Contains(stdout, ", 1 client, ") {
 		t.Errorf("one client: exit %d, stdout %q, stderr %q; want 0 and \"1 client\"", code, stdout, stderr)
+	}
+	// The good file has no channel: a warning line on standard error,
+	// naming every channel one can set, and still exit 0.
+	if _, _, stderr := runCLI(t, "", "check-config", "--config", good); !strings.HasPrefix(stderr, good+": warning: no channel configured (channels.webpush, channels.email or channels.webhook.url)") ||
+		strings.Count(stderr, "\n") != 1 {
+		t.Errorf("no channel: stderr %q, want one warning line naming channels.webpush, channels.email and channels.webhook.url", stderr)
 	}
 	bad := filepath.Join(dir, "bad.yaml")
 	if err := os.WriteFile(bad, []byte("issuer: ${CIBAPROXY_TEST_UNSET_ISSUER}\n"), 0o600); err != nil {

@@ -92,7 +92,7 @@ func TestServeWithoutAChannelSaysSo(t *testing.T) {
 	}
 	_, logs := startCommand(t, "serve", "--config", "../../examples/quickstart.yaml")
 	addr := waitMatch(t, logs, regexp.MustCompile(`msg="cibaproxy listening" addr=(127\.0\.0\.1:\d+)`))[1]
-	if !regexp.MustCompile(`level=WARN msg="no channel configured[^\n]*nobody can approve`).MatchString(logs.String()) {
+	if !regexp.MustCompile(`level=WARN msg="no channel configured \(channels\.webpush, channels\.email or channels\.webhook\.url\)[^\n]*nobody can approve`).MatchString(logs.String()) {
 		t.Errorf("no warning at start that nobody can approve:\n%s", logs)
 	}
 	form := url.Values{"scope": {"openid"}, "login_hint": {"alice"}}

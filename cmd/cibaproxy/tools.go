@@ -14,7 +14,8 @@ import (
 	"golang.org/x/term"
 )
 
-// cmdCheckConfig loads a config file and reports every problem it has.
+// cmdCheckConfig loads a config file and reports every problem it has, or
+// its warnings (Config.Warnings) and a summary.
 func cmdCheckConfig(args []string, c cmdIO) error {
 	var path string
 	if err := c.flags("check-config", args, func(fs *flag.FlagSet) {
@@ -25,6 +26,11 @@ func cmdCheckConfig(args []string, c cmdIO) error {
 	cfg, err := loadConfig("check-config", path)
 	if err != nil {
 		return err
+	}
+	// Warnings go to standard error, one line each, and leave the exit
+	// status 0: the configuration is valid, if likely not as meant.
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(c.stderr, "%s: warning: %s\n", path, w)
 	}
 	fmt.Fprintf(c.stdout, "%s: ok (issuer %s, %s, store %s, upstream %s)\n", path, cfg.Issuer,
 		plural(len(cfg.Clients), "client", "clients"), cfg.Store.Type, cfg.Upstream.Type)

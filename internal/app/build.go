@@ -189,9 +189,10 @@ func (b *builder) buildService(ctx context.Context) (err error) {
 	if b.chans, err = buildChannels(ctx, cfg, b.st, b.tr, b.log); err != nil {
 		return err
 	}
-	if len(b.chans.list) == 0 && cfg.Upstream.Type != config.UpstreamCIBA && hasCIBAClients(cfg) {
-		b.log.Warn("no channel configured (channels.webhook.url or channels.email): nobody is told of a new CIBA request, so nobody can approve one and each request expires; " +
-			"configure one (docs/webhook.md, docs/email.md), or for the quick start set CIBAPROXY_WEBHOOK_URL or run make run")
+	// What check-config prints as warnings (no channel, a switch that
+	// does nothing) is logged at start too.
+	for _, w := range cfg.Warnings() {
+		b.log.Warn(w)
 	}
 	validator, err := buildValidator(cfg, b.tr)
 	if err != nil {

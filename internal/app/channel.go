@@ -21,17 +21,6 @@ import (
 	"github.com/cibaproxy/cibaproxy/internal/webpush"
 )
 
-// hasCIBAClients reports whether a client of cfg uses CIBA (not only the
-// device grant, whose user comes to the verification page by themselves).
-func hasCIBAClients(cfg *config.Config) bool {
-	for _, c := range cfg.Clients {
-		if c.DeliveryMode != "" {
-			return true
-		}
-	}
-	return false
-}
-
 // notifyTimeout bounds one ping or push to a client.
 const notifyTimeout = 10 * time.Second
 
