@@ -10,6 +10,9 @@ func (c *Config) Warnings() []string {
 	if w := c.noChannelWarning(); w != "" {
 		out = append(out, w)
 	}
+	if w := c.selfEnrollmentWarning(); w != "" {
+		out = append(out, w)
+	}
 	return out
 }
 
@@ -35,4 +38,23 @@ func (c *Config) hasCIBAClients() bool {
 		}
 	}
 	return false
+}
+
+// selfEnrollmentWarning: self-enrolment is offered only to users whose
+// approval method is "either" (approving with the password, then adding a
+// passkey); with none, the switch does nothing. With another upstream the
+// switch is an error (checkApproval), not a warning.
+func (c *Config) selfEnrollmentWarning() string {
+	if !c.Approval.Passkeys.SelfEnrollment || c.Upstream.Type != UpstreamLocal {
+		return ""
+	}
+	for _, u := range c.Upstream.Local.Users {
+		if m := u.ApprovalMethod; m == ApprovalEither || m == "" && c.Approval.Method == ApprovalEither {
+			return ""
+		}
+	}
+	return "approval.passkeys.self_enrollment is on but does nothing: it is offered only to users whose approval method is either " +
+		"(they approve with their password, then add a passkey), and no user has it (approval.method is " + c.Approval.Method +
+		" and no user sets approval_method: either); set approval.method: either (or a user's approval_method: either), " +
+		"or enrol users with cibaproxy users enroll"
 }
