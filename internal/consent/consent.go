@@ -57,7 +57,11 @@ func Describe(names []string, custom map[string]string) []Scope {
 
 // Relative says how long d is from now, rounded down so that the user
 // never has less time than they are told: "in 4 minutes", "in less than a
-// minute", "in 3 hours", or "now" once it is past.
+// minute", "in 3 hours", or "now" once it is past. Hours are counted from
+// d rounded up to the minute: a lifetime a few seconds short of whole
+// hours (a 24-hour enrolment link shown a moment after it was made) reads
+// "in 24 hours", not "in 23 hours", and the user is never promised more
+// than a minute too much.
 func Relative(d time.Duration) string {
 	switch m := int(d / time.Minute); {
 	case d <= 0:
@@ -69,7 +73,8 @@ func Relative(d time.Duration) string {
 	case m < 120:
 		return "in " + strconv.Itoa(m) + " minutes"
 	default:
-		return "in " + strconv.Itoa(m/60) + " hours"
+		up := int((d + time.Minute - 1) / time.Minute)
+		return "in " + strconv.Itoa(up/60) + " hours"
 	}
 }
 

@@ -20,6 +20,17 @@ func TestRelative(t *testing.T) {
 		{119 * time.Minute, "in 119 minutes"},
 		{2 * time.Hour, "in 2 hours"},
 		{5*time.Hour + 59*time.Minute, "in 5 hours"},
+		// Hours count from d rounded up to the minute: a 24-hour link
+		// shown a moment after it was made is "in 24 hours".
+		{119*time.Minute + 59*time.Second, "in 119 minutes"},
+		{3*time.Hour - time.Minute, "in 2 hours"},
+		{3*time.Hour - time.Minute + time.Nanosecond, "in 3 hours"},
+		{24*time.Hour - time.Millisecond, "in 24 hours"},
+		{24*time.Hour - 59*time.Second, "in 24 hours"},
+		{24 * time.Hour, "in 24 hours"},
+		{24*time.Hour - time.Minute, "in 23 hours"},
+		{24*time.Hour + 59*time.Minute, "in 24 hours"},
+		{720 * time.Hour, "in 720 hours"},
 	} {
 		if got := Relative(tt.d); got != tt.want {
 			t.Errorf("Relative(%v) = %q, want %q", tt.d, got, tt.want)

@@ -60,7 +60,8 @@ func (p *Pages) scopes(names []string) []consent.Scope {
 // turns into the browser's local time.
 type expiry struct {
 	// In is "in 4 minutes": rounded down, so the user never has less
-	// time than the page says.
+	// time than the page says (hours from the minute above, so that a
+	// 24-hour link reads "in 24 hours"; consent.Relative).
 	In string
 	// At is the time in UTC ("14:05 UTC"; with the date when it is not
 	// within the next 12 hours).
@@ -217,7 +218,7 @@ const pageScript = `(function () {
     if (m < 1) return "in less than a minute";
     if (m === 1) return "in 1 minute";
     if (m < 120) return "in " + m + " minutes";
-    return "in " + Math.floor(m / 60) + " hours";
+    return "in " + Math.floor(Math.ceil(ms / 60000) / 60) + " hours";
   }
   function tick() {
     document.querySelectorAll("[data-until]").forEach(function (e) {

@@ -3,15 +3,19 @@ package httpapi
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/ciba"
+	"github.com/cibaproxy/cibaproxy/internal/consent"
 )
 
 // branded is an operator's branding with a description of its own scope
@@ -251,5 +255,42 @@ func TestAccentContrast(t *testing.T) {
 	}
 	if c := contrast(defaultAccent, pageWhite); c < 4.5 {
 		t.Errorf("the default accent has contrast %.2f with white text", c)
+	}
+}
+
+// TestPageScriptSaysWhatRelativeSays: the page script's rel (which keeps
+// "in 4 minutes" current in the browser) and consent.Relative (which
+// writes it first) say the same at each boundary. It runs the script's
+// function under Node.js, and is skipped without it.
+func TestPageScriptSaysWhatRelativeSays(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node is not installed")
+	}
+	start := strings.Index(pageScript, "function rel(ms) {")
+	end := strings.Index(pageScript[start:], "\n  }\n")
+	if start < 0 || end < 0 {
+		t.Fatal("function rel not found in pageScript")
+	}
+	durations := []time.Duration{0, 59 * time.Second, time.Minute, 119 * time.Minute, 119*time.Minute + 59*time.Second, 2 * time.Hour,
+		3*time.Hour - time.Minute, 3*time.Hour - time.Minute + time.Millisecond, 24*time.Hour - time.Millisecond,
+		24*time.Hour - 59*time.Second, 24*time.Hour - time.Minute, 24 * time.Hour, 720 * time.Hour}
+	ms := make([]string, len(durations))
+	for i, d := range durations {
+		ms[i] = strconv.FormatInt(d.Milliseconds(), 10)
+	}
+	src := pageScript[start:start+end+len("\n  }")] + "\nconsole.log(JSON.stringify([" + strings.Join(ms, ",") + "].map(rel)));\n"
+	out, err := exec.CommandContext(t.Context(), node, "-e", src).Output()
+	if err != nil {
+		t.Fatalf("node: %v", err)
+	}
+	var got []string
+	if err := json.Unmarshal(out, &got); err != nil || len(got) != len(durations) {
+		t.Fatalf("node said %q (%v)", out, err)
+	}
+	for i, d := range durations {
+		if want := consent.Relative(d); got[i] != want {
+			t.Errorf("%v: the page script says %q, consent.Relative %q", d, got[i], want)
+		}
 	}
 }

@@ -220,6 +220,15 @@ func TestPasskeyEnrolmentAndApproval(t *testing.T) {
 		}
 	})
 
+	t.Run("a 24-hour link's page says it expires in 24 hours, not 23", func(t *testing.T) {
+		e.clock = time.Now() // the page reads the real clock a moment later
+		tok, _, _ := e.pk.Enrolments.Issue(t.Context(), "sub-alice", "alice", 24*time.Hour)
+		status, body := e.browser("").get(PathEnroll + tok)
+		if status != http.StatusOK || !strings.Contains(body, ">in 24 hours</span>") {
+			t.Fatalf("enrolment page: %d, want 200 saying in 24 hours:\n%s", status, body)
+		}
+	})
+
 	t.Run("an expired enrolment link is refused", func(t *testing.T) {
 		tok, _, _ := e.pk.Enrolments.Issue(t.Context(), "sub-alice", "alice", time.Minute)
 		e.clock = e.clock.Add(2 * time.Minute)
