@@ -253,6 +253,7 @@ func Check(m Metadata) (*Valid, Problems) {
 	c.tlsNames()
 	c.dpop()
 	c.introspection()
+	c.signedOnly()
 	if len(c.problems) > 0 {
 		return nil, c.problems
 	}

@@ -187,6 +187,11 @@ func TestEachRuleOnce(t *testing.T) {
 		{"FAPI-CIBA: no push", fapiClient, func(m *Metadata) {
 			m.DeliveryMode, m.NotificationEndpoint = ModePush, "https://c.example/cb"
 		}, "backchannel_token_delivery_mode", "push is not allowed under the FAPI-CIBA profile"},
+		{"FAPI-CIBA: no device grant, whose requests cannot be signed (FAPI-CIBA §5.2.2-6, RFC 8628 §3.1)", fapiClient, func(m *Metadata) { m.DeviceAuthorization = true },
+			"device_authorization", `not allowed for client "k1": under the FAPI-CIBA profile its authentication requests must be signed`},
+		{"signed requests required: no device grant, whose requests cannot be signed (CIBA Core §4)", keysClient, func(m *Metadata) {
+			m.RequestSigningAlg, m.DeviceAuthorization = "ES256", true
+		}, "device_authorization", `not allowed for client "k1": its authentication requests must be signed (backchannel_authentication_request_signing_alg ES256`},
 		{"tls_client_auth needs a subject name", tlsClient, func(m *Metadata) { m.TLSSubjectDN = "" },
 			"token_endpoint_auth_methods", "tls_client_auth needs one of tls_client_auth_subject_dn"},
 		{"tls_client_auth has one subject name", tlsClient, func(m *Metadata) { m.TLSSANDNS = "m1.example" },

@@ -359,6 +359,25 @@ func (c *checker) dpop() {
 	}
 }
 
+// signedOnly: a client whose authentication requests must be signed
+// (backchannel_authentication_request_signing_alg, CIBA Core §4; every
+// FAPI-CIBA client, FAPI-CIBA §5.2.2-6) cannot have the device grant. The
+// device authorization request (RFC 8628 §3.1) is a plain form with no
+// signed form: its scope, authorization_details (RFC 9396 §3) and resource
+// (RFC 8707) would be taken unsigned, and a stolen client credential could
+// ask for what bc-authorize accepts only under the client's signature.
+func (c *checker) signedOnly() {
+	m := c.m
+	if m.RequestSigningAlg == "" || !m.DeviceAuthorization {
+		return
+	}
+	why := "its authentication requests must be signed (backchannel_authentication_request_signing_alg " + m.RequestSigningAlg + ", CIBA Core §7.1.1)"
+	if m.fapi() {
+		why = "under the FAPI-CIBA profile its authentication requests must be signed (FAPI-CIBA §5.2.2-6)"
+	}
+	c.fail("device_authorization", "not allowed for client %q: %s, but a device authorization request (RFC 8628 §3.1) cannot be signed, so its scope, authorization_details and resource would be taken unsigned; use a separate client for the device grant", m.ID, why)
+}
+
 // introspection: the token introspection endpoint is for authenticated
 // callers (RFC 7662 §2.1), which a public client is not.
 func (c *checker) introspection() {

@@ -371,6 +371,8 @@ func TestRules(t *testing.T) {
 			"clients[0].token_endpoint_auth_methods[1]", `"client_secret_basic" is not allowed under the FAPI-CIBA profile`},
 		{"FAPI-CIBA: shall not support push mode", map[string]string{"clients": clients(strings.Replace(fapiNoAlg, "mode: poll", "mode: push\nbackchannel_client_notification_endpoint: https://client.example/cb", 1) + es256 + "profile: fapi-ciba")},
 			"clients[0].backchannel_token_delivery_mode", "push is not allowed under the FAPI-CIBA profile"},
+		{"FAPI-CIBA: no device grant, whose requests cannot be signed", map[string]string{"clients": clients(fapiNoAlg + es256 + "profile: fapi-ciba\ndevice_authorization: true")},
+			"clients[0].device_authorization", `not allowed for client "f1": under the FAPI-CIBA profile its authentication requests must be signed (FAPI-CIBA §5.2.2-6), but a device authorization request (RFC 8628 §3.1) cannot be signed`},
 		{"FAPI-CIBA: fapi.ciba applies the profile to every client", map[string]string{"clients": clients(fapiNoAlg), "limits": "fapi:\n  ciba: true"},
 			"clients[0].backchannel_authentication_request_signing_alg", "required by the FAPI-CIBA profile"},
 		{"FAPI: the authorization server shall use PS256 or ES256 (FAPI 1.0 Advanced §8.6): an RS256 signing key is refused", map[string]string{"clients": clients(fapiNoAlg + es256), "limits": "fapi:\n  ciba: true", "tokens": "tokens:\n  signing_key_file: " + rs256Key},
