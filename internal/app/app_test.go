@@ -166,6 +166,29 @@ func TestQuickstartFlow(t *testing.T) {
 	if algs, _ := doc["dpop_signing_alg_values_supported"].([]any); code != http.StatusOK || !slices.Contains(algs, any("ES256")) {
 		t.Errorf("discovery: %d dpop_signing_alg_values_supported %v", code, doc["dpop_signing_alg_values_supported"])
 	}
+	// The issuer is the discovery document's issuer and the ID token's iss,
+	// byte for byte (OIDC Core §3.1.3.7, OIDC Discovery §4.3), and every
+	// endpoint is the issuer, one slash, then its path (no "//token").
+	if doc["issuer"] != issuer {
+		t.Errorf("discovery issuer %v, want %q", doc["issuer"], issuer)
+	}
+	for k, v := range doc {
+		if u, ok := v.(string); ok && strings.HasSuffix(k, "_endpoint") || k == "jwks_uri" {
+			if !strings.HasPrefix(u, issuer+"/") || strings.Contains(strings.TrimPrefix(u, "http://"), "//") {
+				t.Errorf("discovery %s = %q, want %q followed by one slash and a path", k, u, issuer)
+			}
+		}
+	}
+	idt, _ := tokens["id_token"].(string)
+	if parts := strings.Split(idt, "."); len(parts) == 3 {
+		raw, _ := base64.RawURLEncoding.DecodeString(parts[1])
+		var c struct {
+			Iss string `json:"iss"`
+		}
+		if err := json.Unmarshal(raw, &c); err != nil || c.Iss != issuer {
+			t.Errorf("ID token iss %q (%v), want %q", c.Iss, err, issuer)
+		}
+	}
 	rt, _ := tokens["refresh_token"].(string)
 	if rt == "" {
 		t.Fatal("no refresh token to refresh with DPoP")

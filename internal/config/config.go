@@ -89,7 +89,8 @@ const (
 type Config struct {
 	// Issuer is the OpenID Provider identifier: the "iss" of every token
 	// and the base of the discovery document (OIDC Discovery §3). Required:
-	// an absolute http or https URL without query or fragment. Clients
+	// an absolute http or https URL without query, fragment or trailing
+	// slash (endpoint URLs are Issuer followed by their path). Clients
 	// compare it byte for byte, so changing it (even a trailing slash)
 	// invalidates every token and cached discovery document.
 	Issuer string `yaml:"issuer"`

@@ -64,6 +64,10 @@ func TestRules(t *testing.T) {
 			"issuer", "must not have a query"},
 		{"issuer has no fragment", map[string]string{"issuer": "issuer: 'https://ciba.example.com/#x'"},
 			"issuer", "must not have a fragment"},
+		{"issuer has no trailing slash (endpoints would be //token; iss is compared byte for byte)", map[string]string{"issuer": "issuer: http://127.0.0.1:8080/"},
+			"issuer", `must not end with "/", got "http://127.0.0.1:8080/": every endpoint URL is the issuer followed by its path (http://127.0.0.1:8080/token)`},
+		{"issuer with a path has no trailing slash either", map[string]string{"issuer": "issuer: https://ciba.example.com/tenant/"},
+			"issuer", `write "https://ciba.example.com/tenant"`},
 
 		// listen
 		{"listen is host:port", map[string]string{"listen": "listen: localhost"},

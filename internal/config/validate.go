@@ -132,6 +132,9 @@ func (v *validator) validate(c *Config) {
 		v.fail("issuer", "required: the issuer URL clients see in tokens, e.g. https://ciba.example.com")
 	} else if msg := checkIssuer(c.Issuer); msg != "" {
 		v.fail("issuer", "%s", msg)
+	} else if strings.HasSuffix(c.Issuer, "/") {
+		v.fail("issuer", "must not end with \"/\", got %q: every endpoint URL is the issuer followed by its path (%s/token), and clients compare the iss of each token with the issuer byte for byte (OIDC Core §3.1.3.7, OIDC Discovery §4.3), so cibaproxy does not drop the slash for you; write %q",
+			c.Issuer, strings.TrimRight(c.Issuer, "/"), strings.TrimRight(c.Issuer, "/"))
 	}
 	v.checkListen("listen", c.Listen)
 	if c.Metrics.Listen != "" && c.Metrics.Listen != MetricsOnMain {
