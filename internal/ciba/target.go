@@ -62,7 +62,10 @@ func sameIssuer(a, b string) bool {
 // without repeats, nil for none. An empty audience is no audience (an
 // Auth0-style client sends audience= when it has none). A resource must
 // be an absolute URI without a fragment; every value must be on the
-// client's list. Refusals are invalid_target, saying which value.
+// client's list. Refusals are invalid_target, saying which value, or, for
+// more than MaxResources values together, saying the bound: the set of
+// targets is what the server will not accept (RFC 8707 §2), as too many
+// authorization_details elements are invalid_authorization_details.
 func targets(c *Client, resources []string, audience string) ([]string, *Error) {
 	if len(resources) == 0 && audience == "" {
 		return nil, nil
@@ -72,7 +75,7 @@ func targets(c *Client, resources []string, audience string) ([]string, *Error) 
 		n++
 	}
 	if n > MaxResources {
-		return nil, Errorf(CodeInvalidRequest, "at most %d resource and audience values are allowed", MaxResources)
+		return nil, Errorf(CodeInvalidTarget, "%d resource and audience values; at most %d resource and audience values are allowed together", n, MaxResources)
 	}
 	var out []string
 	add := func(param, v string) *Error {

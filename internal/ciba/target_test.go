@@ -110,7 +110,8 @@ func TestInvalidTarget(t *testing.T) {
 		{"not a URI", resClient, []string{"my-api"}, "", ciba.CodeInvalidTarget, "is not an absolute URI"},
 		{"empty resource", resClient, []string{""}, "", ciba.CodeInvalidTarget, "is empty"},
 		{"too long", resClient, []string{"https://api.example/" + strings.Repeat("a", ciba.MaxResourceLength)}, "", ciba.CodeInvalidTarget, "at most 2048"},
-		{"too many", resClient, many, "", ciba.CodeInvalidRequest, "at most 10 resource"},
+		{"too many resources: the set of targets is refused (RFC 8707 §2)", resClient, many, "", ciba.CodeInvalidTarget, "11 resource and audience values; at most 10"},
+		{"too many with the audience", resClient, many[:ciba.MaxResources], "my-api", ciba.CodeInvalidTarget, "11 resource and audience values; at most 10"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, nil)

@@ -43,7 +43,8 @@ func paramBound(k string) int {
 // longer than maxParamName, a parameter given more than once or a value
 // over its bound, naming the parameter (but not a name over its bound) and
 // the bound. resource alone may repeat (RFC 8707 §2), up to
-// ciba.MaxResources times. One pass over the form.
+// ciba.MaxResources times; more is invalid_target, as ciba refuses more
+// resource and audience values together. One pass over the form.
 func checkParams(form map[string][]string) error {
 	if len(form) > maxParams {
 		return ciba.Errorf(ciba.CodeInvalidRequest, "the form has %d parameters; at most %d are allowed", len(form), maxParams)
@@ -57,7 +58,7 @@ func checkParams(form map[string][]string) error {
 				return ciba.Errorf(ciba.CodeInvalidRequest, "parameter %q is repeated", k)
 			}
 			if len(vs) > ciba.MaxResources {
-				return ciba.Errorf(ciba.CodeInvalidRequest, "parameter resource is given %d times; at most %d are allowed", len(vs), ciba.MaxResources)
+				return ciba.Errorf(ciba.CodeInvalidTarget, "parameter resource is given %d times; at most %d resource and audience values are allowed together", len(vs), ciba.MaxResources)
 			}
 		}
 		for _, v := range vs {

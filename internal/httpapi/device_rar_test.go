@@ -486,8 +486,9 @@ func TestDeviceFederatedCallbackRefusesAnotherDigest(t *testing.T) {
 
 // TestDeviceTooManyResources: more than ciba.MaxResources resource and
 // audience values together at the device authorization endpoint are a 400
-// invalid_request (too many values is a malformed request, not a value
-// the client may not ask for: RFC 8707's invalid_target names one value),
+// invalid_target, as at bc-authorize (TestBCAuthorizeResources): the set
+// of targets is what the server will not accept (RFC 8707 §2), as too
+// many authorization_details elements are invalid_authorization_details,
 // whether or not each value is on the client's list; nothing is created.
 func TestDeviceTooManyResources(t *testing.T) {
 	e := newDeviceRAREnv(t, deviceOpts{})
@@ -504,10 +505,10 @@ func TestDeviceTooManyResources(t *testing.T) {
 		{"11 resources with authorization_details", url.Values{"resource": onList, "authorization_details": {"[" + rarPayment + "]"}}},
 	} {
 		status, m := e.call(t, PathDeviceAuthorization, "payer", tc.form)
-		if status != http.StatusBadRequest || m["error"] != "invalid_request" {
-			t.Errorf("%s: %d %v, want 400 invalid_request", tc.name, status, m)
+		if status != http.StatusBadRequest || m["error"] != "invalid_target" {
+			t.Errorf("%s: %d %v, want 400 invalid_target", tc.name, status, m)
 		}
-		if desc, _ := m["error_description"].(string); !strings.Contains(desc, "at most 10") {
+		if desc, _ := m["error_description"].(string); !strings.Contains(desc, "at most 10 resource and audience values are allowed together") {
 			t.Errorf("%s: error_description %q", tc.name, desc)
 		}
 	}

@@ -8,16 +8,21 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/cibaproxy/cibaproxy/internal/ciba"
 )
 
 // TestBCAuthorizeResources: repeated resource parameters and audience, in
 // the form or in a request object (a string or an array claim), are stored
 // on the request; a value off the client's list is a 400 invalid_target
-// naming it.
+// naming it, and so are more than ciba.MaxResources values together (as
+// at the device authorization endpoint, TestDeviceTooManyResources).
 func TestBCAuthorizeResources(t *testing.T) {
 	st, srv := rarServer(t)
 	obj, _ := json.Marshal(map[string]any{"scope": "openid", "login_hint": "alice", "resource": []string{"https://api.example/", "https://pay.example/"}})
 	one, _ := json.Marshal(map[string]any{"scope": "openid", "login_hint": "alice", "resource": "https://pay.example/", "audience": "my-api"})
+	eleven := slices.Repeat([]string{"https://api.example/"}, ciba.MaxResources+1)
+	manyObj, _ := json.Marshal(map[string]any{"scope": "openid", "login_hint": "alice", "resource": eleven})
 	for name, tc := range map[string]struct {
 		form url.Values
 		want []string
@@ -49,6 +54,10 @@ func TestBCAuthorizeResources(t *testing.T) {
 		"off the list":       {"res", url.Values{"resource": {"https://other.example/"}}, "invalid_target", "https://other.example/"},
 		"fragment":           {"res", url.Values{"resource": {"https://api.example/#f"}}, "invalid_target", "has a fragment"},
 		"client without any": {"pay", url.Values{"audience": {"my-api"}}, "invalid_target", "its resources list is empty"},
+		"11 resources":       {"res", url.Values{"resource": eleven}, "invalid_target", "at most 10 resource and audience values are allowed together"},
+		"10 resources and an audience": {"res", url.Values{"resource": eleven[:ciba.MaxResources], "audience": {"my-api"}}, "invalid_target",
+			"at most 10 resource and audience values are allowed together"},
+		"11 resources in a request object": {"res", url.Values{"request": {string(manyObj)}}, "invalid_target", "at most 10 resource and audience values are allowed together"},
 		"beside a request object": {"res", url.Values{"request": {string(obj)}, "resource": {"https://api.example/"}}, "invalid_request",
 			"must be inside the signed request object"},
 		"claim not a string": {"res", url.Values{"request": {`{"scope":"openid","login_hint":"alice","resource":[1]}`}}, "invalid_request",
