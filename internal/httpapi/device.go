@@ -132,6 +132,15 @@ func (s *Server) deviceAuthorization(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	noteClient(w, client.ID)
+	// A client that must sign its authentication requests (CIBA Core §4,
+	// FAPI-CIBA) cannot send this unsigned form (RFC 8628 §3.1 has no
+	// signed one): the configuration refuses such a client the device
+	// grant (internal/clientmeta), and this keeps the rule should one get
+	// here all the same.
+	if !public && s.Clients.RequiresSignedRequest(client) {
+		writeError(w, ciba.Errorf(ciba.CodeInvalidRequest, "client %q must send signed authentication requests (CIBA §7.1.1), and a device authorization request cannot be signed (RFC 8628 §3.1); use another client for the device grant", client.ID))
+		return
+	}
 	// Each device authorization stores a pending request, as a
 	// bc-authorize does: both count in the client's one bucket, of which
 	// one address may use only its share for a public client.

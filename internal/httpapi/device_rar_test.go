@@ -587,3 +587,31 @@ func TestDeviceAuthorizationDetailsBurst(t *testing.T) {
 		}
 	}
 }
+
+// TestDeviceRefusesSignedOnlyClient: a client that must send signed
+// authentication requests (a FAPI-CIBA client) is refused at the device
+// authorization endpoint with invalid_request, whatever it sends, and
+// nothing is created: its scope, authorization_details and resource would
+// otherwise be taken unsigned. (The configuration refuses such a client
+// the device grant already; this is the endpoint's own check.)
+func TestDeviceRefusesSignedOnlyClient(t *testing.T) {
+	e := newDeviceRAREnv(t, deviceOpts{signed: []string{"payer"}})
+	for _, form := range []url.Values{
+		{},
+		{"scope": {"openid"}},
+		{"authorization_details": {"[" + rarPayment + "]"}, "resource": {"https://api.example/"}},
+	} {
+		status, m := e.call(t, PathDeviceAuthorization, "payer", form)
+		desc, _ := m["error_description"].(string)
+		if status != http.StatusBadRequest || m["error"] != "invalid_request" || !strings.Contains(desc, "client 'payer' must send signed authentication requests") {
+			t.Errorf("%v: %d %v, want 400 invalid_request naming the client", form, status, m)
+		}
+	}
+	n := 0
+	if err := e.st.ListRequests(context.Background(), func(*ciba.AuthRequest) bool { n++; return true }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("%d requests stored after refusals, want 0", n)
+	}
+}

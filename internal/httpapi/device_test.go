@@ -9,6 +9,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -89,6 +90,9 @@ type deviceOpts struct {
 	validator ciba.Validator
 	// limits are the server's abuse limits (Server.Limits); nil: none.
 	limits *Limits
+	// signed are the ids of clients (of clients) that must send signed
+	// authentication requests (Clients.RequiresSignedRequest).
+	signed []string
 }
 
 // extraAuth authenticates the clients of deviceOpts.clients, and
@@ -105,6 +109,17 @@ func (extraAuth) RequestObject(context.Context, *ciba.Client, string) (map[strin
 	return nil, nil
 }
 func (extraAuth) RequiresSignedRequest(*ciba.Client) bool { return false }
+
+// signedAuth is extraAuth whose clients named in signed must send signed
+// authentication requests.
+type signedAuth struct {
+	extraAuth
+	signed []string
+}
+
+func (s signedAuth) RequiresSignedRequest(c *ciba.Client) bool {
+	return slices.Contains(s.signed, c.ID)
+}
 
 func newDeviceEnvWith(t *testing.T, o deviceOpts) *deviceEnv {
 	t.Helper()
@@ -150,8 +165,12 @@ func newDeviceEnvWith(t *testing.T, o deviceOpts) *deviceEnv {
 		e.idp = &fakeIdP{logins: map[string]Login{}}
 		approval.Passwords, approval.Federation, approval.Logins = nil, e.idp, e.st
 	}
+	var auth Authenticator = extra
+	if len(o.signed) > 0 {
+		auth = signedAuth{extra, o.signed}
+	}
 	s := &Server{
-		Issuer: "http://op.test", Service: svc, Clients: extra, Approval: approval, Logger: discard(), Now: e.clock.Now, Limits: o.limits,
+		Issuer: "http://op.test", Service: svc, Clients: auth, Approval: approval, Logger: discard(), Now: e.clock.Now, Limits: o.limits,
 		Device: &Device{
 			Grant: grant, Approval: approval, PerIP: 5, Global: 8, Now: e.clock.Now,
 			ClientIP: func(r *http.Request) string {
