@@ -129,7 +129,8 @@ func (a *Approval) selfEnrolApproval(w http.ResponseWriter, r *http.Request) {
 // form parsed) against the offer's enrolment, which must be bound to
 // binding, and keeps it. The passkey is verified before the enrolment is
 // used up, so a failed try leaves the offer for the next; of concurrent
-// answers exactly one takes it (the store's TakeRecord). action is the
+// answers exactly one takes it (the store's TakeRecord), and a failed
+// write of the passkey puts it back (Enrolments.Redeem). action is the
 // form's path, for showing the offer again.
 func (a *Approval) selfEnrolAnswer(w http.ResponseWriter, r *http.Request, binding, action string) {
 	ctx := r.Context()
@@ -174,11 +175,12 @@ func (a *Approval) selfEnrolAnswer(w http.ResponseWriter, r *http.Request, bindi
 		a.render(w, http.StatusBadRequest, p)
 		return
 	}
-	if _, err := pk.Enrolments.Take(ctx, token); err != nil {
-		a.selfEnrolClosed(w, err)
-		return
-	}
-	if err := pk.Credentials.Add(ctx, en.Subject, passkey.Credential{WebAuthn: *c, Created: time.Now().UTC()}); err != nil {
+	// Redeem takes the offer, keeps the passkey and puts the offer back if
+	// that write fails: exactly one of concurrent answers takes it, and a
+	// store error leaves it for a retry.
+	if _, err := pk.Enrolments.Redeem(ctx, token, func(passkey.Enrolment) error {
+		return pk.Credentials.Add(ctx, en.Subject, passkey.Credential{WebAuthn: *c, Created: time.Now().UTC()})
+	}); err != nil {
 		a.selfEnrolClosed(w, err)
 		return
 	}

@@ -556,3 +556,76 @@ func TestPasskeySelfEnrolmentRenewsThePageCookie(t *testing.T) {
 		renewed(t, resp, body, deviceCookie, cookie)
 	})
 }
+
+// newFailingSelfEnv is newSelfEnv whose passkeys and enrolments are kept
+// in a store that fails on demand.
+func newFailingSelfEnv(t *testing.T) (*pkEnv, *failingStore) {
+	t.Helper()
+	e, _ := newSelfEnv(t)
+	fs := newFailingStore(e.st)
+	e.pk.Credentials = &passkey.Credentials{Records: fs}
+	e.pk.Enrolments.Records = fs
+	return e, fs
+}
+
+// TestPasskeySelfEnrolmentSurvivesAStoreError: when the store fails to
+// keep the new passkey, the offer is not spent: the same offer tried
+// again adds it, once, and the offer keeps its first lifetime.
+func TestPasskeySelfEnrolmentSurvivesAStoreError(t *testing.T) {
+	e, fs := newFailingSelfEnv(t)
+	b := e.browser("")
+	_, body := b.approvePassword(e.requestFor("alice", "Code FAIL"), "alice")
+	o := offerOf(t, body)
+	cred, err := passkeytest.New(pkOrigin).Create(o.options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs.Fail(1)
+	if status, body := b.postOffer(o.action, o.token, cred); status != http.StatusServiceUnavailable {
+		t.Fatalf("with the store failing: %d, want 503\n%s", status, body)
+	}
+	if n := e.passkeys("sub-alice"); n != 0 {
+		t.Fatalf("alice has %d passkeys after a failed write, want 0", n)
+	}
+	if status, body := b.postOffer(o.action, o.token, cred); status != http.StatusOK || !strings.Contains(body, "Passkey added") {
+		t.Fatalf("the same offer tried again: %d, want 200\n%s", status, body)
+	}
+	if n := e.passkeys("sub-alice"); n != 1 {
+		t.Fatalf("alice has %d passkeys, want 1", n)
+	}
+	if status, _ := b.postOffer(o.action, o.token, cred); status != http.StatusGone {
+		t.Fatalf("the offer used a third time: %d, want 410", status)
+	}
+	puts := fs.puts("passkey-enrolment")
+	if len(puts) != 2 || puts[1] <= 0 || puts[1] > puts[0] {
+		t.Fatalf("enrolment lifetimes %v: want the offer's, then at most what was left of it", puts)
+	}
+}
+
+// TestPasskeySelfEnrolmentBurstWithAStoreError: one offer posted by 20
+// browsers at once while the store fails the first write, then once more,
+// registers exactly one passkey over all.
+func TestPasskeySelfEnrolmentBurstWithAStoreError(t *testing.T) {
+	e, fs := newFailingSelfEnv(t)
+	b := e.browser("")
+	_, body := b.approvePassword(e.requestFor("alice", "Code BFAIL"), "alice")
+	o := offerOf(t, body)
+	cred, err := passkeytest.New(pkOrigin).Create(o.options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs.Fail(1)
+	got := burst(t, 20, func() (*http.Response, error) {
+		return b.c.PostForm(e.srv.URL+o.action, url.Values{"action": {actionAddPasskey}, "enrolment": {o.token}, "credential": {string(cred)}})
+	})
+	if got[http.StatusServiceUnavailable] != 1 || got[http.StatusOK] > 1 || got[http.StatusOK]+got[http.StatusGone] != 19 {
+		t.Fatalf("answers %v, want one 503, at most one 200, the rest 410", got)
+	}
+	status, _ := b.postOffer(o.action, o.token, cred)
+	if added := got[http.StatusOK]; (added == 1 && status != http.StatusGone) || (added == 0 && status != http.StatusOK) {
+		t.Fatalf("after a burst with %d added, the offer again: %d", added, status)
+	}
+	if n := e.passkeys("sub-alice"); n != 1 {
+		t.Fatalf("alice has %d passkeys, want 1", n)
+	}
+}
