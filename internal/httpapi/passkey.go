@@ -239,7 +239,8 @@ func (a *Approval) enrolPage(w http.ResponseWriter, r *http.Request, status int,
 // enrolAnswer is POST PathEnroll{token}: the browser's new credential.
 // It is verified before the link is used up, so a failed try leaves the
 // link for the next; the link is then taken (single use, atomically in the
-// store) before the credential is kept.
+// store) before the credential is kept, and put back if keeping it fails
+// (Enrolments.Redeem), so a store error does not spend the link.
 func (a *Approval) enrolAnswer(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	pk := a.Passkeys
@@ -265,11 +266,9 @@ func (a *Approval) enrolAnswer(w http.ResponseWriter, r *http.Request) {
 		a.enrolPage(w, r, http.StatusBadRequest, "The passkey could not be checked (it must be unlocked with your fingerprint, face or PIN). Try again.")
 		return
 	}
-	if _, err := pk.Enrolments.Take(ctx, token); err != nil {
-		a.enrolClosed(w, err)
-		return
-	}
-	if err := pk.Credentials.Add(ctx, en.Subject, passkey.Credential{WebAuthn: *c, Created: time.Now().UTC()}); err != nil {
+	if _, err := pk.Enrolments.Redeem(ctx, token, func(passkey.Enrolment) error {
+		return pk.Credentials.Add(ctx, en.Subject, passkey.Credential{WebAuthn: *c, Created: time.Now().UTC()})
+	}); err != nil {
 		a.enrolClosed(w, err)
 		return
 	}

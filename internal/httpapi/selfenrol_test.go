@@ -629,3 +629,33 @@ func TestPasskeySelfEnrolmentBurstWithAStoreError(t *testing.T) {
 		t.Fatalf("alice has %d passkeys, want 1", n)
 	}
 }
+
+// TestEnrolLinkSurvivesAStoreError: a `users enroll` link whose passkey
+// the store fails to keep is not spent: the same link adds it on the
+// next try, once.
+func TestEnrolLinkSurvivesAStoreError(t *testing.T) {
+	e, fs := newFailingSelfEnv(t)
+	tok, _, err := e.pk.Enrolments.Issue(t.Context(), "sub-alice", "alice", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := e.browser("")
+	_, page := b.get(PathEnroll + tok)
+	cred, err := passkeytest.New(pkOrigin).Create(options(t, page))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs.Fail(1)
+	if status, body := b.post(PathEnroll+tok, url.Values{"credential": {string(cred)}}); status != http.StatusServiceUnavailable {
+		t.Fatalf("with the store failing: %d, want 503\n%s", status, body)
+	}
+	if status, body := b.post(PathEnroll+tok, url.Values{"credential": {string(cred)}}); status != http.StatusOK || !strings.Contains(body, "Passkey added") {
+		t.Fatalf("the same link tried again: %d, want 200\n%s", status, body)
+	}
+	if status, _ := b.post(PathEnroll+tok, url.Values{"credential": {string(cred)}}); status != http.StatusGone {
+		t.Fatalf("the link used a third time: %d, want 410", status)
+	}
+	if n := e.passkeys("sub-alice"); n != 1 {
+		t.Fatalf("alice has %d passkeys, want 1", n)
+	}
+}
