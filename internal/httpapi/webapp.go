@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"image"
 	"image/color"
 	"image/png"
@@ -41,7 +42,8 @@ const (
 // user's subject (kept in Records for SubscribeTokenTTL, by its hash);
 // the page's script subscribes with the VAPID public key and posts the
 // subscription with the token to PathSubscribe, which takes the token
-// (once) and keeps the subscription for that user. Nobody can subscribe
+// (once) and keeps the subscription for that user, putting the token back
+// if that write fails (useToken). Nobody can subscribe
 // a browser for a user without having approved as that user moments ago.
 type WebPush struct {
 	// PublicKey is the VAPID public key (webpush.VAPID.PublicKey).
@@ -98,11 +100,81 @@ func (wp *WebPush) offer(ctx context.Context, subject string, log *slog.Logger) 
 		return nil
 	}
 	tok := random(32)
-	if err := wp.Records.PutRecord(ctx, subscribeKind, tokenKey(tok), []byte(subject), SubscribeTokenTTL); err != nil {
+	v, err := json.Marshal(subscribeToken{Subject: subject, Expires: time.Now().Add(SubscribeTokenTTL).UTC()})
+	if err == nil {
+		err = wp.Records.PutRecord(ctx, subscribeKind, tokenKey(tok), v, SubscribeTokenTTL)
+	}
+	if err != nil {
 		log.WarnContext(ctx, "webpush: subscription token not stored; notifications not offered", slog.Any("error", err))
 		return nil
 	}
 	return &pushOffer{Token: tok, Key: wp.PublicKey}
+}
+
+// subscribeToken is the record of a subscription token: whose it is and
+// until when, so that a token put back after a failed write (takeToken)
+// keeps the rest of its lifetime only.
+type subscribeToken struct {
+	Subject string    `json:"sub"`
+	Expires time.Time `json:"exp"`
+}
+
+// parseSubscribeToken reads a token's record. A record that is no such
+// JSON (one made before records carried their expiry: the bare subject)
+// is that subject, expiring at most SubscribeTokenTTL from now.
+func parseSubscribeToken(v []byte, now time.Time) subscribeToken {
+	var t subscribeToken
+	if err := json.Unmarshal(v, &t); err != nil || t.Subject == "" || t.Expires.IsZero() {
+		return subscribeToken{Subject: string(v), Expires: now.Add(SubscribeTokenTTL)}
+	}
+	return t
+}
+
+// putBackTimeout bounds the write that puts a taken token back, which
+// runs even when the request that took it has gone.
+const putBackTimeout = 5 * time.Second
+
+// useToken spends the one-time token tok on use, which gets the token's
+// subject and keeps the subscription. It takes the token first
+// (TakeRecord: of concurrent posts of one token exactly one gets it, the
+// others ciba.ErrNotFound) and, when use fails, puts it back
+// (PutRecord, which only creates) for the rest of its lifetime, so that
+// a store error leaves the user a token to try again with rather than a
+// spent one and no subscription.
+//
+// Why not write first and take after: the store has no transaction over
+// two records (the token and the user's subscriptions), so every post of
+// a burst could write before any of them took the token — a subscription
+// per post. Taking first keeps the one-time property exact: only the
+// holder of the taken token writes, and it puts the token back only when
+// its own write failed. Left uncovered: a write that failed in doubt (a
+// commit that lands after reporting an error) leaves a subscription and a
+// live token both (a retry of the same browser then replaces it: Add keys
+// by endpoint); a store down for the put-back as well loses the token.
+func (wp *WebPush) useToken(ctx context.Context, tok string, use func(subject string) error) error {
+	v, err := wp.Records.TakeRecord(ctx, subscribeKind, tokenKey(tok))
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	t := parseSubscribeToken(v, now)
+	if !now.Before(t.Expires) {
+		return ciba.ErrNotFound // a backend keeping it a little longer
+	}
+	uerr := use(t.Subject)
+	if uerr == nil {
+		return nil
+	}
+	left := time.Until(t.Expires)
+	if left <= 0 {
+		return uerr
+	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), putBackTimeout)
+	defer cancel()
+	if err := wp.Records.PutRecord(pctx, subscribeKind, tokenKey(tok), v, left); err != nil {
+		return errors.Join(uerr, fmt.Errorf("webpush: put the subscription token back: %w", err))
+	}
+	return uerr
 }
 
 // tokenKey is the record key of a token: its hash, so that the store holds
@@ -145,17 +217,21 @@ func (wp *WebPush) subscribe(w http.ResponseWriter, r *http.Request) {
 		writeError(w, ciba.Errorf(ciba.CodeInvalidRequest, "subscription: %s", err.Error()))
 		return
 	}
-	user, err := wp.Records.TakeRecord(r.Context(), subscribeKind, tokenKey(in.Token))
+	sub.Created = time.Now().UTC()
+	tried := false
+	err = wp.useToken(r.Context(), in.Token, func(user string) error {
+		tried = true
+		return wp.Subscriptions.Add(r.Context(), user, sub)
+	})
 	switch {
-	case errors.Is(err, ciba.ErrNotFound):
+	case err == nil:
+	case errors.Is(err, ciba.ErrNotFound) && !tried:
 		writeError(w, ciba.Errorf(ciba.CodeInvalidGrant, "the token is not valid, was used already or has expired: approve a request again to get a new one"))
 		return
-	case err != nil:
+	case !tried:
 		writeError(w, ciba.Errorf(ciba.CodeTemporarilyUnavailable, "the store is unavailable"))
 		return
-	}
-	sub.Created = time.Now().UTC()
-	if err := wp.Subscriptions.Add(r.Context(), string(user), sub); err != nil {
+	default:
 		writeError(w, ciba.Errorf(ciba.CodeTemporarilyUnavailable, "the subscription could not be stored"))
 		return
 	}

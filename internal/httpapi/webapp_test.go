@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cibaproxy/cibaproxy/internal/store/memory"
 	"github.com/cibaproxy/cibaproxy/internal/webpush"
@@ -269,5 +270,130 @@ func TestSubscribeRefusesMalformedBodies(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusCreated || len(subs.got["sub-alice"]) != 1 {
 		t.Fatalf("the good retry: %d, stored %+v; a malformed body must not spend the token", resp.StatusCode, subs.got)
+	}
+}
+
+// failingPushServer is webAppServer with the real subscriptions, kept
+// with the tokens in a store that fails on demand.
+func failingPushServer(t *testing.T) (*Approval, *webpush.Subscriptions, *failingStore, *httptest.Server) {
+	t.Helper()
+	fs := newFailingStore(memory.New())
+	subs := &webpush.Subscriptions{Records: fs}
+	a := &Approval{Logger: discard(), Push: &WebPush{PublicKey: "BKEY", Subscriptions: subs, Records: fs, Origin: "https://ciba.example"}}
+	mux := http.NewServeMux()
+	a.registerApp(mux)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return a, subs, fs, srv
+}
+
+// endpointJSON is a subscription at an endpoint of its own (i), so that
+// every one stored counts.
+func endpointJSON(i int) string {
+	return strings.Replace(subscriptionJSON(), "https://push.example/x", fmt.Sprintf("https://push.example/x%d", i), 1)
+}
+
+// TestSubscribeTokenRecordOfBareSubject: a token record made before
+// records carried their expiry (the bare subject) still names its user,
+// with at most a token's lifetime left.
+func TestSubscribeTokenRecordOfBareSubject(t *testing.T) {
+	now := time.Now()
+	if got := parseSubscribeToken([]byte("sub-alice"), now); got.Subject != "sub-alice" || !got.Expires.Equal(now.Add(SubscribeTokenTTL)) {
+		t.Fatalf("bare subject read as %+v", got)
+	}
+	exp := now.Add(time.Minute).UTC()
+	v, _ := json.Marshal(subscribeToken{Subject: "sub-bob", Expires: exp})
+	if got := parseSubscribeToken(v, now); got.Subject != "sub-bob" || !got.Expires.Equal(exp) {
+		t.Fatalf("record read as %+v", got)
+	}
+}
+
+// postSubscribe posts a subscription with tok and returns the status
+// and the error code ("" for none).
+func postSubscribe(t *testing.T, srv *httptest.Server, tok, sub string) (int, string) {
+	t.Helper()
+	resp, err := http.Post(srv.URL+PathSubscribe, "application/json", strings.NewReader(`{"token":"`+tok+`","subscription":`+sub+`}`))
+	if err != nil {
+		t.Error(err)
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	var m map[string]string
+	_ = json.NewDecoder(resp.Body).Decode(&m)
+	return resp.StatusCode, m["error"]
+}
+
+// TestSubscribeTokenSurvivesAStoreError: when the store fails to keep
+// the subscription, the token is not spent: the same token subscribes on
+// the next try, once, and keeps no more than the rest of its lifetime.
+func TestSubscribeTokenSurvivesAStoreError(t *testing.T) {
+	a, subs, fs, srv := failingPushServer(t)
+	offer := a.Push.offer(t.Context(), "sub-alice", discard())
+	if offer == nil {
+		t.Fatal("no offer")
+	}
+	fs.Fail(1)
+	if status, code := postSubscribe(t, srv, offer.Token, subscriptionJSON()); status != http.StatusServiceUnavailable || code != "temporarily_unavailable" {
+		t.Fatalf("with the store failing: %d %s, want 503 temporarily_unavailable", status, code)
+	}
+	if l, _ := subs.List(t.Context(), "sub-alice"); len(l) != 0 {
+		t.Fatalf("%d subscriptions after a failed write, want 0", len(l))
+	}
+	if status, code := postSubscribe(t, srv, offer.Token, endpointJSON(1)); status != http.StatusCreated {
+		t.Fatalf("the same token tried again: %d %s, want 201", status, code)
+	}
+	if status, code := postSubscribe(t, srv, offer.Token, endpointJSON(2)); status != http.StatusBadRequest || code != "invalid_grant" {
+		t.Fatalf("the token used a third time: %d %s, want 400 invalid_grant", status, code)
+	}
+	if l, _ := subs.List(t.Context(), "sub-alice"); len(l) != 1 {
+		t.Fatalf("%d subscriptions, want 1", len(l))
+	}
+	puts := fs.puts(subscribeKind)
+	if len(puts) != 2 || puts[0] != SubscribeTokenTTL || puts[1] <= 0 || puts[1] >= SubscribeTokenTTL {
+		t.Fatalf("token lifetimes %v: want %v, then less (the rest of it)", puts, SubscribeTokenTTL)
+	}
+}
+
+// TestSubscribeTokenBurstWithAStoreError: one token posted by 20 browsers
+// at once while the store fails the first write, then once more,
+// subscribes exactly one browser over all.
+func TestSubscribeTokenBurstWithAStoreError(t *testing.T) {
+	a, subs, fs, srv := failingPushServer(t)
+	offer := a.Push.offer(t.Context(), "sub-alice", discard())
+	if offer == nil {
+		t.Fatal("no offer")
+	}
+	fs.Fail(1)
+	const n = 20
+	codes := make(chan string, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		sub := endpointJSON(i)
+		wg.Go(func() {
+			<-start
+			if status, code := postSubscribe(t, srv, offer.Token, sub); status == http.StatusCreated {
+				codes <- "created"
+			} else {
+				codes <- code
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(codes)
+	got := map[string]int{}
+	for c := range codes {
+		got[c]++
+	}
+	if got["temporarily_unavailable"] != 1 || got["created"] > 1 || got["created"]+got["invalid_grant"] != n-1 {
+		t.Fatalf("answers %v, want one temporarily_unavailable, at most one created, the rest invalid_grant", got)
+	}
+	status, _ := postSubscribe(t, srv, offer.Token, endpointJSON(n))
+	if created := got["created"]; (created == 1 && status != http.StatusBadRequest) || (created == 0 && status != http.StatusCreated) {
+		t.Fatalf("after a burst with %d created, the token again: %d", created, status)
+	}
+	if l, _ := subs.List(t.Context(), "sub-alice"); len(l) != 1 {
+		t.Fatalf("%d subscriptions, want 1", len(l))
 	}
 }
