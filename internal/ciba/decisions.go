@@ -70,32 +70,90 @@ func (d *Decisions) approve(ctx context.Context, id string, authTime time.Time, 
 	if err != nil {
 		return &Error{Code: CodeServerError, Description: "the tokens could not be encrypted", Err: err}
 	}
+	a := approval{at: now, authTime: authTime, sealed: sealed, shown: approved, record: record}
 	r, err := d.store.UpdateRequest(ctx, id, func(r *AuthRequest) error {
-		if approved != nil && *approved != r.DetailsDigest() {
-			return detailsChanged()
-		}
-		if err := r.Approve(now, authTime, sealed); err != nil {
-			return err
-		}
-		if approved != nil {
-			r.ApprovedDetails = *approved
-		}
-		if r.Subject == "" {
-			r.Subject = subject
-		}
-		r.ApprovalRecord = record
-		return nil
+		return a.apply(r, func(r *AuthRequest) {
+			if r.Subject == "" {
+				r.Subject = subject
+			}
+		})
 	})
 	if err != nil {
 		return d.transitionError("approve", err)
 	}
-	attrs := []slog.Attr{slog.String("client_id", r.ClientID), slog.String("subject", r.Subject)}
-	if r.ApprovedDetails != "" {
-		attrs = append(attrs, slog.String("authorization_details_digest", r.ApprovedDetails))
-	}
-	d.log.LogAttrs(ctx, slog.LevelInfo, "auth request approved", attrs...)
+	d.logApproved(ctx, "auth request approved", r.ClientID, r.Subject, r.ApprovedDetails)
 	d.sched.schedule(id, now)
 	return nil
+}
+
+// approval is what an approval writes into its request, in the
+// compare-and-set that decides it (Decisions.approve for the approval
+// page, the callback and federated sign-ins; Device.ApproveAsShown for
+// the device page): the one place where the digest of the
+// authorization_details the user was shown is checked against the stored
+// request's, inside that compare-and-set, so that details changed after
+// the page was shown can never be approved.
+type approval struct {
+	// at is the decision's time; authTime the user's authentication's.
+	at, authTime time.Time
+	// sealed is the sealed token response.
+	sealed []byte
+	// shown, when not nil, is the digest of the authorization_details the
+	// user was shown and approved (authzdetails.DigestOf; "" for none):
+	// apply refuses it unless it is the stored request's, and records it
+	// (AuthRequest.ApprovedDetails).
+	shown *string
+	// record is the signed approval record (AuthRequest.ApprovalRecord),
+	// "" for none.
+	record string
+}
+
+// apply approves cur (a store updater's copy of the request): it checks
+// the shown digest (detailsChanged, nothing changed, when it is not
+// cur's), decides, and records the digest, the approval record, and who
+// approved (setUser).
+func (a *approval) apply(cur *AuthRequest, setUser func(*AuthRequest)) error {
+	if a.shown != nil && *a.shown != cur.DetailsDigest() {
+		return detailsChanged()
+	}
+	if err := cur.Approve(a.at, a.authTime, a.sealed); err != nil {
+		return err
+	}
+	if a.shown != nil {
+		cur.ApprovedDetails = *a.shown
+	}
+	setUser(cur)
+	cur.ApprovalRecord = a.record
+	return nil
+}
+
+// logApproved logs an approval (msg), with the digest of the approved
+// authorization_details when there were any.
+func (b *base) logApproved(ctx context.Context, msg, clientID, subject, digest string) {
+	attrs := []slog.Attr{slog.String("client_id", clientID), slog.String("subject", subject)}
+	if digest != "" {
+		attrs = append(attrs, slog.String("authorization_details_digest", digest))
+	}
+	b.log.LogAttrs(ctx, slog.LevelInfo, msg, attrs...)
+}
+
+// mintApproved mints the tokens of m (the request as approved) at now
+// with minter, checks that they carry exactly the authorization_details
+// of digest shown ("" for none), and returns the token response's JSON;
+// its errors are server_error.
+func mintApproved(ctx context.Context, minter Minter, m *AuthRequest, now time.Time, shown string) ([]byte, error) {
+	tr, err := minter.Mint(ctx, m, now)
+	if err != nil {
+		return nil, &Error{Code: CodeServerError, Description: "tokens could not be issued", Err: err}
+	}
+	if err := carriesApproved(tr, shown); err != nil {
+		return nil, &Error{Code: CodeServerError, Description: "tokens could not be issued", Err: err}
+	}
+	body, err := json.Marshal(tr)
+	if err != nil {
+		return nil, &Error{Code: CodeServerError, Description: "tokens could not be encoded", Err: err}
+	}
+	return body, nil
 }
 
 // ErrDetailsChanged is wrapped by the invalid_request that refuses an
@@ -157,16 +215,9 @@ func (d *Decisions) ApproveWithRecord(ctx context.Context, r *AuthRequest, shown
 	now := d.now()
 	r = r.Clone()
 	r.AuthTime = now
-	tr, err := d.minter.Mint(ctx, r, now)
+	body, err := mintApproved(ctx, d.minter, r, now, shown)
 	if err != nil {
-		return &Error{Code: CodeServerError, Description: "tokens could not be issued", Err: err}
-	}
-	if err := carriesApproved(tr, shown); err != nil {
-		return &Error{Code: CodeServerError, Description: "tokens could not be issued", Err: err}
-	}
-	body, err := json.Marshal(tr)
-	if err != nil {
-		return &Error{Code: CodeServerError, Description: "tokens could not be encoded", Err: err}
+		return err
 	}
 	rec := ""
 	if record != nil {

@@ -3,7 +3,6 @@ package ciba
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -434,16 +433,9 @@ func (d *Device) ApproveAsShown(ctx context.Context, r *AuthRequest, user User, 
 	// A device request has no auth_req_id: the ID token must not carry the
 	// device_code in the CIBA claim that the Minter sets from the ID.
 	m.ID = ""
-	tr, err := d.minter.Mint(ctx, m, now)
+	body, err := mintApproved(ctx, d.minter, m, now, shown)
 	if err != nil {
-		return &Error{Code: CodeServerError, Description: "tokens could not be issued", Err: err}
-	}
-	if err := carriesApproved(tr, shown); err != nil {
-		return &Error{Code: CodeServerError, Description: "tokens could not be issued", Err: err}
-	}
-	body, err := json.Marshal(tr)
-	if err != nil {
-		return &Error{Code: CodeServerError, Description: "tokens could not be encoded", Err: err}
+		return err
 	}
 	sealed, err := d.sealer.Seal(body, []byte(r.ID))
 	if err != nil {
@@ -457,26 +449,14 @@ func (d *Device) ApproveAsShown(ctx context.Context, r *AuthRequest, user User, 
 			return &Error{Code: CodeServerError, Description: "the approval record could not be signed", Err: err}
 		}
 	}
+	a := approval{at: now, authTime: now, sealed: sealed, shown: &shown, record: rec}
 	_, err = d.store.UpdateRequest(ctx, r.ID, func(cur *AuthRequest) error {
-		if shown != cur.DetailsDigest() {
-			return detailsChanged()
-		}
-		if err := cur.Approve(now, now, sealed); err != nil {
-			return err
-		}
-		cur.Subject, cur.LoginHint = user.Subject, user.Display
-		cur.ApprovedDetails = shown
-		cur.ApprovalRecord = rec
-		return nil
+		return a.apply(cur, func(cur *AuthRequest) { cur.Subject, cur.LoginHint = user.Subject, user.Display })
 	})
 	if err != nil {
 		return d.transitionError("approve device request", err)
 	}
-	attrs := []slog.Attr{slog.String("client_id", r.ClientID), slog.String("subject", user.Subject)}
-	if shown != "" {
-		attrs = append(attrs, slog.String("authorization_details_digest", shown))
-	}
-	d.log.LogAttrs(ctx, slog.LevelInfo, "device request approved", attrs...)
+	d.logApproved(ctx, "device request approved", r.ClientID, user.Subject, shown)
 	return nil
 }
 
