@@ -387,10 +387,20 @@ func (d *Device) detailsChanged(w http.ResponseWriter, req *ciba.AuthRequest) {
 }
 
 // closed answers a code whose request can no longer be answered.
-func (d *Device) closed(w http.ResponseWriter, err error) {
+func (d *Device) closed(w http.ResponseWriter, err error) { d.Approval.closedAs(w, true, err) }
+
+// closedAs answers a request that can no longer be answered: a device
+// request's (device) in terms of its code, a CIBA request's in terms of
+// its approval link (closed).
+func (a *Approval) closedAs(w http.ResponseWriter, device bool, err error) {
+	if !device {
+		a.closed(w, err)
+		return
+	}
 	var pe *ciba.Error
-	a := d.Approval
 	switch {
+	case errors.Is(err, ciba.ErrNotFound):
+		a.render(w, http.StatusNotFound, page{Title: "Code not valid", Message: "This code is not valid or has expired. Start again on your device to get a new one."})
 	case errors.Is(err, ciba.ErrDetailsChanged):
 		a.render(w, http.StatusConflict, page{Title: "Not approved",
 			Message: "The details you approved are not those of this request, so nothing was approved. Enter the code again to see the request."})

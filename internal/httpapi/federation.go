@@ -77,7 +77,28 @@ type Login struct {
 	// (ciba.Service.ApproveByShown). Nil in a sign-in kept by a version
 	// that did not record it: the decision then records none.
 	DetailsDigest *string `json:"details_digest,omitempty"`
+	// Device is set for a device request's sign-in (started on the
+	// device page, PathDevice): its user entered a code and followed no
+	// link, which the callback's pages say (startAgain). False in a
+	// sign-in kept by a version that did not record it.
+	Device bool `json:"device,omitempty"`
 }
+
+// startAgain says how a user starts a failed or refused sign-in again,
+// without a final full stop: a CIBA request's user opens the approval
+// link (from their message or notification) again; a device request's
+// user followed no link, but entered the code their device shows, and
+// enters it again.
+func startAgain(device bool) string {
+	if device {
+		return "Enter the code shown on your device again"
+	}
+	return "Open the approval link again"
+}
+
+// startAgainEither is startAgain for a callback whose sign-in is not
+// known (no valid state), so neither is its kind of request.
+const startAgainEither = "Open the approval link again, or enter the code shown on your device again."
 
 // Records is the part of the store that keeps sign-ins in progress.
 type Records interface {
@@ -115,10 +136,11 @@ func (a *Approval) startLogin(w http.ResponseWriter, r *http.Request, req *ciba.
 		})
 	}
 	sum := sha256.Sum256([]byte(browser))
-	l := Login{State: random(32), Nonce: random(32), Verifier: random(32), ApprovalID: req.ApprovalID, Browser: sum[:], DetailsDigest: &shown}
+	device := req.Kind == ciba.KindDevice
+	l := Login{State: random(32), Nonce: random(32), Verifier: random(32), ApprovalID: req.ApprovalID, Browser: sum[:], DetailsDigest: &shown, Device: device}
 	target, err := a.Federation.LoginURL(ctx, req, l)
 	if err != nil {
-		a.upstreamFailed(w, "start sign-in", err)
+		a.upstreamFailed(w, device, "start sign-in", err)
 		return
 	}
 	rec, _ := json.Marshal(l)
@@ -137,19 +159,20 @@ func (a *Approval) startLogin(w http.ResponseWriter, r *http.Request, req *ciba.
 // loginCallback is where the provider sends the browser back: it checks
 // the state and the browser, then exchanges the code and approves the
 // request, or denies it when the provider says so or the wrong user signed
-// in. A state is used once.
+// in. A state is used once. Its pages tell a device request's user to
+// enter the code again where a CIBA request's opens the link again.
 func (a *Approval) loginCallback(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	q := r.URL.Query()
 	state := q.Get("state")
 	if state == "" || len(state) > 128 {
-		a.render(w, http.StatusBadRequest, page{Title: "Sign-in not valid", Message: "This sign-in answer is not valid. Open the approval link again."})
+		a.render(w, http.StatusBadRequest, page{Title: "Sign-in not valid", Message: "This sign-in answer is not valid. " + startAgainEither})
 		return
 	}
 	raw, err := a.Logins.GetRecord(ctx, loginKind, state)
 	if errors.Is(err, ciba.ErrNotFound) {
 		a.Logger.Info("approval page: callback with an unknown or used state")
-		a.render(w, http.StatusBadRequest, page{Title: "Sign-in not valid", Message: "This sign-in answer is not valid or was already used. Open the approval link again."})
+		a.render(w, http.StatusBadRequest, page{Title: "Sign-in not valid", Message: "This sign-in answer is not valid or was already used. " + startAgainEither})
 		return
 	}
 	if err != nil {
@@ -160,43 +183,46 @@ func (a *Approval) loginCallback(w http.ResponseWriter, r *http.Request) {
 	var l Login
 	if err := json.Unmarshal(raw, &l); err != nil {
 		a.Logger.Error("approval page: decode sign-in", slog.Any("error", err))
-		a.render(w, http.StatusInternalServerError, page{Title: "Try again", Message: "Something went wrong on our side. Open the approval link again."})
+		a.render(w, http.StatusInternalServerError, page{Title: "Try again", Message: "Something went wrong on our side. " + startAgainEither})
 		return
 	}
 	l.State = state
 	sum := sha256.Sum256([]byte(loginValue(r)))
 	if subtle.ConstantTimeCompare(sum[:], l.Browser) != 1 {
 		a.Logger.Info("approval page: callback from another browser")
-		a.render(w, http.StatusForbidden, page{Title: "Sign-in not valid", Message: "This sign-in was started in another browser. Open the approval link again in this one."})
+		a.render(w, http.StatusForbidden, page{Title: "Sign-in not valid", Message: "This sign-in was started in another browser. " + startAgain(l.Device) + " in this one."})
 		return
 	}
 	// One use: whoever takes the record completes the sign-in.
 	if _, err := a.Logins.TakeRecord(ctx, loginKind, state); err != nil {
-		a.render(w, http.StatusBadRequest, page{Title: "Sign-in not valid", Message: "This sign-in answer was already used. Open the approval link again."})
+		a.render(w, http.StatusBadRequest, page{Title: "Sign-in not valid", Message: "This sign-in answer was already used. " + startAgain(l.Device) + "."})
 		return
 	}
 	req, client, err := a.Service.ForApproval(ctx, l.ApprovalID)
 	if err != nil {
-		a.closed(w, err)
+		a.closedAs(w, l.Device, err)
 		return
 	}
+	// The request itself says what it is (a sign-in kept by an older
+	// version does not).
+	device := req.Kind == ciba.KindDevice
 	if e := q.Get("error"); e != "" {
 		if e == "access_denied" {
 			a.deny(w, r, req, "the user declined at the identity provider", "You declined the sign-in. You can close this page.")
 			return
 		}
 		a.Logger.Warn("approval page: the identity provider answered an error", slog.String("error", truncate(e, 64)), slog.String("client_id", req.ClientID))
-		a.render(w, http.StatusBadGateway, page{Title: "Sign-in failed", Message: "Your identity provider could not sign you in. Open the approval link again to retry."})
+		a.render(w, http.StatusBadGateway, page{Title: "Sign-in failed", Message: "Your identity provider could not sign you in. " + startAgain(device) + " to retry."})
 		return
 	}
 	if q.Has("iss") && q.Get("iss") != a.Federation.Issuer() {
 		a.Logger.Warn("approval page: the authorization response names another issuer", slog.String("client_id", req.ClientID))
-		a.render(w, http.StatusBadRequest, page{Title: "Sign-in not valid", Message: "This answer did not come from your identity provider. Open the approval link again."})
+		a.render(w, http.StatusBadRequest, page{Title: "Sign-in not valid", Message: "This answer did not come from your identity provider. " + startAgain(device) + "."})
 		return
 	}
 	code := q.Get("code")
 	if code == "" {
-		a.render(w, http.StatusBadRequest, page{Title: "Sign-in not valid", Message: "The identity provider sent no authorization code. Open the approval link again."})
+		a.render(w, http.StatusBadRequest, page{Title: "Sign-in not valid", Message: "The identity provider sent no authorization code. " + startAgain(device) + "."})
 		return
 	}
 	done, err := a.Federation.Complete(ctx, req, code, l)
@@ -207,7 +233,7 @@ func (a *Approval) loginCallback(w http.ResponseWriter, r *http.Request) {
 			"You signed in as someone other than "+req.LoginHint+", so the sign-in to "+client.Name+" was denied.")
 		return
 	case err != nil:
-		a.upstreamFailed(w, "complete sign-in", err)
+		a.upstreamFailed(w, device, "complete sign-in", err)
 		return
 	}
 	if l.DetailsDigest != nil {
@@ -220,7 +246,11 @@ func (a *Approval) loginCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		a.closed(w, err)
+		a.closedAs(w, device, err)
+		return
+	}
+	if device {
+		a.render(w, http.StatusOK, page{Title: "Approved", Message: "You approved the sign-in of " + client.Name + ". Return to your device: it continues by itself."})
 		return
 	}
 	a.render(w, http.StatusOK, page{Title: "Approved", Message: "You approved the sign-in to " + client.Name + ". You can close this page."})
@@ -229,22 +259,23 @@ func (a *Approval) loginCallback(w http.ResponseWriter, r *http.Request) {
 // deny denies req and tells the user why.
 func (a *Approval) deny(w http.ResponseWriter, r *http.Request, req *ciba.AuthRequest, reason, message string) {
 	if err := a.Service.Deny(r.Context(), req.ID, reason); err != nil {
-		a.closed(w, err)
+		a.closedAs(w, req.Kind == ciba.KindDevice, err)
 		return
 	}
 	a.render(w, http.StatusOK, page{Title: "Denied", Message: message})
 }
 
 // upstreamFailed answers a failure to talk to the provider; the request
-// stays pending, so the user can try again.
-func (a *Approval) upstreamFailed(w http.ResponseWriter, op string, err error) {
+// stays pending, so the user can try again (a device request's user by
+// entering the code again).
+func (a *Approval) upstreamFailed(w http.ResponseWriter, device bool, op string, err error) {
 	if errors.Is(err, ciba.ErrUnavailable) {
 		a.Logger.Error("approval page: identity provider unavailable", slog.String("op", op), slog.Any("error", err))
-		a.render(w, http.StatusServiceUnavailable, page{Title: "Try again", Message: "Your identity provider cannot be reached right now. Open the approval link again in a moment."})
+		a.render(w, http.StatusServiceUnavailable, page{Title: "Try again", Message: "Your identity provider cannot be reached right now. " + startAgain(device) + " in a moment."})
 		return
 	}
 	a.Logger.Error("approval page: identity provider failed", slog.String("op", op), slog.Any("error", err))
-	a.render(w, http.StatusBadGateway, page{Title: "Sign-in failed", Message: "Your identity provider could not complete the sign-in. Open the approval link again to retry."})
+	a.render(w, http.StatusBadGateway, page{Title: "Sign-in failed", Message: "Your identity provider could not complete the sign-in. " + startAgain(device) + " to retry."})
 }
 
 // loginValue returns the browser's login cookie, or "".
