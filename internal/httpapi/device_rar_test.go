@@ -396,13 +396,22 @@ func ptr(s string) *string { return &s }
 // approval callback with that cookie and returns its status and body.
 func (e *deviceEnv) callbackWithLogin(t *testing.T, state, approvalID, cookie string, digest *string) (int, string) {
 	t.Helper()
-	l := Login{State: state, Nonce: "n", Verifier: "v", ApprovalID: approvalID, Browser: sha256Sum(cookie), DetailsDigest: digest}
+	l := Login{State: state, Nonce: "n", Verifier: "v", ApprovalID: approvalID, DetailsDigest: digest}
+	return e.callbackOfLogin(t, l, cookie, "code=good")
+}
+
+// callbackOfLogin keeps the federated sign-in l, bound to the browser
+// cookie, then calls the approval callback with that cookie, l's state
+// and query, and returns its status and body.
+func (e *deviceEnv) callbackOfLogin(t *testing.T, l Login, cookie, query string) (int, string) {
+	t.Helper()
+	l.Browser = sha256Sum(cookie)
 	e.idp.logins[l.State] = l
 	raw, _ := json.Marshal(l)
 	if err := e.st.PutRecord(context.Background(), loginKind, l.State, raw, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	req, _ := http.NewRequest(http.MethodGet, e.srv.URL+PathApproveCallback+"?code=good&state="+l.State, nil)
+	req, _ := http.NewRequest(http.MethodGet, e.srv.URL+PathApproveCallback+"?"+query+"&state="+url.QueryEscape(l.State), nil)
 	req.AddCookie(&http.Cookie{Name: loginCookie, Value: cookie})
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
@@ -110,23 +109,10 @@ func TestFederatedCallbackPagesOfADeviceRequest(t *testing.T) {
 	t.Run("a sign-in kept without its kind still speaks of the code once its request is read", func(t *testing.T) {
 		_, state := e.deviceSignIn(t)
 		l := e.idp.logins[state]
-		cookie := strings.Repeat("d", 43)
-		l.State, l.Browser, l.Device = "state-old-device", sha256Sum(cookie), false
-		e.idp.logins[l.State] = l
-		raw, _ := json.Marshal(l)
-		if err := e.st.PutRecord(context.Background(), loginKind, l.State, raw, time.Minute); err != nil {
-			t.Fatal(err)
-		}
-		req, _ := http.NewRequest(http.MethodGet, e.srv.URL+PathApproveCallback+"?error=server_error&state="+l.State, nil)
-		req.AddCookie(&http.Cookie{Name: loginCookie, Value: cookie})
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(b), again+" to retry.") {
-			t.Fatalf("%d:\n%s", resp.StatusCode, b)
+		l.State, l.Device = "state-old-device", false
+		status, body := e.callbackOfLogin(t, l, strings.Repeat("d", 43), "error=server_error")
+		if status != http.StatusBadGateway || !strings.Contains(body, again+" to retry.") {
+			t.Fatalf("%d:\n%s", status, body)
 		}
 	})
 
@@ -148,23 +134,10 @@ func TestFederatedCallbackPagesOfADeviceRequest(t *testing.T) {
 		if err := e.st.CreateRequest(ctx, r); err != nil {
 			t.Fatal(err)
 		}
-		cookie := strings.Repeat("e", 43)
-		l := Login{State: "state-ciba-wording", Nonce: "n", Verifier: "v", ApprovalID: r.ApprovalID, Browser: sha256Sum(cookie)}
-		e.idp.logins[l.State] = l
-		raw, _ := json.Marshal(l)
-		if err := e.st.PutRecord(ctx, loginKind, l.State, raw, time.Minute); err != nil {
-			t.Fatal(err)
-		}
-		req, _ := http.NewRequest(http.MethodGet, e.srv.URL+PathApproveCallback+"?error=server_error&state="+l.State, nil)
-		req.AddCookie(&http.Cookie{Name: loginCookie, Value: cookie})
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(b), "Open the approval link again to retry.") || strings.Contains(string(b), "code shown") {
-			t.Fatalf("%d:\n%s", resp.StatusCode, b)
+		l := Login{State: "state-ciba-wording", Nonce: "n", Verifier: "v", ApprovalID: r.ApprovalID}
+		status, body := e.callbackOfLogin(t, l, strings.Repeat("e", 43), "error=server_error")
+		if status != http.StatusBadGateway || !strings.Contains(body, "Open the approval link again to retry.") || strings.Contains(body, "code shown") {
+			t.Fatalf("%d:\n%s", status, body)
 		}
 	})
 }

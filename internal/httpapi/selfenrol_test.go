@@ -347,13 +347,7 @@ func TestPasskeySelfEnrolment(t *testing.T) {
 // its 30 per 10 minutes).
 func TestPasskeySelfEnrolmentBurst(t *testing.T) {
 	e, _ := newSelfEnv(t)
-	b := e.browser("")
-	_, body := b.approvePassword(e.requestFor("alice", "Code BRST"), "alice")
-	o := offerOf(t, body)
-	cred, err := passkeytest.New(pkOrigin).Create(o.options)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, o, cred := e.offeredPasskey("Code BRST")
 	got := burst(t, 20, func() (*http.Response, error) {
 		return b.c.PostForm(e.srv.URL+o.action, url.Values{"action": {actionAddPasskey}, "enrolment": {o.token}, "credential": {string(cred)}})
 	})
@@ -369,16 +363,7 @@ func TestPasskeySelfEnrolmentBurst(t *testing.T) {
 // browsers at once registers exactly one passkey.
 func TestEnrolLinkBurstRegistersOnce(t *testing.T) {
 	e, _ := newSelfEnv(t)
-	tok, _, err := e.pk.Enrolments.Issue(t.Context(), "sub-alice", "alice", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := e.browser("")
-	_, page := b.get(PathEnroll + tok)
-	cred, err := passkeytest.New(pkOrigin).Create(options(t, page))
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, tok, cred := e.linkedPasskey()
 	got := burst(t, 20, func() (*http.Response, error) {
 		return b.c.PostForm(e.srv.URL+PathEnroll+tok, url.Values{"credential": {string(cred)}})
 	})
@@ -388,6 +373,40 @@ func TestEnrolLinkBurstRegistersOnce(t *testing.T) {
 	if n := e.passkeys("sub-alice"); n != 1 {
 		t.Fatalf("alice has %d passkeys, want 1", n)
 	}
+}
+
+// offeredPasskey approves a new request of alice with her password in a
+// new browser, whose "Approved" page must offer a passkey (code is the
+// request's binding message); it returns the browser, the offer and a
+// new passkey's credential for it.
+func (e *pkEnv) offeredPasskey(code string) (*pkBrowser, selfOffer, []byte) {
+	e.t.Helper()
+	b := e.browser("")
+	_, body := b.approvePassword(e.requestFor("alice", code), "alice")
+	o := offerOf(e.t, body)
+	cred, err := passkeytest.New(pkOrigin).Create(o.options)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return b, o, cred
+}
+
+// linkedPasskey issues a `users enroll` link for alice and opens it in a
+// new browser; it returns the browser, the link's token and a new
+// passkey's credential for it.
+func (e *pkEnv) linkedPasskey() (*pkBrowser, string, []byte) {
+	e.t.Helper()
+	tok, _, err := e.pk.Enrolments.Issue(e.t.Context(), "sub-alice", "alice", time.Hour)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	b := e.browser("")
+	_, page := b.get(PathEnroll + tok)
+	cred, err := passkeytest.New(pkOrigin).Create(options(e.t, page))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return b, tok, cred
 }
 
 // burst sends n requests at once (all started before any is sent) and
@@ -573,13 +592,7 @@ func newFailingSelfEnv(t *testing.T) (*pkEnv, *failingStore) {
 // again adds it, once, and the offer keeps its first lifetime.
 func TestPasskeySelfEnrolmentSurvivesAStoreError(t *testing.T) {
 	e, fs := newFailingSelfEnv(t)
-	b := e.browser("")
-	_, body := b.approvePassword(e.requestFor("alice", "Code FAIL"), "alice")
-	o := offerOf(t, body)
-	cred, err := passkeytest.New(pkOrigin).Create(o.options)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, o, cred := e.offeredPasskey("Code FAIL")
 	fs.Fail(1)
 	if status, body := b.postOffer(o.action, o.token, cred); status != http.StatusServiceUnavailable {
 		t.Fatalf("with the store failing: %d, want 503\n%s", status, body)
@@ -607,13 +620,7 @@ func TestPasskeySelfEnrolmentSurvivesAStoreError(t *testing.T) {
 // registers exactly one passkey over all.
 func TestPasskeySelfEnrolmentBurstWithAStoreError(t *testing.T) {
 	e, fs := newFailingSelfEnv(t)
-	b := e.browser("")
-	_, body := b.approvePassword(e.requestFor("alice", "Code BFAIL"), "alice")
-	o := offerOf(t, body)
-	cred, err := passkeytest.New(pkOrigin).Create(o.options)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, o, cred := e.offeredPasskey("Code BFAIL")
 	fs.Fail(1)
 	got := burst(t, 20, func() (*http.Response, error) {
 		return b.c.PostForm(e.srv.URL+o.action, url.Values{"action": {actionAddPasskey}, "enrolment": {o.token}, "credential": {string(cred)}})
@@ -635,16 +642,7 @@ func TestPasskeySelfEnrolmentBurstWithAStoreError(t *testing.T) {
 // next try, once.
 func TestEnrolLinkSurvivesAStoreError(t *testing.T) {
 	e, fs := newFailingSelfEnv(t)
-	tok, _, err := e.pk.Enrolments.Issue(t.Context(), "sub-alice", "alice", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := e.browser("")
-	_, page := b.get(PathEnroll + tok)
-	cred, err := passkeytest.New(pkOrigin).Create(options(t, page))
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, tok, cred := e.linkedPasskey()
 	fs.Fail(1)
 	if status, body := b.post(PathEnroll+tok, url.Values{"credential": {string(cred)}}); status != http.StatusServiceUnavailable {
 		t.Fatalf("with the store failing: %d, want 503\n%s", status, body)
