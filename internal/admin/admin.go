@@ -43,6 +43,21 @@ var (
 	ErrBadRequest = errors.New("bad request")
 )
 
+// badRequest is an operator's mistake (ErrBadRequest) whose text is its
+// message alone: the CLI prints it as it is, not as "bad request: …".
+type badRequest struct{ err error }
+
+func (e badRequest) Error() string { return e.err.Error() }
+
+// Unwrap gives ErrBadRequest, for errors.Is and the socket's error code,
+// and the cause the message wraps, if any.
+func (e badRequest) Unwrap() []error { return []error{ErrBadRequest, e.err} }
+
+// badRequestf is an ErrBadRequest with the message format makes of a.
+func badRequestf(format string, a ...any) error {
+	return badRequest{fmt.Errorf(format, a...)}
+}
+
 // CancelReason is the deny reason of a request cancelled by an operator: the
 // client's next poll answers access_denied with it as error_description.
 const CancelReason = "cancelled by an operator"
@@ -78,7 +93,7 @@ func (f Filter) Validate() error {
 	case "", ciba.StatusPending, ciba.StatusApproved, ciba.StatusDenied, ciba.StatusExpired, ciba.StatusRedeemed:
 		return nil
 	}
-	return fmt.Errorf("%w: state %q is not one of pending, approved, denied, expired, redeemed", ErrBadRequest, f.State)
+	return badRequestf("state %q is not one of pending, approved, denied, expired, redeemed", f.State)
 }
 
 // State is the state a request is in at now, as the token endpoint sees it
@@ -382,7 +397,7 @@ func (l *Local) pending(r *ciba.AuthRequest) error {
 // MinPrefix characters.
 func (l *Local) get(ctx context.Context, id string) (*ciba.AuthRequest, error) {
 	if id == "" {
-		return nil, fmt.Errorf("%w: empty request id", ErrBadRequest)
+		return nil, badRequestf("empty request id")
 	}
 	r, err := l.Store.GetRequest(ctx, id)
 	if err == nil {

@@ -195,6 +195,12 @@ func TestList(t *testing.T) {
 			if !errors.Is(err, ErrBadRequest) {
 				t.Errorf("got %v, want ErrBadRequest", err)
 			}
+			// What the CLI prints: the operator's mistake, not the
+			// error's kind ("bad request: state …").
+			want := `state "waiting" is not one of pending, approved, denied, expired, redeemed`
+			if err == nil || err.Error() != want {
+				t.Errorf("message %q, want %q", err, want)
+			}
 		})
 	})
 }

@@ -2,7 +2,6 @@ package admin
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -32,13 +31,13 @@ func KeysHandler(rotate KeyRotator, log *slog.Logger) http.Handler {
 		if s := r.URL.Query().Get("publish_ahead"); s != "" {
 			d, err := time.ParseDuration(s)
 			if err != nil {
-				answer(w, nil, fmt.Errorf("%w: publish_ahead: %w", ErrBadRequest, err))
+				answer(w, nil, badRequestf("publish_ahead: %w", err))
 				return
 			}
 			ahead = d
 		}
 		if ahead < keys.MinPublishAhead {
-			answer(w, nil, fmt.Errorf("%w: publish_ahead must be at least %v (the JWKS cache lifetime plus the reload period)", ErrBadRequest, keys.MinPublishAhead))
+			answer(w, nil, badRequestf("publish_ahead must be at least %v (the JWKS cache lifetime plus the reload period)", keys.MinPublishAhead))
 			return
 		}
 		rot, err := rotate(r.Context(), ahead)

@@ -91,7 +91,7 @@ var (
 
 func (l *LocalUsers) user(username string) (*config.User, error) {
 	if l.Config.Upstream.Type != config.UpstreamLocal {
-		return nil, fmt.Errorf("%w: users and passkeys are the local upstream's; upstream.type is %s", ErrBadRequest, l.Config.Upstream.Type)
+		return nil, badRequestf("users and passkeys are the local upstream's; upstream.type is %s", l.Config.Upstream.Type)
 	}
 	for i := range l.Config.Upstream.Local.Users {
 		if u := &l.Config.Upstream.Local.Users[i]; u.Username == username {
@@ -111,7 +111,7 @@ func subjectOf(u *config.User) string {
 // ListUsers implements [Users].
 func (l *LocalUsers) ListUsers(ctx context.Context) ([]UserInfo, error) {
 	if l.Config.Upstream.Type != config.UpstreamLocal {
-		return nil, fmt.Errorf("%w: users are the local upstream's; upstream.type is %s", ErrBadRequest, l.Config.Upstream.Type)
+		return nil, badRequestf("users are the local upstream's; upstream.type is %s", l.Config.Upstream.Type)
 	}
 	creds := &passkey.Credentials{Records: l.Store}
 	out := []UserInfo{}
@@ -137,7 +137,7 @@ func (l *LocalUsers) Enroll(ctx context.Context, username string) (*Enrolment, e
 		return nil, err
 	}
 	if m := l.Config.MethodFor(username); m == config.ApprovalPassword {
-		return nil, fmt.Errorf("%w: %s approves with a password only (approval method %q): set approval_method passkey or either for them first", ErrBadRequest, username, m)
+		return nil, badRequestf("%s approves with a password only (approval method %q): set approval_method passkey or either for them first", username, m)
 	}
 	rpID := l.Config.Approval.Passkeys.RPID
 	if rpID == "" {
@@ -146,7 +146,7 @@ func (l *LocalUsers) Enroll(ctx context.Context, username string) (*Enrolment, e
 		}
 	}
 	if err := passkey.CheckRPID(rpID); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+		return nil, badRequestf("%w", err)
 	}
 	en := &passkey.Enrolments{Records: l.Store, Now: l.Now}
 	token, e, err := en.Issue(ctx, subjectOf(u), u.Username, l.Config.Approval.Passkeys.EnrollmentTTL)
