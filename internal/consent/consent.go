@@ -73,8 +73,13 @@ func Relative(d time.Duration) string {
 	case m < 120:
 		return "in " + strconv.Itoa(m) + " minutes"
 	default:
-		up := int((d + time.Minute - 1) / time.Minute)
-		return "in " + strconv.Itoa(up/60) + " hours"
+		h := int((d+time.Minute-1)/time.Minute) / 60
+		if h < 48 {
+			return "in " + strconv.Itoa(h) + " hours"
+		}
+		// Whole days, rounded down: a 30-day link is "in 30 days", not
+		// "in 720 hours".
+		return "in " + strconv.Itoa(h/24) + " days"
 	}
 }
 

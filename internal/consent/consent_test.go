@@ -30,7 +30,11 @@ func TestRelative(t *testing.T) {
 		{24 * time.Hour, "in 24 hours"},
 		{24*time.Hour - time.Minute, "in 23 hours"},
 		{24*time.Hour + 59*time.Minute, "in 24 hours"},
-		{720 * time.Hour, "in 720 hours"},
+		{48*time.Hour - time.Minute, "in 47 hours"},
+		{48 * time.Hour, "in 2 days"},
+		{72*time.Hour - time.Minute, "in 2 days"},
+		{72 * time.Hour, "in 3 days"},
+		{720 * time.Hour, "in 30 days"},
 	} {
 		if got := Relative(tt.d); got != tt.want {
 			t.Errorf("Relative(%v) = %q, want %q", tt.d, got, tt.want)

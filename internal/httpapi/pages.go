@@ -218,7 +218,9 @@ const pageScript = `(function () {
     if (m < 1) return "in less than a minute";
     if (m === 1) return "in 1 minute";
     if (m < 120) return "in " + m + " minutes";
-    return "in " + Math.floor(Math.ceil(ms / 60000) / 60) + " hours";
+    var h = Math.floor(Math.ceil(ms / 60000) / 60);
+    if (h < 48) return "in " + h + " hours";
+    return "in " + Math.floor(h / 24) + " days";
   }
   function tick() {
     document.querySelectorAll("[data-until]").forEach(function (e) {

@@ -274,7 +274,8 @@ func TestPageScriptSaysWhatRelativeSays(t *testing.T) {
 	}
 	durations := []time.Duration{0, 59 * time.Second, time.Minute, 119 * time.Minute, 119*time.Minute + 59*time.Second, 2 * time.Hour,
 		3*time.Hour - time.Minute, 3*time.Hour - time.Minute + time.Millisecond, 24*time.Hour - time.Millisecond,
-		24*time.Hour - 59*time.Second, 24*time.Hour - time.Minute, 24 * time.Hour, 720 * time.Hour}
+		24*time.Hour - 59*time.Second, 24*time.Hour - time.Minute, 24 * time.Hour, 48*time.Hour - time.Minute, 48 * time.Hour,
+		72*time.Hour - time.Minute, 72 * time.Hour, 720 * time.Hour}
 	ms := make([]string, len(durations))
 	for i, d := range durations {
 		ms[i] = strconv.FormatInt(d.Milliseconds(), 10)
