@@ -77,7 +77,7 @@ func cmdRequests(ctx context.Context, args []string, c cmdIO) error {
 		}
 		id = pos[0]
 	}
-	cfg, err := loadConfig(name, path)
+	cfg, err := loadAdminConfig(name, path, needStore...)
 	if err != nil {
 		return err
 	}
@@ -139,7 +139,7 @@ func cmdClients(args []string, c cmdIO) error {
 	}); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(name, path)
+	cfg, err := loadAdminConfig(name, path, needClients...)
 	if err != nil {
 		return err
 	}

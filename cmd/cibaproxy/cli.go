@@ -129,6 +129,31 @@ func loadConfig(name, path string) (*config.Config, error) {
 	return config.Load(path)
 }
 
+// loadAdminConfig is loadConfig for an operator command, which needs the
+// values at the paths need only (config.TolerateUnset): an unset ${VAR}
+// elsewhere, typically a secret the command does not use, does not stop
+// it; an unset one it needs does.
+func loadAdminConfig(name, path string, need ...string) (*config.Config, error) {
+	if path == "" {
+		return nil, usageError{errors.New("--config FILE is required"), name}
+	}
+	return config.Load(path, config.TolerateUnset(need...))
+}
+
+// What the operator commands need of the configuration (see
+// loadAdminConfig): the store, with ciba.expired_grace, the retention of
+// the redis store; the users commands the local upstream's users, their
+// approval and the issuer (enrolment links); keys rotate the tokens'
+// lifetimes and key settings and fapi (the algorithm); clients list the
+// fields it prints.
+var (
+	needStore   = []string{"store", "ciba.expired_grace"}
+	needUsers   = append([]string{"issuer", "upstream", "approval"}, needStore...)
+	needKeys    = append([]string{"tokens", "fapi"}, needStore...)
+	needClients = []string{"clients[].client_id", "clients[].client_name", "clients[].backchannel_token_delivery_mode",
+		"clients[].token_endpoint_auth_methods", "clients[].scopes", "clients[].backchannel_client_notification_endpoint"}
+)
+
 // cmdIO is the standard streams of a command.
 type cmdIO struct {
 	stdin          io.Reader

@@ -45,7 +45,7 @@ func cmdKeys(ctx context.Context, args []string, c cmdIO) error {
 	if ahead < keys.MinPublishAhead {
 		return usageError{fmt.Errorf("--publish-ahead must be at least %v: clients cache the JWKS for 300s and instances read the keys every %v", keys.MinPublishAhead, keys.ReloadEvery), name}
 	}
-	cfg, err := loadConfig(name, path)
+	cfg, err := loadAdminConfig(name, path, needKeys...)
 	if err != nil {
 		return err
 	}

@@ -89,7 +89,7 @@ func cmdUsers(ctx context.Context, args []string, c cmdIO) error {
 		}
 		return usageError{errors.New("want USER and the passkey's ID"), name}
 	}
-	cfg, err := loadConfig(name, path)
+	cfg, err := loadAdminConfig(name, path, needUsers...)
 	if err != nil {
 		return err
 	}

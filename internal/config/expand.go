@@ -2,10 +2,14 @@ package config
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
+
+// whichIsNotSet ends the note of a reference to an unset variable.
+const whichIsNotSet = "which is not set"
 
 // lookupFunc returns the value of an environment variable and whether it
 // is set, like os.LookupEnv.
@@ -49,6 +53,9 @@ func expandTree(n *yaml.Node, path string, lookup lookupFunc, src *source, col *
 			// A problem with this value then says where its emptiness
 			// came from: "issuer: required (from ${ISS}, which is not set)".
 			src.empty[path] = "from " + strings.Join(empty, " and ")
+			if slices.ContainsFunc(empty, func(e string) bool { return strings.HasSuffix(e, whichIsNotSet) }) {
+				col.unset = append(col.unset, unsetRef{src: src, path: path})
+			}
 		}
 		n.Value = v
 		// Pin the tag: an expanded plain scalar stays a string even when
@@ -134,7 +141,7 @@ func expandRef(ref string, lookup lookupFunc, empty *[]string) (string, error) {
 		return expandNoting(def, lookup, empty)
 	}
 	if empty != nil && v == "" {
-		why := "which is not set"
+		why := whichIsNotSet
 		if ok {
 			why = "which is empty"
 		}

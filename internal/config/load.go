@@ -20,12 +20,34 @@ const maxIncludedFile = 16 << 20
 //
 // The error, when there is one, is a [Problems] value listing every problem
 // found, each with file, line and YAML path.
-func Load(path string) (*Config, error) {
+func Load(path string, opts ...Option) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, Problems{{File: path, Message: fmt.Sprintf("cannot read the configuration: %v", err)}}
 	}
-	return parse(data, path, os.LookupEnv)
+	return parse(data, path, os.LookupEnv, opts...)
+}
+
+// Option changes how [Load] checks a configuration.
+type Option func(*collector)
+
+// TolerateUnset is the [Load] of the operator commands, which need only
+// part of the configuration: a ${VAR} reference without a default to an
+// unset variable, in a value whose path is not one of need nor under one,
+// is left empty and the problems it causes in its value, and in the rest
+// of its list element (a client, a user), are dropped. A needed value
+// that refers to an unset variable is a problem even where an empty value
+// is allowed ("store.path: required (from ${DB}, which is not set) by
+// this command"), so that the command does not fall back on a default. In
+// need, "[]" stands for any index: "clients[].client_id".
+//
+// The configuration returned has empty values where variables were unset:
+// it is for reading the needed parts only, never for serving.
+func TolerateUnset(need ...string) Option {
+	return func(c *collector) {
+		c.tolerant = true
+		c.need = append(c.need, need...)
+	}
 }
 
 // Parse is [Load] for a configuration already in memory: name is the file
@@ -36,9 +58,13 @@ func Parse(data []byte, name string) (*Config, error) {
 	return parse(data, name, os.LookupEnv)
 }
 
-// parse is Parse with the environment given by lookup.
-func parse(data []byte, name string, lookup lookupFunc) (*Config, error) {
+// parse is Parse with the environment given by lookup and the options
+// opts.
+func parse(data []byte, name string, lookup lookupFunc, opts ...Option) (*Config, error) {
 	col := newCollector()
+	for _, o := range opts {
+		o(col)
+	}
 	src := newSource(name)
 	cfg := new(Config)
 
@@ -59,6 +85,7 @@ func parse(data []byte, name string, lookup lookupFunc) (*Config, error) {
 	v := &validator{col: col, src: src, dir: filepath.Dir(name), lookup: lookup}
 	v.defaults(cfg)
 	v.validate(cfg)
+	col.requireNeeded()
 	if err := col.result(name); err != nil {
 		return nil, err
 	}

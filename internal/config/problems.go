@@ -61,6 +61,19 @@ func (ps Problems) Error() string {
 type collector struct {
 	problems Problems
 	bad      map[string]bool // file + "\x00" + path
+	// tolerant is set by [TolerateUnset]: a problem that comes from a
+	// variable in unset is dropped unless its path is needed (need).
+	tolerant bool
+	need     []string
+	// unset is every value with a ${VAR} reference, without a default,
+	// to an unset variable.
+	unset []unsetRef
+}
+
+// unsetRef is a value, at path of src, that refers to an unset variable.
+type unsetRef struct {
+	src  *source
+	path string
 }
 
 func newCollector() *collector {
@@ -70,7 +83,91 @@ func newCollector() *collector {
 // add records a problem at path of src, unless path or one of its parents
 // was marked bad.
 func (c *collector) add(src *source, path, format string, args ...any) {
+	if c.tolerated(src, path) {
+		return
+	}
 	c.addLine(src, path, src.line(path), format, args...)
+}
+
+// tolerated reports whether a problem at path of src is dropped: the
+// collector is tolerant, path is not needed, and a value at path, under
+// it, or in the same list element (clients[2]) refers to an unset
+// variable. The list element is the unit because a check of one field of
+// it may report on another ("upstream_credentials: required unless the
+// client has a plain client_secret").
+func (c *collector) tolerated(src *source, path string) bool {
+	if !c.tolerant || c.needs(path) {
+		return false
+	}
+	scope := path
+	if i := strings.LastIndexByte(path, ']'); i >= 0 {
+		scope = path[:i+1]
+	}
+	if scope == "" {
+		return false
+	}
+	for _, u := range c.unset {
+		if u.src.file == src.file && !c.needs(u.path) && within(u.path, scope) {
+			return true
+		}
+	}
+	return false
+}
+
+// needs reports whether path is, or is under, one of the needed paths,
+// in which "[]" stands for any index ("clients[].client_id").
+func (c *collector) needs(path string) bool {
+	p := anyIndex(path)
+	for _, n := range c.need {
+		if within(p, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// within reports whether path is parent or under it.
+func within(path, parent string) bool {
+	rest, ok := strings.CutPrefix(path, parent)
+	return ok && (rest == "" || rest[0] == '.' || rest[0] == '[')
+}
+
+// anyIndex replaces the indexes of path by "[]": "a[2].b" → "a[].b".
+func anyIndex(path string) string {
+	if !strings.Contains(path, "[") {
+		return path
+	}
+	var b strings.Builder
+	skip := false
+	for i := 0; i < len(path); i++ {
+		switch c := path[i]; {
+		case c == '[':
+			b.WriteByte(c)
+			skip = true
+		case c == ']':
+			b.WriteByte(c)
+			skip = false
+		case !skip:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// requireNeeded adds, when the collector is tolerant, a problem for each
+// needed value that refers to an unset variable and has none yet.
+func (c *collector) requireNeeded() {
+	if !c.tolerant {
+		return
+	}
+	for _, u := range c.unset {
+		if !c.needs(u.path) || slices.ContainsFunc(c.problems, func(p Problem) bool {
+			return p.File == u.src.file && p.Path == oneLine(u.path)
+		}) {
+			continue
+		}
+		c.add(u.src, u.path, "required by this command")
+	}
 }
 
 // addLine is add with the line given.
