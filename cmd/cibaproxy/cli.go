@@ -144,12 +144,12 @@ func loadAdminConfig(name, path string, need ...string) (*config.Config, error) 
 // loadAdminConfig): the store, with ciba.expired_grace, the retention of
 // the redis store; the users commands the local upstream's users, their
 // approval and the issuer (enrolment links); keys rotate the tokens'
-// lifetimes and key settings and fapi (the algorithm); clients list the
-// fields it prints.
+// lifetimes, the key file (set, the command refuses) and fapi (the
+// algorithm); clients list the fields it prints.
 var (
 	needStore   = []string{"store", "ciba.expired_grace"}
-	needUsers   = append([]string{"issuer", "upstream", "approval"}, needStore...)
-	needKeys    = append([]string{"tokens", "fapi"}, needStore...)
+	needUsers   = append([]string{"issuer", "upstream.type", "upstream.local", "approval"}, needStore...)
+	needKeys    = append([]string{"tokens.access_token_ttl", "tokens.id_token_ttl", "tokens.signing_key_file", "fapi"}, needStore...)
 	needClients = []string{"clients[].client_id", "clients[].client_name", "clients[].backchannel_token_delivery_mode",
 		"clients[].token_endpoint_auth_methods", "clients[].scopes", "clients[].backchannel_client_notification_endpoint"}
 )
