@@ -19,7 +19,8 @@ const maxIncludedFile = 16 << 20
 // it. It also reads the users file and signing key file it names.
 //
 // The error, when there is one, is a [Problems] value listing every problem
-// found, each with file, line and YAML path.
+// found, each with file, line and YAML path. Without options every problem
+// counts; [TolerateUnset] is for commands that need part of the file.
 func Load(path string, opts ...Option) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
