@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -53,8 +52,14 @@ func expandTree(n *yaml.Node, path string, lookup lookupFunc, src *source, col *
 			// A problem with this value then says where its emptiness
 			// came from: "issuer: required (from ${ISS}, which is not set)".
 			src.empty[path] = "from " + strings.Join(empty, " and ")
-			if slices.ContainsFunc(empty, func(e string) bool { return strings.HasSuffix(e, whichIsNotSet) }) {
-				col.unset = append(col.unset, unsetRef{src: src, path: path})
+			var names []string
+			for _, e := range empty {
+				if ref, ok := strings.CutSuffix(e, ", "+whichIsNotSet); ok {
+					names = append(names, strings.TrimSuffix(strings.TrimPrefix(ref, "${"), "}"))
+				}
+			}
+			if len(names) > 0 {
+				col.unset = append(col.unset, unsetRef{src: src, path: path, names: names})
 			}
 		}
 		n.Value = v

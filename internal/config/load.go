@@ -87,6 +87,7 @@ func parse(data []byte, name string, lookup lookupFunc, opts ...Option) (*Config
 	v.defaults(cfg)
 	v.validate(cfg)
 	col.requireNeeded()
+	col.refuseUnsetFallbacks()
 	if err := col.result(name); err != nil {
 		return nil, err
 	}

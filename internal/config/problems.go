@@ -70,10 +70,12 @@ type collector struct {
 	unset []unsetRef
 }
 
-// unsetRef is a value, at path of src, that refers to an unset variable.
+// unsetRef is a value, at path of src, that refers to the unset
+// variables names (each once per reference, in order).
 type unsetRef struct {
-	src  *source
-	path string
+	src   *source
+	path  string
+	names []string
 }
 
 func newCollector() *collector {
