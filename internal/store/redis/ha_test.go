@@ -206,6 +206,9 @@ func failoverLoad(t *testing.T, s *Store, kill, recovered func()) {
 // WaitReplicas 1: the store follows the new master without a restart, and
 // every acknowledged write survives.
 func TestSentinelFailoverLosesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a failover under load (make test runs it; -short is make test-quick)")
+	}
 	t.Parallel() // see TestClusterFailoverLosesNothing
 	sn := redistest.StartSentinel(t, 2, 3)
 	s := openCfg(t, Config{Addrs: sn.Addrs(), MasterName: sn.Name, KeyPrefix: newPrefix(),
@@ -230,6 +233,9 @@ func TestSentinelFailoverLosesNothing(t *testing.T) {
 // its own, and most of their time is spent waiting on a failover or on
 // the topology to form, not on the CPU.
 func TestClusterFailoverLosesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a failover under load, 25 s of waiting (make test runs it; -short is make test-quick)")
+	}
 	t.Parallel()
 	c := redistest.StartCluster(t, 3, 1)
 	s := openCfg(t, Config{Addrs: c.Addrs(), KeyPrefix: newPrefix(), Timeout: time.Second, WaitReplicas: 1})
