@@ -7,8 +7,20 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// whichIsNotSet ends the note of a reference to an unset variable.
-const whichIsNotSet = "which is not set"
+// emptyRef is a reference without a default that expanded to "": the
+// variable name, and whether it was set (to "") or not set at all.
+type emptyRef struct {
+	name string
+	set  bool
+}
+
+// String is how a problem names it: "${ISS}, which is not set".
+func (r emptyRef) String() string {
+	if r.set {
+		return "${" + r.name + "}, which is empty"
+	}
+	return "${" + r.name + "}, which is not set"
+}
 
 // lookupFunc returns the value of an environment variable and whether it
 // is set, like os.LookupEnv.
@@ -42,7 +54,7 @@ func expandTree(n *yaml.Node, path string, lookup lookupFunc, src *source, col *
 		if n.ShortTag() != "!!str" || !strings.Contains(n.Value, "$") {
 			return
 		}
-		var empty []string
+		var empty []emptyRef
 		v, err := expandNoting(n.Value, lookup, &empty)
 		if err != nil {
 			col.addBad(src, path, n.Line, "%v", err)
@@ -51,13 +63,15 @@ func expandTree(n *yaml.Node, path string, lookup lookupFunc, src *source, col *
 		if len(empty) > 0 {
 			// A problem with this value then says where its emptiness
 			// came from: "issuer: required (from ${ISS}, which is not set)".
-			src.empty[path] = "from " + strings.Join(empty, " and ")
+			notes := make([]string, len(empty))
 			var names []string
-			for _, e := range empty {
-				if ref, ok := strings.CutSuffix(e, ", "+whichIsNotSet); ok {
-					names = append(names, strings.TrimSuffix(strings.TrimPrefix(ref, "${"), "}"))
+			for i, e := range empty {
+				notes[i] = e.String()
+				if !e.set {
+					names = append(names, e.name)
 				}
 			}
+			src.empty[path] = "from " + strings.Join(notes, " and ")
 			if len(names) > 0 {
 				col.unset = append(col.unset, unsetRef{src: src, path: path, names: names})
 			}
@@ -76,9 +90,8 @@ func expand(s string, lookup lookupFunc) (string, error) {
 }
 
 // expandNoting is expand that adds to *empty, when empty is not nil, each
-// reference without a default that expanded to "", as "${VAR}, which is
-// not set" (or "…, which is empty").
-func expandNoting(s string, lookup lookupFunc, empty *[]string) (string, error) {
+// reference without a default that expanded to "".
+func expandNoting(s string, lookup lookupFunc, empty *[]emptyRef) (string, error) {
 	if !strings.Contains(s, "$") {
 		return s, nil
 	}
@@ -136,7 +149,7 @@ func matchBrace(s string, from int) int {
 
 // expandRef expands the inside of one ${…}, noting an empty one in
 // *empty (see expandNoting).
-func expandRef(ref string, lookup lookupFunc, empty *[]string) (string, error) {
+func expandRef(ref string, lookup lookupFunc, empty *[]emptyRef) (string, error) {
 	name, def, hasDef := strings.Cut(ref, ":-")
 	if !validVarName(name) {
 		return "", fmt.Errorf("invalid reference ${%s}: a reference is ${NAME} or ${NAME:-default}, NAME made of letters, digits and '_' (write $$ for a literal $)", abbrev(ref, 40))
@@ -146,11 +159,7 @@ func expandRef(ref string, lookup lookupFunc, empty *[]string) (string, error) {
 		return expandNoting(def, lookup, empty)
 	}
 	if empty != nil && v == "" {
-		why := whichIsNotSet
-		if ok {
-			why = "which is empty"
-		}
-		*empty = append(*empty, fmt.Sprintf("${%s}, %s", name, why))
+		*empty = append(*empty, emptyRef{name: name, set: ok})
 	}
 	return v, nil
 }
