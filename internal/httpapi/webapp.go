@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"image"
 	"image/color"
 	"image/png"
@@ -130,27 +129,14 @@ func parseSubscribeToken(v []byte, now time.Time) subscribeToken {
 	return t
 }
 
-// putBackTimeout bounds the write that puts a taken token back, which
-// runs even when the request that took it has gone.
-const putBackTimeout = 5 * time.Second
-
 // useToken spends the one-time token tok on use, which gets the token's
-// subject and keeps the subscription. It takes the token first
-// (TakeRecord: of concurrent posts of one token exactly one gets it, the
-// others ciba.ErrNotFound) and, when use fails, puts it back
-// (PutRecord, which only creates) for the rest of its lifetime, so that
-// a store error leaves the user a token to try again with rather than a
-// spent one and no subscription.
-//
-// Why not write first and take after: the store has no transaction over
-// two records (the token and the user's subscriptions), so every post of
-// a burst could write before any of them took the token — a subscription
-// per post. Taking first keeps the one-time property exact: only the
-// holder of the taken token writes, and it puts the token back only when
-// its own write failed. Left uncovered: a write that failed in doubt (a
-// commit that lands after reporting an error) leaves a subscription and a
-// live token both (a retry of the same browser then replaces it: Add keys
-// by endpoint); a store down for the put-back as well loses the token.
+// subject and keeps the subscription. It takes the token first (of
+// concurrent posts of one token exactly one gets it, the others
+// ciba.ErrNotFound) and, when use fails, puts it back for the rest of its
+// lifetime (ciba.UseTaken says why this order keeps one subscription per
+// token), so that a store error leaves the user a token to try again with.
+// A write that failed in doubt and landed is replaced by a retry of the
+// same browser (Add keys by endpoint).
 func (wp *WebPush) useToken(ctx context.Context, tok string, use func(subject string) error) error {
 	v, err := wp.Records.TakeRecord(ctx, subscribeKind, tokenKey(tok))
 	if err != nil {
@@ -161,20 +147,7 @@ func (wp *WebPush) useToken(ctx context.Context, tok string, use func(subject st
 	if !now.Before(t.Expires) {
 		return ciba.ErrNotFound // a backend keeping it a little longer
 	}
-	uerr := use(t.Subject)
-	if uerr == nil {
-		return nil
-	}
-	left := time.Until(t.Expires)
-	if left <= 0 {
-		return uerr
-	}
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), putBackTimeout)
-	defer cancel()
-	if err := wp.Records.PutRecord(pctx, subscribeKind, tokenKey(tok), v, left); err != nil {
-		return errors.Join(uerr, fmt.Errorf("webpush: put the subscription token back: %w", err))
-	}
-	return uerr
+	return ciba.UseTaken(ctx, wp.Records, subscribeKind, tokenKey(tok), v, t.Expires, now, func() error { return use(t.Subject) })
 }
 
 // tokenKey is the record key of a token: its hash, so that the store holds

@@ -277,51 +277,19 @@ func (e *Enrolments) Take(ctx context.Context, token string) (Enrolment, error) 
 	return e.decode(v, err)
 }
 
-// putBackTimeout bounds the write that puts a taken enrolment back
-// (Redeem), which runs even when the request that took it has gone.
-const putBackTimeout = 5 * time.Second
-
-// Redeem uses the token up for use: it takes the enrolment (Take: of
-// concurrent callers exactly one gets it, the others ErrNotFound), calls
-// use with it, and, when use fails (the credentials' write: a store
-// error, ErrTooMany), puts it back for the rest of its lifetime, so that
-// the same token can be tried again rather than being spent with nothing
-// to show for it.
-//
-// Why take first and put back, rather than write first and take after:
-// the store has no transaction over two records (the enrolment and the
-// user's credentials), so "write, then take" would let every one of a
-// burst of concurrent posts write before any of them took the token — as
-// many passkeys as posts. Taking first keeps the one-time property exact:
-// only the one caller holding the taken enrolment writes, and while it
-// holds it every other post finds nothing (ErrNotFound). Putting back
-// (PutRecord, which only creates) cannot revive a token that was used:
-// it is put back only by the caller whose write failed, and its lifetime
-// is what was left of the original (Enrolment.Expires), never more.
-// What it does not cover: a write that failed in doubt (a store commit
-// that lands after reporting an error) may leave a passkey and a live
-// token both; and a store down for the put-back as well loses the token,
-// as before (the error says so).
+// Redeem uses the token up for use: it takes the enrolment (of concurrent
+// callers exactly one gets it, the others ErrNotFound), calls use with it,
+// and, when use fails (the credentials' write: a store error, ErrTooMany),
+// puts it back for the rest of its lifetime (ciba.UseTaken says why this
+// order keeps one passkey per token), so that the same token can be tried
+// again.
 func (e *Enrolments) Redeem(ctx context.Context, token string, use func(Enrolment) error) (Enrolment, error) {
 	v, err := e.Records.TakeRecord(ctx, kindEnrolment, tokenKey(token))
 	en, err := e.decode(v, err)
 	if err != nil {
 		return en, err
 	}
-	uerr := use(en)
-	if uerr == nil {
-		return en, nil
-	}
-	left := en.Expires.Sub(e.now())
-	if left <= 0 {
-		return en, uerr
-	}
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), putBackTimeout)
-	defer cancel()
-	if err := e.Records.PutRecord(pctx, kindEnrolment, tokenKey(token), v, left); err != nil {
-		return en, errors.Join(uerr, fmt.Errorf("passkey: put the enrolment back: %w", err))
-	}
-	return en, uerr
+	return en, ciba.UseTaken(ctx, e.Records, kindEnrolment, tokenKey(token), v, en.Expires, e.now(), func() error { return use(en) })
 }
 
 func (e *Enrolments) decode(v []byte, err error) (Enrolment, error) {
